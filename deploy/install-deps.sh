@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs exactly the Debian 12 packages refbus needs to build, test and run its demo,
+# and only those that are missing. Works as root or through sudo.
+#
+#   deploy/install-deps.sh           build + tests + demo
+#   deploy/install-deps.sh --fuzz    also clang and libFuzzer (fuzz build tree)
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake pkg-config
+  # libraries (headers + shared objects)
+  libzmq3-dev cppzmq-dev libsodium-dev libprotobuf-dev protobuf-compiler
+  liblmdb-dev libspdlog-dev libfmt-dev libssl-dev
+  libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
+  # tests
+  libgtest-dev libgmock-dev
+  # fuzz smoke runs in the test suite (clang + libFuzzer, own build tree)
+  clang libclang-rt-14-dev
+)
+
+for arg in "$@"; do
+  case "$arg" in
+    --fuzz) ;;  # clang is part of the default set: the suite runs a fuzz smoke test
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+if [[ $(id -u) -eq 0 ]]; then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo)
+else
+  echo "install-deps: missing packages and neither root nor sudo: install them by hand:" >&2
+  echo "  apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -qq
+"${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

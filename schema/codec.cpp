@@ -1,0 +1,825 @@
+#include "schema/codec.h"
+
+#include <google/protobuf/stubs/logging.h>
+#include <string.h>
+
+#include <algorithm>
+#include <climits>
+#include <mutex>
+#include <string>
+
+#include "refbus/v1/consent.pb.h"
+#include "refbus/v1/directory.pb.h"
+#include "refbus/v1/envelope.pb.h"
+#include "refbus/v1/keyfile.pb.h"
+#include "refbus/v1/transport.pb.h"
+
+namespace refbus::schema {
+namespace {
+
+namespace pb = ::refbus::v1;
+
+// Protobuf logs parse problems (for example invalid UTF-8 in a string field) to stderr
+// itself. Peer input must not reach logs that way: refbus reports its own error instead.
+void SilenceProtobufLogging() {
+  static std::once_flag once;
+  std::call_once(once, [] { google::protobuf::SetLogHandler(nullptr); });
+}
+
+template <typename Msg>
+Status Parse(Msg& msg, ByteView bytes, size_t limit, std::string_view what) {
+  SilenceProtobufLogging();
+  if (bytes.size() > limit) {
+    return ResourceExhausted(std::string(what) + " is " + std::to_string(bytes.size()) +
+                             " bytes, over the limit of " + std::to_string(limit));
+  }
+  if (bytes.size() > static_cast<size_t>(INT_MAX) ||
+      !msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return Malformed(std::string(what) + " does not decode");
+  }
+  return Status::Ok();
+}
+
+template <typename Msg>
+Bytes Serialize(const Msg& msg) {
+  Bytes out(msg.ByteSizeLong());
+  if (!out.empty() && !msg.SerializeToArray(out.data(), static_cast<int>(out.size()))) {
+    std::abort();  // serializing a message we built cannot fail
+  }
+  return out;
+}
+
+Bytes B(const std::string& s) { return Bytes(s.begin(), s.end()); }
+std::string S(ByteView b) { return std::string(AsChars(b)); }
+
+Status FieldError(std::string_view what, std::string_view field, std::string_view problem) {
+  return Malformed(std::string(what) + ": field '" + std::string(field) + "' " +
+                   std::string(problem));
+}
+
+Status CheckSize(std::string_view what, std::string_view field, const std::string& v,
+                 size_t want) {
+  if (v.size() != want) {
+    return FieldError(what, field,
+                      "has " + std::to_string(v.size()) + " bytes, expected " +
+                          std::to_string(want));
+  }
+  return Status::Ok();
+}
+
+Status CheckSizeOrEmpty(std::string_view what, std::string_view field, const std::string& v,
+                        size_t want) {
+  if (v.empty()) return Status::Ok();
+  return CheckSize(what, field, v, want);
+}
+
+Status CheckPartyId(std::string_view what, std::string_view field, const std::string& id) {
+  if (!IsValidPartyId(id)) return FieldError(what, field, "is not a valid party id");
+  return Status::Ok();
+}
+
+// Enum values are open in proto3: an unknown number parses. refbus refuses it.
+template <typename E>
+Status CheckEnum(std::string_view what, std::string_view field, int v, int max,
+                 bool allow_zero = false) {
+  if (v < (allow_zero ? 0 : 1) || v > max) {
+    return FieldError(what, field, "has unknown value " + std::to_string(v));
+  }
+  return Status::Ok();
+}
+
+template <typename E, typename Repeated>
+Result<std::vector<E>> EnumList(std::string_view what, std::string_view field,
+                                const Repeated& in, int max) {
+  std::vector<E> out;
+  out.reserve(static_cast<size_t>(in.size()));
+  for (int v : in) {
+    REFBUS_RETURN_IF_ERROR(CheckEnum<E>(what, field, v, max));
+    out.push_back(static_cast<E>(v));
+  }
+  return out;
+}
+
+template <typename E, typename Repeated>
+void PutEnumList(const std::vector<E>& in, Repeated* out) {
+  for (E v : in) out->Add(static_cast<int>(v));
+}
+
+// ---- Frames ----
+
+Result<Frame> FromProto(const pb::Frame& m) {
+  constexpr std::string_view kWhat = "frame";
+  Frame f;
+  f.version = m.version();
+  f.request_id = m.request_id();
+  if (f.version != 1) {
+    return FieldError(kWhat, "version", "is " + std::to_string(f.version) + ", expected 1");
+  }
+  switch (m.body_case()) {
+    case pb::Frame::kHello:
+      f.type = Frame::Type::kHello;
+      f.hello.party_id = m.hello().party_id();
+      f.hello.directory_serial = m.hello().directory_serial();
+      f.hello.software = m.hello().software();
+      REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "hello.party_id", f.hello.party_id));
+      break;
+    case pb::Frame::kWelcome:
+      f.type = Frame::Type::kWelcome;
+      f.welcome.broker_id = m.welcome().broker_id();
+      f.welcome.directory_serial = m.welcome().directory_serial();
+      f.welcome.max_frame_bytes = m.welcome().max_frame_bytes();
+      REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "welcome.broker_id", f.welcome.broker_id));
+      break;
+    case pb::Frame::kSubmit:
+      f.type = Frame::Type::kSubmit;
+      f.submit.envelope = B(m.submit().envelope());
+      if (f.submit.envelope.empty()) return FieldError(kWhat, "submit.envelope", "is empty");
+      break;
+    case pb::Frame::kDeliver:
+      f.type = Frame::Type::kDeliver;
+      f.deliver.envelope = B(m.deliver().envelope());
+      f.deliver.attempt = m.deliver().attempt();
+      if (f.deliver.envelope.empty()) return FieldError(kWhat, "deliver.envelope", "is empty");
+      break;
+    case pb::Frame::kAck:
+      f.type = Frame::Type::kAck;
+      REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "ack.message_id", m.ack().message_id(),
+                                       kMessageIdBytes));
+      f.ack.message_id = B(m.ack().message_id());
+      f.ack.duplicate = m.ack().duplicate();
+      break;
+    case pb::Frame::kNack:
+      f.type = Frame::Type::kNack;
+      REFBUS_RETURN_IF_ERROR(CheckSizeOrEmpty(kWhat, "nack.message_id", m.nack().message_id(),
+                                              kMessageIdBytes));
+      REFBUS_RETURN_IF_ERROR(CheckEnum<NackReason>(kWhat, "nack.reason", m.nack().reason(),
+                                                   pb::NackReason_MAX));
+      f.nack.message_id = B(m.nack().message_id());
+      f.nack.reason = static_cast<NackReason>(m.nack().reason());
+      f.nack.detail = m.nack().detail();
+      f.nack.retry_after_ms = m.nack().retry_after_ms();
+      break;
+    case pb::Frame::kDirectoryFetch:
+      f.type = Frame::Type::kDirectoryFetch;
+      f.directory_fetch.have_serial = m.directory_fetch().have_serial();
+      break;
+    case pb::Frame::kDirectoryReply:
+      f.type = Frame::Type::kDirectoryReply;
+      f.directory_reply.signed_directory = B(m.directory_reply().signed_directory());
+      break;
+    case pb::Frame::BODY_NOT_SET:
+      return FieldError(kWhat, "body", "is missing");
+  }
+  return f;
+}
+
+pb::Frame ToProto(const Frame& f) {
+  pb::Frame m;
+  m.set_version(f.version);
+  m.set_request_id(f.request_id);
+  switch (f.type) {
+    case Frame::Type::kHello: {
+      auto* h = m.mutable_hello();
+      h->set_party_id(f.hello.party_id);
+      h->set_directory_serial(f.hello.directory_serial);
+      h->set_software(f.hello.software);
+      break;
+    }
+    case Frame::Type::kWelcome: {
+      auto* w = m.mutable_welcome();
+      w->set_broker_id(f.welcome.broker_id);
+      w->set_directory_serial(f.welcome.directory_serial);
+      w->set_max_frame_bytes(f.welcome.max_frame_bytes);
+      break;
+    }
+    case Frame::Type::kSubmit:
+      m.mutable_submit()->set_envelope(S(f.submit.envelope));
+      break;
+    case Frame::Type::kDeliver:
+      m.mutable_deliver()->set_envelope(S(f.deliver.envelope));
+      m.mutable_deliver()->set_attempt(f.deliver.attempt);
+      break;
+    case Frame::Type::kAck:
+      m.mutable_ack()->set_message_id(S(f.ack.message_id));
+      m.mutable_ack()->set_duplicate(f.ack.duplicate);
+      break;
+    case Frame::Type::kNack: {
+      auto* n = m.mutable_nack();
+      n->set_message_id(S(f.nack.message_id));
+      n->set_reason(static_cast<pb::NackReason>(f.nack.reason));
+      n->set_detail(f.nack.detail);
+      n->set_retry_after_ms(f.nack.retry_after_ms);
+      break;
+    }
+    case Frame::Type::kDirectoryFetch:
+      m.mutable_directory_fetch()->set_have_serial(f.directory_fetch.have_serial);
+      break;
+    case Frame::Type::kDirectoryReply:
+      m.mutable_directory_reply()->set_signed_directory(S(f.directory_reply.signed_directory));
+      break;
+  }
+  return m;
+}
+
+// ---- Envelope ----
+
+Result<EnvelopeHeader> FromProto(const pb::EnvelopeHeader& m) {
+  constexpr std::string_view kWhat = "envelope header";
+  EnvelopeHeader h;
+  h.version = m.version();
+  if (h.version != 1) {
+    return FieldError(kWhat, "version", "is " + std::to_string(h.version) + ", expected 1");
+  }
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "message_id", m.message_id(), kMessageIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckEnum<MessageKind>(kWhat, "kind", m.kind(), pb::MessageKind_MAX));
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "sender_id", m.sender_id()));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "sender_key_id", m.sender_key_id(), kKeyIdBytes));
+  if (m.recipients_size() == 0) return FieldError(kWhat, "recipients", "is empty");
+  if (static_cast<size_t>(m.recipients_size()) > kMaxRecipients) {
+    return FieldError(kWhat, "recipients", "has more than " + std::to_string(kMaxRecipients));
+  }
+  for (const auto& r : m.recipients()) {
+    REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "recipients.agency_id", r.agency_id()));
+    REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "recipients.prekey_id", r.prekey_id(), kKeyIdBytes));
+    REFBUS_RETURN_IF_ERROR(
+        CheckSize(kWhat, "recipients.wrapped_key", r.wrapped_key(), kWrappedKeyBytes));
+    for (const auto& seen : h.recipients) {
+      if (seen.agency_id == r.agency_id()) {
+        return FieldError(kWhat, "recipients", "names one agency twice");
+      }
+    }
+    h.recipients.push_back({r.agency_id(), B(r.prekey_id()), B(r.wrapped_key())});
+  }
+  if (!m.case_ref().empty() && !IsValidCaseRef(m.case_ref())) {
+    return FieldError(kWhat, "case_ref", "is not a valid case pseudonym");
+  }
+  REFBUS_RETURN_IF_ERROR(
+      CheckSizeOrEmpty(kWhat, "consent_grant_id", m.consent_grant_id(), kGrantIdBytes));
+  REFBUS_RETURN_IF_ERROR(
+      CheckEnum<Purpose>(kWhat, "purpose", m.purpose(), pb::Purpose_MAX, /*allow_zero=*/true));
+  REFBUS_ASSIGN_OR_RETURN(h.categories, (EnumList<DataCategory>(kWhat, "categories",
+                                                               m.categories(),
+                                                               pb::DataCategory_MAX)));
+  if (m.expires_at_ms() <= m.created_at_ms()) {
+    return FieldError(kWhat, "expires_at_ms", "is not after created_at_ms");
+  }
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "ephemeral_key", m.ephemeral_key(), kPublicKeyBytes));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "content_nonce", m.content_nonce(), kNonceBytes));
+  REFBUS_RETURN_IF_ERROR(
+      CheckSize(kWhat, "key_commitment", m.key_commitment(), kCommitmentBytes));
+  h.message_id = B(m.message_id());
+  h.kind = static_cast<MessageKind>(m.kind());
+  h.sender_id = m.sender_id();
+  h.sender_key_id = B(m.sender_key_id());
+  h.case_ref = m.case_ref();
+  h.consent_grant_id = B(m.consent_grant_id());
+  h.purpose = static_cast<Purpose>(m.purpose());
+  h.created_at_ms = m.created_at_ms();
+  h.expires_at_ms = m.expires_at_ms();
+  h.ephemeral_key = B(m.ephemeral_key());
+  h.content_nonce = B(m.content_nonce());
+  h.key_commitment = B(m.key_commitment());
+  return h;
+}
+
+pb::EnvelopeHeader ToProto(const EnvelopeHeader& h) {
+  pb::EnvelopeHeader m;
+  m.set_version(h.version);
+  m.set_message_id(S(h.message_id));
+  m.set_kind(static_cast<pb::MessageKind>(h.kind));
+  m.set_sender_id(h.sender_id);
+  m.set_sender_key_id(S(h.sender_key_id));
+  for (const auto& r : h.recipients) {
+    auto* out = m.add_recipients();
+    out->set_agency_id(r.agency_id);
+    out->set_prekey_id(S(r.prekey_id));
+    out->set_wrapped_key(S(r.wrapped_key));
+  }
+  m.set_case_ref(h.case_ref);
+  m.set_consent_grant_id(S(h.consent_grant_id));
+  m.set_purpose(static_cast<pb::Purpose>(h.purpose));
+  PutEnumList(h.categories, m.mutable_categories());
+  m.set_created_at_ms(h.created_at_ms);
+  m.set_expires_at_ms(h.expires_at_ms);
+  m.set_ephemeral_key(S(h.ephemeral_key));
+  m.set_content_nonce(S(h.content_nonce));
+  m.set_key_commitment(S(h.key_commitment));
+  return m;
+}
+
+// ---- Directory ----
+
+Result<Prekey> FromProto(const pb::Prekey& m) {
+  constexpr std::string_view kWhat = "prekey";
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "owner_id", m.owner_id()));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "public_key", m.public_key(), kPublicKeyBytes));
+  if (m.not_after_ms() <= m.not_before_ms()) {
+    return FieldError(kWhat, "not_after_ms", "is not after not_before_ms");
+  }
+  return Prekey{m.owner_id(), B(m.public_key()), m.not_before_ms(), m.not_after_ms()};
+}
+
+pb::Prekey ToProto(const Prekey& p) {
+  pb::Prekey m;
+  m.set_owner_id(p.owner_id);
+  m.set_public_key(S(p.public_key));
+  m.set_not_before_ms(p.not_before_ms);
+  m.set_not_after_ms(p.not_after_ms);
+  return m;
+}
+
+Result<Party> FromProto(const pb::Party& m) {
+  constexpr std::string_view kWhat = "party";
+  Party p;
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "id", m.id()));
+  std::string what = "party " + m.id();
+  REFBUS_RETURN_IF_ERROR(CheckEnum<PartyKind>(what, "kind", m.kind(), pb::PartyKind_MAX));
+  REFBUS_RETURN_IF_ERROR(CheckEnum<AgencyType>(what, "agency_type", m.agency_type(),
+                                               pb::AgencyType_MAX, /*allow_zero=*/true));
+  REFBUS_RETURN_IF_ERROR(
+      CheckEnum<PartyStatus>(what, "status", m.status(), pb::PartyStatus_MAX));
+  if (!m.home_broker().empty()) {
+    REFBUS_RETURN_IF_ERROR(CheckPartyId(what, "home_broker", m.home_broker()));
+  }
+  if (m.display_name().size() > 200) return FieldError(what, "display_name", "is too long");
+  if (m.region().size() > 48) return FieldError(what, "region", "is too long");
+  if (m.endpoint().size() > 256) return FieldError(what, "endpoint", "is too long");
+  p.id = m.id();
+  p.kind = static_cast<PartyKind>(m.kind());
+  p.display_name = m.display_name();
+  p.agency_type = static_cast<AgencyType>(m.agency_type());
+  p.region = m.region();
+  p.home_broker = m.home_broker();
+  REFBUS_ASSIGN_OR_RETURN(p.roles, (EnumList<Role>(what, "roles", m.roles(), pb::Role_MAX)));
+  if (m.keys_size() == 0) return FieldError(what, "keys", "is empty");
+  for (const auto& k : m.keys()) {
+    KeyRecord rec;
+    REFBUS_RETURN_IF_ERROR(CheckSize(what, "keys.signing_key", k.signing_key(), kPublicKeyBytes));
+    REFBUS_RETURN_IF_ERROR(
+        CheckSizeOrEmpty(what, "keys.transport_key", k.transport_key(), kPublicKeyBytes));
+    REFBUS_RETURN_IF_ERROR(CheckEnum<KeyState>(what, "keys.state", k.state(), pb::KeyState_MAX));
+    rec.signing_key = B(k.signing_key());
+    rec.transport_key = B(k.transport_key());
+    rec.state = static_cast<KeyState>(k.state());
+    rec.state_since_ms = k.state_since_ms();
+    for (const auto& sp : k.prekeys()) {
+      REFBUS_RETURN_IF_ERROR(
+          CheckSize(what, "keys.prekeys.signature", sp.signature(), kSignatureBytes));
+      pb::Prekey pm;
+      REFBUS_RETURN_IF_ERROR(Parse(pm, AsBytes(sp.prekey()), kMaxRecordBytes, what + " prekey"));
+      REFBUS_ASSIGN_OR_RETURN(Prekey prekey, FromProto(pm));
+      if (prekey.owner_id != p.id) {
+        return FieldError(what, "keys.prekeys.owner_id", "names another party");
+      }
+      rec.prekeys.push_back({B(sp.prekey()), std::move(prekey), B(sp.signature())});
+    }
+    p.keys.push_back(std::move(rec));
+  }
+  p.valid_from_ms = m.valid_from_ms();
+  p.valid_until_ms = m.valid_until_ms();
+  p.status = static_cast<PartyStatus>(m.status());
+  p.status_since_ms = m.status_since_ms();
+  p.endpoint = m.endpoint();
+  return p;
+}
+
+void ToProto(const Party& p, pb::Party* m) {
+  m->set_id(p.id);
+  m->set_kind(static_cast<pb::PartyKind>(p.kind));
+  m->set_display_name(p.display_name);
+  m->set_agency_type(static_cast<pb::AgencyType>(p.agency_type));
+  m->set_region(p.region);
+  m->set_home_broker(p.home_broker);
+  PutEnumList(p.roles, m->mutable_roles());
+  for (const auto& k : p.keys) {
+    auto* out = m->add_keys();
+    out->set_signing_key(S(k.signing_key));
+    out->set_transport_key(S(k.transport_key));
+    out->set_state(static_cast<pb::KeyState>(k.state));
+    out->set_state_since_ms(k.state_since_ms);
+    for (const auto& sp : k.prekeys) {
+      auto* o = out->add_prekeys();
+      o->set_prekey(S(sp.prekey_bytes));
+      o->set_signature(S(sp.signature));
+    }
+  }
+  m->set_valid_from_ms(p.valid_from_ms);
+  m->set_valid_until_ms(p.valid_until_ms);
+  m->set_status(static_cast<pb::PartyStatus>(p.status));
+  m->set_status_since_ms(p.status_since_ms);
+  m->set_endpoint(p.endpoint);
+}
+
+Result<std::vector<Party>> PartyList(const google::protobuf::RepeatedPtrField<pb::Party>& in,
+                                     PartyKind want, std::string_view list) {
+  std::vector<Party> out;
+  out.reserve(static_cast<size_t>(in.size()));
+  for (const auto& m : in) {
+    REFBUS_ASSIGN_OR_RETURN(Party p, FromProto(m));
+    if (p.kind != want) {
+      return Malformed("directory: party " + p.id + " in the " + std::string(list) +
+                       " list is of kind " + std::string(Name(p.kind)));
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+Result<Directory> FromProto(const pb::Directory& m) {
+  Directory d;
+  d.format_version = m.format_version();
+  if (d.format_version != 1) {
+    return FieldError("directory", "format_version",
+                      "is " + std::to_string(d.format_version) + ", expected 1");
+  }
+  if (m.federation().empty() || m.federation().size() > 64) {
+    return FieldError("directory", "federation", "is empty or too long");
+  }
+  d.federation = m.federation();
+  d.serial = m.serial();
+  d.issued_at_ms = m.issued_at_ms();
+  d.expires_at_ms = m.expires_at_ms();
+  if (d.expires_at_ms <= d.issued_at_ms) {
+    return FieldError("directory", "expires_at_ms", "is not after issued_at_ms");
+  }
+  REFBUS_ASSIGN_OR_RETURN(d.agencies, PartyList(m.agencies(), PartyKind::kAgency, "agency"));
+  REFBUS_ASSIGN_OR_RETURN(d.brokers, PartyList(m.brokers(), PartyKind::kBroker, "broker"));
+  REFBUS_ASSIGN_OR_RETURN(d.auditors, PartyList(m.auditors(), PartyKind::kAuditor, "auditor"));
+  // Ids are unique across the whole directory: ZAP's User-Id names exactly one party.
+  std::vector<std::string_view> ids;
+  for (const auto* list : {&d.agencies, &d.brokers, &d.auditors}) {
+    for (const auto& p : *list) ids.push_back(p.id);
+  }
+  std::sort(ids.begin(), ids.end());
+  if (std::adjacent_find(ids.begin(), ids.end()) != ids.end()) {
+    return Malformed("directory: a party id appears twice");
+  }
+  return d;
+}
+
+pb::Directory ToProto(const Directory& d) {
+  pb::Directory m;
+  m.set_format_version(d.format_version);
+  m.set_federation(d.federation);
+  m.set_serial(d.serial);
+  m.set_issued_at_ms(d.issued_at_ms);
+  m.set_expires_at_ms(d.expires_at_ms);
+  for (const auto& p : d.agencies) ToProto(p, m.add_agencies());
+  for (const auto& p : d.brokers) ToProto(p, m.add_brokers());
+  for (const auto& p : d.auditors) ToProto(p, m.add_auditors());
+  return m;
+}
+
+// ---- Consent ----
+
+Result<ConsentGrant> FromProto(const pb::ConsentGrant& m) {
+  constexpr std::string_view kWhat = "consent grant";
+  ConsentGrant g;
+  g.format_version = m.format_version();
+  if (g.format_version != 1) {
+    return FieldError(kWhat, "format_version",
+                      "is " + std::to_string(g.format_version) + ", expected 1");
+  }
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "grant_id", m.grant_id(), kGrantIdBytes));
+  if (!IsValidCaseRef(m.case_ref())) {
+    return FieldError(kWhat, "case_ref", "is not a valid case pseudonym");
+  }
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "recorded_by", m.recorded_by()));
+  REFBUS_RETURN_IF_ERROR(CheckEnum<LegalBasis>(kWhat, "basis", m.basis(), pb::LegalBasis_MAX));
+  if (m.legal_article().size() > 128) return FieldError(kWhat, "legal_article", "is too long");
+  for (const auto& r : m.allowed_recipients()) {
+    REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "allowed_recipients", r));
+  }
+  if (m.expires_at_ms() <= m.issued_at_ms()) {
+    return FieldError(kWhat, "expires_at_ms", "is not after issued_at_ms");
+  }
+  g.grant_id = B(m.grant_id());
+  g.case_ref = m.case_ref();
+  g.recorded_by = m.recorded_by();
+  g.basis = static_cast<LegalBasis>(m.basis());
+  g.legal_article = m.legal_article();
+  REFBUS_ASSIGN_OR_RETURN(g.consenters, (EnumList<Consenter>(kWhat, "consenters",
+                                                            m.consenters(), pb::Consenter_MAX)));
+  g.subject_assent = m.subject_assent();
+  REFBUS_ASSIGN_OR_RETURN(g.purposes,
+                          (EnumList<Purpose>(kWhat, "purposes", m.purposes(), pb::Purpose_MAX)));
+  REFBUS_ASSIGN_OR_RETURN(g.categories, (EnumList<DataCategory>(kWhat, "categories",
+                                                               m.categories(),
+                                                               pb::DataCategory_MAX)));
+  g.allowed_recipients.assign(m.allowed_recipients().begin(), m.allowed_recipients().end());
+  REFBUS_ASSIGN_OR_RETURN(g.allowed_agency_types,
+                          (EnumList<AgencyType>(kWhat, "allowed_agency_types",
+                                                m.allowed_agency_types(), pb::AgencyType_MAX)));
+  g.onward_sharing = m.onward_sharing();
+  g.issued_at_ms = m.issued_at_ms();
+  g.expires_at_ms = m.expires_at_ms();
+  g.retention_until_ms = m.retention_until_ms();
+  g.emergency_override = m.emergency_override();
+  g.representative_conflict = m.representative_conflict();
+  return g;
+}
+
+pb::ConsentGrant ToProto(const ConsentGrant& g) {
+  pb::ConsentGrant m;
+  m.set_format_version(g.format_version);
+  m.set_grant_id(S(g.grant_id));
+  m.set_case_ref(g.case_ref);
+  m.set_recorded_by(g.recorded_by);
+  m.set_basis(static_cast<pb::LegalBasis>(g.basis));
+  m.set_legal_article(g.legal_article);
+  PutEnumList(g.consenters, m.mutable_consenters());
+  m.set_subject_assent(g.subject_assent);
+  PutEnumList(g.purposes, m.mutable_purposes());
+  PutEnumList(g.categories, m.mutable_categories());
+  for (const auto& r : g.allowed_recipients) m.add_allowed_recipients(r);
+  PutEnumList(g.allowed_agency_types, m.mutable_allowed_agency_types());
+  m.set_onward_sharing(g.onward_sharing);
+  m.set_issued_at_ms(g.issued_at_ms);
+  m.set_expires_at_ms(g.expires_at_ms);
+  m.set_retention_until_ms(g.retention_until_ms);
+  m.set_emergency_override(g.emergency_override);
+  m.set_representative_conflict(g.representative_conflict);
+  return m;
+}
+
+}  // namespace
+
+bool IsValidPartyId(std::string_view id) {
+  if (id.size() < 3 || id.size() > 48) return false;
+  if (id.front() == '-' || id.back() == '-') return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool IsValidCaseRef(std::string_view ref) {
+  if (ref.size() < 8 || ref.size() > 64) return false;
+  for (char c : ref) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+Result<Frame> DecodeFrame(ByteView bytes) {
+  pb::Frame m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxFrameBytes, "frame"));
+  return FromProto(m);
+}
+
+Bytes EncodeFrame(const Frame& frame) { return Serialize(ToProto(frame)); }
+
+Result<EnvelopeHeader> DecodeEnvelopeHeader(ByteView bytes) {
+  pb::EnvelopeHeader m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxRecordBytes, "envelope header"));
+  return FromProto(m);
+}
+
+Bytes EncodeEnvelopeHeader(const EnvelopeHeader& header) { return Serialize(ToProto(header)); }
+
+Result<SealedEnvelope> DecodeEnvelope(ByteView bytes) {
+  pb::SealedEnvelope m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxEnvelopeBytes, "envelope"));
+  REFBUS_RETURN_IF_ERROR(CheckSize("envelope", "signature", m.signature(), kSignatureBytes));
+  if (m.ciphertext().size() < 16) {
+    return FieldError("envelope", "ciphertext", "is shorter than an authentication tag");
+  }
+  SealedEnvelope e;
+  e.header_bytes = B(m.header());
+  REFBUS_ASSIGN_OR_RETURN(e.header, DecodeEnvelopeHeader(e.header_bytes));
+  e.ciphertext = B(m.ciphertext());
+  e.signature = B(m.signature());
+  return e;
+}
+
+Bytes EncodeEnvelope(const SealedEnvelope& envelope) {
+  pb::SealedEnvelope m;
+  m.set_header(S(envelope.header_bytes));
+  m.set_ciphertext(S(envelope.ciphertext));
+  m.set_signature(S(envelope.signature));
+  return Serialize(m);
+}
+
+Result<Prekey> DecodePrekey(ByteView bytes) {
+  pb::Prekey m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxRecordBytes, "prekey"));
+  return FromProto(m);
+}
+
+Bytes EncodePrekey(const Prekey& prekey) { return Serialize(ToProto(prekey)); }
+
+Result<Directory> DecodeDirectory(ByteView bytes) {
+  pb::Directory m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxDirectoryBytes, "directory"));
+  return FromProto(m);
+}
+
+Bytes EncodeDirectory(const Directory& directory) { return Serialize(ToProto(directory)); }
+
+Result<SignedDirectory> DecodeSignedDirectory(ByteView bytes) {
+  pb::SignedDirectory m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxDirectoryBytes, "signed directory"));
+  REFBUS_RETURN_IF_ERROR(
+      CheckSize("signed directory", "authority_key_id", m.authority_key_id(), kKeyIdBytes));
+  REFBUS_RETURN_IF_ERROR(
+      CheckSize("signed directory", "signature", m.signature(), kSignatureBytes));
+  SignedDirectory sd;
+  sd.directory_bytes = B(m.directory());
+  REFBUS_ASSIGN_OR_RETURN(sd.directory, DecodeDirectory(sd.directory_bytes));
+  sd.authority_key_id = B(m.authority_key_id());
+  sd.signature = B(m.signature());
+  return sd;
+}
+
+Bytes EncodeSignedDirectory(const SignedDirectory& sd) {
+  pb::SignedDirectory m;
+  m.set_directory(S(sd.directory_bytes));
+  m.set_authority_key_id(S(sd.authority_key_id));
+  m.set_signature(S(sd.signature));
+  return Serialize(m);
+}
+
+Result<PartyRecord> DecodePartyRecord(ByteView bytes) {
+  pb::PartyRecord m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxRecordBytes, "party record"));
+  if (m.format_version() != 1) {
+    return FieldError("party record", "format_version",
+                      "is " + std::to_string(m.format_version()) + ", expected 1");
+  }
+  if (!m.has_party()) return FieldError("party record", "party", "is missing");
+  PartyRecord r;
+  REFBUS_ASSIGN_OR_RETURN(r.party, FromProto(m.party()));
+  r.created_at_ms = m.created_at_ms();
+  return r;
+}
+
+Bytes EncodePartyRecord(const PartyRecord& record) {
+  pb::PartyRecord m;
+  m.set_format_version(record.format_version);
+  ToProto(record.party, m.mutable_party());
+  m.set_created_at_ms(record.created_at_ms);
+  return Serialize(m);
+}
+
+Result<SignedPartyRecord> DecodeSignedPartyRecord(ByteView bytes) {
+  pb::SignedPartyRecord m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxRecordBytes, "signed party record"));
+  REFBUS_RETURN_IF_ERROR(
+      CheckSize("signed party record", "signature", m.signature(), kSignatureBytes));
+  REFBUS_RETURN_IF_ERROR(CheckSizeOrEmpty("signed party record", "previous_key_signature",
+                                          m.previous_key_signature(), kSignatureBytes));
+  SignedPartyRecord r;
+  r.record_bytes = B(m.record());
+  REFBUS_ASSIGN_OR_RETURN(r.record, DecodePartyRecord(r.record_bytes));
+  r.signature = B(m.signature());
+  r.previous_key_signature = B(m.previous_key_signature());
+  return r;
+}
+
+Bytes EncodeSignedPartyRecord(const SignedPartyRecord& r) {
+  pb::SignedPartyRecord m;
+  m.set_record(S(r.record_bytes));
+  m.set_signature(S(r.signature));
+  m.set_previous_key_signature(S(r.previous_key_signature));
+  return Serialize(m);
+}
+
+Result<ConsentGrant> DecodeConsentGrant(ByteView bytes) {
+  pb::ConsentGrant m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxRecordBytes, "consent grant"));
+  return FromProto(m);
+}
+
+Bytes EncodeConsentGrant(const ConsentGrant& grant) { return Serialize(ToProto(grant)); }
+
+Result<SignedConsentGrant> DecodeSignedConsentGrant(ByteView bytes) {
+  constexpr std::string_view kWhat = "signed consent grant";
+  pb::SignedConsentGrant m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxRecordBytes, kWhat));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "signer_key_id", m.signer_key_id(), kKeyIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "signature", m.signature(), kSignatureBytes));
+  SignedConsentGrant g;
+  g.grant_bytes = B(m.grant());
+  REFBUS_ASSIGN_OR_RETURN(g.grant, DecodeConsentGrant(g.grant_bytes));
+  g.signer_key_id = B(m.signer_key_id());
+  g.signature = B(m.signature());
+  for (const auto& c : m.countersignatures()) {
+    REFBUS_RETURN_IF_ERROR(
+        CheckSize(kWhat, "countersignatures.public_key", c.public_key(), kPublicKeyBytes));
+    REFBUS_RETURN_IF_ERROR(
+        CheckSize(kWhat, "countersignatures.signature", c.signature(), kSignatureBytes));
+    if (c.operator_ref().empty() || c.operator_ref().size() > 64) {
+      return FieldError(kWhat, "countersignatures.operator_ref", "is empty or too long");
+    }
+    g.countersignatures.push_back({c.operator_ref(), B(c.public_key()), B(c.signature())});
+  }
+  return g;
+}
+
+Bytes EncodeSignedConsentGrant(const SignedConsentGrant& g) {
+  pb::SignedConsentGrant m;
+  m.set_grant(S(g.grant_bytes));
+  m.set_signer_key_id(S(g.signer_key_id));
+  m.set_signature(S(g.signature));
+  for (const auto& c : g.countersignatures) {
+    auto* o = m.add_countersignatures();
+    o->set_operator_ref(c.operator_ref);
+    o->set_public_key(S(c.public_key));
+    o->set_signature(S(c.signature));
+  }
+  return Serialize(m);
+}
+
+Result<SecretKeyFile> DecodeSecretKeyFile(ByteView bytes) {
+  constexpr std::string_view kWhat = "secret key file";
+  pb::SecretKeyFile m;
+  Status s = Parse(m, bytes, kMaxRecordBytes, kWhat);
+  // Whatever happens next, the parsed copy of the payload is wiped before m is freed.
+  struct Wipe {
+    pb::SecretKeyFile& m;
+    ~Wipe() {
+      std::string* p = m.mutable_payload();
+      if (!p->empty()) explicit_bzero(p->data(), p->size());
+    }
+  } wipe{m};
+  REFBUS_RETURN_IF_ERROR(s);
+  if (m.format_version() != 1) {
+    return FieldError(kWhat, "format_version",
+                      "is " + std::to_string(m.format_version()) + ", expected 1");
+  }
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "party_id", m.party_id()));
+  REFBUS_RETURN_IF_ERROR(CheckEnum<PartyKind>(kWhat, "kind", m.kind(), pb::PartyKind_MAX));
+  REFBUS_RETURN_IF_ERROR(
+      CheckEnum<KeyProtection>(kWhat, "protection", m.protection(), pb::KeyProtection_MAX));
+  SecretKeyFile f;
+  f.party_id = m.party_id();
+  f.kind = static_cast<PartyKind>(m.kind());
+  f.protection = static_cast<KeyProtection>(m.protection());
+  if (f.protection == KeyProtection::kArgon2idXChaCha20Poly1305) {
+    REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "kdf_salt", m.kdf_salt(), 16));
+    REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "nonce", m.nonce(), kNonceBytes));
+  } else {
+    REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "checksum", m.checksum(), 32));
+  }
+  f.kdf_salt = B(m.kdf_salt());
+  f.kdf_opslimit = m.kdf_opslimit();
+  f.kdf_memlimit = m.kdf_memlimit();
+  f.nonce = B(m.nonce());
+  f.payload = B(m.payload());
+  f.checksum = B(m.checksum());
+  return f;
+}
+
+Bytes EncodeSecretKeyFile(const SecretKeyFile& f) {
+  pb::SecretKeyFile m;
+  m.set_format_version(f.format_version);
+  m.set_party_id(f.party_id);
+  m.set_kind(static_cast<pb::PartyKind>(f.kind));
+  m.set_protection(static_cast<pb::KeyProtection>(f.protection));
+  m.set_kdf_salt(S(f.kdf_salt));
+  m.set_kdf_opslimit(f.kdf_opslimit);
+  m.set_kdf_memlimit(f.kdf_memlimit);
+  m.set_nonce(S(f.nonce));
+  m.set_payload(S(f.payload));
+  m.set_checksum(S(f.checksum));
+  Bytes out = Serialize(m);
+  std::string* p = m.mutable_payload();
+  if (!p->empty()) explicit_bzero(p->data(), p->size());
+  return out;
+}
+
+void SecretKeyFile::WipePayload() {
+  if (!payload.empty()) explicit_bzero(payload.data(), payload.size());
+  payload.clear();
+}
+
+Bytes WithMagic(std::string_view magic, ByteView body) {
+  Bytes out;
+  out.reserve(magic.size() + body.size());
+  Append(out, AsBytes(magic));
+  Append(out, body);
+  return out;
+}
+
+Result<ByteView> StripMagic(std::string_view magic, ByteView file, std::string_view what) {
+  std::string_view text = AsChars(file);
+  if (text.substr(0, magic.size()) == magic) return file.subspan(magic.size());
+  // Say what the file is instead, when it is another refbus file or version.
+  std::string_view first_line = text.substr(0, std::min<size_t>(text.find('\n'), 64));
+  if (first_line.rfind("refbus-", 0) == 0) {
+    bool printable = std::all_of(first_line.begin(), first_line.end(),
+                                 [](char c) { return c >= 0x20 && c < 0x7f; });
+    if (printable) {
+      return Malformed("not a " + std::string(what) + " file: it is a '" +
+                       std::string(first_line) + "' file (this refbus reads '" +
+                       std::string(magic.substr(0, magic.size() - 1)) + "')");
+    }
+  }
+  return Malformed("not a " + std::string(what) + " file (it does not start with '" +
+                   std::string(magic.substr(0, magic.size() - 1)) + "')");
+}
+
+}  // namespace refbus::schema

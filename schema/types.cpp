@@ -1,0 +1,105 @@
+#include "schema/types.h"
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+namespace refbus::schema {
+namespace {
+
+template <typename E, size_t N>
+std::string_view Lookup(const std::array<std::string_view, N>& names, E v) {
+  auto i = static_cast<size_t>(v);
+  return i < N ? names[i] : std::string_view("unknown");
+}
+
+template <typename E, size_t N>
+std::optional<E> Reverse(const std::array<std::string_view, N>& names, std::string_view s) {
+  for (size_t i = 1; i < N; ++i) {
+    if (names[i] == s) return static_cast<E>(i);
+  }
+  return std::nullopt;
+}
+
+constexpr std::array<std::string_view, 5> kPartyKind = {"unspecified", "authority", "agency",
+                                                       "broker", "auditor"};
+constexpr std::array<std::string_view, 7> kAgencyType = {
+    "-",          "wee-center",     "police-unit", "counseling-center",
+    "deletion-center", "support-center", "hotline"};
+constexpr std::array<std::string_view, 9> kRole = {"unspecified", "refer",   "receive",
+                                                  "deletion",    "investigation", "case-lead",
+                                                  "relay",       "witness", "audit"};
+constexpr std::array<std::string_view, 4> kKeyState = {"unspecified", "active", "retired",
+                                                      "revoked"};
+constexpr std::array<std::string_view, 3> kPartyStatus = {"unspecified", "active", "revoked"};
+constexpr std::array<std::string_view, 9> kPurpose = {
+    "unspecified", "counseling", "deletion", "investigation", "legal",
+    "psychological", "family",   "emergency", "academic"};
+constexpr std::array<std::string_view, 10> kDataCategory = {
+    "unspecified",       "identity",      "contact", "incident-summary", "counseling-notes",
+    "content-locations", "investigation", "health",  "deletion-status",  "case-status"};
+constexpr std::array<std::string_view, 12> kMessageKind = {
+    "unspecified",      "referral",       "referral-state",     "handoff",
+    "handoff-ack",      "deletion-request", "deletion-status",  "access-notice",
+    "consent-revocation", "purge-confirmation", "case-closed",  "opaque"};
+constexpr std::array<std::string_view, 11> kLegalBasis = {
+    "unspecified",
+    "consent-subject",
+    "consent-legal-representative",
+    "statutory-provision",
+    "mandatory-report",
+    "police-notify-support-center",
+    "deletion-support",
+    "police-deletion-request",
+    "investigation-request",
+    "court-order",
+    "emergency-life-safety"};
+constexpr std::array<std::string_view, 4> kConsenter = {"unspecified", "subject", "guardian",
+                                                       "legal-representative"};
+constexpr std::array<std::string_view, 16> kNackReason = {
+    "unspecified",       "malformed",       "too-large",          "sender-mismatch",
+    "unknown-recipient", "revoked-recipient", "bad-signature",    "expired",
+    "quota-exceeded",    "unknown-sender-key", "consent-out-of-scope", "consent-expired",
+    "consent-revoked",   "storage-full",    "unsupported-version", "internal"};
+
+}  // namespace
+
+std::string_view Name(PartyKind v) { return Lookup(kPartyKind, v); }
+std::string_view Name(AgencyType v) { return Lookup(kAgencyType, v); }
+std::string_view Name(Role v) { return Lookup(kRole, v); }
+std::string_view Name(KeyState v) { return Lookup(kKeyState, v); }
+std::string_view Name(PartyStatus v) { return Lookup(kPartyStatus, v); }
+std::string_view Name(Purpose v) { return Lookup(kPurpose, v); }
+std::string_view Name(DataCategory v) { return Lookup(kDataCategory, v); }
+std::string_view Name(MessageKind v) { return Lookup(kMessageKind, v); }
+std::string_view Name(LegalBasis v) { return Lookup(kLegalBasis, v); }
+std::string_view Name(Consenter v) { return Lookup(kConsenter, v); }
+std::string_view Name(NackReason v) { return Lookup(kNackReason, v); }
+
+std::optional<PartyKind> ParsePartyKind(std::string_view s) {
+  return Reverse<PartyKind>(kPartyKind, s);
+}
+std::optional<AgencyType> ParseAgencyType(std::string_view s) {
+  return Reverse<AgencyType>(kAgencyType, s);
+}
+std::optional<Role> ParseRole(std::string_view s) { return Reverse<Role>(kRole, s); }
+
+bool Party::HasRole(Role r) const { return std::find(roles.begin(), roles.end(), r) != roles.end(); }
+
+const KeyRecord* Party::ActiveKeys() const {
+  for (const auto& k : keys) {
+    if (k.state == KeyState::kActive) return &k;
+  }
+  return nullptr;
+}
+
+const Party* Directory::Find(std::string_view id) const {
+  for (const auto* list : {&agencies, &brokers, &auditors}) {
+    for (const auto& p : *list) {
+      if (p.id == id) return &p;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace refbus::schema

@@ -1,0 +1,379 @@
+// Plain C++ domain types for everything refbus puts on the wire or on disk.
+//
+// These mirror the .proto messages in schema/proto/refbus/v1 but carry no protobuf
+// types: only schema/codec.cpp sees generated code. Objects that are signed keep the
+// exact bytes that were signed next to their decoded form (`*_bytes` members); those
+// bytes are what is verified, stored and forwarded, never a re-encoding.
+//
+// Thread safety: plain values.
+#ifndef REFBUS_SCHEMA_TYPES_H_
+#define REFBUS_SCHEMA_TYPES_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/bytes.h"
+#include "core/clock.h"
+
+namespace refbus::schema {
+
+// Enumerations: values equal to the proto enum numbers.
+enum class PartyKind : int { kUnspecified = 0, kAuthority = 1, kAgency = 2, kBroker = 3, kAuditor = 4 };
+enum class AgencyType : int {
+  kUnspecified = 0,
+  kWeeCenter = 1,
+  kPoliceUnit = 2,
+  kCounselingCenter = 3,
+  kDeletionCenter = 4,
+  kSupportCenter = 5,
+  kHotline = 6,
+};
+enum class Role : int {
+  kUnspecified = 0,
+  kRefer = 1,
+  kReceive = 2,
+  kDeletion = 3,
+  kInvestigation = 4,
+  kCaseLead = 5,
+  kRelay = 6,
+  kWitness = 7,
+  kAudit = 8,
+};
+enum class KeyState : int { kUnspecified = 0, kActive = 1, kRetired = 2, kRevoked = 3 };
+enum class PartyStatus : int { kUnspecified = 0, kActive = 1, kRevoked = 2 };
+enum class Purpose : int {
+  kUnspecified = 0,
+  kCounseling = 1,
+  kDeletion = 2,
+  kInvestigation = 3,
+  kLegal = 4,
+  kPsychological = 5,
+  kFamily = 6,
+  kEmergency = 7,
+  kAcademic = 8,
+};
+enum class DataCategory : int {
+  kUnspecified = 0,
+  kIdentity = 1,
+  kContact = 2,
+  kIncidentSummary = 3,
+  kCounselingNotes = 4,
+  kContentLocations = 5,
+  kInvestigation = 6,
+  kHealth = 7,
+  kDeletionStatus = 8,
+  kCaseStatus = 9,
+};
+enum class MessageKind : int {
+  kUnspecified = 0,
+  kReferral = 1,
+  kReferralState = 2,
+  kHandoff = 3,
+  kHandoffAck = 4,
+  kDeletionRequest = 5,
+  kDeletionStatus = 6,
+  kAccessNotice = 7,
+  kConsentRevocation = 8,
+  kPurgeConfirmation = 9,
+  kCaseClosed = 10,
+  kOpaque = 11,
+};
+enum class LegalBasis : int {
+  kUnspecified = 0,
+  kConsentSubject = 1,
+  kConsentLegalRepresentative = 2,
+  kStatutoryProvision = 3,
+  kMandatoryReport = 4,
+  kPoliceNotifySupportCenter = 5,
+  kDeletionSupport = 6,
+  kPoliceDeletionRequest = 7,
+  kInvestigationRequest = 8,
+  kCourtOrder = 9,
+  kEmergencyLifeSafety = 10,
+};
+enum class Consenter : int { kUnspecified = 0, kSubject = 1, kGuardian = 2, kLegalRepresentative = 3 };
+enum class NackReason : int {
+  kUnspecified = 0,
+  kMalformed = 1,
+  kTooLarge = 2,
+  kSenderMismatch = 3,
+  kUnknownRecipient = 4,
+  kRevokedRecipient = 5,
+  kBadSignature = 6,
+  kExpired = 7,
+  kQuotaExceeded = 8,
+  kUnknownSenderKey = 9,
+  kConsentOutOfScope = 10,
+  kConsentExpired = 11,
+  kConsentRevoked = 12,
+  kStorageFull = 13,
+  kUnsupportedVersion = 14,
+  kInternal = 15,
+};
+enum class KeyProtection : int { kUnspecified = 0, kNone = 1, kArgon2idXChaCha20Poly1305 = 2 };
+
+// Readable names ("wee-center", "police-unit", ...) and their inverse for CLIs and tables.
+std::string_view Name(PartyKind v);
+std::string_view Name(AgencyType v);
+std::string_view Name(Role v);
+std::string_view Name(KeyState v);
+std::string_view Name(PartyStatus v);
+std::string_view Name(Purpose v);
+std::string_view Name(DataCategory v);
+std::string_view Name(MessageKind v);
+std::string_view Name(LegalBasis v);
+std::string_view Name(Consenter v);
+std::string_view Name(NackReason v);
+std::optional<PartyKind> ParsePartyKind(std::string_view s);
+std::optional<AgencyType> ParseAgencyType(std::string_view s);
+std::optional<Role> ParseRole(std::string_view s);
+
+// Sizes fixed by the protocol.
+inline constexpr size_t kPublicKeyBytes = 32;   // Ed25519 and X25519 public keys
+inline constexpr size_t kSignatureBytes = 64;   // Ed25519
+inline constexpr size_t kKeyIdBytes = 16;       // PROTOCOL.md "Key ids"
+inline constexpr size_t kMessageIdBytes = 16;
+inline constexpr size_t kGrantIdBytes = 16;
+inline constexpr size_t kNonceBytes = 24;       // XChaCha20-Poly1305
+inline constexpr size_t kCommitmentBytes = 32;
+inline constexpr size_t kWrappedKeyBytes = 48;  // 32-byte key + 16-byte tag
+
+// Size limits, checked before any parsing.
+inline constexpr size_t kMaxFrameBytes = 4u << 20;      // one transport frame
+inline constexpr size_t kMaxEnvelopeBytes = 4u << 20;   // one sealed envelope
+inline constexpr size_t kMaxDirectoryBytes = 16u << 20;
+inline constexpr size_t kMaxRecordBytes = 64u << 10;    // party record, grant, key file
+inline constexpr size_t kMaxRecipients = 64;
+
+// --- Directory ------------------------------------------------------------------------
+
+struct Prekey {
+  std::string owner_id;
+  Bytes public_key;  // 32
+  UnixMillis not_before_ms = 0;
+  UnixMillis not_after_ms = 0;
+};
+
+struct SignedPrekey {
+  Bytes prekey_bytes;  // serialized Prekey as signed
+  Prekey prekey;       // decoded from prekey_bytes
+  Bytes signature;     // 64
+};
+
+struct KeyRecord {
+  Bytes signing_key;    // Ed25519, 32
+  Bytes transport_key;  // X25519 (CURVE), 32; empty for the authority
+  std::vector<SignedPrekey> prekeys;
+  KeyState state = KeyState::kActive;
+  UnixMillis state_since_ms = 0;
+};
+
+struct Party {
+  std::string id;
+  PartyKind kind = PartyKind::kUnspecified;
+  std::string display_name;
+  AgencyType agency_type = AgencyType::kUnspecified;
+  std::string region;
+  std::string home_broker;
+  std::vector<Role> roles;
+  std::vector<KeyRecord> keys;  // newest first
+  UnixMillis valid_from_ms = 0;
+  UnixMillis valid_until_ms = 0;  // 0: until revoked
+  PartyStatus status = PartyStatus::kActive;
+  UnixMillis status_since_ms = 0;
+  std::string endpoint;
+
+  bool HasRole(Role r) const;
+  // The ACTIVE key generation, or nullptr.
+  const KeyRecord* ActiveKeys() const;
+};
+
+struct Directory {
+  uint32_t format_version = 1;
+  std::string federation;
+  uint64_t serial = 0;
+  UnixMillis issued_at_ms = 0;
+  UnixMillis expires_at_ms = 0;
+  std::vector<Party> agencies;
+  std::vector<Party> brokers;
+  std::vector<Party> auditors;
+
+  // Any party by id, or nullptr.
+  const Party* Find(std::string_view id) const;
+};
+
+struct SignedDirectory {
+  Bytes directory_bytes;  // serialized Directory as signed
+  Directory directory;    // decoded from directory_bytes
+  Bytes authority_key_id;
+  Bytes signature;
+};
+
+struct PartyRecord {
+  uint32_t format_version = 1;
+  Party party;
+  UnixMillis created_at_ms = 0;
+};
+
+struct SignedPartyRecord {
+  Bytes record_bytes;
+  PartyRecord record;
+  Bytes signature;
+  Bytes previous_key_signature;  // empty for a new party
+};
+
+// --- Consent --------------------------------------------------------------------------
+
+struct Countersignature {
+  std::string operator_ref;
+  Bytes public_key;
+  Bytes signature;
+};
+
+struct ConsentGrant {
+  uint32_t format_version = 1;
+  Bytes grant_id;  // 16
+  std::string case_ref;
+  std::string recorded_by;
+  LegalBasis basis = LegalBasis::kUnspecified;
+  std::string legal_article;
+  std::vector<Consenter> consenters;
+  bool subject_assent = false;
+  std::vector<Purpose> purposes;
+  std::vector<DataCategory> categories;
+  std::vector<std::string> allowed_recipients;
+  std::vector<AgencyType> allowed_agency_types;
+  bool onward_sharing = false;
+  UnixMillis issued_at_ms = 0;
+  UnixMillis expires_at_ms = 0;
+  UnixMillis retention_until_ms = 0;
+  bool emergency_override = false;
+  bool representative_conflict = false;
+};
+
+struct SignedConsentGrant {
+  Bytes grant_bytes;
+  ConsentGrant grant;
+  Bytes signer_key_id;
+  Bytes signature;
+  std::vector<Countersignature> countersignatures;
+};
+
+// --- Envelope -------------------------------------------------------------------------
+
+struct RecipientKey {
+  std::string agency_id;
+  Bytes prekey_id;    // 16
+  Bytes wrapped_key;  // 48
+};
+
+struct EnvelopeHeader {
+  uint32_t version = 1;
+  Bytes message_id;  // 16
+  MessageKind kind = MessageKind::kUnspecified;
+  std::string sender_id;
+  Bytes sender_key_id;  // 16
+  std::vector<RecipientKey> recipients;
+  std::string case_ref;
+  Bytes consent_grant_id;
+  Purpose purpose = Purpose::kUnspecified;
+  std::vector<DataCategory> categories;
+  UnixMillis created_at_ms = 0;
+  UnixMillis expires_at_ms = 0;
+  Bytes ephemeral_key;   // 32
+  Bytes content_nonce;   // 24
+  Bytes key_commitment;  // 32
+};
+
+struct SealedEnvelope {
+  Bytes header_bytes;  // serialized EnvelopeHeader as signed
+  EnvelopeHeader header;
+  Bytes ciphertext;
+  Bytes signature;  // 64
+};
+
+// --- Transport ------------------------------------------------------------------------
+
+struct Hello {
+  std::string party_id;
+  uint64_t directory_serial = 0;
+  std::string software;
+};
+struct Welcome {
+  std::string broker_id;
+  uint64_t directory_serial = 0;
+  uint32_t max_frame_bytes = 0;
+};
+struct Submit {
+  Bytes envelope;  // serialized SealedEnvelope
+};
+struct Deliver {
+  Bytes envelope;
+  uint32_t attempt = 0;
+};
+struct Ack {
+  Bytes message_id;
+  bool duplicate = false;
+};
+struct Nack {
+  Bytes message_id;
+  NackReason reason = NackReason::kUnspecified;
+  std::string detail;
+  uint32_t retry_after_ms = 0;
+};
+struct DirectoryFetch {
+  uint64_t have_serial = 0;
+};
+struct DirectoryReply {
+  Bytes signed_directory;
+};
+
+struct Frame {
+  enum class Type {
+    kHello,
+    kWelcome,
+    kSubmit,
+    kDeliver,
+    kAck,
+    kNack,
+    kDirectoryFetch,
+    kDirectoryReply,
+  };
+  uint32_t version = 1;
+  uint64_t request_id = 0;
+  Type type = Type::kHello;
+  // Exactly the member matching `type` is meaningful.
+  Hello hello;
+  Welcome welcome;
+  Submit submit;
+  Deliver deliver;
+  Ack ack;
+  Nack nack;
+  DirectoryFetch directory_fetch;
+  DirectoryReply directory_reply;
+};
+
+// --- Key files ------------------------------------------------------------------------
+
+struct SecretKeyFile {
+  uint32_t format_version = 1;
+  std::string party_id;
+  PartyKind kind = PartyKind::kUnspecified;
+  KeyProtection protection = KeyProtection::kUnspecified;
+  Bytes kdf_salt;
+  uint64_t kdf_opslimit = 0;
+  uint64_t kdf_memlimit = 0;
+  Bytes nonce;
+  // The secret bundle (plain for kNone). Callers that read it copy it into locked memory
+  // and then call WipePayload(); see keys/keyfile.h.
+  Bytes payload;
+  Bytes checksum;
+
+  void WipePayload();
+};
+
+}  // namespace refbus::schema
+
+#endif  // REFBUS_SCHEMA_TYPES_H_
