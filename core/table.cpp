@@ -8,8 +8,8 @@ namespace {
 // Display width: counts UTF-8 code points, not bytes, so Korean names line up roughly.
 size_t Width(const std::string& s) {
   size_t n = 0;
-  for (unsigned char c : s) {
-    if ((c & 0xC0) != 0x80) ++n;
+  for (char c : s) {
+    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++n;
   }
   return n;
 }

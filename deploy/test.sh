@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# refbus tests: installs what is missing, configures, builds, runs every test via ctest.
+#
+#   deploy/test.sh [--sanitize address|thread] [-L LABEL]
+#
+# Build trees: build/ (default), build-asan/ or build-tsan/; the fuzz smoke test makes its
+# own clang tree next to it (build-fuzz/). Exits non-zero if anything fails.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+sanitize=""
+ctest_args=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --sanitize) sanitize=$2; shift 2 ;;
+    -L) ctest_args+=(-L "$2"); shift 2 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "test.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+case "$sanitize" in
+  "") build="$root/build" ;;
+  address) build="$root/build-asan" ;;
+  thread) build="$root/build-tsan" ;;
+  *) echo "test.sh: --sanitize takes 'address' or 'thread'" >&2; exit 2 ;;
+esac
+
+"$root/deploy/install-deps.sh"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREFBUS_SANITIZE="$sanitize"
+cmake --build "$build" -j"$(nproc)"
+ctest --test-dir "$build" --output-on-failure -j2 "${ctest_args[@]}"
