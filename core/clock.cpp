@@ -7,7 +7,8 @@ namespace refbus {
 
 UnixMillis SystemClock::NowMillis() const {
   auto now = std::chrono::system_clock::now().time_since_epoch();
-  return static_cast<UnixMillis>(std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
+  return static_cast<UnixMillis>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(now).count());
 }
 
 const SystemClock& SystemClock::Get() {

@@ -129,7 +129,8 @@ Status CheckPrivateFile(const std::string& path) {
     std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
     return PermissionDenied(path + " has mode " + mode +
                             ", readable by others; a secret key file must be 0600 "
-                            "(fix: chmod 600 " + path + ")");
+                            "(fix: chmod 600 " +
+                            path + ")");
   }
   if (st.st_uid != ::geteuid()) {
     return PermissionDenied(path + " is owned by uid " + std::to_string(st.st_uid) +

@@ -4,21 +4,36 @@ namespace refbus {
 
 std::string_view CodeName(Status::Code code) {
   switch (code) {
-    case Status::Code::kOk: return "ok";
-    case Status::Code::kInvalidArgument: return "invalid argument";
-    case Status::Code::kNotFound: return "not found";
-    case Status::Code::kAlreadyExists: return "already exists";
-    case Status::Code::kPermissionDenied: return "permission denied";
-    case Status::Code::kMalformed: return "malformed";
-    case Status::Code::kUnauthenticated: return "unauthenticated";
-    case Status::Code::kExpired: return "expired";
-    case Status::Code::kRevoked: return "revoked";
-    case Status::Code::kRollback: return "rollback";
-    case Status::Code::kFailedPrecondition: return "failed precondition";
-    case Status::Code::kResourceExhausted: return "resource exhausted";
-    case Status::Code::kUnavailable: return "unavailable";
-    case Status::Code::kIoError: return "I/O error";
-    case Status::Code::kInternal: return "internal error";
+    case Status::Code::kOk:
+      return "ok";
+    case Status::Code::kInvalidArgument:
+      return "invalid argument";
+    case Status::Code::kNotFound:
+      return "not found";
+    case Status::Code::kAlreadyExists:
+      return "already exists";
+    case Status::Code::kPermissionDenied:
+      return "permission denied";
+    case Status::Code::kMalformed:
+      return "malformed";
+    case Status::Code::kUnauthenticated:
+      return "unauthenticated";
+    case Status::Code::kExpired:
+      return "expired";
+    case Status::Code::kRevoked:
+      return "revoked";
+    case Status::Code::kRollback:
+      return "rollback";
+    case Status::Code::kFailedPrecondition:
+      return "failed precondition";
+    case Status::Code::kResourceExhausted:
+      return "resource exhausted";
+    case Status::Code::kUnavailable:
+      return "unavailable";
+    case Status::Code::kIoError:
+      return "I/O error";
+    case Status::Code::kInternal:
+      return "internal error";
   }
   return "unknown";
 }

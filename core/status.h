@@ -68,9 +68,7 @@ inline Status InvalidArgument(std::string m) {
   return {Status::Code::kInvalidArgument, std::move(m)};
 }
 inline Status NotFound(std::string m) { return {Status::Code::kNotFound, std::move(m)}; }
-inline Status AlreadyExists(std::string m) {
-  return {Status::Code::kAlreadyExists, std::move(m)};
-}
+inline Status AlreadyExists(std::string m) { return {Status::Code::kAlreadyExists, std::move(m)}; }
 inline Status PermissionDenied(std::string m) {
   return {Status::Code::kPermissionDenied, std::move(m)};
 }
@@ -95,9 +93,9 @@ inline Status Internal(std::string m) { return {Status::Code::kInternal, std::mo
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
-    if (std::get<Status>(v_).ok()) std::abort();  // a Result error must be an error
+    if (std::get<Status>(v_).ok()) std::abort();   // a Result error must be an error
   }
 
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -126,9 +124,9 @@ class [[nodiscard]] Result {
 }  // namespace refbus
 
 // Propagates a non-ok Status from an expression returning Status.
-#define REFBUS_RETURN_IF_ERROR(expr)           \
-  do {                                         \
-    ::refbus::Status refbus_status_ = (expr);  \
+#define REFBUS_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    ::refbus::Status refbus_status_ = (expr);        \
     if (!refbus_status_.ok()) return refbus_status_; \
   } while (0)
 
@@ -136,10 +134,10 @@ class [[nodiscard]] Result {
 #define REFBUS_CONCAT_(a, b) REFBUS_CONCAT_INNER_(a, b)
 
 // REFBUS_ASSIGN_OR_RETURN(auto x, Fn()); declares x from a Result or returns its Status.
-#define REFBUS_ASSIGN_OR_RETURN(lhs, expr)                                      \
-  auto REFBUS_CONCAT_(refbus_result_, __LINE__) = (expr);                       \
-  if (!REFBUS_CONCAT_(refbus_result_, __LINE__).ok())                           \
-    return REFBUS_CONCAT_(refbus_result_, __LINE__).status();                   \
+#define REFBUS_ASSIGN_OR_RETURN(lhs, expr)                    \
+  auto REFBUS_CONCAT_(refbus_result_, __LINE__) = (expr);     \
+  if (!REFBUS_CONCAT_(refbus_result_, __LINE__).ok())         \
+    return REFBUS_CONCAT_(refbus_result_, __LINE__).status(); \
   lhs = std::move(REFBUS_CONCAT_(refbus_result_, __LINE__)).value()
 
 #endif  // REFBUS_CORE_STATUS_H_

@@ -2,9 +2,9 @@
 
 #include <sys/stat.h>
 
+#include <toml++/toml.h>
 #include <cstdio>
 #include <filesystem>
-#include <toml++/toml.h>
 
 #include "core/file.h"
 #include "keys/crypto.h"
@@ -33,8 +33,9 @@ Result<std::string> OwnRecordPath(const std::string& dir, const Identity& id) {
 Status RefuseOverwrite(const std::string& dir) {
   std::string key = JoinPath(dir, kIdentityFile);
   if (PathExists(key)) {
-    return AlreadyExists(key + " already exists; refusing to overwrite keys (use a new folder, "
-                               "or rotate)");
+    return AlreadyExists(key +
+                         " already exists; refusing to overwrite keys (use a new folder, "
+                         "or rotate)");
   }
   return Status::Ok();
 }
@@ -56,8 +57,9 @@ Result<TrustAnchor> InitAuthority(const std::string& dir, const std::string& aut
                                   const SecretBuffer* passphrase, UnixMillis now) {
   REFBUS_RETURN_IF_ERROR(MakeDirectories(dir, kPrivateDirMode));
   REFBUS_RETURN_IF_ERROR(RefuseOverwrite(dir));
-  REFBUS_ASSIGN_OR_RETURN(Identity id, Identity::Generate(authority_id, schema::PartyKind::kAuthority,
-                                                          now, kPrekeyLifetimeMs));
+  REFBUS_ASSIGN_OR_RETURN(
+      Identity id,
+      Identity::Generate(authority_id, schema::PartyKind::kAuthority, now, kPrekeyLifetimeMs));
   Listing listing;
   listing.display_name = "Federation authority";
   REFBUS_ASSIGN_OR_RETURN(auto rec, MakePartyRecord(id, listing, now, nullptr));
@@ -73,9 +75,11 @@ Result<schema::SignedPartyRecord> InitParty(const std::string& dir, const std::s
       kind != schema::PartyKind::kAuditor) {
     return InvalidArgument("a party is an agency, a broker or an auditor");
   }
-  if (kind == schema::PartyKind::kAgency && listing.agency_type == schema::AgencyType::kUnspecified) {
-    return InvalidArgument("an agency needs a type (wee-center, police-unit, counseling-center, "
-                           "deletion-center, support-center, hotline)");
+  if (kind == schema::PartyKind::kAgency &&
+      listing.agency_type == schema::AgencyType::kUnspecified) {
+    return InvalidArgument(
+        "an agency needs a type (wee-center, police-unit, counseling-center, "
+        "deletion-center, support-center, hotline)");
   }
   REFBUS_RETURN_IF_ERROR(MakeDirectories(dir, kPrivateDirMode));
   REFBUS_RETURN_IF_ERROR(RefuseOverwrite(dir));
@@ -98,7 +102,8 @@ Result<schema::SignedPartyRecord> RotatePrekey(const std::string& dir,
   REFBUS_ASSIGN_OR_RETURN(auto unused, id.AddPrekey(now, now + kPrekeyLifetimeMs));
   (void)unused;
   id.PrunePrekeys(now, kPrekeyKeepAfterExpiryMs);
-  REFBUS_ASSIGN_OR_RETURN(auto rec, MakePartyRecord(id, ListingOf(old_rec.record.party), now, nullptr));
+  REFBUS_ASSIGN_OR_RETURN(auto rec,
+                          MakePartyRecord(id, ListingOf(old_rec.record.party), now, nullptr));
   REFBUS_RETURN_IF_ERROR(SaveIdentity(id, key_path, passphrase));
   REFBUS_RETURN_IF_ERROR(WritePartyRecordFile(rec_path, rec));
   return rec;
@@ -110,8 +115,8 @@ Result<schema::SignedPartyRecord> RotateIdentity(const std::string& dir,
   REFBUS_ASSIGN_OR_RETURN(Identity old_id, LoadIdentity(key_path, passphrase));
   REFBUS_ASSIGN_OR_RETURN(std::string rec_path, OwnRecordPath(dir, old_id));
   REFBUS_ASSIGN_OR_RETURN(auto old_rec, ReadPartyRecordFile(rec_path));
-  REFBUS_ASSIGN_OR_RETURN(Identity fresh, Identity::Generate(old_id.party_id(), old_id.kind(), now,
-                                                             kPrekeyLifetimeMs));
+  REFBUS_ASSIGN_OR_RETURN(
+      Identity fresh, Identity::Generate(old_id.party_id(), old_id.kind(), now, kPrekeyLifetimeMs));
   REFBUS_ASSIGN_OR_RETURN(auto rec,
                           MakePartyRecord(fresh, ListingOf(old_rec.record.party), now, &old_id));
   // The old key file is kept (retired/) so messages already sealed to its prekeys still
@@ -167,9 +172,8 @@ Result<VerifiedDirectory> AcceptDirectoryInFolder(const std::string& dir,
                                                   UnixMillis now) {
   REFBUS_ASSIGN_OR_RETURN(TrustAnchor anchor, LoadTrustAnchor(JoinPath(dir, kAnchorFile)));
   REFBUS_ASSIGN_OR_RETURN(TrustState state, TrustState::Open(JoinPath(dir, kTrustStateFile)));
-  return LoadAndAcceptDirectory(directory_path.empty() ? JoinPath(dir, kDirectoryFile)
-                                                       : directory_path,
-                                anchor, state, now);
+  return LoadAndAcceptDirectory(
+      directory_path.empty() ? JoinPath(dir, kDirectoryFile) : directory_path, anchor, state, now);
 }
 
 // ---------------------------------------------------------------- manifest
@@ -189,7 +193,8 @@ Result<std::string> Str(const toml::table& t, std::string_view key, std::string_
     if (t.contains(key)) {
       return InvalidArgument(std::string(where) + ": '" + std::string(key) + "' must be a string");
     }
-    if (required) return InvalidArgument(std::string(where) + ": '" + std::string(key) + "' is missing");
+    if (required)
+      return InvalidArgument(std::string(where) + ": '" + std::string(key) + "' is missing");
     return std::string();
   }
   return *v;
@@ -202,8 +207,8 @@ Result<std::vector<ManifestParty>> PartiesOf(const toml::table& root, std::strin
   if (node == nullptr) return out;
   const toml::array* arr = node->as_array();
   if (arr == nullptr) {
-    return InvalidArgument("manifest: '" + std::string(section) + "' must be an array of tables ([[" +
-                           std::string(section) + "]])");
+    return InvalidArgument("manifest: '" + std::string(section) +
+                           "' must be an array of tables ([[" + std::string(section) + "]])");
   }
   size_t i = 0;
   for (const auto& el : *arr) {
@@ -239,8 +244,8 @@ Result<std::vector<ManifestParty>> PartiesOf(const toml::table& root, std::strin
 
 }  // namespace
 
-Status FederationInit(const std::string& manifest_path, const std::string& out_dir,
-                      UnixMillis now, std::ostream& log) {
+Status FederationInit(const std::string& manifest_path, const std::string& out_dir, UnixMillis now,
+                      std::ostream& log) {
   toml::table root;
   try {
     root = toml::parse_file(manifest_path);
@@ -270,7 +275,8 @@ Status FederationInit(const std::string& manifest_path, const std::string& out_d
   // 1. The authority makes its key and publishes its anchor.
   std::string auth_dir = JoinPath(out_dir, authority_id);
   REFBUS_ASSIGN_OR_RETURN(TrustAnchor anchor, InitAuthority(auth_dir, authority_id, nullptr, now));
-  REFBUS_RETURN_IF_ERROR(CopyPublicFile(JoinPath(auth_dir, kAnchorFile), JoinPath(exchange, kAnchorFile)));
+  REFBUS_RETURN_IF_ERROR(
+      CopyPublicFile(JoinPath(auth_dir, kAnchorFile), JoinPath(exchange, kAnchorFile)));
   log << "authority " << authority_id << ": key " << Fingerprint(anchor.key_id) << "\n";
 
   // 2. Each party makes its keys in its own folder and hands over only its record.
@@ -297,14 +303,15 @@ Status FederationInit(const std::string& manifest_path, const std::string& out_d
   // 4. Every party receives the anchor and directory and verifies them itself.
   for (const auto& p : parties) {
     std::string dir = JoinPath(out_dir, p.id);
-    REFBUS_RETURN_IF_ERROR(CopyPublicFile(JoinPath(exchange, kAnchorFile), JoinPath(dir, kAnchorFile)));
+    REFBUS_RETURN_IF_ERROR(
+        CopyPublicFile(JoinPath(exchange, kAnchorFile), JoinPath(dir, kAnchorFile)));
     REFBUS_RETURN_IF_ERROR(
         CopyPublicFile(JoinPath(exchange, kDirectoryFile), JoinPath(dir, kDirectoryFile)));
     auto v = AcceptDirectoryInFolder(dir, "", now);
     if (!v.ok()) return v.status().WithContext(p.id);
   }
-  log << "all " << parties.size() << " parties verified directory serial "
-      << sd.directory.serial << "\n";
+  log << "all " << parties.size() << " parties verified directory serial " << sd.directory.serial
+      << "\n";
   return Status::Ok();
 }
 

@@ -78,8 +78,8 @@ Result<VerifiedDirectory> AcceptDirectoryInFolder(const std::string& dir,
 // Runs the whole ceremony from a TOML manifest into out_dir: one folder per party (keys
 // generated there), public records exchanged through out_dir/exchange, the authority's
 // directory distributed back, and every party verifying its copy. Progress goes to log.
-Status FederationInit(const std::string& manifest_path, const std::string& out_dir,
-                      UnixMillis now, std::ostream& log);
+Status FederationInit(const std::string& manifest_path, const std::string& out_dir, UnixMillis now,
+                      std::ostream& log);
 
 }  // namespace refbus::keys
 

@@ -29,9 +29,9 @@ Status Countersign(schema::SignedConsentGrant& grant, const std::string& operato
   if (operator_ref.empty() || operator_ref.size() > 64) {
     return InvalidArgument("operator reference must be 1 to 64 characters");
   }
-  grant.countersignatures.push_back({operator_ref, countersigner.signing_public_key(),
-                                     countersigner.Sign(kLabelConsentCountersign,
-                                                        grant.grant_bytes)});
+  grant.countersignatures.push_back(
+      {operator_ref, countersigner.signing_public_key(),
+       countersigner.Sign(kLabelConsentCountersign, grant.grant_bytes)});
   return Status::Ok();
 }
 
@@ -48,14 +48,14 @@ Status VerifyConsentGrant(const schema::SignedConsentGrant& grant,
     bool ok = false;
     for (const auto& c : grant.countersignatures) {
       if (c.public_key == (*key)->signing_key) continue;  // must be a second person
-      if (VerifySignature(c.public_key, kLabelConsentCountersign, grant.grant_bytes,
-                          c.signature)) {
+      if (VerifySignature(c.public_key, kLabelConsentCountersign, grant.grant_bytes, c.signature)) {
         ok = true;
       }
     }
     if (!ok) {
-      return PermissionDenied("emergency override grant has no valid countersignature by a "
-                              "second operator");
+      return PermissionDenied(
+          "emergency override grant has no valid countersignature by a "
+          "second operator");
     }
   }
   return Status::Ok();

@@ -9,9 +9,15 @@ namespace refbus::keys {
 Bytes KeyId(KeyUse use, ByteView public_key) {
   std::string_view label;
   switch (use) {
-    case KeyUse::kSigning: label = "refbus/v1/key-id/signing"; break;
-    case KeyUse::kTransport: label = "refbus/v1/key-id/transport"; break;
-    case KeyUse::kPrekey: label = "refbus/v1/key-id/prekey"; break;
+    case KeyUse::kSigning:
+      label = "refbus/v1/key-id/signing";
+      break;
+    case KeyUse::kTransport:
+      label = "refbus/v1/key-id/transport";
+      break;
+    case KeyUse::kPrekey:
+      label = "refbus/v1/key-id/prekey";
+      break;
   }
   Bytes in = SignatureInput(label, public_key);
   uint8_t h[crypto_generichash_BYTES];
@@ -34,8 +40,8 @@ bool VerifySignature(ByteView public_key, std::string_view label, ByteView body,
     return false;
   }
   Bytes in = SignatureInput(label, body);
-  return crypto_sign_verify_detached(signature.data(), in.data(), in.size(),
-                                     public_key.data()) == 0;
+  return crypto_sign_verify_detached(signature.data(), in.data(), in.size(), public_key.data()) ==
+         0;
 }
 
 bool ConstantTimeEquals(ByteView a, ByteView b) {

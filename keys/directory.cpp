@@ -25,10 +25,14 @@ constexpr std::string_view kTrustStateMagic = "refbus-trust-state/1";
 
 std::vector<Party>* ListFor(schema::Directory& d, PartyKind kind) {
   switch (kind) {
-    case PartyKind::kAgency: return &d.agencies;
-    case PartyKind::kBroker: return &d.brokers;
-    case PartyKind::kAuditor: return &d.auditors;
-    default: return nullptr;
+    case PartyKind::kAgency:
+      return &d.agencies;
+    case PartyKind::kBroker:
+      return &d.brokers;
+    case PartyKind::kAuditor:
+      return &d.auditors;
+    default:
+      return nullptr;
   }
 }
 
@@ -45,10 +49,14 @@ Status CheckPrekeys(const Party& p, const KeyRecord& k) {
 
 std::vector<Role> DefaultRoles(PartyKind kind, AgencyType type) {
   switch (kind) {
-    case PartyKind::kBroker: return {Role::kRelay, Role::kWitness};
-    case PartyKind::kAuditor: return {Role::kAudit, Role::kWitness};
-    case PartyKind::kAgency: break;
-    default: return {};
+    case PartyKind::kBroker:
+      return {Role::kRelay, Role::kWitness};
+    case PartyKind::kAuditor:
+      return {Role::kAudit, Role::kWitness};
+    case PartyKind::kAgency:
+      break;
+    default:
+      return {};
   }
   std::vector<Role> roles = {Role::kRefer, Role::kReceive};
   switch (type) {
@@ -56,11 +64,16 @@ std::vector<Role> DefaultRoles(PartyKind kind, AgencyType type) {
       roles.push_back(Role::kInvestigation);
       roles.push_back(Role::kCaseLead);
       break;
-    case AgencyType::kDeletionCenter: roles.push_back(Role::kDeletion); break;
+    case AgencyType::kDeletionCenter:
+      roles.push_back(Role::kDeletion);
+      break;
     case AgencyType::kCounselingCenter:
     case AgencyType::kSupportCenter:
-    case AgencyType::kWeeCenter: roles.push_back(Role::kCaseLead); break;
-    default: break;
+    case AgencyType::kWeeCenter:
+      roles.push_back(Role::kCaseLead);
+      break;
+    default:
+      break;
   }
   return roles;
 }
@@ -71,8 +84,8 @@ Result<TrustAnchor> LoadTrustAnchor(const std::string& path) {
   REFBUS_ASSIGN_OR_RETURN(auto rec, ReadPartyRecordFile(path));
   const Party& p = rec.record.party;
   if (p.kind != PartyKind::kAuthority) {
-    return InvalidArgument(path + " is the record of " + std::string(Name(p.kind)) + " " +
-                           p.id + ", not of the federation authority");
+    return InvalidArgument(path + " is the record of " + std::string(Name(p.kind)) + " " + p.id +
+                           ", not of the federation authority");
   }
   REFBUS_RETURN_IF_ERROR(VerifyPartyRecord(rec).WithContext(path));
   const KeyRecord* k = p.ActiveKeys();
@@ -81,12 +94,11 @@ Result<TrustAnchor> LoadTrustAnchor(const std::string& path) {
 
 // ---------------------------------------------------------------- party records
 
-Result<schema::SignedPartyRecord> MakePartyRecord(const Identity& identity,
-                                                  const Listing& listing, UnixMillis now,
-                                                  const Identity* previous) {
+Result<schema::SignedPartyRecord> MakePartyRecord(const Identity& identity, const Listing& listing,
+                                                  UnixMillis now, const Identity* previous) {
   if (previous != nullptr && previous->party_id() != identity.party_id()) {
-    return InvalidArgument("the previous identity belongs to " + previous->party_id() +
-                           ", not " + identity.party_id());
+    return InvalidArgument("the previous identity belongs to " + previous->party_id() + ", not " +
+                           identity.party_id());
   }
   if (identity.kind() == PartyKind::kAgency && listing.home_broker.empty()) {
     return InvalidArgument("an agency needs a home broker");
@@ -119,7 +131,8 @@ Result<schema::SignedPartyRecord> MakePartyRecord(const Identity& identity,
   s.record_bytes = schema::EncodePartyRecord(r);
   s.record = std::move(r);
   s.signature = identity.Sign(kLabelPartyRecord, s.record_bytes);
-  if (previous != nullptr) s.previous_key_signature = previous->Sign(kLabelPartyRecord, s.record_bytes);
+  if (previous != nullptr)
+    s.previous_key_signature = previous->Sign(kLabelPartyRecord, s.record_bytes);
   return s;
 }
 
@@ -156,7 +169,8 @@ Result<schema::SignedPartyRecord> ReadPartyRecordFile(const std::string& path) {
 
 Status WritePartyRecordFile(const std::string& path, const schema::SignedPartyRecord& record) {
   return WriteFileAtomic(
-      path, schema::WithMagic(schema::kPartyRecordFileMagic, schema::EncodeSignedPartyRecord(record)),
+      path,
+      schema::WithMagic(schema::kPartyRecordFileMagic, schema::EncodeSignedPartyRecord(record)),
       kPublicFileMode);
 }
 
@@ -194,7 +208,8 @@ Result<schema::Directory> NextDirectory(const schema::Directory* base,
       return AlreadyExists("id " + in.id + " is already used by a " +
                            std::string(Name(other->kind)));
     }
-    auto it = std::find_if(list->begin(), list->end(), [&](const Party& p) { return p.id == in.id; });
+    auto it =
+        std::find_if(list->begin(), list->end(), [&](const Party& p) { return p.id == in.id; });
     if (it == list->end()) {
       Party p = in;
       p.valid_from_ms = now;
@@ -267,9 +282,8 @@ Result<schema::Directory> NextDirectory(const schema::Directory* base,
     if (!found) return NotFound("cannot revoke " + id + ": no such party in the directory");
   }
   for (const auto& id : edit.compromised) {
-    bool rotated = std::any_of(edit.upserts.begin(), edit.upserts.end(), [&](const auto& r) {
-      return r.record.party.id == id;
-    });
+    bool rotated = std::any_of(edit.upserts.begin(), edit.upserts.end(),
+                               [&](const auto& r) { return r.record.party.id == id; });
     if (!rotated && !contains(edit.revoke, id)) {
       return InvalidArgument(id + " is marked compromised but neither rotated nor revoked");
     }
@@ -320,7 +334,8 @@ Result<schema::SignedDirectory> ReadDirectoryFile(const std::string& path) {
 
 Status WriteDirectoryFile(const std::string& path, const schema::SignedDirectory& directory) {
   return WriteFileAtomic(
-      path, schema::WithMagic(schema::kDirectoryFileMagic, schema::EncodeSignedDirectory(directory)),
+      path,
+      schema::WithMagic(schema::kDirectoryFileMagic, schema::EncodeSignedDirectory(directory)),
       kPublicFileMode);
 }
 
@@ -342,8 +357,9 @@ Result<VerifiedDirectory> VerifyDirectory(ByteView signed_directory_bytes,
                            " this party trusts");
   }
   if (!VerifySignature(anchor.signing_key, kLabelDirectory, sd.directory_bytes, sd.signature)) {
-    return Unauthenticated("directory signature does not verify: the file was altered or not "
-                           "issued by the authority");
+    return Unauthenticated(
+        "directory signature does not verify: the file was altered or not "
+        "issued by the authority");
   }
   const auto& d = sd.directory;
   if (now + kClockSkewMs < d.issued_at_ms) {
@@ -377,8 +393,9 @@ Result<TrustState> TrustState::Open(const std::string& path) {
   uint64_t serial = 0;
   if (!(in >> magic >> k1 >> serial >> k2 >> hash_hex) || magic != kTrustStateMagic ||
       k1 != "serial" || k2 != "hash") {
-    return Malformed(path + " is not a refbus trust state file; restore it from backup (deleting "
-                            "it would re-open rollback to older directories)");
+    return Malformed(path +
+                     " is not a refbus trust state file; restore it from backup (deleting "
+                     "it would re-open rollback to older directories)");
   }
   auto h = HexDecode(hash_hex);
   if (!h.ok() || h->size() != crypto_generichash_BYTES) {
@@ -392,9 +409,8 @@ Result<TrustState> TrustState::Open(const std::string& path) {
 Status TrustState::Check(const schema::SignedDirectory& directory) const {
   uint64_t serial = directory.directory.serial;
   if (serial < serial_) {
-    return Rollback("directory serial " + std::to_string(serial) +
-                    " is older than serial " + std::to_string(serial_) +
-                    " already accepted here: refusing a rollback");
+    return Rollback("directory serial " + std::to_string(serial) + " is older than serial " +
+                    std::to_string(serial_) + " already accepted here: refusing a rollback");
   }
   if (serial == serial_ && !ConstantTimeEquals(DirectoryHash(directory), hash_)) {
     return Rollback("directory serial " + std::to_string(serial) +
@@ -443,7 +459,8 @@ Result<const KeyRecord*> FindSigningKey(const schema::Directory& directory,
   for (const auto& k : p->keys) {
     if (!ConstantTimeEquals(KeyId(KeyUse::kSigning, k.signing_key), key_id)) continue;
     switch (k.state) {
-      case KeyState::kActive: return &k;
+      case KeyState::kActive:
+        return &k;
       case KeyState::kRetired:
         if (signed_at < k.state_since_ms && now < k.state_since_ms + kRetiredKeyAcceptMs) {
           return &k;

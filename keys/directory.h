@@ -61,9 +61,8 @@ std::vector<schema::Role> DefaultRoles(schema::PartyKind kind, schema::AgencyTyp
 
 // The public record a party hands to the authority. previous: the identity being rotated
 // out (its signature endorses the new keys), or nullptr for a new party.
-Result<schema::SignedPartyRecord> MakePartyRecord(const Identity& identity,
-                                                  const Listing& listing, UnixMillis now,
-                                                  const Identity* previous);
+Result<schema::SignedPartyRecord> MakePartyRecord(const Identity& identity, const Listing& listing,
+                                                  UnixMillis now, const Identity* previous);
 
 // Proof of possession and prekey signatures; the record lists exactly one ACTIVE key.
 Status VerifyPartyRecord(const schema::SignedPartyRecord& record);

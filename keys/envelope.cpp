@@ -125,8 +125,7 @@ Result<Bytes> SealEnvelope(const Identity& sender, const SealRequest& req, ByteV
 }
 
 Result<schema::SealedEnvelope> VerifyEnvelope(ByteView envelope_bytes,
-                                              const schema::Directory& directory,
-                                              UnixMillis now) {
+                                              const schema::Directory& directory, UnixMillis now) {
   REFBUS_ASSIGN_OR_RETURN(schema::SealedEnvelope e, schema::DecodeEnvelope(envelope_bytes));
   const auto& h = e.header;
   if (h.created_at_ms > now + kClockSkewMs) {
@@ -185,10 +184,9 @@ Result<OpenedEnvelope> OpenEnvelope(const Identity& recipient, ByteView envelope
           wrap.data());
   Bytes ad = WrapAd(h.message_id, mine->prekey_id);
   StackSecret<kKeyBytes> k;
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt(k.data(), nullptr, nullptr,
-                                                 mine->wrapped_key.data(),
-                                                 mine->wrapped_key.size(), ad.data(), ad.size(),
-                                                 kZeroNonce, wrap.data()) != 0) {
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+          k.data(), nullptr, nullptr, mine->wrapped_key.data(), mine->wrapped_key.size(), ad.data(),
+          ad.size(), kZeroNonce, wrap.data()) != 0) {
     return Unauthenticated("content key for " + recipient.party_id() + " does not unwrap");
   }
   uint8_t commitment[32];
@@ -199,10 +197,9 @@ Result<OpenedEnvelope> OpenEnvelope(const Identity& recipient, ByteView envelope
   OpenedEnvelope out;
   out.content.resize(e.ciphertext.size() - kTagBytes);
   Bytes cad = SignatureInput(kLabelContent, e.header_bytes);
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt(out.content.data(), nullptr, nullptr,
-                                                 e.ciphertext.data(), e.ciphertext.size(),
-                                                 cad.data(), cad.size(), h.content_nonce.data(),
-                                                 k.data()) != 0) {
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+          out.content.data(), nullptr, nullptr, e.ciphertext.data(), e.ciphertext.size(),
+          cad.data(), cad.size(), h.content_nonce.data(), k.data()) != 0) {
     return Unauthenticated("envelope content does not decrypt (altered ciphertext)");
   }
   out.envelope = std::move(e);

@@ -48,14 +48,12 @@ struct SealRequest {
 };
 
 // Returns the serialized SealedEnvelope (what is submitted, stored and delivered).
-Result<Bytes> SealEnvelope(const Identity& sender, const SealRequest& request,
-                           ByteView content);
+Result<Bytes> SealEnvelope(const Identity& sender, const SealRequest& request, ByteView content);
 
 // Decodes and checks an envelope without opening it: version, lifetime and clock skew,
 // sender key in the directory (FindSigningKey), signature.
 Result<schema::SealedEnvelope> VerifyEnvelope(ByteView envelope_bytes,
-                                              const schema::Directory& directory,
-                                              UnixMillis now);
+                                              const schema::Directory& directory, UnixMillis now);
 
 struct OpenedEnvelope {
   schema::SealedEnvelope envelope;

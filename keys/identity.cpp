@@ -9,8 +9,8 @@
 
 namespace refbus::keys {
 
-Result<Identity> Identity::Generate(std::string party_id, schema::PartyKind kind,
-                                    UnixMillis now, UnixMillis prekey_lifetime_ms) {
+Result<Identity> Identity::Generate(std::string party_id, schema::PartyKind kind, UnixMillis now,
+                                    UnixMillis prekey_lifetime_ms) {
   if (!schema::IsValidPartyId(party_id)) {
     return InvalidArgument("'" + party_id +
                            "' is not a valid party id: use 3 to 48 characters a-z, 0-9 and '-'");

@@ -99,7 +99,9 @@ Result<SecretBuffer> EncodeBundle(const Identity& id) {
   return b;
 }
 
-Status BundleDamaged() { return Malformed("key file is damaged: its secret bundle does not decode"); }
+Status BundleDamaged() {
+  return Malformed("key file is damaged: its secret bundle does not decode");
+}
 
 Result<Identity> DecodeBundle(const std::string& party_id, schema::PartyKind kind,
                               ByteView bundle) {
@@ -266,8 +268,7 @@ Result<Identity> LoadIdentity(const std::string& path, const SecretBuffer* passp
   if (crypto_aead_xchacha20poly1305_ietf_decrypt(bundle.data(), &mlen, nullptr, f.payload.data(),
                                                  f.payload.size(), ad.data(), ad.size(),
                                                  f.nonce.data(), key.data()) != 0) {
-    return Unauthenticated("cannot open " + path +
-                           ": wrong passphrase, or the file is damaged");
+    return Unauthenticated("cannot open " + path + ": wrong passphrase, or the file is damaged");
   }
   auto id = DecodeBundle(f.party_id, f.kind, bundle.view());
   if (!id.ok()) return id.status().WithContext(path);

@@ -35,12 +35,15 @@ Exit codes:
 
 int ExitFor(const Status& s) {
   switch (s.code()) {
-    case Status::Code::kOk: return 0;
+    case Status::Code::kOk:
+      return 0;
     case Status::Code::kUnauthenticated:
     case Status::Code::kExpired:
     case Status::Code::kRevoked:
-    case Status::Code::kRollback: return 3;
-    default: return 1;
+    case Status::Code::kRollback:
+      return 3;
+    default:
+      return 1;
   }
 }
 
@@ -168,8 +171,9 @@ void PrintDirectory(const VerifiedDirectory& v, const TrustAnchor& anchor, bool 
     for (const auto& p : *list) t.AddRow(PartyRow(p, now));
   }
   t.Print(std::cout);
-  std::cout << "\n" << t.rows() << " parties: " << d.brokers.size() << " brokers, "
-            << d.agencies.size() << " agencies, " << d.auditors.size() << " auditors\n";
+  std::cout << "\n"
+            << t.rows() << " parties: " << d.brokers.size() << " brokers, " << d.agencies.size()
+            << " agencies, " << d.auditors.size() << " auditors\n";
 }
 
 void PrintRecord(const schema::SignedPartyRecord& r, bool as_json) {
@@ -224,8 +228,9 @@ int main(int argc, char** argv) {
   auto* authority = app.add_subcommand("authority", "The federation authority's keys");
   authority->require_subcommand(1);
   auto* auth_init = authority->add_subcommand(
-      "init", "Make the authority's signing key (DIR/identity.key) and its public trust anchor "
-              "(DIR/authority.pub)");
+      "init",
+      "Make the authority's signing key (DIR/identity.key) and its public trust anchor "
+      "(DIR/authority.pub)");
   std::string dir, id;
   auth_init->add_option("--dir", dir, "Authority folder (keep it offline)")->required();
   auth_init->add_option("--id", id, "Authority id")->default_val("authority");
@@ -363,7 +368,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (party_prekey->parsed() || party_rotate->parsed()) {
-    auto rec = party_prekey->parsed() ? RotatePrekey(dir, pass, now) : RotateIdentity(dir, pass, now);
+    auto rec =
+        party_prekey->parsed() ? RotatePrekey(dir, pass, now) : RotateIdentity(dir, pass, now);
     if (!rec.ok()) return Fail(rec.status());
     if (!as_json) {
       std::cout << (party_prekey->parsed() ? "New prekey added" : "New keys made")

@@ -57,12 +57,11 @@ Status FieldError(std::string_view what, std::string_view field, std::string_vie
                    std::string(problem));
 }
 
-Status CheckSize(std::string_view what, std::string_view field, const std::string& v,
-                 size_t want) {
+Status CheckSize(std::string_view what, std::string_view field, const std::string& v, size_t want) {
   if (v.size() != want) {
-    return FieldError(what, field,
-                      "has " + std::to_string(v.size()) + " bytes, expected " +
-                          std::to_string(want));
+    return FieldError(
+        what, field,
+        "has " + std::to_string(v.size()) + " bytes, expected " + std::to_string(want));
   }
   return Status::Ok();
 }
@@ -89,8 +88,8 @@ Status CheckEnum(std::string_view what, std::string_view field, int v, int max,
 }
 
 template <typename E, typename Repeated>
-Result<std::vector<E>> EnumList(std::string_view what, std::string_view field,
-                                const Repeated& in, int max) {
+Result<std::vector<E>> EnumList(std::string_view what, std::string_view field, const Repeated& in,
+                                int max) {
   std::vector<E> out;
   out.reserve(static_cast<size_t>(in.size()));
   for (int v : in) {
@@ -143,17 +142,17 @@ Result<Frame> FromProto(const pb::Frame& m) {
       break;
     case pb::Frame::kAck:
       f.type = Frame::Type::kAck;
-      REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "ack.message_id", m.ack().message_id(),
-                                       kMessageIdBytes));
+      REFBUS_RETURN_IF_ERROR(
+          CheckSize(kWhat, "ack.message_id", m.ack().message_id(), kMessageIdBytes));
       f.ack.message_id = B(m.ack().message_id());
       f.ack.duplicate = m.ack().duplicate();
       break;
     case pb::Frame::kNack:
       f.type = Frame::Type::kNack;
-      REFBUS_RETURN_IF_ERROR(CheckSizeOrEmpty(kWhat, "nack.message_id", m.nack().message_id(),
-                                              kMessageIdBytes));
-      REFBUS_RETURN_IF_ERROR(CheckEnum<NackReason>(kWhat, "nack.reason", m.nack().reason(),
-                                                   pb::NackReason_MAX));
+      REFBUS_RETURN_IF_ERROR(
+          CheckSizeOrEmpty(kWhat, "nack.message_id", m.nack().message_id(), kMessageIdBytes));
+      REFBUS_RETURN_IF_ERROR(
+          CheckEnum<NackReason>(kWhat, "nack.reason", m.nack().reason(), pb::NackReason_MAX));
       f.nack.message_id = B(m.nack().message_id());
       f.nack.reason = static_cast<NackReason>(m.nack().reason());
       f.nack.detail = m.nack().detail();
@@ -257,16 +256,14 @@ Result<EnvelopeHeader> FromProto(const pb::EnvelopeHeader& m) {
       CheckSizeOrEmpty(kWhat, "consent_grant_id", m.consent_grant_id(), kGrantIdBytes));
   REFBUS_RETURN_IF_ERROR(
       CheckEnum<Purpose>(kWhat, "purpose", m.purpose(), pb::Purpose_MAX, /*allow_zero=*/true));
-  REFBUS_ASSIGN_OR_RETURN(h.categories, (EnumList<DataCategory>(kWhat, "categories",
-                                                               m.categories(),
-                                                               pb::DataCategory_MAX)));
+  REFBUS_ASSIGN_OR_RETURN(h.categories, (EnumList<DataCategory>(kWhat, "categories", m.categories(),
+                                                                pb::DataCategory_MAX)));
   if (m.expires_at_ms() <= m.created_at_ms()) {
     return FieldError(kWhat, "expires_at_ms", "is not after created_at_ms");
   }
   REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "ephemeral_key", m.ephemeral_key(), kPublicKeyBytes));
   REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "content_nonce", m.content_nonce(), kNonceBytes));
-  REFBUS_RETURN_IF_ERROR(
-      CheckSize(kWhat, "key_commitment", m.key_commitment(), kCommitmentBytes));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "key_commitment", m.key_commitment(), kCommitmentBytes));
   h.message_id = B(m.message_id());
   h.kind = static_cast<MessageKind>(m.kind());
   h.sender_id = m.sender_id();
@@ -336,8 +333,7 @@ Result<Party> FromProto(const pb::Party& m) {
   REFBUS_RETURN_IF_ERROR(CheckEnum<PartyKind>(what, "kind", m.kind(), pb::PartyKind_MAX));
   REFBUS_RETURN_IF_ERROR(CheckEnum<AgencyType>(what, "agency_type", m.agency_type(),
                                                pb::AgencyType_MAX, /*allow_zero=*/true));
-  REFBUS_RETURN_IF_ERROR(
-      CheckEnum<PartyStatus>(what, "status", m.status(), pb::PartyStatus_MAX));
+  REFBUS_RETURN_IF_ERROR(CheckEnum<PartyStatus>(what, "status", m.status(), pb::PartyStatus_MAX));
   if (!m.home_broker().empty()) {
     REFBUS_RETURN_IF_ERROR(CheckPartyId(what, "home_broker", m.home_broker()));
   }
@@ -498,14 +494,13 @@ Result<ConsentGrant> FromProto(const pb::ConsentGrant& m) {
   g.recorded_by = m.recorded_by();
   g.basis = static_cast<LegalBasis>(m.basis());
   g.legal_article = m.legal_article();
-  REFBUS_ASSIGN_OR_RETURN(g.consenters, (EnumList<Consenter>(kWhat, "consenters",
-                                                            m.consenters(), pb::Consenter_MAX)));
+  REFBUS_ASSIGN_OR_RETURN(
+      g.consenters, (EnumList<Consenter>(kWhat, "consenters", m.consenters(), pb::Consenter_MAX)));
   g.subject_assent = m.subject_assent();
   REFBUS_ASSIGN_OR_RETURN(g.purposes,
                           (EnumList<Purpose>(kWhat, "purposes", m.purposes(), pb::Purpose_MAX)));
-  REFBUS_ASSIGN_OR_RETURN(g.categories, (EnumList<DataCategory>(kWhat, "categories",
-                                                               m.categories(),
-                                                               pb::DataCategory_MAX)));
+  REFBUS_ASSIGN_OR_RETURN(g.categories, (EnumList<DataCategory>(kWhat, "categories", m.categories(),
+                                                                pb::DataCategory_MAX)));
   g.allowed_recipients.assign(m.allowed_recipients().begin(), m.allowed_recipients().end());
   REFBUS_ASSIGN_OR_RETURN(g.allowed_agency_types,
                           (EnumList<AgencyType>(kWhat, "allowed_agency_types",
@@ -557,8 +552,8 @@ bool IsValidPartyId(std::string_view id) {
 bool IsValidCaseRef(std::string_view ref) {
   if (ref.size() < 8 || ref.size() > 64) return false;
   for (char c : ref) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
     if (!ok) return false;
   }
   return true;
@@ -813,8 +808,8 @@ Result<ByteView> StripMagic(std::string_view magic, ByteView file, std::string_v
     bool printable = std::all_of(first_line.begin(), first_line.end(),
                                  [](char c) { return c >= 0x20 && c < 0x7f; });
     if (printable) {
-      return Malformed("not a " + std::string(what) + " file: it is a '" +
-                       std::string(first_line) + "' file (this refbus reads '" +
+      return Malformed("not a " + std::string(what) + " file: it is a '" + std::string(first_line) +
+                       "' file (this refbus reads '" +
                        std::string(magic.substr(0, magic.size() - 1)) + "')");
     }
   }

@@ -22,45 +22,49 @@ std::optional<E> Reverse(const std::array<std::string_view, N>& names, std::stri
 }
 
 constexpr std::array<std::string_view, 5> kPartyKind = {"unspecified", "authority", "agency",
-                                                       "broker", "auditor"};
+                                                        "broker", "auditor"};
 constexpr std::array<std::string_view, 7> kAgencyType = {
-    "-",          "wee-center",     "police-unit", "counseling-center",
-    "deletion-center", "support-center", "hotline"};
-constexpr std::array<std::string_view, 9> kRole = {"unspecified", "refer",   "receive",
-                                                  "deletion",    "investigation", "case-lead",
-                                                  "relay",       "witness", "audit"};
+    "-",      "wee-center", "police-unit", "counseling-center", "deletion-center", "support-center",
+    "hotline"};
+constexpr std::array<std::string_view, 9> kRole = {"unspecified", "refer",         "receive",
+                                                   "deletion",    "investigation", "case-lead",
+                                                   "relay",       "witness",       "audit"};
 constexpr std::array<std::string_view, 4> kKeyState = {"unspecified", "active", "retired",
-                                                      "revoked"};
+                                                       "revoked"};
 constexpr std::array<std::string_view, 3> kPartyStatus = {"unspecified", "active", "revoked"};
 constexpr std::array<std::string_view, 9> kPurpose = {
-    "unspecified", "counseling", "deletion", "investigation", "legal",
-    "psychological", "family",   "emergency", "academic"};
+    "unspecified",   "counseling", "deletion",  "investigation", "legal",
+    "psychological", "family",     "emergency", "academic"};
 constexpr std::array<std::string_view, 10> kDataCategory = {
     "unspecified",       "identity",      "contact", "incident-summary", "counseling-notes",
     "content-locations", "investigation", "health",  "deletion-status",  "case-status"};
 constexpr std::array<std::string_view, 12> kMessageKind = {
-    "unspecified",      "referral",       "referral-state",     "handoff",
-    "handoff-ack",      "deletion-request", "deletion-status",  "access-notice",
-    "consent-revocation", "purge-confirmation", "case-closed",  "opaque"};
+    "unspecified",        "referral",           "referral-state",  "handoff",
+    "handoff-ack",        "deletion-request",   "deletion-status", "access-notice",
+    "consent-revocation", "purge-confirmation", "case-closed",     "opaque"};
 constexpr std::array<std::string_view, 11> kLegalBasis = {
-    "unspecified",
-    "consent-subject",
-    "consent-legal-representative",
-    "statutory-provision",
-    "mandatory-report",
-    "police-notify-support-center",
-    "deletion-support",
-    "police-deletion-request",
-    "investigation-request",
-    "court-order",
-    "emergency-life-safety"};
+    "unspecified",         "consent-subject",         "consent-legal-representative",
+    "statutory-provision", "mandatory-report",        "police-notify-support-center",
+    "deletion-support",    "police-deletion-request", "investigation-request",
+    "court-order",         "emergency-life-safety"};
 constexpr std::array<std::string_view, 4> kConsenter = {"unspecified", "subject", "guardian",
-                                                       "legal-representative"};
-constexpr std::array<std::string_view, 16> kNackReason = {
-    "unspecified",       "malformed",       "too-large",          "sender-mismatch",
-    "unknown-recipient", "revoked-recipient", "bad-signature",    "expired",
-    "quota-exceeded",    "unknown-sender-key", "consent-out-of-scope", "consent-expired",
-    "consent-revoked",   "storage-full",    "unsupported-version", "internal"};
+                                                        "legal-representative"};
+constexpr std::array<std::string_view, 16> kNackReason = {"unspecified",
+                                                          "malformed",
+                                                          "too-large",
+                                                          "sender-mismatch",
+                                                          "unknown-recipient",
+                                                          "revoked-recipient",
+                                                          "bad-signature",
+                                                          "expired",
+                                                          "quota-exceeded",
+                                                          "unknown-sender-key",
+                                                          "consent-out-of-scope",
+                                                          "consent-expired",
+                                                          "consent-revoked",
+                                                          "storage-full",
+                                                          "unsupported-version",
+                                                          "internal"};
 
 }  // namespace
 
@@ -84,7 +88,9 @@ std::optional<AgencyType> ParseAgencyType(std::string_view s) {
 }
 std::optional<Role> ParseRole(std::string_view s) { return Reverse<Role>(kRole, s); }
 
-bool Party::HasRole(Role r) const { return std::find(roles.begin(), roles.end(), r) != roles.end(); }
+bool Party::HasRole(Role r) const {
+  return std::find(roles.begin(), roles.end(), r) != roles.end();
+}
 
 const KeyRecord* Party::ActiveKeys() const {
   for (const auto& k : keys) {

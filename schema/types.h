@@ -20,7 +20,13 @@
 namespace refbus::schema {
 
 // Enumerations: values equal to the proto enum numbers.
-enum class PartyKind : int { kUnspecified = 0, kAuthority = 1, kAgency = 2, kBroker = 3, kAuditor = 4 };
+enum class PartyKind : int {
+  kUnspecified = 0,
+  kAuthority = 1,
+  kAgency = 2,
+  kBroker = 3,
+  kAuditor = 4
+};
 enum class AgencyType : int {
   kUnspecified = 0,
   kWeeCenter = 1,
@@ -93,7 +99,12 @@ enum class LegalBasis : int {
   kCourtOrder = 9,
   kEmergencyLifeSafety = 10,
 };
-enum class Consenter : int { kUnspecified = 0, kSubject = 1, kGuardian = 2, kLegalRepresentative = 3 };
+enum class Consenter : int {
+  kUnspecified = 0,
+  kSubject = 1,
+  kGuardian = 2,
+  kLegalRepresentative = 3
+};
 enum class NackReason : int {
   kUnspecified = 0,
   kMalformed = 1,
@@ -131,20 +142,20 @@ std::optional<AgencyType> ParseAgencyType(std::string_view s);
 std::optional<Role> ParseRole(std::string_view s);
 
 // Sizes fixed by the protocol.
-inline constexpr size_t kPublicKeyBytes = 32;   // Ed25519 and X25519 public keys
-inline constexpr size_t kSignatureBytes = 64;   // Ed25519
-inline constexpr size_t kKeyIdBytes = 16;       // PROTOCOL.md "Key ids"
+inline constexpr size_t kPublicKeyBytes = 32;  // Ed25519 and X25519 public keys
+inline constexpr size_t kSignatureBytes = 64;  // Ed25519
+inline constexpr size_t kKeyIdBytes = 16;      // PROTOCOL.md "Key ids"
 inline constexpr size_t kMessageIdBytes = 16;
 inline constexpr size_t kGrantIdBytes = 16;
-inline constexpr size_t kNonceBytes = 24;       // XChaCha20-Poly1305
+inline constexpr size_t kNonceBytes = 24;  // XChaCha20-Poly1305
 inline constexpr size_t kCommitmentBytes = 32;
 inline constexpr size_t kWrappedKeyBytes = 48;  // 32-byte key + 16-byte tag
 
 // Size limits, checked before any parsing.
-inline constexpr size_t kMaxFrameBytes = 4u << 20;      // one transport frame
-inline constexpr size_t kMaxEnvelopeBytes = 4u << 20;   // one sealed envelope
+inline constexpr size_t kMaxFrameBytes = 4u << 20;     // one transport frame
+inline constexpr size_t kMaxEnvelopeBytes = 4u << 20;  // one sealed envelope
 inline constexpr size_t kMaxDirectoryBytes = 16u << 20;
-inline constexpr size_t kMaxRecordBytes = 64u << 10;    // party record, grant, key file
+inline constexpr size_t kMaxRecordBytes = 64u << 10;  // party record, grant, key file
 inline constexpr size_t kMaxRecipients = 64;
 
 // --- Directory ------------------------------------------------------------------------

@@ -43,8 +43,7 @@ int main(int argc, char** argv) {
       std::string content(len, 'x');
       auto env = keys::SealEnvelope(*sender, req, AsBytes(content));
       if (!env.ok()) return 1;
-      std::ofstream out(std::string(argv[1]) + "/seed-" + std::to_string(n++),
-                        std::ios::binary);
+      std::ofstream out(std::string(argv[1]) + "/seed-" + std::to_string(n++), std::ios::binary);
       out.write(reinterpret_cast<const char*>(env->data()), static_cast<long>(env->size()));
     }
   }
