@@ -125,29 +125,37 @@ Result<Bytes> SealEnvelope(const Identity& sender, const SealRequest& req, ByteV
 }
 
 Result<schema::SealedEnvelope> VerifyEnvelope(ByteView envelope_bytes,
-                                              const schema::Directory& directory, UnixMillis now) {
+                                              const schema::Directory& directory, UnixMillis now,
+                                              EnvelopeCheck* failed) {
+  EnvelopeCheck unused_check;
+  EnvelopeCheck& check = failed != nullptr ? *failed : unused_check;
+  check = EnvelopeCheck::kMalformed;
   REFBUS_ASSIGN_OR_RETURN(schema::SealedEnvelope e, schema::DecodeEnvelope(envelope_bytes));
   const auto& h = e.header;
+  if (h.expires_at_ms - h.created_at_ms > kMaxEnvelopeLifetimeMs) {
+    return Malformed("envelope lifetime is longer than 90 days");
+  }
+  check = EnvelopeCheck::kTime;
   if (h.created_at_ms > now + kClockSkewMs) {
     return Expired("envelope claims to be created at " + FormatUtc(h.created_at_ms) +
                    ", beyond the allowed clock skew; check the sender's clock");
   }
-  if (h.expires_at_ms - h.created_at_ms > kMaxEnvelopeLifetimeMs) {
-    return Malformed("envelope lifetime is longer than 90 days");
-  }
   if (now >= h.expires_at_ms) {
     return Expired("envelope expired at " + FormatUtc(h.expires_at_ms));
   }
+  check = EnvelopeCheck::kSenderKey;
   auto key = FindSigningKey(directory, h.sender_id, h.sender_key_id, h.created_at_ms, now);
   if (!key.ok()) return key.status().WithContext("envelope sender");
   const schema::Party* sender = directory.Find(h.sender_id);
   if (sender->kind != schema::PartyKind::kAgency) {
     return PermissionDenied("envelope sender " + h.sender_id + " is not an agency");
   }
+  check = EnvelopeCheck::kSignature;
   if (!VerifySignature((*key)->signing_key, kLabelEnvelope,
                        EnvelopeSignatureBody(e.header_bytes, e.ciphertext), e.signature)) {
     return Unauthenticated("envelope signature does not verify (altered, re-addressed or forged)");
   }
+  check = EnvelopeCheck::kOk;
   return e;
 }
 

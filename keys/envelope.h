@@ -50,10 +50,15 @@ struct SealRequest {
 // Returns the serialized SealedEnvelope (what is submitted, stored and delivered).
 Result<Bytes> SealEnvelope(const Identity& sender, const SealRequest& request, ByteView content);
 
+// Which check refused an envelope (for nack reasons and audit entries).
+enum class EnvelopeCheck { kOk, kMalformed, kTime, kSenderKey, kSignature };
+
 // Decodes and checks an envelope without opening it: version, lifetime and clock skew,
-// sender key in the directory (FindSigningKey), signature.
+// sender key in the directory (FindSigningKey), signature. If failed is not null it is
+// set to the check that refused the envelope.
 Result<schema::SealedEnvelope> VerifyEnvelope(ByteView envelope_bytes,
-                                              const schema::Directory& directory, UnixMillis now);
+                                              const schema::Directory& directory, UnixMillis now,
+                                              EnvelopeCheck* failed = nullptr);
 
 struct OpenedEnvelope {
   schema::SealedEnvelope envelope;

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 
+#include "refbus/v1/audit.pb.h"
 #include "refbus/v1/consent.pb.h"
 #include "refbus/v1/directory.pb.h"
 #include "refbus/v1/envelope.pb.h"
@@ -725,6 +726,69 @@ Bytes EncodeSignedConsentGrant(const SignedConsentGrant& g) {
     o->set_public_key(S(c.public_key));
     o->set_signature(S(c.signature));
   }
+  return Serialize(m);
+}
+
+Result<AuditEntry> DecodeAuditEntry(ByteView bytes) {
+  constexpr std::string_view kWhat = "audit entry";
+  pb::AuditEntry m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxRecordBytes, kWhat));
+  if (m.version() != 1) {
+    return FieldError(kWhat, "version", "is " + std::to_string(m.version()) + ", expected 1");
+  }
+  REFBUS_RETURN_IF_ERROR(CheckEnum<AuditEvent>(kWhat, "event", m.event(), pb::AuditEvent_MAX));
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "broker_id", m.broker_id()));
+  REFBUS_RETURN_IF_ERROR(CheckSizeOrEmpty(kWhat, "message_id", m.message_id(), kMessageIdBytes));
+  REFBUS_RETURN_IF_ERROR(
+      CheckSizeOrEmpty(kWhat, "consent_grant_id", m.consent_grant_id(), kGrantIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckSizeOrEmpty(kWhat, "envelope_sha256", m.envelope_sha256(), 32));
+  REFBUS_RETURN_IF_ERROR(
+      CheckEnum<MessageKind>(kWhat, "kind", m.kind(), pb::MessageKind_MAX, /*allow_zero=*/true));
+  REFBUS_RETURN_IF_ERROR(
+      CheckEnum<Purpose>(kWhat, "purpose", m.purpose(), pb::Purpose_MAX, /*allow_zero=*/true));
+  REFBUS_RETURN_IF_ERROR(
+      CheckEnum<NackReason>(kWhat, "reason", m.reason(), pb::NackReason_MAX, /*allow_zero=*/true));
+  AuditEntry e;
+  e.index = m.index();
+  e.time_ms = m.time_ms();
+  e.event = static_cast<AuditEvent>(m.event());
+  e.broker_id = m.broker_id();
+  e.actor = m.actor();
+  e.message_id = B(m.message_id());
+  e.sender_id = m.sender_id();
+  e.recipients.assign(m.recipients().begin(), m.recipients().end());
+  e.case_ref = m.case_ref();
+  e.consent_grant_id = B(m.consent_grant_id());
+  e.kind = static_cast<MessageKind>(m.kind());
+  e.purpose = static_cast<Purpose>(m.purpose());
+  e.envelope_sha256 = B(m.envelope_sha256());
+  e.reason = static_cast<NackReason>(m.reason());
+  e.directory_serial = m.directory_serial();
+  e.detail = m.detail();
+  e.envelope_bytes = m.envelope_bytes();
+  return e;
+}
+
+Bytes EncodeAuditEntry(const AuditEntry& e) {
+  pb::AuditEntry m;
+  m.set_version(e.version);
+  m.set_index(e.index);
+  m.set_time_ms(e.time_ms);
+  m.set_event(static_cast<pb::AuditEvent>(e.event));
+  m.set_broker_id(e.broker_id);
+  m.set_actor(e.actor);
+  m.set_message_id(S(e.message_id));
+  m.set_sender_id(e.sender_id);
+  for (const auto& r : e.recipients) m.add_recipients(r);
+  m.set_case_ref(e.case_ref);
+  m.set_consent_grant_id(S(e.consent_grant_id));
+  m.set_kind(static_cast<pb::MessageKind>(e.kind));
+  m.set_purpose(static_cast<pb::Purpose>(e.purpose));
+  m.set_envelope_sha256(S(e.envelope_sha256));
+  m.set_reason(static_cast<pb::NackReason>(e.reason));
+  m.set_directory_serial(e.directory_serial);
+  m.set_detail(e.detail);
+  m.set_envelope_bytes(e.envelope_bytes);
   return Serialize(m);
 }
 

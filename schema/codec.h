@@ -57,6 +57,10 @@ Bytes EncodeConsentGrant(const ConsentGrant& grant);
 Result<SignedConsentGrant> DecodeSignedConsentGrant(ByteView bytes);
 Bytes EncodeSignedConsentGrant(const SignedConsentGrant& grant);
 
+// Audit entries: the stored bytes are the hashed bytes; decode never re-encodes.
+Result<AuditEntry> DecodeAuditEntry(ByteView bytes);
+Bytes EncodeAuditEntry(const AuditEntry& entry);
+
 // Secret key file (the outer container; the payload layout is keys/keyfile.h's).
 // The payload bytes pass through protobuf's own buffers: DecodeSecretKeyFile wipes its
 // temporary copy; callers wipe theirs with SecretKeyFile::WipePayload().

@@ -66,8 +66,15 @@ constexpr std::array<std::string_view, 16> kNackReason = {"unspecified",
                                                           "unsupported-version",
                                                           "internal"};
 
+constexpr std::array<std::string_view, 15> kAuditEvent = {
+    "unspecified",     "accepted",        "rejected",         "forwarded",
+    "delivered",       "acked",           "opened",           "consent-granted",
+    "consent-revoked", "purge-confirmed", "directory-loaded", "key-revoked",
+    "auditor-query",   "broker-started",  "expired"};
+
 }  // namespace
 
+std::string_view Name(AuditEvent v) { return Lookup(kAuditEvent, v); }
 std::string_view Name(PartyKind v) { return Lookup(kPartyKind, v); }
 std::string_view Name(AgencyType v) { return Lookup(kAgencyType, v); }
 std::string_view Name(Role v) { return Lookup(kRole, v); }

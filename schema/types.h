@@ -366,6 +366,48 @@ struct Frame {
   DirectoryReply directory_reply;
 };
 
+// --- Audit log ------------------------------------------------------------------------
+
+enum class AuditEvent : int {
+  kUnspecified = 0,
+  kEnvelopeAccepted = 1,
+  kEnvelopeRejected = 2,
+  kEnvelopeForwarded = 3,
+  kEnvelopeDelivered = 4,
+  kEnvelopeAcked = 5,
+  kEnvelopeOpened = 6,
+  kConsentGranted = 7,
+  kConsentRevoked = 8,
+  kPurgeConfirmed = 9,
+  kDirectoryLoaded = 10,
+  kKeyRevoked = 11,
+  kAuditorQuery = 12,
+  kBrokerStarted = 13,
+  kEnvelopeExpired = 14,
+};
+std::string_view Name(AuditEvent v);
+
+struct AuditEntry {
+  uint32_t version = 1;
+  uint64_t index = 0;
+  UnixMillis time_ms = 0;
+  AuditEvent event = AuditEvent::kUnspecified;
+  std::string broker_id;
+  std::string actor;
+  Bytes message_id;
+  std::string sender_id;
+  std::vector<std::string> recipients;
+  std::string case_ref;
+  Bytes consent_grant_id;
+  MessageKind kind = MessageKind::kUnspecified;
+  Purpose purpose = Purpose::kUnspecified;
+  Bytes envelope_sha256;
+  NackReason reason = NackReason::kUnspecified;
+  uint64_t directory_serial = 0;
+  std::string detail;
+  uint64_t envelope_bytes = 0;
+};
+
 // --- Key files ------------------------------------------------------------------------
 
 struct SecretKeyFile {

@@ -1,0 +1,133 @@
+#include "broker/config.h"
+
+#include <toml++/toml.h>
+#include <filesystem>
+
+#include "schema/codec.h"
+#include "schema/types.h"
+
+namespace refbus::broker {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Reader {
+ public:
+  Reader(const toml::table& root, std::string file) : root_(root), file_(std::move(file)) {}
+
+  Status Error(std::string_view section, std::string_view key, std::string_view problem) const {
+    return InvalidArgument(file_ + ": setting " + std::string(section) + "." + std::string(key) +
+                           " " + std::string(problem));
+  }
+
+  Result<std::string> String(std::string_view section, std::string_view key, bool required) {
+    const toml::node* n = root_.at_path(std::string(section) + "." + std::string(key)).node();
+    if (n == nullptr) {
+      if (required) return Error(section, key, "is missing");
+      return std::string();
+    }
+    auto v = n->value<std::string>();
+    if (!v) return Error(section, key, "must be a string");
+    return *v;
+  }
+
+  Result<std::string> Path(std::string_view section, std::string_view key, bool required) {
+    REFBUS_ASSIGN_OR_RETURN(std::string s, String(section, key, required));
+    if (s.empty()) {
+      if (required) return Error(section, key, "is empty");
+      return s;
+    }
+    fs::path p(s);
+    if (p.is_relative()) p = fs::path(file_).parent_path() / p;
+    return p.lexically_normal().string();
+  }
+
+  Status Uint(std::string_view section, std::string_view key, uint64_t min, uint64_t max,
+              uint64_t* out) {
+    const toml::node* n = root_.at_path(std::string(section) + "." + std::string(key)).node();
+    if (n == nullptr) return Status::Ok();  // default stays
+    auto v = n->value<int64_t>();
+    if (!v) return Error(section, key, "must be an integer");
+    if (*v < 0 || static_cast<uint64_t>(*v) < min || static_cast<uint64_t>(*v) > max) {
+      return Error(section, key,
+                   "is " + std::to_string(*v) + "; it must be between " + std::to_string(min) +
+                       " and " + std::to_string(max));
+    }
+    *out = static_cast<uint64_t>(*v);
+    return Status::Ok();
+  }
+
+  Status NoUnknown(std::string_view section, std::initializer_list<std::string_view> known) {
+    const toml::table* t = root_[section].as_table();
+    if (t == nullptr) return Status::Ok();
+    for (const auto& [k, v] : *t) {
+      bool ok = false;
+      for (auto name : known) ok = ok || k.str() == name;
+      if (!ok) return Error(section, k.str(), "is not a known setting (misspelt?)");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const toml::table& root_;
+  std::string file_;
+};
+
+}  // namespace
+
+Result<Config> LoadConfig(const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return InvalidArgument(path + " line " + std::to_string(e.source().begin.line) + ": " +
+                           std::string(e.description()));
+  }
+  for (const auto& [k, v] : root) {
+    if (k.str() != "broker" && k.str() != "limits") {
+      return InvalidArgument(path + ": unknown section [" + std::string(k.str()) + "]");
+    }
+  }
+  Reader r(root, path);
+  REFBUS_RETURN_IF_ERROR(
+      r.NoUnknown("broker", {"id", "bind", "data_dir", "key_file", "passphrase_file", "directory",
+                             "anchor", "trust_state", "endpoint_file"}));
+  REFBUS_RETURN_IF_ERROR(
+      r.NoUnknown("limits", {"max_frame_bytes", "mailbox_quota", "max_batch", "delivery_window",
+                             "redelivery_ms", "map_size_mb"}));
+  Config c;
+  REFBUS_ASSIGN_OR_RETURN(c.id, r.String("broker", "id", true));
+  if (!schema::IsValidPartyId(c.id)) {
+    return r.Error("broker", "id", "is not a valid party id (3-48 of a-z, 0-9, '-')");
+  }
+  REFBUS_ASSIGN_OR_RETURN(c.bind, r.String("broker", "bind", true));
+  if (c.bind.rfind("tcp://", 0) != 0 && c.bind.rfind("ipc://", 0) != 0) {
+    return r.Error("broker", "bind", "must start with tcp:// or ipc://");
+  }
+  REFBUS_ASSIGN_OR_RETURN(c.data_dir, r.Path("broker", "data_dir", true));
+  REFBUS_ASSIGN_OR_RETURN(c.key_file, r.Path("broker", "key_file", true));
+  REFBUS_ASSIGN_OR_RETURN(c.passphrase_file, r.Path("broker", "passphrase_file", false));
+  REFBUS_ASSIGN_OR_RETURN(c.directory, r.Path("broker", "directory", true));
+  REFBUS_ASSIGN_OR_RETURN(c.anchor, r.Path("broker", "anchor", true));
+  REFBUS_ASSIGN_OR_RETURN(c.trust_state, r.Path("broker", "trust_state", true));
+  REFBUS_ASSIGN_OR_RETURN(c.endpoint_file, r.Path("broker", "endpoint_file", false));
+  for (const auto* p : {&c.key_file, &c.directory, &c.anchor}) {
+    if (!fs::exists(*p)) {
+      return InvalidArgument(path + ": file " + *p + " (from setting broker." +
+                             (p == &c.key_file    ? "key_file"
+                              : p == &c.directory ? "directory"
+                                                  : "anchor") +
+                             ") does not exist");
+    }
+  }
+  REFBUS_RETURN_IF_ERROR(
+      r.Uint("limits", "max_frame_bytes", 1024, schema::kMaxFrameBytes, &c.max_frame_bytes));
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "mailbox_quota", 1, 100000000, &c.mailbox_quota));
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "max_batch", 1, 65536, &c.max_batch));
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "delivery_window", 1, 65536, &c.delivery_window));
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "redelivery_ms", 100, 3600000, &c.redelivery_ms));
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "map_size_mb", 16, 1u << 20, &c.map_size_mb));
+  return c;
+}
+
+}  // namespace refbus::broker

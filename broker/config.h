@@ -1,0 +1,59 @@
+// refbus-broker configuration, from a TOML file.
+//
+// Every setting is validated at load; an error names the file, the setting and what is
+// wrong with it. Relative paths are resolved against the config file's folder.
+//
+//   [broker]
+//   id = "seoul-broker"                 # this broker's id in the directory
+//   bind = "tcp://127.0.0.1:7450"       # or "tcp://127.0.0.1:*" (port chosen at start)
+//   data_dir = "data"                   # LMDB store (one broker per folder)
+//   key_file = "identity.key"           # the broker's keys (refbus-keys party init)
+//   passphrase_file = ""                # optional, for a protected key file
+//   directory = "directory"             # signed directory; reloaded when it changes
+//   anchor = "authority.pub"            # the authority's trust anchor
+//   trust_state = "trust-state"         # highest directory serial accepted (rollback)
+//   endpoint_file = ""                  # optional: write the bound endpoint here
+//
+//   [limits]
+//   max_frame_bytes = 4194304
+//   mailbox_quota = 100000              # envelopes per recipient mailbox
+//   max_batch = 1024                    # frames handled per group commit
+//   delivery_window = 256               # unacked deliveries per recipient
+//   redelivery_ms = 10000               # resend an unacked delivery after this long
+//   map_size_mb = 4096                  # LMDB map size
+//
+// Thread safety: a value.
+#ifndef REFBUS_BROKER_CONFIG_H_
+#define REFBUS_BROKER_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "core/status.h"
+
+namespace refbus::broker {
+
+struct Config {
+  std::string id;
+  std::string bind;
+  std::string data_dir;
+  std::string key_file;
+  std::string passphrase_file;
+  std::string directory;
+  std::string anchor;
+  std::string trust_state;
+  std::string endpoint_file;
+
+  uint64_t max_frame_bytes = 4u << 20;
+  uint64_t mailbox_quota = 100000;
+  uint64_t max_batch = 1024;
+  uint64_t delivery_window = 256;
+  uint64_t redelivery_ms = 10000;
+  uint64_t map_size_mb = 4096;
+};
+
+Result<Config> LoadConfig(const std::string& path);
+
+}  // namespace refbus::broker
+
+#endif  // REFBUS_BROKER_CONFIG_H_

@@ -1,0 +1,646 @@
+#include "broker/server.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "core/file.h"
+#include "keys/crypto.h"
+#include "keys/envelope.h"
+#include "keys/keyfile.h"
+#include "schema/codec.h"
+
+namespace refbus::broker {
+namespace {
+
+using schema::Frame;
+using schema::NackReason;
+
+constexpr const char* kKeyProperty = "X-Transport-Key";
+constexpr UnixMillis kTimerPeriodMs = 500;
+constexpr UnixMillis kExpiryPeriodMs = 60 * kMillisPerSecond;
+constexpr uint32_t kQuotaRetryMs = 1000;
+constexpr uint32_t kStorageRetryMs = 5000;
+
+long FileMtime(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return static_cast<long>(st.st_mtim.tv_sec) * 1000000000L + st.st_mtim.tv_nsec;
+}
+
+std::string Short(ByteView message_id) { return HexEncode(message_id); }
+
+NackReason ReasonFor(keys::EnvelopeCheck check, const Status& s) {
+  switch (check) {
+    case keys::EnvelopeCheck::kMalformed:
+      return s.message().find("version") != std::string::npos ? NackReason::kUnsupportedVersion
+                                                              : NackReason::kMalformed;
+    case keys::EnvelopeCheck::kTime:
+      return NackReason::kExpired;
+    case keys::EnvelopeCheck::kSenderKey:
+      return NackReason::kUnknownSenderKey;
+    case keys::EnvelopeCheck::kSignature:
+      return NackReason::kBadSignature;
+    case keys::EnvelopeCheck::kOk:
+      break;
+  }
+  return NackReason::kInternal;
+}
+
+Frame NackFrame(uint64_t request_id, ByteView message_id, NackReason reason, std::string detail,
+                uint32_t retry_after_ms) {
+  Frame f;
+  f.type = Frame::Type::kNack;
+  f.request_id = request_id;
+  f.nack.message_id.assign(message_id.begin(), message_id.end());
+  f.nack.reason = reason;
+  f.nack.detail = std::move(detail);
+  f.nack.retry_after_ms = retry_after_ms;
+  return f;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
+  std::unique_ptr<Server> s(new Server());
+  s->config_ = config;
+  UnixMillis now = SystemClock::Get().NowMillis();
+
+  std::optional<keys::SecretBuffer> pass;
+  if (!config.passphrase_file.empty()) {
+    REFBUS_ASSIGN_OR_RETURN(auto p, keys::ReadPassphraseFile(config.passphrase_file));
+    pass = std::move(p);
+  }
+  REFBUS_ASSIGN_OR_RETURN(keys::Identity id,
+                          keys::LoadIdentity(config.key_file, pass ? &*pass : nullptr));
+  if (id.kind() != schema::PartyKind::kBroker || id.party_id() != config.id) {
+    return InvalidArgument(config.key_file + " holds the keys of " +
+                           std::string(schema::Name(id.kind())) + " " + id.party_id() +
+                           ", not of broker " + config.id);
+  }
+  s->identity_ = std::make_unique<keys::Identity>(std::move(id));
+  REFBUS_ASSIGN_OR_RETURN(s->anchor_, keys::LoadTrustAnchor(config.anchor));
+  REFBUS_ASSIGN_OR_RETURN(keys::TrustState ts, keys::TrustState::Open(config.trust_state));
+  s->trust_ = std::make_unique<keys::TrustState>(std::move(ts));
+  s->directory_mtime_ = FileMtime(config.directory);
+  REFBUS_ASSIGN_OR_RETURN(
+      auto v, keys::LoadAndAcceptDirectory(config.directory, s->anchor_, *s->trust_, now));
+  if (v.in_grace) {
+    spdlog::error("directory serial {} has EXPIRED and is in its grace period: install a new one",
+                  v.signed_directory.directory.serial);
+  }
+  s->directory_ = std::move(v.signed_directory);
+  const schema::Party* me = s->directory_.directory.Find(config.id);
+  if (me == nullptr || me->kind != schema::PartyKind::kBroker ||
+      me->status != schema::PartyStatus::kActive) {
+    return FailedPrecondition("broker " + config.id +
+                              " is not an active broker in directory serial " +
+                              std::to_string(s->directory_.directory.serial));
+  }
+  const schema::KeyRecord* keys = me->ActiveKeys();
+  if (keys == nullptr || keys->transport_key != s->identity_->transport_public_key()) {
+    return FailedPrecondition("the transport key in " + config.key_file + " is not broker " +
+                              config.id +
+                              "'s active key in the directory "
+                              "(was the key rotated without a new directory?)");
+  }
+
+  StoreOptions so;
+  so.dir = config.data_dir;
+  so.broker_id = config.id;
+  so.map_size_bytes = static_cast<size_t>(config.map_size_mb) << 20;
+  so.mailbox_quota = config.mailbox_quota;
+  REFBUS_ASSIGN_OR_RETURN(s->store_, Store::Open(so));
+  REFBUS_RETURN_IF_ERROR(s->Bind());
+
+  schema::AuditEntry started;
+  started.event = schema::AuditEvent::kBrokerStarted;
+  started.directory_serial = s->directory_.directory.serial;
+  started.detail = "listening on " + s->endpoint_;
+  s->pending_events_.push_back(std::move(started));
+  schema::AuditEntry loaded;
+  loaded.event = schema::AuditEvent::kDirectoryLoaded;
+  loaded.directory_serial = s->directory_.directory.serial;
+  s->pending_events_.push_back(std::move(loaded));
+  Batch batch;
+  batch.events = std::move(s->pending_events_);
+  s->pending_events_.clear();
+  REFBUS_ASSIGN_OR_RETURN(auto r, s->store_->Commit(batch, now));
+  spdlog::info("broker {} listening on {} (directory serial {}, audit log {} entries)", config.id,
+               s->endpoint_, s->directory_.directory.serial, r.audit_size);
+  return s;
+}
+
+Server::~Server() = default;
+
+Status Server::Bind() {
+  try {
+    REFBUS_ASSIGN_OR_RETURN(zap_, zmqx::ZapHandler::Bind(context_));
+    router_ = zmq::socket_t(context_, zmq::socket_type::router);
+    REFBUS_RETURN_IF_ERROR(zmqx::ConfigureCurveServer(
+        router_, identity_->transport_secret_key().view(), directory_.directory.federation));
+    REFBUS_RETURN_IF_ERROR(zmqx::ConfigureHeartbeat(router_, zmqx::Heartbeat{}));
+    router_.set(zmq::sockopt::router_mandatory, 1);
+    router_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(config_.max_frame_bytes + 1024));
+    router_.set(zmq::sockopt::sndhwm, 100000);
+    router_.set(zmq::sockopt::rcvhwm, 100000);
+    router_.bind(config_.bind);
+  } catch (const zmq::error_t& e) {
+    return IoError("cannot bind " + config_.bind + ": " + e.what());
+  }
+  REFBUS_ASSIGN_OR_RETURN(endpoint_, zmqx::LastEndpoint(router_));
+  if (!config_.endpoint_file.empty()) {
+    REFBUS_RETURN_IF_ERROR(
+        WriteFileAtomic(config_.endpoint_file, AsBytes(endpoint_ + "\n"), kPublicFileMode));
+  }
+  return Status::Ok();
+}
+
+Status Server::HandleZap() {
+  return zap_->HandleOne([&](const zmqx::ZapRequest& req) {
+    zmqx::ZapDecision d;
+    const auto& dir = directory_.directory;
+    if (req.domain != dir.federation || req.mechanism != "CURVE") {
+      d.status_text = "wrong domain or mechanism";
+    } else {
+      for (const auto* list : {&dir.agencies, &dir.brokers, &dir.auditors}) {
+        for (const auto& p : *list) {
+          if (p.status != schema::PartyStatus::kActive) continue;
+          const schema::KeyRecord* k = p.ActiveKeys();
+          if (k != nullptr && k->transport_key == req.client_key) {
+            d.allow = true;
+            d.user_id = p.id;
+            d.metadata.emplace_back(kKeyProperty, HexEncode(req.client_key));
+          }
+        }
+      }
+      if (!d.allow) d.status_text = "key not in the directory";
+    }
+    if (!d.allow) {
+      ++stats_.zap_refused;
+      spdlog::warn("refused a connection from {}: {} (key {})", req.address, d.status_text,
+                   keys::Fingerprint(keys::KeyId(keys::KeyUse::kTransport, req.client_key)));
+    }
+    return d;
+  });
+}
+
+Result<const schema::Party*> Server::CurrentPeer(const zmq::message_t& msg) const {
+  auto user = zmqx::UserId(msg);
+  auto key = zmqx::Property(msg, kKeyProperty);
+  if (!user || !key) return Unauthenticated("connection is not authenticated");
+  const schema::Party* p = directory_.directory.Find(*user);
+  if (p == nullptr) return Unauthenticated(*user + " is no longer in the directory");
+  if (p->status != schema::PartyStatus::kActive) return Revoked(*user + " is revoked");
+  const schema::KeyRecord* k = p->ActiveKeys();
+  if (k == nullptr || HexEncode(k->transport_key) != *key) {
+    return Revoked("the key " + *user + " connected with is no longer its active key");
+  }
+  return p;
+}
+
+void Server::Send(const std::string& routing_id, const Frame& frame) {
+  Bytes body = schema::EncodeFrame(frame);
+  try {
+    router_.send(zmq::buffer(routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    router_.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    // EHOSTUNREACH: the peer is gone; it gets its answer (an ack is idempotent) on resend.
+    spdlog::debug("send to a peer failed: {}", e.what());
+  }
+}
+
+void Server::Reject(Turn& turn, const std::string& routing_id, uint64_t request_id,
+                    const std::string& peer, NackReason reason, std::string detail,
+                    const schema::SealedEnvelope* env, ByteView envelope_bytes) {
+  ++stats_.rejected;
+  schema::AuditEntry e;
+  if (env != nullptr) {
+    e = EnvelopeAudit(schema::AuditEvent::kEnvelopeRejected, *env, envelope_bytes, peer,
+                      directory_.directory.serial);
+  } else {
+    e.event = schema::AuditEvent::kEnvelopeRejected;
+    e.actor = peer;
+    e.directory_serial = directory_.directory.serial;
+    if (!envelope_bytes.empty()) {
+      e.envelope_sha256 = Sha256(envelope_bytes);
+      e.envelope_bytes = envelope_bytes.size();
+    }
+  }
+  e.reason = reason;
+  e.detail = detail;
+  Bytes mid = env != nullptr ? env->header.message_id : Bytes();
+  spdlog::warn("refused {} from {}: {} ({})", mid.empty() ? "a frame" : "message " + Short(mid),
+               peer.empty() ? "?" : peer, schema::Name(reason), detail);
+  turn.batch.events.push_back(std::move(e));
+  Reply r;
+  r.routing_id = routing_id;
+  r.request_id = request_id;
+  r.message_id = std::move(mid);
+  r.reason = reason;
+  r.detail = std::move(detail);
+  turn.replies.push_back(std::move(r));
+}
+
+void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixMillis now) {
+  if (parts.size() != 2) {
+    spdlog::warn("dropped a message with {} parts (expected routing id and one frame)",
+                 parts.size());
+    return;
+  }
+  std::string routing_id = parts[0].to_string();
+  const zmq::message_t& body = parts[1];
+  auto peer = CurrentPeer(body);
+  std::string peer_id = zmqx::UserId(body).value_or("");
+  if (!peer.ok()) {
+    Reject(turn, routing_id, 0, peer_id, NackReason::kUnknownSenderKey, peer.status().message(),
+           nullptr, {});
+    return;
+  }
+  ByteView bytes(static_cast<const uint8_t*>(body.data()), body.size());
+  if (bytes.size() > config_.max_frame_bytes) {
+    Reject(turn, routing_id, 0, peer_id, NackReason::kTooLarge,
+           "frame of " + std::to_string(bytes.size()) + " bytes is over the limit of " +
+               std::to_string(config_.max_frame_bytes),
+           nullptr, {});
+    return;
+  }
+  auto frame = schema::DecodeFrame(bytes);
+  if (!frame.ok()) {
+    Reject(turn, routing_id, 0, peer_id, NackReason::kMalformed, frame.status().message(), nullptr,
+           {});
+    return;
+  }
+  switch (frame->type) {
+    case Frame::Type::kHello: {
+      if (frame->hello.party_id != peer_id) {
+        Reject(turn, routing_id, frame->request_id, peer_id, NackReason::kSenderMismatch,
+               "hello names " + frame->hello.party_id + " but the connection is " + peer_id,
+               nullptr, {});
+        return;
+      }
+      Peer& p = peers_[peer_id];
+      // A new session: everything unacked is sent again, in order.
+      for (auto it = inflight_.begin(); it != inflight_.end();) {
+        it = it->second.recipient == peer_id ? inflight_.erase(it) : std::next(it);
+      }
+      p.routing_id = routing_id;
+      p.last_sent_seq = 0;
+      p.inflight = 0;
+      p.online = true;
+      dirty_.insert(peer_id);
+      Frame w;
+      w.type = Frame::Type::kWelcome;
+      w.request_id = frame->request_id;
+      w.welcome.broker_id = config_.id;
+      w.welcome.directory_serial = directory_.directory.serial;
+      w.welcome.max_frame_bytes = static_cast<uint32_t>(config_.max_frame_bytes);
+      turn.direct.emplace_back(routing_id, std::move(w));
+      spdlog::info("{} connected (directory serial {})", peer_id, frame->hello.directory_serial);
+      return;
+    }
+    case Frame::Type::kSubmit:
+      HandleSubmit(routing_id, peer_id, frame->request_id, frame->submit.envelope, turn, now);
+      return;
+    case Frame::Type::kAck: {
+      auto it = inflight_.find(frame->request_id);
+      if (it == inflight_.end() || it->second.recipient != peer_id ||
+          it->second.message_id != frame->ack.message_id) {
+        return;  // an ack from an earlier session: the redelivery will be acked again
+      }
+      turn.batch.acks.push_back({peer_id, it->second.seq, it->second.message_id});
+      auto p = peers_.find(peer_id);
+      if (p != peers_.end() && p->second.inflight > 0) --p->second.inflight;
+      inflight_.erase(it);
+      dirty_.insert(peer_id);
+      return;
+    }
+    case Frame::Type::kNack: {
+      auto it = inflight_.find(frame->request_id);
+      if (it != inflight_.end() && it->second.recipient == peer_id) {
+        spdlog::error("{} refused delivery of message {}: {} ({}); kept for redelivery", peer_id,
+                      Short(it->second.message_id), schema::Name(frame->nack.reason),
+                      frame->nack.detail);
+      }
+      return;
+    }
+    case Frame::Type::kDirectoryFetch: {
+      Frame r;
+      r.type = Frame::Type::kDirectoryReply;
+      r.request_id = frame->request_id;
+      if (frame->directory_fetch.have_serial < directory_.directory.serial) {
+        r.directory_reply.signed_directory = schema::EncodeSignedDirectory(directory_);
+      }
+      turn.direct.emplace_back(routing_id, std::move(r));
+      return;
+    }
+    default:
+      Reject(turn, routing_id, frame->request_id, peer_id, NackReason::kMalformed,
+             "a client may not send this frame type", nullptr, {});
+      return;
+  }
+}
+
+void Server::HandleSubmit(const std::string& routing_id, const std::string& peer,
+                          uint64_t request_id, const Bytes& envelope, Turn& turn, UnixMillis now) {
+  const schema::Directory& dir = directory_.directory;
+  keys::EnvelopeCheck check = keys::EnvelopeCheck::kOk;
+  auto env = keys::VerifyEnvelope(envelope, dir, now, &check);
+  if (!env.ok()) {
+    // A header that decodes is worth auditing in full even when the envelope is refused.
+    auto decoded = schema::DecodeEnvelope(envelope);
+    Reject(turn, routing_id, request_id, peer, ReasonFor(check, env.status()),
+           env.status().message(), decoded.ok() ? &*decoded : nullptr, envelope);
+    return;
+  }
+  const auto& h = env->header;
+  if (h.sender_id != peer) {
+    Reject(turn, routing_id, request_id, peer, NackReason::kSenderMismatch,
+           "envelope sender " + h.sender_id + " is not the authenticated peer " + peer, &*env,
+           envelope);
+    return;
+  }
+  for (const auto& r : h.recipients) {
+    const schema::Party* p = dir.Find(r.agency_id);
+    if (p == nullptr || p->kind != schema::PartyKind::kAgency) {
+      Reject(turn, routing_id, request_id, peer, NackReason::kUnknownRecipient,
+             "recipient " + r.agency_id + " is not an agency in the directory", &*env, envelope);
+      return;
+    }
+    if (p->status != schema::PartyStatus::kActive) {
+      Reject(turn, routing_id, request_id, peer, NackReason::kRevokedRecipient,
+             "recipient " + r.agency_id + " is revoked", &*env, envelope);
+      return;
+    }
+    if (p->home_broker != config_.id) {
+      Reject(turn, routing_id, request_id, peer, NackReason::kUnknownRecipient,
+             "recipient " + r.agency_id + " is homed at " + p->home_broker +
+                 "; this broker does not yet route to other brokers",
+             &*env, envelope);
+      return;
+    }
+  }
+  Reply reply;
+  reply.routing_id = routing_id;
+  reply.request_id = request_id;
+  reply.message_id = h.message_id;
+  reply.accepted_index = static_cast<int>(turn.batch.accepted.size());
+  turn.replies.push_back(std::move(reply));
+  Accepted a;
+  a.envelope = envelope;
+  a.actor = peer;
+  a.directory_serial = dir.serial;
+  turn.batch.accepted.push_back(std::move(a));
+  turn.decoded.push_back(std::move(*env));
+}
+
+Status Server::CommitTurn(Turn& turn, UnixMillis now) {
+  for (auto& e : pending_events_) turn.batch.events.push_back(std::move(e));
+  pending_events_.clear();
+  if (turn.batch.accepted.empty() && turn.batch.acks.empty() && turn.batch.events.empty()) {
+    return Status::Ok();
+  }
+  for (size_t i = 0; i < turn.batch.accepted.size(); ++i) {
+    turn.batch.accepted[i].decoded = &turn.decoded[i];
+  }
+  auto result = store_->Commit(turn.batch, now);
+  if (!result.ok() && result.status().code() == Status::Code::kResourceExhausted &&
+      !turn.batch.accepted.empty()) {
+    // Full: refuse the new envelopes (they stay with their senders, who retry), but keep
+    // delivering: acks free room.
+    spdlog::critical("STORAGE FULL: refusing new submissions ({}); deliveries continue",
+                     result.status().message());
+    Batch rest;
+    rest.acks = std::move(turn.batch.acks);
+    rest.events = std::move(turn.batch.events);
+    for (auto& r : turn.replies) {
+      if (r.accepted_index < 0) continue;
+      r.accepted_index = -1;
+      r.reason = NackReason::kStorageFull;
+      r.detail = "the broker's storage is full; retry later";
+      r.retry_after_ms = kStorageRetryMs;
+    }
+    turn.batch = std::move(rest);
+    result = store_->Commit(turn.batch, now);
+  }
+  if (!result.ok()) {
+    spdlog::error("commit failed: {}", result.status().ToString());
+    for (auto& r : turn.replies) {
+      if (r.accepted_index < 0) continue;
+      r.accepted_index = -1;
+      r.reason = result.status().code() == Status::Code::kResourceExhausted
+                     ? NackReason::kStorageFull
+                     : NackReason::kInternal;
+      r.detail = "the broker could not store the envelope; retry later";
+      r.retry_after_ms = kStorageRetryMs;
+    }
+    // Acks not applied: the recipients will get those messages again (and dedup them).
+    return result.status();
+  }
+  ++stats_.commits;
+  for (size_t i = 0; i < result->accepted.size(); ++i) {
+    Outcome o = result->accepted[i];
+    if (o == Outcome::kStored) {
+      ++stats_.accepted;
+      for (const auto& r : turn.decoded[i].header.recipients) dirty_.insert(r.agency_id);
+    } else if (o == Outcome::kDuplicate) {
+      ++stats_.duplicates;
+    }
+  }
+  for (bool applied : result->acks_applied) stats_.acked += applied ? 1 : 0;
+  for (auto& r : turn.replies) {
+    if (r.accepted_index < 0) continue;
+    Outcome o = result->accepted[static_cast<size_t>(r.accepted_index)];
+    if (o == Outcome::kQuotaExceeded) {
+      ++stats_.rejected;
+      r.accepted_index = -1;
+      r.reason = NackReason::kQuotaExceeded;
+      r.detail = "mailbox of " + result->quota_recipient + " is full; retry later";
+      r.retry_after_ms = kQuotaRetryMs;
+      spdlog::warn("back-pressure: mailbox of {} is full", result->quota_recipient);
+    } else if (o == Outcome::kDuplicate) {
+      r.duplicate = true;
+    }
+  }
+  return Status::Ok();
+}
+
+void Server::PumpDeliveries(UnixMillis now) {
+  std::set<std::string> work;
+  work.swap(dirty_);
+  for (const auto& id : work) {
+    auto it = peers_.find(id);
+    if (it == peers_.end() || !it->second.online) continue;
+    Peer& p = it->second;
+    if (p.inflight >= config_.delivery_window) continue;
+    auto pending = store_->ReadMailbox(id, p.last_sent_seq, config_.delivery_window - p.inflight);
+    if (!pending.ok()) {
+      spdlog::critical("cannot read the mailbox of {}: {}", id, pending.status().ToString());
+      continue;
+    }
+    for (auto& m : *pending) {
+      Frame f;
+      f.type = Frame::Type::kDeliver;
+      f.request_id = next_delivery_id_++;
+      f.deliver.envelope = std::move(m.envelope);
+      Bytes body = schema::EncodeFrame(f);
+      try {
+        auto ok = router_.send(zmq::buffer(p.routing_id),
+                               zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+        if (!ok) break;  // high-water mark: try again next turn
+        router_.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::dontwait);
+      } catch (const zmq::error_t& e) {
+        spdlog::info("{} went offline ({}); its mailbox waits", id, e.what());
+        p.online = false;
+        break;
+      }
+      inflight_[f.request_id] = Inflight{id, m.seq, m.message_id, now};
+      p.last_sent_seq = m.seq;
+      ++p.inflight;
+      ++stats_.delivered;
+      schema::AuditEntry e;
+      e.event = schema::AuditEvent::kEnvelopeDelivered;
+      e.actor = id;
+      e.message_id = std::move(m.message_id);
+      e.recipients = {id};
+      pending_events_.push_back(std::move(e));
+    }
+  }
+}
+
+void Server::CheckTimers(UnixMillis now) {
+  if (now - last_timer_check_ < kTimerPeriodMs) return;
+  last_timer_check_ = now;
+  // Unacked deliveries past the deadline: start that recipient over from its oldest
+  // pending message (order is kept; the agent deduplicates).
+  std::set<std::string> restart;
+  for (const auto& [id, f] : inflight_) {
+    if (now - f.sent_at >= config_.redelivery_ms) restart.insert(f.recipient);
+  }
+  for (const auto& r : restart) {
+    for (auto it = inflight_.begin(); it != inflight_.end();) {
+      it = it->second.recipient == r ? inflight_.erase(it) : std::next(it);
+    }
+    Peer& p = peers_[r];
+    p.last_sent_seq = 0;
+    p.inflight = 0;
+    dirty_.insert(r);
+    spdlog::info("redelivering to {} (unacked past {} ms)", r, config_.redelivery_ms);
+  }
+  if (reload_.exchange(false) || FileMtime(config_.directory) != directory_mtime_) {
+    ReloadDirectory(now, true);
+  }
+  if (now - last_expiry_ >= kExpiryPeriodMs) {
+    last_expiry_ = now;
+    auto n = store_->ExpireOld(now, 10000);
+    if (!n.ok())
+      spdlog::error("expiry sweep failed: {}", n.status().ToString());
+    else if (*n > 0)
+      spdlog::info("expired {} old message ids", *n);
+  }
+}
+
+void Server::ReloadDirectory(UnixMillis now, bool forced) {
+  (void)forced;
+  directory_mtime_ = FileMtime(config_.directory);
+  auto v = keys::LoadAndAcceptDirectory(config_.directory, anchor_, *trust_, now);
+  if (!v.ok()) {
+    spdlog::error("new directory refused, keeping serial {}: {}", directory_.directory.serial,
+                  v.status().ToString());
+    return;
+  }
+  uint64_t serial = v->signed_directory.directory.serial;
+  if (serial == directory_.directory.serial) return;
+  const schema::Directory& old = directory_.directory;
+  const schema::Directory& next = v->signed_directory.directory;
+  for (const auto* list : {&next.agencies, &next.brokers, &next.auditors}) {
+    for (const auto& p : *list) {
+      const schema::Party* before = old.Find(p.id);
+      bool was_active = before != nullptr && before->status == schema::PartyStatus::kActive;
+      const schema::KeyRecord* old_key = before != nullptr ? before->ActiveKeys() : nullptr;
+      const schema::KeyRecord* new_key = p.ActiveKeys();
+      bool revoked = was_active && p.status != schema::PartyStatus::kActive;
+      bool rotated =
+          old_key != nullptr && new_key != nullptr && old_key->signing_key != new_key->signing_key;
+      if (!revoked && !rotated) continue;
+      schema::AuditEntry e;
+      e.event = schema::AuditEvent::kKeyRevoked;
+      e.actor = p.id;
+      e.directory_serial = serial;
+      e.detail = revoked ? "party revoked" : "keys rotated";
+      pending_events_.push_back(std::move(e));
+      if (revoked) {
+        peers_.erase(p.id);
+        for (auto it = inflight_.begin(); it != inflight_.end();) {
+          it = it->second.recipient == p.id ? inflight_.erase(it) : std::next(it);
+        }
+        spdlog::warn("{} is revoked by directory serial {}: cut off", p.id, serial);
+      }
+    }
+  }
+  schema::AuditEntry loaded;
+  loaded.event = schema::AuditEvent::kDirectoryLoaded;
+  loaded.directory_serial = serial;
+  pending_events_.push_back(std::move(loaded));
+  directory_ = std::move(v->signed_directory);
+  spdlog::info("loaded directory serial {}", serial);
+}
+
+Status Server::Run() {
+  while (!stop_.load()) {
+    UnixMillis now = SystemClock::Get().NowMillis();
+    zmq::pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0},
+                               {zap_->socket().handle(), 0, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, 2, std::chrono::milliseconds(dirty_.empty() ? 100 : 0));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) return IoError(std::string("poll failed: ") + e.what());
+    }
+    now = SystemClock::Get().NowMillis();
+    if (items[1].revents & ZMQ_POLLIN) {
+      for (int i = 0; i < 64; ++i) {
+        Status s = HandleZap();
+        if (!s.ok()) break;  // nothing more waiting
+      }
+    }
+    Turn turn;
+    size_t handled = 0;
+    while (handled < config_.max_batch) {
+      auto parts = zmqx::RecvMultipart(router_);
+      if (!parts.ok()) {
+        spdlog::error("receive failed: {}", parts.status().ToString());
+        break;
+      }
+      if (!parts->has_value()) break;
+      HandleMessage(**parts, turn, now);
+      ++handled;
+    }
+    Status committed = CommitTurn(turn, now);
+    if (!committed.ok()) spdlog::error("turn not committed: {}", committed.ToString());
+    for (auto& [rid, f] : turn.direct) Send(rid, f);
+    for (const auto& r : turn.replies) {
+      if (r.accepted_index >= 0) {
+        Frame f;
+        f.type = Frame::Type::kAck;
+        f.request_id = r.request_id;
+        f.ack.message_id = r.message_id;
+        f.ack.duplicate = r.duplicate;
+        Send(r.routing_id, f);
+      } else {
+        Send(r.routing_id,
+             NackFrame(r.request_id, r.message_id, r.reason, r.detail, r.retry_after_ms));
+      }
+    }
+    PumpDeliveries(now);
+    CheckTimers(now);
+  }
+  // Stop: the turn above was committed and answered; write what is pending and leave.
+  Turn last;
+  Status s = CommitTurn(last, SystemClock::Get().NowMillis());
+  spdlog::info("broker {} stopped: {} accepted, {} duplicates, {} refused, {} acked", config_.id,
+               stats_.accepted, stats_.duplicates, stats_.rejected, stats_.acked);
+  return s;
+}
+
+}  // namespace refbus::broker

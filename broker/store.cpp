@@ -1,0 +1,377 @@
+#include "broker/store.h"
+
+#include <openssl/sha.h>
+
+#include <cstring>
+#include <map>
+
+#include "schema/codec.h"
+
+namespace refbus::broker {
+namespace {
+
+constexpr std::string_view kFormat = "refbus-broker-store/1";
+constexpr uint8_t kRecordVersion = 1;
+constexpr size_t kHashBytes = SHA256_DIGEST_LENGTH;
+
+ByteView Key(std::string_view s) { return AsBytes(s); }
+
+Bytes MailboxKey(const std::string& recipient, uint64_t seq) {
+  Bytes k(recipient.begin(), recipient.end());
+  k.push_back(0);
+  AppendU64BigEndian(k, seq);
+  return k;
+}
+
+Bytes ExpiryKey(uint64_t expires, ByteView message_id) {
+  Bytes k;
+  AppendU64BigEndian(k, expires);
+  Append(k, message_id);
+  return k;
+}
+
+Result<uint64_t> GetU64(const lmdb::Txn& txn, MDB_dbi dbi, ByteView key) {
+  auto v = txn.Get(dbi, key);
+  if (!v.ok()) {
+    if (v.status().code() == Status::Code::kNotFound) return uint64_t{0};
+    return v.status();
+  }
+  if (v->size() != 8) return Malformed("store: a counter has the wrong size");
+  return lmdb::ReadU64Key(*v);
+}
+
+Status PutU64(lmdb::Txn& txn, MDB_dbi dbi, ByteView key, uint64_t v) {
+  Bytes b = lmdb::U64Key(v);
+  return txn.Put(dbi, key, b);
+}
+
+// A stored envelope record, decoded.
+struct Record {
+  UnixMillis accepted_ms = 0;
+  UnixMillis expires_ms = 0;
+  std::vector<std::pair<std::string, uint64_t>> mailboxes;  // recipient, seq
+  ByteView envelope;                                        // into the stored bytes
+};
+
+Bytes EncodeRecord(UnixMillis accepted, UnixMillis expires,
+                   const std::vector<std::pair<std::string, uint64_t>>& mailboxes,
+                   ByteView envelope) {
+  Bytes body;
+  body.reserve(64 + envelope.size());
+  body.push_back(kRecordVersion);
+  AppendU64BigEndian(body, accepted);
+  AppendU64BigEndian(body, expires);
+  body.push_back(static_cast<uint8_t>(mailboxes.size() >> 8));
+  body.push_back(static_cast<uint8_t>(mailboxes.size()));
+  for (const auto& [r, seq] : mailboxes) {
+    body.push_back(static_cast<uint8_t>(r.size()));
+    Append(body, AsBytes(r));
+    AppendU64BigEndian(body, seq);
+  }
+  AppendLengthPrefixed(body, envelope);
+  Bytes out = Sha256(body);
+  Append(out, body);
+  return out;
+}
+
+Result<Record> DecodeRecord(ByteView stored, ByteView message_id) {
+  auto damaged = [&](std::string_view why) {
+    return Malformed("stored envelope " + HexEncode(message_id) + " is damaged (" +
+                     std::string(why) + "); it will not be delivered");
+  };
+  if (stored.size() < kHashBytes + 1) return damaged("too short");
+  ByteView body = stored.subspan(kHashBytes);
+  Bytes h = Sha256(body);
+  if (std::memcmp(h.data(), stored.data(), kHashBytes) != 0) return damaged("hash mismatch");
+  size_t pos = 0;
+  auto need = [&](size_t n) { return body.size() - pos >= n; };
+  auto u64 = [&]() {
+    uint64_t v = lmdb::ReadU64Key(body.subspan(pos, 8));
+    pos += 8;
+    return v;
+  };
+  if (!need(1 + 16 + 2) || body[0] != kRecordVersion) return damaged("unknown record version");
+  pos = 1;
+  Record r;
+  r.accepted_ms = u64();
+  r.expires_ms = u64();
+  size_t n = (size_t{body[pos]} << 8) | body[pos + 1];
+  pos += 2;
+  for (size_t i = 0; i < n; ++i) {
+    if (!need(1)) return damaged("truncated");
+    size_t len = body[pos++];
+    if (!need(len + 8)) return damaged("truncated");
+    std::string id(AsChars(body.subspan(pos, len)));
+    pos += len;
+    r.mailboxes.emplace_back(std::move(id), u64());
+  }
+  if (!need(4)) return damaged("truncated");
+  uint32_t elen = (uint32_t{body[pos]} << 24) | (uint32_t{body[pos + 1]} << 16) |
+                  (uint32_t{body[pos + 2]} << 8) | body[pos + 3];
+  pos += 4;
+  if (body.size() - pos != elen) return damaged("wrong length");
+  r.envelope = body.subspan(pos, elen);
+  return r;
+}
+
+}  // namespace
+
+Bytes Sha256(ByteView bytes) {
+  Bytes out(SHA256_DIGEST_LENGTH);
+  SHA256(bytes.data(), bytes.size(), out.data());
+  return out;
+}
+
+Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
+  std::unique_ptr<Store> s(new Store());
+  s->options_ = options;
+  lmdb::EnvOptions eo;
+  eo.map_size_bytes = options.map_size_bytes;
+  eo.max_dbs = 16;
+  REFBUS_ASSIGN_OR_RETURN(s->env_, lmdb::Env::Open(options.dir, eo));
+  REFBUS_ASSIGN_OR_RETURN(s->meta_, s->env_->OpenDb("meta"));
+  REFBUS_ASSIGN_OR_RETURN(s->msgs_, s->env_->OpenDb("msgs"));
+  REFBUS_ASSIGN_OR_RETURN(s->mbox_, s->env_->OpenDb("mbox"));
+  REFBUS_ASSIGN_OR_RETURN(s->refs_, s->env_->OpenDb("refs"));
+  REFBUS_ASSIGN_OR_RETURN(s->seen_, s->env_->OpenDb("seen"));
+  REFBUS_ASSIGN_OR_RETURN(s->expiry_, s->env_->OpenDb("expiry"));
+  REFBUS_ASSIGN_OR_RETURN(s->counts_, s->env_->OpenDb("counts"));
+  REFBUS_ASSIGN_OR_RETURN(s->audit_, s->env_->OpenDb("audit"));
+  // A data directory belongs to one broker and one format.
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, s->env_->BeginWrite());
+  auto fmt = txn.Get(s->meta_, Key("format"));
+  if (fmt.ok()) {
+    if (AsChars(*fmt) != kFormat) {
+      return FailedPrecondition(options.dir + " holds store format '" + std::string(AsChars(*fmt)) +
+                                "', not '" + std::string(kFormat) + "'");
+    }
+    auto owner = txn.Get(s->meta_, Key("broker_id"));
+    if (!owner.ok() || AsChars(*owner) != options.broker_id) {
+      return FailedPrecondition(options.dir + " is the data directory of broker '" +
+                                (owner.ok() ? std::string(AsChars(*owner)) : "?") + "', not '" +
+                                options.broker_id + "'");
+    }
+    txn.Abort();
+    return s;
+  }
+  if (fmt.status().code() != Status::Code::kNotFound) return fmt.status();
+  REFBUS_RETURN_IF_ERROR(txn.Put(s->meta_, Key("format"), AsBytes(kFormat)));
+  REFBUS_RETURN_IF_ERROR(txn.Put(s->meta_, Key("broker_id"), AsBytes(options.broker_id)));
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return s;
+}
+
+Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
+  REFBUS_ASSIGN_OR_RETURN(uint64_t next_seq, GetU64(txn, meta_, Key("next_seq")));
+  REFBUS_ASSIGN_OR_RETURN(uint64_t audit_size, GetU64(txn, meta_, Key("audit_size")));
+  CommitResult result;
+  auto append_audit = [&](schema::AuditEntry e) -> Status {
+    e.index = audit_size;
+    e.time_ms = now;
+    e.broker_id = options_.broker_id;
+    Bytes b = schema::EncodeAuditEntry(e);
+    REFBUS_RETURN_IF_ERROR(txn.Put(audit_, lmdb::U64Key(audit_size), b, MDB_APPEND));
+    ++audit_size;
+    return Status::Ok();
+  };
+
+  for (const Accepted& a : batch.accepted) {
+    const schema::EnvelopeHeader& h = a.decoded->header;
+    auto seen = txn.Get(seen_, h.message_id);
+    if (seen.ok()) {
+      result.accepted.push_back(Outcome::kDuplicate);
+      continue;
+    }
+    if (seen.status().code() != Status::Code::kNotFound) return seen.status();
+    bool full = false;
+    for (const auto& r : h.recipients) {
+      REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(r.agency_id)));
+      if (depth >= options_.mailbox_quota) {
+        full = true;
+        result.quota_recipient = r.agency_id;
+      }
+    }
+    if (full) {
+      // Back-pressure: nothing stored, the sender retries; the refusal is on record.
+      schema::AuditEntry e = EnvelopeAudit(schema::AuditEvent::kEnvelopeRejected, *a.decoded,
+                                           a.envelope, a.actor, a.directory_serial);
+      e.reason = schema::NackReason::kQuotaExceeded;
+      e.detail = "mailbox of " + result.quota_recipient + " is full";
+      REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
+      result.accepted.push_back(Outcome::kQuotaExceeded);
+      continue;
+    }
+    std::vector<std::pair<std::string, uint64_t>> mailboxes;
+    for (const auto& r : h.recipients) {
+      uint64_t seq = ++next_seq;
+      mailboxes.emplace_back(r.agency_id, seq);
+      REFBUS_RETURN_IF_ERROR(txn.Put(mbox_, MailboxKey(r.agency_id, seq), h.message_id));
+      REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(r.agency_id)));
+      REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(r.agency_id), depth + 1));
+    }
+    Bytes record = EncodeRecord(now, h.expires_at_ms, mailboxes, a.envelope);
+    REFBUS_RETURN_IF_ERROR(txn.Put(msgs_, h.message_id, record));
+    REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, h.message_id, mailboxes.size()));
+    REFBUS_RETURN_IF_ERROR(PutU64(txn, seen_, h.message_id, h.expires_at_ms));
+    REFBUS_RETURN_IF_ERROR(txn.Put(expiry_, ExpiryKey(h.expires_at_ms, h.message_id), {}));
+    REFBUS_RETURN_IF_ERROR(
+        append_audit(EnvelopeAudit(schema::AuditEvent::kEnvelopeAccepted, *a.decoded, a.envelope,
+                                   a.actor, a.directory_serial)));
+    result.accepted.push_back(Outcome::kStored);
+  }
+
+  for (const RecipientAck& ack : batch.acks) {
+    Bytes key = MailboxKey(ack.recipient, ack.seq);
+    auto v = txn.Get(mbox_, key);
+    if (!v.ok() ||
+        !std::equal(v->begin(), v->end(), ack.message_id.begin(), ack.message_id.end())) {
+      if (!v.ok() && v.status().code() != Status::Code::kNotFound) return v.status();
+      result.acks_applied.push_back(false);
+      continue;
+    }
+    REFBUS_RETURN_IF_ERROR(txn.Del(mbox_, key));
+    REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(ack.recipient)));
+    REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(ack.recipient), depth > 0 ? depth - 1 : 0));
+    REFBUS_ASSIGN_OR_RETURN(uint64_t refs, GetU64(txn, refs_, ack.message_id));
+    if (refs <= 1) {
+      Status s = txn.Del(msgs_, ack.message_id);
+      if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
+      s = txn.Del(refs_, ack.message_id);
+      if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
+    } else {
+      REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, ack.message_id, refs - 1));
+    }
+    schema::AuditEntry e;
+    e.event = schema::AuditEvent::kEnvelopeAcked;
+    e.actor = ack.recipient;
+    e.message_id = ack.message_id;
+    e.recipients = {ack.recipient};
+    REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
+    result.acks_applied.push_back(true);
+  }
+
+  for (auto& e : batch.events) REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
+
+  REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, Key("next_seq"), next_seq));
+  REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, Key("audit_size"), audit_size));
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  result.audit_size = audit_size;
+  return result;
+}
+
+Result<std::vector<Pending>> Store::ReadMailbox(const std::string& recipient, uint64_t after_seq,
+                                                size_t max) const {
+  std::vector<Pending> out;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, mbox_));
+  Bytes start = MailboxKey(recipient, after_seq + 1);
+  REFBUS_ASSIGN_OR_RETURN(auto item, cur.Seek(start));
+  const size_t prefix = recipient.size() + 1;
+  while (item && out.size() < max) {
+    ByteView k = item->key;
+    if (k.size() != prefix + 8 || std::memcmp(k.data(), start.data(), prefix) != 0) break;
+    Pending p;
+    p.seq = lmdb::ReadU64Key(k.subspan(prefix));
+    p.message_id.assign(item->value.begin(), item->value.end());
+    REFBUS_ASSIGN_OR_RETURN(ByteView stored, txn.Get(msgs_, p.message_id));
+    REFBUS_ASSIGN_OR_RETURN(Record r, DecodeRecord(stored, p.message_id));
+    p.envelope.assign(r.envelope.begin(), r.envelope.end());
+    out.push_back(std::move(p));
+    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
+  }
+  return out;
+}
+
+Result<uint64_t> Store::MailboxDepth(const std::string& recipient) const {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  return GetU64(txn, counts_, AsBytes(recipient));
+}
+
+Result<uint64_t> Store::AuditSize() const {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  return GetU64(txn, meta_, Key("audit_size"));
+}
+
+Result<Bytes> Store::AuditEntryBytes(uint64_t index) const {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(ByteView v, txn.Get(audit_, lmdb::U64Key(index)));
+  return Bytes(v.begin(), v.end());
+}
+
+Result<size_t> Store::ExpireOld(UnixMillis now, size_t max_items) {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
+  REFBUS_ASSIGN_OR_RETURN(uint64_t audit_size, GetU64(txn, meta_, Key("audit_size")));
+  std::vector<Bytes> expired_keys;
+  {
+    REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, expiry_));
+    REFBUS_ASSIGN_OR_RETURN(auto item, cur.First());
+    while (item && expired_keys.size() < max_items) {
+      if (item->key.size() != 8 + schema::kMessageIdBytes)
+        return Malformed("store: bad expiry key");
+      if (lmdb::ReadU64Key(item->key) > now) break;
+      expired_keys.emplace_back(item->key.begin(), item->key.end());
+      REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
+    }
+  }
+  for (const Bytes& key : expired_keys) {
+    Bytes mid(key.begin() + 8, key.end());
+    auto stored = txn.Get(msgs_, mid);
+    if (stored.ok()) {
+      // Never delivered to every recipient before it expired: drop it, and say so.
+      Bytes copy(stored->begin(), stored->end());
+      auto rec = DecodeRecord(copy, mid);
+      schema::AuditEntry e;
+      e.event = schema::AuditEvent::kEnvelopeExpired;
+      e.message_id = mid;
+      if (rec.ok()) {
+        for (const auto& [r, seq] : rec->mailboxes) {
+          if (txn.Del(mbox_, MailboxKey(r, seq)).ok()) {
+            e.recipients.push_back(r);
+            REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(r)));
+            REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(r), depth > 0 ? depth - 1 : 0));
+          }
+        }
+      } else {
+        e.detail = "record damaged";
+      }
+      REFBUS_RETURN_IF_ERROR(txn.Del(msgs_, mid));
+      Status s = txn.Del(refs_, mid);
+      if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
+      e.index = audit_size;
+      e.time_ms = now;
+      e.broker_id = options_.broker_id;
+      REFBUS_RETURN_IF_ERROR(
+          txn.Put(audit_, lmdb::U64Key(audit_size), schema::EncodeAuditEntry(e), MDB_APPEND));
+      ++audit_size;
+    }
+    Status s = txn.Del(seen_, mid);
+    if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
+    REFBUS_RETURN_IF_ERROR(txn.Del(expiry_, key));
+  }
+  REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, Key("audit_size"), audit_size));
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return expired_keys.size();
+}
+
+schema::AuditEntry EnvelopeAudit(schema::AuditEvent event, const schema::SealedEnvelope& env,
+                                 ByteView envelope_bytes, const std::string& actor,
+                                 uint64_t directory_serial) {
+  schema::AuditEntry e;
+  e.event = event;
+  e.actor = actor;
+  const auto& h = env.header;
+  e.message_id = h.message_id;
+  e.sender_id = h.sender_id;
+  for (const auto& r : h.recipients) e.recipients.push_back(r.agency_id);
+  e.case_ref = h.case_ref;
+  e.consent_grant_id = h.consent_grant_id;
+  e.kind = h.kind;
+  e.purpose = h.purpose;
+  e.envelope_sha256 = Sha256(envelope_bytes);
+  e.envelope_bytes = envelope_bytes.size();
+  e.directory_serial = directory_serial;
+  return e;
+}
+
+}  // namespace refbus::broker

@@ -1,0 +1,121 @@
+// The broker's durable store: mailboxes, envelopes and the audit log in one LMDB
+// environment.
+//
+// Contract:
+//   - Commit() applies a Batch (new envelopes, acks from recipients, audit-only events)
+//     in ONE write transaction: every accepted envelope is on disk together with its
+//     ACCEPTED audit entry before Commit returns, and only then may the sender be acked.
+//     Many messages share one fsync (group commit).
+//   - One mailbox per recipient agency, ordered by a broker-wide sequence number, so
+//     delivery is in order per sender-recipient pair.
+//   - A message id is stored once: a resubmission is reported as a duplicate (and gets
+//     the earlier ack), also after the message was delivered, until it expires.
+//   - An envelope stays until every recipient has acked it (or it expires).
+//   - Mailbox quota: a submission that would exceed a recipient's quota is not stored
+//     (back-pressure: the sender retries later); nothing already stored is dropped.
+//   - Every stored envelope record carries a SHA-256 of itself, checked on every read;
+//     a damaged record is reported (kMalformed) and never delivered as sound.
+//   - Audit entries get consecutive indexes from 0; the stored bytes are the entry's
+//     serialized bytes, exactly what will be hashed.
+//
+// Thread safety: one thread uses a Store (the broker's event loop).
+#ifndef REFBUS_BROKER_STORE_H_
+#define REFBUS_BROKER_STORE_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/bytes.h"
+#include "core/clock.h"
+#include "core/lmdb.h"
+#include "core/status.h"
+#include "schema/types.h"
+
+namespace refbus::broker {
+
+struct StoreOptions {
+  std::string dir;
+  std::string broker_id;
+  size_t map_size_bytes = size_t{4} << 30;
+  uint64_t mailbox_quota = 100000;  // envelopes per recipient mailbox
+};
+
+// An envelope that passed every check and is ready to be stored.
+struct Accepted {
+  Bytes envelope;                                   // bytes as received
+  const schema::SealedEnvelope* decoded = nullptr;  // REQUIRES: valid during Commit
+  std::string actor;                                // authenticated submitter
+  uint64_t directory_serial = 0;
+};
+
+struct RecipientAck {
+  std::string recipient;
+  uint64_t seq = 0;
+  Bytes message_id;
+};
+
+struct Batch {
+  std::vector<Accepted> accepted;
+  std::vector<RecipientAck> acks;
+  std::vector<schema::AuditEntry> events;  // index, time and broker id are filled in
+};
+
+enum class Outcome { kStored, kDuplicate, kQuotaExceeded };
+
+struct CommitResult {
+  std::vector<Outcome> accepted;   // one per Batch::accepted, in order
+  std::vector<bool> acks_applied;  // false: unknown (already acked or expired)
+  std::string quota_recipient;     // for kQuotaExceeded, the full mailbox (last one)
+  uint64_t audit_size = 0;         // after the commit
+};
+
+struct Pending {
+  uint64_t seq = 0;
+  Bytes message_id;
+  Bytes envelope;
+};
+
+class Store {
+ public:
+  static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
+
+  // REQUIRES: every Accepted::decoded points at the decoded form of its envelope.
+  Result<CommitResult> Commit(Batch& batch, UnixMillis now);
+
+  // Up to max envelopes in recipient's mailbox with seq > after_seq, in order. A damaged
+  // record stops the read with kMalformed naming the message (it is not skipped silently).
+  Result<std::vector<Pending>> ReadMailbox(const std::string& recipient, uint64_t after_seq,
+                                           size_t max) const;
+
+  Result<uint64_t> MailboxDepth(const std::string& recipient) const;
+  Result<uint64_t> AuditSize() const;
+  // Audit entry bytes at index (exactly as stored and hashed).
+  Result<Bytes> AuditEntryBytes(uint64_t index) const;
+
+  // Removes envelopes whose expiry has passed (audit EXPIRED for undelivered ones) and
+  // forgets message ids past their expiry. At most max_items per call.
+  Result<size_t> ExpireOld(UnixMillis now, size_t max_items);
+
+  lmdb::Env& env() { return *env_; }
+
+ private:
+  Store() = default;
+  std::unique_ptr<lmdb::Env> env_;
+  StoreOptions options_;
+  MDB_dbi meta_ = 0, msgs_ = 0, mbox_ = 0, refs_ = 0, seen_ = 0, expiry_ = 0, counts_ = 0,
+          audit_ = 0;
+};
+
+// An audit entry describing an envelope (ids, pseudonym, hash and size; never content).
+schema::AuditEntry EnvelopeAudit(schema::AuditEvent event, const schema::SealedEnvelope& env,
+                                 ByteView envelope_bytes, const std::string& actor,
+                                 uint64_t directory_serial);
+
+// SHA-256 (OpenSSL libcrypto) of bytes.
+Bytes Sha256(ByteView bytes);
+
+}  // namespace refbus::broker
+
+#endif  // REFBUS_BROKER_STORE_H_

@@ -1,0 +1,203 @@
+#include "core/lmdb.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/file.h"
+
+namespace refbus::lmdb {
+namespace {
+
+MDB_val Val(ByteView b) { return MDB_val{b.size(), const_cast<uint8_t*>(b.data())}; }
+ByteView View(const MDB_val& v) { return {static_cast<const uint8_t*>(v.mv_data), v.mv_size}; }
+
+}  // namespace
+
+Status LmdbStatus(int rc, std::string_view what) {
+  if (rc == MDB_SUCCESS) return Status::Ok();
+  std::string m = std::string(what) + ": " + mdb_strerror(rc);
+  switch (rc) {
+    case MDB_NOTFOUND:
+      return NotFound(m);
+    case MDB_MAP_FULL:
+    case ENOSPC:
+    case EDQUOT:
+    case MDB_TXN_FULL:
+      return ResourceExhausted(m);
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH:
+      return Malformed(m);
+    case MDB_KEYEXIST:
+      return AlreadyExists(m);
+    case EACCES:
+      return PermissionDenied(m);
+    default:
+      return IoError(m);
+  }
+}
+
+// ---------------------------------------------------------------- Txn
+
+Result<ByteView> Txn::Get(MDB_dbi dbi, ByteView key) const {
+  MDB_val k = Val(key), v{};
+  int rc = mdb_get(txn_, dbi, &k, &v);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb get");
+  return View(v);
+}
+
+Status Txn::Put(MDB_dbi dbi, ByteView key, ByteView value, unsigned flags) {
+  MDB_val k = Val(key), v = Val(value);
+  return LmdbStatus(mdb_put(txn_, dbi, &k, &v, flags), "lmdb put");
+}
+
+Result<uint8_t*> Txn::Reserve(MDB_dbi dbi, ByteView key, size_t size) {
+  MDB_val k = Val(key), v{size, nullptr};
+  int rc = mdb_put(txn_, dbi, &k, &v, MDB_RESERVE);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb reserve");
+  return static_cast<uint8_t*>(v.mv_data);
+}
+
+Status Txn::Del(MDB_dbi dbi, ByteView key) {
+  MDB_val k = Val(key);
+  return LmdbStatus(mdb_del(txn_, dbi, &k, nullptr), "lmdb del");
+}
+
+Result<uint64_t> Txn::Count(MDB_dbi dbi) const {
+  MDB_stat st{};
+  int rc = mdb_stat(txn_, dbi, &st);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb stat");
+  return static_cast<uint64_t>(st.ms_entries);
+}
+
+Status Txn::Commit() {
+  MDB_txn* t = std::exchange(txn_, nullptr);
+  if (t == nullptr) return Internal("commit of a finished transaction");
+  return LmdbStatus(mdb_txn_commit(t), "lmdb commit");
+}
+
+void Txn::Abort() {
+  if (txn_ != nullptr) mdb_txn_abort(std::exchange(txn_, nullptr));
+}
+
+// ---------------------------------------------------------------- Cursor
+
+Result<Cursor> Cursor::Open(const Txn& txn, MDB_dbi dbi) {
+  MDB_cursor* c = nullptr;
+  int rc = mdb_cursor_open(txn.raw(), dbi, &c);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb cursor open");
+  return Cursor(c);
+}
+
+Result<std::optional<Cursor::Item>> Cursor::Op(MDB_cursor_op op, ByteView key) {
+  MDB_val k = Val(key), v{};
+  int rc = mdb_cursor_get(c_, &k, &v, op);
+  if (rc == MDB_NOTFOUND) return std::optional<Item>();
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb cursor");
+  return std::optional<Item>(Item{View(k), View(v)});
+}
+
+Result<std::optional<Cursor::Item>> Cursor::First() { return Op(MDB_FIRST); }
+Result<std::optional<Cursor::Item>> Cursor::Last() { return Op(MDB_LAST); }
+Result<std::optional<Cursor::Item>> Cursor::Next() { return Op(MDB_NEXT); }
+Result<std::optional<Cursor::Item>> Cursor::Seek(ByteView key) { return Op(MDB_SET_RANGE, key); }
+
+Status Cursor::DeleteCurrent() { return LmdbStatus(mdb_cursor_del(c_, 0), "lmdb cursor del"); }
+
+// ---------------------------------------------------------------- Env
+
+Result<std::unique_ptr<Env>> Env::Open(const std::string& dir, const EnvOptions& options) {
+  REFBUS_RETURN_IF_ERROR(MakeDirectories(dir, 0700));
+  std::unique_ptr<Env> env(new Env());
+  env->dir_ = dir;
+  std::string lock = dir + "/LOCK.refbus";
+  env->lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (env->lock_fd_ < 0) {
+    return IoError("cannot open " + lock + ": " + std::strerror(errno));
+  }
+  if (::flock(env->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return FailedPrecondition("data directory " + dir + " is in use by another process (lock " +
+                              lock + " is held)");
+  }
+  int rc = mdb_env_create(&env->env_);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb env create");
+  REFBUS_RETURN_IF_ERROR(
+      LmdbStatus(mdb_env_set_mapsize(env->env_, options.map_size_bytes), "lmdb set map size"));
+  REFBUS_RETURN_IF_ERROR(
+      LmdbStatus(mdb_env_set_maxdbs(env->env_, options.max_dbs), "lmdb set max dbs"));
+  REFBUS_RETURN_IF_ERROR(
+      LmdbStatus(mdb_env_set_maxreaders(env->env_, options.max_readers), "lmdb set max readers"));
+  rc = mdb_env_open(env->env_, dir.c_str(), 0, 0600);
+  if (rc != MDB_SUCCESS) {
+    return LmdbStatus(rc, "cannot open the LMDB data in " + dir +
+                              " (is it a refbus data directory of this version?)");
+  }
+  int dead = 0;
+  REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_reader_check(env->env_, &dead), "lmdb reader check"));
+  return env;
+}
+
+Env::~Env() {
+  if (env_ != nullptr) mdb_env_close(env_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+}
+
+Result<MDB_dbi> Env::OpenDb(const std::string& name, unsigned flags) {
+  REFBUS_ASSIGN_OR_RETURN(Txn txn, BeginWrite());
+  MDB_dbi dbi = 0;
+  int rc = mdb_dbi_open(txn.raw(), name.c_str(), flags | MDB_CREATE, &dbi);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb open database " + name);
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return dbi;
+}
+
+Result<Txn> Env::BeginRead() const {
+  MDB_txn* t = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &t);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb begin read");
+  return Txn(t, false);
+}
+
+Result<Txn> Env::BeginWrite() {
+  MDB_txn* t = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, 0, &t);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb begin write");
+  return Txn(t, true);
+}
+
+Result<std::pair<size_t, size_t>> Env::Usage() const {
+  MDB_envinfo info{};
+  MDB_stat st{};
+  REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_env_info(env_, &info), "lmdb env info"));
+  REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_env_stat(env_, &st), "lmdb env stat"));
+  return std::pair<size_t, size_t>((info.me_last_pgno + 1) * st.ms_psize, info.me_mapsize);
+}
+
+Status Env::Grow(size_t new_map_size_bytes) {
+  return LmdbStatus(mdb_env_set_mapsize(env_, new_map_size_bytes), "lmdb grow map");
+}
+
+Status Env::CopyTo(const std::string& dir) const {
+  REFBUS_RETURN_IF_ERROR(MakeDirectories(dir, 0700));
+  return LmdbStatus(mdb_env_copy2(env_, dir.c_str(), MDB_CP_COMPACT), "lmdb copy to " + dir);
+}
+
+Bytes U64Key(uint64_t v) {
+  Bytes b;
+  b.reserve(8);
+  AppendU64BigEndian(b, v);
+  return b;
+}
+
+uint64_t ReadU64Key(ByteView key) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8; ++i) v = (v << 8) | key[i];
+  return v;
+}
+
+}  // namespace refbus::lmdb

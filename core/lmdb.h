@@ -1,0 +1,144 @@
+// LMDB, wrapped: an environment per data directory, RAII transactions, byte views.
+//
+// Contract:
+//   - Env::Open sets the map size and the number of named databases explicitly, uses
+//     none of MDB_NOSYNC, MDB_NOMETASYNC, MDB_MAPASYNC, MDB_WRITEMAP (durability after
+//     Commit; a full disk is an error, not SIGBUS), runs mdb_reader_check, and holds an
+//     exclusive flock on DIR/LOCK.refbus so that one process owns a data directory.
+//   - Txn aborts in its destructor unless Commit() ran; Commit() gives up the handle even
+//     when it fails (LMDB frees it). A committed write transaction is on disk (fsync).
+//   - Values returned by Get or a Cursor are valid until the transaction ends.
+//   - LMDB error numbers become a Status in one place (LmdbStatus): MDB_MAP_FULL and
+//     ENOSPC are kResourceExhausted, MDB_NOTFOUND is kNotFound, corruption is kMalformed.
+//   - No long-lived read transactions: take one, read, drop it.
+//
+// Thread safety: an Env may be shared by threads; a Txn belongs to the thread that began
+// it (MDB_NOTLS is not used); one write transaction at a time (LMDB serializes them).
+#ifndef REFBUS_CORE_LMDB_H_
+#define REFBUS_CORE_LMDB_H_
+
+#include <lmdb.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "core/bytes.h"
+#include "core/status.h"
+
+namespace refbus::lmdb {
+
+Status LmdbStatus(int rc, std::string_view what);
+
+class Env;
+
+class Txn {
+ public:
+  Txn(Txn&& o) noexcept : txn_(std::exchange(o.txn_, nullptr)), write_(o.write_) {}
+  Txn& operator=(Txn&&) = delete;
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+  ~Txn() {
+    if (txn_ != nullptr) mdb_txn_abort(txn_);
+  }
+
+  // Value stored under key, or NotFound. The view is valid until this Txn ends.
+  Result<ByteView> Get(MDB_dbi dbi, ByteView key) const;
+  Status Put(MDB_dbi dbi, ByteView key, ByteView value, unsigned flags = 0);
+  // Reserves size bytes for key and returns where to write them (MDB_RESERVE): one copy
+  // less for large values. Valid until the next write in this Txn.
+  Result<uint8_t*> Reserve(MDB_dbi dbi, ByteView key, size_t size);
+  // NotFound if absent.
+  Status Del(MDB_dbi dbi, ByteView key);
+  Result<uint64_t> Count(MDB_dbi dbi) const;
+
+  // REQUIRES: not yet committed. Durable once it returns ok.
+  Status Commit();
+  void Abort();
+
+  MDB_txn* raw() const { return txn_; }
+  bool is_write() const { return write_; }
+
+ private:
+  friend class Env;
+  Txn(MDB_txn* txn, bool write) : txn_(txn), write_(write) {}
+  MDB_txn* txn_;
+  bool write_;
+};
+
+// A cursor over one database inside a Txn. Valid until the Txn ends.
+class Cursor {
+ public:
+  static Result<Cursor> Open(const Txn& txn, MDB_dbi dbi);
+  Cursor(Cursor&& o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
+  Cursor& operator=(Cursor&&) = delete;
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+  ~Cursor() {
+    if (c_ != nullptr) mdb_cursor_close(c_);
+  }
+
+  struct Item {
+    ByteView key;
+    ByteView value;
+  };
+  // Positioning: nullopt at the end (or nothing there); an error for real failures.
+  Result<std::optional<Item>> First();
+  Result<std::optional<Item>> Last();
+  Result<std::optional<Item>> Next();
+  // First item with key >= key.
+  Result<std::optional<Item>> Seek(ByteView key);
+  // Deletes the item under the cursor (write transactions).
+  Status DeleteCurrent();
+
+ private:
+  explicit Cursor(MDB_cursor* c) : c_(c) {}
+  Result<std::optional<Item>> Op(MDB_cursor_op op, ByteView key = {});
+  MDB_cursor* c_;
+};
+
+struct EnvOptions {
+  size_t map_size_bytes = size_t{1} << 30;
+  unsigned max_dbs = 16;
+  unsigned max_readers = 126;
+};
+
+class Env {
+ public:
+  // Creates dir (0700) if needed, takes the directory lock, opens the environment.
+  static Result<std::unique_ptr<Env>> Open(const std::string& dir, const EnvOptions& options);
+  ~Env();
+  Env(const Env&) = delete;
+  Env& operator=(const Env&) = delete;
+
+  // Opens (creating, in a write transaction) a named database.
+  Result<MDB_dbi> OpenDb(const std::string& name, unsigned flags = 0);
+
+  Result<Txn> BeginRead() const;
+  Result<Txn> BeginWrite();
+
+  // Bytes used in the map (last page number * page size) and the map size.
+  Result<std::pair<size_t, size_t>> Usage() const;
+  // Raises the map size (REQUIRES: no transaction active in this process).
+  Status Grow(size_t new_map_size_bytes);
+  // A consistent copy of the environment into an empty directory, while running.
+  Status CopyTo(const std::string& dir) const;
+
+  const std::string& dir() const { return dir_; }
+  MDB_env* raw() const { return env_; }
+
+ private:
+  Env() = default;
+  MDB_env* env_ = nullptr;
+  int lock_fd_ = -1;
+  std::string dir_;
+};
+
+// Big-endian u64 keys sort numerically in LMDB's default byte order.
+Bytes U64Key(uint64_t v);
+uint64_t ReadU64Key(ByteView key);  // REQUIRES: key.size() >= 8
+
+}  // namespace refbus::lmdb
+
+#endif  // REFBUS_CORE_LMDB_H_
