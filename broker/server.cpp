@@ -142,7 +142,10 @@ Status Server::Bind() {
         router_, identity_->transport_secret_key().view(), directory_.directory.federation));
     REFBUS_RETURN_IF_ERROR(zmqx::ConfigureHeartbeat(router_, zmqx::Heartbeat{}));
     router_.set(zmq::sockopt::router_mandatory, 1);
-    router_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(config_.max_frame_bytes + 1024));
+    // libzmq drops a connection that sends more than this, before buffering it: a hard
+    // memory bound. Frames between max_frame_bytes and this bound get a TOO_LARGE nack.
+    router_.set(zmq::sockopt::maxmsgsize,
+                static_cast<int64_t>(schema::kMaxFrameBytes + (64 << 10)));
     router_.set(zmq::sockopt::sndhwm, 100000);
     router_.set(zmq::sockopt::rcvhwm, 100000);
     router_.bind(config_.bind);
@@ -251,13 +254,7 @@ void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixM
   }
   std::string routing_id = parts[0].to_string();
   const zmq::message_t& body = parts[1];
-  auto peer = CurrentPeer(body);
   std::string peer_id = zmqx::UserId(body).value_or("");
-  if (!peer.ok()) {
-    Reject(turn, routing_id, 0, peer_id, NackReason::kUnknownSenderKey, peer.status().message(),
-           nullptr, {});
-    return;
-  }
   ByteView bytes(static_cast<const uint8_t*>(body.data()), body.size());
   if (bytes.size() > config_.max_frame_bytes) {
     Reject(turn, routing_id, 0, peer_id, NackReason::kTooLarge,
@@ -270,6 +267,13 @@ void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixM
   if (!frame.ok()) {
     Reject(turn, routing_id, 0, peer_id, NackReason::kMalformed, frame.status().message(), nullptr,
            {});
+    return;
+  }
+  // ZAP ran at the handshake; the directory may have changed since: check every frame.
+  auto peer = CurrentPeer(body);
+  if (!peer.ok()) {
+    Reject(turn, routing_id, frame->request_id, peer_id, NackReason::kUnknownSenderKey,
+           peer.status().message(), nullptr, {});
     return;
   }
   switch (frame->type) {
@@ -458,7 +462,10 @@ Status Server::CommitTurn(Turn& turn, UnixMillis now) {
       r.reason = NackReason::kQuotaExceeded;
       r.detail = "mailbox of " + result->quota_recipient + " is full; retry later";
       r.retry_after_ms = kQuotaRetryMs;
-      spdlog::warn("back-pressure: mailbox of {} is full", result->quota_recipient);
+      spdlog::warn(
+          "refused message {} from a sender: quota-exceeded (mailbox of {} is full; "
+          "back-pressure, retry in {} ms)",
+          Short(r.message_id), result->quota_recipient, kQuotaRetryMs);
     } else if (o == Outcome::kDuplicate) {
       r.duplicate = true;
     }

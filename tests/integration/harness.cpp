@@ -1,0 +1,353 @@
+#include "tests/integration/harness.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "core/file.h"
+#include "core/zmq.h"
+#include "keys/envelope.h"
+#include "keys/keyfile.h"
+#include "schema/codec.h"
+
+namespace refbus::testing {
+namespace fs = std::filesystem;
+
+std::string MakeTempDir(const std::string& prefix) {
+  std::string tmpl = "/tmp/" + prefix + ".XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  char* d = ::mkdtemp(buf.data());
+  if (d == nullptr) ADD_FAILURE() << "mkdtemp failed";
+  return d == nullptr ? "/tmp" : std::string(d);
+}
+
+void RemoveTree(const std::string& dir) {
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+std::string BinDir() { return REFBUS_BIN_DIR; }
+
+// ------------------------------------------------------------------- Federation
+
+bool Federation::Create(const std::string& root, const std::vector<std::string>& brokers,
+                        const std::vector<AgencySpec>& agencies) {
+  root_ = root;
+  UnixMillis now = SystemClock::Get().NowMillis();
+  auto anchor = keys::InitAuthority(root_ + "/authority", "test-authority", nullptr, now);
+  if (!anchor.ok()) {
+    ADD_FAILURE() << "authority: " << anchor.status().ToString();
+    return false;
+  }
+  keys::IssueRequest req;
+  req.authority_dir = root_ + "/authority";
+  req.federation = "refbus-test";
+  for (const auto& b : brokers) {
+    keys::Listing l;
+    l.region = b;
+    auto r = keys::InitParty(Dir(b), b, schema::PartyKind::kBroker, l, nullptr, now);
+    if (!r.ok()) {
+      ADD_FAILURE() << b << ": " << r.status().ToString();
+      return false;
+    }
+    req.record_paths.push_back(Dir(b) + "/" + keys::RecordFileName(b));
+    parties_.push_back(b);
+  }
+  for (const auto& a : agencies) {
+    keys::Listing l;
+    l.agency_type = a.type;
+    l.home_broker = a.home_broker;
+    auto r = keys::InitParty(Dir(a.id), a.id, schema::PartyKind::kAgency, l, nullptr, now);
+    if (!r.ok()) {
+      ADD_FAILURE() << a.id << ": " << r.status().ToString();
+      return false;
+    }
+    req.record_paths.push_back(Dir(a.id) + "/" + keys::RecordFileName(a.id));
+    parties_.push_back(a.id);
+  }
+  req.out_path = root_ + "/directory";
+  auto sd = keys::IssueDirectory(req, now);
+  if (!sd.ok()) {
+    ADD_FAILURE() << "issue: " << sd.status().ToString();
+    return false;
+  }
+  directory_ = *sd;
+  for (const auto& p : parties_) {
+    std::error_code ec;
+    fs::copy_file(root_ + "/authority/authority.pub", Dir(p) + "/authority.pub",
+                  fs::copy_options::overwrite_existing, ec);
+    if (ec || !keys::WriteDirectoryFile(Dir(p) + "/directory", *sd).ok()) {
+      ADD_FAILURE() << "cannot distribute the directory to " << p;
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Federation::Reissue(const keys::DirectoryEdit& edit,
+                         const std::vector<std::string>& add_records) {
+  keys::IssueRequest req;
+  req.authority_dir = root_ + "/authority";
+  req.edit = edit;
+  req.record_paths = add_records;
+  req.out_path = root_ + "/directory";
+  auto sd = keys::IssueDirectory(req, SystemClock::Get().NowMillis());
+  if (!sd.ok()) {
+    ADD_FAILURE() << "reissue: " << sd.status().ToString();
+    return false;
+  }
+  directory_ = *sd;
+  for (const auto& p : parties_) {
+    if (!keys::WriteDirectoryFile(Dir(p) + "/directory", *sd).ok()) return false;
+  }
+  return true;
+}
+
+keys::Identity Federation::LoadIdentity(const std::string& party) const {
+  auto id = keys::LoadIdentity(Dir(party) + "/identity.key", nullptr);
+  if (!id.ok()) {
+    ADD_FAILURE() << "load " << party << ": " << id.status().ToString();
+    std::abort();
+  }
+  return std::move(*id);
+}
+
+// ------------------------------------------------------------------- Process
+
+Process::~Process() {
+  if (pid_ > 0) Kill9();
+}
+
+bool Process::Start(const std::vector<std::string>& argv, const std::string& log_path) {
+  pid_t pid = ::fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    FILE* f = std::fopen(log_path.c_str(), "a");
+    if (f != nullptr) {
+      ::dup2(fileno(f), 1);
+      ::dup2(fileno(f), 2);
+    }
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    std::_Exit(127);
+  }
+  pid_ = pid;
+  return true;
+}
+
+void Process::Signal(int sig) {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
+
+int Process::Wait(int timeout_ms) {
+  if (pid_ <= 0) return -1;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    int status = 0;
+    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+      return -1;
+    }
+    if (std::chrono::steady_clock::now() > deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+void Process::Kill9() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+// ------------------------------------------------------------------- Broker
+
+Broker::Broker(const Federation& fed, std::string id, std::string data_dir)
+    : fed_(fed), id_(std::move(id)), data_dir_(std::move(data_dir)) {
+  log_ = data_dir_ + ".log";
+}
+
+bool Broker::Start() {
+  std::string dir = fed_.Dir(id_);
+  std::string cfg = data_dir_ + ".toml";
+  std::string endpoint_file = data_dir_ + ".endpoint";
+  ::unlink(endpoint_file.c_str());
+  std::ofstream out(cfg);
+  out << "[broker]\n"
+      << "id = \"" << id_ << "\"\n"
+      << "bind = \"tcp://127.0.0.1:*\"\n"
+      << "data_dir = \"" << data_dir_ << "\"\n"
+      << "key_file = \"" << dir << "/identity.key\"\n"
+      << "directory = \"" << dir << "/directory\"\n"
+      << "anchor = \"" << dir << "/authority.pub\"\n"
+      << "trust_state = \"" << data_dir_ << ".trust-state\"\n"
+      << "endpoint_file = \"" << endpoint_file << "\"\n"
+      << "[limits]\n"
+      << limits_ << "\n";
+  out.close();
+  if (!process_.Start({BinDir() + "/refbus-broker", "-c", cfg}, log_)) {
+    ADD_FAILURE() << "cannot start refbus-broker";
+    return false;
+  }
+  for (int i = 0; i < 500; ++i) {
+    std::ifstream in(endpoint_file);
+    std::string ep;
+    if (in && std::getline(in, ep) && !ep.empty()) {
+      endpoint_ = ep;
+      return true;
+    }
+    if (process_.Wait(10) >= 0) break;  // it exited
+  }
+  ADD_FAILURE() << "refbus-broker did not start; its log:\n" << Log();
+  return false;
+}
+
+int Broker::Stop() {
+  process_.Signal(SIGTERM);
+  return process_.Wait(10000);
+}
+
+std::string Broker::Log() const {
+  std::ifstream in(log_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// ------------------------------------------------------------------- RawClient
+
+RawClient::RawClient(const keys::Identity& me, ByteView server_public, const std::string& endpoint)
+    : sock_(ctx_, zmq::socket_type::dealer) {
+  Status s = zmqx::ConfigureCurveClient(sock_, server_public, me.transport_public_key(),
+                                        me.transport_secret_key().view());
+  if (!s.ok()) ADD_FAILURE() << s.ToString();
+  sock_.connect(endpoint);
+}
+
+std::unique_ptr<RawClient> RawClient::WithUnknownKey(ByteView server_public,
+                                                     const std::string& endpoint) {
+  std::unique_ptr<RawClient> c(new RawClient());
+  c->sock_ = zmq::socket_t(c->ctx_, zmq::socket_type::dealer);
+  Bytes pub(32), sec(32);
+  crypto_box_keypair(pub.data(), sec.data());
+  Status s = zmqx::ConfigureCurveClient(c->sock_, server_public, pub, sec);
+  if (!s.ok()) ADD_FAILURE() << s.ToString();
+  c->sock_.connect(endpoint);
+  return c;
+}
+
+void RawClient::SendFrame(const schema::Frame& frame) { SendRaw(schema::EncodeFrame(frame)); }
+
+void RawClient::SendRaw(ByteView bytes) {
+  sock_.send(zmq::buffer(bytes.data(), bytes.size()), zmq::send_flags::none);
+}
+
+std::optional<schema::Frame> RawClient::Receive(int timeout_ms) {
+  if (!backlog_.empty()) {
+    schema::Frame f = std::move(backlog_.front());
+    backlog_.erase(backlog_.begin());
+    return f;
+  }
+  zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0}};
+  zmq::poll(items, 1, std::chrono::milliseconds(timeout_ms));
+  if (!(items[0].revents & ZMQ_POLLIN)) return std::nullopt;
+  zmq::message_t m;
+  if (!sock_.recv(m, zmq::recv_flags::none)) return std::nullopt;
+  auto f = schema::DecodeFrame(ByteView(static_cast<const uint8_t*>(m.data()), m.size()));
+  if (!f.ok()) {
+    ADD_FAILURE() << "broker sent an undecodable frame: " << f.status().ToString();
+    return std::nullopt;
+  }
+  return *f;
+}
+
+std::optional<schema::Frame> RawClient::Expect(schema::Frame::Type type, uint64_t request_id,
+                                               int timeout_ms) {
+  for (size_t i = 0; i < backlog_.size(); ++i) {
+    if (backlog_[i].type == type && backlog_[i].request_id == request_id) {
+      schema::Frame f = std::move(backlog_[i]);
+      backlog_.erase(backlog_.begin() + static_cast<long>(i));
+      return f;
+    }
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::poll(items, 1, std::chrono::milliseconds(50));
+    if (!(items[0].revents & ZMQ_POLLIN)) continue;
+    zmq::message_t m;
+    if (!sock_.recv(m, zmq::recv_flags::none)) continue;
+    auto f = schema::DecodeFrame(ByteView(static_cast<const uint8_t*>(m.data()), m.size()));
+    if (!f.ok()) {
+      ADD_FAILURE() << "broker sent an undecodable frame: " << f.status().ToString();
+      continue;
+    }
+    bool match = f->request_id == request_id &&
+                 (f->type == type ||
+                  (type == schema::Frame::Type::kAck && f->type == schema::Frame::Type::kNack));
+    if (match) return *f;
+    backlog_.push_back(std::move(*f));
+  }
+  return std::nullopt;
+}
+
+bool RawClient::Hello(const std::string& party_id, int timeout_ms) {
+  schema::Frame f;
+  f.type = schema::Frame::Type::kHello;
+  f.request_id = next_request_++;
+  f.hello.party_id = party_id;
+  SendFrame(f);
+  auto r = Expect(schema::Frame::Type::kWelcome, f.request_id, timeout_ms);
+  return r.has_value();
+}
+
+std::optional<schema::Frame> RawClient::Submit(const Bytes& envelope, int timeout_ms) {
+  schema::Frame f;
+  f.type = schema::Frame::Type::kSubmit;
+  f.request_id = next_request_++;
+  f.submit.envelope = envelope;
+  SendFrame(f);
+  return Expect(schema::Frame::Type::kAck, f.request_id, timeout_ms);
+}
+
+Bytes SealTo(const keys::Identity& sender, const schema::Directory& dir,
+             const std::vector<std::string>& recipients, UnixMillis now, UnixMillis lifetime_ms,
+             size_t content_bytes) {
+  keys::SealRequest req;
+  req.kind = schema::MessageKind::kOpaque;
+  req.case_ref = "test-case-0001";
+  req.now = now;
+  req.lifetime_ms = lifetime_ms;
+  for (const auto& r : recipients) {
+    auto p = keys::CurrentPrekey(dir, r, now);
+    if (!p.ok()) {
+      ADD_FAILURE() << "prekey of " << r << ": " << p.status().ToString();
+      return {};
+    }
+    req.recipients.push_back(*p);
+  }
+  Bytes content = keys::RandomBytes(content_bytes);
+  auto env = keys::SealEnvelope(sender, req, content);
+  if (!env.ok()) {
+    ADD_FAILURE() << "seal: " << env.status().ToString();
+    return {};
+  }
+  return *env;
+}
+
+}  // namespace refbus::testing
