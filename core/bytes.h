@@ -1,6 +1,7 @@
 // Byte buffers and text encodings used across refbus.
 //
-// Bytes owns; ByteView borrows (valid as long as the owner). Hex is lower case;
+// Bytes owns; ByteView borrows (valid as long as the owner). Hex is written lower case
+// and read in either case;
 // Base64 is the standard alphabet with padding (RFC 4648 section 4), as C2SP notes use.
 // Decoders return an error for anything that is not exactly well-formed.
 //

@@ -43,7 +43,9 @@ std::string DirName(const std::string& path) {
 }  // namespace
 
 Result<Bytes> ReadFile(const std::string& path, size_t max_bytes) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: a FIFO or device given as a path must not hang the open; it is refused
+  // below as not a regular file.
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (fd.get() < 0) {
     int err = errno;
     if (err == ENOENT) return NotFound("no such file: " + path);

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <toml++/toml.h>
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -40,6 +41,15 @@ Status RefuseOverwrite(const std::string& dir) {
   return Status::Ok();
 }
 
+// Ids name folders: check them before any folder is made from one.
+Status CheckId(const std::string& id) {
+  if (!schema::IsValidPartyId(id)) {
+    return InvalidArgument("'" + id +
+                           "' is not a valid party id: use 3 to 48 characters a-z, 0-9 and '-'");
+  }
+  return Status::Ok();
+}
+
 Status CopyPublicFile(const std::string& from, const std::string& to) {
   REFBUS_ASSIGN_OR_RETURN(Bytes b, ReadFile(from, schema::kMaxDirectoryBytes + 64));
   return WriteFileAtomic(to, b, kPublicFileMode);
@@ -55,6 +65,7 @@ std::string RecordFileName(const std::string& party_id) { return party_id + ".re
 
 Result<TrustAnchor> InitAuthority(const std::string& dir, const std::string& authority_id,
                                   const SecretBuffer* passphrase, UnixMillis now) {
+  REFBUS_RETURN_IF_ERROR(CheckId(authority_id));
   REFBUS_RETURN_IF_ERROR(MakeDirectories(dir, kPrivateDirMode));
   REFBUS_RETURN_IF_ERROR(RefuseOverwrite(dir));
   REFBUS_ASSIGN_OR_RETURN(
@@ -71,6 +82,7 @@ Result<TrustAnchor> InitAuthority(const std::string& dir, const std::string& aut
 Result<schema::SignedPartyRecord> InitParty(const std::string& dir, const std::string& party_id,
                                             schema::PartyKind kind, const Listing& listing,
                                             const SecretBuffer* passphrase, UnixMillis now) {
+  REFBUS_RETURN_IF_ERROR(CheckId(party_id));
   if (kind != schema::PartyKind::kAgency && kind != schema::PartyKind::kBroker &&
       kind != schema::PartyKind::kAuditor) {
     return InvalidArgument("a party is an agency, a broker or an auditor");
@@ -268,6 +280,13 @@ Status FederationInit(const std::string& manifest_path, const std::string& out_d
     parties.insert(parties.end(), list.begin(), list.end());
   }
   if (parties.empty()) return InvalidArgument("manifest lists no parties");
+  std::vector<std::string> ids = {authority_id};
+  for (const auto& p : parties) ids.push_back(p.id);
+  for (const auto& id : ids) REFBUS_RETURN_IF_ERROR(CheckId(id).WithContext("manifest"));
+  std::sort(ids.begin(), ids.end());
+  if (auto dup = std::adjacent_find(ids.begin(), ids.end()); dup != ids.end()) {
+    return InvalidArgument("manifest: id '" + *dup + "' is used twice");
+  }
 
   std::string exchange = JoinPath(out_dir, "exchange");
   REFBUS_RETURN_IF_ERROR(MakeDirectories(exchange, 0755));

@@ -45,6 +45,33 @@ Status CheckPrekeys(const Party& p, const KeyRecord& k) {
   return Status::Ok();
 }
 
+// Roles a kind of party may hold, whatever its own record proposes.
+Status CheckRoles(const Party& p) {
+  for (Role r : p.roles) {
+    bool ok = false;
+    switch (p.kind) {
+      case PartyKind::kAgency:
+        ok = r == Role::kRefer || r == Role::kReceive || r == Role::kDeletion ||
+             r == Role::kInvestigation || r == Role::kCaseLead;
+        break;
+      case PartyKind::kBroker:
+        ok = r == Role::kRelay || r == Role::kWitness;
+        break;
+      case PartyKind::kAuditor:
+        ok = r == Role::kAudit || r == Role::kWitness;
+        break;
+      default:
+        break;
+    }
+    if (!ok) {
+      return PermissionDenied("record of " + p.id + " asks for role '" +
+                              std::string(schema::Name(r)) + "', which a " +
+                              std::string(schema::Name(p.kind)) + " may not hold");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::vector<Role> DefaultRoles(PartyKind kind, AgencyType type) {
@@ -195,10 +222,12 @@ Result<schema::Directory> NextDirectory(const schema::Directory* base,
   auto contains = [](const std::vector<std::string>& v, const std::string& s) {
     return std::find(v.begin(), v.end(), s) != v.end();
   };
+  std::vector<std::string> rotated;  // parties whose signing key really changed
 
   for (const auto& rec : edit.upserts) {
     REFBUS_RETURN_IF_ERROR(VerifyPartyRecord(rec));
     const Party& in = rec.record.party;
+    REFBUS_RETURN_IF_ERROR(CheckRoles(in));
     std::vector<Party>* list = ListFor(d, in.kind);
     if (list == nullptr) {
       return InvalidArgument("record of " + in.id + " is of kind " + std::string(Name(in.kind)) +
@@ -244,7 +273,14 @@ Result<schema::Directory> NextDirectory(const schema::Directory* base,
       active->prekeys = fresh.prekeys;  // prekey rotation
       continue;
     }
-    // Key rotation.
+    // Key rotation. A key that was ever listed for this party (retired or revoked) is
+    // never made active again.
+    for (const auto& k : cur.keys) {
+      if (k.signing_key == fresh.signing_key || k.transport_key == fresh.transport_key) {
+        return FailedPrecondition("record of " + cur.id +
+                                  " brings a key that this party used before; make new keys");
+      }
+    }
     bool endorsed = !rec.previous_key_signature.empty() &&
                     VerifySignature(active->signing_key, kLabelPartyRecord, rec.record_bytes,
                                     rec.previous_key_signature);
@@ -260,6 +296,7 @@ Result<schema::Directory> NextDirectory(const schema::Directory* base,
     next.state = KeyState::kActive;
     next.state_since_ms = now;
     cur.keys.insert(cur.keys.begin(), std::move(next));
+    rotated.push_back(cur.id);
   }
 
   for (const auto& id : edit.revoke) {
@@ -282,10 +319,10 @@ Result<schema::Directory> NextDirectory(const schema::Directory* base,
     if (!found) return NotFound("cannot revoke " + id + ": no such party in the directory");
   }
   for (const auto& id : edit.compromised) {
-    bool rotated = std::any_of(edit.upserts.begin(), edit.upserts.end(),
-                               [&](const auto& r) { return r.record.party.id == id; });
-    if (!rotated && !contains(edit.revoke, id)) {
-      return InvalidArgument(id + " is marked compromised but neither rotated nor revoked");
+    if (!contains(rotated, id) && !contains(edit.revoke, id)) {
+      return InvalidArgument(id +
+                             " is marked compromised but its keys were neither rotated "
+                             "to new ones nor revoked: the compromised key would stay active");
     }
   }
 

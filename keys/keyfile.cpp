@@ -180,14 +180,16 @@ Result<SecretKey<32>> DeriveKey(const SecretBuffer& passphrase, const schema::Se
 }
 
 Result<schema::SecretKeyFile> ReadContainer(const std::string& path) {
-  REFBUS_RETURN_IF_ERROR(CheckPrivateFile(path));
   REFBUS_ASSIGN_OR_RETURN(Bytes raw, ReadFile(path, schema::kMaxRecordBytes));
   struct WipeRaw {
     Bytes& b;
     ~WipeRaw() { sodium_memzero(b.data(), b.size()); }
   } wipe{raw};
+  // What the file is comes first: a public record given by mistake is named as such, and
+  // nobody is advised to chmod it.
   auto body = schema::StripMagic(schema::kSecretKeyFileMagic, raw, "refbus secret key");
   if (!body.ok()) return body.status().WithContext(path);
+  REFBUS_RETURN_IF_ERROR(CheckPrivateFile(path));
   auto f = schema::DecodeSecretKeyFile(*body);
   if (!f.ok()) return f.status().WithContext(path + " is damaged or not a key file");
   return f;

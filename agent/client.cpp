@@ -1,0 +1,795 @@
+#include "agent/client.h"
+
+#include <spdlog/spdlog.h>
+#include <zmq.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "core/clock.h"
+#include "schema/codec.h"
+
+namespace refbus::agent {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// The monitor lives in the Client's own ZeroMQ context, so one fixed name is unique.
+constexpr char kMonitorEndpoint[] = "inproc://refbus-agent-monitor";
+constexpr int kMonitorEvents =
+    ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+    ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+
+// Frames read per Poll turn, so that a flood of deliveries cannot starve timers and sends.
+constexpr int kMaxFramesPerTurn = 4096;
+// A broker may ask for back-pressure delays; a hostile or broken one must not park a
+// referral for weeks.
+constexpr uint32_t kMaxRetryAfterMs = 10 * 60 * 1000;
+// After a Hello could not be sent on a live connection (a race with the pipe attaching,
+// or a full queue), try again this soon.
+constexpr int kHelloRetryMs = 10;
+
+std::string Key(ByteView id) { return std::string(AsChars(id)); }
+ByteView IdOf(const std::string& key) { return AsBytes(key); }
+std::string Hex(const std::string& key) { return HexEncode(IdOf(key)); }
+
+int Remaining(Clock::time_point deadline, Clock::time_point now) {
+  if (deadline <= now) return 0;
+  auto ms = std::chrono::duration_cast<milliseconds>(deadline - now).count() + 1;
+  return static_cast<int>(std::min<int64_t>(ms, INT32_MAX));
+}
+
+Status ZmqError(const zmq::error_t& e, std::string_view what) {
+  return IoError(std::string(what) + ": " + e.what());
+}
+
+// Nacks after which the envelope is kept and sent again later: the two back-pressure
+// reasons, and INTERNAL, which is not back-pressure but is not a verdict on the envelope
+// either: transport.proto documents it as "retry later", and refbus-broker sends it (with
+// retry_after_ms) when its commit failed, that is when it did NOT store the envelope.
+// Treating it as final would drop a referral that nobody holds. Every other reason is a
+// verdict on the envelope itself and final.
+bool IsRetryable(schema::NackReason r) {
+  return r == schema::NackReason::kQuotaExceeded || r == schema::NackReason::kStorageFull ||
+         r == schema::NackReason::kInternal;
+}
+
+UnixMillis WallNow() { return SystemClock::Get().NowMillis(); }
+
+}  // namespace
+
+Client::Client(const keys::Identity& identity, schema::Directory directory, std::string endpoint,
+               AgentStore& store, ClientOptions options)
+    : identity_(identity),
+      directory_(std::move(directory)),
+      endpoint_(std::move(endpoint)),
+      store_(store),
+      options_(std::move(options)) {
+  if (options_.window == 0) options_.window = 1;
+  if (options_.max_deliveries_per_commit == 0) options_.max_deliveries_per_commit = 1;
+}
+
+Client::~Client() { Close(0); }
+
+Status Client::Start() {
+  // After a failure past the directory checks, sockets may exist: such a Client is not
+  // restarted (make a new one), so no socket outlives the context it was made in.
+  if (started_ || context_) return FailedPrecondition("Start was already called on this client");
+  if (!identity_.has_transport()) {
+    return FailedPrecondition("identity " + identity_.party_id() + " has no transport key");
+  }
+  const schema::Party* me = directory_.Find(identity_.party_id());
+  if (me == nullptr || me->kind != schema::PartyKind::kAgency) {
+    return NotFound("agency " + identity_.party_id() + " is not in the directory");
+  }
+  if (me->status != schema::PartyStatus::kActive) {
+    return Revoked("agency " + me->id + " is revoked in the directory");
+  }
+  const schema::KeyRecord* mine = me->ActiveKeys();
+  if (mine == nullptr || mine->transport_key != identity_.transport_public_key()) {
+    return FailedPrecondition("this identity's transport key is not the active key of " + me->id +
+                              " in the directory (rotated keys? use the current identity.key "
+                              "and a directory that lists it)");
+  }
+  if (me->home_broker.empty())
+    return FailedPrecondition("agency " + me->id + " has no home broker");
+  const schema::Party* broker = directory_.Find(me->home_broker);
+  if (broker == nullptr || broker->kind != schema::PartyKind::kBroker) {
+    return NotFound("home broker " + me->home_broker + " is not a broker in the directory");
+  }
+  if (broker->status != schema::PartyStatus::kActive) {
+    return Revoked("home broker " + broker->id + " is revoked in the directory");
+  }
+  const schema::KeyRecord* bk = broker->ActiveKeys();
+  if (bk == nullptr || bk->transport_key.size() != zmqx::kCurveKeyBytes) {
+    return FailedPrecondition("home broker " + broker->id +
+                              " has no active transport key in the directory");
+  }
+  broker_id_ = broker->id;
+  broker_key_ = bk->transport_key;
+
+  // Resubmit what an earlier process left unacknowledged, oldest first.
+  REFBUS_ASSIGN_OR_RETURN(std::vector<Bytes> ids, store_.OutboxIds());
+  for (auto& id : ids) {
+    std::string key = Key(id);
+    if (pending_.count(key) != 0) continue;
+    Pending p;
+    p.order = next_order_++;
+    p.sent_before = true;  // it may have reached the broker before the restart
+    pending_.emplace(key, std::move(p));
+    queue_.push_back(std::move(key));
+    ++counters_.recovered;
+  }
+  if (!ids.empty()) {
+    spdlog::info("agent: {} unacknowledged envelopes from an earlier run will be resubmitted",
+                 ids.size());
+  }
+
+  try {
+    context_.emplace();
+    dealer_ = zmq::socket_t(*context_, zmq::socket_type::dealer);
+    REFBUS_RETURN_IF_ERROR(zmqx::ConfigureCurveClient(dealer_, broker_key_,
+                                                      identity_.transport_public_key(),
+                                                      identity_.transport_secret_key().view()));
+    REFBUS_RETURN_IF_ERROR(zmqx::ConfigureHeartbeat(dealer_, options_.heartbeat));
+    dealer_.set(zmq::sockopt::reconnect_ivl, options_.reconnect_interval_ms);
+    dealer_.set(zmq::sockopt::reconnect_ivl_max, options_.reconnect_interval_max_ms);
+    // Frames are queued only on a live connection: what was in flight when a connection
+    // died is resent by this Client after the next Hello, not replayed by libzmq before it.
+    dealer_.set(zmq::sockopt::immediate, true);
+    dealer_.set(zmq::sockopt::linger, 0);
+    if (zmq_socket_monitor(dealer_.handle(), kMonitorEndpoint, kMonitorEvents) != 0) {
+      return IoError(std::string("cannot monitor the broker socket: ") + zmq_strerror(zmq_errno()));
+    }
+    monitor_ = zmq::socket_t(*context_, zmq::socket_type::pair);
+    monitor_.set(zmq::sockopt::linger, 0);
+    monitor_.connect(kMonitorEndpoint);
+    dealer_.connect(endpoint_);
+  } catch (const zmq::error_t& e) {
+    return ZmqError(e, "connecting to broker " + broker_id_ + " at " + endpoint_);
+  }
+  started_ = true;
+  last_hello_ = Clock::now();
+  spdlog::info("agent {}: connecting to home broker {} at {}", identity_.party_id(), broker_id_,
+               endpoint_);
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------- submit
+
+Result<Bytes> Client::Submit(Bytes envelope) {
+  std::vector<Bytes> one;
+  one.push_back(std::move(envelope));
+  REFBUS_ASSIGN_OR_RETURN(std::vector<Bytes> ids, SubmitBatch(std::move(one)));
+  return std::move(ids.front());
+}
+
+Result<std::vector<Bytes>> Client::SubmitBatch(std::vector<Bytes> envelopes) {
+  if (!started_ || closed_) return FailedPrecondition("the client is not running");
+  std::vector<OutboxItem> items;
+  items.reserve(envelopes.size());
+  for (size_t i = 0; i < envelopes.size(); ++i) {
+    auto env = schema::DecodeEnvelope(envelopes[i]);
+    if (!env.ok())
+      return env.status().WithContext("envelope " + std::to_string(i) + " of the batch");
+    if (env->header.sender_id != identity_.party_id()) {
+      return InvalidArgument("envelope " + HexEncode(env->header.message_id) + " is sent by " +
+                             env->header.sender_id + ", not by " + identity_.party_id());
+    }
+    items.push_back(OutboxItem{env->header.message_id, std::move(envelopes[i])});
+  }
+  REFBUS_ASSIGN_OR_RETURN(std::vector<bool> added, store_.AddToOutbox(items, WallNow()));
+  std::vector<Bytes> ids;
+  ids.reserve(items.size());
+  for (const auto& it : items) ids.push_back(it.message_id);
+  Track(std::move(items), added);
+  // The envelopes are queued durably: that is what this call promises. A failure to send
+  // them right now is retried and reported by Poll, not here (a caller that saw an error
+  // would otherwise be tempted to seal them again under new ids).
+  if (Status s = Pump(); !s.ok()) spdlog::debug("agent: sending after submit: {}", s.ToString());
+  return ids;
+}
+
+void Client::Track(std::vector<OutboxItem> items, const std::vector<bool>& added) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    std::string key = Key(items[i].message_id);
+    if (pending_.count(key) != 0) continue;  // already queued by this process
+    Pending p;
+    p.order = next_order_++;
+    // Keep the bytes only for what is likely to leave at once; the rest is read back from
+    // the outbox when its turn comes, so a long queue does not sit in memory twice.
+    if (queue_.size() < options_.window) p.envelope = std::move(items[i].envelope);
+    pending_.emplace(key, std::move(p));
+    queue_.push_back(std::move(key));
+    if (added[i]) ++counters_.submitted;
+  }
+}
+
+size_t Client::unsent() const { return pending_.size() - in_flight_.size(); }
+
+// ---------------------------------------------------------------- directory
+
+Status Client::FetchDirectory(uint64_t have_serial) {
+  if (!started_ || closed_) return FailedPrecondition("the client is not running");
+  fetch_have_serial_ = have_serial;
+  fetch_in_flight_ = false;
+  if (Status s = Pump(); !s.ok()) spdlog::debug("agent: sending after fetch: {}", s.ToString());
+  return Status::Ok();
+}
+
+std::vector<ClientEvent> Client::TakeEvents() {
+  std::vector<ClientEvent> out;
+  out.swap(events_);
+  return out;
+}
+
+// ---------------------------------------------------------------- event loop
+
+Status Client::Poll(int timeout_ms) {
+  if (!started_ || closed_) return FailedPrecondition("the client is not running");
+  Status first;
+  auto keep = [&first](Status s) {
+    if (first.ok() && !s.ok()) first = std::move(s);
+  };
+  keep(Pump());
+  zmq_pollitem_t items[2] = {{dealer_.handle(), 0, ZMQ_POLLIN, 0},
+                             {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
+  int rc = zmq_poll(items, 2, MillisUntilNextTimer(std::max(timeout_ms, 0)));
+  if (rc < 0) {
+    int err = zmq_errno();
+    // A signal (SIGTERM from the operator) interrupts the wait: not an error; the caller
+    // looks at its flag and decides.
+    if (err != EINTR) keep(IoError(std::string("polling the broker socket: ") + zmq_strerror(err)));
+    return first;
+  }
+  if ((items[1].revents & ZMQ_POLLIN) != 0) keep(HandleMonitor());
+  if ((items[0].revents & ZMQ_POLLIN) != 0) keep(HandleIncoming());
+  HandleTimers();
+  keep(Pump());
+  return first;
+}
+
+int Client::MillisUntilNextTimer(int cap) const {
+  auto now = Clock::now();
+  int ms = cap;
+  if (need_hello_ && connected_) ms = std::min(ms, kHelloRetryMs);
+  if (!welcomed_ && !need_hello_) {
+    ms = std::min(ms, Remaining(last_hello_ + milliseconds(options_.welcome_timeout_ms), now));
+  }
+  if (welcomed_ && !paused_) {
+    for (const auto& key : in_flight_) {
+      auto it = pending_.find(key);
+      if (it != pending_.end()) ms = std::min(ms, Remaining(it->second.deadline, now));
+    }
+  }
+  if (welcomed_) {
+    if (fetch_in_flight_) ms = std::min(ms, Remaining(fetch_deadline_, now));
+  }
+  for (const auto& key : backoff_) {
+    auto it = pending_.find(key);
+    if (it != pending_.end()) ms = std::min(ms, Remaining(it->second.deadline, now));
+  }
+  if (redelivery_hello_at_) ms = std::min(ms, Remaining(*redelivery_hello_at_, now));
+  return std::max(ms, 0);
+}
+
+Status Client::HandleMonitor() {
+  for (int i = 0; i < 64; ++i) {
+    REFBUS_ASSIGN_OR_RETURN(auto parts, zmqx::RecvMultipart(monitor_));
+    if (!parts) return Status::Ok();
+    if (parts->empty() || (*parts)[0].size() < 6) continue;
+    // Monitor events (ZeroMQ v1 format): u16 event and u32 value in host order, then the
+    // endpoint in a second part.
+    uint16_t event = 0;
+    uint32_t value = 0;
+    std::memcpy(&event, (*parts)[0].data(), sizeof(event));
+    std::memcpy(&value, static_cast<const uint8_t*>((*parts)[0].data()) + 2, sizeof(value));
+    switch (event) {
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        ++counters_.connects;
+        connected_ = true;
+        welcomed_ = false;
+        awaiting_welcome_ = false;
+        need_hello_ = true;
+        fetch_in_flight_ = false;
+        // Whatever was in flight on the old connection may be lost: send it again after
+        // the new Welcome (the broker answers a repeat with a duplicate Ack).
+        RequeueInFlight();
+        spdlog::info("agent {}: connected to broker {} (CURVE handshake done)",
+                     identity_.party_id(), broker_id_);
+        break;
+      case ZMQ_EVENT_DISCONNECTED:
+        if (connected_) {
+          ++counters_.disconnects;
+          spdlog::warn("agent {}: disconnected from broker {}; reconnecting", identity_.party_id(),
+                       broker_id_);
+        }
+        connected_ = false;
+        welcomed_ = false;
+        awaiting_welcome_ = false;
+        need_hello_ = false;
+        break;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        ++counters_.handshake_failures;
+        // Logged on the first failure and then sparsely: the broker keeps refusing while
+        // the agent keeps reconnecting with backoff.
+        if (counters_.handshake_failures == 1 || counters_.handshake_failures % 20 == 0) {
+          spdlog::error(
+              "agent {}: broker {} refused the CURVE handshake (event 0x{:x}, code {}; {} "
+              "failures so far): is this agency's key in the broker's directory?",
+              identity_.party_id(), broker_id_, event, value, counters_.handshake_failures);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  return Status::Ok();
+}
+
+void Client::RequeueInFlight() {
+  std::vector<std::pair<uint64_t, std::string>> keys;
+  for (const auto& key : in_flight_) {
+    auto it = pending_.find(key);
+    if (it == pending_.end()) continue;
+    it->second.state = Pending::State::kQueued;
+    keys.emplace_back(it->second.order, key);
+  }
+  in_flight_.clear();
+  // Front of the queue, oldest first.
+  std::sort(keys.begin(), keys.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (auto& k : keys) queue_.push_front(std::move(k.second));
+}
+
+Status Client::HandleIncoming() {
+  Status first;
+  auto keep = [&first](Status s) {
+    if (first.ok() && !s.ok()) first = std::move(s);
+  };
+  std::vector<IncomingDelivery> deliveries;
+  for (int i = 0; i < kMaxFramesPerTurn; ++i) {
+    auto parts = zmqx::RecvMultipart(dealer_);
+    if (!parts.ok()) {
+      keep(parts.status());
+      break;
+    }
+    if (!*parts) break;
+    auto& p = **parts;
+    // One Frame per message; tolerate empty delimiter parts in front of it.
+    bool shape_ok = !p.empty();
+    for (size_t j = 0; shape_ok && j + 1 < p.size(); ++j) shape_ok = p[j].size() == 0;
+    if (!shape_ok || p.back().size() > schema::kMaxFrameBytes) {
+      ++counters_.bad_frames;
+      spdlog::warn("agent: ignoring a message from broker {} with {} parts and {} bytes",
+                   broker_id_, p.size(), p.empty() ? 0 : p.back().size());
+      continue;
+    }
+    ByteView body(static_cast<const uint8_t*>(p.back().data()), p.back().size());
+    auto frame = schema::DecodeFrame(body);
+    if (!frame.ok()) {
+      ++counters_.bad_frames;
+      spdlog::warn("agent: ignoring a frame from broker {} that does not decode: {}", broker_id_,
+                   frame.status().ToString());
+      continue;
+    }
+    HandleFrame(std::move(frame).value(), deliveries);
+    if (deliveries.size() >= options_.max_deliveries_per_commit) {
+      keep(FlushDeliveries(deliveries));
+    }
+  }
+  keep(FlushDeliveries(deliveries));
+  keep(FlushCompletions());
+  return first;
+}
+
+void Client::HandleFrame(schema::Frame f, std::vector<IncomingDelivery>& deliveries) {
+  using T = schema::Frame::Type;
+  switch (f.type) {
+    case T::kWelcome:
+      if (!awaiting_welcome_ || f.request_id != hello_request_id_) {
+        spdlog::debug("agent: ignoring a Welcome for an earlier Hello ({})", f.request_id);
+        return;
+      }
+      awaiting_welcome_ = false;
+      welcomed_ = true;
+      ++counters_.sessions;
+      broker_directory_serial_ = f.welcome.directory_serial;
+      broker_max_frame_bytes_ =
+          f.welcome.max_frame_bytes != 0
+              ? std::min<size_t>(f.welcome.max_frame_bytes, schema::kMaxFrameBytes)
+              : schema::kMaxFrameBytes;
+      if (f.welcome.broker_id != broker_id_) {
+        spdlog::warn("agent: broker at {} calls itself {}, the directory says {}", endpoint_,
+                     f.welcome.broker_id, broker_id_);
+      }
+      spdlog::info(
+          "agent {}: session with broker {} (its directory serial {}, ours {}); {} "
+          "submissions waiting",
+          identity_.party_id(), broker_id_, f.welcome.directory_serial, directory_.serial,
+          pending_.size());
+      return;
+    case T::kAck:
+      HandleAck(f);
+      return;
+    case T::kNack:
+      HandleNack(f);
+      return;
+    case T::kDeliver: {
+      auto env = schema::DecodeEnvelope(f.deliver.envelope);
+      if (!env.ok()) {
+        ++counters_.malformed_deliveries;
+        spdlog::warn("agent: delivery {} from broker {} does not decode ({}); refusing it",
+                     f.request_id, broker_id_, CodeName(env.status().code()));
+        schema::Frame nack;
+        nack.type = T::kNack;
+        nack.request_id = f.request_id;
+        nack.nack.reason = schema::NackReason::kMalformed;
+        nack.nack.detail = "envelope does not decode";
+        auto sent = SendFrame(nack);
+        if (!sent.ok() || !*sent) spdlog::debug("agent: could not send a Nack now");
+        return;
+      }
+      deliveries.push_back(
+          IncomingDelivery{f.request_id, env->header.message_id, std::move(f.deliver.envelope)});
+      return;
+    }
+    case T::kDirectoryReply:
+      if (!fetch_in_flight_ || f.request_id != fetch_request_id_) {
+        spdlog::debug("agent: ignoring a directory reply to an earlier request");
+        return;
+      }
+      fetch_in_flight_ = false;
+      fetch_have_serial_.reset();
+      {
+        ClientEvent ev;
+        ev.type = ClientEvent::Type::kDirectoryReply;
+        ev.signed_directory = std::move(f.directory_reply.signed_directory);
+        events_.push_back(std::move(ev));
+      }
+      return;
+    case T::kHello:
+    case T::kSubmit:
+    case T::kDirectoryFetch:
+      ++counters_.bad_frames;
+      spdlog::warn("agent: broker {} sent a frame of a type only clients send; ignoring it",
+                   broker_id_);
+      return;
+  }
+}
+
+void Client::HandleAck(const schema::Frame& f) {
+  std::string key = Key(f.ack.message_id);
+  if (pending_.count(key) == 0) {
+    // A late answer to a resend that was already answered: nothing to do.
+    spdlog::debug("agent: ack for message {} that is not outstanding", Hex(key));
+    return;
+  }
+  ++counters_.acked;
+  if (f.ack.duplicate) ++counters_.acked_duplicate;
+  ClientEvent ev;
+  ev.type = ClientEvent::Type::kAcked;
+  ev.message_id = f.ack.message_id;
+  ev.duplicate = f.ack.duplicate;
+  Finish(key, std::move(ev));
+}
+
+void Client::HandleNack(const schema::Frame& f) {
+  std::string key;
+  if (!f.nack.message_id.empty()) {
+    key = Key(f.nack.message_id);
+  } else if (auto r = request_to_id_.find(f.request_id); r != request_to_id_.end()) {
+    key = r->second;
+  }
+  if (key.empty() && f.request_id != 0 && f.request_id == hello_request_id_) {
+    // The broker refused the session (say, our key was revoked or rotated out by a newer
+    // directory there). The welcome timer keeps asking, in case that changes.
+    spdlog::error("agent {}: broker {} refused Hello: {}", identity_.party_id(), broker_id_,
+                  schema::Name(f.nack.reason));
+    return;
+  }
+  auto it = key.empty() ? pending_.end() : pending_.find(key);
+  if (it == pending_.end()) {
+    spdlog::debug("agent: nack (reason {}) for request {} that is not outstanding",
+                  schema::Name(f.nack.reason), f.request_id);
+    return;
+  }
+  Pending& p = it->second;
+  if (IsRetryable(f.nack.reason)) {
+    ++counters_.backpressure;
+    uint32_t delay =
+        f.nack.retry_after_ms != 0 ? f.nack.retry_after_ms : options_.default_retry_after_ms;
+    delay = std::min(delay, kMaxRetryAfterMs);
+    in_flight_.erase(key);
+    backoff_.insert(key);
+    p.state = Pending::State::kBackoff;
+    p.deadline = Clock::now() + milliseconds(delay);
+    p.envelope.clear();  // read back when due: backing-off entries must not pile up in memory
+    p.envelope.shrink_to_fit();
+    spdlog::info("agent: broker {} is pushing back on message {} ({}); retrying in {} ms",
+                 broker_id_, Hex(key), schema::Name(f.nack.reason), delay);
+    return;
+  }
+  ++counters_.refused;
+  spdlog::warn("agent: broker {} refused message {} for good: {}", broker_id_, Hex(key),
+               schema::Name(f.nack.reason));
+  ClientEvent ev;
+  ev.type = ClientEvent::Type::kRefused;
+  ev.message_id = Bytes(IdOf(key).begin(), IdOf(key).end());
+  ev.reason = f.nack.reason;
+  ev.detail = f.nack.detail;
+  Finish(key, std::move(ev));
+}
+
+void Client::Finish(const std::string& key, ClientEvent event) {
+  auto it = pending_.find(key);
+  if (it == pending_.end()) return;
+  request_to_id_.erase(it->second.request_id);
+  in_flight_.erase(key);
+  backoff_.erase(key);
+  pending_.erase(it);  // a stale copy of key in queue_ is skipped by Pump
+  Bytes id(IdOf(key).begin(), IdOf(key).end());
+  completions_.push_back(Completion{std::move(id), std::move(event)});
+}
+
+Status Client::FlushCompletions() {
+  if (completions_.empty()) return Status::Ok();
+  std::vector<Bytes> ids;
+  ids.reserve(completions_.size());
+  for (const auto& c : completions_) ids.push_back(c.message_id);
+  Status s = store_.RemoveFromOutbox(ids);
+  if (!s.ok()) {
+    // The broker's answer stands; the entries stay in the outbox and a later run resends
+    // them, which the broker answers as duplicates.
+    ++counters_.store_errors;
+    spdlog::error("agent: could not remove {} answered envelopes from the outbox: {}", ids.size(),
+                  s.ToString());
+  }
+  for (auto& c : completions_) events_.push_back(std::move(c.event));
+  completions_.clear();
+  return s;
+}
+
+Status Client::FlushDeliveries(std::vector<IncomingDelivery>& deliveries) {
+  if (deliveries.empty()) return Status::Ok();
+  std::vector<Delivery> batch;
+  batch.reserve(deliveries.size());
+  for (auto& d : deliveries) batch.push_back(Delivery{d.message_id, std::move(d.envelope)});
+  auto outcomes = store_.StoreDeliveries(batch, WallNow());
+  if (!outcomes.ok()) {
+    // Nothing is acknowledged, so the broker still holds every one of these. A Hello
+    // later makes it deliver them again (PROTOCOL: resend to the latest Hello).
+    ++counters_.store_errors;
+    spdlog::error("agent: could not store {} deliveries ({}); asking for redelivery in {} ms",
+                  deliveries.size(), outcomes.status().ToString(), options_.store_retry_ms);
+    redelivery_hello_at_ = Clock::now() + milliseconds(options_.store_retry_ms);
+    deliveries.clear();
+    return outcomes.status();
+  }
+  ++counters_.delivery_commits;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const DeliveryOutcome& o = (*outcomes)[i];
+    schema::Frame ack;
+    ack.type = schema::Frame::Type::kAck;
+    ack.request_id = deliveries[i].request_id;
+    ack.ack.message_id = batch[i].message_id;
+    ack.ack.duplicate = o.duplicate;
+    auto sent = SendFrame(ack);
+    if (!sent.ok() || !*sent) {
+      // Stored but not acknowledged: the broker redelivers and gets a duplicate Ack.
+      spdlog::debug("agent: could not send the ack for message {} now",
+                    HexEncode(batch[i].message_id));
+    }
+    if (o.duplicate) {
+      ++counters_.duplicate_deliveries;
+      continue;
+    }
+    ++counters_.delivered;
+    ClientEvent ev;
+    ev.type = ClientEvent::Type::kDelivered;
+    ev.message_id = std::move(batch[i].message_id);
+    ev.envelope = std::move(batch[i].envelope);
+    ev.inbox_sequence = o.sequence;
+    events_.push_back(std::move(ev));
+  }
+  deliveries.clear();
+  return Status::Ok();
+}
+
+void Client::HandleTimers() {
+  auto now = Clock::now();
+  // No Welcome in time (or never a handshake event): say Hello again.
+  if (!welcomed_ && !need_hello_ &&
+      now >= last_hello_ + milliseconds(options_.welcome_timeout_ms)) {
+    if (awaiting_welcome_) {
+      spdlog::info("agent: no Welcome from broker {} within {} ms; sending Hello again", broker_id_,
+                   options_.welcome_timeout_ms);
+    }
+    need_hello_ = true;
+  }
+  if (redelivery_hello_at_ && now >= *redelivery_hello_at_) {
+    redelivery_hello_at_.reset();
+    need_hello_ = true;
+  }
+
+  std::vector<std::pair<uint64_t, std::string>> due;
+  if (welcomed_ && !paused_) {
+    for (const auto& key : in_flight_) {
+      auto it = pending_.find(key);
+      if (it != pending_.end() && now >= it->second.deadline)
+        due.emplace_back(it->second.order, key);
+    }
+    if (!due.empty()) {
+      spdlog::info("agent: {} submissions unanswered after {} ms; sending them again", due.size(),
+                   options_.submit_timeout_ms);
+    }
+  }
+  if (welcomed_ && fetch_in_flight_ && now >= fetch_deadline_) fetch_in_flight_ = false;
+  for (const auto& key : backoff_) {
+    auto it = pending_.find(key);
+    if (it != pending_.end() && now >= it->second.deadline) due.emplace_back(it->second.order, key);
+  }
+  if (due.empty()) return;
+  std::sort(due.begin(), due.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (auto& d : due) {
+    in_flight_.erase(d.second);
+    backoff_.erase(d.second);
+    pending_[d.second].state = Pending::State::kQueued;
+    queue_.push_front(std::move(d.second));
+  }
+}
+
+Result<bool> Client::SendFrame(const schema::Frame& frame) {
+  return SendBytes(schema::EncodeFrame(frame));
+}
+
+Result<bool> Client::SendBytes(const Bytes& b) {
+  try {
+    auto r = dealer_.send(zmq::const_buffer(b.data(), b.size()), zmq::send_flags::dontwait);
+    return r.has_value();
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EAGAIN || e.num() == EHOSTUNREACH) return false;
+    return ZmqError(e, "sending to broker " + broker_id_);
+  }
+}
+
+Result<bool> Client::SendHello() {
+  schema::Frame f;
+  f.type = schema::Frame::Type::kHello;
+  f.request_id = NextRequestId();
+  f.hello.party_id = identity_.party_id();
+  f.hello.directory_serial = directory_.serial;
+  f.hello.software = options_.software;
+  REFBUS_ASSIGN_OR_RETURN(bool sent, SendFrame(f));
+  if (sent) {
+    hello_request_id_ = f.request_id;
+    ++counters_.hellos;
+  }
+  return sent;
+}
+
+Status Client::Pump() {
+  if (!started_ || closed_) return Status::Ok();
+  auto now = Clock::now();
+  if (need_hello_) {
+    REFBUS_ASSIGN_OR_RETURN(bool sent, SendHello());
+    if (sent) {
+      need_hello_ = false;
+      awaiting_welcome_ = true;
+      last_hello_ = now;
+    } else if (!connected_) {
+      // No connection: the next handshake event (or the welcome timer) brings it back.
+      need_hello_ = false;
+      last_hello_ = now;
+    }
+  }
+  if (!welcomed_) return Status::Ok();
+
+  if (fetch_have_serial_ && !fetch_in_flight_) {
+    schema::Frame f;
+    f.type = schema::Frame::Type::kDirectoryFetch;
+    f.request_id = NextRequestId();
+    f.directory_fetch.have_serial = *fetch_have_serial_;
+    REFBUS_ASSIGN_OR_RETURN(bool sent, SendFrame(f));
+    if (sent) {
+      fetch_in_flight_ = true;
+      fetch_request_id_ = f.request_id;
+      fetch_deadline_ = now + milliseconds(options_.submit_timeout_ms);
+    }
+  }
+
+  while (!paused_ && in_flight_.size() < options_.window && !queue_.empty()) {
+    const std::string key = queue_.front();
+    auto it = pending_.find(key);
+    if (it == pending_.end() || it->second.state != Pending::State::kQueued) {
+      queue_.pop_front();  // answered or already re-queued elsewhere
+      continue;
+    }
+    Pending& p = it->second;
+    if (p.envelope.empty()) {
+      auto env = store_.OutboxEnvelope(IdOf(key));
+      if (!env.ok()) {
+        if (env.status().code() == Status::Code::kNotFound) {
+          pending_.erase(it);
+          queue_.pop_front();
+          continue;
+        }
+        if (env.status().code() == Status::Code::kMalformed) {
+          // The bytes cannot be trusted, so they are not sent; the record stays in the
+          // outbox for the operator, and the application hears of it now.
+          ++counters_.store_errors;
+          spdlog::error("agent: outbox record of message {} is damaged; it cannot be sent",
+                        Hex(key));
+          ClientEvent ev;
+          ev.type = ClientEvent::Type::kRefused;
+          ev.message_id = Bytes(IdOf(key).begin(), IdOf(key).end());
+          ev.reason = schema::NackReason::kMalformed;
+          ev.detail = "the local outbox record is damaged";
+          events_.push_back(std::move(ev));
+          pending_.erase(it);
+          queue_.pop_front();
+          continue;
+        }
+        return env.status();
+      }
+      p.envelope = std::move(env).value();
+    }
+    schema::Frame f;
+    f.type = schema::Frame::Type::kSubmit;
+    f.request_id = NextRequestId();
+    f.submit.envelope = std::move(p.envelope);
+    Bytes encoded = schema::EncodeFrame(f);
+    p.envelope = std::move(f.submit.envelope);
+    if (encoded.size() > broker_max_frame_bytes_) {
+      // The broker would refuse the frame without being able to name the request; say it
+      // here, once, as the broker would have.
+      ++counters_.refused;
+      spdlog::warn("agent: message {} ({} bytes as a frame) is over broker {}'s limit of {}",
+                   Hex(key), encoded.size(), broker_id_, broker_max_frame_bytes_);
+      ClientEvent ev;
+      ev.type = ClientEvent::Type::kRefused;
+      ev.message_id = Bytes(IdOf(key).begin(), IdOf(key).end());
+      ev.reason = schema::NackReason::kTooLarge;
+      ev.detail = "frame of " + std::to_string(encoded.size()) +
+                  " bytes is over the broker's limit of " + std::to_string(broker_max_frame_bytes_);
+      queue_.pop_front();
+      Finish(key, std::move(ev));
+      continue;
+    }
+    auto sent = SendBytes(encoded);
+    if (!sent.ok()) return sent.status();
+    if (!*sent) break;  // no connection or a full queue: try again next turn
+    queue_.pop_front();
+    request_to_id_.erase(p.request_id);
+    p.request_id = f.request_id;
+    request_to_id_[p.request_id] = key;
+    p.state = Pending::State::kInFlight;
+    p.deadline = now + milliseconds(options_.submit_timeout_ms);
+    in_flight_.insert(key);
+    ++counters_.sent;
+    if (p.sent_before) ++counters_.resent;
+    p.sent_before = true;
+  }
+  return FlushCompletions();
+}
+
+void Client::Close(int linger_ms) {
+  if (closed_) return;
+  closed_ = true;
+  try {
+    if (dealer_.handle() != nullptr) {
+      zmq_socket_monitor(dealer_.handle(), nullptr, 0);
+      dealer_.set(zmq::sockopt::linger, std::max(linger_ms, 0));
+      dealer_.close();
+    }
+    if (monitor_.handle() != nullptr) monitor_.close();
+  } catch (const zmq::error_t& e) {
+    spdlog::warn("agent: closing the broker socket: {}", e.what());
+  }
+}
+
+}  // namespace refbus::agent

@@ -1,0 +1,379 @@
+#include "agent/store.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <string_view>
+
+namespace refbus::agent {
+namespace {
+
+constexpr uint8_t kRecordFormat = 1;
+
+// The meta database marks the directory as ours, so an agent never writes into a broker's
+// (or anything else's) LMDB data by mistake.
+constexpr std::string_view kFormatKey = "format";
+constexpr std::string_view kFormatValue = "refbus-agent-store/1";
+constexpr std::string_view kInboxSeqKey = "inbox_seq";
+constexpr std::string_view kOutboxSeqKey = "outbox_seq";
+constexpr std::string_view kDuplicatesKey = "duplicate_deliveries";
+constexpr std::string_view kAppCursorKey = "app_cursor";
+
+constexpr std::array<std::string_view, 5> kDbNames = {kOutboxDb, kOutboxOrderDb, kInboxDb,
+                                                      kInboxOrderDb, kMetaDb};
+
+Status CheckMessageId(ByteView id) {
+  if (id.size() != 16) return InvalidArgument("a message id must be 16 bytes");
+  return Status::Ok();
+}
+
+Result<uint64_t> GetU64(const lmdb::Txn& txn, MDB_dbi dbi, std::string_view key) {
+  auto v = txn.Get(dbi, AsBytes(key));
+  if (!v.ok()) {
+    if (v.status().code() == Status::Code::kNotFound) return uint64_t{0};
+    return v.status();
+  }
+  if (v->size() != 8)
+    return Malformed("agent store: meta value '" + std::string(key) + "' is damaged");
+  return lmdb::ReadU64Key(*v);
+}
+
+Status PutU64(lmdb::Txn& txn, MDB_dbi dbi, std::string_view key, uint64_t value) {
+  return txn.Put(dbi, AsBytes(key), lmdb::U64Key(value));
+}
+
+void PutBe64(uint8_t* p, uint64_t v) {
+  for (int i = 7; i >= 0; --i) {
+    p[i] = static_cast<uint8_t>(v & 0xff);
+    v >>= 8;
+  }
+}
+
+// A stored value split into its fields; views into LMDB memory, valid until the txn ends.
+struct RecordView {
+  ByteView sha256;
+  uint64_t time_ms = 0;
+  uint64_t sequence = 0;
+  ByteView envelope;
+};
+
+// Layout only (no hash): enough to find the sequence of a record even if it is damaged.
+Result<RecordView> ParseLayout(ByteView v, std::string_view what) {
+  if (v.size() < kRecordHeaderBytes || v[0] != kRecordFormat) {
+    return Malformed(std::string(what) + " record is damaged (bad layout)");
+  }
+  RecordView r;
+  r.sha256 = v.subspan(1, kSha256Bytes);
+  r.time_ms = lmdb::ReadU64Key(v.subspan(1 + kSha256Bytes, 8));
+  r.sequence = lmdb::ReadU64Key(v.subspan(1 + kSha256Bytes + 8, 8));
+  r.envelope = v.subspan(kRecordHeaderBytes);
+  return r;
+}
+
+Result<RecordView> ParseChecked(ByteView v, std::string_view what) {
+  REFBUS_ASSIGN_OR_RETURN(RecordView r, ParseLayout(v, what));
+  Bytes h = Sha256(r.envelope);
+  if (!std::equal(h.begin(), h.end(), r.sha256.begin(), r.sha256.end())) {
+    return Malformed(std::string(what) +
+                     " record is damaged (SHA-256 of the envelope does not match)");
+  }
+  return r;
+}
+
+Status WriteRecord(lmdb::Txn& txn, MDB_dbi dbi, ByteView key, ByteView sha256, uint64_t time_ms,
+                   uint64_t sequence, ByteView envelope) {
+  // MDB_RESERVE: the envelope is copied once, straight into the page.
+  REFBUS_ASSIGN_OR_RETURN(uint8_t * p, txn.Reserve(dbi, key, kRecordHeaderBytes + envelope.size()));
+  p[0] = kRecordFormat;
+  std::memcpy(p + 1, sha256.data(), kSha256Bytes);
+  PutBe64(p + 1 + kSha256Bytes, time_ms);
+  PutBe64(p + 1 + kSha256Bytes + 8, sequence);
+  if (!envelope.empty()) std::memcpy(p + kRecordHeaderBytes, envelope.data(), envelope.size());
+  return Status::Ok();
+}
+
+std::string IdText(ByteView id) { return HexEncode(id); }
+
+}  // namespace
+
+Bytes Sha256(ByteView data) {
+  Bytes out(kSha256Bytes);
+  unsigned int n = 0;
+  if (EVP_Digest(data.data(), data.size(), out.data(), &n, EVP_sha256(), nullptr) != 1 ||
+      n != kSha256Bytes) {
+    std::abort();  // libcrypto cannot hash: nothing the store can safely do without it
+  }
+  return out;
+}
+
+Result<std::unique_ptr<AgentStore>> AgentStore::Open(const std::string& dir,
+                                                     const StoreOptions& options) {
+  lmdb::EnvOptions eo;
+  eo.map_size_bytes = options.map_size_bytes;
+  eo.max_dbs = 8;
+  std::unique_ptr<AgentStore> s(new AgentStore());
+  REFBUS_ASSIGN_OR_RETURN(s->env_, lmdb::Env::Open(dir, eo));
+
+  // Refuse LMDB data that is not ours before creating anything in it: named databases are
+  // keys of the main database, so foreign names there mean foreign data.
+  {
+    REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, s->env_->BeginRead());
+    MDB_dbi main_dbi = 0;
+    REFBUS_RETURN_IF_ERROR(
+        lmdb::LmdbStatus(mdb_dbi_open(txn.raw(), nullptr, 0, &main_dbi), "lmdb open main db"));
+    REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor c, lmdb::Cursor::Open(txn, main_dbi));
+    REFBUS_ASSIGN_OR_RETURN(auto item, c.First());
+    while (item) {
+      std::string_view name = AsChars(item->key);
+      if (std::find(kDbNames.begin(), kDbNames.end(), name) == kDbNames.end()) {
+        return FailedPrecondition(dir + " holds LMDB data that is not a refbus agent store");
+      }
+      REFBUS_ASSIGN_OR_RETURN(item, c.Next());
+    }
+  }
+  REFBUS_ASSIGN_OR_RETURN(s->outbox_, s->env_->OpenDb(kOutboxDb));
+  REFBUS_ASSIGN_OR_RETURN(s->outbox_order_, s->env_->OpenDb(kOutboxOrderDb));
+  REFBUS_ASSIGN_OR_RETURN(s->inbox_, s->env_->OpenDb(kInboxDb));
+  REFBUS_ASSIGN_OR_RETURN(s->inbox_order_, s->env_->OpenDb(kInboxOrderDb));
+  REFBUS_ASSIGN_OR_RETURN(s->meta_, s->env_->OpenDb(kMetaDb));
+
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, s->env_->BeginWrite());
+  auto format = txn.Get(s->meta_, AsBytes(kFormatKey));
+  if (format.ok()) {
+    if (AsChars(*format) != kFormatValue) {
+      return FailedPrecondition(dir + " holds an agent store of another format version");
+    }
+    return s;  // the write transaction aborts: nothing to change
+  }
+  if (format.status().code() != Status::Code::kNotFound) return format.status();
+  REFBUS_RETURN_IF_ERROR(txn.Put(s->meta_, AsBytes(kFormatKey), AsBytes(kFormatValue)));
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return s;
+}
+
+// ---------------------------------------------------------------- outbox
+
+Result<std::vector<bool>> AgentStore::AddToOutbox(std::span<const OutboxItem> items,
+                                                  UnixMillis now) {
+  for (const auto& it : items) {
+    REFBUS_RETURN_IF_ERROR(CheckMessageId(it.message_id));
+    if (it.envelope.empty()) return InvalidArgument("an empty envelope cannot be queued");
+  }
+  std::vector<bool> added;
+  added.reserve(items.size());
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
+  REFBUS_ASSIGN_OR_RETURN(uint64_t seq, GetU64(txn, meta_, kOutboxSeqKey));
+  for (const auto& it : items) {
+    Bytes sha = Sha256(it.envelope);
+    auto existing = txn.Get(outbox_, it.message_id);
+    if (existing.ok()) {
+      REFBUS_ASSIGN_OR_RETURN(RecordView r, ParseLayout(*existing, "outbox"));
+      if (!std::equal(sha.begin(), sha.end(), r.sha256.begin(), r.sha256.end())) {
+        return AlreadyExists("message " + IdText(it.message_id) +
+                             " is already queued with different content");
+      }
+      added.push_back(false);
+      continue;
+    }
+    if (existing.status().code() != Status::Code::kNotFound) return existing.status();
+    ++seq;
+    REFBUS_RETURN_IF_ERROR(txn.Put(outbox_order_, lmdb::U64Key(seq), it.message_id));
+    REFBUS_RETURN_IF_ERROR(WriteRecord(txn, outbox_, it.message_id, sha, now, seq, it.envelope));
+    added.push_back(true);
+  }
+  REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, kOutboxSeqKey, seq));
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return added;
+}
+
+Status AgentStore::RemoveFromOutbox(std::span<const Bytes> message_ids) {
+  if (message_ids.empty()) return Status::Ok();
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
+  for (const auto& id : message_ids) {
+    auto existing = txn.Get(outbox_, id);
+    if (!existing.ok()) {
+      if (existing.status().code() == Status::Code::kNotFound) continue;
+      return existing.status();
+    }
+    // A damaged record is still removed (the broker has it, or refused it for good); its
+    // order entry is found by sequence when the layout is intact.
+    auto r = ParseLayout(*existing, "outbox");
+    if (r.ok()) {
+      Status s = txn.Del(outbox_order_, lmdb::U64Key(r->sequence));
+      if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
+    }
+    REFBUS_RETURN_IF_ERROR(txn.Del(outbox_, id));
+  }
+  return txn.Commit();
+}
+
+Result<std::vector<Bytes>> AgentStore::OutboxIds() const {
+  std::vector<Bytes> ids;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor c, lmdb::Cursor::Open(txn, outbox_order_));
+  REFBUS_ASSIGN_OR_RETURN(auto item, c.First());
+  while (item) {
+    ids.emplace_back(item->value.begin(), item->value.end());
+    REFBUS_ASSIGN_OR_RETURN(item, c.Next());
+  }
+  return ids;
+}
+
+Result<Bytes> AgentStore::OutboxEnvelope(ByteView message_id) const {
+  REFBUS_RETURN_IF_ERROR(CheckMessageId(message_id));
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  auto v = txn.Get(outbox_, message_id);
+  if (!v.ok()) {
+    if (v.status().code() == Status::Code::kNotFound) {
+      return NotFound("message " + IdText(message_id) + " is not in the outbox");
+    }
+    return v.status();
+  }
+  auto r = ParseChecked(*v, "outbox");
+  if (!r.ok()) return r.status().WithContext("message " + IdText(message_id));
+  return Bytes(r->envelope.begin(), r->envelope.end());
+}
+
+// ---------------------------------------------------------------- inbox
+
+Result<std::vector<DeliveryOutcome>> AgentStore::StoreDeliveries(
+    std::span<const Delivery> deliveries, UnixMillis now) {
+  for (const auto& d : deliveries) {
+    REFBUS_RETURN_IF_ERROR(CheckMessageId(d.message_id));
+    if (d.envelope.empty()) return InvalidArgument("an empty envelope cannot be stored");
+  }
+  std::vector<DeliveryOutcome> out;
+  out.reserve(deliveries.size());
+  if (deliveries.empty()) return out;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
+  REFBUS_ASSIGN_OR_RETURN(uint64_t seq, GetU64(txn, meta_, kInboxSeqKey));
+  REFBUS_ASSIGN_OR_RETURN(uint64_t dups, GetU64(txn, meta_, kDuplicatesKey));
+  for (const auto& d : deliveries) {
+    // LMDB reads see this transaction's own writes, so a repeat inside the batch is found.
+    auto existing = txn.Get(inbox_, d.message_id);
+    if (existing.ok()) {
+      // The first record stays as it is, damaged or not: a redelivery never overwrites.
+      auto r = ParseLayout(*existing, "inbox");
+      out.push_back(DeliveryOutcome{true, r.ok() ? r->sequence : 0});
+      ++dups;
+      continue;
+    }
+    if (existing.status().code() != Status::Code::kNotFound) return existing.status();
+    ++seq;
+    REFBUS_RETURN_IF_ERROR(txn.Put(inbox_order_, lmdb::U64Key(seq), d.message_id));
+    REFBUS_RETURN_IF_ERROR(
+        WriteRecord(txn, inbox_, d.message_id, Sha256(d.envelope), now, seq, d.envelope));
+    out.push_back(DeliveryOutcome{false, seq});
+  }
+  REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, kInboxSeqKey, seq));
+  REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, kDuplicatesKey, dups));
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return out;
+}
+
+namespace {
+
+// Decodes and checks one inbox record, including that the order index points back at it
+// (the hash covers the envelope only, so this catches a damaged sequence number).
+Result<InboxRecord> ReadInboxRecord(const lmdb::Txn& txn, MDB_dbi order, ByteView message_id,
+                                    ByteView value) {
+  auto r = ParseChecked(value, "inbox");
+  if (!r.ok()) return r.status().WithContext("message " + IdText(message_id));
+  auto back = txn.Get(order, lmdb::U64Key(r->sequence));
+  if (!back.ok() || !std::equal(back->begin(), back->end(), message_id.begin(), message_id.end())) {
+    if (back.ok() || back.status().code() == Status::Code::kNotFound) {
+      return Malformed("message " + IdText(message_id) +
+                       ": inbox record is damaged (its sequence number does not match the index)");
+    }
+    return back.status();
+  }
+  InboxRecord rec;
+  rec.message_id.assign(message_id.begin(), message_id.end());
+  rec.sequence = r->sequence;
+  rec.received_ms = r->time_ms;
+  rec.sha256.assign(r->sha256.begin(), r->sha256.end());
+  rec.envelope.assign(r->envelope.begin(), r->envelope.end());
+  return rec;
+}
+
+}  // namespace
+
+Result<InboxRecord> AgentStore::GetInbox(ByteView message_id) const {
+  REFBUS_RETURN_IF_ERROR(CheckMessageId(message_id));
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  auto v = txn.Get(inbox_, message_id);
+  if (!v.ok()) {
+    if (v.status().code() == Status::Code::kNotFound) {
+      return NotFound("message " + IdText(message_id) + " is not in the inbox");
+    }
+    return v.status();
+  }
+  return ReadInboxRecord(txn, inbox_order_, message_id, *v);
+}
+
+Result<bool> AgentStore::InboxContains(ByteView message_id) const {
+  REFBUS_RETURN_IF_ERROR(CheckMessageId(message_id));
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  auto v = txn.Get(inbox_, message_id);
+  if (v.ok()) return true;
+  if (v.status().code() == Status::Code::kNotFound) return false;
+  return v.status();
+}
+
+Result<std::vector<InboxRecord>> AgentStore::ReadInbox(uint64_t after_sequence,
+                                                       size_t limit) const {
+  std::vector<InboxRecord> out;
+  if (limit == 0 || after_sequence == UINT64_MAX) return out;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor c, lmdb::Cursor::Open(txn, inbox_order_));
+  Bytes start = lmdb::U64Key(after_sequence + 1);
+  REFBUS_ASSIGN_OR_RETURN(auto item, c.Seek(start));
+  while (item && out.size() < limit) {
+    if (item->key.size() != 8) return Malformed("inbox order index is damaged (key size)");
+    uint64_t seq = lmdb::ReadU64Key(item->key);
+    ByteView id = item->value;
+    auto v = txn.Get(inbox_, id);
+    if (!v.ok()) {
+      if (v.status().code() == Status::Code::kNotFound) {
+        return Malformed("inbox order index is damaged: sequence " + std::to_string(seq) +
+                         " names a message that is not stored");
+      }
+      return v.status();
+    }
+    auto rec = ReadInboxRecord(txn, inbox_order_, id, *v);
+    if (!rec.ok()) return rec.status().WithContext("sequence " + std::to_string(seq));
+    if (rec->sequence != seq) {
+      return Malformed("sequence " + std::to_string(seq) +
+                       ": inbox record is damaged (its sequence number does not match the index)");
+    }
+    out.push_back(std::move(rec).value());
+    REFBUS_ASSIGN_OR_RETURN(item, c.Next());
+  }
+  return out;
+}
+
+Status AgentStore::SetAppCursor(uint64_t sequence) {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
+  REFBUS_ASSIGN_OR_RETURN(uint64_t last, GetU64(txn, meta_, kInboxSeqKey));
+  if (sequence > last) {
+    return InvalidArgument("application cursor " + std::to_string(sequence) +
+                           " is beyond the last stored message (" + std::to_string(last) + ")");
+  }
+  REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, kAppCursorKey, sequence));
+  return txn.Commit();
+}
+
+Result<StoreCounters> AgentStore::Counters() const {
+  StoreCounters c;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(c.inbox_messages, txn.Count(inbox_));
+  REFBUS_ASSIGN_OR_RETURN(c.outbox_messages, txn.Count(outbox_));
+  REFBUS_ASSIGN_OR_RETURN(c.duplicate_deliveries, GetU64(txn, meta_, kDuplicatesKey));
+  REFBUS_ASSIGN_OR_RETURN(c.last_inbox_sequence, GetU64(txn, meta_, kInboxSeqKey));
+  REFBUS_ASSIGN_OR_RETURN(c.app_cursor, GetU64(txn, meta_, kAppCursorKey));
+  return c;
+}
+
+}  // namespace refbus::agent

@@ -1,0 +1,159 @@
+// AgentStore: an agency agent's durable local state in LMDB (one data directory).
+//
+// What it holds, and why:
+//   - outbox: every envelope the application handed over, until the broker acknowledged
+//     it or refused it for good. Written before anything is sent, so an agent that crashes
+//     resubmits on restart (brokers deduplicate by message id, so resending is safe).
+//   - inbox: every envelope delivered to this agency, keyed by message id, with the
+//     SHA-256 of the envelope bytes (checked on every read: LMDB has no page checksums),
+//     the time it arrived and its arrival sequence number. A message id is stored once;
+//     a redelivery is reported as a duplicate and leaves the first record untouched. The
+//     SHA-256 is over the envelope bytes exactly, the same value a broker's audit entry
+//     carries (envelope_sha256), so the two can be compared.
+//   - inbox order: arrival sequence -> message id, so the application reads the inbox in
+//     the order messages arrived, and an application cursor (the last sequence it has
+//     finished with), so an application that crashed resumes where it stopped.
+//   - counters that must survive restarts (redeliveries, next sequence numbers).
+//
+// Durability: every method that changes state runs one explicit write transaction and
+// returns after it committed (fsync; no MDB_NOSYNC or friends). Batch methods put a whole
+// batch in one transaction (group commit): they succeed or fail as a whole.
+//
+// Damage: a record whose hash or layout does not check out is reported as kMalformed with
+// "damaged" in the message; it is never silently returned or overwritten.
+//
+// Thread safety: one AgentStore per data directory per process (the directory is locked).
+// Methods may be called from one thread at a time; a store is not synchronized.
+#ifndef REFBUS_AGENT_STORE_H_
+#define REFBUS_AGENT_STORE_H_
+
+#include <lmdb.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/bytes.h"
+#include "core/clock.h"
+#include "core/lmdb.h"
+#include "core/status.h"
+
+namespace refbus::agent {
+
+inline constexpr size_t kSha256Bytes = 32;
+
+// Names of the LMDB databases (tests reach into them to simulate damage).
+inline constexpr char kOutboxDb[] = "outbox";
+inline constexpr char kOutboxOrderDb[] = "outbox_order";
+inline constexpr char kInboxDb[] = "inbox";
+inline constexpr char kInboxOrderDb[] = "inbox_order";
+inline constexpr char kMetaDb[] = "meta";
+
+// Byte layout of an inbox value: u8 format (1) || SHA-256(envelope) (32) ||
+// u64be received_ms || u64be sequence || envelope. Outbox values are the same, with the
+// time the envelope was queued instead of received_ms.
+inline constexpr size_t kRecordHeaderBytes = 1 + kSha256Bytes + 8 + 8;
+
+struct StoreOptions {
+  size_t map_size_bytes = size_t{1} << 30;  // the most the store may grow to
+};
+
+// One envelope to queue for sending.
+struct OutboxItem {
+  Bytes message_id;  // 16 bytes, from the envelope's header
+  Bytes envelope;    // serialized SealedEnvelope
+};
+
+// One envelope a broker delivered.
+struct Delivery {
+  Bytes message_id;
+  Bytes envelope;
+};
+
+struct DeliveryOutcome {
+  bool duplicate = false;  // the inbox already held this message id
+  uint64_t sequence = 0;   // arrival sequence of the stored record (the earlier one if duplicate)
+};
+
+struct InboxRecord {
+  Bytes message_id;
+  uint64_t sequence = 0;
+  UnixMillis received_ms = 0;
+  Bytes sha256;
+  Bytes envelope;
+};
+
+struct StoreCounters {
+  uint64_t inbox_messages = 0;
+  uint64_t outbox_messages = 0;
+  uint64_t duplicate_deliveries = 0;  // redeliveries of messages already held, all time
+  uint64_t last_inbox_sequence = 0;   // 0: nothing received yet
+  uint64_t app_cursor = 0;            // last sequence the application finished with
+};
+
+// SHA-256 (OpenSSL libcrypto).
+Bytes Sha256(ByteView data);
+
+class AgentStore {
+ public:
+  // Opens (creating if needed) the store in dir. Fails if another process holds it, or if
+  // dir holds LMDB data of another program or format.
+  [[nodiscard]] static Result<std::unique_ptr<AgentStore>> Open(const std::string& dir,
+                                                                const StoreOptions& options);
+
+  AgentStore(const AgentStore&) = delete;
+  AgentStore& operator=(const AgentStore&) = delete;
+
+  // ---- Outbox ----
+
+  // Queues items in one transaction. Per item: true if newly queued, false if that message
+  // id was already queued with the same bytes (idempotent). The same id with other bytes
+  // is refused (kAlreadyExists) and nothing of the batch is written.
+  [[nodiscard]] Result<std::vector<bool>> AddToOutbox(std::span<const OutboxItem> items,
+                                                      UnixMillis now);
+  // Removes ids (acknowledged or refused for good) in one transaction; absent ids are
+  // skipped.
+  [[nodiscard]] Status RemoveFromOutbox(std::span<const Bytes> message_ids);
+  // Message ids in the outbox, oldest first.
+  [[nodiscard]] Result<std::vector<Bytes>> OutboxIds() const;
+  // The queued envelope; kNotFound if not queued, kMalformed ("damaged") if its hash fails.
+  [[nodiscard]] Result<Bytes> OutboxEnvelope(ByteView message_id) const;
+
+  // ---- Inbox ----
+
+  // Stores deliveries in one transaction (group commit): new ids get the next arrival
+  // sequence; ids already held (also earlier in the same batch) are duplicates and are
+  // counted. Returns one outcome per delivery, in order. On error nothing is stored.
+  [[nodiscard]] Result<std::vector<DeliveryOutcome>> StoreDeliveries(
+      std::span<const Delivery> deliveries, UnixMillis now);
+  // kNotFound if absent; kMalformed ("damaged") if the record does not check out.
+  [[nodiscard]] Result<InboxRecord> GetInbox(ByteView message_id) const;
+  [[nodiscard]] Result<bool> InboxContains(ByteView message_id) const;
+  // Up to limit records with sequence > after_sequence, in arrival order. A damaged
+  // record fails the whole read (kMalformed naming its sequence).
+  [[nodiscard]] Result<std::vector<InboxRecord>> ReadInbox(uint64_t after_sequence,
+                                                           size_t limit) const;
+
+  // The application has finished with every record up to sequence (durable).
+  [[nodiscard]] Status SetAppCursor(uint64_t sequence);
+
+  [[nodiscard]] Result<StoreCounters> Counters() const;
+
+  const std::string& dir() const { return env_->dir(); }
+
+ private:
+  AgentStore() = default;
+
+  std::unique_ptr<lmdb::Env> env_;
+  MDB_dbi outbox_ = 0;
+  MDB_dbi outbox_order_ = 0;
+  MDB_dbi inbox_ = 0;
+  MDB_dbi inbox_order_ = 0;
+  MDB_dbi meta_ = 0;
+};
+
+}  // namespace refbus::agent
+
+#endif  // REFBUS_AGENT_STORE_H_

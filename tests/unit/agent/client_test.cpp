@@ -1,0 +1,541 @@
+// agent::Client against FakeBroker over CURVE on loopback: session, submit window, acks and
+// nacks, resends, deliveries with deduplication, reconnects, agent restarts.
+//
+// Every test drives client and broker from one thread and waits for an observable outcome
+// with a generous bound (RunUntil); nothing asserts how long anything took.
+#include "agent/client.h"
+
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agent/store.h"
+#include "tests/unit/agent/fake_broker.h"
+#include "tests/unit/test_util.h"
+
+namespace refbus::agent {
+namespace {
+
+using refbus::test::HasCode;
+using refbus::test::HasError;
+using refbus::test::IsOk;
+using refbus::test::Must;
+using refbus::test::TempDir;
+using test::FakeBroker;
+using test::Federation;
+using test::MessageIdOf;
+using Type = ClientEvent::Type;
+
+constexpr int kBoundMs = 20000;  // a failure bound, not an expected duration
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override { spdlog::set_level(spdlog::level::warn); }
+
+  std::map<Bytes, std::string> Allowed() const {
+    return {{fed_.agency.transport_public_key(), fed_.agency.party_id()},
+            {fed_.peer.transport_public_key(), fed_.peer.party_id()}};
+  }
+
+  std::unique_ptr<FakeBroker> NewBroker(const std::string& endpoint = "tcp://127.0.0.1:*") {
+    auto b =
+        std::make_unique<FakeBroker>(fed_.broker, fed_.directory().serial, Allowed(), endpoint);
+    b->directory_bytes = schema::EncodeSignedDirectory(fed_.signed_directory);
+    return b;
+  }
+
+  std::unique_ptr<AgentStore> NewStore() {
+    return Must(AgentStore::Open(dir_.Join("agent-data"), StoreOptions{size_t{64} << 20}));
+  }
+
+  ClientOptions FastOptions() const {
+    ClientOptions o;
+    o.reconnect_interval_ms = 20;
+    o.reconnect_interval_max_ms = 200;
+    return o;
+  }
+
+  std::unique_ptr<Client> NewClient(AgentStore& store, const std::string& endpoint,
+                                    const ClientOptions& options,
+                                    const keys::Identity* who = nullptr) {
+    return std::make_unique<Client>(who != nullptr ? *who : fed_.agency, fed_.directory(), endpoint,
+                                    store, options);
+  }
+
+  // Alternates client and broker turns until done() or the bound; collects the client's
+  // events and the first Poll error.
+  bool RunUntil(Client& client, FakeBroker* broker, const std::function<bool()>& done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kBoundMs);
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      Status s = client.Poll(2);
+      if (!s.ok() && poll_error_.ok()) poll_error_ = s;
+      if (broker != nullptr) broker->Poll(2);
+      for (auto& e : client.TakeEvents()) events_.push_back(std::move(e));
+    }
+    return true;
+  }
+
+  std::vector<ClientEvent> EventsOf(Type t) const {
+    std::vector<ClientEvent> out;
+    for (const auto& e : events_) {
+      if (e.type == t) out.push_back(e);
+    }
+    return out;
+  }
+
+  Federation fed_;
+  TempDir dir_;
+  std::vector<ClientEvent> events_;
+  Status poll_error_;
+};
+
+TEST_F(ClientTest, SubmissionsAreAckedOnceAndLeaveTheOutbox) {
+  auto broker = NewBroker();
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+
+  std::vector<Bytes> envs;
+  envs.reserve(5);
+  for (int i = 0; i < 5; ++i) envs.push_back(fed_.Seal(fed_.agency, test::kPeerId));
+  auto ids = client->SubmitBatch(envs);
+  ASSERT_TRUE(IsOk(ids));
+  ASSERT_EQ(ids->size(), 5u);
+  // Durable before anything is sent.
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 5u);
+
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return EventsOf(Type::kAcked).size() == 5; }));
+  EXPECT_TRUE(IsOk(poll_error_));
+  std::set<Bytes> acked;
+  for (const auto& e : EventsOf(Type::kAcked)) {
+    EXPECT_FALSE(e.duplicate);
+    acked.insert(e.message_id);
+  }
+  EXPECT_EQ(acked, std::set<Bytes>(ids->begin(), ids->end()));
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+  EXPECT_EQ(client->outstanding(), 0u);
+  EXPECT_EQ(client->counters().acked, 5u);
+  EXPECT_EQ(client->counters().submitted, 5u);
+
+  // The session: one Hello from the authenticated agency, with our software name.
+  ASSERT_GE(broker->hellos.size(), 1u);
+  EXPECT_EQ(broker->hello_user_ids[0], test::kAgencyId);
+  EXPECT_EQ(broker->hellos[0].hello.party_id, test::kAgencyId);
+  EXPECT_EQ(broker->hellos[0].hello.software, kSoftwareName);
+  EXPECT_EQ(broker->hellos[0].hello.directory_serial, fed_.directory().serial);
+  EXPECT_TRUE(client->session_ready());
+  EXPECT_EQ(client->home_broker_id(), test::kBrokerId);
+}
+
+TEST_F(ClientTest, WindowLimitsSubmissionsInFlight) {
+  auto broker = NewBroker();
+  broker->hold_submits = true;
+  auto store = NewStore();
+  ClientOptions o = FastOptions();
+  o.window = 2;
+  o.submit_timeout_ms = 600000;  // no timeout resends in this test
+  auto client = NewClient(*store, broker->endpoint(), o);
+  ASSERT_TRUE(IsOk(client->Start()));
+  std::vector<Bytes> envs;
+  envs.reserve(7);
+  for (int i = 0; i < 7; ++i) envs.push_back(fed_.Seal(fed_.agency, test::kPeerId));
+  ASSERT_TRUE(IsOk(client->SubmitBatch(envs)));
+
+  // Release the broker's answers only when it holds a full window, until all are acked.
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] {
+    if (broker->held() >= 2 || (broker->held() > 0 && client->unsent() == 0)) broker->ReleaseHeld();
+    return EventsOf(Type::kAcked).size() == 7;
+  }));
+  EXPECT_EQ(broker->max_held, 2u);
+  EXPECT_EQ(broker->submitted_ids.size(), 7u);  // each sent once
+  EXPECT_EQ(client->counters().resent, 0u);
+}
+
+TEST_F(ClientTest, FinalNackIsReportedAndRemovedFromTheOutbox) {
+  auto broker = NewBroker();
+  broker->nack_next.emplace_back(schema::NackReason::kBadSignature, 0);
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  Bytes id = Must(client->Submit(fed_.Seal(fed_.agency, test::kPeerId)));
+
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kRefused).empty(); }));
+  auto refused = EventsOf(Type::kRefused);
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0].message_id, id);
+  EXPECT_EQ(refused[0].reason, schema::NackReason::kBadSignature);
+  EXPECT_EQ(refused[0].detail, "scripted by the test");
+  EXPECT_TRUE(EventsOf(Type::kAcked).empty());
+  EXPECT_EQ(client->outstanding(), 0u);
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+  EXPECT_EQ(client->counters().refused, 1u);
+  EXPECT_EQ(broker->SubmitCount(id), 1u);
+}
+
+TEST_F(ClientTest, BackPressureNackKeepsTheEnvelopeAndRetries) {
+  auto broker = NewBroker();
+  broker->nack_next.emplace_back(schema::NackReason::kQuotaExceeded, 50);
+  broker->nack_next.emplace_back(schema::NackReason::kStorageFull, 0);
+  auto store = NewStore();
+  ClientOptions o = FastOptions();
+  o.default_retry_after_ms = 50;
+  auto client = NewClient(*store, broker->endpoint(), o);
+  ASSERT_TRUE(IsOk(client->Start()));
+  Bytes id = Must(client->Submit(fed_.Seal(fed_.agency, test::kPeerId)));
+
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kAcked).empty(); }));
+  EXPECT_EQ(EventsOf(Type::kAcked)[0].message_id, id);
+  EXPECT_TRUE(EventsOf(Type::kRefused).empty());
+  EXPECT_EQ(broker->SubmitCount(id), 3u);
+  EXPECT_EQ(client->counters().backpressure, 2u);
+  EXPECT_EQ(client->counters().resent, 2u);
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+}
+
+TEST_F(ClientTest, InternalNackIsRetriedNotDropped) {
+  // refbus-broker answers INTERNAL when it failed to store the envelope: dropping it here
+  // would lose a referral that nobody holds.
+  auto broker = NewBroker();
+  broker->nack_next.emplace_back(schema::NackReason::kInternal, 20);
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  Bytes id = Must(client->Submit(fed_.Seal(fed_.agency, test::kPeerId)));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kAcked).empty(); }));
+  EXPECT_TRUE(EventsOf(Type::kRefused).empty());
+  EXPECT_EQ(broker->SubmitCount(id), 2u);
+}
+
+TEST_F(ClientTest, EnvelopeOverTheBrokersFrameLimitIsRefusedLocally) {
+  auto broker = NewBroker();
+  broker->max_frame_bytes = 1500;
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  Bytes big = Must(client->Submit(fed_.Seal(fed_.agency, test::kPeerId, 4000)));
+  Bytes small = Must(client->Submit(fed_.Seal(fed_.agency, test::kPeerId, 100)));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] {
+    return EventsOf(Type::kRefused).size() == 1 && EventsOf(Type::kAcked).size() == 1;
+  }));
+  EXPECT_EQ(EventsOf(Type::kRefused)[0].message_id, big);
+  EXPECT_EQ(EventsOf(Type::kRefused)[0].reason, schema::NackReason::kTooLarge);
+  EXPECT_EQ(EventsOf(Type::kAcked)[0].message_id, small);
+  EXPECT_EQ(broker->SubmitCount(big), 0u);
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+}
+
+TEST_F(ClientTest, PausedClientSendsNothingButStillTakesAnswers) {
+  auto broker = NewBroker();
+  broker->hold_submits = true;
+  auto store = NewStore();
+  ClientOptions o = FastOptions();
+  o.submit_timeout_ms = 600000;
+  auto client = NewClient(*store, broker->endpoint(), o);
+  ASSERT_TRUE(IsOk(client->Start()));
+  std::vector<Bytes> first = {fed_.Seal(fed_.agency, test::kPeerId),
+                              fed_.Seal(fed_.agency, test::kPeerId)};
+  ASSERT_TRUE(IsOk(client->SubmitBatch(first)));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return broker->held() == 2; }));
+
+  client->PauseSubmissions(true);
+  std::vector<Bytes> later = {fed_.Seal(fed_.agency, test::kPeerId),
+                              fed_.Seal(fed_.agency, test::kPeerId)};
+  ASSERT_TRUE(IsOk(client->SubmitBatch(later)));
+  broker->ReleaseHeld();
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return EventsOf(Type::kAcked).size() == 2; }));
+  EXPECT_EQ(client->in_flight(), 0u);
+  EXPECT_EQ(client->counters().sent, 2u);  // the window had room, but nothing new left
+  EXPECT_EQ(client->unsent(), 2u);
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 2u);  // kept for the next run
+
+  client->PauseSubmissions(false);
+  broker->hold_submits = false;
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return EventsOf(Type::kAcked).size() == 4; }));
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+}
+
+TEST_F(ClientTest, UnansweredSubmissionIsSentAgainAfterTheTimeout) {
+  auto broker = NewBroker();
+  broker->drop_submits = 1;
+  auto store = NewStore();
+  ClientOptions o = FastOptions();
+  o.submit_timeout_ms = 100;
+  auto client = NewClient(*store, broker->endpoint(), o);
+  ASSERT_TRUE(IsOk(client->Start()));
+  Bytes id = Must(client->Submit(fed_.Seal(fed_.agency, test::kPeerId)));
+
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kAcked).empty(); }));
+  EXPECT_EQ(EventsOf(Type::kAcked)[0].message_id, id);
+  EXPECT_GE(broker->SubmitCount(id), 2u);
+  EXPECT_GE(client->counters().resent, 1u);
+  EXPECT_EQ(EventsOf(Type::kAcked).size(), 1u);
+}
+
+TEST_F(ClientTest, DuplicateAckCountsAsAcked) {
+  auto broker = NewBroker();
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  Bytes env = fed_.Seal(fed_.agency, test::kPeerId);
+  broker->stored.insert(MessageIdOf(env));  // the broker already has it
+  Bytes id = Must(client->Submit(env));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kAcked).empty(); }));
+  EXPECT_EQ(EventsOf(Type::kAcked)[0].message_id, id);
+  EXPECT_TRUE(EventsOf(Type::kAcked)[0].duplicate);
+  EXPECT_EQ(client->counters().acked_duplicate, 1u);
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+}
+
+TEST_F(ClientTest, DeliveriesAreStoredThenAckedAndReportedOnce) {
+  auto broker = NewBroker();
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return client->session_ready(); }));
+
+  Bytes e1 = fed_.Seal(fed_.peer), e2 = fed_.Seal(fed_.peer), e3 = fed_.Seal(fed_.peer);
+  std::vector<uint64_t> rids = {broker->Deliver(e1), broker->Deliver(e2),
+                                broker->Deliver(e1, 1),  // a redelivery
+                                broker->Deliver(e3)};
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return broker->agent_replies.size() == 4; }));
+  EXPECT_TRUE(IsOk(poll_error_));
+
+  std::vector<bool> dup_flags;
+  for (size_t i = 0; i < 4; ++i) {
+    const auto& r = broker->agent_replies[i];
+    ASSERT_EQ(r.type, schema::Frame::Type::kAck) << i;
+    EXPECT_EQ(r.request_id, rids[i]) << i;
+    dup_flags.push_back(r.ack.duplicate);
+  }
+  EXPECT_EQ(dup_flags, (std::vector<bool>{false, false, true, false}));
+
+  auto delivered = EventsOf(Type::kDelivered);
+  ASSERT_EQ(delivered.size(), 3u);
+  EXPECT_EQ(delivered[0].message_id, MessageIdOf(e1));
+  EXPECT_EQ(delivered[0].envelope, e1);
+  EXPECT_EQ(delivered[1].message_id, MessageIdOf(e2));
+  EXPECT_EQ(delivered[2].message_id, MessageIdOf(e3));
+  EXPECT_LT(delivered[0].inbox_sequence, delivered[1].inbox_sequence);
+
+  // Acked means stored: every acked id is in the inbox, with its hash.
+  for (const Bytes* e : {&e1, &e2, &e3}) {
+    auto rec = store->GetInbox(MessageIdOf(*e));
+    ASSERT_TRUE(IsOk(rec));
+    EXPECT_EQ(rec->envelope, *e);
+    EXPECT_EQ(rec->sha256, Sha256(*e));
+  }
+  EXPECT_EQ(client->counters().delivered, 3u);
+  EXPECT_EQ(client->counters().duplicate_deliveries, 1u);
+  EXPECT_LE(client->counters().delivery_commits, 4u);
+  auto c = Must(store->Counters());
+  EXPECT_EQ(c.inbox_messages, 3u);
+  EXPECT_EQ(c.duplicate_deliveries, 1u);
+}
+
+TEST_F(ClientTest, RedeliveryAfterAgentRestartIsAckedButNotReportedAgain) {
+  auto broker = NewBroker();
+  Bytes e1 = fed_.Seal(fed_.peer);
+  {
+    auto store = NewStore();
+    auto client = NewClient(*store, broker->endpoint(), FastOptions());
+    ASSERT_TRUE(IsOk(client->Start()));
+    ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return client->session_ready(); }));
+    broker->Deliver(e1);
+    ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return broker->agent_replies.size() == 1; }));
+    ASSERT_EQ(EventsOf(Type::kDelivered).size(), 1u);
+  }
+  events_.clear();
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  // The broker sends to the latest Hello: wait for the new session before redelivering.
+  size_t hellos = broker->hellos.size();
+  ASSERT_TRUE(RunUntil(*client, broker.get(),
+                       [&] { return client->session_ready() && broker->hellos.size() > hellos; }));
+  uint64_t rid = broker->Deliver(e1, 1);
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return broker->agent_replies.size() == 2; }));
+  EXPECT_EQ(broker->agent_replies[1].type, schema::Frame::Type::kAck);
+  EXPECT_EQ(broker->agent_replies[1].request_id, rid);
+  EXPECT_TRUE(broker->agent_replies[1].ack.duplicate);
+  EXPECT_TRUE(EventsOf(Type::kDelivered).empty());
+  EXPECT_EQ(client->counters().duplicate_deliveries, 1u);
+  EXPECT_EQ(Must(store->Counters()).inbox_messages, 1u);
+}
+
+TEST_F(ClientTest, UndecodableDeliveryIsNackedMalformed) {
+  auto broker = NewBroker();
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return client->session_ready(); }));
+  uint64_t rid = broker->Deliver(keys::RandomBytes(100));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return broker->agent_replies.size() == 1; }));
+  const auto& r = broker->agent_replies[0];
+  ASSERT_EQ(r.type, schema::Frame::Type::kNack);
+  EXPECT_EQ(r.request_id, rid);
+  EXPECT_EQ(r.nack.reason, schema::NackReason::kMalformed);
+  EXPECT_TRUE(EventsOf(Type::kDelivered).empty());
+  EXPECT_EQ(client->counters().malformed_deliveries, 1u);
+  EXPECT_EQ(Must(store->Counters()).inbox_messages, 0u);
+}
+
+TEST_F(ClientTest, InboxFailureIsNotAckedAndAsksForRedelivery) {
+  auto broker = NewBroker();
+  // A store too small for the delivery: the commit fails with a full map.
+  auto store = Must(AgentStore::Open(dir_.Join("tiny"), StoreOptions{size_t{256} << 10}));
+  ClientOptions o = FastOptions();
+  o.store_retry_ms = 50;
+  auto client = NewClient(*store, broker->endpoint(), o);
+  ASSERT_TRUE(IsOk(client->Start()));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return client->session_ready(); }));
+  size_t hellos = broker->hellos.size();
+  broker->Deliver(fed_.Seal(fed_.peer, test::kAgencyId, size_t{1} << 20));
+
+  // The client says Hello again (so the broker resends) instead of acknowledging.
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return broker->hellos.size() > hellos; }));
+  EXPECT_TRUE(HasCode(poll_error_, Status::Code::kResourceExhausted));
+  EXPECT_TRUE(broker->agent_replies.empty());
+  EXPECT_TRUE(EventsOf(Type::kDelivered).empty());
+  EXPECT_GE(client->counters().store_errors, 1u);
+}
+
+TEST_F(ClientTest, ReconnectSaysHelloAgainAndResendsWhatWasInFlight) {
+  auto broker = NewBroker();
+  broker->drop_submits = 1000;  // the first broker never answers
+  const std::string endpoint = broker->endpoint();
+  auto store = NewStore();
+  ClientOptions o = FastOptions();
+  o.submit_timeout_ms = 600000;   // any resend here is due to the reconnect
+  o.welcome_timeout_ms = 600000;  // and any Hello to the handshake seen by the monitor
+  auto client = NewClient(*store, endpoint, o);
+  ASSERT_TRUE(IsOk(client->Start()));
+  Bytes id = Must(client->Submit(fed_.Seal(fed_.agency, test::kPeerId)));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return broker->SubmitCount(id) == 1; }));
+
+  // The broker dies and comes back on the same endpoint, without the submission.
+  broker.reset();
+  broker = NewBroker(endpoint);
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kAcked).empty(); }));
+  EXPECT_EQ(EventsOf(Type::kAcked)[0].message_id, id);
+  ASSERT_GE(broker->hellos.size(), 1u);
+  EXPECT_EQ(broker->hello_user_ids[0], test::kAgencyId);
+  EXPECT_EQ(broker->SubmitCount(id), 1u);
+  EXPECT_GE(client->counters().connects, 2u);
+  EXPECT_GE(client->counters().sessions, 2u);
+  EXPECT_EQ(client->counters().resent, 1u);
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+
+  // Deliveries flow on the new session too.
+  Bytes e = fed_.Seal(fed_.peer);
+  broker->Deliver(e);
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kDelivered).empty(); }));
+  EXPECT_EQ(EventsOf(Type::kDelivered)[0].message_id, MessageIdOf(e));
+}
+
+TEST_F(ClientTest, MissingWelcomeMakesTheClientSayHelloAgain) {
+  auto broker = NewBroker();
+  broker->drop_hellos = 1;
+  auto store = NewStore();
+  ClientOptions o = FastOptions();
+  o.welcome_timeout_ms = 100;
+  auto client = NewClient(*store, broker->endpoint(), o);
+  ASSERT_TRUE(IsOk(client->Start()));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return client->session_ready(); }));
+  EXPECT_GE(broker->hellos.size(), 2u);
+  EXPECT_EQ(client->counters().sessions, 1u);
+}
+
+TEST_F(ClientTest, OutboxIsResubmittedAfterAnAgentRestart) {
+  auto broker = NewBroker();
+  broker->drop_submits = 3;  // the agent "crashes" before any answer
+  std::vector<Bytes> ids;
+  {
+    auto store = NewStore();
+    auto client = NewClient(*store, broker->endpoint(), FastOptions());
+    ASSERT_TRUE(IsOk(client->Start()));
+    for (int i = 0; i < 3; ++i)
+      ids.push_back(Must(client->Submit(fed_.Seal(fed_.agency, test::kPeerId))));
+    ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return broker->submitted_ids.size() == 3; }));
+  }
+  auto store = NewStore();
+  EXPECT_EQ(Must(store->OutboxIds()), ids);
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  EXPECT_EQ(client->counters().recovered, 3u);
+  EXPECT_EQ(client->outstanding(), 3u);
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return EventsOf(Type::kAcked).size() == 3; }));
+  std::vector<Bytes> acked;
+  for (const auto& e : EventsOf(Type::kAcked)) acked.push_back(e.message_id);
+  EXPECT_EQ(acked, ids);  // resubmitted oldest first
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+}
+
+TEST_F(ClientTest, FetchDirectoryReturnsTheBrokersSignedDirectory) {
+  auto broker = NewBroker();
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  ASSERT_TRUE(IsOk(client->FetchDirectory(0)));
+  ASSERT_TRUE(
+      RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kDirectoryReply).empty(); }));
+  EXPECT_EQ(EventsOf(Type::kDirectoryReply)[0].signed_directory,
+            schema::EncodeSignedDirectory(fed_.signed_directory));
+
+  events_.clear();
+  ASSERT_TRUE(IsOk(client->FetchDirectory(fed_.directory().serial)));
+  ASSERT_TRUE(
+      RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kDirectoryReply).empty(); }));
+  EXPECT_TRUE(EventsOf(Type::kDirectoryReply)[0].signed_directory.empty());
+}
+
+TEST_F(ClientTest, KeyUnknownToTheBrokerGetsNoSession) {
+  auto broker = NewBroker();
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions(), &fed_.outsider);
+  ASSERT_TRUE(IsOk(client->Start()));
+  ASSERT_TRUE(
+      RunUntil(*client, broker.get(), [&] { return client->counters().handshake_failures >= 1; }));
+  EXPECT_GE(broker->zap_denied, 1);
+  EXPECT_TRUE(broker->hellos.empty());
+  EXPECT_FALSE(client->session_ready());
+}
+
+TEST_F(ClientTest, StartChecksTheDirectory) {
+  auto store = NewStore();
+  Federation other;  // its agency is not in fed_'s directory
+  Client stranger(other.agency, fed_.directory(), "tcp://127.0.0.1:1", *store);
+  EXPECT_TRUE(HasCode(stranger.Start(), Status::Code::kFailedPrecondition));
+
+  auto unknown = test::MakeIdentity("nobody-here", schema::PartyKind::kAgency, fed_.now);
+  Client nobody(unknown, fed_.directory(), "tcp://127.0.0.1:1", *store);
+  EXPECT_TRUE(HasCode(nobody.Start(), Status::Code::kNotFound));
+
+  Client ok(fed_.agency, fed_.directory(), "tcp://127.0.0.1:1", *store);
+  EXPECT_TRUE(HasCode(ok.Submit(fed_.Seal(fed_.agency, test::kPeerId)),
+                      Status::Code::kFailedPrecondition));  // not started
+  EXPECT_TRUE(IsOk(ok.Start()));
+  EXPECT_TRUE(HasError(ok.Start(), Status::Code::kFailedPrecondition, "already"));
+}
+
+TEST_F(ClientTest, SubmitRefusesWhatThisAgencyDidNotSeal) {
+  auto store = NewStore();
+  Client client(fed_.agency, fed_.directory(), "tcp://127.0.0.1:1", *store);
+  ASSERT_TRUE(IsOk(client.Start()));
+  EXPECT_TRUE(HasCode(client.Submit(fed_.Seal(fed_.peer)), Status::Code::kInvalidArgument));
+  EXPECT_TRUE(HasCode(client.Submit(keys::RandomBytes(64)), Status::Code::kMalformed));
+  // A refused batch queues nothing.
+  std::vector<Bytes> batch = {fed_.Seal(fed_.agency, test::kPeerId), keys::RandomBytes(64)};
+  EXPECT_FALSE(client.SubmitBatch(batch).ok());
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+  EXPECT_EQ(client.outstanding(), 0u);
+}
+
+}  // namespace
+}  // namespace refbus::agent

@@ -1,0 +1,318 @@
+// AgentStore: deduplication, order, persistence across reopen, damage detection.
+#include "agent/store.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/lmdb.h"
+#include "keys/secret.h"
+#include "tests/unit/test_util.h"
+
+namespace refbus::agent {
+namespace {
+
+using refbus::test::HasCode;
+using refbus::test::HasError;
+using refbus::test::IsOk;
+using refbus::test::Must;
+using refbus::test::TempDir;
+
+constexpr UnixMillis kNow = 1'790'000'000'000;
+
+Bytes NewId() { return keys::RandomBytes(16); }
+Bytes Envelope(size_t n = 300) { return keys::RandomBytes(n); }
+
+std::unique_ptr<AgentStore> OpenStore(const TempDir& dir) {
+  return Must(AgentStore::Open(dir.Join("data"), StoreOptions{size_t{16} << 20}));
+}
+
+// Flips one byte of the value stored under key in db, through core/lmdb.h, as a bad disk
+// sector or a stray write would. REQUIRES: no AgentStore open on the directory.
+void FlipStoredByte(const TempDir& dir, const char* db, ByteView key, size_t offset) {
+  auto env = Must(lmdb::Env::Open(dir.Join("data"), lmdb::EnvOptions{size_t{16} << 20, 8, 126}));
+  MDB_dbi dbi = Must(env->OpenDb(db));
+  lmdb::Txn txn = Must(env->BeginWrite());
+  Bytes value = [&] {
+    ByteView v = Must(txn.Get(dbi, key));
+    return Bytes(v.begin(), v.end());
+  }();
+  ASSERT_LT(offset, value.size());
+  value[offset] ^= 0x01;
+  Must(txn.Put(dbi, key, value));
+  Must(txn.Commit());
+}
+
+TEST(AgentStoreTest, SecondDeliveryOfAnIdIsADuplicateAndKeepsTheFirstRecord) {
+  TempDir dir;
+  auto store = OpenStore(dir);
+  Bytes id = NewId(), first = Envelope(), second = Envelope();
+
+  auto a = store->StoreDeliveries(std::vector<Delivery>{{id, first}}, kNow);
+  ASSERT_TRUE(IsOk(a));
+  EXPECT_FALSE((*a)[0].duplicate);
+  EXPECT_EQ((*a)[0].sequence, 1u);
+
+  auto b = store->StoreDeliveries(std::vector<Delivery>{{id, second}}, kNow + 5);
+  ASSERT_TRUE(IsOk(b));
+  EXPECT_TRUE((*b)[0].duplicate);
+  EXPECT_EQ((*b)[0].sequence, 1u);
+
+  auto rec = store->GetInbox(id);
+  ASSERT_TRUE(IsOk(rec));
+  EXPECT_EQ(rec->envelope, first);  // a redelivery never overwrites
+  EXPECT_EQ(rec->received_ms, kNow);
+  EXPECT_EQ(rec->sha256, Sha256(first));
+
+  // The application reads the message once.
+  auto all = store->ReadInbox(0, 100);
+  ASSERT_TRUE(IsOk(all));
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].message_id, id);
+
+  auto c = store->Counters();
+  ASSERT_TRUE(IsOk(c));
+  EXPECT_EQ(c->inbox_messages, 1u);
+  EXPECT_EQ(c->duplicate_deliveries, 1u);
+  EXPECT_EQ(c->last_inbox_sequence, 1u);
+}
+
+TEST(AgentStoreTest, RepeatInsideOneBatchIsADuplicate) {
+  TempDir dir;
+  auto store = OpenStore(dir);
+  Bytes a = NewId(), b = NewId();
+  Bytes ea = Envelope(), eb = Envelope();
+  auto r = store->StoreDeliveries(std::vector<Delivery>{{a, ea}, {b, eb}, {a, ea}}, kNow);
+  ASSERT_TRUE(IsOk(r));
+  ASSERT_EQ(r->size(), 3u);
+  EXPECT_FALSE((*r)[0].duplicate);
+  EXPECT_FALSE((*r)[1].duplicate);
+  EXPECT_TRUE((*r)[2].duplicate);
+  EXPECT_EQ((*r)[0].sequence, 1u);
+  EXPECT_EQ((*r)[1].sequence, 2u);
+  EXPECT_EQ((*r)[2].sequence, 1u);
+  EXPECT_EQ(Must(store->Counters()).inbox_messages, 2u);
+}
+
+TEST(AgentStoreTest, InboxOrderIsArrivalOrder) {
+  TempDir dir;
+  auto store = OpenStore(dir);
+  std::vector<Bytes> ids;
+  for (int batch = 0; batch < 4; ++batch) {
+    std::vector<Delivery> ds;
+    for (int i = 0; i < 3; ++i) {
+      ids.push_back(NewId());
+      ds.push_back(Delivery{ids.back(), Envelope(50)});
+    }
+    ASSERT_TRUE(IsOk(store->StoreDeliveries(ds, kNow + static_cast<UnixMillis>(batch))));
+  }
+  auto all = store->ReadInbox(0, 100);
+  ASSERT_TRUE(IsOk(all));
+  ASSERT_EQ(all->size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ((*all)[i].message_id, ids[i]) << i;
+    EXPECT_EQ((*all)[i].sequence, i + 1);
+  }
+  // A page from the middle, as an application resuming after sequence 4 reads it.
+  auto page = store->ReadInbox(4, 3);
+  ASSERT_TRUE(IsOk(page));
+  ASSERT_EQ(page->size(), 3u);
+  EXPECT_EQ((*page)[0].sequence, 5u);
+  EXPECT_EQ((*page)[2].message_id, ids[6]);
+  EXPECT_TRUE(Must(store->ReadInbox(12, 10)).empty());
+}
+
+TEST(AgentStoreTest, InboxAndCountersPersistAcrossReopen) {
+  TempDir dir;
+  Bytes a = NewId(), b = NewId(), ea = Envelope(), eb = Envelope();
+  {
+    auto store = OpenStore(dir);
+    ASSERT_TRUE(IsOk(store->StoreDeliveries(std::vector<Delivery>{{a, ea}, {b, eb}}, kNow)));
+    ASSERT_TRUE(IsOk(store->StoreDeliveries(std::vector<Delivery>{{a, ea}}, kNow)));
+    ASSERT_TRUE(IsOk(store->SetAppCursor(1)));
+  }
+  auto store = OpenStore(dir);
+  auto rec = store->GetInbox(b);
+  ASSERT_TRUE(IsOk(rec));
+  EXPECT_EQ(rec->envelope, eb);
+  EXPECT_EQ(rec->sequence, 2u);
+
+  // Still known after the restart: a broker redelivery is a duplicate, not a new message.
+  auto again = store->StoreDeliveries(std::vector<Delivery>{{b, eb}}, kNow);
+  ASSERT_TRUE(IsOk(again));
+  EXPECT_TRUE((*again)[0].duplicate);
+
+  auto c = Must(store->Counters());
+  EXPECT_EQ(c.inbox_messages, 2u);
+  EXPECT_EQ(c.duplicate_deliveries, 2u);
+  EXPECT_EQ(c.app_cursor, 1u);
+  // The next new message continues the sequence.
+  auto next = store->StoreDeliveries(std::vector<Delivery>{{NewId(), Envelope()}}, kNow);
+  ASSERT_TRUE(IsOk(next));
+  EXPECT_EQ((*next)[0].sequence, 3u);
+}
+
+TEST(AgentStoreTest, AppCursorCannotPassTheLastMessage) {
+  TempDir dir;
+  auto store = OpenStore(dir);
+  ASSERT_TRUE(IsOk(store->StoreDeliveries(std::vector<Delivery>{{NewId(), Envelope()}}, kNow)));
+  EXPECT_TRUE(IsOk(store->SetAppCursor(1)));
+  EXPECT_TRUE(HasCode(store->SetAppCursor(2), Status::Code::kInvalidArgument));
+  EXPECT_EQ(Must(store->Counters()).app_cursor, 1u);
+}
+
+TEST(AgentStoreTest, OutboxSurvivesReopenInSubmissionOrder) {
+  TempDir dir;
+  Bytes x = NewId(), y = NewId(), z = NewId();
+  Bytes ex = Envelope(), ey = Envelope(), ez = Envelope();
+  {
+    auto store = OpenStore(dir);
+    auto added = store->AddToOutbox(std::vector<OutboxItem>{{x, ex}, {y, ey}, {z, ez}}, kNow);
+    ASSERT_TRUE(IsOk(added));
+    EXPECT_EQ(*added, (std::vector<bool>{true, true, true}));
+    ASSERT_TRUE(IsOk(store->RemoveFromOutbox(std::vector<Bytes>{y})));
+  }
+  auto store = OpenStore(dir);
+  auto ids = store->OutboxIds();
+  ASSERT_TRUE(IsOk(ids));
+  EXPECT_EQ(*ids, (std::vector<Bytes>{x, z}));
+  auto env = store->OutboxEnvelope(z);
+  ASSERT_TRUE(IsOk(env));
+  EXPECT_EQ(*env, ez);
+  EXPECT_TRUE(HasCode(store->OutboxEnvelope(y), Status::Code::kNotFound));
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 2u);
+
+  // Removing what is gone is not an error (an ack can arrive twice).
+  EXPECT_TRUE(IsOk(store->RemoveFromOutbox(std::vector<Bytes>{y, x, z})));
+  EXPECT_TRUE(Must(store->OutboxIds()).empty());
+}
+
+TEST(AgentStoreTest, OutboxAddIsIdempotentAndRefusesOtherBytesUnderOneId) {
+  TempDir dir;
+  auto store = OpenStore(dir);
+  Bytes id = NewId(), e = Envelope(), other = Envelope();
+  ASSERT_TRUE(IsOk(store->AddToOutbox(std::vector<OutboxItem>{{id, e}}, kNow)));
+  auto again = store->AddToOutbox(std::vector<OutboxItem>{{id, e}}, kNow);
+  ASSERT_TRUE(IsOk(again));
+  EXPECT_EQ(*again, std::vector<bool>{false});
+
+  Bytes fresh = NewId();
+  auto clash = store->AddToOutbox(std::vector<OutboxItem>{{fresh, e}, {id, other}}, kNow);
+  EXPECT_TRUE(HasCode(clash, Status::Code::kAlreadyExists));
+  // All or nothing: the first item of the refused batch was not queued either.
+  EXPECT_EQ(Must(store->OutboxIds()), std::vector<Bytes>{id});
+  EXPECT_EQ(Must(store->OutboxEnvelope(id)), e);
+}
+
+TEST(AgentStoreTest, DamagedInboxEnvelopeIsDetected) {
+  TempDir dir;
+  Bytes id = NewId(), e = Envelope(200);
+  {
+    auto store = OpenStore(dir);
+    ASSERT_TRUE(IsOk(store->StoreDeliveries(std::vector<Delivery>{{id, e}}, kNow)));
+  }
+  FlipStoredByte(dir, kInboxDb, id, kRecordHeaderBytes + 17);  // inside the envelope
+  auto store = OpenStore(dir);
+  EXPECT_TRUE(HasError(store->GetInbox(id), Status::Code::kMalformed, "damaged"));
+  EXPECT_TRUE(HasError(store->ReadInbox(0, 10), Status::Code::kMalformed, "damaged"));
+  // Still a duplicate for the broker: the damaged record is not replaced by a redelivery.
+  auto again = store->StoreDeliveries(std::vector<Delivery>{{id, e}}, kNow);
+  ASSERT_TRUE(IsOk(again));
+  EXPECT_TRUE((*again)[0].duplicate);
+}
+
+TEST(AgentStoreTest, DamagedInboxHashIsDetected) {
+  TempDir dir;
+  Bytes id = NewId(), e = Envelope(200);
+  {
+    auto store = OpenStore(dir);
+    ASSERT_TRUE(IsOk(store->StoreDeliveries(std::vector<Delivery>{{id, e}}, kNow)));
+  }
+  FlipStoredByte(dir, kInboxDb, id, 1 + 5);  // inside the stored SHA-256
+  auto store = OpenStore(dir);
+  EXPECT_TRUE(HasError(store->GetInbox(id), Status::Code::kMalformed, "damaged"));
+}
+
+TEST(AgentStoreTest, DamagedInboxSequenceIsDetected) {
+  TempDir dir;
+  Bytes id = NewId(), e = Envelope(200);
+  {
+    auto store = OpenStore(dir);
+    ASSERT_TRUE(IsOk(store->StoreDeliveries(std::vector<Delivery>{{id, e}}, kNow)));
+  }
+  FlipStoredByte(dir, kInboxDb, id, 1 + kSha256Bytes + 8 + 7);  // low byte of the sequence
+  auto store = OpenStore(dir);
+  EXPECT_TRUE(HasError(store->GetInbox(id), Status::Code::kMalformed, "damaged"));
+  EXPECT_TRUE(HasError(store->ReadInbox(0, 10), Status::Code::kMalformed, "damaged"));
+}
+
+TEST(AgentStoreTest, DamagedOutboxRecordIsDetected) {
+  TempDir dir;
+  Bytes id = NewId(), e = Envelope(200);
+  {
+    auto store = OpenStore(dir);
+    ASSERT_TRUE(IsOk(store->AddToOutbox(std::vector<OutboxItem>{{id, e}}, kNow)));
+  }
+  FlipStoredByte(dir, kOutboxDb, id, kRecordHeaderBytes + 3);
+  auto store = OpenStore(dir);
+  EXPECT_TRUE(HasError(store->OutboxEnvelope(id), Status::Code::kMalformed, "damaged"));
+  // It can still be removed once the broker has answered for it.
+  EXPECT_TRUE(IsOk(store->RemoveFromOutbox(std::vector<Bytes>{id})));
+  EXPECT_TRUE(Must(store->OutboxIds()).empty());
+}
+
+TEST(AgentStoreTest, OneProcessPerDataDirectory) {
+  TempDir dir;
+  auto store = OpenStore(dir);
+  auto second = AgentStore::Open(dir.Join("data"), StoreOptions{});
+  EXPECT_TRUE(HasError(second, Status::Code::kFailedPrecondition, "in use"));
+}
+
+TEST(AgentStoreTest, RefusesLmdbDataThatIsNotAnAgentStore) {
+  TempDir dir;
+  {
+    auto env = Must(lmdb::Env::Open(dir.Join("data"), lmdb::EnvOptions{size_t{16} << 20, 8, 126}));
+    MDB_dbi dbi = Must(env->OpenDb("queue"));
+    lmdb::Txn txn = Must(env->BeginWrite());
+    Must(txn.Put(dbi, AsBytes("k"), AsBytes("v")));
+    Must(txn.Commit());
+  }
+  auto store = AgentStore::Open(dir.Join("data"), StoreOptions{size_t{16} << 20});
+  EXPECT_TRUE(HasError(store, Status::Code::kFailedPrecondition, "not a refbus agent store"));
+}
+
+TEST(AgentStoreTest, RefusesMalformedInput) {
+  TempDir dir;
+  auto store = OpenStore(dir);
+  Bytes short_id(15, 1);
+  EXPECT_TRUE(HasCode(store->StoreDeliveries(std::vector<Delivery>{{short_id, Envelope()}}, kNow),
+                      Status::Code::kInvalidArgument));
+  EXPECT_TRUE(HasCode(store->StoreDeliveries(std::vector<Delivery>{{NewId(), Bytes()}}, kNow),
+                      Status::Code::kInvalidArgument));
+  EXPECT_TRUE(HasCode(store->AddToOutbox(std::vector<OutboxItem>{{short_id, Envelope()}}, kNow),
+                      Status::Code::kInvalidArgument));
+  EXPECT_TRUE(HasCode(store->GetInbox(short_id), Status::Code::kInvalidArgument));
+  EXPECT_EQ(Must(store->Counters()).inbox_messages, 0u);
+}
+
+TEST(AgentStoreTest, FullMapIsAnErrorAndStoresNothingOfTheBatch) {
+  TempDir dir;
+  auto store = Must(AgentStore::Open(dir.Join("data"), StoreOptions{size_t{256} << 10}));
+  Bytes small = NewId();
+  auto r = store->StoreDeliveries(
+      std::vector<Delivery>{{small, Envelope(100)}, {NewId(), Envelope(size_t{1} << 20)}}, kNow);
+  EXPECT_TRUE(HasCode(r, Status::Code::kResourceExhausted));
+  EXPECT_FALSE(Must(store->InboxContains(small)));
+  EXPECT_EQ(Must(store->Counters()).inbox_messages, 0u);
+}
+
+TEST(AgentStoreTest, Sha256MatchesAKnownVector) {
+  // FIPS 180-2 example: SHA-256("abc").
+  EXPECT_EQ(HexEncode(Sha256(AsBytes("abc"))),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+}  // namespace
+}  // namespace refbus::agent

@@ -1,0 +1,85 @@
+// Tests for schema/types.h: readable enum names, their parsers, and the lookup helpers.
+#include "schema/types.h"
+
+#include <gtest/gtest.h>
+
+namespace refbus::schema {
+namespace {
+
+TEST(TypesTest, AgencyTypeNamesRoundTrip) {
+  for (int v = 1; v <= static_cast<int>(AgencyType::kHotline); ++v) {
+    auto type = static_cast<AgencyType>(v);
+    auto parsed = ParseAgencyType(Name(type));
+    ASSERT_TRUE(parsed.has_value()) << Name(type);
+    EXPECT_EQ(*parsed, type);
+  }
+  EXPECT_EQ(Name(AgencyType::kPoliceUnit), "police-unit");
+  EXPECT_EQ(ParseAgencyType("deletion-center"), AgencyType::kDeletionCenter);
+}
+
+TEST(TypesTest, ParsersRefuseUnknownAndUnspecified) {
+  EXPECT_FALSE(ParseAgencyType("fire-brigade").has_value());
+  EXPECT_FALSE(ParseAgencyType("-").has_value());
+  EXPECT_FALSE(ParseAgencyType("").has_value());
+  EXPECT_FALSE(ParseAgencyType("Police-Unit").has_value());
+  EXPECT_FALSE(ParseRole("unspecified").has_value());
+  EXPECT_FALSE(ParseRole("admin").has_value());
+  EXPECT_FALSE(ParsePartyKind("unspecified").has_value());
+  EXPECT_EQ(ParseRole("case-lead"), Role::kCaseLead);
+  EXPECT_EQ(ParsePartyKind("auditor"), PartyKind::kAuditor);
+}
+
+TEST(TypesTest, RoleAndKindNamesRoundTrip) {
+  for (int v = 1; v <= static_cast<int>(Role::kAudit); ++v) {
+    auto role = static_cast<Role>(v);
+    EXPECT_EQ(ParseRole(Name(role)), role) << Name(role);
+  }
+  for (int v = 1; v <= static_cast<int>(PartyKind::kAuditor); ++v) {
+    auto kind = static_cast<PartyKind>(v);
+    EXPECT_EQ(ParsePartyKind(Name(kind)), kind) << Name(kind);
+  }
+}
+
+TEST(TypesTest, OutOfRangeValuesAreNamedUnknown) {
+  EXPECT_EQ(Name(static_cast<AgencyType>(99)), "unknown");
+  EXPECT_EQ(Name(static_cast<NackReason>(16)), "unknown");
+  EXPECT_EQ(Name(static_cast<MessageKind>(12)), "unknown");
+  EXPECT_EQ(Name(NackReason::kInternal), "internal");
+  EXPECT_EQ(Name(MessageKind::kOpaque), "opaque");
+  EXPECT_EQ(Name(LegalBasis::kEmergencyLifeSafety), "emergency-life-safety");
+  EXPECT_EQ(Name(DataCategory::kCaseStatus), "case-status");
+}
+
+TEST(TypesTest, PartyHelpers) {
+  Party p;
+  p.roles = {Role::kRefer, Role::kReceive};
+  EXPECT_TRUE(p.HasRole(Role::kRefer));
+  EXPECT_FALSE(p.HasRole(Role::kAudit));
+  EXPECT_EQ(p.ActiveKeys(), nullptr);
+  KeyRecord retired;
+  retired.state = KeyState::kRetired;
+  KeyRecord active;
+  active.state = KeyState::kActive;
+  active.signing_key = Bytes(32, 1);
+  p.keys = {retired, active};
+  ASSERT_NE(p.ActiveKeys(), nullptr);
+  EXPECT_EQ(p.ActiveKeys(), &p.keys[1]);
+}
+
+TEST(TypesTest, DirectoryFindSearchesEveryList) {
+  Directory d;
+  d.agencies.resize(1);
+  d.agencies[0].id = "agency-a";
+  d.brokers.resize(1);
+  d.brokers[0].id = "broker-a";
+  d.auditors.resize(1);
+  d.auditors[0].id = "auditor-a";
+  EXPECT_EQ(d.Find("agency-a"), &d.agencies[0]);
+  EXPECT_EQ(d.Find("broker-a"), &d.brokers[0]);
+  EXPECT_EQ(d.Find("auditor-a"), &d.auditors[0]);
+  EXPECT_EQ(d.Find("agency"), nullptr);
+  EXPECT_EQ(d.Find(""), nullptr);
+}
+
+}  // namespace
+}  // namespace refbus::schema
