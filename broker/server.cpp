@@ -1,9 +1,13 @@
 #include "broker/server.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "core/file.h"
 #include "keys/crypto.h"
@@ -113,6 +117,10 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   so.mailbox_quota = config.mailbox_quota;
   REFBUS_ASSIGN_OR_RETURN(s->store_, Store::Open(so));
   REFBUS_RETURN_IF_ERROR(s->Bind());
+  s->done_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s->done_fd_ < 0) return IoError("eventfd: " + std::string(std::strerror(errno)));
+  // From here on only the writer writes to the store; ~Server joins it.
+  s->writer_ = std::thread([p = s.get()] { p->WriterMain(); });
 
   schema::AuditEntry started;
   started.event = schema::AuditEvent::kBrokerStarted;
@@ -123,16 +131,30 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   loaded.event = schema::AuditEvent::kDirectoryLoaded;
   loaded.directory_serial = s->directory_.directory.serial;
   s->pending_events_.push_back(std::move(loaded));
-  Batch batch;
-  batch.events = std::move(s->pending_events_);
-  s->pending_events_.clear();
-  REFBUS_ASSIGN_OR_RETURN(auto r, s->store_->Commit(batch, now));
+  s->Dispatch(now, false);
+  {
+    std::unique_lock<std::mutex> lock(s->mu_);
+    s->done_cv_.wait(lock, [&] { return !s->done_.empty(); });
+  }
+  std::unique_ptr<Job> started_job = s->TakeDone();
+  s->busy_ = false;
+  REFBUS_RETURN_IF_ERROR(started_job->status);
   spdlog::info("broker {} listening on {} (directory serial {}, audit log {} entries)", config.id,
-               s->endpoint_, s->directory_.directory.serial, r.audit_size);
+               s->endpoint_, s->directory_.directory.serial, started_job->result.audit_size);
   return s;
 }
 
-Server::~Server() = default;
+Server::~Server() {
+  if (writer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writer_exit_ = true;
+    }
+    cv_.notify_all();
+    writer_.join();
+  }
+  if (done_fd_ >= 0) ::close(done_fd_);
+}
 
 Status Server::Bind() {
   try {
@@ -305,7 +327,8 @@ void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixM
       return;
     }
     case Frame::Type::kSubmit:
-      HandleSubmit(routing_id, peer_id, frame->request_id, frame->submit.envelope, turn, now);
+      HandleSubmit(routing_id, peer_id, frame->request_id, std::move(frame->submit.envelope), turn,
+                   now);
       return;
     case Frame::Type::kAck: {
       auto it = inflight_.find(frame->request_id);
@@ -315,7 +338,10 @@ void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixM
       }
       turn.batch.acks.push_back({peer_id, it->second.seq, it->second.message_id});
       auto p = peers_.find(peer_id);
-      if (p != peers_.end() && p->second.inflight > 0) --p->second.inflight;
+      if (p != peers_.end()) {
+        if (p->second.inflight > 0) --p->second.inflight;
+        p->second.acks_uncommitted.insert(it->second.seq);
+      }
       inflight_.erase(it);
       dirty_.insert(peer_id);
       return;
@@ -347,7 +373,7 @@ void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixM
 }
 
 void Server::HandleSubmit(const std::string& routing_id, const std::string& peer,
-                          uint64_t request_id, const Bytes& envelope, Turn& turn, UnixMillis now) {
+                          uint64_t request_id, Bytes envelope, Turn& turn, UnixMillis now) {
   const schema::Directory& dir = directory_.directory;
   keys::EnvelopeCheck check = keys::EnvelopeCheck::kOk;
   auto env = keys::VerifyEnvelope(envelope, dir, now, &check);
@@ -392,85 +418,179 @@ void Server::HandleSubmit(const std::string& routing_id, const std::string& peer
   reply.accepted_index = static_cast<int>(turn.batch.accepted.size());
   turn.replies.push_back(std::move(reply));
   Accepted a;
-  a.envelope = envelope;
+  a.envelope = std::move(envelope);  // env is a decoded copy: it does not point into these
   a.actor = peer;
   a.directory_serial = dir.serial;
   turn.batch.accepted.push_back(std::move(a));
   turn.decoded.push_back(std::move(*env));
 }
 
-Status Server::CommitTurn(Turn& turn, UnixMillis now) {
-  for (auto& e : pending_events_) turn.batch.events.push_back(std::move(e));
+void Server::Dispatch(UnixMillis now, bool expire) {
+  for (auto& e : pending_events_) turn_.batch.events.push_back(std::move(e));
   pending_events_.clear();
-  if (turn.batch.accepted.empty() && turn.batch.acks.empty() && turn.batch.events.empty()) {
-    return Status::Ok();
+  if (turn_.Empty() && !expire) return;
+  auto job = std::make_unique<Job>();
+  job->turn = std::move(turn_);
+  turn_ = Turn();
+  job->now = now;
+  job->expire = expire;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.push_back(std::move(job));
   }
-  for (size_t i = 0; i < turn.batch.accepted.size(); ++i) {
-    turn.batch.accepted[i].decoded = &turn.decoded[i];
+  cv_.notify_one();
+  busy_ = true;
+}
+
+std::unique_ptr<Server::Job> Server::TakeDone() {
+  std::unique_ptr<Job> job;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!done_.empty()) {
+      job = std::move(done_.front());
+      done_.pop_front();
+    }
+    done_ready_.store(!done_.empty(), std::memory_order_release);
   }
-  auto result = store_->Commit(turn.batch, now);
-  if (!result.ok() && result.status().code() == Status::Code::kResourceExhausted &&
-      !turn.batch.accepted.empty()) {
-    // Full: refuse the new envelopes (they stay with their senders, who retry), but keep
-    // delivering: acks free room.
-    spdlog::critical("STORAGE FULL: refusing new submissions ({}); deliveries continue",
-                     result.status().message());
-    Batch rest;
-    rest.acks = std::move(turn.batch.acks);
-    rest.events = std::move(turn.batch.events);
+  // Clears the wake-up (EAGAIN when there was nothing to take).
+  uint64_t count = 0;
+  ssize_t n = ::read(done_fd_, &count, sizeof(count));
+  (void)n;
+  return job;
+}
+
+void Server::WriterMain() {
+  while (true) {
+    std::unique_ptr<Job> job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return writer_exit_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // asked to exit, with nothing left to write
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    CommitJob(*job);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_.push_back(std::move(job));
+      done_ready_.store(true, std::memory_order_release);
+      // Under the lock: whoever takes the job afterwards also clears this wake-up, so the
+      // eventfd is never left readable with nothing to take (the loop would spin).
+      uint64_t one = 1;
+      ssize_t n = ::write(done_fd_, &one, sizeof(one));  // fails only if the counter overflows
+      (void)n;
+    }
+    done_cv_.notify_all();
+  }
+}
+
+void Server::CommitJob(Job& job) {
+  Turn& turn = job.turn;
+  if (!turn.batch.accepted.empty() || !turn.batch.acks.empty() || !turn.batch.events.empty()) {
+    for (size_t i = 0; i < turn.batch.accepted.size(); ++i) {
+      turn.batch.accepted[i].decoded = &turn.decoded[i];
+    }
+    auto result = store_->Commit(turn.batch, job.now);
+    if (!result.ok() && result.status().code() == Status::Code::kResourceExhausted &&
+        !turn.batch.accepted.empty()) {
+      // Full: refuse the new envelopes (they stay with their senders, who retry), but keep
+      // delivering: acks free room.
+      spdlog::critical("STORAGE FULL: refusing new submissions ({}); deliveries continue",
+                       result.status().message());
+      Batch rest;
+      rest.acks = std::move(turn.batch.acks);
+      rest.events = std::move(turn.batch.events);
+      for (auto& r : turn.replies) {
+        if (r.accepted_index < 0) continue;
+        r.accepted_index = -1;
+        r.reason = NackReason::kStorageFull;
+        r.detail = "the broker's storage is full; retry later";
+        r.retry_after_ms = kStorageRetryMs;
+      }
+      turn.batch = std::move(rest);
+      result = store_->Commit(turn.batch, job.now);
+    }
+    if (!result.ok()) {
+      spdlog::error("commit failed: {}", result.status().ToString());
+      for (auto& r : turn.replies) {
+        if (r.accepted_index < 0) continue;
+        r.accepted_index = -1;
+        r.reason = result.status().code() == Status::Code::kResourceExhausted
+                       ? NackReason::kStorageFull
+                       : NackReason::kInternal;
+        r.detail = "the broker could not store the envelope; retry later";
+        r.retry_after_ms = kStorageRetryMs;
+      }
+      // Acks not applied: the recipients will get those messages again (and dedup them).
+      job.status = result.status();
+    } else {
+      job.committed = true;
+      job.result = std::move(*result);
+    }
+  }
+  if (job.expire) {
+    auto n = store_->ExpireOld(job.now, 10000);
+    if (!n.ok())
+      spdlog::error("expiry sweep failed: {}", n.status().ToString());
+    else if (*n > 0)
+      spdlog::info("expired {} old message ids", *n);
+  }
+}
+
+Status Server::Finish(Job& job) {
+  Turn& turn = job.turn;
+  // Committed or not, these acks are no longer pending: a failed one is redelivered with
+  // the recipient's next session.
+  for (const auto& a : turn.batch.acks) {
+    auto p = peers_.find(a.recipient);
+    if (p != peers_.end()) p->second.acks_uncommitted.erase(a.seq);
+  }
+  if (!job.status.ok()) spdlog::error("turn not committed: {}", job.status.ToString());
+  if (job.committed) {
+    const CommitResult& result = job.result;
+    ++stats_.commits;
+    for (size_t i = 0; i < result.accepted.size(); ++i) {
+      Outcome o = result.accepted[i];
+      if (o == Outcome::kStored) {
+        ++stats_.accepted;
+        for (const auto& r : turn.decoded[i].header.recipients) dirty_.insert(r.agency_id);
+      } else if (o == Outcome::kDuplicate) {
+        ++stats_.duplicates;
+      }
+    }
+    for (bool applied : result.acks_applied) stats_.acked += applied ? 1 : 0;
     for (auto& r : turn.replies) {
       if (r.accepted_index < 0) continue;
-      r.accepted_index = -1;
-      r.reason = NackReason::kStorageFull;
-      r.detail = "the broker's storage is full; retry later";
-      r.retry_after_ms = kStorageRetryMs;
-    }
-    turn.batch = std::move(rest);
-    result = store_->Commit(turn.batch, now);
-  }
-  if (!result.ok()) {
-    spdlog::error("commit failed: {}", result.status().ToString());
-    for (auto& r : turn.replies) {
-      if (r.accepted_index < 0) continue;
-      r.accepted_index = -1;
-      r.reason = result.status().code() == Status::Code::kResourceExhausted
-                     ? NackReason::kStorageFull
-                     : NackReason::kInternal;
-      r.detail = "the broker could not store the envelope; retry later";
-      r.retry_after_ms = kStorageRetryMs;
-    }
-    // Acks not applied: the recipients will get those messages again (and dedup them).
-    return result.status();
-  }
-  ++stats_.commits;
-  for (size_t i = 0; i < result->accepted.size(); ++i) {
-    Outcome o = result->accepted[i];
-    if (o == Outcome::kStored) {
-      ++stats_.accepted;
-      for (const auto& r : turn.decoded[i].header.recipients) dirty_.insert(r.agency_id);
-    } else if (o == Outcome::kDuplicate) {
-      ++stats_.duplicates;
+      Outcome o = result.accepted[static_cast<size_t>(r.accepted_index)];
+      if (o == Outcome::kQuotaExceeded) {
+        ++stats_.rejected;
+        r.accepted_index = -1;
+        r.reason = NackReason::kQuotaExceeded;
+        r.detail = "mailbox of " + result.quota_recipient + " is full; retry later";
+        r.retry_after_ms = kQuotaRetryMs;
+        spdlog::warn(
+            "refused message {} from a sender: quota-exceeded (mailbox of {} is full; "
+            "back-pressure, retry in {} ms)",
+            Short(r.message_id), result.quota_recipient, kQuotaRetryMs);
+      } else if (o == Outcome::kDuplicate) {
+        r.duplicate = true;
+      }
     }
   }
-  for (bool applied : result->acks_applied) stats_.acked += applied ? 1 : 0;
-  for (auto& r : turn.replies) {
-    if (r.accepted_index < 0) continue;
-    Outcome o = result->accepted[static_cast<size_t>(r.accepted_index)];
-    if (o == Outcome::kQuotaExceeded) {
-      ++stats_.rejected;
-      r.accepted_index = -1;
-      r.reason = NackReason::kQuotaExceeded;
-      r.detail = "mailbox of " + result->quota_recipient + " is full; retry later";
-      r.retry_after_ms = kQuotaRetryMs;
-      spdlog::warn(
-          "refused message {} from a sender: quota-exceeded (mailbox of {} is full; "
-          "back-pressure, retry in {} ms)",
-          Short(r.message_id), result->quota_recipient, kQuotaRetryMs);
-    } else if (o == Outcome::kDuplicate) {
-      r.duplicate = true;
+  for (const auto& r : turn.replies) {
+    if (r.accepted_index >= 0) {
+      Frame f;
+      f.type = Frame::Type::kAck;
+      f.request_id = r.request_id;
+      f.ack.message_id = r.message_id;
+      f.ack.duplicate = r.duplicate;
+      Send(r.routing_id, f);
+    } else {
+      Send(r.routing_id,
+           NackFrame(r.request_id, r.message_id, r.reason, r.detail, r.retry_after_ms));
     }
   }
-  return Status::Ok();
+  return job.status;
 }
 
 void Server::PumpDeliveries(UnixMillis now) {
@@ -487,6 +607,10 @@ void Server::PumpDeliveries(UnixMillis now) {
       continue;
     }
     for (auto& m : *pending) {
+      if (p.acks_uncommitted.count(m.seq) != 0) {
+        p.last_sent_seq = m.seq;  // acked; its removal is being committed
+        continue;
+      }
       Frame f;
       f.type = Frame::Type::kDeliver;
       f.request_id = next_delivery_id_++;
@@ -540,11 +664,7 @@ void Server::CheckTimers(UnixMillis now) {
   }
   if (now - last_expiry_ >= kExpiryPeriodMs) {
     last_expiry_ = now;
-    auto n = store_->ExpireOld(now, 10000);
-    if (!n.ok())
-      spdlog::error("expiry sweep failed: {}", n.status().ToString());
-    else if (*n > 0)
-      spdlog::info("expired {} old message ids", *n);
+    expiry_due_ = true;  // a write: the writer runs it with the next job
   }
 }
 
@@ -595,59 +715,73 @@ void Server::ReloadDirectory(UnixMillis now, bool forced) {
 }
 
 Status Server::Run() {
-  while (!stop_.load()) {
-    UnixMillis now = SystemClock::Get().NowMillis();
-    zmq::pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0},
-                               {zap_->socket().handle(), 0, ZMQ_POLLIN, 0}};
+  Status final_status;
+  bool stopping = false;
+  auto take_done = [&] {
+    if (!busy_ && !done_ready_.load(std::memory_order_acquire)) return;
+    std::unique_ptr<Job> job = TakeDone();
+    if (job == nullptr) return;
+    busy_ = false;
+    Status s = Finish(*job);
+    if (stopping && !s.ok()) final_status = s;
+  };
+  auto dispatch = [&](UnixMillis now) {
+    if (busy_) return;
+    bool expire = expiry_due_ && !stopping;
+    Dispatch(now, expire);
+    if (expire) expiry_due_ = false;
+  };
+  while (true) {
+    if (!stopping && stop_.load()) stopping = true;
+    if (stopping && !busy_ && turn_.Empty() && pending_events_.empty()) break;
+    const bool reading = !stopping && turn_.frames < config_.max_batch;
+    zmq::pollitem_t items[] = {
+        {router_.handle(), 0, static_cast<short>(reading ? ZMQ_POLLIN : 0), 0},
+        {zap_->socket().handle(), 0, ZMQ_POLLIN, 0},
+        {nullptr, done_fd_, ZMQ_POLLIN, 0}};
+    bool work_now = !dirty_.empty() || (!busy_ && (!turn_.Empty() || !pending_events_.empty()));
     try {
-      zmq::poll(items, 2, std::chrono::milliseconds(dirty_.empty() ? 100 : 0));
+      zmq::poll(items, 3, std::chrono::milliseconds(work_now ? 0 : 100));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) return IoError(std::string("poll failed: ") + e.what());
     }
-    now = SystemClock::Get().NowMillis();
+    UnixMillis now = SystemClock::Get().NowMillis();
     if (items[1].revents & ZMQ_POLLIN) {
       for (int i = 0; i < 64; ++i) {
         Status s = HandleZap();
         if (!s.ok()) break;  // nothing more waiting
       }
     }
-    Turn turn;
-    size_t handled = 0;
-    while (handled < config_.max_batch) {
-      auto parts = zmqx::RecvMultipart(router_);
-      if (!parts.ok()) {
-        spdlog::error("receive failed: {}", parts.status().ToString());
-        break;
-      }
-      if (!parts->has_value()) break;
-      HandleMessage(**parts, turn, now);
-      ++handled;
-    }
-    Status committed = CommitTurn(turn, now);
-    if (!committed.ok()) spdlog::error("turn not committed: {}", committed.ToString());
-    for (auto& [rid, f] : turn.direct) Send(rid, f);
-    for (const auto& r : turn.replies) {
-      if (r.accepted_index >= 0) {
-        Frame f;
-        f.type = Frame::Type::kAck;
-        f.request_id = r.request_id;
-        f.ack.message_id = r.message_id;
-        f.ack.duplicate = r.duplicate;
-        Send(r.routing_id, f);
-      } else {
-        Send(r.routing_id,
-             NackFrame(r.request_id, r.message_id, r.reason, r.detail, r.retry_after_ms));
+    // The commit in flight returned: answer it and start the next one at once, with what
+    // accumulated meanwhile.
+    take_done();
+    dispatch(now);
+    if (reading) {
+      while (turn_.frames < config_.max_batch) {
+        // The writer is free again: hand it what we have before reading on.
+        if (busy_ && done_ready_.load(std::memory_order_acquire)) break;
+        auto parts = zmqx::RecvMultipart(router_);
+        if (!parts.ok()) {
+          spdlog::error("receive failed: {}", parts.status().ToString());
+          break;
+        }
+        if (!parts->has_value()) break;
+        HandleMessage(**parts, turn_, now);
+        ++turn_.frames;
       }
     }
-    PumpDeliveries(now);
-    CheckTimers(now);
+    for (auto& [rid, f] : turn_.direct) Send(rid, f);
+    turn_.direct.clear();
+    take_done();
+    dispatch(now);
+    if (!stopping) {
+      PumpDeliveries(now);
+      CheckTimers(now);
+    }
   }
-  // Stop: the turn above was committed and answered; write what is pending and leave.
-  Turn last;
-  Status s = CommitTurn(last, SystemClock::Get().NowMillis());
   spdlog::info("broker {} stopped: {} accepted, {} duplicates, {} refused, {} acked", config_.id,
                stats_.accepted, stats_.duplicates, stats_.rejected, stats_.acked);
-  return s;
+  return final_status;
 }
 
 }  // namespace refbus::broker

@@ -1,10 +1,17 @@
-// The broker's event loop: one ROUTER socket with CURVE, its ZAP handler, the durable
-// store, deliveries and directory reloads, all on one thread.
+// The broker: one ROUTER socket with CURVE, its ZAP handler, the durable store,
+// deliveries and directory reloads, on two threads: the event loop and a writer.
 //
-// Each turn: answer ZAP requests; read up to max_batch frames; check each (size, decode,
-// authenticated peer still valid in the current directory, envelope checks); commit every
-// accepted envelope, every recipient ack and every audit event of the turn in one LMDB
-// transaction (group commit); only then send acks and nacks; then push deliveries.
+// Pipeline: the event loop answers ZAP requests, reads frames and checks each (size,
+// decode, authenticated peer still valid in the current directory, envelope checks), and
+// gathers the accepted envelopes, recipient acks and audit events into the accumulating
+// Turn. The writer thread commits one Turn at a time in one LMDB write transaction (group
+// commit) and hands it back through a queue and an eventfd the loop polls. While a commit
+// (its fsync) is in flight, the loop keeps reading and checking into the next Turn; when
+// the commit returns, the loop sends that Turn's acks and nacks, marks the mailboxes that
+// got something new, hands the next Turn to the writer, and pushes deliveries. At most one
+// Turn is with the writer and one accumulates: commits are strictly ordered, so a later
+// transaction sees every earlier one (a resubmission made while the first copy is being
+// committed is still found as a duplicate) and recipient acks apply in the order received.
 //
 // Identity of a peer is ZAP's User-Id, attached by libzmq to each message of an
 // authenticated connection, plus the connection's CURVE key (ZAP metadata
@@ -12,16 +19,24 @@
 // revoked (or a key rotated out) by a reloaded directory is cut off at once, even on a
 // connection that authenticated earlier.
 //
-// Thread safety: Run() on one thread; RequestStop()/RequestReload() from any thread or a
-// signal handler (they only set atomics).
+// Thread safety: Create() and Run() on one thread (the loop); RequestStop() and
+// RequestReload() from any thread or a signal handler (they only set atomics). Internally
+// the writer thread is the only one that writes to the Store (Commit, ExpireOld); the loop
+// only takes read transactions (ReadMailbox), which LMDB allows beside the one writer. A
+// Turn belongs to the loop until it is queued for the writer and to the writer until it is
+// queued back (the queues are under mu_): it is never touched by both at once.
 #ifndef REFBUS_BROKER_SERVER_H_
 #define REFBUS_BROKER_SERVER_H_
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 #include <zmq.hpp>
@@ -54,11 +69,13 @@ class Server {
   // The bound endpoint (with the port the OS chose for "tcp://127.0.0.1:*").
   const std::string& endpoint() const { return endpoint_; }
 
-  // Runs until RequestStop(); then finishes the turn in progress (its commit and its
-  // replies) and returns ok.
+  // Runs until RequestStop(); then stops reading, finishes the commit in flight and the
+  // accumulating turn (their commits and their replies) and returns ok, or the status of a
+  // failed final commit.
   Status Run();
   void RequestStop() { stop_.store(true); }
   void RequestReload() { reload_.store(true); }
+  // REQUIRES: the loop thread, or after Run() returned.
   const ServerStats& stats() const { return stats_; }
 
  private:
@@ -67,6 +84,9 @@ class Server {
     uint64_t last_sent_seq = 0;  // deliveries up to here are in flight
     size_t inflight = 0;
     bool online = false;
+    // Acked by the recipient, the ack not yet committed: still in the mailbox as the loop
+    // reads it, but not to be delivered again by a new session or a redelivery.
+    std::set<uint64_t> acks_uncommitted;
   };
   struct Inflight {
     std::string recipient;
@@ -90,6 +110,21 @@ class Server {
     std::vector<schema::SealedEnvelope> decoded;  // parallel to batch.accepted
     std::vector<Reply> replies;
     std::vector<std::pair<std::string, schema::Frame>> direct;  // not waiting for commit
+    size_t frames = 0;                                          // frames read into it
+    bool Empty() const {
+      return batch.accepted.empty() && batch.acks.empty() && batch.events.empty() &&
+             replies.empty();
+    }
+  };
+  // A Turn on its way to the writer and back with the outcome of its commit.
+  struct Job {
+    Turn turn;
+    UnixMillis now = 0;
+    bool expire = false;  // also run the expiry sweep, after the commit
+    // Set by the writer:
+    bool committed = false;  // a transaction ran and committed; result is set
+    Status status;           // of the commit (ok also when there was nothing to write)
+    CommitResult result;
   };
 
   Server() = default;
@@ -97,11 +132,19 @@ class Server {
   Status HandleZap();
   void HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixMillis now);
   void HandleSubmit(const std::string& routing_id, const std::string& peer, uint64_t request_id,
-                    const Bytes& envelope, Turn& turn, UnixMillis now);
+                    Bytes envelope, Turn& turn, UnixMillis now);
   void Reject(Turn& turn, const std::string& routing_id, uint64_t request_id,
               const std::string& peer, schema::NackReason reason, std::string detail,
               const schema::SealedEnvelope* env, ByteView envelope_bytes);
-  Status CommitTurn(Turn& turn, UnixMillis now);
+  // Loop thread: hands turn_ (with pending_events_) to the writer. REQUIRES: !busy_.
+  void Dispatch(UnixMillis now, bool expire);
+  // Loop thread: the writer's finished job, if there is one (clears the eventfd).
+  std::unique_ptr<Job> TakeDone();
+  // Loop thread: after the commit, updates stats and mailboxes and sends the replies.
+  Status Finish(Job& job);
+  // Writer thread.
+  void WriterMain();
+  void CommitJob(Job& job);
   void Send(const std::string& routing_id, const schema::Frame& frame);
   void PumpDeliveries(UnixMillis now);
   void CheckTimers(UnixMillis now);
@@ -109,13 +152,16 @@ class Server {
   // The party behind a connection, if it is still allowed by the current directory.
   Result<const schema::Party*> CurrentPeer(const zmq::message_t& msg) const;
 
+  // Set in Create, then read-only: both threads may read them.
   Config config_;
+  std::unique_ptr<Store> store_;  // writes (Commit, ExpireOld): writer thread only
+
+  // Loop thread only.
   std::unique_ptr<keys::Identity> identity_;
   keys::TrustAnchor anchor_;
   std::unique_ptr<keys::TrustState> trust_;
   schema::SignedDirectory directory_;
   long directory_mtime_ = 0;
-  std::unique_ptr<Store> store_;
 
   zmq::context_t context_;
   zmq::socket_t router_;
@@ -129,10 +175,24 @@ class Server {
   std::vector<schema::AuditEntry> pending_events_;  // written with the next commit
   UnixMillis last_timer_check_ = 0;
   UnixMillis last_expiry_ = 0;
+  bool expiry_due_ = false;
+  Turn turn_;          // the accumulating turn
+  bool busy_ = false;  // a job is with the writer (queued, committing or done, not taken)
+  ServerStats stats_;
+
+  // Shared between the loop and the writer.
+  std::mutex mu_;
+  std::condition_variable cv_;             // signals jobs_ and writer_exit_ to the writer
+  std::deque<std::unique_ptr<Job>> jobs_;  // GUARDED_BY(mu_): loop -> writer
+  std::deque<std::unique_ptr<Job>> done_;  // GUARDED_BY(mu_): writer -> loop
+  bool writer_exit_ = false;               // GUARDED_BY(mu_)
+  std::condition_variable done_cv_;        // signals done_ (for Create's blocking wait)
+  std::atomic<bool> done_ready_{false};    // a hint for the loop's read loop: done_ filled
+  int done_fd_ = -1;                       // eventfd, written by the writer after done_
+  std::thread writer_;
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> reload_{false};
-  ServerStats stats_;
 };
 
 }  // namespace refbus::broker

@@ -251,7 +251,9 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
     result.acks_applied.push_back(true);
   }
 
-  for (auto& e : batch.events) REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
+  // Copied, not moved: after a failed transaction (storage full) the caller commits the
+  // same events again.
+  for (const auto& e : batch.events) REFBUS_RETURN_IF_ERROR(append_audit(e));
 
   REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, Key("next_seq"), next_seq));
   REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, Key("audit_size"), audit_size));
