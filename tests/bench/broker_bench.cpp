@@ -8,6 +8,7 @@
 // Prints for each target: throughput (submit -> durable ack), ack latency p50/p99, and for
 // a paced run at R messages/s the ack latency p50/p99; then the ratio of the rates.
 // The forwarder runs in its own process (this binary with --forwarder), as the broker does.
+#include <fcntl.h>
 #include <sodium.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -104,7 +105,8 @@ int RunForwarder(const std::string& key_dir, const std::string& endpoint_file) {
           d.deliver.envelope = std::move(f->submit.envelope);
           Bytes b = schema::EncodeFrame(d);
           try {
-            router.send(zmq::buffer(r->second), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+            router.send(zmq::buffer(r->second),
+                        zmq::send_flags::sndmore | zmq::send_flags::dontwait);
             router.send(zmq::buffer(b.data(), b.size()), zmq::send_flags::dontwait);
           } catch (const zmq::error_t&) {
           }
@@ -244,6 +246,25 @@ void Receive(zmq::context_t* ctx, const keys::Identity* me, Bytes server_key, st
   }
 }
 
+// The disk's flush latency right now (a 4 KiB write + fdatasync, 200 times) in the folder
+// the broker will use: it bounds every durable commit, and on this VM it varies between
+// runs by more than 10x, so every result is printed next to it.
+double ProbeFsyncMs(const std::string& dir) {
+  std::string path = dir + "/fsync-probe";
+  int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+  if (fd < 0) return -1;
+  char block[4096];
+  std::memset(block, 1, sizeof(block));
+  auto start = SteadyClock::now();
+  for (int i = 0; i < 200; ++i) {
+    if (::pwrite(fd, block, sizeof(block), (i % 16) * 4096) < 0 || ::fdatasync(fd) != 0) break;
+  }
+  double ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count() / 200;
+  ::close(fd);
+  ::unlink(path.c_str());
+  return ms;
+}
+
 void Report(const char* name, const RunResult& r) {
   std::printf("  %-22s %8zu acked %5zu refused %8.0f msg/s   ack p50 %7.3f ms  p99 %7.3f ms\n",
               name, r.acked, r.refused, static_cast<double>(r.acked) / r.seconds,
@@ -258,11 +279,18 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     size_t v = std::stoul(argv[i + 1]);
-    if (k == "--messages") o.messages = v;
-    else if (k == "--window") o.window = v;
-    else if (k == "--rate") o.rate = v;
-    else if (k == "--paced-messages") o.paced_messages = v;
-    else { std::fprintf(stderr, "unknown option %s\n", k.c_str()); return 2; }
+    if (k == "--messages")
+      o.messages = v;
+    else if (k == "--window")
+      o.window = v;
+    else if (k == "--rate")
+      o.rate = v;
+    else if (k == "--paced-messages")
+      o.paced_messages = v;
+    else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      return 2;
+    }
   }
   if (!keys::InitSodium().ok()) return 1;
   std::string root = testing::MakeTempDir("refbus-bench");
@@ -286,6 +314,7 @@ int main(int argc, char** argv) {
                                         24 * kMillisPerHour, 1024));
   }
 
+  double fsync_before = ProbeFsyncMs(root);
   // Targets: the forwarder first, then the broker, same client code and counts.
   std::string fwd_ep_file = root + "/forwarder.endpoint";
   pid_t fwd = fork();
@@ -330,8 +359,7 @@ int main(int argc, char** argv) {
     }
     std::vector<Bytes> mine(envelopes.begin(), envelopes.end());
     t.full = Drive(c, mine, o.messages, o.window, 0);
-    std::vector<Bytes> paced(envelopes.begin() + static_cast<long>(o.messages),
-                             envelopes.end());
+    std::vector<Bytes> paced(envelopes.begin() + static_cast<long>(o.messages), envelopes.end());
     t.paced = Drive(c, paced, o.paced_messages, o.window, o.rate);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     stop = true;
@@ -347,15 +375,18 @@ int main(int argc, char** argv) {
   gethostname(host, sizeof(host) - 1);
   std::printf("\nmachine: %u cores (%s); %zu messages of 1 KiB, window %zu\n",
               std::thread::hardware_concurrency(), host, o.messages, o.window);
+  std::printf("disk: 4 KiB write + fdatasync %.3f ms before the run, %.3f ms after\n", fsync_before,
+              ProbeFsyncMs(root));
   std::printf("full speed (submit -> ack, %zu in flight):\n", o.window);
   for (const auto& t : targets) Report(t.name, t.full);
   std::printf("paced at %zu msg/s (%zu messages):\n", o.rate, o.paced_messages);
   for (const auto& t : targets) Report(t.name, t.paced);
   double fwd_rate = static_cast<double>(targets[0].full.acked) / targets[0].full.seconds;
   double brk_rate = static_cast<double>(targets[1].full.acked) / targets[1].full.seconds;
-  std::printf("ratio broker / forwarder: %.2f (goal >= 0.50); broker p99 at %zu msg/s: %.3f ms "
-              "(goal < 5 ms)\n",
-              brk_rate / fwd_rate, o.rate, Percentile(targets[1].paced.latencies_ms, 0.99));
+  std::printf(
+      "ratio broker / forwarder: %.2f (goal >= 0.50); broker p99 at %zu msg/s: %.3f ms "
+      "(goal < 5 ms)\n",
+      brk_rate / fwd_rate, o.rate, Percentile(targets[1].paced.latencies_ms, 0.99));
   std::printf("broker exit code: %d\n", broker_exit);
   testing::RemoveTree(root);
   return 0;
