@@ -280,6 +280,53 @@ TEST_F(BrokerTest, RestartKeepsQueueAndDedup) {
   EXPECT_EQ(broker_->Stop(), 0);
 }
 
+TEST_F(BrokerTest, StorageFullRefusesSubmissionsKeepsDeliveringAndRecovers) {
+  // A 16 MiB map fills after a few hundred 64 KiB envelopes.
+  broker_->set_limits("map_size_mb = 16\nmailbox_quota = 100000");
+  ASSERT_TRUE(broker_->Start());
+  auto wee = Connect("seoul-wee-01");
+  std::optional<Frame> refused;
+  size_t accepted = 0;
+  for (int i = 0; i < 2000 && !refused; ++i) {
+    auto r = wee->Submit(SealTo(Id("seoul-wee-01"), fed_.directory(), {"seoul-counsel"}, Now(),
+                                kMillisPerHour, 64 << 10));
+    ASSERT_TRUE(r.has_value()) << broker_->Log();
+    if (r->type == Frame::Type::kAck) {
+      ++accepted;
+    } else {
+      refused = r;
+    }
+  }
+  ASSERT_TRUE(refused.has_value()) << "the map never filled";
+  EXPECT_EQ(refused->nack.reason, NackReason::kStorageFull) << refused->nack.detail;
+  EXPECT_GT(refused->nack.retry_after_ms, 0u);
+  EXPECT_GT(accepted, 50u);
+  EXPECT_NE(broker_->Log().find("STORAGE FULL"), std::string::npos);
+
+  // Everything accepted before the disk filled is still delivered, and acks free room.
+  auto counsel = Connect("seoul-counsel");
+  size_t delivered = 0;
+  while (auto d = counsel->Receive(3000)) {
+    ASSERT_EQ(d->type, Frame::Type::kDeliver);
+    auto e = schema::DecodeEnvelope(d->deliver.envelope);
+    ASSERT_TRUE(e.ok());
+    Frame ack;
+    ack.type = Frame::Type::kAck;
+    ack.request_id = d->request_id;
+    ack.ack.message_id = e->header.message_id;
+    counsel->SendFrame(ack);
+    ++delivered;
+  }
+  EXPECT_EQ(delivered, accepted) << "an accepted envelope was lost while storage was full";
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto r = wee->Submit(SealTo(Id("seoul-wee-01"), fed_.directory(), {"seoul-counsel"}, Now(),
+                              kMillisPerHour, 64 << 10));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->type, Frame::Type::kAck)
+      << "no recovery after room returned: " << schema::Name(r->nack.reason);
+  EXPECT_EQ(broker_->Stop(), 0);
+}
+
 TEST_F(BrokerTest, BadConfigurationNamesTheSetting) {
   std::string cfg = root_ + "/bad.toml";
   FILE* f = std::fopen(cfg.c_str(), "w");
