@@ -455,6 +455,9 @@ void Client::HandleFrame(schema::Frame f, std::vector<IncomingDelivery>& deliver
     case T::kHello:
     case T::kSubmit:
     case T::kDirectoryFetch:
+    case T::kGrantRegister:
+    case T::kGrantRevoke:
+    case T::kAttest:
       ++counters_.bad_frames;
       spdlog::warn("agent: broker {} sent a frame of a type only clients send; ignoring it",
                    broker_id_);

@@ -84,7 +84,7 @@ Result<Config> LoadConfig(const std::string& path) {
                            std::string(e.description()));
   }
   for (const auto& [k, v] : root) {
-    if (k.str() != "broker" && k.str() != "limits") {
+    if (k.str() != "broker" && k.str() != "limits" && k.str() != "policy") {
       return InvalidArgument(path + ": unknown section [" + std::string(k.str()) + "]");
     }
   }
@@ -95,7 +95,13 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("limits", {"max_frame_bytes", "mailbox_quota", "max_batch", "delivery_window",
                              "redelivery_ms", "map_size_mb"}));
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown("policy", {"allow_unscoped_opaque"}));
   Config c;
+  if (const toml::node* n = root.at_path("policy.allow_unscoped_opaque").node(); n != nullptr) {
+    if (!n->is_boolean())
+      return r.Error("policy", "allow_unscoped_opaque", "must be true or false");
+    c.allow_unscoped_opaque = n->as_boolean()->get();
+  }
   REFBUS_ASSIGN_OR_RETURN(c.id, r.String("broker", "id", true));
   if (!schema::IsValidPartyId(c.id)) {
     return r.Error("broker", "id", "is not a valid party id (3-48 of a-z, 0-9, '-')");

@@ -22,6 +22,10 @@
 //   redelivery_ms = 10000               # resend an unacked delivery after this long
 //   map_size_mb = 4096                  # LMDB map size
 //
+//   [policy]
+//   allow_unscoped_opaque = false       # accept OPAQUE envelopes that name no consent
+//                                       # grant (transport tests and benchmarks only)
+//
 // Thread safety: a value.
 #ifndef REFBUS_BROKER_CONFIG_H_
 #define REFBUS_BROKER_CONFIG_H_
@@ -50,6 +54,8 @@ struct Config {
   uint64_t delivery_window = 256;
   uint64_t redelivery_ms = 10000;
   uint64_t map_size_mb = 4096;
+
+  bool allow_unscoped_opaque = false;
 };
 
 Result<Config> LoadConfig(const std::string& path);

@@ -10,9 +10,11 @@
 #include <cstring>
 
 #include "core/file.h"
+#include "keys/consent.h"
 #include "keys/crypto.h"
 #include "keys/envelope.h"
 #include "keys/keyfile.h"
+#include "keys/scope.h"
 #include "schema/codec.h"
 
 namespace refbus::broker {
@@ -355,6 +357,17 @@ void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixM
       }
       return;
     }
+    case Frame::Type::kGrantRegister:
+      HandleGrantRegister(routing_id, peer_id, frame->request_id,
+                          std::move(frame->grant_register.signed_grant), turn, now);
+      return;
+    case Frame::Type::kGrantRevoke:
+      HandleGrantRevoke(routing_id, peer_id, frame->request_id,
+                        frame->grant_revoke.signed_revocation, turn, now);
+      return;
+    case Frame::Type::kAttest:
+      HandleAttest(routing_id, peer_id, frame->request_id, frame->attest, turn, now);
+      return;
     case Frame::Type::kDirectoryFetch: {
       Frame r;
       r.type = Frame::Type::kDirectoryReply;
@@ -411,6 +424,24 @@ void Server::HandleSubmit(const std::string& routing_id, const std::string& peer
       return;
     }
   }
+  // Consent: an envelope names its grant (checked against the stored grant when it is
+  // committed), or is an OPAQUE transport test where the operator allows those.
+  if (h.consent_grant_id.empty()) {
+    if (h.kind != schema::MessageKind::kOpaque) {
+      Reject(turn, routing_id, request_id, peer, NackReason::kConsentOutOfScope,
+             std::string("a ") + std::string(schema::Name(h.kind)) +
+                 " envelope must name the consent grant it is shared under",
+             &*env, envelope);
+      return;
+    }
+    if (!config_.allow_unscoped_opaque) {
+      Reject(turn, routing_id, request_id, peer, NackReason::kConsentOutOfScope,
+             "this broker accepts no envelope without a consent grant "
+             "(policy.allow_unscoped_opaque is off)",
+             &*env, envelope);
+      return;
+    }
+  }
   Reply reply;
   reply.routing_id = routing_id;
   reply.request_id = request_id;
@@ -421,8 +452,194 @@ void Server::HandleSubmit(const std::string& routing_id, const std::string& peer
   a.envelope = std::move(envelope);  // env is a decoded copy: it does not point into these
   a.actor = peer;
   a.directory_serial = dir.serial;
+  if (!h.consent_grant_id.empty()) a.scope = keys::ScopeSubjectOf(h, dir);
   turn.batch.accepted.push_back(std::move(a));
   turn.decoded.push_back(std::move(*env));
+}
+
+void Server::RejectControl(Turn& turn, const std::string& routing_id, uint64_t request_id,
+                           const std::string& peer, NackReason reason, std::string detail,
+                           ByteView id, ByteView statement_bytes) {
+  Reject(turn, routing_id, request_id, peer, reason, std::move(detail), nullptr, {});
+  schema::AuditEntry& e = turn.batch.events.back();
+  if (!statement_bytes.empty()) e.statement_sha256 = Sha256(statement_bytes);
+  if (id.size() == schema::kGrantIdBytes) {
+    turn.replies.back().message_id.assign(id.begin(), id.end());
+  }
+}
+
+void Server::HandleGrantRegister(const std::string& routing_id, const std::string& peer,
+                                 uint64_t request_id, Bytes signed_grant, Turn& turn,
+                                 UnixMillis now) {
+  auto g = schema::DecodeSignedConsentGrant(signed_grant);
+  if (!g.ok()) {
+    RejectControl(turn, routing_id, request_id, peer, NackReason::kMalformed,
+                  "consent grant: " + g.status().message(), {}, signed_grant);
+    return;
+  }
+  const schema::ConsentGrant& grant = g->grant;
+  auto reject = [&](NackReason reason, std::string detail) {
+    RejectControl(turn, routing_id, request_id, peer, reason, std::move(detail), grant.grant_id,
+                  signed_grant);
+    schema::AuditEntry& e = turn.batch.events.back();
+    e.consent_grant_id = grant.grant_id;
+    e.case_ref = grant.case_ref;
+  };
+  if (grant.recorded_by != peer) {
+    reject(NackReason::kSenderMismatch,
+           "grant recorded by " + grant.recorded_by + " registered by " + peer);
+    return;
+  }
+  if (Status s = keys::VerifyConsentGrant(*g, directory_.directory, now); !s.ok()) {
+    reject(s.code() == Status::Code::kPermissionDenied ? NackReason::kConsentOutOfScope
+                                                       : NackReason::kBadSignature,
+           s.message());
+    return;
+  }
+  if (now > grant.expires_at_ms) {
+    reject(NackReason::kConsentExpired, "grant expired at " + FormatUtc(grant.expires_at_ms));
+    return;
+  }
+  if (grant.issued_at_ms > now + keys::kClockSkewMs) {
+    reject(NackReason::kExpired,
+           "grant issued in the future (" + FormatUtc(grant.issued_at_ms) + ")");
+    return;
+  }
+  if (!schema::IsValidCaseRef(grant.case_ref) || grant.purposes.empty() ||
+      (grant.allowed_recipients.empty() && grant.allowed_agency_types.empty())) {
+    reject(NackReason::kMalformed, "grant names no case, purpose or recipient");
+    return;
+  }
+  Reply reply;
+  reply.routing_id = routing_id;
+  reply.request_id = request_id;
+  reply.message_id = grant.grant_id;
+  reply.grant_index = static_cast<int>(turn.batch.grants.size());
+  turn.replies.push_back(std::move(reply));
+  GrantRegistration r;
+  r.decoded = std::move(*g);
+  r.signed_grant = std::move(signed_grant);
+  r.actor = peer;
+  r.directory_serial = directory_.directory.serial;
+  turn.batch.grants.push_back(std::move(r));
+}
+
+void Server::HandleGrantRevoke(const std::string& routing_id, const std::string& peer,
+                               uint64_t request_id, const Bytes& signed_revocation, Turn& turn,
+                               UnixMillis now) {
+  auto st = schema::DecodeSignedStatement(signed_revocation);
+  auto rev = st.ok() ? schema::DecodeConsentRevocation(st->statement)
+                     : Result<schema::ConsentRevocation>(st.status());
+  if (!rev.ok()) {
+    RejectControl(turn, routing_id, request_id, peer, NackReason::kMalformed,
+                  "consent revocation: " + rev.status().message(), {}, signed_revocation);
+    return;
+  }
+  auto reject = [&](NackReason reason, std::string detail) {
+    RejectControl(turn, routing_id, request_id, peer, reason, std::move(detail), rev->grant_id,
+                  signed_revocation);
+    schema::AuditEntry& e = turn.batch.events.back();
+    e.consent_grant_id = rev->grant_id;
+    e.case_ref = rev->case_ref;
+  };
+  if (rev->revoked_by != peer) {
+    reject(NackReason::kSenderMismatch,
+           "revocation by " + rev->revoked_by + " handed over by " + peer);
+    return;
+  }
+  if (Status s = keys::VerifyStatement(*st, keys::StatementType::kConsentRevocation, peer,
+                                       rev->revoked_at_ms, directory_.directory, now);
+      !s.ok()) {
+    reject(NackReason::kBadSignature, s.message());
+    return;
+  }
+  Reply reply;
+  reply.routing_id = routing_id;
+  reply.request_id = request_id;
+  reply.message_id = rev->grant_id;
+  reply.revocation_index = static_cast<int>(turn.batch.revocations.size());
+  turn.replies.push_back(std::move(reply));
+  GrantRevocation r;
+  r.revocation = std::move(*rev);
+  r.statement_sha256 = Sha256(signed_revocation);
+  r.actor = peer;
+  r.directory_serial = directory_.directory.serial;
+  turn.batch.revocations.push_back(std::move(r));
+}
+
+void Server::HandleAttest(const std::string& routing_id, const std::string& peer,
+                          uint64_t request_id, const schema::Attest& attest, Turn& turn,
+                          UnixMillis now) {
+  const bool access = !attest.signed_access.empty();
+  const Bytes& bytes = access ? attest.signed_access : attest.signed_purge;
+  auto st = schema::DecodeSignedStatement(bytes);
+  if (!st.ok()) {
+    RejectControl(turn, routing_id, request_id, peer, NackReason::kMalformed,
+                  "attestation: " + st.status().message(), {}, bytes);
+    return;
+  }
+  schema::AuditEntry e;
+  e.actor = peer;
+  e.directory_serial = directory_.directory.serial;
+  e.statement_sha256 = Sha256(bytes);
+  Bytes reply_id;
+  std::string signer;
+  UnixMillis signed_at = 0;
+  if (access) {
+    auto rec = schema::DecodeAccessRecord(st->statement);
+    if (!rec.ok()) {
+      RejectControl(turn, routing_id, request_id, peer, NackReason::kMalformed,
+                    "access record: " + rec.status().message(), {}, bytes);
+      return;
+    }
+    e.event = schema::AuditEvent::kEnvelopeOpened;
+    e.message_id = rec->message_id;
+    e.case_ref = rec->case_ref;
+    e.consent_grant_id = rec->consent_grant_id;
+    e.kind = rec->kind;
+    e.sender_id = rec->owner_agency;
+    e.recipients = {rec->agency_id};
+    e.operator_ref = rec->operator_ref;
+    e.detail = "opened at " + FormatUtc(rec->opened_at_ms);
+    reply_id = rec->message_id;
+    signer = rec->agency_id;
+    signed_at = rec->opened_at_ms;
+  } else {
+    auto conf = schema::DecodePurgeConfirmation(st->statement);
+    if (!conf.ok()) {
+      RejectControl(turn, routing_id, request_id, peer, NackReason::kMalformed,
+                    "purge confirmation: " + conf.status().message(), {}, bytes);
+      return;
+    }
+    e.event = schema::AuditEvent::kPurgeConfirmed;
+    e.case_ref = conf->case_ref;
+    e.consent_grant_id = conf->grant_id;
+    e.recipients = {conf->agency_id};
+    e.detail = std::to_string(conf->messages_purged) + " messages purged at " +
+               FormatUtc(conf->purged_at_ms);
+    reply_id = conf->grant_id;
+    signer = conf->agency_id;
+    signed_at = conf->purged_at_ms;
+  }
+  if (signer != peer) {
+    RejectControl(turn, routing_id, request_id, peer, NackReason::kSenderMismatch,
+                  "statement by " + signer + " handed over by " + peer, reply_id, bytes);
+    return;
+  }
+  auto type = access ? keys::StatementType::kAccessRecord : keys::StatementType::kPurgeConfirmation;
+  if (Status s = keys::VerifyStatement(*st, type, peer, signed_at, directory_.directory, now);
+      !s.ok()) {
+    RejectControl(turn, routing_id, request_id, peer, NackReason::kBadSignature, s.message(),
+                  reply_id, bytes);
+    return;
+  }
+  turn.batch.events.push_back(std::move(e));
+  Reply reply;
+  reply.routing_id = routing_id;
+  reply.request_id = request_id;
+  reply.message_id = std::move(reply_id);
+  reply.attest = true;
+  turn.replies.push_back(std::move(reply));
 }
 
 void Server::Dispatch(UnixMillis now, bool expire) {
@@ -486,13 +703,15 @@ void Server::WriterMain() {
 
 void Server::CommitJob(Job& job) {
   Turn& turn = job.turn;
-  if (!turn.batch.accepted.empty() || !turn.batch.acks.empty() || !turn.batch.events.empty()) {
+  if (!turn.batch.accepted.empty() || !turn.batch.acks.empty() || !turn.batch.events.empty() ||
+      !turn.batch.grants.empty() || !turn.batch.revocations.empty()) {
     for (size_t i = 0; i < turn.batch.accepted.size(); ++i) {
       turn.batch.accepted[i].decoded = &turn.decoded[i];
     }
     auto result = store_->Commit(turn.batch, job.now);
     if (!result.ok() && result.status().code() == Status::Code::kResourceExhausted &&
-        !turn.batch.accepted.empty()) {
+        (!turn.batch.accepted.empty() || !turn.batch.grants.empty() ||
+         !turn.batch.revocations.empty())) {
       // Full: refuse the new envelopes (they stay with their senders, who retry), but keep
       // delivering: acks free room.
       spdlog::critical("STORAGE FULL: refusing new submissions ({}); deliveries continue",
@@ -501,8 +720,8 @@ void Server::CommitJob(Job& job) {
       rest.acks = std::move(turn.batch.acks);
       rest.events = std::move(turn.batch.events);
       for (auto& r : turn.replies) {
-        if (r.accepted_index < 0) continue;
-        r.accepted_index = -1;
+        if (r.accepted_index < 0 && r.grant_index < 0 && r.revocation_index < 0) continue;
+        r.accepted_index = r.grant_index = r.revocation_index = -1;
         r.reason = NackReason::kStorageFull;
         r.detail = "the broker's storage is full; retry later";
         r.retry_after_ms = kStorageRetryMs;
@@ -513,8 +732,11 @@ void Server::CommitJob(Job& job) {
     if (!result.ok()) {
       spdlog::error("commit failed: {}", result.status().ToString());
       for (auto& r : turn.replies) {
-        if (r.accepted_index < 0) continue;
-        r.accepted_index = -1;
+        if (r.accepted_index < 0 && r.grant_index < 0 && r.revocation_index < 0 && !r.attest) {
+          continue;
+        }
+        r.accepted_index = r.grant_index = r.revocation_index = -1;
+        r.attest = false;
         r.reason = result.status().code() == Status::Code::kResourceExhausted
                        ? NackReason::kStorageFull
                        : NackReason::kInternal;
@@ -560,8 +782,35 @@ Status Server::Finish(Job& job) {
     }
     for (bool applied : result.acks_applied) stats_.acked += applied ? 1 : 0;
     for (auto& r : turn.replies) {
+      const ControlOutcome* control = nullptr;
+      if (r.grant_index >= 0) control = &result.grants[static_cast<size_t>(r.grant_index)];
+      if (r.revocation_index >= 0) {
+        control = &result.revocations[static_cast<size_t>(r.revocation_index)];
+      }
+      if (control != nullptr) {
+        const char* what = r.grant_index >= 0 ? "registration" : "revocation";
+        r.duplicate = control->duplicate;
+        if (!control->ok) {
+          ++stats_.rejected;
+          r.grant_index = r.revocation_index = -1;
+          r.reason = control->reason;
+          r.detail = control->detail;
+          spdlog::warn("refused a consent {}: {} ({})", what, schema::Name(r.reason), r.detail);
+        }
+        continue;
+      }
       if (r.accepted_index < 0) continue;
       Outcome o = result.accepted[static_cast<size_t>(r.accepted_index)];
+      if (o == Outcome::kRefused) {
+        ++stats_.rejected;
+        const keys::ScopeRefusal& why = result.refusals[static_cast<size_t>(r.accepted_index)];
+        r.accepted_index = -1;
+        r.reason = why.reason;
+        r.detail = why.detail;
+        spdlog::warn("refused message {}: {} ({})", Short(r.message_id), schema::Name(r.reason),
+                     r.detail);
+        continue;
+      }
       if (o == Outcome::kQuotaExceeded) {
         ++stats_.rejected;
         r.accepted_index = -1;
@@ -578,7 +827,8 @@ Status Server::Finish(Job& job) {
     }
   }
   for (const auto& r : turn.replies) {
-    if (r.accepted_index >= 0) {
+    if (r.accepted_index >= 0 || r.grant_index >= 0 || r.revocation_index >= 0 ||
+        (r.attest && job.committed)) {
       Frame f;
       f.type = Frame::Type::kAck;
       f.request_id = r.request_id;

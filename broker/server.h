@@ -99,8 +99,11 @@ class Server {
     std::string routing_id;
     uint64_t request_id = 0;
     Bytes message_id;
-    int accepted_index = -1;  // index into the batch's accepted list, or -1: a nack
-    bool duplicate = false;   // the ack says the message was already held
+    int accepted_index = -1;    // index into the batch's accepted list, or -1: a nack
+    int grant_index = -1;       // index into the batch's grant registrations
+    int revocation_index = -1;  // index into the batch's revocations
+    bool attest = false;        // an attestation: acked once its audit entry is committed
+    bool duplicate = false;     // the ack says the message was already held
     schema::NackReason reason = schema::NackReason::kUnspecified;
     std::string detail;
     uint32_t retry_after_ms = 0;
@@ -113,7 +116,7 @@ class Server {
     size_t frames = 0;                                          // frames read into it
     bool Empty() const {
       return batch.accepted.empty() && batch.acks.empty() && batch.events.empty() &&
-             replies.empty();
+             batch.grants.empty() && batch.revocations.empty() && replies.empty();
     }
   };
   // A Turn on its way to the writer and back with the outcome of its commit.
@@ -133,6 +136,17 @@ class Server {
   void HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixMillis now);
   void HandleSubmit(const std::string& routing_id, const std::string& peer, uint64_t request_id,
                     Bytes envelope, Turn& turn, UnixMillis now);
+  void HandleGrantRegister(const std::string& routing_id, const std::string& peer,
+                           uint64_t request_id, Bytes signed_grant, Turn& turn, UnixMillis now);
+  void HandleGrantRevoke(const std::string& routing_id, const std::string& peer,
+                         uint64_t request_id, const Bytes& signed_revocation, Turn& turn,
+                         UnixMillis now);
+  void HandleAttest(const std::string& routing_id, const std::string& peer, uint64_t request_id,
+                    const schema::Attest& attest, Turn& turn, UnixMillis now);
+  // Refuses a grant, revocation or attestation: audited as REJECTED with the ids given.
+  void RejectControl(Turn& turn, const std::string& routing_id, uint64_t request_id,
+                     const std::string& peer, schema::NackReason reason, std::string detail,
+                     ByteView id, ByteView statement_bytes);
   void Reject(Turn& turn, const std::string& routing_id, uint64_t request_id,
               const std::string& peer, schema::NackReason reason, std::string detail,
               const schema::SealedEnvelope* env, ByteView envelope_bytes);

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 
+#include "keys/consent.h"
 #include "schema/codec.h"
 
 namespace refbus::broker {
@@ -114,6 +115,50 @@ Result<Record> DecodeRecord(ByteView stored, ByteView message_id) {
   return r;
 }
 
+// A stored grant: SHA-256(body) || body, body = u8 version || u8 revoked ||
+// u64be revoked_at_ms || signed grant bytes.
+Bytes EncodeGrantRecord(ByteView signed_grant, bool revoked, UnixMillis revoked_at) {
+  Bytes body;
+  body.reserve(10 + signed_grant.size());
+  body.push_back(kRecordVersion);
+  body.push_back(revoked ? 1 : 0);
+  AppendU64BigEndian(body, revoked_at);
+  Append(body, signed_grant);
+  Bytes out = Sha256(body);
+  Append(out, body);
+  return out;
+}
+
+Result<GrantState> DecodeGrantRecord(ByteView stored, ByteView grant_id) {
+  auto damaged = [&](std::string_view why) {
+    return Malformed("stored consent grant " + HexEncode(grant_id) + " is damaged (" +
+                     std::string(why) + ")");
+  };
+  if (stored.size() < kHashBytes + 10) return damaged("too short");
+  ByteView body = stored.subspan(kHashBytes);
+  Bytes h = Sha256(body);
+  if (std::memcmp(h.data(), stored.data(), kHashBytes) != 0) return damaged("hash mismatch");
+  if (body[0] != kRecordVersion || body[1] > 1) return damaged("unknown record version");
+  GrantState g;
+  g.revoked = body[1] == 1;
+  g.revoked_at_ms = lmdb::ReadU64Key(body.subspan(2, 8));
+  g.signed_grant.assign(body.begin() + 10, body.end());
+  auto decoded = schema::DecodeSignedConsentGrant(g.signed_grant);
+  if (!decoded.ok()) return damaged("grant does not decode");
+  g.grant = std::move(*decoded);
+  return g;
+}
+
+Result<std::optional<GrantState>> LoadGrant(lmdb::Txn& txn, MDB_dbi dbi, ByteView grant_id) {
+  auto v = txn.Get(dbi, grant_id);
+  if (!v.ok()) {
+    if (v.status().code() == Status::Code::kNotFound) return std::optional<GrantState>();
+    return v.status();
+  }
+  REFBUS_ASSIGN_OR_RETURN(GrantState g, DecodeGrantRecord(*v, grant_id));
+  return std::optional<GrantState>(std::move(g));
+}
+
 }  // namespace
 
 Bytes Sha256(ByteView bytes) {
@@ -137,6 +182,7 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   REFBUS_ASSIGN_OR_RETURN(s->expiry_, s->env_->OpenDb("expiry"));
   REFBUS_ASSIGN_OR_RETURN(s->counts_, s->env_->OpenDb("counts"));
   REFBUS_ASSIGN_OR_RETURN(s->audit_, s->env_->OpenDb("audit"));
+  REFBUS_ASSIGN_OR_RETURN(s->grants_, s->env_->OpenDb("grants"));
   // A data directory belongs to one broker and one format.
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, s->env_->BeginWrite());
   auto fmt = txn.Get(s->meta_, Key("format"));
@@ -176,7 +222,95 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
     return Status::Ok();
   };
 
-  for (const Accepted& a : batch.accepted) {
+  for (const GrantRegistration& r : batch.grants) {
+    const schema::ConsentGrant& g = r.decoded.grant;
+    ControlOutcome out;
+    REFBUS_ASSIGN_OR_RETURN(auto existing, LoadGrant(txn, grants_, g.grant_id));
+    if (existing) {
+      if (existing->grant.grant_bytes == r.decoded.grant_bytes) {
+        out.ok = true;
+        out.duplicate = true;
+      } else {
+        out.reason = schema::NackReason::kConsentOutOfScope;
+        out.detail =
+            "grant id " + HexEncode(g.grant_id) + " is already registered with other content";
+      }
+      result.grants.push_back(std::move(out));
+      continue;
+    }
+    REFBUS_RETURN_IF_ERROR(
+        txn.Put(grants_, g.grant_id, EncodeGrantRecord(r.signed_grant, false, 0)));
+    schema::AuditEntry e;
+    e.event = schema::AuditEvent::kConsentGranted;
+    e.actor = r.actor;
+    e.sender_id = g.recorded_by;
+    e.case_ref = g.case_ref;
+    e.consent_grant_id = g.grant_id;
+    e.directory_serial = r.directory_serial;
+    e.statement_sha256 = Sha256(r.signed_grant);
+    e.emergency_override = keys::IsEmergencyOverride(g);
+    e.recipients = g.allowed_recipients;
+    e.detail = "basis " + std::string(schema::Name(g.basis)) +
+               (g.legal_article.empty() ? "" : " (" + g.legal_article + ")") + "; expires " +
+               FormatUtc(g.expires_at_ms);
+    if (e.emergency_override) {
+      e.detail += "; EMERGENCY OVERRIDE countersigned by";
+      for (const auto& c : r.decoded.countersignatures) e.detail += " " + c.operator_ref;
+    }
+    REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
+    out.ok = true;
+    result.grants.push_back(std::move(out));
+  }
+
+  for (const GrantRevocation& r : batch.revocations) {
+    const schema::ConsentRevocation& rev = r.revocation;
+    ControlOutcome out;
+    REFBUS_ASSIGN_OR_RETURN(auto existing, LoadGrant(txn, grants_, rev.grant_id));
+    if (!existing) {
+      out.reason = schema::NackReason::kConsentOutOfScope;
+      out.detail = "grant " + HexEncode(rev.grant_id) + " is not registered at this broker";
+    } else if (existing->grant.grant.recorded_by != rev.revoked_by ||
+               existing->grant.grant.case_ref != rev.case_ref) {
+      out.reason = schema::NackReason::kConsentOutOfScope;
+      out.detail = "only the recording agency " + existing->grant.grant.recorded_by +
+                   " may revoke grant " + HexEncode(rev.grant_id) + ", for its own case";
+    } else if (existing->revoked) {
+      out.ok = true;
+      out.duplicate = true;
+    } else {
+      REFBUS_RETURN_IF_ERROR(
+          txn.Put(grants_, rev.grant_id,
+                  EncodeGrantRecord(existing->signed_grant, true, rev.revoked_at_ms)));
+      schema::AuditEntry e;
+      e.event = schema::AuditEvent::kConsentRevoked;
+      e.actor = r.actor;
+      e.sender_id = rev.revoked_by;
+      e.case_ref = rev.case_ref;
+      e.consent_grant_id = rev.grant_id;
+      e.directory_serial = r.directory_serial;
+      e.statement_sha256 = r.statement_sha256;
+      e.detail = "reason " + std::string(schema::Name(rev.reason));
+      REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
+      out.ok = true;
+    }
+    if (!out.ok) {
+      schema::AuditEntry e;
+      e.event = schema::AuditEvent::kEnvelopeRejected;
+      e.actor = r.actor;
+      e.case_ref = rev.case_ref;
+      e.consent_grant_id = rev.grant_id;
+      e.directory_serial = r.directory_serial;
+      e.statement_sha256 = r.statement_sha256;
+      e.reason = out.reason;
+      e.detail = "consent revocation refused: " + out.detail;
+      REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
+    }
+    result.revocations.push_back(std::move(out));
+  }
+
+  result.refusals.resize(batch.accepted.size());
+  for (size_t ai = 0; ai < batch.accepted.size(); ++ai) {
+    const Accepted& a = batch.accepted[ai];
     const schema::EnvelopeHeader& h = a.decoded->header;
     auto seen = txn.Get(seen_, h.message_id);
     if (seen.ok()) {
@@ -184,6 +318,27 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
       continue;
     }
     if (seen.status().code() != Status::Code::kNotFound) return seen.status();
+    if (!h.consent_grant_id.empty()) {
+      REFBUS_ASSIGN_OR_RETURN(auto grant, LoadGrant(txn, grants_, h.consent_grant_id));
+      std::optional<keys::ScopeRefusal> refusal;
+      if (!grant) {
+        refusal = keys::ScopeRefusal{
+            schema::NackReason::kConsentOutOfScope,
+            "consent grant " + HexEncode(h.consent_grant_id) + " is not registered at this broker"};
+      } else {
+        refusal = keys::CheckScope(grant->grant.grant, grant->revoked, a.scope, now);
+      }
+      if (refusal) {
+        schema::AuditEntry e = EnvelopeAudit(schema::AuditEvent::kEnvelopeRejected, *a.decoded,
+                                             a.envelope, a.actor, a.directory_serial);
+        e.reason = refusal->reason;
+        e.detail = refusal->detail;
+        REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
+        result.accepted.push_back(Outcome::kRefused);
+        result.refusals[ai] = std::move(*refusal);
+        continue;
+      }
+    }
     bool full = false;
     for (const auto& r : h.recipients) {
       REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(r.agency_id)));
@@ -288,6 +443,13 @@ Result<std::vector<Pending>> Store::ReadMailbox(const std::string& recipient, ui
 Result<uint64_t> Store::MailboxDepth(const std::string& recipient) const {
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
   return GetU64(txn, counts_, AsBytes(recipient));
+}
+
+Result<GrantState> Store::GetGrant(ByteView grant_id) const {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(auto g, LoadGrant(txn, grants_, grant_id));
+  if (!g) return NotFound("consent grant " + HexEncode(grant_id) + " is not registered");
+  return std::move(*g);
 }
 
 Result<uint64_t> Store::AuditSize() const {

@@ -15,6 +15,12 @@
 //     (back-pressure: the sender retries later); nothing already stored is dropped.
 //   - Every stored envelope record carries a SHA-256 of itself, checked on every read;
 //     a damaged record is reported (kMalformed) and never delivered as sound.
+//   - Consent: grants registered by their recording agencies are stored (db "grants", each
+//     record with its own SHA-256) with their revocation state. An envelope naming a grant
+//     is checked against it inside the same transaction that would store it
+//     (keys/scope.h), so a revocation committed earlier always wins; an unknown grant is
+//     out of scope. Grant registrations and revocations are applied before the envelopes
+//     of the same batch.
 //   - Audit entries get consecutive indexes from 0; the stored bytes are the entry's
 //     serialized bytes, exactly what will be hashed.
 //
@@ -31,7 +37,9 @@
 #include "core/clock.h"
 #include "core/lmdb.h"
 #include "core/status.h"
+#include "keys/scope.h"
 #include "schema/types.h"
+#include "schema/workflow.h"
 
 namespace refbus::broker {
 
@@ -48,6 +56,41 @@ struct Accepted {
   const schema::SealedEnvelope* decoded = nullptr;  // REQUIRES: valid during Commit
   std::string actor;                                // authenticated submitter
   uint64_t directory_serial = 0;
+  // What the envelope claims, with the parties' types and roles from the directory in
+  // force when it was checked; used when it names a consent grant.
+  keys::ScopeSubject scope;
+};
+
+// A grant registration whose signature (and countersignature) checked out.
+struct GrantRegistration {
+  Bytes signed_grant;  // serialized SignedConsentGrant as received
+  schema::SignedConsentGrant decoded;
+  std::string actor;
+  uint64_t directory_serial = 0;
+};
+
+// A revocation whose signature checked out.
+struct GrantRevocation {
+  schema::ConsentRevocation revocation;
+  Bytes statement_sha256;  // of the SignedStatement bytes
+  std::string actor;
+  uint64_t directory_serial = 0;
+};
+
+// The answer to a registration or revocation.
+struct ControlOutcome {
+  bool ok = false;
+  bool duplicate = false;  // already registered (same bytes) or already revoked
+  schema::NackReason reason = schema::NackReason::kUnspecified;
+  std::string detail;
+};
+
+// A stored grant.
+struct GrantState {
+  Bytes signed_grant;  // as registered
+  schema::SignedConsentGrant grant;
+  bool revoked = false;
+  UnixMillis revoked_at_ms = 0;
 };
 
 struct RecipientAck {
@@ -57,18 +100,23 @@ struct RecipientAck {
 };
 
 struct Batch {
+  std::vector<GrantRegistration> grants;
+  std::vector<GrantRevocation> revocations;
   std::vector<Accepted> accepted;
   std::vector<RecipientAck> acks;
   std::vector<schema::AuditEntry> events;  // index, time and broker id are filled in
 };
 
-enum class Outcome { kStored, kDuplicate, kQuotaExceeded };
+enum class Outcome { kStored, kDuplicate, kQuotaExceeded, kRefused };
 
 struct CommitResult {
-  std::vector<Outcome> accepted;   // one per Batch::accepted, in order
-  std::vector<bool> acks_applied;  // false: unknown (already acked or expired)
-  std::string quota_recipient;     // for kQuotaExceeded, the full mailbox (last one)
-  uint64_t audit_size = 0;         // after the commit
+  std::vector<ControlOutcome> grants;        // one per Batch::grants
+  std::vector<ControlOutcome> revocations;   // one per Batch::revocations
+  std::vector<Outcome> accepted;             // one per Batch::accepted, in order
+  std::vector<keys::ScopeRefusal> refusals;  // parallel to accepted; set for kRefused
+  std::vector<bool> acks_applied;            // false: unknown (already acked or expired)
+  std::string quota_recipient;               // for kQuotaExceeded, the full mailbox (last one)
+  uint64_t audit_size = 0;                   // after the commit
 };
 
 struct Pending {
@@ -90,6 +138,8 @@ class Store {
                                            size_t max) const;
 
   Result<uint64_t> MailboxDepth(const std::string& recipient) const;
+  // kNotFound if the grant is not registered; kMalformed if its record is damaged.
+  Result<GrantState> GetGrant(ByteView grant_id) const;
   Result<uint64_t> AuditSize() const;
   // Audit entry bytes at index (exactly as stored and hashed).
   Result<Bytes> AuditEntryBytes(uint64_t index) const;
@@ -105,7 +155,7 @@ class Store {
   std::unique_ptr<lmdb::Env> env_;
   StoreOptions options_;
   MDB_dbi meta_ = 0, msgs_ = 0, mbox_ = 0, refs_ = 0, seen_ = 0, expiry_ = 0, counts_ = 0,
-          audit_ = 0;
+          audit_ = 0, grants_ = 0;
 };
 
 // An audit entry describing an envelope (ids, pseudonym, hash and size; never content).

@@ -90,6 +90,9 @@ directory = "directory"
 anchor = "authority.pub"
 trust_state = "trust-state"
 endpoint_file = "endpoint"
+[policy]
+# Step 9 sends OPAQUE transport-test envelopes that name no consent grant.
+allow_unscoped_opaque = true
 TOML
 "$bin/refbus-broker" -c "$b/broker.toml" >"$work/seoul-broker.log" 2>&1 &
 broker_pid=$!

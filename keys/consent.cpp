@@ -61,4 +61,38 @@ Status VerifyConsentGrant(const schema::SignedConsentGrant& grant,
   return Status::Ok();
 }
 
+namespace {
+std::string_view LabelFor(StatementType type) {
+  switch (type) {
+    case StatementType::kConsentRevocation:
+      return kLabelConsentRevocation;
+    case StatementType::kPurgeConfirmation:
+      return kLabelPurgeConfirmation;
+    case StatementType::kAccessRecord:
+      return kLabelAccessRecord;
+  }
+  return "";
+}
+}  // namespace
+
+schema::SignedStatement SignStatement(const Identity& signer, StatementType type, Bytes statement) {
+  schema::SignedStatement s;
+  s.signature = signer.Sign(LabelFor(type), statement);
+  s.signer_key_id = signer.signing_key_id();
+  s.statement = std::move(statement);
+  return s;
+}
+
+Status VerifyStatement(const schema::SignedStatement& statement, StatementType type,
+                       const std::string& signer_id, UnixMillis signed_at_ms,
+                       const schema::Directory& directory, UnixMillis now) {
+  auto key = FindSigningKey(directory, signer_id, statement.signer_key_id, signed_at_ms, now);
+  if (!key.ok()) return key.status().WithContext("statement signer");
+  if (!VerifySignature((*key)->signing_key, LabelFor(type), statement.statement,
+                       statement.signature)) {
+    return Unauthenticated("statement is not signed by " + signer_id);
+  }
+  return Status::Ok();
+}
+
 }  // namespace refbus::keys

@@ -14,6 +14,7 @@
 #include "core/status.h"
 #include "keys/identity.h"
 #include "schema/types.h"
+#include "schema/workflow.h"
 
 namespace refbus::keys {
 
@@ -32,6 +33,20 @@ Status VerifyConsentGrant(const schema::SignedConsentGrant& grant,
                           const schema::Directory& directory, UnixMillis now);
 
 bool IsEmergencyOverride(const schema::ConsentGrant& grant);
+
+// Signed statements (schema/workflow.h): consent revocations, purge confirmations and
+// access records, each signed by an agency with its directory signing key under its own
+// label, so one kind can never pass for another.
+enum class StatementType { kConsentRevocation, kPurgeConfirmation, kAccessRecord };
+
+// Signs the serialized statement as it is.
+schema::SignedStatement SignStatement(const Identity& signer, StatementType type, Bytes statement);
+
+// Checks the signature by signer_id's key per the directory (a key retired after
+// signed_at_ms still verifies; a revoked one never does).
+[[nodiscard]] Status VerifyStatement(const schema::SignedStatement& statement, StatementType type,
+                                     const std::string& signer_id, UnixMillis signed_at_ms,
+                                     const schema::Directory& directory, UnixMillis now);
 
 }  // namespace refbus::keys
 

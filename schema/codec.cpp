@@ -14,96 +14,12 @@
 #include "refbus/v1/envelope.pb.h"
 #include "refbus/v1/keyfile.pb.h"
 #include "refbus/v1/transport.pb.h"
+#include "schema/codec_internal.h"
 
 namespace refbus::schema {
 namespace {
 
-namespace pb = ::refbus::v1;
-
-// Protobuf logs parse problems (for example invalid UTF-8 in a string field) to stderr
-// itself. Peer input must not reach logs that way: refbus reports its own error instead.
-void SilenceProtobufLogging() {
-  static std::once_flag once;
-  std::call_once(once, [] { google::protobuf::SetLogHandler(nullptr); });
-}
-
-template <typename Msg>
-Status Parse(Msg& msg, ByteView bytes, size_t limit, std::string_view what) {
-  SilenceProtobufLogging();
-  if (bytes.size() > limit) {
-    return ResourceExhausted(std::string(what) + " is " + std::to_string(bytes.size()) +
-                             " bytes, over the limit of " + std::to_string(limit));
-  }
-  if (bytes.size() > static_cast<size_t>(INT_MAX) ||
-      !msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return Malformed(std::string(what) + " does not decode");
-  }
-  return Status::Ok();
-}
-
-template <typename Msg>
-Bytes Serialize(const Msg& msg) {
-  Bytes out(msg.ByteSizeLong());
-  if (!out.empty() && !msg.SerializeToArray(out.data(), static_cast<int>(out.size()))) {
-    std::abort();  // serializing a message we built cannot fail
-  }
-  return out;
-}
-
-Bytes B(const std::string& s) { return Bytes(s.begin(), s.end()); }
-std::string S(ByteView b) { return std::string(AsChars(b)); }
-
-Status FieldError(std::string_view what, std::string_view field, std::string_view problem) {
-  return Malformed(std::string(what) + ": field '" + std::string(field) + "' " +
-                   std::string(problem));
-}
-
-Status CheckSize(std::string_view what, std::string_view field, const std::string& v, size_t want) {
-  if (v.size() != want) {
-    return FieldError(
-        what, field,
-        "has " + std::to_string(v.size()) + " bytes, expected " + std::to_string(want));
-  }
-  return Status::Ok();
-}
-
-Status CheckSizeOrEmpty(std::string_view what, std::string_view field, const std::string& v,
-                        size_t want) {
-  if (v.empty()) return Status::Ok();
-  return CheckSize(what, field, v, want);
-}
-
-Status CheckPartyId(std::string_view what, std::string_view field, const std::string& id) {
-  if (!IsValidPartyId(id)) return FieldError(what, field, "is not a valid party id");
-  return Status::Ok();
-}
-
-// Enum values are open in proto3: an unknown number parses. refbus refuses it.
-template <typename E>
-Status CheckEnum(std::string_view what, std::string_view field, int v, int max,
-                 bool allow_zero = false) {
-  if (v < (allow_zero ? 0 : 1) || v > max) {
-    return FieldError(what, field, "has unknown value " + std::to_string(v));
-  }
-  return Status::Ok();
-}
-
-template <typename E, typename Repeated>
-Result<std::vector<E>> EnumList(std::string_view what, std::string_view field, const Repeated& in,
-                                int max) {
-  std::vector<E> out;
-  out.reserve(static_cast<size_t>(in.size()));
-  for (int v : in) {
-    REFBUS_RETURN_IF_ERROR(CheckEnum<E>(what, field, v, max));
-    out.push_back(static_cast<E>(v));
-  }
-  return out;
-}
-
-template <typename E, typename Repeated>
-void PutEnumList(const std::vector<E>& in, Repeated* out) {
-  for (E v : in) out->Add(static_cast<int>(v));
-}
+using namespace internal;  // NOLINT(google-build-using-namespace): codec helpers
 
 // ---- Frames ----
 
@@ -167,6 +83,28 @@ Result<Frame> FromProto(const pb::Frame& m) {
       f.type = Frame::Type::kDirectoryReply;
       f.directory_reply.signed_directory = B(m.directory_reply().signed_directory());
       break;
+    case pb::Frame::kGrantRegister:
+      f.type = Frame::Type::kGrantRegister;
+      f.grant_register.signed_grant = B(m.grant_register().signed_grant());
+      if (f.grant_register.signed_grant.empty()) {
+        return FieldError(kWhat, "grant_register.signed_grant", "is empty");
+      }
+      break;
+    case pb::Frame::kGrantRevoke:
+      f.type = Frame::Type::kGrantRevoke;
+      f.grant_revoke.signed_revocation = B(m.grant_revoke().signed_revocation());
+      if (f.grant_revoke.signed_revocation.empty()) {
+        return FieldError(kWhat, "grant_revoke.signed_revocation", "is empty");
+      }
+      break;
+    case pb::Frame::kAttest:
+      f.type = Frame::Type::kAttest;
+      f.attest.signed_access = B(m.attest().signed_access());
+      f.attest.signed_purge = B(m.attest().signed_purge());
+      if (f.attest.signed_access.empty() == f.attest.signed_purge.empty()) {
+        return FieldError(kWhat, "attest", "must hold exactly one statement");
+      }
+      break;
     case pb::Frame::BODY_NOT_SET:
       return FieldError(kWhat, "body", "is missing");
   }
@@ -216,6 +154,16 @@ pb::Frame ToProto(const Frame& f) {
       break;
     case Frame::Type::kDirectoryReply:
       m.mutable_directory_reply()->set_signed_directory(S(f.directory_reply.signed_directory));
+      break;
+    case Frame::Type::kGrantRegister:
+      m.mutable_grant_register()->set_signed_grant(S(f.grant_register.signed_grant));
+      break;
+    case Frame::Type::kGrantRevoke:
+      m.mutable_grant_revoke()->set_signed_revocation(S(f.grant_revoke.signed_revocation));
+      break;
+    case Frame::Type::kAttest:
+      m.mutable_attest()->set_signed_access(S(f.attest.signed_access));
+      m.mutable_attest()->set_signed_purge(S(f.attest.signed_purge));
       break;
   }
   return m;
@@ -766,6 +714,11 @@ Result<AuditEntry> DecodeAuditEntry(ByteView bytes) {
   e.directory_serial = m.directory_serial();
   e.detail = m.detail();
   e.envelope_bytes = m.envelope_bytes();
+  REFBUS_RETURN_IF_ERROR(CheckSizeOrEmpty(kWhat, "statement_sha256", m.statement_sha256(), 32));
+  if (m.operator_ref().size() > 64) return FieldError(kWhat, "operator_ref", "is too long");
+  e.statement_sha256 = B(m.statement_sha256());
+  e.operator_ref = m.operator_ref();
+  e.emergency_override = m.emergency_override();
   return e;
 }
 
@@ -789,6 +742,9 @@ Bytes EncodeAuditEntry(const AuditEntry& e) {
   m.set_directory_serial(e.directory_serial);
   m.set_detail(e.detail);
   m.set_envelope_bytes(e.envelope_bytes);
+  m.set_statement_sha256(S(e.statement_sha256));
+  m.set_operator_ref(e.operator_ref);
+  m.set_emergency_override(e.emergency_override);
   return Serialize(m);
 }
 

@@ -1,4 +1,5 @@
-// The codec: bytes <-> schema domain types. The only place that sees protobuf.
+// The codec: bytes <-> schema domain types. The only place that sees protobuf
+// (codec.cpp, codec_workflow.cpp and their shared codec_internal.h).
 //
 // Contract for every Decode*: the input size is checked against its limit before any
 // parsing; anything that does not decode, has a field of the wrong size, an unknown enum
@@ -20,6 +21,7 @@
 #include "core/bytes.h"
 #include "core/status.h"
 #include "schema/types.h"
+#include "schema/workflow.h"
 
 namespace refbus::schema {
 
@@ -60,6 +62,20 @@ Bytes EncodeSignedConsentGrant(const SignedConsentGrant& grant);
 // Audit entries: the stored bytes are the hashed bytes; decode never re-encodes.
 Result<AuditEntry> DecodeAuditEntry(ByteView bytes);
 Bytes EncodeAuditEntry(const AuditEntry& entry);
+
+// Case messages: the plaintext of envelopes (schema/workflow.h). Nested signed grants
+// are checked to decode; their signatures are the caller's to verify.
+Result<CaseMessage> DecodeCaseMessage(ByteView bytes);
+Bytes EncodeCaseMessage(const CaseMessage& message);
+// Signed statements and what they hold.
+Result<SignedStatement> DecodeSignedStatement(ByteView bytes);
+Bytes EncodeSignedStatement(const SignedStatement& statement);
+Result<AccessRecord> DecodeAccessRecord(ByteView bytes);
+Bytes EncodeAccessRecord(const AccessRecord& record);
+Result<ConsentRevocation> DecodeConsentRevocation(ByteView bytes);
+Bytes EncodeConsentRevocation(const ConsentRevocation& revocation);
+Result<PurgeConfirmation> DecodePurgeConfirmation(ByteView bytes);
+Bytes EncodePurgeConfirmation(const PurgeConfirmation& confirmation);
 
 // Secret key file (the outer container; the payload layout is keys/keyfile.h's).
 // The payload bytes pass through protobuf's own buffers: DecodeSecretKeyFile wipes its

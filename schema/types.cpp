@@ -1,5 +1,7 @@
 #include "schema/types.h"
 
+#include "schema/workflow.h"
+
 #include <algorithm>
 #include <array>
 #include <utility>
@@ -72,7 +74,66 @@ constexpr std::array<std::string_view, 15> kAuditEvent = {
     "consent-revoked", "purge-confirmed", "directory-loaded", "key-revoked",
     "auditor-query",   "broker-started",  "expired"};
 
+constexpr std::array<std::string_view, 9> kReferralState = {
+    "unspecified", "requested", "accepted",  "declined", "in-progress",
+    "on-hold",     "completed", "cancelled", "withdrawn"};
+constexpr std::array<std::string_view, 6> kDeletionItemStatus = {
+    "unspecified", "received", "notified", "removed", "reappeared", "withdrawn"};
+constexpr std::array<std::string_view, 6> kRevocationReason = {
+    "unspecified",           "withdrawn-by-subject",
+    "withdrawn-by-guardian", "withdrawn-by-representative",
+    "recorded-in-error",     "basis-ended"};
+
 }  // namespace
+
+std::string_view Name(ReferralState v) { return Lookup(kReferralState, v); }
+std::string_view Name(DeletionItemStatus v) { return Lookup(kDeletionItemStatus, v); }
+std::string_view Name(RevocationReason v) { return Lookup(kRevocationReason, v); }
+std::optional<ReferralState> ParseReferralState(std::string_view s) {
+  return Reverse<ReferralState>(kReferralState, s);
+}
+std::optional<DeletionItemStatus> ParseDeletionItemStatus(std::string_view s) {
+  return Reverse<DeletionItemStatus>(kDeletionItemStatus, s);
+}
+std::optional<RevocationReason> ParseRevocationReason(std::string_view s) {
+  return Reverse<RevocationReason>(kRevocationReason, s);
+}
+std::optional<Purpose> ParsePurpose(std::string_view s) { return Reverse<Purpose>(kPurpose, s); }
+std::optional<DataCategory> ParseDataCategory(std::string_view s) {
+  return Reverse<DataCategory>(kDataCategory, s);
+}
+std::optional<LegalBasis> ParseLegalBasis(std::string_view s) {
+  return Reverse<LegalBasis>(kLegalBasis, s);
+}
+std::optional<Consenter> ParseConsenter(std::string_view s) {
+  return Reverse<Consenter>(kConsenter, s);
+}
+
+MessageKind KindOf(CaseMessage::Type type) {
+  switch (type) {
+    case CaseMessage::Type::kReferral:
+      return MessageKind::kReferral;
+    case CaseMessage::Type::kStateChange:
+      return MessageKind::kReferralState;
+    case CaseMessage::Type::kHandoff:
+      return MessageKind::kHandoff;
+    case CaseMessage::Type::kHandoffAck:
+      return MessageKind::kHandoffAck;
+    case CaseMessage::Type::kDeletionRequest:
+      return MessageKind::kDeletionRequest;
+    case CaseMessage::Type::kDeletionStatus:
+      return MessageKind::kDeletionStatus;
+    case CaseMessage::Type::kAccessNotice:
+      return MessageKind::kAccessNotice;
+    case CaseMessage::Type::kConsentRevocation:
+      return MessageKind::kConsentRevocation;
+    case CaseMessage::Type::kPurgeConfirmation:
+      return MessageKind::kPurgeConfirmation;
+    case CaseMessage::Type::kCaseClosed:
+      return MessageKind::kCaseClosed;
+  }
+  return MessageKind::kUnspecified;
+}
 
 std::string_view Name(AuditEvent v) { return Lookup(kAuditEvent, v); }
 std::string_view Name(PartyKind v) { return Lookup(kPartyKind, v); }

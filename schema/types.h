@@ -340,6 +340,16 @@ struct DirectoryFetch {
 struct DirectoryReply {
   Bytes signed_directory;
 };
+struct GrantRegister {
+  Bytes signed_grant;  // serialized SignedConsentGrant
+};
+struct GrantRevoke {
+  Bytes signed_revocation;  // serialized SignedStatement of a ConsentRevocation
+};
+struct Attest {
+  Bytes signed_access;  // serialized SignedStatement of an AccessRecord, or empty
+  Bytes signed_purge;   // serialized SignedStatement of a PurgeConfirmation, or empty
+};
 
 struct Frame {
   enum class Type {
@@ -351,6 +361,9 @@ struct Frame {
     kNack,
     kDirectoryFetch,
     kDirectoryReply,
+    kGrantRegister,
+    kGrantRevoke,
+    kAttest,
   };
   uint32_t version = 1;
   uint64_t request_id = 0;
@@ -364,6 +377,9 @@ struct Frame {
   Nack nack;
   DirectoryFetch directory_fetch;
   DirectoryReply directory_reply;
+  GrantRegister grant_register;
+  GrantRevoke grant_revoke;
+  Attest attest;
 };
 
 // --- Audit log ------------------------------------------------------------------------
@@ -406,6 +422,9 @@ struct AuditEntry {
   uint64_t directory_serial = 0;
   std::string detail;
   uint64_t envelope_bytes = 0;
+  Bytes statement_sha256;
+  std::string operator_ref;
+  bool emergency_override = false;
 };
 
 // --- Key files ------------------------------------------------------------------------

@@ -46,6 +46,8 @@ trust_state = "$b/trust-state"
 endpoint_file = "$work/endpoint"
 [limits]
 redelivery_ms = 3000
+[policy]
+allow_unscoped_opaque = true  # this test streams OPAQUE envelopes without consent grants
 TOML
 }
 start_broker() {

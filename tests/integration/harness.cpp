@@ -198,7 +198,9 @@ bool Broker::Start() {
       << "trust_state = \"" << data_dir_ << ".trust-state\"\n"
       << "endpoint_file = \"" << endpoint_file << "\"\n"
       << "[limits]\n"
-      << limits_ << "\n";
+      << limits_ << "\n"
+      << "[policy]\n"
+      << policy_ << "\n";
   out.close();
   if (!process_.Start({BinDir() + "/refbus-broker", "-c", cfg}, log_)) {
     ADD_FAILURE() << "cannot start refbus-broker";

@@ -79,6 +79,9 @@ class Broker {
   Broker(const Federation& fed, std::string id, std::string data_dir);
   // Extra [limits] lines, e.g. "mailbox_quota = 3".
   void set_limits(std::string limits) { limits_ = std::move(limits); }
+  // TOML lines for the [policy] section. Transport tests send OPAQUE envelopes without a
+  // consent grant, which brokers refuse unless told otherwise.
+  void set_policy(std::string policy) { policy_ = std::move(policy); }
   bool Start();
   int Stop();  // SIGTERM; returns the exit code
   void Kill9() { process_.Kill9(); }
@@ -90,6 +93,7 @@ class Broker {
  private:
   const Federation& fed_;
   std::string id_, data_dir_, limits_, log_, endpoint_;
+  std::string policy_ = "allow_unscoped_opaque = true";
   Process process_;
 };
 

@@ -264,6 +264,15 @@ Frame FrameOf(Frame::Type type) {
     case Frame::Type::kDirectoryReply:
       f.directory_reply.signed_directory = EncodeSignedDirectory(ValidSignedDirectory());
       break;
+    case Frame::Type::kGrantRegister:
+      f.grant_register.signed_grant = Fill(90, 0x93);
+      break;
+    case Frame::Type::kGrantRevoke:
+      f.grant_revoke.signed_revocation = Fill(91, 0x94);
+      break;
+    case Frame::Type::kAttest:
+      f.attest.signed_purge = Fill(92, 0x95);
+      break;
   }
   return f;
 }
@@ -278,6 +287,9 @@ const std::vector<Frame::Type>& AllFrameTypes() {
       Frame::Type::kNack,
       Frame::Type::kDirectoryFetch,
       Frame::Type::kDirectoryReply,
+      Frame::Type::kGrantRegister,
+      Frame::Type::kGrantRevoke,
+      Frame::Type::kAttest,
   };
   return kTypes;
 }
@@ -399,8 +411,27 @@ TEST(FrameCodecTest, RoundTripsEveryBodyType) {
       case Frame::Type::kDirectoryReply:
         EXPECT_EQ(out->directory_reply.signed_directory, in.directory_reply.signed_directory);
         break;
+      case Frame::Type::kGrantRegister:
+        EXPECT_EQ(out->grant_register.signed_grant, in.grant_register.signed_grant);
+        break;
+      case Frame::Type::kGrantRevoke:
+        EXPECT_EQ(out->grant_revoke.signed_revocation, in.grant_revoke.signed_revocation);
+        break;
+      case Frame::Type::kAttest:
+        EXPECT_TRUE(out->attest.signed_access.empty());
+        EXPECT_EQ(out->attest.signed_purge, in.attest.signed_purge);
+        break;
     }
   }
+}
+
+TEST(FrameCodecTest, AttestMustHoldExactlyOneStatement) {
+  Frame both = FrameOf(Frame::Type::kAttest);
+  both.attest.signed_access = Fill(20, 0x96);
+  EXPECT_FALSE(DecodeFrame(EncodeFrame(both)).ok());
+  Frame none = FrameOf(Frame::Type::kAttest);
+  none.attest.signed_purge.clear();
+  EXPECT_FALSE(DecodeFrame(EncodeFrame(none)).ok());
 }
 
 TEST(FrameCodecTest, OptionalEmptyFields) {

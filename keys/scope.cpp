@@ -1,0 +1,174 @@
+#include "keys/scope.h"
+
+#include <algorithm>
+
+#include "keys/directory.h"
+
+namespace refbus::keys {
+namespace {
+
+using schema::DataCategory;
+using schema::MessageKind;
+using schema::NackReason;
+using schema::Purpose;
+using schema::Role;
+
+template <typename T>
+bool Contains(const std::vector<T>& v, const T& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+ScopeRefusal Out(std::string detail) {
+  return ScopeRefusal{NackReason::kConsentOutOfScope, std::move(detail)};
+}
+
+// Status reports flow from a recipient to other parties in scope without onward sharing:
+// they describe work done, not the young person.
+bool IsStatusCategory(DataCategory c) {
+  return c == DataCategory::kCaseStatus || c == DataCategory::kDeletionStatus;
+}
+
+}  // namespace
+
+bool ScopeParty::Has(Role r) const { return Contains(roles, r); }
+
+bool IsMetadataKind(MessageKind kind) {
+  switch (kind) {
+    case MessageKind::kReferralState:
+    case MessageKind::kHandoffAck:
+    case MessageKind::kAccessNotice:
+    case MessageKind::kConsentRevocation:
+    case MessageKind::kPurgeConfirmation:
+    case MessageKind::kCaseClosed:
+      return true;
+    default:
+      return false;
+  }
+}
+
+ScopeSubject ScopeSubjectOf(const schema::EnvelopeHeader& h, const schema::Directory& dir) {
+  auto party = [&](const std::string& id) {
+    ScopeParty p;
+    p.id = id;
+    if (const schema::Party* d = dir.Find(id); d != nullptr) {
+      p.type = d->agency_type;
+      p.roles = d->roles;
+    }
+    return p;
+  };
+  ScopeSubject s;
+  s.kind = h.kind;
+  s.purpose = h.purpose;
+  s.categories = h.categories;
+  s.case_ref = h.case_ref;
+  s.sender = party(h.sender_id);
+  for (const auto& r : h.recipients) s.recipients.push_back(party(r.agency_id));
+  return s;
+}
+
+bool MayReceive(const schema::ConsentGrant& g, const ScopeParty& p) {
+  return p.id == g.recorded_by || Contains(g.allowed_recipients, p.id) ||
+         (p.type != schema::AgencyType::kUnspecified && Contains(g.allowed_agency_types, p.type));
+}
+
+std::optional<ScopeRefusal> CheckScope(const schema::ConsentGrant& g, bool revoked,
+                                       const ScopeSubject& s, UnixMillis now) {
+  const std::string grant = "grant for case " + g.case_ref;
+  if (s.case_ref != g.case_ref) {
+    return Out("the message is for case " + s.case_ref + " but its " + grant);
+  }
+  // Revocation notices and purge confirmations must still flow after a revocation (and
+  // after expiry): they are how the revocation is carried out.
+  const bool winding_down =
+      s.kind == MessageKind::kConsentRevocation || s.kind == MessageKind::kPurgeConfirmation;
+  if (s.kind == MessageKind::kConsentRevocation && s.sender.id != g.recorded_by) {
+    return Out("only the recording agency " + g.recorded_by + " may send a consent revocation");
+  }
+  if (s.kind == MessageKind::kPurgeConfirmation) {
+    for (const auto& r : s.recipients) {
+      if (r.id != g.recorded_by) {
+        return Out("purge confirmations go to the recording agency " + g.recorded_by + ", not " +
+                   r.id);
+      }
+    }
+  }
+  if (!winding_down) {
+    if (revoked) {
+      return ScopeRefusal{NackReason::kConsentRevoked,
+                          "the " + grant + " recorded by " + g.recorded_by + " has been revoked"};
+    }
+    if (now > g.expires_at_ms) {
+      return ScopeRefusal{NackReason::kConsentExpired,
+                          "the " + grant + " expired at " + FormatUtc(g.expires_at_ms)};
+    }
+    if (now + kClockSkewMs < g.issued_at_ms) {
+      return Out("the " + grant + " is not valid before " + FormatUtc(g.issued_at_ms));
+    }
+  }
+  if (s.kind == MessageKind::kOpaque || s.kind == MessageKind::kUnspecified) {
+    return Out("kind " + std::string(schema::Name(s.kind)) + " may not carry case data");
+  }
+  if (!Contains(g.purposes, s.purpose)) {
+    return Out("purpose " + std::string(schema::Name(s.purpose)) + " is not in the " + grant);
+  }
+  // Kind-specific rules.
+  if (s.kind == MessageKind::kDeletionRequest || s.kind == MessageKind::kDeletionStatus) {
+    if (s.purpose != Purpose::kDeletion) {
+      return Out(std::string(schema::Name(s.kind)) + " needs purpose deletion");
+    }
+  }
+  if (s.kind == MessageKind::kDeletionRequest) {
+    for (const auto& r : s.recipients) {
+      if (!r.Has(Role::kDeletion)) {
+        return Out("recipient " + r.id + " has no deletion role in the directory");
+      }
+    }
+  }
+  if (s.kind == MessageKind::kDeletionStatus && !s.sender.Has(Role::kDeletion)) {
+    return Out("sender " + s.sender.id + " has no deletion role in the directory");
+  }
+  if (s.kind == MessageKind::kHandoff) {
+    for (const auto& r : s.recipients) {
+      if (!r.Has(Role::kCaseLead)) {
+        return Out("recipient " + r.id + " may not hold the case lead (no case-lead role)");
+      }
+    }
+  }
+  // Categories: workflow metadata (CASE_STATUS) is always allowed; metadata kinds carry
+  // nothing else.
+  for (DataCategory c : s.categories) {
+    if (IsMetadataKind(s.kind) && c != DataCategory::kCaseStatus) {
+      return Out(std::string(schema::Name(s.kind)) + " carries workflow metadata only, not " +
+                 std::string(schema::Name(c)));
+    }
+    if (c != DataCategory::kCaseStatus && !Contains(g.categories, c)) {
+      return Out("data category " + std::string(schema::Name(c)) + " is not in the " + grant);
+    }
+  }
+  // Recipients.
+  for (const auto& r : s.recipients) {
+    if (!MayReceive(g, r)) {
+      return Out("recipient " + r.id + " is not allowed by the " + grant);
+    }
+  }
+  // Sender: the recording agency, or a party within scope. Without onward sharing, a party
+  // within scope sends case data back to the recording agency only; status reports may go
+  // to any party within scope.
+  if (s.sender.id != g.recorded_by) {
+    if (!MayReceive(g, s.sender)) {
+      return Out("sender " + s.sender.id + " is not within the " + grant);
+    }
+    if (!g.onward_sharing) {
+      bool status_only = std::all_of(s.categories.begin(), s.categories.end(), IsStatusCategory);
+      for (const auto& r : s.recipients) {
+        if (r.id != g.recorded_by && !status_only) {
+          return Out("the " + grant + " does not allow onward sharing from " + s.sender.id +
+                     " to " + r.id);
+        }
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace refbus::keys

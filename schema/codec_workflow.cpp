@@ -1,0 +1,508 @@
+// Codec for case messages and signed statements (schema/workflow.h).
+#include <string>
+
+#include "refbus/v1/workflow.pb.h"
+#include "schema/codec.h"
+#include "schema/codec_internal.h"
+#include "schema/workflow.h"
+
+namespace refbus::schema {
+namespace {
+
+using namespace internal;  // NOLINT(google-build-using-namespace): codec helpers
+
+Status CheckText(std::string_view what, std::string_view field, const std::string& v, size_t max,
+                 bool required) {
+  if (required && v.empty()) return FieldError(what, field, "is empty");
+  if (v.size() > max) {
+    return FieldError(what, field,
+                      "has " + std::to_string(v.size()) + " bytes, over " + std::to_string(max));
+  }
+  return Status::Ok();
+}
+
+Status CheckCaseRef(std::string_view what, const std::string& ref) {
+  if (!IsValidCaseRef(ref)) return FieldError(what, "case_ref", "is not a valid case pseudonym");
+  return Status::Ok();
+}
+
+Status CheckGrantBytes(std::string_view what, const std::string& b) {
+  if (b.empty()) return FieldError(what, "signed_grant", "is empty");
+  auto g = DecodeSignedConsentGrant(AsBytes(b));
+  if (!g.ok()) return FieldError(what, "signed_grant", "does not decode: " + g.status().message());
+  return Status::Ok();
+}
+
+template <typename Repeated>
+Result<std::vector<CaseField>> Fields(std::string_view what, const Repeated& in) {
+  if (static_cast<size_t>(in.size()) > kMaxCaseFields) {
+    return FieldError(what, "fields", "has more than " + std::to_string(kMaxCaseFields));
+  }
+  std::vector<CaseField> out;
+  for (const auto& f : in) {
+    REFBUS_RETURN_IF_ERROR(
+        CheckEnum<DataCategory>(what, "fields.category", f.category(), pb::DataCategory_MAX));
+    REFBUS_RETURN_IF_ERROR(CheckText(what, "fields.name", f.name(), kMaxFieldNameBytes, true));
+    REFBUS_RETURN_IF_ERROR(CheckText(what, "fields.value", f.value(), kMaxFieldValueBytes, false));
+    out.push_back({static_cast<DataCategory>(f.category()), f.name(), f.value()});
+  }
+  return out;
+}
+
+template <typename Repeated>
+void PutFields(const std::vector<CaseField>& in, Repeated* out) {
+  for (const auto& f : in) {
+    auto* o = out->Add();
+    o->set_category(static_cast<pb::DataCategory>(f.category));
+    o->set_name(f.name);
+    o->set_value(f.value);
+  }
+}
+
+Result<Referral> FromProto(const pb::Referral& m) {
+  constexpr std::string_view kWhat = "referral";
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "referral_id", m.referral_id(), kWorkflowIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckCaseRef(kWhat, m.case_ref()));
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "referring_agency", m.referring_agency()));
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "to_agency", m.to_agency()));
+  REFBUS_RETURN_IF_ERROR(CheckEnum<Purpose>(kWhat, "purpose", m.purpose(), pb::Purpose_MAX));
+  REFBUS_RETURN_IF_ERROR(CheckGrantBytes(kWhat, m.signed_grant()));
+  REFBUS_RETURN_IF_ERROR(
+      CheckText(kWhat, "operator_ref", m.operator_ref(), kMaxOperatorRefBytes, true));
+  Referral r;
+  r.referral_id = B(m.referral_id());
+  r.case_ref = m.case_ref();
+  r.referring_agency = m.referring_agency();
+  r.to_agency = m.to_agency();
+  r.purpose = static_cast<Purpose>(m.purpose());
+  REFBUS_ASSIGN_OR_RETURN(r.fields, Fields(kWhat, m.fields()));
+  r.signed_grant = B(m.signed_grant());
+  r.operator_ref = m.operator_ref();
+  r.sent_at_ms = m.sent_at_ms();
+  return r;
+}
+
+void ToProto(const Referral& r, pb::Referral* m) {
+  m->set_referral_id(S(r.referral_id));
+  m->set_case_ref(r.case_ref);
+  m->set_referring_agency(r.referring_agency);
+  m->set_to_agency(r.to_agency);
+  m->set_purpose(static_cast<pb::Purpose>(r.purpose));
+  PutFields(r.fields, m->mutable_fields());
+  m->set_signed_grant(S(r.signed_grant));
+  m->set_operator_ref(r.operator_ref);
+  m->set_sent_at_ms(r.sent_at_ms);
+}
+
+Result<ReferralStateChange> FromProto(const pb::ReferralStateChange& m) {
+  constexpr std::string_view kWhat = "referral state change";
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "referral_id", m.referral_id(), kWorkflowIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckCaseRef(kWhat, m.case_ref()));
+  REFBUS_RETURN_IF_ERROR(
+      CheckEnum<ReferralState>(kWhat, "from_state", m.from_state(), pb::ReferralState_MAX));
+  REFBUS_RETURN_IF_ERROR(
+      CheckEnum<ReferralState>(kWhat, "to_state", m.to_state(), pb::ReferralState_MAX));
+  REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "reason", m.reason(), kMaxReasonBytes, false));
+  REFBUS_RETURN_IF_ERROR(
+      CheckText(kWhat, "operator_ref", m.operator_ref(), kMaxOperatorRefBytes, true));
+  ReferralStateChange c;
+  c.referral_id = B(m.referral_id());
+  c.case_ref = m.case_ref();
+  c.from_state = static_cast<ReferralState>(m.from_state());
+  c.to_state = static_cast<ReferralState>(m.to_state());
+  c.reason = m.reason();
+  c.operator_ref = m.operator_ref();
+  c.changed_at_ms = m.changed_at_ms();
+  return c;
+}
+
+void ToProto(const ReferralStateChange& c, pb::ReferralStateChange* m) {
+  m->set_referral_id(S(c.referral_id));
+  m->set_case_ref(c.case_ref);
+  m->set_from_state(static_cast<pb::ReferralState>(c.from_state));
+  m->set_to_state(static_cast<pb::ReferralState>(c.to_state));
+  m->set_reason(c.reason);
+  m->set_operator_ref(c.operator_ref);
+  m->set_changed_at_ms(c.changed_at_ms);
+}
+
+Result<Handoff> FromProto(const pb::Handoff& m) {
+  constexpr std::string_view kWhat = "handoff";
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "handoff_id", m.handoff_id(), kWorkflowIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckCaseRef(kWhat, m.case_ref()));
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "from_lead", m.from_lead()));
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "to_lead", m.to_lead()));
+  REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "reason", m.reason(), kMaxReasonBytes, false));
+  REFBUS_RETURN_IF_ERROR(CheckGrantBytes(kWhat, m.signed_grant()));
+  REFBUS_RETURN_IF_ERROR(
+      CheckText(kWhat, "operator_ref", m.operator_ref(), kMaxOperatorRefBytes, true));
+  Handoff h;
+  h.handoff_id = B(m.handoff_id());
+  h.case_ref = m.case_ref();
+  h.from_lead = m.from_lead();
+  h.to_lead = m.to_lead();
+  h.reason = m.reason();
+  REFBUS_ASSIGN_OR_RETURN(h.fields, Fields(kWhat, m.fields()));
+  h.signed_grant = B(m.signed_grant());
+  h.operator_ref = m.operator_ref();
+  h.sent_at_ms = m.sent_at_ms();
+  return h;
+}
+
+void ToProto(const Handoff& h, pb::Handoff* m) {
+  m->set_handoff_id(S(h.handoff_id));
+  m->set_case_ref(h.case_ref);
+  m->set_from_lead(h.from_lead);
+  m->set_to_lead(h.to_lead);
+  m->set_reason(h.reason);
+  PutFields(h.fields, m->mutable_fields());
+  m->set_signed_grant(S(h.signed_grant));
+  m->set_operator_ref(h.operator_ref);
+  m->set_sent_at_ms(h.sent_at_ms);
+}
+
+Result<HandoffAck> FromProto(const pb::HandoffAck& m) {
+  constexpr std::string_view kWhat = "handoff ack";
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "handoff_id", m.handoff_id(), kWorkflowIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckCaseRef(kWhat, m.case_ref()));
+  REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "reason", m.reason(), kMaxReasonBytes, false));
+  REFBUS_RETURN_IF_ERROR(
+      CheckText(kWhat, "operator_ref", m.operator_ref(), kMaxOperatorRefBytes, true));
+  return HandoffAck{B(m.handoff_id()), m.case_ref(),     m.accepted(),
+                    m.reason(),        m.operator_ref(), m.acked_at_ms()};
+}
+
+void ToProto(const HandoffAck& a, pb::HandoffAck* m) {
+  m->set_handoff_id(S(a.handoff_id));
+  m->set_case_ref(a.case_ref);
+  m->set_accepted(a.accepted);
+  m->set_reason(a.reason);
+  m->set_operator_ref(a.operator_ref);
+  m->set_acked_at_ms(a.acked_at_ms);
+}
+
+Result<DeletionRequest> FromProto(const pb::DeletionRequest& m) {
+  constexpr std::string_view kWhat = "deletion request";
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "request_id", m.request_id(), kWorkflowIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckCaseRef(kWhat, m.case_ref()));
+  if (m.items().empty() || static_cast<size_t>(m.items().size()) > kMaxDeletionItems) {
+    return FieldError(kWhat, "items",
+                      "must hold 1 to " + std::to_string(kMaxDeletionItems) + " items");
+  }
+  REFBUS_RETURN_IF_ERROR(CheckGrantBytes(kWhat, m.signed_grant()));
+  REFBUS_RETURN_IF_ERROR(
+      CheckText(kWhat, "operator_ref", m.operator_ref(), kMaxOperatorRefBytes, true));
+  DeletionRequest r;
+  r.request_id = B(m.request_id());
+  r.case_ref = m.case_ref();
+  for (const auto& i : m.items()) {
+    REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "items.item_id", i.item_id(), 64, true));
+    REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "items.url", i.url(), kMaxUrlBytes, true));
+    REFBUS_RETURN_IF_ERROR(CheckSizeOrEmpty(kWhat, "items.content_sha256", i.content_sha256(), 32));
+    REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "items.platform", i.platform(), 64, false));
+    r.items.push_back({i.item_id(), i.url(), B(i.content_sha256()), i.platform()});
+  }
+  r.monitor = m.monitor();
+  if (m.report_to().size() > static_cast<int>(kMaxRecipients)) {
+    return FieldError(kWhat, "report_to", "has too many agencies");
+  }
+  for (const auto& a : m.report_to()) {
+    REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "report_to", a));
+    r.report_to.push_back(a);
+  }
+  r.signed_grant = B(m.signed_grant());
+  r.operator_ref = m.operator_ref();
+  r.sent_at_ms = m.sent_at_ms();
+  return r;
+}
+
+void ToProto(const DeletionRequest& r, pb::DeletionRequest* m) {
+  m->set_request_id(S(r.request_id));
+  m->set_case_ref(r.case_ref);
+  for (const auto& i : r.items) {
+    auto* o = m->add_items();
+    o->set_item_id(i.item_id);
+    o->set_url(i.url);
+    o->set_content_sha256(S(i.content_sha256));
+    o->set_platform(i.platform);
+  }
+  m->set_monitor(r.monitor);
+  for (const auto& a : r.report_to) m->add_report_to(a);
+  m->set_signed_grant(S(r.signed_grant));
+  m->set_operator_ref(r.operator_ref);
+  m->set_sent_at_ms(r.sent_at_ms);
+}
+
+Result<DeletionStatusReport> FromProto(const pb::DeletionStatusReport& m) {
+  constexpr std::string_view kWhat = "deletion status report";
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "request_id", m.request_id(), kWorkflowIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckCaseRef(kWhat, m.case_ref()));
+  if (static_cast<size_t>(m.updates().size()) > kMaxDeletionItems) {
+    return FieldError(kWhat, "updates", "has too many updates");
+  }
+  if (m.report_seq() == 0) return FieldError(kWhat, "report_seq", "is 0");
+  DeletionStatusReport r;
+  r.request_id = B(m.request_id());
+  r.case_ref = m.case_ref();
+  for (const auto& u : m.updates()) {
+    REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "updates.item_id", u.item_id(), 64, true));
+    REFBUS_RETURN_IF_ERROR(CheckEnum<DeletionItemStatus>(kWhat, "updates.status", u.status(),
+                                                         pb::DeletionItemStatus_MAX));
+    r.updates.push_back({u.item_id(), static_cast<DeletionItemStatus>(u.status()), u.at_ms()});
+  }
+  const auto& c = m.counts();
+  r.counts = {c.received(), c.notified(), c.removed(), c.reappeared(), c.withdrawn()};
+  r.report_seq = m.report_seq();
+  return r;
+}
+
+void ToProto(const DeletionStatusReport& r, pb::DeletionStatusReport* m) {
+  m->set_request_id(S(r.request_id));
+  m->set_case_ref(r.case_ref);
+  for (const auto& u : r.updates) {
+    auto* o = m->add_updates();
+    o->set_item_id(u.item_id);
+    o->set_status(static_cast<pb::DeletionItemStatus>(u.status));
+    o->set_at_ms(u.at_ms);
+  }
+  auto* c = m->mutable_counts();
+  c->set_received(r.counts.received);
+  c->set_notified(r.counts.notified);
+  c->set_removed(r.counts.removed);
+  c->set_reappeared(r.counts.reappeared);
+  c->set_withdrawn(r.counts.withdrawn);
+  m->set_report_seq(r.report_seq);
+}
+
+Result<CaseClosed> FromProto(const pb::CaseClosed& m) {
+  constexpr std::string_view kWhat = "case closed";
+  REFBUS_RETURN_IF_ERROR(CheckCaseRef(kWhat, m.case_ref()));
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "closed_by", m.closed_by()));
+  REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "reason", m.reason(), kMaxReasonBytes, false));
+  REFBUS_RETURN_IF_ERROR(
+      CheckText(kWhat, "operator_ref", m.operator_ref(), kMaxOperatorRefBytes, true));
+  return CaseClosed{m.case_ref(), m.closed_by(), m.reason(), m.operator_ref(), m.closed_at_ms()};
+}
+
+void ToProto(const CaseClosed& c, pb::CaseClosed* m) {
+  m->set_case_ref(c.case_ref);
+  m->set_closed_by(c.closed_by);
+  m->set_reason(c.reason);
+  m->set_operator_ref(c.operator_ref);
+  m->set_closed_at_ms(c.closed_at_ms);
+}
+
+Result<SignedStatement> FromProto(const pb::SignedStatement& m) {
+  constexpr std::string_view kWhat = "signed statement";
+  if (m.statement().empty()) return FieldError(kWhat, "statement", "is empty");
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "signer_key_id", m.signer_key_id(), kKeyIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "signature", m.signature(), kSignatureBytes));
+  return SignedStatement{B(m.statement()), B(m.signer_key_id()), B(m.signature())};
+}
+
+void ToProto(const SignedStatement& s, pb::SignedStatement* m) {
+  m->set_statement(S(s.statement));
+  m->set_signer_key_id(S(s.signer_key_id));
+  m->set_signature(S(s.signature));
+}
+
+}  // namespace
+
+Result<CaseMessage> DecodeCaseMessage(ByteView bytes) {
+  constexpr std::string_view kWhat = "case message";
+  pb::CaseMessage m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxCaseMessageBytes, kWhat));
+  if (m.version() != 1) {
+    return FieldError(kWhat, "version", "is " + std::to_string(m.version()) + ", expected 1");
+  }
+  CaseMessage c;
+  switch (m.body_case()) {
+    case pb::CaseMessage::kReferral: {
+      c.type = CaseMessage::Type::kReferral;
+      REFBUS_ASSIGN_OR_RETURN(c.referral, FromProto(m.referral()));
+      break;
+    }
+    case pb::CaseMessage::kStateChange: {
+      c.type = CaseMessage::Type::kStateChange;
+      REFBUS_ASSIGN_OR_RETURN(c.state_change, FromProto(m.state_change()));
+      break;
+    }
+    case pb::CaseMessage::kHandoff: {
+      c.type = CaseMessage::Type::kHandoff;
+      REFBUS_ASSIGN_OR_RETURN(c.handoff, FromProto(m.handoff()));
+      break;
+    }
+    case pb::CaseMessage::kHandoffAck: {
+      c.type = CaseMessage::Type::kHandoffAck;
+      REFBUS_ASSIGN_OR_RETURN(c.handoff_ack, FromProto(m.handoff_ack()));
+      break;
+    }
+    case pb::CaseMessage::kDeletionRequest: {
+      c.type = CaseMessage::Type::kDeletionRequest;
+      REFBUS_ASSIGN_OR_RETURN(c.deletion_request, FromProto(m.deletion_request()));
+      break;
+    }
+    case pb::CaseMessage::kDeletionStatus: {
+      c.type = CaseMessage::Type::kDeletionStatus;
+      REFBUS_ASSIGN_OR_RETURN(c.deletion_status, FromProto(m.deletion_status()));
+      break;
+    }
+    case pb::CaseMessage::kAccessNotice: {
+      c.type = CaseMessage::Type::kAccessNotice;
+      REFBUS_ASSIGN_OR_RETURN(c.statement, FromProto(m.access_notice()));
+      break;
+    }
+    case pb::CaseMessage::kConsentRevocation: {
+      c.type = CaseMessage::Type::kConsentRevocation;
+      REFBUS_ASSIGN_OR_RETURN(c.statement, FromProto(m.consent_revocation()));
+      break;
+    }
+    case pb::CaseMessage::kPurgeConfirmation: {
+      c.type = CaseMessage::Type::kPurgeConfirmation;
+      REFBUS_ASSIGN_OR_RETURN(c.statement, FromProto(m.purge_confirmation()));
+      break;
+    }
+    case pb::CaseMessage::kCaseClosed: {
+      c.type = CaseMessage::Type::kCaseClosed;
+      REFBUS_ASSIGN_OR_RETURN(c.case_closed, FromProto(m.case_closed()));
+      break;
+    }
+    case pb::CaseMessage::BODY_NOT_SET:
+      return FieldError(kWhat, "body", "is missing");
+  }
+  return c;
+}
+
+Bytes EncodeCaseMessage(const CaseMessage& c) {
+  pb::CaseMessage m;
+  m.set_version(c.version);
+  switch (c.type) {
+    case CaseMessage::Type::kReferral:
+      ToProto(c.referral, m.mutable_referral());
+      break;
+    case CaseMessage::Type::kStateChange:
+      ToProto(c.state_change, m.mutable_state_change());
+      break;
+    case CaseMessage::Type::kHandoff:
+      ToProto(c.handoff, m.mutable_handoff());
+      break;
+    case CaseMessage::Type::kHandoffAck:
+      ToProto(c.handoff_ack, m.mutable_handoff_ack());
+      break;
+    case CaseMessage::Type::kDeletionRequest:
+      ToProto(c.deletion_request, m.mutable_deletion_request());
+      break;
+    case CaseMessage::Type::kDeletionStatus:
+      ToProto(c.deletion_status, m.mutable_deletion_status());
+      break;
+    case CaseMessage::Type::kAccessNotice:
+      ToProto(c.statement, m.mutable_access_notice());
+      break;
+    case CaseMessage::Type::kConsentRevocation:
+      ToProto(c.statement, m.mutable_consent_revocation());
+      break;
+    case CaseMessage::Type::kPurgeConfirmation:
+      ToProto(c.statement, m.mutable_purge_confirmation());
+      break;
+    case CaseMessage::Type::kCaseClosed:
+      ToProto(c.case_closed, m.mutable_case_closed());
+      break;
+  }
+  return Serialize(m);
+}
+
+Result<SignedStatement> DecodeSignedStatement(ByteView bytes) {
+  pb::SignedStatement m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxRecordBytes, "signed statement"));
+  return FromProto(m);
+}
+
+Bytes EncodeSignedStatement(const SignedStatement& s) {
+  pb::SignedStatement m;
+  ToProto(s, &m);
+  return Serialize(m);
+}
+
+Result<AccessRecord> DecodeAccessRecord(ByteView bytes) {
+  constexpr std::string_view kWhat = "access record";
+  pb::AccessRecord m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxRecordBytes, kWhat));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "message_id", m.message_id(), kMessageIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckCaseRef(kWhat, m.case_ref()));
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "agency_id", m.agency_id()));
+  REFBUS_RETURN_IF_ERROR(
+      CheckText(kWhat, "operator_ref", m.operator_ref(), kMaxOperatorRefBytes, true));
+  REFBUS_RETURN_IF_ERROR(
+      CheckSizeOrEmpty(kWhat, "consent_grant_id", m.consent_grant_id(), kGrantIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckEnum<MessageKind>(kWhat, "kind", m.kind(), pb::MessageKind_MAX));
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "owner_agency", m.owner_agency()));
+  return AccessRecord{B(m.message_id()),
+                      m.case_ref(),
+                      m.agency_id(),
+                      m.operator_ref(),
+                      m.opened_at_ms(),
+                      B(m.consent_grant_id()),
+                      static_cast<MessageKind>(m.kind()),
+                      m.owner_agency()};
+}
+
+Bytes EncodeAccessRecord(const AccessRecord& r) {
+  pb::AccessRecord m;
+  m.set_message_id(S(r.message_id));
+  m.set_case_ref(r.case_ref);
+  m.set_agency_id(r.agency_id);
+  m.set_operator_ref(r.operator_ref);
+  m.set_opened_at_ms(r.opened_at_ms);
+  m.set_consent_grant_id(S(r.consent_grant_id));
+  m.set_kind(static_cast<pb::MessageKind>(r.kind));
+  m.set_owner_agency(r.owner_agency);
+  return Serialize(m);
+}
+
+Result<ConsentRevocation> DecodeConsentRevocation(ByteView bytes) {
+  constexpr std::string_view kWhat = "consent revocation";
+  pb::ConsentRevocation m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxRecordBytes, kWhat));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "grant_id", m.grant_id(), kGrantIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckCaseRef(kWhat, m.case_ref()));
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "revoked_by", m.revoked_by()));
+  REFBUS_RETURN_IF_ERROR(
+      CheckEnum<RevocationReason>(kWhat, "reason", m.reason(), pb::RevocationReason_MAX));
+  return ConsentRevocation{B(m.grant_id()), m.case_ref(), m.revoked_by(),
+                           static_cast<RevocationReason>(m.reason()), m.revoked_at_ms()};
+}
+
+Bytes EncodeConsentRevocation(const ConsentRevocation& r) {
+  pb::ConsentRevocation m;
+  m.set_grant_id(S(r.grant_id));
+  m.set_case_ref(r.case_ref);
+  m.set_revoked_by(r.revoked_by);
+  m.set_reason(static_cast<pb::RevocationReason>(r.reason));
+  m.set_revoked_at_ms(r.revoked_at_ms);
+  return Serialize(m);
+}
+
+Result<PurgeConfirmation> DecodePurgeConfirmation(ByteView bytes) {
+  constexpr std::string_view kWhat = "purge confirmation";
+  pb::PurgeConfirmation m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxRecordBytes, kWhat));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "grant_id", m.grant_id(), kGrantIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckCaseRef(kWhat, m.case_ref()));
+  REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "agency_id", m.agency_id()));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "purged_ids_sha256", m.purged_ids_sha256(), 32));
+  return PurgeConfirmation{B(m.grant_id()),  m.case_ref(),        m.agency_id(),
+                           m.purged_at_ms(), m.messages_purged(), B(m.purged_ids_sha256())};
+}
+
+Bytes EncodePurgeConfirmation(const PurgeConfirmation& p) {
+  pb::PurgeConfirmation m;
+  m.set_grant_id(S(p.grant_id));
+  m.set_case_ref(p.case_ref);
+  m.set_agency_id(p.agency_id);
+  m.set_purged_at_ms(p.purged_at_ms);
+  m.set_messages_purged(p.messages_purged);
+  m.set_purged_ids_sha256(S(p.purged_ids_sha256));
+  return Serialize(m);
+}
+
+}  // namespace refbus::schema

@@ -1,0 +1,235 @@
+// Plain C++ types for case messages (the plaintext inside envelopes) and the signed
+// statements agencies give their broker for the audit log. They mirror
+// schema/proto/refbus/v1/workflow.proto; schema/codec.h turns bytes into them.
+//
+// Thread safety: plain values.
+#ifndef REFBUS_SCHEMA_WORKFLOW_H_
+#define REFBUS_SCHEMA_WORKFLOW_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/bytes.h"
+#include "core/clock.h"
+#include "schema/types.h"
+
+namespace refbus::schema {
+
+enum class ReferralState : int {
+  kUnspecified = 0,
+  kRequested = 1,
+  kAccepted = 2,
+  kDeclined = 3,
+  kInProgress = 4,
+  kOnHold = 5,
+  kCompleted = 6,
+  kCancelled = 7,
+  kWithdrawn = 8,
+};
+enum class DeletionItemStatus : int {
+  kUnspecified = 0,
+  kReceived = 1,
+  kNotified = 2,
+  kRemoved = 3,
+  kReappeared = 4,
+  kWithdrawn = 5,
+};
+enum class RevocationReason : int {
+  kUnspecified = 0,
+  kWithdrawnBySubject = 1,
+  kWithdrawnByGuardian = 2,
+  kWithdrawnByRepresentative = 3,
+  kRecordedInError = 4,
+  kBasisEnded = 5,
+};
+
+std::string_view Name(ReferralState v);
+std::string_view Name(DeletionItemStatus v);
+std::string_view Name(RevocationReason v);
+std::optional<ReferralState> ParseReferralState(std::string_view s);
+std::optional<DeletionItemStatus> ParseDeletionItemStatus(std::string_view s);
+std::optional<RevocationReason> ParseRevocationReason(std::string_view s);
+std::optional<Purpose> ParsePurpose(std::string_view s);
+std::optional<DataCategory> ParseDataCategory(std::string_view s);
+std::optional<LegalBasis> ParseLegalBasis(std::string_view s);
+std::optional<Consenter> ParseConsenter(std::string_view s);
+
+// Limits checked by the codec.
+inline constexpr size_t kMaxCaseFields = 256;
+inline constexpr size_t kMaxFieldNameBytes = 64;
+inline constexpr size_t kMaxFieldValueBytes = 16u << 10;
+inline constexpr size_t kMaxReasonBytes = 512;
+inline constexpr size_t kMaxOperatorRefBytes = 64;
+inline constexpr size_t kMaxDeletionItems = 10000;
+inline constexpr size_t kMaxUrlBytes = 2048;
+inline constexpr size_t kMaxCaseMessageBytes = 2u << 20;
+inline constexpr size_t kWorkflowIdBytes = 16;  // referral, handoff and request ids
+
+struct CaseField {
+  DataCategory category = DataCategory::kUnspecified;
+  std::string name;
+  std::string value;
+};
+
+struct Referral {
+  Bytes referral_id;
+  std::string case_ref;
+  std::string referring_agency;
+  std::string to_agency;
+  Purpose purpose = Purpose::kUnspecified;
+  std::vector<CaseField> fields;
+  Bytes signed_grant;  // serialized SignedConsentGrant
+  std::string operator_ref;
+  UnixMillis sent_at_ms = 0;
+};
+
+struct ReferralStateChange {
+  Bytes referral_id;
+  std::string case_ref;
+  ReferralState from_state = ReferralState::kUnspecified;
+  ReferralState to_state = ReferralState::kUnspecified;
+  std::string reason;
+  std::string operator_ref;
+  UnixMillis changed_at_ms = 0;
+};
+
+struct Handoff {
+  Bytes handoff_id;
+  std::string case_ref;
+  std::string from_lead;
+  std::string to_lead;
+  std::string reason;
+  std::vector<CaseField> fields;
+  Bytes signed_grant;
+  std::string operator_ref;
+  UnixMillis sent_at_ms = 0;
+};
+
+struct HandoffAck {
+  Bytes handoff_id;
+  std::string case_ref;
+  bool accepted = false;
+  std::string reason;
+  std::string operator_ref;
+  UnixMillis acked_at_ms = 0;
+};
+
+struct DeletionItem {
+  std::string item_id;
+  std::string url;
+  Bytes content_sha256;  // 32 or empty
+  std::string platform;
+};
+
+struct DeletionRequest {
+  Bytes request_id;
+  std::string case_ref;
+  std::vector<DeletionItem> items;
+  bool monitor = false;
+  std::vector<std::string> report_to;
+  Bytes signed_grant;
+  std::string operator_ref;
+  UnixMillis sent_at_ms = 0;
+};
+
+struct DeletionItemUpdate {
+  std::string item_id;
+  DeletionItemStatus status = DeletionItemStatus::kUnspecified;
+  UnixMillis at_ms = 0;
+};
+
+struct DeletionCounts {
+  uint32_t received = 0;
+  uint32_t notified = 0;
+  uint32_t removed = 0;
+  uint32_t reappeared = 0;
+  uint32_t withdrawn = 0;
+  bool operator==(const DeletionCounts&) const = default;
+};
+
+struct DeletionStatusReport {
+  Bytes request_id;
+  std::string case_ref;
+  std::vector<DeletionItemUpdate> updates;
+  DeletionCounts counts;
+  uint64_t report_seq = 0;
+};
+
+struct AccessRecord {
+  Bytes message_id;
+  std::string case_ref;
+  std::string agency_id;
+  std::string operator_ref;
+  UnixMillis opened_at_ms = 0;
+  Bytes consent_grant_id;
+  MessageKind kind = MessageKind::kUnspecified;
+  std::string owner_agency;
+};
+
+struct ConsentRevocation {
+  Bytes grant_id;
+  std::string case_ref;
+  std::string revoked_by;
+  RevocationReason reason = RevocationReason::kUnspecified;
+  UnixMillis revoked_at_ms = 0;
+};
+
+struct PurgeConfirmation {
+  Bytes grant_id;
+  std::string case_ref;
+  std::string agency_id;
+  UnixMillis purged_at_ms = 0;
+  uint32_t messages_purged = 0;
+  Bytes purged_ids_sha256;  // 32
+};
+
+struct CaseClosed {
+  std::string case_ref;
+  std::string closed_by;
+  std::string reason;
+  std::string operator_ref;
+  UnixMillis closed_at_ms = 0;
+};
+
+// A statement signed by an agency; `statement` holds the exact signed bytes.
+struct SignedStatement {
+  Bytes statement;
+  Bytes signer_key_id;  // 16
+  Bytes signature;      // 64
+};
+
+struct CaseMessage {
+  enum class Type {
+    kReferral,
+    kStateChange,
+    kHandoff,
+    kHandoffAck,
+    kDeletionRequest,
+    kDeletionStatus,
+    kAccessNotice,
+    kConsentRevocation,
+    kPurgeConfirmation,
+    kCaseClosed,
+  };
+  uint32_t version = 1;
+  Type type = Type::kReferral;
+  // Exactly the member matching `type` is meaningful.
+  Referral referral;
+  ReferralStateChange state_change;
+  Handoff handoff;
+  HandoffAck handoff_ack;
+  DeletionRequest deletion_request;
+  DeletionStatusReport deletion_status;
+  SignedStatement statement;  // access notice, consent revocation or purge confirmation
+  CaseClosed case_closed;
+};
+
+// The envelope kind that carries each CaseMessage type.
+MessageKind KindOf(CaseMessage::Type type);
+
+}  // namespace refbus::schema
+
+#endif  // REFBUS_SCHEMA_WORKFLOW_H_
