@@ -159,7 +159,11 @@ std::optional<ScopeRefusal> CheckScope(const schema::ConsentGrant& g, bool revok
       return Out("sender " + s.sender.id + " is not within the " + grant);
     }
     if (!g.onward_sharing) {
-      bool status_only = std::all_of(s.categories.begin(), s.categories.end(), IsStatusCategory);
+      // Status reports are metadata kinds or deletion status reports declaring status
+      // categories only; any other kind counts as case data, whatever it declares.
+      bool status_kind = IsMetadataKind(s.kind) || s.kind == MessageKind::kDeletionStatus;
+      bool status_only =
+          status_kind && std::all_of(s.categories.begin(), s.categories.end(), IsStatusCategory);
       for (const auto& r : s.recipients) {
         if (r.id != g.recorded_by && !status_only) {
           return Out("the " + grant + " does not allow onward sharing from " + s.sender.id +
