@@ -58,6 +58,13 @@ bool IsRetryable(schema::NackReason r) {
 
 UnixMillis WallNow() { return SystemClock::Get().NowMillis(); }
 
+bool IsControlType(schema::Frame::Type t) {
+  return t == schema::Frame::Type::kGrantRegister || t == schema::Frame::Type::kGrantRevoke ||
+         t == schema::Frame::Type::kAttest;
+}
+
+const char* KindName(bool control) { return control ? "control frame" : "message"; }
+
 }  // namespace
 
 Client::Client(const keys::Identity& identity, schema::Directory directory, std::string endpoint,
@@ -123,8 +130,10 @@ Status Client::Start() {
     ++counters_.recovered;
   }
   if (!ids.empty()) {
-    spdlog::info("agent: {} unacknowledged envelopes from an earlier run will be resubmitted",
-                 ids.size());
+    spdlog::info(
+        "agent: {} unacknowledged submissions (envelopes and control frames) from an earlier "
+        "run will be resubmitted",
+        ids.size());
   }
 
   try {
@@ -192,15 +201,55 @@ Result<std::vector<Bytes>> Client::SubmitBatch(std::vector<Bytes> envelopes) {
   return ids;
 }
 
+Status Client::SubmitControl(Bytes id, const schema::Frame& frame) {
+  if (!started_ || closed_) return FailedPrecondition("the client is not running");
+  if (id.size() != schema::kMessageIdBytes) {
+    return InvalidArgument("a control frame's id must be " +
+                           std::to_string(schema::kMessageIdBytes) + " bytes");
+  }
+  // Only the type and its body are stored: version and request_id are the Client's (a
+  // fresh request_id per send), and members of other bodies must not make one control
+  // frame differ from itself when it is queued twice.
+  schema::Frame stored;
+  stored.type = frame.type;
+  switch (frame.type) {
+    case schema::Frame::Type::kGrantRegister:
+      stored.grant_register = frame.grant_register;
+      break;
+    case schema::Frame::Type::kGrantRevoke:
+      stored.grant_revoke = frame.grant_revoke;
+      break;
+    case schema::Frame::Type::kAttest:
+      stored.attest = frame.attest;
+      break;
+    default:
+      return InvalidArgument("SubmitControl takes GrantRegister, GrantRevoke or Attest frames");
+  }
+  Bytes encoded = schema::EncodeFrame(stored);
+  // What the broker's decoder would refuse (an empty body, an Attest without exactly one
+  // statement, a frame over the hard limit) is refused here, before it is queued.
+  if (auto check = schema::DecodeFrame(encoded); !check.ok()) {
+    return InvalidArgument("control frame " + HexEncode(id) + ": " + check.status().message());
+  }
+  std::vector<OutboxItem> items;
+  items.push_back(OutboxItem{std::move(id), std::move(encoded), true});
+  REFBUS_ASSIGN_OR_RETURN(std::vector<bool> added, store_.AddToOutbox(items, WallNow()));
+  Track(std::move(items), added);
+  // Queued durably: as for Submit, sending problems are Poll's to report.
+  if (Status s = Pump(); !s.ok()) spdlog::debug("agent: sending after submit: {}", s.ToString());
+  return Status::Ok();
+}
+
 void Client::Track(std::vector<OutboxItem> items, const std::vector<bool>& added) {
   for (size_t i = 0; i < items.size(); ++i) {
     std::string key = Key(items[i].message_id);
     if (pending_.count(key) != 0) continue;  // already queued by this process
     Pending p;
     p.order = next_order_++;
+    p.control = items[i].control;
     // Keep the bytes only for what is likely to leave at once; the rest is read back from
     // the outbox when its turn comes, so a long queue does not sit in memory twice.
-    if (queue_.size() < options_.window) p.envelope = std::move(items[i].envelope);
+    if (queue_.size() < options_.window) p.payload = std::move(items[i].envelope);
     pending_.emplace(key, std::move(p));
     queue_.push_back(std::move(key));
     if (added[i]) ++counters_.submitted;
@@ -465,18 +514,37 @@ void Client::HandleFrame(schema::Frame f, std::vector<IncomingDelivery>& deliver
   }
 }
 
+std::string Client::ControlByRequest(uint64_t request_id) const {
+  if (request_id == 0) return {};
+  auto r = request_to_id_.find(request_id);
+  if (r == request_to_id_.end()) return {};
+  auto it = pending_.find(r->second);
+  if (it == pending_.end() || !it->second.control || it->second.request_id != request_id) {
+    return {};
+  }
+  return r->second;
+}
+
 void Client::HandleAck(const schema::Frame& f) {
   std::string key = Key(f.ack.message_id);
   if (pending_.count(key) == 0) {
-    // A late answer to a resend that was already answered: nothing to do.
-    spdlog::debug("agent: ack for message {} that is not outstanding", Hex(key));
-    return;
+    // The broker names a control frame by an id it derives from the frame; if the caller
+    // chose another id, the request id still says which frame this answers.
+    key = ControlByRequest(f.request_id);
+    if (key.empty()) {
+      // A late answer to a resend that was already answered: nothing to do.
+      spdlog::debug("agent: ack for message {} that is not outstanding",
+                    HexEncode(f.ack.message_id));
+      return;
+    }
+    spdlog::debug("agent: ack naming {} answers control frame {} (request {})",
+                  HexEncode(f.ack.message_id), Hex(key), f.request_id);
   }
   ++counters_.acked;
   if (f.ack.duplicate) ++counters_.acked_duplicate;
   ClientEvent ev;
   ev.type = ClientEvent::Type::kAcked;
-  ev.message_id = f.ack.message_id;
+  ev.message_id = Bytes(IdOf(key).begin(), IdOf(key).end());
   ev.duplicate = f.ack.duplicate;
   Finish(key, std::move(ev));
 }
@@ -485,6 +553,10 @@ void Client::HandleNack(const schema::Frame& f) {
   std::string key;
   if (!f.nack.message_id.empty()) {
     key = Key(f.nack.message_id);
+    if (pending_.count(key) == 0) {
+      // As for acks: a control frame's answer may name an id the caller did not choose.
+      if (std::string c = ControlByRequest(f.request_id); !c.empty()) key = std::move(c);
+    }
   } else if (auto r = request_to_id_.find(f.request_id); r != request_to_id_.end()) {
     key = r->second;
   }
@@ -511,15 +583,15 @@ void Client::HandleNack(const schema::Frame& f) {
     backoff_.insert(key);
     p.state = Pending::State::kBackoff;
     p.deadline = Clock::now() + milliseconds(delay);
-    p.envelope.clear();  // read back when due: backing-off entries must not pile up in memory
-    p.envelope.shrink_to_fit();
-    spdlog::info("agent: broker {} is pushing back on message {} ({}); retrying in {} ms",
-                 broker_id_, Hex(key), schema::Name(f.nack.reason), delay);
+    p.payload.clear();  // read back when due: backing-off entries must not pile up in memory
+    p.payload.shrink_to_fit();
+    spdlog::info("agent: broker {} is pushing back on {} {} ({}); retrying in {} ms", broker_id_,
+                 KindName(p.control), Hex(key), schema::Name(f.nack.reason), delay);
     return;
   }
   ++counters_.refused;
-  spdlog::warn("agent: broker {} refused message {} for good: {}", broker_id_, Hex(key),
-               schema::Name(f.nack.reason));
+  spdlog::warn("agent: broker {} refused {} {} for good: {}", broker_id_, KindName(p.control),
+               Hex(key), schema::Name(f.nack.reason));
   ClientEvent ev;
   ev.type = ClientEvent::Type::kRefused;
   ev.message_id = Bytes(IdOf(key).begin(), IdOf(key).end());
@@ -531,6 +603,7 @@ void Client::HandleNack(const schema::Frame& f) {
 void Client::Finish(const std::string& key, ClientEvent event) {
   auto it = pending_.find(key);
   if (it == pending_.end()) return;
+  event.control = it->second.control;
   request_to_id_.erase(it->second.request_id);
   in_flight_.erase(key);
   backoff_.erase(key);
@@ -713,46 +786,56 @@ Status Client::Pump() {
       continue;
     }
     Pending& p = it->second;
-    if (p.envelope.empty()) {
-      auto env = store_.OutboxEnvelope(IdOf(key));
-      if (!env.ok()) {
-        if (env.status().code() == Status::Code::kNotFound) {
+    // Bytes that cannot be trusted, or a record this Client cannot send, are not sent; the
+    // record stays in the outbox for the operator, and the application hears of it now.
+    auto unsendable = [&](const char* detail) {
+      ++counters_.store_errors;
+      spdlog::error("agent: outbox record of {} {}: {}; it cannot be sent", KindName(p.control),
+                    Hex(key), detail);
+      ClientEvent ev;
+      ev.type = ClientEvent::Type::kRefused;
+      ev.message_id = Bytes(IdOf(key).begin(), IdOf(key).end());
+      ev.reason = schema::NackReason::kMalformed;
+      ev.detail = std::string("the local outbox record ") + detail;
+      ev.control = p.control;
+      events_.push_back(std::move(ev));
+      request_to_id_.erase(p.request_id);
+      in_flight_.erase(key);
+      backoff_.erase(key);
+      pending_.erase(it);
+      queue_.pop_front();
+    };
+    if (p.payload.empty()) {
+      auto item = store_.OutboxEntry(IdOf(key));
+      if (!item.ok()) {
+        if (item.status().code() == Status::Code::kNotFound) {
           pending_.erase(it);
           queue_.pop_front();
           continue;
         }
-        if (env.status().code() == Status::Code::kMalformed) {
-          // The bytes cannot be trusted, so they are not sent; the record stays in the
-          // outbox for the operator, and the application hears of it now.
-          ++counters_.store_errors;
-          spdlog::error("agent: outbox record of message {} is damaged; it cannot be sent",
-                        Hex(key));
-          ClientEvent ev;
-          ev.type = ClientEvent::Type::kRefused;
-          ev.message_id = Bytes(IdOf(key).begin(), IdOf(key).end());
-          ev.reason = schema::NackReason::kMalformed;
-          ev.detail = "the local outbox record is damaged";
-          events_.push_back(std::move(ev));
-          pending_.erase(it);
-          queue_.pop_front();
+        if (item.status().code() == Status::Code::kMalformed) {
+          unsendable("is damaged");
           continue;
         }
-        return env.status();
+        return item.status();
       }
-      p.envelope = std::move(env).value();
+      p.control = item->control;
+      p.payload = std::move(item->envelope);
     }
-    schema::Frame f;
-    f.type = schema::Frame::Type::kSubmit;
-    f.request_id = NextRequestId();
-    f.submit.envelope = std::move(p.envelope);
-    Bytes encoded = schema::EncodeFrame(f);
-    p.envelope = std::move(f.submit.envelope);
+    const uint64_t request_id = NextRequestId();
+    auto encoded_or = EncodeSubmission(p, request_id);
+    if (!encoded_or.ok()) {
+      unsendable("is not a control frame this client can send");
+      continue;
+    }
+    Bytes encoded = std::move(encoded_or).value();
     if (encoded.size() > broker_max_frame_bytes_) {
       // The broker would refuse the frame without being able to name the request; say it
       // here, once, as the broker would have.
       ++counters_.refused;
-      spdlog::warn("agent: message {} ({} bytes as a frame) is over broker {}'s limit of {}",
-                   Hex(key), encoded.size(), broker_id_, broker_max_frame_bytes_);
+      spdlog::warn("agent: {} {} ({} bytes as a frame) is over broker {}'s limit of {}",
+                   KindName(p.control), Hex(key), encoded.size(), broker_id_,
+                   broker_max_frame_bytes_);
       ClientEvent ev;
       ev.type = ClientEvent::Type::kRefused;
       ev.message_id = Bytes(IdOf(key).begin(), IdOf(key).end());
@@ -768,7 +851,7 @@ Status Client::Pump() {
     if (!*sent) break;  // no connection or a full queue: try again next turn
     queue_.pop_front();
     request_to_id_.erase(p.request_id);
-    p.request_id = f.request_id;
+    p.request_id = request_id;
     request_to_id_[p.request_id] = key;
     p.state = Pending::State::kInFlight;
     p.deadline = now + milliseconds(options_.submit_timeout_ms);
@@ -778,6 +861,24 @@ Status Client::Pump() {
     p.sent_before = true;
   }
   return FlushCompletions();
+}
+
+Result<Bytes> Client::EncodeSubmission(Pending& p, uint64_t request_id) {
+  if (!p.control) {
+    schema::Frame f;
+    f.type = schema::Frame::Type::kSubmit;
+    f.request_id = request_id;
+    f.submit.envelope = std::move(p.payload);
+    Bytes encoded = schema::EncodeFrame(f);
+    p.payload = std::move(f.submit.envelope);
+    return encoded;
+  }
+  // Stored with request_id 0 (and checked by its hash on the way out of the store): decode
+  // it to give this send its own request id.
+  REFBUS_ASSIGN_OR_RETURN(schema::Frame f, schema::DecodeFrame(p.payload));
+  if (!IsControlType(f.type)) return Malformed("the stored frame is not a control frame");
+  f.request_id = request_id;
+  return schema::EncodeFrame(f);
 }
 
 void Client::Close(int linger_ms) {

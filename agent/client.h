@@ -18,6 +18,13 @@
 //     STORAGE_FULL) and INTERNAL (the broker did not store it; see client.cpp) keep it and
 //     retry after retry_after_ms. Outbox entries left by an
 //     earlier process are resubmitted by Start().
+//   - Control frames (SubmitControl) are submissions too: the same outbox (stored as a
+//     control record holding the Frame with request_id 0; see store.h), order, window,
+//     resends and answers; each send carries a fresh request_id. An answer to a control
+//     frame is matched by its message_id, or, when that names nothing outstanding (the
+//     broker derives the id from the frame and the caller may have chosen another one),
+//     by the request_id of the frame's latest send. Envelope ids and control ids share
+//     one namespace: an id queued as one kind is refused (kAlreadyExists) as the other.
 //   - Deliver: the envelope is decoded only to read its message id (an envelope that does
 //     not decode is answered with Nack MALFORMED), all deliveries waiting on the socket are
 //     stored in one LMDB transaction, and only after that commit are they acknowledged
@@ -78,9 +85,9 @@ struct ClientOptions {
 
 // Counts for this process (the store keeps the all-time ones).
 struct ClientCounters {
-  uint64_t submitted = 0;             // envelopes newly queued by Submit
+  uint64_t submitted = 0;             // envelopes and control frames newly queued
   uint64_t recovered = 0;             // outbox entries found by Start (an earlier process's)
-  uint64_t sent = 0;                  // Submit frames sent, first sends and resends
+  uint64_t sent = 0;                  // Submit and control frames sent, first sends and resends
   uint64_t resent = 0;                // of which resends (timeout, reconnect, back-pressure)
   uint64_t acked = 0;                 // Ack received (including duplicates)
   uint64_t acked_duplicate = 0;       // of which the broker already had the message
@@ -114,6 +121,7 @@ struct ClientEvent {
   Bytes envelope;      // kDelivered: the envelope bytes as stored
   uint64_t inbox_sequence = 0;
   Bytes signed_directory;  // kDirectoryReply: serialized SignedDirectory, unverified
+  bool control = false;    // kAcked/kRefused: the answer to a SubmitControl
 };
 
 class Client {
@@ -138,6 +146,17 @@ class Client {
   // The same for many envelopes, in one store transaction. All or nothing.
   [[nodiscard]] Result<std::vector<Bytes>> SubmitBatch(std::vector<Bytes> envelopes);
 
+  // Queues a control frame (GrantRegister, GrantRevoke or Attest; PROTOCOL.md 9) durably,
+  // exactly like an envelope: written to the outbox first, sent inside a welcomed session
+  // within the same window, resent after a timeout or reconnect (brokers answer repeats
+  // idempotently), removed on Ack or final Nack. id names it in the outbox and in the
+  // answer (the broker acks with Ack.message_id = id): the grant id for registrations;
+  // for revocations and attestations the first 16 bytes of the SHA-256 of the signed
+  // statement (PROTOCOL.md 6).
+  // Events: kAcked / kRefused with message_id = id and control = true.
+  // REQUIRES: Start() returned ok; frame.type is one of the three; id is 16 bytes.
+  [[nodiscard]] Status SubmitControl(Bytes id, const schema::Frame& frame);
+
   // One turn of the event loop: waits up to timeout_ms (less when a timer is due) for the
   // socket or the monitor, then handles what arrived, timers and sends.
   [[nodiscard]] Status Poll(int timeout_ms);
@@ -146,9 +165,10 @@ class Client {
   // kDirectoryReply event. One fetch at a time: a new call replaces a pending one.
   [[nodiscard]] Status FetchDirectory(uint64_t have_serial);
 
-  // While paused, no Submit frame is sent (neither new ones nor resends); answers and
-  // deliveries are still handled. For a clean stop: pause, Poll until in_flight() is 0
-  // (or a deadline), close. Unanswered envelopes stay in the outbox for the next run.
+  // While paused, no Submit or control frame is sent (neither new ones nor resends);
+  // answers and deliveries are still handled. For a clean stop: pause, Poll until
+  // in_flight() is 0 (or a deadline), close. Unanswered submissions stay in the outbox for
+  // the next run.
   void PauseSubmissions(bool paused) { paused_ = paused; }
 
   // Events since the last call, oldest first.
@@ -177,8 +197,11 @@ class Client {
     uint64_t order = 0;        // submission order, to requeue in order
     uint64_t request_id = 0;   // of the latest send
     bool sent_before = false;  // a next send is a resend
+    bool control = false;      // a control frame (known once queued here or read back)
     SteadyTime deadline{};     // in flight: resend after; backoff: retry after
-    Bytes envelope;            // cached while likely to be sent soon; else read from store
+    // The envelope, or the control Frame as stored (request_id 0); cached while likely to
+    // be sent soon, else read from the store.
+    Bytes payload;
   };
 
   struct Completion {  // an ack or final nack waiting for its outbox removal to commit
@@ -197,6 +220,11 @@ class Client {
   Status HandleIncoming();
   void HandleFrame(schema::Frame frame, std::vector<IncomingDelivery>& deliveries);
   void HandleAck(const schema::Frame& frame);
+  // The key of the pending control item whose latest send had this request id, or empty.
+  std::string ControlByRequest(uint64_t request_id) const;
+  // The frame that sends p (a Submit, or its stored control frame) under request_id.
+  // Moves p.payload out and back for an envelope, so it is not copied.
+  static Result<Bytes> EncodeSubmission(Pending& p, uint64_t request_id);
   void HandleNack(const schema::Frame& frame);
   Status FlushCompletions();
   Status FlushDeliveries(std::vector<IncomingDelivery>& deliveries);

@@ -10,7 +10,14 @@
 namespace refbus::agent {
 namespace {
 
-constexpr uint8_t kRecordFormat = 1;
+// Record formats (store.h): the first byte of every outbox and inbox value.
+constexpr uint8_t kEnvelopeFormat = 1;        // outbox or inbox: an envelope
+constexpr uint8_t kControlFormat = 2;         // outbox: a control frame
+constexpr uint8_t kPurgedFormat = 3;          // inbox: a tombstone left by PurgeInbox
+constexpr size_t kTombstonePayloadBytes = 8;  // u64be purged_ms
+
+bool IsOutboxFormat(uint8_t f) { return f == kEnvelopeFormat || f == kControlFormat; }
+bool IsInboxFormat(uint8_t f) { return f == kEnvelopeFormat || f == kPurgedFormat; }
 
 // The meta database marks the directory as ours, so an agent never writes into a broker's
 // (or anything else's) LMDB data by mistake.
@@ -53,18 +60,26 @@ void PutBe64(uint8_t* p, uint64_t v) {
 
 // A stored value split into its fields; views into LMDB memory, valid until the txn ends.
 struct RecordView {
+  uint8_t format = 0;
   ByteView sha256;
   uint64_t time_ms = 0;
   uint64_t sequence = 0;
-  ByteView envelope;
+  ByteView envelope;  // the payload: envelope, control frame or tombstone's purged_ms
 };
 
+enum class Db { kOutbox, kInbox };
+
+std::string_view DbName(Db db) { return db == Db::kOutbox ? "outbox" : "inbox"; }
+
 // Layout only (no hash): enough to find the sequence of a record even if it is damaged.
-Result<RecordView> ParseLayout(ByteView v, std::string_view what) {
-  if (v.size() < kRecordHeaderBytes || v[0] != kRecordFormat) {
-    return Malformed(std::string(what) + " record is damaged (bad layout)");
+Result<RecordView> ParseLayout(ByteView v, Db db) {
+  bool format_ok = !v.empty() && (db == Db::kOutbox ? IsOutboxFormat(v[0]) : IsInboxFormat(v[0]));
+  if (v.size() < kRecordHeaderBytes || !format_ok ||
+      (v[0] == kPurgedFormat && v.size() != kRecordHeaderBytes + kTombstonePayloadBytes)) {
+    return Malformed(std::string(DbName(db)) + " record is damaged (bad layout)");
   }
   RecordView r;
+  r.format = v[0];
   r.sha256 = v.subspan(1, kSha256Bytes);
   r.time_ms = lmdb::ReadU64Key(v.subspan(1 + kSha256Bytes, 8));
   r.sequence = lmdb::ReadU64Key(v.subspan(1 + kSha256Bytes + 8, 8));
@@ -72,21 +87,46 @@ Result<RecordView> ParseLayout(ByteView v, std::string_view what) {
   return r;
 }
 
-Result<RecordView> ParseChecked(ByteView v, std::string_view what) {
-  REFBUS_ASSIGN_OR_RETURN(RecordView r, ParseLayout(v, what));
+// What a tombstone's SHA-256 covers: everything that remains of the record, so that a
+// flipped bit anywhere in it (but the sequence, which the order index also checks) shows.
+Bytes TombstoneSha256(ByteView message_id, uint64_t received_ms, uint64_t sequence,
+                      ByteView payload) {
+  Bytes b;
+  b.reserve(1 + message_id.size() + 16 + payload.size());
+  b.push_back(kPurgedFormat);
+  b.insert(b.end(), message_id.begin(), message_id.end());
+  Bytes t = lmdb::U64Key(received_ms), s = lmdb::U64Key(sequence);
+  b.insert(b.end(), t.begin(), t.end());
+  b.insert(b.end(), s.begin(), s.end());
+  b.insert(b.end(), payload.begin(), payload.end());
+  return Sha256(b);
+}
+
+// Layout and hash. message_id is the record's key (a tombstone's hash covers it).
+Result<RecordView> ParseChecked(ByteView v, Db db, ByteView message_id) {
+  REFBUS_ASSIGN_OR_RETURN(RecordView r, ParseLayout(v, db));
+  if (r.format == kPurgedFormat) {
+    Bytes h = TombstoneSha256(message_id, r.time_ms, r.sequence, r.envelope);
+    if (!std::equal(h.begin(), h.end(), r.sha256.begin(), r.sha256.end())) {
+      return Malformed(std::string(DbName(db)) +
+                       " record is damaged (SHA-256 of the purged record does not match)");
+    }
+    return r;
+  }
   Bytes h = Sha256(r.envelope);
   if (!std::equal(h.begin(), h.end(), r.sha256.begin(), r.sha256.end())) {
-    return Malformed(std::string(what) +
-                     " record is damaged (SHA-256 of the envelope does not match)");
+    return Malformed(std::string(DbName(db)) + " record is damaged (SHA-256 of the " +
+                     (r.format == kControlFormat ? "control frame" : "envelope") +
+                     " does not match)");
   }
   return r;
 }
 
-Status WriteRecord(lmdb::Txn& txn, MDB_dbi dbi, ByteView key, ByteView sha256, uint64_t time_ms,
-                   uint64_t sequence, ByteView envelope) {
+Status WriteRecord(lmdb::Txn& txn, MDB_dbi dbi, ByteView key, uint8_t format, ByteView sha256,
+                   uint64_t time_ms, uint64_t sequence, ByteView envelope) {
   // MDB_RESERVE: the envelope is copied once, straight into the page.
   REFBUS_ASSIGN_OR_RETURN(uint8_t * p, txn.Reserve(dbi, key, kRecordHeaderBytes + envelope.size()));
-  p[0] = kRecordFormat;
+  p[0] = format;
   std::memcpy(p + 1, sha256.data(), kSha256Bytes);
   PutBe64(p + 1 + kSha256Bytes, time_ms);
   PutBe64(p + 1 + kSha256Bytes + 8, sequence);
@@ -159,7 +199,10 @@ Result<std::vector<bool>> AgentStore::AddToOutbox(std::span<const OutboxItem> it
                                                   UnixMillis now) {
   for (const auto& it : items) {
     REFBUS_RETURN_IF_ERROR(CheckMessageId(it.message_id));
-    if (it.envelope.empty()) return InvalidArgument("an empty envelope cannot be queued");
+    if (it.envelope.empty()) {
+      return InvalidArgument(it.control ? "an empty control frame cannot be queued"
+                                        : "an empty envelope cannot be queued");
+    }
   }
   std::vector<bool> added;
   added.reserve(items.size());
@@ -167,9 +210,15 @@ Result<std::vector<bool>> AgentStore::AddToOutbox(std::span<const OutboxItem> it
   REFBUS_ASSIGN_OR_RETURN(uint64_t seq, GetU64(txn, meta_, kOutboxSeqKey));
   for (const auto& it : items) {
     Bytes sha = Sha256(it.envelope);
+    const uint8_t format = it.control ? kControlFormat : kEnvelopeFormat;
     auto existing = txn.Get(outbox_, it.message_id);
     if (existing.ok()) {
-      REFBUS_ASSIGN_OR_RETURN(RecordView r, ParseLayout(*existing, "outbox"));
+      REFBUS_ASSIGN_OR_RETURN(RecordView r, ParseLayout(*existing, Db::kOutbox));
+      // One id namespace for both kinds: the same id as the other kind is a clash too.
+      if (r.format != format) {
+        return AlreadyExists("id " + IdText(it.message_id) + " is already queued as " +
+                             (r.format == kControlFormat ? "a control frame" : "an envelope"));
+      }
       if (!std::equal(sha.begin(), sha.end(), r.sha256.begin(), r.sha256.end())) {
         return AlreadyExists("message " + IdText(it.message_id) +
                              " is already queued with different content");
@@ -180,7 +229,8 @@ Result<std::vector<bool>> AgentStore::AddToOutbox(std::span<const OutboxItem> it
     if (existing.status().code() != Status::Code::kNotFound) return existing.status();
     ++seq;
     REFBUS_RETURN_IF_ERROR(txn.Put(outbox_order_, lmdb::U64Key(seq), it.message_id));
-    REFBUS_RETURN_IF_ERROR(WriteRecord(txn, outbox_, it.message_id, sha, now, seq, it.envelope));
+    REFBUS_RETURN_IF_ERROR(
+        WriteRecord(txn, outbox_, it.message_id, format, sha, now, seq, it.envelope));
     added.push_back(true);
   }
   REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, kOutboxSeqKey, seq));
@@ -199,7 +249,7 @@ Status AgentStore::RemoveFromOutbox(std::span<const Bytes> message_ids) {
     }
     // A damaged record is still removed (the broker has it, or refused it for good); its
     // order entry is found by sequence when the layout is intact.
-    auto r = ParseLayout(*existing, "outbox");
+    auto r = ParseLayout(*existing, Db::kOutbox);
     if (r.ok()) {
       Status s = txn.Del(outbox_order_, lmdb::U64Key(r->sequence));
       if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
@@ -222,6 +272,15 @@ Result<std::vector<Bytes>> AgentStore::OutboxIds() const {
 }
 
 Result<Bytes> AgentStore::OutboxEnvelope(ByteView message_id) const {
+  REFBUS_ASSIGN_OR_RETURN(OutboxItem item, OutboxEntry(message_id));
+  if (item.control) {
+    return FailedPrecondition("outbox item " + IdText(message_id) +
+                              " is a control frame, not an envelope");
+  }
+  return std::move(item.envelope);
+}
+
+Result<OutboxItem> AgentStore::OutboxEntry(ByteView message_id) const {
   REFBUS_RETURN_IF_ERROR(CheckMessageId(message_id));
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
   auto v = txn.Get(outbox_, message_id);
@@ -231,9 +290,13 @@ Result<Bytes> AgentStore::OutboxEnvelope(ByteView message_id) const {
     }
     return v.status();
   }
-  auto r = ParseChecked(*v, "outbox");
+  auto r = ParseChecked(*v, Db::kOutbox, message_id);
   if (!r.ok()) return r.status().WithContext("message " + IdText(message_id));
-  return Bytes(r->envelope.begin(), r->envelope.end());
+  OutboxItem item;
+  item.message_id.assign(message_id.begin(), message_id.end());
+  item.envelope.assign(r->envelope.begin(), r->envelope.end());
+  item.control = r->format == kControlFormat;
+  return item;
 }
 
 // ---------------------------------------------------------------- inbox
@@ -255,7 +318,7 @@ Result<std::vector<DeliveryOutcome>> AgentStore::StoreDeliveries(
     auto existing = txn.Get(inbox_, d.message_id);
     if (existing.ok()) {
       // The first record stays as it is, damaged or not: a redelivery never overwrites.
-      auto r = ParseLayout(*existing, "inbox");
+      auto r = ParseLayout(*existing, Db::kInbox);
       out.push_back(DeliveryOutcome{true, r.ok() ? r->sequence : 0});
       ++dups;
       continue;
@@ -263,8 +326,8 @@ Result<std::vector<DeliveryOutcome>> AgentStore::StoreDeliveries(
     if (existing.status().code() != Status::Code::kNotFound) return existing.status();
     ++seq;
     REFBUS_RETURN_IF_ERROR(txn.Put(inbox_order_, lmdb::U64Key(seq), d.message_id));
-    REFBUS_RETURN_IF_ERROR(
-        WriteRecord(txn, inbox_, d.message_id, Sha256(d.envelope), now, seq, d.envelope));
+    REFBUS_RETURN_IF_ERROR(WriteRecord(txn, inbox_, d.message_id, kEnvelopeFormat,
+                                       Sha256(d.envelope), now, seq, d.envelope));
     out.push_back(DeliveryOutcome{false, seq});
   }
   REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, kInboxSeqKey, seq));
@@ -279,7 +342,7 @@ namespace {
 // (the hash covers the envelope only, so this catches a damaged sequence number).
 Result<InboxRecord> ReadInboxRecord(const lmdb::Txn& txn, MDB_dbi order, ByteView message_id,
                                     ByteView value) {
-  auto r = ParseChecked(value, "inbox");
+  auto r = ParseChecked(value, Db::kInbox, message_id);
   if (!r.ok()) return r.status().WithContext("message " + IdText(message_id));
   auto back = txn.Get(order, lmdb::U64Key(r->sequence));
   if (!back.ok() || !std::equal(back->begin(), back->end(), message_id.begin(), message_id.end())) {
@@ -293,9 +356,35 @@ Result<InboxRecord> ReadInboxRecord(const lmdb::Txn& txn, MDB_dbi order, ByteVie
   rec.message_id.assign(message_id.begin(), message_id.end());
   rec.sequence = r->sequence;
   rec.received_ms = r->time_ms;
+  if (r->format == kPurgedFormat) {
+    rec.purged = true;  // sha256 and envelope stay empty: there is no envelope any more
+    return rec;
+  }
   rec.sha256.assign(r->sha256.begin(), r->sha256.end());
   rec.envelope.assign(r->envelope.begin(), r->envelope.end());
   return rec;
+}
+
+// The arrival sequence of an inbox record about to be purged: the one it names if the
+// order index agrees, else (the record is damaged) the one the index holds for its id,
+// found by a scan; else the one it names. Only damaged records pay for the scan.
+Result<uint64_t> SequenceForPurge(const lmdb::Txn& txn, MDB_dbi order, ByteView message_id,
+                                  uint64_t named) {
+  auto matches = [&](ByteView v) {
+    return std::equal(v.begin(), v.end(), message_id.begin(), message_id.end());
+  };
+  if (named != 0) {
+    auto back = txn.Get(order, lmdb::U64Key(named));
+    if (back.ok() && matches(*back)) return named;
+    if (!back.ok() && back.status().code() != Status::Code::kNotFound) return back.status();
+  }
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor c, lmdb::Cursor::Open(txn, order));
+  REFBUS_ASSIGN_OR_RETURN(auto item, c.First());
+  while (item) {
+    if (item->key.size() == 8 && matches(item->value)) return lmdb::ReadU64Key(item->key);
+    REFBUS_ASSIGN_OR_RETURN(item, c.Next());
+  }
+  return named;
 }
 
 }  // namespace
@@ -352,6 +441,40 @@ Result<std::vector<InboxRecord>> AgentStore::ReadInbox(uint64_t after_sequence,
     REFBUS_ASSIGN_OR_RETURN(item, c.Next());
   }
   return out;
+}
+
+Result<size_t> AgentStore::PurgeInbox(std::span<const Bytes> message_ids, UnixMillis now) {
+  for (const auto& id : message_ids) REFBUS_RETURN_IF_ERROR(CheckMessageId(id));
+  if (message_ids.empty()) return size_t{0};
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
+  size_t purged = 0;
+  for (const auto& id : message_ids) {
+    // LMDB reads see this transaction's own writes: a repeated id finds its tombstone.
+    auto v = txn.Get(inbox_, id);
+    if (!v.ok()) {
+      if (v.status().code() == Status::Code::kNotFound) continue;
+      return v.status();
+    }
+    // A tombstone holds no content, so there is nothing to destroy, damaged or not.
+    if (!v->empty() && (*v)[0] == kPurgedFormat) continue;
+    // Keep the arrival time and sequence; read them by position, so that a record whose
+    // hash or format byte is damaged is purged as well.
+    uint64_t received_ms = 0, named_sequence = 0;
+    if (v->size() >= kRecordHeaderBytes) {
+      received_ms = lmdb::ReadU64Key(v->subspan(1 + kSha256Bytes, 8));
+      named_sequence = lmdb::ReadU64Key(v->subspan(1 + kSha256Bytes + 8, 8));
+    }
+    REFBUS_ASSIGN_OR_RETURN(uint64_t seq, SequenceForPurge(txn, inbox_order_, id, named_sequence));
+    Bytes payload = lmdb::U64Key(now);
+    Bytes sha = TombstoneSha256(id, received_ms, seq, payload);
+    // Put replaces the value; the envelope's old pages go to LMDB's free list (see the
+    // limitation in store.h).
+    REFBUS_RETURN_IF_ERROR(
+        WriteRecord(txn, inbox_, id, kPurgedFormat, sha, received_ms, seq, payload));
+    ++purged;
+  }
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return purged;
 }
 
 Status AgentStore::SetAppCursor(uint64_t sequence) {

@@ -4,6 +4,10 @@
 //   - outbox: every envelope the application handed over, until the broker acknowledged
 //     it or refused it for good. Written before anything is sent, so an agent that crashes
 //     resubmits on restart (brokers deduplicate by message id, so resending is safe).
+//     Control frames (consent registrations, revocations, attestations; PROTOCOL.md 9)
+//     share the outbox, its order and its guarantees; each record says which kind it is.
+//     Envelopes and control items share one id namespace: an id queued as one kind is
+//     refused as the other (both are random 128-bit values, so a clash means a bug).
 //   - inbox: every envelope delivered to this agency, keyed by message id, with the
 //     SHA-256 of the envelope bytes (checked on every read: LMDB has no page checksums),
 //     the time it arrived and its arrival sequence number. A message id is stored once;
@@ -53,17 +57,22 @@ inline constexpr char kMetaDb[] = "meta";
 
 // Byte layout of an inbox value: u8 format (1) || SHA-256(envelope) (32) ||
 // u64be received_ms || u64be sequence || envelope. Outbox values are the same, with the
-// time the envelope was queued instead of received_ms.
+// time the envelope was queued instead of received_ms, and format 2 for a control item
+// (its payload is a serialized Frame with request_id 0 instead of an envelope). A purged
+// inbox record (tombstone) has format 3 and u64be purged_ms as its payload; its SHA-256
+// covers format || message id || received_ms || sequence || purged_ms, everything that
+// remains of the record.
 inline constexpr size_t kRecordHeaderBytes = 1 + kSha256Bytes + 8 + 8;
 
 struct StoreOptions {
   size_t map_size_bytes = size_t{1} << 30;  // the most the store may grow to
 };
 
-// One envelope to queue for sending.
+// One envelope (or control frame) to queue for sending.
 struct OutboxItem {
-  Bytes message_id;  // 16 bytes, from the envelope's header
-  Bytes envelope;    // serialized SealedEnvelope
+  Bytes message_id;      // 16 bytes, from the envelope's header (control: the caller's id)
+  Bytes envelope;        // serialized SealedEnvelope (control: serialized Frame)
+  bool control = false;  // a control frame (Client::SubmitControl), not an envelope
 };
 
 // One envelope a broker delivered.
@@ -81,8 +90,9 @@ struct InboxRecord {
   Bytes message_id;
   uint64_t sequence = 0;
   UnixMillis received_ms = 0;
-  Bytes sha256;
-  Bytes envelope;
+  Bytes sha256;         // of the envelope; empty when purged
+  Bytes envelope;       // empty when purged
+  bool purged = false;  // PurgeInbox replaced the envelope by a tombstone
 };
 
 struct StoreCounters {
@@ -116,10 +126,14 @@ class AgentStore {
   // Removes ids (acknowledged or refused for good) in one transaction; absent ids are
   // skipped.
   [[nodiscard]] Status RemoveFromOutbox(std::span<const Bytes> message_ids);
-  // Message ids in the outbox, oldest first.
+  // Message ids in the outbox (envelopes and control items), oldest first.
   [[nodiscard]] Result<std::vector<Bytes>> OutboxIds() const;
-  // The queued envelope; kNotFound if not queued, kMalformed ("damaged") if its hash fails.
+  // The queued envelope; kNotFound if not queued, kMalformed ("damaged") if its hash fails,
+  // kFailedPrecondition if the id names a control item (use OutboxEntry).
   [[nodiscard]] Result<Bytes> OutboxEnvelope(ByteView message_id) const;
+  // The queued item of either kind, with its kind; errors as OutboxEnvelope (but for the
+  // kind check).
+  [[nodiscard]] Result<OutboxItem> OutboxEntry(ByteView message_id) const;
 
   // ---- Inbox ----
 
@@ -135,6 +149,27 @@ class AgentStore {
   // record fails the whole read (kMalformed naming its sequence).
   [[nodiscard]] Result<std::vector<InboxRecord>> ReadInbox(uint64_t after_sequence,
                                                            size_t limit) const;
+
+  // Purges messages (consent revoked): each record's envelope is replaced by a tombstone
+  // in one transaction, so the content and its wrapped keys are gone while the id still
+  // deduplicates redeliveries. Returns how many were purged (absent or already purged ids
+  // are skipped). GetInbox/ReadInbox report a purged record with purged = true and an
+  // empty envelope (and empty sha256); its message id, sequence and received_ms stay.
+  // Counters do not change (a tombstone still counts in inbox_messages). A damaged
+  // record is purged too (its content must go whatever state it is in); its sequence is
+  // taken from the order index, so the tombstone reads back as intact.
+  //
+  // Limitation: this removes the envelope from every read through this API, not from the
+  // disk. LMDB has no secure delete: it writes copy-on-write, so the pages that held the
+  // envelope are put on its free list with their old bytes and keep them until LMDB
+  // reuses them for new writes (and a reader's snapshot open during the purge keeps
+  // them readable to that reader until it ends). Anyone who can read the data file may
+  // find old envelopes there. They are still sealed: what protects them then is the
+  // secrecy of this agency's prekeys (and disk encryption underneath the store). To drop
+  // freed pages from a file, copy the store with compaction (mdb_env_copy2 with
+  // MDB_CP_COMPACT) and destroy the old file, which on SSDs and copy-on-write file
+  // systems is itself no guarantee.
+  [[nodiscard]] Result<size_t> PurgeInbox(std::span<const Bytes> message_ids, UnixMillis now);
 
   // The application has finished with every record up to sequence (durable).
   [[nodiscard]] Status SetAppCursor(uint64_t sequence);

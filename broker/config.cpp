@@ -84,7 +84,7 @@ Result<Config> LoadConfig(const std::string& path) {
                            std::string(e.description()));
   }
   for (const auto& [k, v] : root) {
-    if (k.str() != "broker" && k.str() != "limits" && k.str() != "policy") {
+    if (k.str() != "broker" && k.str() != "limits" && k.str() != "policy" && k.str() != "audit") {
       return InvalidArgument(path + ": unknown section [" + std::string(k.str()) + "]");
     }
   }
@@ -96,6 +96,7 @@ Result<Config> LoadConfig(const std::string& path) {
       r.NoUnknown("limits", {"max_frame_bytes", "mailbox_quota", "max_batch", "delivery_window",
                              "redelivery_ms", "map_size_mb"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("policy", {"allow_unscoped_opaque"}));
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown("audit", {"checkpoint_interval_ms"}));
   Config c;
   if (const toml::node* n = root.at_path("policy.allow_unscoped_opaque").node(); n != nullptr) {
     if (!n->is_boolean())
@@ -133,6 +134,8 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "delivery_window", 1, 65536, &c.delivery_window));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "redelivery_ms", 100, 3600000, &c.redelivery_ms));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "map_size_mb", 16, 1u << 20, &c.map_size_mb));
+  REFBUS_RETURN_IF_ERROR(
+      r.Uint("audit", "checkpoint_interval_ms", 100, 24 * 3600 * 1000, &c.checkpoint_interval_ms));
   return c;
 }
 

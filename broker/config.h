@@ -26,6 +26,10 @@
 //   allow_unscoped_opaque = false       # accept OPAQUE envelopes that name no consent
 //                                       # grant (transport tests and benchmarks only)
 //
+//   [audit]
+//   checkpoint_interval_ms = 10000      # sign a checkpoint this often if the log grew
+//                                       # (100 ms to 1 day); also at a clean stop
+//
 // Thread safety: a value.
 #ifndef REFBUS_BROKER_CONFIG_H_
 #define REFBUS_BROKER_CONFIG_H_
@@ -56,6 +60,8 @@ struct Config {
   uint64_t map_size_mb = 4096;
 
   bool allow_unscoped_opaque = false;
+
+  uint64_t checkpoint_interval_ms = 10000;
 };
 
 Result<Config> LoadConfig(const std::string& path);

@@ -111,6 +111,13 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
                               "'s active key in the directory "
                               "(was the key rotated without a new directory?)");
   }
+  // Auditors verify checkpoints with the signing key the directory lists for this broker.
+  if (keys->signing_key != s->identity_->signing_public_key()) {
+    return FailedPrecondition("the signing key in " + config.key_file + " is not broker " +
+                              config.id + "'s active signing key in the directory");
+  }
+  REFBUS_ASSIGN_OR_RETURN(s->origin_,
+                          CheckpointOrigin(s->directory_.directory.federation, config.id));
 
   StoreOptions so;
   so.dir = config.data_dir;
@@ -118,6 +125,12 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   so.map_size_bytes = static_cast<size_t>(config.map_size_mb) << 20;
   so.mailbox_quota = config.mailbox_quota;
   REFBUS_ASSIGN_OR_RETURN(s->store_, Store::Open(so));
+  // A log that no longer extends the checkpoint this broker signed last was rewritten or
+  // damaged: starting would only append to it, and every later checkpoint would be refused.
+  if (Status c = s->store_->CheckLatestCheckpoint(s->origin_); !c.ok()) {
+    return c.WithContext("audit log in " + config.data_dir);
+  }
+  s->last_checkpoint_ = now;
   REFBUS_RETURN_IF_ERROR(s->Bind());
   s->done_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->done_fd_ < 0) return IoError("eventfd: " + std::string(std::strerror(errno)));
@@ -133,7 +146,7 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   loaded.event = schema::AuditEvent::kDirectoryLoaded;
   loaded.directory_serial = s->directory_.directory.serial;
   s->pending_events_.push_back(std::move(loaded));
-  s->Dispatch(now, false);
+  s->Dispatch(now, false, false);
   {
     std::unique_lock<std::mutex> lock(s->mu_);
     s->done_cv_.wait(lock, [&] { return !s->done_.empty(); });
@@ -556,7 +569,7 @@ void Server::HandleGrantRevoke(const std::string& routing_id, const std::string&
   Reply reply;
   reply.routing_id = routing_id;
   reply.request_id = request_id;
-  reply.message_id = rev->grant_id;
+  reply.message_id = AttestationId(signed_revocation);  // statements are named by their hash
   reply.revocation_index = static_cast<int>(turn.batch.revocations.size());
   turn.replies.push_back(std::move(reply));
   GrantRevocation r;
@@ -582,7 +595,6 @@ void Server::HandleAttest(const std::string& routing_id, const std::string& peer
   e.actor = peer;
   e.directory_serial = directory_.directory.serial;
   e.statement_sha256 = Sha256(bytes);
-  Bytes reply_id;
   std::string signer;
   UnixMillis signed_at = 0;
   if (access) {
@@ -601,7 +613,6 @@ void Server::HandleAttest(const std::string& routing_id, const std::string& peer
     e.recipients = {rec->agency_id};
     e.operator_ref = rec->operator_ref;
     e.detail = "opened at " + FormatUtc(rec->opened_at_ms);
-    reply_id = rec->message_id;
     signer = rec->agency_id;
     signed_at = rec->opened_at_ms;
   } else {
@@ -617,40 +628,43 @@ void Server::HandleAttest(const std::string& routing_id, const std::string& peer
     e.recipients = {conf->agency_id};
     e.detail = std::to_string(conf->messages_purged) + " messages purged at " +
                FormatUtc(conf->purged_at_ms);
-    reply_id = conf->grant_id;
     signer = conf->agency_id;
     signed_at = conf->purged_at_ms;
   }
   if (signer != peer) {
     RejectControl(turn, routing_id, request_id, peer, NackReason::kSenderMismatch,
-                  "statement by " + signer + " handed over by " + peer, reply_id, bytes);
+                  "statement by " + signer + " handed over by " + peer, AttestationId(bytes),
+                  bytes);
     return;
   }
   auto type = access ? keys::StatementType::kAccessRecord : keys::StatementType::kPurgeConfirmation;
   if (Status s = keys::VerifyStatement(*st, type, peer, signed_at, directory_.directory, now);
       !s.ok()) {
     RejectControl(turn, routing_id, request_id, peer, NackReason::kBadSignature, s.message(),
-                  reply_id, bytes);
+                  AttestationId(bytes), bytes);
     return;
   }
   turn.batch.events.push_back(std::move(e));
   Reply reply;
   reply.routing_id = routing_id;
   reply.request_id = request_id;
-  reply.message_id = std::move(reply_id);
+  // The answer names the statement itself (first 16 bytes of its SHA-256): an agency may
+  // attest to many accesses of one message, each its own outbox item.
+  reply.message_id = AttestationId(bytes);
   reply.attest = true;
   turn.replies.push_back(std::move(reply));
 }
 
-void Server::Dispatch(UnixMillis now, bool expire) {
+void Server::Dispatch(UnixMillis now, bool expire, bool checkpoint) {
   for (auto& e : pending_events_) turn_.batch.events.push_back(std::move(e));
   pending_events_.clear();
-  if (turn_.Empty() && !expire) return;
+  if (turn_.Empty() && !expire && !checkpoint) return;
   auto job = std::make_unique<Job>();
   job->turn = std::move(turn_);
   turn_ = Turn();
   job->now = now;
   job->expire = expire;
+  job->checkpoint = checkpoint;
   {
     std::lock_guard<std::mutex> lock(mu_);
     jobs_.push_back(std::move(job));
@@ -757,6 +771,15 @@ void Server::CommitJob(Job& job) {
     else if (*n > 0)
       spdlog::info("expired {} old message ids", *n);
   }
+  if (job.checkpoint) {
+    // After this job's commit and expiry: the checkpoint covers them.
+    auto c = store_->SignCheckpoint(origin_, *identity_);
+    if (c.ok()) {
+      job.checkpoint_outcome = std::move(*c);
+    } else {
+      job.checkpoint_status = c.status();
+    }
+  }
 }
 
 Status Server::Finish(Job& job) {
@@ -768,6 +791,20 @@ Status Server::Finish(Job& job) {
     if (p != peers_.end()) p->second.acks_uncommitted.erase(a.seq);
   }
   if (!job.status.ok()) spdlog::error("turn not committed: {}", job.status.ToString());
+  Status checkpoint_status;
+  if (job.checkpoint) {
+    if (!job.checkpoint_status.ok()) {
+      checkpoint_status = job.checkpoint_status;
+      spdlog::critical("AUDIT CHECKPOINT NOT SIGNED: {}", checkpoint_status.ToString());
+    } else {
+      const keys::Checkpoint& c = job.checkpoint_outcome.stored.checkpoint;
+      if (job.checkpoint_outcome.signed_now) {
+        ++stats_.checkpoints;
+        spdlog::info("signed audit checkpoint: {} entries, root {}", c.size, HexEncode(c.root));
+      }
+      latest_checkpoint_ = job.checkpoint_outcome.stored.note;
+    }
+  }
   if (job.committed) {
     const CommitResult& result = job.result;
     ++stats_.commits;
@@ -840,7 +877,7 @@ Status Server::Finish(Job& job) {
            NackFrame(r.request_id, r.message_id, r.reason, r.detail, r.retry_after_ms));
     }
   }
-  return job.status;
+  return job.status.ok() ? checkpoint_status : job.status;
 }
 
 void Server::PumpDeliveries(UnixMillis now) {
@@ -918,6 +955,12 @@ void Server::CheckTimers(UnixMillis now) {
   }
 }
 
+void Server::CheckCheckpointTimer(UnixMillis now) {
+  if (checkpoint_requested_.exchange(false)) checkpoint_due_ = true;
+  if (now - last_checkpoint_ >= config_.checkpoint_interval_ms) checkpoint_due_ = true;
+  // The interval restarts when the request goes out (in dispatch), not when it is due.
+}
+
 void Server::ReloadDirectory(UnixMillis now, bool forced) {
   (void)forced;
   directory_mtime_ = FileMtime(config_.directory);
@@ -967,6 +1010,7 @@ void Server::ReloadDirectory(UnixMillis now, bool forced) {
 Status Server::Run() {
   Status final_status;
   bool stopping = false;
+  bool final_checkpoint = false;  // dispatched, once everything else is committed
   auto take_done = [&] {
     if (!busy_ && !done_ready_.load(std::memory_order_acquire)) return;
     std::unique_ptr<Job> job = TakeDone();
@@ -978,18 +1022,30 @@ Status Server::Run() {
   auto dispatch = [&](UnixMillis now) {
     if (busy_) return;
     bool expire = expiry_due_ && !stopping;
-    Dispatch(now, expire);
+    bool checkpoint = checkpoint_due_;
+    Dispatch(now, expire, checkpoint);
     if (expire) expiry_due_ = false;
+    if (checkpoint) {
+      checkpoint_due_ = false;
+      last_checkpoint_ = now;
+    }
   };
   while (true) {
     if (!stopping && stop_.load()) stopping = true;
-    if (stopping && !busy_ && turn_.Empty() && pending_events_.empty()) break;
+    if (stopping && !busy_ && turn_.Empty() && pending_events_.empty()) {
+      if (final_checkpoint) break;
+      // Everything is committed: the last checkpoint covers the whole log.
+      final_checkpoint = true;
+      checkpoint_due_ = true;
+      dispatch(SystemClock::Get().NowMillis());
+    }
     const bool reading = !stopping && turn_.frames < config_.max_batch;
     zmq::pollitem_t items[] = {
         {router_.handle(), 0, static_cast<short>(reading ? ZMQ_POLLIN : 0), 0},
         {zap_->socket().handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, done_fd_, ZMQ_POLLIN, 0}};
-    bool work_now = !dirty_.empty() || (!busy_ && (!turn_.Empty() || !pending_events_.empty()));
+    bool work_now = !dirty_.empty() ||
+                    (!busy_ && (!turn_.Empty() || !pending_events_.empty() || checkpoint_due_));
     try {
       zmq::poll(items, 3, std::chrono::milliseconds(work_now ? 0 : 100));
     } catch (const zmq::error_t& e) {
@@ -1027,6 +1083,7 @@ Status Server::Run() {
     if (!stopping) {
       PumpDeliveries(now);
       CheckTimers(now);
+      CheckCheckpointTimer(now);
     }
   }
   spdlog::info("broker {} stopped: {} accepted, {} duplicates, {} refused, {} acked", config_.id,

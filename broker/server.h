@@ -19,12 +19,23 @@
 // revoked (or a key rotated out) by a reloaded directory is cut off at once, even on a
 // connection that authenticated earlier.
 //
-// Thread safety: Create() and Run() on one thread (the loop); RequestStop() and
-// RequestReload() from any thread or a signal handler (they only set atomics). Internally
-// the writer thread is the only one that writes to the Store (Commit, ExpireOld); the loop
-// only takes read transactions (ReadMailbox), which LMDB allows beside the one writer. A
-// Turn belongs to the loop until it is queued for the writer and to the writer until it is
-// queued back (the queues are under mu_): it is never touched by both at once.
+// Audit checkpoints (broker/audit_log.h, schema/PROTOCOL.md section 9): the writer thread
+// signs a checkpoint of the committed log with the broker's directory signing key, under
+// the origin "refbus/<federation>/<broker-id>", after the commit of the job that asks for
+// one: every checkpoint_interval_ms (nothing is signed when the log has not grown), on
+// RequestCheckpoint(), and once more at a clean stop after the final commit, so the last
+// checkpoint covers the whole log. Signing in the writer's own write transaction means the
+// checkpoint describes exactly the committed prefix, with no commit racing it. Create
+// refuses to start a broker whose committed log is inconsistent with its latest stored
+// checkpoint; a refusal to sign at run time is logged as critical and signs nothing.
+//
+// Thread safety: Create() and Run() on one thread (the loop); RequestStop(),
+// RequestReload() and RequestCheckpoint() from any thread or a signal handler (they only
+// set atomics). Internally the writer thread is the only one that writes to the Store
+// (Commit, ExpireOld, SignCheckpoint); the loop only takes read transactions (ReadMailbox),
+// which LMDB allows beside the one writer. A Turn belongs to the loop until it is queued for
+// the writer and to the writer until it is queued back (the queues are under mu_): it is
+// never touched by both at once.
 #ifndef REFBUS_BROKER_SERVER_H_
 #define REFBUS_BROKER_SERVER_H_
 
@@ -59,6 +70,7 @@ struct ServerStats {
   uint64_t acked = 0;      // recipient acks applied
   uint64_t commits = 0;
   uint64_t zap_refused = 0;
+  uint64_t checkpoints = 0;  // checkpoints signed (not counting an unchanged log)
 };
 
 class Server {
@@ -75,8 +87,15 @@ class Server {
   Status Run();
   void RequestStop() { stop_.store(true); }
   void RequestReload() { reload_.store(true); }
+  // Asks for a checkpoint of the log as committed when the writer gets to it (on demand,
+  // for auditors). The loop picks it up within one poll period.
+  void RequestCheckpoint() { checkpoint_requested_.store(true); }
   // REQUIRES: the loop thread, or after Run() returned.
   const ServerStats& stats() const { return stats_; }
+  // The latest checkpoint signed or confirmed by this server (empty before the first).
+  // REQUIRES: the loop thread, or after Run() returned.
+  const std::string& latest_checkpoint() const { return latest_checkpoint_; }
+  const std::string& checkpoint_origin() const { return origin_; }
 
  private:
   struct Peer {
@@ -123,11 +142,14 @@ class Server {
   struct Job {
     Turn turn;
     UnixMillis now = 0;
-    bool expire = false;  // also run the expiry sweep, after the commit
+    bool expire = false;      // also run the expiry sweep, after the commit
+    bool checkpoint = false;  // then sign a checkpoint of the committed log
     // Set by the writer:
     bool committed = false;  // a transaction ran and committed; result is set
     Status status;           // of the commit (ok also when there was nothing to write)
     CommitResult result;
+    Status checkpoint_status;  // when checkpoint: of signing; ok with the outcome set
+    CheckpointOutcome checkpoint_outcome;
   };
 
   Server() = default;
@@ -151,7 +173,7 @@ class Server {
               const std::string& peer, schema::NackReason reason, std::string detail,
               const schema::SealedEnvelope* env, ByteView envelope_bytes);
   // Loop thread: hands turn_ (with pending_events_) to the writer. REQUIRES: !busy_.
-  void Dispatch(UnixMillis now, bool expire);
+  void Dispatch(UnixMillis now, bool expire, bool checkpoint);
   // Loop thread: the writer's finished job, if there is one (clears the eventfd).
   std::unique_ptr<Job> TakeDone();
   // Loop thread: after the commit, updates stats and mailboxes and sends the replies.
@@ -162,16 +184,21 @@ class Server {
   void Send(const std::string& routing_id, const schema::Frame& frame);
   void PumpDeliveries(UnixMillis now);
   void CheckTimers(UnixMillis now);
+  // Loop thread: sets checkpoint_due_ at the interval or on request.
+  void CheckCheckpointTimer(UnixMillis now);
   void ReloadDirectory(UnixMillis now, bool forced);
   // The party behind a connection, if it is still allowed by the current directory.
   Result<const schema::Party*> CurrentPeer(const zmq::message_t& msg) const;
 
   // Set in Create, then read-only: both threads may read them.
   Config config_;
-  std::unique_ptr<Store> store_;  // writes (Commit, ExpireOld): writer thread only
+  std::unique_ptr<Store> store_;  // writes (Commit, ExpireOld, SignCheckpoint): writer only
+  // Const use only (transport key for the loop, checkpoint signing for the writer):
+  // Identity's const methods may run concurrently.
+  std::unique_ptr<keys::Identity> identity_;
+  std::string origin_;  // the audit log's checkpoint origin and note key name
 
   // Loop thread only.
-  std::unique_ptr<keys::Identity> identity_;
   keys::TrustAnchor anchor_;
   std::unique_ptr<keys::TrustState> trust_;
   schema::SignedDirectory directory_;
@@ -190,6 +217,9 @@ class Server {
   UnixMillis last_timer_check_ = 0;
   UnixMillis last_expiry_ = 0;
   bool expiry_due_ = false;
+  UnixMillis last_checkpoint_ = 0;
+  bool checkpoint_due_ = false;
+  std::string latest_checkpoint_;
   Turn turn_;          // the accumulating turn
   bool busy_ = false;  // a job is with the writer (queued, committing or done, not taken)
   ServerStats stats_;
@@ -207,6 +237,7 @@ class Server {
 
   std::atomic<bool> stop_{false};
   std::atomic<bool> reload_{false};
+  std::atomic<bool> checkpoint_requested_{false};
 };
 
 }  // namespace refbus::broker

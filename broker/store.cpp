@@ -1,7 +1,9 @@
 #include "broker/store.h"
 
 #include <openssl/sha.h>
+#include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstring>
 #include <map>
 
@@ -11,7 +13,11 @@
 namespace refbus::broker {
 namespace {
 
-constexpr std::string_view kFormat = "refbus-broker-store/1";
+// Format 2 adds the audit Merkle tree and checkpoints (audit_log.h); format 1 stores are
+// upgraded at Open. A binary that knows only format 1 refuses a format 2 store instead of
+// appending entries without tree nodes.
+constexpr std::string_view kFormat = "refbus-broker-store/2";
+constexpr std::string_view kFormatV1 = "refbus-broker-store/1";
 constexpr uint8_t kRecordVersion = 1;
 constexpr size_t kHashBytes = SHA256_DIGEST_LENGTH;
 
@@ -183,13 +189,18 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   REFBUS_ASSIGN_OR_RETURN(s->counts_, s->env_->OpenDb("counts"));
   REFBUS_ASSIGN_OR_RETURN(s->audit_, s->env_->OpenDb("audit"));
   REFBUS_ASSIGN_OR_RETURN(s->grants_, s->env_->OpenDb("grants"));
+  s->audit_dbs_.meta = s->meta_;
+  s->audit_dbs_.entries = s->audit_;
+  REFBUS_ASSIGN_OR_RETURN(s->audit_dbs_.tree, s->env_->OpenDb("audit_tree"));
+  REFBUS_ASSIGN_OR_RETURN(s->audit_dbs_.checkpoints, s->env_->OpenDb("checkpoints"));
   // A data directory belongs to one broker and one format.
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, s->env_->BeginWrite());
   auto fmt = txn.Get(s->meta_, Key("format"));
   if (fmt.ok()) {
-    if (AsChars(*fmt) != kFormat) {
-      return FailedPrecondition(options.dir + " holds store format '" + std::string(AsChars(*fmt)) +
-                                "', not '" + std::string(kFormat) + "'");
+    const std::string format(AsChars(*fmt));
+    if (format != kFormat && format != kFormatV1) {
+      return FailedPrecondition(options.dir + " holds store format '" + format + "', not '" +
+                                std::string(kFormat) + "'");
     }
     auto owner = txn.Get(s->meta_, Key("broker_id"));
     if (!owner.ok() || AsChars(*owner) != options.broker_id) {
@@ -197,12 +208,37 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
                                 (owner.ok() ? std::string(AsChars(*owner)) : "?") + "', not '" +
                                 options.broker_id + "'");
     }
-    txn.Abort();
+    if (format == kFormat) {
+      // No replay: the frontier, counts and O(log N) stored nodes are checked.
+      auto n = CheckAuditState(txn, s->audit_dbs_);
+      if (!n.ok()) return n.status().WithContext(options.dir);
+      txn.Abort();
+      return s;
+    }
+    // Format 1: build the tree once, in one transaction (all or nothing).
+    auto start = std::chrono::steady_clock::now();
+    auto n = RebuildAuditTree(txn, s->audit_dbs_);
+    if (!n.ok())
+      return n.status().WithContext(options.dir + ": upgrade to " + std::string(kFormat));
+    REFBUS_RETURN_IF_ERROR(txn.Put(s->meta_, Key("format"), AsBytes(kFormat)));
+    REFBUS_RETURN_IF_ERROR(txn.Commit());
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - start)
+                  .count();
+    spdlog::info(
+        "upgraded store {} from {} to {}: built the audit Merkle tree over {} entries in {} ms",
+        options.dir, kFormatV1, kFormat, *n, ms);
     return s;
   }
   if (fmt.status().code() != Status::Code::kNotFound) return fmt.status();
   REFBUS_RETURN_IF_ERROR(txn.Put(s->meta_, Key("format"), AsBytes(kFormat)));
   REFBUS_RETURN_IF_ERROR(txn.Put(s->meta_, Key("broker_id"), AsBytes(options.broker_id)));
+  {
+    REFBUS_ASSIGN_OR_RETURN(uint64_t stray, txn.Count(s->audit_));
+    if (stray != 0) return FailedPrecondition(options.dir + " holds audit entries but no format");
+    // An empty log: writes audit_size 0 and the empty frontier.
+    REFBUS_RETURN_IF_ERROR(RebuildAuditTree(txn, s->audit_dbs_).status());
+  }
   REFBUS_RETURN_IF_ERROR(txn.Commit());
   return s;
 }
@@ -210,16 +246,13 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
 Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
   REFBUS_ASSIGN_OR_RETURN(uint64_t next_seq, GetU64(txn, meta_, Key("next_seq")));
-  REFBUS_ASSIGN_OR_RETURN(uint64_t audit_size, GetU64(txn, meta_, Key("audit_size")));
+  REFBUS_ASSIGN_OR_RETURN(AuditWriter audit, AuditWriter::Begin(txn, audit_dbs_));
   CommitResult result;
   auto append_audit = [&](schema::AuditEntry e) -> Status {
-    e.index = audit_size;
+    e.index = audit.size();
     e.time_ms = now;
     e.broker_id = options_.broker_id;
-    Bytes b = schema::EncodeAuditEntry(e);
-    REFBUS_RETURN_IF_ERROR(txn.Put(audit_, lmdb::U64Key(audit_size), b, MDB_APPEND));
-    ++audit_size;
-    return Status::Ok();
+    return audit.Append(schema::EncodeAuditEntry(e));
   };
 
   for (const GrantRegistration& r : batch.grants) {
@@ -411,9 +444,9 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
   for (const auto& e : batch.events) REFBUS_RETURN_IF_ERROR(append_audit(e));
 
   REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, Key("next_seq"), next_seq));
-  REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, Key("audit_size"), audit_size));
+  REFBUS_RETURN_IF_ERROR(audit.Finish());
   REFBUS_RETURN_IF_ERROR(txn.Commit());
-  result.audit_size = audit_size;
+  result.audit_size = audit.size();
   return result;
 }
 
@@ -459,13 +492,92 @@ Result<uint64_t> Store::AuditSize() const {
 
 Result<Bytes> Store::AuditEntryBytes(uint64_t index) const {
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
-  REFBUS_ASSIGN_OR_RETURN(ByteView v, txn.Get(audit_, lmdb::U64Key(index)));
-  return Bytes(v.begin(), v.end());
+  return ReadAuditEntry(txn, audit_dbs_, index);
+}
+
+Result<keys::Hash> Store::AuditRoot() const {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(keys::MerkleFrontier f, LoadFrontier(txn, audit_dbs_));
+  return f.Root();
+}
+
+namespace {
+
+Status CheckSize(uint64_t size, uint64_t committed) {
+  if (size > committed) {
+    return InvalidArgument("the audit log has " + std::to_string(committed) +
+                           " entries, fewer than the " + std::to_string(size) + " asked for");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<keys::Hash> Store::AuditRootAt(uint64_t size) const {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(keys::MerkleFrontier f, LoadFrontier(txn, audit_dbs_));
+  REFBUS_RETURN_IF_ERROR(CheckSize(size, f.Size()));
+  return keys::RootAt(StoredTreeReader(txn, audit_dbs_, f.Size()), size);
+}
+
+Result<std::vector<keys::Hash>> Store::InclusionProof(uint64_t index, uint64_t size) const {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(keys::MerkleFrontier f, LoadFrontier(txn, audit_dbs_));
+  REFBUS_RETURN_IF_ERROR(CheckSize(size, f.Size()));
+  return keys::InclusionProof(StoredTreeReader(txn, audit_dbs_, f.Size()), index, size);
+}
+
+Result<std::vector<keys::Hash>> Store::ConsistencyProof(uint64_t old_size,
+                                                        uint64_t new_size) const {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(keys::MerkleFrontier f, LoadFrontier(txn, audit_dbs_));
+  REFBUS_RETURN_IF_ERROR(CheckSize(new_size, f.Size()));
+  return keys::ConsistencyProof(StoredTreeReader(txn, audit_dbs_, f.Size()), old_size, new_size);
+}
+
+Result<CheckpointOutcome> Store::SignCheckpoint(const std::string& origin,
+                                                const keys::Identity& log_key) {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
+  REFBUS_ASSIGN_OR_RETURN(CheckpointOutcome out,
+                          SignCheckpointInTxn(txn, audit_dbs_, origin, log_key));
+  if (!out.signed_now) {
+    txn.Abort();
+    return out;
+  }
+  // Handed out only once on disk; a failed commit discards the signature unseen.
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return out;
+}
+
+Status Store::CheckLatestCheckpoint(const std::string& origin) const {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(keys::MerkleFrontier f, LoadFrontier(txn, audit_dbs_));
+  return CheckConsistentWithLatest(txn, audit_dbs_, origin, f.Size(), f.Root());
+}
+
+Result<std::optional<StoredCheckpoint>> Store::LatestCheckpoint() const {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  return broker::LatestCheckpoint(txn, audit_dbs_);
+}
+
+Result<std::vector<StoredCheckpoint>> Store::Checkpoints(uint64_t from_size, size_t max) const {
+  std::vector<StoredCheckpoint> out;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, audit_dbs_.checkpoints));
+  REFBUS_ASSIGN_OR_RETURN(auto item, cur.Seek(lmdb::U64Key(from_size)));
+  while (item && out.size() < max) {
+    if (item->key.size() != 8) return Malformed("store: a checkpoint key has the wrong length");
+    REFBUS_ASSIGN_OR_RETURN(StoredCheckpoint c,
+                            DecodeCheckpointRecord(item->value, lmdb::ReadU64Key(item->key)));
+    out.push_back(std::move(c));
+    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
+  }
+  return out;
 }
 
 Result<size_t> Store::ExpireOld(UnixMillis now, size_t max_items) {
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
-  REFBUS_ASSIGN_OR_RETURN(uint64_t audit_size, GetU64(txn, meta_, Key("audit_size")));
+  REFBUS_ASSIGN_OR_RETURN(AuditWriter audit, AuditWriter::Begin(txn, audit_dbs_));
   std::vector<Bytes> expired_keys;
   {
     REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, expiry_));
@@ -502,18 +614,16 @@ Result<size_t> Store::ExpireOld(UnixMillis now, size_t max_items) {
       REFBUS_RETURN_IF_ERROR(txn.Del(msgs_, mid));
       Status s = txn.Del(refs_, mid);
       if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
-      e.index = audit_size;
+      e.index = audit.size();
       e.time_ms = now;
       e.broker_id = options_.broker_id;
-      REFBUS_RETURN_IF_ERROR(
-          txn.Put(audit_, lmdb::U64Key(audit_size), schema::EncodeAuditEntry(e), MDB_APPEND));
-      ++audit_size;
+      REFBUS_RETURN_IF_ERROR(audit.Append(schema::EncodeAuditEntry(e)));
     }
     Status s = txn.Del(seen_, mid);
     if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
     REFBUS_RETURN_IF_ERROR(txn.Del(expiry_, key));
   }
-  REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, Key("audit_size"), audit_size));
+  REFBUS_RETURN_IF_ERROR(audit.Finish());
   REFBUS_RETURN_IF_ERROR(txn.Commit());
   return expired_keys.size();
 }

@@ -22,9 +22,21 @@
 //     out of scope. Grant registrations and revocations are applied before the envelopes
 //     of the same batch.
 //   - Audit entries get consecutive indexes from 0; the stored bytes are the entry's
-//     serialized bytes, exactly what will be hashed.
+//     serialized bytes, exactly what is hashed. Each entry is a leaf of an RFC 6962 Merkle
+//     tree kept in the same write transaction (broker/audit_log.h: node storage, frontier,
+//     checkpoint records). Open never replays the log: it reads the stored frontier and
+//     checks it against the log's size, entry and node counts and the stored tree (O(log N)),
+//     refusing a store where they disagree (kFailedPrecondition or kMalformed, naming the
+//     numbers). A store of format 1 (written before the tree existed) is upgraded once at
+//     Open: the tree is built from the entries in one transaction, and the time it took
+//     is logged.
+//   - Checkpoints: SignCheckpoint signs the committed tree (never one inconsistent with the
+//     latest stored checkpoint; see audit_log.h) and stores the note before returning it.
 //
-// Thread safety: one thread uses a Store (the broker's event loop).
+// Thread safety: the writing methods (Commit, ExpireOld, SignCheckpoint) are called by one
+// thread at a time (the broker's writer thread). The const methods may run on any thread,
+// also beside a writer: each takes its own short read transaction and sees only committed
+// data.
 #ifndef REFBUS_BROKER_STORE_H_
 #define REFBUS_BROKER_STORE_H_
 
@@ -33,10 +45,13 @@
 #include <string>
 #include <vector>
 
+#include "broker/audit_log.h"
 #include "core/bytes.h"
 #include "core/clock.h"
 #include "core/lmdb.h"
 #include "core/status.h"
+#include "keys/identity.h"
+#include "keys/merkle.h"
 #include "keys/scope.h"
 #include "schema/types.h"
 #include "schema/workflow.h"
@@ -141,8 +156,32 @@ class Store {
   // kNotFound if the grant is not registered; kMalformed if its record is damaged.
   Result<GrantState> GetGrant(ByteView grant_id) const;
   Result<uint64_t> AuditSize() const;
-  // Audit entry bytes at index (exactly as stored and hashed).
+  // Audit entry bytes at index (exactly as stored and hashed), checked against the entry's
+  // leaf hash in the tree: kMalformed if they differ.
   Result<Bytes> AuditEntryBytes(uint64_t index) const;
+
+  // The Merkle root of the committed log (from the stored frontier: O(1)).
+  Result<keys::Hash> AuditRoot() const;
+  // The root of the first size entries, from stored nodes (O(log N) reads).
+  // InvalidArgument if size exceeds the committed log.
+  Result<keys::Hash> AuditRootAt(uint64_t size) const;
+  // RFC 9162 proofs from stored nodes, O(log N) reads; sizes up to the committed log's.
+  Result<std::vector<keys::Hash>> InclusionProof(uint64_t index, uint64_t size) const;
+  Result<std::vector<keys::Hash>> ConsistencyProof(uint64_t old_size, uint64_t new_size) const;
+
+  // Signs a checkpoint of the committed log with log_key under key name origin
+  // (CheckpointOrigin) and stores it, in one write transaction; the note is returned only
+  // once stored. When the log has not grown since the latest stored checkpoint, nothing is
+  // signed and that one is returned (signed_now false). Refuses (kFailedPrecondition,
+  // nothing signed or stored) a checkpoint inconsistent with the latest stored one.
+  Result<CheckpointOutcome> SignCheckpoint(const std::string& origin,
+                                           const keys::Identity& log_key);
+  // The same consistency check on the committed log, without signing: ok when the log is
+  // consistent with the latest stored checkpoint of origin (or none is stored).
+  Status CheckLatestCheckpoint(const std::string& origin) const;
+  Result<std::optional<StoredCheckpoint>> LatestCheckpoint() const;
+  // Stored checkpoints with size >= from_size, in order of size, at most max.
+  Result<std::vector<StoredCheckpoint>> Checkpoints(uint64_t from_size, size_t max) const;
 
   // Removes envelopes whose expiry has passed (audit EXPIRED for undelivered ones) and
   // forgets message ids past their expiry. At most max_items per call.
@@ -156,6 +195,7 @@ class Store {
   StoreOptions options_;
   MDB_dbi meta_ = 0, msgs_ = 0, mbox_ = 0, refs_ = 0, seen_ = 0, expiry_ = 0, counts_ = 0,
           audit_ = 0, grants_ = 0;
+  AuditDbs audit_dbs_;  // meta_, audit_, "audit_tree", "checkpoints"
 };
 
 // An audit entry describing an envelope (ids, pseudonym, hash and size; never content).
@@ -165,6 +205,13 @@ schema::AuditEntry EnvelopeAudit(schema::AuditEvent event, const schema::SealedE
 
 // SHA-256 (OpenSSL libcrypto) of bytes.
 Bytes Sha256(ByteView bytes);
+
+// The id an Attest is acknowledged with: the first 16 bytes of SHA-256(signed statement).
+inline Bytes AttestationId(ByteView signed_statement) {
+  Bytes h = Sha256(signed_statement);
+  h.resize(16);
+  return h;
+}
 
 }  // namespace refbus::broker
 

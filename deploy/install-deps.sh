@@ -12,7 +12,7 @@ packages=(
   # libraries (headers + shared objects)
   libzmq3-dev cppzmq-dev libsodium-dev libprotobuf-dev protobuf-compiler
   liblmdb-dev libspdlog-dev libfmt-dev libssl-dev
-  libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
+  libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libcpp-httplib-dev
   # tests
   libgtest-dev libgmock-dev
   # fuzz smoke runs in the test suite (clang + libFuzzer, own build tree)

@@ -1,5 +1,6 @@
 // agent::Client against FakeBroker over CURVE on loopback: session, submit window, acks and
-// nacks, resends, deliveries with deduplication, reconnects, agent restarts.
+// nacks, resends, deliveries with deduplication, reconnects, agent restarts, and control
+// frames (SubmitControl) through the same outbox.
 //
 // Every test drives client and broker from one thread and waits for an observable outcome
 // with a generous bound (RunUntil); nothing asserts how long anything took.
@@ -31,6 +32,7 @@ using test::FakeBroker;
 using test::Federation;
 using test::MessageIdOf;
 using Type = ClientEvent::Type;
+using FrameType = schema::Frame::Type;
 
 constexpr int kBoundMs = 20000;  // a failure bound, not an expected duration
 
@@ -88,6 +90,28 @@ class ClientTest : public ::testing::Test {
       if (e.type == t) out.push_back(e);
     }
     return out;
+  }
+
+  // A control frame whose statement starts with id (FakeBroker's convention for reading
+  // the id a real broker would find inside the signed statement), then random bytes.
+  static schema::Frame Control(FrameType type, const Bytes& id, size_t extra = 48) {
+    Bytes payload = id;
+    Bytes rest = keys::RandomBytes(extra);
+    payload.insert(payload.end(), rest.begin(), rest.end());
+    schema::Frame f;
+    f.type = type;
+    switch (type) {
+      case FrameType::kGrantRegister:
+        f.grant_register.signed_grant = payload;
+        break;
+      case FrameType::kGrantRevoke:
+        f.grant_revoke.signed_revocation = payload;
+        break;
+      default:
+        f.attest.signed_purge = payload;
+        break;
+    }
+    return f;
   }
 
   Federation fed_;
@@ -533,6 +557,307 @@ TEST_F(ClientTest, SubmitRefusesWhatThisAgencyDidNotSeal) {
   // A refused batch queues nothing.
   std::vector<Bytes> batch = {fed_.Seal(fed_.agency, test::kPeerId), keys::RandomBytes(64)};
   EXPECT_FALSE(client.SubmitBatch(batch).ok());
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+  EXPECT_EQ(client.outstanding(), 0u);
+}
+
+// ---------------------------------------------------------------- control frames
+
+TEST_F(ClientTest, ControlFramesReachTheBrokerAndAreAckedAsControl) {
+  auto broker = NewBroker();
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  const std::vector<FrameType> types = {FrameType::kGrantRegister, FrameType::kGrantRevoke,
+                                        FrameType::kAttest};
+  std::vector<Bytes> ids;
+  std::vector<schema::Frame> frames;
+  for (FrameType t : types) {
+    ids.push_back(keys::RandomBytes(16));
+    frames.push_back(Control(t, ids.back()));
+    ASSERT_TRUE(IsOk(client->SubmitControl(ids.back(), frames.back())));
+  }
+  // Durable before anything is sent, as control records.
+  EXPECT_EQ(Must(store->OutboxIds()), ids);
+  for (const Bytes& id : ids) {
+    EXPECT_TRUE(Must(store->OutboxEntry(id)).control);
+    EXPECT_TRUE(HasCode(store->OutboxEnvelope(id), Status::Code::kFailedPrecondition));
+  }
+
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return EventsOf(Type::kAcked).size() == 3; }));
+  EXPECT_TRUE(IsOk(poll_error_));
+  ASSERT_EQ(broker->controls.size(), 3u);
+  std::set<uint64_t> request_ids;
+  for (size_t i = 0; i < 3; ++i) {
+    const schema::Frame& got = broker->controls[i];
+    EXPECT_EQ(got.type, types[i]) << i;
+    EXPECT_EQ(test::ControlPayload(got), test::ControlPayload(frames[i])) << i;
+    EXPECT_NE(got.request_id, 0u) << i;
+    request_ids.insert(got.request_id);
+  }
+  EXPECT_EQ(request_ids.size(), 3u);
+  EXPECT_TRUE(broker->controls[2].attest.signed_access.empty());
+  EXPECT_TRUE(broker->submitted_ids.empty());  // no Submit frame for a control item
+
+  auto acked = EventsOf(Type::kAcked);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(acked[i].message_id, ids[i]) << i;
+    EXPECT_TRUE(acked[i].control) << i;
+    EXPECT_FALSE(acked[i].duplicate) << i;
+  }
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+  EXPECT_EQ(client->outstanding(), 0u);
+  EXPECT_EQ(client->counters().submitted, 3u);
+  EXPECT_EQ(client->counters().acked, 3u);
+}
+
+TEST_F(ClientTest, EnvelopeEventsAreNotMarkedControl) {
+  auto broker = NewBroker();
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  Bytes id = Must(client->Submit(fed_.Seal(fed_.agency, test::kPeerId)));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kAcked).empty(); }));
+  EXPECT_EQ(EventsOf(Type::kAcked)[0].message_id, id);
+  EXPECT_FALSE(EventsOf(Type::kAcked)[0].control);
+}
+
+TEST_F(ClientTest, ControlFinalNackIsRefusedAndLeavesTheOutbox) {
+  auto broker = NewBroker();
+  broker->nack_next.emplace_back(schema::NackReason::kConsentExpired, 0);
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  Bytes id = keys::RandomBytes(16);
+  ASSERT_TRUE(IsOk(client->SubmitControl(id, Control(FrameType::kGrantRegister, id))));
+
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kRefused).empty(); }));
+  auto refused = EventsOf(Type::kRefused);
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0].message_id, id);
+  EXPECT_TRUE(refused[0].control);
+  EXPECT_EQ(refused[0].reason, schema::NackReason::kConsentExpired);
+  EXPECT_EQ(refused[0].detail, "scripted by the test");
+  EXPECT_TRUE(EventsOf(Type::kAcked).empty());
+  EXPECT_EQ(broker->controls.size(), 1u);
+  EXPECT_EQ(client->outstanding(), 0u);
+  EXPECT_EQ(client->counters().refused, 1u);
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+}
+
+TEST_F(ClientTest, ControlBackPressureNackKeepsItAndRetriesWithFreshRequestIds) {
+  auto broker = NewBroker();
+  broker->nack_next.emplace_back(schema::NackReason::kQuotaExceeded, 50);
+  broker->nack_next.emplace_back(schema::NackReason::kStorageFull, 0);
+  auto store = NewStore();
+  ClientOptions o = FastOptions();
+  o.default_retry_after_ms = 50;
+  auto client = NewClient(*store, broker->endpoint(), o);
+  ASSERT_TRUE(IsOk(client->Start()));
+  Bytes id = keys::RandomBytes(16);
+  schema::Frame f = Control(FrameType::kGrantRevoke, id);
+  ASSERT_TRUE(IsOk(client->SubmitControl(id, f)));
+
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kAcked).empty(); }));
+  EXPECT_EQ(EventsOf(Type::kAcked)[0].message_id, id);
+  EXPECT_TRUE(EventsOf(Type::kAcked)[0].control);
+  EXPECT_TRUE(EventsOf(Type::kRefused).empty());
+  ASSERT_EQ(broker->controls.size(), 3u);
+  std::set<uint64_t> request_ids;
+  for (const auto& got : broker->controls) {
+    EXPECT_EQ(got.type, FrameType::kGrantRevoke);
+    EXPECT_EQ(got.grant_revoke.signed_revocation, f.grant_revoke.signed_revocation);
+    request_ids.insert(got.request_id);
+  }
+  EXPECT_EQ(request_ids.size(), 3u);
+  EXPECT_EQ(client->counters().backpressure, 2u);
+  EXPECT_EQ(client->counters().resent, 2u);
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+}
+
+TEST_F(ClientTest, UnansweredControlFrameIsSentAgainAfterTheTimeout) {
+  auto broker = NewBroker();
+  broker->drop_submits = 1;
+  auto store = NewStore();
+  ClientOptions o = FastOptions();
+  o.submit_timeout_ms = 100;
+  auto client = NewClient(*store, broker->endpoint(), o);
+  ASSERT_TRUE(IsOk(client->Start()));
+  Bytes id = keys::RandomBytes(16);
+  ASSERT_TRUE(IsOk(client->SubmitControl(id, Control(FrameType::kAttest, id))));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kAcked).empty(); }));
+  EXPECT_GE(broker->controls.size(), 2u);
+  EXPECT_GE(client->counters().resent, 1u);
+  EXPECT_EQ(EventsOf(Type::kAcked).size(), 1u);
+  EXPECT_TRUE(EventsOf(Type::kAcked)[0].control);
+}
+
+TEST_F(ClientTest, UnansweredControlFrameSurvivesAnAgentRestart) {
+  auto broker = NewBroker();
+  broker->drop_submits = 2;  // the agent "crashes" before any answer
+  Bytes id = keys::RandomBytes(16);
+  schema::Frame f = Control(FrameType::kGrantRegister, id);
+  Bytes env_id;
+  {
+    auto store = NewStore();
+    auto client = NewClient(*store, broker->endpoint(), FastOptions());
+    ASSERT_TRUE(IsOk(client->Start()));
+    ASSERT_TRUE(IsOk(client->SubmitControl(id, f)));
+    env_id = Must(client->Submit(fed_.Seal(fed_.agency, test::kPeerId)));
+    ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return broker->arrivals.size() == 2; }));
+    EXPECT_TRUE(events_.empty());
+  }
+  auto store = NewStore();
+  EXPECT_EQ(Must(store->OutboxIds()), (std::vector<Bytes>{id, env_id}));
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  EXPECT_EQ(client->counters().recovered, 2u);
+  EXPECT_EQ(client->outstanding(), 2u);
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return EventsOf(Type::kAcked).size() == 2; }));
+  auto acked = EventsOf(Type::kAcked);
+  EXPECT_EQ(acked[0].message_id, id);  // resubmitted oldest first, each as its own kind
+  EXPECT_TRUE(acked[0].control);
+  EXPECT_EQ(acked[1].message_id, env_id);
+  EXPECT_FALSE(acked[1].control);
+  ASSERT_EQ(broker->controls.size(), 2u);
+  EXPECT_EQ(broker->controls[1].type, FrameType::kGrantRegister);
+  EXPECT_EQ(broker->controls[1].grant_register.signed_grant, f.grant_register.signed_grant);
+  EXPECT_NE(broker->controls[1].request_id, 0u);
+  EXPECT_EQ(broker->SubmitCount(env_id), 2u);
+  EXPECT_EQ(client->counters().resent, 2u);
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+}
+
+TEST_F(ClientTest, EnvelopesAndControlFramesInterleaveInOrderWithinTheWindow) {
+  auto broker = NewBroker();
+  broker->hold_submits = true;
+  auto store = NewStore();
+  ClientOptions o = FastOptions();
+  o.window = 2;
+  o.submit_timeout_ms = 600000;  // no timeout resends in this test
+  auto client = NewClient(*store, broker->endpoint(), o);
+  ASSERT_TRUE(IsOk(client->Start()));
+  std::vector<Bytes> order;
+  for (int i = 0; i < 7; ++i) {
+    if (i % 2 == 0) {
+      order.push_back(Must(client->Submit(fed_.Seal(fed_.agency, test::kPeerId))));
+    } else {
+      Bytes id = keys::RandomBytes(16);
+      ASSERT_TRUE(IsOk(client->SubmitControl(id, Control(FrameType::kAttest, id))));
+      order.push_back(id);
+    }
+  }
+  EXPECT_EQ(Must(store->OutboxIds()), order);
+
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] {
+    if (broker->held() >= 2 || (broker->held() > 0 && client->unsent() == 0)) broker->ReleaseHeld();
+    return EventsOf(Type::kAcked).size() == 7;
+  }));
+  EXPECT_EQ(broker->max_held, 2u);
+  EXPECT_EQ(broker->arrivals, order);  // each sent once, in submission order
+  EXPECT_EQ(client->counters().resent, 0u);
+  std::vector<Bytes> acked;
+  for (const auto& e : EventsOf(Type::kAcked)) acked.push_back(e.message_id);
+  EXPECT_EQ(acked, order);
+  for (size_t i = 0; i < acked.size(); ++i) {
+    EXPECT_EQ(EventsOf(Type::kAcked)[i].control, i % 2 == 1) << i;
+  }
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+}
+
+TEST_F(ClientTest, SubmitControlTwiceIsANoOpAndOtherBytesAreRefused) {
+  auto broker = NewBroker();
+  broker->hold_submits = true;
+  auto store = NewStore();
+  ClientOptions o = FastOptions();
+  o.submit_timeout_ms = 600000;
+  auto client = NewClient(*store, broker->endpoint(), o);
+  ASSERT_TRUE(IsOk(client->Start()));
+  Bytes id = keys::RandomBytes(16);
+  schema::Frame f = Control(FrameType::kGrantRegister, id);
+  ASSERT_TRUE(IsOk(client->SubmitControl(id, f)));
+  // The same frame again, with fields SubmitControl does not store set differently.
+  schema::Frame again = f;
+  again.request_id = 77;
+  again.hello.party_id = "ignored";
+  EXPECT_TRUE(IsOk(client->SubmitControl(id, again)));
+  EXPECT_EQ(client->outstanding(), 1u);
+  EXPECT_EQ(client->counters().submitted, 1u);
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 1u);
+
+  // The same id with other bytes, or as another kind of frame, is refused.
+  EXPECT_TRUE(HasCode(client->SubmitControl(id, Control(FrameType::kGrantRegister, id)),
+                      Status::Code::kAlreadyExists));
+  schema::Frame as_revoke;
+  as_revoke.type = FrameType::kGrantRevoke;
+  as_revoke.grant_revoke.signed_revocation = f.grant_register.signed_grant;
+  EXPECT_TRUE(HasCode(client->SubmitControl(id, as_revoke), Status::Code::kAlreadyExists));
+  // Envelope ids and control ids share the outbox's namespace.
+  Bytes env = fed_.Seal(fed_.agency, test::kPeerId);
+  Bytes env_id = Must(client->Submit(env));
+  EXPECT_TRUE(HasCode(client->SubmitControl(env_id, Control(FrameType::kAttest, env_id)),
+                      Status::Code::kAlreadyExists));
+  EXPECT_EQ(Must(store->OutboxEntry(id)).envelope, schema::EncodeFrame([&] {
+              schema::Frame stored;
+              stored.type = FrameType::kGrantRegister;
+              stored.grant_register = f.grant_register;
+              return stored;
+            }()));
+
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] {
+    if (broker->held() > 0) broker->ReleaseHeld();
+    return EventsOf(Type::kAcked).size() == 2;
+  }));
+  EXPECT_EQ(broker->controls.size(), 1u);  // sent once
+  EXPECT_EQ(EventsOf(Type::kAcked)[0].message_id, id);
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+}
+
+TEST_F(ClientTest, ControlAnswerNamingAnotherIdIsMatchedByRequestId) {
+  // refbus-broker acks an Attest with an id derived from the statement's hash; the Client
+  // must not resend forever because the caller named the item differently.
+  auto broker = NewBroker();
+  broker->control_answers_name_hash = true;
+  broker->nack_next.emplace_back(schema::NackReason::kStorageFull, 20);
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  Bytes acked_id = keys::RandomBytes(16), refused_id = keys::RandomBytes(16);
+  ASSERT_TRUE(IsOk(client->SubmitControl(acked_id, Control(FrameType::kAttest, acked_id))));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kAcked).empty(); }));
+  EXPECT_EQ(EventsOf(Type::kAcked)[0].message_id, acked_id);
+  EXPECT_TRUE(EventsOf(Type::kAcked)[0].control);
+  EXPECT_EQ(client->counters().backpressure, 1u);  // the nack found it too
+
+  broker->nack_next.emplace_back(schema::NackReason::kBadSignature, 0);
+  ASSERT_TRUE(IsOk(client->SubmitControl(refused_id, Control(FrameType::kAttest, refused_id))));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return !EventsOf(Type::kRefused).empty(); }));
+  EXPECT_EQ(EventsOf(Type::kRefused)[0].message_id, refused_id);
+  EXPECT_TRUE(EventsOf(Type::kRefused)[0].control);
+  EXPECT_EQ(client->outstanding(), 0u);
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
+  EXPECT_EQ(broker->controls.size(), 3u);
+}
+
+TEST_F(ClientTest, SubmitControlRefusesWhatIsNotAControlFrame) {
+  auto store = NewStore();
+  Client client(fed_.agency, fed_.directory(), "tcp://127.0.0.1:1", *store);
+  Bytes id = keys::RandomBytes(16);
+  EXPECT_TRUE(HasCode(client.SubmitControl(id, Control(FrameType::kGrantRegister, id)),
+                      Status::Code::kFailedPrecondition));  // not started
+  ASSERT_TRUE(IsOk(client.Start()));
+  EXPECT_TRUE(HasCode(client.SubmitControl(Bytes(15, 1), Control(FrameType::kGrantRegister, id)),
+                      Status::Code::kInvalidArgument));
+  schema::Frame submit;
+  submit.type = FrameType::kSubmit;
+  submit.submit.envelope = fed_.Seal(fed_.agency, test::kPeerId);
+  EXPECT_TRUE(HasCode(client.SubmitControl(id, submit), Status::Code::kInvalidArgument));
+  schema::Frame empty;
+  empty.type = FrameType::kGrantRevoke;
+  EXPECT_TRUE(HasCode(client.SubmitControl(id, empty), Status::Code::kInvalidArgument));
+  schema::Frame both = Control(FrameType::kAttest, id);
+  both.attest.signed_access = both.attest.signed_purge;
+  EXPECT_TRUE(HasCode(client.SubmitControl(id, both), Status::Code::kInvalidArgument));
   EXPECT_EQ(Must(store->Counters()).outbox_messages, 0u);
   EXPECT_EQ(client.outstanding(), 0u);
 }

@@ -6,6 +6,10 @@
 // keys it was given, answers Hello with Welcome, Submit with Ack (or with scripted Nacks,
 // silence, or holds them until released), DirectoryFetch with a reply, and can Deliver
 // envelopes to the connection that sent the latest Hello. It keeps nothing on disk.
+// Control frames (GrantRegister, GrantRevoke, Attest) are submissions like Submit: the
+// same scripts apply, in arrival order. The fake does not parse their statements: by
+// test convention the first 16 bytes of a control frame's payload are its id (as a real
+// broker reads the grant id out of the signed grant), which it acks with.
 //
 // Thread safety: none. A test drives the broker and the client from its one thread,
 // alternating their Poll calls, so every exchange is deterministic in order.
@@ -15,6 +19,7 @@
 #include <zmq.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -25,6 +30,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "agent/store.h"
 #include "core/bytes.h"
 #include "core/clock.h"
 #include "core/zmq.h"
@@ -102,6 +108,29 @@ inline Bytes MessageIdOf(ByteView envelope) {
   return Must(schema::DecodeEnvelope(envelope)).header.message_id;
 }
 
+inline bool IsControl(const schema::Frame& f) {
+  return f.type == schema::Frame::Type::kGrantRegister ||
+         f.type == schema::Frame::Type::kGrantRevoke || f.type == schema::Frame::Type::kAttest;
+}
+
+// The statement a control frame carries.
+inline const Bytes& ControlPayload(const schema::Frame& f) {
+  switch (f.type) {
+    case schema::Frame::Type::kGrantRegister:
+      return f.grant_register.signed_grant;
+    case schema::Frame::Type::kGrantRevoke:
+      return f.grant_revoke.signed_revocation;
+    default:
+      return f.attest.signed_access.empty() ? f.attest.signed_purge : f.attest.signed_access;
+  }
+}
+
+// Test convention (see above): a control payload starts with its 16-byte id.
+inline Bytes ControlIdOf(const schema::Frame& f) {
+  const Bytes& p = ControlPayload(f);
+  return Bytes(p.begin(), p.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(16, p.size())));
+}
+
 class FakeBroker {
  public:
   // allowed: CURVE public key -> party id, the keys ZAP admits.
@@ -129,12 +158,17 @@ class FakeBroker {
   int drop_hellos = 0;        // leave this many Hellos unanswered
   bool hold_submits = false;  // keep submits unanswered until ReleaseHeld()
   Bytes directory_bytes;      // served to DirectoryFetch with an older serial
+  // Answer control frames naming another id than the test's (first 16 bytes of the
+  // payload's SHA-256, as refbus-broker names attestations), leaving only request_id.
+  bool control_answers_name_hash = false;
   uint32_t max_frame_bytes = static_cast<uint32_t>(schema::kMaxFrameBytes);  // in Welcome
 
   // ---- Observations ----
   std::vector<schema::Frame> hellos;
   std::vector<std::string> hello_user_ids;  // ZAP User-Id of each Hello's connection
   std::vector<Bytes> submitted_ids;         // every Submit, in arrival order
+  std::vector<schema::Frame> controls;      // every control frame, in arrival order
+  std::vector<Bytes> arrivals;              // ids of Submits and control frames, in order
   std::set<Bytes> stored;
   std::vector<schema::Frame> agent_replies;  // the agent's Acks and Nacks to deliveries
   int zap_denied = 0;
@@ -218,8 +252,17 @@ class FakeBroker {
         Send(rid, w);
         return;
       }
-      case T::kSubmit: {
-        submitted_ids.push_back(MessageIdOf(f.submit.envelope));
+      case T::kSubmit:
+      case T::kGrantRegister:
+      case T::kGrantRevoke:
+      case T::kAttest: {
+        if (f.type == T::kSubmit) {
+          submitted_ids.push_back(MessageIdOf(f.submit.envelope));
+          arrivals.push_back(submitted_ids.back());
+        } else {
+          controls.push_back(f);
+          arrivals.push_back(ControlIdOf(f));
+        }
         if (drop_submits > 0) {
           --drop_submits;
           return;
@@ -251,7 +294,11 @@ class FakeBroker {
   }
 
   void AnswerSubmit(const Bytes& rid, const schema::Frame& f) {
-    Bytes id = MessageIdOf(f.submit.envelope);
+    Bytes id = IsControl(f) ? ControlIdOf(f) : MessageIdOf(f.submit.envelope);
+    if (IsControl(f) && control_answers_name_hash) {
+      Bytes h = agent::Sha256(ControlPayload(f));
+      id.assign(h.begin(), h.begin() + 16);
+    }
     schema::Frame r;
     r.request_id = f.request_id;
     if (!nack_next.empty()) {

@@ -1,4 +1,5 @@
-// AgentStore: deduplication, order, persistence across reopen, damage detection.
+// AgentStore: deduplication, order, persistence across reopen, damage detection, control
+// items in the outbox, purged inbox records (tombstones).
 #include "agent/store.h"
 
 #include <gtest/gtest.h>
@@ -261,6 +262,212 @@ TEST(AgentStoreTest, DamagedOutboxRecordIsDetected) {
   // It can still be removed once the broker has answered for it.
   EXPECT_TRUE(IsOk(store->RemoveFromOutbox(std::vector<Bytes>{id})));
   EXPECT_TRUE(Must(store->OutboxIds()).empty());
+}
+
+// ---------------------------------------------------------------- control items
+
+TEST(AgentStoreTest, ControlItemsShareTheOutboxAndKeepTheirKind) {
+  TempDir dir;
+  Bytes env_id = NewId(), ctl_id = NewId(), env = Envelope(), ctl = Envelope(80);
+  {
+    auto store = OpenStore(dir);
+    auto added = store->AddToOutbox(
+        std::vector<OutboxItem>{{env_id, env, false}, {ctl_id, ctl, true}}, kNow);
+    ASSERT_TRUE(IsOk(added));
+    EXPECT_EQ(*added, (std::vector<bool>{true, true}));
+    // Idempotent per kind.
+    EXPECT_EQ(Must(store->AddToOutbox(std::vector<OutboxItem>{{ctl_id, ctl, true}}, kNow)),
+              std::vector<bool>{false});
+    // One id namespace: the same id and bytes as the other kind is a clash.
+    EXPECT_TRUE(HasError(store->AddToOutbox(std::vector<OutboxItem>{{ctl_id, ctl, false}}, kNow),
+                         Status::Code::kAlreadyExists, "control frame"));
+    EXPECT_TRUE(HasError(store->AddToOutbox(std::vector<OutboxItem>{{env_id, env, true}}, kNow),
+                         Status::Code::kAlreadyExists, "envelope"));
+    EXPECT_TRUE(
+        HasCode(store->AddToOutbox(std::vector<OutboxItem>{{ctl_id, Envelope(), true}}, kNow),
+                Status::Code::kAlreadyExists));
+    EXPECT_TRUE(HasCode(store->AddToOutbox(std::vector<OutboxItem>{{NewId(), Bytes(), true}}, kNow),
+                        Status::Code::kInvalidArgument));
+  }
+  auto store = OpenStore(dir);
+  EXPECT_EQ(Must(store->OutboxIds()), (std::vector<Bytes>{env_id, ctl_id}));
+  OutboxItem e = Must(store->OutboxEntry(env_id));
+  EXPECT_FALSE(e.control);
+  EXPECT_EQ(e.envelope, env);
+  EXPECT_EQ(e.message_id, env_id);
+  OutboxItem c = Must(store->OutboxEntry(ctl_id));
+  EXPECT_TRUE(c.control);
+  EXPECT_EQ(c.envelope, ctl);
+  EXPECT_EQ(Must(store->OutboxEnvelope(env_id)), env);
+  // Never handed out as an envelope.
+  EXPECT_TRUE(HasCode(store->OutboxEnvelope(ctl_id), Status::Code::kFailedPrecondition));
+  EXPECT_TRUE(HasCode(store->OutboxEntry(NewId()), Status::Code::kNotFound));
+  EXPECT_EQ(Must(store->Counters()).outbox_messages, 2u);
+  ASSERT_TRUE(IsOk(store->RemoveFromOutbox(std::vector<Bytes>{ctl_id})));
+  EXPECT_EQ(Must(store->OutboxIds()), std::vector<Bytes>{env_id});
+}
+
+TEST(AgentStoreTest, DamagedControlOutboxRecordIsDetected) {
+  TempDir dir;
+  Bytes id = NewId(), ctl = Envelope(120);
+  {
+    auto store = OpenStore(dir);
+    ASSERT_TRUE(IsOk(store->AddToOutbox(std::vector<OutboxItem>{{id, ctl, true}}, kNow)));
+  }
+  FlipStoredByte(dir, kOutboxDb, id, kRecordHeaderBytes + 5);
+  auto store = OpenStore(dir);
+  EXPECT_TRUE(HasError(store->OutboxEntry(id), Status::Code::kMalformed, "damaged"));
+  EXPECT_TRUE(IsOk(store->RemoveFromOutbox(std::vector<Bytes>{id})));
+  EXPECT_TRUE(Must(store->OutboxIds()).empty());
+}
+
+// ---------------------------------------------------------------- purge
+
+TEST(AgentStoreTest, PurgeReplacesEnvelopesWithTombstones) {
+  TempDir dir;
+  Bytes a = NewId(), b = NewId(), c = NewId(), ea = Envelope(), eb = Envelope(5000),
+        ec = Envelope();
+  {
+    auto store = OpenStore(dir);
+    ASSERT_TRUE(
+        IsOk(store->StoreDeliveries(std::vector<Delivery>{{a, ea}, {b, eb}, {c, ec}}, kNow)));
+    ASSERT_TRUE(IsOk(store->SetAppCursor(1)));
+    auto before = Must(store->Counters());
+    auto n = store->PurgeInbox(std::vector<Bytes>{b}, kNow + 1000);
+    ASSERT_TRUE(IsOk(n));
+    EXPECT_EQ(*n, 1u);
+    auto after = Must(store->Counters());
+    EXPECT_EQ(after.inbox_messages, before.inbox_messages);
+    EXPECT_EQ(after.duplicate_deliveries, before.duplicate_deliveries);
+    EXPECT_EQ(after.last_inbox_sequence, before.last_inbox_sequence);
+    EXPECT_EQ(after.app_cursor, before.app_cursor);
+  }
+  auto store = OpenStore(dir);  // the purge is durable
+  auto rec = store->GetInbox(b);
+  ASSERT_TRUE(IsOk(rec));
+  EXPECT_TRUE(rec->purged);
+  EXPECT_TRUE(rec->envelope.empty());
+  EXPECT_TRUE(rec->sha256.empty());
+  EXPECT_EQ(rec->message_id, b);
+  EXPECT_EQ(rec->sequence, 2u);
+  EXPECT_EQ(rec->received_ms, kNow);
+  EXPECT_TRUE(Must(store->InboxContains(b)));
+
+  auto kept = store->GetInbox(a);
+  ASSERT_TRUE(IsOk(kept));
+  EXPECT_FALSE(kept->purged);
+  EXPECT_EQ(kept->envelope, ea);
+
+  // Arrival order is unchanged; the tombstone keeps its place.
+  auto all = store->ReadInbox(0, 10);
+  ASSERT_TRUE(IsOk(all));
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].message_id, a);
+  EXPECT_EQ((*all)[1].message_id, b);
+  EXPECT_EQ((*all)[2].message_id, c);
+  EXPECT_FALSE((*all)[0].purged);
+  EXPECT_TRUE((*all)[1].purged);
+  EXPECT_TRUE((*all)[1].envelope.empty());
+  EXPECT_EQ((*all)[1].sequence, 2u);
+  EXPECT_FALSE((*all)[2].purged);
+  EXPECT_EQ((*all)[2].envelope, ec);
+}
+
+TEST(AgentStoreTest, RedeliveryOfAPurgedIdIsADuplicate) {
+  TempDir dir;
+  auto store = OpenStore(dir);
+  Bytes a = NewId(), b = NewId(), ea = Envelope(), eb = Envelope();
+  ASSERT_TRUE(IsOk(store->StoreDeliveries(std::vector<Delivery>{{a, ea}, {b, eb}}, kNow)));
+  ASSERT_EQ(Must(store->PurgeInbox(std::vector<Bytes>{a}, kNow + 1)), 1u);
+
+  auto again = store->StoreDeliveries(std::vector<Delivery>{{a, ea}}, kNow + 2);
+  ASSERT_TRUE(IsOk(again));
+  EXPECT_TRUE((*again)[0].duplicate);
+  EXPECT_EQ((*again)[0].sequence, 1u);
+  auto rec = Must(store->GetInbox(a));
+  EXPECT_TRUE(rec.purged);  // not re-stored
+  EXPECT_TRUE(rec.envelope.empty());
+  auto c = Must(store->Counters());
+  EXPECT_EQ(c.inbox_messages, 2u);
+  EXPECT_EQ(c.duplicate_deliveries, 1u);
+  EXPECT_EQ(c.last_inbox_sequence, 2u);
+}
+
+TEST(AgentStoreTest, PurgeSkipsAbsentAndAlreadyPurgedIds) {
+  TempDir dir;
+  auto store = OpenStore(dir);
+  Bytes a = NewId(), b = NewId();
+  ASSERT_TRUE(
+      IsOk(store->StoreDeliveries(std::vector<Delivery>{{a, Envelope()}, {b, Envelope()}}, kNow)));
+  EXPECT_EQ(Must(store->PurgeInbox(std::vector<Bytes>{}, kNow)), 0u);
+  // Absent ids, and a repeat inside one call, are skipped.
+  EXPECT_EQ(Must(store->PurgeInbox(std::vector<Bytes>{NewId(), a, a}, kNow)), 1u);
+  EXPECT_EQ(Must(store->PurgeInbox(std::vector<Bytes>{a}, kNow)), 0u);
+  EXPECT_EQ(Must(store->PurgeInbox(std::vector<Bytes>{a, b}, kNow)), 1u);
+  // A malformed id fails the call before anything is written.
+  Bytes c = NewId();
+  ASSERT_TRUE(IsOk(store->StoreDeliveries(std::vector<Delivery>{{c, Envelope()}}, kNow)));
+  EXPECT_TRUE(HasCode(store->PurgeInbox(std::vector<Bytes>{c, Bytes(15, 1)}, kNow),
+                      Status::Code::kInvalidArgument));
+  EXPECT_FALSE(Must(store->GetInbox(c)).purged);
+  EXPECT_EQ(Must(store->Counters()).inbox_messages, 3u);
+}
+
+TEST(AgentStoreTest, DamagedTombstoneIsDetected) {
+  TempDir dir;
+  Bytes a = NewId(), b = NewId();
+  {
+    auto store = OpenStore(dir);
+    ASSERT_TRUE(IsOk(
+        store->StoreDeliveries(std::vector<Delivery>{{a, Envelope()}, {b, Envelope()}}, kNow)));
+    ASSERT_EQ(Must(store->PurgeInbox(std::vector<Bytes>{b}, kNow + 9)), 1u);
+  }
+  // Format byte, hash, received time, sequence, purge time: each is caught.
+  for (size_t offset : {size_t{0}, size_t{1 + 5}, size_t{1 + kSha256Bytes + 7},
+                        size_t{1 + kSha256Bytes + 8 + 7}, size_t{kRecordHeaderBytes + 7}}) {
+    FlipStoredByte(dir, kInboxDb, b, offset);
+    {
+      auto store = OpenStore(dir);
+      EXPECT_TRUE(HasError(store->GetInbox(b), Status::Code::kMalformed, "damaged")) << offset;
+      EXPECT_TRUE(HasError(store->ReadInbox(0, 10), Status::Code::kMalformed, "damaged")) << offset;
+      // Still a duplicate for the broker.
+      auto again = store->StoreDeliveries(std::vector<Delivery>{{b, Envelope()}}, kNow);
+      ASSERT_TRUE(IsOk(again));
+      EXPECT_TRUE((*again)[0].duplicate) << offset;
+    }
+    FlipStoredByte(dir, kInboxDb, b, offset);  // repaired for the next round
+  }
+  auto store = OpenStore(dir);
+  EXPECT_TRUE(Must(store->GetInbox(b)).purged);
+}
+
+TEST(AgentStoreTest, DamagedRecordIsPurgedToo) {
+  // Consent was revoked: the content goes, whatever state its record is in; the
+  // tombstone takes the sequence the order index holds, so it reads back intact.
+  TempDir dir;
+  Bytes a = NewId(), b = NewId(), c = NewId();
+  {
+    auto store = OpenStore(dir);
+    ASSERT_TRUE(IsOk(store->StoreDeliveries(
+        std::vector<Delivery>{{a, Envelope()}, {b, Envelope()}, {c, Envelope()}}, kNow)));
+  }
+  FlipStoredByte(dir, kInboxDb, a, kRecordHeaderBytes + 3);    // in the envelope
+  FlipStoredByte(dir, kInboxDb, b, 1 + kSha256Bytes + 8 + 7);  // in the sequence
+  auto store = OpenStore(dir);
+  ASSERT_TRUE(HasError(store->GetInbox(a), Status::Code::kMalformed, "damaged"));
+  ASSERT_TRUE(HasError(store->GetInbox(b), Status::Code::kMalformed, "damaged"));
+  EXPECT_EQ(Must(store->PurgeInbox(std::vector<Bytes>{a, b}, kNow + 5)), 2u);
+  auto ra = Must(store->GetInbox(a));
+  EXPECT_TRUE(ra.purged);
+  EXPECT_EQ(ra.sequence, 1u);
+  EXPECT_EQ(ra.received_ms, kNow);
+  auto rb = Must(store->GetInbox(b));
+  EXPECT_TRUE(rb.purged);
+  EXPECT_EQ(rb.sequence, 2u);
+  auto all = Must(store->ReadInbox(0, 10));
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[2].message_id, c);
+  EXPECT_FALSE(all[2].purged);
 }
 
 TEST(AgentStoreTest, OneProcessPerDataDirectory) {

@@ -1,0 +1,667 @@
+#include "agent/api.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <optional>
+#include <regex>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "core/bytes.h"
+#include "core/file.h"
+#include "keys/crypto.h"
+
+namespace refbus::agent {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// Deeper JSON than this is refused before it reaches a handler: no request needs it, and
+// it bounds the recursion of everything that walks the document later.
+constexpr int kMaxJsonDepth = 32;
+
+int64_t SteadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             SteadyClock::now().time_since_epoch())
+      .count();
+}
+
+// ids, case references and local case numbers: no '/', bounded.
+constexpr char kIdPattern[] = "([^/]{1,128})";
+
+// clang-format off
+const std::array<RouteInfo, 19> kRoutes = {{
+    {Route::kRecordConsent, "POST", "/v1/consents", "/v1/consents", 201},
+    {Route::kConsents, "GET", "/v1/consents", "/v1/consents", 200},
+    {Route::kSendReferral, "POST", "/v1/referrals", "/v1/referrals", 201},
+    {Route::kReferrals, "GET", "/v1/referrals", "/v1/referrals", 200},
+    {Route::kChangeState, "POST", "/v1/referrals/{id}/state", "/v1/referrals/([^/]{1,128})/state", 200},
+    {Route::kInbox, "GET", "/v1/inbox", "/v1/inbox", 200},
+    {Route::kOpen, "POST", "/v1/messages/{id}/open", "/v1/messages/([^/]{1,128})/open", 200},
+    {Route::kHandoff, "POST", "/v1/handoffs", "/v1/handoffs", 201},
+    {Route::kAckHandoff, "POST", "/v1/handoffs/{id}/ack", "/v1/handoffs/([^/]{1,128})/ack", 200},
+    {Route::kRequestDeletion, "POST", "/v1/deletions", "/v1/deletions", 201},
+    {Route::kDeletions, "GET", "/v1/deletions", "/v1/deletions", 200},
+    {Route::kReportDeletionStatus, "POST", "/v1/deletions/{id}/status", "/v1/deletions/([^/]{1,128})/status", 200},
+    {Route::kRevokeConsent, "POST", "/v1/consents/{id}/revoke", "/v1/consents/([^/]{1,128})/revoke", 200},
+    {Route::kCloseCase, "POST", "/v1/cases/{case}/close", "/v1/cases/([^/]{1,128})/close", 200},
+    {Route::kSetLocalCase, "PUT", "/v1/cases/{case}/local", "/v1/cases/([^/]{1,128})/local", 200},
+    {Route::kCase, "GET", "/v1/cases/{case}", "/v1/cases/([^/]{1,128})", 200},
+    {Route::kStatus, "GET", "/v1/status", "/v1/status", 200},
+    {Route::kReady, "GET", "/v1/readyz", "/v1/readyz", 200},
+    {Route::kHealth, "GET", "/v1/healthz", "/v1/healthz", 200},
+}};
+// clang-format on
+
+std::string Dump(const Json& j) {
+  // Replace invalid UTF-8 instead of throwing: a reply must always be written.
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+void Reply(httplib::Response& res, int status, const Json& body) {
+  res.status = status;
+  res.set_content(Dump(body), "application/json");
+}
+
+void ReplyError(httplib::Response& res, const Status& s) {
+  Reply(res, HttpStatusFor(s.code()), ErrorBody(s));
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// The body of a POST or PUT: a JSON object. Messages name the problem, never the content.
+Result<Json> ParseBody(const httplib::Request& req) {
+  if (req.has_header("Content-Type")) {
+    std::string type = req.get_header_value("Content-Type");
+    std::string media = Lower(Trim(std::string_view(type).substr(0, type.find(';'))));
+    if (media != "application/json") {
+      return InvalidArgument("the request's Content-Type is '" + media.substr(0, 64) +
+                             "'; the API takes application/json");
+    }
+  }
+  if (req.body.empty()) {
+    return InvalidArgument(
+        "the request body is empty; send a JSON object ({} if it has no fields)");
+  }
+  bool too_deep = false;
+  Json::parser_callback_t limit_depth = [&too_deep](int depth, Json::parse_event_t, Json&) {
+    if (depth > kMaxJsonDepth) too_deep = true;
+    return !too_deep;
+  };
+  Json body;
+  try {
+    body = Json::parse(req.body, limit_depth, /*allow_exceptions=*/true);
+  } catch (const Json::parse_error& e) {
+    // e.what() quotes the bytes last read: case content must not travel into the reply.
+    return InvalidArgument("the request body is not valid JSON (error at byte " +
+                           std::to_string(e.byte) + ")");
+  }
+  if (too_deep) {
+    return InvalidArgument("the request body nests deeper than " + std::to_string(kMaxJsonDepth) +
+                           " levels");
+  }
+  if (!body.is_object()) {
+    return InvalidArgument(std::string("the request body must be a JSON object, not ") +
+                           body.type_name());
+  }
+  return body;
+}
+
+bool IsLowerHex(ByteView b) {
+  return std::all_of(b.begin(), b.end(),
+                     [](uint8_t c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+Result<keys::SecretBuffer> ReadTokenFile(const std::string& path) {
+  if (Status s = CheckPrivateFile(path); !s.ok()) {
+    return s.WithContext("the API token file");
+  }
+  REFBUS_ASSIGN_OR_RETURN(Bytes raw, ReadFile(path, 256));
+  size_t n = raw.size();
+  while (n > 0 && (raw[n - 1] == '\n' || raw[n - 1] == '\r' || raw[n - 1] == ' ')) --n;
+  if (n != 2 * kApiTokenBytes || !IsLowerHex(ByteView(raw).first(n))) {
+    sodium_memzero(raw.data(), raw.size());
+    return Malformed("the API token file " + path + " does not hold 64 lowercase hex digits; " +
+                     "delete it and restart refbus-agent run to make a new token");
+  }
+  auto token = keys::SecretBuffer::CopyOf(ByteView(raw).first(n));
+  sodium_memzero(raw.data(), raw.size());
+  return token;
+}
+
+Result<keys::SecretBuffer> CreateTokenFile(const std::string& path) {
+  keys::StackSecret<kApiTokenBytes> random;
+  randombytes_buf(random.data(), random.size());
+  REFBUS_ASSIGN_OR_RETURN(keys::SecretBuffer hex,
+                          keys::SecretBuffer::Allocate(2 * kApiTokenBytes + 1));
+  sodium_bin2hex(reinterpret_cast<char*>(hex.data()), hex.size(), random.data(), random.size());
+  hex.data()[2 * kApiTokenBytes] = '\n';  // the file's content: 64 hex digits and a newline
+  REFBUS_RETURN_IF_ERROR(WriteFileAtomic(path, hex.view(), kPrivateFileMode));
+  return keys::SecretBuffer::CopyOf(hex.view().first(2 * kApiTokenBytes));
+}
+
+// The start of the request being answered on this thread, for the access log line.
+thread_local std::optional<SteadyClock::time_point> t_request_start;
+
+}  // namespace
+
+// ---------------------------------------------------------------- routes and codes
+
+std::span<const RouteInfo> Routes() { return kRoutes; }
+
+const RouteInfo& InfoOf(Route route) {
+  for (const auto& r : kRoutes) {
+    if (r.route == route) return r;
+  }
+  std::abort();  // every Route is in the table
+}
+
+std::string_view ApiErrorCode(Status::Code code) {
+  switch (code) {
+    case Status::Code::kOk:
+      return "ok";
+    case Status::Code::kInvalidArgument:
+      return "invalid-argument";
+    case Status::Code::kNotFound:
+      return "not-found";
+    case Status::Code::kAlreadyExists:
+      return "already-exists";
+    case Status::Code::kPermissionDenied:
+      return "permission-denied";
+    case Status::Code::kMalformed:
+      return "malformed";
+    case Status::Code::kUnauthenticated:
+      return "unauthenticated";
+    case Status::Code::kExpired:
+      return "expired";
+    case Status::Code::kRevoked:
+      return "revoked";
+    case Status::Code::kRollback:
+      return "rollback";
+    case Status::Code::kFailedPrecondition:
+      return "failed-precondition";
+    case Status::Code::kResourceExhausted:
+      return "resource-exhausted";
+    case Status::Code::kUnavailable:
+      return "unavailable";
+    case Status::Code::kIoError:
+      return "io-error";
+    case Status::Code::kInternal:
+      return "internal";
+  }
+  return "unknown";
+}
+
+int HttpStatusFor(Status::Code code) {
+  switch (code) {
+    case Status::Code::kOk:
+      return 200;
+    case Status::Code::kInvalidArgument:
+    case Status::Code::kMalformed:
+      return 400;
+    case Status::Code::kUnauthenticated:
+      return 401;
+    case Status::Code::kPermissionDenied:
+      return 403;
+    case Status::Code::kNotFound:
+      return 404;
+    // A refusal because of the state of things (an expired or revoked grant included) is
+    // the caller's to resolve, not a server fault.
+    case Status::Code::kFailedPrecondition:
+    case Status::Code::kAlreadyExists:
+    case Status::Code::kExpired:
+    case Status::Code::kRevoked:
+      return 409;
+    case Status::Code::kResourceExhausted:
+    case Status::Code::kUnavailable:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+Json ErrorBody(const Status& status) {
+  return Json{
+      {"error",
+       {{"code", std::string(ApiErrorCode(status.code()))}, {"message", status.message()}}}};
+}
+
+// ---------------------------------------------------------------- CommandQueue
+
+Status CommandQueue::Run(std::function<void()> fn, std::chrono::milliseconds timeout) {
+  auto task = std::make_shared<Task>();
+  task->fn = std::move(fn);
+  std::unique_lock lock(mu_);
+  if (closed_) return Unavailable("the agent is stopping; retry when it has restarted");
+  tasks_.push_back(task);
+  changed_.notify_all();
+  auto deadline = SteadyClock::now() + timeout;
+  bool finished = changed_.wait_until(lock, deadline, [&] {
+    return task->state == TaskState::kDone || task->state == TaskState::kWithdrawn;
+  });
+  if (!finished && task->state == TaskState::kQueued) {
+    // Not started: withdraw it, so the caller's answer ("not done") is the truth.
+    task->state = TaskState::kWithdrawn;
+    std::erase(tasks_, task);
+    return ResourceExhausted("agent busy: the command did not start within " +
+                             std::to_string(timeout.count()) + " ms and was not run; retry");
+  }
+  // Started: it finishes, however long it takes (its effects are committed by then).
+  changed_.wait(lock, [&] {
+    return task->state == TaskState::kDone || task->state == TaskState::kWithdrawn;
+  });
+  if (task->state == TaskState::kWithdrawn) {
+    return Unavailable(
+        "the agent is stopping; the command was not run; retry when it has restarted");
+  }
+  return Status::Ok();
+}
+
+size_t CommandQueue::RunPending() {
+  last_drain_ms_.store(SteadyNowMs(), std::memory_order_relaxed);
+  size_t ran = 0;
+  std::unique_lock lock(mu_);
+  size_t budget = tasks_.size();  // what was queued when the call began: Poll gets its turn
+  while (budget-- > 0 && !tasks_.empty()) {
+    std::shared_ptr<Task> task = std::move(tasks_.front());
+    tasks_.pop_front();
+    if (task->state != TaskState::kQueued) continue;
+    task->state = TaskState::kRunning;
+    lock.unlock();
+    try {
+      task->fn();
+    } catch (const std::exception& e) {
+      spdlog::error("api: a command threw: {}", e.what());
+    } catch (...) {
+      spdlog::error("api: a command threw an unknown exception");
+    }
+    lock.lock();
+    task->state = TaskState::kDone;
+    ++ran;
+    changed_.notify_all();
+  }
+  return ran;
+}
+
+void CommandQueue::Close() {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+  for (auto& t : tasks_) {
+    if (t->state == TaskState::kQueued) t->state = TaskState::kWithdrawn;
+  }
+  tasks_.clear();
+  changed_.notify_all();
+}
+
+// ---------------------------------------------------------------- token and address
+
+Result<keys::SecretBuffer> ReadApiToken(const std::string& path) {
+  if (!PathExists(path)) {
+    return NotFound("no API token file " + path + " (refbus-agent run creates it at first start)");
+  }
+  return ReadTokenFile(path);
+}
+
+Result<keys::SecretBuffer> LoadOrCreateApiToken(const std::string& path) {
+  if (PathExists(path)) return ReadTokenFile(path);
+  auto created = CreateTokenFile(path);
+  if (!created.ok()) return created.status().WithContext("cannot create the API token file");
+  spdlog::info("api: created a new API token in {} (mode 0600)", path);
+  return created;
+}
+
+Result<ListenAddress> ParseLoopbackListen(std::string_view listen) {
+  const std::string quoted = "\"" + std::string(listen.substr(0, 80)) + "\"";
+  size_t colon = listen.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == listen.size()) {
+    return InvalidArgument(quoted + " is not HOST:PORT; use \"127.0.0.1:0\" (any free port) or " +
+                           "\"127.0.0.1:PORT\"");
+  }
+  std::string host(listen.substr(0, colon));
+  std::string_view port_text = listen.substr(colon + 1);
+  int port = -1;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || end != port_text.data() + port_text.size() || port < 0 || port > 65535) {
+    return InvalidArgument(quoted + ": the port must be a number from 0 (any free port) to 65535");
+  }
+  in_addr addr{};
+  if (::inet_pton(AF_INET, host.c_str(), &addr) != 1) {
+    return InvalidArgument(
+        quoted + ": the local API listens on a loopback IPv4 address only (127.0.0.1), given " +
+        "as a literal, not a host name; use \"127.0.0.1:" + std::string(port_text) + "\"");
+  }
+  if ((ntohl(addr.s_addr) >> 24) != 127) {
+    return InvalidArgument(
+        quoted + " is not a loopback address: the local API would be reachable from other " +
+        "machines. It listens on 127.0.0.0/8 only; use \"127.0.0.1:" + std::string(port_text) +
+        "\" (case-management software on other machines must not call an agency's agent " +
+        "directly)");
+  }
+  return ListenAddress{host, port};
+}
+
+// ---------------------------------------------------------------- ApiServer
+
+struct ApiServer::Impl {
+  Impl(const ApiOptions& o, CommandQueue& q, CommandHandler& h)
+      : options(o), queue(q), handler(h) {}
+
+  bool Authenticated(const httplib::Request& req, std::string* why) const {
+    if (!req.has_header("Authorization")) {
+      *why = "no Authorization header";
+      return false;
+    }
+    std::string value = req.get_header_value("Authorization");
+    std::string_view v = Trim(value);
+    constexpr std::string_view kScheme = "bearer ";
+    if (v.size() < kScheme.size() || Lower(v.substr(0, kScheme.size())) != kScheme) {
+      *why = "the Authorization header is not a Bearer token";
+      return false;
+    }
+    std::string_view presented = Trim(v.substr(kScheme.size()));
+    bool ok = keys::ConstantTimeEquals(AsBytes(presented), token.view());
+    sodium_memzero(value.data(), value.size());
+    if (!ok) *why = "wrong bearer token";
+    return ok;
+  }
+
+  void Serve(const RouteInfo& info, const httplib::Request& req, httplib::Response& res) {
+    if (info.route == Route::kHealth) return ServeHealth(res);
+    // Checked here, after httplib has read the body (bounded by max_body_bytes), not in a
+    // pre-routing handler: refusing before the body is read would close the connection
+    // with unread bytes, which resets it and can lose the 401 on its way to the client.
+    if (std::string why; !Authenticated(req, &why)) {
+      spdlog::warn("api: refused {} {}: {}", req.method, req.path.substr(0, 200), why);
+      res.set_header("WWW-Authenticate", "Bearer");
+      return ReplyError(res, Unauthenticated("missing or wrong bearer token: send "
+                                             "\"Authorization: Bearer <token>\" with the token "
+                                             "from " +
+                                             options.token_file));
+    }
+    ApiRequest request;
+    request.route = info.route;
+    if (req.matches.size() > 1) request.id = req.matches[1].str();
+    if (info.method != "GET") {
+      auto body = ParseBody(req);
+      if (!body.ok()) return ReplyError(res, body.status());
+      request.body = std::move(body).value();
+    }
+    Result<Json> result = Internal("the command did not complete; see the agent's log");
+    Status queued = queue.Run(
+        [&] {
+          try {
+            result = handler.Handle(request);
+          } catch (const std::exception& e) {
+            // Library exceptions (JSON type errors) name types and keys, not values.
+            spdlog::error("api: {} {} failed: {}", info.method, info.path, e.what());
+            result = Internal("the command failed unexpectedly; see the agent's log");
+          }
+        },
+        options.command_timeout);
+    if (!queued.ok()) return ReplyError(res, queued);
+    if (!result.ok()) return ReplyError(res, result.status());
+    if (info.route == Route::kReady) {
+      bool ready = result->is_object() && result->value("ready", false);
+      Json body = result->is_object() ? *result : Json::object();
+      body["ready"] = ready;
+      if (!ready) {
+        body.update(ErrorBody(Unavailable("no session with the home broker yet")));
+      }
+      return Reply(res, ready ? 200 : 503, body);
+    }
+    Reply(res, info.ok_status, *result);
+  }
+
+  void ServeHealth(httplib::Response& res) {
+    int64_t idle = SteadyNowMs() - queue.last_drain_ms();
+    Json body = {{"status", "ok"}, {"loop_idle_ms", idle}};
+    if (idle > options.stall_after.count()) {
+      body["status"] = "stalled";
+      body.update(ErrorBody(
+          Unavailable("the agent's loop has not run for " + std::to_string(idle) + " ms")));
+      return Reply(res, 503, body);
+    }
+    Reply(res, 200, body);
+  }
+
+  // Fills the body of error replies that httplib made itself (no route, too large, ...).
+  httplib::Server::HandlerResponse OnError(const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    Status s;
+    switch (res.status) {
+      case 404: {
+        std::vector<std::string> allowed;
+        for (size_t i = 0; i < kRoutes.size(); ++i) {
+          if (kRoutes[i].method != req.method && std::regex_match(req.path, patterns[i])) {
+            allowed.emplace_back(kRoutes[i].method);
+          }
+        }
+        std::sort(allowed.begin(), allowed.end());
+        allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
+        if (!allowed.empty()) {
+          std::string allow;
+          for (const auto& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
+          res.status = 405;
+          res.set_header("Allow", allow);
+          s = InvalidArgument(req.method + " is not allowed here; use " + allow);
+          break;
+        }
+        s = NotFound("no route " + req.method + " " + req.path.substr(0, 200) +
+                     " (routes: agent/API.md)");
+        break;
+      }
+      case 413:
+        s = ResourceExhausted("the request body is larger than the limit of " +
+                              std::to_string(options.max_body_bytes) + " bytes");
+        break;
+      case 414:
+        s = InvalidArgument("the request URI is too long");
+        break;
+      case 400:
+        s = InvalidArgument("malformed HTTP request");
+        break;
+      default:
+        s = Internal("HTTP " + std::to_string(res.status));
+        break;
+    }
+    res.set_content(Dump(ErrorBody(s)), "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  }
+
+  ApiOptions options;
+  CommandQueue& queue;
+  CommandHandler& handler;
+  keys::SecretBuffer token;
+  httplib::Server server;
+  std::vector<std::regex> patterns;  // kRoutes[i].pattern, for 405 answers
+  std::thread thread;
+  int port = 0;
+  std::string url;
+  bool stopped = false;
+};
+
+ApiServer::ApiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ApiServer::~ApiServer() { Stop(); }
+
+Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, CommandQueue& queue,
+                                                    CommandHandler& handler) {
+  REFBUS_ASSIGN_OR_RETURN(ListenAddress listen, ParseLoopbackListen(options.listen));
+  if (options.token_file.empty()) return InvalidArgument("the API needs a token file");
+  if (options.threads == 0) return InvalidArgument("the API needs at least one thread");
+  auto impl = std::make_unique<Impl>(options, queue, handler);
+  REFBUS_ASSIGN_OR_RETURN(impl->token, LoadOrCreateApiToken(options.token_file));
+
+  Impl* p = impl.get();
+  httplib::Server& svr = impl->server;
+  size_t threads = options.threads;
+  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // httplib's default also sets SO_REUSEPORT, which would let another process of this
+  // user bind the same port and take a share of the connections (and their tokens).
+  svr.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+  svr.set_payload_max_length(options.max_body_bytes);
+  svr.set_read_timeout(10, 0);
+  svr.set_write_timeout(10, 0);
+  svr.set_keep_alive_timeout(2);
+  svr.set_default_headers({{"Cache-Control", "no-store"}, {"X-Content-Type-Options", "nosniff"}});
+
+  svr.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+    t_request_start = SteadyClock::now();
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  svr.set_error_handler(httplib::Server::HandlerWithResponse(
+      [p](const httplib::Request& req, httplib::Response& res) { return p->OnError(req, res); }));
+  svr.set_exception_handler(
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
+        spdlog::error("api: {} {}: unexpected exception", req.method, req.path.substr(0, 200));
+        ReplyError(res, Internal("unexpected error; see the agent's log"));
+      });
+  svr.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    double ms = -1;
+    if (t_request_start) {
+      ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - *t_request_start).count();
+      t_request_start.reset();
+    }
+    // Path only: ids are fine, query strings and bodies are not logged.
+    auto level = res.status >= 500 ? spdlog::level::warn : spdlog::level::info;
+    spdlog::log(level, "api: {} {} -> {} in {:.1f} ms", req.method, req.path.substr(0, 200),
+                res.status, ms);
+  });
+
+  for (const auto& route : kRoutes) {
+    impl->patterns.emplace_back(std::string(route.pattern));
+    auto h = [p, &route](const httplib::Request& req, httplib::Response& res) {
+      p->Serve(route, req, res);
+    };
+    std::string pattern(route.pattern);
+    if (route.method == "GET") {
+      svr.Get(pattern, h);
+    } else if (route.method == "POST") {
+      svr.Post(pattern, h);
+    } else if (route.method == "PUT") {
+      svr.Put(pattern, h);
+    }
+  }
+
+  if (listen.port == 0) {
+    impl->port = svr.bind_to_any_port(listen.host);
+  } else {
+    impl->port = svr.bind_to_port(listen.host, listen.port) ? listen.port : -1;
+  }
+  if (impl->port <= 0) {
+    int err = errno;
+    return Unavailable("cannot listen on " + listen.host + ":" + std::to_string(listen.port) +
+                       (err != 0 ? " (" + std::system_category().message(err) + ")" : "") +
+                       "; is another agent running with this [api] listen setting? Use port 0 "
+                       "for any free port");
+  }
+  impl->url = "http://" + listen.host + ":" + std::to_string(impl->port);
+  impl->thread = std::thread([p] { p->server.listen_after_bind(); });
+  // stop() does nothing before the accept loop runs: wait for it, so Stop always works.
+  auto until = SteadyClock::now() + std::chrono::seconds(5);
+  while (!svr.is_running() && SteadyClock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::unique_ptr<ApiServer> server(new ApiServer(std::move(impl)));
+  if (!server->impl_->server.is_running()) {
+    return Internal("the API server did not start within 5 s");
+  }
+  if (!options.url_file.empty()) {
+    std::string line = server->impl_->url + "\n";
+    if (Status s = WriteFileAtomic(options.url_file, AsBytes(line), kPrivateFileMode); !s.ok()) {
+      return s.WithContext("cannot write the API URL file");
+    }
+  }
+  spdlog::info("api: listening on {} (token in {})", server->impl_->url, options.token_file);
+  return server;
+}
+
+void ApiServer::Stop() {
+  if (!impl_ || impl_->stopped) return;
+  impl_->stopped = true;
+  impl_->queue.Close();
+  impl_->server.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+  if (!impl_->options.url_file.empty()) {
+    // Only our own URL: another agent may have started on this data dir since (it cannot,
+    // LMDB's lock refuses it, but a stale file must not mislead the CLI either way).
+    auto content = ReadFile(impl_->options.url_file, 1024);
+    if (content.ok() && AsChars(*content) == impl_->url + "\n") {
+      ::unlink(impl_->options.url_file.c_str());
+    }
+  }
+  spdlog::info("api: stopped");
+}
+
+int ApiServer::port() const { return impl_->port; }
+const std::string& ApiServer::url() const { return impl_->url; }
+
+// ---------------------------------------------------------------- ApiClient
+
+ApiClient::ApiClient(std::string url, keys::SecretBuffer token, int timeout_s)
+    : url_(std::move(url)), token_(std::move(token)), timeout_s_(timeout_s) {}
+
+Result<ApiReply> ApiClient::Call(std::string_view method, const std::string& path,
+                                 const Json* body) {
+  httplib::Client client(url_);
+  if (!client.is_valid()) return InvalidArgument("not a usable API URL: " + url_);
+  client.set_connection_timeout(5, 0);
+  client.set_read_timeout(timeout_s_, 0);
+  client.set_write_timeout(timeout_s_, 0);
+  client.set_keep_alive(false);
+  std::string auth = "Bearer ";
+  auth.append(AsChars(token_.view()));
+  httplib::Headers headers = {{"Authorization", auth}};
+  sodium_memzero(auth.data(), auth.size());
+  std::string payload = body != nullptr ? Dump(*body) : std::string();
+  if (method != "GET" && method != "POST" && method != "PUT") {
+    return InvalidArgument("unsupported method " + std::string(method));
+  }
+  httplib::Result res = method == "GET"    ? client.Get(path, headers)
+                        : method == "POST" ? client.Post(path, headers, payload, "application/json")
+                                           : client.Put(path, headers, payload, "application/json");
+  for (auto& [k, v] : headers) sodium_memzero(v.data(), v.size());
+  if (!res) {
+    return Unavailable("cannot reach the agent's API at " + url_ + " (" +
+                       httplib::to_string(res.error()) + ")");
+  }
+  ApiReply reply;
+  reply.http_status = res->status;
+  if (!res->body.empty()) {
+    reply.body = Json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+    if (reply.body.is_discarded()) {
+      return Malformed("the reply from " + url_ + " (HTTP " + std::to_string(res->status) +
+                       ") is not JSON: is that URL a refbus agent?");
+    }
+  }
+  return reply;
+}
+
+}  // namespace refbus::agent

@@ -1,0 +1,237 @@
+// The agency agent's local HTTP/JSON API (agent/API.md), and the client the CLI uses.
+//
+// ApiServer serves the routes documented in agent/engine.h to the agency's own
+// case-management software on this machine:
+//   - it listens on a loopback address only (127.0.0.0/8); anything else is refused at
+//     start as a configuration error;
+//   - every route except GET /v1/healthz requires "Authorization: Bearer <token>" (checked
+//     before the body is parsed; unknown paths are 404 with or without it), where
+//     the token is 32 random bytes (64 hex digits) in a file only the daemon's user may
+//     read (created 0600 at first start; a file readable by group or others is refused);
+//     tokens are compared in constant time and never logged;
+//   - bodies are JSON objects of at most ApiOptions::max_body_bytes;
+//   - it logs one line per request: method, path, HTTP status, duration; never bodies,
+//     query strings or the token.
+//
+// Threading: httplib answers requests on its own worker threads, but the workflow engine
+// is single-threaded. Each request is therefore posted to a CommandQueue and run by the
+// one thread that drains it (the daemon's loop, between Engine::Poll turns); the worker
+// waits for the result. A command that has not started within ApiOptions::command_timeout
+// is withdrawn and answered 503 "agent busy": it never ran, so retrying is safe. A command
+// that has started is always waited for.
+//
+// ApiServer does not know the engine: it dispatches to a CommandHandler (daemon.h has the
+// one over Engine), so the HTTP layer can be tested with a fake.
+//
+// Thread safety: CommandQueue is thread-safe. ApiServer's methods are called from one
+// thread (the daemon's); its handlers run on httplib's threads and the queue's thread.
+#ifndef REFBUS_AGENT_API_H_
+#define REFBUS_AGENT_API_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+#include "keys/secret.h"
+
+namespace refbus::agent {
+
+using Json = nlohmann::json;
+
+// ---- Routes ----
+
+enum class Route {
+  kRecordConsent,         // POST /v1/consents
+  kConsents,              // GET  /v1/consents
+  kSendReferral,          // POST /v1/referrals
+  kReferrals,             // GET  /v1/referrals
+  kChangeState,           // POST /v1/referrals/{id}/state
+  kInbox,                 // GET  /v1/inbox
+  kOpen,                  // POST /v1/messages/{id}/open
+  kHandoff,               // POST /v1/handoffs
+  kAckHandoff,            // POST /v1/handoffs/{id}/ack
+  kRequestDeletion,       // POST /v1/deletions
+  kDeletions,             // GET  /v1/deletions
+  kReportDeletionStatus,  // POST /v1/deletions/{id}/status
+  kRevokeConsent,         // POST /v1/consents/{id}/revoke
+  kCloseCase,             // POST /v1/cases/{case}/close
+  kSetLocalCase,          // PUT  /v1/cases/{case}/local
+  kCase,                  // GET  /v1/cases/{case}
+  kStatus,                // GET  /v1/status
+  kReady,                 // GET  /v1/readyz: the handler returns {"ready": bool, ...}
+  kHealth,                // GET  /v1/healthz: answered by the server itself, no token
+};
+
+struct RouteInfo {
+  Route route;
+  std::string_view method;   // "GET", "POST", "PUT"
+  std::string_view path;     // as documented: "/v1/referrals/{id}/state"
+  std::string_view pattern;  // the regular expression matched against the whole path
+  int ok_status;             // 200, or 201 for routes that create something
+};
+
+// Every route, in the order of the table above.
+std::span<const RouteInfo> Routes();
+const RouteInfo& InfoOf(Route route);
+
+// A request as a CommandHandler sees it: authenticated, routed, body parsed.
+struct ApiRequest {
+  Route route = Route::kStatus;
+  std::string id;  // the {id} or {case} of the path; empty for routes without one
+  Json body;       // a JSON object for POST and PUT; null for GET
+};
+
+class CommandHandler {
+ public:
+  virtual ~CommandHandler() = default;
+  // Runs on the thread that drains the CommandQueue, one call at a time. An error's
+  // message is shown to the caller: it must not contain case content or secrets.
+  virtual Result<Json> Handle(const ApiRequest& request) = 0;
+};
+
+// ---- Status codes on the wire ----
+
+// "invalid-argument", "permission-denied", ...: the "code" of an error body.
+std::string_view ApiErrorCode(Status::Code code);
+// ok -> 200; invalid argument, malformed -> 400; unauthenticated -> 401; permission
+// denied -> 403; not found -> 404; failed precondition, already exists, expired,
+// revoked -> 409; resource exhausted, unavailable -> 503; anything else -> 500.
+int HttpStatusFor(Status::Code code);
+// {"error": {"code": "...", "message": "..."}}
+Json ErrorBody(const Status& status);
+
+// ---- CommandQueue ----
+
+class CommandQueue {
+ public:
+  CommandQueue() = default;
+  CommandQueue(const CommandQueue&) = delete;
+  CommandQueue& operator=(const CommandQueue&) = delete;
+
+  // Any thread but the draining one: queues fn and waits until it has run. If it has not
+  // started within timeout it is withdrawn (it will never run) and the result is
+  // ResourceExhausted ("agent busy"); once started it is waited for however long it takes.
+  // Unavailable if the queue is closed (now or while waiting, before fn started).
+  // fn must not throw; if it does, the exception is logged and swallowed.
+  Status Run(std::function<void()> fn, std::chrono::milliseconds timeout);
+
+  // The draining thread: runs the closures queued when the call began, in order, and
+  // returns how many ran.
+  size_t RunPending();
+
+  // Refuses new closures and withdraws queued ones (their waiters get Unavailable).
+  void Close();
+
+  // Milliseconds (steady clock) of the last RunPending call: a liveness signal.
+  int64_t last_drain_ms() const { return last_drain_ms_.load(std::memory_order_relaxed); }
+
+ private:
+  enum class TaskState { kQueued, kRunning, kDone, kWithdrawn };
+  struct Task {
+    std::function<void()> fn;
+    TaskState state = TaskState::kQueued;  // GUARDED_BY(mu_)
+  };
+
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::deque<std::shared_ptr<Task>> tasks_;  // GUARDED_BY(mu_)
+  bool closed_ = false;                      // GUARDED_BY(mu_)
+  std::atomic<int64_t> last_drain_ms_{0};
+};
+
+// ---- Token and address ----
+
+inline constexpr size_t kApiTokenBytes = 32;  // 64 hex digits in the file
+
+// Reads the token file, or creates it (0600, atomically) with a fresh random token if it
+// does not exist. Refuses a file readable or writable by group or others (with the chmod
+// fix in the message), owned by another user, or not holding 64 hex digits. The token is
+// returned as its hex text in locked memory; the caller's SecretBuffer wipes it.
+Result<keys::SecretBuffer> LoadOrCreateApiToken(const std::string& path);
+// The same checks, without creating: for clients.
+Result<keys::SecretBuffer> ReadApiToken(const std::string& path);
+
+struct ListenAddress {
+  std::string host;  // an IPv4 loopback literal, "127.0.0.1"
+  int port = 0;      // 0: any free port
+};
+// "127.0.0.1:8080" or "127.0.0.1:0". Refuses every host that is not an IPv4 loopback
+// literal (0.0.0.0, a LAN address, a host name), saying why.
+Result<ListenAddress> ParseLoopbackListen(std::string_view listen);
+
+// ---- ApiServer ----
+
+struct ApiOptions {
+  std::string listen = "127.0.0.1:0";
+  std::string token_file;  // required
+  std::string url_file;    // optional: "http://127.0.0.1:<port>\n" written here, 0600
+  size_t max_body_bytes = size_t{1} << 20;
+  std::chrono::milliseconds command_timeout{30000};
+  // healthz reports 503 if the queue has not been drained for this long.
+  std::chrono::milliseconds stall_after{30000};
+  size_t threads = 4;
+};
+
+class ApiServer {
+ public:
+  // Loads or creates the token, binds, writes the URL file and starts serving on a thread
+  // of its own. queue and handler must outlive the server.
+  static Result<std::unique_ptr<ApiServer>> Start(const ApiOptions& options, CommandQueue& queue,
+                                                  CommandHandler& handler);
+  ~ApiServer();
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // Closes the queue (waiting requests are answered 503), stops accepting, waits for
+  // httplib's threads, and removes the URL file. Idempotent. REQUIRES: not called from
+  // the queue's draining thread while a request is running (it never is: the caller is).
+  void Stop();
+
+  int port() const;
+  const std::string& url() const;  // "http://127.0.0.1:<port>"
+
+  struct Impl;
+
+ private:
+  explicit ApiServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// ---- Client (the CLI) ----
+
+struct ApiReply {
+  int http_status = 0;
+  Json body;  // the parsed JSON body (null if there was none)
+};
+
+class ApiClient {
+ public:
+  // url: "http://127.0.0.1:<port>"; token: the hex token (copied into locked memory).
+  ApiClient(std::string url, keys::SecretBuffer token, int timeout_s);
+
+  // Sends one request; body may be nullptr. Unavailable if the daemon cannot be reached
+  // (connection refused, timeout), naming the URL; Malformed if the reply is not JSON.
+  // An HTTP error status is a reply, not an error.
+  Result<ApiReply> Call(std::string_view method, const std::string& path, const Json* body);
+
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string url_;
+  keys::SecretBuffer token_;
+  int timeout_s_;
+};
+
+}  // namespace refbus::agent
+
+#endif  // REFBUS_AGENT_API_H_

@@ -1,0 +1,394 @@
+#include "agent/daemon.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <toml++/toml.h>
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "core/clock.h"
+#include "core/file.h"
+#include "keys/directory.h"
+#include "keys/identity.h"
+#include "keys/keyfile.h"
+#include "keys/secret.h"
+#include "schema/codec.h"
+#include "schema/types.h"
+
+#ifdef REFBUS_AGENT_HAVE_ENGINE
+#include "agent/engine.h"
+#endif
+
+namespace refbus::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The broker's config reader, for the agent's file (broker and agent share no code).
+class Reader {
+ public:
+  Reader(const toml::table& root, std::string file) : root_(root), file_(std::move(file)) {}
+
+  Status Error(std::string_view section, std::string_view key, std::string_view problem) const {
+    return InvalidArgument(file_ + ": setting " + std::string(section) + "." + std::string(key) +
+                           " " + std::string(problem));
+  }
+
+  Result<std::string> String(std::string_view section, std::string_view key, bool required) {
+    const toml::node* n = root_.at_path(std::string(section) + "." + std::string(key)).node();
+    if (n == nullptr) {
+      if (required) return Error(section, key, "is missing");
+      return std::string();
+    }
+    auto v = n->value<std::string>();
+    if (!v) return Error(section, key, "must be a string");
+    if (required && v->empty()) return Error(section, key, "is empty");
+    return *v;
+  }
+
+  Result<std::string> Path(std::string_view section, std::string_view key, bool required) {
+    REFBUS_ASSIGN_OR_RETURN(std::string s, String(section, key, required));
+    if (s.empty()) return s;
+    return Resolve(s);
+  }
+
+  std::string Resolve(const std::string& s) const {
+    fs::path p(s);
+    // Absolute, so that logs and error messages name the file whatever the working folder.
+    if (p.is_relative()) p = fs::absolute(fs::path(file_)).parent_path() / p;
+    return p.lexically_normal().string();
+  }
+
+  Status Uint(std::string_view section, std::string_view key, uint64_t min, uint64_t max,
+              uint64_t* out) {
+    const toml::node* n = root_.at_path(std::string(section) + "." + std::string(key)).node();
+    if (n == nullptr) return Status::Ok();  // default stays
+    auto v = n->value<int64_t>();
+    if (!v) return Error(section, key, "must be an integer");
+    if (*v < 0 || static_cast<uint64_t>(*v) < min || static_cast<uint64_t>(*v) > max) {
+      return Error(section, key,
+                   "is " + std::to_string(*v) + "; it must be between " + std::to_string(min) +
+                       " and " + std::to_string(max));
+    }
+    *out = static_cast<uint64_t>(*v);
+    return Status::Ok();
+  }
+
+  Status NoUnknown(std::string_view section, std::initializer_list<std::string_view> known) {
+    const toml::node* node = root_.get(section);
+    if (node == nullptr) return Status::Ok();
+    const toml::table* t = node->as_table();
+    if (t == nullptr)
+      return InvalidArgument(file_ + ": " + std::string(section) + " must be a [" +
+                             std::string(section) + "] section");
+    for (const auto& [k, v] : *t) {
+      bool ok = false;
+      for (auto name : known) ok = ok || k.str() == name;
+      if (!ok) return Error(section, k.str(), "is not a known setting (misspelt?)");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const toml::table& root_;
+  std::string file_;
+};
+
+UnixMillis Now() { return SystemClock::Get().NowMillis(); }
+
+int64_t MtimeNs(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return -1;
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+// The agency's keys and its verified view of the federation.
+struct Party {
+  std::unique_ptr<keys::Identity> identity;  // moved into the Engine
+  Bytes signing_key;                         // its public keys, for directory reloads
+  Bytes transport_key;
+  keys::TrustAnchor anchor;
+  std::unique_ptr<keys::TrustState> trust;
+  schema::SignedDirectory directory;
+};
+
+// The identity and directory must describe one active agency with these very keys: a
+// mismatch (a rotated key without a new directory, the wrong key file) is caught here
+// with a clear message rather than as refused envelopes later.
+Status CheckListed(const AgentConfig& c, ByteView signing_key, ByteView transport_key,
+                   const schema::Directory& directory) {
+  const schema::Party* me = directory.Find(c.id);
+  if (me == nullptr || me->kind != schema::PartyKind::kAgency ||
+      me->status != schema::PartyStatus::kActive) {
+    return FailedPrecondition("agency " + c.id + " is not an active agency in directory serial " +
+                              std::to_string(directory.serial) + " (" + c.directory + ")");
+  }
+  const schema::KeyRecord* keys = me->ActiveKeys();
+  if (keys == nullptr || !std::ranges::equal(keys->signing_key, signing_key) ||
+      !std::ranges::equal(keys->transport_key, transport_key)) {
+    return FailedPrecondition("the keys in " + c.key_file + " are not agency " + c.id +
+                              "'s active keys in directory serial " +
+                              std::to_string(directory.serial) +
+                              " (was the key rotated without a new directory?)");
+  }
+  return Status::Ok();
+}
+
+Result<Party> LoadParty(const AgentConfig& c) {
+  Party p;
+  std::optional<keys::SecretBuffer> pass;
+  if (!c.passphrase_file.empty()) {
+    REFBUS_ASSIGN_OR_RETURN(auto pf, keys::ReadPassphraseFile(c.passphrase_file));
+    pass = std::move(pf);
+  }
+  REFBUS_ASSIGN_OR_RETURN(keys::Identity id,
+                          keys::LoadIdentity(c.key_file, pass ? &*pass : nullptr));
+  if (id.kind() != schema::PartyKind::kAgency || id.party_id() != c.id) {
+    return InvalidArgument(c.key_file + " holds the keys of " +
+                           std::string(schema::Name(id.kind())) + " " + id.party_id() +
+                           ", not of agency " + c.id + " (setting agent.id in " + c.path + ")");
+  }
+  p.signing_key = id.signing_public_key();
+  p.transport_key = id.transport_public_key();
+  p.identity = std::make_unique<keys::Identity>(std::move(id));
+  REFBUS_ASSIGN_OR_RETURN(p.anchor, keys::LoadTrustAnchor(c.anchor));
+  REFBUS_ASSIGN_OR_RETURN(keys::TrustState ts, keys::TrustState::Open(c.trust_state));
+  p.trust = std::make_unique<keys::TrustState>(std::move(ts));
+  REFBUS_ASSIGN_OR_RETURN(auto v,
+                          keys::LoadAndAcceptDirectory(c.directory, p.anchor, *p.trust, Now()));
+  if (v.in_grace) {
+    spdlog::error("directory serial {} has EXPIRED and is in its grace period: install a new one",
+                  v.signed_directory.directory.serial);
+  }
+  REFBUS_RETURN_IF_ERROR(
+      CheckListed(c, p.signing_key, p.transport_key, v.signed_directory.directory));
+  p.directory = std::move(v.signed_directory);
+  return p;
+}
+
+#ifdef REFBUS_AGENT_HAVE_ENGINE
+
+// The local API over the Engine. Runs on the loop thread (CommandQueue).
+class EngineHandler final : public CommandHandler {
+ public:
+  explicit EngineHandler(Engine& engine) : engine_(engine) {}
+
+  Result<Json> Handle(const ApiRequest& r) override {
+    switch (r.route) {
+      case Route::kRecordConsent:
+        return engine_.RecordConsent(r.body);
+      case Route::kConsents:
+        return engine_.Consents();
+      case Route::kSendReferral:
+        return engine_.SendReferral(r.body);
+      case Route::kReferrals:
+        return engine_.Referrals();
+      case Route::kChangeState:
+        return engine_.ChangeState(r.id, r.body);
+      case Route::kInbox:
+        return engine_.Inbox();
+      case Route::kOpen:
+        return engine_.Open(r.id, r.body);
+      case Route::kHandoff:
+        return engine_.Handoff(r.body);
+      case Route::kAckHandoff:
+        return engine_.AckHandoff(r.id, r.body);
+      case Route::kRequestDeletion:
+        return engine_.RequestDeletion(r.body);
+      case Route::kDeletions:
+        return engine_.Deletions();
+      case Route::kReportDeletionStatus:
+        return engine_.ReportDeletionStatus(r.id, r.body);
+      case Route::kRevokeConsent:
+        return engine_.RevokeConsent(r.id, r.body);
+      case Route::kCloseCase:
+        return engine_.CloseCase(r.id, r.body);
+      case Route::kSetLocalCase:
+        return engine_.SetLocalCase(r.id, r.body);
+      case Route::kCase:
+        return engine_.Case(r.id);
+      case Route::kStatus:
+        return engine_.GetStatus();
+      case Route::kReady: {
+        REFBUS_ASSIGN_OR_RETURN(Json status, engine_.GetStatus());
+        bool ready = status.is_object() && status.value("session_ready", false);
+        return Json{{"ready", ready}};
+      }
+      case Route::kHealth:
+        break;  // answered by the server
+    }
+    return Internal("no handler for this route");
+  }
+
+ private:
+  Engine& engine_;
+};
+
+#endif  // REFBUS_AGENT_HAVE_ENGINE
+
+}  // namespace
+
+bool HaveEngine() {
+#ifdef REFBUS_AGENT_HAVE_ENGINE
+  return true;
+#else
+  return false;
+#endif
+}
+
+Result<AgentConfig> LoadAgentConfig(const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return InvalidArgument(path + " line " + std::to_string(e.source().begin.line) + ": " +
+                           std::string(e.description()));
+  }
+  for (const auto& [k, v] : root) {
+    if (k.str() != "agent" && k.str() != "api") {
+      return InvalidArgument(path + ": unknown section [" + std::string(k.str()) +
+                             "] (known: [agent], [api])");
+    }
+  }
+  Reader r(root, path);
+  REFBUS_RETURN_IF_ERROR(
+      r.NoUnknown("agent", {"id", "data_dir", "key_file", "passphrase_file", "directory", "anchor",
+                            "trust_state", "broker_endpoint"}));
+  REFBUS_RETURN_IF_ERROR(
+      r.NoUnknown("api", {"listen", "url_file", "token_file", "command_timeout_ms"}));
+  AgentConfig c;
+  c.path = path;
+  REFBUS_ASSIGN_OR_RETURN(c.id, r.String("agent", "id", true));
+  if (!schema::IsValidPartyId(c.id)) {
+    return r.Error("agent", "id", "is not a valid party id (3-48 of a-z, 0-9, '-')");
+  }
+  REFBUS_ASSIGN_OR_RETURN(c.data_dir, r.Path("agent", "data_dir", true));
+  REFBUS_ASSIGN_OR_RETURN(c.key_file, r.Path("agent", "key_file", true));
+  REFBUS_ASSIGN_OR_RETURN(c.passphrase_file, r.Path("agent", "passphrase_file", false));
+  REFBUS_ASSIGN_OR_RETURN(c.directory, r.Path("agent", "directory", true));
+  REFBUS_ASSIGN_OR_RETURN(c.anchor, r.Path("agent", "anchor", true));
+  REFBUS_ASSIGN_OR_RETURN(c.trust_state, r.Path("agent", "trust_state", true));
+  REFBUS_ASSIGN_OR_RETURN(c.broker_endpoint, r.String("agent", "broker_endpoint", false));
+  if (!c.broker_endpoint.empty() && c.broker_endpoint.rfind("tcp://", 0) != 0 &&
+      c.broker_endpoint.rfind("ipc://", 0) != 0) {
+    return r.Error("agent", "broker_endpoint", "must start with tcp:// or ipc://");
+  }
+  struct Required {
+    const std::string* file;
+    const char* key;
+  };
+  for (const Required& f : {Required{&c.key_file, "key_file"}, Required{&c.directory, "directory"},
+                            Required{&c.anchor, "anchor"}}) {
+    if (!PathExists(*f.file)) {
+      return InvalidArgument(path + ": file " + *f.file + " (from setting agent." + f.key +
+                             ") does not exist");
+    }
+  }
+  if (!c.passphrase_file.empty() && !PathExists(c.passphrase_file)) {
+    return InvalidArgument(path + ": file " + c.passphrase_file +
+                           " (from setting agent.passphrase_file) does not exist");
+  }
+
+  if (const toml::node* n = root.at_path("api.listen").node(); n != nullptr) {
+    auto v = n->value<std::string>();
+    if (!v) return r.Error("api", "listen", "must be a string such as \"127.0.0.1:0\"");
+    c.api_listen = *v;
+  }
+  if (auto listen = ParseLoopbackListen(c.api_listen); !listen.ok()) {
+    return r.Error("api", "listen", listen.status().message());
+  }
+  REFBUS_ASSIGN_OR_RETURN(c.api_url_file, r.Path("api", "url_file", false));
+  REFBUS_ASSIGN_OR_RETURN(c.api_token_file, r.Path("api", "token_file", false));
+  if (c.api_url_file.empty()) c.api_url_file = (fs::path(c.data_dir) / "api.url").string();
+  if (c.api_token_file.empty()) c.api_token_file = (fs::path(c.data_dir) / "api.token").string();
+  REFBUS_RETURN_IF_ERROR(
+      r.Uint("api", "command_timeout_ms", 100, 600000, &c.api_command_timeout_ms));
+  return c;
+}
+
+Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
+  auto party = LoadParty(config);
+  if (!party.ok()) return party.status().WithContext("cannot start");
+#ifndef REFBUS_AGENT_HAVE_ENGINE
+  (void)signals;
+  return FailedPrecondition(
+      "cannot start: this refbus-agent was built without the workflow engine "
+      "(agent/engine.cpp); the configuration, keys and directory are valid");
+#else
+  if (!PathExists(config.data_dir)) {
+    REFBUS_RETURN_IF_ERROR(MakeDirectories(config.data_dir, 0700).WithContext("cannot start"));
+  }
+  // The token file is checked (or created) before the broker session starts, so that a
+  // file others may read stops the start with its chmod fix and nothing else done.
+  if (auto token = LoadOrCreateApiToken(config.api_token_file); !token.ok()) {
+    return token.status().WithContext("cannot start");
+  }
+  EngineOptions eo;
+  eo.data_dir = config.data_dir;
+  eo.broker_endpoint = config.broker_endpoint;
+  auto engine = Engine::Create(std::move(*party->identity), party->directory, eo);
+  if (!engine.ok()) return engine.status().WithContext("cannot start");
+
+  CommandQueue queue;
+  EngineHandler handler(**engine);
+  ApiOptions ao;
+  ao.listen = config.api_listen;
+  ao.token_file = config.api_token_file;
+  ao.url_file = config.api_url_file;
+  ao.command_timeout = std::chrono::milliseconds(config.api_command_timeout_ms);
+  auto api = ApiServer::Start(ao, queue, handler);
+  if (!api.ok()) {
+    (*engine)->Shutdown(0);
+    return api.status().WithContext("cannot start");
+  }
+  spdlog::info("agent {}: running; local API at {} (token in {}, URL in {})", config.id,
+               (*api)->url(), config.api_token_file, config.api_url_file);
+
+  int64_t directory_mtime = MtimeNs(config.directory);
+  auto next_directory_check = std::chrono::steady_clock::now();
+  Status last_error;
+  while (*signals.stop == 0) {
+    if (Status s = (*engine)->Poll(10); !s.ok() && s.message() != last_error.message()) {
+      spdlog::error("agent: {}", s.ToString());  // said once; the engine retries
+      last_error = s;
+    }
+    queue.RunPending();
+
+    // A new directory: on SIGHUP, or when the file changes (checked every 2 s).
+    auto now = std::chrono::steady_clock::now();
+    bool forced = signals.reload != nullptr && *signals.reload != 0;
+    if (forced || now >= next_directory_check) {
+      next_directory_check = now + std::chrono::seconds(2);
+      int64_t mtime = MtimeNs(config.directory);
+      if (forced || mtime != directory_mtime) {
+        directory_mtime = mtime;
+        auto v =
+            keys::LoadAndAcceptDirectory(config.directory, party->anchor, *party->trust, Now());
+        Status s = v.ok() ? CheckListed(config, party->signing_key, party->transport_key,
+                                        v->signed_directory.directory)
+                          : v.status();
+        if (s.ok()) s = (*engine)->UpdateDirectory(v->signed_directory);
+        if (s.ok()) {
+          spdlog::info("agent: directory serial {} loaded", v->signed_directory.directory.serial);
+        } else {
+          spdlog::error("agent: the new directory was refused, keeping the current one: {}",
+                        s.ToString());
+        }
+      }
+      if (forced) *signals.reload = 0;
+    }
+  }
+  spdlog::info("agent {}: stopping", config.id);
+  (*api)->Stop();
+  (*engine)->Shutdown(2000);
+  spdlog::info("agent {}: stopped cleanly", config.id);
+  return Status::Ok();
+#endif
+}
+
+}  // namespace refbus::agent

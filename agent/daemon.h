@@ -1,0 +1,79 @@
+// refbus-agent run: the agency daemon. Its configuration, the CommandHandler that maps
+// the local API onto the workflow Engine, and the loop that drives both.
+//
+// Configuration (TOML). Every setting is validated at load; an error names the file, the
+// setting and what is wrong with it; unknown sections and settings are refused. Relative
+// paths are resolved against the config file's folder.
+//
+//   [agent]
+//   id = "incheon-wee-01"            # this agency's id in the directory
+//   data_dir = "data"                # LMDB stores, API token and URL files (one agent
+//                                    # per folder)
+//   key_file = "identity.key"        # the agency's keys (refbus-keys party init)
+//   passphrase_file = ""             # optional, for a protected key file
+//   directory = "directory"          # signed directory; reloaded on SIGHUP or change
+//   anchor = "authority.pub"         # the authority's trust anchor
+//   trust_state = "trust-state"      # highest directory serial accepted (rollback)
+//   broker_endpoint = ""             # optional: default is the home broker's endpoint
+//                                    # in the directory
+//
+//   [api]
+//   listen = "127.0.0.1:0"           # loopback only; port 0 = any free port
+//   url_file = ""                    # default <data_dir>/api.url (written at start, 0600)
+//   token_file = ""                  # default <data_dir>/api.token (created 0600)
+//   command_timeout_ms = 30000       # a command not started by then is answered 503
+//
+// Thread safety: LoadAgentConfig is a free function; RunDaemon runs the loop on the
+// calling thread and the API on threads of its own.
+#ifndef REFBUS_AGENT_DAEMON_H_
+#define REFBUS_AGENT_DAEMON_H_
+
+#include <csignal>
+#include <cstdint>
+#include <string>
+
+#include "agent/api.h"
+#include "core/status.h"
+
+namespace refbus::agent {
+
+struct AgentConfig {
+  std::string path;  // the file it was loaded from
+
+  std::string id;
+  std::string data_dir;
+  std::string key_file;
+  std::string passphrase_file;
+  std::string directory;
+  std::string anchor;
+  std::string trust_state;
+  std::string broker_endpoint;
+
+  std::string api_listen = "127.0.0.1:0";
+  std::string api_url_file;
+  std::string api_token_file;
+  uint64_t api_command_timeout_ms = 30000;
+};
+
+Result<AgentConfig> LoadAgentConfig(const std::string& path);
+
+// Flags set by signal handlers (SIGTERM/SIGINT: stop; SIGHUP: reload the directory).
+struct DaemonSignals {
+  const volatile std::sig_atomic_t* stop = nullptr;
+  volatile std::sig_atomic_t* reload = nullptr;  // cleared when the reload is done
+};
+
+// Loads the identity, verifies the directory against the anchor and trust state, creates
+// the Engine, serves the API and runs the loop until *signals.stop, then stops the API
+// (requests still waiting are answered 503) and shuts the engine down.
+// Returns ok after a clean stop; FailedPrecondition-style errors for start-up problems
+// are prefixed "cannot start: ".
+Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals);
+
+// True if this build has the workflow engine (agent/engine.cpp). Without it, RunDaemon
+// checks the configuration, keys and directory, then refuses to start.
+bool HaveEngine();
+
+}  // namespace refbus::agent
+
+#endif  // REFBUS_AGENT_DAEMON_H_

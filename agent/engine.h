@@ -1,0 +1,131 @@
+// Engine: an agency's workflows over the bus. It owns the agency's session with its home
+// broker (Client), its transport store (AgentStore) and its case store, and turns the
+// commands of the local API into consent-checked, sealed case messages, and delivered
+// envelopes into referral states, handoffs, deletion status, access notices, revocations
+// and purges (PROTOCOL.md 9 and 10).
+//
+// Commands take and return JSON (the local API's bodies, documented per method below and
+// in agent/API.md); ids travel as lowercase hex, times as Unix milliseconds, enums by
+// their readable names ("counseling-center", "withdrawn-by-guardian"). A command either
+// succeeds with everything it changed committed locally (and queued durably for the
+// broker), or fails with a Status whose message tells the operator what to do:
+//   kInvalidArgument    a malformed request (names the field)
+//   kNotFound           unknown referral, message, grant or case
+//   kPermissionDenied   outside the consent (names the field, category or recipient)
+//   kFailedPrecondition not allowed now (illegal state change, revoked grant, not the lead)
+// Messages never contain field values.
+//
+// Content at rest: the engine keeps no plaintext. Delivered envelopes stay sealed in the
+// inbox (to this agency's prekeys); "open" decrypts on demand and records the access.
+// Case data an operator sends is sealed at once and not kept. Purging a grant's messages
+// replaces their envelopes by tombstones (the ids stay, for deduplication), which destroys
+// the wrapped content keys: nothing under the grant can be opened again.
+//
+// Thread safety: none. One thread (the daemon's loop) calls Poll() and every command.
+#ifndef REFBUS_AGENT_ENGINE_H_
+#define REFBUS_AGENT_ENGINE_H_
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "agent/client.h"
+#include "core/clock.h"
+#include "core/status.h"
+#include "keys/identity.h"
+#include "schema/types.h"
+
+namespace refbus::agent {
+
+using Json = nlohmann::json;
+
+struct EngineOptions {
+  std::string data_dir;         // transport store in <data_dir>/transport, cases in /cases
+  std::string broker_endpoint;  // empty: the home broker's endpoint from the directory
+  ClientOptions client;
+  UnixMillis message_lifetime_ms = 30 * kMillisPerDay;
+};
+
+class CaseStore;
+
+class Engine {
+ public:
+  // identity: this agency's keys; directory: verified by the caller.
+  static Result<std::unique_ptr<Engine>> Create(keys::Identity identity,
+                                                schema::SignedDirectory directory,
+                                                EngineOptions options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // One turn: the broker session (sends, acks, deliveries) and processing of what arrived.
+  Status Poll(int timeout_ms);
+  // Stops submitting, waits up to linger_ms for answers to what is in flight, closes.
+  void Shutdown(int linger_ms);
+  // A newer verified directory (from refbus-keys or the broker).
+  Status UpdateDirectory(schema::SignedDirectory directory);
+
+  // ---- Commands (bodies: agent/API.md) ----
+  // POST /v1/consents: record a consent grant signed by this agency and register it with
+  // the broker. {case_ref?, local_case?, basis, legal_article?, consenters[], subject_assent,
+  // purposes[], categories[], recipients[], recipient_types[], onward_sharing, valid_days,
+  // retention_days, expires_in_ms?, emergency_override, countersigner_key_file?,
+  // countersigner_operator?, operator} -> {grant_id, case_ref, local_case, expires_at_ms,
+  // emergency_override}
+  Result<Json> RecordConsent(const Json& request);
+  // GET /v1/consents -> [{grant_id, case_ref, recorded_by, basis, purposes, categories,
+  // recipients, recipient_types, onward_sharing, expires_at_ms, revoked, registered}]
+  Result<Json> Consents();
+  // POST /v1/referrals {grant_id, to, purpose, fields[{category,name,value}], operator}
+  // -> {referral_id, message_id, case_ref, state}
+  Result<Json> SendReferral(const Json& request);
+  // GET /v1/referrals -> [{referral_id, case_ref, local_case, side, peer, purpose, state,
+  // updated_at_ms, history[{from,to,by,operator,reason,at_ms}]}]
+  Result<Json> Referrals();
+  // POST /v1/referrals/{id}/state {state, reason?, operator} -> the referral
+  Result<Json> ChangeState(const std::string& referral_id, const Json& request);
+  // GET /v1/inbox -> [{message_id, from, kind, case_ref, local_case, received_at_ms,
+  // opened, status ("ok" | "refused" | "purged"), refusal?}]
+  Result<Json> Inbox();
+  // POST /v1/messages/{id}/open {operator} -> {message_id, from, kind, case_ref, content}
+  // Records the access: a signed access record to the broker's audit log and an access
+  // notice to the sender.
+  Result<Json> Open(const std::string& message_id, const Json& request);
+  // POST /v1/handoffs {grant_id, to, reason, fields[], operator} -> {handoff_id, message_id}
+  Result<Json> Handoff(const Json& request);
+  // POST /v1/handoffs/{id}/ack {accepted, reason?, operator} -> {handoff_id, lead}
+  Result<Json> AckHandoff(const std::string& handoff_id, const Json& request);
+  // POST /v1/deletions {grant_id, to, items[{item_id,url,sha256?,platform?}], report_to[],
+  // monitor, operator} -> {request_id, message_id}
+  Result<Json> RequestDeletion(const Json& request);
+  // GET /v1/deletions -> [{request_id, case_ref, side, peer, items[{item_id,status}],
+  // counts{received,notified,removed,reappeared,withdrawn}, report_seq}]
+  Result<Json> Deletions();
+  // POST /v1/deletions/{id}/status {updates[{item_id,status}], operator}
+  // -> {request_id, report_seq, counts, sent_to[]}
+  Result<Json> ReportDeletionStatus(const std::string& request_id, const Json& request);
+  // POST /v1/consents/{id}/revoke {reason, operator} -> {grant_id, notified[]}
+  Result<Json> RevokeConsent(const std::string& grant_id, const Json& request);
+  // POST /v1/cases/{case_ref}/close {reason, operator} -> {case_ref, notified[]}
+  Result<Json> CloseCase(const std::string& case_ref, const Json& request);
+  // PUT /v1/cases/{case_ref}/local {local_case} -> the case
+  Result<Json> SetLocalCase(const std::string& case_ref, const Json& request);
+  // GET /v1/cases/{case_ref} (case_ref or local case number) -> {case_ref, local_case, lead,
+  // closed, grants[], referrals[], handoffs[], deletions[], access_notices[],
+  // purge_confirmations[], refusals[]}
+  Result<Json> Case(const std::string& case_ref_or_local);
+  // GET /v1/status -> {agency, broker, session_ready, outstanding, inbox, directory_serial}
+  // (Not named Status: that would hide the Status type inside the class.)
+  Result<Json> GetStatus();
+
+  const std::string& agency_id() const;
+
+ private:
+  struct Impl;
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace refbus::agent
+
+#endif  // REFBUS_AGENT_ENGINE_H_

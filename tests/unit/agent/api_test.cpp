@@ -1,0 +1,691 @@
+// The local API's HTTP layer (agent/api.h) with a fake command handler: a real server on
+// 127.0.0.1 port 0, driven by httplib's client.
+#include "agent/api.h"
+
+#include <httplib.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/file.h"
+#include "tests/unit/test_util.h"
+
+namespace refbus::agent {
+namespace {
+
+using std::chrono::milliseconds;
+using test::HasCode;
+using test::HasError;
+using test::HasSubstr;
+using test::IsOk;
+using test::Must;
+using test::TempDir;
+
+// Records every request and answers with an echo, or with the error it was told to give.
+class FakeHandler final : public CommandHandler {
+ public:
+  Result<Json> Handle(const ApiRequest& r) override {
+    std::lock_guard lock(mu_);
+    requests_.push_back(r);
+    thread_ = std::this_thread::get_id();
+    if (throw_next_) {
+      throw_next_ = false;
+      throw std::runtime_error("boom");
+    }
+    if (error_) return *error_;
+    if (reply_) return *reply_;
+    return Json{{"route", static_cast<int>(r.route)}, {"id", r.id}, {"body", r.body}};
+  }
+
+  void FailWith(Status s) {
+    std::lock_guard lock(mu_);
+    error_ = std::move(s);
+  }
+  void ReplyWith(Json j) {
+    std::lock_guard lock(mu_);
+    reply_ = std::move(j);
+  }
+  void ThrowNext() {
+    std::lock_guard lock(mu_);
+    throw_next_ = true;
+  }
+  std::vector<ApiRequest> requests() {
+    std::lock_guard lock(mu_);
+    return requests_;
+  }
+  std::thread::id thread() {
+    std::lock_guard lock(mu_);
+    return thread_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<ApiRequest> requests_;
+  std::optional<Status> error_;
+  std::optional<Json> reply_;
+  bool throw_next_ = false;
+  std::thread::id thread_;
+};
+
+// Captures log lines for the test's lifetime.
+class LogCapture {
+ public:
+  LogCapture() : previous_(spdlog::default_logger()) {
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink));
+  }
+  ~LogCapture() { spdlog::set_default_logger(previous_); }
+  // REQUIRES: no thread is logging (call after the server stopped).
+  std::string text() const { return out_.str(); }
+
+ private:
+  std::shared_ptr<spdlog::logger> previous_;
+  std::ostringstream out_;
+};
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.token_file = dir_.Join("api.token");
+    options_.url_file = dir_.Join("api.url");
+    server_ = Must(ApiServer::Start(options_, queue_, handler_));
+    token_ = std::string(AsChars(Must(ReadApiToken(options_.token_file)).view()));
+    loop_ = std::thread([this] {
+      while (!stop_) {
+        queue_.RunPending();
+        std::this_thread::sleep_for(milliseconds(1));
+      }
+    });
+  }
+
+  void TearDown() override { StopAll(); }
+
+  void StopAll() {
+    if (server_) server_->Stop();
+    stop_ = true;
+    if (loop_.joinable()) loop_.join();
+  }
+
+  std::unique_ptr<httplib::Client> Client(std::optional<std::string> token = std::nullopt) {
+    auto c = std::make_unique<httplib::Client>(server_->url());
+    c->set_read_timeout(10, 0);
+    std::string t = token.value_or(token_);
+    if (!t.empty()) c->set_bearer_token_auth(t);
+    return c;
+  }
+
+  httplib::Result Send(httplib::Client& c, const std::string& method, const std::string& path,
+                       const std::string& body = "{}",
+                       const std::string& type = "application/json") {
+    if (method == "GET") return c.Get(path);
+    if (method == "PUT") return c.Put(path, body, type);
+    return c.Post(path, body, type);
+  }
+
+  static Json BodyOf(const httplib::Result& r) { return Json::parse(r->body); }
+
+  LogCapture log_;
+  TempDir dir_;
+  ApiOptions options_;
+  CommandQueue queue_;
+  FakeHandler handler_;
+  std::unique_ptr<ApiServer> server_;
+  std::string token_;
+  std::atomic<bool> stop_{false};
+  std::thread loop_;
+};
+
+// ---------------------------------------------------------------- authentication
+
+TEST_F(ApiTest, HealthzNeedsNoToken) {
+  auto r = Client("")->Get("/v1/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(BodyOf(r)["status"], "ok");
+  EXPECT_TRUE(handler_.requests().empty());
+}
+
+TEST_F(ApiTest, EveryOtherRouteNeedsTheToken) {
+  for (const auto& route : Routes()) {
+    if (route.route == Route::kHealth) continue;
+    std::string path(route.path);
+    for (std::string_view param : {"{id}", "{case}"}) {
+      if (auto at = path.find(param); at != std::string::npos) path.replace(at, param.size(), "x1");
+    }
+    for (std::optional<std::string> token :
+         {std::optional<std::string>(""), std::optional<std::string>(std::string(64, 'a')),
+          std::optional<std::string>(token_ + "0"), std::optional<std::string>(token_.substr(1))}) {
+      auto c = Client(token);
+      auto r = Send(*c, std::string(route.method), path, R"({"operator":"kim"})");
+      ASSERT_TRUE(r) << route.path;
+      EXPECT_EQ(r->status, 401) << route.method << " " << path;
+      Json body = BodyOf(r);
+      EXPECT_EQ(body["error"]["code"], "unauthenticated");
+      EXPECT_TRUE(HasSubstr(body["error"]["message"].get<std::string>(), "Bearer"));
+      EXPECT_EQ(r->get_header_value("WWW-Authenticate"), "Bearer");
+    }
+  }
+  EXPECT_TRUE(handler_.requests().empty());
+}
+
+TEST_F(ApiTest, OtherSchemesAreRefused) {
+  auto c = Client("");
+  c->set_basic_auth("kim", token_);
+  auto r = c->Get("/v1/status");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  httplib::Client raw(server_->url());
+  auto r2 = raw.Get("/v1/status", {{"Authorization", token_}});  // no scheme
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->status, 401);
+  auto r3 = raw.Get("/v1/status", {{"Authorization", "bearer  " + token_ + " "}});
+  ASSERT_TRUE(r3);
+  EXPECT_EQ(r3->status, 200) << "the scheme is case-insensitive; spaces around are fine";
+}
+
+TEST_F(ApiTest, LogsNeverHoldTheTokenOrBodies) {
+  auto good = Client();
+  ASSERT_TRUE(Send(*good, "POST", "/v1/referrals", R"({"secret_field":"victim-name-xyz"})"));
+  std::string wrong = std::string(63, 'b') + "c";
+  auto bad = Client(wrong);
+  ASSERT_TRUE(Send(*bad, "POST", "/v1/referrals", R"({"secret_field":"victim-name-xyz"})"));
+  ASSERT_TRUE(Send(*good, "POST", "/v1/referrals", "not json victim-name-xyz"));
+  StopAll();
+  std::string log = log_.text();
+  EXPECT_TRUE(HasSubstr(log, "POST /v1/referrals -> 201"));
+  EXPECT_TRUE(HasSubstr(log, "POST /v1/referrals -> 401"));
+  EXPECT_TRUE(HasSubstr(log, "POST /v1/referrals -> 400"));
+  EXPECT_TRUE(HasSubstr(log, "wrong bearer token"));
+  EXPECT_TRUE(HasSubstr(log, " ms"));
+  EXPECT_EQ(log.find(token_), std::string::npos);
+  EXPECT_EQ(log.find(wrong), std::string::npos);
+  EXPECT_EQ(log.find("victim-name-xyz"), std::string::npos);
+  EXPECT_EQ(log.find("secret_field"), std::string::npos);
+}
+
+// ---------------------------------------------------------------- routing
+
+TEST_F(ApiTest, EveryRouteReachesItsHandlerWithIdAndBody) {
+  auto c = Client();
+  int n = 0;
+  for (const auto& route : Routes()) {
+    if (route.route == Route::kHealth || route.route == Route::kReady) continue;
+    std::string id = "id-" + std::to_string(++n);
+    std::string path(route.path);
+    bool has_id = false;
+    for (std::string_view param : {"{id}", "{case}"}) {
+      if (auto at = path.find(param); at != std::string::npos) {
+        path.replace(at, param.size(), id);
+        has_id = true;
+      }
+    }
+    Json body = {{"operator", "kim"}, {"n", n}, {"fields", {{{"category", "contact"}}}}};
+    auto r = Send(*c, std::string(route.method), path, body.dump());
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->status, route.ok_status) << route.method << " " << path;
+    EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+    EXPECT_EQ(r->get_header_value("Cache-Control"), "no-store");
+    Json reply = BodyOf(r);
+    EXPECT_EQ(reply["route"], static_cast<int>(route.route)) << path;
+    EXPECT_EQ(reply["id"], has_id ? id : "") << path;
+    auto seen = handler_.requests();
+    ASSERT_FALSE(seen.empty());
+    EXPECT_EQ(seen.back().route, route.route) << path;
+    EXPECT_EQ(seen.back().id, has_id ? id : "") << path;
+    if (route.method == "GET") {
+      EXPECT_TRUE(seen.back().body.is_null()) << path;
+    } else {
+      EXPECT_EQ(seen.back().body, body) << path;
+    }
+  }
+  EXPECT_EQ(handler_.requests().size(), Routes().size() - 2);
+}
+
+TEST_F(ApiTest, CreationsAnswer201) {
+  for (Route r :
+       {Route::kRecordConsent, Route::kSendReferral, Route::kHandoff, Route::kRequestDeletion}) {
+    EXPECT_EQ(InfoOf(r).ok_status, 201);
+    EXPECT_EQ(InfoOf(r).method, "POST");
+  }
+  EXPECT_EQ(InfoOf(Route::kSetLocalCase).method, "PUT");
+  EXPECT_EQ(InfoOf(Route::kChangeState).ok_status, 200);
+}
+
+TEST_F(ApiTest, PathIdsAreDecoded) {
+  auto c = Client();
+  auto r = c->Get("/v1/cases/2024%2D0012");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(handler_.requests().back().id, "2024-0012");
+  EXPECT_EQ(handler_.requests().back().route, Route::kCase);
+}
+
+TEST_F(ApiTest, UnknownRouteIs404AndWrongMethod405) {
+  auto c = Client();
+  auto r = c->Get("/v1/nothing-here");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(BodyOf(r)["error"]["code"], "not-found");
+  auto r2 = c->Put("/v1/referrals", "{}", "application/json");
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->status, 405);
+  EXPECT_EQ(r2->get_header_value("Allow"), "GET, POST");
+  EXPECT_EQ(BodyOf(r2)["error"]["code"], "invalid-argument");
+  auto r3 = c->Get("/v1/referrals/abc/state");
+  ASSERT_TRUE(r3);
+  EXPECT_EQ(r3->status, 405);
+  EXPECT_TRUE(handler_.requests().empty());
+}
+
+TEST_F(ApiTest, ReadyzFollowsTheHandler) {
+  auto c = Client();
+  handler_.ReplyWith({{"ready", false}});
+  auto r = c->Get("/v1/readyz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(BodyOf(r)["ready"], false);
+  EXPECT_EQ(BodyOf(r)["error"]["code"], "unavailable");
+  handler_.ReplyWith({{"ready", true}});
+  r = c->Get("/v1/readyz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(BodyOf(r)["ready"], true);
+  EXPECT_EQ(handler_.requests().back().route, Route::kReady);
+}
+
+// ---------------------------------------------------------------- errors
+
+TEST_F(ApiTest, StatusCodesMapToHttp) {
+  struct Case {
+    Status status;
+    int http;
+    const char* code;
+  };
+  const Case cases[] = {
+      {InvalidArgument("'to' is missing"), 400, "invalid-argument"},
+      {Malformed("bad bytes"), 400, "malformed"},
+      {Unauthenticated("bad signature"), 401, "unauthenticated"},
+      {PermissionDenied("category health is outside the consent"), 403, "permission-denied"},
+      {NotFound("no referral 00ff"), 404, "not-found"},
+      {FailedPrecondition("declined -> completed is not allowed"), 409, "failed-precondition"},
+      {AlreadyExists("grant exists"), 409, "already-exists"},
+      {Expired("the grant expired"), 409, "expired"},
+      {Revoked("the grant was revoked"), 409, "revoked"},
+      {ResourceExhausted("quota"), 503, "resource-exhausted"},
+      {Unavailable("no broker session"), 503, "unavailable"},
+      {IoError("disk"), 500, "io-error"},
+      {Internal("bug"), 500, "internal"},
+      {Rollback("older directory"), 500, "rollback"},
+  };
+  auto c = Client();
+  for (const auto& tc : cases) {
+    handler_.FailWith(tc.status);
+    auto r = c->Post("/v1/referrals/ab/state", R"({"state":"completed"})", "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, tc.http) << tc.status.ToString();
+    EXPECT_EQ(HttpStatusFor(tc.status.code()), tc.http);
+    Json body = BodyOf(r);
+    EXPECT_EQ(body["error"]["code"], tc.code);
+    EXPECT_EQ(body["error"]["message"], tc.status.message());
+    EXPECT_EQ(body.size(), 1u);
+  }
+}
+
+TEST_F(ApiTest, HandlerExceptionIs500) {
+  handler_.ThrowNext();
+  auto r = Client()->Get("/v1/status");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 500);
+  EXPECT_EQ(BodyOf(r)["error"]["code"], "internal");
+  // The loop survived it.
+  r = Client()->Get("/v1/status");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(ApiTest, BodiesThatAreNotJsonObjectsAre400) {
+  auto c = Client();
+  struct Case {
+    std::string body;
+    std::string type;
+    std::string says;
+  };
+  const Case cases[] = {
+      {"to=seoul-counsel&purpose=legal victim-name-xyz", "application/json", "not valid JSON"},
+      {"{\"a\": 1", "application/json", "not valid JSON"},
+      {"[1,2,3]", "application/json", "must be a JSON object"},
+      {"\"text\"", "application/json", "must be a JSON object"},
+      {"", "application/json", "empty"},
+      {"{}", "text/plain", "Content-Type"},
+      {"{}", "application/x-www-form-urlencoded", "application/json"},
+      {std::string(40, '[') + std::string(40, ']'), "application/json", "deeper"},
+  };
+  for (const auto& tc : cases) {
+    auto r = c->Post("/v1/referrals", tc.body, tc.type.c_str());
+    ASSERT_TRUE(r) << tc.body;
+    EXPECT_EQ(r->status, 400) << tc.body;
+    Json body = BodyOf(r);
+    EXPECT_EQ(body["error"]["code"], "invalid-argument");
+    std::string message = body["error"]["message"];
+    EXPECT_TRUE(HasSubstr(message, tc.says));
+    EXPECT_EQ(message.find("victim-name-xyz"), std::string::npos) << "no content echoed";
+  }
+  // A charset parameter is fine.
+  auto r = c->Post("/v1/referrals", "{}", "application/json; charset=utf-8");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 201);
+  EXPECT_EQ(handler_.requests().size(), 1u);
+}
+
+TEST_F(ApiTest, OversizedBodyIsRefused) {
+  auto c = Client();
+  std::string big = "{\"v\":\"" + std::string(options_.max_body_bytes, 'x') + "\"}";
+  auto r = c->Post("/v1/referrals", big, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(BodyOf(r)["error"]["code"], "resource-exhausted");
+  EXPECT_TRUE(HasSubstr(BodyOf(r)["error"]["message"].get<std::string>(), "1048576"));
+  EXPECT_TRUE(handler_.requests().empty());
+  // Just under the limit is served.
+  std::string fits = "{\"v\":\"" + std::string(options_.max_body_bytes - 16, 'x') + "\"}";
+  auto r2 = Client()->Post("/v1/referrals", fits, "application/json");
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->status, 201);
+}
+
+// ---------------------------------------------------------------- start-up
+
+TEST_F(ApiTest, WritesTheUrlFilePrivateAndRemovesItOnStop) {
+  EXPECT_EQ(test::FileMode(options_.url_file), 0600);
+  Bytes url = test::ReadAll(options_.url_file);
+  EXPECT_EQ(std::string(AsChars(url)), server_->url() + "\n");
+  EXPECT_TRUE(HasSubstr(server_->url(), "http://127.0.0.1:"));
+  EXPECT_GT(server_->port(), 0);
+  StopAll();
+  EXPECT_FALSE(PathExists(options_.url_file));
+}
+
+TEST_F(ApiTest, TokenFileIsCreated0600AndReusedAcrossRestarts) {
+  EXPECT_EQ(test::FileMode(options_.token_file), 0600);
+  std::string content(AsChars(test::ReadAll(options_.token_file)));
+  ASSERT_EQ(content.size(), 65u);
+  EXPECT_EQ(content.back(), '\n');
+  EXPECT_EQ(content.substr(0, 64), token_);
+  StopAll();
+  CommandQueue q2;
+  auto again = Must(ApiServer::Start(options_, q2, handler_));
+  EXPECT_EQ(std::string(AsChars(Must(ReadApiToken(options_.token_file)).view())), token_);
+  again->Stop();
+}
+
+TEST(ApiStartTest, TokenFileIsCreated0600WhateverTheUmask) {
+  TempDir dir;
+  test::UmaskGuard umask(0);
+  auto token = LoadOrCreateApiToken(dir.Join("t"));
+  ASSERT_TRUE(IsOk(token));
+  EXPECT_EQ(test::FileMode(dir.Join("t")), 0600);
+  EXPECT_EQ(token->size(), 64u);
+  auto other = LoadOrCreateApiToken(dir.Join("u"));
+  ASSERT_TRUE(IsOk(other));
+  EXPECT_NE(AsChars(token->view()), AsChars(other->view()));
+}
+
+TEST(ApiStartTest, GroupReadableTokenFileIsRefused) {
+  TempDir dir;
+  std::string path = dir.Join("api.token");
+  std::string hex(64, 'a');
+  test::WriteRaw(path, AsBytes(hex + "\n"), 0640);
+  auto t = LoadOrCreateApiToken(path);
+  EXPECT_TRUE(HasError(t, Status::Code::kPermissionDenied, "chmod 600 " + path));
+  EXPECT_TRUE(HasError(ReadApiToken(path), Status::Code::kPermissionDenied, "0640"));
+  CommandQueue q;
+  FakeHandler h;
+  ApiOptions o;
+  o.token_file = path;
+  EXPECT_TRUE(HasError(ApiServer::Start(o, q, h), Status::Code::kPermissionDenied, "chmod 600"));
+  test::WriteRaw(path, AsBytes(hex + "\n"), 0604);
+  EXPECT_TRUE(HasError(LoadOrCreateApiToken(path), Status::Code::kPermissionDenied, "chmod"));
+  ::chmod(path.c_str(), 0600);
+  EXPECT_TRUE(IsOk(LoadOrCreateApiToken(path)));
+}
+
+TEST(ApiStartTest, MalformedTokenFileIsRefused) {
+  TempDir dir;
+  std::string path = dir.Join("api.token");
+  for (std::string content : {std::string(63, 'a'), std::string(64, 'A'), std::string(65, 'a'),
+                              std::string(64, 'g'), std::string()}) {
+    test::WriteRaw(path, AsBytes(content), 0600);
+    EXPECT_TRUE(HasError(LoadOrCreateApiToken(path), Status::Code::kMalformed, "64 lowercase hex"))
+        << content;
+  }
+  EXPECT_TRUE(
+      HasError(ReadApiToken(dir.Join("missing")), Status::Code::kNotFound, "refbus-agent run"));
+}
+
+TEST(ApiStartTest, NonLoopbackAddressesAreRefused) {
+  for (const char* listen :
+       {"0.0.0.0:0", "0.0.0.0:8080", "192.168.1.10:8080", "10.0.0.1:0", "255.255.255.255:1"}) {
+    EXPECT_TRUE(HasError(ParseLoopbackListen(listen), Status::Code::kInvalidArgument, "loopback"))
+        << listen;
+  }
+  for (const char* listen : {"localhost:0", "example.org:80", "[::]:0", "::1:0"}) {
+    EXPECT_TRUE(HasError(ParseLoopbackListen(listen), Status::Code::kInvalidArgument, "127.0.0.1"))
+        << listen;
+  }
+  for (const char* listen :
+       {"127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "127.0.0.1:-1", "127.0.0.1:80x", ":80"}) {
+    EXPECT_TRUE(HasCode(ParseLoopbackListen(listen), Status::Code::kInvalidArgument)) << listen;
+  }
+  auto ok = ParseLoopbackListen("127.0.0.1:8080");
+  ASSERT_TRUE(IsOk(ok));
+  EXPECT_EQ(ok->host, "127.0.0.1");
+  EXPECT_EQ(ok->port, 8080);
+  EXPECT_TRUE(IsOk(ParseLoopbackListen("127.1.2.3:0")));
+
+  TempDir dir;
+  CommandQueue q;
+  FakeHandler h;
+  ApiOptions o;
+  o.token_file = dir.Join("api.token");
+  o.listen = "0.0.0.0:0";
+  EXPECT_TRUE(HasError(ApiServer::Start(o, q, h), Status::Code::kInvalidArgument,
+                       "reachable from other machines"));
+  EXPECT_FALSE(PathExists(o.token_file)) << "refused before anything is written";
+}
+
+TEST(ApiStartTest, APortInUseIsAClearError) {
+  TempDir dir;
+  CommandQueue q1, q2;
+  FakeHandler h;
+  ApiOptions o;
+  o.token_file = dir.Join("api.token");
+  auto first = Must(ApiServer::Start(o, q1, h));
+  o.listen = "127.0.0.1:" + std::to_string(first->port());
+  EXPECT_TRUE(HasError(ApiServer::Start(o, q2, h), Status::Code::kUnavailable, "cannot listen"));
+}
+
+// ---------------------------------------------------------------- CommandQueue
+
+TEST(CommandQueueTest, RunsClosuresOnTheDrainingThread) {
+  CommandQueue q;
+  std::atomic<bool> stop{false};
+  std::thread loop([&] {
+    while (!stop) {
+      q.RunPending();
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+  });
+  std::vector<std::thread::id> ran_on(8);
+  std::vector<std::thread> callers;
+  for (size_t i = 0; i < ran_on.size(); ++i) {
+    callers.emplace_back([&, i] {
+      EXPECT_TRUE(
+          IsOk(q.Run([&, i] { ran_on[i] = std::this_thread::get_id(); }, milliseconds(10000))));
+    });
+  }
+  for (auto& t : callers) t.join();
+  std::thread::id loop_id = loop.get_id();
+  stop = true;
+  loop.join();
+  for (auto id : ran_on) EXPECT_EQ(id, loop_id);
+}
+
+TEST(CommandQueueTest, TimesOutCleanlyAndNeverRunsTheWithdrawnClosure) {
+  CommandQueue q;
+  bool ran = false;
+  auto started = std::chrono::steady_clock::now();
+  Status s = q.Run([&] { ran = true; }, milliseconds(50));
+  EXPECT_TRUE(HasError(s, Status::Code::kResourceExhausted, "agent busy"));
+  EXPECT_TRUE(HasSubstr(s.message(), "not run"));
+  EXPECT_GE(std::chrono::steady_clock::now() - started, milliseconds(50));
+  EXPECT_EQ(q.RunPending(), 0u);
+  EXPECT_FALSE(ran);
+  // The queue still works afterwards.
+  std::thread loop([&] {
+    for (int i = 0; i < 5000 && q.RunPending() == 0; ++i) {
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+  });
+  EXPECT_TRUE(IsOk(q.Run([&] { ran = true; }, milliseconds(10000))));
+  loop.join();
+  EXPECT_TRUE(ran);
+}
+
+TEST(CommandQueueTest, AStartedClosureIsWaitedForPastTheTimeout) {
+  CommandQueue q;
+  std::atomic<bool> done{false};
+  std::thread loop([&] {
+    while (q.RunPending() == 0) std::this_thread::sleep_for(milliseconds(1));
+  });
+  Status s = q.Run(
+      [&] {
+        std::this_thread::sleep_for(milliseconds(150));
+        done = true;
+      },
+      milliseconds(50));
+  loop.join();
+  EXPECT_TRUE(IsOk(s));
+  EXPECT_TRUE(done);
+}
+
+TEST(CommandQueueTest, CloseWakesWaitersAndRefusesNewWork) {
+  CommandQueue q;
+  bool ran = false;
+  std::thread closer([&] {
+    std::this_thread::sleep_for(milliseconds(50));
+    q.Close();
+  });
+  Status s = q.Run([&] { ran = true; }, milliseconds(10000));
+  closer.join();
+  EXPECT_TRUE(HasError(s, Status::Code::kUnavailable, "stopping"));
+  EXPECT_TRUE(HasCode(q.Run([&] { ran = true; }, milliseconds(10)), Status::Code::kUnavailable));
+  EXPECT_EQ(q.RunPending(), 0u);
+  EXPECT_FALSE(ran);
+}
+
+TEST(CommandQueueTest, AThrowingClosureDoesNotKillTheLoop) {
+  CommandQueue q;
+  std::thread loop([&] {
+    for (int ran = 0; ran < 2;) {
+      ran += static_cast<int>(q.RunPending());
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+  });
+  EXPECT_TRUE(IsOk(q.Run([] { throw std::runtime_error("x"); }, milliseconds(10000))));
+  bool ran = false;
+  EXPECT_TRUE(IsOk(q.Run([&] { ran = true; }, milliseconds(10000))));
+  loop.join();
+  EXPECT_TRUE(ran);
+}
+
+// A server whose loop is not draining: requests time out as "agent busy", the handler never
+// sees them, and healthz reports the stall.
+TEST(ApiBusyTest, AStuckLoopAnswers503AndHealthzSaysSo) {
+  TempDir dir;
+  CommandQueue q;
+  FakeHandler h;
+  ApiOptions o;
+  o.token_file = dir.Join("api.token");
+  o.command_timeout = milliseconds(100);
+  o.stall_after = milliseconds(50);
+  auto server = Must(ApiServer::Start(o, q, h));
+  std::string token(AsChars(Must(ReadApiToken(o.token_file)).view()));
+  httplib::Client c(server->url());
+  c.set_bearer_token_auth(token);
+  auto r = c.Post("/v1/referrals", "{}", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  Json body = Json::parse(r->body);
+  EXPECT_EQ(body["error"]["code"], "resource-exhausted");
+  EXPECT_TRUE(HasSubstr(body["error"]["message"].get<std::string>(), "agent busy"));
+  std::this_thread::sleep_for(milliseconds(60));
+  auto health = c.Get("/v1/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 503);
+  EXPECT_EQ(Json::parse(health->body)["status"], "stalled");
+  EXPECT_EQ(q.RunPending(), 0u);
+  EXPECT_TRUE(h.requests().empty());
+  server->Stop();
+}
+
+// Stop answers requests that are waiting for the loop with 503 instead of hanging.
+TEST(ApiBusyTest, StopReleasesWaitingRequests) {
+  TempDir dir;
+  CommandQueue q;
+  FakeHandler h;
+  ApiOptions o;
+  o.token_file = dir.Join("api.token");
+  auto server = Must(ApiServer::Start(o, q, h));
+  std::string token(AsChars(Must(ReadApiToken(o.token_file)).view()));
+  std::optional<int> status;
+  std::thread caller([&] {
+    httplib::Client c(server->url());
+    c.set_bearer_token_auth(token);
+    auto r = c.Get("/v1/status");
+    if (r) status = r->status;
+  });
+  std::this_thread::sleep_for(milliseconds(100));
+  server->Stop();
+  caller.join();
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(*status, 503);
+  EXPECT_TRUE(h.requests().empty());
+}
+
+// ---------------------------------------------------------------- ApiClient
+
+TEST_F(ApiTest, ApiClientCallsAndReportsAnUnreachableDaemon) {
+  ApiClient client(server_->url(), Must(keys::SecretBuffer::CopyOf(AsBytes(token_))), 10);
+  Json body = {{"operator", "kim"}, {"state", "accepted"}};
+  auto r = client.Call("POST", "/v1/referrals/r1/state", &body);
+  ASSERT_TRUE(IsOk(r));
+  EXPECT_EQ(r->http_status, 200);
+  EXPECT_EQ(r->body["id"], "r1");
+  EXPECT_EQ(handler_.requests().back().body, body);
+  auto put = client.Call("PUT", "/v1/cases/c1/local", &body);
+  ASSERT_TRUE(IsOk(put));
+  EXPECT_EQ(handler_.requests().back().route, Route::kSetLocalCase);
+
+  ApiClient wrong(server_->url(), Must(keys::SecretBuffer::CopyOf(AsBytes(std::string(64, 'f')))),
+                  10);
+  auto denied = wrong.Call("GET", "/v1/status", nullptr);
+  ASSERT_TRUE(IsOk(denied));
+  EXPECT_EQ(denied->http_status, 401);
+
+  std::string url = server_->url();
+  StopAll();
+  auto gone = client.Call("GET", "/v1/status", nullptr);
+  EXPECT_TRUE(HasError(gone, Status::Code::kUnavailable, url));
+}
+
+}  // namespace
+}  // namespace refbus::agent

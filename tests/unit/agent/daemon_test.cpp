@@ -1,0 +1,120 @@
+// refbus-agent run's configuration (agent/daemon.h): every setting checked, with errors
+// that name the file and the setting.
+#include "agent/daemon.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
+#include "tests/unit/test_util.h"
+
+namespace refbus::agent {
+namespace {
+
+using test::HasError;
+using test::IsOk;
+using test::TempDir;
+
+class AgentConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* f : {"identity.key", "directory", "authority.pub"}) {
+      test::WriteRaw(dir_.Join(f), AsBytes("x"), 0600);
+    }
+  }
+
+  std::string Write(const std::string& text) {
+    std::string path = dir_.Join("agent.toml");
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  static std::string Base() {
+    return "[agent]\n"
+           "id = \"incheon-wee-01\"\n"
+           "data_dir = \"data\"\n"
+           "key_file = \"identity.key\"\n"
+           "directory = \"directory\"\n"
+           "anchor = \"authority.pub\"\n"
+           "trust_state = \"trust-state\"\n";
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(AgentConfigTest, MinimalConfigGetsDefaultsAndResolvedPaths) {
+  auto c = LoadAgentConfig(Write(Base()));
+  ASSERT_TRUE(IsOk(c));
+  EXPECT_EQ(c->id, "incheon-wee-01");
+  EXPECT_EQ(c->data_dir, dir_.Join("data"));
+  EXPECT_EQ(c->key_file, dir_.Join("identity.key"));
+  EXPECT_EQ(c->trust_state, dir_.Join("trust-state"));
+  EXPECT_EQ(c->api_listen, "127.0.0.1:0");
+  EXPECT_EQ(c->api_url_file, dir_.Join("data/api.url"));
+  EXPECT_EQ(c->api_token_file, dir_.Join("data/api.token"));
+  EXPECT_EQ(c->api_command_timeout_ms, 30000u);
+  EXPECT_TRUE(c->broker_endpoint.empty());
+  EXPECT_TRUE(c->passphrase_file.empty());
+}
+
+TEST_F(AgentConfigTest, PathsAreAbsoluteEvenForARelativeConfigPath) {
+  Write(Base());
+  char old[4096];
+  ASSERT_NE(::getcwd(old, sizeof(old)), nullptr);
+  ASSERT_EQ(::chdir(dir_.path().c_str()), 0);
+  auto c = LoadAgentConfig("agent.toml");
+  ASSERT_EQ(::chdir(old), 0);
+  ASSERT_TRUE(IsOk(c));
+  EXPECT_EQ(c->key_file, dir_.Join("identity.key"));
+  EXPECT_EQ(c->api_token_file, dir_.Join("data/api.token"));
+}
+
+TEST_F(AgentConfigTest, ApiSection) {
+  auto c = LoadAgentConfig(Write(Base() + "broker_endpoint = \"tcp://127.0.0.1:7450\"\n"
+                                          "[api]\n"
+                                          "listen = \"127.0.0.1:8470\"\n"
+                                          "url_file = \"run/url\"\n"
+                                          "token_file = \"/etc/refbus/token\"\n"
+                                          "command_timeout_ms = 5000\n"));
+  ASSERT_TRUE(IsOk(c));
+  EXPECT_EQ(c->broker_endpoint, "tcp://127.0.0.1:7450");
+  EXPECT_EQ(c->api_listen, "127.0.0.1:8470");
+  EXPECT_EQ(c->api_url_file, dir_.Join("run/url"));
+  EXPECT_EQ(c->api_token_file, "/etc/refbus/token");
+  EXPECT_EQ(c->api_command_timeout_ms, 5000u);
+}
+
+TEST_F(AgentConfigTest, BadSettingsAreNamed) {
+  struct Case {
+    std::string text;
+    std::string says;
+  };
+  const Case cases[] = {
+      {Base() + "colour = \"blue\"\n", "setting agent.colour is not a known setting"},
+      {Base() + "[api]\nport = 80\n", "setting api.port is not a known setting"},
+      {Base() + "[broker]\n", "unknown section [broker]"},
+      {Base() + "[api]\nlisten = \"0.0.0.0:8470\"\n", "setting api.listen"},
+      {Base() + "[api]\nlisten = \"192.168.0.5:8470\"\n", "not a loopback address"},
+      {Base() + "[api]\nlisten = 8470\n", "setting api.listen must be a string"},
+      {Base() + "[api]\ncommand_timeout_ms = 5\n", "api.command_timeout_ms is 5"},
+      {Base() + "broker_endpoint = \"127.0.0.1:7450\"\n", "agent.broker_endpoint must start"},
+      {Base() + "passphrase_file = \"nope\"\n", "agent.passphrase_file) does not exist"},
+      {"[agent]\nid = \"incheon-wee-01\"\n", "setting agent.data_dir is missing"},
+      {"[agent]\nid = \"Bad Id\"\n", "agent.id is not a valid party id"},
+      {"[agent]\nid = 3\n", "agent.id must be a string"},
+      {"[agent\n", "line 1"},
+  };
+  for (const auto& tc : cases) {
+    std::string path = Write(tc.text);
+    EXPECT_TRUE(HasError(LoadAgentConfig(path), Status::Code::kInvalidArgument, tc.says))
+        << tc.text;
+  }
+  std::string text = Base();
+  text.replace(text.find("identity.key"), 12, "missing.key");
+  EXPECT_TRUE(HasError(LoadAgentConfig(Write(text)), Status::Code::kInvalidArgument,
+                       "(from setting agent.key_file) does not exist"));
+}
+
+}  // namespace
+}  // namespace refbus::agent
