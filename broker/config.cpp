@@ -134,8 +134,8 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "delivery_window", 1, 65536, &c.delivery_window));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "redelivery_ms", 100, 3600000, &c.redelivery_ms));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "map_size_mb", 16, 1u << 20, &c.map_size_mb));
-  REFBUS_RETURN_IF_ERROR(
-      r.Uint("audit", "checkpoint_interval_ms", 100, 24 * 3600 * 1000, &c.checkpoint_interval_ms));
+  REFBUS_RETURN_IF_ERROR(r.Uint("audit", "checkpoint_interval_ms", 100, uint64_t{24} * 3600 * 1000,
+                                &c.checkpoint_interval_ms));
   return c;
 }
 

@@ -218,8 +218,9 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     // Format 1: build the tree once, in one transaction (all or nothing).
     auto start = std::chrono::steady_clock::now();
     auto n = RebuildAuditTree(txn, s->audit_dbs_);
-    if (!n.ok())
+    if (!n.ok()) {
       return n.status().WithContext(options.dir + ": upgrade to " + std::string(kFormat));
+    }
     REFBUS_RETURN_IF_ERROR(txn.Put(s->meta_, Key("format"), AsBytes(kFormat)));
     REFBUS_RETURN_IF_ERROR(txn.Commit());
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(

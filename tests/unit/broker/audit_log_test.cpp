@@ -100,6 +100,7 @@ class AuditLogTest : public ::testing::Test {
     eo.max_dbs = 16;
     auto env = Must(lmdb::Env::Open(dir_.path(), eo));
     std::vector<MDB_dbi> handles;
+    handles.reserve(dbs.size());
     for (const auto& name : dbs) handles.push_back(Must(env->OpenDb(name)));
     auto txn = Must(env->BeginWrite());
     fn(txn, handles);
@@ -141,7 +142,7 @@ class AuditLogTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
   keys::MemoryTree mirror_;
   uint64_t serial_ = 0;
-  std::mt19937_64 rng_{42};
+  std::mt19937_64 rng_{42};  // NOLINT(cert-msc32-c,cert-msc51-cpp): reproducible runs
   keys::Identity key_ = Must(keys::Identity::Generate(kBroker, schema::PartyKind::kBroker, 0, 0));
 };
 
