@@ -1017,7 +1017,8 @@ void AddApiCommands(CLI::App& app, Commands& c) {
                   "emergency override (needs a second operator's countersignature; auditors "
                   "are alerted)");
     cmd->add_option("--countersigner-key", o->countersigner_key,
-                    "the second operator's key file (read by the daemon)");
+                    "name of the second operator's key file in the daemon's "
+                    "<data_dir>/operator-keys/ folder");
     cmd->add_option("--countersigner-operator", o->countersigner_operator,
                     "the second operator's reference");
     c.On(cmd, [&c, o] {
@@ -1045,8 +1046,7 @@ void AddApiCommands(CLI::App& app, Commands& c) {
       if (o->days > 0) body["valid_days"] = o->days;
       if (o->retention_days > 0) body["retention_days"] = o->retention_days;
       if (!o->countersigner_key.empty()) {
-        // The daemon reads the file: give it a path that does not depend on our folder.
-        body["countersigner_key_file"] = std::filesystem::absolute(o->countersigner_key).string();
+        body["countersigner_key"] = o->countersigner_key;
         body["countersigner_operator"] = o->countersigner_operator;
       }
       return c.Call("consent", "POST", "/v1/consents", &body, [](const Json& r) {

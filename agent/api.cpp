@@ -1,7 +1,6 @@
 #include "agent/api.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <sodium.h>
@@ -251,6 +250,8 @@ Json ErrorBody(const Status& status) {
 }
 
 // ---------------------------------------------------------------- CommandQueue
+
+CommandQueue::CommandQueue() : last_drain_ms_(SteadyNowMs()) {}
 
 Status CommandQueue::Run(std::function<void()> fn, std::chrono::milliseconds timeout) {
   auto task = std::make_shared<Task>();
@@ -570,6 +571,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
     }
   }
 
+  errno = 0;
   if (listen.port == 0) {
     impl->port = svr.bind_to_any_port(listen.host);
   } else {

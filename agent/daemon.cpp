@@ -20,9 +20,7 @@
 #include "schema/codec.h"
 #include "schema/types.h"
 
-#ifdef REFBUS_AGENT_HAVE_ENGINE
 #include "agent/engine.h"
-#endif
 
 namespace refbus::agent {
 namespace {
@@ -171,8 +169,6 @@ Result<Party> LoadParty(const AgentConfig& c) {
   return p;
 }
 
-#ifdef REFBUS_AGENT_HAVE_ENGINE
-
 // The local API over the Engine. Runs on the loop thread (CommandQueue).
 class EngineHandler final : public CommandHandler {
  public:
@@ -229,17 +225,7 @@ class EngineHandler final : public CommandHandler {
   Engine& engine_;
 };
 
-#endif  // REFBUS_AGENT_HAVE_ENGINE
-
 }  // namespace
-
-bool HaveEngine() {
-#ifdef REFBUS_AGENT_HAVE_ENGINE
-  return true;
-#else
-  return false;
-#endif
-}
 
 Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   toml::table root;
@@ -314,12 +300,6 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
 Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   auto party = LoadParty(config);
   if (!party.ok()) return party.status().WithContext("cannot start");
-#ifndef REFBUS_AGENT_HAVE_ENGINE
-  (void)signals;
-  return FailedPrecondition(
-      "cannot start: this refbus-agent was built without the workflow engine "
-      "(agent/engine.cpp); the configuration, keys and directory are valid");
-#else
   if (!PathExists(config.data_dir)) {
     REFBUS_RETURN_IF_ERROR(MakeDirectories(config.data_dir, 0700).WithContext("cannot start"));
   }
@@ -388,7 +368,6 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   (*engine)->Shutdown(2000);
   spdlog::info("agent {}: stopped cleanly", config.id);
   return Status::Ok();
-#endif
 }
 
 }  // namespace refbus::agent

@@ -70,10 +70,6 @@ struct DaemonSignals {
 // are prefixed "cannot start: ".
 Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals);
 
-// True if this build has the workflow engine (agent/engine.cpp). Without it, RunDaemon
-// checks the configuration, keys and directory, then refuses to start.
-bool HaveEngine();
-
 }  // namespace refbus::agent
 
 #endif  // REFBUS_AGENT_DAEMON_H_

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <set>
 
@@ -10,6 +11,7 @@
 #include "agent/case_store.h"
 #include "agent/store.h"
 #include "agent/workflow.h"
+#include "core/file.h"
 #include "core/hash.h"
 #include "keys/consent.h"
 #include "keys/directory.h"
@@ -949,14 +951,26 @@ Result<Json> Engine::RecordConsent(const Json& req) {
   REFBUS_ASSIGN_OR_RETURN(schema::SignedConsentGrant signed_grant,
                           keys::SignConsentGrant(d.identity, g));
   if (keys::IsEmergencyOverride(g)) {
-    REFBUS_ASSIGN_OR_RETURN(std::string key_file, Str(req, "countersigner_key_file", false));
+    REFBUS_ASSIGN_OR_RETURN(std::string key_name, Str(req, "countersigner_key", false));
     REFBUS_ASSIGN_OR_RETURN(std::string cs_op, Str(req, "countersigner_operator", false));
-    if (key_file.empty() || cs_op.empty()) {
+    if (key_name.empty() || cs_op.empty()) {
       return FailedPrecondition(
           "an emergency override needs a second operator's countersignature: give "
-          "'countersigner_key_file' and 'countersigner_operator'");
+          "'countersigner_key' and 'countersigner_operator'");
     }
     if (cs_op == op) return FailedPrecondition("the countersigner must be a second operator");
+    // Only key files the administrator put in <data_dir>/operator-keys/ are read: the API
+    // must not become a way to read arbitrary files.
+    bool plain = key_name.size() <= 64 && key_name[0] != '.' &&
+                 std::all_of(key_name.begin(), key_name.end(), [](char ch) {
+                   return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' ||
+                          ch == '.';
+                 });
+    if (!plain) {
+      return InvalidArgument("'countersigner_key' must be a file name in operator-keys/");
+    }
+    std::string key_file = d.options.data_dir + "/operator-keys/" + key_name;
+    REFBUS_RETURN_IF_ERROR(CheckPrivateFile(key_file));
     REFBUS_ASSIGN_OR_RETURN(keys::Identity cs, keys::LoadIdentity(key_file, nullptr));
     REFBUS_RETURN_IF_ERROR(keys::Countersign(signed_grant, cs_op, cs));
   }

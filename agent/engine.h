@@ -69,7 +69,7 @@ class Engine {
   // POST /v1/consents: record a consent grant signed by this agency and register it with
   // the broker. {case_ref?, local_case?, basis, legal_article?, consenters[], subject_assent,
   // purposes[], categories[], recipients[], recipient_types[], onward_sharing, valid_days,
-  // retention_days, expires_in_ms?, emergency_override, countersigner_key_file?,
+  // retention_days, expires_in_ms?, emergency_override, countersigner_key?,
   // countersigner_operator?, operator} -> {grant_id, case_ref, local_case, expires_at_ms,
   // emergency_override}
   Result<Json> RecordConsent(const Json& request);

@@ -13,6 +13,7 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -497,9 +498,16 @@ TEST_F(WorkflowTest, CounselingRefersOnwardAndOverrideNeedsCountersignature) {
   auto sup = keys::Identity::Generate("counsel-supervisor", schema::PartyKind::kAgency,
                                       SystemClock::Get().NowMillis(), kMillisPerDay);
   ASSERT_TRUE(sup.ok());
-  std::string key_file = root_ + "/supervisor.key";
-  ASSERT_TRUE(keys::SaveIdentity(*sup, key_file, nullptr).ok());
-  emergency["countersigner_key_file"] = key_file;
+  // A key file outside the daemon's operator-keys folder is never read.
+  std::string outside = root_ + "/supervisor.key";
+  ASSERT_TRUE(keys::SaveIdentity(*sup, outside, nullptr).ok());
+  emergency["countersigner_key"] = "../../supervisor.key";
+  emergency["countersigner_operator"] = "supervisor-2";
+  counsel.Refused("POST", "/v1/consents", emergency, 400, "operator-keys");
+  std::filesystem::create_directories(counsel.data_dir() + "/operator-keys");
+  ASSERT_TRUE(
+      keys::SaveIdentity(*sup, counsel.data_dir() + "/operator-keys/supervisor.key", nullptr).ok());
+  emergency["countersigner_key"] = "supervisor.key";
   emergency["countersigner_operator"] = "supervisor-2";
   Json em = counsel.Ok("POST", "/v1/consents", emergency);
   EXPECT_TRUE(em["emergency_override"].get<bool>());
