@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # refbus demo: installs what is missing, builds, and runs the main job.
 #
-# Today the main job is the key ceremony of a small federation (an authority, brokers for
-# three regions, one agency of each type, an auditor), then a party holding only public
-# material verifies the signed directory and prints it, a tampered copy is refused, and an
-# old directory is refused as a rollback once a newer one was seen.
+# The main job: the key ceremony of a small federation (an authority, brokers for three
+# regions, one agency of each type, an auditor); a party holding only public material
+# verifies the signed directory and prints it, a tampered copy is refused, and an old
+# directory is refused as a rollback; then the field's referral paths run through a
+# regional broker and one refbus-agent daemon per agency (deploy/workflow-demo.sh).
 #
 #   deploy/demo.sh [--work DIR]     (default: build/demo; wiped at start, kept at the end)
 set -euo pipefail
@@ -78,45 +79,13 @@ set -e
 if [[ $rc -ne 3 ]]; then echo "demo: the old directory was not refused (exit $rc)" >&2; exit 1; fi
 echo "  -> refused (exit code $rc)"
 
-printf '\n== 9. Sealed envelopes through the Seoul broker (CURVE, durable queue)\n'
-b="$work/parties/seoul-broker"
-cat >"$b/broker.toml" <<TOML
-[broker]
-id = "seoul-broker"
-bind = "tcp://127.0.0.1:*"
-data_dir = "data"
-key_file = "identity.key"
-directory = "directory"
-anchor = "authority.pub"
-trust_state = "trust-state"
-endpoint_file = "endpoint"
-[policy]
-# Step 9 sends OPAQUE transport-test envelopes that name no consent grant.
-allow_unscoped_opaque = true
-TOML
-"$bin/refbus-broker" -c "$b/broker.toml" >"$work/seoul-broker.log" 2>&1 &
-broker_pid=$!
-for _ in $(seq 100); do [[ -s "$b/endpoint" ]] && break; sleep 0.05; done
-endpoint=$(cat "$b/endpoint")
-echo "  seoul-broker listening on $endpoint"
-# The police unit is offline at first: its messages wait in its mailbox.
-"$bin/refbus-agent" send --dir "$work/parties/seoul-wee-01" --data "$work/agent-data/seoul-wee-01" \
-  --broker-endpoint "$endpoint" --to seoul-police-03 --count 3 \
-  --acked-log "$work/seoul-wee-01.acked" >"$work/seoul-wee-01.send.log" 2>&1
-echo "  seoul-wee-01 sealed 3 envelopes to seoul-police-03; the broker acknowledged $(wc -l <"$work/seoul-wee-01.acked") after committing them"
-"$bin/refbus-agent" receive --dir "$work/parties/seoul-police-03" \
-  --data "$work/agent-data/seoul-police-03" --broker-endpoint "$endpoint" --expect 3 \
-  --received-log "$work/seoul-police-03.received" --timeout 30 >"$work/seoul-police-03.recv.log" 2>&1
-echo "  seoul-police-03 came online and received $(wc -l <"$work/seoul-police-03.received") of them, stored before acknowledging"
-cmp -s <(sort "$work/seoul-wee-01.acked") <(sort "$work/seoul-police-03.received") ||
-  { echo "demo: received ids differ from acknowledged ids" >&2; exit 1; }
-kill -TERM "$broker_pid"
-wait "$broker_pid"
-echo "  seoul-broker stopped cleanly (SIGTERM); its log: $work/seoul-broker.log"
+printf '\n== 9. The field paths: referrals, handoffs, deletion, withdrawal, closing\n'
+"$root/deploy/workflow-demo.sh" "$bin" "$work/workflows"
 
 printf '\n== Summary\n'
 echo "  parties: $(ls -d "$work"/parties/*/ | wc -l), each with its own identity.key (mode 0600)"
 echo "  exchanged between parties: $(ls "$work/exchange" | tr '\n' ' ')"
 echo "  directory: serial 2 verified; tampered copy and rollback refused"
-echo "  transport: 3 sealed envelopes acknowledged by seoul-broker and received once each"
+echo "  workflows: six field paths across five agency daemons and the Seoul broker, every"
+echo "             refusal shown above; logs in $work/workflows"
 echo "  data left in: $work"
