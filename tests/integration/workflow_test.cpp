@@ -477,6 +477,43 @@ TEST_F(WorkflowTest, CounselingRefersOnwardAndOverrideNeedsCountersignature) {
   EXPECT_EQ((*FindBy(refs, "referral_id", rids[1]))["purpose"], "psychological");
   support.Ok("POST", "/v1/referrals/" + rids[2] + "/state",
              {{"state", "declined"}, {"reason", "no family service here"}, {"operator", "sc-lee"}});
+  // Every other state: legal support is accepted, paused (with a reason), resumed and
+  // completed; the counseling center cancels the psychological referral.
+  support.Ok("POST", "/v1/referrals/" + rids[0] + "/state",
+             {{"state", "accepted"}, {"operator", "sc-lee"}});
+  support.Refused("POST", "/v1/referrals/" + rids[0] + "/state",
+                  {{"state", "on-hold"}, {"operator", "sc-lee"}}, 409, "reason");
+  support.Ok("POST", "/v1/referrals/" + rids[0] + "/state",
+             {{"state", "on-hold"}, {"reason", "lawyer on leave"}, {"operator", "sc-lee"}});
+  for (const char* st : {"in-progress", "completed"}) {
+    support.Ok("POST", "/v1/referrals/" + rids[0] + "/state",
+               {{"state", st}, {"operator", "sc-lee"}});
+  }
+  support.Refused("POST", "/v1/referrals/" + rids[0] + "/state",
+                  {{"state", "in-progress"}, {"operator", "sc-lee"}}, 409, "final");
+  counsel.Ok(
+      "POST", "/v1/referrals/" + rids[1] + "/state",
+      {{"state", "cancelled"}, {"reason", "family moved away"}, {"operator", "counselor-7"}});
+  support.WaitFor(
+      "/v1/referrals",
+      [&](const Json& l) {
+        const Json* r = FindBy(l, "referral_id", rids[1]);
+        return r != nullptr && (*r)["state"] == "cancelled";
+      },
+      "the cancellation at the support center");
+  Json legal = counsel.WaitFor(
+      "/v1/referrals",
+      [&](const Json& l) {
+        const Json* r = FindBy(l, "referral_id", rids[0]);
+        return r != nullptr && (*r)["state"] == "completed";
+      },
+      "the completed legal referral");
+  const Json& history = (*FindBy(legal, "referral_id", rids[0]))["history"];
+  std::vector<std::string> states;
+  for (const auto& h : history) states.push_back(h["to"]);
+  EXPECT_EQ(states, (std::vector<std::string>{"requested", "accepted", "on-hold", "in-progress",
+                                              "completed"}));
+  EXPECT_EQ(history[2]["reason"], "lawyer on leave");
   counsel.WaitFor(
       "/v1/referrals",
       [&](const Json& l) {
