@@ -670,13 +670,16 @@ struct Engine::Impl {
       }
       case CaseMessage::Type::kConsentRevocation: {
         REFBUS_ASSIGN_OR_RETURN(auto rev, schema::DecodeConsentRevocation(m.statement.statement));
-        if (rev.revoked_by != from || rev.grant_id != h.consent_grant_id) {
-          return PermissionDenied("revocation of grant " + HexEncode(rev.grant_id) + " sent by " +
-                                  from);
+        const std::string& recorder = oc.grant.grant.recorded_by;
+        if (rev.revoked_by != recorder || rev.grant_id != h.consent_grant_id) {
+          return PermissionDenied("revocation of grant " + HexEncode(rev.grant_id) + " signed by " +
+                                  rev.revoked_by + ", not by its recorder " + recorder);
         }
+        // Signed by the recorder, whoever forwarded it.
         REFBUS_RETURN_IF_ERROR(VerifyStatementFrom(
-            m.statement, keys::StatementType::kConsentRevocation, from, rev.revoked_at_ms));
-        return MarkRevoked(txn, rev, from);
+            m.statement, keys::StatementType::kConsentRevocation, recorder, rev.revoked_at_ms));
+        REFBUS_RETURN_IF_ERROR(MarkRevoked(txn, rev, from));
+        return ForwardRevocation(txn, m.statement, rev, {recorder, from});
       }
       case CaseMessage::Type::kPurgeConfirmation: {
         REFBUS_ASSIGN_OR_RETURN(auto pc, schema::DecodePurgeConfirmation(m.statement.statement));
@@ -711,6 +714,30 @@ struct Engine::Impl {
       }
     }
     return Status::Ok();
+  }
+
+  // Passes the recorder's signed revocation on to the agencies this agency shared data
+  // with under the grant (onward sharing), except those that already know.
+  Status ForwardRevocation(CaseStore::Txn& txn, const schema::SignedStatement& statement,
+                           const schema::ConsentRevocation& rev,
+                           const std::set<std::string>& skip) {
+    REFBUS_ASSIGN_OR_RETURN(auto rec, txn.Get(Table::kGrants, HexEncode(rev.grant_id)));
+    REFBUS_ASSIGN_OR_RETURN(auto known, LoadGrant(txn, rev.grant_id));
+    if (!rec || !known) return Status::Ok();
+    std::vector<std::string> to;
+    for (const auto& a : rec->value("shared_with", Json::array())) {
+      std::string id = a.get<std::string>();
+      if (skip.count(id) == 0 && id != me()) to.push_back(id);
+    }
+    if (to.empty()) return Status::Ok();
+    CaseMessage m;
+    m.type = CaseMessage::Type::kConsentRevocation;
+    m.statement = statement;
+    const auto& g = known->grant.grant;
+    Purpose purpose = g.purposes.empty() ? Purpose::kUnspecified : g.purposes[0];
+    REFBUS_RETURN_IF_ERROR(
+        SendCase(txn, *known, std::move(m), to, purpose, "consent-revocation-forward").status());
+    return Timeline(txn, rev.case_ref, {{"event", "consent-revocation-forwarded"}, {"to", to}});
   }
 
   Status MarkRevoked(CaseStore::Txn& txn, const schema::ConsentRevocation& rev,

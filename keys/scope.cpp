@@ -81,8 +81,13 @@ std::optional<ScopeRefusal> CheckScope(const schema::ConsentGrant& g, bool revok
   // after expiry): they are how the revocation is carried out.
   const bool winding_down =
       s.kind == MessageKind::kConsentRevocation || s.kind == MessageKind::kPurgeConfirmation;
-  if (s.kind == MessageKind::kConsentRevocation && s.sender.id != g.recorded_by) {
-    return Out("only the recording agency " + g.recorded_by + " may send a consent revocation");
+  // A revocation comes from the recording agency, or is forwarded by a party within the
+  // grant to those it shared with (the content is the recorder's signed statement, which
+  // every receiver verifies).
+  if (s.kind == MessageKind::kConsentRevocation && s.sender.id != g.recorded_by &&
+      !MayReceive(g, s.sender)) {
+    return Out("a consent revocation comes from the recording agency " + g.recorded_by +
+               " or a party within the grant, not " + s.sender.id);
   }
   if (s.kind == MessageKind::kPurgeConfirmation) {
     for (const auto& r : s.recipients) {

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "broker/store.h"
@@ -340,6 +341,55 @@ TEST_F(WorkflowTest, WeeReferralToCounselingThenConsentWithdrawn) {
     EXPECT_EQ(e.detail.find("threats"), std::string::npos) << "case content in the audit log";
   }
   broker_->Start();  // TearDown stops it again
+}
+
+// Path 5 with onward sharing: the recorder told only the counseling center, which had
+// shared onward with the support center; the revocation is forwarded and both purge.
+TEST_F(WorkflowTest, RevocationReachesAgenciesThatReceivedDataOnward) {
+  AgentDaemon& wee = A("seoul-wee-01");
+  AgentDaemon& counsel = A("seoul-counsel");
+  AgentDaemon& support = A("seoul-support");
+  Json c = WeeConsent();
+  c["recipient_types"] = {"counseling-center", "support-center"};
+  c["onward_sharing"] = true;
+  Json consent = wee.Ok("POST", "/v1/consents", c);
+  std::string grant = consent["grant_id"];
+  std::string case_ref = consent["case_ref"];
+  Json fields = {{{"category", "incident-summary"}, {"name", "summary"}, {"value", "..."}}};
+  wee.Ok("POST", "/v1/referrals",
+         {{"grant_id", grant},
+          {"to", "seoul-counsel"},
+          {"purpose", "counseling"},
+          {"fields", fields},
+          {"operator", "wee-teacher-1"}});
+  counsel.WaitFor(
+      "/v1/consents", [&](const Json& l) { return FindBy(l, "grant_id", grant) != nullptr; },
+      "the grant carried by the referral");
+  counsel.Ok("POST", "/v1/referrals",
+             {{"grant_id", grant},
+              {"to", "seoul-support"},
+              {"purpose", "counseling"},
+              {"fields", fields},
+              {"operator", "counselor-7"}});
+  support.WaitFor(
+      "/v1/inbox", [&](const Json& l) { return FindBy(l, "kind", "referral") != nullptr; },
+      "the onward referral");
+  Json revoked = wee.Ok("POST", "/v1/consents/" + grant + "/revoke",
+                        {{"reason", "withdrawn-by-subject"}, {"operator", "wee-teacher-1"}});
+  EXPECT_EQ(revoked["notified"], Json({"seoul-counsel"})) << "the recorder knows its direct share";
+  support.WaitFor(
+      "/v1/inbox",
+      [&](const Json& l) {
+        const Json* m = FindBy(l, "kind", "referral");
+        return m != nullptr && (*m)["status"] == "purged";
+      },
+      "the purge at the support center");
+  Json wcase = wee.WaitFor(
+      "/v1/cases/" + case_ref, [&](const Json& k) { return k["purge_confirmations"].size() == 2; },
+      "purge confirmations from both agencies");
+  std::set<std::string> from;
+  for (const auto& p : wcase["purge_confirmations"]) from.insert(p["agency"]);
+  EXPECT_EQ(from, (std::set<std::string>{"seoul-counsel", "seoul-support"}));
 }
 
 // Paths 2, 3 and 6: police hand over to the support center, task the deletion center

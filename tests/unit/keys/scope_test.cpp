@@ -218,16 +218,30 @@ TEST(ScopeTest, PurgeFromADeletionCenterToTheRecorderFlowsWhenRevoked) {
   EXPECT_TRUE(Allowed(Check(s, kNow, /*revoked=*/true)));
 }
 
-TEST(ScopeTest, ConsentRevocationFromANonRecorderIsRefused) {
+TEST(ScopeTest, ConsentRevocationFromOutsideTheGrantIsRefused) {
   ScopeSubject s = Revocation();
-  s.sender = Counsel();
-  s.recipients = {Recorder()};
-  // The detail names the rule and the one agency that may revoke.
-  EXPECT_TRUE(
-      Refused(Check(s), NackReason::kConsentOutOfScope, {"consent revocation", kRecorderId}));
-  // Also while the grant is revoked: the winding-down exemption is for the recorder only.
+  s.sender = Police();
+  s.recipients = {Counsel()};
+  // The detail names the rule, the recorder and the sender.
+  EXPECT_TRUE(Refused(Check(s), NackReason::kConsentOutOfScope,
+                      {"consent revocation", kRecorderId, "police-x"}));
+  // Also while the grant is revoked: the winding-down exemption does not widen the scope.
   EXPECT_TRUE(Refused(Check(s, kNow, /*revoked=*/true), NackReason::kConsentOutOfScope,
                       {"consent revocation", kRecorderId}));
+}
+
+TEST(ScopeTest, ConsentRevocationMayBeForwardedWithinTheGrant) {
+  // The counseling center shared onward with the deletion center and forwards the
+  // recorder's revocation to it, also after the revocation took effect.
+  ScopeSubject s = Revocation();
+  s.sender = Counsel();
+  s.recipients = {Deletion()};
+  EXPECT_TRUE(Allowed(Check(s)));
+  EXPECT_TRUE(Allowed(Check(s, kNow, /*revoked=*/true)));
+  // But never to a party outside the grant.
+  s.recipients = {Police()};
+  EXPECT_TRUE(
+      Refused(Check(s, kNow, /*revoked=*/true), NackReason::kConsentOutOfScope, {"police-x"}));
 }
 
 TEST(ScopeTest, PurgeConfirmationToANonRecorderIsRefused) {
