@@ -507,6 +507,12 @@ void Client::HandleFrame(schema::Frame f, std::vector<IncomingDelivery>& deliver
     case T::kGrantRegister:
     case T::kGrantRevoke:
     case T::kAttest:
+    case T::kAuditCheckpoint:
+    case T::kAuditEntries:
+    case T::kAuditProof:
+    case T::kAuditConsistency:
+    case T::kAuditCheckpoints:
+    case T::kAuditReply:  // answers audit queries, which agents never send
       ++counters_.bad_frames;
       spdlog::warn("agent: broker {} sent a frame of a type only clients send; ignoring it",
                    broker_id_);

@@ -13,6 +13,16 @@
 // transaction sees every earlier one (a resubmission made while the first copy is being
 // committed is still found as a duplicate) and recipient acks apply in the order received.
 //
+// Auditor queries (schema/PROTOCOL.md section 11): frames from a party of kind auditor
+// with the audit role in the current directory (checked per frame, like everything else;
+// anyone else gets Nack NOT_PERMITTED, logged as a refused AUDITOR_QUERY). Each query adds
+// an AUDITOR_QUERY entry to the accumulating Turn and is answered in Finish, after that
+// Turn's commit, from read transactions of the committed log: the answer always covers the
+// query's own entry. AuditCheckpoint marks the Turn so that the writer signs a checkpoint
+// right after committing it (in the same job): the note handed back describes a committed
+// prefix that includes the query's AUDITOR_QUERY entry. While Finish runs no job is with
+// the writer, so every read in one answer sees the same log.
+//
 // Identity of a peer is ZAP's User-Id, attached by libzmq to each message of an
 // authenticated connection, plus the connection's CURVE key (ZAP metadata
 // X-Transport-Key): every frame is checked against the current directory, so a party
@@ -70,7 +80,9 @@ struct ServerStats {
   uint64_t acked = 0;      // recipient acks applied
   uint64_t commits = 0;
   uint64_t zap_refused = 0;
-  uint64_t checkpoints = 0;  // checkpoints signed (not counting an unchanged log)
+  uint64_t checkpoints = 0;    // checkpoints signed (not counting an unchanged log)
+  uint64_t audit_queries = 0;  // auditor queries logged and answered
+  uint64_t audit_refused = 0;  // audit queries from parties that may not ask
 };
 
 class Server {
@@ -122,6 +134,7 @@ class Server {
     int grant_index = -1;       // index into the batch's grant registrations
     int revocation_index = -1;  // index into the batch's revocations
     bool attest = false;        // an attestation: acked once its audit entry is committed
+    int audit_query = -1;       // index into the turn's audit_queries: answered after commit
     bool duplicate = false;     // the ack says the message was already held
     schema::NackReason reason = schema::NackReason::kUnspecified;
     std::string detail;
@@ -132,7 +145,9 @@ class Server {
     std::vector<schema::SealedEnvelope> decoded;  // parallel to batch.accepted
     std::vector<Reply> replies;
     std::vector<std::pair<std::string, schema::Frame>> direct;  // not waiting for commit
-    size_t frames = 0;                                          // frames read into it
+    std::vector<schema::Frame> audit_queries;  // answered in Finish, after the commit
+    bool checkpoint_asked = false;             // an auditor asked for a checkpoint
+    size_t frames = 0;                         // frames read into it
     bool Empty() const {
       return batch.accepted.empty() && batch.acks.empty() && batch.events.empty() &&
              batch.grants.empty() && batch.revocations.empty() && replies.empty();
@@ -165,6 +180,11 @@ class Server {
                          UnixMillis now);
   void HandleAttest(const std::string& routing_id, const std::string& peer, uint64_t request_id,
                     const schema::Attest& attest, Turn& turn, UnixMillis now);
+  // Loop thread: logs an auditor query (or refuses it) into turn.
+  void HandleAuditQuery(const std::string& routing_id, const schema::Party& peer,
+                        const schema::Frame& query, Turn& turn);
+  // Loop thread, in Finish: the answer to query from the committed log (or a Nack).
+  schema::Frame AnswerAuditQuery(const schema::Frame& query, uint64_t request_id, const Job& job);
   // Refuses a grant, revocation or attestation: audited as REJECTED with the ids given.
   void RejectControl(Turn& turn, const std::string& routing_id, uint64_t request_id,
                      const std::string& peer, schema::NackReason reason, std::string detail,

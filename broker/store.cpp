@@ -496,6 +496,37 @@ Result<Bytes> Store::AuditEntryBytes(uint64_t index) const {
   return ReadAuditEntry(txn, audit_dbs_, index);
 }
 
+Result<AuditEntriesRead> Store::AuditEntriesFrom(uint64_t from_index, size_t max,
+                                                 size_t max_bytes) const {
+  AuditEntriesRead out;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(out.log_size, GetU64(txn, meta_, Key("audit_size")));
+  if (from_index > out.log_size) {
+    return InvalidArgument("the audit log has " + std::to_string(out.log_size) +
+                           " entries; index " + std::to_string(from_index) + " is beyond it");
+  }
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, audit_dbs_.entries));
+  REFBUS_ASSIGN_OR_RETURN(auto item, cur.Seek(lmdb::U64Key(from_index)));
+  size_t bytes = 0;
+  uint64_t index = from_index;
+  while (index < out.log_size && out.entries.size() < max) {
+    if (!item || item->key.size() != 8 || lmdb::ReadU64Key(item->key) != index) {
+      return Malformed("audit entry " + std::to_string(index) + " is missing");
+    }
+    if (!out.entries.empty() && bytes + item->value.size() > max_bytes) break;
+    uint64_t pos = StoredNodeIndex(0, index);
+    auto node = txn.Get(audit_dbs_.tree, lmdb::U64Key(pos));
+    auto leaf = node.ok() ? DecodeNode(*node, pos) : Result<keys::Hash>(node.status());
+    if (!leaf.ok() || keys::LeafHash(item->value) != *leaf) out.damaged.push_back(index);
+    bytes += item->value.size();
+    out.entries.emplace_back(item->value.begin(), item->value.end());
+    ++index;
+    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
+  }
+  out.more = index < out.log_size;
+  return out;
+}
+
 Result<keys::Hash> Store::AuditRoot() const {
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
   REFBUS_ASSIGN_OR_RETURN(keys::MerkleFrontier f, LoadFrontier(txn, audit_dbs_));

@@ -140,6 +140,17 @@ struct Pending {
   Bytes envelope;
 };
 
+// Audit entries read for an auditor (Store::AuditEntriesFrom).
+struct AuditEntriesRead {
+  std::vector<Bytes> entries;  // exactly as stored, from the index asked for
+  uint64_t log_size = 0;       // the committed log, in the same read transaction
+  bool more = false;           // entries after the last one returned exist
+  // Indexes among entries whose bytes do not match their stored leaf hash. They are
+  // returned as stored (an auditor must see what the log holds); the caller alerts its
+  // operator.
+  std::vector<uint64_t> damaged;
+};
+
 class Store {
  public:
   static Result<std::unique_ptr<Store>> Open(const StoreOptions& options);
@@ -159,6 +170,12 @@ class Store {
   // Audit entry bytes at index (exactly as stored and hashed), checked against the entry's
   // leaf hash in the tree: kMalformed if they differ.
   Result<Bytes> AuditEntryBytes(uint64_t index) const;
+  // Up to max entries from from_index, in one read transaction, stopping before the total
+  // of their bytes would pass max_bytes (at least one entry is returned when any is left).
+  // InvalidArgument if from_index is beyond the committed log (equal: nothing to return).
+  // A missing entry stops the read with kMalformed naming its index.
+  Result<AuditEntriesRead> AuditEntriesFrom(uint64_t from_index, size_t max,
+                                            size_t max_bytes) const;
 
   // The Merkle root of the committed log (from the stored frontier: O(1)).
   Result<keys::Hash> AuditRoot() const;

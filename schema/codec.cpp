@@ -105,6 +105,76 @@ Result<Frame> FromProto(const pb::Frame& m) {
         return FieldError(kWhat, "attest", "must hold exactly one statement");
       }
       break;
+    case pb::Frame::kAuditCheckpoint:
+      f.type = Frame::Type::kAuditCheckpoint;
+      break;
+    case pb::Frame::kAuditEntries:
+      f.type = Frame::Type::kAuditEntries;
+      f.audit_entries.from_index = m.audit_entries().from_index();
+      f.audit_entries.max = m.audit_entries().max();
+      if (f.audit_entries.max == 0 || f.audit_entries.max > kMaxAuditEntriesPerReply) {
+        return FieldError(kWhat, "audit_entries.max",
+                          "must be 1 to " + std::to_string(kMaxAuditEntriesPerReply));
+      }
+      break;
+    case pb::Frame::kAuditProof:
+      f.type = Frame::Type::kAuditProof;
+      f.audit_proof.index = m.audit_proof().index();
+      f.audit_proof.tree_size = m.audit_proof().tree_size();
+      if (f.audit_proof.index >= f.audit_proof.tree_size) {
+        return FieldError(kWhat, "audit_proof.index", "is not below tree_size");
+      }
+      break;
+    case pb::Frame::kAuditConsistency:
+      f.type = Frame::Type::kAuditConsistency;
+      f.audit_consistency.old_size = m.audit_consistency().old_size();
+      f.audit_consistency.new_size = m.audit_consistency().new_size();
+      if (f.audit_consistency.old_size > f.audit_consistency.new_size) {
+        return FieldError(kWhat, "audit_consistency.old_size", "is above new_size");
+      }
+      break;
+    case pb::Frame::kAuditCheckpoints:
+      f.type = Frame::Type::kAuditCheckpoints;
+      f.audit_checkpoints.from_size = m.audit_checkpoints().from_size();
+      f.audit_checkpoints.max = m.audit_checkpoints().max();
+      if (f.audit_checkpoints.max == 0 || f.audit_checkpoints.max > kMaxAuditCheckpointsPerReply) {
+        return FieldError(kWhat, "audit_checkpoints.max",
+                          "must be 1 to " + std::to_string(kMaxAuditCheckpointsPerReply));
+      }
+      break;
+    case pb::Frame::kAuditReply: {
+      f.type = Frame::Type::kAuditReply;
+      const pb::AuditReply& r = m.audit_reply();
+      if (static_cast<size_t>(r.checkpoints_size()) > kMaxAuditCheckpointsPerReply) {
+        return FieldError(kWhat, "audit_reply.checkpoints", "has too many notes");
+      }
+      if (static_cast<size_t>(r.entries_size()) > kMaxAuditEntriesPerReply) {
+        return FieldError(kWhat, "audit_reply.entries", "has too many entries");
+      }
+      if (static_cast<size_t>(r.hashes_size()) > kMaxAuditProofHashes) {
+        return FieldError(kWhat, "audit_reply.hashes", "has too many hashes");
+      }
+      for (const auto& note : r.checkpoints()) {
+        if (note.empty() || note.size() > kMaxAuditNoteBytes) {
+          return FieldError(kWhat, "audit_reply.checkpoints", "holds an empty or oversized note");
+        }
+        f.audit_reply.checkpoints.push_back(note);
+      }
+      for (const auto& entry : r.entries()) {
+        if (entry.empty() || entry.size() > kMaxRecordBytes) {
+          return FieldError(kWhat, "audit_reply.entries", "holds an empty or oversized entry");
+        }
+        f.audit_reply.entries.push_back(B(entry));
+      }
+      for (const auto& h : r.hashes()) {
+        REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "audit_reply.hashes", h, kAuditHashBytes));
+        f.audit_reply.hashes.push_back(B(h));
+      }
+      f.audit_reply.first_index = r.first_index();
+      f.audit_reply.log_size = r.log_size();
+      f.audit_reply.more = r.more();
+      break;
+    }
     case pb::Frame::BODY_NOT_SET:
       return FieldError(kWhat, "body", "is missing");
   }
@@ -165,6 +235,35 @@ pb::Frame ToProto(const Frame& f) {
       m.mutable_attest()->set_signed_access(S(f.attest.signed_access));
       m.mutable_attest()->set_signed_purge(S(f.attest.signed_purge));
       break;
+    case Frame::Type::kAuditCheckpoint:
+      m.mutable_audit_checkpoint();
+      break;
+    case Frame::Type::kAuditEntries:
+      m.mutable_audit_entries()->set_from_index(f.audit_entries.from_index);
+      m.mutable_audit_entries()->set_max(f.audit_entries.max);
+      break;
+    case Frame::Type::kAuditProof:
+      m.mutable_audit_proof()->set_index(f.audit_proof.index);
+      m.mutable_audit_proof()->set_tree_size(f.audit_proof.tree_size);
+      break;
+    case Frame::Type::kAuditConsistency:
+      m.mutable_audit_consistency()->set_old_size(f.audit_consistency.old_size);
+      m.mutable_audit_consistency()->set_new_size(f.audit_consistency.new_size);
+      break;
+    case Frame::Type::kAuditCheckpoints:
+      m.mutable_audit_checkpoints()->set_from_size(f.audit_checkpoints.from_size);
+      m.mutable_audit_checkpoints()->set_max(f.audit_checkpoints.max);
+      break;
+    case Frame::Type::kAuditReply: {
+      auto* r = m.mutable_audit_reply();
+      for (const auto& note : f.audit_reply.checkpoints) r->add_checkpoints(note);
+      for (const auto& e : f.audit_reply.entries) r->add_entries(S(e));
+      for (const auto& h : f.audit_reply.hashes) r->add_hashes(S(h));
+      r->set_first_index(f.audit_reply.first_index);
+      r->set_log_size(f.audit_reply.log_size);
+      r->set_more(f.audit_reply.more);
+      break;
+    }
   }
   return m;
 }

@@ -51,7 +51,7 @@ constexpr std::array<std::string_view, 11> kLegalBasis = {
     "court-order",         "emergency-life-safety"};
 constexpr std::array<std::string_view, 4> kConsenter = {"unspecified", "subject", "guardian",
                                                         "legal-representative"};
-constexpr std::array<std::string_view, 16> kNackReason = {"unspecified",
+constexpr std::array<std::string_view, 18> kNackReason = {"unspecified",
                                                           "malformed",
                                                           "too-large",
                                                           "sender-mismatch",
@@ -66,7 +66,9 @@ constexpr std::array<std::string_view, 16> kNackReason = {"unspecified",
                                                           "consent-revoked",
                                                           "storage-full",
                                                           "unsupported-version",
-                                                          "internal"};
+                                                          "internal",
+                                                          "not-permitted",
+                                                          "out-of-range"};
 
 constexpr std::array<std::string_view, 15> kAuditEvent = {
     "unspecified",     "accepted",        "rejected",         "forwarded",

@@ -122,6 +122,8 @@ enum class NackReason : int {
   kStorageFull = 13,
   kUnsupportedVersion = 14,
   kInternal = 15,
+  kNotPermitted = 16,
+  kOutOfRange = 17,
 };
 enum class KeyProtection : int { kUnspecified = 0, kNone = 1, kArgon2idXChaCha20Poly1305 = 2 };
 
@@ -157,6 +159,14 @@ inline constexpr size_t kMaxEnvelopeBytes = 4u << 20;  // one sealed envelope
 inline constexpr size_t kMaxDirectoryBytes = 16u << 20;
 inline constexpr size_t kMaxRecordBytes = 64u << 10;  // party record, grant, key file
 inline constexpr size_t kMaxRecipients = 64;
+// Audit queries (PROTOCOL.md section 11): items per AuditReply, and the bytes of entries or
+// notes a broker puts in one reply (well under kMaxFrameBytes with protobuf's overhead).
+inline constexpr uint32_t kMaxAuditEntriesPerReply = 4096;
+inline constexpr uint32_t kMaxAuditCheckpointsPerReply = 1024;
+inline constexpr size_t kMaxAuditReplyPayloadBytes = 3u << 20;
+inline constexpr size_t kMaxAuditNoteBytes = 16u << 10;  // as keys::kMaxNoteBytes
+inline constexpr size_t kMaxAuditProofHashes = 128;      // 2 x the deepest tree
+inline constexpr size_t kAuditHashBytes = 32;            // SHA-256
 
 // --- Directory ------------------------------------------------------------------------
 
@@ -350,6 +360,31 @@ struct Attest {
   Bytes signed_access;  // serialized SignedStatement of an AccessRecord, or empty
   Bytes signed_purge;   // serialized SignedStatement of a PurgeConfirmation, or empty
 };
+// Auditor queries and their reply (transport.proto).
+struct AuditEntriesQuery {
+  uint64_t from_index = 0;
+  uint32_t max = 0;  // 1..kMaxAuditEntriesPerReply
+};
+struct AuditProofQuery {
+  uint64_t index = 0;
+  uint64_t tree_size = 0;  // > index
+};
+struct AuditConsistencyQuery {
+  uint64_t old_size = 0;
+  uint64_t new_size = 0;  // >= old_size
+};
+struct AuditCheckpointsQuery {
+  uint64_t from_size = 0;
+  uint32_t max = 0;  // 1..kMaxAuditCheckpointsPerReply
+};
+struct AuditReply {
+  std::vector<std::string> checkpoints;  // signed notes
+  std::vector<Bytes> entries;            // stored entry bytes from first_index
+  uint64_t first_index = 0;
+  std::vector<Bytes> hashes;  // proof hashes, kAuditHashBytes each
+  uint64_t log_size = 0;
+  bool more = false;
+};
 
 struct Frame {
   enum class Type {
@@ -364,7 +399,17 @@ struct Frame {
     kGrantRegister,
     kGrantRevoke,
     kAttest,
+    kAuditCheckpoint,
+    kAuditEntries,
+    kAuditProof,
+    kAuditConsistency,
+    kAuditCheckpoints,
+    kAuditReply,
   };
+  // The auditor queries (kAuditCheckpoint .. kAuditCheckpoints).
+  bool IsAuditQuery() const {
+    return type >= Type::kAuditCheckpoint && type <= Type::kAuditCheckpoints;
+  }
   uint32_t version = 1;
   uint64_t request_id = 0;
   Type type = Type::kHello;
@@ -380,6 +425,11 @@ struct Frame {
   GrantRegister grant_register;
   GrantRevoke grant_revoke;
   Attest attest;
+  AuditEntriesQuery audit_entries;
+  AuditProofQuery audit_proof;
+  AuditConsistencyQuery audit_consistency;
+  AuditCheckpointsQuery audit_checkpoints;
+  AuditReply audit_reply;
 };
 
 // --- Audit log ------------------------------------------------------------------------

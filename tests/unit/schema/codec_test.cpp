@@ -273,6 +273,28 @@ Frame FrameOf(Frame::Type type) {
     case Frame::Type::kAttest:
       f.attest.signed_purge = Fill(92, 0x95);
       break;
+    case Frame::Type::kAuditCheckpoint:
+      break;
+    case Frame::Type::kAuditEntries:
+      f.audit_entries = {17, 4096};
+      break;
+    case Frame::Type::kAuditProof:
+      f.audit_proof = {3, 9};
+      break;
+    case Frame::Type::kAuditConsistency:
+      f.audit_consistency = {4, 9};
+      break;
+    case Frame::Type::kAuditCheckpoints:
+      f.audit_checkpoints = {2, 1024};
+      break;
+    case Frame::Type::kAuditReply:
+      f.audit_reply.checkpoints = {"refbus/f/b\n9\nAAAA\n\n\u2014 refbus/f/b AAAA\n"};
+      f.audit_reply.entries = {Fill(40, 0x96), Fill(41, 0x97)};
+      f.audit_reply.first_index = 7;
+      f.audit_reply.hashes = {Fill(32, 0x98), Fill(32, 0x99)};
+      f.audit_reply.log_size = 9;
+      f.audit_reply.more = true;
+      break;
   }
   return f;
 }
@@ -290,6 +312,12 @@ const std::vector<Frame::Type>& AllFrameTypes() {
       Frame::Type::kGrantRegister,
       Frame::Type::kGrantRevoke,
       Frame::Type::kAttest,
+      Frame::Type::kAuditCheckpoint,
+      Frame::Type::kAuditEntries,
+      Frame::Type::kAuditProof,
+      Frame::Type::kAuditConsistency,
+      Frame::Type::kAuditCheckpoints,
+      Frame::Type::kAuditReply,
   };
   return kTypes;
 }
@@ -421,8 +449,86 @@ TEST(FrameCodecTest, RoundTripsEveryBodyType) {
         EXPECT_TRUE(out->attest.signed_access.empty());
         EXPECT_EQ(out->attest.signed_purge, in.attest.signed_purge);
         break;
+      case Frame::Type::kAuditCheckpoint:
+        break;
+      case Frame::Type::kAuditEntries:
+        EXPECT_EQ(out->audit_entries.from_index, 17u);
+        EXPECT_EQ(out->audit_entries.max, 4096u);
+        break;
+      case Frame::Type::kAuditProof:
+        EXPECT_EQ(out->audit_proof.index, 3u);
+        EXPECT_EQ(out->audit_proof.tree_size, 9u);
+        break;
+      case Frame::Type::kAuditConsistency:
+        EXPECT_EQ(out->audit_consistency.old_size, 4u);
+        EXPECT_EQ(out->audit_consistency.new_size, 9u);
+        break;
+      case Frame::Type::kAuditCheckpoints:
+        EXPECT_EQ(out->audit_checkpoints.from_size, 2u);
+        EXPECT_EQ(out->audit_checkpoints.max, 1024u);
+        break;
+      case Frame::Type::kAuditReply:
+        EXPECT_EQ(out->audit_reply.checkpoints, in.audit_reply.checkpoints);
+        EXPECT_EQ(out->audit_reply.entries, in.audit_reply.entries);
+        EXPECT_EQ(out->audit_reply.first_index, 7u);
+        EXPECT_EQ(out->audit_reply.hashes, in.audit_reply.hashes);
+        EXPECT_EQ(out->audit_reply.log_size, 9u);
+        EXPECT_TRUE(out->audit_reply.more);
+        break;
     }
   }
+}
+
+TEST(FrameCodecTest, AuditQueriesAndRepliesRefuseBadFields) {
+  auto refused = [](const Frame& f, const std::string& field) {
+    auto r = DecodeFrame(EncodeFrame(f));
+    EXPECT_FALSE(r.ok()) << field;
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), Status::Code::kMalformed);
+      EXPECT_NE(r.status().message().find(field), std::string::npos) << r.status().ToString();
+    }
+  };
+  Frame entries = FrameOf(Frame::Type::kAuditEntries);
+  entries.audit_entries.max = 0;
+  refused(entries, "audit_entries.max");
+  entries.audit_entries.max = kMaxAuditEntriesPerReply + 1;
+  refused(entries, "audit_entries.max");
+  Frame proof = FrameOf(Frame::Type::kAuditProof);
+  proof.audit_proof.index = proof.audit_proof.tree_size;
+  refused(proof, "audit_proof.index");
+  Frame consistency = FrameOf(Frame::Type::kAuditConsistency);
+  consistency.audit_consistency.old_size = consistency.audit_consistency.new_size + 1;
+  refused(consistency, "audit_consistency.old_size");
+  Frame checkpoints = FrameOf(Frame::Type::kAuditCheckpoints);
+  checkpoints.audit_checkpoints.max = kMaxAuditCheckpointsPerReply + 1;
+  refused(checkpoints, "audit_checkpoints.max");
+
+  Frame short_hash = FrameOf(Frame::Type::kAuditReply);
+  short_hash.audit_reply.hashes.push_back(Fill(31, 0x9a));
+  refused(short_hash, "audit_reply.hashes");
+  Frame too_many_hashes = FrameOf(Frame::Type::kAuditReply);
+  too_many_hashes.audit_reply.hashes.assign(kMaxAuditProofHashes + 1, Fill(32, 0x9b));
+  refused(too_many_hashes, "audit_reply.hashes");
+  Frame empty_entry = FrameOf(Frame::Type::kAuditReply);
+  empty_entry.audit_reply.entries.push_back({});
+  refused(empty_entry, "audit_reply.entries");
+  Frame big_entry = FrameOf(Frame::Type::kAuditReply);
+  big_entry.audit_reply.entries.push_back(Fill(kMaxRecordBytes + 1, 0x9c));
+  refused(big_entry, "audit_reply.entries");
+  Frame big_note = FrameOf(Frame::Type::kAuditReply);
+  big_note.audit_reply.checkpoints.push_back(std::string(kMaxAuditNoteBytes + 1, 'a'));
+  refused(big_note, "audit_reply.checkpoints");
+  Frame too_many_entries = FrameOf(Frame::Type::kAuditReply);
+  too_many_entries.audit_reply.entries.assign(kMaxAuditEntriesPerReply + 1, Fill(1, 0x9d));
+  refused(too_many_entries, "audit_reply.entries");
+
+  // An empty AuditCheckpoint body is still a body: the frame decodes as that query.
+  auto empty = DecodeFrame(EncodeFrame(FrameOf(Frame::Type::kAuditCheckpoint)));
+  ASSERT_TRUE(IsOk(empty));
+  EXPECT_EQ(empty->type, Frame::Type::kAuditCheckpoint);
+  EXPECT_TRUE(empty->IsAuditQuery());
+  EXPECT_FALSE(FrameOf(Frame::Type::kAuditReply).IsAuditQuery());
+  EXPECT_FALSE(FrameOf(Frame::Type::kAttest).IsAuditQuery());
 }
 
 TEST(FrameCodecTest, AttestMustHoldExactlyOneStatement) {
@@ -450,7 +556,7 @@ TEST(FrameCodecTest, OptionalEmptyFields) {
 }
 
 TEST(FrameCodecTest, EveryNackReasonRoundTrips) {
-  for (int v = 1; v <= static_cast<int>(NackReason::kInternal); ++v) {
+  for (int v = 1; v <= static_cast<int>(NackReason::kOutOfRange); ++v) {
     Frame f = FrameOf(Frame::Type::kNack);
     f.nack.reason = static_cast<NackReason>(v);
     auto out = DecodeFrame(EncodeFrame(f));

@@ -1,0 +1,398 @@
+// refbus-audit: the auditor's tool. Pulls a broker's tamper-evident audit log over CURVE
+// into a local store, verifies it offline against every checkpoint the broker ever signed,
+// makes and checks offline inclusion-proof bundles, and answers the questions auditors ask
+// (schema/PROTOCOL.md section 11). Thin over agent/audit_fetch.h and agent/audit_tool.h.
+// Output: readable text and tables, or --json (and --csv for the queries); no content is
+// ever in the log, so none is in the output either.
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "agent/audit_fetch.h"
+#include "agent/audit_store.h"
+#include "agent/audit_tool.h"
+#include "core/clock.h"
+#include "core/file.h"
+#include "keys/crypto.h"
+#include "keys/secret.h"
+#include "schema/codec.h"
+
+namespace {
+
+using namespace refbus;         // NOLINT(google-build-using-namespace)
+using namespace refbus::agent;  // NOLINT(google-build-using-namespace)
+using json = nlohmann::json;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;  // verification failed (or nothing to prove)
+constexpr int kExitUsage = 2;
+constexpr int kExitIo = 3;  // I/O, network, a broker that refused
+
+constexpr char kExitCodes[] = R"(
+Exit codes:
+  0  ok
+  1  verification failed: a bad entry, checkpoint, signature or proof (named in the output)
+  2  usage error (unknown command or option, bad id or time)
+  3  I/O or network error, or the broker refused the query)";
+
+constexpr size_t kMaxBundleBytes = 64u << 20;
+
+int Fail(const Status& s, int code) {
+  std::cerr << "refbus-audit: " << s.ToString() << "\n";
+  return code;
+}
+
+// Errors that stop a command before any verdict.
+int ExitFor(const Status& s) {
+  switch (s.code()) {
+    case Status::Code::kInvalidArgument:
+      return kExitUsage;
+    case Status::Code::kUnauthenticated:
+    case Status::Code::kRevoked:
+    case Status::Code::kExpired:
+    case Status::Code::kRollback:
+      return kExitFailed;  // the directory (or a key in it) does not verify
+    default:
+      return kExitIo;
+  }
+}
+
+UnixMillis Now() { return SystemClock::Get().NowMillis(); }
+
+Result<Bytes> ParseMessageId(const std::string& hex) {
+  auto b = HexDecode(hex);
+  if (!b.ok() || b->size() != schema::kMessageIdBytes) {
+    return InvalidArgument("a message id is 32 hex digits");
+  }
+  return std::move(*b);
+}
+
+int RunFetch(const FetchOptions& o, bool as_json) {
+  auto r = Fetch(o, Now());
+  if (!r.ok()) return Fail(r.status(), ExitFor(r.status()));
+  const FetchReport& f = *r;
+  if (as_json) {
+    json out = {{"ok", f.ok()},
+                {"broker_id", f.broker_id},
+                {"origin", f.origin},
+                {"endpoint", f.endpoint},
+                {"entries_before", f.entries_before},
+                {"entries", f.entries_after},
+                {"checkpoints_new", f.checkpoints_new},
+                {"checkpoints", f.checkpoints_total},
+                {"checkpoint_size", f.checkpoint_size},
+                {"checkpoint_root", HexEncode(f.checkpoint_root)},
+                {"key_fingerprint", f.key_fingerprint},
+                {"queries", f.queries},
+                {"seconds", f.seconds},
+                {"problems", f.problems}};
+    out["own_query_index"] = f.own_query_index ? json(*f.own_query_index) : json(nullptr);
+    out["first_differing_entry"] =
+        f.first_differing_entry ? json(*f.first_differing_entry) : json(nullptr);
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << "Fetched the audit log " << f.origin << " from broker " << f.broker_id << " at "
+              << f.endpoint << "\n"
+              << "  entries:     " << f.entries_after << " ("
+              << (f.entries_after - f.entries_before) << " new)\n"
+              << "  checkpoints: " << f.checkpoints_total << " stored (" << f.checkpoints_new
+              << " new)\n"
+              << "  fresh:       size " << f.checkpoint_size << ", root "
+              << HexEncode(f.checkpoint_root) << "\n"
+              << "  signed by:   " << (f.key_fingerprint.empty() ? "-" : f.key_fingerprint) << "\n"
+              << "  this fetch:  " << f.queries << " queries, logged by the broker"
+              << (f.own_query_index ? " (the checkpoint request is entry " +
+                                          std::to_string(*f.own_query_index) + ")"
+                                    : "")
+              << "; " << f.seconds << " s\n";
+    for (const auto& p : f.problems) std::cout << "  PROBLEM: " << p << "\n";
+    std::cout << (f.ok() ? "ok: run refbus-audit verify for the full check\n"
+                         : "FAILED: " + f.problems.front() + "\n");
+  }
+  return f.ok() ? kExitOk : kExitFailed;
+}
+
+int RunVerify(const std::string& store_dir, const std::string& dir, bool as_json) {
+  auto sd = LoadVerifiedDirectory(dir, Now());
+  if (!sd.ok()) return Fail(sd.status(), ExitFor(sd.status()));
+  auto store = LocalAuditStore::Open(store_dir, /*create=*/false);
+  if (!store.ok()) return Fail(store.status(), kExitIo);
+  auto binding = (*store)->Binding();
+  if (!binding.ok()) return Fail(binding.status(), kExitIo);
+  if (!*binding) return Fail(FailedPrecondition(store_dir + " is empty: run fetch"), kExitIo);
+  auto keys = BrokerLogKeys(sd->directory, (*binding)->broker_id);
+  if (!keys.ok()) return Fail(keys.status(), kExitFailed);
+  if (keys->origin != (*binding)->origin) {
+    return Fail(FailedPrecondition("the store holds the log " + (*binding)->origin +
+                                   ", but this directory's federation names it " + keys->origin),
+                kExitFailed);
+  }
+  auto report = VerifyLocalLog(**store, *keys);
+  if (!report.ok()) return Fail(report.status(), kExitIo);
+  const VerifyReport& v = *report;
+  if (as_json) {
+    json problems = json::array();
+    for (const auto& p : v.problems) {
+      bool entry = p.where == VerifyProblem::Where::kEntry;
+      problems.push_back({{"where", entry ? "entry" : "checkpoint"},
+                          {"index", entry ? json(p.index) : json(nullptr)},
+                          {"size", entry ? json(nullptr) : json(p.index)},
+                          {"seq", entry ? json(nullptr) : json(p.seq)},
+                          {"message", p.message}});
+    }
+    json out = {{"ok", v.ok()},
+                {"headline", v.Headline()},
+                {"broker_id", v.broker_id},
+                {"origin", v.origin},
+                {"entries", v.entries},
+                {"checkpoints", v.checkpoints},
+                {"signatures_ok", v.signatures_ok},
+                {"verified_size", v.verified_size},
+                {"verified_root", HexEncode(v.verified_root)},
+                {"seconds", v.seconds},
+                {"problems", problems}};
+    out["first_bad_entry"] = v.first_bad_entry ? json(*v.first_bad_entry) : json(nullptr);
+    out["first_bad_checkpoint_seq"] =
+        v.first_bad_checkpoint_seq ? json(*v.first_bad_checkpoint_seq) : json(nullptr);
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << "Audit log " << v.origin << " of broker " << v.broker_id << " in " << store_dir
+              << "\n"
+              << "  entries:     " << v.entries << "\n"
+              << "  checkpoints: " << v.checkpoints << " (" << v.signatures_ok
+              << " signatures valid)\n"
+              << "  verified:    size " << v.verified_size << ", root "
+              << HexEncode(v.verified_root) << "\n"
+              << "  time:        " << v.seconds << " s\n";
+    size_t shown = 0;
+    for (const auto& p : v.problems) {
+      if (++shown > 50) {
+        std::cout << "  ... " << v.problems.size() - 50 << " more (see --json)\n";
+        break;
+      }
+      if (p.where == VerifyProblem::Where::kEntry) {
+        std::cout << "  PROBLEM: entry " << p.index << " " << p.message << "\n";
+      } else {
+        std::cout << "  PROBLEM: " << p.message << "\n";
+      }
+    }
+    std::cout << v.Headline() << "\n";
+  }
+  return v.ok() ? kExitOk : kExitFailed;
+}
+
+int RunProve(const std::string& message_hex, const std::string& store_dir, const std::string& out,
+             bool as_json) {
+  auto id = ParseMessageId(message_hex);
+  if (!id.ok()) return Fail(id.status(), kExitUsage);
+  auto store = LocalAuditStore::Open(store_dir, /*create=*/false);
+  if (!store.ok()) return Fail(store.status(), kExitIo);
+  auto bundle = MakeProofBundle(**store, *id);
+  if (!bundle.ok()) {
+    bool verdict = bundle.status().code() == Status::Code::kNotFound ||
+                   bundle.status().code() == Status::Code::kFailedPrecondition;
+    return Fail(bundle.status(), verdict ? kExitFailed : kExitIo);
+  }
+  Status s = WriteFileAtomic(out, AsBytes(*bundle), kPublicFileMode);
+  if (!s.ok()) return Fail(s, kExitIo);
+  json parsed = json::parse(*bundle);
+  if (as_json) {
+    std::cout << json{{"out", out},
+                      {"message_id", message_hex},
+                      {"entries", parsed["entries"].size()},
+                      {"tree_size", parsed["tree_size"]}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << "Wrote " << out << ": " << parsed["entries"].size() << " entries of message "
+              << message_hex << " with inclusion proofs in the signed checkpoint of size "
+              << parsed["tree_size"].get<uint64_t>() << " of "
+              << parsed["origin"].get<std::string>()
+              << "\nCheck it anywhere with: refbus-audit check-proof " << out
+              << " --dir AUDITOR_DIR\n";
+  }
+  return kExitOk;
+}
+
+int RunCheckProof(const std::string& path, const std::string& dir, bool as_json) {
+  auto sd = LoadVerifiedDirectory(dir, Now());
+  if (!sd.ok()) return Fail(sd.status(), ExitFor(sd.status()));
+  auto text = ReadFile(path, kMaxBundleBytes);
+  if (!text.ok()) return Fail(text.status(), kExitIo);
+  auto checked = CheckProofBundle(AsChars(*text), sd->directory);
+  if (!checked.ok()) {
+    if (as_json) {
+      std::cout << json{{"ok", false}, {"error", checked.status().ToString()}}.dump(2) << "\n";
+    }
+    return Fail(checked.status().WithContext(path + " is refused"), kExitFailed);
+  }
+  const CheckedProof& c = *checked;
+  if (as_json) {
+    json entries = json::array();
+    for (const auto& e : c.entries) {
+      entries.push_back({{"index", e.index},
+                         {"time", FormatUtc(e.time_ms)},
+                         {"event", std::string(schema::Name(e.event))},
+                         {"actor", e.actor}});
+    }
+    std::cout << json{{"ok", true},
+                      {"broker_id", c.broker_id},
+                      {"origin", c.origin},
+                      {"key_fingerprint", c.key_fingerprint},
+                      {"tree_size", c.tree_size},
+                      {"message_id", HexEncode(c.message_id)},
+                      {"verify_us_per_entry", c.verify_us_per_entry},
+                      {"entries", entries}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << "ok: " << c.entries.size() << " entries of message " << HexEncode(c.message_id)
+              << " are in the audit log " << c.origin << "\n"
+              << "  checkpoint: size " << c.tree_size << ", signed by broker " << c.broker_id
+              << " key " << c.key_fingerprint << " (from the verified directory)\n"
+              << "  proofs:     " << c.verify_us_per_entry << " us per entry\n";
+    for (const auto& e : c.entries) {
+      std::cout << "  entry " << e.index << "  " << FormatUtc(e.time_ms) << "  "
+                << schema::Name(e.event) << "  " << (e.actor.empty() ? "-" : e.actor) << "\n";
+    }
+  }
+  return kExitOk;
+}
+
+int RunQuery(const Result<QueryResult>& r, OutputFormat format) {
+  if (!r.ok()) {
+    int code = r.status().code() == Status::Code::kFailedPrecondition ? kExitFailed : kExitIo;
+    return Fail(r.status(), code);
+  }
+  PrintRows(*r, format, std::cout);
+  return kExitOk;
+}
+
+int Main(int argc, char** argv) {
+  if (!keys::InitSodium().ok()) {
+    std::cerr << "refbus-audit: libsodium failed to initialize\n";
+    return kExitIo;
+  }
+  CLI::App app{"refbus-audit: fetch, verify and query a refbus broker's tamper-evident audit log"};
+  app.footer(kExitCodes);
+  app.require_subcommand(1);
+  app.fallthrough();
+  bool as_json = false, as_csv = false;
+  app.add_flag("--json", as_json, "Machine-readable output");
+  app.add_flag("--csv", as_csv, "CSV output (queries)");
+
+  FetchOptions fo;
+  auto* fetch = app.add_subcommand(
+      "fetch", "Pull new entries and checkpoints from a broker into the local audit store");
+  fetch
+      ->add_option("--dir", fo.auditor_dir,
+                   "The auditor's folder (identity.key, authority.pub, directory)")
+      ->required();
+  fetch->add_option("--broker", fo.broker_id, "Broker id")->required();
+  fetch->add_option("--endpoint", fo.endpoint,
+                    "Broker endpoint (tcp://host:port); default: the directory's");
+  fetch->add_option("--store", fo.store_dir, "Local audit store folder (one per broker)")
+      ->required();
+  fetch->add_option("--passphrase-file", fo.passphrase_file,
+                    "File (0600) with the passphrase of a protected identity.key");
+  fetch->add_option("--timeout-ms", fo.timeout_ms, "Per request")
+      ->default_val(10000)
+      ->check(CLI::Range(100, 600000));
+
+  std::string store_dir, dir, out, message, bundle, case_ref, agency, from, to;
+  auto* verify = app.add_subcommand(
+      "verify", "Check every checkpoint signature, every entry and the Merkle tree, offline");
+  verify->add_option("--store", store_dir, "Local audit store folder")->required();
+  verify->add_option("--dir", dir, "The auditor's folder (for the verified directory)")->required();
+
+  auto* prove = app.add_subcommand(
+      "prove", "Write an offline inclusion-proof bundle for every entry about one message");
+  prove->add_option("MESSAGE-ID", message, "Message id (32 hex digits)")->required();
+  prove->add_option("--store", store_dir, "Local audit store folder")->required();
+  prove->add_option("--out", out, "Bundle file to write (JSON)")->required();
+
+  auto* check = app.add_subcommand("check-proof", "Verify a proof bundle without the log");
+  check->add_option("BUNDLE", bundle, "Bundle file")->required();
+  check->add_option("--dir", dir, "The auditor's folder (for the verified directory)")->required();
+
+  auto* q_case = app.add_subcommand("case", "Everything that happened to one case");
+  q_case->add_option("CASE-REF", case_ref, "Case pseudonym")->required();
+  q_case->add_option("--store", store_dir, "Local audit store folder")->required();
+
+  auto* q_access = app.add_subcommand(
+      "accesses", "Everything one agency received or opened in a period (from <= t < to)");
+  q_access->add_option("--agency", agency, "Agency id")->required();
+  q_access->add_option("--from", from, "Start: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or Unix ms");
+  q_access->add_option("--to", to, "End (exclusive), same forms");
+  q_access->add_option("--store", store_dir, "Local audit store folder")->required();
+
+  auto* q_unconsented = app.add_subcommand(
+      "unconsented",
+      "Every access whose consent grant was not granted in this log, or revoked first");
+  q_unconsented->add_option("--store", store_dir, "Local audit store folder")->required();
+
+  auto* q_overrides = app.add_subcommand(
+      "overrides", "Every emergency override grant and what was shared under it");
+  q_overrides->add_option("--store", store_dir, "Local audit store folder")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  if (as_json && as_csv) {
+    std::cerr << "refbus-audit: --json and --csv exclude each other\n";
+    return kExitUsage;
+  }
+
+  if (fetch->parsed()) return RunFetch(fo, as_json);
+  if (verify->parsed()) return RunVerify(store_dir, dir, as_json);
+  if (prove->parsed()) return RunProve(message, store_dir, out, as_json);
+  if (check->parsed()) return RunCheckProof(bundle, dir, as_json);
+
+  OutputFormat format =
+      as_json ? OutputFormat::kJson : (as_csv ? OutputFormat::kCsv : OutputFormat::kTable);
+  auto store = LocalAuditStore::Open(store_dir, /*create=*/false);
+  if (!store.ok()) return Fail(store.status(), kExitIo);
+  if (q_case->parsed()) {
+    if (!schema::IsValidCaseRef(case_ref)) {
+      return Fail(InvalidArgument("'" + case_ref + "' is not a case pseudonym"), kExitUsage);
+    }
+    return RunQuery(QueryCase(**store, case_ref), format);
+  }
+  if (q_access->parsed()) {
+    if (!schema::IsValidPartyId(agency)) {
+      return Fail(InvalidArgument("'" + agency + "' is not a party id"), kExitUsage);
+    }
+    UnixMillis from_ms = 0, to_ms = ~UnixMillis{0};
+    if (!from.empty()) {
+      auto t = ParseTime(from);
+      if (!t.ok()) return Fail(t.status(), kExitUsage);
+      from_ms = *t;
+    }
+    if (!to.empty()) {
+      auto t = ParseTime(to);
+      if (!t.ok()) return Fail(t.status(), kExitUsage);
+      to_ms = *t;
+    }
+    return RunQuery(QueryAccesses(**store, agency, from_ms, to_ms), format);
+  }
+  if (q_unconsented->parsed()) return RunQuery(QueryUnconsented(**store), format);
+  if (q_overrides->parsed()) return RunQuery(QueryOverrides(**store), format);
+  return kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {  // a bug or no memory: say so, never abort silently
+    std::cerr << "refbus-audit: internal error: " << e.what() << "\n";
+    return kExitIo;
+  }
+}
