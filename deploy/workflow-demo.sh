@@ -52,6 +52,10 @@ type = "support-center"
 name = "Seoul Sunflower Support Center"
 region = "seoul"
 home_broker = "seoul-broker"
+[[auditor]]
+id = "audit-office"
+name = "Federation audit office"
+region = "seoul"
 TOML
 "$bin/refbus-keys" federation init --manifest "$work/seoul-region.toml" --out "$work/fed" \
   >"$work/federation-init.log" || die "federation init failed (see $work/federation-init.log)"
@@ -214,6 +218,17 @@ ag seoul-support sc-choi close "$case2" --reason "support completed" | sed 's/^/
 wait_for seoul-police-03 officer-park '"closed": *true' case SPD-2026-118 --json
 wait_for seoul-dsc dsc-han '"closed": *true' case "$case2" --json
 echo "    seoul-police-03 and seoul-dsc see the case closed"
+
+printf '\n  -- The auditor fetches and verifies the Seoul broker'"'"'s audit log --\n'
+audit_store="$work/audit-office-store"
+"$bin/refbus-audit" fetch --dir "$work/fed/audit-office" --broker seoul-broker \
+  --endpoint "$endpoint" --store "$audit_store" | sed 's/^/    /'
+"$bin/refbus-audit" verify --dir "$work/fed/audit-office" --store "$audit_store" | sed 's/^/    /' ||
+  die "the audit log did not verify"
+echo "    everything that happened to the Wee center's case ($case1), as the log records it:"
+"$bin/refbus-audit" case "$case1" --store "$audit_store" | sed 's/^/      /'
+echo "    accesses without a matching consent:"
+"$bin/refbus-audit" unconsented --store "$audit_store" | sed 's/^/      /'
 
 for p in "${pids[@]:1}"; do kill -TERM "$p"; done
 for p in "${pids[@]:1}"; do wait "$p" || die "an agent did not stop cleanly"; done
