@@ -15,6 +15,8 @@ packages=(
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libcpp-httplib-dev
   # tests
   libgtest-dev libgmock-dev
+  # systemd-analyze checks the units in deploy/systemd
+  systemd
   # fuzz smoke runs in the test suite (clang + libFuzzer, own build tree)
   clang libclang-rt-14-dev
 )
