@@ -39,9 +39,6 @@ int64_t SteadyNowMs() {
       .count();
 }
 
-// ids, case references and local case numbers: no '/', bounded.
-constexpr char kIdPattern[] = "([^/]{1,128})";
-
 // clang-format off
 const std::array<RouteInfo, 19> kRoutes = {{
     {Route::kRecordConsent, "POST", "/v1/consents", "/v1/consents", 201},

@@ -13,6 +13,12 @@
 //     new checkpoint that verifies is stored with the broker's consistency proof from the
 //     largest stored checkpoint not above it (checked at once as well); AuditEntries from
 //     the store's next index up to the fresh checkpoint's size, stored as received.
+//   - Only checkpoints up to the fresh one's size are taken: later ones (signed while the
+//     fetch ran) come with the next fetch, together with their entries. After the entries,
+//     the checkpoints this fetch took without cosignatures are asked for once more (their
+//     witnesses cosign moments after the broker signs); with wait_cosignatures N, the
+//     fetch then asks for the fresh checkpoint every 250 ms until it carries N valid
+//     cosignatures from directory witnesses, or wait_ms pass (a problem: not witnessed).
 //   - Then the fresh checkpoint is compared with the root of the local log. On a mismatch
 //     the first differing entry is found by bisection with the broker's consistency proofs
 //     (O(log N) queries) and named. On a match, the AUDITOR_QUERY entry of the checkpoint
@@ -21,6 +27,19 @@
 //     before, a mismatch) are reported, never thrown away: evidence stays in the store.
 //   - Errors (a Status) are for what stopped the fetch: the folder, the directory, the
 //     network, a broker refusal, the local store.
+//
+// refbus-audit witness: the auditor as a witness of a broker's log (schema/PROTOCOL.md
+// section 11.3, keys/witness.h).
+//   - The auditor must be an active auditor with the audit role (it asks with audit
+//     queries, each logged by the broker) and the witness role (its cosignatures count).
+//   - Steps: Hello; AuditCheckpoint (the broker's fresh checkpoint); AuditConsistency from
+//     the size of the last checkpoint this auditor cosigned for the log (its witness state
+//     in the store folder; none: no proof, the first is taken as it is); the keys/witness.h
+//     rules; on success the new state is stored, then the cosignature goes to the broker in
+//     AddCosignature and is stored with the checkpoint there (answered Ack).
+//   - A checkpoint that is inconsistent with the one cosigned, or smaller than it, or a
+//     broker that cannot prove consistency with it, is refused: both checkpoints are kept as
+//     evidence in the store folder and the report says so (a finding, not an error).
 //
 // Thread safety: one fetch at a time per store (the store's folder lock enforces it).
 #ifndef REFBUS_AGENT_AUDIT_FETCH_H_
@@ -44,6 +63,10 @@ struct FetchOptions {
   std::string store_dir;
   std::string passphrase_file;  // for a passphrase-protected identity.key
   int timeout_ms = 10000;       // per request
+  // Witnessing: wait until the fresh checkpoint carries this many valid cosignatures from
+  // directory witnesses (0: do not wait), for at most wait_ms; short of them is a problem.
+  size_t wait_cosignatures = 0;
+  int wait_ms = 10000;
 };
 
 struct FetchReport {
@@ -57,7 +80,8 @@ struct FetchReport {
   size_t checkpoints_total = 0;
   uint64_t checkpoint_size = 0;  // the fresh checkpoint
   keys::Hash checkpoint_root{};
-  std::optional<uint64_t> own_query_index;  // this fetch's AuditCheckpoint in the log
+  std::optional<uint64_t> own_query_index;   // this fetch's AuditCheckpoint in the log
+  std::vector<std::string> fresh_cosigners;  // witnesses that cosigned the fresh checkpoint
   std::optional<uint64_t> first_differing_entry;
   std::vector<std::string> problems;
   size_t queries = 0;  // audit queries sent (each is an entry in the broker's log)
@@ -67,6 +91,37 @@ struct FetchReport {
 };
 
 Result<FetchReport> Fetch(const FetchOptions& options, UnixMillis now);
+
+struct WitnessOptions {
+  std::string auditor_dir;
+  std::string broker_id;
+  std::string endpoint;  // empty: the broker's endpoint from the directory
+  std::string store_dir;
+  std::string passphrase_file;
+  int timeout_ms = 10000;
+};
+
+struct WitnessReport {
+  std::string broker_id;
+  std::string origin;
+  std::string endpoint;
+  std::string witness_name;  // the cosigner name: "refbus/<federation>/witness/<auditor-id>"
+  uint64_t old_size = 0;     // the last size this auditor had cosigned (0: none)
+  uint64_t size = 0;         // the broker's fresh checkpoint
+  keys::Hash root{};
+  std::string verdict;  // keys::Name(WitnessVerdict)
+  bool cosigned = false;
+  bool stored_by_broker = false;  // the broker acknowledged the AddCosignature
+  uint64_t timestamp_s = 0;
+  std::optional<uint64_t> evidence;  // the evidence record kept for a refusal
+  std::vector<std::string> problems;
+  size_t queries = 0;
+  double seconds = 0;
+
+  bool ok() const { return problems.empty(); }
+};
+
+Result<WitnessReport> Witness(const WitnessOptions& options, UnixMillis now);
 
 // The directory of the auditor's folder, verified against its anchor and trust state.
 Result<schema::SignedDirectory> LoadVerifiedDirectory(const std::string& dir, UnixMillis now);

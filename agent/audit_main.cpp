@@ -1,7 +1,9 @@
 // refbus-audit: the auditor's tool. Pulls a broker's tamper-evident audit log over CURVE
-// into a local store, verifies it offline against every checkpoint the broker ever signed,
-// makes and checks offline inclusion-proof bundles, and answers the questions auditors ask
-// (schema/PROTOCOL.md section 11). Thin over agent/audit_fetch.h and agent/audit_tool.h.
+// into a local store, verifies it offline against every checkpoint the broker ever signed
+// and the witnesses' cosignatures on them, witnesses a log itself (cosigns its checkpoints
+// after checking they extend the last one it cosigned), makes and checks offline
+// inclusion-proof bundles, and answers the questions auditors ask (schema/PROTOCOL.md
+// section 11). Thin over agent/audit_fetch.h and agent/audit_tool.h.
 // Output: readable text and tables, or --json (and --csv for the queries); no content is
 // ever in the log, so none is in the output either.
 #include <CLI/CLI.hpp>
@@ -18,6 +20,7 @@
 #include "core/file.h"
 #include "keys/crypto.h"
 #include "keys/secret.h"
+#include "keys/witness.h"
 #include "schema/codec.h"
 
 namespace {
@@ -90,6 +93,7 @@ int RunFetch(const FetchOptions& o, bool as_json) {
                 {"seconds", f.seconds},
                 {"problems", f.problems}};
     out["own_query_index"] = f.own_query_index ? json(*f.own_query_index) : json(nullptr);
+    out["fresh_cosigners"] = f.fresh_cosigners;
     out["first_differing_entry"] =
         f.first_differing_entry ? json(*f.first_differing_entry) : json(nullptr);
     std::cout << out.dump(2) << "\n";
@@ -103,6 +107,13 @@ int RunFetch(const FetchOptions& o, bool as_json) {
               << "  fresh:       size " << f.checkpoint_size << ", root "
               << HexEncode(f.checkpoint_root) << "\n"
               << "  signed by:   " << (f.key_fingerprint.empty() ? "-" : f.key_fingerprint) << "\n"
+              << "  cosigned by: "
+              << (f.fresh_cosigners.empty() ? std::string("-") : [&] {
+                   std::string by;
+                   for (const auto& w : f.fresh_cosigners) by += (by.empty() ? "" : ", ") + w;
+                   return by;
+                 }())
+              << "\n"
               << "  this fetch:  " << f.queries << " queries, logged by the broker"
               << (f.own_query_index ? " (the checkpoint request is entry " +
                                           std::to_string(*f.own_query_index) + ")"
@@ -115,7 +126,8 @@ int RunFetch(const FetchOptions& o, bool as_json) {
   return f.ok() ? kExitOk : kExitFailed;
 }
 
-int RunVerify(const std::string& store_dir, const std::string& dir, bool as_json) {
+int RunVerify(const std::string& store_dir, const std::string& dir, size_t min_cosignatures,
+              bool as_json) {
   auto sd = LoadVerifiedDirectory(dir, Now());
   if (!sd.ok()) return Fail(sd.status(), ExitFor(sd.status()));
   auto store = LocalAuditStore::Open(store_dir, /*create=*/false);
@@ -130,7 +142,12 @@ int RunVerify(const std::string& store_dir, const std::string& dir, bool as_json
                                    ", but this directory's federation names it " + keys->origin),
                 kExitFailed);
   }
-  auto report = VerifyLocalLog(**store, *keys);
+  VerifyOptions options;
+  options.min_cosignatures = min_cosignatures;
+  auto witnesses = keys::WitnessKeys(sd->directory, (*binding)->broker_id);
+  if (!witnesses.ok()) return Fail(witnesses.status(), kExitFailed);
+  options.witnesses = std::move(*witnesses);
+  auto report = VerifyLocalLog(**store, *keys, options);
   if (!report.ok()) return Fail(report.status(), kExitIo);
   const VerifyReport& v = *report;
   if (as_json) {
@@ -154,6 +171,14 @@ int RunVerify(const std::string& store_dir, const std::string& dir, bool as_json
                 {"verified_root", HexEncode(v.verified_root)},
                 {"seconds", v.seconds},
                 {"problems", problems}};
+    json cosigned = json::array();
+    for (const auto& c : v.cosigned) {
+      cosigned.push_back({{"size", c.size}, {"seqs", c.seqs}, {"witnesses", c.witnesses}});
+    }
+    out["cosignatures"] = cosigned;
+    out["min_cosignatures"] = v.min_cosignatures;
+    out["unknown_signatures"] = v.unknown_signatures;
+    out["witnessed_size"] = v.witnessed_size ? json(*v.witnessed_size) : json(nullptr);
     out["first_bad_entry"] = v.first_bad_entry ? json(*v.first_bad_entry) : json(nullptr);
     out["first_bad_checkpoint_seq"] =
         v.first_bad_checkpoint_seq ? json(*v.first_bad_checkpoint_seq) : json(nullptr);
@@ -167,6 +192,21 @@ int RunVerify(const std::string& store_dir, const std::string& dir, bool as_json
               << "  verified:    size " << v.verified_size << ", root "
               << HexEncode(v.verified_root) << "\n"
               << "  time:        " << v.seconds << " s\n";
+    std::cout << "  witnessed:   "
+              << (v.witnessed_size ? "up to size " + std::to_string(*v.witnessed_size)
+                                   : std::string("nothing"))
+              << (v.min_cosignatures > 0
+                      ? " (" + std::to_string(v.min_cosignatures) + " cosignatures required)"
+                      : std::string())
+              << "\n";
+    // The newest checkpoints and who cosigned them (all of them in --json).
+    const size_t from = v.cosigned.size() > 10 ? v.cosigned.size() - 10 : 0;
+    for (size_t i = from; i < v.cosigned.size(); ++i) {
+      const auto& c = v.cosigned[i];
+      std::string by;
+      for (const auto& w : c.witnesses) by += (by.empty() ? "" : ", ") + w;
+      std::cout << "  cosigned:    size " << c.size << ": " << (by.empty() ? "-" : by) << "\n";
+    }
     size_t shown = 0;
     for (const auto& p : v.problems) {
       if (++shown > 50) {
@@ -215,6 +255,45 @@ int RunProve(const std::string& message_hex, const std::string& store_dir, const
               << " --dir AUDITOR_DIR\n";
   }
   return kExitOk;
+}
+
+int RunWitness(const WitnessOptions& o, bool as_json) {
+  auto r = Witness(o, Now());
+  if (!r.ok()) return Fail(r.status(), ExitFor(r.status()));
+  const WitnessReport& w = *r;
+  if (as_json) {
+    json out = {{"ok", w.ok()},
+                {"broker_id", w.broker_id},
+                {"origin", w.origin},
+                {"endpoint", w.endpoint},
+                {"witness_name", w.witness_name},
+                {"old_size", w.old_size},
+                {"size", w.size},
+                {"root", HexEncode(w.root)},
+                {"verdict", w.verdict},
+                {"cosigned", w.cosigned},
+                {"stored_by_broker", w.stored_by_broker},
+                {"timestamp", w.timestamp_s},
+                {"queries", w.queries},
+                {"seconds", w.seconds},
+                {"problems", w.problems}};
+    out["evidence"] = w.evidence ? json(*w.evidence) : json(nullptr);
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << "Witnessed the audit log " << w.origin << " of broker " << w.broker_id << " at "
+              << w.endpoint << " as " << w.witness_name << "\n"
+              << "  last cosigned: size " << w.old_size << "\n"
+              << "  checkpoint:    size " << w.size << ", root " << HexEncode(w.root) << "\n"
+              << "  verdict:       " << w.verdict
+              << (w.cosigned ? (w.stored_by_broker ? " (stored by the broker)"
+                                                   : " (NOT stored by the broker)")
+                             : "")
+              << "\n";
+    if (w.evidence) std::cout << "  evidence:      record " << *w.evidence << " kept\n";
+    for (const auto& p : w.problems) std::cout << "  PROBLEM: " << p << "\n";
+    std::cout << (w.ok() ? "ok\n" : "FAILED: " + w.problems.front() + "\n");
+  }
+  return w.ok() ? kExitOk : kExitFailed;
 }
 
 int RunCheckProof(const std::string& path, const std::string& dir, bool as_json) {
@@ -301,12 +380,47 @@ int Main(int argc, char** argv) {
   fetch->add_option("--timeout-ms", fo.timeout_ms, "Per request")
       ->default_val(10000)
       ->check(CLI::Range(100, 600000));
+  fetch
+      ->add_option("--wait-cosignatures", fo.wait_cosignatures,
+                   "Wait until the fresh checkpoint carries this many cosignatures from "
+                   "directory witnesses (for verify --min-cosignatures)")
+      ->check(CLI::Range(0, 100));
+  fetch->add_option("--wait-ms", fo.wait_ms, "How long to wait for them")
+      ->default_val(10000)
+      ->check(CLI::Range(100, 600000));
 
   std::string store_dir, dir, out, message, bundle, case_ref, agency, from, to;
+  size_t min_cosignatures = 0;
   auto* verify = app.add_subcommand(
-      "verify", "Check every checkpoint signature, every entry and the Merkle tree, offline");
+      "verify",
+      "Check every checkpoint signature and cosignature, every entry and the Merkle tree, "
+      "offline");
   verify->add_option("--store", store_dir, "Local audit store folder")->required();
   verify->add_option("--dir", dir, "The auditor's folder (for the verified directory)")->required();
+  verify
+      ->add_option("--min-cosignatures", min_cosignatures,
+                   "Require this many directory witnesses to have cosigned the log (every "
+                   "checkpoint but the newest is covered by one that has them)")
+      ->check(CLI::Range(0, 100));
+
+  WitnessOptions wo;
+  auto* witness = app.add_subcommand(
+      "witness",
+      "Cosign the broker's latest checkpoint after checking it extends the last one this "
+      "auditor cosigned, and hand the cosignature to the broker");
+  witness->add_option("--dir", wo.auditor_dir, "The auditor's folder")->required();
+  witness->add_option("--broker", wo.broker_id, "Broker id")->required();
+  witness->add_option("--endpoint", wo.endpoint,
+                      "Broker endpoint (tcp://host:port); default: the directory's");
+  witness
+      ->add_option("--store", wo.store_dir,
+                   "Local audit store folder of this broker (keeps the witness state)")
+      ->required();
+  witness->add_option("--passphrase-file", wo.passphrase_file,
+                      "File (0600) with the passphrase of a protected identity.key");
+  witness->add_option("--timeout-ms", wo.timeout_ms, "Per request")
+      ->default_val(10000)
+      ->check(CLI::Range(100, 600000));
 
   auto* prove = app.add_subcommand(
       "prove", "Write an offline inclusion-proof bundle for every entry about one message");
@@ -350,7 +464,8 @@ int Main(int argc, char** argv) {
   }
 
   if (fetch->parsed()) return RunFetch(fo, as_json);
-  if (verify->parsed()) return RunVerify(store_dir, dir, as_json);
+  if (verify->parsed()) return RunVerify(store_dir, dir, min_cosignatures, as_json);
+  if (witness->parsed()) return RunWitness(wo, as_json);
   if (prove->parsed()) return RunProve(message, store_dir, out, as_json);
   if (check->parsed()) return RunCheckProof(bundle, dir, as_json);
 

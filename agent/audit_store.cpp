@@ -64,11 +64,13 @@ Result<std::unique_ptr<LocalAuditStore>> LocalAuditStore::Open(const std::string
   std::unique_ptr<LocalAuditStore> s(new LocalAuditStore());
   lmdb::EnvOptions eo;
   eo.map_size_bytes = kMapSizeBytes;
-  eo.max_dbs = 4;
+  eo.max_dbs = 6;
   REFBUS_ASSIGN_OR_RETURN(s->env_, lmdb::Env::Open(dir, eo));
   REFBUS_ASSIGN_OR_RETURN(s->meta_, s->env_->OpenDb("meta"));
   REFBUS_ASSIGN_OR_RETURN(s->entries_, s->env_->OpenDb("entries"));
   REFBUS_ASSIGN_OR_RETURN(s->checkpoints_, s->env_->OpenDb("checkpoints"));
+  REFBUS_ASSIGN_OR_RETURN(s->witness_, s->env_->OpenDb("witness"));
+  REFBUS_ASSIGN_OR_RETURN(s->evidence_, s->env_->OpenDb("witness_evidence"));
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, s->env_->BeginWrite());
   auto fmt = txn.Get(s->meta_, Key("format"));
   if (fmt.ok()) {
@@ -189,6 +191,50 @@ Result<uint64_t> LocalAuditStore::AddCheckpoint(const LocalCheckpoint& checkpoin
       txn.Put(checkpoints_, lmdb::U64Key(seq), EncodeCheckpoint(checkpoint), MDB_APPEND));
   REFBUS_RETURN_IF_ERROR(txn.Commit());
   return seq;
+}
+
+Result<std::optional<keys::WitnessState>> LocalAuditStore::Witnessed() const {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  auto v = txn.Get(witness_, Key("state"));
+  if (!v.ok()) {
+    if (v.status().code() == Status::Code::kNotFound) return std::optional<keys::WitnessState>();
+    return v.status();
+  }
+  REFBUS_ASSIGN_OR_RETURN(keys::WitnessState st, keys::DecodeWitnessState(*v));
+  return std::optional<keys::WitnessState>(std::move(st));
+}
+
+Status LocalAuditStore::SetWitnessed(const keys::WitnessState& state) {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
+  REFBUS_RETURN_IF_ERROR(txn.Put(witness_, Key("state"), keys::EncodeWitnessState(state)));
+  return txn.Commit();
+}
+
+Result<uint64_t> LocalAuditStore::AddEvidence(const keys::WitnessEvidence& evidence) {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
+  uint64_t number = 0;
+  {
+    REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, evidence_));
+    REFBUS_ASSIGN_OR_RETURN(auto last, cur.Last());
+    if (last) number = lmdb::ReadU64Key(last->key) + 1;
+  }
+  REFBUS_RETURN_IF_ERROR(txn.Put(evidence_, lmdb::U64Key(number),
+                                 keys::EncodeWitnessEvidence(evidence), MDB_NOOVERWRITE));
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return number;
+}
+
+Result<std::vector<keys::WitnessEvidence>> LocalAuditStore::Evidence() const {
+  std::vector<keys::WitnessEvidence> out;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, evidence_));
+  REFBUS_ASSIGN_OR_RETURN(auto item, cur.First());
+  while (item) {
+    REFBUS_ASSIGN_OR_RETURN(keys::WitnessEvidence e, keys::DecodeWitnessEvidence(item->value));
+    out.push_back(std::move(e));
+    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
+  }
+  return out;
 }
 
 }  // namespace refbus::agent

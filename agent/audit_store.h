@@ -16,6 +16,10 @@
 //   - Records carry no checksum of their own: entries and notes are checked against signed
 //     checkpoints by verify, which is what an auditor relies on; a damaged record shows up
 //     there, named.
+//   - Witnessing (refbus-audit witness, keys/witness.h): the last checkpoint of this log the
+//     auditor cosigned ("witness", one record, with its own SHA-256), and the evidence of
+//     every checkpoint it refused as inconsistent ("witness_evidence", only added). The
+//     state is written before the cosignature leaves the auditor.
 //   - Nothing here checks signatures or the tree: see agent/audit_tool.h.
 //
 // Thread safety: a store may be used from one thread at a time; one process per folder
@@ -35,6 +39,7 @@
 #include "core/lmdb.h"
 #include "core/status.h"
 #include "keys/merkle.h"
+#include "keys/witness.h"
 
 namespace refbus::agent {
 
@@ -80,12 +85,20 @@ class LocalAuditStore {
   // Stores checkpoint (its seq is assigned here and returned).
   Result<uint64_t> AddCheckpoint(const LocalCheckpoint& checkpoint);
 
+  // As a witness: the last checkpoint of the bound log this auditor cosigned (nullopt:
+  // none). Malformed for a damaged record (never read as "none").
+  Result<std::optional<keys::WitnessState>> Witnessed() const;
+  Status SetWitnessed(const keys::WitnessState& state);
+  // Evidence of an inconsistent checkpoint; returns its number (from 0).
+  Result<uint64_t> AddEvidence(const keys::WitnessEvidence& evidence);
+  Result<std::vector<keys::WitnessEvidence>> Evidence() const;
+
   lmdb::Env& env() { return *env_; }
 
  private:
   LocalAuditStore() = default;
   std::unique_ptr<lmdb::Env> env_;
-  MDB_dbi meta_ = 0, entries_ = 0, checkpoints_ = 0;
+  MDB_dbi meta_ = 0, entries_ = 0, checkpoints_ = 0, witness_ = 0, evidence_ = 0;
 };
 
 }  // namespace refbus::agent

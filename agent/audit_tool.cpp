@@ -282,10 +282,20 @@ Result<LocalTree> ReadLocalTree(const LocalAuditStore& store,
 
 std::string VerifyReport::Headline() const {
   if (ok()) {
+    std::string witnessed;
+    if (witnessed_size) {
+      witnessed = "; witnessed up to size " + std::to_string(*witnessed_size) + " by ";
+      for (const auto& c : cosigned) {
+        if (c.size != *witnessed_size) continue;
+        for (size_t i = 0; i < c.witnesses.size(); ++i) {
+          witnessed += (i == 0 ? "" : ", ") + c.witnesses[i];
+        }
+      }
+    }
     return "ok: " + std::to_string(entries) + " entries of " + origin + " match all " +
            std::to_string(checkpoints) +
            " signed checkpoints, consistent with each other; latest " + "size " +
-           std::to_string(verified_size) + ", root " + Hex(verified_root);
+           std::to_string(verified_size) + ", root " + Hex(verified_root) + witnessed;
   }
   const VerifyProblem& p = problems.front();
   std::string more =
@@ -296,7 +306,8 @@ std::string VerifyReport::Headline() const {
   return "FAILED: " + p.message + more;
 }
 
-Result<VerifyReport> VerifyLocalLog(const LocalAuditStore& store, const LogKeys& log_keys) {
+Result<VerifyReport> VerifyLocalLog(const LocalAuditStore& store, const LogKeys& log_keys,
+                                    const VerifyOptions& options) {
   auto start = std::chrono::steady_clock::now();
   VerifyReport report;
   report.broker_id = log_keys.broker_id;
@@ -336,6 +347,7 @@ Result<VerifyReport> VerifyLocalLog(const LocalAuditStore& store, const LogKeys&
     const LocalCheckpoint* local;
     keys::Checkpoint cp;
     bool matches_local = false;
+    std::string body;
   };
   std::vector<Verified> verified;
   std::map<uint64_t, size_t> by_seq;  // seq -> index into verified
@@ -353,7 +365,7 @@ Result<VerifyReport> VerifyLocalLog(const LocalAuditStore& store, const LogKeys&
                              " but its signed note says " +
                              std::to_string(opened->checkpoint.size));
     }
-    verified.push_back({&c, opened->checkpoint, false});
+    verified.push_back({&c, opened->checkpoint, false, opened->body});
   }
   report.signatures_ok = verified.size();
   std::sort(verified.begin(), verified.end(), [](const Verified& a, const Verified& b) {
@@ -428,6 +440,63 @@ Result<VerifyReport> VerifyLocalLog(const LocalAuditStore& store, const LogKeys&
       checkpoint_problem(*v.local, size,
                          "covers entries the local store does not have (it holds " +
                              std::to_string(n) + "): run fetch");
+    }
+  }
+
+  // Cosignatures, per checkpoint size (over every arrival of it).
+  report.min_cosignatures = options.min_cosignatures;
+  std::map<uint64_t, std::set<std::string>> cosigners;
+  std::map<uint64_t, std::vector<uint64_t>> arrivals;
+  for (const Verified& v : verified) {
+    arrivals[v.cp.size].push_back(v.local->seq);
+    cosigners[v.cp.size];
+    auto note = keys::ParseSignedNote(v.local->note);
+    if (!note.ok()) continue;  // it opened above: cannot happen
+    for (const keys::NoteSignature& sig : note->signatures) {
+      if (sig.name == log_keys.origin) continue;  // the log's own
+      const keys::WitnessKey* key = nullptr;
+      for (const auto& w : options.witnesses) {
+        if (w.verifier.name() == sig.name && w.verifier.key_id() == sig.key_id) key = &w;
+      }
+      if (key == nullptr) {
+        ++report.unknown_signatures;
+        continue;
+      }
+      auto t = keys::VerifyCosignature(v.body, sig, key->verifier);
+      if (!t.ok()) {
+        checkpoint_problem(*v.local, v.cp.size,
+                           "has a cosignature by witness " + key->party_id +
+                               " that does not verify: " + t.status().message());
+        continue;
+      }
+      cosigners[v.cp.size].insert(key->party_id);
+    }
+  }
+  const size_t need = std::max<size_t>(1, options.min_cosignatures);
+  for (const auto& [size, who] : cosigners) {
+    CosignedCheckpoint c;
+    c.size = size;
+    c.seqs = arrivals[size];
+    c.witnesses.assign(who.begin(), who.end());
+    if (who.size() >= need) report.witnessed_size = size;
+    report.cosigned.push_back(std::move(c));
+  }
+  if (options.min_cosignatures > 0 && !report.cosigned.empty()) {
+    const std::string required = std::to_string(options.min_cosignatures) + " cosignature" +
+                                 (options.min_cosignatures == 1 ? "" : "s");
+    for (const CosignedCheckpoint& c : report.cosigned) {
+      if (report.witnessed_size && c.size <= *report.witnessed_size) continue;
+      std::string by;
+      for (const auto& w : c.witnesses) by += (by.empty() ? "" : ", ") + w;
+      const Verified& v = verified[by_seq.at(c.seqs.front())];
+      checkpoint_problem(
+          *v.local, c.size,
+          "is not witnessed: it has " + std::to_string(c.witnesses.size()) + " of the " + required +
+              " required" + (by.empty() ? "" : " (by " + by + ")") +
+              " and no larger checkpoint has them; the log is witnessed only up to size " +
+              (report.witnessed_size ? std::to_string(*report.witnessed_size) : "0") +
+              " (its witnesses refused this, or were not asked; a fresh checkpoint needs "
+              "fetch --wait-cosignatures)");
     }
   }
 

@@ -17,6 +17,16 @@
 //      and the consistency proof the broker gave at fetch time must verify between the
 //      checkpoint it was given against and this one.
 //   5. Every local entry must be covered by a checkpoint, and every checkpoint by entries.
+//   6. Cosignatures (schema/PROTOCOL.md section 11.3): every signature line of a stored note
+//      by a witness key the verified directory lists (keys::WitnessKeys) must verify over the
+//      checkpoint (else a problem naming the witness); lines by unknown keys are counted and
+//      ignored. Per checkpoint size, the distinct witnesses that cosigned it (over all stored
+//      arrivals of it) are reported. The witnessed size is the largest checkpoint with at
+//      least max(1, min_cosignatures) of them: every checkpoint below it is covered by
+//      consistency (3 and 4). With min_cosignatures N > 0, every checkpoint above the
+//      witnessed size is a problem: the newest checkpoint held must carry N cosignatures
+//      (a fetch waits for them with FetchOptions::wait_cosignatures). A broker whose
+//      witnesses refuse its checkpoints, or that stopped asking them, fails here.
 // A problem names the first bad entry (index) or the checkpoint (size and arrival number).
 //
 // Proof bundles: JSON, format "refbus-audit-proof/1", with every field checked by
@@ -40,6 +50,7 @@
 #include "core/status.h"
 #include "keys/checkpoint.h"
 #include "keys/merkle.h"
+#include "keys/witness.h"
 #include "schema/types.h"
 
 namespace refbus::agent {
@@ -90,6 +101,18 @@ struct VerifyProblem {
   std::string message;
 };
 
+// One checkpoint size and who cosigned it.
+struct CosignedCheckpoint {
+  uint64_t size = 0;
+  std::vector<uint64_t> seqs;          // its arrivals in the store
+  std::vector<std::string> witnesses;  // distinct witnesses with a valid cosignature, sorted
+};
+
+struct VerifyOptions {
+  std::vector<keys::WitnessKey> witnesses;  // keys::WitnessKeys(directory, broker id)
+  size_t min_cosignatures = 0;
+};
+
 struct VerifyReport {
   std::string broker_id;
   std::string origin;
@@ -103,6 +126,11 @@ struct VerifyReport {
   std::optional<uint64_t> first_bad_checkpoint_seq;
   std::vector<VerifyProblem> problems;  // entries (by index), then checkpoints (by size)
   double seconds = 0;
+  // Cosignatures: per verified checkpoint size, in order of size.
+  std::vector<CosignedCheckpoint> cosigned;
+  std::optional<uint64_t> witnessed_size;
+  size_t min_cosignatures = 0;
+  size_t unknown_signatures = 0;  // signature lines by keys neither the log's nor a witness's
 
   bool ok() const { return problems.empty(); }
   // One line: "ok: ..." or the first bad entry / checkpoint and why.
@@ -110,7 +138,8 @@ struct VerifyReport {
 };
 
 // Errors only for a store that cannot be read; findings are in the report.
-Result<VerifyReport> VerifyLocalLog(const LocalAuditStore& store, const LogKeys& keys);
+Result<VerifyReport> VerifyLocalLog(const LocalAuditStore& store, const LogKeys& keys,
+                                    const VerifyOptions& options = {});
 
 // The first index at which local differs from the log a checkpoint commits to, found by
 // bisection with consistency proofs: consistent(m) must return whether the broker's proof

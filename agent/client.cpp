@@ -513,6 +513,9 @@ void Client::HandleFrame(schema::Frame f, std::vector<IncomingDelivery>& deliver
     case T::kAuditConsistency:
     case T::kAuditCheckpoints:
     case T::kAuditReply:  // answers audit queries, which agents never send
+    case T::kWitnessRequest:
+    case T::kWitnessReply:
+    case T::kAddCosignature:  // witnessing is between brokers and auditors
       ++counters_.bad_frames;
       spdlog::warn("agent: broker {} sent a frame of a type only clients send; ignoring it",
                    broker_id_);

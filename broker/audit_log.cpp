@@ -311,6 +311,26 @@ Result<std::optional<StoredCheckpoint>> LatestCheckpoint(const lmdb::Txn& txn,
   return std::optional<StoredCheckpoint>(std::move(c));
 }
 
+Status AddCheckpointCosignature(lmdb::Txn& txn, const AuditDbs& dbs, uint64_t size,
+                                const keys::Hash& root, const keys::NoteSignature& sig) {
+  const Bytes key = lmdb::U64Key(size);
+  auto v = txn.Get(dbs.checkpoints, key);
+  if (!v.ok()) {
+    if (v.status().code() == Status::Code::kNotFound) {
+      return NotFound("no checkpoint of size " + std::to_string(size) + " is stored");
+    }
+    return v.status();
+  }
+  REFBUS_ASSIGN_OR_RETURN(StoredCheckpoint c, DecodeCheckpointRecord(*v, size));
+  if (c.checkpoint.root != root) {
+    return FailedPrecondition("the stored checkpoint of size " + std::to_string(size) +
+                              " has root " + Hex(c.checkpoint.root) + ", not " + Hex(root));
+  }
+  REFBUS_ASSIGN_OR_RETURN(std::string note, keys::AddNoteSignature(c.note, sig));
+  if (note == c.note) return Status::Ok();
+  return txn.Put(dbs.checkpoints, key, EncodeCheckpointRecord(note));
+}
+
 namespace {
 
 // CheckConsistentWithLatest, also returning the latest checkpoint.

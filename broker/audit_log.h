@@ -19,7 +19,8 @@
 //     start-up reads the frontier instead of replaying the log. A frontier whose size is
 //     not audit_size, or node and entry counts that do not fit it, refuse the open.
 //   - "checkpoints": u64be tree size -> SHA-256(body) || body, body = u8 version (1) ||
-//     the signed note as handed out (c2sp.org/tlog-checkpoint in c2sp.org/signed-note).
+//     the signed note as handed out (c2sp.org/tlog-checkpoint in c2sp.org/signed-note),
+//     later with the witnesses' cosignature lines added after the log's signature.
 //
 // Checkpoints are never inconsistent with an earlier one: by construction (the tree only
 // grows, in the same transactions as the log) and by check: before a checkpoint of size N
@@ -147,6 +148,13 @@ Result<std::optional<StoredCheckpoint>> LatestCheckpoint(const lmdb::Txn& txn, c
 [[nodiscard]] Status CheckConsistentWithLatest(const lmdb::Txn& txn, const AuditDbs& dbs,
                                                const std::string& origin, uint64_t size,
                                                const keys::Hash& root);
+
+// In write transaction txn: adds sig (a witness's cosignature, verified by the caller) to
+// the stored checkpoint of size, replacing an earlier signature by the same key: the note's
+// text and its other lines are kept as they were. NotFound if no checkpoint of that size is
+// stored; FailedPrecondition if the stored one has another root than root.
+Status AddCheckpointCosignature(lmdb::Txn& txn, const AuditDbs& dbs, uint64_t size,
+                                const keys::Hash& root, const keys::NoteSignature& sig);
 
 struct CheckpointOutcome {
   StoredCheckpoint stored;

@@ -1,6 +1,8 @@
 #include "broker/config.h"
 
 #include <toml++/toml.h>
+
+#include <algorithm>
 #include <filesystem>
 
 #include "schema/codec.h"
@@ -73,6 +75,62 @@ class Reader {
   std::string file_;
 };
 
+// [witness] peers, endpoints and endpoint_files.
+Status LoadWitnessPeers(const toml::table& root, const Reader& r, const std::string& path,
+                        Config& c) {
+  const toml::node* peers = root.at_path("witness.peers").node();
+  if (peers == nullptr) {
+    for (const char* key : {"endpoints", "endpoint_files"}) {
+      if (root.at_path(std::string("witness.") + key).node() != nullptr) {
+        return r.Error("witness", key, "is set but witness.peers is not");
+      }
+    }
+    return Status::Ok();
+  }
+  const toml::array* list = peers->as_array();
+  if (list == nullptr) return r.Error("witness", "peers", "must be a list of broker ids");
+  for (const toml::node& n : *list) {
+    auto id = n.value<std::string>();
+    if (!id || !schema::IsValidPartyId(*id)) {
+      return r.Error("witness", "peers", "holds something that is not a party id");
+    }
+    if (*id == c.id) return r.Error("witness", "peers", "names this broker itself");
+    for (const auto& p : c.witness_peers) {
+      if (p.id == *id) return r.Error("witness", "peers", "names " + *id + " twice");
+    }
+    c.witness_peers.push_back({*id, "", ""});
+  }
+  for (const char* key : {"endpoints", "endpoint_files"}) {
+    const toml::node* n = root.at_path(std::string("witness.") + key).node();
+    if (n == nullptr) continue;
+    const toml::table* t = n->as_table();
+    if (t == nullptr) return r.Error("witness", key, "must be a table of peer id = string");
+    for (const auto& [k, v] : *t) {
+      const std::string id(k.str());  // lambdas may not capture a structured binding (clang)
+      auto value = v.value<std::string>();
+      if (!value || value->empty()) {
+        return r.Error("witness", std::string(key) + "." + id, "must be a non-empty string");
+      }
+      auto peer = std::find_if(c.witness_peers.begin(), c.witness_peers.end(),
+                               [&](const WitnessPeerConfig& p) { return p.id == id; });
+      if (peer == c.witness_peers.end()) {
+        return r.Error("witness", std::string(key) + "." + id, "is not one of witness.peers");
+      }
+      if (std::string_view(key) == "endpoints") {
+        if (value->rfind("tcp://", 0) != 0 && value->rfind("ipc://", 0) != 0) {
+          return r.Error("witness", "endpoints." + id, "must start with tcp:// or ipc://");
+        }
+        peer->endpoint = *value;
+      } else {
+        fs::path p(*value);
+        if (p.is_relative()) p = fs::path(path).parent_path() / p;
+        peer->endpoint_file = p.lexically_normal().string();
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<Config> LoadConfig(const std::string& path) {
@@ -84,7 +142,8 @@ Result<Config> LoadConfig(const std::string& path) {
                            std::string(e.description()));
   }
   for (const auto& [k, v] : root) {
-    if (k.str() != "broker" && k.str() != "limits" && k.str() != "policy" && k.str() != "audit") {
+    if (k.str() != "broker" && k.str() != "limits" && k.str() != "policy" && k.str() != "audit" &&
+        k.str() != "witness") {
       return InvalidArgument(path + ": unknown section [" + std::string(k.str()) + "]");
     }
   }
@@ -97,6 +156,8 @@ Result<Config> LoadConfig(const std::string& path) {
                              "redelivery_ms", "map_size_mb"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("policy", {"allow_unscoped_opaque"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("audit", {"checkpoint_interval_ms"}));
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown(
+      "witness", {"peers", "endpoints", "endpoint_files", "interval_ms", "timeout_ms"}));
   Config c;
   if (const toml::node* n = root.at_path("policy.allow_unscoped_opaque").node(); n != nullptr) {
     if (!n->is_boolean())
@@ -136,6 +197,11 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "map_size_mb", 16, 1u << 20, &c.map_size_mb));
   REFBUS_RETURN_IF_ERROR(r.Uint("audit", "checkpoint_interval_ms", 100, uint64_t{24} * 3600 * 1000,
                                 &c.checkpoint_interval_ms));
+  REFBUS_RETURN_IF_ERROR(
+      r.Uint("witness", "interval_ms", 100, uint64_t{3600} * 1000, &c.witness_interval_ms));
+  REFBUS_RETURN_IF_ERROR(
+      r.Uint("witness", "timeout_ms", 100, uint64_t{600} * 1000, &c.witness_timeout_ms));
+  REFBUS_RETURN_IF_ERROR(LoadWitnessPeers(root, r, path, c));
   return c;
 }
 

@@ -30,16 +30,36 @@
 //   checkpoint_interval_ms = 10000      # sign a checkpoint this often if the log grew
 //                                       # (100 ms to 1 day); also at a clean stop
 //
+//   [witness]                           # peers that witness this broker's checkpoints
+//   peers = ["busan-broker"]            # broker ids; each needs the witness role in the
+//                                       # directory (schema/PROTOCOL.md section 11.3)
+//   endpoints = { busan-broker = "tcp://10.0.0.7:7450" }
+//                                       # optional, per peer; default: the endpoint the
+//                                       # directory lists for it
+//   endpoint_files = { busan-broker = "busan.endpoint" }
+//                                       # optional, per peer: a file holding the endpoint
+//                                       # (a broker's endpoint_file), read at each connect
+//   interval_ms = 1000                  # at most one request per peer this often; a refused
+//                                       # or unanswered one is retried after it (100 ms to 1 h)
+//   timeout_ms = 5000                   # no answer by then: reconnect, retry (100 ms to 10 min)
+//
 // Thread safety: a value.
 #ifndef REFBUS_BROKER_CONFIG_H_
 #define REFBUS_BROKER_CONFIG_H_
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 
 namespace refbus::broker {
+
+struct WitnessPeerConfig {
+  std::string id;
+  std::string endpoint;       // empty: endpoint_file, else the directory's
+  std::string endpoint_file;  // empty: the directory's
+};
 
 struct Config {
   std::string id;
@@ -62,6 +82,10 @@ struct Config {
   bool allow_unscoped_opaque = false;
 
   uint64_t checkpoint_interval_ms = 10000;
+
+  std::vector<WitnessPeerConfig> witness_peers;
+  uint64_t witness_interval_ms = 1000;
+  uint64_t witness_timeout_ms = 5000;
 };
 
 Result<Config> LoadConfig(const std::string& path);

@@ -10,11 +10,13 @@
 #include <cstring>
 
 #include "core/file.h"
+#include "keys/checkpoint.h"
 #include "keys/consent.h"
 #include "keys/crypto.h"
 #include "keys/envelope.h"
 #include "keys/keyfile.h"
 #include "keys/scope.h"
+#include "keys/witness.h"
 #include "schema/codec.h"
 
 namespace refbus::broker {
@@ -92,6 +94,29 @@ std::string DescribeAuditQuery(const Frame& f) {
 
 Bytes HashBytes(const keys::Hash& h) { return Bytes(h.begin(), h.end()); }
 
+schema::WitnessRefusal RefusalFor(keys::WitnessVerdict v) {
+  switch (v) {
+    case keys::WitnessVerdict::kCosign:
+      return schema::WitnessRefusal::kNone;
+    case keys::WitnessVerdict::kConflict:
+      return schema::WitnessRefusal::kConflict;
+    case keys::WitnessVerdict::kUnknownLog:
+      return schema::WitnessRefusal::kUnknownLog;
+    case keys::WitnessVerdict::kBadSignature:
+      return schema::WitnessRefusal::kBadSignature;
+    case keys::WitnessVerdict::kBadRequest:
+      return schema::WitnessRefusal::kBadRequest;
+    case keys::WitnessVerdict::kInconsistent:
+      return schema::WitnessRefusal::kInconsistent;
+  }
+  return schema::WitnessRefusal::kBadRequest;
+}
+
+std::string Clip(std::string s, size_t n) {
+  if (s.size() > n) s.resize(n);
+  return s;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
@@ -144,6 +169,8 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   }
   REFBUS_ASSIGN_OR_RETURN(s->origin_,
                           CheckpointOrigin(s->directory_.directory.federation, config.id));
+  REFBUS_ASSIGN_OR_RETURN(s->witness_name_,
+                          keys::WitnessName(s->directory_.directory.federation, config.id));
 
   StoreOptions so;
   so.dir = config.data_dir;
@@ -158,6 +185,19 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   }
   s->last_checkpoint_ = now;
   REFBUS_RETURN_IF_ERROR(s->Bind());
+  if (!config.witness_peers.empty()) {
+    WitnessClientOptions wo;
+    wo.broker_id = config.id;
+    wo.federation = s->directory_.directory.federation;
+    wo.origin = s->origin_;
+    wo.peers = config.witness_peers;
+    wo.interval_ms = config.witness_interval_ms;
+    wo.timeout_ms = config.witness_timeout_ms;
+    s->witness_client_ = std::make_unique<WitnessClient>(s->context_, *s->identity_, wo);
+    // Witnessing resumes from the latest stored checkpoint (and what cosigned it).
+    REFBUS_ASSIGN_OR_RETURN(auto latest, s->store_->LatestCheckpoint());
+    if (latest) s->witness_client_->Offer(*latest);
+  }
   s->done_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->done_fd_ < 0) return IoError("eventfd: " + std::string(std::strerror(errno)));
   // From here on only the writer writes to the store; ~Server joins it.
@@ -413,6 +453,12 @@ void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixM
     case Frame::Type::kAuditConsistency:
     case Frame::Type::kAuditCheckpoints:
       HandleAuditQuery(routing_id, **peer, *frame, turn);
+      return;
+    case Frame::Type::kWitnessRequest:
+      HandleWitnessRequest(routing_id, **peer, *frame, turn);
+      return;
+    case Frame::Type::kAddCosignature:
+      HandleAddCosignature(routing_id, **peer, *frame, turn);
       return;
     case Frame::Type::kDirectoryFetch: {
       Frame r;
@@ -821,9 +867,169 @@ Frame Server::AnswerAuditQuery(const Frame& query, uint64_t request_id, const Jo
   return f;
 }
 
+void Server::RefuseWitnessFrame(Turn& turn, const std::string& routing_id, uint64_t request_id,
+                                const std::string& peer, NackReason reason, std::string detail) {
+  ++stats_.witness_refused;
+  Reject(turn, routing_id, request_id, peer, reason, std::move(detail), nullptr, {});
+  schema::AuditEntry& e = turn.batch.events.back();
+  e.event = schema::AuditEvent::kWitnessRefused;
+}
+
+void Server::HandleWitnessRequest(const std::string& routing_id, const schema::Party& peer,
+                                  const Frame& frame, Turn& turn) {
+  const schema::Directory& dir = directory_.directory;
+  const uint64_t rid = frame.request_id;
+  if (peer.kind != schema::PartyKind::kBroker) {
+    RefuseWitnessFrame(turn, routing_id, rid, peer.id, NackReason::kNotPermitted,
+                       "witness request refused: only brokers ask a broker to witness their "
+                       "logs; " +
+                           peer.id + " is a party of kind " + std::string(schema::Name(peer.kind)));
+    return;
+  }
+  if (peer.id == config_.id) {
+    RefuseWitnessFrame(turn, routing_id, rid, peer.id, NackReason::kNotPermitted,
+                       "witness request refused: a broker does not witness its own log");
+    return;
+  }
+  const schema::Party* me = dir.Find(config_.id);
+  if (me == nullptr || !me->HasRole(schema::Role::kWitness)) {
+    RefuseWitnessFrame(turn, routing_id, rid, peer.id, NackReason::kNotPermitted,
+                       "witness request refused: broker " + config_.id +
+                           " does not have the witness role in directory serial " +
+                           std::to_string(dir.serial));
+    return;
+  }
+  auto origin = CheckpointOrigin(dir.federation, peer.id);
+  auto log_keys = keys::LogVerifiers(dir, peer.id);
+  if (!origin.ok() || !log_keys.ok()) {
+    RefuseWitnessFrame(turn, routing_id, rid, peer.id, NackReason::kNotPermitted,
+                       "witness request refused: " +
+                           (origin.ok() ? log_keys.status() : origin.status()).message());
+    return;
+  }
+  WitnessItem item;
+  item.requester = peer.id;
+  item.origin = std::move(*origin);
+  item.log_keys = std::move(*log_keys);
+  item.request = frame.witness_request;
+  item.directory_serial = dir.serial;
+  Reply reply;
+  reply.routing_id = routing_id;
+  reply.request_id = rid;
+  reply.witness_index = static_cast<int>(turn.batch.witness.size());
+  turn.replies.push_back(std::move(reply));
+  turn.batch.witness.push_back(std::move(item));
+}
+
+void Server::HandleAddCosignature(const std::string& routing_id, const schema::Party& peer,
+                                  const Frame& frame, Turn& turn) {
+  const schema::Directory& dir = directory_.directory;
+  const uint64_t rid = frame.request_id;
+  const std::string& note = frame.add_cosignature.checkpoint;
+  auto refuse = [&](NackReason reason, const std::string& why) {
+    RefuseWitnessFrame(turn, routing_id, rid, peer.id, reason, "cosignature refused: " + why);
+  };
+  auto keys = keys::WitnessVerifiersOf(dir, peer.id);
+  if (!keys.ok() || peer.id == config_.id) {
+    refuse(NackReason::kNotPermitted,
+           "only witnesses (brokers and auditors with the witness role in the directory, other "
+           "than this broker) may add cosignatures; " +
+               (keys.ok() ? peer.id + " is this broker" : keys.status().message()));
+    return;
+  }
+  auto parsed = keys::ParseSignedNote(note);
+  if (!parsed.ok()) {
+    refuse(NackReason::kMalformed, parsed.status().message());
+    return;
+  }
+  auto own = keys::NoteVerifier::Create(origin_, keys::NoteKeyType::kEd25519,
+                                        identity_->signing_public_key());
+  auto opened = own.ok() ? keys::OpenCheckpoint(note, origin_, *own)
+                         : Result<keys::VerifiedCheckpoint>(own.status());
+  if (!opened.ok()) {
+    refuse(NackReason::kBadSignature,
+           "the note is not a checkpoint this broker signed (" + opened.status().message() + ")");
+    return;
+  }
+  // Every line by one of the witness's keys must verify (signed-note rule), and one must.
+  std::optional<keys::NoteSignature> valid;
+  for (const keys::NoteSignature& sig : parsed->signatures) {
+    for (const keys::NoteVerifier& k : *keys) {
+      if (k.name() != sig.name || k.key_id() != sig.key_id) continue;
+      auto t = keys::VerifyCosignature(opened->body, sig, k);
+      if (!t.ok()) {
+        refuse(NackReason::kBadSignature, t.status().message());
+        return;
+      }
+      valid = sig;
+    }
+  }
+  if (!valid) {
+    refuse(NackReason::kBadSignature, "the note carries no cosignature by " + peer.id);
+    return;
+  }
+  Reply reply;
+  reply.routing_id = routing_id;
+  reply.request_id = rid;
+  reply.message_id = AttestationId(AsBytes(note));
+  reply.cosignature_index = static_cast<int>(turn.batch.cosignatures.size());
+  turn.replies.push_back(std::move(reply));
+  turn.batch.cosignatures.push_back(
+      {opened->checkpoint.size, opened->checkpoint.root, peer.id, std::move(*valid)});
+}
+
+Frame Server::AnswerWitness(const Reply& r, const Job& job) {
+  if (!job.committed) {
+    return NackFrame(r.request_id, {}, NackReason::kInternal,
+                     "the broker could not commit; retry later", kStorageRetryMs);
+  }
+  const WitnessItem& item = job.turn.batch.witness[static_cast<size_t>(r.witness_index)];
+  const WitnessOutcome& o = job.result.witness[static_cast<size_t>(r.witness_index)];
+  if (!o.error.ok()) {
+    spdlog::critical("WITNESS STATE DAMAGED: cannot decide a request of {} for {}: {}",
+                     item.requester, item.origin, o.error.ToString());
+    return NackFrame(r.request_id, {}, NackReason::kInternal,
+                     "this witness cannot read its state for " + item.origin, kStorageRetryMs);
+  }
+  Frame f;
+  f.type = Frame::Type::kWitnessReply;
+  f.request_id = r.request_id;
+  f.witness_reply.refusal = RefusalFor(o.verdict);
+  f.witness_reply.cosignature = o.cosignature;
+  f.witness_reply.detail = Clip(o.detail, schema::kMaxWitnessDetailBytes);
+  f.witness_reply.witness_size = o.witness_size;
+  switch (o.verdict) {
+    case keys::WitnessVerdict::kCosign:
+      ++stats_.witness_cosigned;
+      spdlog::debug("witnessed {}: cosigned size {}", item.origin, o.witness_size);
+      break;
+    case keys::WitnessVerdict::kConflict:
+      spdlog::info("witnessing {}: {} asked from size {}; answered with this witness's size {}",
+                   item.origin, item.requester, item.request.old_size, o.witness_size);
+      break;
+    case keys::WitnessVerdict::kInconsistent:
+      ++stats_.witness_refused;
+      ++stats_.witness_inconsistent;
+      spdlog::critical(
+          "WITNESS: REFUSED AN INCONSISTENT CHECKPOINT of {} from {}: {}; both checkpoints are "
+          "kept as evidence record {} and the refusal is in this broker's audit log",
+          item.origin, item.requester, o.detail, o.evidence ? *o.evidence : 0);
+      break;
+    default:
+      ++stats_.witness_refused;
+      spdlog::warn("witnessing {}: refused a checkpoint from {}: {} ({})", item.origin,
+                   item.requester, keys::Name(o.verdict), o.detail);
+      break;
+  }
+  return f;
+}
+
 void Server::Dispatch(UnixMillis now, bool expire, bool checkpoint) {
   for (auto& e : pending_events_) turn_.batch.events.push_back(std::move(e));
   pending_events_.clear();
+  for (auto& c : pending_cosignatures_) turn_.batch.cosignatures.push_back(std::move(c));
+  pending_cosignatures_.clear();
+  turn_.batch.witness_signer = {identity_.get(), witness_name_};
   // An auditor's AuditCheckpoint: signed right after this turn's commit, so the note
   // covers the query's own AUDITOR_QUERY entry.
   checkpoint = checkpoint || turn_.checkpoint_asked;
@@ -887,7 +1093,8 @@ void Server::WriterMain() {
 void Server::CommitJob(Job& job) {
   Turn& turn = job.turn;
   if (!turn.batch.accepted.empty() || !turn.batch.acks.empty() || !turn.batch.events.empty() ||
-      !turn.batch.grants.empty() || !turn.batch.revocations.empty()) {
+      !turn.batch.grants.empty() || !turn.batch.revocations.empty() ||
+      !turn.batch.witness.empty() || !turn.batch.cosignatures.empty()) {
     for (size_t i = 0; i < turn.batch.accepted.size(); ++i) {
       turn.batch.accepted[i].decoded = &turn.decoded[i];
     }
@@ -902,6 +1109,10 @@ void Server::CommitJob(Job& job) {
       Batch rest;
       rest.acks = std::move(turn.batch.acks);
       rest.events = std::move(turn.batch.events);
+      // Witness decisions write little; a cosignature handed back replaces a line.
+      rest.witness = std::move(turn.batch.witness);
+      rest.witness_signer = turn.batch.witness_signer;
+      rest.cosignatures = std::move(turn.batch.cosignatures);
       for (auto& r : turn.replies) {
         if (r.accepted_index < 0 && r.grant_index < 0 && r.revocation_index < 0) continue;
         r.accepted_index = r.grant_index = r.revocation_index = -1;
@@ -970,6 +1181,7 @@ Status Server::Finish(Job& job) {
       if (job.checkpoint_outcome.signed_now) {
         ++stats_.checkpoints;
         spdlog::info("signed audit checkpoint: {} entries, root {}", c.size, HexEncode(c.root));
+        if (witness_client_) witness_client_->Offer(job.checkpoint_outcome.stored);
       }
       latest_checkpoint_ = job.checkpoint_outcome.stored.note;
     }
@@ -987,6 +1199,16 @@ Status Server::Finish(Job& job) {
       }
     }
     for (bool applied : result.acks_applied) stats_.acked += applied ? 1 : 0;
+    for (size_t i = 0; i < result.cosignatures.size(); ++i) {
+      const CheckpointCosignature& c = turn.batch.cosignatures[i];
+      if (result.cosignatures[i].ok()) {
+        ++stats_.cosignatures_stored;
+        spdlog::info("checkpoint of size {} cosigned by witness {}", c.size, c.witness_id);
+      } else {
+        spdlog::warn("cosignature by {} of size {} not stored: {}", c.witness_id, c.size,
+                     result.cosignatures[i].message());
+      }
+    }
     for (auto& r : turn.replies) {
       const ControlOutcome* control = nullptr;
       if (r.grant_index >= 0) control = &result.grants[static_cast<size_t>(r.grant_index)];
@@ -1033,6 +1255,29 @@ Status Server::Finish(Job& job) {
     }
   }
   for (const auto& r : turn.replies) {
+    if (r.witness_index >= 0) {
+      Send(r.routing_id, AnswerWitness(r, job));
+      continue;
+    }
+    if (r.cosignature_index >= 0) {
+      const Status* stored =
+          job.committed ? &job.result.cosignatures[static_cast<size_t>(r.cosignature_index)]
+                        : nullptr;
+      if (stored != nullptr && stored->ok()) {
+        Frame f;
+        f.type = Frame::Type::kAck;
+        f.request_id = r.request_id;
+        f.ack.message_id = r.message_id;
+        Send(r.routing_id, f);
+      } else if (stored != nullptr) {
+        Send(r.routing_id, NackFrame(r.request_id, r.message_id, NackReason::kOutOfRange,
+                                     "cosignature not stored: " + stored->message(), 0));
+      } else {
+        Send(r.routing_id, NackFrame(r.request_id, r.message_id, NackReason::kInternal,
+                                     "the broker could not commit; retry later", kStorageRetryMs));
+      }
+      continue;
+    }
     if (r.audit_query >= 0) {
       Send(r.routing_id, AnswerAuditQuery(turn.audit_queries[static_cast<size_t>(r.audit_query)],
                                           r.request_id, job));
@@ -1206,7 +1451,8 @@ Status Server::Run() {
   };
   while (true) {
     if (!stopping && stop_.load()) stopping = true;
-    if (stopping && !busy_ && turn_.Empty() && pending_events_.empty()) {
+    if (stopping && !busy_ && turn_.Empty() && pending_events_.empty() &&
+        pending_cosignatures_.empty()) {
       if (final_checkpoint) break;
       // Everything is committed: the last checkpoint covers the whole log.
       final_checkpoint = true;
@@ -1214,14 +1460,16 @@ Status Server::Run() {
       dispatch(SystemClock::Get().NowMillis());
     }
     const bool reading = !stopping && turn_.frames < config_.max_batch;
-    zmq::pollitem_t items[] = {
+    std::vector<zmq::pollitem_t> items = {
         {router_.handle(), 0, static_cast<short>(reading ? ZMQ_POLLIN : 0), 0},
         {zap_->socket().handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, done_fd_, ZMQ_POLLIN, 0}};
-    bool work_now = !dirty_.empty() ||
-                    (!busy_ && (!turn_.Empty() || !pending_events_.empty() || checkpoint_due_));
+    if (witness_client_ && !stopping) witness_client_->AppendPollItems(items);
+    bool work_now =
+        !dirty_.empty() || (!busy_ && (!turn_.Empty() || !pending_events_.empty() ||
+                                       !pending_cosignatures_.empty() || checkpoint_due_));
     try {
-      zmq::poll(items, 3, std::chrono::milliseconds(work_now ? 0 : 100));
+      zmq::poll(items, std::chrono::milliseconds(work_now ? 0 : 100));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) return IoError(std::string("poll failed: ") + e.what());
     }
@@ -1258,6 +1506,9 @@ Status Server::Run() {
       PumpDeliveries(now);
       CheckTimers(now);
       CheckCheckpointTimer(now);
+      if (witness_client_) {
+        witness_client_->Pump(now, directory_.directory, *store_, pending_cosignatures_);
+      }
     }
   }
   spdlog::info("broker {} stopped: {} accepted, {} duplicates, {} refused, {} acked", config_.id,

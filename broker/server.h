@@ -29,6 +29,20 @@
 // revoked (or a key rotated out) by a reloaded directory is cut off at once, even on a
 // connection that authenticated earlier.
 //
+// Witnessing (schema/PROTOCOL.md section 11.3). As a witness (with the witness role in the
+// directory), the broker answers WitnessRequest frames from other brokers: the loop checks
+// who asks (an active broker, not itself) and takes the requester's log keys from the
+// current directory; the writer decides each request in the commit's transaction (the
+// witness state per origin is read, checked and updated there, keys/witness.h), and the
+// WitnessReply goes out in Finish, after the commit: a cosignature is handed out only once
+// the state that accounts for it is on disk. An inconsistent checkpoint is refused, both
+// checkpoints are kept as evidence, a WITNESS_REFUSED entry is written in the same commit
+// and a critical error is logged. As a log, the broker asks the peers of its [witness]
+// configuration to cosign each checkpoint it signs (broker/witness_client.h, on the loop
+// thread, never blocking) and hands the cosignatures to the writer, which adds them to the
+// stored checkpoint notes (so AuditCheckpoints answers carry them). Auditors that witness
+// hand their cosignatures back with AddCosignature, checked on the loop and stored alike.
+//
 // Audit checkpoints (broker/audit_log.h, schema/PROTOCOL.md section 9): the writer thread
 // signs a checkpoint of the committed log with the broker's directory signing key, under
 // the origin "refbus/<federation>/<broker-id>", after the commit of the job that asks for
@@ -64,6 +78,7 @@
 
 #include "broker/config.h"
 #include "broker/store.h"
+#include "broker/witness_client.h"
 #include "core/clock.h"
 #include "core/status.h"
 #include "core/zmq.h"
@@ -83,6 +98,11 @@ struct ServerStats {
   uint64_t checkpoints = 0;    // checkpoints signed (not counting an unchanged log)
   uint64_t audit_queries = 0;  // auditor queries logged and answered
   uint64_t audit_refused = 0;  // audit queries from parties that may not ask
+  // Witnessing (schema/PROTOCOL.md section 11.3).
+  uint64_t witness_cosigned = 0;      // as a witness: other logs' checkpoints cosigned
+  uint64_t witness_refused = 0;       // as a witness: requests refused (not conflicts)
+  uint64_t witness_inconsistent = 0;  // as a witness: inconsistent checkpoints refused
+  uint64_t cosignatures_stored = 0;   // witnesses' cosignatures of this log stored
 };
 
 class Server {
@@ -130,12 +150,14 @@ class Server {
     std::string routing_id;
     uint64_t request_id = 0;
     Bytes message_id;
-    int accepted_index = -1;    // index into the batch's accepted list, or -1: a nack
-    int grant_index = -1;       // index into the batch's grant registrations
-    int revocation_index = -1;  // index into the batch's revocations
-    bool attest = false;        // an attestation: acked once its audit entry is committed
-    int audit_query = -1;       // index into the turn's audit_queries: answered after commit
-    bool duplicate = false;     // the ack says the message was already held
+    int accepted_index = -1;     // index into the batch's accepted list, or -1: a nack
+    int grant_index = -1;        // index into the batch's grant registrations
+    int revocation_index = -1;   // index into the batch's revocations
+    bool attest = false;         // an attestation: acked once its audit entry is committed
+    int audit_query = -1;        // index into the turn's audit_queries: answered after commit
+    int witness_index = -1;      // index into the batch's witness requests
+    int cosignature_index = -1;  // index into the batch's cosignatures (AddCosignature)
+    bool duplicate = false;      // the ack says the message was already held
     schema::NackReason reason = schema::NackReason::kUnspecified;
     std::string detail;
     uint32_t retry_after_ms = 0;
@@ -150,7 +172,8 @@ class Server {
     size_t frames = 0;                         // frames read into it
     bool Empty() const {
       return batch.accepted.empty() && batch.acks.empty() && batch.events.empty() &&
-             batch.grants.empty() && batch.revocations.empty() && replies.empty();
+             batch.grants.empty() && batch.revocations.empty() && batch.witness.empty() &&
+             batch.cosignatures.empty() && replies.empty();
     }
   };
   // A Turn on its way to the writer and back with the outcome of its commit.
@@ -185,6 +208,17 @@ class Server {
                         const schema::Frame& query, Turn& turn);
   // Loop thread, in Finish: the answer to query from the committed log (or a Nack).
   schema::Frame AnswerAuditQuery(const schema::Frame& query, uint64_t request_id, const Job& job);
+  // Loop thread: a peer broker asks this broker to witness its log (decided by the writer).
+  void HandleWitnessRequest(const std::string& routing_id, const schema::Party& peer,
+                            const schema::Frame& frame, Turn& turn);
+  // Loop thread: a witness hands back its cosignature of one of this broker's checkpoints.
+  void HandleAddCosignature(const std::string& routing_id, const schema::Party& peer,
+                            const schema::Frame& frame, Turn& turn);
+  // Loop thread, in Finish: the WitnessReply for a decided request.
+  schema::Frame AnswerWitness(const Reply& reply, const Job& job);
+  // A refusal of a witness frame: Nack, logged, and audited as WITNESS_REFUSED.
+  void RefuseWitnessFrame(Turn& turn, const std::string& routing_id, uint64_t request_id,
+                          const std::string& peer, schema::NackReason reason, std::string detail);
   // Refuses a grant, revocation or attestation: audited as REJECTED with the ids given.
   void RejectControl(Turn& turn, const std::string& routing_id, uint64_t request_id,
                      const std::string& peer, schema::NackReason reason, std::string detail,
@@ -216,7 +250,8 @@ class Server {
   // Const use only (transport key for the loop, checkpoint signing for the writer):
   // Identity's const methods may run concurrently.
   std::unique_ptr<keys::Identity> identity_;
-  std::string origin_;  // the audit log's checkpoint origin and note key name
+  std::string origin_;        // the audit log's checkpoint origin and note key name
+  std::string witness_name_;  // this broker's cosigner name as a witness
 
   // Loop thread only.
   keys::TrustAnchor anchor_;
@@ -234,6 +269,10 @@ class Server {
   std::unordered_map<uint64_t, Inflight> inflight_;  // by delivery request id
   uint64_t next_delivery_id_ = 1;
   std::vector<schema::AuditEntry> pending_events_;  // written with the next commit
+  // This log's witnesses (null without [witness] peers) and the cosignatures they gave,
+  // stored with the next commit.
+  std::unique_ptr<WitnessClient> witness_client_;
+  std::vector<CheckpointCosignature> pending_cosignatures_;
   UnixMillis last_timer_check_ = 0;
   UnixMillis last_expiry_ = 0;
   bool expiry_due_ = false;

@@ -189,6 +189,8 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   REFBUS_ASSIGN_OR_RETURN(s->counts_, s->env_->OpenDb("counts"));
   REFBUS_ASSIGN_OR_RETURN(s->audit_, s->env_->OpenDb("audit"));
   REFBUS_ASSIGN_OR_RETURN(s->grants_, s->env_->OpenDb("grants"));
+  REFBUS_ASSIGN_OR_RETURN(s->witness_, s->env_->OpenDb("witness"));
+  REFBUS_ASSIGN_OR_RETURN(s->evidence_, s->env_->OpenDb("witness_evidence"));
   s->audit_dbs_.meta = s->meta_;
   s->audit_dbs_.entries = s->audit_;
   REFBUS_ASSIGN_OR_RETURN(s->audit_dbs_.tree, s->env_->OpenDb("audit_tree"));
@@ -444,11 +446,143 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
   // same events again.
   for (const auto& e : batch.events) REFBUS_RETURN_IF_ERROR(append_audit(e));
 
+  // As a witness: each request decided against the state as the earlier ones left it.
+  for (const WitnessItem& w : batch.witness) {
+    auto decided = DecideWitnessInTxn(txn, w, batch, now);
+    if (!decided.ok()) {
+      const Status::Code code = decided.status().code();
+      if (code != Status::Code::kMalformed && code != Status::Code::kInternal &&
+          code != Status::Code::kInvalidArgument) {
+        return decided.status();  // the store itself failed: nothing of this batch commits
+      }
+      WitnessOutcome failed;
+      failed.error = decided.status();
+      result.witness.push_back(std::move(failed));
+      continue;
+    }
+    WitnessOutcome out = std::move(*decided);
+    if (out.verdict != keys::WitnessVerdict::kCosign &&
+        out.verdict != keys::WitnessVerdict::kConflict) {
+      // A refusal is on record; a conflict is the protocol's ordinary "retry from here".
+      schema::AuditEntry e;
+      e.event = schema::AuditEvent::kWitnessRefused;
+      e.actor = w.requester;
+      e.directory_serial = w.directory_serial;
+      e.detail = "refused to cosign a checkpoint of " + w.origin + " (" +
+                 std::string(keys::Name(out.verdict)) + "): " + out.detail;
+      if (out.evidence) e.detail += "; evidence record " + std::to_string(*out.evidence) + " kept";
+      if (e.detail.size() > 2048) e.detail.resize(2048);
+      REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
+    }
+    result.witness.push_back(std::move(out));
+  }
+  for (const CheckpointCosignature& c : batch.cosignatures) {
+    result.cosignatures.push_back(
+        AddCheckpointCosignature(txn, audit_dbs_, c.size, c.root, c.signature));
+    const Status& st = result.cosignatures.back();
+    if (!st.ok() && st.code() != Status::Code::kNotFound &&
+        st.code() != Status::Code::kFailedPrecondition) {
+      return st;  // the store itself failed
+    }
+  }
+
   REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, Key("next_seq"), next_seq));
   REFBUS_RETURN_IF_ERROR(audit.Finish());
   REFBUS_RETURN_IF_ERROR(txn.Commit());
   result.audit_size = audit.size();
   return result;
+}
+
+Result<WitnessOutcome> Store::DecideWitnessInTxn(lmdb::Txn& txn, const WitnessItem& item,
+                                                 const Batch& batch, UnixMillis now) {
+  std::optional<keys::WitnessState> last;
+  auto stored = txn.Get(witness_, AsBytes(item.origin));
+  if (stored.ok()) {
+    auto decoded = keys::DecodeWitnessState(*stored);
+    // A damaged state must not be mistaken for "never cosigned": that would cosign anything.
+    if (!decoded.ok()) return decoded.status().WithContext("witness state of " + item.origin);
+    if (decoded->origin != item.origin) {
+      return Malformed("witness state stored under " + item.origin + " names " + decoded->origin);
+    }
+    last = std::move(*decoded);
+  } else if (stored.status().code() != Status::Code::kNotFound) {
+    return stored.status();
+  }
+  std::vector<keys::Hash> proof;
+  for (const Bytes& h : item.request.consistency_proof) {
+    keys::Hash hash;
+    std::copy(h.begin(), h.end(), hash.begin());  // the codec checked 32 bytes
+    proof.push_back(hash);
+  }
+  keys::WitnessDecision d =
+      keys::DecideWitness(last ? &*last : nullptr, item.request.checkpoint, item.origin,
+                          item.log_keys, item.request.old_size, proof);
+  WitnessOutcome out;
+  out.verdict = d.verdict;
+  out.detail = d.detail;
+  out.witness_size = d.witness_size;
+  out.checkpoint = d.checkpoint;
+  if (d.verdict == keys::WitnessVerdict::kCosign) {
+    if (batch.witness_signer.identity == nullptr) {
+      return Internal("a witness request reached the store without a witness key");
+    }
+    REFBUS_ASSIGN_OR_RETURN(
+        keys::Cosigned c, keys::CosignDecided(d, item.request.checkpoint, batch.witness_signer.name,
+                                              *batch.witness_signer.identity, now / 1000));
+    // The state first, in this transaction: the line is handed out only after the commit.
+    REFBUS_RETURN_IF_ERROR(
+        txn.Put(witness_, AsBytes(item.origin), keys::EncodeWitnessState(c.state)));
+    out.cosignature = std::move(c.line);
+    out.witness_size = c.state.size;
+  } else if (d.verdict == keys::WitnessVerdict::kInconsistent) {
+    keys::WitnessEvidence e;
+    e.origin = item.origin;
+    e.requester = item.requester;
+    e.time_ms = now;
+    e.cosigned_note = last ? last->note : std::string();
+    e.offered_note = item.request.checkpoint;
+    e.old_size = item.request.old_size;
+    e.proof = std::move(proof);
+    e.detail = d.detail;
+    uint64_t number = 0;
+    {
+      REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, evidence_));
+      REFBUS_ASSIGN_OR_RETURN(auto item_last, cur.Last());
+      if (item_last) {
+        if (item_last->key.size() != 8)
+          return Malformed("store: an evidence key has the wrong length");
+        number = lmdb::ReadU64Key(item_last->key) + 1;
+      }
+    }
+    REFBUS_RETURN_IF_ERROR(
+        txn.Put(evidence_, lmdb::U64Key(number), keys::EncodeWitnessEvidence(e), MDB_NOOVERWRITE));
+    out.evidence = number;
+  }
+  return out;
+}
+
+Result<std::optional<keys::WitnessState>> Store::WitnessStateOf(const std::string& origin) const {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  auto v = txn.Get(witness_, AsBytes(origin));
+  if (!v.ok()) {
+    if (v.status().code() == Status::Code::kNotFound) return std::optional<keys::WitnessState>();
+    return v.status();
+  }
+  REFBUS_ASSIGN_OR_RETURN(keys::WitnessState st, keys::DecodeWitnessState(*v));
+  return std::optional<keys::WitnessState>(std::move(st));
+}
+
+Result<std::vector<keys::WitnessEvidence>> Store::WitnessEvidence() const {
+  std::vector<keys::WitnessEvidence> out;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, evidence_));
+  REFBUS_ASSIGN_OR_RETURN(auto item, cur.First());
+  while (item) {
+    REFBUS_ASSIGN_OR_RETURN(keys::WitnessEvidence e, keys::DecodeWitnessEvidence(item->value));
+    out.push_back(std::move(e));
+    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
+  }
+  return out;
 }
 
 Result<std::vector<Pending>> Store::ReadMailbox(const std::string& recipient, uint64_t after_seq,

@@ -32,6 +32,14 @@
 //     is logged.
 //   - Checkpoints: SignCheckpoint signs the committed tree (never one inconsistent with the
 //     latest stored checkpoint; see audit_log.h) and stores the note before returning it.
+//     Cosignatures witnesses give for a stored checkpoint (Batch::cosignatures) are added
+//     to its stored note as signature lines; the note's text and the log's own signature
+//     line stay as they were, so it still opens with the log key alone.
+//   - Witnessing (this broker as a witness of other brokers' logs, keys/witness.h): the
+//     state per origin and the evidence of refused inconsistent checkpoints live in the
+//     same environment; Commit decides every WitnessItem inside its one write transaction
+//     (read state, decide, store the new state or the evidence and a WITNESS_REFUSED audit
+//     entry), so the cosignature handed out after the commit is accounted for on disk.
 //
 // Thread safety: the writing methods (Commit, ExpireOld, SignCheckpoint) are called by one
 // thread at a time (the broker's writer thread). The const methods may run on any thread,
@@ -53,6 +61,7 @@
 #include "keys/identity.h"
 #include "keys/merkle.h"
 #include "keys/scope.h"
+#include "keys/witness.h"
 #include "schema/types.h"
 #include "schema/workflow.h"
 
@@ -108,6 +117,46 @@ struct GrantState {
   UnixMillis revoked_at_ms = 0;
 };
 
+// A WitnessRequest from a peer broker (schema/PROTOCOL.md section 11.3), checked by the loop
+// (the requester is an active broker, this broker a witness) and decided in the commit's
+// transaction, where the witness state is read and written: each decision sees every
+// earlier one, so two requests can never both be cosigned from the same old state.
+struct WitnessItem {
+  std::string requester;                     // ZAP User-Id of a broker
+  std::string origin;                        // the requester's log origin
+  std::vector<keys::NoteVerifier> log_keys;  // the requester's signing keys, current directory
+  schema::WitnessRequest request;
+  uint64_t directory_serial = 0;
+};
+
+struct WitnessOutcome {
+  keys::WitnessVerdict verdict = keys::WitnessVerdict::kBadRequest;
+  std::string detail;
+  uint64_t witness_size = 0;         // after the request: the new size when cosigned
+  std::string cosignature;           // the cosignature line, when cosigned
+  keys::Checkpoint checkpoint;       // the offered checkpoint (when its signature verified)
+  std::optional<uint64_t> evidence;  // kInconsistent: the evidence record's number
+  // Not ok: the request could not be decided (a damaged state record): nothing was written
+  // for it and it is answered Nack INTERNAL; the rest of the batch commits.
+  Status error;
+};
+
+// How this broker cosigns as a witness. The identity is the broker's own (its directory
+// signing key); Commit signs with it in place.
+struct WitnessSigner {
+  const keys::Identity* identity = nullptr;
+  std::string name;  // keys::WitnessName(federation, broker id)
+};
+
+// A witness's cosignature of one of this broker's stored checkpoints, already verified
+// with the witness's key from the current directory.
+struct CheckpointCosignature {
+  uint64_t size = 0;
+  keys::Hash root{};
+  std::string witness_id;
+  keys::NoteSignature signature;
+};
+
 struct RecipientAck {
   std::string recipient;
   uint64_t seq = 0;
@@ -120,6 +169,9 @@ struct Batch {
   std::vector<Accepted> accepted;
   std::vector<RecipientAck> acks;
   std::vector<schema::AuditEntry> events;  // index, time and broker id are filled in
+  std::vector<WitnessItem> witness;        // REQUIRES: witness_signer set when not empty
+  WitnessSigner witness_signer;
+  std::vector<CheckpointCosignature> cosignatures;
 };
 
 enum class Outcome { kStored, kDuplicate, kQuotaExceeded, kRefused };
@@ -132,6 +184,10 @@ struct CommitResult {
   std::vector<bool> acks_applied;            // false: unknown (already acked or expired)
   std::string quota_recipient;               // for kQuotaExceeded, the full mailbox (last one)
   uint64_t audit_size = 0;                   // after the commit
+  std::vector<WitnessOutcome> witness;       // one per Batch::witness
+  // One per Batch::cosignatures: ok (stored, or already there), NotFound (no checkpoint of
+  // that size is stored) or FailedPrecondition (the stored one has another root).
+  std::vector<Status> cosignatures;
 };
 
 struct Pending {
@@ -200,6 +256,11 @@ class Store {
   // Stored checkpoints with size >= from_size, in order of size, at most max.
   Result<std::vector<StoredCheckpoint>> Checkpoints(uint64_t from_size, size_t max) const;
 
+  // As a witness: the last checkpoint of origin this broker cosigned (nullopt: none).
+  Result<std::optional<keys::WitnessState>> WitnessStateOf(const std::string& origin) const;
+  // As a witness: every evidence record kept (inconsistent checkpoints), in order.
+  Result<std::vector<keys::WitnessEvidence>> WitnessEvidence() const;
+
   // Removes envelopes whose expiry has passed (audit EXPIRED for undelivered ones) and
   // forgets message ids past their expiry. At most max_items per call.
   Result<size_t> ExpireOld(UnixMillis now, size_t max_items);
@@ -208,10 +269,16 @@ class Store {
 
  private:
   Store() = default;
+  // In Commit's transaction: one WitnessItem decided, its state or evidence written.
+  Result<WitnessOutcome> DecideWitnessInTxn(lmdb::Txn& txn, const WitnessItem& item,
+                                            const Batch& batch, UnixMillis now);
   std::unique_ptr<lmdb::Env> env_;
   StoreOptions options_;
   MDB_dbi meta_ = 0, msgs_ = 0, mbox_ = 0, refs_ = 0, seen_ = 0, expiry_ = 0, counts_ = 0,
           audit_ = 0, grants_ = 0;
+  // As a witness: "witness" (origin -> keys::EncodeWitnessState) and "witness_evidence"
+  // (u64be number -> keys::EncodeWitnessEvidence), written only in Commit.
+  MDB_dbi witness_ = 0, evidence_ = 0;
   AuditDbs audit_dbs_;  // meta_, audit_, "audit_tree", "checkpoints"
 };
 

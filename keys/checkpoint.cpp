@@ -373,6 +373,43 @@ Result<std::string> FormatSignedNote(const SignedNote& note) {
   return out;
 }
 
+Result<NoteSignature> ParseSignatureLine(std::string_view line) {
+  if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+  if (line.empty()) return Malformed("signature line is empty");
+  if (line.find('\n') != std::string_view::npos) {
+    return Malformed("signature line holds more than one line");
+  }
+  // The smallest note that carries exactly this line: the parser's checks, nothing else.
+  std::string note = "-\n\n";
+  note += line;
+  note += '\n';
+  REFBUS_ASSIGN_OR_RETURN(SignedNote parsed, ParseSignedNote(note));
+  if (parsed.signatures.size() != 1) return Malformed("not exactly one signature line");
+  return std::move(parsed.signatures[0]);
+}
+
+Result<std::string> FormatSignatureLine(const NoteSignature& sig) {
+  SignedNote note;
+  note.text = "-\n";
+  note.signatures.push_back(sig);
+  REFBUS_ASSIGN_OR_RETURN(std::string formatted, FormatSignedNote(note));
+  return formatted.substr(note.text.size() + 1);  // after the text and the blank line
+}
+
+Result<std::string> AddNoteSignature(std::string_view signed_note, const NoteSignature& sig) {
+  REFBUS_ASSIGN_OR_RETURN(SignedNote note, ParseSignedNote(signed_note));
+  std::erase_if(note.signatures, [&](const NoteSignature& s) {
+    return s.name == sig.name && s.key_id == sig.key_id;
+  });
+  note.signatures.push_back(sig);
+  if (note.signatures.size() > kMaxNoteSignatures) {
+    return ResourceExhausted("the note would have more than 100 signature lines");
+  }
+  auto out = FormatSignedNote(note);
+  if (!out.ok()) return ResourceExhausted(out.status().message());
+  return out;
+}
+
 uint32_t NoteKeyId(std::string_view name, NoteKeyType type, std::span<const uint8_t, 32> key) {
   Sha256Hasher h;
   h.Update(AsBytes(name));

@@ -97,6 +97,19 @@ Result<SignedNote> ParseSignedNote(std::string_view note);
 // anything ParseSignedNote would refuse.
 Result<std::string> FormatSignedNote(const SignedNote& note);
 
+// One signature line, "— <key name> <base64(key id || signature)>", with or without its
+// final newline (nothing else: one line). Malformed for anything ParseSignedNote would
+// refuse in a signature block.
+Result<NoteSignature> ParseSignatureLine(std::string_view line);
+// The line for sig, ending in a newline. InvalidArgument for an invalid name or an empty
+// signature.
+Result<std::string> FormatSignatureLine(const NoteSignature& sig);
+// signed_note with sig added at the end, replacing an earlier signature with the same key
+// name and key id. Checks no signature: the caller has verified sig. The note's text and
+// its other signature lines stay as they were, so every signature in it still verifies.
+// ResourceExhausted when the result would pass the note limits (16 KiB, 100 lines).
+Result<std::string> AddNoteSignature(std::string_view signed_note, const NoteSignature& sig);
+
 // A known public key, as configured by an operator. Values; cheap to copy.
 class NoteVerifier {
  public:

@@ -328,6 +328,10 @@ Status VerifyConsistency(uint64_t old_size, uint64_t new_size, const Hash& old_r
   if (old_size > new_size) {
     return Rollback("consistency " + sizes + ": the new tree is smaller than the old one");
   }
+  // The empty tree has exactly one root, also when both sizes are 0 (found by audit_fuzz).
+  if (old_size == 0 && old_root != EmptyRoot()) {
+    return Unauthenticated("consistency " + sizes + ": old root is not the empty tree's root");
+  }
   if (old_size == new_size) {
     if (!proof.empty()) return Unauthenticated("consistency " + sizes + ": proof must be empty");
     if (old_root != new_root) {

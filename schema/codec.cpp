@@ -175,6 +175,56 @@ Result<Frame> FromProto(const pb::Frame& m) {
       f.audit_reply.more = r.more();
       break;
     }
+    case pb::Frame::kWitnessRequest: {
+      f.type = Frame::Type::kWitnessRequest;
+      const pb::WitnessRequest& r = m.witness_request();
+      if (r.checkpoint().empty() || r.checkpoint().size() > kMaxAuditNoteBytes) {
+        return FieldError(kWhat, "witness_request.checkpoint", "is empty or over 16 KiB");
+      }
+      if (static_cast<size_t>(r.consistency_proof_size()) > kMaxAuditProofHashes) {
+        return FieldError(kWhat, "witness_request.consistency_proof", "has too many hashes");
+      }
+      for (const auto& h : r.consistency_proof()) {
+        REFBUS_RETURN_IF_ERROR(
+            CheckSize(kWhat, "witness_request.consistency_proof", h, kAuditHashBytes));
+        f.witness_request.consistency_proof.push_back(B(h));
+      }
+      f.witness_request.checkpoint = r.checkpoint();
+      f.witness_request.old_size = r.old_size();
+      break;
+    }
+    case pb::Frame::kWitnessReply: {
+      f.type = Frame::Type::kWitnessReply;
+      const pb::WitnessReply& r = m.witness_reply();
+      REFBUS_RETURN_IF_ERROR(CheckEnum<WitnessRefusal>(kWhat, "witness_reply.refusal", r.refusal(),
+                                                       pb::WitnessRefusal_MAX,
+                                                       /*allow_zero=*/true));
+      f.witness_reply.refusal = static_cast<WitnessRefusal>(r.refusal());
+      if (f.witness_reply.refusal == WitnessRefusal::kNone) {
+        if (r.cosignature().empty() || r.cosignature().size() > kMaxCosignatureLineBytes) {
+          return FieldError(kWhat, "witness_reply.cosignature",
+                            "must hold one cosignature line of at most 1 KiB");
+        }
+      } else if (!r.cosignature().empty()) {
+        return FieldError(kWhat, "witness_reply.cosignature", "is set in a refusal");
+      }
+      if (r.detail().size() > kMaxWitnessDetailBytes) {
+        return FieldError(kWhat, "witness_reply.detail", "is over 4 KiB");
+      }
+      f.witness_reply.cosignature = r.cosignature();
+      f.witness_reply.detail = r.detail();
+      f.witness_reply.witness_size = r.witness_size();
+      break;
+    }
+    case pb::Frame::kAddCosignature: {
+      f.type = Frame::Type::kAddCosignature;
+      const std::string& note = m.add_cosignature().checkpoint();
+      if (note.empty() || note.size() > kMaxAuditNoteBytes) {
+        return FieldError(kWhat, "add_cosignature.checkpoint", "is empty or over 16 KiB");
+      }
+      f.add_cosignature.checkpoint = note;
+      break;
+    }
     case pb::Frame::BODY_NOT_SET:
       return FieldError(kWhat, "body", "is missing");
   }
@@ -264,6 +314,24 @@ pb::Frame ToProto(const Frame& f) {
       r->set_more(f.audit_reply.more);
       break;
     }
+    case Frame::Type::kWitnessRequest: {
+      auto* r = m.mutable_witness_request();
+      r->set_checkpoint(f.witness_request.checkpoint);
+      r->set_old_size(f.witness_request.old_size);
+      for (const auto& h : f.witness_request.consistency_proof) r->add_consistency_proof(S(h));
+      break;
+    }
+    case Frame::Type::kWitnessReply: {
+      auto* r = m.mutable_witness_reply();
+      r->set_cosignature(f.witness_reply.cosignature);
+      r->set_refusal(static_cast<pb::WitnessRefusal>(f.witness_reply.refusal));
+      r->set_detail(f.witness_reply.detail);
+      r->set_witness_size(f.witness_reply.witness_size);
+      break;
+    }
+    case Frame::Type::kAddCosignature:
+      m.mutable_add_cosignature()->set_checkpoint(f.add_cosignature.checkpoint);
+      break;
   }
   return m;
 }

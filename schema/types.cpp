@@ -70,11 +70,13 @@ constexpr std::array<std::string_view, 18> kNackReason = {"unspecified",
                                                           "not-permitted",
                                                           "out-of-range"};
 
-constexpr std::array<std::string_view, 15> kAuditEvent = {
+constexpr std::array<std::string_view, 16> kAuditEvent = {
     "unspecified",     "accepted",        "rejected",         "forwarded",
     "delivered",       "acked",           "opened",           "consent-granted",
     "consent-revoked", "purge-confirmed", "directory-loaded", "key-revoked",
-    "auditor-query",   "broker-started",  "expired"};
+    "auditor-query",   "broker-started",  "expired",          "witness-refused"};
+constexpr std::array<std::string_view, 6> kWitnessRefusal = {
+    "none", "conflict", "unknown-log", "bad-signature", "bad-request", "inconsistent"};
 
 constexpr std::array<std::string_view, 9> kReferralState = {
     "unspecified", "requested", "accepted",  "declined", "in-progress",
@@ -138,6 +140,7 @@ MessageKind KindOf(CaseMessage::Type type) {
 }
 
 std::string_view Name(AuditEvent v) { return Lookup(kAuditEvent, v); }
+std::string_view Name(WitnessRefusal v) { return Lookup(kWitnessRefusal, v); }
 std::string_view Name(PartyKind v) { return Lookup(kPartyKind, v); }
 std::string_view Name(AgencyType v) { return Lookup(kAgencyType, v); }
 std::string_view Name(Role v) { return Lookup(kRole, v); }

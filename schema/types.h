@@ -167,6 +167,9 @@ inline constexpr size_t kMaxAuditReplyPayloadBytes = 3u << 20;
 inline constexpr size_t kMaxAuditNoteBytes = 16u << 10;  // as keys::kMaxNoteBytes
 inline constexpr size_t kMaxAuditProofHashes = 128;      // 2 x the deepest tree
 inline constexpr size_t kAuditHashBytes = 32;            // SHA-256
+// Witnessing (PROTOCOL.md section 11.3).
+inline constexpr size_t kMaxCosignatureLineBytes = 1024;  // one "— name base64\n" line
+inline constexpr size_t kMaxWitnessDetailBytes = 4096;
 
 // --- Directory ------------------------------------------------------------------------
 
@@ -386,6 +389,32 @@ struct AuditReply {
   bool more = false;
 };
 
+// Witnessing (transport.proto, PROTOCOL.md section 11.3).
+enum class WitnessRefusal : int {
+  kNone = 0,  // cosigned
+  kConflict = 1,
+  kUnknownLog = 2,
+  kBadSignature = 3,
+  kBadRequest = 4,
+  kInconsistent = 5,
+};
+std::string_view Name(WitnessRefusal v);
+
+struct WitnessRequest {
+  std::string checkpoint;  // signed note, 1..kMaxAuditNoteBytes
+  uint64_t old_size = 0;
+  std::vector<Bytes> consistency_proof;  // kAuditHashBytes each, at most kMaxAuditProofHashes
+};
+struct WitnessReply {
+  std::string cosignature;  // one signature line when refusal is kNone; empty otherwise
+  WitnessRefusal refusal = WitnessRefusal::kNone;
+  std::string detail;
+  uint64_t witness_size = 0;
+};
+struct AddCosignature {
+  std::string checkpoint;  // signed note with the witness's cosignature line
+};
+
 struct Frame {
   enum class Type {
     kHello,
@@ -405,6 +434,9 @@ struct Frame {
     kAuditConsistency,
     kAuditCheckpoints,
     kAuditReply,
+    kWitnessRequest,
+    kWitnessReply,
+    kAddCosignature,
   };
   // The auditor queries (kAuditCheckpoint .. kAuditCheckpoints).
   bool IsAuditQuery() const {
@@ -430,6 +462,9 @@ struct Frame {
   AuditConsistencyQuery audit_consistency;
   AuditCheckpointsQuery audit_checkpoints;
   AuditReply audit_reply;
+  WitnessRequest witness_request;
+  WitnessReply witness_reply;
+  AddCosignature add_cosignature;
 };
 
 // --- Audit log ------------------------------------------------------------------------
@@ -450,6 +485,7 @@ enum class AuditEvent : int {
   kAuditorQuery = 12,
   kBrokerStarted = 13,
   kEnvelopeExpired = 14,
+  kWitnessRefused = 15,
 };
 std::string_view Name(AuditEvent v);
 

@@ -11,9 +11,12 @@
 #include "keys/secret.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
+// Optional, as in libFuzzer: targets that build fixtures define it.
+extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) __attribute__((weak));
 
 int main(int argc, char** argv) {
   if (!refbus::keys::InitSodium().ok()) return 1;
+  if (LLVMFuzzerInitialize != nullptr) LLVMFuzzerInitialize(&argc, &argv);
   size_t files = 0;
   for (int i = 1; i < argc; ++i) {
     std::filesystem::path p(argv[i]);

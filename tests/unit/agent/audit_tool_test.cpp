@@ -14,6 +14,7 @@
 #include "core/lmdb.h"
 #include "keys/checkpoint.h"
 #include "keys/secret.h"
+#include "keys/witness.h"
 #include "schema/codec.h"
 #include "tests/unit/test_util.h"
 
@@ -149,6 +150,87 @@ TEST_F(AuditToolTest, AGoodLogVerifies) {
   EXPECT_EQ(r.verified_size, 100u);
   EXPECT_EQ(r.verified_root, tree_.Root());
   EXPECT_TRUE(HasSubstr(r.Headline(), "ok: 100 entries of refbus/fed-test/seoul-broker"));
+}
+
+TEST_F(AuditToolTest, CosignaturesAreCheckedAndCountedPerCheckpoint) {
+  keys::Identity busan =
+      Must(keys::Identity::Generate("busan-broker", schema::PartyKind::kBroker, kNow, 0));
+  keys::Identity office =
+      Must(keys::Identity::Generate("audit-office", schema::PartyKind::kAuditor, kNow, 0));
+  const std::string busan_name = Must(keys::WitnessName("fed-test", "busan-broker"));
+  const std::string office_name = Must(keys::WitnessName("fed-test", "audit-office"));
+  VerifyOptions options;
+  options.witnesses.push_back({"busan-broker", Must(keys::NoteVerifier::Create(
+                                                   busan_name, keys::NoteKeyType::kCosignatureV1,
+                                                   busan.signing_public_key()))});
+  options.witnesses.push_back({"audit-office", Must(keys::NoteVerifier::Create(
+                                                   office_name, keys::NoteKeyType::kCosignatureV1,
+                                                   office.signing_public_key()))});
+  // Stores note (of size) as a new arrival, with the proof from the latest stored one.
+  auto arrive = [&](uint64_t size, const std::string& note) {
+    LocalCheckpoint c;
+    c.size = size;
+    c.received_at_ms = kNow;
+    c.note = note;
+    if (last_ && last_->second < size) {
+      c.proof_from_seq = last_->first;
+      c.proof = Must(keys::ConsistencyProof(tree_, last_->second, size));
+    }
+    uint64_t seq = Must(store_->AddCheckpoint(c));
+    if (!last_ || last_->second <= size) last_ = {seq, size};
+  };
+  AppendPlain(10);
+  arrive(5, Must(keys::AddCosignature(Note(5, *broker_, tree_), busan_name, busan, 1000)));
+  arrive(10, Note(10, *broker_, tree_));
+
+  VerifyReport r = Must(VerifyLocalLog(*store_, log_keys_, options));
+  EXPECT_TRUE(r.ok()) << r.Headline();
+  ASSERT_EQ(r.cosigned.size(), 2u);
+  EXPECT_EQ(r.cosigned[0].size, 5u);
+  EXPECT_EQ(r.cosigned[0].witnesses, std::vector<std::string>{"busan-broker"});
+  EXPECT_TRUE(r.cosigned[1].witnesses.empty());
+  ASSERT_TRUE(r.witnessed_size.has_value());
+  EXPECT_EQ(*r.witnessed_size, 5u);
+  EXPECT_TRUE(HasSubstr(r.Headline(), "witnessed up to size 5 by busan-broker"));
+
+  // Requiring a cosignature: the newest checkpoint is not witnessed.
+  options.min_cosignatures = 1;
+  r = Must(VerifyLocalLog(*store_, log_keys_, options));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(HasSubstr(r.Headline(), "size 10"));
+  EXPECT_TRUE(HasSubstr(r.Headline(), "is not witnessed"));
+  // The same checkpoint arrives again, now cosigned by two witnesses: it covers everything.
+  std::string both = Must(keys::AddCosignature(Note(10, *broker_, tree_), busan_name, busan, 1001));
+  both = Must(keys::AddCosignature(both, office_name, office, 1002));
+  arrive(10, both);
+  r = Must(VerifyLocalLog(*store_, log_keys_, options));
+  EXPECT_TRUE(r.ok()) << r.Headline();
+  EXPECT_EQ(*r.witnessed_size, 10u);
+  EXPECT_EQ(r.cosigned[1].witnesses, (std::vector<std::string>{"audit-office", "busan-broker"}));
+  options.min_cosignatures = 3;
+  EXPECT_FALSE(Must(VerifyLocalLog(*store_, log_keys_, options)).ok());
+  options.min_cosignatures = 2;
+  EXPECT_TRUE(Must(VerifyLocalLog(*store_, log_keys_, options)).ok());
+
+  // A cosignature line by a known witness key that does not verify is named; lines by
+  // unknown keys are counted and ignored.
+  AppendPlain(12);
+  keys::SignedNote forged = Must(keys::ParseSignedNote(
+      Must(keys::AddCosignature(Note(12, *broker_, tree_), office_name, office, 1003))));
+  forged.signatures.back().signature.back() ^= 0x01;
+  keys::Identity stranger =
+      Must(keys::Identity::Generate("stranger", schema::PartyKind::kAuditor, kNow, 0));
+  arrive(12, Must(keys::AddCosignature(Must(keys::FormatSignedNote(forged)),
+                                       "refbus/fed-test/witness/stranger", stranger, 1004)));
+  r = Must(VerifyLocalLog(*store_, log_keys_, options));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.unknown_signatures, 1u);
+  bool named = false;
+  for (const auto& p : r.problems) {
+    named = named || (HasSubstr(p.message, "cosignature by witness audit-office") &&
+                      HasSubstr(p.message, "does not verify"));
+  }
+  EXPECT_TRUE(named) << r.Headline();
 }
 
 TEST_F(AuditToolTest, AnEmptyStoreIsNotOk) {

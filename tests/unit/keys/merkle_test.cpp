@@ -275,6 +275,8 @@ TEST(MerkleTest, ConsistencyEdgeCases) {
   EXPECT_TRUE(IsOk(VerifyConsistency(1, 1, r2, r2, {})));
   EXPECT_TRUE(HasCode(VerifyConsistency(0, 1, r1, r2, {}), Status::Code::kUnauthenticated));
   EXPECT_TRUE(HasCode(VerifyConsistency(0, 0, r1, r2, {}), Status::Code::kUnauthenticated));
+  // Found by audit_fuzz: equal sizes 0 and 0 with one made-up root for both.
+  EXPECT_TRUE(HasCode(VerifyConsistency(0, 0, r1, r1, {}), Status::Code::kUnauthenticated));
   EXPECT_TRUE(HasCode(VerifyConsistency(1, 1, r1, r2, {}), Status::Code::kUnauthenticated));
   EXPECT_TRUE(HasCode(VerifyConsistency(1, 0, r1, r2, {}), Status::Code::kRollback));
   EXPECT_TRUE(HasCode(VerifyConsistency(2, 1, r1, r2, {}), Status::Code::kRollback));

@@ -295,6 +295,19 @@ Frame FrameOf(Frame::Type type) {
       f.audit_reply.log_size = 9;
       f.audit_reply.more = true;
       break;
+    case Frame::Type::kWitnessRequest:
+      f.witness_request.checkpoint = "refbus/f/b\n9\nAAAA\n\n\u2014 refbus/f/b AAAA\n";
+      f.witness_request.old_size = 4;
+      f.witness_request.consistency_proof = {Fill(32, 0x9a), Fill(32, 0x9b)};
+      break;
+    case Frame::Type::kWitnessReply:
+      f.witness_reply.cosignature = "\u2014 refbus/f/witness/w AAAA\n";
+      f.witness_reply.detail = "cosigned";
+      f.witness_reply.witness_size = 9;
+      break;
+    case Frame::Type::kAddCosignature:
+      f.add_cosignature.checkpoint = "refbus/f/b\n9\nAAAA\n\n\u2014 refbus/f/b AAAA\n";
+      break;
   }
   return f;
 }
@@ -318,6 +331,9 @@ const std::vector<Frame::Type>& AllFrameTypes() {
       Frame::Type::kAuditConsistency,
       Frame::Type::kAuditCheckpoints,
       Frame::Type::kAuditReply,
+      Frame::Type::kWitnessRequest,
+      Frame::Type::kWitnessReply,
+      Frame::Type::kAddCosignature,
   };
   return kTypes;
 }
@@ -475,8 +491,73 @@ TEST(FrameCodecTest, RoundTripsEveryBodyType) {
         EXPECT_EQ(out->audit_reply.log_size, 9u);
         EXPECT_TRUE(out->audit_reply.more);
         break;
+      case Frame::Type::kWitnessRequest:
+        EXPECT_EQ(out->witness_request.checkpoint, in.witness_request.checkpoint);
+        EXPECT_EQ(out->witness_request.old_size, 4u);
+        EXPECT_EQ(out->witness_request.consistency_proof, in.witness_request.consistency_proof);
+        break;
+      case Frame::Type::kWitnessReply:
+        EXPECT_EQ(out->witness_reply.cosignature, in.witness_reply.cosignature);
+        EXPECT_EQ(out->witness_reply.refusal, WitnessRefusal::kNone);
+        EXPECT_EQ(out->witness_reply.detail, "cosigned");
+        EXPECT_EQ(out->witness_reply.witness_size, 9u);
+        break;
+      case Frame::Type::kAddCosignature:
+        EXPECT_EQ(out->add_cosignature.checkpoint, in.add_cosignature.checkpoint);
+        break;
     }
   }
+}
+
+TEST(FrameCodecTest, WitnessFramesRefuseBadFields) {
+  auto refused = [](const Frame& f, const std::string& field) {
+    auto r = DecodeFrame(EncodeFrame(f));
+    EXPECT_FALSE(r.ok()) << field;
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), Status::Code::kMalformed);
+      EXPECT_NE(r.status().message().find(field), std::string::npos) << r.status().ToString();
+    }
+  };
+  Frame request = FrameOf(Frame::Type::kWitnessRequest);
+  request.witness_request.checkpoint.clear();
+  refused(request, "witness_request.checkpoint");
+  request = FrameOf(Frame::Type::kWitnessRequest);
+  request.witness_request.checkpoint.assign(kMaxAuditNoteBytes + 1, 'a');
+  refused(request, "witness_request.checkpoint");
+  request = FrameOf(Frame::Type::kWitnessRequest);
+  request.witness_request.consistency_proof.push_back(Fill(31, 0x01));
+  refused(request, "witness_request.consistency_proof");
+  request = FrameOf(Frame::Type::kWitnessRequest);
+  request.witness_request.consistency_proof.assign(kMaxAuditProofHashes + 1, Fill(32, 0x02));
+  refused(request, "witness_request.consistency_proof");
+
+  Frame reply = FrameOf(Frame::Type::kWitnessReply);
+  reply.witness_reply.cosignature.clear();  // not refused, yet no cosignature
+  refused(reply, "witness_reply.cosignature");
+  reply = FrameOf(Frame::Type::kWitnessReply);
+  reply.witness_reply.refusal = WitnessRefusal::kConflict;  // refused, yet a cosignature
+  refused(reply, "witness_reply.cosignature");
+  reply = FrameOf(Frame::Type::kWitnessReply);
+  reply.witness_reply.cosignature.assign(kMaxCosignatureLineBytes + 1, 'a');
+  refused(reply, "witness_reply.cosignature");
+  reply = FrameOf(Frame::Type::kWitnessReply);
+  reply.witness_reply.cosignature.clear();
+  reply.witness_reply.refusal = static_cast<WitnessRefusal>(6);  // unknown
+  refused(reply, "witness_reply.refusal");
+  reply.witness_reply.refusal = WitnessRefusal::kInconsistent;
+  reply.witness_reply.detail.assign(kMaxWitnessDetailBytes + 1, 'd');
+  refused(reply, "witness_reply.detail");
+  reply.witness_reply.detail = "inconsistent";
+  auto ok = DecodeFrame(EncodeFrame(reply));
+  ASSERT_TRUE(IsOk(ok));
+  EXPECT_EQ(ok->witness_reply.refusal, WitnessRefusal::kInconsistent);
+  EXPECT_TRUE(ok->witness_reply.cosignature.empty());
+
+  Frame add = FrameOf(Frame::Type::kAddCosignature);
+  add.add_cosignature.checkpoint.clear();
+  refused(add, "add_cosignature.checkpoint");
+  add.add_cosignature.checkpoint.assign(kMaxAuditNoteBytes + 1, 'a');
+  refused(add, "add_cosignature.checkpoint");
 }
 
 TEST(FrameCodecTest, AuditQueriesAndRepliesRefuseBadFields) {
