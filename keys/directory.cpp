@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <charconv>
 #include <map>
 #include <sstream>
 
@@ -426,10 +427,24 @@ Result<TrustState> TrustState::Open(const std::string& path) {
     return raw.status();
   }
   std::istringstream in(std::string(AsChars(*raw)));
-  std::string magic, k1, hash_hex, k2;
+  std::string magic, k1, serial_text, k2, hash_hex, extra;
+  // The serial is plain decimal digits: istream's >> into uint64_t would take "-1" as
+  // 2^64-1 (refusing every directory from then on) and "+7" as 7.
   uint64_t serial = 0;
-  if (!(in >> magic >> k1 >> serial >> k2 >> hash_hex) || magic != kTrustStateMagic ||
-      k1 != "serial" || k2 != "hash") {
+  bool digits = !serial_text.empty();
+  if (in >> magic >> k1 >> serial_text >> k2 >> hash_hex) {
+    digits = !serial_text.empty() && serial_text.size() <= 20 &&
+             std::all_of(serial_text.begin(), serial_text.end(),
+                         [](char c) { return c >= '0' && c <= '9'; }) &&
+             (serial_text.size() == 1 || serial_text[0] != '0');
+    if (digits) {
+      auto [end, ec] =
+          std::from_chars(serial_text.data(), serial_text.data() + serial_text.size(), serial);
+      digits = ec == std::errc() && end == serial_text.data() + serial_text.size();
+    }
+  }
+  if (!in || !digits || (in >> extra) || magic != kTrustStateMagic || k1 != "serial" ||
+      k2 != "hash") {
     return Malformed(path +
                      " is not a refbus trust state file; restore it from backup (deleting "
                      "it would re-open rollback to older directories)");

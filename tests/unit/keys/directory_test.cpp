@@ -245,6 +245,12 @@ TEST_F(TrustStateTest, DamagedStateFileIsAnError) {
       "refbus-trust-state/1\nserial 1\nhash 00\n",
       "refbus-trust-state/1\nserial x\nhash 00\n",
       "refbus-trust-state/9\nserial 1\nhash " + std::string(64, '0') + "\n",
+      // Found by keyfile_fuzz: a sign or other text around the serial is not a serial.
+      "refbus-trust-state/1\nserial -1\nhash " + std::string(64, '0') + "\n",
+      "refbus-trust-state/1\nserial +7\nhash " + std::string(64, '0') + "\n",
+      "refbus-trust-state/1\nserial 07\nhash " + std::string(64, '0') + "\n",
+      "refbus-trust-state/1\nserial 99999999999999999999\nhash " + std::string(64, '0') + "\n",
+      text + "trailing\n",
   };
   for (const auto& d : damaged) {
     test::WriteRaw(StatePath(), AsBytes(d), 0600);
