@@ -247,6 +247,15 @@ struct Engine::Impl {
     return AddGrantToCase(txn, g.grant.case_ref, key);
   }
 
+  // Remembers that data under the grant went to `to`: a revocation is sent (or forwarded)
+  // to every agency listed here.
+  Status RecordShare(CaseStore::Txn& txn, Json grant_record, ByteView grant_id,
+                     const std::string& to) {
+    auto& sw = grant_record["shared_with"];
+    if (std::find(sw.begin(), sw.end(), to) == sw.end()) sw.push_back(to);
+    return txn.Put(Table::kGrants, HexEncode(grant_id), grant_record);
+  }
+
   // ---- cases ----
 
   Result<Json> LoadCase(const CaseStore::Txn& txn, const std::string& case_ref) {
@@ -1108,10 +1117,7 @@ Result<Json> Engine::SendReferral(const Json& req) {
                                                             {"by", d.me()},
                                                             {"operator", op},
                                                             {"at_ms", Impl::Now()}}})}}));
-  Json gr = grant.second;
-  auto& sw = gr["shared_with"];
-  if (std::find(sw.begin(), sw.end(), to) == sw.end()) sw.push_back(to);
-  REFBUS_RETURN_IF_ERROR(txn.Put(Table::kGrants, HexEncode(g.grant_id), gr));
+  REFBUS_RETURN_IF_ERROR(d.RecordShare(txn, grant.second, g.grant_id, to));
   REFBUS_RETURN_IF_ERROR(
       d.Timeline(txn, g.case_ref,
                  {{"event", "referral-sent"}, {"to", to}, {"referral_id", rid}, {"operator", op}}));
@@ -1333,10 +1339,7 @@ Result<Json> Engine::Handoff(const Json& req) {
                                   {"reason", reason},
                                   {"message_id", HexEncode(mid)},
                                   {"state", "pending"}}));
-  Json gr = grant.second;
-  auto& sw = gr["shared_with"];
-  if (std::find(sw.begin(), sw.end(), to) == sw.end()) sw.push_back(to);
-  REFBUS_RETURN_IF_ERROR(txn.Put(Table::kGrants, HexEncode(g.grant_id), gr));
+  REFBUS_RETURN_IF_ERROR(d.RecordShare(txn, grant.second, g.grant_id, to));
   REFBUS_RETURN_IF_ERROR(
       d.Timeline(txn, g.case_ref, {{"event", "handoff-sent"}, {"to", to}, {"handoff_id", hid}}));
   REFBUS_RETURN_IF_ERROR(txn.Commit());
@@ -1447,10 +1450,7 @@ Result<Json> Engine::RequestDeletion(const Json& req) {
                                   {"monitor", dr.monitor},
                                   {"items", items},
                                   {"report_seq", 0}}));
-  Json gr = grant.second;
-  auto& sw = gr["shared_with"];
-  if (std::find(sw.begin(), sw.end(), to) == sw.end()) sw.push_back(to);
-  REFBUS_RETURN_IF_ERROR(txn.Put(Table::kGrants, HexEncode(g.grant_id), gr));
+  REFBUS_RETURN_IF_ERROR(d.RecordShare(txn, grant.second, g.grant_id, to));
   REFBUS_RETURN_IF_ERROR(d.Timeline(
       txn, g.case_ref,
       {{"event", "deletion-sent"}, {"to", to}, {"request_id", qid}, {"items", dr.items.size()}}));
