@@ -516,6 +516,7 @@ void Client::HandleFrame(schema::Frame f, std::vector<IncomingDelivery>& deliver
     case T::kWitnessRequest:
     case T::kWitnessReply:
     case T::kAddCosignature:  // witnessing is between brokers and auditors
+    case T::kRelay:           // broker to broker
       ++counters_.bad_frames;
       spdlog::warn("agent: broker {} sent a frame of a type only clients send; ignoring it",
                    broker_id_);

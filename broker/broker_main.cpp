@@ -6,6 +6,8 @@
 
 #include "broker/config.h"
 #include "broker/server.h"
+#include "broker/status.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "keys/secret.h"
 
@@ -34,11 +36,16 @@ int main(int argc, char** argv) {
   app.footer(kFooter);
   std::string config_path, log_level = "info", log_format = "text";
   bool check_only = false;
+  bool status = false;
+  bool status_json = false;
   app.add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   app.add_option("--log-format", log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}));
   app.add_flag("--check-config", check_only, "Validate the configuration and exit");
+  app.add_flag("--status", status,
+               "Print the running broker's status (links, backlog, counters) and exit");
+  app.add_flag("--json", status_json, "With --status: print the status as JSON");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -59,6 +66,16 @@ int main(int argc, char** argv) {
   if (!config.ok()) {
     std::cerr << "refbus-broker: " << config.status().message() << "\n";
     return 1;
+  }
+  if (status) {
+    auto now = refbus::SystemClock::Get().NowMillis();
+    auto s = refbus::broker::PrintStatusFile(config->status_file, status_json, now,
+                                             /*stale_ms=*/10000, std::cout);
+    if (!s.ok()) {
+      std::cerr << "refbus-broker: " << s.ToString() << "\n";
+      return 1;
+    }
+    return 0;
   }
   if (check_only) {
     std::cout << "configuration " << config_path << " is valid\n";

@@ -131,6 +131,37 @@ Status LoadWitnessPeers(const toml::table& root, const Reader& r, const std::str
   return Status::Ok();
 }
 
+// [federation] endpoints and endpoint_files: tables of broker id = string.
+Status LoadPeerTable(const toml::table& root, const Reader& r, const std::string& path,
+                     const Config& c, const char* key, std::map<std::string, std::string>& out) {
+  const toml::node* n = root.at_path(std::string("federation.") + key).node();
+  if (n == nullptr) return Status::Ok();
+  const toml::table* t = n->as_table();
+  if (t == nullptr) return r.Error("federation", key, "must be a table of broker id = string");
+  for (const auto& [k, v] : *t) {
+    const std::string id(k.str());
+    auto value = v.value<std::string>();
+    if (!schema::IsValidPartyId(id)) {
+      return r.Error("federation", std::string(key) + "." + id, "does not name a broker id");
+    }
+    if (id == c.id) return r.Error("federation", std::string(key) + "." + id, "names this broker");
+    if (!value || value->empty()) {
+      return r.Error("federation", std::string(key) + "." + id, "must be a non-empty string");
+    }
+    if (std::string_view(key) == "endpoints") {
+      if (value->rfind("tcp://", 0) != 0 && value->rfind("ipc://", 0) != 0) {
+        return r.Error("federation", "endpoints." + id, "must start with tcp:// or ipc://");
+      }
+      out[id] = *value;
+    } else {
+      fs::path p(*value);
+      if (p.is_relative()) p = fs::path(path).parent_path() / p;
+      out[id] = p.lexically_normal().string();
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<Config> LoadConfig(const std::string& path) {
@@ -143,14 +174,14 @@ Result<Config> LoadConfig(const std::string& path) {
   }
   for (const auto& [k, v] : root) {
     if (k.str() != "broker" && k.str() != "limits" && k.str() != "policy" && k.str() != "audit" &&
-        k.str() != "witness") {
+        k.str() != "witness" && k.str() != "federation") {
       return InvalidArgument(path + ": unknown section [" + std::string(k.str()) + "]");
     }
   }
   Reader r(root, path);
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("broker", {"id", "bind", "data_dir", "key_file", "passphrase_file", "directory",
-                             "anchor", "trust_state", "endpoint_file"}));
+                             "anchor", "trust_state", "endpoint_file", "status_file"}));
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("limits", {"max_frame_bytes", "mailbox_quota", "max_batch", "delivery_window",
                              "redelivery_ms", "map_size_mb"}));
@@ -158,6 +189,8 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("audit", {"checkpoint_interval_ms"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown(
       "witness", {"peers", "endpoints", "endpoint_files", "interval_ms", "timeout_ms"}));
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown(
+      "federation", {"endpoints", "endpoint_files", "link_timeout_ms", "max_hops", "window"}));
   Config c;
   if (const toml::node* n = root.at_path("policy.allow_unscoped_opaque").node(); n != nullptr) {
     if (!n->is_boolean())
@@ -179,6 +212,8 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_ASSIGN_OR_RETURN(c.anchor, r.Path("broker", "anchor", true));
   REFBUS_ASSIGN_OR_RETURN(c.trust_state, r.Path("broker", "trust_state", true));
   REFBUS_ASSIGN_OR_RETURN(c.endpoint_file, r.Path("broker", "endpoint_file", false));
+  REFBUS_ASSIGN_OR_RETURN(c.status_file, r.Path("broker", "status_file", false));
+  if (c.status_file.empty()) c.status_file = (fs::path(c.data_dir) / "status.json").string();
   for (const auto* p : {&c.key_file, &c.directory, &c.anchor}) {
     if (!fs::exists(*p)) {
       return InvalidArgument(path + ": file " + *p + " (from setting broker." +
@@ -202,6 +237,24 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(
       r.Uint("witness", "timeout_ms", 100, uint64_t{600} * 1000, &c.witness_timeout_ms));
   REFBUS_RETURN_IF_ERROR(LoadWitnessPeers(root, r, path, c));
+  REFBUS_RETURN_IF_ERROR(
+      r.Uint("federation", "link_timeout_ms", 200, uint64_t{600} * 1000, &c.link_timeout_ms));
+  REFBUS_RETURN_IF_ERROR(r.Uint("federation", "max_hops", 1, 8, &c.max_hops));
+  c.link_window = c.delivery_window;
+  REFBUS_RETURN_IF_ERROR(r.Uint("federation", "window", 1, 65536, &c.link_window));
+  REFBUS_RETURN_IF_ERROR(
+      LoadPeerTable(root, r, path, c, "endpoints", c.peer_endpoints));
+  REFBUS_RETURN_IF_ERROR(
+      LoadPeerTable(root, r, path, c, "endpoint_files", c.peer_endpoint_files));
+  // A witness peer without its own address is reached where the federation link goes.
+  for (auto& w : c.witness_peers) {
+    if (!w.endpoint.empty() || !w.endpoint_file.empty()) continue;
+    if (auto it = c.peer_endpoints.find(w.id); it != c.peer_endpoints.end()) {
+      w.endpoint = it->second;
+    } else if (auto f = c.peer_endpoint_files.find(w.id); f != c.peer_endpoint_files.end()) {
+      w.endpoint_file = f->second;
+    }
+  }
   return c;
 }
 

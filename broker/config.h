@@ -13,6 +13,8 @@
 //   anchor = "authority.pub"            # the authority's trust anchor
 //   trust_state = "trust-state"         # highest directory serial accepted (rollback)
 //   endpoint_file = ""                  # optional: write the bound endpoint here
+//   status_file = ""                    # default <data_dir>/status.json: the running
+//                                       # broker's status (refbus-broker --status reads it)
 //
 //   [limits]
 //   max_frame_bytes = 4194304
@@ -42,12 +44,25 @@
 //   interval_ms = 1000                  # at most one request per peer this often; a refused
 //                                       # or unanswered one is retried after it (100 ms to 1 h)
 //   timeout_ms = 5000                   # no answer by then: reconnect, retry (100 ms to 10 min)
+//                                       # (a peer in neither table is reached at its
+//                                       # [federation] address)
+//
+//   [federation]                        # links to the other brokers of the directory
+//   endpoints = { busan-broker = "tcp://10.0.0.7:7450" }
+//                                       # optional, per broker; default: the directory's
+//   endpoint_files = { busan-broker = "busan.endpoint" }
+//                                       # optional, per broker, read at each connect
+//   link_timeout_ms = 5000              # no answer from a peer this long: link down,
+//                                       # reconnect, resend what is unacked (200 ms to 10 min)
+//   max_hops = 3                        # brokers an envelope may pass after its first (1-8)
+//   window = 256                        # relays in flight per link (default delivery_window)
 //
 // Thread safety: a value.
 #ifndef REFBUS_BROKER_CONFIG_H_
 #define REFBUS_BROKER_CONFIG_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -71,6 +86,7 @@ struct Config {
   std::string anchor;
   std::string trust_state;
   std::string endpoint_file;
+  std::string status_file;
 
   uint64_t max_frame_bytes = 4u << 20;
   uint64_t mailbox_quota = 100000;
@@ -86,6 +102,12 @@ struct Config {
   std::vector<WitnessPeerConfig> witness_peers;
   uint64_t witness_interval_ms = 1000;
   uint64_t witness_timeout_ms = 5000;
+
+  std::map<std::string, std::string> peer_endpoints;       // broker id -> endpoint
+  std::map<std::string, std::string> peer_endpoint_files;  // broker id -> file
+  uint64_t link_timeout_ms = 5000;
+  uint64_t max_hops = 3;
+  uint64_t link_window = 256;
 };
 
 Result<Config> LoadConfig(const std::string& path);

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "broker/status.h"
 #include "core/file.h"
 #include "keys/checkpoint.h"
 #include "keys/consent.h"
@@ -30,6 +31,8 @@ constexpr UnixMillis kTimerPeriodMs = 500;
 constexpr UnixMillis kExpiryPeriodMs = 60 * kMillisPerSecond;
 constexpr uint32_t kQuotaRetryMs = 1000;
 constexpr uint32_t kStorageRetryMs = 5000;
+constexpr UnixMillis kStatusPeriodMs = 1000;
+constexpr UnixMillis kLinkLogPeriodMs = 30 * kMillisPerSecond;
 
 long FileMtime(const std::string& path) {
   struct stat st {};
@@ -184,6 +187,8 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
     return c.WithContext("audit log in " + config.data_dir);
   }
   s->last_checkpoint_ = now;
+  s->started_ms_ = now;
+  s->last_link_log_ = now;
   REFBUS_RETURN_IF_ERROR(s->Bind());
   if (!config.witness_peers.empty()) {
     WitnessClientOptions wo;
@@ -198,6 +203,13 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
     REFBUS_ASSIGN_OR_RETURN(auto latest, s->store_->LatestCheckpoint());
     if (latest) s->witness_client_->Offer(*latest);
   }
+  LinkOptions lo;
+  lo.broker_id = config.id;
+  lo.endpoints = config.peer_endpoints;
+  lo.endpoint_files = config.peer_endpoint_files;
+  lo.timeout_ms = static_cast<UnixMillis>(config.link_timeout_ms);
+  lo.window = static_cast<size_t>(config.link_window);
+  s->links_ = std::make_unique<Links>(s->context_, *s->identity_, std::move(lo));
   s->done_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->done_fd_ < 0) return IoError("eventfd: " + std::string(std::strerror(errno)));
   // From here on only the writer writes to the store; ~Server joins it.
@@ -387,6 +399,18 @@ void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixM
                nullptr, {});
         return;
       }
+      Frame w;
+      w.type = Frame::Type::kWelcome;
+      w.request_id = frame->request_id;
+      w.welcome.broker_id = config_.id;
+      w.welcome.directory_serial = directory_.directory.serial;
+      w.welcome.max_frame_bytes = static_cast<uint32_t>(config_.max_frame_bytes);
+      if ((*peer)->kind == schema::PartyKind::kBroker) {
+        // A peer broker's link (or its keepalive): it relays here; nothing is delivered to
+        // it on this connection (this broker relays to it over its own link).
+        turn.direct.emplace_back(routing_id, std::move(w));
+        return;
+      }
       Peer& p = peers_[peer_id];
       // A new session: everything unacked is sent again, in order.
       for (auto it = inflight_.begin(); it != inflight_.end();) {
@@ -397,12 +421,6 @@ void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixM
       p.inflight = 0;
       p.online = true;
       dirty_.insert(peer_id);
-      Frame w;
-      w.type = Frame::Type::kWelcome;
-      w.request_id = frame->request_id;
-      w.welcome.broker_id = config_.id;
-      w.welcome.directory_serial = directory_.directory.serial;
-      w.welcome.max_frame_bytes = static_cast<uint32_t>(config_.max_frame_bytes);
       turn.direct.emplace_back(routing_id, std::move(w));
       spdlog::info("{} connected (directory serial {})", peer_id, frame->hello.directory_serial);
       return;
@@ -411,13 +429,20 @@ void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixM
       HandleSubmit(routing_id, peer_id, frame->request_id, std::move(frame->submit.envelope), turn,
                    now);
       return;
+    case Frame::Type::kRelay:
+      HandleRelay(routing_id, **peer, frame->request_id, std::move(frame->relay), turn, now);
+      return;
     case Frame::Type::kAck: {
       auto it = inflight_.find(frame->request_id);
       if (it == inflight_.end() || it->second.recipient != peer_id ||
           it->second.message_id != frame->ack.message_id) {
         return;  // an ack from an earlier session: the redelivery will be acked again
       }
-      turn.batch.acks.push_back({peer_id, it->second.seq, it->second.message_id});
+      RecipientAck ack;
+      ack.recipient = peer_id;
+      ack.seq = it->second.seq;
+      ack.message_id = it->second.message_id;
+      turn.batch.acks.push_back(std::move(ack));
       auto p = peers_.find(peer_id);
       if (p != peers_.end()) {
         if (p->second.inflight > 0) --p->second.inflight;
@@ -508,13 +533,16 @@ void Server::HandleSubmit(const std::string& routing_id, const std::string& peer
              "recipient " + r.agency_id + " is revoked", &*env, envelope);
       return;
     }
-    if (p->home_broker != config_.id) {
-      Reject(turn, routing_id, request_id, peer, NackReason::kUnknownRecipient,
-             "recipient " + r.agency_id + " is homed at " + p->home_broker +
-                 "; this broker does not yet route to other brokers",
-             &*env, envelope);
-      return;
-    }
+  }
+  std::vector<std::string> recipients;
+  for (const auto& r : h.recipients) recipients.push_back(r.agency_id);
+  std::string why;
+  std::string route_detail;
+  std::vector<std::string> targets = Route(recipients, 0, &why, &route_detail);
+  if (targets.empty()) {
+    Reject(turn, routing_id, request_id, peer, NackReason::kUnknownRecipient, why, &*env,
+           envelope);
+    return;
   }
   // Consent: an envelope names its grant (checked against the stored grant when it is
   // committed), or is an OPAQUE transport test where the operator allows those.
@@ -545,6 +573,187 @@ void Server::HandleSubmit(const std::string& routing_id, const std::string& peer
   a.actor = peer;
   a.directory_serial = dir.serial;
   if (!h.consent_grant_id.empty()) a.scope = keys::ScopeSubjectOf(h, dir);
+  a.mailboxes = std::move(targets);
+  a.audit_detail = std::move(route_detail);
+  turn.batch.accepted.push_back(std::move(a));
+  turn.decoded.push_back(std::move(*env));
+}
+
+std::vector<std::string> Server::Route(const std::vector<std::string>& recipients, uint32_t hops,
+                                       std::string* why, std::string* detail) const {
+  const schema::Directory& dir = directory_.directory;
+  std::vector<std::string> targets;
+  std::vector<std::string> via;
+  for (const auto& id : recipients) {
+    const schema::Party* p = dir.Find(id);
+    if (p == nullptr || p->kind != schema::PartyKind::kAgency) {
+      *why = "recipient " + id + " is not an agency in the directory";
+      return {};
+    }
+    std::string target = id;
+    if (p->home_broker != config_.id) {
+      const schema::Party* home = dir.Find(p->home_broker);
+      if (home == nullptr || home->kind != schema::PartyKind::kBroker ||
+          home->status != schema::PartyStatus::kActive) {
+        *why = "recipient " + id + " is homed at " + p->home_broker +
+               ", which is not an active broker in directory serial " +
+               std::to_string(dir.serial);
+        return {};
+      }
+      if (hops >= config_.max_hops) {
+        *why = "recipient " + id + " is homed at " + p->home_broker + " and the envelope has " +
+               "passed " + std::to_string(hops) + " brokers (federation.max_hops " +
+               std::to_string(config_.max_hops) + ")";
+        return {};
+      }
+      target = p->home_broker;
+      if (std::find(via.begin(), via.end(), target) == via.end()) via.push_back(target);
+    }
+    if (std::find(targets.begin(), targets.end(), target) == targets.end()) {
+      targets.push_back(std::move(target));
+    }
+  }
+  if (!via.empty()) {
+    *detail = "queued for broker";
+    for (const auto& b : via) *detail += " " + b;
+  }
+  return targets;
+}
+
+std::optional<std::pair<NackReason, std::string>> Server::VetGrant(
+    const schema::SignedConsentGrant& g, UnixMillis now) const {
+  const schema::ConsentGrant& grant = g.grant;
+  if (Status s = keys::VerifyConsentGrant(g, directory_.directory, now); !s.ok()) {
+    return std::make_pair(s.code() == Status::Code::kPermissionDenied
+                              ? NackReason::kConsentOutOfScope
+                              : NackReason::kBadSignature,
+                          s.message());
+  }
+  if (now > grant.expires_at_ms) {
+    return std::make_pair(NackReason::kConsentExpired,
+                          "grant expired at " + FormatUtc(grant.expires_at_ms));
+  }
+  if (grant.issued_at_ms > now + keys::kClockSkewMs) {
+    return std::make_pair(NackReason::kExpired,
+                          "grant issued in the future (" + FormatUtc(grant.issued_at_ms) + ")");
+  }
+  if (!schema::IsValidCaseRef(grant.case_ref) || grant.purposes.empty() ||
+      (grant.allowed_recipients.empty() && grant.allowed_agency_types.empty())) {
+    return std::make_pair(NackReason::kMalformed, "grant names no case, purpose or recipient");
+  }
+  return std::nullopt;
+}
+
+void Server::HandleRelay(const std::string& routing_id, const schema::Party& peer,
+                         uint64_t request_id, schema::Relay relay, Turn& turn, UnixMillis now) {
+  const schema::Directory& dir = directory_.directory;
+  const std::string& from = peer.id;
+  Bytes& envelope = relay.envelope;
+  auto refuse = [&](NackReason reason, std::string detail,
+                    const schema::SealedEnvelope* env) {
+    ++stats_.relays_refused;
+    Reject(turn, routing_id, request_id, from, reason, "relayed by broker " + from + ": " + detail,
+           env, envelope);
+  };
+  if (peer.kind != schema::PartyKind::kBroker || from == config_.id) {
+    refuse(NackReason::kNotPermitted, "only another broker may relay", nullptr);
+    return;
+  }
+  // The relaying broker is not trusted with content or signatures: everything is checked here.
+  keys::EnvelopeCheck check = keys::EnvelopeCheck::kOk;
+  auto env = keys::VerifyEnvelope(envelope, dir, now, &check);
+  if (!env.ok()) {
+    auto decoded = schema::DecodeEnvelope(envelope);
+    refuse(ReasonFor(check, env.status()), env.status().message(),
+           decoded.ok() ? &*decoded : nullptr);
+    return;
+  }
+  const auto& h = env->header;
+  const schema::Party* sender = dir.Find(h.sender_id);
+  if (relay.hops == 0 && (sender == nullptr || sender->home_broker != from)) {
+    refuse(NackReason::kSenderMismatch,
+           "sender " + h.sender_id + " is homed at " +
+               (sender != nullptr ? sender->home_broker : std::string("?")) +
+               ", not at the broker that says it accepted it first",
+           &*env);
+    return;
+  }
+  for (const auto& id : relay.for_recipients) {
+    bool named = false;
+    for (const auto& r : h.recipients) named = named || r.agency_id == id;
+    if (!named) {
+      refuse(NackReason::kMalformed, id + " is not a recipient of the envelope", &*env);
+      return;
+    }
+    const schema::Party* p = dir.Find(id);
+    if (p != nullptr && p->status != schema::PartyStatus::kActive) {
+      refuse(NackReason::kRevokedRecipient, "recipient " + id + " is revoked", &*env);
+      return;
+    }
+  }
+  const uint32_t hops_here = relay.hops + 1;
+  std::string why;
+  std::string route_detail;
+  std::vector<std::string> targets = Route(relay.for_recipients, hops_here, &why, &route_detail);
+  if (targets.empty()) {
+    refuse(NackReason::kUnknownRecipient, why, &*env);
+    return;
+  }
+  if (std::find(targets.begin(), targets.end(), from) != targets.end()) {
+    refuse(NackReason::kUnknownRecipient,
+           "a recipient is homed at the relaying broker itself (directories differ?)", &*env);
+    return;
+  }
+  if (h.consent_grant_id.empty()) {
+    if (h.kind != schema::MessageKind::kOpaque || !config_.allow_unscoped_opaque) {
+      refuse(NackReason::kConsentOutOfScope,
+             "the envelope names no consent grant and this broker accepts none without",
+             &*env);
+      return;
+    }
+  } else {
+    // The grant travels with the envelope: its recorder's signature is checked here and it
+    // is registered (once) before the envelope's scope is checked in the commit.
+    if (relay.signed_grant.empty()) {
+      refuse(NackReason::kConsentOutOfScope, "the relay does not carry the envelope's grant",
+             &*env);
+      return;
+    }
+    auto g = schema::DecodeSignedConsentGrant(relay.signed_grant);
+    if (!g.ok()) {
+      refuse(NackReason::kMalformed, "its consent grant: " + g.status().message(), &*env);
+      return;
+    }
+    if (g->grant.grant_id != h.consent_grant_id) {
+      refuse(NackReason::kConsentOutOfScope, "the grant it carries is not the envelope's", &*env);
+      return;
+    }
+    if (auto refusal = VetGrant(*g, now)) {
+      refuse(refusal->first, "its consent grant: " + refusal->second, &*env);
+      return;
+    }
+    GrantRegistration r;
+    r.decoded = std::move(*g);
+    r.signed_grant = std::move(relay.signed_grant);
+    r.actor = from;
+    r.directory_serial = dir.serial;
+    turn.batch.grants.push_back(std::move(r));
+  }
+  Reply reply;
+  reply.routing_id = routing_id;
+  reply.request_id = request_id;
+  reply.message_id = h.message_id;
+  reply.accepted_index = static_cast<int>(turn.batch.accepted.size());
+  turn.replies.push_back(std::move(reply));
+  Accepted a;
+  a.envelope = std::move(envelope);
+  a.actor = from;
+  a.directory_serial = dir.serial;
+  if (!h.consent_grant_id.empty()) a.scope = keys::ScopeSubjectOf(h, dir);
+  a.mailboxes = std::move(targets);
+  a.hops = static_cast<uint8_t>(hops_here);
+  a.audit_detail = "relayed by broker " + from + " (hop " + std::to_string(hops_here) + ")" +
+                   (route_detail.empty() ? "" : "; " + route_detail);
   turn.batch.accepted.push_back(std::move(a));
   turn.decoded.push_back(std::move(*env));
 }
@@ -582,24 +791,8 @@ void Server::HandleGrantRegister(const std::string& routing_id, const std::strin
            "grant recorded by " + grant.recorded_by + " registered by " + peer);
     return;
   }
-  if (Status s = keys::VerifyConsentGrant(*g, directory_.directory, now); !s.ok()) {
-    reject(s.code() == Status::Code::kPermissionDenied ? NackReason::kConsentOutOfScope
-                                                       : NackReason::kBadSignature,
-           s.message());
-    return;
-  }
-  if (now > grant.expires_at_ms) {
-    reject(NackReason::kConsentExpired, "grant expired at " + FormatUtc(grant.expires_at_ms));
-    return;
-  }
-  if (grant.issued_at_ms > now + keys::kClockSkewMs) {
-    reject(NackReason::kExpired,
-           "grant issued in the future (" + FormatUtc(grant.issued_at_ms) + ")");
-    return;
-  }
-  if (!schema::IsValidCaseRef(grant.case_ref) || grant.purposes.empty() ||
-      (grant.allowed_recipients.empty() && grant.allowed_agency_types.empty())) {
-    reject(NackReason::kMalformed, "grant names no case, purpose or recipient");
+  if (auto refusal = VetGrant(*g, now)) {
+    reject(refusal->first, refusal->second);
     return;
   }
   Reply reply;
@@ -1167,9 +1360,11 @@ Status Server::Finish(Job& job) {
   // Committed or not, these acks are no longer pending: a failed one is redelivered with
   // the recipient's next session.
   for (const auto& a : turn.batch.acks) {
+    if (a.kind != RecipientAck::Kind::kAcked) continue;
     auto p = peers_.find(a.recipient);
     if (p != peers_.end()) p->second.acks_uncommitted.erase(a.seq);
   }
+  links_->Committed(turn.batch.acks);
   if (!job.status.ok()) spdlog::error("turn not committed: {}", job.status.ToString());
   Status checkpoint_status;
   if (job.checkpoint) {
@@ -1193,7 +1388,20 @@ Status Server::Finish(Job& job) {
       Outcome o = result.accepted[i];
       if (o == Outcome::kStored) {
         ++stats_.accepted;
-        for (const auto& r : turn.decoded[i].header.recipients) dirty_.insert(r.agency_id);
+        const Accepted& a = turn.batch.accepted[i];
+        if (a.hops > 0) ++stats_.relays_accepted;
+        for (const auto& m : a.mailboxes) {
+          const schema::Party* p = directory_.directory.Find(m);
+          if (p != nullptr && p->kind == schema::PartyKind::kBroker) {
+            ++stats_.routed_out;
+            links_->MarkDirty(m);
+          } else {
+            dirty_.insert(m);
+          }
+        }
+        if (a.mailboxes.empty()) {
+          for (const auto& r : turn.decoded[i].header.recipients) dirty_.insert(r.agency_id);
+        }
       } else if (o == Outcome::kDuplicate) {
         ++stats_.duplicates;
       }
@@ -1426,6 +1634,43 @@ void Server::ReloadDirectory(UnixMillis now, bool forced) {
   spdlog::info("loaded directory serial {}", serial);
 }
 
+void Server::WriteStatus(UnixMillis now) {
+  BrokerStatus st;
+  st.broker_id = config_.id;
+  st.time_ms = now;
+  st.started_ms = started_ms_;
+  st.running = !stop_.load();
+  st.directory_serial = directory_.directory.serial;
+  auto audit_size = store_->AuditSize();
+  st.audit_size = audit_size.ok() ? *audit_size : 0;
+  st.counters = {{"accepted", stats_.accepted},
+                 {"duplicates", stats_.duplicates},
+                 {"refused", stats_.rejected},
+                 {"delivered", stats_.delivered},
+                 {"acked", stats_.acked},
+                 {"commits", stats_.commits},
+                 {"connections_refused", stats_.zap_refused},
+                 {"checkpoints", stats_.checkpoints},
+                 {"relays_accepted", stats_.relays_accepted},
+                 {"relays_refused", stats_.relays_refused},
+                 {"routed_out", stats_.routed_out}};
+  st.links = links_->Status(now, *store_);
+  if (Status s = WriteStatusFile(config_.status_file, st); !s.ok()) {
+    spdlog::warn("status file not written: {}", s.message());
+  }
+  // Now and then, the links that need an operator's eye, in the log too.
+  if (now - last_link_log_ >= kLinkLogPeriodMs) {
+    last_link_log_ = now;
+    for (const auto& l : st.links) {
+      if (l.state == "up" && l.backlog == 0) continue;
+      spdlog::warn("federation link to {}: {} for {} s, backlog {}, oldest queued {} s{}{}", l.peer,
+                   l.state, (now - l.state_since_ms) / 1000, l.backlog,
+                   l.oldest_queued_ms == 0 ? 0 : (now - l.oldest_queued_ms) / 1000,
+                   l.problem.empty() ? "" : "; ", l.problem);
+    }
+  }
+}
+
 Status Server::Run() {
   Status final_status;
   bool stopping = false;
@@ -1465,8 +1710,10 @@ Status Server::Run() {
         {zap_->socket().handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, done_fd_, ZMQ_POLLIN, 0}};
     if (witness_client_ && !stopping) witness_client_->AppendPollItems(items);
+    if (!stopping) links_->AppendPollItems(items);
     bool work_now =
-        !dirty_.empty() || (!busy_ && (!turn_.Empty() || !pending_events_.empty() ||
+        !dirty_.empty() || (!stopping && links_->Busy()) ||
+        (!busy_ && (!turn_.Empty() || !pending_events_.empty() ||
                                        !pending_cosignatures_.empty() || checkpoint_due_));
     try {
       zmq::poll(items, std::chrono::milliseconds(work_now ? 0 : 100));
@@ -1509,8 +1756,14 @@ Status Server::Run() {
       if (witness_client_) {
         witness_client_->Pump(now, directory_.directory, *store_, pending_cosignatures_);
       }
+      links_->Pump(now, directory_.directory, *store_, turn_.batch.acks);
+      if (now - last_status_ >= kStatusPeriodMs) {
+        last_status_ = now;
+        WriteStatus(now);
+      }
     }
   }
+  WriteStatus(SystemClock::Get().NowMillis());
   spdlog::info("broker {} stopped: {} accepted, {} duplicates, {} refused, {} acked", config_.id,
                stats_.accepted, stats_.duplicates, stats_.rejected, stats_.acked);
   return final_status;

@@ -69,6 +69,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -77,6 +78,7 @@
 #include <zmq.hpp>
 
 #include "broker/config.h"
+#include "broker/link.h"
 #include "broker/store.h"
 #include "broker/witness_client.h"
 #include "core/clock.h"
@@ -103,6 +105,10 @@ struct ServerStats {
   uint64_t witness_refused = 0;       // as a witness: requests refused (not conflicts)
   uint64_t witness_inconsistent = 0;  // as a witness: inconsistent checkpoints refused
   uint64_t cosignatures_stored = 0;   // witnesses' cosignatures of this log stored
+  // Federation (schema/PROTOCOL.md section 12).
+  uint64_t relays_accepted = 0;  // envelopes from peer brokers committed here
+  uint64_t relays_refused = 0;   // relays refused (forged, malformed, out of scope, ...)
+  uint64_t routed_out = 0;       // envelopes queued for a peer broker
 };
 
 class Server {
@@ -196,6 +202,19 @@ class Server {
   void HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixMillis now);
   void HandleSubmit(const std::string& routing_id, const std::string& peer, uint64_t request_id,
                     Bytes envelope, Turn& turn, UnixMillis now);
+  // A peer broker hands over an envelope (schema/PROTOCOL.md section 12).
+  void HandleRelay(const std::string& routing_id, const schema::Party& peer, uint64_t request_id,
+                   schema::Relay relay, Turn& turn, UnixMillis now);
+  // Where an envelope for these recipients goes from this broker: their own mailboxes when
+  // homed here, else the link mailbox of their home broker. Empty with why set when a
+  // recipient cannot be routed (its home is not an active broker, or hops run out).
+  std::vector<std::string> Route(const std::vector<std::string>& recipients, uint32_t hops,
+                                 std::string* why, std::string* detail) const;
+  // The refusal of a grant (nullopt: it may be registered). Shared by GrantRegister and Relay.
+  std::optional<std::pair<schema::NackReason, std::string>> VetGrant(
+      const schema::SignedConsentGrant& g, UnixMillis now) const;
+  // Loop thread: writes the status file (every kStatusPeriodMs).
+  void WriteStatus(UnixMillis now);
   void HandleGrantRegister(const std::string& routing_id, const std::string& peer,
                            uint64_t request_id, Bytes signed_grant, Turn& turn, UnixMillis now);
   void HandleGrantRevoke(const std::string& routing_id, const std::string& peer,
@@ -272,6 +291,10 @@ class Server {
   // This log's witnesses (null without [witness] peers) and the cosignatures they gave,
   // stored with the next commit.
   std::unique_ptr<WitnessClient> witness_client_;
+  std::unique_ptr<Links> links_;  // federation: one link per other broker
+  UnixMillis last_status_ = 0;
+  UnixMillis last_link_log_ = 0;
+  UnixMillis started_ms_ = 0;
   std::vector<CheckpointCosignature> pending_cosignatures_;
   UnixMillis last_timer_check_ = 0;
   UnixMillis last_expiry_ = 0;

@@ -19,6 +19,8 @@ namespace {
 constexpr std::string_view kFormat = "refbus-broker-store/2";
 constexpr std::string_view kFormatV1 = "refbus-broker-store/1";
 constexpr uint8_t kRecordVersion = 1;
+// Envelope records since federation: version 2 adds the hop count after the expiry.
+constexpr uint8_t kEnvelopeRecordV2 = 2;
 constexpr size_t kHashBytes = SHA256_DIGEST_LENGTH;
 
 ByteView Key(std::string_view s) { return AsBytes(s); }
@@ -58,16 +60,18 @@ struct Record {
   UnixMillis expires_ms = 0;
   std::vector<std::pair<std::string, uint64_t>> mailboxes;  // recipient, seq
   ByteView envelope;                                        // into the stored bytes
+  uint8_t hops = 0;  // brokers it passed before this one
 };
 
-Bytes EncodeRecord(UnixMillis accepted, UnixMillis expires,
+Bytes EncodeRecord(UnixMillis accepted, UnixMillis expires, uint8_t hops,
                    const std::vector<std::pair<std::string, uint64_t>>& mailboxes,
                    ByteView envelope) {
   Bytes body;
   body.reserve(64 + envelope.size());
-  body.push_back(kRecordVersion);
+  body.push_back(kEnvelopeRecordV2);
   AppendU64BigEndian(body, accepted);
   AppendU64BigEndian(body, expires);
+  body.push_back(hops);
   body.push_back(static_cast<uint8_t>(mailboxes.size() >> 8));
   body.push_back(static_cast<uint8_t>(mailboxes.size()));
   for (const auto& [r, seq] : mailboxes) {
@@ -97,11 +101,18 @@ Result<Record> DecodeRecord(ByteView stored, ByteView message_id) {
     pos += 8;
     return v;
   };
-  if (!need(1 + 16 + 2) || body[0] != kRecordVersion) return damaged("unknown record version");
+  if (!need(1 + 16 + 2) || (body[0] != kRecordVersion && body[0] != kEnvelopeRecordV2)) {
+    return damaged("unknown record version");
+  }
+  const bool v2 = body[0] == kEnvelopeRecordV2;
   pos = 1;
   Record r;
   r.accepted_ms = u64();
   r.expires_ms = u64();
+  if (v2) {
+    if (!need(1 + 2)) return damaged("truncated");
+    r.hops = body[pos++];
+  }
   size_t n = (size_t{body[pos]} << 8) | body[pos + 1];
   pos += 2;
   for (size_t i = 0; i < n; ++i) {
@@ -375,12 +386,16 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
         continue;
       }
     }
+    std::vector<std::string> targets = a.mailboxes;
+    if (targets.empty()) {
+      for (const auto& r : h.recipients) targets.push_back(r.agency_id);
+    }
     bool full = false;
-    for (const auto& r : h.recipients) {
-      REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(r.agency_id)));
+    for (const auto& t : targets) {
+      REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(t)));
       if (depth >= options_.mailbox_quota) {
         full = true;
-        result.quota_recipient = r.agency_id;
+        result.quota_recipient = t;
       }
     }
     if (full) {
@@ -394,21 +409,23 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
       continue;
     }
     std::vector<std::pair<std::string, uint64_t>> mailboxes;
-    for (const auto& r : h.recipients) {
+    for (const auto& t : targets) {
       uint64_t seq = ++next_seq;
-      mailboxes.emplace_back(r.agency_id, seq);
-      REFBUS_RETURN_IF_ERROR(txn.Put(mbox_, MailboxKey(r.agency_id, seq), h.message_id));
-      REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(r.agency_id)));
-      REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(r.agency_id), depth + 1));
+      mailboxes.emplace_back(t, seq);
+      REFBUS_RETURN_IF_ERROR(txn.Put(mbox_, MailboxKey(t, seq), h.message_id));
+      REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(t)));
+      REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(t), depth + 1));
     }
-    Bytes record = EncodeRecord(now, h.expires_at_ms, mailboxes, a.envelope);
+    Bytes record = EncodeRecord(now, h.expires_at_ms, a.hops, mailboxes, a.envelope);
     REFBUS_RETURN_IF_ERROR(txn.Put(msgs_, h.message_id, record));
     REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, h.message_id, mailboxes.size()));
     REFBUS_RETURN_IF_ERROR(PutU64(txn, seen_, h.message_id, h.expires_at_ms));
     REFBUS_RETURN_IF_ERROR(txn.Put(expiry_, ExpiryKey(h.expires_at_ms, h.message_id), {}));
-    REFBUS_RETURN_IF_ERROR(
-        append_audit(EnvelopeAudit(schema::AuditEvent::kEnvelopeAccepted, *a.decoded, a.envelope,
-                                   a.actor, a.directory_serial)));
+    schema::AuditEntry accepted = EnvelopeAudit(schema::AuditEvent::kEnvelopeAccepted,
+                                                *a.decoded, a.envelope, a.actor,
+                                                a.directory_serial);
+    accepted.detail = a.audit_detail;
+    REFBUS_RETURN_IF_ERROR(append_audit(std::move(accepted)));
     result.accepted.push_back(Outcome::kStored);
   }
 
@@ -434,7 +451,22 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
       REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, ack.message_id, refs - 1));
     }
     schema::AuditEntry e;
-    e.event = schema::AuditEvent::kEnvelopeAcked;
+    switch (ack.kind) {
+      case RecipientAck::Kind::kAcked:
+        e.event = schema::AuditEvent::kEnvelopeAcked;
+        break;
+      case RecipientAck::Kind::kForwarded:
+        // The next broker committed it: from here on it is that broker's to deliver.
+        e.event = schema::AuditEvent::kEnvelopeForwarded;
+        e.detail = "committed by broker " + ack.recipient;
+        break;
+      case RecipientAck::Kind::kRefusedByPeer:
+        // Refused for good by the next broker (its own checks): kept no longer, on record.
+        e.event = schema::AuditEvent::kEnvelopeRejected;
+        e.reason = ack.reason;
+        e.detail = "refused by broker " + ack.recipient + ": " + ack.detail;
+        break;
+    }
     e.actor = ack.recipient;
     e.message_id = ack.message_id;
     e.recipients = {ack.recipient};
@@ -602,6 +634,8 @@ Result<std::vector<Pending>> Store::ReadMailbox(const std::string& recipient, ui
     REFBUS_ASSIGN_OR_RETURN(ByteView stored, txn.Get(msgs_, p.message_id));
     REFBUS_ASSIGN_OR_RETURN(Record r, DecodeRecord(stored, p.message_id));
     p.envelope.assign(r.envelope.begin(), r.envelope.end());
+    p.accepted_ms = r.accepted_ms;
+    p.hops = r.hops;
     out.push_back(std::move(p));
     REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
   }

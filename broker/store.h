@@ -83,6 +83,12 @@ struct Accepted {
   // What the envelope claims, with the parties' types and roles from the directory in
   // force when it was checked; used when it names a consent grant.
   keys::ScopeSubject scope;
+  // The mailboxes it goes to: local recipients' own, and for recipients homed at another
+  // broker the link mailbox named by that broker's id (one per broker). Empty: one per
+  // recipient in the header.
+  std::vector<std::string> mailboxes;
+  std::string audit_detail;  // added to the ACCEPTED entry (e.g. the route)
+  uint8_t hops = 0;          // brokers it passed before this one (0: from its sender)
 };
 
 // A grant registration whose signature (and countersignature) checked out.
@@ -157,10 +163,16 @@ struct CheckpointCosignature {
   keys::NoteSignature signature;
 };
 
+// The end of a mailbox entry: the recipient acked it, or (for a link mailbox) the next
+// broker committed it, or refused it for good.
 struct RecipientAck {
-  std::string recipient;
+  enum class Kind { kAcked, kForwarded, kRefusedByPeer };
+  std::string recipient;  // the mailbox: an agency, or the peer broker of a link
   uint64_t seq = 0;
   Bytes message_id;
+  Kind kind = Kind::kAcked;
+  schema::NackReason reason = schema::NackReason::kUnspecified;  // kRefusedByPeer
+  std::string detail;                                            // kRefusedByPeer
 };
 
 struct Batch {
@@ -194,6 +206,8 @@ struct Pending {
   uint64_t seq = 0;
   Bytes message_id;
   Bytes envelope;
+  UnixMillis accepted_ms = 0;  // when this broker committed it
+  uint8_t hops = 0;            // brokers it passed before this one
 };
 
 // Audit entries read for an auditor (Store::AuditEntriesFrom).

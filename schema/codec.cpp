@@ -225,6 +225,36 @@ Result<Frame> FromProto(const pb::Frame& m) {
       f.add_cosignature.checkpoint = note;
       break;
     }
+    case pb::Frame::kRelay: {
+      f.type = Frame::Type::kRelay;
+      const pb::Relay& r = m.relay();
+      if (r.envelope().empty() || r.envelope().size() > kMaxEnvelopeBytes) {
+        return FieldError(kWhat, "relay.envelope", "is empty or over the envelope limit");
+      }
+      if (r.signed_grant().size() > kMaxRecordBytes) {
+        return FieldError(kWhat, "relay.signed_grant", "is over the record limit");
+      }
+      if (r.hops() > kMaxRelayHops) {
+        return FieldError(kWhat, "relay.hops", "is over " + std::to_string(kMaxRelayHops));
+      }
+      if (r.for_recipients_size() == 0 ||
+          static_cast<size_t>(r.for_recipients_size()) > kMaxRecipients) {
+        return FieldError(kWhat, "relay.for_recipients",
+                          "must name 1 to " + std::to_string(kMaxRecipients) + " recipients");
+      }
+      for (const auto& id : r.for_recipients()) {
+        REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "relay.for_recipients", id));
+        if (std::find(f.relay.for_recipients.begin(), f.relay.for_recipients.end(), id) !=
+            f.relay.for_recipients.end()) {
+          return FieldError(kWhat, "relay.for_recipients", "names " + id + " twice");
+        }
+        f.relay.for_recipients.push_back(id);
+      }
+      f.relay.envelope = B(r.envelope());
+      f.relay.signed_grant = B(r.signed_grant());
+      f.relay.hops = r.hops();
+      break;
+    }
     case pb::Frame::BODY_NOT_SET:
       return FieldError(kWhat, "body", "is missing");
   }
@@ -332,6 +362,14 @@ pb::Frame ToProto(const Frame& f) {
     case Frame::Type::kAddCosignature:
       m.mutable_add_cosignature()->set_checkpoint(f.add_cosignature.checkpoint);
       break;
+    case Frame::Type::kRelay: {
+      auto* r = m.mutable_relay();
+      r->set_envelope(S(f.relay.envelope));
+      r->set_signed_grant(S(f.relay.signed_grant));
+      r->set_hops(f.relay.hops);
+      for (const auto& id : f.relay.for_recipients) r->add_for_recipients(id);
+      break;
+    }
   }
   return m;
 }

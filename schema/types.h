@@ -414,6 +414,14 @@ struct WitnessReply {
 struct AddCosignature {
   std::string checkpoint;  // signed note with the witness's cosignature line
 };
+// Broker to broker (schema/PROTOCOL.md section 12).
+inline constexpr uint32_t kMaxRelayHops = 16;  // what a frame may claim; brokers set lower
+struct Relay {
+  Bytes envelope;                           // 1..kMaxEnvelopeBytes
+  Bytes signed_grant;                       // empty, or 1..kMaxRecordBytes
+  uint32_t hops = 0;                        // at most kMaxRelayHops
+  std::vector<std::string> for_recipients;  // 1..kMaxRecipients valid party ids, no repeats
+};
 
 struct Frame {
   enum class Type {
@@ -437,6 +445,7 @@ struct Frame {
     kWitnessRequest,
     kWitnessReply,
     kAddCosignature,
+    kRelay,
   };
   // The auditor queries (kAuditCheckpoint .. kAuditCheckpoints).
   bool IsAuditQuery() const {
@@ -465,6 +474,7 @@ struct Frame {
   WitnessRequest witness_request;
   WitnessReply witness_reply;
   AddCosignature add_cosignature;
+  Relay relay;
 };
 
 // --- Audit log ------------------------------------------------------------------------

@@ -360,6 +360,19 @@ bool CheckFrame(ByteView in) {
       CheckSignedNote(f->add_cosignature.checkpoint);
       CheckCheckpointNote(f->add_cosignature.checkpoint, 1);
       break;
+    case T::kRelay: {
+      const auto& r = f->relay;
+      FUZZ_CHECK(!r.envelope.empty() && r.envelope.size() <= schema::kMaxEnvelopeBytes,
+                 "frame: relay envelope size");
+      FUZZ_CHECK(r.signed_grant.size() <= schema::kMaxRecordBytes, "frame: relay grant size");
+      FUZZ_CHECK(r.hops <= schema::kMaxRelayHops, "frame: relay hops");
+      FUZZ_CHECK(!r.for_recipients.empty() && r.for_recipients.size() <= schema::kMaxRecipients,
+                 "frame: relay recipients count");
+      for (const auto& id : r.for_recipients) {
+        FUZZ_CHECK(schema::IsValidPartyId(id), "frame: relay recipient id");
+      }
+      break;
+    }
     default:  // kDirectoryFetch, kAuditCheckpoint: nothing inside; and types added later
       break;
   }

@@ -196,9 +196,6 @@ TEST_F(BrokerTest, EveryNackReason) {
   ExpectNack(
       wee->Submit(SealTo(Id("seoul-wee-01"), dir, {"seoul-counsel"}, now + 10 * kMillisPerMinute)),
       NackReason::kExpired);
-  // Unknown recipient: an agency homed at another broker (no federation yet) ...
-  ExpectNack(wee->Submit(SealTo(Id("seoul-wee-01"), dir, {"busan-support"}, now)),
-             NackReason::kUnknownRecipient);
   // Duplicate message id: answered with the earlier ack, stored once.
   {
     Bytes env = SealTo(Id("seoul-wee-01"), dir, {"seoul-counsel"}, now);
@@ -218,6 +215,20 @@ TEST_F(BrokerTest, EveryNackReason) {
   ExpectNack(q, NackReason::kQuotaExceeded);
   EXPECT_GT(q->nack.retry_after_ms, 0u);
 
+  // Unknown recipient: an envelope (properly signed) to an agency the directory does not list.
+  {
+    keys::SealRequest req;
+    req.kind = schema::MessageKind::kOpaque;
+    req.case_ref = "test-case-0001";
+    req.now = now;
+    auto pk = keys::CurrentPrekey(dir, "seoul-counsel", now);
+    ASSERT_TRUE(pk.ok());
+    pk->agency_id = "no-such-agency";
+    req.recipients.push_back(*pk);
+    auto env = keys::SealEnvelope(Id("seoul-wee-01"), req, keys::RandomBytes(64));
+    ASSERT_TRUE(env.ok()) << env.status().ToString();
+    ExpectNack(wee->Submit(*env), NackReason::kUnknownRecipient);
+  }
   // Revoked recipient and revoked sender key: serial 2 revokes the police unit.
   Bytes police_env = SealTo(Id("seoul-police-03"), dir, {"seoul-wee-01"}, now);
   auto police = Connect("seoul-police-03");

@@ -190,7 +190,7 @@ bool Broker::Start() {
   std::ofstream out(cfg);
   out << "[broker]\n"
       << "id = \"" << id_ << "\"\n"
-      << "bind = \"tcp://127.0.0.1:*\"\n"
+      << "bind = \"" << bind_ << "\"\n"
       << "data_dir = \"" << data_dir_ << "\"\n"
       << "key_file = \"" << dir << "/identity.key\"\n"
       << "directory = \"" << dir << "/directory\"\n"
@@ -200,7 +200,8 @@ bool Broker::Start() {
       << "[limits]\n"
       << limits_ << "\n"
       << "[policy]\n"
-      << policy_ << "\n";
+      << policy_ << "\n"
+      << extra_ << "\n";
   out.close();
   if (!process_.Start({BinDir() + "/refbus-broker", "-c", cfg}, log_)) {
     ADD_FAILURE() << "cannot start refbus-broker";
@@ -222,6 +223,13 @@ bool Broker::Start() {
 int Broker::Stop() {
   process_.Signal(SIGTERM);
   return process_.Wait(10000);
+}
+
+std::string Broker::StatusJson() const {
+  std::ifstream in(data_dir_ + "/status.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 std::string Broker::Log() const {

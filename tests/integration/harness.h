@@ -82,6 +82,15 @@ class Broker {
   // TOML lines for the [policy] section. Transport tests send OPAQUE envelopes without a
   // consent grant, which brokers refuse unless told otherwise.
   void set_policy(std::string policy) { policy_ = std::move(policy); }
+  // More TOML appended to the config (whole sections, e.g. "[federation]\n...").
+  void set_extra(std::string extra) { extra_ = std::move(extra); }
+  // The bind address; by default "tcp://127.0.0.1:*". A restart on the same port sets it to
+  // endpoint() first.
+  void set_bind(std::string bind) { bind_ = std::move(bind); }
+  // The file the broker writes its bound endpoint to (peers' endpoint_files name it).
+  std::string endpoint_file() const { return data_dir_ + ".endpoint"; }
+  // The broker's status file (JSON), as it last wrote it; empty if there is none.
+  std::string StatusJson() const;
   bool Start();
   int Stop();  // SIGTERM; returns the exit code
   void Kill9() { process_.Kill9(); }
@@ -92,7 +101,8 @@ class Broker {
 
  private:
   const Federation& fed_;
-  std::string id_, data_dir_, limits_, log_, endpoint_;
+  std::string id_, data_dir_, limits_, log_, endpoint_, extra_;
+  std::string bind_ = "tcp://127.0.0.1:*";
   std::string policy_ = "allow_unscoped_opaque = true";
   Process process_;
 };

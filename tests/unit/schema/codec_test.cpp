@@ -308,6 +308,12 @@ Frame FrameOf(Frame::Type type) {
     case Frame::Type::kAddCosignature:
       f.add_cosignature.checkpoint = "refbus/f/b\n9\nAAAA\n\n\u2014 refbus/f/b AAAA\n";
       break;
+    case Frame::Type::kRelay:
+      f.relay.envelope = Fill(300, 0x44);
+      f.relay.signed_grant = Fill(90, 0x45);
+      f.relay.hops = 2;
+      f.relay.for_recipients = {"busan-dsc", "busan-police"};
+      break;
   }
   return f;
 }
@@ -334,6 +340,7 @@ const std::vector<Frame::Type>& AllFrameTypes() {
       Frame::Type::kWitnessRequest,
       Frame::Type::kWitnessReply,
       Frame::Type::kAddCosignature,
+      Frame::Type::kRelay,
   };
   return kTypes;
 }
@@ -505,8 +512,48 @@ TEST(FrameCodecTest, RoundTripsEveryBodyType) {
       case Frame::Type::kAddCosignature:
         EXPECT_EQ(out->add_cosignature.checkpoint, in.add_cosignature.checkpoint);
         break;
+      case Frame::Type::kRelay:
+        EXPECT_EQ(out->relay.envelope, in.relay.envelope);
+        EXPECT_EQ(out->relay.signed_grant, in.relay.signed_grant);
+        EXPECT_EQ(out->relay.hops, 2u);
+        EXPECT_EQ(out->relay.for_recipients, in.relay.for_recipients);
+        break;
     }
   }
+}
+
+TEST(FrameCodecTest, RelayRefusesBadFields) {
+  auto refused = [](const Frame& f, const std::string& field) {
+    auto r = DecodeFrame(EncodeFrame(f));
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_NE(r.status().message().find(field), std::string::npos) << r.status().message();
+  };
+  const Frame good = FrameOf(Frame::Type::kRelay);
+  ASSERT_TRUE(DecodeFrame(EncodeFrame(good)).ok());
+  Frame f = good;
+  f.relay.envelope.clear();
+  refused(f, "relay.envelope");
+  f = good;
+  f.relay.signed_grant = Fill(kMaxRecordBytes + 1, 1);
+  refused(f, "relay.signed_grant");
+  f = good;
+  f.relay.hops = kMaxRelayHops + 1;
+  refused(f, "relay.hops");
+  f = good;
+  f.relay.for_recipients.clear();
+  refused(f, "relay.for_recipients");
+  f = good;
+  f.relay.for_recipients = {"busan-dsc", "busan-dsc"};
+  refused(f, "relay.for_recipients");
+  f = good;
+  f.relay.for_recipients = {"Not An Id"};
+  refused(f, "relay.for_recipients");
+  f = good;
+  f.relay.for_recipients.assign(kMaxRecipients + 1, "x");
+  for (size_t i = 0; i < f.relay.for_recipients.size(); ++i) {
+    f.relay.for_recipients[i] = "agency-" + std::to_string(100 + i);
+  }
+  refused(f, "relay.for_recipients");
 }
 
 TEST(FrameCodecTest, WitnessFramesRefuseBadFields) {

@@ -1,0 +1,144 @@
+// Federation links (schema/PROTOCOL.md section 12): this broker's outgoing side of the
+// broker-to-broker relay.
+//
+// Contract:
+//   - One link per other active broker in the current directory (a full mesh: routes are one
+//     hop, from the sender's home broker to the recipient's). Each link is a DEALER socket, a
+//     CURVE client with this broker's transport keys and the peer's transport key from the
+//     directory: a broker that does not hold that key cannot complete the handshake, and the
+//     peer's ZAP handler admits this broker only while the directory lists it. Endpoint: the
+//     configured one, else the endpoint file (read at each connect), else the directory's.
+//   - What a link carries lives in the Store, in the mailbox named by the peer's id (the
+//     "link mailbox"): envelopes stay there, on this broker's disk, until the peer acks them,
+//     which it does only after its own commit. So an envelope is always owned by at least one
+//     broker's disk. Relays go out in mailbox order, at most `window` unacked; the peer
+//     stores them in the order it reads them, so order per sender-recipient pair is kept.
+//   - A session starts with Hello/Welcome. The link is up from the Welcome until no frame has
+//     come back for timeout_ms (a Hello is sent as a keepalive when idle); then it is down: the
+//     socket is closed, everything unacked is forgotten, and a new socket resends from the
+//     oldest unacked entry (the peer answers duplicates with their earlier ack).
+//   - A Nack is either retryable (the peer is full, failing, or does not yet know a party:
+//     its directory may lag this one): the link pauses and resends from the oldest unacked
+//     entry, and an entry refused that way for more than kDirectoryLagMs is refused for
+//     good; or final (the peer's own checks refuse the envelope: bad signature, out of
+//     consent, expired, malformed): the entry leaves the link mailbox as REJECTED in the
+//     audit log, naming the peer and its reason, and the link goes on with the next.
+//   - Ends of entries (acks and final refusals) are handed to the caller, who commits them
+//     with its next turn; until Committed() they are not sent again.
+//
+// Thread safety: the broker's event-loop thread only (sockets, state, the Store's const
+// methods). The Identity is used const only.
+#ifndef REFBUS_BROKER_LINK_H_
+#define REFBUS_BROKER_LINK_H_
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+#include <zmq.hpp>
+
+#include "broker/store.h"
+#include "core/clock.h"
+#include "keys/identity.h"
+#include "schema/types.h"
+
+namespace refbus::broker {
+
+struct LinkOptions {
+  std::string broker_id;
+  std::map<std::string, std::string> endpoints;       // broker id -> endpoint
+  std::map<std::string, std::string> endpoint_files;  // broker id -> file with the endpoint
+  UnixMillis timeout_ms = 5000;
+  size_t window = 256;
+};
+
+// What the status output shows per peer.
+struct LinkStatus {
+  std::string peer;
+  std::string state;  // "up", "down", "connecting"
+  std::string endpoint;
+  UnixMillis state_since_ms = 0;
+  uint64_t backlog = 0;           // entries in the link mailbox
+  UnixMillis oldest_queued_ms = 0;  // when the oldest was accepted here; 0: none
+  uint64_t inflight = 0;
+  uint64_t forwarded = 0;  // acked by the peer (this process)
+  uint64_t refused = 0;    // refused for good by the peer (this process)
+  uint64_t sessions = 0;   // sessions started (reconnects + 1)
+  std::string problem;     // the last problem, empty when up
+};
+
+class Links {
+ public:
+  // REQUIRES: me and context outlive the links.
+  Links(zmq::context_t& context, const keys::Identity& me, LinkOptions options);
+  ~Links();
+  Links(const Links&) = delete;
+  Links& operator=(const Links&) = delete;
+
+  // How long a retryable refusal may go on before it is final.
+  static constexpr UnixMillis kDirectoryLagMs = 60 * kMillisPerSecond;
+
+  // Something new is in peer's link mailbox.
+  void MarkDirty(const std::string& peer);
+  // One poll item per open socket (POLLIN), appended.
+  void AppendPollItems(std::vector<zmq::pollitem_t>& items);
+  // Opens and closes links to follow the directory, reads replies, handles timeouts and
+  // sends what is due. Ends of entries (acks, final refusals) are appended to out.
+  void Pump(UnixMillis now, const schema::Directory& directory, const Store& store,
+            std::vector<RecipientAck>& out);
+  // The ends handed out by Pump were committed (or failed to: then they are sent again).
+  void Committed(const std::vector<RecipientAck>& ends);
+  // Whether a link has work it could do at once (the loop then does not sleep).
+  bool Busy() const;
+  std::vector<LinkStatus> Status(UnixMillis now, const Store& store) const;
+
+ private:
+  struct Sent {
+    uint64_t seq = 0;
+    Bytes message_id;
+    UnixMillis sent_at = 0;
+  };
+  struct Link {
+    std::string peer;
+    std::unique_ptr<zmq::socket_t> socket;
+    Bytes server_key;
+    std::string endpoint;
+    enum class State { kConnecting, kUp, kDown } state = State::kDown;
+    UnixMillis state_since = 0;
+    UnixMillis hello_sent_at = 0;
+    uint64_t hello_id = 0;  // 0: no Hello outstanding
+    UnixMillis last_rx = 0;
+    UnixMillis next_attempt_at = 0;  // kDown: reconnect from then
+    UnixMillis paused_until = 0;     // after a retryable Nack
+    uint64_t last_sent_seq = 0;
+    std::unordered_map<uint64_t, Sent> inflight;  // by request id
+    std::set<uint64_t> ends_uncommitted;           // seqs handed out, not yet committed
+    std::map<uint64_t, UnixMillis> first_refused;  // seq -> first retryable refusal
+    bool dirty = true;
+    uint64_t forwarded = 0, refused = 0, sessions = 0;
+    std::string problem;
+  };
+
+  void Problem(Link& link, int level, std::string message);
+  void Open(Link& link, UnixMillis now, const schema::Party& peer);
+  void Down(Link& link, UnixMillis now, std::string why);
+  void Close(Link& link);
+  void SendFrame(Link& link, const schema::Frame& frame, bool* full);
+  void ReadReplies(Link& link, UnixMillis now, std::vector<RecipientAck>& out);
+  void HandleReply(Link& link, const schema::Frame& f, UnixMillis now,
+                   std::vector<RecipientAck>& out);
+  void SendRelays(Link& link, UnixMillis now, const schema::Directory& directory,
+                  const Store& store);
+
+  zmq::context_t& context_;
+  const keys::Identity& me_;
+  LinkOptions options_;
+  std::map<std::string, Link> links_;  // by peer broker id
+  uint64_t next_request_ = 1;
+};
+
+}  // namespace refbus::broker
+
+#endif  // REFBUS_BROKER_LINK_H_

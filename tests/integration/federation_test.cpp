@@ -1,0 +1,430 @@
+// Federation: three real refbus-broker processes (Seoul, Busan, Central) on loopback, linked
+// over CURVE, relaying envelopes for agencies homed at each other; the raw client plays the
+// agencies (and, to forge, a peer broker). schema/PROTOCOL.md section 12.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "broker/store.h"
+#include "keys/crypto.h"
+#include "keys/envelope.h"
+#include "schema/codec.h"
+#include "tests/integration/harness.h"
+
+namespace refbus::testing {
+namespace {
+
+using schema::Frame;
+using schema::NackReason;
+
+const std::vector<std::string> kBrokers = {"seoul-broker", "busan-broker", "central-broker"};
+
+class FederationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = MakeTempDir("refbus-federation-test");
+    ASSERT_TRUE(
+        fed_.Create(root_, kBrokers,
+                    {{"seoul-wee-01", schema::AgencyType::kWeeCenter, "seoul-broker"},
+                     {"seoul-counsel", schema::AgencyType::kCounselingCenter, "seoul-broker"},
+                     {"busan-counsel", schema::AgencyType::kCounselingCenter, "busan-broker"},
+                     {"busan-police", schema::AgencyType::kPoliceUnit, "busan-broker"},
+                     {"central-dsc", schema::AgencyType::kDeletionCenter, "central-broker"}}));
+    for (const auto& b : kBrokers) {
+      brokers_[b] = std::make_unique<Broker>(fed_, b, root_ + "/" + b + "-data");
+    }
+    for (const auto& b : kBrokers) {
+      std::string extra = "[federation]\nlink_timeout_ms = 1500\nendpoint_files = { ";
+      bool first = true;
+      for (const auto& other : kBrokers) {
+        if (other == b) continue;
+        extra += std::string(first ? "" : ", ") + other + " = \"" +
+                 brokers_[other]->endpoint_file() + "\"";
+        first = false;
+      }
+      extra += " }\n";
+      brokers_[b]->set_extra(extra);
+      brokers_[b]->set_limits("redelivery_ms = 2000");
+    }
+  }
+  void TearDown() override {
+    brokers_.clear();
+    if (!HasFailure()) RemoveTree(root_);
+  }
+
+  bool StartAll() {
+    for (const auto& b : kBrokers) {
+      if (!brokers_[b]->Start()) return false;
+    }
+    return true;
+  }
+  Broker& B(const std::string& id) { return *brokers_.at(id); }
+  Bytes KeyOf(const std::string& broker) const {
+    return fed_.directory().Find(broker)->ActiveKeys()->transport_key;
+  }
+  const keys::Identity& Id(const std::string& party) {
+    if (!ids_.count(party)) ids_.emplace(party, fed_.LoadIdentity(party));
+    return ids_.at(party);
+  }
+  // An agency (or a party acting as one) connected to a broker, after Hello/Welcome.
+  std::unique_ptr<RawClient> Connect(const std::string& party, const std::string& broker) {
+    auto c = std::make_unique<RawClient>(Id(party), KeyOf(broker), B(broker).endpoint());
+    EXPECT_TRUE(c->Hello(party)) << party << " got no Welcome from " << broker;
+    return c;
+  }
+  UnixMillis Now() const { return SystemClock::Get().NowMillis(); }
+
+  // Receives deliveries until want distinct envelopes arrived (acking each), or timeout.
+  std::vector<Bytes> ReceiveAll(RawClient& c, size_t want, int timeout_ms) {
+    std::vector<Bytes> got;
+    std::set<Bytes> ids;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (got.size() < want && std::chrono::steady_clock::now() < deadline) {
+      auto d = c.Receive(200);
+      if (!d || d->type != Frame::Type::kDeliver) continue;
+      auto env = schema::DecodeEnvelope(d->deliver.envelope);
+      EXPECT_TRUE(env.ok());
+      if (!env.ok()) continue;
+      Frame ack;
+      ack.type = Frame::Type::kAck;
+      ack.request_id = d->request_id;
+      ack.ack.message_id = env->header.message_id;
+      c.SendFrame(ack);
+      if (ids.insert(env->header.message_id).second) got.push_back(d->deliver.envelope);
+    }
+    return got;
+  }
+
+  // The broker's audit log, decoded (the broker must be stopped).
+  std::vector<schema::AuditEntry> AuditOf(const std::string& broker) {
+    broker::StoreOptions o;
+    o.dir = root_ + "/" + broker + "-data";
+    o.broker_id = broker;
+    o.map_size_bytes = size_t{64} << 20;
+    auto s = broker::Store::Open(o);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    std::vector<schema::AuditEntry> out;
+    if (!s.ok()) return out;
+    uint64_t n = *(*s)->AuditSize();
+    for (uint64_t i = 0; i < n; ++i) {
+      auto e = schema::DecodeAuditEntry(*(*s)->AuditEntryBytes(i));
+      EXPECT_TRUE(e.ok());
+      if (e.ok()) out.push_back(std::move(*e));
+    }
+    return out;
+  }
+
+  // Polls a broker's status until pred holds for the link to peer (or timeout).
+  bool WaitLink(const std::string& broker, const std::string& peer, int timeout_ms,
+                const std::function<bool(const nlohmann::json&)>& pred, std::string* last) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+      *last = B(broker).StatusJson();
+      auto j = nlohmann::json::parse(*last, nullptr, false);
+      if (!j.is_discarded() && j.contains("links")) {
+        for (const auto& l : j["links"]) {
+          if (l.value("peer", "") == peer && pred(l)) return true;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  std::string root_;
+  Federation fed_;
+  std::map<std::string, std::unique_ptr<Broker>> brokers_;
+  std::map<std::string, keys::Identity> ids_;
+};
+
+size_t Count(const std::vector<schema::AuditEntry>& log, schema::AuditEvent ev,
+             const std::string& actor, const Bytes& message_id) {
+  size_t n = 0;
+  for (const auto& e : log) {
+    if (e.event == ev && e.actor == actor && (message_id.empty() || e.message_id == message_id)) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+Bytes MessageId(const Bytes& envelope) {
+  auto e = schema::DecodeEnvelope(envelope);
+  return e.ok() ? e->header.message_id : Bytes();
+}
+
+TEST_F(FederationTest, CrossRegionDeliveryAcrossThreeBrokers) {
+  ASSERT_TRUE(StartAll());
+  auto wee = Connect("seoul-wee-01", "seoul-broker");
+  auto busan = Connect("busan-counsel", "busan-broker");
+  auto central = Connect("central-dsc", "central-broker");
+  auto counsel = Connect("seoul-counsel", "seoul-broker");
+  const auto& dir = fed_.directory();
+
+  // One envelope for recipients in three regions (local, Busan, Central), and a stream of
+  // 20 to Busan only, whose order must hold across the hop.
+  Bytes multi = SealTo(Id("seoul-wee-01"), dir, {"seoul-counsel", "busan-counsel", "central-dsc"},
+                       Now());
+  auto r = wee->Submit(multi);
+  ASSERT_TRUE(r && r->type == Frame::Type::kAck) << B("seoul-broker").Log();
+  std::vector<Bytes> stream;
+  for (int i = 0; i < 20; ++i) {
+    stream.push_back(SealTo(Id("seoul-wee-01"), dir, {"busan-counsel"}, Now()));
+    auto a = wee->Submit(stream.back());
+    ASSERT_TRUE(a && a->type == Frame::Type::kAck);
+  }
+  auto at_counsel = ReceiveAll(*counsel, 1, 10000);
+  ASSERT_EQ(at_counsel.size(), 1u);
+  EXPECT_EQ(at_counsel[0], multi) << "bytes relayed as sealed";
+  auto at_central = ReceiveAll(*central, 1, 10000);
+  ASSERT_EQ(at_central.size(), 1u) << B("central-broker").Log() << B("seoul-broker").Log();
+  EXPECT_EQ(at_central[0], multi);
+  auto at_busan = ReceiveAll(*busan, 21, 15000);
+  ASSERT_EQ(at_busan.size(), 21u) << B("busan-broker").Log() << B("seoul-broker").Log();
+  EXPECT_EQ(at_busan[0], multi);
+  for (size_t i = 0; i < stream.size(); ++i) {
+    EXPECT_EQ(at_busan[i + 1], stream[i]) << "out of order at " << i;
+  }
+  // Each recipient can open what it got: end-to-end, the brokers only relayed.
+  auto opened = keys::OpenEnvelope(Id("central-dsc"), at_central[0], dir, Now());
+  EXPECT_TRUE(opened.ok()) << opened.status().ToString();
+
+  // The way back: Busan to Seoul.
+  Bytes back = SealTo(Id("busan-counsel"), dir, {"seoul-wee-01"}, Now());
+  auto b = busan->Submit(back);
+  ASSERT_TRUE(b && b->type == Frame::Type::kAck);
+  auto at_wee = ReceiveAll(*wee, 1, 10000);
+  ASSERT_EQ(at_wee.size(), 1u);
+  EXPECT_EQ(at_wee[0], back);
+
+  // Per-peer status: links up, nothing queued once the peers acked.
+  std::string last;
+  EXPECT_TRUE(WaitLink("seoul-broker", "busan-broker", 5000,
+                       [](const nlohmann::json& l) {
+                         return l.value("state", "") == "up" && l.value("backlog", 1) == 0 &&
+                                l.value("forwarded", 0) >= 21;
+                       },
+                       &last))
+      << last;
+  EXPECT_TRUE(WaitLink("seoul-broker", "central-broker", 5000,
+                       [](const nlohmann::json& l) { return l.value("state", "") == "up"; },
+                       &last))
+      << last;
+
+  for (const auto& id : kBrokers) EXPECT_EQ(B(id).Stop(), 0) << id;
+  // The audit trail across brokers: Seoul accepted and forwarded (to each peer once), Busan
+  // and Central accepted from Seoul (the relaying broker is the actor) and saw the acks.
+  auto seoul = AuditOf("seoul-broker");
+  const Bytes mid = MessageId(multi);
+  EXPECT_EQ(Count(seoul, schema::AuditEvent::kEnvelopeAccepted, "seoul-wee-01", mid), 1u);
+  EXPECT_EQ(Count(seoul, schema::AuditEvent::kEnvelopeForwarded, "busan-broker", mid), 1u);
+  EXPECT_EQ(Count(seoul, schema::AuditEvent::kEnvelopeForwarded, "central-broker", mid), 1u);
+  EXPECT_EQ(Count(seoul, schema::AuditEvent::kEnvelopeAcked, "seoul-counsel", mid), 1u);
+  auto busan_log = AuditOf("busan-broker");
+  EXPECT_EQ(Count(busan_log, schema::AuditEvent::kEnvelopeAccepted, "seoul-broker", mid), 1u);
+  EXPECT_EQ(Count(busan_log, schema::AuditEvent::kEnvelopeAcked, "busan-counsel", mid), 1u);
+  EXPECT_EQ(Count(busan_log, schema::AuditEvent::kEnvelopeAccepted, "busan-counsel",
+                  MessageId(back)),
+            1u);
+  auto central_log = AuditOf("central-broker");
+  EXPECT_EQ(Count(central_log, schema::AuditEvent::kEnvelopeAccepted, "seoul-broker", mid), 1u);
+  for (const auto& e : central_log) {
+    if (e.event == schema::AuditEvent::kEnvelopeAccepted && e.message_id == mid) {
+      EXPECT_NE(e.detail.find("relayed by broker seoul-broker"), std::string::npos) << e.detail;
+    }
+  }
+}
+
+TEST_F(FederationTest, LinkDownQueuesLocalDeliveryGoesOnThenDrainsInOrder) {
+  ASSERT_TRUE(StartAll());
+  auto wee = Connect("seoul-wee-01", "seoul-broker");
+  auto counsel = Connect("seoul-counsel", "seoul-broker");
+  const auto& dir = fed_.directory();
+  // Busan goes away; Seoul keeps accepting for Busan (queued on its disk) and delivering
+  // locally.
+  ASSERT_EQ(B("busan-broker").Stop(), 0);
+  std::vector<Bytes> queued;
+  for (int i = 0; i < 50; ++i) {
+    queued.push_back(SealTo(Id("seoul-wee-01"), dir, {"busan-counsel"}, Now()));
+    auto a = wee->Submit(queued.back());
+    ASSERT_TRUE(a && a->type == Frame::Type::kAck);
+  }
+  Bytes local = SealTo(Id("seoul-wee-01"), dir, {"seoul-counsel"}, Now());
+  auto lr = wee->Submit(local);
+  ASSERT_TRUE(lr && lr->type == Frame::Type::kAck);
+  auto at_counsel = ReceiveAll(*counsel, 1, 5000);
+  ASSERT_EQ(at_counsel.size(), 1u) << "local delivery must not wait for a peer";
+  std::string last;
+  EXPECT_TRUE(WaitLink("seoul-broker", "busan-broker", 8000,
+                       [](const nlohmann::json& l) {
+                         return l.value("state", "") != "up" && l.value("backlog", 0) == 50 &&
+                                l.value("oldest_queued_ms", 0) > 0;
+                       },
+                       &last))
+      << last;
+  EXPECT_NE(B("seoul-broker").Log().find("federation link to busan-broker"), std::string::npos);
+
+  // Busan returns (same data, new port: Seoul reads the endpoint file at each connect).
+  ASSERT_TRUE(B("busan-broker").Start());
+  auto busan = Connect("busan-counsel", "busan-broker");
+  auto got = ReceiveAll(*busan, 50, 20000);
+  ASSERT_EQ(got.size(), 50u) << B("seoul-broker").Log();
+  for (size_t i = 0; i < queued.size(); ++i) EXPECT_EQ(got[i], queued[i]) << "order at " << i;
+  EXPECT_TRUE(WaitLink("seoul-broker", "busan-broker", 5000,
+                       [](const nlohmann::json& l) {
+                         return l.value("state", "") == "up" && l.value("backlog", 1) == 0;
+                       },
+                       &last))
+      << last;
+  // Nothing twice: no more deliveries come.
+  EXPECT_TRUE(ReceiveAll(*busan, 1, 1500).empty());
+}
+
+TEST_F(FederationTest, ForgedAndMalformedRelaysAreRefusedAuditedAndDoNotStallTheLink) {
+  // Only Seoul runs; the test holds Busan's broker keys and speaks for it (a compromised or
+  // buggy peer broker).
+  ASSERT_TRUE(B("seoul-broker").Start());
+  auto wee = Connect("seoul-wee-01", "seoul-broker");
+  auto as_busan = Connect("busan-broker", "seoul-broker");
+  const auto& dir = fed_.directory();
+  uint64_t rid = 1000;
+  auto reply = [&](uint64_t id) {
+    for (int i = 0; i < 50; ++i) {
+      auto f = as_busan->Receive(200);
+      if (f && f->request_id == id) return f;
+    }
+    return std::optional<Frame>();
+  };
+  auto send = [&](Bytes envelope, uint32_t hops, std::vector<std::string> for_recipients) {
+    Frame f;
+    f.type = Frame::Type::kRelay;
+    f.request_id = ++rid;
+    f.relay.envelope = std::move(envelope);
+    f.relay.hops = hops;
+    f.relay.for_recipients = std::move(for_recipients);
+    as_busan->SendFrame(f);
+    return rid;
+  };
+
+  Bytes good1 = SealTo(Id("busan-counsel"), dir, {"seoul-wee-01"}, Now());
+  Bytes good2 = SealTo(Id("busan-police"), dir, {"seoul-wee-01"}, Now());
+  // Forged: one ciphertext byte changed after signing.
+  Bytes forged = SealTo(Id("busan-counsel"), dir, {"seoul-wee-01"}, Now());
+  {
+    auto e = schema::DecodeEnvelope(forged);
+    ASSERT_TRUE(e.ok());
+    e->ciphertext[10] ^= 1;
+    forged = schema::EncodeEnvelope(*e);
+  }
+  // Signed by Central's agency but claimed by Busan as first broker.
+  Bytes wrong_home = SealTo(Id("central-dsc"), dir, {"seoul-wee-01"}, Now());
+  // A recipient the envelope does not name.
+  Bytes other = SealTo(Id("busan-counsel"), dir, {"seoul-wee-01"}, Now());
+
+  uint64_t r_forged = send(forged, 0, {"seoul-wee-01"});
+  uint64_t r_good1 = send(good1, 0, {"seoul-wee-01"});
+  uint64_t r_wrong = send(wrong_home, 0, {"seoul-wee-01"});
+  uint64_t r_garbage = send(Bytes(300, 0x5a), 0, {"seoul-wee-01"});
+  uint64_t r_other = send(other, 0, {"seoul-counsel"});
+  uint64_t r_good2 = send(good2, 0, {"seoul-wee-01"});
+
+  auto expect_nack = [&](uint64_t id, NackReason reason) {
+    auto f = reply(id);
+    ASSERT_TRUE(f.has_value()) << "no reply to relay " << id << "\n" << B("seoul-broker").Log();
+    ASSERT_EQ(f->type, Frame::Type::kNack) << "relay " << id;
+    EXPECT_EQ(f->nack.reason, reason) << schema::Name(f->nack.reason) << ": " << f->nack.detail;
+  };
+  auto expect_ack = [&](uint64_t id) {
+    auto f = reply(id);
+    ASSERT_TRUE(f.has_value()) << "no reply to relay " << id;
+    EXPECT_EQ(f->type, Frame::Type::kAck) << schema::Name(f->nack.reason) << ": "
+                                          << f->nack.detail;
+  };
+  expect_nack(r_forged, NackReason::kBadSignature);
+  expect_ack(r_good1);
+  expect_nack(r_wrong, NackReason::kSenderMismatch);
+  expect_nack(r_garbage, NackReason::kMalformed);
+  expect_nack(r_other, NackReason::kMalformed);
+  expect_ack(r_good2);
+
+  // An agency may not relay.
+  auto counsel_as_relay = Connect("seoul-counsel", "seoul-broker");
+  {
+    Frame f;
+    f.type = Frame::Type::kRelay;
+    f.request_id = 7;
+    f.relay.envelope = good1;
+    f.relay.for_recipients = {"seoul-wee-01"};
+    counsel_as_relay->SendFrame(f);
+    auto n = counsel_as_relay->Expect(Frame::Type::kNack, 7, 3000);
+    ASSERT_TRUE(n.has_value());
+    EXPECT_EQ(n->nack.reason, NackReason::kNotPermitted);
+  }
+
+  // The agency gets exactly the two sound envelopes.
+  auto got = ReceiveAll(*wee, 3, 4000);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0], good1);
+  EXPECT_EQ(got[1], good2);
+
+  ASSERT_EQ(B("seoul-broker").Stop(), 0);
+  auto log = AuditOf("seoul-broker");
+  size_t rejected_from_busan = 0;
+  for (const auto& e : log) {
+    if (e.event == schema::AuditEvent::kEnvelopeRejected && e.actor == "busan-broker") {
+      ++rejected_from_busan;
+      EXPECT_NE(e.detail.find("relayed by broker busan-broker"), std::string::npos) << e.detail;
+    }
+  }
+  EXPECT_EQ(rejected_from_busan, 4u);
+  EXPECT_EQ(Count(log, schema::AuditEvent::kEnvelopeRejected, "seoul-counsel", {}), 1u);
+  EXPECT_EQ(Count(log, schema::AuditEvent::kEnvelopeAccepted, "busan-broker", MessageId(good1)),
+            1u);
+}
+
+TEST_F(FederationTest, UnlistedBrokerAndWrongKeyAreRefused) {
+  ASSERT_TRUE(B("seoul-broker").Start());
+  ASSERT_TRUE(B("central-broker").Start());
+  // A broker the directory does not list: its CURVE key is refused by ZAP, no Welcome.
+  auto stranger = RawClient::WithUnknownKey(KeyOf("seoul-broker"), B("seoul-broker").endpoint());
+  EXPECT_FALSE(stranger->Hello("stranger-broker", 1500));
+  EXPECT_NE(B("seoul-broker").Log().find("key not in the directory"), std::string::npos);
+
+  // Seoul's link to Busan pointed at Central's address: Central does not hold Busan's key, so
+  // the handshake (which checks the server's key) never completes and the link stays down.
+  ASSERT_EQ(B("seoul-broker").Stop(), 0);
+  B("seoul-broker").set_extra("[federation]\nlink_timeout_ms = 1000\nendpoint_files = { "
+                              "busan-broker = \"" +
+                              B("central-broker").endpoint_file() + "\", central-broker = \"" +
+                              B("central-broker").endpoint_file() + "\" }\n");
+  ASSERT_TRUE(B("seoul-broker").Start());
+  auto wee = Connect("seoul-wee-01", "seoul-broker");
+  Bytes env = SealTo(Id("seoul-wee-01"), fed_.directory(), {"busan-counsel"}, Now());
+  auto a = wee->Submit(env);
+  ASSERT_TRUE(a && a->type == Frame::Type::kAck);
+  std::string last;
+  EXPECT_TRUE(WaitLink("seoul-broker", "central-broker", 5000,
+                       [](const nlohmann::json& l) { return l.value("state", "") == "up"; },
+                       &last))
+      << last;
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EXPECT_TRUE(WaitLink("seoul-broker", "busan-broker", 3000,
+                       [](const nlohmann::json& l) {
+                         return l.value("state", "") != "up" && l.value("backlog", 0) == 1 &&
+                                l.value("forwarded", 1) == 0;
+                       },
+                       &last))
+      << last;
+  EXPECT_EQ(B("seoul-broker").Stop(), 0);
+  EXPECT_EQ(B("central-broker").Stop(), 0);
+  // Central never stored the envelope meant for Busan.
+  for (const auto& e : AuditOf("central-broker")) {
+    EXPECT_FALSE(e.event == schema::AuditEvent::kEnvelopeAccepted &&
+                 e.message_id == MessageId(env));
+  }
+}
+
+}  // namespace
+}  // namespace refbus::testing
