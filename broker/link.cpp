@@ -160,6 +160,11 @@ void Links::Open(Link& link, UnixMillis now, const schema::Party& peer) {
     s->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(schema::kMaxFrameBytes + (64 << 10)));
     s->set(zmq::sockopt::sndhwm, kSocketQueue);
     s->set(zmq::sockopt::rcvhwm, kSocketQueue);
+    // No silent reconnects: relays in flight on a connection that broke are lost with it,
+    // and a reconnected socket would carry newer relays past them (the peer would store them
+    // out of order). A broken connection ends the session; the next socket starts a new
+    // one with Hello and resends from the oldest unacked entry.
+    s->set(zmq::sockopt::reconnect_ivl, -1);
     s->connect(endpoint);
     link.socket = std::move(s);
   } catch (const zmq::error_t& e) {
@@ -388,9 +393,16 @@ void Links::SendRelays(Link& link, UnixMillis now, const schema::Directory& dire
     f.type = Frame::Type::kRelay;
     f.request_id = next_request_++;
     f.relay.hops = m.hops;
-    for (const auto& r : env->header.recipients) {
-      const schema::Party* p = directory.Find(r.agency_id);
-      if (p != nullptr && p->home_broker == link.peer) f.relay.for_recipients.push_back(r.agency_id);
+    // The recipients stored with the entry (re-routing keeps them current); entries without
+    // (none are written so now) fall back to the directory.
+    f.relay.for_recipients = m.serves;
+    if (f.relay.for_recipients.empty()) {
+      for (const auto& r : env->header.recipients) {
+        const schema::Party* p = directory.Find(r.agency_id);
+        if (p != nullptr && p->home_broker == link.peer) {
+          f.relay.for_recipients.push_back(r.agency_id);
+        }
+      }
     }
     if (f.relay.for_recipients.empty()) {
       // Every recipient it was queued for has moved since (a new directory): the peer routes

@@ -13,8 +13,11 @@
 //     which it does only after its own commit. So an envelope is always owned by at least one
 //     broker's disk. Relays go out in mailbox order, at most `window` unacked; the peer
 //     stores them in the order it reads them, so order per sender-recipient pair is kept.
-//   - A session starts with Hello/Welcome. The link is up from the Welcome until no frame has
-//     come back for timeout_ms (a Hello is sent as a keepalive when idle); then it is down: the
+//   - A session is one connection of one socket, started with Hello/Welcome. The socket never
+//     reconnects by itself (ZMQ_RECONNECT_IVL -1): relays in flight on a broken connection
+//     are lost with it, and newer ones must not overtake them on a new connection. The link
+//     is up from the Welcome until no frame has come back for timeout_ms (a Hello is sent as
+//     a keepalive when idle) or a relay stays unanswered that long; then it is down: the
 //     socket is closed, everything unacked is forgotten, and a new socket resends from the
 //     oldest unacked entry (the peer answers duplicates with their earlier ack).
 //   - A Nack is either retryable (the peer is full, failing, or does not yet know a party:

@@ -224,6 +224,8 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   loaded.event = schema::AuditEvent::kDirectoryLoaded;
   loaded.directory_serial = s->directory_.directory.serial;
   s->pending_events_.push_back(std::move(loaded));
+  // The directory may have moved agencies while this broker was down.
+  s->PlanReroutes(s->directory_.directory);
   s->Dispatch(now, false, false);
   {
     std::unique_lock<std::mutex> lock(s->mu_);
@@ -538,7 +540,8 @@ void Server::HandleSubmit(const std::string& routing_id, const std::string& peer
   for (const auto& r : h.recipients) recipients.push_back(r.agency_id);
   std::string why;
   std::string route_detail;
-  std::vector<std::string> targets = Route(recipients, 0, &why, &route_detail);
+  std::map<std::string, std::vector<std::string>> serves;
+  std::vector<std::string> targets = Route(recipients, 0, &why, &route_detail, &serves);
   if (targets.empty()) {
     Reject(turn, routing_id, request_id, peer, NackReason::kUnknownRecipient, why, &*env,
            envelope);
@@ -574,13 +577,15 @@ void Server::HandleSubmit(const std::string& routing_id, const std::string& peer
   a.directory_serial = dir.serial;
   if (!h.consent_grant_id.empty()) a.scope = keys::ScopeSubjectOf(h, dir);
   a.mailboxes = std::move(targets);
+  a.serves = std::move(serves);
   a.audit_detail = std::move(route_detail);
   turn.batch.accepted.push_back(std::move(a));
   turn.decoded.push_back(std::move(*env));
 }
 
-std::vector<std::string> Server::Route(const std::vector<std::string>& recipients, uint32_t hops,
-                                       std::string* why, std::string* detail) const {
+std::vector<std::string> Server::Route(
+    const std::vector<std::string>& recipients, uint32_t hops, std::string* why,
+    std::string* detail, std::map<std::string, std::vector<std::string>>* serves) const {
   const schema::Directory& dir = directory_.directory;
   std::vector<std::string> targets;
   std::vector<std::string> via;
@@ -608,6 +613,7 @@ std::vector<std::string> Server::Route(const std::vector<std::string>& recipient
       }
       target = p->home_broker;
       if (std::find(via.begin(), via.end(), target) == via.end()) via.push_back(target);
+      (*serves)[target].push_back(id);
     }
     if (std::find(targets.begin(), targets.end(), target) == targets.end()) {
       targets.push_back(std::move(target));
@@ -694,7 +700,9 @@ void Server::HandleRelay(const std::string& routing_id, const schema::Party& pee
   const uint32_t hops_here = relay.hops + 1;
   std::string why;
   std::string route_detail;
-  std::vector<std::string> targets = Route(relay.for_recipients, hops_here, &why, &route_detail);
+  std::map<std::string, std::vector<std::string>> serves;
+  std::vector<std::string> targets =
+      Route(relay.for_recipients, hops_here, &why, &route_detail, &serves);
   if (targets.empty()) {
     refuse(NackReason::kUnknownRecipient, why, &*env);
     return;
@@ -751,6 +759,7 @@ void Server::HandleRelay(const std::string& routing_id, const schema::Party& pee
   a.directory_serial = dir.serial;
   if (!h.consent_grant_id.empty()) a.scope = keys::ScopeSubjectOf(h, dir);
   a.mailboxes = std::move(targets);
+  a.serves = std::move(serves);
   a.hops = static_cast<uint8_t>(hops_here);
   a.audit_detail = "relayed by broker " + from + " (hop " + std::to_string(hops_here) + ")" +
                    (route_detail.empty() ? "" : "; " + route_detail);
@@ -1287,7 +1296,8 @@ void Server::CommitJob(Job& job) {
   Turn& turn = job.turn;
   if (!turn.batch.accepted.empty() || !turn.batch.acks.empty() || !turn.batch.events.empty() ||
       !turn.batch.grants.empty() || !turn.batch.revocations.empty() ||
-      !turn.batch.witness.empty() || !turn.batch.cosignatures.empty()) {
+      !turn.batch.witness.empty() || !turn.batch.cosignatures.empty() ||
+      !turn.batch.reroutes.empty()) {
     for (size_t i = 0; i < turn.batch.accepted.size(); ++i) {
       turn.batch.accepted[i].decoded = &turn.decoded[i];
     }
@@ -1306,6 +1316,7 @@ void Server::CommitJob(Job& job) {
       rest.witness = std::move(turn.batch.witness);
       rest.witness_signer = turn.batch.witness_signer;
       rest.cosignatures = std::move(turn.batch.cosignatures);
+      rest.reroutes = std::move(turn.batch.reroutes);  // moves entries, grows little
       for (auto& r : turn.replies) {
         if (r.accepted_index < 0 && r.grant_index < 0 && r.revocation_index < 0) continue;
         r.accepted_index = r.grant_index = r.revocation_index = -1;
@@ -1407,6 +1418,21 @@ Status Server::Finish(Job& job) {
       }
     }
     for (bool applied : result.acks_applied) stats_.acked += applied ? 1 : 0;
+    auto mark = [&](const std::string& m) {
+      const schema::Party* p = directory_.directory.Find(m);
+      if (p != nullptr && p->kind == schema::PartyKind::kBroker) {
+        links_->MarkDirty(m);
+      } else {
+        dirty_.insert(m);
+      }
+    };
+    for (size_t i = 0; i < result.reroutes_applied.size(); ++i) {
+      if (!result.reroutes_applied[i]) continue;
+      for (const auto& t : turn.batch.reroutes[i].to) mark(t);
+    }
+    for (const auto& a : turn.batch.accepted) {
+      for (const auto& t : a.added) mark(t);
+    }
     for (size_t i = 0; i < result.cosignatures.size(); ++i) {
       const CheckpointCosignature& c = turn.batch.cosignatures[i];
       if (result.cosignatures[i].ok()) {
@@ -1630,8 +1656,77 @@ void Server::ReloadDirectory(UnixMillis now, bool forced) {
   loaded.event = schema::AuditEvent::kDirectoryLoaded;
   loaded.directory_serial = serial;
   pending_events_.push_back(std::move(loaded));
+  bool moved = false;
+  for (const auto& a : next.agencies) {
+    const schema::Party* before = old.Find(a.id);
+    moved = moved || (before != nullptr && before->home_broker != a.home_broker);
+  }
   directory_ = std::move(v->signed_directory);
   spdlog::info("loaded directory serial {}", serial);
+  if (moved) PlanReroutes(directory_.directory);
+}
+
+void Server::PlanReroutes(const schema::Directory& dir) {
+  constexpr size_t kMaxScan = 1000000;
+  // Where a recipient's copy goes from here ("" if nowhere: revoked or unroutable, it is
+  // left where it is until it expires).
+  auto target_of = [&](const std::string& recipient) -> std::string {
+    const schema::Party* p = dir.Find(recipient);
+    if (p == nullptr || p->status != schema::PartyStatus::kActive) return "";
+    if (p->home_broker == config_.id) return recipient;
+    const schema::Party* home = dir.Find(p->home_broker);
+    if (home == nullptr || home->status != schema::PartyStatus::kActive) return "";
+    return p->home_broker;
+  };
+  auto boxes = store_->NonEmptyMailboxes();
+  if (!boxes.ok()) {
+    spdlog::critical("re-routing: cannot list mailboxes: {}", boxes.status().ToString());
+    return;
+  }
+  size_t planned = 0;
+  for (const auto& [box, depth] : *boxes) {
+    const schema::Party* owner = dir.Find(box);
+    if (owner == nullptr) continue;
+    const bool is_link = owner->kind == schema::PartyKind::kBroker;
+    if (!is_link && (owner->kind != schema::PartyKind::kAgency ||
+                     owner->home_broker == config_.id)) {
+      continue;
+    }
+    auto entries = store_->ReadMailboxIndex(box, kMaxScan);
+    if (!entries.ok()) {
+      spdlog::critical("re-routing: cannot read mailbox {}: {}", box, entries.status().ToString());
+      continue;
+    }
+    for (const auto& m : *entries) {
+      const std::vector<std::string> served =
+          is_link ? m.serves : std::vector<std::string>{box};
+      Reroute rr;
+      rr.from = box;
+      rr.seq = m.seq;
+      rr.message_id = m.message_id;
+      rr.directory_serial = dir.serial;
+      bool moves = false;
+      for (const auto& r : served) {
+        std::string t = target_of(r);
+        if (t.empty()) continue;
+        if (t == box) {
+          rr.keep = true;
+          continue;
+        }
+        moves = true;
+        if (std::find(rr.to.begin(), rr.to.end(), t) == rr.to.end()) rr.to.push_back(t);
+        if (t != r) rr.serves[t].push_back(r);
+      }
+      if (!moves) continue;
+      turn_.batch.reroutes.push_back(std::move(rr));
+      ++planned;
+    }
+  }
+  if (planned > 0) {
+    spdlog::warn("directory serial {}: {} held envelopes wait where their recipients are no "
+                 "longer routed; re-routing them",
+                 dir.serial, planned);
+  }
 }
 
 void Server::WriteStatus(UnixMillis now) {

@@ -179,7 +179,7 @@ class Server {
     bool Empty() const {
       return batch.accepted.empty() && batch.acks.empty() && batch.events.empty() &&
              batch.grants.empty() && batch.revocations.empty() && batch.witness.empty() &&
-             batch.cosignatures.empty() && replies.empty();
+             batch.cosignatures.empty() && batch.reroutes.empty() && replies.empty();
     }
   };
   // A Turn on its way to the writer and back with the outcome of its commit.
@@ -209,7 +209,8 @@ class Server {
   // homed here, else the link mailbox of their home broker. Empty with why set when a
   // recipient cannot be routed (its home is not an active broker, or hops run out).
   std::vector<std::string> Route(const std::vector<std::string>& recipients, uint32_t hops,
-                                 std::string* why, std::string* detail) const;
+                                 std::string* why, std::string* detail,
+                                 std::map<std::string, std::vector<std::string>>* serves) const;
   // The refusal of a grant (nullopt: it may be registered). Shared by GrantRegister and Relay.
   std::optional<std::pair<schema::NackReason, std::string>> VetGrant(
       const schema::SignedConsentGrant& g, UnixMillis now) const;
@@ -260,6 +261,10 @@ class Server {
   // Loop thread: sets checkpoint_due_ at the interval or on request.
   void CheckCheckpointTimer(UnixMillis now);
   void ReloadDirectory(UnixMillis now, bool forced);
+  // Loop thread, at start and on a new directory that moved agencies to other home brokers:
+  // the entries this broker holds for agencies no longer routed where they wait (their
+  // mailboxes here, link queues) are re-routed with the next commit.
+  void PlanReroutes(const schema::Directory& dir);
   // The party behind a connection, if it is still allowed by the current directory.
   Result<const schema::Party*> CurrentPeer(const zmq::message_t& msg) const;
 

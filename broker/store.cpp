@@ -32,6 +32,46 @@ Bytes MailboxKey(const std::string& recipient, uint64_t seq) {
   return k;
 }
 
+// A mailbox entry's value: the message id, then for a link mailbox the recipients the
+// entry is carried for (count, then length-prefixed ids).
+Bytes MailboxValue(ByteView message_id, const std::vector<std::string>* serves) {
+  Bytes v(message_id.begin(), message_id.end());
+  if (serves != nullptr && !serves->empty()) {
+    v.push_back(static_cast<uint8_t>(serves->size()));
+    for (const auto& r : *serves) {
+      v.push_back(static_cast<uint8_t>(r.size()));
+      Append(v, AsBytes(r));
+    }
+  }
+  return v;
+}
+
+bool ValueIs(ByteView value, ByteView message_id) {
+  return value.size() >= message_id.size() &&
+         std::memcmp(value.data(), message_id.data(), message_id.size()) == 0;
+}
+
+Result<std::vector<std::string>> ServesOf(ByteView value) {
+  std::vector<std::string> out;
+  if (value.size() <= schema::kMessageIdBytes) return out;
+  size_t pos = schema::kMessageIdBytes;
+  size_t n = value[pos++];
+  for (size_t i = 0; i < n; ++i) {
+    if (pos >= value.size()) return Malformed("store: a mailbox entry is truncated");
+    size_t len = value[pos++];
+    if (value.size() - pos < len) return Malformed("store: a mailbox entry is truncated");
+    out.emplace_back(AsChars(value.subspan(pos, len)));
+    pos += len;
+  }
+  return out;
+}
+
+const std::vector<std::string>* ServesFor(const std::map<std::string, std::vector<std::string>>& m,
+                                          const std::string& target) {
+  auto it = m.find(target);
+  return it == m.end() ? nullptr : &it->second;
+}
+
 Bytes ExpiryKey(uint64_t expires, ByteView message_id) {
   Bytes k;
   AppendU64BigEndian(k, expires);
@@ -357,10 +397,49 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
 
   result.refusals.resize(batch.accepted.size());
   for (size_t ai = 0; ai < batch.accepted.size(); ++ai) {
-    const Accepted& a = batch.accepted[ai];
+    Accepted& a = batch.accepted[ai];
     const schema::EnvelopeHeader& h = a.decoded->header;
     auto seen = txn.Get(seen_, h.message_id);
     if (seen.ok()) {
+      // Held already. A mailbox it never had (a relay for a recipient re-routed here) is
+      // added; nothing is stored twice for the same mailbox.
+      auto stored = a.mailboxes.empty() ? Result<ByteView>(NotFound(""))
+                                        : txn.Get(msgs_, h.message_id);
+      if (!stored.ok() && stored.status().code() != Status::Code::kNotFound) {
+        return stored.status();
+      }
+      if (stored.ok()) {
+        Bytes copy(stored->begin(), stored->end());
+        auto rec = DecodeRecord(copy, h.message_id);
+        if (rec.ok()) {
+          auto mboxes = rec->mailboxes;
+          for (const auto& t : a.mailboxes) {
+            bool had = false;
+            for (const auto& [m, seq] : mboxes) had = had || m == t;
+            if (had) continue;
+            uint64_t seq = ++next_seq;
+            REFBUS_RETURN_IF_ERROR(txn.Put(mbox_, MailboxKey(t, seq),
+                                           MailboxValue(h.message_id, ServesFor(a.serves, t))));
+            REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(t)));
+            REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(t), depth + 1));
+            mboxes.emplace_back(t, seq);
+            a.added.push_back(t);
+          }
+          if (!a.added.empty()) {
+            REFBUS_ASSIGN_OR_RETURN(uint64_t refs, GetU64(txn, refs_, h.message_id));
+            REFBUS_RETURN_IF_ERROR(txn.Put(
+                msgs_, h.message_id,
+                EncodeRecord(rec->accepted_ms, rec->expires_ms, rec->hops, mboxes, rec->envelope)));
+            REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, h.message_id, refs + a.added.size()));
+            schema::AuditEntry e = EnvelopeAudit(schema::AuditEvent::kEnvelopeAccepted, *a.decoded,
+                                                 a.envelope, a.actor, a.directory_serial);
+            e.detail = "already held; added mailbox";
+            for (const auto& t : a.added) e.detail += " " + t;
+            if (!a.audit_detail.empty()) e.detail += "; " + a.audit_detail;
+            REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
+          }
+        }
+      }
       result.accepted.push_back(Outcome::kDuplicate);
       continue;
     }
@@ -412,7 +491,8 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
     for (const auto& t : targets) {
       uint64_t seq = ++next_seq;
       mailboxes.emplace_back(t, seq);
-      REFBUS_RETURN_IF_ERROR(txn.Put(mbox_, MailboxKey(t, seq), h.message_id));
+      REFBUS_RETURN_IF_ERROR(
+          txn.Put(mbox_, MailboxKey(t, seq), MailboxValue(h.message_id, ServesFor(a.serves, t))));
       REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(t)));
       REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(t), depth + 1));
     }
@@ -432,8 +512,7 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
   for (const RecipientAck& ack : batch.acks) {
     Bytes key = MailboxKey(ack.recipient, ack.seq);
     auto v = txn.Get(mbox_, key);
-    if (!v.ok() ||
-        !std::equal(v->begin(), v->end(), ack.message_id.begin(), ack.message_id.end())) {
+    if (!v.ok() || !ValueIs(*v, ack.message_id)) {
       if (!v.ok() && v.status().code() != Status::Code::kNotFound) return v.status();
       result.acks_applied.push_back(false);
       continue;
@@ -472,6 +551,80 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
     e.recipients = {ack.recipient};
     REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
     result.acks_applied.push_back(true);
+  }
+
+  // Re-routing after a directory moved recipients: each entry leaves its mailbox for the
+  // targets; a target that still has a pending entry of this message is skipped (that entry
+  // carries the recipient too).
+  for (const Reroute& rr : batch.reroutes) {
+    Bytes key = MailboxKey(rr.from, rr.seq);
+    auto v = txn.Get(mbox_, key);
+    if (!v.ok() || !ValueIs(*v, rr.message_id)) {
+      if (!v.ok() && v.status().code() != Status::Code::kNotFound) return v.status();
+      result.reroutes_applied.push_back(false);
+      continue;
+    }
+    auto stored = txn.Get(msgs_, rr.message_id);
+    if (!stored.ok()) {
+      if (stored.status().code() != Status::Code::kNotFound) return stored.status();
+      result.reroutes_applied.push_back(false);
+      continue;
+    }
+    Bytes copy(stored->begin(), stored->end());
+    auto rec = DecodeRecord(copy, rr.message_id);
+    if (!rec.ok()) {  // damaged: left where it is, reported by the reader
+      result.reroutes_applied.push_back(false);
+      continue;
+    }
+    if (!rr.keep) {
+      REFBUS_RETURN_IF_ERROR(txn.Del(mbox_, key));
+      REFBUS_ASSIGN_OR_RETURN(uint64_t from_depth, GetU64(txn, counts_, AsBytes(rr.from)));
+      REFBUS_RETURN_IF_ERROR(
+          PutU64(txn, counts_, AsBytes(rr.from), from_depth > 0 ? from_depth - 1 : 0));
+    }
+    auto mboxes = rec->mailboxes;
+    std::vector<std::string> added;
+    for (const auto& t : rr.to) {
+      if (t == rr.from) continue;
+      bool pending = false;
+      for (const auto& [m, seq] : mboxes) {
+        if (m != t) continue;
+        auto e = txn.Get(mbox_, MailboxKey(m, seq));
+        if (e.ok()) pending = true;
+        if (!e.ok() && e.status().code() != Status::Code::kNotFound) return e.status();
+      }
+      if (pending || std::find(added.begin(), added.end(), t) != added.end()) continue;
+      uint64_t seq = ++next_seq;
+      REFBUS_RETURN_IF_ERROR(
+          txn.Put(mbox_, MailboxKey(t, seq), MailboxValue(rr.message_id, ServesFor(rr.serves, t))));
+      REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(t)));
+      REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(t), depth + 1));
+      mboxes.emplace_back(t, seq);
+      added.push_back(t);
+    }
+    REFBUS_ASSIGN_OR_RETURN(uint64_t refs, GetU64(txn, refs_, rr.message_id));
+    uint64_t now_refs = (rr.keep ? refs : (refs > 0 ? refs - 1 : 0)) + added.size();
+    if (now_refs == 0) {
+      REFBUS_RETURN_IF_ERROR(txn.Del(msgs_, rr.message_id));
+      Status d = txn.Del(refs_, rr.message_id);
+      if (!d.ok() && d.code() != Status::Code::kNotFound) return d;
+    } else {
+      REFBUS_RETURN_IF_ERROR(txn.Put(
+          msgs_, rr.message_id,
+          EncodeRecord(rec->accepted_ms, rec->expires_ms, rec->hops, mboxes, rec->envelope)));
+      REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, rr.message_id, now_refs));
+    }
+    schema::AuditEntry e;
+    e.event = schema::AuditEvent::kEnvelopeRerouted;
+    e.actor = rr.from;
+    e.message_id = rr.message_id;
+    e.recipients = added;
+    e.directory_serial = rr.directory_serial;
+    e.detail = "directory serial " + std::to_string(rr.directory_serial) +
+               (rr.keep ? " added a route beside " : " moved it out of ") + rr.from +
+               (added.empty() ? "; already queued where it goes" : "");
+    REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
+    result.reroutes_applied.push_back(true);
   }
 
   // Copied, not moved: after a failed transaction (storage full) the caller commits the
@@ -630,13 +783,57 @@ Result<std::vector<Pending>> Store::ReadMailbox(const std::string& recipient, ui
     if (k.size() != prefix + 8 || std::memcmp(k.data(), start.data(), prefix) != 0) break;
     Pending p;
     p.seq = lmdb::ReadU64Key(k.subspan(prefix));
-    p.message_id.assign(item->value.begin(), item->value.end());
+    if (item->value.size() < schema::kMessageIdBytes) {
+      return Malformed("store: mailbox entry " + recipient + "/" + std::to_string(p.seq) +
+                       " is damaged");
+    }
+    p.message_id.assign(item->value.begin(), item->value.begin() + schema::kMessageIdBytes);
+    REFBUS_ASSIGN_OR_RETURN(p.serves, ServesOf(item->value));
     REFBUS_ASSIGN_OR_RETURN(ByteView stored, txn.Get(msgs_, p.message_id));
     REFBUS_ASSIGN_OR_RETURN(Record r, DecodeRecord(stored, p.message_id));
     p.envelope.assign(r.envelope.begin(), r.envelope.end());
     p.accepted_ms = r.accepted_ms;
     p.hops = r.hops;
     out.push_back(std::move(p));
+    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
+  }
+  return out;
+}
+
+Result<std::vector<Pending>> Store::ReadMailboxIndex(const std::string& recipient,
+                                                     size_t max) const {
+  std::vector<Pending> out;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, mbox_));
+  Bytes start = MailboxKey(recipient, 0);
+  REFBUS_ASSIGN_OR_RETURN(auto item, cur.Seek(start));
+  const size_t prefix = recipient.size() + 1;
+  while (item && out.size() < max) {
+    ByteView k = item->key;
+    if (k.size() != prefix + 8 || std::memcmp(k.data(), start.data(), prefix) != 0) break;
+    Pending p;
+    p.seq = lmdb::ReadU64Key(k.subspan(prefix));
+    if (item->value.size() >= schema::kMessageIdBytes) {
+      p.message_id.assign(item->value.begin(), item->value.begin() + schema::kMessageIdBytes);
+      auto serves = ServesOf(item->value);
+      if (serves.ok()) p.serves = std::move(*serves);
+      out.push_back(std::move(p));
+    }
+    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
+  }
+  return out;
+}
+
+Result<std::vector<std::pair<std::string, uint64_t>>> Store::NonEmptyMailboxes() const {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, counts_));
+  REFBUS_ASSIGN_OR_RETURN(auto item, cur.First());
+  while (item) {
+    if (item->value.size() == 8) {
+      uint64_t n = lmdb::ReadU64Key(item->value);
+      if (n > 0) out.emplace_back(std::string(AsChars(item->key)), n);
+    }
     REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
   }
   return out;

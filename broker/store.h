@@ -9,7 +9,10 @@
 //   - One mailbox per recipient agency, ordered by a broker-wide sequence number, so
 //     delivery is in order per sender-recipient pair.
 //   - A message id is stored once: a resubmission is reported as a duplicate (and gets
-//     the earlier ack), also after the message was delivered, until it expires.
+//     the earlier ack), also after the message was delivered, until it expires. A
+//     duplicate that names a mailbox the held message never had (a relay for a recipient
+//     re-routed here) adds that mailbox, once; after every entry was acked and the record
+//     removed it cannot (it is answered as a plain duplicate).
 //   - An envelope stays until every recipient has acked it (or it expires).
 //   - Mailbox quota: a submission that would exceed a recipient's quota is not stored
 //     (back-pressure: the sender retries later); nothing already stored is dropped.
@@ -48,6 +51,7 @@
 #ifndef REFBUS_BROKER_STORE_H_
 #define REFBUS_BROKER_STORE_H_
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -87,7 +91,12 @@ struct Accepted {
   // broker the link mailbox named by that broker's id (one per broker). Empty: one per
   // recipient in the header.
   std::vector<std::string> mailboxes;
+  // For each link mailbox among them: the recipients it carries the envelope for (stored
+  // with the entry: the relay names them, and re-routing after a directory change reads it).
+  std::map<std::string, std::vector<std::string>> serves;
   std::string audit_detail;  // added to the ACCEPTED entry (e.g. the route)
+  // Set by Commit for a duplicate: the mailboxes it added to the held message.
+  std::vector<std::string> added;
   uint8_t hops = 0;          // brokers it passed before this one (0: from its sender)
 };
 
@@ -175,6 +184,19 @@ struct RecipientAck {
   std::string detail;                                            // kRefusedByPeer
 };
 
+// A new directory moved recipients: the entry (from, seq) leaves its mailbox for the
+// mailboxes in to (those the message already has an entry in are skipped).
+struct Reroute {
+  std::string from;
+  uint64_t seq = 0;
+  Bytes message_id;
+  std::vector<std::string> to;
+  std::map<std::string, std::vector<std::string>> serves;  // for link mailboxes in to
+  uint64_t directory_serial = 0;
+  // Some recipient the entry serves still goes to from: the entry stays, and to only gains.
+  bool keep = false;
+};
+
 struct Batch {
   std::vector<GrantRegistration> grants;
   std::vector<GrantRevocation> revocations;
@@ -184,6 +206,7 @@ struct Batch {
   std::vector<WitnessItem> witness;        // REQUIRES: witness_signer set when not empty
   WitnessSigner witness_signer;
   std::vector<CheckpointCosignature> cosignatures;
+  std::vector<Reroute> reroutes;  // applied after acks
 };
 
 enum class Outcome { kStored, kDuplicate, kQuotaExceeded, kRefused };
@@ -200,6 +223,7 @@ struct CommitResult {
   // One per Batch::cosignatures: ok (stored, or already there), NotFound (no checkpoint of
   // that size is stored) or FailedPrecondition (the stored one has another root).
   std::vector<Status> cosignatures;
+  std::vector<bool> reroutes_applied;  // false: the entry was gone (acked, expired)
 };
 
 struct Pending {
@@ -208,6 +232,7 @@ struct Pending {
   Bytes envelope;
   UnixMillis accepted_ms = 0;  // when this broker committed it
   uint8_t hops = 0;            // brokers it passed before this one
+  std::vector<std::string> serves;  // link mailboxes: the recipients it is carried for
 };
 
 // Audit entries read for an auditor (Store::AuditEntriesFrom).
@@ -232,6 +257,11 @@ class Store {
   // record stops the read with kMalformed naming the message (it is not skipped silently).
   Result<std::vector<Pending>> ReadMailbox(const std::string& recipient, uint64_t after_seq,
                                            size_t max) const;
+
+  // Up to max entries of a mailbox (seq, message id, serves; no envelope), in order.
+  Result<std::vector<Pending>> ReadMailboxIndex(const std::string& recipient, size_t max) const;
+  // Every mailbox holding something, with its depth.
+  Result<std::vector<std::pair<std::string, uint64_t>>> NonEmptyMailboxes() const;
 
   Result<uint64_t> MailboxDepth(const std::string& recipient) const;
   // kNotFound if the grant is not registered; kMalformed if its record is damaged.

@@ -4,8 +4,9 @@
 # The main job: the key ceremony of a small federation (an authority, brokers for three
 # regions, one agency of each type, an auditor); a party holding only public material
 # verifies the signed directory and prints it, a tampered copy is refused, and an old
-# directory is refused as a rollback; then the field's referral paths run through a
-# regional broker and one refbus-agent daemon per agency (deploy/workflow-demo.sh).
+# directory is refused as a rollback; then the field's referral paths run across three
+# federated regional brokers (Seoul, Busan, Central) with one refbus-agent daemon per
+# agency, each at its home broker (deploy/workflow-demo.sh).
 #
 #   deploy/demo.sh [--work DIR]     (default: build/demo; wiped at start, kept at the end)
 set -euo pipefail
@@ -14,7 +15,7 @@ work="$root/build/demo"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --work) work=$2; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -79,13 +80,14 @@ set -e
 if [[ $rc -ne 3 ]]; then echo "demo: the old directory was not refused (exit $rc)" >&2; exit 1; fi
 echo "  -> refused (exit code $rc)"
 
-printf '\n== 9. The field paths: referrals, handoffs, deletion, withdrawal, closing\n'
+printf '\n== 9. The field paths across three regions: referrals, handoffs, deletion, withdrawal, closing\n'
 "$root/deploy/workflow-demo.sh" "$bin" "$work/workflows"
 
 printf '\n== Summary\n'
 echo "  parties: $(ls -d "$work"/parties/*/ | wc -l), each with its own identity.key (mode 0600)"
 echo "  exchanged between parties: $(ls "$work/exchange" | tr '\n' ' ')"
 echo "  directory: serial 2 verified; tampered copy and rollback refused"
-echo "  workflows: six field paths across five agency daemons and the Seoul broker, every"
-echo "             refusal shown above; logs in $work/workflows"
+echo "  workflows: six field paths across five agency daemons and three federated brokers"
+echo "             (Seoul, Busan, Central), every refusal shown above, each broker's audit log"
+echo "             verified; logs in $work/workflows"
 echo "  data left in: $work"

@@ -13,8 +13,9 @@ packages=(
   libzmq3-dev cppzmq-dev libsodium-dev libprotobuf-dev protobuf-compiler
   liblmdb-dev libspdlog-dev libfmt-dev libssl-dev
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libcpp-httplib-dev
-  # tests
-  libgtest-dev libgmock-dev
+  # tests (jq reads the brokers' --status --json; iproute2 makes the network namespaces of
+  # the federation link-cut test)
+  libgtest-dev libgmock-dev jq iproute2
   # systemd-analyze checks the units in deploy/systemd
   systemd
   # fuzz smoke runs in the test suite (clang + libFuzzer, own build tree)

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# The field's referral paths through one regional broker and one refbus-agent daemon per
-# agency, driven with the refbus-agent CLI as caseworkers would. Called by deploy/demo.sh;
-# runnable alone once built:
+# The field's referral paths across three regional brokers (Seoul, Busan, Central), each
+# its own refbus-broker process with its own data and config, linked over CURVE
+# ([federation] endpoint_files), and one refbus-agent daemon per agency, connected to its
+# home broker only, driven with the refbus-agent CLI as caseworkers would. Called by
+# deploy/demo.sh; runnable alone once built:
 #
 #   deploy/workflow-demo.sh BIN_DIR WORK_DIR
 #
-# Until brokers route between regions (issue 6), every agency here is homed at the Seoul
-# broker. Each step prints what the agencies concerned see.
+# The agencies are spread over the regions as in the field, so the paths cross brokers:
+# a Seoul Wee center refers to a Busan counseling center, a Seoul police unit hands its
+# case to a Busan support center and tasks the Central deletion center, the Busan
+# counseling center asks the Central deletion center too, and withdrawals of consent reach
+# Busan and Central and their purge confirmations come back. Each step prints what the
+# agencies concerned see; at the end the auditor verifies every broker's audit log and
+# every broker's status shows its links up with nothing left queued.
 set -euo pipefail
 bin=$1
 work=$2
@@ -16,12 +23,29 @@ cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done;
 trap cleanup EXIT
 die() { echo "workflow demo: $*" >&2; exit 1; }
 
-cat >"$work/seoul-region.toml" <<TOML
-federation = "refbus-demo-seoul"
+brokers=(seoul-broker busan-broker central-broker)
+declare -A home=(
+  [seoul-wee-01]=seoul-broker [seoul-police-03]=seoul-broker
+  [busan-counsel-01]=busan-broker [busan-support]=busan-broker
+  [central-dsc]=central-broker
+)
+agencies=(seoul-wee-01 seoul-police-03 busan-counsel-01 busan-support central-dsc)
+
+cat >"$work/regions.toml" <<TOML
+federation = "refbus-demo-regions"
 authority = "demo-authority"
 [[broker]]
 id = "seoul-broker"
 region = "seoul"
+name = "Seoul regional broker"
+[[broker]]
+id = "busan-broker"
+region = "busan"
+name = "Busan regional broker"
+[[broker]]
+id = "central-broker"
+region = "central"
+name = "Central broker"
 [[agency]]
 id = "seoul-wee-01"
 type = "wee-center"
@@ -35,35 +59,42 @@ name = "Seoul Police, Women and Youth Unit 3"
 region = "seoul"
 home_broker = "seoul-broker"
 [[agency]]
-id = "seoul-counsel-01"
+id = "busan-counsel-01"
 type = "counseling-center"
-name = "Seoul Youth Counseling Center"
-region = "seoul"
-home_broker = "seoul-broker"
+name = "Busan Sexual Violence Counseling Center"
+region = "busan"
+home_broker = "busan-broker"
 [[agency]]
-id = "seoul-dsc"
-type = "deletion-center"
-name = "Digital Sex Crime Deletion Support (Seoul desk)"
-region = "seoul"
-home_broker = "seoul-broker"
-[[agency]]
-id = "seoul-support"
+id = "busan-support"
 type = "support-center"
-name = "Seoul Sunflower Support Center"
-region = "seoul"
-home_broker = "seoul-broker"
+name = "Busan Sunflower Support Center"
+region = "busan"
+home_broker = "busan-broker"
+[[agency]]
+id = "central-dsc"
+type = "deletion-center"
+name = "Central Digital Sex Crime Deletion Support Center"
+region = "central"
+home_broker = "central-broker"
 [[auditor]]
 id = "audit-office"
 name = "Federation audit office"
-region = "seoul"
+region = "central"
 TOML
-"$bin/refbus-keys" federation init --manifest "$work/seoul-region.toml" --out "$work/fed" \
+"$bin/refbus-keys" federation init --manifest "$work/regions.toml" --out "$work/fed" \
   >"$work/federation-init.log" || die "federation init failed (see $work/federation-init.log)"
 
-b="$work/fed/seoul-broker"
-cat >"$b/broker.toml" <<TOML
+# Each broker finds its peers through the endpoint files they write at start (read at each
+# connect), as an operator would point it at the peers' published endpoints.
+for b in "${brokers[@]}"; do
+  files=""
+  for o in "${brokers[@]}"; do
+    [[ $o == "$b" ]] && continue
+    files+="${files:+, }$o = \"$work/fed/$o/endpoint\""
+  done
+  cat >"$work/fed/$b/broker.toml" <<TOML
 [broker]
-id = "seoul-broker"
+id = "$b"
 bind = "tcp://127.0.0.1:*"
 data_dir = "data"
 key_file = "identity.key"
@@ -71,16 +102,48 @@ directory = "directory"
 anchor = "authority.pub"
 trust_state = "trust-state"
 endpoint_file = "endpoint"
+[federation]
+endpoint_files = { $files }
+link_timeout_ms = 5000
 TOML
-"$bin/refbus-broker" -c "$b/broker.toml" >"$work/seoul-broker.log" 2>&1 &
-broker_pid=$!
-pids+=("$broker_pid")
-for _ in $(seq 200); do [[ -s "$b/endpoint" ]] && break; sleep 0.05; done
-[[ -s "$b/endpoint" ]] || die "the broker did not start (see $work/seoul-broker.log)"
-endpoint=$(cat "$b/endpoint")
-echo "  seoul-broker on $endpoint (consent enforced: no envelope without a registered grant)"
+done
+declare -A broker_pid endpoint
+for b in "${brokers[@]}"; do
+  "$bin/refbus-broker" -c "$work/fed/$b/broker.toml" >"$work/$b.log" 2>&1 &
+  broker_pid[$b]=$!
+  pids+=("$!")
+done
+for b in "${brokers[@]}"; do
+  for _ in $(seq 200); do [[ -s "$work/fed/$b/endpoint" ]] && break; sleep 0.05; done
+  [[ -s "$work/fed/$b/endpoint" ]] || die "$b did not start (see $work/$b.log)"
+  endpoint[$b]=$(cat "$work/fed/$b/endpoint")
+done
 
-agencies=(seoul-wee-01 seoul-police-03 seoul-counsel-01 seoul-dsc seoul-support)
+# links_settled BROKER SINCE_MS: its status, written at or after SINCE_MS (the broker
+# rewrites it every second), shows every federation link up and nothing queued on them.
+links_settled() {
+  local s t
+  s=$("$bin/refbus-broker" -c "$work/fed/$1/broker.toml" --status --json 2>/dev/null) || return 1
+  t=$(sed -n 's/^ *"time_ms": *\([0-9]*\).*/\1/p' <<<"$s" | head -1)
+  [[ -n $t && $t -ge $2 ]] && grep -q '"running": *true' <<<"$s" &&
+    [[ $(grep -c '"state": *"up"' <<<"$s") -eq $((${#brokers[@]} - 1)) ]] &&
+    ! grep -q '"backlog": *[1-9]' <<<"$s"
+}
+wait_links() {
+  local since
+  since=$(date +%s%3N)
+  for b in "${brokers[@]}"; do
+    for _ in $(seq 100); do links_settled "$b" "$since" && break; sleep 0.1; done
+    links_settled "$b" "$since" ||
+      die "$b: federation links not all up with an empty backlog: $("$bin/refbus-broker" \
+        -c "$work/fed/$b/broker.toml" --status 2>&1) (see $work/$b.log)"
+  done
+}
+wait_links
+for b in "${brokers[@]}"; do echo "  $b on ${endpoint[$b]}"; done
+echo "  linked over CURVE in a full mesh, every link up; each broker checks every envelope"
+echo "  against its consent grant, which travels with it from broker to broker"
+
 for a in "${agencies[@]}"; do
   d="$work/fed/$a"
   cat >"$d/agent.toml" <<TOML
@@ -91,7 +154,7 @@ key_file = "identity.key"
 directory = "directory"
 anchor = "authority.pub"
 trust_state = "agent-trust-state"
-broker_endpoint = "$endpoint"
+broker_endpoint = "${endpoint[${home[$a]}]}"
 [api]
 listen = "127.0.0.1:0"
 TOML
@@ -104,8 +167,16 @@ for a in "${agencies[@]}"; do
       grep -q '"session_ready": *true' && break
     sleep 0.05
   done
+  "$bin/refbus-agent" status -c "$work/fed/$a/agent.toml" --json 2>/dev/null |
+    grep -q '"session_ready": *true' ||
+    die "$a has no session with ${home[$a]} (see $work/$a.log, $work/${home[$a]}.log)"
 done
-echo "  agents up, each with a local API on 127.0.0.1 behind a 0600 token: ${agencies[*]}"
+for b in "${brokers[@]}"; do
+  at=""
+  for a in "${agencies[@]}"; do [[ ${home[$a]} == "$b" ]] && at+=" $a"; done
+  echo "  agents homed at $b:$at"
+done
+echo "  each agent talks to its home broker only, with a local API on 127.0.0.1 behind a 0600 token"
 
 # ag AGENCY OPERATOR COMMAND...: the CLI against that agency's daemon.
 ag() { local a=$1 op=$2; shift 2; REFBUS_OPERATOR=$op "$bin/refbus-agent" "$@" -c "$work/fed/$a/agent.toml"; }
@@ -115,7 +186,7 @@ jget() { sed -n "s/.*\"$2\": *\"\\([^\"]*\\)\".*/\\1/p" <<<"$1" | head -1; }
 wait_for() {
   local a=$1 op=$2 pat=$3; shift 3
   for _ in $(seq 200); do ag "$a" "$op" "$@" 2>/dev/null | grep -q -- "$pat" && return 0; sleep 0.05; done
-  die "$a never saw '$pat' in '$*'"
+  die "$a never saw '$pat' in '$*' (logs: $work/$a.log, $work/*-broker.log)"
 }
 expect_refusal() {
   local what=$1; shift
@@ -124,7 +195,7 @@ expect_refusal() {
   echo "    refused: $what -> $(grep -m1 -o 'refbus-agent[^:]*: .*' <<<"$out" | cut -c1-150)"
 }
 
-printf '\n  -- Path 1: a Wee center refers a student to a counseling center --\n'
+printf '\n  -- Path 1: a Seoul Wee center refers a student to a Busan counseling center --\n'
 r=$(ag seoul-wee-01 wee-teacher-kim consent --json --local-case WEE-2026-0042 \
   --basis consent-legal-representative --legal-article "PIPA 22-2" --consenter guardian --assent \
   --purpose counseling --category identity --category contact --category incident-summary \
@@ -134,104 +205,140 @@ echo "    seoul-wee-01 recorded the guardian's consent and the student's assent:
 printf 'identity:student=Student A, grade 8\nincident-summary:summary=Threatened after sharing images; needs counseling\n' \
   >"$work/referral-fields.txt"
 expect_refusal "a health field the guardian did not consent to" \
-  ag seoul-wee-01 wee-teacher-kim send-referral --grant "$grant1" --to seoul-counsel-01 \
+  ag seoul-wee-01 wee-teacher-kim send-referral --grant "$grant1" --to busan-counsel-01 \
   --purpose counseling --field "health:diagnosis=withheld"
 expect_refusal "a referral to the police under this consent" \
   ag seoul-wee-01 wee-teacher-kim send-referral --grant "$grant1" --to seoul-police-03 \
   --purpose counseling --fields-file "$work/referral-fields.txt"
-r=$(ag seoul-wee-01 wee-teacher-kim send-referral --json --grant "$grant1" --to seoul-counsel-01 \
+r=$(ag seoul-wee-01 wee-teacher-kim send-referral --json --grant "$grant1" --to busan-counsel-01 \
   --purpose counseling --fields-file "$work/referral-fields.txt")
 ref1=$(jget "$r" referral_id)
-echo "    seoul-wee-01 sent referral ${ref1:0:12}... to seoul-counsel-01"
-wait_for seoul-counsel-01 counselor-lee "referral" inbox
-msg1=$(ag seoul-counsel-01 counselor-lee inbox --json | grep -o '"message_id": *"[0-9a-f]*"' | head -1 | grep -o '[0-9a-f]\{32\}')
-echo "    seoul-counsel-01 inbox:"; ag seoul-counsel-01 counselor-lee inbox | sed 's/^/      /'
-echo "    seoul-counsel-01 opens it (the access is recorded and the Wee center is told):"
-ag seoul-counsel-01 counselor-lee open "$msg1" | sed 's/^/      /'
+echo "    seoul-wee-01 sent referral ${ref1:0:12}... to busan-counsel-01 (seoul-broker relays it to busan-broker)"
+wait_for busan-counsel-01 counselor-lee "referral" inbox
+msg1=$(ag busan-counsel-01 counselor-lee inbox --json | grep -o '"message_id": *"[0-9a-f]*"' | head -1 | grep -o '[0-9a-f]\{32\}')
+echo "    busan-counsel-01 inbox:"; ag busan-counsel-01 counselor-lee inbox | sed 's/^/      /'
+echo "    busan-counsel-01 opens it (the access is recorded and the Wee center in Seoul is told):"
+ag busan-counsel-01 counselor-lee open "$msg1" | sed 's/^/      /'
 expect_refusal "completing a referral that was never accepted" \
-  ag seoul-counsel-01 counselor-lee state "$ref1" completed
-ag seoul-counsel-01 counselor-lee accept "$ref1" >/dev/null
-ag seoul-counsel-01 counselor-lee state "$ref1" in-progress >/dev/null
+  ag busan-counsel-01 counselor-lee state "$ref1" completed
+ag busan-counsel-01 counselor-lee accept "$ref1" >/dev/null
+ag busan-counsel-01 counselor-lee state "$ref1" in-progress >/dev/null
 wait_for seoul-wee-01 wee-teacher-kim "in-progress" referrals
 echo "    seoul-wee-01 sees:"; ag seoul-wee-01 wee-teacher-kim case WEE-2026-0042 | sed 's/^/      /'
 
-printf '\n  -- Path 2: police hand the case to a support center and task the deletion center --\n'
+printf '\n  -- Path 2: Seoul police hand the case to a Busan support center and task the Central deletion center --\n'
 r=$(ag seoul-police-03 officer-park consent --json --local-case SPD-2026-118 \
   --basis police-notify-support-center --legal-article "Youth Sex Offense Act 38, 38-2" \
   --purpose counseling --purpose legal --purpose deletion \
   --category incident-summary --category investigation --category content-locations \
   --category deletion-status --recipient-type support-center --recipient-type deletion-center)
 grant2=$(jget "$r" grant_id); case2=$(jget "$r" case_ref)
-r=$(ag seoul-police-03 officer-park handoff --json --grant "$grant2" --to seoul-support \
-  --reason "victim support after the report" --field "investigation:case=SPD-2026-118")
+r=$(ag seoul-police-03 officer-park handoff --json --grant "$grant2" --to busan-support \
+  --reason "victim support after the report; the family moved to Busan" \
+  --field "investigation:case=SPD-2026-118")
 hand2=$(jget "$r" handoff_id)
 printf 'v1,https://video.example/watch/a1\nv2,https://video.example/watch/b2\nv3,https://forum.example/t/9913\n' \
   >"$work/items.txt"
-r=$(ag seoul-police-03 officer-park request-deletion --json --grant "$grant2" --to seoul-dsc \
-  --items-file "$work/items.txt" --report-to seoul-support --monitor)
+r=$(ag seoul-police-03 officer-park request-deletion --json --grant "$grant2" --to central-dsc \
+  --items-file "$work/items.txt" --report-to busan-support --monitor)
 req2=$(jget "$r" request_id)
-echo "    seoul-police-03: handoff ${hand2:0:12}... to seoul-support, deletion request ${req2:0:12}... (3 items) to seoul-dsc"
-wait_for seoul-support sc-choi "${hand2:0:12}" case "$case2" --json
+echo "    seoul-police-03: handoff ${hand2:0:12}... to busan-support, deletion request ${req2:0:12}... (3 items) to central-dsc"
+wait_for busan-support sc-choi "${hand2:0:12}" case "$case2" --json
 expect_refusal "the support center closing a case it does not lead yet" \
-  ag seoul-support sc-choi close "$case2" --reason "not yet"
-ag seoul-support sc-choi ack-handoff "$hand2" >/dev/null
-wait_for seoul-police-03 officer-park '"lead": *"seoul-support"' case SPD-2026-118 --json
-echo "    the lead moved: seoul-police-03 now sees lead = seoul-support"
+  ag busan-support sc-choi close "$case2" --reason "not yet"
+ag busan-support sc-choi ack-handoff "$hand2" >/dev/null
+wait_for seoul-police-03 officer-park '"lead": *"busan-support"' case SPD-2026-118 --json
+echo "    the lead moved across regions: seoul-police-03 now sees lead = busan-support"
 
-printf '\n  -- Path 3: the deletion center reports per-item status --\n'
-wait_for seoul-dsc dsc-han "${req2:0:12}" deletions --json
-ag seoul-dsc dsc-han deletion-status "$req2" --item v1:received --item v2:received --item v3:received >/dev/null
-ag seoul-dsc dsc-han deletion-status "$req2" --item v1:notified --item v2:removed --item v3:notified >/dev/null
-ag seoul-dsc dsc-han deletion-status "$req2" --item v1:removed --item v3:reappeared >/dev/null
+printf '\n  -- Path 3: the Central deletion center reports per-item status to Seoul and Busan --\n'
+wait_for central-dsc dsc-han "${req2:0:12}" deletions --json
+ag central-dsc dsc-han deletion-status "$req2" --item v1:received --item v2:received --item v3:received >/dev/null
+ag central-dsc dsc-han deletion-status "$req2" --item v1:notified --item v2:removed --item v3:notified >/dev/null
+ag central-dsc dsc-han deletion-status "$req2" --item v1:removed --item v3:reappeared >/dev/null
 wait_for seoul-police-03 officer-park '"report_seq": *3' deletions --json
-wait_for seoul-support sc-choi '"report_seq": *3' deletions --json
+wait_for busan-support sc-choi '"report_seq": *3' deletions --json
 echo "    seoul-police-03 sees:"; ag seoul-police-03 officer-park deletions | sed 's/^/      /'
-echo "    seoul-support sees:"; ag seoul-support sc-choi deletions | sed 's/^/      /'
+echo "    busan-support sees:"; ag busan-support sc-choi deletions | sed 's/^/      /'
 
-printf '\n  -- Path 4: the counseling center refers onward (legal, psychological, family) --\n'
-r=$(ag seoul-counsel-01 counselor-lee consent --json --basis consent-legal-representative \
-  --consenter guardian --assent --purpose legal --purpose psychological --purpose family \
+printf '\n  -- Path 4: the Busan counseling center refers onward and asks the Central deletion center to delete --\n'
+r=$(ag busan-counsel-01 counselor-lee consent --json --case-ref "$case1" \
+  --basis consent-legal-representative --consenter guardian --assent \
+  --purpose legal --purpose psychological --purpose family --purpose deletion \
   --category identity --category incident-summary --category counseling-notes \
-  --recipient seoul-support)
+  --category content-locations --category deletion-status \
+  --recipient busan-support --recipient central-dsc)
 grant4=$(jget "$r" grant_id)
 for p in legal psychological family; do
-  ag seoul-counsel-01 counselor-lee send-referral --grant "$grant4" --to seoul-support \
+  ag busan-counsel-01 counselor-lee send-referral --grant "$grant4" --to busan-support \
     --purpose "$p" --field "counseling-notes:notes=assessment summary for $p support" >/dev/null
 done
-wait_for seoul-support sc-choi "family" referrals
-echo "    seoul-support sees:"; ag seoul-support sc-choi referrals | sed 's/^/      /'
+printf 'w1,https://share.example/f/77a\nw2,https://chat.example/m/5120\n' >"$work/items-student.txt"
+r=$(ag busan-counsel-01 counselor-lee request-deletion --json --grant "$grant4" --to central-dsc \
+  --items-file "$work/items-student.txt")
+req4=$(jget "$r" request_id)
+echo "    busan-counsel-01: three referrals to busan-support (same region), deletion request ${req4:0:12}... (2 items) to central-dsc"
+wait_for busan-support sc-choi "family" referrals
+echo "    busan-support sees:"; ag busan-support sc-choi referrals | sed 's/^/      /'
+wait_for central-dsc dsc-han "${req4:0:12}" deletions --json
+ag central-dsc dsc-han deletion-status "$req4" --item w1:received --item w2:received >/dev/null
+ag central-dsc dsc-han deletion-status "$req4" --item w1:removed --item w2:notified >/dev/null
+wait_for busan-counsel-01 counselor-lee '"report_seq": *2' deletions --json
+echo "    busan-counsel-01 sees central-dsc's report:"; ag busan-counsel-01 counselor-lee deletions | sed 's/^/      /'
 
-printf '\n  -- Path 5: the guardian withdraws the consent of path 1 --\n'
+printf '\n  -- Path 5: the guardian withdraws both consents; Busan and Central purge and confirm --\n'
 ag seoul-wee-01 wee-teacher-kim revoke-consent "$grant1" --reason withdrawn-by-guardian | sed 's/^/    /'
-wait_for seoul-wee-01 wee-teacher-kim "seoul-counsel-01" case WEE-2026-0042 --json
+ag busan-counsel-01 counselor-lee revoke-consent "$grant4" --reason withdrawn-by-guardian | sed 's/^/    /'
+wait_for seoul-wee-01 wee-teacher-kim "busan-counsel-01" case WEE-2026-0042 --json
 wait_for seoul-wee-01 wee-teacher-kim "\"messages_purged\"" case WEE-2026-0042 --json
-expect_refusal "opening the purged referral at the counseling center" \
-  ag seoul-counsel-01 counselor-lee open "$msg1"
-expect_refusal "a new referral under the withdrawn consent" \
-  ag seoul-wee-01 wee-teacher-kim send-referral --grant "$grant1" --to seoul-counsel-01 \
+for a in busan-support central-dsc; do
+  wait_for busan-counsel-01 counselor-lee "agency=$a  grant_id=$grant4  messages_purged" case "$case1"
+done
+expect_refusal "opening the purged referral at the Busan counseling center" \
+  ag busan-counsel-01 counselor-lee open "$msg1"
+expect_refusal "a new referral from Seoul under the withdrawn consent" \
+  ag seoul-wee-01 wee-teacher-kim send-referral --grant "$grant1" --to busan-counsel-01 \
   --purpose counseling --fields-file "$work/referral-fields.txt"
-echo "    seoul-wee-01 sees (purge confirmation from seoul-counsel-01, referral withdrawn):"
+expect_refusal "a new deletion request from Busan under the withdrawn consent" \
+  ag busan-counsel-01 counselor-lee request-deletion --grant "$grant4" --to central-dsc \
+  --item "w3,https://share.example/f/88b"
+echo "    seoul-wee-01 sees (purge confirmation from busan-counsel-01, referral withdrawn):"
 ag seoul-wee-01 wee-teacher-kim case WEE-2026-0042 | sed 's/^/      /'
+echo "    busan-counsel-01 sees (its own purge, and confirmations from busan-support and central-dsc):"
+ag busan-counsel-01 counselor-lee case "$case1" | grep -A2 'purge_confirmations (' | sed 's/^/      /'
+ag busan-counsel-01 counselor-lee case "$case1" | grep 'event=purged' | sed 's/^ */        /'
 
-printf '\n  -- Path 6: the support center, now the lead, closes the police case --\n'
-ag seoul-support sc-choi close "$case2" --reason "support completed" | sed 's/^/    /'
+printf '\n  -- Path 6: the Busan support center, now the lead, closes the Seoul police case --\n'
+ag busan-support sc-choi close "$case2" --reason "support completed" | sed 's/^/    /'
 wait_for seoul-police-03 officer-park '"closed": *true' case SPD-2026-118 --json
-wait_for seoul-dsc dsc-han '"closed": *true' case "$case2" --json
-echo "    seoul-police-03 and seoul-dsc see the case closed"
+wait_for central-dsc dsc-han '"closed": *true' case "$case2" --json
+echo "    seoul-police-03 (Seoul) and central-dsc (Central) see the case closed"
 
-printf '\n  -- The auditor fetches and verifies the Seoul broker'"'"'s audit log --\n'
-audit_store="$work/audit-office-store"
-"$bin/refbus-audit" fetch --dir "$work/fed/audit-office" --broker seoul-broker \
-  --endpoint "$endpoint" --store "$audit_store" | sed 's/^/    /'
-"$bin/refbus-audit" verify --dir "$work/fed/audit-office" --store "$audit_store" | sed 's/^/    /' ||
-  die "the audit log did not verify"
-echo "    everything that happened to the Wee center's case ($case1), as the log records it:"
-"$bin/refbus-audit" case "$case1" --store "$audit_store" | sed 's/^/      /'
-echo "    accesses without a matching consent:"
-"$bin/refbus-audit" unconsented --store "$audit_store" | sed 's/^/      /'
+printf '\n  -- The auditor fetches and verifies each broker'"'"'s audit log --\n'
+for b in "${brokers[@]}"; do
+  store="$work/audit-office-store/$b"
+  echo "    $b:"
+  "$bin/refbus-audit" fetch --dir "$work/fed/audit-office" --broker "$b" \
+    --endpoint "${endpoint[$b]}" --store "$store" | sed 's/^/      /'
+  "$bin/refbus-audit" verify --dir "$work/fed/audit-office" --store "$store" | sed 's/^/      /' ||
+    die "$b's audit log did not verify"
+  echo "      accesses without a matching consent:"
+  "$bin/refbus-audit" unconsented --store "$store" | sed 's/^/        /'
+done
+echo "    everything that happened to the Wee center's case ($case1), as each broker's log records it:"
+for b in "${brokers[@]}"; do
+  echo "      at $b:"
+  "$bin/refbus-audit" case "$case1" --store "$work/audit-office-store/$b" | sed 's/^/        /'
+done
 
-for p in "${pids[@]:1}"; do kill -TERM "$p"; done
-for p in "${pids[@]:1}"; do wait "$p" || die "an agent did not stop cleanly"; done
-kill -TERM "$broker_pid"; wait "$broker_pid" || die "the broker did not stop cleanly"
+printf '\n  -- The brokers'"'"' status: links up, nothing left queued --\n'
+wait_links
+for b in "${brokers[@]}"; do
+  "$bin/refbus-broker" -c "$work/fed/$b/broker.toml" --status | sed 's/^/    /'
+done
+
+for p in "${pids[@]:${#brokers[@]}}"; do kill -TERM "$p"; done
+for p in "${pids[@]:${#brokers[@]}}"; do wait "$p" || die "an agent did not stop cleanly"; done
+for b in "${brokers[@]}"; do kill -TERM "${broker_pid[$b]}"; done
+for b in "${brokers[@]}"; do wait "${broker_pid[$b]}" || die "$b did not stop cleanly"; done
 pids=()
 echo "  all daemons stopped cleanly; logs in $work/*.log"

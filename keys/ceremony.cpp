@@ -121,6 +121,28 @@ Result<schema::SignedPartyRecord> RotatePrekey(const std::string& dir,
   return rec;
 }
 
+Result<schema::SignedPartyRecord> MoveHome(const std::string& dir, const std::string& home_broker,
+                                           const SecretBuffer* passphrase, UnixMillis now) {
+  if (!schema::IsValidPartyId(home_broker)) {
+    return InvalidArgument("'" + home_broker + "' is not a broker id");
+  }
+  std::string key_path = JoinPath(dir, kIdentityFile);
+  REFBUS_ASSIGN_OR_RETURN(Identity id, LoadIdentity(key_path, passphrase));
+  if (id.kind() != schema::PartyKind::kAgency) {
+    return InvalidArgument("only agencies have a home broker");
+  }
+  REFBUS_ASSIGN_OR_RETURN(std::string rec_path, OwnRecordPath(dir, id));
+  REFBUS_ASSIGN_OR_RETURN(auto old_rec, ReadPartyRecordFile(rec_path));
+  Listing listing = ListingOf(old_rec.record.party);
+  if (listing.home_broker == home_broker) {
+    return InvalidArgument(id.party_id() + " is already homed at " + home_broker);
+  }
+  listing.home_broker = home_broker;
+  REFBUS_ASSIGN_OR_RETURN(auto rec, MakePartyRecord(id, listing, now, nullptr));
+  REFBUS_RETURN_IF_ERROR(WritePartyRecordFile(rec_path, rec));
+  return rec;
+}
+
 Result<schema::SignedPartyRecord> RotateIdentity(const std::string& dir,
                                                  const SecretBuffer* passphrase, UnixMillis now) {
   std::string key_path = JoinPath(dir, kIdentityFile);

@@ -57,6 +57,12 @@ Result<schema::SignedPartyRecord> RotatePrekey(const std::string& dir,
 Result<schema::SignedPartyRecord> RotateIdentity(const std::string& dir,
                                                  const SecretBuffer* passphrase, UnixMillis now);
 
+// Agency: the same keys under a new home broker (its mailbox moves there once the authority
+// issues a directory with this record; brokers re-route what they hold for it). Rewrites
+// <id>.record; identity.key is unchanged.
+Result<schema::SignedPartyRecord> MoveHome(const std::string& dir, const std::string& home_broker,
+                                           const SecretBuffer* passphrase, UnixMillis now);
+
 struct IssueRequest {
   std::string authority_dir;
   const SecretBuffer* passphrase = nullptr;

@@ -263,6 +263,12 @@ int main(int argc, char** argv) {
       "rotate", "New keys for the party; the old key endorses them and is kept in DIR/retired/");
   party_rotate->add_option("--dir", dir, "The party's own folder")->required();
   add_passphrase(party_rotate);
+  auto* party_move = party->add_subcommand(
+      "move", "An agency's new home broker (same keys); rewrites the public record");
+  std::string new_home;
+  party_move->add_option("--dir", dir, "The agency's own folder")->required();
+  party_move->add_option("--home-broker", new_home, "Id of the new home broker")->required();
+  add_passphrase(party_move);
 
   // record show
   auto* record = app.add_subcommand("record", "Public records");
@@ -363,6 +369,17 @@ int main(int argc, char** argv) {
     if (!as_json) {
       std::cout << "Keys made in " << dir << " (" << kIdentityFile << ", mode 0600).\n"
                 << "Hand only " << JoinPath(dir, RecordFileName(id)) << " to the authority.\n\n";
+    }
+    PrintRecord(*rec, as_json);
+    return 0;
+  }
+  if (party_move->parsed()) {
+    auto rec = MoveHome(dir, new_home, pass, now);
+    if (!rec.ok()) return Fail(rec.status());
+    if (!as_json) {
+      std::cout << "Record now names home broker " << new_home
+                << "; hand it to the authority. Once the new directory is out, brokers move "
+                   "what they hold for this agency; point its agent at the new broker.\n\n";
     }
     PrintRecord(*rec, as_json);
     return 0;

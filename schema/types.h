@@ -496,6 +496,7 @@ enum class AuditEvent : int {
   kBrokerStarted = 13,
   kEnvelopeExpired = 14,
   kWitnessRefused = 15,
+  kEnvelopeRerouted = 16,
 };
 std::string_view Name(AuditEvent v);
 

@@ -8,6 +8,8 @@
 #include <thread>
 
 #include "broker/store.h"
+#include "keys/ceremony.h"
+#include "keys/consent.h"
 #include "keys/crypto.h"
 #include "keys/envelope.h"
 #include "schema/codec.h"
@@ -382,6 +384,186 @@ TEST_F(FederationTest, ForgedAndMalformedRelaysAreRefusedAuditedAndDoNotStallThe
   EXPECT_EQ(Count(log, schema::AuditEvent::kEnvelopeRejected, "seoul-counsel", {}), 1u);
   EXPECT_EQ(Count(log, schema::AuditEvent::kEnvelopeAccepted, "busan-broker", MessageId(good1)),
             1u);
+}
+
+TEST_F(FederationTest, ConsentTravelsWithTheEnvelopeAndIsCheckedAgainAtTheNextBroker) {
+  ASSERT_TRUE(StartAll());
+  const auto& dir = fed_.directory();
+  // Seoul's Wee center records a grant for counseling centers and registers it at home.
+  schema::ConsentGrant g;
+  g.grant_id = keys::RandomBytes(schema::kGrantIdBytes);
+  g.case_ref = "case-fed-0001";
+  g.recorded_by = "seoul-wee-01";
+  g.basis = schema::LegalBasis::kConsentLegalRepresentative;
+  g.consenters = {schema::Consenter::kGuardian};
+  g.purposes = {schema::Purpose::kCounseling};
+  g.categories = {schema::DataCategory::kIdentity, schema::DataCategory::kIncidentSummary};
+  g.allowed_agency_types = {schema::AgencyType::kCounselingCenter};
+  g.issued_at_ms = Now() - 1000;
+  g.expires_at_ms = Now() + kMillisPerDay;
+  g.retention_until_ms = Now() + 30 * kMillisPerDay;
+  auto signed_grant = keys::SignConsentGrant(Id("seoul-wee-01"), g);
+  ASSERT_TRUE(signed_grant.ok()) << signed_grant.status().ToString();
+  const Bytes grant_bytes = schema::EncodeSignedConsentGrant(*signed_grant);
+  auto wee = Connect("seoul-wee-01", "seoul-broker");
+  {
+    Frame f;
+    f.type = Frame::Type::kGrantRegister;
+    f.request_id = 500;
+    f.grant_register.signed_grant = grant_bytes;
+    wee->SendFrame(f);
+    auto a = wee->Expect(Frame::Type::kAck, 500, 5000);
+    ASSERT_TRUE(a.has_value()) << B("seoul-broker").Log();
+  }
+  auto seal = [&](const std::string& to, schema::MessageKind kind, ByteView grant_id) {
+    keys::SealRequest req;
+    req.kind = kind;
+    req.case_ref = g.case_ref;
+    req.consent_grant_id.assign(grant_id.begin(), grant_id.end());
+    req.purpose = schema::Purpose::kCounseling;
+    req.categories = {schema::DataCategory::kIdentity};
+    req.now = Now();
+    req.lifetime_ms = kMillisPerDay;
+    auto p = keys::CurrentPrekey(dir, to, req.now);
+    EXPECT_TRUE(p.ok());
+    if (p.ok()) req.recipients.push_back(*p);
+    auto env = keys::SealEnvelope(Id("seoul-wee-01"), req, AsBytes("referral"));
+    EXPECT_TRUE(env.ok());
+    return env.ok() ? *env : Bytes();
+  };
+  // In scope, to Busan's counseling center: relayed with its grant, registered at Busan.
+  Bytes referral = seal("busan-counsel", schema::MessageKind::kReferral, g.grant_id);
+  auto r = wee->Submit(referral);
+  ASSERT_TRUE(r && r->type == Frame::Type::kAck)
+      << schema::Name(r->nack.reason) << ": " << r->nack.detail;
+  auto busan = Connect("busan-counsel", "busan-broker");
+  auto got = ReceiveAll(*busan, 1, 10000);
+  ASSERT_EQ(got.size(), 1u) << B("busan-broker").Log();
+  EXPECT_EQ(got[0], referral);
+  // Out of scope (a police unit is not a counseling center): Seoul refuses it at once.
+  auto police = wee->Submit(seal("busan-police", schema::MessageKind::kReferral, g.grant_id));
+  ASSERT_TRUE(police && police->type == Frame::Type::kNack);
+  EXPECT_EQ(police->nack.reason, NackReason::kConsentOutOfScope);
+  ASSERT_EQ(B("seoul-broker").Stop(), 0);
+
+  // A Seoul broker gone rogue (the test, with its keys) relays the same out-of-scope envelope
+  // to Busan: Busan checks the grant itself and refuses; and without the grant, or with a
+  // grant its recorder did not sign, too.
+  auto rogue = Connect("seoul-broker", "busan-broker");
+  auto relay = [&](Bytes env, Bytes grant, uint64_t id) {
+    Frame f;
+    f.type = Frame::Type::kRelay;
+    f.request_id = id;
+    f.relay.envelope = std::move(env);
+    f.relay.signed_grant = std::move(grant);
+    f.relay.for_recipients = {"busan-police"};
+    rogue->SendFrame(f);
+    for (int i = 0; i < 50; ++i) {
+      auto reply = rogue->Receive(200);
+      if (reply && reply->request_id == id) return reply;
+    }
+    return std::optional<Frame>();
+  };
+  auto out_of_scope =
+      relay(seal("busan-police", schema::MessageKind::kReferral, g.grant_id), grant_bytes, 1);
+  ASSERT_TRUE(out_of_scope && out_of_scope->type == Frame::Type::kNack);
+  EXPECT_EQ(out_of_scope->nack.reason, NackReason::kConsentOutOfScope)
+      << out_of_scope->nack.detail;
+  auto no_grant =
+      relay(seal("busan-police", schema::MessageKind::kReferral, g.grant_id), Bytes(), 2);
+  ASSERT_TRUE(no_grant && no_grant->type == Frame::Type::kNack);
+  EXPECT_EQ(no_grant->nack.reason, NackReason::kConsentOutOfScope);
+  schema::ConsentGrant wide = g;
+  wide.grant_id = keys::RandomBytes(schema::kGrantIdBytes);
+  wide.allowed_agency_types.push_back(schema::AgencyType::kPoliceUnit);
+  // A wider grant the recorder never signed: a signature that does not verify.
+  auto forged_grant = keys::SignConsentGrant(Id("seoul-wee-01"), wide);
+  ASSERT_TRUE(forged_grant.ok());
+  forged_grant->signature[5] ^= 1;
+  auto forged = relay(seal("busan-police", schema::MessageKind::kReferral, wide.grant_id),
+                      schema::EncodeSignedConsentGrant(*forged_grant), 3);
+  ASSERT_TRUE(forged && forged->type == Frame::Type::kNack);
+  EXPECT_EQ(forged->nack.reason, NackReason::kBadSignature) << forged->nack.detail;
+  auto police_client = Connect("busan-police", "busan-broker");
+  EXPECT_TRUE(ReceiveAll(*police_client, 1, 1500).empty());
+
+  for (const auto& id : {"busan-broker", "central-broker"}) EXPECT_EQ(B(id).Stop(), 0) << id;
+  auto log = AuditOf("busan-broker");
+  size_t granted = 0;
+  for (const auto& e : log) {
+    if (e.event == schema::AuditEvent::kConsentGranted && e.consent_grant_id == g.grant_id) {
+      ++granted;
+      EXPECT_EQ(e.actor, "seoul-broker");
+      EXPECT_EQ(e.sender_id, "seoul-wee-01");
+    }
+  }
+  EXPECT_EQ(granted, 1u) << "the grant is registered once at the next broker";
+  EXPECT_EQ(Count(log, schema::AuditEvent::kEnvelopeRejected, "seoul-broker", {}), 3u);
+}
+
+TEST_F(FederationTest, MovingAnAgencyReroutesQueuedAndFutureMessages) {
+  ASSERT_TRUE(StartAll());
+  auto wee = Connect("seoul-wee-01", "seoul-broker");
+  const auto& dir = fed_.directory();
+  std::vector<Bytes> sent;
+  // Three wait at Busan (the counseling center is offline) ...
+  for (int i = 0; i < 3; ++i) {
+    sent.push_back(SealTo(Id("seoul-wee-01"), dir, {"busan-counsel"}, Now()));
+    auto a = wee->Submit(sent.back());
+    ASSERT_TRUE(a && a->type == Frame::Type::kAck);
+  }
+  std::string last;
+  ASSERT_TRUE(WaitLink("seoul-broker", "busan-broker", 5000,
+                       [](const nlohmann::json& l) {
+                         return l.value("forwarded", 0) == 3 && l.value("backlog", 1) == 0;
+                       },
+                       &last))
+      << last;
+  // ... and two at Seoul, whose link to Busan is down.
+  ASSERT_EQ(B("busan-broker").Stop(), 0);
+  for (int i = 0; i < 2; ++i) {
+    sent.push_back(SealTo(Id("seoul-wee-01"), dir, {"busan-counsel"}, Now()));
+    auto a = wee->Submit(sent.back());
+    ASSERT_TRUE(a && a->type == Frame::Type::kAck);
+  }
+  // The counseling center moves to the Central broker (same keys, new record, new directory).
+  auto rec = keys::MoveHome(fed_.Dir("busan-counsel"), "central-broker", nullptr, Now());
+  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+  ASSERT_TRUE(fed_.Reissue({}, {fed_.Dir("busan-counsel") + "/busan-counsel.record"}));
+  ASSERT_EQ(fed_.directory().Find("busan-counsel")->home_broker, "central-broker");
+  // Busan comes back with the new directory and re-routes what it held.
+  ASSERT_TRUE(B("busan-broker").Start());
+  // A message sealed after the move goes straight to Central.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // Seoul reloads on change
+  sent.push_back(SealTo(Id("seoul-wee-01"), fed_.directory(), {"busan-counsel"}, Now()));
+  auto a = wee->Submit(sent.back());
+  ASSERT_TRUE(a && a->type == Frame::Type::kAck);
+
+  auto counsel = Connect("busan-counsel", "central-broker");
+  auto got = ReceiveAll(*counsel, sent.size(), 20000);
+  ASSERT_EQ(got.size(), sent.size()) << B("seoul-broker").Log() << B("busan-broker").Log()
+                                     << B("central-broker").Log();
+  EXPECT_EQ(std::set<Bytes>(got.begin(), got.end()), std::set<Bytes>(sent.begin(), sent.end()));
+  EXPECT_TRUE(ReceiveAll(*counsel, 1, 1500).empty()) << "nothing twice";
+
+  for (const auto& id : kBrokers) EXPECT_EQ(B(id).Stop(), 0) << id;
+  size_t seoul_rerouted = 0, busan_rerouted = 0;
+  for (const auto& e : AuditOf("seoul-broker")) {
+    if (e.event == schema::AuditEvent::kEnvelopeRerouted) {
+      ++seoul_rerouted;
+      EXPECT_EQ(e.actor, "busan-broker");
+      EXPECT_EQ(e.recipients, std::vector<std::string>{"central-broker"});
+    }
+  }
+  for (const auto& e : AuditOf("busan-broker")) {
+    if (e.event == schema::AuditEvent::kEnvelopeRerouted) {
+      ++busan_rerouted;
+      EXPECT_EQ(e.actor, "busan-counsel");
+      EXPECT_EQ(e.recipients, std::vector<std::string>{"central-broker"});
+    }
+  }
+  EXPECT_EQ(seoul_rerouted, 2u);
+  EXPECT_EQ(busan_rerouted, 3u);
 }
 
 TEST_F(FederationTest, UnlistedBrokerAndWrongKeyAreRefused) {
