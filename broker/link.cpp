@@ -103,6 +103,7 @@ void Links::Close(Link& link) {
     link.socket.reset();
   }
   link.inflight.clear();
+  link.control_inflight.clear();
   link.hello_id = 0;
 }
 
@@ -112,6 +113,7 @@ void Links::Down(Link& link, UnixMillis now, std::string why) {
   link.state = Link::State::kDown;
   link.state_since = now;
   link.last_sent_seq = 0;  // resend from the oldest unacked entry
+  link.last_control_seq = 0;
   link.next_attempt_at = now + std::min<UnixMillis>(options_.timeout_ms, 1000);
   if (was_up) {
     spdlog::warn("federation link to {} DOWN: {}; its queue waits on this broker's disk",
@@ -176,7 +178,9 @@ void Links::Open(Link& link, UnixMillis now, const schema::Party& peer) {
   link.state = Link::State::kConnecting;
   link.state_since = now;
   link.last_sent_seq = 0;
+  link.last_control_seq = 0;
   link.inflight.clear();
+  link.control_inflight.clear();
   ++link.sessions;
   Frame hello;
   hello.type = Frame::Type::kHello;
@@ -201,7 +205,7 @@ void Links::SendFrame(Link& link, const Frame& frame, bool* full) {
 }
 
 void Links::Pump(UnixMillis now, const schema::Directory& directory, const Store& store,
-                 std::vector<RecipientAck>& out) {
+                 std::vector<RecipientAck>& out, std::vector<ControlEnd>& control_out) {
   // Follow the directory: a link per other active broker; revoked or removed ones closed.
   for (const auto& p : directory.brokers) {
     if (p.id == options_.broker_id || p.status != schema::PartyStatus::kActive) continue;
@@ -228,10 +232,13 @@ void Links::Pump(UnixMillis now, const schema::Directory& directory, const Store
       link.next_attempt_at = now;
     }
     if (!link.socket && now >= link.next_attempt_at) Open(link, now, *p);
-    if (link.socket) ReadReplies(link, now, out);
-    if (link.socket && !link.inflight.empty()) {
+    if (link.socket) ReadReplies(link, now, out, control_out);
+    if (link.socket && (!link.inflight.empty() || !link.control_inflight.empty())) {
       UnixMillis oldest = now;
       for (const auto& [rid, sent] : link.inflight) oldest = std::min(oldest, sent.sent_at);
+      for (const auto& [rid, sent] : link.control_inflight) {
+        oldest = std::min(oldest, sent.sent_at);
+      }
       if (now - oldest >= options_.timeout_ms) {
         // The peer lives (it may answer keepalives) but lost these: a restarted process.
         Down(link, now,
@@ -258,13 +265,15 @@ void Links::Pump(UnixMillis now, const schema::Directory& directory, const Store
       }
     }
     if (link.state == Link::State::kUp && now >= link.paused_until) {
+      SendControl(link, now, store);
       SendRelays(link, now, directory, store);
     }
     ++it;
   }
 }
 
-void Links::ReadReplies(Link& link, UnixMillis now, std::vector<RecipientAck>& out) {
+void Links::ReadReplies(Link& link, UnixMillis now, std::vector<RecipientAck>& out,
+                        std::vector<ControlEnd>& control_out) {
   for (int i = 0; i < 4096 && link.socket; ++i) {
     auto parts = zmqx::RecvMultipart(*link.socket);
     if (!parts.ok() || !parts->has_value()) return;
@@ -277,12 +286,14 @@ void Links::ReadReplies(Link& link, UnixMillis now, std::vector<RecipientAck>& o
       continue;
     }
     link.last_rx = now;
-    HandleReply(link, *f, now, out);
+    if (HandleControlReply(link, *f, now, control_out)) continue;
+    HandleReply(link, *f, now, out, control_out);
   }
 }
 
 void Links::HandleReply(Link& link, const Frame& f, UnixMillis now,
-                        std::vector<RecipientAck>& out) {
+                        std::vector<RecipientAck>& out, std::vector<ControlEnd>& control_out) {
+  (void)control_out;
   switch (f.type) {
     case Frame::Type::kWelcome: {
       if (f.request_id != link.hello_id) return;
@@ -366,6 +377,65 @@ void Links::HandleReply(Link& link, const Frame& f, UnixMillis now,
   }
 }
 
+bool Links::HandleControlReply(Link& link, const Frame& f, UnixMillis now,
+                               std::vector<ControlEnd>& control_out) {
+  if (f.type != Frame::Type::kAck && f.type != Frame::Type::kNack) return false;
+  auto it = link.control_inflight.find(f.request_id);
+  if (it == link.control_inflight.end()) return false;
+  const Sent sent = it->second;
+  ControlEnd end;
+  end.peer = link.peer;
+  end.seq = sent.seq;
+  if (f.type == Frame::Type::kNack) {
+    if (Retryable(f.nack.reason)) {
+      Problem(link, 1,
+              "refused a consent revocation for now (" + std::string(schema::Name(f.nack.reason)) +
+                  ": " + f.nack.detail + "); retrying");
+      link.control_inflight.clear();
+      link.last_control_seq = 0;
+      link.paused_until =
+          now + std::max<UnixMillis>(kMinPauseMs, static_cast<UnixMillis>(f.nack.retry_after_ms));
+      return true;
+    }
+    spdlog::error("federation link to {}: consent revocation REFUSED by the peer ({}: {})",
+                  link.peer, schema::Name(f.nack.reason), f.nack.detail);
+    end.refused = true;
+    end.reason = f.nack.reason;
+    end.detail = f.nack.detail.substr(0, 512);
+  }
+  link.control_uncommitted.insert(end.seq);
+  link.control_inflight.erase(it);
+  link.dirty = true;
+  control_out.push_back(std::move(end));
+  return true;
+}
+
+void Links::SendControl(Link& link, UnixMillis now, const Store& store) {
+  if (link.control_inflight.size() >= options_.window) return;
+  auto items = store.ReadControlQueue(link.peer, link.last_control_seq,
+                                      options_.window - link.control_inflight.size());
+  if (!items.ok()) {
+    spdlog::critical("cannot read the control queue for {}: {}", link.peer,
+                     items.status().ToString());
+    return;
+  }
+  for (auto& c : *items) {
+    if (link.control_uncommitted.count(c.seq) != 0) {
+      link.last_control_seq = c.seq;
+      continue;
+    }
+    Frame f;
+    f.type = Frame::Type::kRelay;
+    f.request_id = next_request_++;
+    f.relay.signed_revocation = std::move(c.signed_revocation);
+    bool full = false;
+    SendFrame(link, f, &full);
+    if (full) return;
+    link.control_inflight[f.request_id] = Sent{c.seq, Bytes(), now};
+    link.last_control_seq = c.seq;
+  }
+}
+
 void Links::SendRelays(Link& link, UnixMillis now, const schema::Directory& directory,
                        const Store& store) {
   if (!link.dirty || link.inflight.size() >= options_.window) return;
@@ -443,10 +513,15 @@ void Links::SendRelays(Link& link, UnixMillis now, const schema::Directory& dire
   if (pending->size() == want) link.dirty = true;
 }
 
-void Links::Committed(const std::vector<RecipientAck>& ends) {
+void Links::Committed(const std::vector<RecipientAck>& ends,
+                      const std::vector<ControlEnd>& control) {
   for (const auto& e : ends) {
     auto it = links_.find(e.recipient);
     if (it != links_.end()) it->second.ends_uncommitted.erase(e.seq);
+  }
+  for (const auto& c : control) {
+    auto it = links_.find(c.peer);
+    if (it != links_.end()) it->second.control_uncommitted.erase(c.seq);
   }
 }
 
@@ -460,6 +535,8 @@ std::vector<LinkStatus> Links::Status(UnixMillis now, const Store& store) const 
     s.state_since_ms = link.state_since;
     auto depth = store.MailboxDepth(id);
     s.backlog = depth.ok() ? *depth : 0;
+    auto control = store.ControlQueueDepth(id);
+    s.control_backlog = control.ok() ? *control : 0;
     if (s.backlog > 0) {
       auto first = store.ReadMailbox(id, 0, 1);
       if (first.ok() && !first->empty()) s.oldest_queued_ms = first->front().accepted_ms;

@@ -28,6 +28,9 @@
 //     audit log, naming the peer and its reason, and the link goes on with the next.
 //   - Ends of entries (acks and final refusals) are handed to the caller, who commits them
 //     with its next turn; until Committed() they are not sent again.
+//   - Consent revocations committed here wait in the peer's control queue (Store) and go out
+//     before envelopes, as Relay frames carrying the signed revocation, with the same
+//     ack/resend rules.
 //
 // Thread safety: the broker's event-loop thread only (sockets, state, the Store's const
 // methods). The Identity is used const only.
@@ -64,6 +67,7 @@ struct LinkStatus {
   std::string endpoint;
   UnixMillis state_since_ms = 0;
   uint64_t backlog = 0;           // entries in the link mailbox
+  uint64_t control_backlog = 0;   // consent revocations waiting to be passed on
   UnixMillis oldest_queued_ms = 0;  // when the oldest was accepted here; 0: none
   uint64_t inflight = 0;
   uint64_t forwarded = 0;  // acked by the peer (this process)
@@ -89,10 +93,11 @@ class Links {
   void AppendPollItems(std::vector<zmq::pollitem_t>& items);
   // Opens and closes links to follow the directory, reads replies, handles timeouts and
   // sends what is due. Ends of entries (acks, final refusals) are appended to out.
+  // Ends of control queue items (revocations passed on) go to control_out.
   void Pump(UnixMillis now, const schema::Directory& directory, const Store& store,
-            std::vector<RecipientAck>& out);
+            std::vector<RecipientAck>& out, std::vector<ControlEnd>& control_out);
   // The ends handed out by Pump were committed (or failed to: then they are sent again).
-  void Committed(const std::vector<RecipientAck>& ends);
+  void Committed(const std::vector<RecipientAck>& ends, const std::vector<ControlEnd>& control);
   // Whether a link has work it could do at once (the loop then does not sleep).
   bool Busy() const;
   std::vector<LinkStatus> Status(UnixMillis now, const Store& store) const;
@@ -119,6 +124,10 @@ class Links {
     std::unordered_map<uint64_t, Sent> inflight;  // by request id
     std::set<uint64_t> ends_uncommitted;           // seqs handed out, not yet committed
     std::map<uint64_t, UnixMillis> first_refused;  // seq -> first retryable refusal
+    // The control queue (consent revocations passed on), sent before envelopes.
+    uint64_t last_control_seq = 0;
+    std::unordered_map<uint64_t, Sent> control_inflight;  // by request id
+    std::set<uint64_t> control_uncommitted;
     bool dirty = true;
     uint64_t forwarded = 0, refused = 0, sessions = 0;
     std::string problem;
@@ -129,9 +138,14 @@ class Links {
   void Down(Link& link, UnixMillis now, std::string why);
   void Close(Link& link);
   void SendFrame(Link& link, const schema::Frame& frame, bool* full);
-  void ReadReplies(Link& link, UnixMillis now, std::vector<RecipientAck>& out);
+  void ReadReplies(Link& link, UnixMillis now, std::vector<RecipientAck>& out,
+                   std::vector<ControlEnd>& control_out);
   void HandleReply(Link& link, const schema::Frame& f, UnixMillis now,
-                   std::vector<RecipientAck>& out);
+                   std::vector<RecipientAck>& out, std::vector<ControlEnd>& control_out);
+  // Loop: a control item's reply (true if f answered one).
+  bool HandleControlReply(Link& link, const schema::Frame& f, UnixMillis now,
+                          std::vector<ControlEnd>& control_out);
+  void SendControl(Link& link, UnixMillis now, const Store& store);
   void SendRelays(Link& link, UnixMillis now, const schema::Directory& directory,
                   const Store& store);
 

@@ -665,6 +665,11 @@ void Server::HandleRelay(const std::string& routing_id, const schema::Party& pee
     refuse(NackReason::kNotPermitted, "only another broker may relay", nullptr);
     return;
   }
+  if (!relay.signed_revocation.empty()) {
+    HandleRelayedRevocation(routing_id, from, request_id, std::move(relay.signed_revocation),
+                            turn, now);
+    return;
+  }
   // The relaying broker is not trusted with content or signatures: everything is checked here.
   keys::EnvelopeCheck check = keys::EnvelopeCheck::kOk;
   auto env = keys::VerifyEnvelope(envelope, dir, now, &check);
@@ -858,6 +863,48 @@ void Server::HandleGrantRevoke(const std::string& routing_id, const std::string&
   r.statement_sha256 = Sha256(signed_revocation);
   r.actor = peer;
   r.directory_serial = directory_.directory.serial;
+  r.signed_statement = signed_revocation;
+  turn.batch.revocations.push_back(std::move(r));
+}
+
+void Server::HandleRelayedRevocation(const std::string& routing_id, const std::string& from,
+                                     uint64_t request_id, Bytes signed_revocation, Turn& turn,
+                                     UnixMillis now) {
+  auto st = schema::DecodeSignedStatement(signed_revocation);
+  auto rev = st.ok() ? schema::DecodeConsentRevocation(st->statement)
+                     : Result<schema::ConsentRevocation>(st.status());
+  if (!rev.ok()) {
+    ++stats_.relays_refused;
+    RejectControl(turn, routing_id, request_id, from, NackReason::kMalformed,
+                  "relayed consent revocation: " + rev.status().message(), {}, signed_revocation);
+    return;
+  }
+  // The relaying broker is not trusted: the recorder's signature is checked here.
+  if (Status s = keys::VerifyStatement(*st, keys::StatementType::kConsentRevocation,
+                                       rev->revoked_by, rev->revoked_at_ms, directory_.directory,
+                                       now);
+      !s.ok()) {
+    ++stats_.relays_refused;
+    RejectControl(turn, routing_id, request_id, from, NackReason::kBadSignature,
+                  "relayed consent revocation: " + s.message(), rev->grant_id, signed_revocation);
+    schema::AuditEntry& e = turn.batch.events.back();
+    e.consent_grant_id = rev->grant_id;
+    e.case_ref = rev->case_ref;
+    return;
+  }
+  Reply reply;
+  reply.routing_id = routing_id;
+  reply.request_id = request_id;
+  reply.message_id = AttestationId(signed_revocation);
+  reply.revocation_index = static_cast<int>(turn.batch.revocations.size());
+  turn.replies.push_back(std::move(reply));
+  GrantRevocation r;
+  r.revocation = std::move(*rev);
+  r.statement_sha256 = Sha256(signed_revocation);
+  r.actor = from;
+  r.directory_serial = directory_.directory.serial;
+  r.signed_statement = std::move(signed_revocation);
+  r.via_peer = true;
   turn.batch.revocations.push_back(std::move(r));
 }
 
@@ -1232,6 +1279,13 @@ void Server::Dispatch(UnixMillis now, bool expire, bool checkpoint) {
   for (auto& c : pending_cosignatures_) turn_.batch.cosignatures.push_back(std::move(c));
   pending_cosignatures_.clear();
   turn_.batch.witness_signer = {identity_.get(), witness_name_};
+  if (!turn_.batch.revocations.empty()) {
+    for (const auto& b : directory_.directory.brokers) {
+      if (b.id != config_.id && b.status == schema::PartyStatus::kActive) {
+        turn_.batch.revocation_peers.push_back(b.id);
+      }
+    }
+  }
   // An auditor's AuditCheckpoint: signed right after this turn's commit, so the note
   // covers the query's own AUDITOR_QUERY entry.
   checkpoint = checkpoint || turn_.checkpoint_asked;
@@ -1297,7 +1351,7 @@ void Server::CommitJob(Job& job) {
   if (!turn.batch.accepted.empty() || !turn.batch.acks.empty() || !turn.batch.events.empty() ||
       !turn.batch.grants.empty() || !turn.batch.revocations.empty() ||
       !turn.batch.witness.empty() || !turn.batch.cosignatures.empty() ||
-      !turn.batch.reroutes.empty()) {
+      !turn.batch.reroutes.empty() || !turn.batch.control_ends.empty()) {
     for (size_t i = 0; i < turn.batch.accepted.size(); ++i) {
       turn.batch.accepted[i].decoded = &turn.decoded[i];
     }
@@ -1317,6 +1371,7 @@ void Server::CommitJob(Job& job) {
       rest.witness_signer = turn.batch.witness_signer;
       rest.cosignatures = std::move(turn.batch.cosignatures);
       rest.reroutes = std::move(turn.batch.reroutes);  // moves entries, grows little
+      rest.control_ends = std::move(turn.batch.control_ends);
       for (auto& r : turn.replies) {
         if (r.accepted_index < 0 && r.grant_index < 0 && r.revocation_index < 0) continue;
         r.accepted_index = r.grant_index = r.revocation_index = -1;
@@ -1375,7 +1430,7 @@ Status Server::Finish(Job& job) {
     auto p = peers_.find(a.recipient);
     if (p != peers_.end()) p->second.acks_uncommitted.erase(a.seq);
   }
-  links_->Committed(turn.batch.acks);
+  links_->Committed(turn.batch.acks, turn.batch.control_ends);
   if (!job.status.ok()) spdlog::error("turn not committed: {}", job.status.ToString());
   Status checkpoint_status;
   if (job.checkpoint) {
@@ -1851,7 +1906,8 @@ Status Server::Run() {
       if (witness_client_) {
         witness_client_->Pump(now, directory_.directory, *store_, pending_cosignatures_);
       }
-      links_->Pump(now, directory_.directory, *store_, turn_.batch.acks);
+      links_->Pump(now, directory_.directory, *store_, turn_.batch.acks,
+                   turn_.batch.control_ends);
       if (now - last_status_ >= kStatusPeriodMs) {
         last_status_ = now;
         WriteStatus(now);

@@ -179,7 +179,8 @@ class Server {
     bool Empty() const {
       return batch.accepted.empty() && batch.acks.empty() && batch.events.empty() &&
              batch.grants.empty() && batch.revocations.empty() && batch.witness.empty() &&
-             batch.cosignatures.empty() && batch.reroutes.empty() && replies.empty();
+             batch.cosignatures.empty() && batch.reroutes.empty() &&
+             batch.control_ends.empty() && replies.empty();
     }
   };
   // A Turn on its way to the writer and back with the outcome of its commit.
@@ -211,6 +212,10 @@ class Server {
   std::vector<std::string> Route(const std::vector<std::string>& recipients, uint32_t hops,
                                  std::string* why, std::string* detail,
                                  std::map<std::string, std::vector<std::string>>* serves) const;
+  // A peer broker passes on a consent revocation committed there.
+  void HandleRelayedRevocation(const std::string& routing_id, const std::string& from,
+                               uint64_t request_id, Bytes signed_revocation, Turn& turn,
+                               UnixMillis now);
   // The refusal of a grant (nullopt: it may be registered). Shared by GrantRegister and Relay.
   std::optional<std::pair<schema::NackReason, std::string>> VetGrant(
       const schema::SignedConsentGrant& g, UnixMillis now) const;

@@ -44,6 +44,7 @@ std::string EncodeStatus(const BrokerStatus& st) {
     o["endpoint"] = l.endpoint;
     o["state_since_ms"] = l.state_since_ms;
     o["backlog"] = l.backlog;
+    o["control_backlog"] = l.control_backlog;
     o["oldest_queued_ms"] = l.oldest_queued_ms;
     o["inflight"] = l.inflight;
     o["forwarded"] = l.forwarded;

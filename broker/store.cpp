@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <optional>
 
 #include "keys/consent.h"
 #include "schema/codec.h"
@@ -70,6 +71,38 @@ const std::vector<std::string>* ServesFor(const std::map<std::string, std::vecto
                                           const std::string& target) {
   auto it = m.find(target);
   return it == m.end() ? nullptr : &it->second;
+}
+
+// "revoked_unknown" values: revoked_by, case_ref (length-prefixed), revoked_at.
+Bytes EncodeTombstone(const schema::ConsentRevocation& r) {
+  Bytes v;
+  v.push_back(static_cast<uint8_t>(r.revoked_by.size()));
+  Append(v, AsBytes(r.revoked_by));
+  v.push_back(static_cast<uint8_t>(r.case_ref.size()));
+  Append(v, AsBytes(r.case_ref));
+  AppendU64BigEndian(v, r.revoked_at_ms);
+  return v;
+}
+
+struct Tombstone {
+  std::string revoked_by;
+  std::string case_ref;
+  UnixMillis revoked_at_ms = 0;
+};
+
+std::optional<Tombstone> DecodeTombstone(ByteView v) {
+  Tombstone t;
+  size_t pos = 0;
+  for (std::string* out : {&t.revoked_by, &t.case_ref}) {
+    if (pos >= v.size()) return std::nullopt;
+    size_t len = v[pos++];
+    if (v.size() - pos < len) return std::nullopt;
+    *out = std::string(AsChars(v.subspan(pos, len)));
+    pos += len;
+  }
+  if (v.size() - pos != 8) return std::nullopt;
+  t.revoked_at_ms = lmdb::ReadU64Key(v.subspan(pos));
+  return t;
 }
 
 Bytes ExpiryKey(uint64_t expires, ByteView message_id) {
@@ -229,7 +262,7 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   s->options_ = options;
   lmdb::EnvOptions eo;
   eo.map_size_bytes = options.map_size_bytes;
-  eo.max_dbs = 16;
+  eo.max_dbs = 20;
   REFBUS_ASSIGN_OR_RETURN(s->env_, lmdb::Env::Open(options.dir, eo));
   REFBUS_ASSIGN_OR_RETURN(s->meta_, s->env_->OpenDb("meta"));
   REFBUS_ASSIGN_OR_RETURN(s->msgs_, s->env_->OpenDb("msgs"));
@@ -240,6 +273,8 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   REFBUS_ASSIGN_OR_RETURN(s->counts_, s->env_->OpenDb("counts"));
   REFBUS_ASSIGN_OR_RETURN(s->audit_, s->env_->OpenDb("audit"));
   REFBUS_ASSIGN_OR_RETURN(s->grants_, s->env_->OpenDb("grants"));
+  REFBUS_ASSIGN_OR_RETURN(s->ctlq_, s->env_->OpenDb("ctlq"));
+  REFBUS_ASSIGN_OR_RETURN(s->tombstones_, s->env_->OpenDb("revoked_unknown"));
   REFBUS_ASSIGN_OR_RETURN(s->witness_, s->env_->OpenDb("witness"));
   REFBUS_ASSIGN_OR_RETURN(s->evidence_, s->env_->OpenDb("witness_evidence"));
   s->audit_dbs_.meta = s->meta_;
@@ -325,8 +360,20 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
       result.grants.push_back(std::move(out));
       continue;
     }
-    REFBUS_RETURN_IF_ERROR(
-        txn.Put(grants_, g.grant_id, EncodeGrantRecord(r.signed_grant, false, 0)));
+    // A revocation that arrived (from a peer broker) before the grant: applied now, when
+    // the grant's own recorder signed it for this case.
+    std::optional<Tombstone> tomb;
+    {
+      auto t = txn.Get(tombstones_, g.grant_id);
+      if (!t.ok() && t.status().code() != Status::Code::kNotFound) return t.status();
+      if (t.ok()) tomb = DecodeTombstone(*t);
+      if (tomb && (tomb->revoked_by != g.recorded_by || tomb->case_ref != g.case_ref)) {
+        tomb.reset();
+      }
+    }
+    REFBUS_RETURN_IF_ERROR(txn.Put(grants_, g.grant_id,
+                                   EncodeGrantRecord(r.signed_grant, tomb.has_value(),
+                                                     tomb ? tomb->revoked_at_ms : 0)));
     schema::AuditEntry e;
     e.event = schema::AuditEvent::kConsentGranted;
     e.actor = r.actor;
@@ -345,6 +392,18 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
       for (const auto& c : r.decoded.countersignatures) e.detail += " " + c.operator_ref;
     }
     REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
+    if (tomb) {
+      schema::AuditEntry rv;
+      rv.event = schema::AuditEvent::kConsentRevoked;
+      rv.actor = r.actor;
+      rv.sender_id = g.recorded_by;
+      rv.case_ref = g.case_ref;
+      rv.consent_grant_id = g.grant_id;
+      rv.directory_serial = r.directory_serial;
+      rv.detail = "revoked at " + FormatUtc(tomb->revoked_at_ms) +
+                  ", before this broker saw the grant";
+      REFBUS_RETURN_IF_ERROR(append_audit(std::move(rv)));
+    }
     out.ok = true;
     result.grants.push_back(std::move(out));
   }
@@ -353,7 +412,30 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
     const schema::ConsentRevocation& rev = r.revocation;
     ControlOutcome out;
     REFBUS_ASSIGN_OR_RETURN(auto existing, LoadGrant(txn, grants_, rev.grant_id));
-    if (!existing) {
+    bool newly = false;
+    if (!existing && r.via_peer) {
+      // Passed on by a peer broker for a grant this broker never saw: kept, so that the
+      // grant is registered revoked if an envelope brings it later.
+      auto t = txn.Get(tombstones_, rev.grant_id);
+      if (!t.ok() && t.status().code() != Status::Code::kNotFound) return t.status();
+      out.ok = true;
+      out.duplicate = t.ok();
+      if (!t.ok()) {
+        REFBUS_RETURN_IF_ERROR(txn.Put(tombstones_, rev.grant_id, EncodeTombstone(rev)));
+        schema::AuditEntry e;
+        e.event = schema::AuditEvent::kConsentRevoked;
+        e.actor = r.actor;
+        e.sender_id = rev.revoked_by;
+        e.case_ref = rev.case_ref;
+        e.consent_grant_id = rev.grant_id;
+        e.directory_serial = r.directory_serial;
+        e.statement_sha256 = r.statement_sha256;
+        e.detail = "reason " + std::string(schema::Name(rev.reason)) +
+                   "; grant not registered here: kept, refused if it arrives";
+        REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
+        newly = true;
+      }
+    } else if (!existing) {
       out.reason = schema::NackReason::kConsentOutOfScope;
       out.detail = "grant " + HexEncode(rev.grant_id) + " is not registered at this broker";
     } else if (existing->grant.grant.recorded_by != rev.revoked_by ||
@@ -379,6 +461,14 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
       e.detail = "reason " + std::string(schema::Name(rev.reason));
       REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
       out.ok = true;
+      newly = true;
+    }
+    // Every other broker is told, in this same transaction (its control queue).
+    if (newly && !r.signed_statement.empty()) {
+      for (const auto& peer : batch.revocation_peers) {
+        if (peer == r.actor) continue;
+        REFBUS_RETURN_IF_ERROR(txn.Put(ctlq_, MailboxKey(peer, ++next_seq), r.signed_statement));
+      }
     }
     if (!out.ok) {
       schema::AuditEntry e;
@@ -551,6 +641,19 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
     e.recipients = {ack.recipient};
     REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
     result.acks_applied.push_back(true);
+  }
+
+  for (const ControlEnd& c : batch.control_ends) {
+    Status d = txn.Del(ctlq_, MailboxKey(c.peer, c.seq));
+    if (!d.ok() && d.code() != Status::Code::kNotFound) return d;
+    if (c.refused && d.ok()) {
+      schema::AuditEntry e;
+      e.event = schema::AuditEvent::kEnvelopeRejected;
+      e.actor = c.peer;
+      e.reason = c.reason;
+      e.detail = "consent revocation refused by broker " + c.peer + ": " + c.detail;
+      REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
+    }
   }
 
   // Re-routing after a directory moved recipients: each entry leaves its mailbox for the
@@ -822,6 +925,31 @@ Result<std::vector<Pending>> Store::ReadMailboxIndex(const std::string& recipien
     REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
   }
   return out;
+}
+
+Result<std::vector<ControlItem>> Store::ReadControlQueue(const std::string& peer,
+                                                         uint64_t after_seq, size_t max) const {
+  std::vector<ControlItem> out;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, ctlq_));
+  Bytes start = MailboxKey(peer, after_seq + 1);
+  REFBUS_ASSIGN_OR_RETURN(auto item, cur.Seek(start));
+  const size_t prefix = peer.size() + 1;
+  while (item && out.size() < max) {
+    ByteView k = item->key;
+    if (k.size() != prefix + 8 || std::memcmp(k.data(), start.data(), prefix) != 0) break;
+    ControlItem c;
+    c.seq = lmdb::ReadU64Key(k.subspan(prefix));
+    c.signed_revocation.assign(item->value.begin(), item->value.end());
+    out.push_back(std::move(c));
+    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
+  }
+  return out;
+}
+
+Result<uint64_t> Store::ControlQueueDepth(const std::string& peer) const {
+  REFBUS_ASSIGN_OR_RETURN(auto items, ReadControlQueue(peer, 0, 1u << 20));
+  return items.size();
 }
 
 Result<std::vector<std::pair<std::string, uint64_t>>> Store::NonEmptyMailboxes() const {

@@ -18,6 +18,10 @@
 //     (back-pressure: the sender retries later); nothing already stored is dropped.
 //   - Every stored envelope record carries a SHA-256 of itself, checked on every read;
 //     a damaged record is reported (kMalformed) and never delivered as sound.
+//   - Federation: a revocation committed here is queued (db "ctlq") for every other broker
+//     in the same transaction, and passed on by the links until each acks it; one relayed
+//     here for a grant not registered here is kept ("revoked_unknown") and applied if the
+//     grant is registered later (only when its recorder signed the revocation).
 //   - Consent: grants registered by their recording agencies are stored (db "grants", each
 //     record with its own SHA-256) with their revocation state. An envelope naming a grant
 //     is checked against it inside the same transaction that would store it
@@ -114,6 +118,26 @@ struct GrantRevocation {
   Bytes statement_sha256;  // of the SignedStatement bytes
   std::string actor;
   uint64_t directory_serial = 0;
+  Bytes signed_statement;  // as the recorder signed it: passed on to the peer brokers
+  // Relayed by a peer broker: a grant not registered here is remembered as revoked, so
+  // that it is registered revoked if it arrives later.
+  bool via_peer = false;
+};
+
+// A consent revocation waiting in a peer broker's control queue (passed on after the
+// commit that revoked the grant here, until the peer acks it).
+struct ControlItem {
+  uint64_t seq = 0;
+  Bytes signed_revocation;
+};
+
+// The end of a control queue item: the peer committed it, or refused it for good.
+struct ControlEnd {
+  std::string peer;
+  uint64_t seq = 0;
+  bool refused = false;
+  schema::NackReason reason = schema::NackReason::kUnspecified;
+  std::string detail;
 };
 
 // The answer to a registration or revocation.
@@ -207,6 +231,10 @@ struct Batch {
   WitnessSigner witness_signer;
   std::vector<CheckpointCosignature> cosignatures;
   std::vector<Reroute> reroutes;  // applied after acks
+  // The other active brokers: every revocation committed here (not a repeat) is queued for
+  // each of them but its actor.
+  std::vector<std::string> revocation_peers;
+  std::vector<ControlEnd> control_ends;
 };
 
 enum class Outcome { kStored, kDuplicate, kQuotaExceeded, kRefused };
@@ -260,6 +288,10 @@ class Store {
 
   // Up to max entries of a mailbox (seq, message id, serves; no envelope), in order.
   Result<std::vector<Pending>> ReadMailboxIndex(const std::string& recipient, size_t max) const;
+  // A peer broker's control queue: up to max items with seq > after_seq, in order.
+  Result<std::vector<ControlItem>> ReadControlQueue(const std::string& peer, uint64_t after_seq,
+                                                    size_t max) const;
+  Result<uint64_t> ControlQueueDepth(const std::string& peer) const;
   // Every mailbox holding something, with its depth.
   Result<std::vector<std::pair<std::string, uint64_t>>> NonEmptyMailboxes() const;
 
@@ -323,6 +355,9 @@ class Store {
   // As a witness: "witness" (origin -> keys::EncodeWitnessState) and "witness_evidence"
   // (u64be number -> keys::EncodeWitnessEvidence), written only in Commit.
   MDB_dbi witness_ = 0, evidence_ = 0;
+  // Federation: "ctlq" (peer \0 u64be seq -> signed revocation) and "revoked_unknown"
+  // (grant id -> revoked_by, case_ref, revoked_at: revocations of grants not registered here).
+  MDB_dbi ctlq_ = 0, tombstones_ = 0;
   AuditDbs audit_dbs_;  // meta_, audit_, "audit_tree", "checkpoints"
 };
 

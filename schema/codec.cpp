@@ -228,6 +228,21 @@ Result<Frame> FromProto(const pb::Frame& m) {
     case pb::Frame::kRelay: {
       f.type = Frame::Type::kRelay;
       const pb::Relay& r = m.relay();
+      if (!r.signed_revocation().empty()) {
+        if (r.signed_revocation().size() > kMaxRecordBytes) {
+          return FieldError(kWhat, "relay.signed_revocation", "is over the record limit");
+        }
+        if (!r.envelope().empty() || !r.signed_grant().empty() || r.for_recipients_size() != 0) {
+          return FieldError(kWhat, "relay.signed_revocation",
+                            "comes with envelope fields (a relay carries one or the other)");
+        }
+        f.relay.signed_revocation = B(r.signed_revocation());
+        f.relay.hops = r.hops();
+        if (f.relay.hops > kMaxRelayHops) {
+          return FieldError(kWhat, "relay.hops", "is over " + std::to_string(kMaxRelayHops));
+        }
+        break;
+      }
       if (r.envelope().empty() || r.envelope().size() > kMaxEnvelopeBytes) {
         return FieldError(kWhat, "relay.envelope", "is empty or over the envelope limit");
       }
@@ -368,6 +383,7 @@ pb::Frame ToProto(const Frame& f) {
       r->set_signed_grant(S(f.relay.signed_grant));
       r->set_hops(f.relay.hops);
       for (const auto& id : f.relay.for_recipients) r->add_for_recipients(id);
+      r->set_signed_revocation(S(f.relay.signed_revocation));
       break;
     }
   }

@@ -421,6 +421,8 @@ struct Relay {
   Bytes signed_grant;                       // empty, or 1..kMaxRecordBytes
   uint32_t hops = 0;                        // at most kMaxRelayHops
   std::vector<std::string> for_recipients;  // 1..kMaxRecipients valid party ids, no repeats
+  // Set instead of the envelope (the others empty): a consent revocation, 1..kMaxRecordBytes.
+  Bytes signed_revocation;
 };
 
 struct Frame {

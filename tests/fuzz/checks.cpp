@@ -362,6 +362,13 @@ bool CheckFrame(ByteView in) {
       break;
     case T::kRelay: {
       const auto& r = f->relay;
+      if (!r.signed_revocation.empty()) {
+        FUZZ_CHECK(r.envelope.empty() && r.signed_grant.empty() && r.for_recipients.empty(),
+                   "frame: a revocation relay with envelope fields");
+        FUZZ_CHECK(r.signed_revocation.size() <= schema::kMaxRecordBytes,
+                   "frame: relay revocation size");
+        break;
+      }
       FUZZ_CHECK(!r.envelope.empty() && r.envelope.size() <= schema::kMaxEnvelopeBytes,
                  "frame: relay envelope size");
       FUZZ_CHECK(r.signed_grant.size() <= schema::kMaxRecordBytes, "frame: relay grant size");

@@ -118,6 +118,55 @@ class FederationTest : public ::testing::Test {
     return out;
   }
 
+  // Seoul's Wee center's grant: guardian consent, counseling, to counseling centers.
+  schema::ConsentGrant WeeGrant() {
+    schema::ConsentGrant g;
+    g.grant_id = keys::RandomBytes(schema::kGrantIdBytes);
+    g.case_ref = "case-fed-0001";
+    g.recorded_by = "seoul-wee-01";
+    g.basis = schema::LegalBasis::kConsentLegalRepresentative;
+    g.consenters = {schema::Consenter::kGuardian};
+    g.purposes = {schema::Purpose::kCounseling};
+    g.categories = {schema::DataCategory::kIdentity, schema::DataCategory::kIncidentSummary};
+    g.allowed_agency_types = {schema::AgencyType::kCounselingCenter};
+    g.issued_at_ms = Now() - 1000;
+    g.expires_at_ms = Now() + kMillisPerDay;
+    g.retention_until_ms = Now() + 30 * kMillisPerDay;
+    return g;
+  }
+  Bytes SignGrant(const schema::ConsentGrant& g) {
+    auto s = keys::SignConsentGrant(Id(g.recorded_by), g);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? schema::EncodeSignedConsentGrant(*s) : Bytes();
+  }
+  // A control frame (GrantRegister, GrantRevoke) and its Ack or Nack.
+  std::optional<Frame> Control(RawClient& c, Frame f) {
+    f.request_id = ++control_id_;
+    c.SendFrame(f);
+    for (int i = 0; i < 50; ++i) {
+      auto r = c.Receive(200);
+      if (r && r->request_id == f.request_id) return r;
+    }
+    return std::nullopt;
+  }
+  Bytes SealUnder(const std::string& from, const std::string& to, schema::MessageKind kind,
+                  const schema::ConsentGrant& g, std::vector<schema::DataCategory> categories) {
+    keys::SealRequest req;
+    req.kind = kind;
+    req.case_ref = g.case_ref;
+    req.consent_grant_id = g.grant_id;
+    req.purpose = schema::Purpose::kCounseling;
+    req.categories = std::move(categories);
+    req.now = Now();
+    req.lifetime_ms = kMillisPerDay;
+    auto p = keys::CurrentPrekey(fed_.directory(), to, req.now);
+    EXPECT_TRUE(p.ok());
+    if (p.ok()) req.recipients.push_back(*p);
+    auto env = keys::SealEnvelope(Id(from), req, AsBytes("case data"));
+    EXPECT_TRUE(env.ok()) << env.status().ToString();
+    return env.ok() ? *env : Bytes();
+  }
+
   // Polls a broker's status until pred holds for the link to peer (or timeout).
   bool WaitLink(const std::string& broker, const std::string& peer, int timeout_ms,
                 const std::function<bool(const nlohmann::json&)>& pred, std::string* last) {
@@ -139,6 +188,7 @@ class FederationTest : public ::testing::Test {
   Federation fed_;
   std::map<std::string, std::unique_ptr<Broker>> brokers_;
   std::map<std::string, keys::Identity> ids_;
+  uint64_t control_id_ = 90000;
 };
 
 size_t Count(const std::vector<schema::AuditEntry>& log, schema::AuditEvent ev,
@@ -564,6 +614,92 @@ TEST_F(FederationTest, MovingAnAgencyReroutesQueuedAndFutureMessages) {
   }
   EXPECT_EQ(seoul_rerouted, 2u);
   EXPECT_EQ(busan_rerouted, 3u);
+}
+
+TEST_F(FederationTest, RevocationReachesEveryBrokerEvenOnesThatNeverSawTheGrant) {
+  ASSERT_TRUE(StartAll());
+  schema::ConsentGrant g = WeeGrant();
+  const Bytes grant = SignGrant(g);
+  auto wee = Connect("seoul-wee-01", "seoul-broker");
+  Frame reg;
+  reg.type = Frame::Type::kGrantRegister;
+  reg.grant_register.signed_grant = grant;
+  auto r = Control(*wee, reg);
+  ASSERT_TRUE(r && r->type == Frame::Type::kAck);
+  // The referral takes the grant to Busan; the counseling center answers under it.
+  auto a = wee->Submit(SealUnder("seoul-wee-01", "busan-counsel", schema::MessageKind::kReferral,
+                                 g, {schema::DataCategory::kIdentity}));
+  ASSERT_TRUE(a && a->type == Frame::Type::kAck);
+  auto counsel = Connect("busan-counsel", "busan-broker");
+  ASSERT_EQ(ReceiveAll(*counsel, 1, 10000).size(), 1u);
+  auto state = [&] {
+    return SealUnder("busan-counsel", "seoul-wee-01", schema::MessageKind::kReferralState, g,
+                     {schema::DataCategory::kCaseStatus});
+  };
+  auto before = counsel->Submit(state());
+  ASSERT_TRUE(before && before->type == Frame::Type::kAck)
+      << schema::Name(before->nack.reason) << ": " << before->nack.detail;
+
+  // The guardian withdraws consent: the Wee center revokes at Seoul, its home broker.
+  schema::ConsentRevocation rv{g.grant_id, g.case_ref, "seoul-wee-01",
+                               schema::RevocationReason::kWithdrawnByGuardian, Now()};
+  auto st = keys::SignStatement(Id("seoul-wee-01"), keys::StatementType::kConsentRevocation,
+                                schema::EncodeConsentRevocation(rv));
+  Frame revoke;
+  revoke.type = Frame::Type::kGrantRevoke;
+  revoke.grant_revoke.signed_revocation = schema::EncodeSignedStatement(st);
+  auto rr = Control(*wee, revoke);
+  ASSERT_TRUE(rr && rr->type == Frame::Type::kAck);
+
+  // Busan learns it over the link and refuses data under the grant from its own agencies.
+  std::optional<Frame> after;
+  for (int i = 0; i < 50; ++i) {
+    after = counsel->Submit(state());
+    if (after && after->type == Frame::Type::kNack) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(after && after->type == Frame::Type::kNack) << B("busan-broker").Log();
+  EXPECT_EQ(after->nack.reason, NackReason::kConsentRevoked) << after->nack.detail;
+
+  // Central never saw the grant; the revocation is kept there, and when a (rogue) Seoul
+  // broker later relays an envelope with the grant, the grant is registered revoked.
+  std::string last;
+  ASSERT_TRUE(WaitLink("seoul-broker", "central-broker", 5000,
+                       [](const nlohmann::json& l) { return l.value("control_backlog", 1) == 0; },
+                       &last))
+      << last;
+  ASSERT_EQ(B("seoul-broker").Stop(), 0);
+  auto rogue = Connect("seoul-broker", "central-broker");
+  schema::ConsentGrant wide = g;  // same id and bytes as registered: only the route is new
+  Frame f;
+  f.type = Frame::Type::kRelay;
+  f.request_id = 77;
+  f.relay.envelope = SealUnder("seoul-wee-01", "central-dsc", schema::MessageKind::kReferral, wide,
+                               {schema::DataCategory::kIdentity});
+  f.relay.signed_grant = grant;
+  f.relay.for_recipients = {"central-dsc"};
+  rogue->SendFrame(f);
+  std::optional<Frame> reply;
+  for (int i = 0; i < 50 && !(reply && reply->request_id == 77); ++i) reply = rogue->Receive(200);
+  ASSERT_TRUE(reply && reply->request_id == 77);
+  ASSERT_EQ(reply->type, Frame::Type::kNack);
+  EXPECT_EQ(reply->nack.reason, NackReason::kConsentRevoked) << reply->nack.detail;
+
+  for (const auto& id : {"busan-broker", "central-broker"}) EXPECT_EQ(B(id).Stop(), 0) << id;
+  auto revoked_by = [&](const std::string& broker) {
+    std::vector<std::string> actors;
+    for (const auto& e : AuditOf(broker)) {
+      if (e.event == schema::AuditEvent::kConsentRevoked && e.consent_grant_id == g.grant_id) {
+        actors.push_back(e.actor);
+      }
+    }
+    return actors;
+  };
+  auto busan_actors = revoked_by("busan-broker");
+  ASSERT_EQ(busan_actors.size(), 1u) << "once, though both other brokers passed it on";
+  EXPECT_TRUE(busan_actors[0] == "seoul-broker" || busan_actors[0] == "central-broker");
+  // Central: the kept revocation, then the grant registered revoked when it arrived.
+  EXPECT_EQ(revoked_by("central-broker").size(), 2u);
 }
 
 TEST_F(FederationTest, UnlistedBrokerAndWrongKeyAreRefused) {

@@ -548,6 +548,19 @@ TEST(FrameCodecTest, RelayRefusesBadFields) {
   f = good;
   f.relay.for_recipients = {"Not An Id"};
   refused(f, "relay.for_recipients");
+  // A revocation relay carries nothing else.
+  Frame rev = FrameOf(Frame::Type::kRelay);
+  rev.relay = {};
+  rev.relay.signed_revocation = Fill(120, 0x46);
+  auto decoded = DecodeFrame(EncodeFrame(rev));
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(decoded->relay.signed_revocation, rev.relay.signed_revocation);
+  EXPECT_TRUE(decoded->relay.envelope.empty());
+  rev.relay.for_recipients = {"busan-dsc"};
+  refused(rev, "relay.signed_revocation");
+  rev.relay.for_recipients.clear();
+  rev.relay.signed_revocation = Fill(kMaxRecordBytes + 1, 1);
+  refused(rev, "relay.signed_revocation");
   f = good;
   f.relay.for_recipients.assign(kMaxRecipients + 1, "x");
   for (size_t i = 0; i < f.relay.for_recipients.size(); ++i) {
