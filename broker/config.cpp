@@ -246,13 +246,13 @@ Result<Config> LoadConfig(const std::string& path) {
       LoadPeerTable(root, r, path, c, "endpoints", c.peer_endpoints));
   REFBUS_RETURN_IF_ERROR(
       LoadPeerTable(root, r, path, c, "endpoint_files", c.peer_endpoint_files));
-  // A witness peer without its own address is reached where the federation link goes.
-  for (auto& w : c.witness_peers) {
-    if (!w.endpoint.empty() || !w.endpoint_file.empty()) continue;
-    if (auto it = c.peer_endpoints.find(w.id); it != c.peer_endpoints.end()) {
-      w.endpoint = it->second;
-    } else if (auto f = c.peer_endpoint_files.find(w.id); f != c.peer_endpoint_files.end()) {
-      w.endpoint_file = f->second;
+  // Witnessing runs over the federation links: an address given for a witness (the older
+  // [witness] tables) is where its link goes, unless [federation] names one.
+  for (const auto& w : c.witness_peers) {
+    if (c.peer_endpoints.count(w.id) != 0 || c.peer_endpoint_files.count(w.id) != 0) continue;
+    if (!w.endpoint.empty()) c.peer_endpoints[w.id] = w.endpoint;
+    if (w.endpoint.empty() && !w.endpoint_file.empty()) {
+      c.peer_endpoint_files[w.id] = w.endpoint_file;
     }
   }
   return c;

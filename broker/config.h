@@ -44,8 +44,9 @@
 //   interval_ms = 1000                  # at most one request per peer this often; a refused
 //                                       # or unanswered one is retried after it (100 ms to 1 h)
 //   timeout_ms = 5000                   # no answer by then: reconnect, retry (100 ms to 10 min)
-//                                       # (a peer in neither table is reached at its
-//                                       # [federation] address)
+//                                       # requests go over the federation link to the
+//                                       # peer; these two tables, if set, give that link's
+//                                       # address unless [federation] gives one
 //
 //   [federation]                        # links to the other brokers of the directory
 //   endpoints = { busan-broker = "tcp://10.0.0.7:7450" }

@@ -104,6 +104,7 @@ void Links::Close(Link& link) {
   }
   link.inflight.clear();
   link.control_inflight.clear();
+  link.other_inflight.clear();
   link.hello_id = 0;
 }
 
@@ -286,6 +287,10 @@ void Links::ReadReplies(Link& link, UnixMillis now, std::vector<RecipientAck>& o
       continue;
     }
     link.last_rx = now;
+    if (link.other_inflight.erase(f->request_id) != 0) {
+      if (other_handler_) other_handler_(link.peer, std::move(*f));
+      continue;
+    }
     if (HandleControlReply(link, *f, now, control_out)) continue;
     HandleReply(link, *f, now, out, control_out);
   }
@@ -511,6 +516,29 @@ void Links::SendRelays(Link& link, UnixMillis now, const schema::Directory& dire
   }
   // A full read means there may be more.
   if (pending->size() == want) link.dirty = true;
+}
+
+std::optional<uint64_t> Links::SendOther(const std::string& peer, Frame frame) {
+  auto it = links_.find(peer);
+  if (it == links_.end() || it->second.state != Link::State::kUp || !it->second.socket) {
+    return std::nullopt;
+  }
+  frame.request_id = next_request_++;
+  bool full = false;
+  SendFrame(it->second, frame, &full);
+  if (full) return std::nullopt;
+  it->second.other_inflight.insert(frame.request_id);
+  return frame.request_id;
+}
+
+bool Links::IsUp(const std::string& peer) const {
+  auto it = links_.find(peer);
+  return it != links_.end() && it->second.state == Link::State::kUp;
+}
+
+std::string Links::EndpointOf(const std::string& peer) const {
+  auto it = links_.find(peer);
+  return it == links_.end() ? std::string() : it->second.endpoint;
 }
 
 void Links::Committed(const std::vector<RecipientAck>& ends,

@@ -28,6 +28,8 @@
 //     audit log, naming the peer and its reason, and the link goes on with the next.
 //   - Ends of entries (acks and final refusals) are handed to the caller, who commits them
 //     with its next turn; until Committed() they are not sent again.
+//   - Checkpoint witnessing (broker/witness_client.h) sends its requests over the same
+//     links (SendOther) and gets their replies back through a handler.
 //   - Consent revocations committed here wait in the peer's control queue (Store) and go out
 //     before envelopes, as Relay frames carrying the signed revocation, with the same
 //     ack/resend rules.
@@ -37,8 +39,10 @@
 #ifndef REFBUS_BROKER_LINK_H_
 #define REFBUS_BROKER_LINK_H_
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -102,6 +106,17 @@ class Links {
   bool Busy() const;
   std::vector<LinkStatus> Status(UnixMillis now, const Store& store) const;
 
+  // Other traffic over the links (checkpoint witnessing): a request sent to peer when its
+  // link is up, with a request id from the link's own sequence (returned; nullopt when the
+  // link is not up or its queue is full). Replies to such requests are handed to the
+  // handler as they are read; a request lost with a session gets no reply (the sender
+  // times it out).
+  using OtherReplyHandler = std::function<void(const std::string& peer, schema::Frame frame)>;
+  void set_other_reply_handler(OtherReplyHandler handler) { other_handler_ = std::move(handler); }
+  std::optional<uint64_t> SendOther(const std::string& peer, schema::Frame frame);
+  bool IsUp(const std::string& peer) const;
+  std::string EndpointOf(const std::string& peer) const;
+
  private:
   struct Sent {
     uint64_t seq = 0;
@@ -128,6 +143,7 @@ class Links {
     uint64_t last_control_seq = 0;
     std::unordered_map<uint64_t, Sent> control_inflight;  // by request id
     std::set<uint64_t> control_uncommitted;
+    std::set<uint64_t> other_inflight;  // request ids of SendOther frames
     bool dirty = true;
     uint64_t forwarded = 0, refused = 0, sessions = 0;
     std::string problem;
@@ -154,6 +170,7 @@ class Links {
   LinkOptions options_;
   std::map<std::string, Link> links_;  // by peer broker id
   uint64_t next_request_ = 1;
+  OtherReplyHandler other_handler_;
 };
 
 }  // namespace refbus::broker

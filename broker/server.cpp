@@ -190,6 +190,13 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   s->started_ms_ = now;
   s->last_link_log_ = now;
   REFBUS_RETURN_IF_ERROR(s->Bind());
+  LinkOptions lo;
+  lo.broker_id = config.id;
+  lo.endpoints = config.peer_endpoints;
+  lo.endpoint_files = config.peer_endpoint_files;
+  lo.timeout_ms = static_cast<UnixMillis>(config.link_timeout_ms);
+  lo.window = static_cast<size_t>(config.link_window);
+  s->links_ = std::make_unique<Links>(s->context_, *s->identity_, std::move(lo));
   if (!config.witness_peers.empty()) {
     WitnessClientOptions wo;
     wo.broker_id = config.id;
@@ -198,18 +205,11 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
     wo.peers = config.witness_peers;
     wo.interval_ms = config.witness_interval_ms;
     wo.timeout_ms = config.witness_timeout_ms;
-    s->witness_client_ = std::make_unique<WitnessClient>(s->context_, *s->identity_, wo);
+    s->witness_client_ = std::make_unique<WitnessClient>(*s->links_, wo);
     // Witnessing resumes from the latest stored checkpoint (and what cosigned it).
     REFBUS_ASSIGN_OR_RETURN(auto latest, s->store_->LatestCheckpoint());
     if (latest) s->witness_client_->Offer(*latest);
   }
-  LinkOptions lo;
-  lo.broker_id = config.id;
-  lo.endpoints = config.peer_endpoints;
-  lo.endpoint_files = config.peer_endpoint_files;
-  lo.timeout_ms = static_cast<UnixMillis>(config.link_timeout_ms);
-  lo.window = static_cast<size_t>(config.link_window);
-  s->links_ = std::make_unique<Links>(s->context_, *s->identity_, std::move(lo));
   s->done_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->done_fd_ < 0) return IoError("eventfd: " + std::string(std::strerror(errno)));
   // From here on only the writer writes to the store; ~Server joins it.
@@ -1859,7 +1859,6 @@ Status Server::Run() {
         {router_.handle(), 0, static_cast<short>(reading ? ZMQ_POLLIN : 0), 0},
         {zap_->socket().handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, done_fd_, ZMQ_POLLIN, 0}};
-    if (witness_client_ && !stopping) witness_client_->AppendPollItems(items);
     if (!stopping) links_->AppendPollItems(items);
     bool work_now =
         !dirty_.empty() || (!stopping && links_->Busy()) ||

@@ -16,16 +16,6 @@ namespace {
 using schema::Frame;
 using schema::WitnessRefusal;
 
-constexpr size_t kMaxEndpointFileBytes = 4096;
-constexpr int kSendQueue = 16;  // frames queued per peer before sends would block
-
-std::string Trim(std::string_view s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) {
-    s.remove_suffix(1);
-  }
-  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-  return std::string(s);
-}
 
 std::vector<Bytes> ProofBytes(const std::vector<keys::Hash>& proof) {
   std::vector<Bytes> out;
@@ -35,14 +25,16 @@ std::vector<Bytes> ProofBytes(const std::vector<keys::Hash>& proof) {
 
 }  // namespace
 
-WitnessClient::WitnessClient(zmq::context_t& context, const keys::Identity& me,
-                             WitnessClientOptions options)
-    : context_(context), me_(me), options_(std::move(options)) {
+WitnessClient::WitnessClient(Links& links, WitnessClientOptions options)
+    : links_(links), options_(std::move(options)) {
   for (const auto& p : options_.peers) {
     Peer peer;
     peer.config = p;
     peers_.push_back(std::move(peer));
   }
+  links_.set_other_reply_handler([this](const std::string& peer, schema::Frame frame) {
+    replies_.emplace_back(peer, std::move(frame));
+  });
 }
 
 WitnessClient::~WitnessClient() = default;
@@ -88,12 +80,6 @@ void WitnessClient::Offer(const StoredCheckpoint& checkpoint) {
   }
 }
 
-void WitnessClient::AppendPollItems(std::vector<zmq::pollitem_t>& items) {
-  for (Peer& peer : peers_) {
-    if (peer.socket) items.push_back({peer.socket->handle(), 0, ZMQ_POLLIN, 0});
-  }
-}
-
 void WitnessClient::Problem(Peer& peer, int level, std::string message) {
   if (message == peer.last_problem) return;  // said already; said again when it changes
   peer.last_problem = message;
@@ -106,60 +92,20 @@ void WitnessClient::Problem(Peer& peer, int level, std::string message) {
   }
 }
 
-void WitnessClient::Drop(Peer& peer) {
-  peer.socket.reset();  // linger 0: queued requests go with it
-  peer.inflight = false;
-}
-
-Status WitnessClient::EnsureSocket(Peer& peer, const schema::Directory& directory) {
+Status WitnessClient::Reachable(Peer& peer, const schema::Directory& directory) {
   const schema::Party* p = directory.Find(peer.config.id);
   if (p == nullptr || p->kind != schema::PartyKind::kBroker ||
       p->status != schema::PartyStatus::kActive) {
-    Drop(peer);
     return FailedPrecondition("not an active broker in directory serial " +
                               std::to_string(directory.serial));
   }
   if (!p->HasRole(schema::Role::kWitness)) {
-    Drop(peer);
     return FailedPrecondition("does not have the witness role in directory serial " +
                               std::to_string(directory.serial));
   }
-  const schema::KeyRecord* keys = p->ActiveKeys();
-  if (keys == nullptr) return FailedPrecondition("has no active key in the directory");
-  if (peer.socket && peer.server_key == keys->transport_key) return Status::Ok();
-  Drop(peer);
-  std::string endpoint = peer.config.endpoint;
-  if (endpoint.empty() && !peer.config.endpoint_file.empty()) {
-    auto text = ReadFile(peer.config.endpoint_file, kMaxEndpointFileBytes);
-    if (!text.ok()) {
-      return Unavailable("its endpoint file " + peer.config.endpoint_file +
-                         " cannot be read yet: " + text.status().message());
-    }
-    endpoint = Trim(AsChars(*text));
+  if (!links_.IsUp(peer.config.id)) {
+    return Unavailable("the federation link to it is not up");
   }
-  if (endpoint.empty()) endpoint = p->endpoint;
-  if (endpoint.empty()) {
-    return FailedPrecondition(
-        "has no endpoint: the directory lists none, and witness.endpoints and "
-        "witness.endpoint_files name none");
-  }
-  try {
-    auto s = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
-    REFBUS_RETURN_IF_ERROR(zmqx::ConfigureCurveClient(
-        *s, keys->transport_key, me_.transport_public_key(), me_.transport_secret_key().view()));
-    REFBUS_RETURN_IF_ERROR(zmqx::ConfigureHeartbeat(*s, zmqx::Heartbeat{}));
-    // A peer cannot make this broker buffer more than one frame's worth.
-    s->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(schema::kMaxFrameBytes + (64 << 10)));
-    s->set(zmq::sockopt::sndhwm, kSendQueue);
-    s->set(zmq::sockopt::rcvhwm, kSendQueue);
-    s->connect(endpoint);
-    peer.socket = std::move(s);
-  } catch (const zmq::error_t& e) {
-    return Unavailable("cannot connect to " + endpoint + ": " + e.what());
-  }
-  peer.server_key = keys->transport_key;
-  peer.endpoint = endpoint;
-  spdlog::info("witnessing: connecting to witness {} at {}", peer.config.id, endpoint);
   return Status::Ok();
 }
 
@@ -191,7 +137,7 @@ void WitnessClient::Send(Peer& peer, UnixMillis now, const schema::Directory& di
   if (next == nullptr) return;
   const Offered l = *next;  // copied: offered_ may change before the answer
   const uint64_t old_size = peer.believed.value_or(0);
-  if (Status s = EnsureSocket(peer, directory); !s.ok()) {
+  if (Status s = Reachable(peer, directory); !s.ok()) {
     Problem(peer, 0, s.message());
     peer.next_at = now + options_.interval_ms;
     return;
@@ -210,29 +156,18 @@ void WitnessClient::Send(Peer& peer, UnixMillis now, const schema::Directory& di
   }
   Frame f;
   f.type = Frame::Type::kWitnessRequest;
-  f.request_id = next_request_++;
   f.witness_request.checkpoint = l.note;
   f.witness_request.old_size = old_size;
   f.witness_request.consistency_proof = ProofBytes(proof);
-  Bytes body = schema::EncodeFrame(f);
-  try {
-    auto sent = peer.socket->send(zmq::buffer(body.data(), body.size()), zmq::send_flags::dontwait);
-    if (!sent) {
-      // Would block: the peer is not taking frames; counts as an unanswered request.
-      Problem(peer, 0, "not reachable at " + peer.endpoint + " (send queue full)");
-      Drop(peer);
-      peer.next_at = now + options_.interval_ms;
-      return;
-    }
-  } catch (const zmq::error_t& e) {
-    Problem(peer, 0, std::string("send failed: ") + e.what());
-    Drop(peer);
+  auto id = links_.SendOther(peer.config.id, std::move(f));
+  if (!id) {
+    Problem(peer, 0, "the federation link to it cannot take the request now");
     peer.next_at = now + options_.interval_ms;
     return;
   }
   ++stats_.requests;
   peer.inflight = true;
-  peer.request_id = f.request_id;
+  peer.request_id = *id;
   peer.sent_at = now;
   peer.request = l;
   spdlog::debug("witnessing: asked {} to cosign size {} (old size {}, {} proof hashes)",
@@ -320,7 +255,6 @@ void WitnessClient::HandleReply(Peer& peer, const Frame& f, UnixMillis now,
       peer.believed = r.witness_size;
       // A rewritten history stays rewritten: every later checkpoint would be refused too.
       peer.given_up = true;
-      Drop(peer);
       spdlog::critical(
           "WITNESS {} REFUSED this log's {} as INCONSISTENT with the checkpoint of size {} it "
           "cosigned before: this log's history differs from what the witness saw ({}); it is "
@@ -340,49 +274,23 @@ void WitnessClient::HandleReply(Peer& peer, const Frame& f, UnixMillis now,
   }
 }
 
-void WitnessClient::ReadReplies(Peer& peer, UnixMillis now, const schema::Directory& directory,
-                                std::vector<CheckpointCosignature>& out) {
-  for (int i = 0; i < 64; ++i) {
-    if (!peer.socket) return;  // dropped (also by HandleReply)
-    zmq::message_t m;
-    try {
-      if (!peer.socket->recv(m, zmq::recv_flags::dontwait)) return;
-    } catch (const zmq::error_t& e) {
-      Problem(peer, 0, std::string("receive failed: ") + e.what());
-      Drop(peer);
-      return;
-    }
-    if (m.more()) {
-      // A frame is one part; drain the rest of a multipart message and drop it.
-      while (m.more()) {
-        zmq::message_t rest;
-        if (!peer.socket->recv(rest, zmq::recv_flags::dontwait)) break;
-        m = std::move(rest);
-      }
-      continue;
-    }
-    auto f = schema::DecodeFrame(ByteView(static_cast<const uint8_t*>(m.data()), m.size()));
-    if (!f.ok()) {
-      Problem(peer, 1, "sent a frame that does not decode: " + f.status().message());
-      continue;
-    }
-    const bool ours = peer.inflight && (f->request_id == peer.request_id ||
-                                        (f->type == Frame::Type::kNack && f->request_id == 0));
-    if (!ours) continue;  // a late answer to a request given up on
-    HandleReply(peer, *f, now, directory, out);
-  }
-}
-
 void WitnessClient::Pump(UnixMillis now, const schema::Directory& directory, const Store& store,
                          std::vector<CheckpointCosignature>& out) {
+  std::vector<std::pair<std::string, schema::Frame>> replies;
+  replies.swap(replies_);
+  for (auto& [id, f] : replies) {
+    for (Peer& peer : peers_) {
+      if (peer.config.id != id || !peer.inflight || f.request_id != peer.request_id) continue;
+      HandleReply(peer, f, now, directory, out);
+    }
+  }
   for (Peer& peer : peers_) {
-    ReadReplies(peer, now, directory, out);
     if (peer.inflight && now - peer.sent_at >= options_.timeout_ms) {
       ++stats_.timeouts;
       Problem(peer, 0,
-              "no answer within " + std::to_string(options_.timeout_ms) + " ms at " +
-                  peer.endpoint + "; reconnecting");
-      Drop(peer);
+              "no answer within " + std::to_string(options_.timeout_ms) + " ms over the link to " +
+                  links_.EndpointOf(peer.config.id) + "; asking again");
+      peer.inflight = false;
       peer.next_at = now + options_.interval_ms;
     }
     if (!peer.inflight && !peer.given_up && now >= peer.next_at) Send(peer, now, directory, store);

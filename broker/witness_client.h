@@ -3,11 +3,10 @@
 // their cosignatures for the writer to store with the checkpoint.
 //
 // Contract:
-//   - One DEALER socket per peer: a CURVE client with this broker's transport keys and the
-//     peer's transport key from the current directory (the peer's ZAP admits it as this
-//     broker). Connected lazily to the endpoint from the configuration, else from an
-//     endpoint file (read at each connect), else from the directory; made anew after a
-//     timeout or when the directory changes the peer's key.
+//   - Requests go over the federation link to the peer (broker/link.h: the link's CURVE
+//     session, its address and its key checks); a peer whose link is not up is asked again
+//     after the interval, and a request unanswered by timeout_ms is given up and asked again
+//     after the interval (a request lost with a link session gets no answer).
 //   - Every checkpoint the broker signs is offered (Offer) and asked for in order of size,
 //     so that each stored checkpoint gets its own cosignatures (auditors wait for the one
 //     they fetched). At most one request per peer is in flight; the next goes out as soon
@@ -28,11 +27,12 @@
 //     a checkpoint of this log that the current log does not extend. That peer is not asked
 //     again by this process (it would refuse every later checkpoint, and keep evidence of
 //     each): the operator investigates, and a restart asks it again.
-//   - Nothing here blocks: sends do not wait (a full queue shows up as a timeout), replies
-//     are read without waiting; proofs come from the store's read transactions.
+//   - Nothing here blocks: sends do not wait (a full queue shows up as a retry), replies
+//     arrive through the links' handler and are handled in the next Pump; proofs come from
+//     the store's read transactions.
 //
-// Thread safety: the broker's event-loop thread only (sockets, state, the Store's const
-// methods). The Identity is used const only.
+// Thread safety: the broker's event-loop thread only (the links, state, the Store's const
+// methods).
 #ifndef REFBUS_BROKER_WITNESS_CLIENT_H_
 #define REFBUS_BROKER_WITNESS_CLIENT_H_
 
@@ -44,6 +44,7 @@
 #include <zmq.hpp>
 
 #include "broker/config.h"
+#include "broker/link.h"
 #include "broker/store.h"
 #include "core/clock.h"
 #include "keys/identity.h"
@@ -72,8 +73,8 @@ struct WitnessClientStats {
 
 class WitnessClient {
  public:
-  // REQUIRES: me outlives the client; context outlives it too.
-  WitnessClient(zmq::context_t& context, const keys::Identity& me, WitnessClientOptions options);
+  // REQUIRES: links outlives the client. Registers the links' other-reply handler.
+  WitnessClient(Links& links, WitnessClientOptions options);
   ~WitnessClient();
   WitnessClient(const WitnessClient&) = delete;
   WitnessClient& operator=(const WitnessClient&) = delete;
@@ -83,9 +84,7 @@ class WitnessClient {
   // A checkpoint to be witnessed (each one signed, and the latest stored one at start), as
   // stored. One not larger than the last offered is ignored.
   void Offer(const StoredCheckpoint& checkpoint);
-  // One poll item per connected peer socket (POLLIN), appended.
-  void AppendPollItems(std::vector<zmq::pollitem_t>& items);
-  // Reads every waiting reply, handles timeouts and sends the requests that are due.
+  // Handles the replies the links handed over, timeouts, and sends the requests that are due.
   // Cosignatures that verified are appended to out (for the writer to store).
   void Pump(UnixMillis now, const schema::Directory& directory, const Store& store,
             std::vector<CheckpointCosignature>& out);
@@ -101,9 +100,6 @@ class WitnessClient {
   };
   struct Peer {
     WitnessPeerConfig config;
-    std::unique_ptr<zmq::socket_t> socket;
-    Bytes server_key;                  // the transport key the socket was made with
-    std::string endpoint;              // the one it connected to
     std::optional<uint64_t> believed;  // the peer's last cosigned size of this log
     // Checkpoints up to this size are done with (cosigned, or refused): not asked for.
     std::optional<uint64_t> progress;
@@ -118,22 +114,19 @@ class WitnessClient {
   };
 
   void Problem(Peer& peer, int level, std::string message);
-  Status EnsureSocket(Peer& peer, const schema::Directory& directory);
-  void Drop(Peer& peer);
+  // Whether peer may be asked now (an active broker with the witness role, its link up).
+  Status Reachable(Peer& peer, const schema::Directory& directory);
   // The next checkpoint for peer, or nullptr.
   const Offered* Next(Peer& peer);
   void Send(Peer& peer, UnixMillis now, const schema::Directory& directory, const Store& store);
-  void ReadReplies(Peer& peer, UnixMillis now, const schema::Directory& directory,
-                   std::vector<CheckpointCosignature>& out);
   void HandleReply(Peer& peer, const schema::Frame& f, UnixMillis now,
                    const schema::Directory& directory, std::vector<CheckpointCosignature>& out);
 
-  zmq::context_t& context_;
-  const keys::Identity& me_;
+  Links& links_;
   WitnessClientOptions options_;
   std::vector<Peer> peers_;
   std::deque<Offered> offered_;  // ascending sizes, at most kMaxBacklog
-  uint64_t next_request_ = 1;
+  std::vector<std::pair<std::string, schema::Frame>> replies_;  // from the links' handler
   WitnessClientStats stats_;
 };
 
