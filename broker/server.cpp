@@ -1808,6 +1808,10 @@ void Server::WriteStatus(UnixMillis now) {
   if (Status s = WriteStatusFile(config_.status_file, st); !s.ok()) {
     spdlog::warn("status file not written: {}", s.message());
   }
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    snapshot_ = st;
+  }
   // Now and then, the links that need an operator's eye, in the log too.
   if (now - last_link_log_ >= kLinkLogPeriodMs) {
     last_link_log_ = now;

@@ -79,6 +79,7 @@
 
 #include "broker/config.h"
 #include "broker/link.h"
+#include "broker/status.h"
 #include "broker/store.h"
 #include "broker/witness_client.h"
 #include "core/clock.h"
@@ -133,6 +134,12 @@ class Server {
   // The latest checkpoint signed or confirmed by this server (empty before the first).
   // REQUIRES: the loop thread, or after Run() returned.
   const std::string& latest_checkpoint() const { return latest_checkpoint_; }
+  // The status as the loop last wrote it (every second, and at stop): counters, directory
+  // serial, audit size, links. Any thread (metrics, health checks).
+  BrokerStatus Snapshot() const {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    return snapshot_;
+  }
   const std::string& checkpoint_origin() const { return origin_; }
 
  private:
@@ -303,6 +310,8 @@ class Server {
   std::unique_ptr<WitnessClient> witness_client_;
   std::unique_ptr<Links> links_;  // federation: one link per other broker
   UnixMillis last_status_ = 0;
+  mutable std::mutex snapshot_mu_;
+  BrokerStatus snapshot_;  // GUARDED_BY(snapshot_mu_)
   UnixMillis last_link_log_ = 0;
   UnixMillis started_ms_ = 0;
   std::vector<CheckpointCosignature> pending_cosignatures_;

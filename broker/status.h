@@ -20,8 +20,6 @@
 
 namespace refbus::broker {
 
-struct ServerStats;
-
 struct BrokerStatus {
   std::string broker_id;
   UnixMillis time_ms = 0;
