@@ -2,8 +2,9 @@
 // into a local store, verifies it offline against every checkpoint the broker ever signed
 // and the witnesses' cosignatures on them, witnesses a log itself (cosigns its checkpoints
 // after checking they extend the last one it cosigned), makes and checks offline
-// inclusion-proof bundles, and answers the questions auditors ask (schema/PROTOCOL.md
-// section 11). Thin over agent/audit_fetch.h and agent/audit_tool.h.
+// inclusion-proof bundles, answers the questions auditors ask, and writes the auditor's
+// report as one self-contained HTML page (schema/PROTOCOL.md section 11). Thin over
+// agent/audit_fetch.h, agent/audit_tool.h and agent/audit_report.h.
 // Output: readable text and tables, or --json (and --csv for the queries); no content is
 // ever in the log, so none is in the output either.
 #include <CLI/CLI.hpp>
@@ -14,6 +15,7 @@
 #include <string>
 
 #include "agent/audit_fetch.h"
+#include "agent/audit_report.h"
 #include "agent/audit_store.h"
 #include "agent/audit_tool.h"
 #include "core/clock.h"
@@ -341,6 +343,67 @@ int RunCheckProof(const std::string& path, const std::string& dir, bool as_json)
   return kExitOk;
 }
 
+// The report holds who sent what to whom and who opened it when, per case pseudonym and
+// operator ref: the same metadata as the local store, made easy to read. Written 0600 like
+// the store's own files, not 0644 like a proof bundle (which proves one message and is made
+// to be handed over); an auditor who shares the page decides that with chmod or a copy.
+constexpr mode_t kReportFileMode = kPrivateFileMode;
+
+int RunReport(const std::string& store_dir, const std::string& dir, const std::string& out,
+              const std::string& case_ref, size_t min_cosignatures, bool as_json) {
+  if (!case_ref.empty() && !schema::IsValidCaseRef(case_ref)) {
+    return Fail(InvalidArgument("'" + case_ref + "' is not a case pseudonym"), kExitUsage);
+  }
+  // The verified directory gives the broker's keys and the witnesses' keys, as for verify:
+  // local files only, no network.
+  auto sd = LoadVerifiedDirectory(dir, Now());
+  if (!sd.ok()) return Fail(sd.status(), ExitFor(sd.status()));
+  auto store = LocalAuditStore::Open(store_dir, /*create=*/false);
+  if (!store.ok()) return Fail(store.status(), kExitIo);
+  auto binding = (*store)->Binding();
+  if (!binding.ok()) return Fail(binding.status(), kExitIo);
+  if (!*binding) return Fail(FailedPrecondition(store_dir + " is empty: run fetch"), kExitIo);
+  auto keys = BrokerLogKeys(sd->directory, (*binding)->broker_id);
+  if (!keys.ok()) return Fail(keys.status(), kExitFailed);
+  if (keys->origin != (*binding)->origin) {
+    return Fail(FailedPrecondition("the store holds the log " + (*binding)->origin +
+                                   ", but this directory's federation names it " + keys->origin),
+                kExitFailed);
+  }
+  ReportOptions options;
+  options.verify.min_cosignatures = min_cosignatures;
+  auto witnesses = keys::WitnessKeys(sd->directory, (*binding)->broker_id);
+  if (!witnesses.ok()) return Fail(witnesses.status(), kExitFailed);
+  options.verify.witnesses = std::move(*witnesses);
+  if (!case_ref.empty()) options.case_ref = case_ref;
+  options.store_label = store_dir;
+  options.generated_at_ms = Now();
+  auto report = BuildAuditReport(**store, *keys, options);
+  if (!report.ok()) return Fail(report.status(), kExitIo);
+  const std::string html = RenderAuditReportHtml(*report);
+  Status s = WriteFileAtomic(out, AsBytes(html), kReportFileMode);
+  if (!s.ok()) return Fail(s, kExitIo);
+  const AuditReport& r = *report;
+  if (as_json) {
+    std::cout << json{{"ok", r.verify.ok()},
+                      {"out", out},
+                      {"headline", r.verify.Headline()},
+                      {"entries", r.entries},
+                      {"cases", r.cases.size()},
+                      {"bytes", html.size()},
+                      {"seconds", r.seconds}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << "Wrote " << out << " (" << html.size()
+              << " bytes): " << (r.verify.ok() ? "PASS" : "FAIL") << ", " << r.entries
+              << " entries, " << r.cases.size() << (r.cases.size() == 1 ? " case" : " cases")
+              << ", " << r.seconds << " s\n"
+              << r.verify.Headline() << "\n";
+  }
+  return r.verify.ok() ? kExitOk : kExitFailed;
+}
+
 int RunQuery(const Result<QueryResult>& r, OutputFormat format) {
   if (!r.ok()) {
     int code = r.status().code() == Status::Code::kFailedPrecondition ? kExitFailed : kExitIo;
@@ -452,6 +515,33 @@ int Main(int argc, char** argv) {
       "overrides", "Every emergency override grant and what was shared under it");
   q_overrides->add_option("--store", store_dir, "Local audit store folder")->required();
 
+  auto* report = app.add_subcommand(
+      "report",
+      "Write the auditor's report, one self-contained HTML page (0600), offline: the verify "
+      "verdict, the log, counts, consent grants, unconsented accesses, emergency overrides "
+      "and a timeline per case");
+  report->add_option("--store", store_dir, "Local audit store folder")->required();
+  report->add_option("--dir", dir, "The auditor's folder (for the verified directory)")->required();
+  report->add_option("--out", out, "HTML file to write")->required();
+  report->add_option("--case", case_ref, "Only this case pseudonym in the case sections");
+  report
+      ->add_option("--min-cosignatures", min_cosignatures,
+                   "As for verify: require this many directory witnesses to have cosigned")
+      ->check(CLI::Range(0, 100));
+  report->footer(R"(
+The page, from the local store only (no network; --dir is read for the broker's and the
+witnesses' keys, as by verify): the verify verdict, PASS or FAIL with the first bad entry
+or checkpoint named; the log's origin, size, latest checkpoint, its cosigners and the time
+range; counts by event and by refusal reason; consent grants; accesses without matching
+consent and emergency overrides (as unconsented and overrides); a timeline per case
+pseudonym (sender, recipients, relaying brokers, deliveries, acks, openings by operator
+ref, consent grant). Inline CSS, no script, nothing loaded from elsewhere; every string
+from the log is escaped. Written 0600 (it holds who opened which case when).
+Exit 0 on PASS; 1 on FAIL (the page is still written, saying why).
+
+Example:
+  refbus-audit report --dir AUDITOR_KEYS --store /srv/audit/seoul --out seoul.html)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -468,6 +558,9 @@ int Main(int argc, char** argv) {
   if (witness->parsed()) return RunWitness(wo, as_json);
   if (prove->parsed()) return RunProve(message, store_dir, out, as_json);
   if (check->parsed()) return RunCheckProof(bundle, dir, as_json);
+  if (report->parsed()) {
+    return RunReport(store_dir, dir, out, case_ref, min_cosignatures, as_json);
+  }
 
   OutputFormat format =
       as_json ? OutputFormat::kJson : (as_csv ? OutputFormat::kCsv : OutputFormat::kTable);

@@ -361,6 +361,14 @@ Status Client::HandleMonitor() {
         need_hello_ = false;
         break;
       case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        if (value == EPIPE || value == ECONNRESET || value == ECONNABORTED) {
+          // The connection dropped during the handshake (a broker restarting): not a refusal.
+          spdlog::info("agent {}: connection to broker {} dropped during the handshake ({}); "
+                       "reconnecting",
+                       identity_.party_id(), broker_id_, std::strerror(value));
+          break;
+        }
+        [[fallthrough]];
       case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
       case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
         ++counters_.handshake_failures;

@@ -1,10 +1,15 @@
 // refbus-broker: a regional broker. Thin over broker/server.h.
+#include <pthread.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <string>
+#include <string_view>
 
+#include "broker/backup.h"
 #include "broker/config.h"
+#include "broker/metrics.h"
 #include "broker/server.h"
 #include "broker/status.h"
 #include "core/clock.h"
@@ -27,11 +32,119 @@ void OnSignal(int sig) {
 constexpr char kFooter[] = R"(
 Signals: SIGTERM/SIGINT stop cleanly (finish the commit in progress, exit 0);
 SIGHUP reloads the directory (it is also reloaded when its file changes).
-Exit codes: 0 clean stop, 1 configuration or start-up error, 2 usage error, 3 runtime failure.)";
+Exit codes: 0 clean stop, 1 configuration or start-up error, 2 usage error, 3 runtime failure.
+Backup and restore: refbus-broker backup -c FILE --out DIR | restore -c FILE --from DIR
+(see refbus-broker backup --help).)";
+
+// ---- refbus-broker backup | restore (broker/backup.h) ----------------------------------
+// Commands of their own, dispatched before the daemon's command line is parsed.
+
+constexpr char kBackupFooter[] = R"(
+Run as the user the broker runs as (or root). backup works beside a running broker: the
+copy is one consistent snapshot. restore needs a data_dir that is absent or empty with no
+broker running on it, and checks the backup (each file's SHA-256, the broker's start-up
+checks, the audit log's size and root) before anything is put in place.
+Exit codes: 0 done, 1 refused (configuration, folder not empty, broker running, a check
+failed; nothing was changed), 2 usage error, 3 failed (I/O error, disk full).)";
+
+int BackupExitCode(const refbus::Status& s) {
+  using Code = refbus::Status::Code;
+  return s.code() == Code::kIoError || s.code() == Code::kResourceExhausted ||
+                 s.code() == Code::kInternal
+             ? 3
+             : 1;
+}
+
+int RunBackupCommand(int argc, char** argv) {
+  const std::string command = argv[1];
+  const bool backup = command == "backup";
+  CLI::App app{backup ? "refbus-broker backup: a hot copy of the broker's store, with a manifest"
+                      : "refbus-broker restore: a backup checked and put into an empty data_dir"};
+  app.name("refbus-broker " + command);
+  app.footer(kBackupFooter);
+  std::string config_path, dir, log_level = "warn";
+  app.add_option("-c,--config", config_path, "Configuration file (TOML)")->required();
+  if (backup) {
+    app.add_option("--out", dir, "a new (or empty) folder for the backup")->required();
+  } else {
+    app.add_option("--from", dir, "the backup folder")->required();
+  }
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  try {
+    app.parse(argc - 1, argv + 1);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  const std::string who = "refbus-broker " + command + ": ";
+  if (!refbus::keys::InitSodium().ok()) {
+    std::cerr << who << "libsodium failed to initialize\n";
+    return 1;
+  }
+  if (auto log = refbus::InitLogging("refbus-broker", refbus::LogFormat::kText, log_level);
+      !log.ok()) {
+    std::cerr << who << log.ToString() << "\n";
+    return 2;
+  }
+  auto config = refbus::broker::LoadConfig(config_path);
+  if (!config.ok()) {
+    std::cerr << who << config.status().message() << "\n";
+    return 1;
+  }
+  if (backup) {
+    auto r = refbus::broker::BackupBroker(*config, dir);
+    if (!r.ok()) {
+      std::cerr << who << r.status().ToString() << "\n";
+      return BackupExitCode(r.status());
+    }
+    std::cout << "backup: " << dir << "\n"
+              << "broker: " << config->id << "\n";
+    for (const auto& e : r->manifest.environments) {
+      std::cout << "file " << e.file << ": " << e.bytes << " bytes, sha256 " << e.sha256
+                << ", copied in " << e.copy_seconds << " s\n";
+    }
+    std::cout << "audit size: " << r->audit_size << "\n"
+              << "audit root: " << (r->audit_root.empty() ? "-" : r->audit_root) << "\n"
+              << "seconds: " << r->seconds << "\n"
+              << "manifest sha256: " << r->manifest_sha256
+              << " (keep it apart from the backup; restore prints it again)\n";
+    return 0;
+  }
+  auto r = refbus::broker::RestoreBroker(*config, dir);
+  if (!r.ok()) {
+    std::cerr << who << r.status().ToString() << "\n"
+              << who << "nothing was restored into " << config->data_dir << "\n";
+    return BackupExitCode(r.status());
+  }
+  const auto& m = r->manifest;
+  std::cout << "restored: " << dir << " -> " << config->data_dir << "\n"
+            << "broker: " << m.id << "\n"
+            << "backup taken: " << refbus::FormatUtc(m.created_ms) << " on "
+            << (m.host.empty() ? "?" : m.host) << "\n";
+  for (const auto& e : m.environments) {
+    std::cout << "checked " << e.file << ": " << e.bytes << " bytes, SHA-256 as in the manifest\n";
+  }
+  std::cout << "start-up checks: passed (store format, owner, audit tree frontier)\n"
+            << "audit size: " << r->audit_size << " (as in the manifest)\n"
+            << "audit root: " << r->audit_root
+            << (r->root_in_manifest ? " (as in the manifest)" : " (the manifest has none)") << "\n";
+  if (r->checkpoint_size) {
+    std::cout << "latest checkpoint: size " << *r->checkpoint_size << ", consistent with the log\n";
+  } else {
+    std::cout << "latest checkpoint: none stored\n";
+  }
+  std::cout << "queued: " << r->queued << " entries in " << r->mailboxes << " mailboxes\n";
+  if (r->owner_uid >= 0) std::cout << "owner: uid " << r->owner_uid << "\n";
+  std::cout << "manifest sha256: " << r->manifest_sha256 << "\n";
+  return 0;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 &&
+      (std::string_view(argv[1]) == "backup" || std::string_view(argv[1]) == "restore")) {
+    return RunBackupCommand(argc, argv);
+  }
   CLI::App app{"refbus-broker: durable, authenticated store-and-forward for one region"};
   app.footer(kFooter);
   std::string config_path, log_level = "info", log_format = "text";
@@ -81,11 +194,31 @@ int main(int argc, char** argv) {
     std::cout << "configuration " << config_path << " is valid\n";
     return 0;
   }
-  // Signals are blocked while the server starts, then handled by setting flags.
+  // SIGTERM, SIGINT and SIGHUP are blocked while the server starts, so every thread it
+  // makes (the writer, ZeroMQ's, the metrics listener) inherits the block; then only this
+  // thread takes them, by setting flags. One that came during start-up is taken then.
+  sigset_t handled;
+  sigemptyset(&handled);
+  sigaddset(&handled, SIGTERM);
+  sigaddset(&handled, SIGINT);
+  sigaddset(&handled, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &handled, nullptr);
   auto server = refbus::broker::Server::Create(*config);
   if (!server.ok()) {
     std::cerr << "refbus-broker: cannot start: " << server.status().ToString() << "\n";
     return 1;
+  }
+  // [metrics]: answers from the status the loop refreshes; stopped before the server goes.
+  std::unique_ptr<refbus::broker::MetricsServer> metrics;
+  if (!config->metrics_bind.empty()) {
+    refbus::broker::Server* srv = server->get();
+    auto m = refbus::broker::MetricsServer::Start(
+        {config->metrics_bind, config->metrics_url_file}, [srv] { return srv->Snapshot(); });
+    if (!m.ok()) {
+      std::cerr << "refbus-broker: cannot start: " << m.status().ToString() << "\n";
+      return 1;
+    }
+    metrics = std::move(*m);
   }
   g_server = server->get();
   struct sigaction sa {};
@@ -94,8 +227,10 @@ int main(int argc, char** argv) {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGHUP, &sa, nullptr);
+  pthread_sigmask(SIG_UNBLOCK, &handled, nullptr);
   auto s = (*server)->Run();
   g_server = nullptr;
+  if (metrics) metrics->Stop();
   if (!s.ok()) {
     std::cerr << "refbus-broker: " << s.ToString() << "\n";
     return 3;

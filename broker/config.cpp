@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "broker/metrics.h"
 #include "schema/codec.h"
 #include "schema/types.h"
 
@@ -162,6 +163,17 @@ Status LoadPeerTable(const toml::table& root, const Reader& r, const std::string
   return Status::Ok();
 }
 
+// [metrics]: absent, no listener; a bind that is not a loopback address is refused.
+Status LoadMetrics(const toml::table& root, Reader& r, Config& c) {
+  if (root["metrics"].node() == nullptr) return Status::Ok();
+  REFBUS_ASSIGN_OR_RETURN(c.metrics_bind, r.String("metrics", "bind", true));
+  if (auto a = ParseLoopbackBind(c.metrics_bind); !a.ok()) {
+    return r.Error("metrics", "bind", a.status().message());
+  }
+  REFBUS_ASSIGN_OR_RETURN(c.metrics_url_file, r.Path("metrics", "url_file", false));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<Config> LoadConfig(const std::string& path) {
@@ -174,7 +186,7 @@ Result<Config> LoadConfig(const std::string& path) {
   }
   for (const auto& [k, v] : root) {
     if (k.str() != "broker" && k.str() != "limits" && k.str() != "policy" && k.str() != "audit" &&
-        k.str() != "witness" && k.str() != "federation") {
+        k.str() != "witness" && k.str() != "federation" && k.str() != "metrics") {
       return InvalidArgument(path + ": unknown section [" + std::string(k.str()) + "]");
     }
   }
@@ -183,7 +195,8 @@ Result<Config> LoadConfig(const std::string& path) {
       r.NoUnknown("broker", {"id", "bind", "data_dir", "key_file", "passphrase_file", "directory",
                              "anchor", "trust_state", "endpoint_file", "status_file"}));
   REFBUS_RETURN_IF_ERROR(
-      r.NoUnknown("limits", {"max_frame_bytes", "mailbox_quota", "max_batch", "delivery_window",
+      r.NoUnknown("limits", {"max_frame_bytes", "mailbox_quota", "sender_quota", "max_batch",
+                             "delivery_window",
                              "redelivery_ms", "map_size_mb"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("policy", {"allow_unscoped_opaque"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("audit", {"checkpoint_interval_ms"}));
@@ -191,6 +204,7 @@ Result<Config> LoadConfig(const std::string& path) {
       "witness", {"peers", "endpoints", "endpoint_files", "interval_ms", "timeout_ms"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown(
       "federation", {"endpoints", "endpoint_files", "link_timeout_ms", "max_hops", "window"}));
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown("metrics", {"bind", "url_file"}));
   Config c;
   if (const toml::node* n = root.at_path("policy.allow_unscoped_opaque").node(); n != nullptr) {
     if (!n->is_boolean())
@@ -226,6 +240,8 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(
       r.Uint("limits", "max_frame_bytes", 1024, schema::kMaxFrameBytes, &c.max_frame_bytes));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "mailbox_quota", 1, 100000000, &c.mailbox_quota));
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "sender_quota", 1, c.mailbox_quota, &c.sender_quota));
+  if (c.sender_quota == 0) c.sender_quota = std::max<uint64_t>(1, c.mailbox_quota / 2);
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "max_batch", 1, 65536, &c.max_batch));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "delivery_window", 1, 65536, &c.delivery_window));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "redelivery_ms", 100, 3600000, &c.redelivery_ms));
@@ -246,6 +262,7 @@ Result<Config> LoadConfig(const std::string& path) {
       LoadPeerTable(root, r, path, c, "endpoints", c.peer_endpoints));
   REFBUS_RETURN_IF_ERROR(
       LoadPeerTable(root, r, path, c, "endpoint_files", c.peer_endpoint_files));
+  REFBUS_RETURN_IF_ERROR(LoadMetrics(root, r, c));
   // Witnessing runs over the federation links: an address given for a witness (the older
   // [witness] tables) is where its link goes, unless [federation] names one.
   for (const auto& w : c.witness_peers) {

@@ -19,6 +19,8 @@
 //   [limits]
 //   max_frame_bytes = 4194304
 //   mailbox_quota = 100000              # envelopes per recipient mailbox
+//   sender_quota = 50000                # envelopes of one sender waiting in one mailbox
+//                                       # (default: half of mailbox_quota)
 //   max_batch = 1024                    # frames handled per group commit
 //   delivery_window = 256               # unacked deliveries per recipient
 //   redelivery_ms = 10000               # resend an unacked delivery after this long
@@ -58,6 +60,12 @@
 //   max_hops = 3                        # brokers an envelope may pass after its first (1-8)
 //   window = 256                        # relays in flight per link (default delivery_window)
 //
+//   [metrics]                           # Prometheus metrics and health checks over HTTP
+//   bind = "127.0.0.1:9470"             # loopback only: 127.0.0.0/8 or [::1], as a literal;
+//                                       # port 0: any free port. Absent: no listener.
+//                                       # Serves /metrics, /healthz, /readyz (broker/metrics.h)
+//   url_file = ""                       # optional: write "http://127.0.0.1:PORT" here
+//
 // Thread safety: a value.
 #ifndef REFBUS_BROKER_CONFIG_H_
 #define REFBUS_BROKER_CONFIG_H_
@@ -91,6 +99,7 @@ struct Config {
 
   uint64_t max_frame_bytes = 4u << 20;
   uint64_t mailbox_quota = 100000;
+  uint64_t sender_quota = 0;  // 0: half the mailbox quota
   uint64_t max_batch = 1024;
   uint64_t delivery_window = 256;
   uint64_t redelivery_ms = 10000;
@@ -109,6 +118,9 @@ struct Config {
   uint64_t link_timeout_ms = 5000;
   uint64_t max_hops = 3;
   uint64_t link_window = 256;
+
+  std::string metrics_bind;      // empty: no metrics listener
+  std::string metrics_url_file;  // empty: none written
 };
 
 Result<Config> LoadConfig(const std::string& path);

@@ -267,7 +267,7 @@ void Links::Pump(UnixMillis now, const schema::Directory& directory, const Store
     }
     if (link.state == Link::State::kUp && now >= link.paused_until) {
       SendControl(link, now, store);
-      SendRelays(link, now, directory, store);
+      SendRelays(link, now, directory, store, out);
     }
     ++it;
   }
@@ -442,7 +442,7 @@ void Links::SendControl(Link& link, UnixMillis now, const Store& store) {
 }
 
 void Links::SendRelays(Link& link, UnixMillis now, const schema::Directory& directory,
-                       const Store& store) {
+                       const Store& store, std::vector<RecipientAck>& out) {
   if (!link.dirty || link.inflight.size() >= options_.window) return;
   link.dirty = false;
   const size_t want = options_.window - link.inflight.size();
@@ -458,11 +458,22 @@ void Links::SendRelays(Link& link, UnixMillis now, const schema::Directory& dire
       link.last_sent_seq = m.seq;  // its end is being committed
       continue;
     }
-    auto env = schema::DecodeEnvelope(m.envelope);
+    auto env = m.damage.empty() ? schema::DecodeEnvelope(m.envelope)
+                                : Result<schema::SealedEnvelope>(Malformed(m.damage));
     if (!env.ok()) {
-      spdlog::critical("stored envelope {} does not decode: {}", HexEncode(m.message_id),
-                       env.status().ToString());
-      return;  // kept in order, never sent as sound; the operator investigates
+      // Never relayed as if sound; taken aside so the rest of the queue flows.
+      spdlog::critical("DAMAGED stored envelope {} in the link queue for {}: {}; quarantined",
+                       HexEncode(m.message_id), link.peer, env.status().message());
+      RecipientAck q;
+      q.recipient = link.peer;
+      q.seq = m.seq;
+      q.message_id = m.message_id;
+      q.kind = RecipientAck::Kind::kQuarantined;
+      q.detail = env.status().message();
+      link.ends_uncommitted.insert(m.seq);
+      link.last_sent_seq = m.seq;
+      out.push_back(std::move(q));
+      continue;
     }
     Frame f;
     f.type = Frame::Type::kRelay;

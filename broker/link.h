@@ -163,7 +163,7 @@ class Links {
                           std::vector<ControlEnd>& control_out);
   void SendControl(Link& link, UnixMillis now, const Store& store);
   void SendRelays(Link& link, UnixMillis now, const schema::Directory& directory,
-                  const Store& store);
+                  const Store& store, std::vector<RecipientAck>& out);
 
   zmq::context_t& context_;
   const keys::Identity& me_;

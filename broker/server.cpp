@@ -180,6 +180,7 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   so.broker_id = config.id;
   so.map_size_bytes = static_cast<size_t>(config.map_size_mb) << 20;
   so.mailbox_quota = config.mailbox_quota;
+  so.sender_quota = config.sender_quota;
   REFBUS_ASSIGN_OR_RETURN(s->store_, Store::Open(so));
   // A log that no longer extends the checkpoint this broker signed last was rewritten or
   // damaged: starting would only append to it, and every later checkpoint would be refused.
@@ -1363,6 +1364,7 @@ void Server::CommitJob(Job& job) {
       // delivering: acks free room.
       spdlog::critical("STORAGE FULL: refusing new submissions ({}); deliveries continue",
                        result.status().message());
+      job.storage_full = true;
       Batch rest;
       rest.acks = std::move(turn.batch.acks);
       rest.events = std::move(turn.batch.events);
@@ -1426,12 +1428,27 @@ Status Server::Finish(Job& job) {
   // Committed or not, these acks are no longer pending: a failed one is redelivered with
   // the recipient's next session.
   for (const auto& a : turn.batch.acks) {
-    if (a.kind != RecipientAck::Kind::kAcked) continue;
+    if (a.kind == RecipientAck::Kind::kForwarded || a.kind == RecipientAck::Kind::kRefusedByPeer) {
+      continue;  // link ends: the links keep their own
+    }
     auto p = peers_.find(a.recipient);
     if (p != peers_.end()) p->second.acks_uncommitted.erase(a.seq);
   }
   links_->Committed(turn.batch.acks, turn.batch.control_ends);
   if (!job.status.ok()) spdlog::error("turn not committed: {}", job.status.ToString());
+  // For readiness: storage full until a commit with new envelopes goes through again.
+  const UnixMillis finish_now = SystemClock::Get().NowMillis();
+  if (job.storage_full) {
+    if (storage_full_since_ == 0) storage_full_since_ = finish_now;
+  } else if (job.committed && !turn.batch.accepted.empty()) {
+    if (storage_full_since_ != 0) spdlog::warn("storage has room again: submissions accepted");
+    storage_full_since_ = 0;
+  }
+  if (job.committed || job.status.ok()) {
+    last_commit_error_.clear();
+  } else {
+    last_commit_error_ = job.status.message().substr(0, 300);
+  }
   Status checkpoint_status;
   if (job.checkpoint) {
     if (!job.checkpoint_status.ok()) {
@@ -1530,14 +1547,14 @@ Status Server::Finish(Job& job) {
       }
       if (o == Outcome::kQuotaExceeded) {
         ++stats_.rejected;
-        r.accepted_index = -1;
         r.reason = NackReason::kQuotaExceeded;
-        r.detail = "mailbox of " + result.quota_recipient + " is full; retry later";
+        const std::string why = result.refusals[static_cast<size_t>(r.accepted_index)].detail;
+        r.accepted_index = -1;
+        r.detail = (why.empty() ? "mailbox of " + result.quota_recipient + " is full" : why) +
+                   "; retry later";
         r.retry_after_ms = kQuotaRetryMs;
-        spdlog::warn(
-            "refused message {} from a sender: quota-exceeded (mailbox of {} is full; "
-            "back-pressure, retry in {} ms)",
-            Short(r.message_id), result.quota_recipient, kQuotaRetryMs);
+        spdlog::warn("refused message {}: quota-exceeded ({}; back-pressure, retry in {} ms)",
+                     Short(r.message_id), r.detail, kQuotaRetryMs);
       } else if (o == Outcome::kDuplicate) {
         r.duplicate = true;
       }
@@ -1604,6 +1621,21 @@ void Server::PumpDeliveries(UnixMillis now) {
     for (auto& m : *pending) {
       if (p.acks_uncommitted.count(m.seq) != 0) {
         p.last_sent_seq = m.seq;  // acked; its removal is being committed
+        continue;
+      }
+      if (!m.damage.empty()) {
+        // Never delivered as if sound; taken aside so the rest of the mailbox flows.
+        spdlog::critical("DAMAGED stored envelope {} in the mailbox of {}: {}; quarantined",
+                         Short(m.message_id), id, m.damage);
+        RecipientAck q;
+        q.recipient = id;
+        q.seq = m.seq;
+        q.message_id = m.message_id;
+        q.kind = RecipientAck::Kind::kQuarantined;
+        q.detail = m.damage;
+        turn_.batch.acks.push_back(std::move(q));
+        p.acks_uncommitted.insert(m.seq);
+        p.last_sent_seq = m.seq;
         continue;
       }
       Frame f;
@@ -1791,8 +1823,14 @@ void Server::WriteStatus(UnixMillis now) {
   st.started_ms = started_ms_;
   st.running = !stop_.load();
   st.directory_serial = directory_.directory.serial;
+  st.directory_expires_ms = directory_.directory.expires_at_ms;
   auto audit_size = store_->AuditSize();
   st.audit_size = audit_size.ok() ? *audit_size : 0;
+  // mdb_env_info reads the current meta page: safe beside the writer's transaction.
+  if (auto usage = store_->env().Usage(); usage.ok()) {
+    st.storage_used_bytes = usage->first;
+    st.storage_map_bytes = usage->second;
+  }
   st.counters = {{"accepted", stats_.accepted},
                  {"duplicates", stats_.duplicates},
                  {"refused", stats_.rejected},
@@ -1805,6 +1843,8 @@ void Server::WriteStatus(UnixMillis now) {
                  {"relays_refused", stats_.relays_refused},
                  {"routed_out", stats_.routed_out}};
   st.links = links_->Status(now, *store_);
+  st.storage_full_since_ms = storage_full_since_;
+  st.last_commit_error = last_commit_error_;
   if (Status s = WriteStatusFile(config_.status_file, st); !s.ok()) {
     spdlog::warn("status file not written: {}", s.message());
   }

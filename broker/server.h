@@ -196,6 +196,7 @@ class Server {
     UnixMillis now = 0;
     bool expire = false;      // also run the expiry sweep, after the commit
     bool checkpoint = false;  // then sign a checkpoint of the committed log
+    bool storage_full = false;  // set by the writer: new envelopes refused as storage full
     // Set by the writer:
     bool committed = false;  // a transaction ran and committed; result is set
     Status status;           // of the commit (ok also when there was nothing to write)
@@ -310,6 +311,8 @@ class Server {
   std::unique_ptr<WitnessClient> witness_client_;
   std::unique_ptr<Links> links_;  // federation: one link per other broker
   UnixMillis last_status_ = 0;
+  UnixMillis storage_full_since_ = 0;  // loop: since when commits refuse as storage full
+  std::string last_commit_error_;      // loop: the latest commit's failure, if it failed
   mutable std::mutex snapshot_mu_;
   BrokerStatus snapshot_;  // GUARDED_BY(snapshot_mu_)
   UnixMillis last_link_log_ = 0;

@@ -32,7 +32,12 @@ std::string EncodeStatus(const BrokerStatus& st) {
   j["started_ms"] = st.started_ms;
   j["running"] = st.running;
   j["directory_serial"] = st.directory_serial;
+  j["directory_expires_ms"] = st.directory_expires_ms;
   j["audit_size"] = st.audit_size;
+  j["storage_used_bytes"] = st.storage_used_bytes;
+  j["storage_map_bytes"] = st.storage_map_bytes;
+  j["storage_full_since_ms"] = st.storage_full_since_ms;
+  j["last_commit_error"] = st.last_commit_error;
   nlohmann::ordered_json counters = nlohmann::ordered_json::object();
   for (const auto& [k, v] : st.counters) counters[k] = v;
   j["counters"] = counters;
@@ -101,6 +106,12 @@ Status PrintStatusFile(const std::string& path, bool json, UnixMillis now, UnixM
       << "  (up " << Age(now, j.value("started_ms", UnixMillis{0})) << ")\n";
   out << "directory serial " << j.value("directory_serial", uint64_t{0}) << ", audit log "
       << j.value("audit_size", uint64_t{0}) << " entries\n";
+  const uint64_t used = j.value("storage_used_bytes", uint64_t{0});
+  const uint64_t map = j.value("storage_map_bytes", uint64_t{0});
+  if (map > 0) {
+    out << "storage " << used / (1024 * 1024) << " of " << map / (1024 * 1024) << " MiB ("
+        << used * 100 / map << "% of the map, high-water mark)\n";
+  }
   if (j.contains("counters") && j["counters"].is_object()) {
     out << "counters:";
     for (const auto& [k, v] : j["counters"].items()) out << " " << k << "=" << v;

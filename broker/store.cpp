@@ -73,6 +73,14 @@ const std::vector<std::string>* ServesFor(const std::map<std::string, std::vecto
   return it == m.end() ? nullptr : &it->second;
 }
 
+// "sender_counts" keys: sender \0 mailbox -> envelopes from sender waiting in mailbox.
+Bytes SenderKey(const std::string& sender, const std::string& mailbox) {
+  Bytes k(sender.begin(), sender.end());
+  k.push_back(0);
+  Append(k, AsBytes(mailbox));
+  return k;
+}
+
 // "revoked_unknown" values: revoked_by, case_ref (length-prefixed), revoked_at.
 Bytes EncodeTombstone(const schema::ConsentRevocation& r) {
   Bytes v;
@@ -133,10 +141,12 @@ struct Record {
   UnixMillis expires_ms = 0;
   std::vector<std::pair<std::string, uint64_t>> mailboxes;  // recipient, seq
   ByteView envelope;                                        // into the stored bytes
-  uint8_t hops = 0;  // brokers it passed before this one
+  uint8_t hops = 0;    // brokers it passed before this one
+  std::string sender;  // the envelope's sender (per-sender quotas); empty in version 1
 };
 
 Bytes EncodeRecord(UnixMillis accepted, UnixMillis expires, uint8_t hops,
+                   const std::string& sender,
                    const std::vector<std::pair<std::string, uint64_t>>& mailboxes,
                    ByteView envelope) {
   Bytes body;
@@ -145,6 +155,8 @@ Bytes EncodeRecord(UnixMillis accepted, UnixMillis expires, uint8_t hops,
   AppendU64BigEndian(body, accepted);
   AppendU64BigEndian(body, expires);
   body.push_back(hops);
+  body.push_back(static_cast<uint8_t>(sender.size()));
+  Append(body, AsBytes(sender));
   body.push_back(static_cast<uint8_t>(mailboxes.size() >> 8));
   body.push_back(static_cast<uint8_t>(mailboxes.size()));
   for (const auto& [r, seq] : mailboxes) {
@@ -183,8 +195,12 @@ Result<Record> DecodeRecord(ByteView stored, ByteView message_id) {
   r.accepted_ms = u64();
   r.expires_ms = u64();
   if (v2) {
-    if (!need(1 + 2)) return damaged("truncated");
+    if (!need(2)) return damaged("truncated");
     r.hops = body[pos++];
+    size_t slen = body[pos++];
+    if (!need(slen + 2)) return damaged("truncated");
+    r.sender = std::string(AsChars(body.subspan(pos, slen)));
+    pos += slen;
   }
   size_t n = (size_t{body[pos]} << 8) | body[pos + 1];
   pos += 2;
@@ -275,6 +291,8 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   REFBUS_ASSIGN_OR_RETURN(s->grants_, s->env_->OpenDb("grants"));
   REFBUS_ASSIGN_OR_RETURN(s->ctlq_, s->env_->OpenDb("ctlq"));
   REFBUS_ASSIGN_OR_RETURN(s->tombstones_, s->env_->OpenDb("revoked_unknown"));
+  REFBUS_ASSIGN_OR_RETURN(s->quarantine_, s->env_->OpenDb("quarantine"));
+  REFBUS_ASSIGN_OR_RETURN(s->sender_counts_, s->env_->OpenDb("sender_counts"));
   REFBUS_ASSIGN_OR_RETURN(s->witness_, s->env_->OpenDb("witness"));
   REFBUS_ASSIGN_OR_RETURN(s->evidence_, s->env_->OpenDb("witness_evidence"));
   s->audit_dbs_.meta = s->meta_;
@@ -512,6 +530,7 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
                                            MailboxValue(h.message_id, ServesFor(a.serves, t))));
             REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(t)));
             REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(t), depth + 1));
+            REFBUS_RETURN_IF_ERROR(AdjustSender(txn, rec->sender, t, +1));
             mboxes.emplace_back(t, seq);
             a.added.push_back(t);
           }
@@ -519,7 +538,8 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
             REFBUS_ASSIGN_OR_RETURN(uint64_t refs, GetU64(txn, refs_, h.message_id));
             REFBUS_RETURN_IF_ERROR(txn.Put(
                 msgs_, h.message_id,
-                EncodeRecord(rec->accepted_ms, rec->expires_ms, rec->hops, mboxes, rec->envelope)));
+                EncodeRecord(rec->accepted_ms, rec->expires_ms, rec->hops, rec->sender, mboxes,
+                             rec->envelope)));
             REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, h.message_id, refs + a.added.size()));
             schema::AuditEntry e = EnvelopeAudit(schema::AuditEvent::kEnvelopeAccepted, *a.decoded,
                                                  a.envelope, a.actor, a.directory_serial);
@@ -559,22 +579,31 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
     if (targets.empty()) {
       for (const auto& r : h.recipients) targets.push_back(r.agency_id);
     }
-    bool full = false;
+    std::string full;
     for (const auto& t : targets) {
       REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(t)));
       if (depth >= options_.mailbox_quota) {
-        full = true;
+        full = "mailbox of " + t + " is full";
+        result.quota_recipient = t;
+      }
+      // One sender may not take a mailbox for itself: others keep their share.
+      REFBUS_ASSIGN_OR_RETURN(uint64_t mine,
+                              GetU64(txn, sender_counts_, SenderKey(h.sender_id, t)));
+      if (full.empty() && mine >= options_.sender_quota) {
+        full = h.sender_id + " already has " + std::to_string(mine) + " envelopes waiting in " +
+               "the mailbox of " + t + " (limits.sender_quota)";
         result.quota_recipient = t;
       }
     }
-    if (full) {
+    if (!full.empty()) {
       // Back-pressure: nothing stored, the sender retries; the refusal is on record.
       schema::AuditEntry e = EnvelopeAudit(schema::AuditEvent::kEnvelopeRejected, *a.decoded,
                                            a.envelope, a.actor, a.directory_serial);
       e.reason = schema::NackReason::kQuotaExceeded;
-      e.detail = "mailbox of " + result.quota_recipient + " is full";
+      e.detail = full;
       REFBUS_RETURN_IF_ERROR(append_audit(std::move(e)));
       result.accepted.push_back(Outcome::kQuotaExceeded);
+      result.refusals[ai] = keys::ScopeRefusal{schema::NackReason::kQuotaExceeded, full};
       continue;
     }
     std::vector<std::pair<std::string, uint64_t>> mailboxes;
@@ -585,8 +614,9 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
           txn.Put(mbox_, MailboxKey(t, seq), MailboxValue(h.message_id, ServesFor(a.serves, t))));
       REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(t)));
       REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(t), depth + 1));
+      REFBUS_RETURN_IF_ERROR(AdjustSender(txn, h.sender_id, t, +1));
     }
-    Bytes record = EncodeRecord(now, h.expires_at_ms, a.hops, mailboxes, a.envelope);
+    Bytes record = EncodeRecord(now, h.expires_at_ms, a.hops, h.sender_id, mailboxes, a.envelope);
     REFBUS_RETURN_IF_ERROR(txn.Put(msgs_, h.message_id, record));
     REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, h.message_id, mailboxes.size()));
     REFBUS_RETURN_IF_ERROR(PutU64(txn, seen_, h.message_id, h.expires_at_ms));
@@ -610,8 +640,27 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
     REFBUS_RETURN_IF_ERROR(txn.Del(mbox_, key));
     REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(ack.recipient)));
     REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(ack.recipient), depth > 0 ? depth - 1 : 0));
+    {  // The sender's share of the mailbox (unknown for a damaged record: left as it is).
+      auto stored = txn.Get(msgs_, ack.message_id);
+      if (stored.ok()) {
+        auto rec = DecodeRecord(*stored, ack.message_id);
+        if (rec.ok()) REFBUS_RETURN_IF_ERROR(AdjustSender(txn, rec->sender, ack.recipient, -1));
+      } else if (stored.status().code() != Status::Code::kNotFound) {
+        return stored.status();
+      }
+    }
     REFBUS_ASSIGN_OR_RETURN(uint64_t refs, GetU64(txn, refs_, ack.message_id));
-    if (refs <= 1) {
+    const bool quarantine = ack.kind == RecipientAck::Kind::kQuarantined;
+    if (quarantine) {
+      // The damaged bytes stay (evidence) until the expiry sweep; the entry is kept aside.
+      REFBUS_RETURN_IF_ERROR(txn.Put(quarantine_, key, AsBytes(ack.detail.substr(0, 512))));
+      if (refs <= 1) {
+        Status s = txn.Del(refs_, ack.message_id);
+        if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
+      } else {
+        REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, ack.message_id, refs - 1));
+      }
+    } else if (refs <= 1) {
       Status s = txn.Del(msgs_, ack.message_id);
       if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
       s = txn.Del(refs_, ack.message_id);
@@ -634,6 +683,10 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
         e.event = schema::AuditEvent::kEnvelopeRejected;
         e.reason = ack.reason;
         e.detail = "refused by broker " + ack.recipient + ": " + ack.detail;
+        break;
+      case RecipientAck::Kind::kQuarantined:
+        e.event = schema::AuditEvent::kEnvelopeQuarantined;
+        e.detail = ack.detail.substr(0, 512);
         break;
     }
     e.actor = ack.recipient;
@@ -684,6 +737,7 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
       REFBUS_ASSIGN_OR_RETURN(uint64_t from_depth, GetU64(txn, counts_, AsBytes(rr.from)));
       REFBUS_RETURN_IF_ERROR(
           PutU64(txn, counts_, AsBytes(rr.from), from_depth > 0 ? from_depth - 1 : 0));
+      REFBUS_RETURN_IF_ERROR(AdjustSender(txn, rec->sender, rr.from, -1));
     }
     auto mboxes = rec->mailboxes;
     std::vector<std::string> added;
@@ -702,6 +756,7 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
           txn.Put(mbox_, MailboxKey(t, seq), MailboxValue(rr.message_id, ServesFor(rr.serves, t))));
       REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(t)));
       REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(t), depth + 1));
+      REFBUS_RETURN_IF_ERROR(AdjustSender(txn, rec->sender, t, +1));
       mboxes.emplace_back(t, seq);
       added.push_back(t);
     }
@@ -714,7 +769,8 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
     } else {
       REFBUS_RETURN_IF_ERROR(txn.Put(
           msgs_, rr.message_id,
-          EncodeRecord(rec->accepted_ms, rec->expires_ms, rec->hops, mboxes, rec->envelope)));
+          EncodeRecord(rec->accepted_ms, rec->expires_ms, rec->hops, rec->sender, mboxes,
+                             rec->envelope)));
       REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, rr.message_id, now_refs));
     }
     schema::AuditEntry e;
@@ -892,11 +948,20 @@ Result<std::vector<Pending>> Store::ReadMailbox(const std::string& recipient, ui
     }
     p.message_id.assign(item->value.begin(), item->value.begin() + schema::kMessageIdBytes);
     REFBUS_ASSIGN_OR_RETURN(p.serves, ServesOf(item->value));
-    REFBUS_ASSIGN_OR_RETURN(ByteView stored, txn.Get(msgs_, p.message_id));
-    REFBUS_ASSIGN_OR_RETURN(Record r, DecodeRecord(stored, p.message_id));
-    p.envelope.assign(r.envelope.begin(), r.envelope.end());
-    p.accepted_ms = r.accepted_ms;
-    p.hops = r.hops;
+    auto stored = txn.Get(msgs_, p.message_id);
+    if (!stored.ok() && stored.status().code() != Status::Code::kNotFound) {
+      return stored.status();
+    }
+    auto r = stored.ok() ? DecodeRecord(*stored, p.message_id)
+                         : Result<Record>(Malformed("stored envelope " +
+                                                    HexEncode(p.message_id) + " is missing"));
+    if (r.ok()) {
+      p.envelope.assign(r->envelope.begin(), r->envelope.end());
+      p.accepted_ms = r->accepted_ms;
+      p.hops = r->hops;
+    } else {
+      p.damage = r.status().message();
+    }
     out.push_back(std::move(p));
     REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
   }
@@ -925,6 +990,23 @@ Result<std::vector<Pending>> Store::ReadMailboxIndex(const std::string& recipien
     REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
   }
   return out;
+}
+
+Status Store::AdjustSender(lmdb::Txn& txn, const std::string& sender, const std::string& mailbox,
+                           int delta) {
+  if (sender.empty()) return Status::Ok();  // records written before sender counts
+  Bytes key = SenderKey(sender, mailbox);
+  REFBUS_ASSIGN_OR_RETURN(uint64_t n, GetU64(txn, sender_counts_, key));
+  if (delta > 0) {
+    n += static_cast<uint64_t>(delta);
+  } else {
+    n = n > static_cast<uint64_t>(-delta) ? n - static_cast<uint64_t>(-delta) : 0;
+  }
+  if (n == 0) {
+    Status d = txn.Del(sender_counts_, key);
+    return d.ok() || d.code() == Status::Code::kNotFound ? Status::Ok() : d;
+  }
+  return PutU64(txn, sender_counts_, key, n);
 }
 
 Result<std::vector<ControlItem>> Store::ReadControlQueue(const std::string& peer,
@@ -1131,6 +1213,7 @@ Result<size_t> Store::ExpireOld(UnixMillis now, size_t max_items) {
             e.recipients.push_back(r);
             REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(r)));
             REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(r), depth > 0 ? depth - 1 : 0));
+            REFBUS_RETURN_IF_ERROR(AdjustSender(txn, rec->sender, r, -1));
           }
         }
       } else {

@@ -15,9 +15,13 @@
 //     removed it cannot (it is answered as a plain duplicate).
 //   - An envelope stays until every recipient has acked it (or it expires).
 //   - Mailbox quota: a submission that would exceed a recipient's quota is not stored
-//     (back-pressure: the sender retries later); nothing already stored is dropped.
+//     (back-pressure: the sender retries later); nothing already stored is dropped. A
+//     sender quota bounds what one sender may have waiting in one mailbox, so a flooding
+//     agency cannot take a mailbox (or a link queue) from the others.
 //   - Every stored envelope record carries a SHA-256 of itself, checked on every read;
-//     a damaged record is reported (kMalformed) and never delivered as sound.
+//     a damaged record is reported (ReadMailbox marks it, Pending::damage) and never
+//     delivered as sound; the reader takes it out of the mailbox into quarantine with
+//     the next commit (ENVELOPE_QUARANTINED), so the rest of the mailbox flows.
 //   - Federation: a revocation committed here is queued (db "ctlq") for every other broker
 //     in the same transaction, and passed on by the links until each acks it; one relayed
 //     here for a grant not registered here is kept ("revoked_unknown") and applied if the
@@ -80,6 +84,7 @@ struct StoreOptions {
   std::string broker_id;
   size_t map_size_bytes = size_t{4} << 30;
   uint64_t mailbox_quota = 100000;  // envelopes per recipient mailbox
+  uint64_t sender_quota = 50000;    // envelopes of one sender waiting in one mailbox
 };
 
 // An envelope that passed every check and is ready to be stored.
@@ -199,7 +204,9 @@ struct CheckpointCosignature {
 // The end of a mailbox entry: the recipient acked it, or (for a link mailbox) the next
 // broker committed it, or refused it for good.
 struct RecipientAck {
-  enum class Kind { kAcked, kForwarded, kRefusedByPeer };
+  // kQuarantined: the entry's record is damaged (Pending::damage); it leaves the mailbox
+  // undelivered, its bytes stay as evidence until expiry.
+  enum class Kind { kAcked, kForwarded, kRefusedByPeer, kQuarantined };
   std::string recipient;  // the mailbox: an agency, or the peer broker of a link
   uint64_t seq = 0;
   Bytes message_id;
@@ -261,6 +268,9 @@ struct Pending {
   UnixMillis accepted_ms = 0;  // when this broker committed it
   uint8_t hops = 0;            // brokers it passed before this one
   std::vector<std::string> serves;  // link mailboxes: the recipients it is carried for
+  // Not empty: the stored record failed its check (what was wrong); envelope is empty. The
+  // reader quarantines the entry (RecipientAck::Kind::kQuarantined) and reads on.
+  std::string damage;
 };
 
 // Audit entries read for an auditor (Store::AuditEntriesFrom).
@@ -281,8 +291,8 @@ class Store {
   // REQUIRES: every Accepted::decoded points at the decoded form of its envelope.
   Result<CommitResult> Commit(Batch& batch, UnixMillis now);
 
-  // Up to max envelopes in recipient's mailbox with seq > after_seq, in order. A damaged
-  // record stops the read with kMalformed naming the message (it is not skipped silently).
+  // Up to max envelopes in recipient's mailbox with seq > after_seq, in order. A damaged or
+  // missing record is returned with Pending::damage set (and no envelope), never as sound.
   Result<std::vector<Pending>> ReadMailbox(const std::string& recipient, uint64_t after_seq,
                                            size_t max) const;
 
@@ -358,6 +368,12 @@ class Store {
   // Federation: "ctlq" (peer \0 u64be seq -> signed revocation) and "revoked_unknown"
   // (grant id -> revoked_by, case_ref, revoked_at: revocations of grants not registered here).
   MDB_dbi ctlq_ = 0, tombstones_ = 0;
+  // Mailbox entries whose record was damaged ("quarantine": mailbox \0 seq -> what was wrong).
+  MDB_dbi quarantine_ = 0;
+  // Per-sender shares of the mailboxes ("sender_counts": sender \0 mailbox -> count).
+  MDB_dbi sender_counts_ = 0;
+  Status AdjustSender(lmdb::Txn& txn, const std::string& sender, const std::string& mailbox,
+                      int delta);
   AuditDbs audit_dbs_;  // meta_, audit_, "audit_tree", "checkpoints"
 };
 

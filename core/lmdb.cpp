@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "core/file.h"
 
@@ -14,6 +16,12 @@ namespace {
 
 MDB_val Val(ByteView b) { return MDB_val{b.size(), const_cast<uint8_t*>(b.data())}; }
 ByteView View(const MDB_val& v) { return {static_cast<const uint8_t*>(v.mv_data), v.mv_size}; }
+
+// strerror is not thread-safe; a backup's copy runs beside threads of LMDB's own.
+std::string ErrnoText(int err) {
+  char buf[256];
+  return strerror_r(err, buf, sizeof(buf));  // GNU strerror_r: returns the text
+}
 
 }  // namespace
 
@@ -185,6 +193,101 @@ Status Env::Grow(size_t new_map_size_bytes) {
 Status Env::CopyTo(const std::string& dir) const {
   REFBUS_RETURN_IF_ERROR(MakeDirectories(dir, 0700));
   return LmdbStatus(mdb_env_copy2(env_, dir.c_str(), MDB_CP_COMPACT), "lmdb copy to " + dir);
+}
+
+Result<std::unique_ptr<Env>> Env::OpenCopy(const std::string& file, unsigned max_dbs) {
+  std::unique_ptr<Env> env(new Env());
+  env->dir_ = file;
+  int rc = mdb_env_create(&env->env_);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb env create");
+  REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_maxdbs(env->env_, max_dbs), "lmdb set max dbs"));
+  // No map size: the one recorded in the file (at least the size of its data) is used.
+  rc = mdb_env_open(env->env_, file.c_str(), MDB_RDONLY | MDB_NOSUBDIR | MDB_NOLOCK, 0600);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "cannot open the LMDB copy " + file);
+  return env;
+}
+
+Result<MDB_dbi> Env::FindDb(const std::string& name) {
+  REFBUS_ASSIGN_OR_RETURN(Txn txn, BeginRead());
+  MDB_dbi dbi = 0;
+  int rc = mdb_dbi_open(txn.raw(), name.c_str(), 0, &dbi);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb open database " + name);
+  // Committing (not aborting) the read transaction keeps the handle in the environment.
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return dbi;
+}
+
+Result<std::map<std::string, uint64_t>> Env::DatabaseCounts() {
+  std::map<std::string, uint64_t> out;
+  REFBUS_ASSIGN_OR_RETURN(Txn txn, BeginRead());
+  MDB_dbi main_dbi = 0;
+  REFBUS_RETURN_IF_ERROR(
+      LmdbStatus(mdb_dbi_open(txn.raw(), nullptr, 0, &main_dbi), "lmdb open main database"));
+  std::vector<std::string> names;
+  {
+    REFBUS_ASSIGN_OR_RETURN(Cursor c, Cursor::Open(txn, main_dbi));
+    REFBUS_ASSIGN_OR_RETURN(auto item, c.First());
+    while (item) {
+      names.emplace_back(reinterpret_cast<const char*>(item->key.data()), item->key.size());
+      REFBUS_ASSIGN_OR_RETURN(item, c.Next());
+    }
+  }
+  for (const auto& name : names) {
+    MDB_dbi dbi = 0;
+    int rc = mdb_dbi_open(txn.raw(), name.c_str(), 0, &dbi);
+    if (rc == MDB_INCOMPATIBLE) continue;  // a plain key in the main database, not a database
+    if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb open database " + name);
+    REFBUS_ASSIGN_OR_RETURN(out[name], txn.Count(dbi));
+  }
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return out;
+}
+
+Result<uint64_t> HotCopy(const std::string& src_dir, int fd) {
+  std::string data_file = src_dir + "/data.mdb";
+  struct stat st {};
+  if (::stat(data_file.c_str(), &st) != 0) {
+    int err = errno;
+    if (err == ENOENT) return NotFound("no LMDB store in " + src_dir + " (no data.mdb)");
+    return IoError("cannot stat " + data_file + ": " + ErrnoText(err));
+  }
+  std::string lock_file = src_dir + "/lock.mdb";
+  struct stat lock_st {};
+  const bool lock_existed = ::stat(lock_file.c_str(), &lock_st) == 0;
+  MDB_env* env = nullptr;
+  int rc = mdb_env_create(&env);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb env create");
+  struct Closer {
+    MDB_env* env;
+    ~Closer() { mdb_env_close(env); }
+  } closer{env};
+  rc = mdb_env_open(env, src_dir.c_str(), MDB_RDONLY, 0600);
+  if (rc != MDB_SUCCESS) {
+    return LmdbStatus(rc, "cannot open the LMDB store in " + src_dir +
+                              " read-only (run as the user the service runs as)");
+  }
+  if (!lock_existed && ::geteuid() == 0 && ::chown(lock_file.c_str(), st.st_uid, st.st_gid) != 0) {
+    // Made by root for a stopped store: the service, under its own user, could not open it.
+    return IoError("cannot give " + lock_file + " to the owner of " + data_file + ": " +
+                   ErrnoText(errno));
+  }
+  constexpr int kAttempts = 5;
+  for (int attempt = 1;; ++attempt) {
+    rc = mdb_env_copyfd2(env, fd, MDB_CP_COMPACT);
+    if (rc != MDB_MAP_RESIZED || attempt == kAttempts) break;
+    // The writer grew its map beyond ours: adopt the size it recorded (no transaction of
+    // this process is active) and start the copy over.
+    REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_mapsize(env, 0), "lmdb adopt map size"));
+    if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
+      return IoError(std::string("cannot restart the copy: ") + ErrnoText(errno));
+    }
+  }
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb copy of " + src_dir);
+  struct stat out {};
+  if (::fstat(fd, &out) != 0) {
+    return IoError(std::string("cannot stat the copy: ") + ErrnoText(errno));
+  }
+  return static_cast<uint64_t>(out.st_size);
 }
 
 Bytes U64Key(uint64_t v) {

@@ -19,6 +19,8 @@
 
 #include <lmdb.h>
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -125,6 +127,16 @@ class Env {
   // A consistent copy of the environment into an empty directory, while running.
   Status CopyTo(const std::string& dir) const;
 
+  // Opens a copy written by HotCopy (one file, not a directory) read-only and without a
+  // lock file or directory lock, to check it or read from it: nothing is written next to
+  // it. REQUIRES: no process writes the file while it is open.
+  static Result<std::unique_ptr<Env>> OpenCopy(const std::string& file, unsigned max_dbs);
+  // An existing named database, opened in a read transaction (so also in a read-only Env);
+  // NotFound if there is none of that name.
+  Result<MDB_dbi> FindDb(const std::string& name);
+  // Every named database with its number of entries, in one read transaction.
+  Result<std::map<std::string, uint64_t>> DatabaseCounts();
+
   const std::string& dir() const { return dir_; }
   MDB_env* raw() const { return env_; }
 
@@ -134,6 +146,30 @@ class Env {
   int lock_fd_ = -1;
   std::string dir_;
 };
+
+// ---- Hot copies (backups) ------------------------------------------------------------
+
+// Writes a consistent copy of the environment in src_dir to fd, compacted (MDB_CP_COMPACT:
+// free pages are left out, so content deleted before the copy, such as purged envelopes,
+// is not carried into it), and returns the bytes written. The copy is one committed
+// snapshot, taken in one read transaction on a read-only handle of this process's own,
+// beside a process that has the environment open and writes: LMDB allows readers in any
+// number of processes next to its one writer, and this needs neither the refbus directory
+// lock nor a pause of the writer. What LMDB requires of such a second opener, and how it
+// is met:
+//   - the same map size as the writer: none is set, so the map size the environment
+//     records is taken; if the writer grew the map meanwhile (MDB_MAP_RESIZED), the new
+//     size is adopted and the copy restarts, a few times at most;
+//   - read access to data.mdb and write access to lock.mdb (reader table): run it as the
+//     user the writer runs as (or root; a lock.mdb root had to create, for a stopped store,
+//     is given to the owner of data.mdb);
+//   - the copy's read transaction holds the writer back from reusing pages freed meanwhile,
+//     so the store can grow while a large copy runs.
+// Does not fsync fd: the caller does, after it wrote the rest.
+// REQUIRES: this process does not have src_dir open as an Env (LMDB: never open one
+// environment twice in a process: closing one handle drops the other's file locks); fd is
+// an empty regular file open for writing.
+Result<uint64_t> HotCopy(const std::string& src_dir, int fd);
 
 // Big-endian u64 keys sort numerically in LMDB's default byte order.
 Bytes U64Key(uint64_t v);

@@ -16,8 +16,12 @@ packages=(
   # tests (jq reads the brokers' --status --json; iproute2 makes the network namespaces of
   # the federation link-cut test)
   libgtest-dev libgmock-dev jq iproute2
+  # promtool (from prometheus) checks the broker's /metrics exposition in the metrics test
+  prometheus
   # systemd-analyze checks the units in deploy/systemd
   systemd
+  # headless chromium renders refbus-audit report's HTML page in its integration test
+  chromium
   # fuzz smoke runs in the test suite (clang + libFuzzer, own build tree)
   clang libclang-rt-14-dev
 )

@@ -653,6 +653,13 @@ Result<ConsentGrant> FromProto(const pb::ConsentGrant& m) {
   REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "recorded_by", m.recorded_by()));
   REFBUS_RETURN_IF_ERROR(CheckEnum<LegalBasis>(kWhat, "basis", m.basis(), pb::LegalBasis_MAX));
   if (m.legal_article().size() > 128) return FieldError(kWhat, "legal_article", "is too long");
+  // It is shown to auditors and written into the audit log: text, no control characters.
+  for (char c : m.legal_article()) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      return FieldError(kWhat, "legal_article", "holds a control character");
+    }
+  }
   for (const auto& r : m.allowed_recipients()) {
     REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "allowed_recipients", r));
   }

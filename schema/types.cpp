@@ -70,12 +70,12 @@ constexpr std::array<std::string_view, 18> kNackReason = {"unspecified",
                                                           "not-permitted",
                                                           "out-of-range"};
 
-constexpr std::array<std::string_view, 17> kAuditEvent = {
+constexpr std::array<std::string_view, 18> kAuditEvent = {
     "unspecified",     "accepted",        "rejected",         "forwarded",
     "delivered",       "acked",           "opened",           "consent-granted",
     "consent-revoked", "purge-confirmed", "directory-loaded", "key-revoked",
     "auditor-query",   "broker-started",  "expired",          "witness-refused",
-    "rerouted"};
+    "rerouted",        "quarantined"};
 constexpr std::array<std::string_view, 6> kWitnessRefusal = {
     "none", "conflict", "unknown-log", "bad-signature", "bad-request", "inconsistent"};
 

@@ -499,6 +499,7 @@ enum class AuditEvent : int {
   kEnvelopeExpired = 14,
   kWitnessRefused = 15,
   kEnvelopeRerouted = 16,
+  kEnvelopeQuarantined = 17,
 };
 std::string_view Name(AuditEvent v);
 

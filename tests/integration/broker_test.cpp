@@ -3,11 +3,16 @@
 // directory reload cutting off a revoked agency, clean shutdown.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sodium.h>
 
 #include <chrono>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
+#include "broker/store.h"
+#include "core/lmdb.h"
+#include "core/zmq.h"
 #include "keys/crypto.h"
 #include "keys/envelope.h"
 #include "schema/codec.h"
@@ -163,7 +168,7 @@ TEST_F(BrokerTest, AgentRefusesAServerWithTheWrongKey) {
 }
 
 TEST_F(BrokerTest, EveryNackReason) {
-  broker_->set_limits("mailbox_quota = 3\nmax_frame_bytes = 65536");
+  broker_->set_limits("mailbox_quota = 3\nsender_quota = 3\nmax_frame_bytes = 65536");
   ASSERT_TRUE(broker_->Start());
   auto wee = Connect("seoul-wee-01");
   const schema::Directory dir = fed_.directory();  // a copy: serial 1, kept after reissue
@@ -291,6 +296,155 @@ TEST_F(BrokerTest, RestartKeepsQueueAndDedup) {
   EXPECT_EQ(broker_->Stop(), 0);
 }
 
+TEST_F(BrokerTest, DamagedStoredEnvelopeIsQuarantinedAndTheRestIsDelivered) {
+  ASSERT_TRUE(broker_->Start());
+  std::vector<Bytes> sent;
+  {
+    auto wee = Connect("seoul-wee-01");
+    for (int i = 0; i < 3; ++i) {
+      sent.push_back(SealTo(Id("seoul-wee-01"), fed_.directory(), {"seoul-counsel"}, Now()));
+      auto r = wee->Submit(sent.back());
+      ASSERT_TRUE(r && r->type == Frame::Type::kAck);
+    }
+  }
+  ASSERT_EQ(broker_->Stop(), 0);
+  // A bit flips on disk in the middle envelope's record while the broker is down.
+  const Bytes damaged = schema::DecodeEnvelope(sent[1])->header.message_id;
+  {
+    lmdb::EnvOptions eo;
+    eo.map_size_bytes = size_t{4} << 30;
+    eo.max_dbs = 32;
+    auto env = lmdb::Env::Open(root_ + "/seoul-data", eo);
+    ASSERT_TRUE(env.ok()) << env.status().ToString();
+    auto msgs = (*env)->OpenDb("msgs");
+    ASSERT_TRUE(msgs.ok());
+    auto txn = (*env)->BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    auto v = txn->Get(*msgs, damaged);
+    ASSERT_TRUE(v.ok());
+    Bytes rec(v->begin(), v->end());
+    rec[rec.size() / 2] ^= 0x01;
+    ASSERT_TRUE(txn->Put(*msgs, damaged, rec).ok());
+    ASSERT_TRUE(txn->Commit().ok());
+  }
+  ASSERT_TRUE(broker_->Start());
+  auto counsel = Connect("seoul-counsel");
+  std::vector<Bytes> got;
+  for (int i = 0; i < 20 && got.size() < 2; ++i) {
+    auto d = counsel->Receive(500);
+    if (!d || d->type != Frame::Type::kDeliver) continue;
+    got.push_back(d->deliver.envelope);
+    Frame ack;
+    ack.type = Frame::Type::kAck;
+    ack.request_id = d->request_id;
+    ack.ack.message_id = schema::DecodeEnvelope(d->deliver.envelope)->header.message_id;
+    counsel->SendFrame(ack);
+  }
+  ASSERT_EQ(got.size(), 2u) << broker_->Log();
+  EXPECT_EQ(got[0], sent[0]);
+  EXPECT_EQ(got[1], sent[2]) << "the damaged one is skipped, never delivered";
+  EXPECT_FALSE(counsel->Receive(1000).has_value());
+  EXPECT_EQ(broker_->Stop(), 0);
+  EXPECT_NE(broker_->Log().find("DAMAGED stored envelope"), std::string::npos);
+  broker::StoreOptions o;
+  o.dir = root_ + "/seoul-data";
+  o.broker_id = "seoul-broker";
+  auto store = broker::Store::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  size_t quarantined = 0;
+  for (uint64_t i = 0; i < *(*store)->AuditSize(); ++i) {
+    auto e = schema::DecodeAuditEntry(*(*store)->AuditEntryBytes(i));
+    ASSERT_TRUE(e.ok());
+    if (e->event == schema::AuditEvent::kEnvelopeQuarantined) {
+      ++quarantined;
+      EXPECT_EQ(e->message_id, damaged);
+      EXPECT_EQ(e->actor, "seoul-counsel");
+    }
+  }
+  EXPECT_EQ(quarantined, 1u);
+}
+
+TEST_F(BrokerTest, AFloodingAgencyCannotTakeAMailboxOrStallTheOthers) {
+  broker_->set_limits("mailbox_quota = 100\nsender_quota = 40");
+  ASSERT_TRUE(broker_->Start());
+  const auto& dir = fed_.directory();
+  auto police = Connect("seoul-police-03");
+  auto wee = Connect("seoul-wee-01");
+  // The police unit floods the (offline) counseling center: its share ends at 40, with a
+  // reason that says so; the Wee center still gets into the same mailbox.
+  size_t accepted = 0;
+  std::optional<Frame> refused;
+  for (int i = 0; i < 60 && !refused; ++i) {
+    auto r = police->Submit(SealTo(Id("seoul-police-03"), dir, {"seoul-counsel"}, Now()));
+    ASSERT_TRUE(r.has_value());
+    if (r->type == Frame::Type::kAck) {
+      ++accepted;
+    } else {
+      refused = r;
+    }
+  }
+  EXPECT_EQ(accepted, 40u);
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->nack.reason, NackReason::kQuotaExceeded);
+  EXPECT_NE(refused->nack.detail.find("sender_quota"), std::string::npos) << refused->nack.detail;
+  EXPECT_GT(refused->nack.retry_after_ms, 0u);
+  for (int i = 0; i < 10; ++i) {
+    auto r = wee->Submit(SealTo(Id("seoul-wee-01"), dir, {"seoul-counsel"}, Now()));
+    ASSERT_TRUE(r && r->type == Frame::Type::kAck) << "the others keep their share";
+  }
+  // Once the counseling center takes its mail, the police unit's share frees up.
+  auto counsel = Connect("seoul-counsel");
+  size_t taken = 0;
+  for (int i = 0; i < 200 && taken < 50; ++i) {
+    auto d = counsel->Receive(200);
+    if (!d || d->type != Frame::Type::kDeliver) continue;
+    Frame ack;
+    ack.type = Frame::Type::kAck;
+    ack.request_id = d->request_id;
+    ack.ack.message_id = schema::DecodeEnvelope(d->deliver.envelope)->header.message_id;
+    counsel->SendFrame(ack);
+    ++taken;
+  }
+  ASSERT_EQ(taken, 50u);
+  std::optional<Frame> again;
+  for (int i = 0; i < 30; ++i) {  // the acks' commit may trail the last delivery a little
+    again = police->Submit(SealTo(Id("seoul-police-03"), dir, {"seoul-counsel"}, Now()));
+    if (again && again->type == Frame::Type::kAck) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(again && again->type == Frame::Type::kAck);
+
+  // Thousands of connection attempts with unknown keys, and a pipelined flood of
+  // submissions from the police unit: the Wee center is still served, every time.
+  zmq::context_t ctx;
+  std::vector<zmq::socket_t> strangers;
+  for (int i = 0; i < 1000; ++i) {
+    zmq::socket_t sock(ctx, zmq::socket_type::dealer);
+    Bytes pub(32), sec(32);
+    crypto_box_keypair(pub.data(), sec.data());
+    ASSERT_TRUE(zmqx::ConfigureCurveClient(sock, BrokerKey(), pub, sec).ok());
+    sock.set(zmq::sockopt::linger, 0);
+    sock.connect(broker_->endpoint());
+    strangers.push_back(std::move(sock));
+  }
+  for (int i = 0; i < 2000; ++i) {
+    Frame f;
+    f.type = Frame::Type::kSubmit;
+    f.request_id = 100000 + static_cast<uint64_t>(i);
+    f.submit.envelope = SealTo(Id("seoul-police-03"), dir, {"seoul-wee-01"}, Now(), kMillisPerHour,
+                               256);
+    police->SendFrame(f);
+  }
+  for (int i = 0; i < 20; ++i) {
+    auto r = wee->Submit(SealTo(Id("seoul-wee-01"), dir, {"seoul-police-03"}, Now()), 10000);
+    ASSERT_TRUE(r && r->type == Frame::Type::kAck) << "submission " << i << " not served";
+  }
+  strangers.clear();
+  EXPECT_EQ(broker_->Stop(), 0);
+  const std::string log = broker_->Log();
+  EXPECT_NE(log.find("key not in the directory"), std::string::npos);
+}
+
 TEST_F(BrokerTest, StorageFullRefusesSubmissionsKeepsDeliveringAndRecovers) {
   // A 16 MiB map fills after a few hundred 64 KiB envelopes.
   broker_->set_limits("map_size_mb = 16\nmailbox_quota = 100000");
@@ -313,6 +467,17 @@ TEST_F(BrokerTest, StorageFullRefusesSubmissionsKeepsDeliveringAndRecovers) {
   EXPECT_GT(refused->nack.retry_after_ms, 0u);
   EXPECT_GT(accepted, 50u);
   EXPECT_NE(broker_->Log().find("STORAGE FULL"), std::string::npos);
+  // The status (and /readyz from it) says so while it lasts.
+  auto full_since = [&] {
+    auto j = nlohmann::json::parse(broker_->StatusJson(), nullptr, false);
+    return j.is_discarded() ? uint64_t{0} : j.value("storage_full_since_ms", uint64_t{0});
+  };
+  uint64_t since = 0;
+  for (int i = 0; i < 30 && since == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    since = full_since();
+  }
+  EXPECT_GT(since, 0u) << broker_->StatusJson();
 
   // Everything accepted before the disk filled is still delivered, and acks free room.
   auto counsel = Connect("seoul-counsel");
@@ -341,6 +506,11 @@ TEST_F(BrokerTest, StorageFullRefusesSubmissionsKeepsDeliveringAndRecovers) {
   }
   EXPECT_EQ(r->type, Frame::Type::kAck)
       << "no recovery after room returned: " << schema::Name(r->nack.reason);
+  for (int i = 0; i < 30 && since != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    since = full_since();
+  }
+  EXPECT_EQ(since, 0u) << "still reported full after recovering";
   EXPECT_EQ(broker_->Stop(), 0);
 }
 

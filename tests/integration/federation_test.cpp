@@ -33,7 +33,9 @@ class FederationTest : public ::testing::Test {
                      {"seoul-counsel", schema::AgencyType::kCounselingCenter, "seoul-broker"},
                      {"busan-counsel", schema::AgencyType::kCounselingCenter, "busan-broker"},
                      {"busan-police", schema::AgencyType::kPoliceUnit, "busan-broker"},
-                     {"central-dsc", schema::AgencyType::kDeletionCenter, "central-broker"}}));
+                     {"central-dsc", schema::AgencyType::kDeletionCenter, "central-broker"},
+                     {"central-counsel", schema::AgencyType::kCounselingCenter,
+                      "central-broker"}}));
     for (const auto& b : kBrokers) {
       brokers_[b] = std::make_unique<Broker>(fed_, b, root_ + "/" + b + "-data");
     }
@@ -650,6 +652,7 @@ TEST_F(FederationTest, RevocationReachesEveryBrokerEvenOnesThatNeverSawTheGrant)
   revoke.grant_revoke.signed_revocation = schema::EncodeSignedStatement(st);
   auto rr = Control(*wee, revoke);
   ASSERT_TRUE(rr && rr->type == Frame::Type::kAck);
+  const UnixMillis revoked_at = Now();
 
   // Busan learns it over the link and refuses data under the grant from its own agencies.
   std::optional<Frame> after;
@@ -663,21 +666,32 @@ TEST_F(FederationTest, RevocationReachesEveryBrokerEvenOnesThatNeverSawTheGrant)
 
   // Central never saw the grant; the revocation is kept there, and when a (rogue) Seoul
   // broker later relays an envelope with the grant, the grant is registered revoked.
+  // Seoul's status written after the revocation shows nothing left to pass on to Central.
+  bool passed_on = false;
   std::string last;
-  ASSERT_TRUE(WaitLink("seoul-broker", "central-broker", 5000,
-                       [](const nlohmann::json& l) { return l.value("control_backlog", 1) == 0; },
-                       &last))
-      << last;
+  for (int i = 0; i < 100 && !passed_on; ++i) {
+    last = B("seoul-broker").StatusJson();
+    auto j = nlohmann::json::parse(last, nullptr, false);
+    if (!j.is_discarded() && j.value("time_ms", UnixMillis{0}) > revoked_at) {
+      for (const auto& l : j["links"]) {
+        passed_on = passed_on || (l.value("peer", "") == "central-broker" &&
+                                  l.value("control_backlog", 1) == 0);
+      }
+    }
+    if (!passed_on) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(passed_on) << last;
   ASSERT_EQ(B("seoul-broker").Stop(), 0);
   auto rogue = Connect("seoul-broker", "central-broker");
   schema::ConsentGrant wide = g;  // same id and bytes as registered: only the route is new
   Frame f;
   f.type = Frame::Type::kRelay;
   f.request_id = 77;
-  f.relay.envelope = SealUnder("seoul-wee-01", "central-dsc", schema::MessageKind::kReferral, wide,
-                               {schema::DataCategory::kIdentity});
+  // (to a counseling center: within the grant's scope, so only the revocation refuses it)
+  f.relay.envelope = SealUnder("seoul-wee-01", "central-counsel", schema::MessageKind::kReferral,
+                               wide, {schema::DataCategory::kIdentity});
   f.relay.signed_grant = grant;
-  f.relay.for_recipients = {"central-dsc"};
+  f.relay.for_recipients = {"central-counsel"};
   rogue->SendFrame(f);
   std::optional<Frame> reply;
   for (int i = 0; i < 50 && !(reply && reply->request_id == 77); ++i) reply = rogue->Receive(200);

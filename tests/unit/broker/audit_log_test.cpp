@@ -525,5 +525,53 @@ TEST(NodeRecordTest, ChecksumBindsHashAndPosition) {
   EXPECT_TRUE(HasCode(DecodeNode(ByteView(v).first(39), 17), Status::Code::kMalformed));
 }
 
+TEST_F(AuditLogTest, DamagedEnvelopeIsQuarantinedAndTheRestOfTheMailboxFlows) {
+  CommitEnvelopes(3, kT0, kT0 + kMillisPerHour);
+  auto before = Must(store_->ReadMailbox("seoul-counsel", 0, 10));
+  ASSERT_EQ(before.size(), 3u);
+  const Bytes damaged_id = before[1].message_id;
+  {  // One byte of the middle record flips on disk.
+    lmdb::Env& env = store_->env();
+    MDB_dbi msgs = Must(env.OpenDb("msgs"));
+    auto txn = Must(env.BeginWrite());
+    Bytes rec = [&] {
+      ByteView v = Must(txn.Get(msgs, damaged_id));
+      return Bytes(v.begin(), v.end());
+    }();
+    rec[rec.size() - 3] ^= 0x40;
+    Must(txn.Put(msgs, damaged_id, rec));
+    Must(txn.Commit());
+  }
+  auto read = Must(store_->ReadMailbox("seoul-counsel", 0, 10));
+  ASSERT_EQ(read.size(), 3u);
+  EXPECT_TRUE(read[0].damage.empty());
+  EXPECT_TRUE(read[2].damage.empty());
+  EXPECT_NE(read[1].damage.find("damaged"), std::string::npos) << read[1].damage;
+  EXPECT_TRUE(read[1].envelope.empty()) << "damaged bytes are never handed out as sound";
+
+  Batch q;
+  RecipientAck a;
+  a.recipient = "seoul-counsel";
+  a.seq = read[1].seq;
+  a.message_id = damaged_id;
+  a.kind = RecipientAck::Kind::kQuarantined;
+  a.detail = read[1].damage;
+  q.acks.push_back(a);
+  auto r = Must(store_->Commit(q, kT0 + 1));
+  ASSERT_EQ(r.acks_applied, std::vector<bool>{true});
+
+  auto after = Must(store_->ReadMailbox("seoul-counsel", 0, 10));
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_EQ(after[0].message_id, before[0].message_id);
+  EXPECT_EQ(after[1].message_id, before[2].message_id);
+  EXPECT_EQ(Must(store_->MailboxDepth("seoul-counsel")), 2u);
+  auto last = Must(schema::DecodeAuditEntry(Must(store_->AuditEntryBytes(r.audit_size - 1))));
+  EXPECT_EQ(last.event, schema::AuditEvent::kEnvelopeQuarantined);
+  EXPECT_EQ(last.actor, "seoul-counsel");
+  EXPECT_EQ(last.message_id, damaged_id);
+  // The expiry sweep later removes the damaged bytes too, on record.
+  EXPECT_EQ(Must(store_->ExpireOld(kT0 + 2 * kMillisPerHour, 100)), 3u);
+}
+
 }  // namespace
 }  // namespace refbus::broker

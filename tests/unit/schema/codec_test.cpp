@@ -1381,6 +1381,8 @@ TEST(ConsentCodecTest, RefusesBadGrants) {
       {"recorded_by", [](ConsentGrant& g) { g.recorded_by = "AGENCY"; }},
       {"basis", [](ConsentGrant& g) { g.basis = LegalBasis::kUnspecified; }},
       {"legal_article", [](ConsentGrant& g) { g.legal_article = std::string(129, 'a'); }},
+      {"legal_article", [](ConsentGrant& g) { g.legal_article = "PIPA 22\x1b[2J"; }},
+      {"legal_article", [](ConsentGrant& g) { g.legal_article = "PIPA\n22"; }},
       {"allowed_recipients", [](ConsentGrant& g) { g.allowed_recipients.push_back("x"); }},
       {"expires_at_ms", [](ConsentGrant& g) { g.expires_at_ms = g.issued_at_ms; }},
       {"consenters", [](ConsentGrant& g) { g.consenters.push_back(Consenter::kUnspecified); }},

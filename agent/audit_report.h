@@ -1,0 +1,139 @@
+// refbus-audit report: the auditor's report on one broker's audit log, as ONE self-contained
+// HTML page, made offline from the local audit store (agent/audit_store.h) that fetch filled.
+//
+// Contract:
+//   - BuildAuditReport reads the store only (no network). It runs VerifyLocalLog with the
+//     keys it is given (the same checks, keys and witnesses as `refbus-audit verify`), then
+//     scans the entries once for the log's facts (time range, counts by event and by
+//     refusal reason, consent grants, a timeline per case), and runs QueryUnconsented and
+//     QueryOverrides (agent/audit_tool.h) for the two exception lists.
+//   - A store that fails verification still gets a report: the verdict FAIL and every
+//     problem (the first bad entry or checkpoint named), and, marked as unverified, what the
+//     store holds; the two queries then report why they refused (they need the local log to
+//     be the latest checkpoint's log). Errors (a Status) only for a store that cannot be read.
+//   - Timelines group entries by case as QueryCase does (an entry naming the case, and
+//     every later entry of a message that one named it on), with each message's sender,
+//     recipients, relaying brokers, deliveries, acks, openings (operator refs) and consent
+//     grant (id, basis, emergency override) joined from its ACCEPTED and CONSENT_GRANTED
+//     entries. case_ref (if set) narrows the case sections (timelines, unconsented,
+//     overrides) to one case; the log's facts and counts stay whole-log.
+//   - RenderAuditReportHtml escapes every string that came from the log or the store
+//     (HtmlEscape), in text and in attributes, and makes invisible reordering characters
+//     visible; the page has inline CSS, no script, no external resource, and a
+//     Content-Security-Policy that forbids both. The log holds no message content, so
+//     neither does the report.
+//
+// Thread safety: free functions over values; a store is used by one thread at a time.
+#ifndef REFBUS_AGENT_AUDIT_REPORT_H_
+#define REFBUS_AGENT_AUDIT_REPORT_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/audit_store.h"
+#include "agent/audit_tool.h"
+#include "core/bytes.h"
+#include "core/clock.h"
+#include "core/status.h"
+#include "schema/types.h"
+
+namespace refbus::agent {
+
+struct ReportOptions {
+  VerifyOptions verify;                 // witnesses and min_cosignatures, as for verify
+  std::optional<std::string> case_ref;  // only this case in the case sections
+  std::string store_label;              // how the report names the store (its folder)
+  UnixMillis generated_at_ms = 0;
+};
+
+// A consent grant as its CONSENT_GRANTED entry recorded it (the first in log order).
+struct ReportGrant {
+  Bytes grant_id;
+  uint64_t index = 0;
+  UnixMillis time_ms = 0;
+  bool granted = false;  // false: only a CONSENT_REVOKED entry names it
+  std::string case_ref;
+  std::string recorded_by;
+  std::string basis;   // "basis ..." from the entry's detail (up to its first ';'), or ""
+  std::string detail;  // the entry's detail
+  bool emergency_override = false;
+  std::optional<uint64_t> revoked_index;
+  UnixMillis revoked_ms = 0;
+};
+
+// One message of a case, joined over its entries.
+struct ReportMessage {
+  Bytes message_id;
+  uint64_t first_index = 0;
+  UnixMillis accepted_ms = 0;
+  bool accepted = false;
+  std::string sender_id;
+  std::vector<std::string> recipients;
+  schema::MessageKind kind = schema::MessageKind::kUnspecified;
+  Bytes consent_grant_id;
+  // Who handed it to this broker (ACCEPTED actors: the sender, or a peer broker relaying),
+  // where it went on (FORWARDED actors: the next broker) and reroutes (REROUTED: "from -> to").
+  std::vector<std::string> accepted_from;
+  std::vector<std::string> forwarded_to;
+  std::vector<std::string> rerouted;
+  std::vector<std::string> delivered_to;
+  std::vector<std::string> acked_by;
+  std::vector<std::string> opened_by;  // "agency (operator op-...)"
+  std::vector<std::string> refused;    // "EVENT REASON: detail" of REJECTED/EXPIRED/QUARANTINED
+};
+
+struct ReportCase {
+  std::string case_ref;
+  std::vector<schema::AuditEntry> entries;  // log order, as QueryCase lists them
+  std::vector<ReportMessage> messages;      // in order of their first entry
+  std::vector<Bytes> grants;                // grant ids named by the case's entries
+};
+
+struct AuditReport {
+  std::string store_label;
+  UnixMillis generated_at_ms = 0;
+  std::optional<std::string> case_filter;
+  AuditBinding binding;
+  std::string key_fingerprint;  // of the broker key recorded at the last fetch
+  VerifyReport verify;
+
+  // The latest stored checkpoint (largest size, then latest arrival), if any.
+  std::optional<LocalCheckpoint> latest;
+  std::vector<std::string> latest_cosigners;  // valid cosignatures over its size
+
+  uint64_t entries = 0;               // stored entries read
+  std::vector<uint64_t> undecodable;  // indexes of stored entries that do not decode
+  std::optional<UnixMillis> first_ms, last_ms;
+  std::map<schema::AuditEvent, uint64_t> event_counts;
+  // Refusal reason -> event -> count, over entries with a reason.
+  std::map<schema::NackReason, std::map<schema::AuditEvent, uint64_t>> reason_counts;
+
+  std::map<Bytes, ReportGrant> grants;
+  std::vector<ReportCase> cases;  // in order of their first entry
+
+  Result<QueryResult> unconsented = Status(Status::Code::kInternal, "not run");
+  Result<QueryResult> overrides = Status(Status::Code::kInternal, "not run");
+
+  double seconds = 0;  // to build
+};
+
+// REQUIRES: keys come from the verified directory (BrokerLogKeys), as verify's do.
+Result<AuditReport> BuildAuditReport(const LocalAuditStore& store, const LogKeys& keys,
+                                     const ReportOptions& options);
+
+// The page. Deterministic for a given report.
+std::string RenderAuditReportHtml(const AuditReport& report);
+
+// Text for HTML element content and double- or single-quoted attribute values: & < > " '
+// as character references; C0 controls (but tab and newline) and DEL as "\xHH"; bidi
+// controls (U+061C, U+200E/F, U+202A..E, U+2066..9) as "[U+XXXX]" so that no string from
+// the log can reorder what the page shows.
+std::string HtmlEscape(std::string_view text);
+
+}  // namespace refbus::agent
+
+#endif  // REFBUS_AGENT_AUDIT_REPORT_H_
