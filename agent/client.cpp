@@ -361,11 +361,12 @@ Status Client::HandleMonitor() {
         need_hello_ = false;
         break;
       case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-        if (value == EPIPE || value == ECONNRESET || value == ECONNABORTED) {
+        if (const int err = static_cast<int>(value);
+            err == EPIPE || err == ECONNRESET || err == ECONNABORTED) {
           // The connection dropped during the handshake (a broker restarting): not a refusal.
           spdlog::info("agent {}: connection to broker {} dropped during the handshake ({}); "
                        "reconnecting",
-                       identity_.party_id(), broker_id_, std::strerror(value));
+                       identity_.party_id(), broker_id_, std::strerror(err));
           break;
         }
         [[fallthrough]];
