@@ -71,8 +71,8 @@ command -v jq >/dev/null || fail "jq is needed to read refbus-broker --status --
 [[ $mode != proxy-cut || -x $proxy_bin ]] || fail "no proxy executable at $proxy_bin"
 
 # --- Network: loopback, or two namespaces joined by a veth pair.
-declare -A ns=([region-a]="" [region-b]="")
-declare -A host=([region-a]=127.0.0.1 [region-b]=127.0.0.1)
+declare -A ns=([region-a]="" [region-b]="" [region-c]="")
+declare -A host=([region-a]=127.0.0.1 [region-b]=127.0.0.1 [region-c]=127.0.0.1)
 if [[ $mode == netns-cut ]]; then
   [[ $(id -u) -eq 0 ]] || fail "netns-cut needs root (ip netns add, veth)"
   net="10.231.$(($$ % 250 + 1))"  # the addresses live inside the namespaces only
@@ -98,7 +98,9 @@ in_ns() {
   if [[ -n $n ]]; then exec ip netns exec "$n" "$@"; else exec "$@"; fi
 }
 
-# --- Ceremony: two brokers, agencies homed at each.
+# --- Ceremony: three brokers, agencies homed at each (region-c only runs in kill-peer,
+# where the stream also goes to recv-c: the third region keeps receiving while region-b is
+# dead).
 cat >"$work/fed.toml" <<TOML
 federation = "fed-stream-test"
 authority = "authority"
@@ -106,6 +108,8 @@ authority = "authority"
 id = "region-a"
 [[broker]]
 id = "region-b"
+[[broker]]
+id = "region-c"
 [[agency]]
 id = "sender-police"
 type = "police-unit"
@@ -122,6 +126,10 @@ home_broker = "region-a"
 id = "recv-b"
 type = "deletion-center"
 home_broker = "region-b"
+[[agency]]
+id = "recv-c"
+type = "deletion-center"
+home_broker = "region-c"
 TOML
 out=$("$bin/refbus-keys" federation init --manifest "$work/fed.toml" --out "$work/fed" 2>&1) ||
   fail "federation init: $out"
@@ -223,7 +231,14 @@ if [[ $mode == proxy-cut ]]; then
   link_to_b="tcp://127.0.0.1:$(cat "$work/proxy.port")"
   say "proxy on $link_to_b forwards to region-b at ${endpoint[region-b]}"
 fi
-write_config region-a "$bind_a" "endpoints = { region-b = \"$link_to_b\" }"
+fed_a="endpoints = { region-b = \"$link_to_b\" }"
+if [[ $mode == kill-peer ]]; then
+  fed_c="endpoint_files = { region-a = \"$work/region-a.endpoint\", region-b = \"$work/region-b.endpoint\" }"
+  write_config region-c "tcp://127.0.0.1:*" "$fed_c"
+  start_broker region-c
+  fed_a="endpoints = { region-b = \"$link_to_b\", region-c = \"${endpoint[region-c]}\" }"
+fi
+write_config region-a "$bind_a" "$fed_a"
 start_broker region-a
 say "region-a at ${endpoint[region-a]} (link to region-b: $link_to_b), region-b at ${endpoint[region-b]}"
 
@@ -242,14 +257,15 @@ send() {
 }
 if [[ $mode == kill-peer ]]; then
   receive recv-b region-b "$count"; rx_b=$!; pids+=("$rx_b")
-  send sender-police recv-b "$count"; tx=$!; pids+=("$tx")
+  receive recv-c region-c "$count"; rx_c=$!; pids+=("$rx_c")
+  send sender-police recv-b,recv-c "$count"; tx=$!; pids+=("$tx")
 else
   receive recv-b region-b $((count + count2)); rx_b=$!; pids+=("$rx_b")
   receive recv-a region-a $((count + count2)); rx_a=$!; pids+=("$rx_a")
   send sender-police recv-b,recv-a "$count"; tx=$!; pids+=("$tx")
 fi
 say "streaming $count envelopes from sender-police (region-a) to recv-b (region-b)$(
-  [[ $mode != kill-peer ]] && echo " and recv-a (region-a)")"
+  [[ $mode != kill-peer ]] && echo " and recv-a (region-a)" || echo " and recv-c (region-c)")"
 
 # Until about a third of the stream has reached recv-b across the link.
 deadline=$((SECONDS + 60))
@@ -327,6 +343,10 @@ if [[ $mode != kill-peer ]]; then
 fi
 wait "$rx_b"; rc=$?
 [[ $rc -eq 0 ]] || fail "recv-b exited $rc"
+if [[ $mode == kill-peer ]]; then
+  wait "$rx_c"; rc=$?
+  [[ $rc -eq 0 ]] || fail "recv-c exited $rc"
+fi
 say "the stream is complete"
 if ! wait_link up_and_empty 30; then
   show_status
@@ -337,6 +357,7 @@ say "region-a status: link to region-b up, backlog 0, $sessions sessions"
 
 stop_broker region-a
 stop_broker region-b
+[[ $mode == kill-peer ]] && stop_broker region-c
 if [[ $mode == proxy-cut ]]; then
   kill -TERM "$proxy_pid"; wait "$proxy_pid"; rc=$?
   [[ $rc -eq 0 ]] || fail "the proxy did not stop cleanly on SIGTERM (exit $rc)"
@@ -378,6 +399,7 @@ acked=$(sort -u "$work/sender-police.acked" | wc -l)
 say "sender-police: $acked acked; $(grep -E '^(resent|sessions):' "$work/sender-police.log" | tr '\n' ' ')"
 if [[ $mode == kill-peer ]]; then
   check_receiver recv-b sender-police
+  check_receiver recv-c sender-police
 else
   acked2=$(sort -u "$work/sender2-police.acked" | wc -l)
   [[ $acked2 -eq $count2 ]] || fail "region-a acked $acked2 of sender2-police's $count2"
