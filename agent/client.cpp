@@ -364,9 +364,10 @@ Status Client::HandleMonitor() {
         if (const int err = static_cast<int>(value);
             err == EPIPE || err == ECONNRESET || err == ECONNABORTED) {
           // The connection dropped during the handshake (a broker restarting): not a refusal.
-          spdlog::info("agent {}: connection to broker {} dropped during the handshake ({}); "
-                       "reconnecting",
-                       identity_.party_id(), broker_id_, std::strerror(err));
+          spdlog::info(
+              "agent {}: connection to broker {} dropped during the handshake ({}); "
+              "reconnecting",
+              identity_.party_id(), broker_id_, std::strerror(err));
           break;
         }
         [[fallthrough]];

@@ -212,8 +212,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<refbus::broker::MetricsServer> metrics;
   if (!config->metrics_bind.empty()) {
     refbus::broker::Server* srv = server->get();
-    auto m = refbus::broker::MetricsServer::Start(
-        {config->metrics_bind, config->metrics_url_file}, [srv] { return srv->Snapshot(); });
+    auto m = refbus::broker::MetricsServer::Start({config->metrics_bind, config->metrics_url_file},
+                                                  [srv] { return srv->Snapshot(); });
     if (!m.ok()) {
       std::cerr << "refbus-broker: cannot start: " << m.status().ToString() << "\n";
       return 1;

@@ -196,8 +196,7 @@ Result<Config> LoadConfig(const std::string& path) {
                              "anchor", "trust_state", "endpoint_file", "status_file"}));
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("limits", {"max_frame_bytes", "mailbox_quota", "sender_quota", "max_batch",
-                             "delivery_window",
-                             "redelivery_ms", "map_size_mb"}));
+                             "delivery_window", "redelivery_ms", "map_size_mb"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("policy", {"allow_unscoped_opaque"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("audit", {"checkpoint_interval_ms"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown(
@@ -258,10 +257,8 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(r.Uint("federation", "max_hops", 1, 8, &c.max_hops));
   c.link_window = c.delivery_window;
   REFBUS_RETURN_IF_ERROR(r.Uint("federation", "window", 1, 65536, &c.link_window));
-  REFBUS_RETURN_IF_ERROR(
-      LoadPeerTable(root, r, path, c, "endpoints", c.peer_endpoints));
-  REFBUS_RETURN_IF_ERROR(
-      LoadPeerTable(root, r, path, c, "endpoint_files", c.peer_endpoint_files));
+  REFBUS_RETURN_IF_ERROR(LoadPeerTable(root, r, path, c, "endpoints", c.peer_endpoints));
+  REFBUS_RETURN_IF_ERROR(LoadPeerTable(root, r, path, c, "endpoint_files", c.peer_endpoint_files));
   REFBUS_RETURN_IF_ERROR(LoadMetrics(root, r, c));
   // Witnessing runs over the federation links: an address given for a witness (the older
   // [witness] tables) is where its link goes, unless [federation] names one.

@@ -117,8 +117,8 @@ void Links::Down(Link& link, UnixMillis now, std::string why) {
   link.last_control_seq = 0;
   link.next_attempt_at = now + std::min<UnixMillis>(options_.timeout_ms, 1000);
   if (was_up) {
-    spdlog::warn("federation link to {} DOWN: {}; its queue waits on this broker's disk",
-                 link.peer, why);
+    spdlog::warn("federation link to {} DOWN: {}; its queue waits on this broker's disk", link.peer,
+                 why);
     link.problem = why;
   } else {
     Problem(link, 1, why);
@@ -152,8 +152,8 @@ void Links::Open(Link& link, UnixMillis now, const schema::Party& peer) {
   }
   try {
     auto s = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
-    refbus::Status c = zmqx::ConfigureCurveClient(*s, keys->transport_key, me_.transport_public_key(),
-                                          me_.transport_secret_key().view());
+    refbus::Status c = zmqx::ConfigureCurveClient(
+        *s, keys->transport_key, me_.transport_public_key(), me_.transport_secret_key().view());
     if (c.ok()) c = zmqx::ConfigureHeartbeat(*s, zmqx::Heartbeat{});
     if (!c.ok()) {
       Down(link, now, c.message());
@@ -296,8 +296,8 @@ void Links::ReadReplies(Link& link, UnixMillis now, std::vector<RecipientAck>& o
   }
 }
 
-void Links::HandleReply(Link& link, const Frame& f, UnixMillis now,
-                        std::vector<RecipientAck>& out, std::vector<ControlEnd>& control_out) {
+void Links::HandleReply(Link& link, const Frame& f, UnixMillis now, std::vector<RecipientAck>& out,
+                        std::vector<ControlEnd>& control_out) {
   (void)control_out;
   switch (f.type) {
     case Frame::Type::kWelcome: {

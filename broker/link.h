@@ -70,8 +70,8 @@ struct LinkStatus {
   std::string state;  // "up", "down", "connecting"
   std::string endpoint;
   UnixMillis state_since_ms = 0;
-  uint64_t backlog = 0;           // entries in the link mailbox
-  uint64_t control_backlog = 0;   // consent revocations waiting to be passed on
+  uint64_t backlog = 0;             // entries in the link mailbox
+  uint64_t control_backlog = 0;     // consent revocations waiting to be passed on
   UnixMillis oldest_queued_ms = 0;  // when the oldest was accepted here; 0: none
   uint64_t inflight = 0;
   uint64_t forwarded = 0;  // acked by the peer (this process)
@@ -136,7 +136,7 @@ class Links {
     UnixMillis next_attempt_at = 0;  // kDown: reconnect from then
     UnixMillis paused_until = 0;     // after a retryable Nack
     uint64_t last_sent_seq = 0;
-    std::unordered_map<uint64_t, Sent> inflight;  // by request id
+    std::unordered_map<uint64_t, Sent> inflight;   // by request id
     std::set<uint64_t> ends_uncommitted;           // seqs handed out, not yet committed
     std::map<uint64_t, UnixMillis> first_refused;  // seq -> first retryable refusal
     // The control queue (consent revocations passed on), sent before envelopes.

@@ -121,7 +121,6 @@ std::string Label(std::string_view name, std::string_view value) {
   return std::string(name) + "=\"" + EscapeLabelValue(value) + "\"";
 }
 
-
 }  // namespace
 
 Result<LoopbackAddress> ParseLoopbackBind(std::string_view bind) {

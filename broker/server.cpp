@@ -544,8 +544,7 @@ void Server::HandleSubmit(const std::string& routing_id, const std::string& peer
   std::map<std::string, std::vector<std::string>> serves;
   std::vector<std::string> targets = Route(recipients, 0, &why, &route_detail, &serves);
   if (targets.empty()) {
-    Reject(turn, routing_id, request_id, peer, NackReason::kUnknownRecipient, why, &*env,
-           envelope);
+    Reject(turn, routing_id, request_id, peer, NackReason::kUnknownRecipient, why, &*env, envelope);
     return;
   }
   // Consent: an envelope names its grant (checked against the stored grant when it is
@@ -602,8 +601,7 @@ std::vector<std::string> Server::Route(
       if (home == nullptr || home->kind != schema::PartyKind::kBroker ||
           home->status != schema::PartyStatus::kActive) {
         *why = "recipient " + id + " is homed at " + p->home_broker +
-               ", which is not an active broker in directory serial " +
-               std::to_string(dir.serial);
+               ", which is not an active broker in directory serial " + std::to_string(dir.serial);
         return {};
       }
       if (hops >= config_.max_hops) {
@@ -656,8 +654,7 @@ void Server::HandleRelay(const std::string& routing_id, const schema::Party& pee
   const schema::Directory& dir = directory_.directory;
   const std::string& from = peer.id;
   Bytes& envelope = relay.envelope;
-  auto refuse = [&](NackReason reason, std::string detail,
-                    const schema::SealedEnvelope* env) {
+  auto refuse = [&](NackReason reason, std::string detail, const schema::SealedEnvelope* env) {
     ++stats_.relays_refused;
     Reject(turn, routing_id, request_id, from, reason, "relayed by broker " + from + ": " + detail,
            env, envelope);
@@ -667,8 +664,8 @@ void Server::HandleRelay(const std::string& routing_id, const schema::Party& pee
     return;
   }
   if (!relay.signed_revocation.empty()) {
-    HandleRelayedRevocation(routing_id, from, request_id, std::move(relay.signed_revocation),
-                            turn, now);
+    HandleRelayedRevocation(routing_id, from, request_id, std::move(relay.signed_revocation), turn,
+                            now);
     return;
   }
   // The relaying broker is not trusted with content or signatures: everything is checked here.
@@ -721,8 +718,7 @@ void Server::HandleRelay(const std::string& routing_id, const schema::Party& pee
   if (h.consent_grant_id.empty()) {
     if (h.kind != schema::MessageKind::kOpaque || !config_.allow_unscoped_opaque) {
       refuse(NackReason::kConsentOutOfScope,
-             "the envelope names no consent grant and this broker accepts none without",
-             &*env);
+             "the envelope names no consent grant and this broker accepts none without", &*env);
       return;
     }
   } else {
@@ -881,9 +877,9 @@ void Server::HandleRelayedRevocation(const std::string& routing_id, const std::s
     return;
   }
   // The relaying broker is not trusted: the recorder's signature is checked here.
-  if (Status s = keys::VerifyStatement(*st, keys::StatementType::kConsentRevocation,
-                                       rev->revoked_by, rev->revoked_at_ms, directory_.directory,
-                                       now);
+  if (Status s =
+          keys::VerifyStatement(*st, keys::StatementType::kConsentRevocation, rev->revoked_by,
+                                rev->revoked_at_ms, directory_.directory, now);
       !s.ok()) {
     ++stats_.relays_refused;
     RejectControl(turn, routing_id, request_id, from, NackReason::kBadSignature,
@@ -1775,8 +1771,8 @@ void Server::PlanReroutes(const schema::Directory& dir) {
     const schema::Party* owner = dir.Find(box);
     if (owner == nullptr) continue;
     const bool is_link = owner->kind == schema::PartyKind::kBroker;
-    if (!is_link && (owner->kind != schema::PartyKind::kAgency ||
-                     owner->home_broker == config_.id)) {
+    if (!is_link &&
+        (owner->kind != schema::PartyKind::kAgency || owner->home_broker == config_.id)) {
       continue;
     }
     auto entries = store_->ReadMailboxIndex(box, kMaxScan);
@@ -1785,8 +1781,7 @@ void Server::PlanReroutes(const schema::Directory& dir) {
       continue;
     }
     for (const auto& m : *entries) {
-      const std::vector<std::string> served =
-          is_link ? m.serves : std::vector<std::string>{box};
+      const std::vector<std::string> served = is_link ? m.serves : std::vector<std::string>{box};
       Reroute rr;
       rr.from = box;
       rr.seq = m.seq;
@@ -1810,9 +1805,10 @@ void Server::PlanReroutes(const schema::Directory& dir) {
     }
   }
   if (planned > 0) {
-    spdlog::warn("directory serial {}: {} held envelopes wait where their recipients are no "
-                 "longer routed; re-routing them",
-                 dir.serial, planned);
+    spdlog::warn(
+        "directory serial {}: {} held envelopes wait where their recipients are no "
+        "longer routed; re-routing them",
+        dir.serial, planned);
   }
 }
 
@@ -1904,10 +1900,9 @@ Status Server::Run() {
         {zap_->socket().handle(), 0, ZMQ_POLLIN, 0},
         {nullptr, done_fd_, ZMQ_POLLIN, 0}};
     if (!stopping) links_->AppendPollItems(items);
-    bool work_now =
-        !dirty_.empty() || (!stopping && links_->Busy()) ||
-        (!busy_ && (!turn_.Empty() || !pending_events_.empty() ||
-                                       !pending_cosignatures_.empty() || checkpoint_due_));
+    bool work_now = !dirty_.empty() || (!stopping && links_->Busy()) ||
+                    (!busy_ && (!turn_.Empty() || !pending_events_.empty() ||
+                                !pending_cosignatures_.empty() || checkpoint_due_));
     try {
       zmq::poll(items, std::chrono::milliseconds(work_now ? 0 : 100));
     } catch (const zmq::error_t& e) {
@@ -1949,8 +1944,7 @@ Status Server::Run() {
       if (witness_client_) {
         witness_client_->Pump(now, directory_.directory, *store_, pending_cosignatures_);
       }
-      links_->Pump(now, directory_.directory, *store_, turn_.batch.acks,
-                   turn_.batch.control_ends);
+      links_->Pump(now, directory_.directory, *store_, turn_.batch.acks, turn_.batch.control_ends);
       if (now - last_status_ >= kStatusPeriodMs) {
         last_status_ = now;
         WriteStatus(now);

@@ -186,16 +186,16 @@ class Server {
     bool Empty() const {
       return batch.accepted.empty() && batch.acks.empty() && batch.events.empty() &&
              batch.grants.empty() && batch.revocations.empty() && batch.witness.empty() &&
-             batch.cosignatures.empty() && batch.reroutes.empty() &&
-             batch.control_ends.empty() && replies.empty();
+             batch.cosignatures.empty() && batch.reroutes.empty() && batch.control_ends.empty() &&
+             replies.empty();
     }
   };
   // A Turn on its way to the writer and back with the outcome of its commit.
   struct Job {
     Turn turn;
     UnixMillis now = 0;
-    bool expire = false;      // also run the expiry sweep, after the commit
-    bool checkpoint = false;  // then sign a checkpoint of the committed log
+    bool expire = false;        // also run the expiry sweep, after the commit
+    bool checkpoint = false;    // then sign a checkpoint of the committed log
     bool storage_full = false;  // set by the writer: new envelopes refused as storage full
     // Set by the writer:
     bool committed = false;  // a transaction ran and committed; result is set

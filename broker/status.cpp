@@ -121,8 +121,8 @@ Status PrintStatusFile(const std::string& path, bool json, UnixMillis now, UnixM
     out << "federation links:\n";
     for (const auto& l : j["links"]) {
       out << "  " << l.value("peer", std::string("?")) << "  " << l.value("state", std::string("?"))
-          << " for " << Age(now, l.value("state_since_ms", UnixMillis{0}))
-          << "  backlog " << l.value("backlog", uint64_t{0}) << " (oldest "
+          << " for " << Age(now, l.value("state_since_ms", UnixMillis{0})) << "  backlog "
+          << l.value("backlog", uint64_t{0}) << " (oldest "
           << Age(now, l.value("oldest_queued_ms", UnixMillis{0})) << ")  forwarded "
           << l.value("forwarded", uint64_t{0}) << "  refused " << l.value("refused", uint64_t{0})
           << "  " << l.value("endpoint", std::string());

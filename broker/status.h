@@ -25,7 +25,7 @@ struct BrokerStatus {
   std::string broker_id;
   UnixMillis time_ms = 0;
   UnixMillis started_ms = 0;
-  bool running = true;  // false in the file written at a clean stop
+  bool running = true;                  // false in the file written at a clean stop
   uint64_t directory_serial = 0;        // 0: no directory loaded
   UnixMillis directory_expires_ms = 0;  // the loaded directory's expiry (0: unknown)
   uint64_t audit_size = 0;

@@ -141,12 +141,11 @@ struct Record {
   UnixMillis expires_ms = 0;
   std::vector<std::pair<std::string, uint64_t>> mailboxes;  // recipient, seq
   ByteView envelope;                                        // into the stored bytes
-  uint8_t hops = 0;    // brokers it passed before this one
+  uint8_t hops = 0;                                         // brokers it passed before this one
   std::string sender;  // the envelope's sender (per-sender quotas); empty in version 1
 };
 
-Bytes EncodeRecord(UnixMillis accepted, UnixMillis expires, uint8_t hops,
-                   const std::string& sender,
+Bytes EncodeRecord(UnixMillis accepted, UnixMillis expires, uint8_t hops, const std::string& sender,
                    const std::vector<std::pair<std::string, uint64_t>>& mailboxes,
                    ByteView envelope) {
   Bytes body;
@@ -389,9 +388,9 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
         tomb.reset();
       }
     }
-    REFBUS_RETURN_IF_ERROR(txn.Put(grants_, g.grant_id,
-                                   EncodeGrantRecord(r.signed_grant, tomb.has_value(),
-                                                     tomb ? tomb->revoked_at_ms : 0)));
+    REFBUS_RETURN_IF_ERROR(txn.Put(
+        grants_, g.grant_id,
+        EncodeGrantRecord(r.signed_grant, tomb.has_value(), tomb ? tomb->revoked_at_ms : 0)));
     schema::AuditEntry e;
     e.event = schema::AuditEvent::kConsentGranted;
     e.actor = r.actor;
@@ -418,8 +417,8 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
       rv.case_ref = g.case_ref;
       rv.consent_grant_id = g.grant_id;
       rv.directory_serial = r.directory_serial;
-      rv.detail = "revoked at " + FormatUtc(tomb->revoked_at_ms) +
-                  ", before this broker saw the grant";
+      rv.detail =
+          "revoked at " + FormatUtc(tomb->revoked_at_ms) + ", before this broker saw the grant";
       REFBUS_RETURN_IF_ERROR(append_audit(std::move(rv)));
     }
     out.ok = true;
@@ -511,8 +510,8 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
     if (seen.ok()) {
       // Held already. A mailbox it never had (a relay for a recipient re-routed here) is
       // added; nothing is stored twice for the same mailbox.
-      auto stored = a.mailboxes.empty() ? Result<ByteView>(NotFound(""))
-                                        : txn.Get(msgs_, h.message_id);
+      auto stored =
+          a.mailboxes.empty() ? Result<ByteView>(NotFound("")) : txn.Get(msgs_, h.message_id);
       if (!stored.ok() && stored.status().code() != Status::Code::kNotFound) {
         return stored.status();
       }
@@ -536,10 +535,10 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
           }
           if (!a.added.empty()) {
             REFBUS_ASSIGN_OR_RETURN(uint64_t refs, GetU64(txn, refs_, h.message_id));
-            REFBUS_RETURN_IF_ERROR(txn.Put(
-                msgs_, h.message_id,
-                EncodeRecord(rec->accepted_ms, rec->expires_ms, rec->hops, rec->sender, mboxes,
-                             rec->envelope)));
+            REFBUS_RETURN_IF_ERROR(
+                txn.Put(msgs_, h.message_id,
+                        EncodeRecord(rec->accepted_ms, rec->expires_ms, rec->hops, rec->sender,
+                                     mboxes, rec->envelope)));
             REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, h.message_id, refs + a.added.size()));
             schema::AuditEntry e = EnvelopeAudit(schema::AuditEvent::kEnvelopeAccepted, *a.decoded,
                                                  a.envelope, a.actor, a.directory_serial);
@@ -621,9 +620,8 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
     REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, h.message_id, mailboxes.size()));
     REFBUS_RETURN_IF_ERROR(PutU64(txn, seen_, h.message_id, h.expires_at_ms));
     REFBUS_RETURN_IF_ERROR(txn.Put(expiry_, ExpiryKey(h.expires_at_ms, h.message_id), {}));
-    schema::AuditEntry accepted = EnvelopeAudit(schema::AuditEvent::kEnvelopeAccepted,
-                                                *a.decoded, a.envelope, a.actor,
-                                                a.directory_serial);
+    schema::AuditEntry accepted = EnvelopeAudit(schema::AuditEvent::kEnvelopeAccepted, *a.decoded,
+                                                a.envelope, a.actor, a.directory_serial);
     accepted.detail = a.audit_detail;
     REFBUS_RETURN_IF_ERROR(append_audit(std::move(accepted)));
     result.accepted.push_back(Outcome::kStored);
@@ -767,10 +765,9 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
       Status d = txn.Del(refs_, rr.message_id);
       if (!d.ok() && d.code() != Status::Code::kNotFound) return d;
     } else {
-      REFBUS_RETURN_IF_ERROR(txn.Put(
-          msgs_, rr.message_id,
-          EncodeRecord(rec->accepted_ms, rec->expires_ms, rec->hops, rec->sender, mboxes,
-                             rec->envelope)));
+      REFBUS_RETURN_IF_ERROR(txn.Put(msgs_, rr.message_id,
+                                     EncodeRecord(rec->accepted_ms, rec->expires_ms, rec->hops,
+                                                  rec->sender, mboxes, rec->envelope)));
       REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, rr.message_id, now_refs));
     }
     schema::AuditEntry e;
@@ -953,8 +950,8 @@ Result<std::vector<Pending>> Store::ReadMailbox(const std::string& recipient, ui
       return stored.status();
     }
     auto r = stored.ok() ? DecodeRecord(*stored, p.message_id)
-                         : Result<Record>(Malformed("stored envelope " +
-                                                    HexEncode(p.message_id) + " is missing"));
+                         : Result<Record>(Malformed("stored envelope " + HexEncode(p.message_id) +
+                                                    " is missing"));
     if (r.ok()) {
       p.envelope.assign(r->envelope.begin(), r->envelope.end());
       p.accepted_ms = r->accepted_ms;

@@ -106,7 +106,7 @@ struct Accepted {
   std::string audit_detail;  // added to the ACCEPTED entry (e.g. the route)
   // Set by Commit for a duplicate: the mailboxes it added to the held message.
   std::vector<std::string> added;
-  uint8_t hops = 0;          // brokers it passed before this one (0: from its sender)
+  uint8_t hops = 0;  // brokers it passed before this one (0: from its sender)
 };
 
 // A grant registration whose signature (and countersignature) checked out.
@@ -265,8 +265,8 @@ struct Pending {
   uint64_t seq = 0;
   Bytes message_id;
   Bytes envelope;
-  UnixMillis accepted_ms = 0;  // when this broker committed it
-  uint8_t hops = 0;            // brokers it passed before this one
+  UnixMillis accepted_ms = 0;       // when this broker committed it
+  uint8_t hops = 0;                 // brokers it passed before this one
   std::vector<std::string> serves;  // link mailboxes: the recipients it is carried for
   // Not empty: the stored record failed its check (what was wrong); envelope is empty. The
   // reader quarantines the entry (RecipientAck::Kind::kQuarantined) and reads on.

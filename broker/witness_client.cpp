@@ -16,7 +16,6 @@ namespace {
 using schema::Frame;
 using schema::WitnessRefusal;
 
-
 std::vector<Bytes> ProofBytes(const std::vector<keys::Hash>& proof) {
   std::vector<Bytes> out;
   for (const auto& h : proof) out.emplace_back(h.begin(), h.end());

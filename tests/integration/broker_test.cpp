@@ -431,8 +431,8 @@ TEST_F(BrokerTest, AFloodingAgencyCannotTakeAMailboxOrStallTheOthers) {
     Frame f;
     f.type = Frame::Type::kSubmit;
     f.request_id = 100000 + static_cast<uint64_t>(i);
-    f.submit.envelope = SealTo(Id("seoul-police-03"), dir, {"seoul-wee-01"}, Now(), kMillisPerHour,
-                               256);
+    f.submit.envelope =
+        SealTo(Id("seoul-police-03"), dir, {"seoul-wee-01"}, Now(), kMillisPerHour, 256);
     police->SendFrame(f);
   }
   for (int i = 0; i < 20; ++i) {

@@ -98,9 +98,9 @@ std::optional<sockaddr_in> ParseAddress(const std::string& s) {
 // Bytes read from one socket, waiting to be written to the other.
 struct Direction {
   std::vector<char> buf = std::vector<char>(kBufferBytes);
-  size_t start = 0;  // first unwritten byte
-  size_t end = 0;    // one past the last read byte
-  bool eof = false;  // the source ended its stream
+  size_t start = 0;   // first unwritten byte
+  size_t end = 0;     // one past the last read byte
+  bool eof = false;   // the source ended its stream
   bool shut = false;  // the end was passed on (shutdown(SHUT_WR) on the destination)
 
   size_t pending() const { return end - start; }
@@ -112,8 +112,8 @@ struct Pair {
   int client = -1;
   int upstream = -1;
   bool connecting = true;  // the non-blocking connect to the target is in progress
-  Direction up;    // client -> upstream
-  Direction down;  // upstream -> client
+  Direction up;            // client -> upstream
+  Direction down;          // upstream -> client
   uint64_t id = 0;
 };
 
@@ -290,8 +290,7 @@ class Proxy {
       if (rc == 0) {
         p->connecting = false;
       } else if (errno != EINPROGRESS) {
-        Log("connection " + std::to_string(p->id) + ": connect to the target: " +
-            ErrnoText(errno));
+        Log("connection " + std::to_string(p->id) + ": connect to the target: " + ErrnoText(errno));
         Close(*p);
         continue;
       }

@@ -27,15 +27,14 @@ class FederationTest : public ::testing::Test {
  protected:
   void SetUp() override {
     root_ = MakeTempDir("refbus-federation-test");
-    ASSERT_TRUE(
-        fed_.Create(root_, kBrokers,
-                    {{"seoul-wee-01", schema::AgencyType::kWeeCenter, "seoul-broker"},
-                     {"seoul-counsel", schema::AgencyType::kCounselingCenter, "seoul-broker"},
-                     {"busan-counsel", schema::AgencyType::kCounselingCenter, "busan-broker"},
-                     {"busan-police", schema::AgencyType::kPoliceUnit, "busan-broker"},
-                     {"central-dsc", schema::AgencyType::kDeletionCenter, "central-broker"},
-                     {"central-counsel", schema::AgencyType::kCounselingCenter,
-                      "central-broker"}}));
+    ASSERT_TRUE(fed_.Create(
+        root_, kBrokers,
+        {{"seoul-wee-01", schema::AgencyType::kWeeCenter, "seoul-broker"},
+         {"seoul-counsel", schema::AgencyType::kCounselingCenter, "seoul-broker"},
+         {"busan-counsel", schema::AgencyType::kCounselingCenter, "busan-broker"},
+         {"busan-police", schema::AgencyType::kPoliceUnit, "busan-broker"},
+         {"central-dsc", schema::AgencyType::kDeletionCenter, "central-broker"},
+         {"central-counsel", schema::AgencyType::kCounselingCenter, "central-broker"}}));
     for (const auto& b : kBrokers) {
       brokers_[b] = std::make_unique<Broker>(fed_, b, root_ + "/" + b + "-data");
     }
@@ -219,8 +218,8 @@ TEST_F(FederationTest, CrossRegionDeliveryAcrossThreeBrokers) {
 
   // One envelope for recipients in three regions (local, Busan, Central), and a stream of
   // 20 to Busan only, whose order must hold across the hop.
-  Bytes multi = SealTo(Id("seoul-wee-01"), dir, {"seoul-counsel", "busan-counsel", "central-dsc"},
-                       Now());
+  Bytes multi =
+      SealTo(Id("seoul-wee-01"), dir, {"seoul-counsel", "busan-counsel", "central-dsc"}, Now());
   auto r = wee->Submit(multi);
   ASSERT_TRUE(r && r->type == Frame::Type::kAck) << B("seoul-broker").Log();
   std::vector<Bytes> stream;
@@ -255,16 +254,17 @@ TEST_F(FederationTest, CrossRegionDeliveryAcrossThreeBrokers) {
 
   // Per-peer status: links up, nothing queued once the peers acked.
   std::string last;
-  EXPECT_TRUE(WaitLink("seoul-broker", "busan-broker", 5000,
-                       [](const nlohmann::json& l) {
-                         return l.value("state", "") == "up" && l.value("backlog", 1) == 0 &&
-                                l.value("forwarded", 0) >= 21;
-                       },
-                       &last))
+  EXPECT_TRUE(WaitLink(
+      "seoul-broker", "busan-broker", 5000,
+      [](const nlohmann::json& l) {
+        return l.value("state", "") == "up" && l.value("backlog", 1) == 0 &&
+               l.value("forwarded", 0) >= 21;
+      },
+      &last))
       << last;
-  EXPECT_TRUE(WaitLink("seoul-broker", "central-broker", 5000,
-                       [](const nlohmann::json& l) { return l.value("state", "") == "up"; },
-                       &last))
+  EXPECT_TRUE(WaitLink(
+      "seoul-broker", "central-broker", 5000,
+      [](const nlohmann::json& l) { return l.value("state", "") == "up"; }, &last))
       << last;
 
   for (const auto& id : kBrokers) EXPECT_EQ(B(id).Stop(), 0) << id;
@@ -279,9 +279,9 @@ TEST_F(FederationTest, CrossRegionDeliveryAcrossThreeBrokers) {
   auto busan_log = AuditOf("busan-broker");
   EXPECT_EQ(Count(busan_log, schema::AuditEvent::kEnvelopeAccepted, "seoul-broker", mid), 1u);
   EXPECT_EQ(Count(busan_log, schema::AuditEvent::kEnvelopeAcked, "busan-counsel", mid), 1u);
-  EXPECT_EQ(Count(busan_log, schema::AuditEvent::kEnvelopeAccepted, "busan-counsel",
-                  MessageId(back)),
-            1u);
+  EXPECT_EQ(
+      Count(busan_log, schema::AuditEvent::kEnvelopeAccepted, "busan-counsel", MessageId(back)),
+      1u);
   auto central_log = AuditOf("central-broker");
   EXPECT_EQ(Count(central_log, schema::AuditEvent::kEnvelopeAccepted, "seoul-broker", mid), 1u);
   for (const auto& e : central_log) {
@@ -311,12 +311,13 @@ TEST_F(FederationTest, LinkDownQueuesLocalDeliveryGoesOnThenDrainsInOrder) {
   auto at_counsel = ReceiveAll(*counsel, 1, 5000);
   ASSERT_EQ(at_counsel.size(), 1u) << "local delivery must not wait for a peer";
   std::string last;
-  EXPECT_TRUE(WaitLink("seoul-broker", "busan-broker", 8000,
-                       [](const nlohmann::json& l) {
-                         return l.value("state", "") != "up" && l.value("backlog", 0) == 50 &&
-                                l.value("oldest_queued_ms", 0) > 0;
-                       },
-                       &last))
+  EXPECT_TRUE(WaitLink(
+      "seoul-broker", "busan-broker", 8000,
+      [](const nlohmann::json& l) {
+        return l.value("state", "") != "up" && l.value("backlog", 0) == 50 &&
+               l.value("oldest_queued_ms", 0) > 0;
+      },
+      &last))
       << last;
   EXPECT_NE(B("seoul-broker").Log().find("federation link to busan-broker"), std::string::npos);
 
@@ -326,11 +327,12 @@ TEST_F(FederationTest, LinkDownQueuesLocalDeliveryGoesOnThenDrainsInOrder) {
   auto got = ReceiveAll(*busan, 50, 20000);
   ASSERT_EQ(got.size(), 50u) << B("seoul-broker").Log();
   for (size_t i = 0; i < queued.size(); ++i) EXPECT_EQ(got[i], queued[i]) << "order at " << i;
-  EXPECT_TRUE(WaitLink("seoul-broker", "busan-broker", 5000,
-                       [](const nlohmann::json& l) {
-                         return l.value("state", "") == "up" && l.value("backlog", 1) == 0;
-                       },
-                       &last))
+  EXPECT_TRUE(WaitLink(
+      "seoul-broker", "busan-broker", 5000,
+      [](const nlohmann::json& l) {
+        return l.value("state", "") == "up" && l.value("backlog", 1) == 0;
+      },
+      &last))
       << last;
   // Nothing twice: no more deliveries come.
   EXPECT_TRUE(ReceiveAll(*busan, 1, 1500).empty());
@@ -393,8 +395,7 @@ TEST_F(FederationTest, ForgedAndMalformedRelaysAreRefusedAuditedAndDoNotStallThe
   auto expect_ack = [&](uint64_t id) {
     auto f = reply(id);
     ASSERT_TRUE(f.has_value()) << "no reply to relay " << id;
-    EXPECT_EQ(f->type, Frame::Type::kAck) << schema::Name(f->nack.reason) << ": "
-                                          << f->nack.detail;
+    EXPECT_EQ(f->type, Frame::Type::kAck) << schema::Name(f->nack.reason) << ": " << f->nack.detail;
   };
   expect_nack(r_forged, NackReason::kBadSignature);
   expect_ack(r_good1);
@@ -519,8 +520,7 @@ TEST_F(FederationTest, ConsentTravelsWithTheEnvelopeAndIsCheckedAgainAtTheNextBr
   auto out_of_scope =
       relay(seal("busan-police", schema::MessageKind::kReferral, g.grant_id), grant_bytes, 1);
   ASSERT_TRUE(out_of_scope && out_of_scope->type == Frame::Type::kNack);
-  EXPECT_EQ(out_of_scope->nack.reason, NackReason::kConsentOutOfScope)
-      << out_of_scope->nack.detail;
+  EXPECT_EQ(out_of_scope->nack.reason, NackReason::kConsentOutOfScope) << out_of_scope->nack.detail;
   auto no_grant =
       relay(seal("busan-police", schema::MessageKind::kReferral, g.grant_id), Bytes(), 2);
   ASSERT_TRUE(no_grant && no_grant->type == Frame::Type::kNack);
@@ -565,11 +565,12 @@ TEST_F(FederationTest, MovingAnAgencyReroutesQueuedAndFutureMessages) {
     ASSERT_TRUE(a && a->type == Frame::Type::kAck);
   }
   std::string last;
-  ASSERT_TRUE(WaitLink("seoul-broker", "busan-broker", 5000,
-                       [](const nlohmann::json& l) {
-                         return l.value("forwarded", 0) == 3 && l.value("backlog", 1) == 0;
-                       },
-                       &last))
+  ASSERT_TRUE(WaitLink(
+      "seoul-broker", "busan-broker", 5000,
+      [](const nlohmann::json& l) {
+        return l.value("forwarded", 0) == 3 && l.value("backlog", 1) == 0;
+      },
+      &last))
       << last;
   // ... and two at Seoul, whose link to Busan is down.
   ASSERT_EQ(B("busan-broker").Stop(), 0);
@@ -593,8 +594,8 @@ TEST_F(FederationTest, MovingAnAgencyReroutesQueuedAndFutureMessages) {
 
   auto counsel = Connect("busan-counsel", "central-broker");
   auto got = ReceiveAll(*counsel, sent.size(), 20000);
-  ASSERT_EQ(got.size(), sent.size()) << B("seoul-broker").Log() << B("busan-broker").Log()
-                                     << B("central-broker").Log();
+  ASSERT_EQ(got.size(), sent.size())
+      << B("seoul-broker").Log() << B("busan-broker").Log() << B("central-broker").Log();
   EXPECT_EQ(std::set<Bytes>(got.begin(), got.end()), std::set<Bytes>(sent.begin(), sent.end()));
   EXPECT_TRUE(ReceiveAll(*counsel, 1, 1500).empty()) << "nothing twice";
 
@@ -629,8 +630,8 @@ TEST_F(FederationTest, RevocationReachesEveryBrokerEvenOnesThatNeverSawTheGrant)
   auto r = Control(*wee, reg);
   ASSERT_TRUE(r && r->type == Frame::Type::kAck);
   // The referral takes the grant to Busan; the counseling center answers under it.
-  auto a = wee->Submit(SealUnder("seoul-wee-01", "busan-counsel", schema::MessageKind::kReferral,
-                                 g, {schema::DataCategory::kIdentity}));
+  auto a = wee->Submit(SealUnder("seoul-wee-01", "busan-counsel", schema::MessageKind::kReferral, g,
+                                 {schema::DataCategory::kIdentity}));
   ASSERT_TRUE(a && a->type == Frame::Type::kAck);
   auto counsel = Connect("busan-counsel", "busan-broker");
   ASSERT_EQ(ReceiveAll(*counsel, 1, 10000).size(), 1u);
@@ -674,8 +675,8 @@ TEST_F(FederationTest, RevocationReachesEveryBrokerEvenOnesThatNeverSawTheGrant)
     auto j = nlohmann::json::parse(last, nullptr, false);
     if (!j.is_discarded() && j.value("time_ms", UnixMillis{0}) > revoked_at) {
       for (const auto& l : j["links"]) {
-        passed_on = passed_on || (l.value("peer", "") == "central-broker" &&
-                                  l.value("control_backlog", 1) == 0);
+        passed_on = passed_on ||
+                    (l.value("peer", "") == "central-broker" && l.value("control_backlog", 1) == 0);
       }
     }
     if (!passed_on) std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -727,27 +728,30 @@ TEST_F(FederationTest, UnlistedBrokerAndWrongKeyAreRefused) {
   // Seoul's link to Busan pointed at Central's address: Central does not hold Busan's key, so
   // the handshake (which checks the server's key) never completes and the link stays down.
   ASSERT_EQ(B("seoul-broker").Stop(), 0);
-  B("seoul-broker").set_extra("[federation]\nlink_timeout_ms = 1000\nendpoint_files = { "
-                              "busan-broker = \"" +
-                              B("central-broker").endpoint_file() + "\", central-broker = \"" +
-                              B("central-broker").endpoint_file() + "\" }\n");
+  B("seoul-broker")
+      .set_extra(
+          "[federation]\nlink_timeout_ms = 1000\nendpoint_files = { "
+          "busan-broker = \"" +
+          B("central-broker").endpoint_file() + "\", central-broker = \"" +
+          B("central-broker").endpoint_file() + "\" }\n");
   ASSERT_TRUE(B("seoul-broker").Start());
   auto wee = Connect("seoul-wee-01", "seoul-broker");
   Bytes env = SealTo(Id("seoul-wee-01"), fed_.directory(), {"busan-counsel"}, Now());
   auto a = wee->Submit(env);
   ASSERT_TRUE(a && a->type == Frame::Type::kAck);
   std::string last;
-  EXPECT_TRUE(WaitLink("seoul-broker", "central-broker", 5000,
-                       [](const nlohmann::json& l) { return l.value("state", "") == "up"; },
-                       &last))
+  EXPECT_TRUE(WaitLink(
+      "seoul-broker", "central-broker", 5000,
+      [](const nlohmann::json& l) { return l.value("state", "") == "up"; }, &last))
       << last;
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
-  EXPECT_TRUE(WaitLink("seoul-broker", "busan-broker", 3000,
-                       [](const nlohmann::json& l) {
-                         return l.value("state", "") != "up" && l.value("backlog", 0) == 1 &&
-                                l.value("forwarded", 1) == 0;
-                       },
-                       &last))
+  EXPECT_TRUE(WaitLink(
+      "seoul-broker", "busan-broker", 3000,
+      [](const nlohmann::json& l) {
+        return l.value("state", "") != "up" && l.value("backlog", 0) == 1 &&
+               l.value("forwarded", 1) == 0;
+      },
+      &last))
       << last;
   EXPECT_EQ(B("seoul-broker").Stop(), 0);
   EXPECT_EQ(B("central-broker").Stop(), 0);

@@ -3,9 +3,9 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+#include <algorithm>
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -107,10 +107,12 @@ TEST(JsonLogTest, TextFormatCannotBeMadeToForgeALine) {
   const std::string out = CaptureStderr(dir, [&] {
     ASSERT_TRUE(test::IsOk(InitLogging("refbus-text", LogFormat::kText, "info")));
     // What a peer might put in a party id or a detail that ends up in a log line.
-    spdlog::warn("refused {}", std::string("x\n2026-01-01T00:00:00.000Z refbus-text info: ok\r\t\x1b[31m"));
+    spdlog::warn("refused {}",
+                 std::string("x\n2026-01-01T00:00:00.000Z refbus-text info: ok\r\t\x1b[31m"));
   });
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
-  EXPECT_TRUE(test::HasSubstr(out, "x\\n2026-01-01T00:00:00.000Z refbus-text info: ok\\r\\t\\x1b[31m\n"))
+  EXPECT_TRUE(
+      test::HasSubstr(out, "x\\n2026-01-01T00:00:00.000Z refbus-text info: ok\\r\\t\\x1b[31m\n"))
       << out;
 }
 
