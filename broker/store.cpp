@@ -113,6 +113,25 @@ std::optional<Tombstone> DecodeTombstone(ByteView v) {
   return t;
 }
 
+// Visits the entries of a queue keyed "owner \0 u64be seq" (mailboxes, control queues) with
+// seq > after_seq, in order, until fn returns false or max were visited.
+template <typename Fn>
+Status ScanQueue(const lmdb::Txn& txn, MDB_dbi dbi, const std::string& owner, uint64_t after_seq,
+                 size_t max, Fn fn) {
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, dbi));
+  Bytes start = MailboxKey(owner, after_seq + 1);
+  REFBUS_ASSIGN_OR_RETURN(auto item, cur.Seek(start));
+  const size_t prefix = owner.size() + 1;
+  for (size_t n = 0; item && n < max; ++n) {
+    ByteView k = item->key;
+    if (k.size() != prefix + 8 || std::memcmp(k.data(), start.data(), prefix) != 0) break;
+    REFBUS_ASSIGN_OR_RETURN(bool more, fn(lmdb::ReadU64Key(k.subspan(prefix)), item->value));
+    if (!more) break;
+    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
+  }
+  return Status::Ok();
+}
+
 Bytes ExpiryKey(uint64_t expires, ByteView message_id) {
   Bytes k;
   AppendU64BigEndian(k, expires);
@@ -525,11 +544,8 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
             for (const auto& [m, seq] : mboxes) had = had || m == t;
             if (had) continue;
             uint64_t seq = ++next_seq;
-            REFBUS_RETURN_IF_ERROR(txn.Put(mbox_, MailboxKey(t, seq),
-                                           MailboxValue(h.message_id, ServesFor(a.serves, t))));
-            REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(t)));
-            REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(t), depth + 1));
-            REFBUS_RETURN_IF_ERROR(AdjustSender(txn, rec->sender, t, +1));
+            REFBUS_RETURN_IF_ERROR(
+                AddEntry(txn, t, seq, h.message_id, ServesFor(a.serves, t), rec->sender));
             mboxes.emplace_back(t, seq);
             a.added.push_back(t);
           }
@@ -610,10 +626,7 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
       uint64_t seq = ++next_seq;
       mailboxes.emplace_back(t, seq);
       REFBUS_RETURN_IF_ERROR(
-          txn.Put(mbox_, MailboxKey(t, seq), MailboxValue(h.message_id, ServesFor(a.serves, t))));
-      REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(t)));
-      REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(t), depth + 1));
-      REFBUS_RETURN_IF_ERROR(AdjustSender(txn, h.sender_id, t, +1));
+          AddEntry(txn, t, seq, h.message_id, ServesFor(a.serves, t), h.sender_id));
     }
     Bytes record = EncodeRecord(now, h.expires_at_ms, a.hops, h.sender_id, mailboxes, a.envelope);
     REFBUS_RETURN_IF_ERROR(txn.Put(msgs_, h.message_id, record));
@@ -751,10 +764,7 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
       if (pending || std::find(added.begin(), added.end(), t) != added.end()) continue;
       uint64_t seq = ++next_seq;
       REFBUS_RETURN_IF_ERROR(
-          txn.Put(mbox_, MailboxKey(t, seq), MailboxValue(rr.message_id, ServesFor(rr.serves, t))));
-      REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(t)));
-      REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(t), depth + 1));
-      REFBUS_RETURN_IF_ERROR(AdjustSender(txn, rec->sender, t, +1));
+          AddEntry(txn, t, seq, rr.message_id, ServesFor(rr.serves, t), rec->sender));
       mboxes.emplace_back(t, seq);
       added.push_back(t);
     }
@@ -930,38 +940,33 @@ Result<std::vector<Pending>> Store::ReadMailbox(const std::string& recipient, ui
                                                 size_t max) const {
   std::vector<Pending> out;
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
-  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, mbox_));
-  Bytes start = MailboxKey(recipient, after_seq + 1);
-  REFBUS_ASSIGN_OR_RETURN(auto item, cur.Seek(start));
-  const size_t prefix = recipient.size() + 1;
-  while (item && out.size() < max) {
-    ByteView k = item->key;
-    if (k.size() != prefix + 8 || std::memcmp(k.data(), start.data(), prefix) != 0) break;
-    Pending p;
-    p.seq = lmdb::ReadU64Key(k.subspan(prefix));
-    if (item->value.size() < schema::kMessageIdBytes) {
-      return Malformed("store: mailbox entry " + recipient + "/" + std::to_string(p.seq) +
-                       " is damaged");
-    }
-    p.message_id.assign(item->value.begin(), item->value.begin() + schema::kMessageIdBytes);
-    REFBUS_ASSIGN_OR_RETURN(p.serves, ServesOf(item->value));
-    auto stored = txn.Get(msgs_, p.message_id);
-    if (!stored.ok() && stored.status().code() != Status::Code::kNotFound) {
-      return stored.status();
-    }
-    auto r = stored.ok() ? DecodeRecord(*stored, p.message_id)
-                         : Result<Record>(Malformed("stored envelope " + HexEncode(p.message_id) +
-                                                    " is missing"));
-    if (r.ok()) {
-      p.envelope.assign(r->envelope.begin(), r->envelope.end());
-      p.accepted_ms = r->accepted_ms;
-      p.hops = r->hops;
-    } else {
-      p.damage = r.status().message();
-    }
-    out.push_back(std::move(p));
-    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
-  }
+  REFBUS_RETURN_IF_ERROR(ScanQueue(
+      txn, mbox_, recipient, after_seq, max, [&](uint64_t seq, ByteView value) -> Result<bool> {
+        Pending p;
+        p.seq = seq;
+        if (value.size() < schema::kMessageIdBytes) {
+          return Malformed("store: mailbox entry " + recipient + "/" + std::to_string(seq) +
+                           " is damaged");
+        }
+        p.message_id.assign(value.begin(), value.begin() + schema::kMessageIdBytes);
+        REFBUS_ASSIGN_OR_RETURN(p.serves, ServesOf(value));
+        auto stored = txn.Get(msgs_, p.message_id);
+        if (!stored.ok() && stored.status().code() != Status::Code::kNotFound) {
+          return stored.status();
+        }
+        auto r = stored.ok() ? DecodeRecord(*stored, p.message_id)
+                             : Result<Record>(Malformed("stored envelope " +
+                                                        HexEncode(p.message_id) + " is missing"));
+        if (r.ok()) {
+          p.envelope.assign(r->envelope.begin(), r->envelope.end());
+          p.accepted_ms = r->accepted_ms;
+          p.hops = r->hops;
+        } else {
+          p.damage = r.status().message();
+        }
+        out.push_back(std::move(p));
+        return true;
+      }));
   return out;
 }
 
@@ -969,24 +974,29 @@ Result<std::vector<Pending>> Store::ReadMailboxIndex(const std::string& recipien
                                                      size_t max) const {
   std::vector<Pending> out;
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
-  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, mbox_));
-  Bytes start = MailboxKey(recipient, 0);
-  REFBUS_ASSIGN_OR_RETURN(auto item, cur.Seek(start));
-  const size_t prefix = recipient.size() + 1;
-  while (item && out.size() < max) {
-    ByteView k = item->key;
-    if (k.size() != prefix + 8 || std::memcmp(k.data(), start.data(), prefix) != 0) break;
-    Pending p;
-    p.seq = lmdb::ReadU64Key(k.subspan(prefix));
-    if (item->value.size() >= schema::kMessageIdBytes) {
-      p.message_id.assign(item->value.begin(), item->value.begin() + schema::kMessageIdBytes);
-      auto serves = ServesOf(item->value);
-      if (serves.ok()) p.serves = std::move(*serves);
-      out.push_back(std::move(p));
-    }
-    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
-  }
+  REFBUS_RETURN_IF_ERROR(
+      ScanQueue(txn, mbox_, recipient, 0, max, [&](uint64_t seq, ByteView value) -> Result<bool> {
+        if (value.size() >= schema::kMessageIdBytes) {
+          Pending p;
+          p.seq = seq;
+          p.message_id.assign(value.begin(), value.begin() + schema::kMessageIdBytes);
+          auto serves = ServesOf(value);
+          if (serves.ok()) p.serves = std::move(*serves);
+          out.push_back(std::move(p));
+        }
+        return true;
+      }));
   return out;
+}
+
+Status Store::AddEntry(lmdb::Txn& txn, const std::string& mailbox, uint64_t seq,
+                       ByteView message_id, const std::vector<std::string>* serves,
+                       const std::string& sender) {
+  REFBUS_RETURN_IF_ERROR(
+      txn.Put(mbox_, MailboxKey(mailbox, seq), MailboxValue(message_id, serves)));
+  REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(mailbox)));
+  REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(mailbox), depth + 1));
+  return AdjustSender(txn, sender, mailbox, +1);
 }
 
 Status Store::AdjustSender(lmdb::Txn& txn, const std::string& sender, const std::string& mailbox,
@@ -1010,25 +1020,24 @@ Result<std::vector<ControlItem>> Store::ReadControlQueue(const std::string& peer
                                                          uint64_t after_seq, size_t max) const {
   std::vector<ControlItem> out;
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
-  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, ctlq_));
-  Bytes start = MailboxKey(peer, after_seq + 1);
-  REFBUS_ASSIGN_OR_RETURN(auto item, cur.Seek(start));
-  const size_t prefix = peer.size() + 1;
-  while (item && out.size() < max) {
-    ByteView k = item->key;
-    if (k.size() != prefix + 8 || std::memcmp(k.data(), start.data(), prefix) != 0) break;
-    ControlItem c;
-    c.seq = lmdb::ReadU64Key(k.subspan(prefix));
-    c.signed_revocation.assign(item->value.begin(), item->value.end());
-    out.push_back(std::move(c));
-    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
-  }
+  REFBUS_RETURN_IF_ERROR(ScanQueue(
+      txn, ctlq_, peer, after_seq, max, [&](uint64_t seq, ByteView value) -> Result<bool> {
+        out.push_back(ControlItem{seq, Bytes(value.begin(), value.end())});
+        return true;
+      }));
   return out;
 }
 
 Result<uint64_t> Store::ControlQueueDepth(const std::string& peer) const {
-  REFBUS_ASSIGN_OR_RETURN(auto items, ReadControlQueue(peer, 0, 1u << 20));
-  return items.size();
+  // Counted, not copied: the status asks every second.
+  uint64_t n = 0;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_RETURN_IF_ERROR(
+      ScanQueue(txn, ctlq_, peer, 0, SIZE_MAX, [&](uint64_t, ByteView) -> Result<bool> {
+        ++n;
+        return true;
+      }));
+  return n;
 }
 
 Result<std::vector<std::pair<std::string, uint64_t>>> Store::NonEmptyMailboxes() const {

@@ -374,6 +374,9 @@ class Store {
   MDB_dbi sender_counts_ = 0;
   Status AdjustSender(lmdb::Txn& txn, const std::string& sender, const std::string& mailbox,
                       int delta);
+  // A new mailbox entry: its key and value, the mailbox's depth, the sender's share.
+  Status AddEntry(lmdb::Txn& txn, const std::string& mailbox, uint64_t seq, ByteView message_id,
+                  const std::vector<std::string>* serves, const std::string& sender);
   AuditDbs audit_dbs_;  // meta_, audit_, "audit_tree", "checkpoints"
 };
 

@@ -497,7 +497,7 @@ TEST_F(BrokerTest, StorageFullRefusesSubmissionsKeepsDeliveringAndRecovers) {
   // LMDB reuses the pages the acks freed once no snapshot needs them (a commit or two
   // later): the sender retries, as agents do on storage-full, and gets in.
   std::optional<Frame> r;
-  for (int attempt = 0; attempt < 20; ++attempt) {
+  for (int attempt = 0; attempt < 80; ++attempt) {  // up to 20 s on a loaded machine
     r = wee->Submit(SealTo(Id("seoul-wee-01"), fed_.directory(), {"seoul-counsel"}, Now(),
                            kMillisPerHour, 64 << 10));
     ASSERT_TRUE(r.has_value());
