@@ -119,6 +119,28 @@ Status Cursor::DeleteCurrent() { return LmdbStatus(mdb_cursor_del(c_, 0), "lmdb 
 
 // ---------------------------------------------------------------- Env
 
+// LMDB reads its pages through a memory map and trusts the meta page's last page number: a
+// data file cut short (a bad copy, a full disk while copying, a tool's mistake) opens, and
+// the first read past its end kills the process with SIGBUS. Checked once at open, so the
+// error names the file instead.
+static Status CheckFileHoldsItsPages(MDB_env* env, const std::string& file) {
+  MDB_envinfo info{};
+  MDB_stat stat{};
+  REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_env_info(env, &info), "lmdb env info"));
+  REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_env_stat(env, &stat), "lmdb env stat"));
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) {
+    return IoError("cannot stat " + file + ": " + std::strerror(errno));
+  }
+  const uint64_t needed = (static_cast<uint64_t>(info.me_last_pgno) + 1) * stat.ms_psize;
+  if (static_cast<uint64_t>(st.st_size) < needed) {
+    return Malformed(file + " is truncated: it has " + std::to_string(st.st_size) +
+                     " bytes, but its pages reach to byte " + std::to_string(needed) +
+                     "; restore the data directory from a backup");
+  }
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<Env>> Env::Open(const std::string& dir, const EnvOptions& options) {
   REFBUS_RETURN_IF_ERROR(MakeDirectories(dir, 0700));
   std::unique_ptr<Env> env(new Env());
@@ -145,6 +167,7 @@ Result<std::unique_ptr<Env>> Env::Open(const std::string& dir, const EnvOptions&
     return LmdbStatus(rc, "cannot open the LMDB data in " + dir +
                               " (is it a refbus data directory of this version?)");
   }
+  REFBUS_RETURN_IF_ERROR(CheckFileHoldsItsPages(env->env_, dir + "/data.mdb"));
   int dead = 0;
   REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_reader_check(env->env_, &dead), "lmdb reader check"));
   return env;
@@ -204,6 +227,7 @@ Result<std::unique_ptr<Env>> Env::OpenCopy(const std::string& file, unsigned max
   // No map size: the one recorded in the file (at least the size of its data) is used.
   rc = mdb_env_open(env->env_, file.c_str(), MDB_RDONLY | MDB_NOSUBDIR | MDB_NOLOCK, 0600);
   if (rc != MDB_SUCCESS) return LmdbStatus(rc, "cannot open the LMDB copy " + file);
+  REFBUS_RETURN_IF_ERROR(CheckFileHoldsItsPages(env->env_, file));
   return env;
 }
 

@@ -31,6 +31,19 @@ void WrapKey(const uint8_t shared[32], ByteView ephemeral_pub, ByteView prekey_p
 }
 
 // Associated data of a wrapped key: message id || prekey id.
+// A new message id: the creation time in milliseconds (48 bits, big-endian), then 80 random
+// bits. Ids made later sort later, so the stores that are keyed by message id (the broker's
+// envelope records and its table of ids seen, the agents' inboxes) take new ids at the end
+// of their B-trees instead of rewriting a random page each: a batch of 64 new envelopes
+// dirties a few pages instead of 64 per table. The time says no more than the header's
+// created_at does; 80 random bits keep ids from one millisecond apart.
+Bytes NewMessageId(UnixMillis now) {
+  Bytes id = RandomBytes(schema::kMessageIdBytes);
+  uint64_t t = static_cast<uint64_t>(now);
+  for (int i = 0; i < 6; ++i) id[static_cast<size_t>(i)] = static_cast<uint8_t>(t >> (8 * (5 - i)));
+  return id;
+}
+
 Bytes WrapAd(ByteView message_id, ByteView prekey_id) {
   Bytes ad(message_id.begin(), message_id.end());
   Append(ad, prekey_id);
@@ -66,7 +79,7 @@ Result<Bytes> SealEnvelope(const Identity& sender, const SealRequest& req, ByteV
                              " bytes is too large for one envelope");
   }
   schema::EnvelopeHeader h;
-  h.message_id = req.message_id.empty() ? RandomBytes(schema::kMessageIdBytes) : req.message_id;
+  h.message_id = req.message_id.empty() ? NewMessageId(req.now) : req.message_id;
   if (h.message_id.size() != schema::kMessageIdBytes) {
     return InvalidArgument("message id must be 16 bytes");
   }

@@ -182,7 +182,7 @@ Broker::Broker(const Federation& fed, std::string id, std::string data_dir)
   log_ = data_dir_ + ".log";
 }
 
-bool Broker::Start() {
+std::string Broker::WriteConfig() const {
   std::string dir = fed_.Dir(id_);
   std::string cfg = data_dir_ + ".toml";
   std::string endpoint_file = data_dir_ + ".endpoint";
@@ -202,7 +202,19 @@ bool Broker::Start() {
       << "[policy]\n"
       << policy_ << "\n"
       << extra_ << "\n";
-  out.close();
+  return cfg;
+}
+
+int Broker::StartExpectingExit(int timeout_ms) {
+  if (!process_.Start({BinDir() + "/refbus-broker", "-c", WriteConfig()}, log_)) return -1;
+  int code = process_.Wait(timeout_ms);
+  if (code < 0) process_.Kill9();
+  return code;
+}
+
+bool Broker::Start() {
+  std::string cfg = WriteConfig();
+  std::string endpoint_file = data_dir_ + ".endpoint";
   if (!process_.Start({BinDir() + "/refbus-broker", "-c", cfg}, log_)) {
     ADD_FAILURE() << "cannot start refbus-broker";
     return false;

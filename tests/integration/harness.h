@@ -92,6 +92,9 @@ class Broker {
   // The broker's status file (JSON), as it last wrote it; empty if there is none.
   std::string StatusJson() const;
   bool Start();
+  // Starts a broker that should refuse to start: waits for it to exit and returns its exit
+  // code (128+N for signal N), or -1 if it still ran after timeout_ms (it is then killed).
+  int StartExpectingExit(int timeout_ms);
   int Stop();  // SIGTERM; returns the exit code
   void Kill9() { process_.Kill9(); }
   const std::string& endpoint() const { return endpoint_; }
@@ -100,6 +103,8 @@ class Broker {
   Process& process() { return process_; }
 
  private:
+  // Writes the config file (and removes a stale endpoint file); returns its path.
+  std::string WriteConfig() const;
   const Federation& fed_;
   std::string id_, data_dir_, limits_, log_, endpoint_, extra_;
   std::string bind_ = "tcp://127.0.0.1:*";

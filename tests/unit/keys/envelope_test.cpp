@@ -134,6 +134,26 @@ TEST_F(EnvelopeTest, GivenMessageIdIsUsed) {
   EXPECT_NE(a.header.ephemeral_key, b.header.ephemeral_key);
 }
 
+TEST_F(EnvelopeTest, NewMessageIdsSortByCreationTime) {
+  // The broker's and agents' tables keyed by message id take new ids at their end only if
+  // ids made later sort later (bytewise, as LMDB compares keys); ids of one millisecond
+  // still differ in their random part.
+  Bytes earlier =
+      Must(schema::DecodeEnvelope(Seal({"agency-b"}, content_, kNow))).header.message_id;
+  Bytes later =
+      Must(schema::DecodeEnvelope(Seal({"agency-b"}, content_, kNow + 1))).header.message_id;
+  Bytes much_later =
+      Must(schema::DecodeEnvelope(Seal({"agency-b"}, content_, kNow + kMillisPerDay)))
+          .header.message_id;
+  EXPECT_LT(earlier, later);
+  EXPECT_LT(later, much_later);
+  Bytes same_ms =
+      Must(schema::DecodeEnvelope(Seal({"agency-b"}, content_, kNow))).header.message_id;
+  EXPECT_NE(earlier, same_ms);
+  EXPECT_TRUE(std::equal(earlier.begin(), earlier.begin() + 6, same_ms.begin()));
+  EXPECT_FALSE(std::equal(earlier.begin() + 6, earlier.end(), same_ms.begin() + 6));
+}
+
 TEST_F(EnvelopeTest, SealRefusesBadRequests) {
   const Identity& sender = fed_.party("agency-a");
   SealRequest none = Request({});
