@@ -1,12 +1,276 @@
 #!/usr/bin/env bash
-# refbus benchmarks: installs what is missing, builds with benchmarks on, and runs them.
-# Not part of deploy/test.sh (they take minutes and measure, they do not assert).
+# refbus benchmarks: installs what is missing (deploy/install-deps.sh --bench), builds with
+# benchmarks on, and measures in one run, on this machine:
+#   - its limits: the per-message cryptography (crypto_floor_bench), LMDB durable group
+#     commit (lmdb_commit_bench), a plain ZeroMQ CURVE forwarder with no storage;
+#   - refbus-broker fed pre-sealed envelopes (broker_bench), with the window and one at a
+#     time (--window 1);
+#   - the peers, from Debian packages, started here as plain processes in a temp folder and
+#     stopped afterwards: RabbitMQ (quorum and classic durable queues, persistent messages,
+#     publisher confirms) and Mosquitto (QoS 1, persistence on) through peer_bench;
+# then prints one summary table with every figure and the ratios issue 8 sets as goals.
+# Not part of deploy/test.sh (it takes minutes and measures, it does not assert).
 #
-#   deploy/bench.sh [--messages N] [--window W] [--rate R]
+#   deploy/bench.sh [--messages N] [--window W] [--rate R] [--paced-messages P]
+#                   [--sync-messages M] [--no-peers]
+#
+#   N messages at full speed with W in flight (default 20000, 64) for refbus, the forwarder
+#   and every peer; P messages paced at R/s for refbus and the forwarder (5000, 1000);
+#   M messages one at a time for all (2000). --no-peers skips RabbitMQ and Mosquitto.
+#   REFBUS_BENCH_BUILD: the build tree (default: build/ in the repository).
+#   REFBUS_BENCH_SKIP_DEPS=1: do not run install-deps.sh (packages already there).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-"$root/deploy/install-deps.sh"
-cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREFBUS_BUILD_BENCH=ON >/dev/null
-cmake --build "$root/build" -j"$(nproc)" --target broker_bench refbus-broker
-echo "== $(uname -srm); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-"$root/build/bin/broker_bench" "$@"
+build=${REFBUS_BENCH_BUILD:-$root/build}
+[[ "$build" == /* ]] || build="$root/$build"
+
+messages=20000 window=64 rate=1000 paced=5000 sync=2000 peers=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --messages) messages=$2; shift 2 ;;
+    --window) window=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
+    --paced-messages) paced=$2; shift 2 ;;
+    --sync-messages) sync=$2; shift 2 ;;
+    --no-peers) peers=0; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown option '$1'" >&2; exit 2 ;;
+  esac
+done
+
+if [[ "${REFBUS_BENCH_SKIP_DEPS:-0}" != 1 ]]; then
+  "$root/deploy/install-deps.sh" --bench
+fi
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREFBUS_BUILD_BENCH=ON >/dev/null
+targets=(broker_bench crypto_floor_bench lmdb_commit_bench refbus-broker)
+[[ $peers == 1 ]] && targets+=(peer_bench)
+cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
+bin="$build/bin"
+[[ -x "$bin/broker_bench" ]] || bin="$build/tests/bench"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/refbus-bench.XXXXXX")
+rabbit_pid="" mosq_pid="" epmd_port=""
+cleanup() {
+  if [[ -n "$rabbit_pid" ]]; then stop_rabbitmq || true; fi
+  if [[ -n "$mosq_pid" ]]; then stop_mosquitto || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# ---- results: every bench prints "RESULT <name> key=value ..." lines -----------------
+declare -A R
+# run LABEL ALIAS -- command...: runs, shows and keeps the output; RESULT lines are stored
+# as R[<alias or name>.<key>]. A failing bench is reported and the run goes on.
+run() {
+  local label=$1 alias=$2 out="$work/$1.out"
+  shift 3
+  echo
+  echo "== $label"
+  if ! "$@" >"$out" 2>&1; then
+    echo "bench.sh: $label exited with an error (its figures are marked n/a if missing)"
+  fi
+  grep -v '^RESULT ' "$out" || true
+  local line name kv fields
+  while read -r line; do
+    read -r -a fields <<<"$line"
+    name=${fields[1]}
+    [[ -n "$alias" ]] && name=$alias
+    for kv in "${fields[@]:2}"; do R["$name.${kv%%=*}"]=${kv#*=}; done
+  done < <(grep '^RESULT ' "$out" || true)
+}
+get() { echo "${R[$1]:-n/a}"; }
+yes_no() { case "$(get "$1")" in 1) echo yes ;; 0) echo NO ;; *) echo n/a ;; esac; }
+
+free_port() {
+  local p
+  while true; do
+    p=$((20000 + RANDOM % 30000))
+    (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+wait_port() {  # port, seconds
+  for _ in $(seq 1 $(($2 * 10))); do
+    (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# ---- the machine -----------------------------------------------------------------------
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
+mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+disk_dev=$(df --output=source "$work" | tail -1)
+disk_name=$(basename "$(readlink -f "$disk_dev")")
+disk_block=$disk_name
+[[ -e /sys/class/block/$disk_name/partition ]] &&
+  disk_block=$(basename "$(readlink -f "/sys/class/block/$disk_name/..")")
+disk="$disk_dev"
+if [[ -r /sys/block/$disk_block/queue/rotational ]]; then
+  case "$disk_block" in vd*) disk+=" (virtio" ;; nvme*) disk+=" (NVMe" ;; *) disk+=" (" ;; esac
+  disk+=", rotational=$(cat "/sys/block/$disk_block/queue/rotational") as reported)"
+fi
+machine="$(uname -srm); $cpu; $(nproc) cores; $mem; disk $disk"
+echo "== machine: $machine"
+echo "   load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- the limits and refbus -------------------------------------------------------------
+run "crypto floor" "" -- "$bin/crypto_floor_bench"
+run "LMDB group commit" "" -- "$bin/lmdb_commit_bench" --dir "$work"
+run "refbus-broker and the plain CURVE forwarder, window $window" broker -- \
+  "$bin/broker_bench" --messages "$messages" --window "$window" --rate "$rate" \
+  --paced-messages "$paced"
+run "refbus-broker and the plain CURVE forwarder, one at a time" broker1 -- \
+  "$bin/broker_bench" --messages "$sync" --window 1 --rate "$rate" --paced-messages 0
+
+# ---- the peers -------------------------------------------------------------------------
+rabbit_bin=/usr/lib/rabbitmq/bin
+rabbit_env() {
+  env HOME="$work/rabbitmq" RABBITMQ_NODENAME="$rabbit_node" \
+    RABBITMQ_MNESIA_BASE="$work/rabbitmq/mnesia" RABBITMQ_LOG_BASE="$work/rabbitmq/log" \
+    RABBITMQ_CONFIG_FILE="$work/rabbitmq/rabbitmq" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$work/rabbitmq/enabled_plugins" \
+    RABBITMQ_PID_FILE="$work/rabbitmq/pid" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT="$rabbit_port" RABBITMQ_DIST_PORT="$rabbit_dist_port" \
+    ERL_EPMD_PORT="$epmd_port" "$@"
+}
+start_rabbitmq() {
+  rabbit_node="refbus-bench-$$@localhost"
+  rabbit_port=$(free_port) rabbit_dist_port=$(free_port) epmd_port=$(free_port)
+  mkdir -p "$work/rabbitmq"
+  echo '[].' >"$work/rabbitmq/enabled_plugins"
+  rabbit_env "$rabbit_bin/rabbitmq-server" >"$work/rabbitmq/server.log" 2>&1 &
+  rabbit_pid=$!
+  # await_startup gives up at once while the node has not yet registered with epmd: poll.
+  local deadline=$((SECONDS + 120))
+  until rabbit_env timeout 60 "$rabbit_bin/rabbitmqctl" -q -n "$rabbit_node" await_startup \
+    >>"$work/rabbitmq/ctl.log" 2>&1; do
+    if ((SECONDS > deadline)) || ! kill -0 "$rabbit_pid" 2>/dev/null; then
+      echo "bench.sh: RabbitMQ did not start; its log:" >&2
+      tail -20 "$work/rabbitmq/server.log" "$work/rabbitmq/ctl.log" >&2
+      return 1
+    fi
+    sleep 1
+  done
+}
+stop_rabbitmq() {
+  rabbit_env timeout 60 "$rabbit_bin/rabbitmqctl" -q -n "$rabbit_node" stop >/dev/null 2>&1 ||
+    kill "$rabbit_pid" 2>/dev/null || true
+  wait "$rabbit_pid" 2>/dev/null || true
+  rabbit_pid=""
+  # rabbitmq-server started an epmd daemon on our port; nobody else uses that port.
+  env ERL_EPMD_PORT="$epmd_port" epmd -kill >/dev/null 2>&1 || true
+}
+start_mosquitto() {
+  mosq_port=$(free_port)
+  mkdir -p "$work/mosquitto"
+  {
+    echo "listener $mosq_port 127.0.0.1"
+    echo "allow_anonymous true"
+    echo "persistence true"
+    echo "persistence_location $work/mosquitto/"
+    echo "max_inflight_messages 1024"   # as refbus's delivery_window in broker_bench
+    echo "max_queued_messages 1000000"  # the default (1000) drops QoS 1 messages beyond it
+    echo "log_dest file $work/mosquitto/mosquitto.log"
+    [[ $(id -u) -eq 0 ]] && echo "user root"  # it would drop to a user who cannot write here
+  } >"$work/mosquitto/mosquitto.conf"
+  mosquitto -c "$work/mosquitto/mosquitto.conf" >"$work/mosquitto/stderr.log" 2>&1 &
+  mosq_pid=$!
+  if ! wait_port "$mosq_port" 20; then
+    echo "bench.sh: Mosquitto did not start:" >&2
+    cat "$work/mosquitto/stderr.log" "$work/mosquitto/mosquitto.log" >&2 2>/dev/null || true
+    return 1
+  fi
+}
+stop_mosquitto() {
+  kill -TERM "$mosq_pid" 2>/dev/null || true
+  wait "$mosq_pid" 2>/dev/null || true
+  mosq_pid=""
+}
+
+if [[ $peers == 1 ]]; then
+  if start_rabbitmq; then
+    run "RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null)" "" -- \
+      "$bin/peer_bench" rabbitmq --port "$rabbit_port" --messages "$messages" \
+      --window "$window" --sync-messages "$sync"
+    stop_rabbitmq
+  fi
+  if start_mosquitto; then
+    run "Mosquitto $(dpkg-query -W -f='${Version}' mosquitto 2>/dev/null)" "" -- \
+      "$bin/peer_bench" mosquitto --port "$mosq_port" --messages "$messages" \
+      --window "$window" --sync-messages "$sync"
+    stop_mosquitto
+  fi
+fi
+
+# ---- the summary -----------------------------------------------------------------------
+ratio() {  # a / b with 2 decimals, or n/a
+  awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a";
+                                   else printf "%.2f", a / b }'
+}
+verdict() {  # value op threshold -> met / missed / n/a
+  awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { if (v == "n/a" || t == "n/a") { print "n/a"; exit }
+    ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0); print ok ? "met" : "missed" }'
+}
+row() { printf "| %-50s | %10s | %8s | %8s | %8s | %8s | %s\n" "$@"; }
+line() { printf '|%s\n' "----------------------------------------------------|------------|----------|----------|----------|----------|------"; }
+
+b=broker b1=broker1
+echo
+echo "================================ refbus benchmark summary ================================"
+echo "machine: $machine"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine moves every figure)"
+echo "disk flush (4 KiB write + fdatasync): $(get lmdb.fsync_before_ms) ms at the LMDB bench," \
+  "$(get $b.fsync_before_ms) / $(get $b.fsync_after_ms) ms before / after broker_bench"
+echo "$messages messages of 1 KiB with $window in flight; one at a time: $sync messages;" \
+  "paced: $paced at $rate/s"
+echo
+row "what" "msg/s" "p50 ms" "p99 ms" "1by1 p50" "1by1 p99" "notes"
+line
+row "crypto floor, 1 recipient, 1 core" "$(get crypto.floor1_rate_1core)" - - - - \
+  "seal $(get crypto.seal1_us) + verify $(get crypto.verify1_us) + open $(get crypto.open1_us) us"
+row "crypto floor, 1 recipient, $(get crypto.cores) cores" "$(get crypto.floor1_rate_ncores)" - - - - \
+  "1 core x cores; measured on all cores: $(get crypto.floor1_rate_measured)/s"
+row "crypto floor, 3 recipients, $(get crypto.cores) cores" "$(get crypto.floor3_rate_ncores)" - - - - \
+  "seal $(get crypto.seal3_us) + verify + 3 x open $(get crypto.open3_us) us"
+row "broker's crypto (verify only), $(get crypto.cores) cores" "$(get crypto.verify_rate_ncores)" - - - - \
+  "Ed25519 verify $(get crypto.sign_verify_us) us; sign $(get crypto.sign_us) us; X25519 $(get crypto.scalarmult_us) us"
+for n in 1 16 64 256; do
+  row "LMDB group commit, $n x 1 KiB per fsynced commit" "$(get lmdb.b${n}_records_s)" \
+    "$(get lmdb.b${n}_p50_ms)" "$(get lmdb.b${n}_p99_ms)" - - "$(get lmdb.b${n}_commits_s) commits/s"
+done
+row "plain CURVE forwarder (no storage)" "$(get $b.fwd_rate)" "$(get $b.fwd_p50_ms)" \
+  "$(get $b.fwd_p99_ms)" "$(get $b1.fwd_p50_ms)" "$(get $b1.fwd_p99_ms)" \
+  "paced $rate/s: p50 $(get $b.fwd_paced_p50_ms) p99 $(get $b.fwd_paced_p99_ms) ms"
+row "refbus-broker (durable, audited, CURVE)" "$(get $b.brk_rate)" "$(get $b.brk_p50_ms)" \
+  "$(get $b.brk_p99_ms)" "$(get $b1.brk_p50_ms)" "$(get $b1.brk_p99_ms)" \
+  "paced $rate/s: p50 $(get $b.brk_paced_p50_ms) p99 $(get $b.brk_paced_p99_ms) ms; refused $(get $b.brk_refused)"
+if [[ $peers == 1 ]]; then
+  row "RabbitMQ quorum queue, persistent, confirms" "$(get rabbitmq_quorum.rate)" \
+    "$(get rabbitmq_quorum.p50_ms)" "$(get rabbitmq_quorum.p99_ms)" \
+    "$(get rabbitmq_quorum.sync_p50_ms)" "$(get rabbitmq_quorum.sync_p99_ms)" \
+    "consumer $(get rabbitmq_quorum.consume_rate)/s end to end; all received: $(yes_no rabbitmq_quorum.ok)"
+  row "RabbitMQ classic durable queue, same" "$(get rabbitmq_classic.rate)" \
+    "$(get rabbitmq_classic.p50_ms)" "$(get rabbitmq_classic.p99_ms)" \
+    "$(get rabbitmq_classic.sync_p50_ms)" "$(get rabbitmq_classic.sync_p99_ms)" \
+    "consumer $(get rabbitmq_classic.consume_rate)/s end to end; all received: $(yes_no rabbitmq_classic.ok)"
+  row "Mosquitto QoS 1, persistence on" "$(get mosquitto.rate)" "$(get mosquitto.p50_ms)" \
+    "$(get mosquitto.p99_ms)" "$(get mosquitto.sync_p50_ms)" "$(get mosquitto.sync_p99_ms)" \
+    "PUBACK from memory (disk snapshot every 1800 s and at exit); consumer $(get mosquitto.consume_rate)/s; all received: $(yes_no mosquitto.ok)"
+fi
+line
+r_fwd=$(ratio "$(get $b.brk_rate)" "$(get $b.fwd_rate)")
+row "ratio refbus-broker / forwarder" "$r_fwd" - - - - "goal >= 0.50: $(verdict "$r_fwd" ">=" 0.5)"
+r_ver=$(ratio "$(get $b.brk_rate)" "$(get crypto.verify_rate_ncores)")
+row "ratio refbus-broker / its crypto ceiling" "$r_ver" - - - - "verify only, all cores (no goal)"
+if [[ $peers == 1 ]]; then
+  r_rmq=$(ratio "$(get $b.brk_rate)" "$(get rabbitmq_quorum.rate)")
+  row "ratio refbus-broker / RabbitMQ quorum" "$r_rmq" - - - - \
+    "goal >= 1: $(verdict "$r_rmq" ">=" 1); aim >= 2: $(verdict "$r_rmq" ">=" 2)"
+  r_lat=$(ratio "$(get $b1.brk_p50_ms)" "$(get rabbitmq_quorum.sync_p50_ms)")
+  row "1by1 ack p50, refbus / RabbitMQ quorum" "$r_lat" - - "$(get $b1.brk_p50_ms)" \
+    "$(get rabbitmq_quorum.sync_p50_ms)" "goal <= 1: $(verdict "$r_lat" "<=" 1)"
+  row "ratio refbus-broker / RabbitMQ classic" \
+    "$(ratio "$(get $b.brk_rate)" "$(get rabbitmq_classic.rate)")" - - - - "(no goal)"
+  row "ratio refbus-broker / Mosquitto" "$(ratio "$(get $b.brk_rate)" "$(get mosquitto.rate)")" \
+    - - - - "(no goal; Mosquitto's ack is not durable)"
+fi

@@ -4,6 +4,8 @@
 #
 #   deploy/install-deps.sh           build + tests + demo
 #   deploy/install-deps.sh --fuzz    also clang and libFuzzer (fuzz build tree)
+#   deploy/install-deps.sh --bench   also the peer brokers the benchmarks compare against
+#                                    (RabbitMQ, Mosquitto and their C clients; deploy/bench.sh)
 set -euo pipefail
 
 packages=(
@@ -29,7 +31,8 @@ packages=(
 for arg in "$@"; do
   case "$arg" in
     --fuzz) ;;  # clang is part of the default set: the suite runs a fuzz smoke test
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    --bench) packages+=(rabbitmq-server mosquitto librabbitmq-dev libmosquitto-dev) ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
   esac
 done

@@ -3,11 +3,13 @@
 // forwarder with CURVE and no storage, in the same run, with the same client code,
 // message count and in-flight window.
 //
-//   broker_bench [--messages N] [--window W] [--rate R]
+//   broker_bench [--messages N] [--window W] [--rate R] [--paced-messages P]
 //
 // Prints for each target: throughput (submit -> durable ack), ack latency p50/p99, and for
 // a paced run at R messages/s the ack latency p50/p99; then the ratio of the rates.
 // The forwarder runs in its own process (this binary with --forwarder), as the broker does.
+// --window 1 is one message at a time (submit, wait for the durable ack, repeat). Besides
+// the text, prints one machine-readable line for deploy/bench.sh: RESULT broker_bench ...
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/wait.h>
@@ -375,8 +377,9 @@ int main(int argc, char** argv) {
   gethostname(host, sizeof(host) - 1);
   std::printf("\nmachine: %u cores (%s); %zu messages of 1 KiB, window %zu\n",
               std::thread::hardware_concurrency(), host, o.messages, o.window);
+  double fsync_after = ProbeFsyncMs(root);
   std::printf("disk: 4 KiB write + fdatasync %.3f ms before the run, %.3f ms after\n", fsync_before,
-              ProbeFsyncMs(root));
+              fsync_after);
   std::printf("full speed (submit -> ack, %zu in flight):\n", o.window);
   for (const auto& t : targets) Report(t.name, t.full);
   std::printf("paced at %zu msg/s (%zu messages):\n", o.rate, o.paced_messages);
@@ -388,6 +391,22 @@ int main(int argc, char** argv) {
       "(goal < 5 ms)\n",
       brk_rate / fwd_rate, o.rate, Percentile(targets[1].paced.latencies_ms, 0.99));
   std::printf("broker exit code: %d\n", broker_exit);
+  std::printf(
+      "RESULT broker_bench messages=%zu window=%zu paced_rate=%zu paced_messages=%zu "
+      "fsync_before_ms=%.3f fsync_after_ms=%.3f",
+      o.messages, o.window, o.rate, o.paced_messages, fsync_before, fsync_after);
+  for (const auto& [prefix, t] : {std::pair<const char*, const Target*>{"fwd", &targets[0]},
+                                  std::pair<const char*, const Target*>{"brk", &targets[1]}}) {
+    std::printf(
+        " %s_acked=%zu %s_refused=%zu %s_rate=%.0f %s_p50_ms=%.3f %s_p99_ms=%.3f "
+        "%s_paced_p50_ms=%.3f %s_paced_p99_ms=%.3f",
+        prefix, t->full.acked, prefix, t->full.refused, prefix,
+        t->full.seconds > 0 ? static_cast<double>(t->full.acked) / t->full.seconds : 0, prefix,
+        Percentile(t->full.latencies_ms, 0.50), prefix, Percentile(t->full.latencies_ms, 0.99),
+        prefix, Percentile(t->paced.latencies_ms, 0.50), prefix,
+        Percentile(t->paced.latencies_ms, 0.99));
+  }
+  std::printf(" ratio=%.3f broker_exit=%d\n", brk_rate / fwd_rate, broker_exit);
   testing::RemoveTree(root);
   return 0;
 }
