@@ -562,6 +562,7 @@ void Client::HandleAck(const schema::Frame& f) {
   }
   ++counters_.acked;
   if (f.ack.duplicate) ++counters_.acked_duplicate;
+  counters_.last_ack_ms = SystemClock::Get().NowMillis();
   ClientEvent ev;
   ev.type = ClientEvent::Type::kAcked;
   ev.message_id = Bytes(IdOf(key).begin(), IdOf(key).end());
@@ -594,6 +595,8 @@ void Client::HandleNack(const schema::Frame& f) {
     return;
   }
   Pending& p = it->second;
+  const auto reason_index = static_cast<size_t>(f.nack.reason);
+  ++counters_.nacks[reason_index < counters_.nacks.size() ? reason_index : 0];
   if (IsRetryable(f.nack.reason)) {
     ++counters_.backpressure;
     uint32_t delay =

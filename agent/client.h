@@ -49,6 +49,7 @@
 #ifndef REFBUS_AGENT_CLIENT_H_
 #define REFBUS_AGENT_CLIENT_H_
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -104,6 +105,9 @@ struct ClientCounters {
   uint64_t handshake_failures = 0;  // e.g. the broker's ZAP refused this key
   uint64_t store_errors = 0;
   uint64_t bad_frames = 0;  // frames from the broker that did not decode or fit
+  // Nacks for outstanding submissions, by reason (back-pressure and final ones).
+  std::array<uint64_t, schema::kNackReasonCount> nacks{};
+  UnixMillis last_ack_ms = 0;  // when the latest Ack arrived (0: none yet)
 };
 
 struct ClientEvent {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <utility>
 
@@ -21,6 +22,8 @@
 #include "schema/types.h"
 
 #include "agent/engine.h"
+#include "agent/metrics.h"
+#include "core/metrics.h"
 
 namespace refbus::agent {
 namespace {
@@ -236,9 +239,9 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
                            std::string(e.description()));
   }
   for (const auto& [k, v] : root) {
-    if (k.str() != "agent" && k.str() != "api") {
+    if (k.str() != "agent" && k.str() != "api" && k.str() != "metrics") {
       return InvalidArgument(path + ": unknown section [" + std::string(k.str()) +
-                             "] (known: [agent], [api])");
+                             "] (known: [agent], [api], [metrics])");
     }
   }
   Reader r(root, path);
@@ -247,6 +250,7 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
                             "trust_state", "broker_endpoint"}));
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("api", {"listen", "url_file", "token_file", "command_timeout_ms"}));
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown("metrics", {"bind", "url_file"}));
   AgentConfig c;
   c.path = path;
   REFBUS_ASSIGN_OR_RETURN(c.id, r.String("agent", "id", true));
@@ -294,6 +298,14 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   if (c.api_token_file.empty()) c.api_token_file = (fs::path(c.data_dir) / "api.token").string();
   REFBUS_RETURN_IF_ERROR(
       r.Uint("api", "command_timeout_ms", 100, 600000, &c.api_command_timeout_ms));
+  // [metrics]: absent, no listener; a bind that is not a loopback address is refused.
+  if (root["metrics"].node() != nullptr) {
+    REFBUS_ASSIGN_OR_RETURN(c.metrics_bind, r.String("metrics", "bind", true));
+    if (auto a = ParseLoopbackBind(c.metrics_bind); !a.ok()) {
+      return r.Error("metrics", "bind", a.status().message());
+    }
+    REFBUS_ASSIGN_OR_RETURN(c.metrics_url_file, r.Path("metrics", "url_file", false));
+  }
   return c;
 }
 
@@ -329,6 +341,40 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   spdlog::info("agent {}: running; local API at {} (token in {}, URL in {})", config.id,
                (*api)->url(), config.api_token_file, config.api_url_file);
 
+  // Metrics and health: the loop refreshes the status every second; the listener's threads
+  // only copy it (the engine is the loop's alone).
+  std::mutex status_mu;
+  AgentStatus status;  // GUARDED_BY(status_mu)
+  status.agency_id = config.id;
+  status.started_ms = Now();
+  auto snapshot = [&status_mu, &status] {
+    std::lock_guard<std::mutex> lock(status_mu);
+    return status;
+  };
+  std::unique_ptr<ProbeServer> metrics;
+  if (!config.metrics_bind.empty()) {
+    ProbeHandlers h;
+    h.metrics = [snapshot] { return FormatAgentMetrics(snapshot(), Now()); };
+    h.health = [snapshot] { return CheckAgentHealth(snapshot(), Now()); };
+    h.ready = [snapshot] { return CheckAgentReady(snapshot(), Now()); };
+    auto m = ProbeServer::Start({config.metrics_bind, config.metrics_url_file, "agent"}, h);
+    if (!m.ok()) {
+      (*api)->Stop();
+      (*engine)->Shutdown(0);
+      return m.status().WithContext("cannot start");
+    }
+    metrics = std::move(*m);
+  }
+  auto refresh_status = [&](bool running) {
+    auto snap = (*engine)->Snapshot();
+    if (!snap.ok()) spdlog::warn("agent: metrics not refreshed: {}", snap.status().message());
+    std::lock_guard<std::mutex> lock(status_mu);
+    status.time_ms = Now();
+    status.running = running;
+    if (snap.ok()) status.engine = std::move(*snap);
+  };
+  auto next_status = std::chrono::steady_clock::now();
+
   int64_t directory_mtime = MtimeNs(config.directory);
   auto next_directory_check = std::chrono::steady_clock::now();
   Status last_error;
@@ -341,6 +387,10 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
 
     // A new directory: on SIGHUP, or when the file changes (checked every 2 s).
     auto now = std::chrono::steady_clock::now();
+    if (now >= next_status) {
+      next_status = now + std::chrono::seconds(1);
+      refresh_status(true);
+    }
     bool forced = signals.reload != nullptr && *signals.reload != 0;
     if (forced || now >= next_directory_check) {
       next_directory_check = now + std::chrono::seconds(2);
@@ -364,6 +414,8 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
     }
   }
   spdlog::info("agent {}: stopping", config.id);
+  refresh_status(false);  // health and readiness say "stopping" until the listener closes
+  if (metrics) metrics->Stop();
   (*api)->Stop();
   (*engine)->Shutdown(2000);
   spdlog::info("agent {}: stopped cleanly", config.id);

@@ -23,6 +23,12 @@
 //   token_file = ""                  # default <data_dir>/api.token (created 0600)
 //   command_timeout_ms = 30000       # a command not started by then is answered 503
 //
+//   [metrics]                        # Prometheus metrics and health checks over HTTP
+//   bind = "127.0.0.1:9471"          # loopback only: 127.0.0.0/8 or [::1], as a literal;
+//                                    # port 0: any free port. Absent: no listener.
+//                                    # Serves /metrics, /healthz, /readyz (agent/metrics.h)
+//   url_file = ""                    # optional: write "http://127.0.0.1:PORT" here
+//
 // Thread safety: LoadAgentConfig is a free function; RunDaemon runs the loop on the
 // calling thread and the API on threads of its own.
 #ifndef REFBUS_AGENT_DAEMON_H_
@@ -53,6 +59,9 @@ struct AgentConfig {
   std::string api_url_file;
   std::string api_token_file;
   uint64_t api_command_timeout_ms = 30000;
+
+  std::string metrics_bind;      // empty: no metrics listener
+  std::string metrics_url_file;  // empty: none written
 };
 
 Result<AgentConfig> LoadAgentConfig(const std::string& path);

@@ -866,6 +866,23 @@ struct Engine::Impl {
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
 
+Result<EngineSnapshot> Engine::Snapshot() {
+  Impl& d = *impl_;
+  REFBUS_ASSIGN_OR_RETURN(auto counters, d.transport->Counters());
+  EngineSnapshot s;
+  s.broker = d.client->home_broker_id();
+  s.session_ready = d.client->session_ready();
+  s.directory_serial = d.dir().serial;
+  s.directory_expires_ms = d.dir().expires_at_ms;
+  s.outbox = counters.outbox_messages;
+  s.inbox = counters.inbox_messages;
+  s.inbox_unprocessed = counters.last_inbox_sequence > counters.app_cursor
+                            ? counters.last_inbox_sequence - counters.app_cursor
+                            : 0;
+  s.client = d.client->counters();
+  return s;
+}
+
 const std::string& Engine::agency_id() const { return impl_->me(); }
 
 Result<std::unique_ptr<Engine>> Engine::Create(keys::Identity identity,

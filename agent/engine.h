@@ -48,6 +48,19 @@ struct EngineOptions {
 
 class CaseStore;
 
+// The engine's numbers for metrics and health checks (agent/metrics.h): counts and the
+// agency's and broker's ids only.
+struct EngineSnapshot {
+  std::string broker;  // the home broker's id
+  bool session_ready = false;
+  uint64_t directory_serial = 0;
+  UnixMillis directory_expires_ms = 0;
+  uint64_t outbox = 0;             // submissions and control frames not yet answered
+  uint64_t inbox = 0;              // messages held in the inbox (opened or not)
+  uint64_t inbox_unprocessed = 0;  // received, not yet taken up by the workflows
+  ClientCounters client;           // this process's session counters
+};
+
 class Engine {
  public:
   // identity: this agency's keys; directory: verified by the caller.
@@ -117,6 +130,8 @@ class Engine {
   // GET /v1/status -> {agency, broker, session_ready, outstanding, inbox, directory_serial}
   // (Not named Status: that would hide the Status type inside the class.)
   Result<Json> GetStatus();
+  // For metrics: one read transaction of the transport store.
+  Result<EngineSnapshot> Snapshot();
 
   const std::string& agency_id() const;
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include "broker/metrics.h"
 #include "schema/codec.h"
@@ -196,7 +197,7 @@ Result<Config> LoadConfig(const std::string& path) {
                              "anchor", "trust_state", "endpoint_file", "status_file"}));
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("limits", {"max_frame_bytes", "mailbox_quota", "sender_quota", "max_batch",
-                             "delivery_window", "redelivery_ms", "map_size_mb"}));
+                             "verify_threads", "delivery_window", "redelivery_ms", "map_size_mb"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("policy", {"allow_unscoped_opaque"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("audit", {"checkpoint_interval_ms"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown(
@@ -242,6 +243,8 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "sender_quota", 1, c.mailbox_quota, &c.sender_quota));
   if (c.sender_quota == 0) c.sender_quota = std::max<uint64_t>(1, c.mailbox_quota / 2);
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "max_batch", 1, 65536, &c.max_batch));
+  c.verify_threads = std::max(1u, std::thread::hardware_concurrency()) - 1;
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "verify_threads", 0, 64, &c.verify_threads));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "delivery_window", 1, 65536, &c.delivery_window));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "redelivery_ms", 100, 3600000, &c.redelivery_ms));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "map_size_mb", 16, 1u << 20, &c.map_size_mb));

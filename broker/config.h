@@ -22,6 +22,9 @@
 //   sender_quota = 50000                # envelopes of one sender waiting in one mailbox
 //                                       # (default: half of mailbox_quota)
 //   max_batch = 1024                    # frames handled per group commit
+//   verify_threads = N                  # threads besides the event loop that check
+//                                       # envelope signatures (default: cores - 1; 0: the
+//                                       # loop checks them alone)
 //   delivery_window = 256               # unacked deliveries per recipient
 //   redelivery_ms = 10000               # resend an unacked delivery after this long
 //   map_size_mb = 4096                  # LMDB map size
@@ -101,6 +104,7 @@ struct Config {
   uint64_t mailbox_quota = 100000;
   uint64_t sender_quota = 0;  // 0: half the mailbox quota
   uint64_t max_batch = 1024;
+  uint64_t verify_threads = 0;  // set to cores - 1 when the file does not say
   uint64_t delivery_window = 256;
   uint64_t redelivery_ms = 10000;
   uint64_t map_size_mb = 4096;

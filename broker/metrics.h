@@ -1,23 +1,25 @@
 // Prometheus metrics and health checks for refbus-broker, on a loopback-only HTTP listener
-// (the [metrics] section of broker/config.h; absent: no listener).
+// (the [metrics] section of broker/config.h; absent: no listener; core/metrics.h serves it).
 //
-//   GET /metrics  the Prometheus text exposition format 0.0.4, built from the BrokerStatus
-//                 the event loop refreshes every second (Server::Snapshot): its counters,
-//                 the directory serial and expiry, the audit log's size, the store's use of
-//                 its map, per federation link (label peer) up, backlogs, oldest queued age,
-//                 forwarded, refused and sessions, the age of the status itself, and the
-//                 outcomes of the two checks below as refbus_broker_healthy/ready gauges.
+//   GET /metrics  the Prometheus text exposition format 0.0.4 (prometheus-cpp), built from
+//                 the BrokerStatus the event loop refreshes every second (Server::Snapshot):
+//                 its counters; envelopes by kind and outcome; Nacks sent by reason; per
+//                 agency mailbox (label mailbox) the depth and the oldest queued age; the
+//                 commit latency histogram; the directory serial and expiry; the audit log's
+//                 size, the latest checkpoint's size and age; the store's use of its map; per
+//                 federation link (label peer) up, backlogs, oldest queued age, forwarded,
+//                 refused and sessions; the age of the status itself; and the outcomes of the
+//                 two checks below as refbus_broker_healthy/ready gauges.
 //   GET /healthz  200 "ok" while the event loop refreshes the status (within
 //                 kHealthyStatusAgeMs), else 503 with the reason as text: the loop is hung,
 //                 has not started, or the broker is stopping.
 //   GET /readyz   200 "ok" when healthy, a directory is loaded and not expired, and the
-//                 store has room (its high-water mark below kReadyStorageRatio of the map),
-//                 else 503 with the reason as text.
+//                 store has room (no commit refused as storage full since the last one that
+//                 stored), else 503 with the reason as text.
 //
-// Every answer holds ids, numbers and reasons made from them: no content, no keys. The
-// listener binds to a loopback address only (ParseLoopbackBind refuses others): the
-// answers carry no secrets, but they tell who the broker links with and how busy it is,
-// and the listener has no authentication.
+// Every answer holds ids (agency, broker), enum names and numbers: no content, no keys, no
+// case references. The listener binds to a loopback address only (ParseLoopbackBind in
+// core/metrics.h refuses others).
 //
 // Thread safety: the formatting and check functions are pure. MetricsServer answers on
 // threads of its own, calling the snapshot function from them (it must be thread-safe, as
@@ -32,6 +34,7 @@
 
 #include "broker/status.h"
 #include "core/clock.h"
+#include "core/metrics.h"
 #include "core/status.h"
 
 namespace refbus::broker {
@@ -42,25 +45,9 @@ inline constexpr UnixMillis kHealthyStatusAgeMs = 5 * kMillisPerSecond;
 // commit that needs a new page may fail as storage full.
 inline constexpr double kReadyStorageRatio = 0.98;
 
-struct LoopbackAddress {
-  std::string host;  // "127.0.0.1" (any of 127.0.0.0/8) or "::1"
-  int port = 0;      // 0: any free port
-};
-
-// "127.0.0.1:9470", "127.0.0.2:0" or "[::1]:9470". The error text reads after the name of
-// the setting ("is ... ; use ...").
-Result<LoopbackAddress> ParseLoopbackBind(std::string_view bind);
-
-// A label value escaped for the text exposition format: backslash, double quote, newline.
-std::string EscapeLabelValue(std::string_view value);
-
 // The /metrics body for status, with ages relative to now.
 std::string FormatMetrics(const BrokerStatus& status, UnixMillis now);
 
-struct CheckResult {
-  bool ok = false;
-  std::string reason;  // "ok", or why not (for people)
-};
 CheckResult CheckHealth(const BrokerStatus& status, UnixMillis now);
 CheckResult CheckReady(const BrokerStatus& status, UnixMillis now);
 
@@ -89,9 +76,8 @@ class MetricsServer {
   const std::string& url() const;
 
  private:
-  struct Impl;
-  explicit MetricsServer(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit MetricsServer(std::unique_ptr<ProbeServer> probe);
+  std::unique_ptr<ProbeServer> probe_;
 };
 
 }  // namespace refbus::broker

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "broker/status.h"
@@ -125,6 +126,7 @@ std::string Clip(std::string s, size_t n) {
 Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   std::unique_ptr<Server> s(new Server());
   s->config_ = config;
+  s->verify_pool_ = std::make_unique<VerifyPool>(static_cast<unsigned>(config.verify_threads));
   UnixMillis now = SystemClock::Get().NowMillis();
 
   std::optional<keys::SecretBuffer> pass;
@@ -322,6 +324,7 @@ Result<const schema::Party*> Server::CurrentPeer(const zmq::message_t& msg) cons
 }
 
 void Server::Send(const std::string& routing_id, const Frame& frame) {
+  if (frame.type == Frame::Type::kNack) stats_.CountNack(frame.nack.reason);
   Bytes body = schema::EncodeFrame(frame);
   try {
     router_.send(zmq::buffer(routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
@@ -336,6 +339,11 @@ void Server::Reject(Turn& turn, const std::string& routing_id, uint64_t request_
                     const std::string& peer, NackReason reason, std::string detail,
                     const schema::SealedEnvelope* env, ByteView envelope_bytes) {
   ++stats_.rejected;
+  // An envelope (decoded or not); frame-level and control refusals pass neither.
+  if (env != nullptr || !envelope_bytes.empty()) {
+    stats_.CountEnvelope(env != nullptr ? env->header.kind : schema::MessageKind::kUnspecified,
+                         EnvelopeOutcome::kRefused);
+  }
   schema::AuditEntry e;
   if (env != nullptr) {
     e = EnvelopeAudit(schema::AuditEvent::kEnvelopeRejected, *env, envelope_bytes, peer,
@@ -364,7 +372,41 @@ void Server::Reject(Turn& turn, const std::string& routing_id, uint64_t request_
   turn.replies.push_back(std::move(r));
 }
 
-void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixMillis now) {
+Server::Verified Server::Verify(ByteView envelope, UnixMillis now) const {
+  keys::EnvelopeCheck check = keys::EnvelopeCheck::kOk;
+  auto env = keys::VerifyEnvelope(envelope, directory_.directory, now, &check);
+  return Verified{std::move(env), check};
+}
+
+void Server::Precheck(std::vector<Incoming>& burst, UnixMillis now) {
+  auto check = [&](size_t i) {
+    Incoming& in = burst[i];
+    if (in.parts.size() != 2 || in.parts[1].size() > config_.max_frame_bytes) return;
+    const zmq::message_t& body = in.parts[1];
+    in.frame = schema::DecodeFrame(ByteView(static_cast<const uint8_t*>(body.data()), body.size()));
+    if (!in.frame->ok()) return;
+    const Frame& f = **in.frame;
+    const Bytes* envelope = nullptr;
+    if (f.type == Frame::Type::kSubmit) envelope = &f.submit.envelope;
+    if (f.type == Frame::Type::kRelay && f.relay.signed_revocation.empty()) {
+      envelope = &f.relay.envelope;
+    }
+    if (envelope != nullptr) in.verified.emplace(Verify(*envelope, now));
+  };
+  // Worth handing out only when there are several envelopes to check.
+  size_t envelopes = 0;
+  for (const auto& in : burst) {
+    if (in.parts.size() == 2 && in.parts[1].size() > 256) ++envelopes;
+  }
+  if (envelopes >= 2 && verify_pool_ != nullptr) {
+    verify_pool_->ForEach(burst.size(), check);
+  } else {
+    for (size_t i = 0; i < burst.size(); ++i) check(i);
+  }
+}
+
+void Server::HandleMessage(Incoming& in, Turn& turn, UnixMillis now) {
+  std::vector<zmq::message_t>& parts = in.parts;
   if (parts.size() != 2) {
     spdlog::warn("dropped a message with {} parts (expected routing id and one frame)",
                  parts.size());
@@ -381,7 +423,7 @@ void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixM
            nullptr, {});
     return;
   }
-  auto frame = schema::DecodeFrame(bytes);
+  Result<Frame> frame = in.frame.has_value() ? std::move(*in.frame) : schema::DecodeFrame(bytes);
   if (!frame.ok()) {
     Reject(turn, routing_id, 0, peer_id, NackReason::kMalformed, frame.status().message(), nullptr,
            {});
@@ -429,11 +471,12 @@ void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixM
       return;
     }
     case Frame::Type::kSubmit:
-      HandleSubmit(routing_id, peer_id, frame->request_id, std::move(frame->submit.envelope), turn,
-                   now);
+      HandleSubmit(routing_id, peer_id, frame->request_id, std::move(frame->submit.envelope),
+                   std::move(in.verified), turn, now);
       return;
     case Frame::Type::kRelay:
-      HandleRelay(routing_id, **peer, frame->request_id, std::move(frame->relay), turn, now);
+      HandleRelay(routing_id, **peer, frame->request_id, std::move(frame->relay),
+                  std::move(in.verified), turn, now);
       return;
     case Frame::Type::kAck: {
       auto it = inflight_.find(frame->request_id);
@@ -506,10 +549,12 @@ void Server::HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixM
 }
 
 void Server::HandleSubmit(const std::string& routing_id, const std::string& peer,
-                          uint64_t request_id, Bytes envelope, Turn& turn, UnixMillis now) {
+                          uint64_t request_id, Bytes envelope, std::optional<Verified> verified,
+                          Turn& turn, UnixMillis now) {
   const schema::Directory& dir = directory_.directory;
-  keys::EnvelopeCheck check = keys::EnvelopeCheck::kOk;
-  auto env = keys::VerifyEnvelope(envelope, dir, now, &check);
+  if (!verified.has_value()) verified.emplace(Verify(envelope, now));
+  keys::EnvelopeCheck check = verified->check;
+  Result<schema::SealedEnvelope>& env = verified->envelope;
   if (!env.ok()) {
     // A header that decodes is worth auditing in full even when the envelope is refused.
     auto decoded = schema::DecodeEnvelope(envelope);
@@ -650,7 +695,8 @@ std::optional<std::pair<NackReason, std::string>> Server::VetGrant(
 }
 
 void Server::HandleRelay(const std::string& routing_id, const schema::Party& peer,
-                         uint64_t request_id, schema::Relay relay, Turn& turn, UnixMillis now) {
+                         uint64_t request_id, schema::Relay relay, std::optional<Verified> verified,
+                         Turn& turn, UnixMillis now) {
   const schema::Directory& dir = directory_.directory;
   const std::string& from = peer.id;
   Bytes& envelope = relay.envelope;
@@ -669,8 +715,9 @@ void Server::HandleRelay(const std::string& routing_id, const schema::Party& pee
     return;
   }
   // The relaying broker is not trusted with content or signatures: everything is checked here.
-  keys::EnvelopeCheck check = keys::EnvelopeCheck::kOk;
-  auto env = keys::VerifyEnvelope(envelope, dir, now, &check);
+  if (!verified.has_value()) verified.emplace(Verify(envelope, now));
+  keys::EnvelopeCheck check = verified->check;
+  Result<schema::SealedEnvelope>& env = verified->envelope;
   if (!env.ok()) {
     auto decoded = schema::DecodeEnvelope(envelope);
     refuse(ReasonFor(check, env.status()), env.status().message(),
@@ -1352,6 +1399,7 @@ void Server::CommitJob(Job& job) {
     for (size_t i = 0; i < turn.batch.accepted.size(); ++i) {
       turn.batch.accepted[i].decoded = &turn.decoded[i];
     }
+    const auto commit_start = std::chrono::steady_clock::now();
     auto result = store_->Commit(turn.batch, job.now);
     if (!result.ok() && result.status().code() == Status::Code::kResourceExhausted &&
         (!turn.batch.accepted.empty() || !turn.batch.grants.empty() ||
@@ -1372,6 +1420,10 @@ void Server::CommitJob(Job& job) {
       rest.control_ends = std::move(turn.batch.control_ends);
       for (auto& r : turn.replies) {
         if (r.accepted_index < 0 && r.grant_index < 0 && r.revocation_index < 0) continue;
+        if (r.accepted_index >= 0) {
+          job.refused_uncommitted.push_back(
+              turn.decoded[static_cast<size_t>(r.accepted_index)].header.kind);
+        }
         r.accepted_index = r.grant_index = r.revocation_index = -1;
         r.reason = NackReason::kStorageFull;
         r.detail = "the broker's storage is full; retry later";
@@ -1380,11 +1432,17 @@ void Server::CommitJob(Job& job) {
       turn.batch = std::move(rest);
       result = store_->Commit(turn.batch, job.now);
     }
+    job.commit_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - commit_start).count();
     if (!result.ok()) {
       spdlog::error("commit failed: {}", result.status().ToString());
       for (auto& r : turn.replies) {
         if (r.accepted_index < 0 && r.grant_index < 0 && r.revocation_index < 0 && !r.attest) {
           continue;
+        }
+        if (r.accepted_index >= 0) {
+          job.refused_uncommitted.push_back(
+              turn.decoded[static_cast<size_t>(r.accepted_index)].header.kind);
         }
         r.accepted_index = r.grant_index = r.revocation_index = -1;
         r.attest = false;
@@ -1432,6 +1490,10 @@ Status Server::Finish(Job& job) {
   }
   links_->Committed(turn.batch.acks, turn.batch.control_ends);
   if (!job.status.ok()) spdlog::error("turn not committed: {}", job.status.ToString());
+  if (job.commit_seconds >= 0) stats_.ObserveCommit(job.commit_seconds);
+  for (schema::MessageKind k : job.refused_uncommitted) {
+    stats_.CountEnvelope(k, EnvelopeOutcome::kRefused);
+  }
   // For readiness: storage full until a commit with new envelopes goes through again.
   const UnixMillis finish_now = SystemClock::Get().NowMillis();
   if (job.storage_full) {
@@ -1452,8 +1514,10 @@ Status Server::Finish(Job& job) {
       spdlog::critical("AUDIT CHECKPOINT NOT SIGNED: {}", checkpoint_status.ToString());
     } else {
       const keys::Checkpoint& c = job.checkpoint_outcome.stored.checkpoint;
+      last_checkpoint_size_ = c.size;
       if (job.checkpoint_outcome.signed_now) {
         ++stats_.checkpoints;
+        last_checkpoint_signed_ms_ = finish_now;
         spdlog::info("signed audit checkpoint: {} entries, root {}", c.size, HexEncode(c.root));
         if (witness_client_) witness_client_->Offer(job.checkpoint_outcome.stored);
       }
@@ -1465,6 +1529,7 @@ Status Server::Finish(Job& job) {
     ++stats_.commits;
     for (size_t i = 0; i < result.accepted.size(); ++i) {
       Outcome o = result.accepted[i];
+      stats_.CountEnvelope(turn.decoded[i].header.kind, o);
       if (o == Outcome::kStored) {
         ++stats_.accepted;
         const Accepted& a = turn.batch.accepted[i];
@@ -1839,6 +1904,39 @@ void Server::WriteStatus(UnixMillis now) {
                  {"relays_refused", stats_.relays_refused},
                  {"routed_out", stats_.routed_out}};
   st.links = links_->Status(now, *store_);
+  for (size_t k = 0; k < stats_.envelopes.size(); ++k) {
+    for (size_t o = 0; o < kEnvelopeOutcomes; ++o) {
+      st.envelopes.push_back({std::string(schema::Name(static_cast<schema::MessageKind>(k))),
+                              kEnvelopeOutcomeNames[o], stats_.envelopes[k][o]});
+    }
+  }
+  for (size_t r = 0; r < stats_.nacks.size(); ++r) {
+    st.nacks.emplace_back(std::string(schema::Name(static_cast<NackReason>(r))), stats_.nacks[r]);
+  }
+  st.commit_buckets.assign(stats_.commit_buckets.begin(), stats_.commit_buckets.end());
+  st.commit_seconds_sum = stats_.commit_seconds_sum;
+  st.last_checkpoint_ms = last_checkpoint_signed_ms_;
+  st.last_checkpoint_size = last_checkpoint_size_;
+  // Every agency homed here (empty ones too, so each has a series), and any other mailbox
+  // still holding something (an agency moved away); link mailboxes are in st.links.
+  std::map<std::string, MailboxStatus> boxes;
+  for (const auto& a : directory_.directory.agencies) {
+    if (a.home_broker == config_.id) boxes[a.id] = MailboxStatus{a.id, 0, 0};
+  }
+  if (auto backlogs = store_->MailboxBacklogs(kMaxMailboxesInStatus); backlogs.ok()) {
+    for (const auto& b : *backlogs) {
+      const schema::Party* p = directory_.directory.Find(b.mailbox);
+      if (p != nullptr && p->kind == schema::PartyKind::kBroker) continue;
+      boxes[b.mailbox] = MailboxStatus{b.mailbox, b.depth, b.oldest_accepted_ms};
+    }
+  }
+  for (auto& [id, m] : boxes) {
+    if (st.mailboxes.size() == kMaxMailboxesInStatus) {
+      st.mailboxes_truncated = true;
+      break;
+    }
+    st.mailboxes.push_back(std::move(m));
+  }
   st.storage_full_since_ms = storage_full_since_;
   st.last_commit_error = last_commit_error_;
   if (Status s = WriteStatusFile(config_.status_file, st); !s.ok()) {
@@ -1920,7 +2018,10 @@ Status Server::Run() {
     take_done();
     dispatch(now);
     if (reading) {
-      while (turn_.frames < config_.max_batch) {
+      // Read what is waiting (up to the batch limit), check its envelopes on every core,
+      // then handle it in arrival order.
+      std::vector<Incoming> burst;
+      while (turn_.frames + burst.size() < config_.max_batch) {
         // The writer is free again: hand it what we have before reading on.
         if (busy_ && done_ready_.load(std::memory_order_acquire)) break;
         auto parts = zmqx::RecvMultipart(router_);
@@ -1929,7 +2030,11 @@ Status Server::Run() {
           break;
         }
         if (!parts->has_value()) break;
-        HandleMessage(**parts, turn_, now);
+        burst.push_back(Incoming{std::move(**parts), std::nullopt, std::nullopt});
+      }
+      Precheck(burst, now);
+      for (Incoming& in : burst) {
+        HandleMessage(in, turn_, now);
         ++turn_.frames;
       }
     }

@@ -63,6 +63,7 @@
 #ifndef REFBUS_BROKER_SERVER_H_
 #define REFBUS_BROKER_SERVER_H_
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -81,14 +82,22 @@
 #include "broker/link.h"
 #include "broker/status.h"
 #include "broker/store.h"
+#include "broker/verify_pool.h"
 #include "broker/witness_client.h"
 #include "core/clock.h"
 #include "core/status.h"
 #include "core/zmq.h"
 #include "keys/directory.h"
+#include "keys/envelope.h"
 #include "keys/identity.h"
 
 namespace refbus::broker {
+
+// What became of an envelope submitted or relayed to this broker (metrics label outcome).
+enum class EnvelopeOutcome { kAccepted = 0, kDuplicate = 1, kRefused = 2 };
+inline constexpr size_t kEnvelopeOutcomes = 3;
+inline constexpr std::array<const char*, kEnvelopeOutcomes> kEnvelopeOutcomeNames = {
+    "accepted", "duplicate", "refused"};
 
 struct ServerStats {
   uint64_t accepted = 0;
@@ -110,6 +119,36 @@ struct ServerStats {
   uint64_t relays_accepted = 0;  // envelopes from peer brokers committed here
   uint64_t relays_refused = 0;   // relays refused (forged, malformed, out of scope, ...)
   uint64_t routed_out = 0;       // envelopes queued for a peer broker
+  // For metrics (copied into BrokerStatus once a second; plain counters, loop thread only).
+  // Envelopes submitted or relayed, by kind and outcome: an envelope refused before its
+  // header decoded counts as kind unspecified.
+  std::array<std::array<uint64_t, kEnvelopeOutcomes>, schema::kMessageKindCount> envelopes{};
+  std::array<uint64_t, schema::kNackReasonCount> nacks{};  // Nack frames sent, by reason
+  // Durations of the writer's commits: per bucket of kCommitSecondsBounds, then +Inf.
+  std::array<uint64_t, kCommitSecondsBounds.size() + 1> commit_buckets{};
+  double commit_seconds_sum = 0;
+
+  void CountEnvelope(schema::MessageKind kind, EnvelopeOutcome outcome) {
+    auto k = static_cast<size_t>(kind);
+    // A kind from a newer peer that this build does not know counts as unspecified.
+    ++envelopes[k < envelopes.size() ? k : 0][static_cast<size_t>(outcome)];
+  }
+  // An envelope's outcome in a commit: stored, duplicate, or refused (scope, quota).
+  void CountEnvelope(schema::MessageKind kind, Outcome outcome) {
+    CountEnvelope(kind, outcome == Outcome::kStored      ? EnvelopeOutcome::kAccepted
+                        : outcome == Outcome::kDuplicate ? EnvelopeOutcome::kDuplicate
+                                                         : EnvelopeOutcome::kRefused);
+  }
+  void CountNack(schema::NackReason reason) {
+    auto r = static_cast<size_t>(reason);
+    ++nacks[r < nacks.size() ? r : 0];
+  }
+  void ObserveCommit(double seconds) {
+    size_t b = 0;
+    while (b < kCommitSecondsBounds.size() && seconds > kCommitSecondsBounds[b]) ++b;
+    ++commit_buckets[b];
+    commit_seconds_sum += seconds;
+  }
 };
 
 class Server {
@@ -203,17 +242,43 @@ class Server {
     CommitResult result;
     Status checkpoint_status;  // when checkpoint: of signing; ok with the outcome set
     CheckpointOutcome checkpoint_outcome;
+    double commit_seconds = -1;  // how long Store::Commit took (-1: nothing to commit)
+    // Kinds of the envelopes the writer refused without storing (storage full, failed
+    // commit), for the loop's counts.
+    std::vector<schema::MessageKind> refused_uncommitted;
+  };
+
+  // An envelope's signature and times, checked ahead of handling (keys::VerifyEnvelope).
+  struct Verified {
+    Result<schema::SealedEnvelope> envelope;
+    keys::EnvelopeCheck check = keys::EnvelopeCheck::kOk;
+  };
+  // A message read from the router, with what Precheck found out on some core: its frame
+  // decoded (unless over the size limit) and, for a submission or relayed envelope, the
+  // envelope verified against the directory.
+  struct Incoming {
+    std::vector<zmq::message_t> parts;
+    std::optional<Result<schema::Frame>> frame;
+    std::optional<Verified> verified;
   };
 
   Server() = default;
   Status Bind();
   Status HandleZap();
-  void HandleMessage(std::vector<zmq::message_t>& parts, Turn& turn, UnixMillis now);
+  // Decodes the burst's frames and verifies their envelopes on the verify pool. Reads only
+  // the directory and the config; writes only the burst.
+  void Precheck(std::vector<Incoming>& burst, UnixMillis now);
+  // keys::VerifyEnvelope against the current directory. Any thread, while the directory
+  // does not change (the loop changes it only between bursts).
+  Verified Verify(ByteView envelope, UnixMillis now) const;
+  void HandleMessage(Incoming& in, Turn& turn, UnixMillis now);
+  // verified: the envelope's check if Precheck made it (else it is made here).
   void HandleSubmit(const std::string& routing_id, const std::string& peer, uint64_t request_id,
-                    Bytes envelope, Turn& turn, UnixMillis now);
+                    Bytes envelope, std::optional<Verified> verified, Turn& turn, UnixMillis now);
   // A peer broker hands over an envelope (schema/PROTOCOL.md section 12).
   void HandleRelay(const std::string& routing_id, const schema::Party& peer, uint64_t request_id,
-                   schema::Relay relay, Turn& turn, UnixMillis now);
+                   schema::Relay relay, std::optional<Verified> verified, Turn& turn,
+                   UnixMillis now);
   // Where an envelope for these recipients goes from this broker: their own mailboxes when
   // homed here, else the link mailbox of their home broker. Empty with why set when a
   // recipient cannot be routed (its home is not an active broker, or hops run out).
@@ -283,6 +348,7 @@ class Server {
 
   // Set in Create, then read-only: both threads may read them.
   Config config_;
+  std::unique_ptr<VerifyPool> verify_pool_;  // config_.verify_threads workers
   std::unique_ptr<Store> store_;  // writes (Commit, ExpireOld, SignCheckpoint): writer only
   // Const use only (transport key for the loop, checkpoint signing for the writer):
   // Identity's const methods may run concurrently.
@@ -322,6 +388,8 @@ class Server {
   UnixMillis last_expiry_ = 0;
   bool expiry_due_ = false;
   UnixMillis last_checkpoint_ = 0;
+  UnixMillis last_checkpoint_signed_ms_ = 0;  // for metrics: when the latest was signed
+  uint64_t last_checkpoint_size_ = 0;         // for metrics: the log size it covers
   bool checkpoint_due_ = false;
   std::string latest_checkpoint_;
   Turn turn_;          // the accumulating turn

@@ -59,6 +59,18 @@ std::string EncodeStatus(const BrokerStatus& st) {
     links.push_back(std::move(o));
   }
   j["links"] = links;
+  j["last_checkpoint_ms"] = st.last_checkpoint_ms;
+  j["last_checkpoint_size"] = st.last_checkpoint_size;
+  nlohmann::ordered_json mailboxes = nlohmann::ordered_json::array();
+  for (const auto& m : st.mailboxes) {
+    if (m.depth == 0) continue;  // the file lists backlogs; metrics list every mailbox
+    nlohmann::ordered_json o;
+    o["mailbox"] = m.mailbox;
+    o["depth"] = m.depth;
+    o["oldest_queued_ms"] = m.oldest_queued_ms;
+    mailboxes.push_back(std::move(o));
+  }
+  j["mailboxes"] = mailboxes;
   return j.dump(2) + "\n";
 }
 
@@ -116,6 +128,13 @@ Status PrintStatusFile(const std::string& path, bool json, UnixMillis now, UnixM
     out << "counters:";
     for (const auto& [k, v] : j["counters"].items()) out << " " << k << "=" << v;
     out << "\n";
+  }
+  if (j.contains("mailboxes") && j["mailboxes"].is_array() && !j["mailboxes"].empty()) {
+    out << "mailboxes with a backlog:\n";
+    for (const auto& m : j["mailboxes"]) {
+      out << "  " << m.value("mailbox", std::string("?")) << "  " << m.value("depth", uint64_t{0})
+          << " waiting (oldest " << Age(now, m.value("oldest_queued_ms", UnixMillis{0})) << ")\n";
+    }
   }
   if (j.contains("links") && j["links"].is_array() && !j["links"].empty()) {
     out << "federation links:\n";

@@ -11,6 +11,7 @@
 #ifndef REFBUS_BROKER_STATUS_H_
 #define REFBUS_BROKER_STATUS_H_
 
+#include <array>
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -20,6 +21,26 @@
 #include "core/status.h"
 
 namespace refbus::broker {
+
+// Upper bounds (seconds) of the commit latency histogram's buckets: an fsync on a fast
+// SSD takes about a millisecond, a loaded disk tens; a second is an outage.
+inline constexpr std::array<double, 11> kCommitSecondsBounds = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0};
+
+// Envelopes (submitted by agencies or relayed by peer brokers) of one kind with one outcome.
+struct EnvelopeCount {
+  std::string kind;     // schema::Name(MessageKind): "referral", ...; "unspecified" when the
+                        // envelope did not decode
+  std::string outcome;  // "accepted", "duplicate", "refused"
+  uint64_t count = 0;
+};
+
+// The queue of one agency's mailbox on this broker (link mailboxes are LinkStatus).
+struct MailboxStatus {
+  std::string mailbox;              // the agency id
+  uint64_t depth = 0;               // envelopes waiting for it
+  UnixMillis oldest_queued_ms = 0;  // when the oldest of them was committed (0: none)
+};
 
 struct BrokerStatus {
   std::string broker_id;
@@ -40,7 +61,29 @@ struct BrokerStatus {
   std::string last_commit_error;
   std::vector<std::pair<std::string, uint64_t>> counters;
   std::vector<LinkStatus> links;
+  // Since the broker started: envelopes by kind and outcome (every pair, zeros included),
+  // and the Nack frames it sent by reason (schema::Name(NackReason), every reason).
+  std::vector<EnvelopeCount> envelopes;
+  std::vector<std::pair<std::string, uint64_t>> nacks;
+  // Every agency homed here, and any other mailbox still holding something, at most
+  // kMaxMailboxesInStatus of them (mailboxes_truncated: more were left out).
+  std::vector<MailboxStatus> mailboxes;
+  bool mailboxes_truncated = false;
+  // LMDB commits' durations (the writer's Store::Commit calls, fsync included): per bucket
+  // of kCommitSecondsBounds and a last one for longer (not cumulative), and their sum.
+  // Empty before the first refresh.
+  std::vector<uint64_t> commit_buckets;
+  double commit_seconds_sum = 0;
+  // The latest audit checkpoint this broker signed since it started (0: none yet; the
+  // signing time of an earlier run's checkpoints is not stored), and the log size the
+  // latest checkpoint covers (0: unknown yet).
+  UnixMillis last_checkpoint_ms = 0;
+  uint64_t last_checkpoint_size = 0;
 };
+
+// Per-mailbox series are bounded: a directory lists a few hundred agencies, and a scrape
+// or status file must not grow with a misconfigured store.
+inline constexpr size_t kMaxMailboxesInStatus = 1000;
 
 std::string EncodeStatus(const BrokerStatus& status);
 

@@ -1055,6 +1055,33 @@ Result<std::vector<std::pair<std::string, uint64_t>>> Store::NonEmptyMailboxes()
   return out;
 }
 
+Result<std::vector<MailboxBacklog>> Store::MailboxBacklogs(size_t max) const {
+  std::vector<MailboxBacklog> out;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, counts_));
+  REFBUS_ASSIGN_OR_RETURN(auto item, cur.First());
+  while (item && out.size() < max) {
+    if (item->value.size() == 8 && lmdb::ReadU64Key(item->value) > 0) {
+      MailboxBacklog b;
+      b.mailbox = std::string(AsChars(item->key));
+      b.depth = lmdb::ReadU64Key(item->value);
+      REFBUS_RETURN_IF_ERROR(
+          ScanQueue(txn, mbox_, b.mailbox, 0, 1, [&](uint64_t, ByteView value) -> Result<bool> {
+            if (value.size() < schema::kMessageIdBytes) return false;
+            ByteView id = value.first(schema::kMessageIdBytes);
+            auto stored = txn.Get(msgs_, id);
+            // A damaged record is the reader's to quarantine; here it only has no age.
+            auto r = stored.ok() ? DecodeRecord(*stored, id) : Result<Record>(stored.status());
+            if (r.ok()) b.oldest_accepted_ms = r->accepted_ms;
+            return false;
+          }));
+      out.push_back(std::move(b));
+    }
+    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
+  }
+  return out;
+}
+
 Result<uint64_t> Store::MailboxDepth(const std::string& recipient) const {
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
   return GetU64(txn, counts_, AsBytes(recipient));

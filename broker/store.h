@@ -261,6 +261,12 @@ struct CommitResult {
   std::vector<bool> reroutes_applied;  // false: the entry was gone (acked, expired)
 };
 
+struct MailboxBacklog {
+  std::string mailbox;
+  uint64_t depth = 0;
+  UnixMillis oldest_accepted_ms = 0;  // 0: its record is missing or damaged
+};
+
 struct Pending {
   uint64_t seq = 0;
   Bytes message_id;
@@ -306,6 +312,10 @@ class Store {
   Result<std::vector<std::pair<std::string, uint64_t>>> NonEmptyMailboxes() const;
 
   Result<uint64_t> MailboxDepth(const std::string& recipient) const;
+  // Up to max mailboxes holding something (in key order), with their depth and when their
+  // oldest entry was committed, in one read transaction: one seek and one record read per
+  // mailbox, whatever its depth (the depths are kept as counters). For metrics.
+  Result<std::vector<MailboxBacklog>> MailboxBacklogs(size_t max) const;
   // kNotFound if the grant is not registered; kMalformed if its record is damaged.
   Result<GrantState> GetGrant(ByteView grant_id) const;
   Result<uint64_t> AuditSize() const;

@@ -15,6 +15,8 @@ packages=(
   libzmq3-dev cppzmq-dev libsodium-dev libprotobuf-dev protobuf-compiler
   liblmdb-dev libspdlog-dev libfmt-dev libssl-dev
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libcpp-httplib-dev
+  # Prometheus exposition of the broker's and agent's /metrics (core library only)
+  prometheus-cpp-dev
   # tests (jq reads the brokers' --status --json; iproute2 makes the network namespaces of
   # the federation link-cut test)
   libgtest-dev libgmock-dev jq iproute2

@@ -69,6 +69,8 @@ constexpr std::array<std::string_view, 18> kNackReason = {"unspecified",
                                                           "internal",
                                                           "not-permitted",
                                                           "out-of-range"};
+static_assert(kMessageKind.size() == kMessageKindCount && kNackReason.size() == kNackReasonCount,
+              "schema/types.h counts every value");
 
 constexpr std::array<std::string_view, 18> kAuditEvent = {
     "unspecified",     "accepted",        "rejected",         "forwarded",

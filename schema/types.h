@@ -86,6 +86,8 @@ enum class MessageKind : int {
   kCaseClosed = 10,
   kOpaque = 11,
 };
+// How many MessageKind values there are (for tables indexed by kind, such as metrics).
+inline constexpr size_t kMessageKindCount = 12;
 enum class LegalBasis : int {
   kUnspecified = 0,
   kConsentSubject = 1,
@@ -125,6 +127,8 @@ enum class NackReason : int {
   kNotPermitted = 16,
   kOutOfRange = 17,
 };
+// How many NackReason values there are (for tables indexed by reason, such as metrics).
+inline constexpr size_t kNackReasonCount = 18;
 enum class KeyProtection : int { kUnspecified = 0, kNone = 1, kArgon2idXChaCha20Poly1305 = 2 };
 
 // Readable names ("wee-center", "police-unit", ...) and their inverse for CLIs and tables.

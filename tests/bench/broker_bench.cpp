@@ -4,6 +4,7 @@
 // message count and in-flight window.
 //
 //   broker_bench [--messages N] [--window W] [--rate R] [--paced-messages P]
+//                [--verify-threads T]
 //
 // Prints for each target: throughput (submit -> durable ack), ack latency p50/p99, and for
 // a paced run at R messages/s the ack latency p50/p99; then the ratio of the rates.
@@ -44,6 +45,7 @@ struct Options {
   size_t window = 64;
   size_t rate = 1000;
   size_t paced_messages = 5000;
+  long verify_threads = -1;  // -1: the broker's default (cores - 1)
 };
 
 // ---- The plain forwarder: CURVE ROUTER, acks every submit at once, forwards the
@@ -289,6 +291,8 @@ int main(int argc, char** argv) {
       o.rate = v;
     else if (k == "--paced-messages")
       o.paced_messages = v;
+    else if (k == "--verify-threads")
+      o.verify_threads = static_cast<long>(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -332,7 +336,9 @@ int main(int argc, char** argv) {
     std::getline(in, fwd_ep);
   }
   testing::Broker broker(fed, "bench-broker", root + "/broker-data");
-  broker.set_limits("mailbox_quota = 10000000\nmax_batch = 4096\ndelivery_window = 1024");
+  std::string limits = "mailbox_quota = 10000000\nmax_batch = 4096\ndelivery_window = 1024";
+  if (o.verify_threads >= 0) limits += "\nverify_threads = " + std::to_string(o.verify_threads);
+  broker.set_limits(limits);
   if (fwd_ep.empty() || !broker.Start()) {
     std::fprintf(stderr, "cannot start the targets\n");
     kill(fwd, SIGKILL);

@@ -225,7 +225,7 @@ TEST_F(BrokerMetricsTest, MetricsHealthAndReadinessOverHttp) {
 
   // Ids and numbers only: every line is a comment or "name{id labels} number".
   const std::regex line_re(
-      R"re(# (HELP|TYPE) refbus_broker_[a-z0-9_]+ .*|refbus_broker_[a-z0-9_]+(\{(peer|broker)="[a-z0-9-]+"\})? [0-9.]+)re");
+      R"re(# (HELP|TYPE) refbus_broker_[a-z0-9_]+ .*|refbus_broker_[a-z0-9_]+(\{[a-z]+="([a-z0-9.-]+|\+Inf)"(,[a-z]+="[a-z0-9-]+")*\})? [0-9.e+-]+)re");
   for (const auto& line : Lines(body)) {
     EXPECT_TRUE(std::regex_match(line, line_re)) << line;
   }
@@ -249,6 +249,114 @@ TEST_F(BrokerMetricsTest, MetricsHealthAndReadinessOverHttp) {
   EXPECT_FALSE(after.Get("/healthz"));
 }
 
+// Envelopes by kind and outcome, nacks by reason, mailbox depth and age, the commit latency
+// histogram and the checkpoint age, from a real broker after accepted, duplicate and refused
+// submissions.
+TEST_F(BrokerMetricsTest, OutcomesReasonsMailboxesCommitsAndCheckpoints) {
+  broker_->set_extra(Extra("127.0.0.1:0") + "[audit]\ncheckpoint_interval_ms = 200\n");
+  ASSERT_TRUE(broker_->Start());
+  const std::string url = WaitForUrl();
+  ASSERT_FALSE(url.empty());
+  httplib::Client http(url);
+  http.set_read_timeout(5, 0);
+
+  const keys::Identity wee = fed_.LoadIdentity("seoul-wee-01");
+  const keys::Identity counsel = fed_.LoadIdentity("seoul-counsel");
+  const Bytes server_key = fed_.directory().Find("seoul-broker")->ActiveKeys()->transport_key;
+  RawClient client(wee, server_key, broker_->endpoint());
+  ASSERT_TRUE(client.Hello("seoul-wee-01"));
+  const Bytes first = SealTo(wee, fed_.directory(), {"seoul-counsel"}, Now());
+  for (const Bytes* env : {&first, &first}) {  // the second is a duplicate
+    auto r = client.Submit(*env);
+    ASSERT_TRUE(r.has_value());
+    ASSERT_EQ(r->type, Frame::Type::kAck) << r->nack.detail;
+  }
+  auto r = client.Submit(SealTo(wee, fed_.directory(), {"seoul-counsel"}, Now()));
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->type, Frame::Type::kAck) << r->nack.detail;
+  // Refused: another agency's envelope on this connection, and bytes that do not decode.
+  r = client.Submit(SealTo(counsel, fed_.directory(), {"seoul-wee-01"}, Now()));
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->type, Frame::Type::kNack);
+  EXPECT_EQ(r->nack.reason, schema::NackReason::kSenderMismatch);
+  r = client.Submit(Bytes(40, 0x07));
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->type, Frame::Type::kNack);
+  EXPECT_EQ(r->nack.reason, schema::NackReason::kMalformed);
+
+  std::string body;
+  for (int i = 0; i < 100; ++i) {
+    auto m = http.Get("/metrics");
+    ASSERT_TRUE(m);
+    body = m->body;
+    if (Sample(body, "refbus_broker_envelopes_total{kind=\"opaque\",outcome=\"accepted\"}") ==
+            2.0 &&
+        Sample(body, "refbus_broker_nacks_total{reason=\"malformed\"}") == 1.0 &&
+        Sample(body, "refbus_broker_mailbox_depth{mailbox=\"seoul-counsel\"}") == 2.0 &&
+        Sample(body, "refbus_broker_last_checkpoint_age_seconds").has_value()) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  // prometheus-cpp orders labels by name: kind before outcome.
+  EXPECT_EQ(Sample(body, "refbus_broker_envelopes_total{kind=\"opaque\",outcome=\"accepted\"}"),
+            2.0)
+      << body;
+  EXPECT_EQ(Sample(body, "refbus_broker_envelopes_total{kind=\"opaque\",outcome=\"duplicate\"}"),
+            1.0)
+      << body;
+  EXPECT_EQ(Sample(body, "refbus_broker_envelopes_total{kind=\"opaque\",outcome=\"refused\"}"), 1.0)
+      << body;
+  EXPECT_EQ(Sample(body, "refbus_broker_envelopes_total{kind=\"unspecified\",outcome=\"refused\"}"),
+            1.0)
+      << body;
+  EXPECT_EQ(Sample(body, "refbus_broker_envelopes_total{kind=\"referral\",outcome=\"accepted\"}"),
+            0.0)
+      << body;
+  EXPECT_EQ(Sample(body, "refbus_broker_nacks_total{reason=\"sender-mismatch\"}"), 1.0) << body;
+  EXPECT_EQ(Sample(body, "refbus_broker_nacks_total{reason=\"malformed\"}"), 1.0) << body;
+  EXPECT_EQ(Sample(body, "refbus_broker_nacks_total{reason=\"quota-exceeded\"}"), 0.0) << body;
+  // Nobody reads seoul-counsel's mailbox; seoul-wee-01's is empty; busan's link mailbox is
+  // not an agency mailbox.
+  EXPECT_EQ(Sample(body, "refbus_broker_mailbox_depth{mailbox=\"seoul-counsel\"}"), 2.0) << body;
+  EXPECT_EQ(Sample(body, "refbus_broker_mailbox_depth{mailbox=\"seoul-wee-01\"}"), 0.0) << body;
+  EXPECT_FALSE(Sample(body, "refbus_broker_mailbox_depth{mailbox=\"busan-broker\"}")) << body;
+  EXPECT_GE(
+      Sample(body, "refbus_broker_mailbox_oldest_queued_age_seconds{mailbox=\"seoul-counsel\"}")
+          .value_or(-1),
+      0.0)
+      << body;
+  EXPECT_LT(
+      Sample(body, "refbus_broker_mailbox_oldest_queued_age_seconds{mailbox=\"seoul-counsel\"}")
+          .value_or(999),
+      60.0)
+      << body;
+  EXPECT_EQ(
+      Sample(body, "refbus_broker_mailbox_oldest_queued_age_seconds{mailbox=\"seoul-wee-01\"}"),
+      0.0)
+      << body;
+  EXPECT_GT(Sample(body, "refbus_broker_commit_duration_seconds_count").value_or(0), 0.0) << body;
+  EXPECT_EQ(Sample(body, "refbus_broker_commit_duration_seconds_count"),
+            Sample(body, "refbus_broker_commit_duration_seconds_bucket{le=\"+Inf\"}"))
+      << body;
+  EXPECT_GT(Sample(body, "refbus_broker_commit_duration_seconds_sum").value_or(0), 0.0) << body;
+  auto age = Sample(body, "refbus_broker_last_checkpoint_age_seconds");
+  ASSERT_TRUE(age.has_value()) << body << broker_->Log();
+  EXPECT_LT(*age, 30.0) << body;
+  EXPECT_GE(Sample(body, "refbus_broker_last_checkpoint_entries").value_or(0), 1.0) << body;
+  EXPECT_EQ(PromtoolProblems(body, root_), "");
+
+  // The status file lists the backlog too.
+  EXPECT_EQ(broker_->Stop(), 0) << broker_->Log();
+  const nlohmann::json status = nlohmann::json::parse(broker_->StatusJson(), nullptr, false);
+  ASSERT_TRUE(status.is_object());
+  ASSERT_TRUE(status["mailboxes"].is_array());
+  ASSERT_EQ(status["mailboxes"].size(), 1u) << status.dump();
+  EXPECT_EQ(status["mailboxes"][0].value("mailbox", ""), "seoul-counsel");
+  EXPECT_EQ(status["mailboxes"][0].value("depth", 0), 2);
+  EXPECT_GT(status.value("last_checkpoint_ms", 0ULL), 0ULL);
+}
+
 // The exposition with hostile label values (escaping), checked by promtool too.
 TEST_F(BrokerMetricsTest, PromtoolAcceptsEscapedLabels) {
   broker::BrokerStatus st;
@@ -263,6 +371,12 @@ TEST_F(BrokerMetricsTest, PromtoolAcceptsEscapedLabels) {
   l.backlog = 2;
   l.oldest_queued_ms = st.time_ms - 5000;
   st.links = {l};
+  st.mailboxes = {{"we\\ird\"box\nid", 2, st.time_ms - 3000}};
+  st.envelopes = {{"referral", "accepted", 1}};
+  st.nacks = {{"malformed", 1}};
+  st.commit_buckets.assign(broker::kCommitSecondsBounds.size() + 1, 1);
+  st.commit_seconds_sum = 1.5;
+  st.last_checkpoint_ms = st.time_ms - 100;
   EXPECT_EQ(PromtoolProblems(broker::FormatMetrics(st, Now()), root_), "");
   EXPECT_EQ(PromtoolProblems(broker::FormatMetrics(broker::BrokerStatus{}, Now()), root_), "");
 }

@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "tests/unit/test_util.h"
 
@@ -114,6 +115,33 @@ TEST_F(AgentConfigTest, BadSettingsAreNamed) {
   text.replace(text.find("identity.key"), 12, "missing.key");
   EXPECT_TRUE(HasError(LoadAgentConfig(Write(text)), Status::Code::kInvalidArgument,
                        "(from setting agent.key_file) does not exist"));
+}
+
+TEST_F(AgentConfigTest, MetricsAbsentIsOffLoopbackAcceptedOthersRefused) {
+  auto off = LoadAgentConfig(Write(Base()));
+  ASSERT_TRUE(IsOk(off));
+  EXPECT_TRUE(off->metrics_bind.empty());
+  auto on = LoadAgentConfig(
+      Write(Base() + "[metrics]\nbind = \"[::1]:9471\"\nurl_file = \"metrics.url\"\n"));
+  ASSERT_TRUE(IsOk(on));
+  EXPECT_EQ(on->metrics_bind, "[::1]:9471");
+  EXPECT_EQ(on->metrics_url_file, dir_.Join("metrics.url"));
+  struct Case {
+    std::string text;
+    std::string error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"[metrics]\nbind = \"0.0.0.0:9471\"\n",
+            "setting metrics.bind is \"0.0.0.0:9471\", not a loopback address"},
+           {"[metrics]\nbind = \"localhost:9471\"\n", "setting metrics.bind is \"localhost:9471\""},
+           {"[metrics]\nbind = 9471\n", "setting metrics.bind must be a string"},
+           {"[metrics]\nurl_file = \"m.url\"\n", "setting metrics.bind is missing"},
+           {"[metrics]\nbind = \"127.0.0.1:0\"\nport = 1\n",
+            "setting metrics.port is not a known setting"},
+       }) {
+    auto r = LoadAgentConfig(Write(Base() + c.text));
+    EXPECT_TRUE(HasError(r, Status::Code::kInvalidArgument, c.error)) << c.text;
+  }
 }
 
 }  // namespace

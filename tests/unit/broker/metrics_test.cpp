@@ -51,6 +51,16 @@ BrokerStatus FreshStatus() {
   down.problem = "no answer";
   down.endpoint = "tcp://10.0.0.7:7450";
   st.links = {up, down};
+  st.envelopes = {
+      {"referral", "accepted", 4}, {"referral", "refused", 1}, {"opaque", "duplicate", 2}};
+  st.nacks = {{"quota-exceeded", 1}, {"bad-signature", 0}};
+  st.mailboxes = {{"seoul-counsel", 3, kNow - 12'250}, {"odd\\box\"id\n", 0, 0}};
+  st.commit_buckets.assign(kCommitSecondsBounds.size() + 1, 0);
+  st.commit_buckets[0] = 5;        // <= 0.5 ms
+  st.commit_buckets[3] = 2;        // (2.5 ms, 5 ms]
+  st.commit_seconds_sum = 0.0625;  // exact in binary: printed as given
+  st.last_checkpoint_ms = kNow - 4000;
+  st.last_checkpoint_size = 40;
   return st;
 }
 
@@ -61,10 +71,15 @@ std::vector<std::string> Lines(const std::string& text) {
   return out;
 }
 
+// Label values from ids are escaped (backslash, quote, newline), in every family with labels.
 TEST(MetricsTest, EscapesLabelValues) {
-  EXPECT_EQ(EscapeLabelValue("plain-id"), "plain-id");
-  EXPECT_EQ(EscapeLabelValue("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
-  EXPECT_EQ(EscapeLabelValue(""), "");
+  const std::string text = FormatMetrics(FreshStatus(), kNow);
+  EXPECT_TRUE(HasSubstr(text, "refbus_broker_link_up{peer=\"odd\\\\peer\\\"with\\nnewline\"} 0\n"))
+      << text;
+  EXPECT_TRUE(HasSubstr(text, "refbus_broker_mailbox_depth{mailbox=\"odd\\\\box\\\"id\\n\"} 0\n"))
+      << text;
+  EXPECT_EQ(text.find("odd\\peer\""), std::string::npos) << "unescaped label value";
+  EXPECT_EQ(text.find("box\"id"), std::string::npos) << "unescaped label value";
 }
 
 // Every family: HELP, then TYPE, then its samples, together; names prefixed and in
@@ -74,9 +89,9 @@ TEST(MetricsTest, ExpositionIsWellFormed) {
   ASSERT_FALSE(text.empty());
   ASSERT_EQ(text.back(), '\n');
   const std::regex help(R"(# HELP (refbus_broker_[a-z0-9_]+) \S.*)");
-  const std::regex type(R"(# TYPE (refbus_broker_[a-z0-9_]+) (counter|gauge))");
+  const std::regex type(R"(# TYPE (refbus_broker_[a-z0-9_]+) (counter|gauge|histogram))");
   const std::regex sample(
-      R"((refbus_broker_[a-z0-9_]+)(\{peer="(?:[^"\\\n]|\\.)*"\}|\{broker="[a-z0-9-]+"\})? (-?[0-9]+(\.[0-9]+)?))");
+      R"((refbus_broker_[a-z0-9_]+)(\{[a-z_]+="(?:[^"\\\n]|\\.)*"(,[a-z_]+="(?:[^"\\\n]|\\.)*")*\})? (-?[0-9]+(\.[0-9]+)?(e[-+][0-9]+)?))");
   std::set<std::string> seen;
   std::string family, family_type;
   bool typed = false;
@@ -99,19 +114,43 @@ TEST(MetricsTest, ExpositionIsWellFormed) {
     }
     ASSERT_TRUE(std::regex_match(line, m, sample)) << "not a sample line: " << line;
     EXPECT_TRUE(typed) << "sample before its TYPE: " << line;
-    EXPECT_EQ(m[1], family) << "sample outside its family: " << line;
+    std::string name = m[1];
+    if (family_type == "histogram") {
+      for (const char* suffix : {"_bucket", "_count", "_sum"}) {
+        if (name == family + suffix) name = family;
+      }
+    }
+    EXPECT_EQ(name, family) << "sample outside its family: " << line;
     ++samples;
   }
   EXPECT_GT(samples, 20u);
-  for (const char* name :
-       {"refbus_broker_accepted_total", "refbus_broker_refused_total",
-        "refbus_broker_connections_refused_total", "refbus_broker_directory_serial",
-        "refbus_broker_directory_expiry_timestamp_seconds", "refbus_broker_audit_log_entries",
-        "refbus_broker_status_age_seconds", "refbus_broker_storage_used_bytes",
-        "refbus_broker_storage_map_bytes", "refbus_broker_link_up", "refbus_broker_link_backlog",
-        "refbus_broker_link_control_backlog", "refbus_broker_link_oldest_queued_age_seconds",
-        "refbus_broker_link_forwarded_total", "refbus_broker_link_refused_total",
-        "refbus_broker_link_sessions_total", "refbus_broker_healthy", "refbus_broker_ready"}) {
+  for (const char* name : {"refbus_broker_accepted_total",
+                           "refbus_broker_refused_total",
+                           "refbus_broker_connections_refused_total",
+                           "refbus_broker_directory_serial",
+                           "refbus_broker_directory_expiry_timestamp_seconds",
+                           "refbus_broker_audit_log_entries",
+                           "refbus_broker_status_age_seconds",
+                           "refbus_broker_storage_used_bytes",
+                           "refbus_broker_storage_map_bytes",
+                           "refbus_broker_link_up",
+                           "refbus_broker_link_backlog",
+                           "refbus_broker_link_control_backlog",
+                           "refbus_broker_link_oldest_queued_age_seconds",
+                           "refbus_broker_link_forwarded_total",
+                           "refbus_broker_link_refused_total",
+                           "refbus_broker_link_sessions_total",
+                           "refbus_broker_healthy",
+                           "refbus_broker_ready",
+                           "refbus_broker_envelopes_total",
+                           "refbus_broker_nacks_total",
+                           "refbus_broker_mailbox_depth",
+                           "refbus_broker_mailbox_oldest_queued_age_seconds",
+                           "refbus_broker_commit_duration_seconds",
+                           "refbus_broker_last_checkpoint_age_seconds",
+                           "refbus_broker_last_checkpoint_entries",
+                           "refbus_broker_info",
+                           "refbus_broker_start_time_seconds"}) {
     EXPECT_EQ(seen.count(name), 1u) << name << " missing from\n" << text;
   }
 }
@@ -123,7 +162,7 @@ TEST(MetricsTest, ExpositionValues) {
            "refbus_broker_refused_total 2\n",
            "refbus_broker_directory_serial 7\n",
            "refbus_broker_audit_log_entries 42\n",
-           "refbus_broker_status_age_seconds 2.500\n",
+           "refbus_broker_status_age_seconds 2.5\n",
            "refbus_broker_storage_used_bytes 10485760\n",
            "refbus_broker_healthy 1\n",
            "refbus_broker_ready 1\n",
@@ -133,15 +172,45 @@ TEST(MetricsTest, ExpositionValues) {
            "refbus_broker_link_backlog{peer=\"odd\\\\peer\\\"with\\nnewline\"} 3\n",
            "refbus_broker_link_oldest_queued_age_seconds{peer=\"busan-broker\"} 0\n",
            "refbus_broker_link_oldest_queued_age_seconds{peer=\"odd\\\\peer\\\"with\\nnewline\"} "
-           "90.500\n",
+           "90.5\n",
+           "refbus_broker_envelopes_total{kind=\"referral\",outcome=\"accepted\"} 4\n",
+           "refbus_broker_envelopes_total{kind=\"referral\",outcome=\"refused\"} 1\n",
+           "refbus_broker_envelopes_total{kind=\"opaque\",outcome=\"duplicate\"} 2\n",
+           "refbus_broker_nacks_total{reason=\"quota-exceeded\"} 1\n",
+           "refbus_broker_nacks_total{reason=\"bad-signature\"} 0\n",
+           "refbus_broker_mailbox_depth{mailbox=\"seoul-counsel\"} 3\n",
+           "refbus_broker_mailbox_oldest_queued_age_seconds{mailbox=\"seoul-counsel\"} 12.25\n",
+           "refbus_broker_mailboxes_truncated 0\n",
+           "refbus_broker_last_checkpoint_age_seconds 4\n",
+           "refbus_broker_last_checkpoint_entries 40\n",
+           "# TYPE refbus_broker_commit_duration_seconds histogram\n",
+           "refbus_broker_commit_duration_seconds_count 7\n",
+           "refbus_broker_commit_duration_seconds_sum 0.0625\n",
+           "refbus_broker_commit_duration_seconds_bucket{le=\"0.0005\"} 5\n",
+           "refbus_broker_commit_duration_seconds_bucket{le=\"0.0025\"} 5\n",
+           "refbus_broker_commit_duration_seconds_bucket{le=\"0.005\"} 7\n",
+           "refbus_broker_commit_duration_seconds_bucket{le=\"1\"} 7\n",
+           "refbus_broker_commit_duration_seconds_bucket{le=\"+Inf\"} 7\n",
            "refbus_broker_link_refused_total{peer=\"odd\\\\peer\\\"with\\nnewline\"} 4\n",
            "refbus_broker_link_sessions_total{peer=\"busan-broker\"} 1\n",
        }) {
-    EXPECT_TRUE(HasSubstr(text, part));
+    EXPECT_TRUE(HasSubstr(text, part)) << part << " missing from\n" << text;
   }
   // Ids and numbers only: the link's endpoint and problem text are not metrics.
   EXPECT_EQ(text.find("10.0.0.7"), std::string::npos);
   EXPECT_EQ(text.find("no answer"), std::string::npos);
+}
+
+// Before the first checkpoint and commit there is no age and no histogram (not zeros that
+// would read as "just now").
+TEST(MetricsTest, NoCheckpointNoAge) {
+  BrokerStatus st = FreshStatus();
+  st.last_checkpoint_ms = 0;
+  st.last_checkpoint_size = 0;
+  st.commit_buckets.clear();
+  const std::string text = FormatMetrics(st, kNow);
+  EXPECT_EQ(text.find("refbus_broker_last_checkpoint_"), std::string::npos) << text;
+  EXPECT_EQ(text.find("refbus_broker_commit_duration_seconds"), std::string::npos) << text;
 }
 
 TEST(MetricsTest, NoLinksNoLinkFamilies) {
