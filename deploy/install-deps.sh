@@ -6,6 +6,7 @@
 #   deploy/install-deps.sh --fuzz    also clang and libFuzzer (fuzz build tree)
 #   deploy/install-deps.sh --bench   also the peer brokers the benchmarks compare against
 #                                    (RabbitMQ, Mosquitto and their C clients; deploy/bench.sh)
+#                                    and gnuplot (bench.sh plots latency against load)
 set -euo pipefail
 
 packages=(
@@ -24,6 +25,9 @@ packages=(
   prometheus
   # systemd-analyze checks the units in deploy/systemd
   systemd
+  # the packaging test: cpack's DEB generator (dpkg-shlibdeps, file) and the postinst's
+  # adduser, run in a private mount namespace (unshare)
+  dpkg-dev file adduser util-linux
   # headless chromium renders refbus-audit report's HTML page in its integration test
   chromium
   # fuzz smoke runs in the test suite (clang + libFuzzer, own build tree)
@@ -33,8 +37,8 @@ packages=(
 for arg in "$@"; do
   case "$arg" in
     --fuzz) ;;  # clang is part of the default set: the suite runs a fuzz smoke test
-    --bench) packages+=(rabbitmq-server mosquitto librabbitmq-dev libmosquitto-dev) ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --bench) packages+=(rabbitmq-server mosquitto librabbitmq-dev libmosquitto-dev gnuplot-nox) ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
   esac
 done

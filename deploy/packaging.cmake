@@ -8,12 +8,18 @@ install(FILES ${PROJECT_SOURCE_DIR}/deploy/systemd/refbus-broker.service
         DESTINATION lib/systemd/system COMPONENT broker)
 install(FILES ${PROJECT_SOURCE_DIR}/deploy/examples/broker.toml
         DESTINATION share/doc/refbus-broker/examples COMPONENT broker)
+# The example beside where the real file goes (/etc/refbus/broker.toml, written by the
+# operator: the package never installs a live configuration).
+install(FILES ${PROJECT_SOURCE_DIR}/deploy/examples/broker.toml
+        DESTINATION /etc/refbus RENAME broker.toml.example COMPONENT broker)
 
 install(TARGETS refbus-agent RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT agent)
 install(FILES ${PROJECT_SOURCE_DIR}/deploy/systemd/refbus-agent.service
         DESTINATION lib/systemd/system COMPONENT agent)
 install(FILES ${PROJECT_SOURCE_DIR}/deploy/examples/agent.toml ${PROJECT_SOURCE_DIR}/agent/API.md
         DESTINATION share/doc/refbus-agent COMPONENT agent)
+install(FILES ${PROJECT_SOURCE_DIR}/deploy/examples/agent.toml
+        DESTINATION /etc/refbus RENAME agent.toml.example COMPONENT agent)
 
 install(TARGETS refbus-keys refbus-audit RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
         COMPONENT tools)
