@@ -181,16 +181,7 @@ class AuditReportTest : public ::testing::Test {
     ASSERT_TRUE(fed_.Create(root_, {kBroker},
                             {{"seoul-wee-01", AgencyType::kWeeCenter, kBroker},
                              {"seoul-counsel", AgencyType::kCounselingCenter, kBroker}}));
-    keys::Listing l;
-    l.display_name = kAuditor;
-    auto rec = keys::InitParty(fed_.Dir(kAuditor), kAuditor, schema::PartyKind::kAuditor, l,
-                               nullptr, Now());
-    ASSERT_TRUE(rec.ok()) << rec.status().ToString();
-    ASSERT_TRUE(fed_.Reissue({}, {fed_.Dir(kAuditor) + "/" + keys::RecordFileName(kAuditor)}));
-    for (const char* f : {"/authority/authority.pub", "/directory"}) {
-      std::string name = std::string(f).substr(std::string(f).rfind('/'));
-      std::ofstream(fed_.Dir(kAuditor) + name, std::ios::binary) << Slurp(root_ + f);
-    }
+    ASSERT_TRUE(fed_.AddAuditor(kAuditor));
     broker_ = std::make_unique<Broker>(fed_, kBroker, root_ + "/seoul-data");
     ASSERT_TRUE(broker_->Start());
   }

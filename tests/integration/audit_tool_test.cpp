@@ -65,24 +65,9 @@ class AuditToolTest : public ::testing::Test {
                             {{"seoul-wee-01", AgencyType::kWeeCenter, kBroker},
                              {"seoul-counsel", AgencyType::kCounselingCenter, kBroker},
                              {"seoul-police-03", AgencyType::kPoliceUnit, kBroker}}));
-    // Two auditors: one with the audit role, one a witness only.
-    UnixMillis now = Now();
-    std::vector<std::string> records;
-    for (const char* id : {kAuditor, kWitnessOnly}) {
-      keys::Listing l;
-      l.display_name = id;
-      if (std::string(id) == kWitnessOnly) l.roles = {schema::Role::kWitness};
-      auto rec = keys::InitParty(fed_.Dir(id), id, schema::PartyKind::kAuditor, l, nullptr, now);
-      ASSERT_TRUE(rec.ok()) << rec.status().ToString();
-      records.push_back(fed_.Dir(id) + "/" + keys::RecordFileName(id));
-    }
-    ASSERT_TRUE(fed_.Reissue({}, records));
-    for (const char* id : {kAuditor, kWitnessOnly}) {
-      Bytes anchor = ReadAll(root_ + "/authority/authority.pub");
-      Bytes dir = ReadAll(root_ + "/directory");
-      WriteAll(fed_.Dir(id) + "/authority.pub", anchor);
-      WriteAll(fed_.Dir(id) + "/directory", dir);
-    }
+    // Two auditors: one with the default roles (audit, witness), one a witness only.
+    ASSERT_TRUE(fed_.AddAuditor(kAuditor));
+    ASSERT_TRUE(fed_.AddAuditor(kWitnessOnly, {schema::Role::kWitness}));
     broker_ = std::make_unique<Broker>(fed_, kBroker, DataDir());
     ASSERT_TRUE(broker_->Start());
   }

@@ -38,6 +38,7 @@ constexpr char kBroker[] = "seoul-broker";
 constexpr char kSender[] = "seoul-wee-01";
 constexpr char kStreamer[] = "seoul-police-03";
 constexpr char kRecipient[] = "seoul-counsel";
+constexpr char kAuditor[] = "audit-office";
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -86,6 +87,7 @@ class BackupTest : public ::testing::Test {
                             {{kSender, schema::AgencyType::kWeeCenter, kBroker},
                              {kStreamer, schema::AgencyType::kPoliceUnit, kBroker},
                              {kRecipient, schema::AgencyType::kCounselingCenter, kBroker}}));
+    ASSERT_TRUE(fed_.AddAuditor(kAuditor));
     for (const char* p : {kSender, kStreamer, kRecipient}) ids_.emplace(p, fed_.LoadIdentity(p));
     original_ = std::make_unique<Broker>(fed_, kBroker, Data("seoul-data"));
   }
@@ -122,6 +124,21 @@ class BackupTest : public ::testing::Test {
     r.seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
     r.output = Slurp(log);
     return r;
+  }
+
+  // refbus-audit as the auditor against broker b, with --json: its exit code and its
+  // stdout parsed (stderr goes to log).
+  std::pair<int, json> Audit(const std::string& command, const Broker& b, const std::string& store,
+                             const std::string& log) {
+    std::string out = log + ".json";
+    std::string cmd = "exec '" + BinDir() + "/refbus-audit' " + command + " --json --dir '" +
+                      fed_.Dir(kAuditor) + "' --store '" + store + "'";
+    if (command != "verify")
+      cmd += " --broker " + std::string(kBroker) + " --endpoint " + b.endpoint();
+    Process p;
+    if (!p.Start({"/bin/bash", "-c", cmd + " >'" + out + "'"}, log)) return {-1, json()};
+    int code = p.Wait(60000);
+    return {code, json::parse(Slurp(out), nullptr, false)};
   }
 
   Bytes BrokerKey() const { return fed_.directory().Find(kBroker)->ActiveKeys()->transport_key; }
@@ -184,6 +201,16 @@ TEST_F(BackupTest, HotBackupDuringAStreamRestoresTheQueueAndTheAuditLog) {
       before.push_back(r->ack.message_id);
     }
   }
+
+  // An auditor witnesses the log before the backup: it keeps the checkpoint it cosigned,
+  // and the broker stores the cosignature with its log.
+  const std::string witness_store = Data("auditor-witness");
+  auto [w1_code, w1] = Audit("witness", *original_, witness_store, Data("witness-1.log"));
+  ASSERT_EQ(w1_code, 0) << Slurp(Data("witness-1.log")) << w1.dump();
+  ASSERT_TRUE(w1["cosigned"].get<bool>()) << w1.dump();
+  ASSERT_TRUE(w1["stored_by_broker"].get<bool>()) << w1.dump();
+  const uint64_t witnessed = w1["size"].get<uint64_t>();
+  ASSERT_GT(witnessed, before.size());
 
   // A stream of submissions from another agency, running across the backup.
   std::atomic<bool> stop{false};
@@ -340,6 +367,22 @@ TEST_F(BackupTest, HotBackupDuringAStreamRestoresTheQueueAndTheAuditLog) {
     auto more = Drain(*recipient, 2000);
     ASSERT_EQ(more.size(), 1u);
     EXPECT_EQ(more[0], lost->id);
+  }
+  // The restored log still verifies against the checkpoint witnessed before the backup: an
+  // auditor's fresh fetch finds the cosignature and a consistent, longer log, and the
+  // witness that cosigned before cosigns the restored log as an extension of what it saw.
+  {
+    auto [f_code, f] = Audit("fetch", *restored_, Data("auditor-fetch"), Data("fetch.log"));
+    ASSERT_EQ(f_code, 0) << Slurp(Data("fetch.log")) << f.dump();
+    auto [v_code, v] = Audit("verify", *restored_, Data("auditor-fetch"), Data("verify.log"));
+    ASSERT_EQ(v_code, 0) << Slurp(Data("verify.log")) << v.dump();
+    ASSERT_TRUE(v["witnessed_size"].is_number()) << v.dump();
+    EXPECT_GE(v["witnessed_size"].get<uint64_t>(), witnessed) << v.dump();
+    EXPECT_GE(v["verified_size"].get<uint64_t>(), audit_size) << v.dump();
+    auto [w2_code, w2] = Audit("witness", *restored_, witness_store, Data("witness-2.log"));
+    ASSERT_EQ(w2_code, 0) << Slurp(Data("witness-2.log")) << w2.dump();
+    EXPECT_EQ(w2["old_size"].get<uint64_t>(), witnessed) << w2.dump();
+    EXPECT_TRUE(w2["cosigned"].get<bool>()) << w2.dump();
   }
   ASSERT_EQ(restored_->Stop(), 0) << restored_->Log();
 

@@ -112,6 +112,22 @@ bool Federation::Reissue(const keys::DirectoryEdit& edit,
   return true;
 }
 
+bool Federation::AddAuditor(const std::string& id, std::vector<schema::Role> roles) {
+  keys::Listing l;
+  l.display_name = id;
+  l.roles = std::move(roles);
+  auto rec = keys::InitParty(Dir(id), id, schema::PartyKind::kAuditor, l, nullptr,
+                             SystemClock::Get().NowMillis());
+  if (!rec.ok()) {
+    ADD_FAILURE() << "auditor " << id << ": " << rec.status().ToString();
+    return false;
+  }
+  parties_.push_back(id);
+  std::filesystem::copy_file(root_ + "/authority/authority.pub", Dir(id) + "/authority.pub",
+                             std::filesystem::copy_options::overwrite_existing);
+  return Reissue({}, {Dir(id) + "/" + keys::RecordFileName(id)});
+}
+
 keys::Identity Federation::LoadIdentity(const std::string& party) const {
   auto id = keys::LoadIdentity(Dir(party) + "/identity.key", nullptr);
   if (!id.ok()) {

@@ -42,6 +42,10 @@ class Federation {
               const std::vector<AgencySpec>& agencies);
   // Issues the next directory with the edit, and copies it into every party folder.
   bool Reissue(const keys::DirectoryEdit& edit, const std::vector<std::string>& add_records = {});
+  // Makes an auditor's keys in Dir(id), lists it in the next directory (roles empty: the
+  // default, audit and witness) and gives its folder the anchor and the directory; later
+  // Reissues reach it too.
+  bool AddAuditor(const std::string& id, std::vector<schema::Role> roles = {});
 
   const std::string& root() const { return root_; }
   std::string Dir(const std::string& party) const { return root_ + "/" + party; }

@@ -68,17 +68,7 @@ class WitnessTest : public ::testing::Test {
                              {"busan-wee-01", AgencyType::kWeeCenter, kBusan},
                              {"busan-counsel", AgencyType::kCounselingCenter, kBusan}}));
     // An auditor with the default roles: audit and witness.
-    keys::Listing l;
-    l.display_name = kAuditor;
-    auto rec = keys::InitParty(fed_.Dir(kAuditor), kAuditor, schema::PartyKind::kAuditor, l,
-                               nullptr, Now());
-    ASSERT_TRUE(rec.ok()) << rec.status().ToString();
-    ASSERT_TRUE(fed_.Reissue({}, {fed_.Dir(kAuditor) + "/" + keys::RecordFileName(kAuditor)}));
-    for (const char* f : {"authority.pub", "directory"}) {
-      std::string src =
-          std::string(f) == "directory" ? root_ + "/directory" : root_ + "/authority/authority.pub";
-      std::ofstream(fed_.Dir(kAuditor) + "/" + f, std::ios::binary) << Slurp(src);
-    }
+    ASSERT_TRUE(fed_.AddAuditor(kAuditor));
     seoul_ = std::make_unique<Broker>(fed_, kSeoul, DataDir(kSeoul));
     busan_ = std::make_unique<Broker>(fed_, kBusan, DataDir(kBusan));
   }
