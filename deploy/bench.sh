@@ -8,15 +8,32 @@
 #   - the peers, from Debian packages, started here as plain processes in a temp folder and
 #     stopped afterwards: RabbitMQ (quorum and classic durable queues, persistent messages,
 #     publisher confirms) and Mosquitto (QoS 1, persistence on) through peer_bench;
-# then prints one summary table with every figure and the ratios issue 8 sets as goals.
+#   - refbus end to end (e2e_bench): referrals with 1 KiB of content sealed on the fly to 1
+#     and to 3 recipients under a registered consent grant, from 4 sending agents to 4
+#     receiving agents (agent::Client, durable outbox and inbox), through one broker and
+#     across two federated brokers: the maximum rate, then latency from send to the opened
+#     message p50/p99/p99.9 at 10%, 50% and 90% of it;
+#   - how cost grows (scale_bench): throughput and broker memory with 10, 100 and 1,000
+#     connected agencies; a backlog of 1,000,000 messages for an offline agency (broker
+#     memory while it fills, drain rate on reconnect);
+#   - refbus-broker start-up time over a 10,000,000-entry audit log (startup_bench);
+# then prints one summary table with every figure and the ratios issue 8 sets as goals,
+# saves every RESULT line to tests/bench/results/<date>-<host>.txt and plots end-to-end
+# latency against offered load to tests/bench/results/latency.png (gnuplot).
 # Not part of deploy/test.sh (it takes minutes and measures, it does not assert).
 #
 #   deploy/bench.sh [--messages N] [--window W] [--rate R] [--paced-messages P]
-#                   [--sync-messages M] [--no-peers]
+#                   [--sync-messages M] [--no-peers] [--e2e-messages E]
+#                   [--paced-seconds T] [--agencies LIST] [--backlog B]
+#                   [--audit-entries A] [--quick]
 #
 #   N messages at full speed with W in flight (default 20000, 64) for refbus, the forwarder
 #   and every peer; P messages paced at R/s for refbus and the forwarder (5000, 1000);
 #   M messages one at a time for all (2000). --no-peers skips RabbitMQ and Mosquitto.
+#   E messages for each end-to-end maximum-rate run (20000), T seconds for each paced
+#   end-to-end run (10); LIST of connected-agency counts (10,100,1000); B messages of
+#   backlog (1000000); A audit-log entries for the start-up time (10000000).
+#   --quick: the heavy parts at development size (backlog 20000, audit log 200000).
 #   REFBUS_BENCH_BUILD: the build tree (default: build/ in the repository).
 #   REFBUS_BENCH_SKIP_DEPS=1: do not run install-deps.sh (packages already there).
 set -euo pipefail
@@ -25,6 +42,7 @@ build=${REFBUS_BENCH_BUILD:-$root/build}
 [[ "$build" == /* ]] || build="$root/$build"
 
 messages=20000 window=64 rate=1000 paced=5000 sync=2000 peers=1
+e2e_messages=20000 paced_seconds=10 agencies=10,100,1000 backlog=1000000 audit_entries=10000000
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --messages) messages=$2; shift 2 ;;
@@ -33,7 +51,13 @@ while [[ $# -gt 0 ]]; do
     --paced-messages) paced=$2; shift 2 ;;
     --sync-messages) sync=$2; shift 2 ;;
     --no-peers) peers=0; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --e2e-messages) e2e_messages=$2; shift 2 ;;
+    --paced-seconds) paced_seconds=$2; shift 2 ;;
+    --agencies) agencies=$2; shift 2 ;;
+    --backlog) backlog=$2; shift 2 ;;
+    --audit-entries) audit_entries=$2; shift 2 ;;
+    --quick) backlog=20000 audit_entries=200000; shift ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
@@ -42,7 +66,8 @@ if [[ "${REFBUS_BENCH_SKIP_DEPS:-0}" != 1 ]]; then
   "$root/deploy/install-deps.sh" --bench
 fi
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREFBUS_BUILD_BENCH=ON >/dev/null
-targets=(broker_bench crypto_floor_bench lmdb_commit_bench refbus-broker)
+targets=(broker_bench crypto_floor_bench lmdb_commit_bench e2e_bench scale_bench startup_bench
+  refbus-broker)
 [[ $peers == 1 ]] && targets+=(peer_bench)
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 bin="$build/bin"
@@ -60,7 +85,8 @@ trap cleanup EXIT
 # ---- results: every bench prints "RESULT <name> key=value ..." lines -----------------
 declare -A R
 # run LABEL ALIAS -- command...: runs, shows and keeps the output; RESULT lines are stored
-# as R[<alias or name>.<key>]. A failing bench is reported and the run goes on.
+# as R[<alias or name>.<key>] and kept (under that name) for the results file. A failing
+# bench is reported and the run goes on.
 run() {
   local label=$1 alias=$2 out="$work/$1.out"
   shift 3
@@ -76,6 +102,7 @@ run() {
     name=${fields[1]}
     [[ -n "$alias" ]] && name=$alias
     for kv in "${fields[@]:2}"; do R["$name.${kv%%=*}"]=${kv#*=}; done
+    echo "RESULT $name ${fields[*]:2}" >>"$work/results.txt"
   done < <(grep '^RESULT ' "$out" || true)
 }
 get() { echo "${R[$1]:-n/a}"; }
@@ -202,6 +229,25 @@ if [[ $peers == 1 ]]; then
   fi
 fi
 
+# ---- refbus end to end, scaling, backlog, start-up ------------------------------------
+for brokers in 1 2; do
+  for recipients in 1 3; do
+    run "end to end: $brokers broker(s), $recipients recipient(s) per message" "" -- \
+      "$bin/e2e_bench" --brokers "$brokers" --recipients "$recipients" \
+      --messages "$e2e_messages" --paced-seconds "$paced_seconds"
+  done
+done
+run "broker with $agencies connected agencies" "" -- \
+  "$bin/scale_bench" --mode scale --agencies "$agencies" --messages "$messages"
+started=$SECONDS
+run "backlog of $backlog messages for an offline agency" "" -- \
+  "$bin/scale_bench" --mode backlog --backlog "$backlog"
+echo "   ($((SECONDS - started)) s)"
+started=$SECONDS
+run "start-up with a $audit_entries-entry audit log" "" -- \
+  "$bin/startup_bench" --entries "$audit_entries" --dir "$work"
+echo "   ($((SECONDS - started)) s)"
+
 # ---- the summary -----------------------------------------------------------------------
 ratio() {  # a / b with 2 decimals, or n/a
   awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a";
@@ -223,6 +269,8 @@ echo "disk flush (4 KiB write + fdatasync): $(get lmdb.fsync_before_ms) ms at th
   "$(get $b.fsync_before_ms) / $(get $b.fsync_after_ms) ms before / after broker_bench"
 echo "$messages messages of 1 KiB with $window in flight; one at a time: $sync messages;" \
   "paced: $paced at $rate/s"
+echo "end to end: $e2e_messages messages at the maximum rate, then $paced_seconds s at each load;" \
+  "scaling: $messages messages; backlog: $backlog messages; start-up: $audit_entries audit entries"
 echo
 row "what" "msg/s" "p50 ms" "p99 ms" "1by1 p50" "1by1 p99" "notes"
 line
@@ -273,4 +321,103 @@ if [[ $peers == 1 ]]; then
     "$(ratio "$(get $b.brk_rate)" "$(get rabbitmq_classic.rate)")" - - - - "(no goal)"
   row "ratio refbus-broker / Mosquitto" "$(ratio "$(get $b.brk_rate)" "$(get mosquitto.rate)")" \
     - - - - "(no goal; Mosquitto's ack is not durable)"
+fi
+line
+e2e_rows() {  # alias, label
+  local k=$1 label=$2 l
+  row "$label, max" "$(get "$k.max_rate")" "$(get "$k.max_p50_ms")" "$(get "$k.max_p99_ms")" - - \
+    "p99.9 $(get "$k.max_p999_ms") ms; $(get "$k.deliveries_rate") openings/s; all opened: $(yes_no "$k.ok")"
+  for l in 10 50 90; do
+    row "  at $l% ($(get "$k.l${l}_offered") msg/s offered)" "$(get "$k.l${l}_rate")" \
+      "$(get "$k.l${l}_p50_ms")" "$(get "$k.l${l}_p99_ms")" - - \
+      "p99.9 $(get "$k.l${l}_p999_ms") ms; senders' worst lag $(get "$k.l${l}_lag_ms") ms"
+  done
+}
+e2e_rows e2e_b1_r1 "e2e, 1 broker, 1 recipient"
+e2e_rows e2e_b1_r3 "e2e, 1 broker, 3 recipients"
+e2e_rows e2e_b2_r1 "e2e, 2 federated brokers, 1 recipient"
+e2e_rows e2e_b2_r3 "e2e, 2 federated brokers, 3 recipients"
+line
+for k in b1_r1 b2_r1; do
+  r_e2e=$(ratio "$(get "e2e_$k.max_rate")" "$(get crypto.floor1_rate_ncores)")
+  row "ratio e2e ${k/_/ } / crypto floor, 1 recipient" "$r_e2e" - - - - \
+    "goal >= 0.70: $(verdict "$r_e2e" ">=" 0.7)"
+done
+for k in b1_r3 b2_r3; do
+  r_e2e=$(ratio "$(get "e2e_$k.max_rate")" "$(get crypto.floor3_rate_ncores)")
+  row "ratio e2e ${k/_/ } / crypto floor, 3 recipients" "$r_e2e" - - - - \
+    "goal >= 0.70: $(verdict "$r_e2e" ">=" 0.7)"
+done
+line
+for n in ${agencies//,/ }; do
+  row "broker with $n connected agencies" "$(get "scale.n${n}_rate")" - - - - \
+    "broker RSS $(get "scale.n${n}_rss_start_mb") MiB at start, $(get "scale.n${n}_rss_idle_mb") with them connected (heap $(get "scale.n${n}_anon_idle_mb")), peak $(get "scale.n${n}_hwm_mb"); Hellos $(get "scale.n${n}_connect_s") s"
+done
+heap_growth=$(awk -v a="$(get backlog.anon_before_fill_mb)" -v b="$(get backlog.anon_max_fill_mb)" \
+  'BEGIN { if (a == "n/a" || b == "n/a") print "n/a"; else printf "%.1f", b - a }')
+row "backlog: $(get backlog.messages) queued for an offline agency" "$(get backlog.fill_rate)" - - - - \
+  "broker heap (RssAnon) $(get backlog.anon_before_fill_mb) / $(get backlog.anon_mid_fill_mb) / $(get backlog.anon_after_fill_mb) MiB at 0/50/100%: +$heap_growth MiB at most; VmRSS $(get backlog.rss_before_fill_mb) / $(get backlog.rss_mid_fill_mb) / $(get backlog.rss_after_fill_mb) MiB (with LMDB's mapped file pages, which the kernel can reclaim); store $(get backlog.store_mb) MiB"
+row "backlog: drained on reconnect" "$(get backlog.drain_rate)" - - - - \
+  "$(get backlog.drain_s) s; online rate $(get backlog.online_rate)/s; drain / online $(get backlog.drain_ratio) (full speed, >= 1: $(verdict "$(get backlog.drain_ratio)" ">=" 1)); all delivered: $(yes_no backlog.ok)"
+row "start-up, $(get startup.entries)-entry audit log" - - - - - \
+  "exec to listening $(get startup.median_ms) ms (first $(get startup.first_ms) ms; empty store $(get startup.empty_ms) ms); RSS $(get startup.rss_mb) MiB; store $(get startup.store_mb) MiB, built in $(get startup.build_s) s"
+
+# ---- the results file and the latency plot -------------------------------------------------
+results_dir="$root/tests/bench/results"
+mkdir -p "$results_dir"
+host=$(hostname -s 2>/dev/null || hostname)
+results="$results_dir/$(date +%Y-%m-%d)-$host.txt"
+n=2
+while [[ -e "$results" ]]; do results="$results_dir/$(date +%Y-%m-%d)-$host-$n.txt"; n=$((n + 1)); done
+{
+  echo "# refbus deploy/bench.sh, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "# machine: $machine"
+  echo "# commit: $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)$(
+    [[ -n "$(git -C "$root" status --porcelain 2>/dev/null)" ]] && echo " (with local changes)")"
+  echo "# options: --messages $messages --window $window --rate $rate --paced-messages $paced" \
+    "--sync-messages $sync --e2e-messages $e2e_messages --paced-seconds $paced_seconds" \
+    "--agencies $agencies --backlog $backlog --audit-entries $audit_entries$([[ $peers == 0 ]] && echo " --no-peers")"
+  echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  cat "$work/results.txt" 2>/dev/null || true
+} >"$results"
+echo
+echo "results: $results"
+
+# Latency (ms, log scale) against offered load (msg/s), one panel per end-to-end setup.
+png="$results_dir/latency.png"
+if command -v gnuplot >/dev/null; then
+  plot="$work/latency.gp"
+  {
+    echo "set terminal pngcairo size 1400,1000 font ',10'"
+    echo "set output '$png'"
+    echo "set multiplot layout 2,2 title 'refbus end to end, send to opened: latency against offered load ($host, $(date +%Y-%m-%d))'"
+    echo "set logscale y; set grid; set key top left"
+    echo "set xlabel 'offered load (msg/s; 10, 50, 90% of the maximum rate)'; set ylabel 'latency (ms)'"
+  } >"$plot"
+  panels=0
+  for k in b1_r1 b1_r3 b2_r1 b2_r3; do
+    dat="$work/latency-$k.dat"
+    : >"$dat"
+    for l in 10 50 90; do
+      v=("$(get "e2e_$k.l${l}_offered")" "$(get "e2e_$k.l${l}_p50_ms")" \
+        "$(get "e2e_$k.l${l}_p99_ms")" "$(get "e2e_$k.l${l}_p999_ms")")
+      [[ " ${v[*]} " == *" n/a "* ]] || echo "${v[*]}" >>"$dat"
+    done
+    [[ -s "$dat" ]] || continue
+    brokers=${k:1:1} recipients=${k:4:1}
+    {
+      echo "set title '$([[ $brokers == 1 ]] && echo "1 broker" || echo "2 federated brokers"), $recipients recipient$([[ $recipients == 1 ]] || echo s) per message (max $(get "e2e_$k.max_rate") msg/s)'"
+      echo "plot '$dat' using 1:2 with linespoints lw 2 title 'p50', '' using 1:3 with linespoints lw 2 title 'p99', '' using 1:4 with linespoints lw 2 title 'p99.9'"
+    } >>"$plot"
+    panels=$((panels + 1))
+  done
+  echo "unset multiplot" >>"$plot"
+  if ((panels > 0)) && gnuplot "$plot" 2>"$work/gnuplot.err"; then
+    echo "latency plot: $png"
+  else
+    echo "bench.sh: no latency plot (no end-to-end figures, or gnuplot failed:" \
+      "$(head -3 "$work/gnuplot.err" 2>/dev/null))"
+  fi
+else
+  echo "bench.sh: gnuplot is not installed (deploy/install-deps.sh --bench): no latency plot"
 fi

@@ -1,0 +1,126 @@
+// Small helpers shared by the end-to-end, scaling, backlog and start-up benchmarks:
+// command-line flags, percentiles, and a process's memory from /proc/PID/status.
+//
+// Benchmarks measure and print; nothing here asserts. Header-only, no state.
+//
+// Thread safety: pure functions; Flags is a value read by one thread.
+#ifndef REFBUS_TESTS_BENCH_BENCH_UTIL_H_
+#define REFBUS_TESTS_BENCH_BENCH_UTIL_H_
+
+#include <sys/types.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace refbus::bench {
+
+using SteadyClock = std::chrono::steady_clock;
+
+inline double SecondsSince(SteadyClock::time_point t) {
+  return std::chrono::duration<double>(SteadyClock::now() - t).count();
+}
+
+inline int64_t SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch())
+      .count();
+}
+
+// "--name value" pairs; Get* return the default when the flag is absent. Unknown flags
+// are reported by Unknown() so a typo does not silently run the default.
+class Flags {
+ public:
+  Flags(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+      std::string k = argv[i];
+      if (k.rfind("--", 0) != 0) {
+        bad_.push_back(k);
+        continue;
+      }
+      if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) {
+        values_[k.substr(2)] = argv[++i];
+      } else {
+        values_[k.substr(2)] = "1";  // a switch
+      }
+    }
+  }
+  size_t GetSize(const std::string& name, size_t def) {
+    used_.push_back(name);
+    auto it = values_.find(name);
+    return it == values_.end() ? def : std::strtoull(it->second.c_str(), nullptr, 10);
+  }
+  std::string GetString(const std::string& name, std::string def) {
+    used_.push_back(name);
+    auto it = values_.find(name);
+    return it == values_.end() ? def : it->second;
+  }
+  std::vector<size_t> GetList(const std::string& name, const std::string& def) {
+    std::vector<size_t> out;
+    std::stringstream ss(GetString(name, def));
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      if (!item.empty()) out.push_back(std::strtoull(item.c_str(), nullptr, 10));
+    }
+    return out;
+  }
+  // Flags given but never asked for, and stray arguments.
+  std::vector<std::string> Unknown() const {
+    std::vector<std::string> out = bad_;
+    for (const auto& [k, v] : values_) {
+      if (std::find(used_.begin(), used_.end(), k) == used_.end()) out.push_back("--" + k);
+    }
+    return out;
+  }
+
+ private:
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> used_;
+  std::vector<std::string> bad_;
+};
+
+// The p-quantile (0..1) by nearest rank; v is sorted in place. 0 if empty.
+inline double Quantile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  auto i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+// A process's memory, in KiB, from /proc/PID/status (all 0 if it cannot be read).
+// vm_rss = rss_anon + rss_file + rss_shmem; LMDB's read-only map shows up in rss_file,
+// the heap in rss_anon.
+struct ProcMemory {
+  size_t vm_rss_kb = 0;
+  size_t vm_hwm_kb = 0;
+  size_t rss_anon_kb = 0;
+  size_t rss_file_kb = 0;
+};
+
+inline ProcMemory ReadProcMemory(pid_t pid) {
+  ProcMemory m;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto field = [&](const char* name, size_t* out) {
+      size_t n = std::char_traits<char>::length(name);
+      if (line.compare(0, n, name) == 0) *out = std::strtoull(line.c_str() + n, nullptr, 10);
+    };
+    field("VmRSS:", &m.vm_rss_kb);
+    field("VmHWM:", &m.vm_hwm_kb);
+    field("RssAnon:", &m.rss_anon_kb);
+    field("RssFile:", &m.rss_file_kb);
+  }
+  return m;
+}
+
+inline double MiB(size_t kb) { return static_cast<double>(kb) / 1024.0; }
+
+}  // namespace refbus::bench
+
+#endif  // REFBUS_TESTS_BENCH_BENCH_UTIL_H_
