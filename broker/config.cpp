@@ -229,12 +229,15 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_ASSIGN_OR_RETURN(c.status_file, r.Path("broker", "status_file", false));
   if (c.status_file.empty()) c.status_file = (fs::path(c.data_dir) / "status.json").string();
   for (const auto* p : {&c.key_file, &c.directory, &c.anchor}) {
-    if (!fs::exists(*p)) {
-      return InvalidArgument(path + ": file " + *p + " (from setting broker." +
-                             (p == &c.key_file    ? "key_file"
-                              : p == &c.directory ? "directory"
-                                                  : "anchor") +
-                             ") does not exist");
+    const char* setting = p == &c.key_file    ? "key_file"
+                          : p == &c.directory ? "directory"
+                                              : "anchor";
+    // The non-throwing form: a path the system refuses to look at (too long, a loop of
+    // links) is a bad setting too, not an exception.
+    std::error_code ec;
+    if (!fs::exists(*p, ec)) {
+      return InvalidArgument(path + ": file " + *p + " (from setting broker." + setting + ") " +
+                             (ec ? "cannot be checked: " + ec.message() : "does not exist"));
     }
   }
   REFBUS_RETURN_IF_ERROR(
