@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # refbus tests: installs what is missing, configures, builds, runs every test via ctest.
 #
-#   deploy/test.sh [--sanitize address|thread] [-L LABEL]
+#   deploy/test.sh [--sanitize address|thread] [-L LABEL] [-E TEST_REGEX]
 #
 # Build trees: build/ (default), build-asan/ or build-tsan/; the fuzz smoke test makes its
 # own clang tree next to it (build-fuzz/). Exits non-zero if anything fails.
@@ -13,6 +13,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --sanitize) sanitize=$2; shift 2 ;;
     -L) ctest_args+=(-L "$2"); shift 2 ;;
+    -E) ctest_args+=(-E "$2"); shift 2 ;;
     -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
