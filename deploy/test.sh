@@ -27,10 +27,11 @@ esac
 
 # Sanitizer reports stop the process that has one (tests and the brokers and agents they
 # start inherit these); ThreadSanitizer skips only what tests/tsan.supp lists (libzmq, which
-# Debian does not build with it).
+# Debian does not build with it), and keeps the longest history (history_size=7) so that it
+# can name the libzmq frames of the writes it reports, which its suppressions match on.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/tsan.supp}"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:history_size=7:suppressions=$root/tests/tsan.supp}"
 
 "$root/deploy/install-deps.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREFBUS_SANITIZE="$sanitize"
