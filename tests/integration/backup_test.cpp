@@ -153,26 +153,6 @@ class BackupTest : public ::testing::Test {
                   content_bytes);
   }
 
-  // Receives and acks every delivery until nothing comes for idle_ms; returns the ids.
-  std::vector<Bytes> Drain(RawClient& c, int idle_ms) {
-    std::vector<Bytes> got;
-    while (auto d = c.Receive(idle_ms)) {
-      if (d->type != Frame::Type::kDeliver) continue;
-      auto e = schema::DecodeEnvelope(d->deliver.envelope);
-      if (!e.ok()) {
-        ADD_FAILURE() << "undecodable delivery: " << e.status().ToString();
-        continue;
-      }
-      got.push_back(e->header.message_id);
-      Frame ack;
-      ack.type = Frame::Type::kAck;
-      ack.request_id = d->request_id;
-      ack.ack.message_id = e->header.message_id;
-      c.SendFrame(ack);
-    }
-    return got;
-  }
-
   std::string root_;
   Federation fed_;
   std::map<std::string, keys::Identity> ids_;
@@ -322,7 +302,7 @@ TEST_F(BackupTest, HotBackupDuringAStreamRestoresTheQueueAndTheAuditLog) {
   std::vector<Bytes> delivered;
   {
     auto recipient = Connect(kRecipient, *restored_);
-    delivered = Drain(*recipient, 3000);
+    delivered = recipient->DrainAndAck(3000, true);
   }
   std::set<Bytes> got(delivered.begin(), delivered.end());
   EXPECT_EQ(got.size(), delivered.size()) << "an envelope was delivered twice in one session";
@@ -364,7 +344,7 @@ TEST_F(BackupTest, HotBackupDuringAStreamRestoresTheQueueAndTheAuditLog) {
     ASSERT_TRUE(again && again->type == Frame::Type::kAck);
     EXPECT_FALSE(again->ack.duplicate) << "an envelope from after the backup is new here";
     auto recipient = Connect(kRecipient, *restored_);
-    auto more = Drain(*recipient, 2000);
+    auto more = recipient->DrainAndAck(2000, true);
     ASSERT_EQ(more.size(), 1u);
     EXPECT_EQ(more[0], lost->id);
   }
@@ -482,7 +462,7 @@ TEST_F(BackupTest, RestoreRefusesTamperedBackupsFullDataDirsAndOtherBrokers) {
   restored_ = std::make_unique<Broker>(fed_, kBroker, fresh);
   ASSERT_TRUE(restored_->Start());
   auto recipient = Connect(kRecipient, *restored_);
-  EXPECT_EQ(Drain(*recipient, 2000).size(), 20u);
+  EXPECT_EQ(recipient->DrainAndAck(2000, true).size(), 20u);
   EXPECT_EQ(restored_->Stop(), 0) << restored_->Log();
 }
 

@@ -481,18 +481,7 @@ TEST_F(BrokerTest, StorageFullRefusesSubmissionsKeepsDeliveringAndRecovers) {
 
   // Everything accepted before the disk filled is still delivered, and acks free room.
   auto counsel = Connect("seoul-counsel");
-  size_t delivered = 0;
-  while (auto d = counsel->Receive(3000)) {
-    ASSERT_EQ(d->type, Frame::Type::kDeliver);
-    auto e = schema::DecodeEnvelope(d->deliver.envelope);
-    ASSERT_TRUE(e.ok());
-    Frame ack;
-    ack.type = Frame::Type::kAck;
-    ack.request_id = d->request_id;
-    ack.ack.message_id = e->header.message_id;
-    counsel->SendFrame(ack);
-    ++delivered;
-  }
+  size_t delivered = counsel->DrainAndAck(3000).size();
   EXPECT_EQ(delivered, accepted) << "an accepted envelope was lost while storage was full";
   // LMDB reuses the pages the acks freed once no snapshot needs them (a commit or two
   // later): the sender retries, as agents do on storage-full, and gets in.

@@ -295,6 +295,30 @@ void RawClient::SendRaw(ByteView bytes) {
   sock_.send(zmq::buffer(bytes.data(), bytes.size()), zmq::send_flags::none);
 }
 
+std::vector<Bytes> RawClient::DrainAndAck(int idle_ms, bool skip_others) {
+  std::vector<Bytes> got;
+  while (auto d = Receive(idle_ms)) {
+    if (d->type != schema::Frame::Type::kDeliver) {
+      if (!skip_others) {
+        ADD_FAILURE() << "expected a delivery, got frame type " << static_cast<int>(d->type);
+      }
+      continue;
+    }
+    auto e = schema::DecodeEnvelope(d->deliver.envelope);
+    if (!e.ok()) {
+      ADD_FAILURE() << "undecodable delivery: " << e.status().ToString();
+      continue;
+    }
+    got.push_back(e->header.message_id);
+    schema::Frame ack;
+    ack.type = schema::Frame::Type::kAck;
+    ack.request_id = d->request_id;
+    ack.ack.message_id = e->header.message_id;
+    SendFrame(ack);
+  }
+  return got;
+}
+
 std::optional<schema::Frame> RawClient::Receive(int timeout_ms) {
   if (!backlog_.empty()) {
     schema::Frame f = std::move(backlog_.front());

@@ -131,6 +131,10 @@ class RawClient {
   // Next frame of the given type with the request id (others are kept in order).
   std::optional<schema::Frame> Expect(schema::Frame::Type type, uint64_t request_id,
                                       int timeout_ms);
+  // As a recipient: receives deliveries and acks each, until none comes for idle_ms;
+  // returns their message ids in arrival order. An undecodable delivery is a test failure,
+  // and so is any other frame unless skip_others.
+  std::vector<Bytes> DrainAndAck(int idle_ms, bool skip_others = false);
   bool Hello(const std::string& party_id, int timeout_ms = 3000);
   // Submit and wait for the ack or nack.
   std::optional<schema::Frame> Submit(const Bytes& envelope, int timeout_ms = 5000);

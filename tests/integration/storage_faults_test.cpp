@@ -185,18 +185,7 @@ TEST_F(StorageFaultsTest, DiskFullRefusesSubmissionsKeepsDeliveringAndRecovers) 
 
   // Everything accepted is still delivered while the disk is full.
   auto counsel = Connect("seoul-counsel");
-  size_t delivered = 0;
-  while (auto d = counsel->Receive(3000)) {
-    ASSERT_EQ(d->type, Frame::Type::kDeliver);
-    auto e = schema::DecodeEnvelope(d->deliver.envelope);
-    ASSERT_TRUE(e.ok());
-    Frame ack;
-    ack.type = Frame::Type::kAck;
-    ack.request_id = d->request_id;
-    ack.ack.message_id = e->header.message_id;
-    counsel->SendFrame(ack);
-    ++delivered;
-  }
+  size_t delivered = counsel->DrainAndAck(3000).size();
   EXPECT_EQ(delivered, accepted) << "an accepted envelope was lost while the disk was full";
 
   // Room returns (the operator deletes the filler): submissions are accepted again.
