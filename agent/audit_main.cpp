@@ -128,8 +128,17 @@ int RunFetch(const FetchOptions& o, bool as_json) {
   return f.ok() ? kExitOk : kExitFailed;
 }
 
-int RunVerify(const std::string& store_dir, const std::string& dir, size_t min_cosignatures,
-              bool as_json) {
+// What verify and report start from: the auditor's local store, bound to one broker's log,
+// with the broker's log keys and its witnesses' keys from the verified directory. Local
+// files only, no network.
+struct OpenedLog {
+  std::unique_ptr<LocalAuditStore> store;
+  LogKeys keys;
+  std::vector<keys::WitnessKey> witnesses;
+};
+
+// kExitOk with *out filled, or the exit code after the error is printed.
+int OpenLog(const std::string& store_dir, const std::string& dir, OpenedLog* out) {
   auto sd = LoadVerifiedDirectory(dir, Now());
   if (!sd.ok()) return Fail(sd.status(), ExitFor(sd.status()));
   auto store = LocalAuditStore::Open(store_dir, /*create=*/false);
@@ -144,12 +153,22 @@ int RunVerify(const std::string& store_dir, const std::string& dir, size_t min_c
                                    ", but this directory's federation names it " + keys->origin),
                 kExitFailed);
   }
-  VerifyOptions options;
-  options.min_cosignatures = min_cosignatures;
   auto witnesses = keys::WitnessKeys(sd->directory, (*binding)->broker_id);
   if (!witnesses.ok()) return Fail(witnesses.status(), kExitFailed);
-  options.witnesses = std::move(*witnesses);
-  auto report = VerifyLocalLog(**store, *keys, options);
+  out->store = std::move(*store);
+  out->keys = std::move(*keys);
+  out->witnesses = std::move(*witnesses);
+  return kExitOk;
+}
+
+int RunVerify(const std::string& store_dir, const std::string& dir, size_t min_cosignatures,
+              bool as_json) {
+  OpenedLog log;
+  if (int code = OpenLog(store_dir, dir, &log); code != kExitOk) return code;
+  VerifyOptions options;
+  options.min_cosignatures = min_cosignatures;
+  options.witnesses = std::move(log.witnesses);
+  auto report = VerifyLocalLog(*log.store, log.keys, options);
   if (!report.ok()) return Fail(report.status(), kExitIo);
   const VerifyReport& v = *report;
   if (as_json) {
@@ -354,31 +373,15 @@ int RunReport(const std::string& store_dir, const std::string& dir, const std::s
   if (!case_ref.empty() && !schema::IsValidCaseRef(case_ref)) {
     return Fail(InvalidArgument("'" + case_ref + "' is not a case pseudonym"), kExitUsage);
   }
-  // The verified directory gives the broker's keys and the witnesses' keys, as for verify:
-  // local files only, no network.
-  auto sd = LoadVerifiedDirectory(dir, Now());
-  if (!sd.ok()) return Fail(sd.status(), ExitFor(sd.status()));
-  auto store = LocalAuditStore::Open(store_dir, /*create=*/false);
-  if (!store.ok()) return Fail(store.status(), kExitIo);
-  auto binding = (*store)->Binding();
-  if (!binding.ok()) return Fail(binding.status(), kExitIo);
-  if (!*binding) return Fail(FailedPrecondition(store_dir + " is empty: run fetch"), kExitIo);
-  auto keys = BrokerLogKeys(sd->directory, (*binding)->broker_id);
-  if (!keys.ok()) return Fail(keys.status(), kExitFailed);
-  if (keys->origin != (*binding)->origin) {
-    return Fail(FailedPrecondition("the store holds the log " + (*binding)->origin +
-                                   ", but this directory's federation names it " + keys->origin),
-                kExitFailed);
-  }
+  OpenedLog log;
+  if (int code = OpenLog(store_dir, dir, &log); code != kExitOk) return code;
   ReportOptions options;
   options.verify.min_cosignatures = min_cosignatures;
-  auto witnesses = keys::WitnessKeys(sd->directory, (*binding)->broker_id);
-  if (!witnesses.ok()) return Fail(witnesses.status(), kExitFailed);
-  options.verify.witnesses = std::move(*witnesses);
+  options.verify.witnesses = std::move(log.witnesses);
   if (!case_ref.empty()) options.case_ref = case_ref;
   options.store_label = store_dir;
   options.generated_at_ms = Now();
-  auto report = BuildAuditReport(**store, *keys, options);
+  auto report = BuildAuditReport(*log.store, log.keys, options);
   if (!report.ok()) return Fail(report.status(), kExitIo);
   const std::string html = RenderAuditReportHtml(*report);
   Status s = WriteFileAtomic(out, AsBytes(html), kReportFileMode);
