@@ -1,5 +1,6 @@
 // Small helpers shared by the end-to-end, scaling, backlog and start-up benchmarks:
-// command-line flags, percentiles, and a process's memory from /proc/PID/status.
+// command-line flags, percentiles, the disk's flush latency, and a process's memory from
+// /proc/PID/status.
 //
 // Benchmarks measure and print; nothing here asserts. Header-only, no state.
 //
@@ -7,12 +8,15 @@
 #ifndef REFBUS_TESTS_BENCH_BENCH_UTIL_H_
 #define REFBUS_TESTS_BENCH_BENCH_UTIL_H_
 
+#include <fcntl.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -90,6 +94,33 @@ inline double Quantile(std::vector<double>& v, double p) {
   std::sort(v.begin(), v.end());
   auto i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
   return v[std::min(i, v.size() - 1)];
+}
+
+// The p-quantile (0..1) rounded down to a rank (broker_bench, lmdb_commit_bench and
+// peer_bench report with it; Quantile above rounds to the nearest rank). 0 if empty.
+inline double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))];
+}
+
+// The disk's flush latency in ms right now (a 4 KiB write + fdatasync, 200 times) in dir:
+// it bounds every durable commit, and on the VM it varies between runs by more than 10x,
+// so the benchmarks print it next to their results. -1 if dir is not writable.
+inline double ProbeFsyncMs(const std::string& dir) {
+  std::string path = dir + "/fsync-probe";
+  int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+  if (fd < 0) return -1;
+  char block[4096];
+  std::memset(block, 1, sizeof(block));
+  auto start = SteadyClock::now();
+  for (int i = 0; i < 200; ++i) {
+    if (::pwrite(fd, block, sizeof(block), (i % 16) * 4096) < 0 || ::fdatasync(fd) != 0) break;
+  }
+  double ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count() / 200;
+  ::close(fd);
+  ::unlink(path.c_str());
+  return ms;
 }
 
 // A process's memory, in KiB, from /proc/PID/status (all 0 if it cannot be read).

@@ -32,6 +32,7 @@
 #include "keys/envelope.h"
 #include "keys/keyfile.h"
 #include "schema/codec.h"
+#include "tests/bench/bench_util.h"
 #include "tests/integration/harness.h"
 
 using namespace refbus;  // NOLINT(google-build-using-namespace)
@@ -39,6 +40,9 @@ using SteadyClock = std::chrono::steady_clock;
 using schema::Frame;
 
 namespace {
+
+using refbus::bench::Percentile;
+using refbus::bench::ProbeFsyncMs;
 
 struct Options {
   size_t messages = 20000;
@@ -178,13 +182,6 @@ struct RunResult {
   std::vector<double> latencies_ms;
 };
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1));
-  return v[i];
-}
-
 // Sends envelopes[0..n) keeping `window` in flight; if rate > 0, paces submissions.
 RunResult Drive(Client& c, const std::vector<Bytes>& envelopes, size_t n, size_t window,
                 size_t rate) {
@@ -248,25 +245,6 @@ void Receive(zmq::context_t* ctx, const keys::Identity* me, Bytes server_key, st
     c.Send(a);
     ++*count;
   }
-}
-
-// The disk's flush latency right now (a 4 KiB write + fdatasync, 200 times) in the folder
-// the broker will use: it bounds every durable commit, and on this VM it varies between
-// runs by more than 10x, so every result is printed next to it.
-double ProbeFsyncMs(const std::string& dir) {
-  std::string path = dir + "/fsync-probe";
-  int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600);
-  if (fd < 0) return -1;
-  char block[4096];
-  std::memset(block, 1, sizeof(block));
-  auto start = SteadyClock::now();
-  for (int i = 0; i < 200; ++i) {
-    if (::pwrite(fd, block, sizeof(block), (i % 16) * 4096) < 0 || ::fdatasync(fd) != 0) break;
-  }
-  double ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count() / 200;
-  ::close(fd);
-  ::unlink(path.c_str());
-  return ms;
 }
 
 void Report(const char* name, const RunResult& r) {

@@ -24,36 +24,17 @@
 
 #include "core/bytes.h"
 #include "core/lmdb.h"
+#include "tests/bench/bench_util.h"
 
 using namespace refbus;  // NOLINT(google-build-using-namespace)
 using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
+using refbus::bench::Percentile;
+using refbus::bench::ProbeFsyncMs;
+
 constexpr size_t kValueBytes = 1024;
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))];
-}
-
-// A 4 KiB write + fdatasync, 200 times, in dir: the flush every commit waits for.
-double ProbeFsyncMs(const std::string& dir) {
-  std::string path = dir + "/fsync-probe";
-  int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600);
-  if (fd < 0) return -1;
-  char block[4096];
-  std::memset(block, 1, sizeof(block));
-  auto start = SteadyClock::now();
-  for (int i = 0; i < 200; ++i) {
-    if (::pwrite(fd, block, sizeof(block), (i % 16) * 4096) < 0 || ::fdatasync(fd) != 0) break;
-  }
-  double ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count() / 200;
-  ::close(fd);
-  ::unlink(path.c_str());
-  return ms;
-}
 
 struct BatchResult {
   size_t batch = 0;

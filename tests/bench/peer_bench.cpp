@@ -39,7 +39,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tests/bench/bench_util.h"
+
 namespace {
+
+using refbus::bench::Percentile;
 
 using SteadyClock = std::chrono::steady_clock;
 
@@ -55,12 +59,6 @@ struct Options {
   size_t sync_messages = 2000;
   std::string queue_type = "both";
 };
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))];
-}
 
 double MillisSince(SteadyClock::time_point t) {
   return std::chrono::duration<double, std::milli>(SteadyClock::now() - t).count();
