@@ -407,7 +407,7 @@ TEST_F(BrokerTest, AFloodingAgencyCannotTakeAMailboxOrStallTheOthers) {
   }
   ASSERT_EQ(taken, 50u);
   std::optional<Frame> again;
-  for (int i = 0; i < 30; ++i) {  // the acks' commit may trail the last delivery a little
+  for (int i = 0; i < Scaled(30); ++i) {  // the acks' commit may trail the last delivery
     again = police->Submit(SealTo(Id("seoul-police-03"), dir, {"seoul-counsel"}, Now()));
     if (again && again->type == Frame::Type::kAck) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -473,7 +473,7 @@ TEST_F(BrokerTest, StorageFullRefusesSubmissionsKeepsDeliveringAndRecovers) {
     return j.is_discarded() ? uint64_t{0} : j.value("storage_full_since_ms", uint64_t{0});
   };
   uint64_t since = 0;
-  for (int i = 0; i < 30 && since == 0; ++i) {
+  for (int i = 0; i < Scaled(30) && since == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     since = full_since();
   }
@@ -486,7 +486,7 @@ TEST_F(BrokerTest, StorageFullRefusesSubmissionsKeepsDeliveringAndRecovers) {
   // LMDB reuses the pages the acks freed once no snapshot needs them (a commit or two
   // later): the sender retries, as agents do on storage-full, and gets in.
   std::optional<Frame> r;
-  for (int attempt = 0; attempt < 80; ++attempt) {  // up to 20 s on a loaded machine
+  for (int attempt = 0; attempt < Scaled(80); ++attempt) {  // 20 s on a loaded machine
     r = wee->Submit(SealTo(Id("seoul-wee-01"), fed_.directory(), {"seoul-counsel"}, Now(),
                            kMillisPerHour, 64 << 10));
     ASSERT_TRUE(r.has_value());
@@ -495,7 +495,7 @@ TEST_F(BrokerTest, StorageFullRefusesSubmissionsKeepsDeliveringAndRecovers) {
   }
   EXPECT_EQ(r->type, Frame::Type::kAck)
       << "no recovery after room returned: " << schema::Name(r->nack.reason);
-  for (int i = 0; i < 30 && since != 0; ++i) {
+  for (int i = 0; i < Scaled(30) && since != 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     since = full_since();
   }

@@ -45,11 +45,14 @@ if [[ $# -lt 1 ]]; then
 fi
 bin=$1
 rounds=${2:-20}
-per_run=${PER_RUN:-4000}
+# REFBUS_TEST_SLOW (set by ctest: 10 under ThreadSanitizer) stretches every deadline and
+# shortens the sender runs by the same factor.
+slow=${REFBUS_TEST_SLOW:-1}
+per_run=${PER_RUN:-$((4000 / slow))}
 seed=${SEED:-$(($(date +%s%N) / 1000 % 1000000))}
 RANDOM=$seed
-agent_timeout=600  # the test stops the agents itself; this only bounds a stuck run
-drain_s=90         # after the rounds: the last sender run finishes, the receivers catch up
+agent_timeout=$((600 * slow))  # the test stops the agents itself; this only bounds a stuck run
+drain_s=$((90 * slow))  # after the rounds: the last sender run finishes, the receivers catch up
 
 work=$(mktemp -d /tmp/refbus-crashrounds.XXXXXX)
 pids=()
@@ -140,7 +143,7 @@ start_broker() {
   "$bin/refbus-broker" -c "$work/$id.toml" >>"$work/$id.log" 2>&1 &
   pid[$id]=$!
   pids+=("$!")
-  for _ in $(seq 400); do
+  for _ in $(seq $((400 * slow))); do
     if [[ -s $work/$id.endpoint ]]; then endpoint[$id]=$(cat "$work/$id.endpoint"); return 0; fi
     kill -0 "${pid[$id]}" 2>/dev/null || { wait "${pid[$id]}"; fail "broker $id exited at start (exit $?)"; }
     sleep 0.05
@@ -247,9 +250,9 @@ start_receiver recv-b
 start_sender
 say "streaming from sender-police (region-a) to recv-a (region-a) and recv-b (region-b, relayed)"
 # Let the stream reach both receivers before the first kill.
-deadline=$((SECONDS + 30))
+deadline=$((SECONDS + 30 * slow))
 while (($(lines "$work/recv-b.ids") < 100 || $(lines "$work/recv-a.ids") < 100)); do
-  ((SECONDS < deadline)) || fail "the stream did not start within 30 s: $(progress)"
+  ((SECONDS < deadline)) || fail "the stream did not start within $((30 * slow)) s: $(progress)"
   watch
   sleep 0.05
 done
@@ -318,7 +321,7 @@ for r in recv-a recv-b; do
   done
 done
 say "both receivers hold all $acked acked ids; $(progress)"
-wait_links 30
+wait_links $((30 * slow))
 say "both links up with backlog 0"
 for r in recv-a recv-b; do
   kill -TERM "${pid[$r]}"
@@ -331,7 +334,7 @@ stop_broker region-b
 
 # --- The agents' stores, read back by runs that need no broker.
 out=$("$bin/refbus-agent" send --dir "$work/fed/sender-police" --data "$work/sender-data" \
-  --broker-endpoint "${endpoint[region-a]}" --to recv-a --count 0 --timeout 10 2>&1) ||
+  --broker-endpoint "${endpoint[region-a]}" --to recv-a --count 0 --timeout $((10 * slow)) 2>&1) ||
   fail "the sender's store does not open again: $out"
 recovered=$(sed -n 's/^recovered from outbox: //p' <<<"$out")
 [[ $recovered == 0 ]] || fail "the sender's outbox still holds '$recovered' envelopes: $out"
@@ -340,7 +343,7 @@ for r in recv-a recv-b; do
   n=$(lines "$work/$r.ids")
   out=$("$bin/refbus-agent" receive --dir "$work/fed/$r" --data "$work/$r-data" \
     --broker-endpoint "${endpoint[${home[$r]}]}" --received-log "$work/$r.ids" --expect 1 \
-    --timeout 10 2>&1) || fail "$r's store does not open again: $out"
+    --timeout $((10 * slow)) 2>&1) || fail "$r's store does not open again: $out"
   inbox=$(sed -n 's/^inbox total: //p' <<<"$out")
   below[$r]=$(sed -n 's/^duplicates all runs: //p' <<<"$out")
   [[ $(lines "$work/$r.ids") -eq $n ]] ||
@@ -355,7 +358,7 @@ start_broker region-a
 start_broker region-b
 [[ ${endpoint[region-a]} == "$(sed -n 's/^bind = "\(.*\)"/\1/p' "$work/region-a.toml")" ]] ||
   fail "region-a came back on ${endpoint[region-a]}, not on its port"
-wait_links 30
+wait_links $((30 * slow))
 say "both brokers restarted on their stores; links up with backlog 0"
 # Nothing is left in the receivers' mailboxes: everything was acked, so a receiver that
 # connects now gets nothing, neither new nor again.
@@ -363,7 +366,7 @@ declare -A leftover
 for r in recv-a recv-b; do
   "$bin/refbus-agent" receive --dir "$work/fed/$r" --data "$work/$r-data" \
     --broker-endpoint "${endpoint[${home[$r]}]}" --received-log "$work/$r.ids" --idle-exit 2 \
-    --timeout 30 >"$work/$r-final.out" 2>>"$work/$r.log" &
+    --timeout $((30 * slow)) >"$work/$r-final.out" 2>>"$work/$r.log" &
   leftover[$r]=$!
   pids+=("$!")
 done

@@ -9,6 +9,8 @@
 set -uo pipefail
 bin=$1
 count=${2:-10000}
+# REFBUS_TEST_SLOW (set by ctest: 10 under ThreadSanitizer) stretches every deadline.
+slow=${REFBUS_TEST_SLOW:-1}
 work=$(mktemp -d /tmp/refbus-crash.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$work"; }
@@ -55,7 +57,7 @@ start_broker() {
   "$bin/refbus-broker" -c "$work/broker.toml" >>"$work/broker.log" 2>&1 &
   broker_pid=$!
   pids+=("$broker_pid")
-  for _ in $(seq 200); do [[ -s "$work/endpoint" ]] && return 0; sleep 0.05; done
+  for _ in $(seq $((200 * slow))); do [[ -s "$work/endpoint" ]] && return 0; sleep 0.05; done
   fail "broker did not start"
 }
 write_config "tcp://127.0.0.1:*"
@@ -65,15 +67,15 @@ write_config "$endpoint"   # restarts bind the same port so the agents find it a
 
 "$bin/refbus-agent" receive --dir "$work/fed/receiver-dsc" --data "$work/receiver-data" \
   --broker-endpoint "$endpoint" --expect "$count" --received-log "$work/received.ids" \
-  --timeout 240 >"$work/receiver.log" 2>&1 &
+  --timeout $((240 * slow)) >"$work/receiver.log" 2>&1 &
 rx=$!; pids+=("$rx")
 "$bin/refbus-agent" send --dir "$work/fed/sender-police" --data "$work/sender-data" \
   --broker-endpoint "$endpoint" --to receiver-dsc --count "$count" \
-  --acked-log "$work/acked.ids" --timeout 240 >"$work/sender.log" 2>&1 &
+  --acked-log "$work/acked.ids" --timeout $((240 * slow)) >"$work/sender.log" 2>&1 &
 tx=$!; pids+=("$tx")
 
 # Kill the broker once about a third of the stream is acknowledged.
-for _ in $(seq 1200); do
+for _ in $(seq $((1200 * slow))); do
   n=0; [[ -f "$work/acked.ids" ]] && n=$(wc -l <"$work/acked.ids")
   [[ $n -ge $((count / 3)) ]] && break
   sleep 0.05

@@ -39,8 +39,10 @@ proxy_bin=$2
 mode=$3
 count=${4:-10000}
 count2=$((count / 10 > 0 ? count / 10 : 1))  # the second sender's envelopes (cut modes)
-cut_s=30
-agent_timeout=150
+# REFBUS_TEST_SLOW (set by ctest: 10 under ThreadSanitizer) stretches every deadline.
+slow=${REFBUS_TEST_SLOW:-1}
+cut_s=$((slow > 1 ? 60 : 30))  # wall clock: the second stream runs inside the cut
+agent_timeout=$((150 * slow))
 case $mode in kill-peer | proxy-cut | netns-cut) ;; *)
   echo "FAIL - unknown mode '$mode' (kill-peer, proxy-cut or netns-cut)"; exit 2 ;;
 esac
@@ -163,7 +165,7 @@ start_broker() {
   (in_ns "$id" "$bin/refbus-broker" -c "$work/$id.toml") >>"$work/$id.log" 2>&1 &
   broker_pid[$id]=$!
   pids+=("$!")
-  for _ in $(seq 200); do
+  for _ in $(seq $((200 * slow))); do
     if [[ -s $work/$id.endpoint ]]; then endpoint[$id]=$(cat "$work/$id.endpoint"); return 0; fi
     kill -0 "${broker_pid[$id]}" 2>/dev/null || fail "broker $id exited at start"
     sleep 0.05
@@ -268,10 +270,10 @@ say "streaming $count envelopes from sender-police (region-a) to recv-b (region-
   [[ $mode != kill-peer ]] && echo " and recv-a (region-a)" || echo " and recv-c (region-c)")"
 
 # Until about a third of the stream has reached recv-b across the link.
-deadline=$((SECONDS + 60))
+deadline=$((SECONDS + 60 * slow))
 while (($(lines "$work/recv-b.ids") < count / 3)); do
   ((SECONDS < deadline)) ||
-    fail "recv-b got $(lines "$work/recv-b.ids") of $count in 60 s: is the link relaying?"
+    fail "recv-b got $(lines "$work/recv-b.ids") of $count in $((60 * slow)) s: is the link relaying?"
   kill -0 "$tx" 2>/dev/null || [[ -s $work/sender-police.acked ]] ||
     fail "the sender exited before anything was acked"
   sleep 0.05
@@ -348,7 +350,7 @@ if [[ $mode == kill-peer ]]; then
   [[ $rc -eq 0 ]] || fail "recv-c exited $rc"
 fi
 say "the stream is complete"
-if ! wait_link up_and_empty 30; then
+if ! wait_link up_and_empty $((30 * slow)); then
   show_status
   fail "after the stream, region-a's link to region-b is '${link_state:-none}' with backlog '${link_backlog:-none}' (wanted up, 0)"
 fi

@@ -168,7 +168,7 @@ void Process::Signal(int sig) {
 
 int Process::Wait(int timeout_ms) {
   if (pid_ <= 0) return -1;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(Scaled(timeout_ms));
   while (true) {
     int status = 0;
     pid_t r = ::waitpid(pid_, &status, WNOHANG);
@@ -235,7 +235,7 @@ bool Broker::Start() {
     ADD_FAILURE() << "cannot start refbus-broker";
     return false;
   }
-  for (int i = 0; i < 500; ++i) {
+  for (int i = 0; i < 500; ++i) {  // each Wait(10) is stretched by kSlow
     std::ifstream in(endpoint_file);
     std::string ep;
     if (in && std::getline(in, ep) && !ep.empty()) {
@@ -326,7 +326,7 @@ std::optional<schema::Frame> RawClient::Receive(int timeout_ms) {
     return f;
   }
   zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0}};
-  zmq::poll(items, 1, std::chrono::milliseconds(timeout_ms));
+  zmq::poll(items, 1, std::chrono::milliseconds(Scaled(timeout_ms)));
   if (!(items[0].revents & ZMQ_POLLIN)) return std::nullopt;
   zmq::message_t m;
   if (!sock_.recv(m, zmq::recv_flags::none)) return std::nullopt;
@@ -347,7 +347,7 @@ std::optional<schema::Frame> RawClient::Expect(schema::Frame::Type type, uint64_
       return f;
     }
   }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(Scaled(timeout_ms));
   while (std::chrono::steady_clock::now() < deadline) {
     zmq::pollitem_t items[] = {{sock_.handle(), 0, ZMQ_POLLIN, 0}};
     zmq::poll(items, 1, std::chrono::milliseconds(50));

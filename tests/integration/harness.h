@@ -28,6 +28,14 @@ std::string MakeTempDir(const std::string& prefix);
 void RemoveTree(const std::string& dir);
 std::string BinDir();  // where refbus-* executables are (REFBUS_BIN_DIR)
 
+// How many times slower than the normal build this build runs the programs under test: 1
+// normally, more under a sanitizer (CMake sets REFBUS_TEST_SLOW from REFBUS_SANITIZE;
+// ThreadSanitizer runs a broker about ten times slower). Every wait and deadline of the
+// harness is stretched by it, and tests stretch theirs with Scaled(); what a test asserts
+// does not change, only how long it waits for it.
+inline constexpr int kSlow = REFBUS_TEST_SLOW;
+constexpr int Scaled(int ms) { return ms * kSlow; }
+
 // A federation in a temp folder: an authority, brokers and agencies, each party in
 // root/<id>/ with identity.key, authority.pub, directory.
 class Federation {
@@ -69,7 +77,8 @@ class Process {
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   void Signal(int sig);
-  // Waits for exit; returns the exit code, 128+signal if killed, -1 on timeout.
+  // Waits for exit; returns the exit code, 128+signal if killed, -1 on timeout (timeouts
+  // here and in Broker and RawClient are stretched by kSlow).
   int Wait(int timeout_ms);
   void Kill9();
 
