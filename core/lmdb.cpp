@@ -3,16 +3,23 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "core/file.h"
 
 namespace refbus::lmdb {
 namespace {
+
+// A commit that fails with a short write (EIO) while less than this is free on the file
+// system counts as a full disk.
+constexpr uint64_t kDiskFullBelowBytes = uint64_t{16} << 20;
 
 MDB_val Val(ByteView b) { return MDB_val{b.size(), const_cast<uint8_t*>(b.data())}; }
 ByteView View(const MDB_val& v) { return {static_cast<const uint8_t*>(v.mv_data), v.mv_size}; }
@@ -83,10 +90,38 @@ Result<uint64_t> Txn::Count(MDB_dbi dbi) const {
   return static_cast<uint64_t>(st.ms_entries);
 }
 
+Result<bool> Txn::DropDbIfExists(const std::string& name) {
+  MDB_dbi dbi = 0;
+  int rc = mdb_dbi_open(txn_, name.c_str(), 0, &dbi);
+  if (rc == MDB_NOTFOUND) return false;
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb open database " + name);
+  rc = mdb_drop(txn_, dbi, 1);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb drop database " + name);
+  return true;
+}
+
 Status Txn::Commit() {
   MDB_txn* t = std::exchange(txn_, nullptr);
   if (t == nullptr) return Internal("commit of a finished transaction");
-  return LmdbStatus(mdb_txn_commit(t), "lmdb commit");
+  MDB_env* env = mdb_txn_env(t);
+  int rc = mdb_txn_commit(t);
+  if (rc == EIO) {
+    // LMDB reports a short write as EIO, and a disk that fills in the middle of writing a
+    // commit's pages gives exactly that (ENOSPC only when not a byte more fits). With almost
+    // nothing left on the file system, it is a full disk, not a failing one.
+    const char* path = nullptr;
+    struct statvfs fs {};
+    if (mdb_env_get_path(env, &path) == MDB_SUCCESS && path != nullptr &&
+        ::statvfs(path, &fs) == 0) {
+      const uint64_t blocks = ::geteuid() == 0 ? fs.f_bfree : fs.f_bavail;
+      const uint64_t free_bytes = blocks * fs.f_frsize;
+      if (free_bytes < kDiskFullBelowBytes) {
+        return ResourceExhausted("lmdb commit: a short write with " + std::to_string(free_bytes) +
+                                 " bytes left under " + path + ": the disk is full");
+      }
+    }
+  }
+  return LmdbStatus(rc, "lmdb commit");
 }
 
 void Txn::Abort() {

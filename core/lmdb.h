@@ -54,8 +54,12 @@ class Txn {
   // NotFound if absent.
   Status Del(MDB_dbi dbi, ByteView key);
   Result<uint64_t> Count(MDB_dbi dbi) const;
+  // In a write transaction: deletes the named database and everything in it, if it exists
+  // (a store upgrade retiring a table). Returns whether there was one.
+  Result<bool> DropDbIfExists(const std::string& name);
 
-  // REQUIRES: not yet committed. Durable once it returns ok.
+  // REQUIRES: not yet committed. Durable once it returns ok. A full disk (also when LMDB
+  // reports it as a short write, EIO) is kResourceExhausted.
   Status Commit();
   void Abort();
 
