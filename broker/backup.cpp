@@ -14,8 +14,6 @@ namespace {
 
 // The store formats broker/store.cpp writes. A format-1 store has no audit tree yet (it
 // gets one at its first Open by a newer broker): its backup records the log's size only.
-constexpr std::string_view kStoreFormat2 = "refbus-broker-store/2";
-constexpr std::string_view kStoreFormat1 = "refbus-broker-store/1";
 
 std::string Hex(const keys::Hash& h) { return HexEncode(ByteView(h.data(), h.size())); }
 
@@ -37,12 +35,12 @@ Status ReadFacts(lmdb::Env& copy, const Config& config, BrokerBackupReport& repo
   }
   facts["broker_id"] = owner_text;
   facts["store_format"] = format_text;
-  if (format_text == kStoreFormat1) {
+  if (format_text == kStoreFormatV1) {
     REFBUS_ASSIGN_OR_RETURN(report.audit_size, txn.Count(entries));
     facts["audit_size"] = report.audit_size;
     return Status::Ok();
   }
-  if (format_text != kStoreFormat2) {
+  if (format_text != kStoreFormat && format_text != kStoreFormatV2) {  // the same audit tables
     return FailedPrecondition("the store's format is '" + format_text +
                               "', which this version of refbus-broker does not know");
   }

@@ -17,8 +17,6 @@ namespace {
 // Format 2 adds the audit Merkle tree and checkpoints (audit_log.h); format 1 stores are
 // upgraded at Open. A binary that knows only format 1 refuses a format 2 store instead of
 // appending entries without tree nodes.
-constexpr std::string_view kFormat = "refbus-broker-store/2";
-constexpr std::string_view kFormatV1 = "refbus-broker-store/1";
 constexpr uint8_t kRecordVersion = 1;
 // Envelope records since federation: version 2 adds the hop count after the expiry.
 constexpr uint8_t kEnvelopeRecordV2 = 2;
@@ -301,7 +299,6 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   REFBUS_ASSIGN_OR_RETURN(s->meta_, s->env_->OpenDb("meta"));
   REFBUS_ASSIGN_OR_RETURN(s->msgs_, s->env_->OpenDb("msgs"));
   REFBUS_ASSIGN_OR_RETURN(s->mbox_, s->env_->OpenDb("mbox"));
-  REFBUS_ASSIGN_OR_RETURN(s->refs_, s->env_->OpenDb("refs"));
   REFBUS_ASSIGN_OR_RETURN(s->seen_, s->env_->OpenDb("seen"));
   REFBUS_ASSIGN_OR_RETURN(s->expiry_, s->env_->OpenDb("expiry"));
   REFBUS_ASSIGN_OR_RETURN(s->counts_, s->env_->OpenDb("counts"));
@@ -322,9 +319,9 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   auto fmt = txn.Get(s->meta_, Key("format"));
   if (fmt.ok()) {
     const std::string format(AsChars(*fmt));
-    if (format != kFormat && format != kFormatV1) {
+    if (format != kStoreFormat && format != kStoreFormatV2 && format != kStoreFormatV1) {
       return FailedPrecondition(options.dir + " holds store format '" + format + "', not '" +
-                                std::string(kFormat) + "'");
+                                std::string(kStoreFormat) + "'");
     }
     auto owner = txn.Get(s->meta_, Key("broker_id"));
     if (!owner.ok() || AsChars(*owner) != options.broker_id) {
@@ -332,31 +329,41 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
                                 (owner.ok() ? std::string(AsChars(*owner)) : "?") + "', not '" +
                                 options.broker_id + "'");
     }
-    if (format == kFormat) {
+    if (format == kStoreFormat) {
       // No replay: the frontier, counts and O(log N) stored nodes are checked.
       auto n = CheckAuditState(txn, s->audit_dbs_);
       if (!n.ok()) return n.status().WithContext(options.dir);
       txn.Abort();
       return s;
     }
-    // Format 1: build the tree once, in one transaction (all or nothing).
+    // An older format: upgraded once, in one transaction (all or nothing).
     auto start = std::chrono::steady_clock::now();
-    auto n = RebuildAuditTree(txn, s->audit_dbs_);
-    if (!n.ok()) {
-      return n.status().WithContext(options.dir + ": upgrade to " + std::string(kFormat));
+    std::string done;
+    if (format == kStoreFormatV1) {  // build the tree
+      auto n = RebuildAuditTree(txn, s->audit_dbs_);
+      if (!n.ok()) {
+        return n.status().WithContext(options.dir + ": upgrade to " + std::string(kStoreFormat));
+      }
+      done = "built the audit Merkle tree over " + std::to_string(*n) + " entries; ";
+    } else {
+      auto n = CheckAuditState(txn, s->audit_dbs_);
+      if (!n.ok()) return n.status().WithContext(options.dir);
     }
-    REFBUS_RETURN_IF_ERROR(txn.Put(s->meta_, Key("format"), AsBytes(kFormat)));
+    // Formats 1 and 2 kept a reference count per message; the records' entry lists and
+    // the mailboxes hold the same facts.
+    REFBUS_ASSIGN_OR_RETURN(bool dropped, txn.DropDbIfExists("refs"));
+    done += dropped ? "dropped the reference counts" : "no reference counts to drop";
+    REFBUS_RETURN_IF_ERROR(txn.Put(s->meta_, Key("format"), AsBytes(kStoreFormat)));
     REFBUS_RETURN_IF_ERROR(txn.Commit());
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                   std::chrono::steady_clock::now() - start)
                   .count();
-    spdlog::info(
-        "upgraded store {} from {} to {}: built the audit Merkle tree over {} entries in {} ms",
-        options.dir, kFormatV1, kFormat, *n, ms);
+    spdlog::info("upgraded store {} from {} to {}: {} in {} ms", options.dir, format, kStoreFormat,
+                 done, ms);
     return s;
   }
   if (fmt.status().code() != Status::Code::kNotFound) return fmt.status();
-  REFBUS_RETURN_IF_ERROR(txn.Put(s->meta_, Key("format"), AsBytes(kFormat)));
+  REFBUS_RETURN_IF_ERROR(txn.Put(s->meta_, Key("format"), AsBytes(kStoreFormat)));
   REFBUS_RETURN_IF_ERROR(txn.Put(s->meta_, Key("broker_id"), AsBytes(options.broker_id)));
   {
     REFBUS_ASSIGN_OR_RETURN(uint64_t stray, txn.Count(s->audit_));
@@ -366,6 +373,17 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   }
   REFBUS_RETURN_IF_ERROR(txn.Commit());
   return s;
+}
+
+Result<bool> Store::StillQueued(const lmdb::Txn& txn,
+                                const std::vector<std::pair<std::string, uint64_t>>& entries,
+                                ByteView message_id) const {
+  for (const auto& [mailbox, seq] : entries) {
+    auto v = txn.Get(mbox_, MailboxKey(mailbox, seq));
+    if (v.ok() && ValueIs(*v, message_id)) return true;
+    if (!v.ok() && v.status().code() != Status::Code::kNotFound) return v.status();
+  }
+  return false;
 }
 
 Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
@@ -550,12 +568,10 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
             a.added.push_back(t);
           }
           if (!a.added.empty()) {
-            REFBUS_ASSIGN_OR_RETURN(uint64_t refs, GetU64(txn, refs_, h.message_id));
             REFBUS_RETURN_IF_ERROR(
                 txn.Put(msgs_, h.message_id,
                         EncodeRecord(rec->accepted_ms, rec->expires_ms, rec->hops, rec->sender,
                                      mboxes, rec->envelope)));
-            REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, h.message_id, refs + a.added.size()));
             schema::AuditEntry e = EnvelopeAudit(schema::AuditEvent::kEnvelopeAccepted, *a.decoded,
                                                  a.envelope, a.actor, a.directory_serial);
             e.detail = "already held; added mailbox";
@@ -630,7 +646,6 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
     }
     Bytes record = EncodeRecord(now, h.expires_at_ms, a.hops, h.sender_id, mailboxes, a.envelope);
     REFBUS_RETURN_IF_ERROR(txn.Put(msgs_, h.message_id, record));
-    REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, h.message_id, mailboxes.size()));
     REFBUS_RETURN_IF_ERROR(PutU64(txn, seen_, h.message_id, h.expires_at_ms));
     REFBUS_RETURN_IF_ERROR(txn.Put(expiry_, ExpiryKey(h.expires_at_ms, h.message_id), {}));
     schema::AuditEntry accepted = EnvelopeAudit(schema::AuditEvent::kEnvelopeAccepted, *a.decoded,
@@ -651,33 +666,24 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
     REFBUS_RETURN_IF_ERROR(txn.Del(mbox_, key));
     REFBUS_ASSIGN_OR_RETURN(uint64_t depth, GetU64(txn, counts_, AsBytes(ack.recipient)));
     REFBUS_RETURN_IF_ERROR(PutU64(txn, counts_, AsBytes(ack.recipient), depth > 0 ? depth - 1 : 0));
-    {  // The sender's share of the mailbox (unknown for a damaged record: left as it is).
+    if (ack.kind == RecipientAck::Kind::kQuarantined) {
+      // The damaged bytes stay (evidence) until the expiry sweep; the entry is kept aside.
+      REFBUS_RETURN_IF_ERROR(txn.Put(quarantine_, key, AsBytes(ack.detail.substr(0, 512))));
+    } else {
+      // The sender's share of the mailbox, and the record once no entry holds it any more
+      // (a damaged record: both left as they are, for the reader's quarantine and the
+      // expiry sweep).
       auto stored = txn.Get(msgs_, ack.message_id);
       if (stored.ok()) {
-        auto rec = DecodeRecord(*stored, ack.message_id);
-        if (rec.ok()) REFBUS_RETURN_IF_ERROR(AdjustSender(txn, rec->sender, ack.recipient, -1));
+        auto rec = DecodeRecord(*stored, ack.message_id);  // its envelope view is not used
+        if (rec.ok()) {
+          REFBUS_RETURN_IF_ERROR(AdjustSender(txn, rec->sender, ack.recipient, -1));
+          REFBUS_ASSIGN_OR_RETURN(bool held, StillQueued(txn, rec->mailboxes, ack.message_id));
+          if (!held) REFBUS_RETURN_IF_ERROR(txn.Del(msgs_, ack.message_id));
+        }
       } else if (stored.status().code() != Status::Code::kNotFound) {
         return stored.status();
       }
-    }
-    REFBUS_ASSIGN_OR_RETURN(uint64_t refs, GetU64(txn, refs_, ack.message_id));
-    const bool quarantine = ack.kind == RecipientAck::Kind::kQuarantined;
-    if (quarantine) {
-      // The damaged bytes stay (evidence) until the expiry sweep; the entry is kept aside.
-      REFBUS_RETURN_IF_ERROR(txn.Put(quarantine_, key, AsBytes(ack.detail.substr(0, 512))));
-      if (refs <= 1) {
-        Status s = txn.Del(refs_, ack.message_id);
-        if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
-      } else {
-        REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, ack.message_id, refs - 1));
-      }
-    } else if (refs <= 1) {
-      Status s = txn.Del(msgs_, ack.message_id);
-      if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
-      s = txn.Del(refs_, ack.message_id);
-      if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
-    } else {
-      REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, ack.message_id, refs - 1));
     }
     schema::AuditEntry e;
     switch (ack.kind) {
@@ -768,17 +774,13 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
       mboxes.emplace_back(t, seq);
       added.push_back(t);
     }
-    REFBUS_ASSIGN_OR_RETURN(uint64_t refs, GetU64(txn, refs_, rr.message_id));
-    uint64_t now_refs = (rr.keep ? refs : (refs > 0 ? refs - 1 : 0)) + added.size();
-    if (now_refs == 0) {
+    REFBUS_ASSIGN_OR_RETURN(bool held, StillQueued(txn, mboxes, rr.message_id));
+    if (!held) {
       REFBUS_RETURN_IF_ERROR(txn.Del(msgs_, rr.message_id));
-      Status d = txn.Del(refs_, rr.message_id);
-      if (!d.ok() && d.code() != Status::Code::kNotFound) return d;
-    } else {
+    } else if (!added.empty()) {
       REFBUS_RETURN_IF_ERROR(txn.Put(msgs_, rr.message_id,
                                      EncodeRecord(rec->accepted_ms, rec->expires_ms, rec->hops,
                                                   rec->sender, mboxes, rec->envelope)));
-      REFBUS_RETURN_IF_ERROR(PutU64(txn, refs_, rr.message_id, now_refs));
     }
     schema::AuditEntry e;
     e.event = schema::AuditEvent::kEnvelopeRerouted;
@@ -1253,8 +1255,6 @@ Result<size_t> Store::ExpireOld(UnixMillis now, size_t max_items) {
         e.detail = "record damaged";
       }
       REFBUS_RETURN_IF_ERROR(txn.Del(msgs_, mid));
-      Status s = txn.Del(refs_, mid);
-      if (!s.ok() && s.code() != Status::Code::kNotFound) return s;
       e.index = audit.size();
       e.time_ms = now;
       e.broker_id = options_.broker_id;

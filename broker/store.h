@@ -38,9 +38,11 @@
 //     checkpoint records). Open never replays the log: it reads the stored frontier and
 //     checks it against the log's size, entry and node counts and the stored tree (O(log N)),
 //     refusing a store where they disagree (kFailedPrecondition or kMalformed, naming the
-//     numbers). A store of format 1 (written before the tree existed) is upgraded once at
-//     Open: the tree is built from the entries in one transaction, and the time it took
-//     is logged.
+//     numbers). Older stores are upgraded once at Open, in one transaction, and the time it
+//     took is logged: format 1 (written before the tree existed) gets its tree built from
+//     the entries; formats 1 and 2 lose their "refs" table (a per-message count of the
+//     mailbox entries still holding it; format 3 reads that from the record's own list of
+//     (mailbox, seq) entries instead, one B-tree less written per message and per ack).
 //   - Checkpoints: SignCheckpoint signs the committed tree (never one inconsistent with the
 //     latest stored checkpoint; see audit_log.h) and stores the note before returning it.
 //     Cosignatures witnesses give for a stored checkpoint (Batch::cosignatures) are added
@@ -63,6 +65,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "broker/audit_log.h"
@@ -78,6 +82,12 @@
 #include "schema/workflow.h"
 
 namespace refbus::broker {
+
+// The store formats this version reads (meta "format"); it writes kStoreFormat, and
+// upgrades the older ones at Open.
+inline constexpr std::string_view kStoreFormat = "refbus-broker-store/3";
+inline constexpr std::string_view kStoreFormatV2 = "refbus-broker-store/2";
+inline constexpr std::string_view kStoreFormatV1 = "refbus-broker-store/1";
 
 struct StoreOptions {
   std::string dir;
@@ -370,8 +380,13 @@ class Store {
                                             const Batch& batch, UnixMillis now);
   std::unique_ptr<lmdb::Env> env_;
   StoreOptions options_;
-  MDB_dbi meta_ = 0, msgs_ = 0, mbox_ = 0, refs_ = 0, seen_ = 0, expiry_ = 0, counts_ = 0,
-          audit_ = 0, grants_ = 0;
+  // Whether any of a message's (mailbox, seq) entries is still in "mbox" (acked, expired
+  // and moved entries are gone): while one is, its record stays.
+  Result<bool> StillQueued(const lmdb::Txn& txn,
+                           const std::vector<std::pair<std::string, uint64_t>>& entries,
+                           ByteView message_id) const;
+  MDB_dbi meta_ = 0, msgs_ = 0, mbox_ = 0, seen_ = 0, expiry_ = 0, counts_ = 0, audit_ = 0,
+          grants_ = 0;
   // As a witness: "witness" (origin -> keys::EncodeWitnessState) and "witness_evidence"
   // (u64be number -> keys::EncodeWitnessEvidence), written only in Commit.
   MDB_dbi witness_ = 0, evidence_ = 0;

@@ -1,7 +1,7 @@
 // The broker's audit log as stored: the Merkle tree kept in the commits' transactions
 // against an independent in-memory tree over the stored bytes, start-up without replay,
 // proofs from stored nodes, refusals of damaged or inconsistent state, the format 1
-// upgrade, and the checkpoint signer's rule (never sign inconsistent with a stored one).
+// and 2 upgrades, and the checkpoint signer's rule (never sign inconsistent with a stored one).
 #include "broker/audit_log.h"
 
 #include <gtest/gtest.h>
@@ -355,10 +355,10 @@ TEST_F(AuditLogTest, FormatOneStoreIsUpgradedOnceAtOpen) {
   ASSERT_TRUE(IsOk(store_->Commit(b, kT0 + 100)));
   CatchUp();
   EXPECT_EQ(Must(store_->AuditRoot()), mirror_.Root());
-  // Upgraded for good: the format says 2 and the next open does not rebuild (it checks).
+  // Upgraded for good: the format says 3 and the next open does not rebuild (it checks).
   store_.reset();
   WithRawStore({"meta"}, [&](lmdb::Txn& txn, const std::vector<MDB_dbi>& dbi) {
-    EXPECT_EQ(AsChars(Must(txn.Get(dbi[0], AsBytes("format")))), "refbus-broker-store/2");
+    EXPECT_EQ(AsChars(Must(txn.Get(dbi[0], AsBytes("format")))), "refbus-broker-store/3");
   });
   Reopen();
   EXPECT_EQ(Must(store_->AuditRoot()), mirror_.Root());
@@ -366,10 +366,92 @@ TEST_F(AuditLogTest, FormatOneStoreIsUpgradedOnceAtOpen) {
 
 TEST_F(AuditLogTest, UnknownFormatIsRefused) {
   WithRawStore({"meta"}, [&](lmdb::Txn& txn, const std::vector<MDB_dbi>& dbi) {
-    Must(txn.Put(dbi[0], AsBytes("format"), AsBytes("refbus-broker-store/3")));
+    Must(txn.Put(dbi[0], AsBytes("format"), AsBytes("refbus-broker-store/9")));
   });
   EXPECT_TRUE(
-      HasError(Store::Open(Options()), Status::Code::kFailedPrecondition, "refbus-broker-store/3"));
+      HasError(Store::Open(Options()), Status::Code::kFailedPrecondition, "refbus-broker-store/9"));
+}
+
+// Format 2 kept a reference count per message ("refs"); format 3 drops that table at the
+// upgrade and keeps a record while any of the (mailbox, seq) entries it lists is queued.
+TEST_F(AuditLogTest, FormatTwoStoreDropsItsCountsAndARecordStaysUntilItsLastEntryIsAcked) {
+  std::vector<schema::SealedEnvelope> decoded(2);
+  Batch b;
+  const std::vector<std::vector<std::string>> to = {{"seoul-counsel", "seoul-police-03"},
+                                                    {"seoul-counsel"}};
+  for (size_t i = 0; i < 2; ++i) {
+    schema::EnvelopeHeader& h = decoded[i].header;
+    h.message_id.assign(schema::kMessageIdBytes, static_cast<uint8_t>(0x10 + i));
+    h.kind = schema::MessageKind::kOpaque;
+    h.sender_id = "seoul-wee-01";
+    for (const auto& r : to[i]) h.recipients.push_back({r, {}, {}});
+    h.expires_at_ms = kT0 + kMillisPerHour;
+    Accepted a;
+    a.envelope = Bytes(100, static_cast<uint8_t>(i));
+    a.actor = "seoul-wee-01";
+    b.accepted.push_back(std::move(a));
+  }
+  for (size_t i = 0; i < 2; ++i) b.accepted[i].decoded = &decoded[i];
+  ASSERT_EQ(Must(store_->Commit(b, kT0)).accepted,
+            (std::vector<Outcome>{Outcome::kStored, Outcome::kStored}));
+  // Make it a format 2 store with its counts.
+  WithRawStore({"meta", "refs"}, [&](lmdb::Txn& txn, const std::vector<MDB_dbi>& dbi) {
+    Must(txn.Put(dbi[0], AsBytes("format"), AsBytes("refbus-broker-store/2")));
+    Must(txn.Put(dbi[1], decoded[0].header.message_id, lmdb::U64Key(2)));
+    Must(txn.Put(dbi[1], decoded[1].header.message_id, lmdb::U64Key(1)));
+  });
+  Reopen();
+  auto records = [&] {
+    store_.reset();
+    uint64_t n = 0;
+    WithRawStore({"meta", "msgs"}, [&](lmdb::Txn& txn, const std::vector<MDB_dbi>& dbi) {
+      EXPECT_EQ(AsChars(Must(txn.Get(dbi[0], AsBytes("format")))), "refbus-broker-store/3");
+      MDB_dbi refs = 0;
+      EXPECT_EQ(mdb_dbi_open(txn.raw(), "refs", 0, &refs), MDB_NOTFOUND) << "refs still there";
+      n = Must(txn.Count(dbi[1]));
+    });
+    Reopen();
+    return n;
+  };
+  EXPECT_EQ(records(), 2u);
+
+  auto ack = [&](const std::string& mailbox, size_t i) {
+    auto pending = Must(store_->ReadMailbox(mailbox, 0, 10));
+    for (const Pending& p : pending) {
+      if (p.message_id != decoded[i].header.message_id) continue;
+      EXPECT_TRUE(p.damage.empty()) << p.damage;
+      Batch a;
+      RecipientAck r;
+      r.recipient = mailbox;
+      r.seq = p.seq;
+      r.message_id = p.message_id;
+      a.acks.push_back(r);
+      EXPECT_EQ(Must(store_->Commit(a, kT0 + 1)).acks_applied, std::vector<bool>{true});
+      return;
+    }
+    ADD_FAILURE() << "message " << i << " is not in " << mailbox;
+  };
+  // The two-recipient message: acked by one, still there, whole, for the other.
+  ack("seoul-counsel", 0);
+  EXPECT_EQ(records(), 2u);
+  auto police = Must(store_->ReadMailbox("seoul-police-03", 0, 10));
+  ASSERT_EQ(police.size(), 1u);
+  EXPECT_EQ(police[0].envelope, Bytes(100, 0));
+  ack("seoul-police-03", 0);
+  EXPECT_EQ(records(), 1u);
+  ack("seoul-counsel", 1);
+  EXPECT_EQ(records(), 0u);
+  EXPECT_TRUE(Must(store_->ReadMailbox("seoul-counsel", 0, 10)).empty());
+  // Still known as seen: a resubmission is a duplicate, not stored again.
+  Batch again;
+  Accepted a;
+  a.envelope = Bytes(100, 0);
+  a.actor = "seoul-wee-01";
+  a.decoded = &decoded[0];
+  again.accepted.push_back(std::move(a));
+  EXPECT_EQ(Must(store_->Commit(again, kT0 + 2)).accepted,
+            std::vector<Outcome>{Outcome::kDuplicate});
+  EXPECT_EQ(records(), 0u);
 }
 
 TEST_F(AuditLogTest, SignedCheckpointOpensWithTheBrokersKeyAndDescribesTheCommittedLog) {
