@@ -834,8 +834,12 @@ Result<QueryResult> QueryOverrides(const LocalAuditStore& store) {
 }
 
 std::string CsvField(std::string_view s) {
-  if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
-  std::string out = "\"";
+  // A spreadsheet runs a cell that starts with one of these as a formula: text from the
+  // log (case references, details written by other agencies) is kept as text.
+  const bool formula =
+      !s.empty() && std::string_view("=+-@\t\r").find(s[0]) != std::string_view::npos;
+  if (!formula && s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
+  std::string out = formula ? "\"'" : "\"";
   for (char c : s) {
     if (c == '"') out += '"';
     out += c;

@@ -215,7 +215,8 @@ void PrintRows(const QueryResult& result, OutputFormat format, std::ostream& out
 // "2024-05-01", "2024-05-01T09:30:00Z" (UTC) or Unix milliseconds.
 Result<UnixMillis> ParseTime(std::string_view text);
 
-// RFC 4180 field quoting.
+// RFC 4180 field quoting; a field that starts with = + - @ TAB or CR is quoted with a
+// leading ' so that a spreadsheet keeps it as text instead of running it as a formula.
 std::string CsvField(std::string_view s);
 
 }  // namespace refbus::agent

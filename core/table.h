@@ -1,4 +1,8 @@
-// A plain-text table for command-line output: columns padded to their widest cell.
+// A plain-text table for command-line output: columns padded to their widest cell. Cells
+// often hold text from elsewhere (audit entries, directory records written by other
+// parties): Print shows every byte a terminal would act on (C0 and C1 controls, DEL, bytes
+// that are not well-formed UTF-8) as a visible \xNN escape, so no cell can move the cursor,
+// rewrite earlier lines or set the window title.
 //
 // Thread safety: a value; not synchronized.
 #ifndef REFBUS_CORE_TABLE_H_
@@ -6,9 +10,13 @@
 
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace refbus {
+
+// text with controls and malformed UTF-8 shown as \xNN ("\" itself as "\\").
+std::string Printable(std::string_view text);
 
 class Table {
  public:

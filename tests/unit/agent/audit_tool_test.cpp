@@ -585,6 +585,21 @@ TEST_F(AuditQueryTest, OutputFormats) {
   EXPECT_EQ(CsvField("plain"), "plain");
   EXPECT_EQ(CsvField("a,b"), "\"a,b\"");
   EXPECT_EQ(CsvField("line\nbreak"), "\"line\nbreak\"");
+  // Formula injection: such a cell opens as text, not as a formula.
+  EXPECT_EQ(CsvField("=HYPERLINK(\"http://x\",\"y\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"");
+  EXPECT_EQ(CsvField("+1"), "\"'+1\"");
+  EXPECT_EQ(CsvField("-2+3"), "\"'-2+3\"");
+  EXPECT_EQ(CsvField("@SUM(A1)"), "\"'@SUM(A1)\"");
+  EXPECT_EQ(CsvField("a=b"), "a=b");
+  // The table shows a control sequence in a field as an escape, not as a command.
+  QueryResult hostile = c;
+  hostile.rows.resize(1);
+  hostile.rows[0].note = "x\x1b]0;owned\x07";
+  std::ostringstream shown;
+  PrintRows(hostile, OutputFormat::kTable, shown);
+  EXPECT_TRUE(HasSubstr(shown.str(), "x\\x1b]0;owned\\x07")) << shown.str();
+  EXPECT_EQ(shown.str().find('\x1b'), std::string::npos);
 }
 
 TEST_F(AuditQueryTest, QueriesRefuseAStoreThatIsNotItsCheckpointsLog) {
