@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/file.h"
 #include "core/zmq.h"
@@ -72,6 +73,7 @@ void Links::MarkDirty(const std::string& peer) {
 void Links::AppendPollItems(std::vector<zmq::pollitem_t>& items) {
   for (auto& [id, link] : links_) {
     if (link.socket) items.push_back({link.socket->handle(), 0, ZMQ_POLLIN, 0});
+    if (link.monitor) items.push_back({link.monitor->handle(), 0, ZMQ_POLLIN, 0});
   }
 }
 
@@ -97,6 +99,12 @@ void Links::Problem(Link& link, int level, std::string message) {
 }
 
 void Links::Close(Link& link) {
+  if (link.monitor) {
+    if (link.socket) zmq_socket_monitor(link.socket->handle(), nullptr, 0);
+    link.monitor->set(zmq::sockopt::linger, 0);
+    link.monitor->close();
+    link.monitor.reset();
+  }
   if (link.socket) {
     link.socket->set(zmq::sockopt::linger, 0);
     link.socket->close();
@@ -168,8 +176,22 @@ void Links::Open(Link& link, UnixMillis now, const schema::Party& peer) {
     // out of order). A broken connection ends the session; the next socket starts a new
     // one with Hello and resends from the oldest unacked entry.
     s->set(zmq::sockopt::reconnect_ivl, -1);
+    // Its monitor tells a closed connection (the peer stopped or restarted) or a failed
+    // connect at once: the next attempt comes a second later, not after timeout_ms.
+    const std::string monitor_endpoint =
+        "inproc://refbus-link-monitor-" + std::to_string(++monitors_);
+    if (zmq_socket_monitor(
+            s->handle(), monitor_endpoint.c_str(),
+            ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
+      Down(link, now, std::string("cannot monitor the link socket: ") + zmq_strerror(zmq_errno()));
+      return;
+    }
+    auto m = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
+    m->connect(monitor_endpoint);
     s->connect(endpoint);
     link.socket = std::move(s);
+    link.monitor = std::move(m);
   } catch (const zmq::error_t& e) {
     Down(link, now, "cannot connect to " + endpoint + ": " + e.what());
     return;
@@ -192,6 +214,42 @@ void Links::Open(Link& link, UnixMillis now, const schema::Party& peer) {
   link.hello_sent_at = now;
   SendFrame(link, hello, nullptr);
   spdlog::info("federation link to {}: connecting to {}", link.peer, endpoint);
+}
+
+std::optional<std::string> Links::ReadMonitor(Link& link) {
+  std::optional<std::string> why;
+  for (int i = 0; i < 64 && link.monitor; ++i) {
+    // An event is two frames: u16 event, u32 value (native byte order); the endpoint.
+    auto parts = zmqx::RecvMultipart(*link.monitor);
+    if (!parts.ok() || !parts->has_value()) break;
+    const auto& msg = **parts;
+    if (msg.size() != 2 || msg[0].size() < 6) continue;
+    uint16_t event = 0;
+    uint32_t value = 0;
+    std::memcpy(&event, msg[0].data(), sizeof(event));
+    std::memcpy(&value, static_cast<const uint8_t*>(msg[0].data()) + 2, sizeof(value));
+    if (why) continue;
+    switch (event) {
+      case ZMQ_EVENT_DISCONNECTED:
+        why = "the connection to " + link.endpoint + " closed (the peer stopped or restarted)";
+        break;
+      case ZMQ_EVENT_CLOSED:  // the connect failed, and the socket does not retry by itself
+        why = "cannot connect to " + link.endpoint + " (is the peer running?)";
+        break;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        why = "the peer at " + link.endpoint + " refused this broker (ZAP status " +
+              std::to_string(value) + ")";
+        break;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        why = "the CURVE handshake with " + link.endpoint +
+              " failed (a server without the peer's key?)";
+        break;
+      default:
+        break;
+    }
+  }
+  return why;
 }
 
 void Links::SendFrame(Link& link, const Frame& frame, bool* full) {
@@ -234,6 +292,10 @@ void Links::Pump(UnixMillis now, const schema::Directory& directory, const Store
     }
     if (!link.socket && now >= link.next_attempt_at) Open(link, now, *p);
     if (link.socket) ReadReplies(link, now, out, control_out);
+    if (link.socket) {
+      // After the replies: what the peer answered before it went away still counts.
+      if (auto why = ReadMonitor(link)) Down(link, now, *why);
+    }
     if (link.socket && (!link.inflight.empty() || !link.control_inflight.empty())) {
       UnixMillis oldest = now;
       for (const auto& [rid, sent] : link.inflight) oldest = std::min(oldest, sent.sent_at);

@@ -17,7 +17,9 @@
 //     reconnects by itself (ZMQ_RECONNECT_IVL -1): relays in flight on a broken connection
 //     are lost with it, and newer ones must not overtake them on a new connection. The link
 //     is up from the Welcome until no frame has come back for timeout_ms (a Hello is sent as
-//     a keepalive when idle) or a relay stays unanswered that long; then it is down: the
+//     a keepalive when idle) or a relay stays unanswered that long, or until the socket's
+//     monitor reports the connection closed (a peer that stopped or restarted: seen at once,
+//     not after timeout_ms), the connect failed or the CURVE handshake did; then it is down: the
 //     socket is closed, everything unacked is forgotten, and a new socket resends from the
 //     oldest unacked entry (the peer answers duplicates with their earlier ack).
 //   - A Nack is either retryable (the peer is full, failing, or does not yet know a party:
@@ -126,6 +128,8 @@ class Links {
   struct Link {
     std::string peer;
     std::unique_ptr<zmq::socket_t> socket;
+    // The socket's monitor (zmq_socket_monitor over inproc): disconnects, failed handshakes.
+    std::unique_ptr<zmq::socket_t> monitor;
     Bytes server_key;
     std::string endpoint;
     enum class State { kConnecting, kUp, kDown } state = State::kDown;
@@ -153,6 +157,8 @@ class Links {
   void Open(Link& link, UnixMillis now, const schema::Party& peer);
   void Down(Link& link, UnixMillis now, std::string why);
   void Close(Link& link);
+  // The monitor's events since the last call; the reason the link is down if one says so.
+  std::optional<std::string> ReadMonitor(Link& link);
   void SendFrame(Link& link, const schema::Frame& frame, bool* full);
   void ReadReplies(Link& link, UnixMillis now, std::vector<RecipientAck>& out,
                    std::vector<ControlEnd>& control_out);
@@ -166,6 +172,7 @@ class Links {
                   const Store& store, std::vector<RecipientAck>& out);
 
   zmq::context_t& context_;
+  uint64_t monitors_ = 0;  // names the monitors' inproc endpoints
   const keys::Identity& me_;
   LinkOptions options_;
   std::map<std::string, Link> links_;  // by peer broker id

@@ -350,6 +350,12 @@ if [[ $mode == kill-peer ]]; then
   [[ $rc -eq 0 ]] || fail "recv-c exited $rc"
 fi
 say "the stream is complete"
+if [[ $mode == kill-peer ]]; then
+  # region-a saw the connection close when region-b died (its socket monitor), rather than
+  # waiting out link_timeout_ms for unanswered relays.
+  grep -q "federation link to region-b DOWN: the connection to .* closed" "$work/region-a.log" ||
+    fail "region-a's log does not say that the connection to region-b closed"
+fi
 if ! wait_link up_and_empty $((30 * slow)); then
   show_status
   fail "after the stream, region-a's link to region-b is '${link_state:-none}' with backlog '${link_backlog:-none}' (wanted up, 0)"
