@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "core/clock.h"
+#include "core/config_reader.h"
 #include "core/file.h"
 #include "keys/directory.h"
 #include "keys/identity.h"
@@ -29,76 +30,6 @@ namespace refbus::agent {
 namespace {
 
 namespace fs = std::filesystem;
-
-// The broker's config reader, for the agent's file (broker and agent share no code).
-class Reader {
- public:
-  Reader(const toml::table& root, std::string file) : root_(root), file_(std::move(file)) {}
-
-  Status Error(std::string_view section, std::string_view key, std::string_view problem) const {
-    return InvalidArgument(file_ + ": setting " + std::string(section) + "." + std::string(key) +
-                           " " + std::string(problem));
-  }
-
-  Result<std::string> String(std::string_view section, std::string_view key, bool required) {
-    const toml::node* n = root_.at_path(std::string(section) + "." + std::string(key)).node();
-    if (n == nullptr) {
-      if (required) return Error(section, key, "is missing");
-      return std::string();
-    }
-    auto v = n->value<std::string>();
-    if (!v) return Error(section, key, "must be a string");
-    if (required && v->empty()) return Error(section, key, "is empty");
-    return *v;
-  }
-
-  Result<std::string> Path(std::string_view section, std::string_view key, bool required) {
-    REFBUS_ASSIGN_OR_RETURN(std::string s, String(section, key, required));
-    if (s.empty()) return s;
-    return Resolve(s);
-  }
-
-  std::string Resolve(const std::string& s) const {
-    fs::path p(s);
-    // Absolute, so that logs and error messages name the file whatever the working folder.
-    if (p.is_relative()) p = fs::absolute(fs::path(file_)).parent_path() / p;
-    return p.lexically_normal().string();
-  }
-
-  Status Uint(std::string_view section, std::string_view key, uint64_t min, uint64_t max,
-              uint64_t* out) {
-    const toml::node* n = root_.at_path(std::string(section) + "." + std::string(key)).node();
-    if (n == nullptr) return Status::Ok();  // default stays
-    auto v = n->value<int64_t>();
-    if (!v) return Error(section, key, "must be an integer");
-    if (*v < 0 || static_cast<uint64_t>(*v) < min || static_cast<uint64_t>(*v) > max) {
-      return Error(section, key,
-                   "is " + std::to_string(*v) + "; it must be between " + std::to_string(min) +
-                       " and " + std::to_string(max));
-    }
-    *out = static_cast<uint64_t>(*v);
-    return Status::Ok();
-  }
-
-  Status NoUnknown(std::string_view section, std::initializer_list<std::string_view> known) {
-    const toml::node* node = root_.get(section);
-    if (node == nullptr) return Status::Ok();
-    const toml::table* t = node->as_table();
-    if (t == nullptr)
-      return InvalidArgument(file_ + ": " + std::string(section) + " must be a [" +
-                             std::string(section) + "] section");
-    for (const auto& [k, v] : *t) {
-      bool ok = false;
-      for (auto name : known) ok = ok || k.str() == name;
-      if (!ok) return Error(section, k.str(), "is not a known setting (misspelt?)");
-    }
-    return Status::Ok();
-  }
-
- private:
-  const toml::table& root_;
-  std::string file_;
-};
 
 UnixMillis Now() { return SystemClock::Get().NowMillis(); }
 
@@ -244,7 +175,7 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
                              "] (known: [agent], [api], [metrics])");
     }
   }
-  Reader r(root, path);
+  ConfigReader r(root, path);
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("agent", {"id", "data_dir", "key_file", "passphrase_file", "directory", "anchor",
                             "trust_state", "broker_endpoint"}));

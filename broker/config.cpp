@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "broker/metrics.h"
+#include "core/config_reader.h"
 #include "schema/codec.h"
 #include "schema/types.h"
 
@@ -15,71 +16,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class Reader {
- public:
-  Reader(const toml::table& root, std::string file) : root_(root), file_(std::move(file)) {}
-
-  Status Error(std::string_view section, std::string_view key, std::string_view problem) const {
-    return InvalidArgument(file_ + ": setting " + std::string(section) + "." + std::string(key) +
-                           " " + std::string(problem));
-  }
-
-  Result<std::string> String(std::string_view section, std::string_view key, bool required) {
-    const toml::node* n = root_.at_path(std::string(section) + "." + std::string(key)).node();
-    if (n == nullptr) {
-      if (required) return Error(section, key, "is missing");
-      return std::string();
-    }
-    auto v = n->value<std::string>();
-    if (!v) return Error(section, key, "must be a string");
-    return *v;
-  }
-
-  Result<std::string> Path(std::string_view section, std::string_view key, bool required) {
-    REFBUS_ASSIGN_OR_RETURN(std::string s, String(section, key, required));
-    if (s.empty()) {
-      if (required) return Error(section, key, "is empty");
-      return s;
-    }
-    fs::path p(s);
-    if (p.is_relative()) p = fs::path(file_).parent_path() / p;
-    return p.lexically_normal().string();
-  }
-
-  Status Uint(std::string_view section, std::string_view key, uint64_t min, uint64_t max,
-              uint64_t* out) {
-    const toml::node* n = root_.at_path(std::string(section) + "." + std::string(key)).node();
-    if (n == nullptr) return Status::Ok();  // default stays
-    auto v = n->value<int64_t>();
-    if (!v) return Error(section, key, "must be an integer");
-    if (*v < 0 || static_cast<uint64_t>(*v) < min || static_cast<uint64_t>(*v) > max) {
-      return Error(section, key,
-                   "is " + std::to_string(*v) + "; it must be between " + std::to_string(min) +
-                       " and " + std::to_string(max));
-    }
-    *out = static_cast<uint64_t>(*v);
-    return Status::Ok();
-  }
-
-  Status NoUnknown(std::string_view section, std::initializer_list<std::string_view> known) {
-    const toml::table* t = root_[section].as_table();
-    if (t == nullptr) return Status::Ok();
-    for (const auto& [k, v] : *t) {
-      bool ok = false;
-      for (auto name : known) ok = ok || k.str() == name;
-      if (!ok) return Error(section, k.str(), "is not a known setting (misspelt?)");
-    }
-    return Status::Ok();
-  }
-
- private:
-  const toml::table& root_;
-  std::string file_;
-};
-
 // [witness] peers, endpoints and endpoint_files.
-Status LoadWitnessPeers(const toml::table& root, const Reader& r, const std::string& path,
-                        Config& c) {
+Status LoadWitnessPeers(const toml::table& root, const ConfigReader& r, Config& c) {
   const toml::node* peers = root.at_path("witness.peers").node();
   if (peers == nullptr) {
     for (const char* key : {"endpoints", "endpoint_files"}) {
@@ -124,9 +62,7 @@ Status LoadWitnessPeers(const toml::table& root, const Reader& r, const std::str
         }
         peer->endpoint = *value;
       } else {
-        fs::path p(*value);
-        if (p.is_relative()) p = fs::path(path).parent_path() / p;
-        peer->endpoint_file = p.lexically_normal().string();
+        peer->endpoint_file = r.Resolve(*value);
       }
     }
   }
@@ -134,8 +70,8 @@ Status LoadWitnessPeers(const toml::table& root, const Reader& r, const std::str
 }
 
 // [federation] endpoints and endpoint_files: tables of broker id = string.
-Status LoadPeerTable(const toml::table& root, const Reader& r, const std::string& path,
-                     const Config& c, const char* key, std::map<std::string, std::string>& out) {
+Status LoadPeerTable(const toml::table& root, const ConfigReader& r, const Config& c,
+                     const char* key, std::map<std::string, std::string>& out) {
   const toml::node* n = root.at_path(std::string("federation.") + key).node();
   if (n == nullptr) return Status::Ok();
   const toml::table* t = n->as_table();
@@ -156,16 +92,14 @@ Status LoadPeerTable(const toml::table& root, const Reader& r, const std::string
       }
       out[id] = *value;
     } else {
-      fs::path p(*value);
-      if (p.is_relative()) p = fs::path(path).parent_path() / p;
-      out[id] = p.lexically_normal().string();
+      out[id] = r.Resolve(*value);
     }
   }
   return Status::Ok();
 }
 
 // [metrics]: absent, no listener; a bind that is not a loopback address is refused.
-Status LoadMetrics(const toml::table& root, Reader& r, Config& c) {
+Status LoadMetrics(const toml::table& root, ConfigReader& r, Config& c) {
   if (root["metrics"].node() == nullptr) return Status::Ok();
   REFBUS_ASSIGN_OR_RETURN(c.metrics_bind, r.String("metrics", "bind", true));
   if (auto a = ParseLoopbackBind(c.metrics_bind); !a.ok()) {
@@ -191,7 +125,7 @@ Result<Config> LoadConfig(const std::string& path) {
       return InvalidArgument(path + ": unknown section [" + std::string(k.str()) + "]");
     }
   }
-  Reader r(root, path);
+  ConfigReader r(root, path);
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("broker", {"id", "bind", "data_dir", "key_file", "passphrase_file", "directory",
                              "anchor", "trust_state", "endpoint_file", "status_file"}));
@@ -257,14 +191,14 @@ Result<Config> LoadConfig(const std::string& path) {
       r.Uint("witness", "interval_ms", 100, uint64_t{3600} * 1000, &c.witness_interval_ms));
   REFBUS_RETURN_IF_ERROR(
       r.Uint("witness", "timeout_ms", 100, uint64_t{600} * 1000, &c.witness_timeout_ms));
-  REFBUS_RETURN_IF_ERROR(LoadWitnessPeers(root, r, path, c));
+  REFBUS_RETURN_IF_ERROR(LoadWitnessPeers(root, r, c));
   REFBUS_RETURN_IF_ERROR(
       r.Uint("federation", "link_timeout_ms", 200, uint64_t{600} * 1000, &c.link_timeout_ms));
   REFBUS_RETURN_IF_ERROR(r.Uint("federation", "max_hops", 1, 8, &c.max_hops));
   c.link_window = c.delivery_window;
   REFBUS_RETURN_IF_ERROR(r.Uint("federation", "window", 1, 65536, &c.link_window));
-  REFBUS_RETURN_IF_ERROR(LoadPeerTable(root, r, path, c, "endpoints", c.peer_endpoints));
-  REFBUS_RETURN_IF_ERROR(LoadPeerTable(root, r, path, c, "endpoint_files", c.peer_endpoint_files));
+  REFBUS_RETURN_IF_ERROR(LoadPeerTable(root, r, c, "endpoints", c.peer_endpoints));
+  REFBUS_RETURN_IF_ERROR(LoadPeerTable(root, r, c, "endpoint_files", c.peer_endpoint_files));
   REFBUS_RETURN_IF_ERROR(LoadMetrics(root, r, c));
   // Witnessing runs over the federation links: an address given for a witness (the older
   // [witness] tables) is where its link goes, unless [federation] names one.
