@@ -32,6 +32,7 @@
 #include "keys/envelope.h"
 #include "keys/keyfile.h"
 #include "schema/codec.h"
+#include "tests/bench/bench_client.h"
 #include "tests/bench/bench_util.h"
 #include "tests/integration/harness.h"
 
@@ -137,13 +138,7 @@ class Client {
  public:
   Client(zmq::context_t& ctx, const keys::Identity& me, ByteView server_key,
          const std::string& endpoint)
-      : sock_(ctx, zmq::socket_type::dealer) {
-    (void)zmqx::ConfigureCurveClient(sock_, server_key, me.transport_public_key(),
-                                     me.transport_secret_key().view());
-    sock_.set(zmq::sockopt::sndhwm, 100000);
-    sock_.set(zmq::sockopt::rcvhwm, 100000);
-    sock_.connect(endpoint);
-  }
+      : sock_(bench::ConnectDealer(ctx, me, server_key, endpoint)) {}
   void Send(const Frame& f) {
     Bytes b = schema::EncodeFrame(f);
     sock_.send(zmq::buffer(b.data(), b.size()), zmq::send_flags::none);

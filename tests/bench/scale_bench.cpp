@@ -41,6 +41,7 @@
 #include "keys/envelope.h"
 #include "keys/secret.h"
 #include "schema/codec.h"
+#include "tests/bench/bench_client.h"
 #include "tests/bench/bench_util.h"
 #include "tests/integration/harness.h"
 
@@ -57,14 +58,7 @@ class Dealer {
  public:
   Dealer(zmq::context_t& ctx, const keys::Identity& me, ByteView server_key,
          const std::string& endpoint)
-      : sock_(ctx, zmq::socket_type::dealer) {
-    (void)zmqx::ConfigureCurveClient(sock_, server_key, me.transport_public_key(),
-                                     me.transport_secret_key().view());
-    sock_.set(zmq::sockopt::sndhwm, 100000);
-    sock_.set(zmq::sockopt::rcvhwm, 100000);
-    sock_.set(zmq::sockopt::linger, 0);
-    sock_.connect(endpoint);
-  }
+      : sock_(bench::ConnectDealer(ctx, me, server_key, endpoint)) {}
   void Send(const Frame& f) {
     Bytes b = schema::EncodeFrame(f);
     try {
