@@ -88,6 +88,18 @@ class StorageFaultsTest : public ::testing::Test {
     for (const auto& w : words) EXPECT_NE(log.find(w), std::string::npos) << w << " in:\n" << log;
   }
 
+  // Mounts a tmpfs of size_mb at root_/small-disk (mount_); fails the test if it cannot.
+  void MountSmallDisk(int size_mb) {
+    mount_ = root_ + "/small-disk";
+    fs::create_directories(mount_);
+    const std::string opts = "size=" + std::to_string(size_mb) + "m,mode=0700";
+    if (::mount("tmpfs", mount_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0) {
+      std::string why = std::strerror(errno);
+      mount_.clear();
+      FAIL() << "cannot mount a small tmpfs to fill (needs root or CAP_SYS_ADMIN): " << why;
+    }
+  }
+
   std::string root_;
   std::string mount_;
   Federation fed_;
@@ -147,13 +159,7 @@ TEST_F(StorageFaultsTest, StoreOfAnotherFormatIsRefusedAtStart) {
 // The data directory on a tmpfs of 8 MiB, most of it taken by a filler file: the disk
 // fills long before the LMDB map (64 MiB) does.
 TEST_F(StorageFaultsTest, DiskFullRefusesSubmissionsKeepsDeliveringAndRecovers) {
-  mount_ = root_ + "/small-disk";
-  fs::create_directories(mount_);
-  if (::mount("tmpfs", mount_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=8m,mode=0700") != 0) {
-    std::string why = std::strerror(errno);
-    mount_.clear();
-    FAIL() << "cannot mount a small tmpfs to fill (needs root or CAP_SYS_ADMIN): " << why;
-  }
+  ASSERT_NO_FATAL_FAILURE(MountSmallDisk(8));
   std::string filler = mount_ + "/filler";
   {
     std::ofstream out(filler, std::ios::binary);
@@ -208,6 +214,27 @@ TEST_F(StorageFaultsTest, DiskFullRefusesSubmissionsKeepsDeliveringAndRecovers) 
   ASSERT_TRUE(d.has_value()) << "the envelope accepted after recovery is gone";
   EXPECT_EQ(d->type, Frame::Type::kDeliver);
   EXPECT_EQ(broker_->Stop(), 0);
+}
+
+// A disk that fills in the middle of a commit's writes: LMDB sees a short write and says
+// EIO, which must still read as a full disk (the broker's storage-full path), not as a
+// failing one. One 4 MiB value on a 1 MiB tmpfs: its pages are written in one go, cut short.
+TEST_F(StorageFaultsTest, ACommitCutShortByAFullDiskIsStorageFull) {
+  ASSERT_NO_FATAL_FAILURE(MountSmallDisk(1));
+  lmdb::EnvOptions eo;
+  eo.map_size_bytes = size_t{64} << 20;
+  auto env = lmdb::Env::Open(mount_ + "/store", eo);
+  ASSERT_TRUE(env.ok()) << env.status().ToString();
+  auto dbi = (*env)->OpenDb("big");
+  ASSERT_TRUE(dbi.ok()) << dbi.status().ToString();
+  auto txn = (*env)->BeginWrite();
+  ASSERT_TRUE(txn.ok());
+  Bytes value(size_t{4} << 20, 0x5a);
+  ASSERT_TRUE(txn->Put(*dbi, AsBytes(std::string_view("key")), value).ok());
+  Status s = txn->Commit();
+  EXPECT_EQ(s.code(), Status::Code::kResourceExhausted) << s.ToString();
+  EXPECT_NE(s.message().find("short write"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("the disk is full"), std::string::npos) << s.ToString();
 }
 
 }  // namespace
