@@ -38,8 +38,6 @@ class ConfigReader {
   // present, must be a table.
   Status NoUnknown(std::string_view section, std::initializer_list<std::string_view> known) const;
 
-  const std::string& file() const { return file_; }
-
  private:
   const toml::table& root_;
   std::string file_;

@@ -75,18 +75,21 @@ std::string Printable(std::string_view text) {
   return out;
 }
 
+std::vector<std::string> Table::Escaped(std::vector<std::string> cells) {
+  for (auto& c : cells) c = Printable(c);
+  return cells;
+}
+
 void Table::Print(std::ostream& out) const {
   std::vector<size_t> w(header_.size(), 0);
-  for (size_t i = 0; i < header_.size(); ++i) w[i] = Width(Printable(header_[i]));
+  for (size_t i = 0; i < header_.size(); ++i) w[i] = Width(header_[i]);
   for (const auto& r : rows_) {
-    for (size_t i = 0; i < r.size() && i < w.size(); ++i) {
-      w[i] = std::max(w[i], Width(Printable(r[i])));
-    }
+    for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], Width(r[i]));
   }
   auto line = [&](const std::vector<std::string>& r) {
     std::string s;
     for (size_t i = 0; i < w.size(); ++i) {
-      const std::string cell = i < r.size() ? Printable(r[i]) : "";
+      const std::string cell = i < r.size() ? r[i] : "";
       s += cell;
       if (i + 1 < w.size()) s.append(w[i] - Width(cell) + 2, ' ');
     }

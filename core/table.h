@@ -1,8 +1,8 @@
 // A plain-text table for command-line output: columns padded to their widest cell. Cells
 // often hold text from elsewhere (audit entries, directory records written by other
-// parties): Print shows every byte a terminal would act on (C0 and C1 controls, DEL, bytes
+// parties): the table shows every byte a terminal would act on (C0 and C1 controls, DEL, bytes
 // that are not well-formed UTF-8) as a visible \xNN escape, so no cell can move the cursor,
-// rewrite earlier lines or set the window title.
+// rewrite earlier lines or set the window title (cells are escaped as they are added).
 //
 // Thread safety: a value; not synchronized.
 #ifndef REFBUS_CORE_TABLE_H_
@@ -20,12 +20,13 @@ std::string Printable(std::string_view text);
 
 class Table {
  public:
-  explicit Table(std::vector<std::string> header) : header_(std::move(header)) {}
-  void AddRow(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  explicit Table(std::vector<std::string> header) : header_(Escaped(std::move(header))) {}
+  void AddRow(std::vector<std::string> row) { rows_.push_back(Escaped(std::move(row))); }
   size_t rows() const { return rows_.size(); }
   void Print(std::ostream& out) const;
 
  private:
+  static std::vector<std::string> Escaped(std::vector<std::string> cells);  // Printable each
   std::vector<std::string> header_;
   std::vector<std::vector<std::string>> rows_;
 };
