@@ -30,8 +30,9 @@ packages=(
   dpkg-dev file adduser util-linux
   # headless chromium renders refbus-audit report's HTML page in its integration test
   chromium
-  # fuzz smoke runs in the test suite (clang + libFuzzer, own build tree)
-  clang libclang-rt-14-dev
+  # fuzz smoke runs in the test suite (clang + libFuzzer, own build tree); the guards run
+  # clang's thread-safety analysis and clang-tidy's function-size check (tests/guards)
+  clang libclang-rt-14-dev clang-tidy
 )
 
 for arg in "$@"; do

@@ -20,12 +20,12 @@
 //     auditor cosigned ("witness", one record, with its own SHA-256), and the evidence of
 //     every checkpoint it refused as inconsistent ("witness_evidence", only added). The
 //     state is written before the cosignature leaves the auditor.
-//   - Nothing here checks signatures or the tree: see agent/audit_tool.h.
+//   - Nothing here checks signatures or the tree: see audit/verify.h.
 //
 // Thread safety: a store may be used from one thread at a time; one process per folder
 // (core/lmdb.h holds a lock).
-#ifndef REFBUS_AGENT_AUDIT_STORE_H_
-#define REFBUS_AGENT_AUDIT_STORE_H_
+#ifndef REFBUS_AUDIT_LOCAL_STORE_H_
+#define REFBUS_AUDIT_LOCAL_STORE_H_
 
 #include <cstdint>
 #include <functional>
@@ -41,7 +41,7 @@
 #include "keys/merkle.h"
 #include "keys/witness.h"
 
-namespace refbus::agent {
+namespace refbus::audit {
 
 // Which log a store holds.
 struct AuditBinding {
@@ -101,6 +101,6 @@ class LocalAuditStore {
   MDB_dbi meta_ = 0, entries_ = 0, checkpoints_ = 0, witness_ = 0, evidence_ = 0;
 };
 
-}  // namespace refbus::agent
+}  // namespace refbus::audit
 
-#endif  // REFBUS_AGENT_AUDIT_STORE_H_
+#endif  // REFBUS_AUDIT_LOCAL_STORE_H_

@@ -1,7 +1,9 @@
 // refbus-audit's offline logic on synthetic logs: verification (signatures, entries, roots,
 // forks, consistency proofs, coverage), the bisection fetch uses to name an entry, proof
 // bundles (every single-byte change refused), the auditors' queries and their output.
-#include "agent/audit_tool.h"
+#include "audit/proof_bundle.h"
+#include "audit/query.h"
+#include "audit/verify.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +12,7 @@
 #include <chrono>
 #include <sstream>
 
-#include "agent/audit_store.h"
+#include "audit/local_store.h"
 #include "core/lmdb.h"
 #include "keys/checkpoint.h"
 #include "keys/secret.h"
@@ -18,7 +20,7 @@
 #include "schema/codec.h"
 #include "tests/unit/test_util.h"
 
-namespace refbus::agent {
+namespace refbus::audit {
 namespace {
 
 using refbus::test::HasCode;
@@ -620,4 +622,4 @@ TEST(AuditTimeTest, ParseTime) {
 }
 
 }  // namespace
-}  // namespace refbus::agent
+}  // namespace refbus::audit

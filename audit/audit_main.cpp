@@ -4,7 +4,7 @@
 // after checking they extend the last one it cosigned), makes and checks offline
 // inclusion-proof bundles, answers the questions auditors ask, and writes the auditor's
 // report as one self-contained HTML page (schema/PROTOCOL.md section 11). Thin over
-// agent/audit_fetch.h, agent/audit_tool.h and agent/audit_report.h.
+// audit/fetch.h, audit/tool.h and audit/report.h.
 // Output: readable text and tables, or --json (and --csv for the queries); no content is
 // ever in the log, so none is in the output either.
 #include <CLI/CLI.hpp>
@@ -14,10 +14,13 @@
 #include <sstream>
 #include <string>
 
-#include "agent/audit_fetch.h"
-#include "agent/audit_report.h"
-#include "agent/audit_store.h"
-#include "agent/audit_tool.h"
+#include "audit/fetch.h"
+#include "audit/local_store.h"
+#include "audit/proof_bundle.h"
+#include "audit/query.h"
+#include "audit/report.h"
+#include "audit/verify.h"
+#include "audit/witness.h"
 #include "core/clock.h"
 #include "core/file.h"
 #include "keys/crypto.h"
@@ -28,7 +31,7 @@
 namespace {
 
 using namespace refbus;         // NOLINT(google-build-using-namespace)
-using namespace refbus::agent;  // NOLINT(google-build-using-namespace)
+using namespace refbus::audit;  // NOLINT(google-build-using-namespace)
 using json = nlohmann::json;
 
 constexpr int kExitOk = 0;
@@ -416,122 +419,148 @@ int RunQuery(const Result<QueryResult>& r, OutputFormat format) {
   return kExitOk;
 }
 
-int Main(int argc, char** argv) {
-  if (!keys::InitSodium().ok()) {
-    std::cerr << "refbus-audit: libsodium failed to initialize\n";
-    return kExitIo;
-  }
-  CLI::App app{"refbus-audit: fetch, verify and query a refbus broker's tamper-evident audit log"};
-  app.footer(kExitCodes);
-  app.require_subcommand(1);
-  app.fallthrough();
-  bool as_json = false, as_csv = false;
-  app.add_flag("--json", as_json, "Machine-readable output");
-  app.add_flag("--csv", as_csv, "CSV output (queries)");
-
+// What the command line says, filled by CLI11 (one field per option).
+struct Args {
+  bool as_json = false;
+  bool as_csv = false;
   FetchOptions fo;
-  auto* fetch = app.add_subcommand(
+  WitnessOptions wo;
+  std::string store_dir, dir, out, message, bundle, case_ref, agency, from, to;
+  size_t min_cosignatures = 0;
+};
+
+struct Commands {
+  CLI::App* fetch = nullptr;
+  CLI::App* verify = nullptr;
+  CLI::App* witness = nullptr;
+  CLI::App* prove = nullptr;
+  CLI::App* check = nullptr;
+  CLI::App* q_case = nullptr;
+  CLI::App* q_access = nullptr;
+  CLI::App* q_unconsented = nullptr;
+  CLI::App* q_overrides = nullptr;
+  CLI::App* report = nullptr;
+};
+
+// fetch: pull from a broker.
+void AddFetch(CLI::App& app, Args& a, Commands& c) {
+  c.fetch = app.add_subcommand(
       "fetch", "Pull new entries and checkpoints from a broker into the local audit store");
-  fetch
-      ->add_option("--dir", fo.auditor_dir,
+  c.fetch
+      ->add_option("--dir", a.fo.auditor_dir,
                    "The auditor's folder (identity.key, authority.pub, directory)")
       ->required();
-  fetch->add_option("--broker", fo.broker_id, "Broker id")->required();
-  fetch->add_option("--endpoint", fo.endpoint,
-                    "Broker endpoint (tcp://host:port); default: the directory's");
-  fetch->add_option("--store", fo.store_dir, "Local audit store folder (one per broker)")
+  c.fetch->add_option("--broker", a.fo.broker_id, "Broker id")->required();
+  c.fetch->add_option("--endpoint", a.fo.endpoint,
+                      "Broker endpoint (tcp://host:port); default: the directory's");
+  c.fetch->add_option("--store", a.fo.store_dir, "Local audit store folder (one per broker)")
       ->required();
-  fetch->add_option("--passphrase-file", fo.passphrase_file,
-                    "File (0600) with the passphrase of a protected identity.key");
-  fetch->add_option("--timeout-ms", fo.timeout_ms, "Per request")
+  c.fetch->add_option("--passphrase-file", a.fo.passphrase_file,
+                      "File (0600) with the passphrase of a protected identity.key");
+  c.fetch->add_option("--timeout-ms", a.fo.timeout_ms, "Per request")
       ->default_val(10000)
       ->check(CLI::Range(100, 600000));
-  fetch
-      ->add_option("--wait-cosignatures", fo.wait_cosignatures,
+  c.fetch
+      ->add_option("--wait-cosignatures", a.fo.wait_cosignatures,
                    "Wait until the fresh checkpoint carries this many cosignatures from "
                    "directory witnesses (for verify --min-cosignatures)")
       ->check(CLI::Range(0, 100));
-  fetch->add_option("--wait-ms", fo.wait_ms, "How long to wait for them")
+  c.fetch->add_option("--wait-ms", a.fo.wait_ms, "How long to wait for them")
       ->default_val(10000)
       ->check(CLI::Range(100, 600000));
+}
 
-  std::string store_dir, dir, out, message, bundle, case_ref, agency, from, to;
-  size_t min_cosignatures = 0;
-  auto* verify = app.add_subcommand(
+// verify: check the local copy offline.
+void AddVerify(CLI::App& app, Args& a, Commands& c) {
+  c.verify = app.add_subcommand(
       "verify",
       "Check every checkpoint signature and cosignature, every entry and the Merkle tree, "
       "offline");
-  verify->add_option("--store", store_dir, "Local audit store folder")->required();
-  verify->add_option("--dir", dir, "The auditor's folder (for the verified directory)")->required();
-  verify
-      ->add_option("--min-cosignatures", min_cosignatures,
+  c.verify->add_option("--store", a.store_dir, "Local audit store folder")->required();
+  c.verify->add_option("--dir", a.dir, "The auditor's folder (for the verified directory)")
+      ->required();
+  c.verify
+      ->add_option("--min-cosignatures", a.min_cosignatures,
                    "Require this many directory witnesses to have cosigned the log (every "
                    "checkpoint but the newest is covered by one that has them)")
       ->check(CLI::Range(0, 100));
+}
 
-  WitnessOptions wo;
-  auto* witness = app.add_subcommand(
+// witness: cosign the broker's latest checkpoint.
+void AddWitness(CLI::App& app, Args& a, Commands& c) {
+  c.witness = app.add_subcommand(
       "witness",
       "Cosign the broker's latest checkpoint after checking it extends the last one this "
       "auditor cosigned, and hand the cosignature to the broker");
-  witness->add_option("--dir", wo.auditor_dir, "The auditor's folder")->required();
-  witness->add_option("--broker", wo.broker_id, "Broker id")->required();
-  witness->add_option("--endpoint", wo.endpoint,
-                      "Broker endpoint (tcp://host:port); default: the directory's");
-  witness
-      ->add_option("--store", wo.store_dir,
+  c.witness->add_option("--dir", a.wo.auditor_dir, "The auditor's folder")->required();
+  c.witness->add_option("--broker", a.wo.broker_id, "Broker id")->required();
+  c.witness->add_option("--endpoint", a.wo.endpoint,
+                        "Broker endpoint (tcp://host:port); default: the directory's");
+  c.witness
+      ->add_option("--store", a.wo.store_dir,
                    "Local audit store folder of this broker (keeps the witness state)")
       ->required();
-  witness->add_option("--passphrase-file", wo.passphrase_file,
-                      "File (0600) with the passphrase of a protected identity.key");
-  witness->add_option("--timeout-ms", wo.timeout_ms, "Per request")
+  c.witness->add_option("--passphrase-file", a.wo.passphrase_file,
+                        "File (0600) with the passphrase of a protected identity.key");
+  c.witness->add_option("--timeout-ms", a.wo.timeout_ms, "Per request")
       ->default_val(10000)
       ->check(CLI::Range(100, 600000));
+}
 
-  auto* prove = app.add_subcommand(
+// prove and check-proof: inclusion-proof bundles.
+void AddProofs(CLI::App& app, Args& a, Commands& c) {
+  c.prove = app.add_subcommand(
       "prove", "Write an offline inclusion-proof bundle for every entry about one message");
-  prove->add_option("MESSAGE-ID", message, "Message id (32 hex digits)")->required();
-  prove->add_option("--store", store_dir, "Local audit store folder")->required();
-  prove->add_option("--out", out, "Bundle file to write (JSON)")->required();
+  c.prove->add_option("MESSAGE-ID", a.message, "Message id (32 hex digits)")->required();
+  c.prove->add_option("--store", a.store_dir, "Local audit store folder")->required();
+  c.prove->add_option("--out", a.out, "Bundle file to write (JSON)")->required();
 
-  auto* check = app.add_subcommand("check-proof", "Verify a proof bundle without the log");
-  check->add_option("BUNDLE", bundle, "Bundle file")->required();
-  check->add_option("--dir", dir, "The auditor's folder (for the verified directory)")->required();
+  c.check = app.add_subcommand("check-proof", "Verify a proof bundle without the log");
+  c.check->add_option("BUNDLE", a.bundle, "Bundle file")->required();
+  c.check->add_option("--dir", a.dir, "The auditor's folder (for the verified directory)")
+      ->required();
+}
 
-  auto* q_case = app.add_subcommand("case", "Everything that happened to one case");
-  q_case->add_option("CASE-REF", case_ref, "Case pseudonym")->required();
-  q_case->add_option("--store", store_dir, "Local audit store folder")->required();
+// case, accesses, unconsented, overrides: the queries.
+void AddQueries(CLI::App& app, Args& a, Commands& c) {
+  c.q_case = app.add_subcommand("case", "Everything that happened to one case");
+  c.q_case->add_option("CASE-REF", a.case_ref, "Case pseudonym")->required();
+  c.q_case->add_option("--store", a.store_dir, "Local audit store folder")->required();
 
-  auto* q_access = app.add_subcommand(
+  c.q_access = app.add_subcommand(
       "accesses", "Everything one agency received or opened in a period (from <= t < to)");
-  q_access->add_option("--agency", agency, "Agency id")->required();
-  q_access->add_option("--from", from, "Start: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or Unix ms");
-  q_access->add_option("--to", to, "End (exclusive), same forms");
-  q_access->add_option("--store", store_dir, "Local audit store folder")->required();
+  c.q_access->add_option("--agency", a.agency, "Agency id")->required();
+  c.q_access->add_option("--from", a.from, "Start: YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or Unix ms");
+  c.q_access->add_option("--to", a.to, "End (exclusive), same forms");
+  c.q_access->add_option("--store", a.store_dir, "Local audit store folder")->required();
 
-  auto* q_unconsented = app.add_subcommand(
+  c.q_unconsented = app.add_subcommand(
       "unconsented",
       "Every access whose consent grant was not granted in this log, or revoked first");
-  q_unconsented->add_option("--store", store_dir, "Local audit store folder")->required();
+  c.q_unconsented->add_option("--store", a.store_dir, "Local audit store folder")->required();
 
-  auto* q_overrides = app.add_subcommand(
-      "overrides", "Every emergency override grant and what was shared under it");
-  q_overrides->add_option("--store", store_dir, "Local audit store folder")->required();
+  c.q_overrides = app.add_subcommand("overrides",
+                                     "Every emergency override grant and what was shared under it");
+  c.q_overrides->add_option("--store", a.store_dir, "Local audit store folder")->required();
+}
 
-  auto* report = app.add_subcommand(
+// report: the auditor's HTML page.
+void AddReport(CLI::App& app, Args& a, Commands& c) {
+  c.report = app.add_subcommand(
       "report",
       "Write the auditor's report, one self-contained HTML page (0600), offline: the verify "
       "verdict, the log, counts, consent grants, unconsented accesses, emergency overrides "
       "and a timeline per case");
-  report->add_option("--store", store_dir, "Local audit store folder")->required();
-  report->add_option("--dir", dir, "The auditor's folder (for the verified directory)")->required();
-  report->add_option("--out", out, "HTML file to write")->required();
-  report->add_option("--case", case_ref, "Only this case pseudonym in the case sections");
-  report
-      ->add_option("--min-cosignatures", min_cosignatures,
+  c.report->add_option("--store", a.store_dir, "Local audit store folder")->required();
+  c.report->add_option("--dir", a.dir, "The auditor's folder (for the verified directory)")
+      ->required();
+  c.report->add_option("--out", a.out, "HTML file to write")->required();
+  c.report->add_option("--case", a.case_ref, "Only this case pseudonym in the case sections");
+  c.report
+      ->add_option("--min-cosignatures", a.min_cosignatures,
                    "As for verify: require this many directory witnesses to have cosigned")
       ->check(CLI::Range(0, 100));
-  report->footer(R"(
+  c.report->footer(R"(
 The page, from the local store only (no network; --dir is read for the broker's and the
 witnesses' keys, as by verify): the verify verdict, PASS or FAIL with the first bad entry
 or checkpoint named; the log's origin, size, latest checkpoint, its cosigners and the time
@@ -544,6 +573,61 @@ Exit 0 on PASS; 1 on FAIL (the page is still written, saying why).
 
 Example:
   refbus-audit report --dir AUDITOR_KEYS --store /srv/audit/seoul --out seoul.html)");
+}
+
+// The queries, over the local store.
+int RunQueries(const Args& a, const Commands& c) {
+  OutputFormat format =
+      a.as_json ? OutputFormat::kJson : (a.as_csv ? OutputFormat::kCsv : OutputFormat::kTable);
+  auto store = LocalAuditStore::Open(a.store_dir, /*create=*/false);
+  if (!store.ok()) return Fail(store.status(), kExitIo);
+  if (c.q_case->parsed()) {
+    if (!schema::IsValidCaseRef(a.case_ref)) {
+      return Fail(InvalidArgument("'" + a.case_ref + "' is not a case pseudonym"), kExitUsage);
+    }
+    return RunQuery(QueryCase(**store, a.case_ref), format);
+  }
+  if (c.q_access->parsed()) {
+    if (!schema::IsValidPartyId(a.agency)) {
+      return Fail(InvalidArgument("'" + a.agency + "' is not a party id"), kExitUsage);
+    }
+    UnixMillis from_ms = 0, to_ms = ~UnixMillis{0};
+    if (!a.from.empty()) {
+      auto t = ParseTime(a.from);
+      if (!t.ok()) return Fail(t.status(), kExitUsage);
+      from_ms = *t;
+    }
+    if (!a.to.empty()) {
+      auto t = ParseTime(a.to);
+      if (!t.ok()) return Fail(t.status(), kExitUsage);
+      to_ms = *t;
+    }
+    return RunQuery(QueryAccesses(**store, a.agency, from_ms, to_ms), format);
+  }
+  if (c.q_unconsented->parsed()) return RunQuery(QueryUnconsented(**store), format);
+  if (c.q_overrides->parsed()) return RunQuery(QueryOverrides(**store), format);
+  return kExitUsage;
+}
+
+int Main(int argc, char** argv) {
+  if (!keys::InitSodium().ok()) {
+    std::cerr << "refbus-audit: libsodium failed to initialize\n";
+    return kExitIo;
+  }
+  CLI::App app{"refbus-audit: fetch, verify and query a refbus broker's tamper-evident audit log"};
+  app.footer(kExitCodes);
+  app.require_subcommand(1);
+  app.fallthrough();
+  Args a;
+  Commands c;
+  app.add_flag("--json", a.as_json, "Machine-readable output");
+  app.add_flag("--csv", a.as_csv, "CSV output (queries)");
+  AddFetch(app, a, c);
+  AddVerify(app, a, c);
+  AddWitness(app, a, c);
+  AddProofs(app, a, c);
+  AddQueries(app, a, c);
+  AddReport(app, a, c);
 
   try {
     app.parse(argc, argv);
@@ -551,50 +635,20 @@ Example:
     int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
-  if (as_json && as_csv) {
+  if (a.as_json && a.as_csv) {
     std::cerr << "refbus-audit: --json and --csv exclude each other\n";
     return kExitUsage;
   }
 
-  if (fetch->parsed()) return RunFetch(fo, as_json);
-  if (verify->parsed()) return RunVerify(store_dir, dir, min_cosignatures, as_json);
-  if (witness->parsed()) return RunWitness(wo, as_json);
-  if (prove->parsed()) return RunProve(message, store_dir, out, as_json);
-  if (check->parsed()) return RunCheckProof(bundle, dir, as_json);
-  if (report->parsed()) {
-    return RunReport(store_dir, dir, out, case_ref, min_cosignatures, as_json);
+  if (c.fetch->parsed()) return RunFetch(a.fo, a.as_json);
+  if (c.verify->parsed()) return RunVerify(a.store_dir, a.dir, a.min_cosignatures, a.as_json);
+  if (c.witness->parsed()) return RunWitness(a.wo, a.as_json);
+  if (c.prove->parsed()) return RunProve(a.message, a.store_dir, a.out, a.as_json);
+  if (c.check->parsed()) return RunCheckProof(a.bundle, a.dir, a.as_json);
+  if (c.report->parsed()) {
+    return RunReport(a.store_dir, a.dir, a.out, a.case_ref, a.min_cosignatures, a.as_json);
   }
-
-  OutputFormat format =
-      as_json ? OutputFormat::kJson : (as_csv ? OutputFormat::kCsv : OutputFormat::kTable);
-  auto store = LocalAuditStore::Open(store_dir, /*create=*/false);
-  if (!store.ok()) return Fail(store.status(), kExitIo);
-  if (q_case->parsed()) {
-    if (!schema::IsValidCaseRef(case_ref)) {
-      return Fail(InvalidArgument("'" + case_ref + "' is not a case pseudonym"), kExitUsage);
-    }
-    return RunQuery(QueryCase(**store, case_ref), format);
-  }
-  if (q_access->parsed()) {
-    if (!schema::IsValidPartyId(agency)) {
-      return Fail(InvalidArgument("'" + agency + "' is not a party id"), kExitUsage);
-    }
-    UnixMillis from_ms = 0, to_ms = ~UnixMillis{0};
-    if (!from.empty()) {
-      auto t = ParseTime(from);
-      if (!t.ok()) return Fail(t.status(), kExitUsage);
-      from_ms = *t;
-    }
-    if (!to.empty()) {
-      auto t = ParseTime(to);
-      if (!t.ok()) return Fail(t.status(), kExitUsage);
-      to_ms = *t;
-    }
-    return RunQuery(QueryAccesses(**store, agency, from_ms, to_ms), format);
-  }
-  if (q_unconsented->parsed()) return RunQuery(QueryUnconsented(**store), format);
-  if (q_overrides->parsed()) return RunQuery(QueryOverrides(**store), format);
-  return kExitUsage;
+  return RunQueries(a, c);
 }
 
 }  // namespace

@@ -1,12 +1,12 @@
 // refbus-audit report: the auditor's report on one broker's audit log, as ONE self-contained
-// HTML page, made offline from the local audit store (agent/audit_store.h) that fetch filled.
+// HTML page, made offline from the local audit store (audit/local_store.h) that fetch filled.
 //
 // Contract:
 //   - BuildAuditReport reads the store only (no network). It runs VerifyLocalLog with the
 //     keys it is given (the same checks, keys and witnesses as `refbus-audit verify`), then
 //     scans the entries once for the log's facts (time range, counts by event and by
 //     refusal reason, consent grants, a timeline per case), and runs QueryUnconsented and
-//     QueryOverrides (agent/audit_tool.h) for the two exception lists.
+//     QueryOverrides (audit/tool.h) for the two exception lists.
 //   - A store that fails verification still gets a report: the verdict FAIL and every
 //     problem (the first bad entry or checkpoint named), and, marked as unverified, what the
 //     store holds; the two queries then report why they refused (they need the local log to
@@ -24,8 +24,8 @@
 //     neither does the report.
 //
 // Thread safety: free functions over values; a store is used by one thread at a time.
-#ifndef REFBUS_AGENT_AUDIT_REPORT_H_
-#define REFBUS_AGENT_AUDIT_REPORT_H_
+#ifndef REFBUS_AUDIT_REPORT_H_
+#define REFBUS_AUDIT_REPORT_H_
 
 #include <cstdint>
 #include <map>
@@ -34,14 +34,15 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/audit_store.h"
-#include "agent/audit_tool.h"
+#include "audit/local_store.h"
+#include "audit/query.h"
+#include "audit/verify.h"
 #include "core/bytes.h"
 #include "core/clock.h"
 #include "core/status.h"
 #include "schema/types.h"
 
-namespace refbus::agent {
+namespace refbus::audit {
 
 struct ReportOptions {
   VerifyOptions verify;                 // witnesses and min_cosignatures, as for verify
@@ -134,6 +135,6 @@ std::string RenderAuditReportHtml(const AuditReport& report);
 // the log can reorder what the page shows.
 std::string HtmlEscape(std::string_view text);
 
-}  // namespace refbus::agent
+}  // namespace refbus::audit
 
-#endif  // REFBUS_AGENT_AUDIT_REPORT_H_
+#endif  // REFBUS_AUDIT_REPORT_H_

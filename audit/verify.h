@@ -1,6 +1,7 @@
-// refbus-audit's offline logic over a local audit store (agent/audit_store.h): verifying
-// the log against every signed checkpoint, inclusion-proof bundles, and the queries
-// auditors ask. Nothing here talks to a broker (agent/audit_fetch.h does).
+// Verifying an auditor's local copy of a broker's log (audit/local_store.h) against every
+// signed checkpoint, and the broker's log keys it is verified with. Nothing here talks to a
+// broker (audit/fetch.h does); proof bundles are in audit/proof_bundle.h, queries in
+// audit/query.h.
 //
 // Verification (schema/PROTOCOL.md section 11, "Auditing a log"):
 //   1. Every stored checkpoint note must verify with a signing key the verified directory
@@ -29,22 +30,18 @@
 //      witnesses refuse its checkpoints, or that stopped asking them, fails here.
 // A problem names the first bad entry (index) or the checkpoint (size and arrival number).
 //
-// Proof bundles: JSON, format "refbus-audit-proof/1", with every field checked by
-// CheckProofBundle (a bundle with any byte changed outside JSON whitespace is refused).
-//
 // Thread safety: free functions over values; a store is used by one thread at a time.
-#ifndef REFBUS_AGENT_AUDIT_TOOL_H_
-#define REFBUS_AGENT_AUDIT_TOOL_H_
+#ifndef REFBUS_AUDIT_VERIFY_H_
+#define REFBUS_AUDIT_VERIFY_H_
 
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "agent/audit_store.h"
+#include "audit/local_store.h"
 #include "core/bytes.h"
 #include "core/clock.h"
 #include "core/status.h"
@@ -53,7 +50,7 @@
 #include "keys/witness.h"
 #include "schema/types.h"
 
-namespace refbus::agent {
+namespace refbus::audit {
 
 // ---- The broker's log keys --------------------------------------------------------------
 
@@ -149,76 +146,6 @@ Result<VerifyReport> VerifyLocalLog(const LocalAuditStore& store, const LogKeys&
 Result<uint64_t> Bisect(uint64_t checkpoint_size,
                         const std::function<Result<bool>(uint64_t m)>& consistent);
 
-// ---- Proof bundles -----------------------------------------------------------------------
+}  // namespace refbus::audit
 
-inline constexpr std::string_view kProofBundleFormat = "refbus-audit-proof/1";
-
-// A bundle proving every entry of the local log whose message_id is message_id, against
-// the largest stored checkpoint that verifies with the key recorded at fetch and matches
-// the local entries. NotFound if no entry concerns the message. Returns the JSON text.
-Result<std::string> MakeProofBundle(const LocalAuditStore& store, ByteView message_id);
-
-struct CheckedProof {
-  std::string broker_id;
-  std::string origin;
-  std::string key_fingerprint;
-  uint64_t tree_size = 0;
-  Bytes message_id;
-  std::vector<schema::AuditEntry> entries;  // decoded from the proven bytes
-  double verify_us_per_entry = 0;           // inclusion proof verification only
-};
-
-// Verifies bundle_json without the log: the checkpoint's signature with the broker's key
-// from directory, every entry's inclusion in it, and that every other field agrees with
-// what the signed bytes say. Malformed for a bundle that does not parse, Unauthenticated
-// when a signature or proof fails, InvalidArgument when a field disagrees.
-Result<CheckedProof> CheckProofBundle(std::string_view bundle_json,
-                                      const schema::Directory& directory);
-
-// ---- Queries -----------------------------------------------------------------------------
-
-struct AuditRow {
-  schema::AuditEntry entry;
-  // From the ACCEPTED entry of the same message, where this entry does not say (DELIVERED,
-  // ACKED and EXPIRED entries carry only the message id).
-  std::string case_ref;
-  std::string sender_id;
-  schema::MessageKind kind = schema::MessageKind::kUnspecified;
-  Bytes consent_grant_id;
-  std::string group;  // overrides: the emergency grant (hex) a row belongs to
-  std::string note;   // why the row is listed (unconsented), or empty
-};
-
-struct QueryResult {
-  std::vector<AuditRow> rows;
-  uint64_t entries_scanned = 0;
-  uint64_t checkpoint_size = 0;  // the latest stored checkpoint, matched by the entries
-};
-
-// Every query scans the local entries once and first checks that they are exactly the log
-// of the latest stored checkpoint (root and size; run verify for the signatures and the
-// full check): FailedPrecondition otherwise.
-Result<QueryResult> QueryCase(const LocalAuditStore& store, std::string_view case_ref);
-// DELIVERED, ACKED and OPENED entries of agency with from_ms <= time < to_ms.
-Result<QueryResult> QueryAccesses(const LocalAuditStore& store, std::string_view agency,
-                                  UnixMillis from_ms, UnixMillis to_ms);
-// OPENED entries naming no grant, a grant not CONSENT_GRANTED in this log before the
-// access, or one CONSENT_REVOKED before the access (log order).
-Result<QueryResult> QueryUnconsented(const LocalAuditStore& store);
-// CONSENT_GRANTED entries with emergency_override, each followed by what was shared under
-// it (entries naming the grant, and the deliveries of those messages).
-Result<QueryResult> QueryOverrides(const LocalAuditStore& store);
-
-enum class OutputFormat { kTable, kJson, kCsv };
-void PrintRows(const QueryResult& result, OutputFormat format, std::ostream& out);
-
-// "2024-05-01", "2024-05-01T09:30:00Z" (UTC) or Unix milliseconds.
-Result<UnixMillis> ParseTime(std::string_view text);
-
-// RFC 4180 field quoting; a field that starts with = + - @ TAB or CR is quoted with a
-// leading ' so that a spreadsheet keeps it as text instead of running it as a formula.
-std::string CsvField(std::string_view s);
-
-}  // namespace refbus::agent
-
-#endif  // REFBUS_AGENT_AUDIT_TOOL_H_
+#endif  // REFBUS_AUDIT_VERIFY_H_

@@ -1,4 +1,4 @@
-#include "agent/audit_report.h"
+#include "audit/report.h"
 
 #include <algorithm>
 #include <chrono>
@@ -7,7 +7,7 @@
 #include "keys/crypto.h"
 #include "schema/codec.h"
 
-namespace refbus::agent {
+namespace refbus::audit {
 namespace {
 
 using schema::AuditEntry;
@@ -716,4 +716,4 @@ std::string RenderAuditReportHtml(const AuditReport& r) {
   return h;
 }
 
-}  // namespace refbus::agent
+}  // namespace refbus::audit

@@ -1,5 +1,5 @@
 // refbus-audit fetch: an auditor pulls a broker's audit log and checkpoints over CURVE into
-// its local audit store (agent/audit_store.h), incrementally (schema/PROTOCOL.md section 11).
+// its local audit store (audit/local_store.h), incrementally (schema/PROTOCOL.md section 11).
 //
 // Contract:
 //   - The auditor's folder (as keys/ceremony.h lays it out: identity.key, authority.pub,
@@ -28,22 +28,9 @@
 //   - Errors (a Status) are for what stopped the fetch: the folder, the directory, the
 //     network, a broker refusal, the local store.
 //
-// refbus-audit witness: the auditor as a witness of a broker's log (schema/PROTOCOL.md
-// section 11.3, keys/witness.h).
-//   - The auditor must be an active auditor with the audit role (it asks with audit
-//     queries, each logged by the broker) and the witness role (its cosignatures count).
-//   - Steps: Hello; AuditCheckpoint (the broker's fresh checkpoint); AuditConsistency from
-//     the size of the last checkpoint this auditor cosigned for the log (its witness state
-//     in the store folder; none: no proof, the first is taken as it is); the keys/witness.h
-//     rules; on success the new state is stored, then the cosignature goes to the broker in
-//     AddCosignature and is stored with the checkpoint there (answered Ack).
-//   - A checkpoint that is inconsistent with the one cosigned, or smaller than it, or a
-//     broker that cannot prove consistency with it, is refused: both checkpoints are kept as
-//     evidence in the store folder and the report says so (a finding, not an error).
-//
 // Thread safety: one fetch at a time per store (the store's folder lock enforces it).
-#ifndef REFBUS_AGENT_AUDIT_FETCH_H_
-#define REFBUS_AGENT_AUDIT_FETCH_H_
+#ifndef REFBUS_AUDIT_FETCH_H_
+#define REFBUS_AUDIT_FETCH_H_
 
 #include <optional>
 #include <string>
@@ -54,7 +41,7 @@
 #include "keys/merkle.h"
 #include "schema/types.h"
 
-namespace refbus::agent {
+namespace refbus::audit {
 
 struct FetchOptions {
   std::string auditor_dir;
@@ -92,40 +79,9 @@ struct FetchReport {
 
 Result<FetchReport> Fetch(const FetchOptions& options, UnixMillis now);
 
-struct WitnessOptions {
-  std::string auditor_dir;
-  std::string broker_id;
-  std::string endpoint;  // empty: the broker's endpoint from the directory
-  std::string store_dir;
-  std::string passphrase_file;
-  int timeout_ms = 10000;
-};
-
-struct WitnessReport {
-  std::string broker_id;
-  std::string origin;
-  std::string endpoint;
-  std::string witness_name;  // the cosigner name: "refbus/<federation>/witness/<auditor-id>"
-  uint64_t old_size = 0;     // the last size this auditor had cosigned (0: none)
-  uint64_t size = 0;         // the broker's fresh checkpoint
-  keys::Hash root{};
-  std::string verdict;  // keys::Name(WitnessVerdict)
-  bool cosigned = false;
-  bool stored_by_broker = false;  // the broker acknowledged the AddCosignature
-  uint64_t timestamp_s = 0;
-  std::optional<uint64_t> evidence;  // the evidence record kept for a refusal
-  std::vector<std::string> problems;
-  size_t queries = 0;
-  double seconds = 0;
-
-  bool ok() const { return problems.empty(); }
-};
-
-Result<WitnessReport> Witness(const WitnessOptions& options, UnixMillis now);
-
 // The directory of the auditor's folder, verified against its anchor and trust state.
 Result<schema::SignedDirectory> LoadVerifiedDirectory(const std::string& dir, UnixMillis now);
 
-}  // namespace refbus::agent
+}  // namespace refbus::audit
 
-#endif  // REFBUS_AGENT_AUDIT_FETCH_H_
+#endif  // REFBUS_AUDIT_FETCH_H_

@@ -1,10 +1,10 @@
-#include "agent/audit_store.h"
+#include "audit/local_store.h"
 
 #include <algorithm>
 
 #include "core/file.h"
 
-namespace refbus::agent {
+namespace refbus::audit {
 namespace {
 
 constexpr std::string_view kFormat = "refbus-audit-store/1";
@@ -237,4 +237,4 @@ Result<std::vector<keys::WitnessEvidence>> LocalAuditStore::Evidence() const {
   return out;
 }
 
-}  // namespace refbus::agent
+}  // namespace refbus::audit

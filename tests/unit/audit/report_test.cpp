@@ -3,15 +3,17 @@
 // timelines that select what QueryCase selects), escapes hostile strings from the log, keeps
 // to one case with --case, and on a tampered store says FAIL and names the entry or the
 // checkpoint, as verify does.
-#include "agent/audit_report.h"
+#include "audit/report.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <functional>
 
-#include "agent/audit_store.h"
-#include "agent/audit_tool.h"
+#include "audit/local_store.h"
+#include "audit/proof_bundle.h"
+#include "audit/query.h"
+#include "audit/verify.h"
 #include "core/lmdb.h"
 #include "keys/checkpoint.h"
 #include "keys/merkle.h"
@@ -19,7 +21,7 @@
 #include "schema/codec.h"
 #include "tests/unit/test_util.h"
 
-namespace refbus::agent {
+namespace refbus::audit {
 namespace {
 
 using refbus::test::HasSubstr;
@@ -380,4 +382,4 @@ TEST_F(AuditReportTest, AnEmptyStoreIsRefused) {
 }
 
 }  // namespace
-}  // namespace refbus::agent
+}  // namespace refbus::audit
