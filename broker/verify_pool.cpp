@@ -9,10 +9,10 @@ VerifyPool::VerifyPool(unsigned workers) {
 
 VerifyPool::~VerifyPool() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  work_cv_.notify_all();
+  work_cv_.SignalAll();
   for (auto& t : threads_) t.join();
 }
 
@@ -23,17 +23,17 @@ void VerifyPool::ForEach(size_t n, const std::function<void(size_t)>& task) {
     return;
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     task_ = &task;
     size_ = n;
     next_ = 0;
     finished_ = 0;
     ++generation_;
   }
-  work_cv_.notify_all();
+  work_cv_.SignalAll();
   Drain();
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return finished_ == size_; });
+  MutexLock lock(&mu_);
+  while (finished_ != size_) done_cv_.Wait();
   // Workers that wake up late find no batch and go back to waiting.
   task_ = nullptr;
   size_ = 0;
@@ -41,15 +41,15 @@ void VerifyPool::ForEach(size_t n, const std::function<void(size_t)>& task) {
 
 size_t VerifyPool::Drain() {
   size_t ran = 0;
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (task_ != nullptr && next_ < size_) {
     const size_t i = next_++;
     const std::function<void(size_t)>* task = task_;
-    lock.unlock();
+    lock.Unlock();
     (*task)(i);
     ++ran;
-    lock.lock();
-    if (++finished_ == size_) done_cv_.notify_one();
+    lock.Lock();
+    if (++finished_ == size_) done_cv_.Signal();
   }
   return ran;
 }
@@ -58,8 +58,8 @@ void VerifyPool::WorkerMain() {
   unsigned long seen = 0;
   while (true) {
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] { return stop_ || (generation_ != seen && task_ != nullptr); });
+      MutexLock lock(&mu_);
+      while (!stop_ && (generation_ == seen || task_ == nullptr)) work_cv_.Wait();
       if (stop_) return;
       seen = generation_;
     }

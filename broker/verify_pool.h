@@ -8,12 +8,12 @@
 #ifndef REFBUS_BROKER_VERIFY_POOL_H_
 #define REFBUS_BROKER_VERIFY_POOL_H_
 
-#include <condition_variable>
 #include <cstddef>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "core/mutex.h"
 
 namespace refbus::broker {
 
@@ -29,24 +29,24 @@ class VerifyPool {
 
   // Runs task(i) for every i in [0, n) and returns when all have returned. Tasks must not
   // throw.
-  void ForEach(size_t n, const std::function<void(size_t)>& task);
+  void ForEach(size_t n, const std::function<void(size_t)>& task) EXCLUDES(mu_);
 
   unsigned workers() const { return static_cast<unsigned>(threads_.size()); }
 
  private:
   void WorkerMain();
   // Takes and runs tasks of the current batch until none is left; returns how many it ran.
-  size_t Drain();
+  size_t Drain() EXCLUDES(mu_);
 
-  std::mutex mu_;
-  std::condition_variable work_cv_;                    // workers wait here for a batch (or stop)
-  std::condition_variable done_cv_;                    // ForEach waits here for the batch to finish
-  const std::function<void(size_t)>* task_ = nullptr;  // guarded by mu_
-  size_t size_ = 0;                                    // guarded by mu_
-  size_t next_ = 0;                                    // guarded by mu_
-  size_t finished_ = 0;                                // guarded by mu_
-  unsigned long generation_ = 0;                       // guarded by mu_
-  bool stop_ = false;                                  // guarded by mu_
+  Mutex mu_;
+  CondVar work_cv_{&mu_};  // workers wait here for a batch (or stop)
+  CondVar done_cv_{&mu_};  // ForEach waits here for the batch to finish
+  const std::function<void(size_t)>* task_ GUARDED_BY(mu_) = nullptr;
+  size_t size_ GUARDED_BY(mu_) = 0;
+  size_t next_ GUARDED_BY(mu_) = 0;
+  size_t finished_ GUARDED_BY(mu_) = 0;
+  unsigned long generation_ GUARDED_BY(mu_) = 0;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };
 

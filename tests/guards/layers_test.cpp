@@ -36,7 +36,7 @@ std::string TopFolder(const std::string& path) {
 
 // One line per violation: "<file>:<line>: <layer> includes <path> (<why>)".
 std::vector<std::string> CheckLayers(const fs::path& root) {
-  static const std::regex kInclude(R"(^\s*#\s*include\s*"([^"]+)")");
+  static const std::regex kInclude(R"re(^\s*#\s*include\s*"([^"]+)")re");
   std::vector<std::string> violations;
   for (const auto& [layer, rank] : Ranks()) {
     const fs::path dir = root / layer;
