@@ -4,6 +4,7 @@
 #include <bit>
 #include <cstring>
 
+#include "broker/store_records.h"
 #include "core/hash.h"
 
 namespace refbus::broker {
@@ -274,9 +275,7 @@ Bytes EncodeCheckpointRecord(std::string_view note) {
   body.reserve(1 + note.size());
   body.push_back(kCheckpointRecordVersion);
   Append(body, AsBytes(note));
-  Bytes out = refbus::Sha256(body);
-  Append(out, body);
-  return out;
+  return records::SealRecord(body);
 }
 
 Result<StoredCheckpoint> DecodeCheckpointRecord(ByteView stored, uint64_t size) {
@@ -284,10 +283,9 @@ Result<StoredCheckpoint> DecodeCheckpointRecord(ByteView stored, uint64_t size) 
     return Malformed("stored checkpoint of size " + std::to_string(size) + " is damaged (" +
                      std::string(why) + ")");
   };
-  if (stored.size() < kSha256DigestBytes + 1) return damaged("too short");
-  ByteView body = stored.subspan(kSha256DigestBytes);
-  Sha256Digest h = Sha256Array(body);
-  if (!std::equal(h.begin(), h.end(), stored.begin())) return damaged("hash mismatch");
+  auto opened = records::OpenSealedRecord(stored, 1);
+  if (!opened.ok()) return damaged(opened.status().message());
+  ByteView body = *opened;
   if (body[0] != kCheckpointRecordVersion) return damaged("unknown record version");
   StoredCheckpoint c;
   c.note = std::string(AsChars(body.subspan(1)));

@@ -60,6 +60,116 @@ double AgeSeconds(UnixMillis now, UnixMillis then) {
 
 double D(uint64_t v) { return static_cast<double>(v); }
 
+// Counters since the start: the status file's, envelopes by kind and outcome, nacks.
+void AddCounters(Exposition& e, const BrokerStatus& st) {
+  for (const auto& [key, value] : st.counters) {
+    std::string help = "refbus-broker counter " + key + ".";
+    for (const auto& [k, h] : kCounterHelp) {
+      if (k == key) help = std::string(h);
+    }
+    e.Counter(NamePart(key) + "_total", help + " Since the broker started.", {}, D(value));
+  }
+  for (const auto& c : st.envelopes) {
+    e.Counter("envelopes_total",
+              "Envelopes submitted by agencies or relayed by peer brokers, by kind (unspecified: "
+              "the envelope did not decode) and outcome (accepted and committed, duplicate of "
+              "one held, refused with a nack). Since the broker started.",
+              {{"kind", c.kind}, {"outcome", c.outcome}}, D(c.count));
+  }
+  for (const auto& [reason, count] : st.nacks) {
+    e.Counter("nacks_total",
+              "Nack frames sent, by reason: every refusal of an envelope, control frame, relay "
+              "or query. Since the broker started.",
+              {{"reason", reason}}, D(count));
+  }
+}
+
+// The directory, the audit log and its checkpoints, the store's use of its map.
+void AddStoreGauges(Exposition& e, const BrokerStatus& st, UnixMillis now) {
+  e.Gauge("directory_serial", "Serial of the signed directory in force.", {},
+          D(st.directory_serial));
+  if (st.directory_expires_ms != 0) {
+    e.Gauge("directory_expiry_timestamp_seconds",
+            "When the directory in force expires, in Unix seconds.", {},
+            SecondsOf(st.directory_expires_ms));
+  }
+  e.Gauge("audit_log_entries", "Entries in the audit log (its size).", {}, D(st.audit_size));
+  if (st.last_checkpoint_size != 0) {
+    e.Gauge("last_checkpoint_entries",
+            "Audit log entries covered by the latest signed checkpoint (audit_log_entries "
+            "minus this is what no checkpoint covers yet).",
+            {}, D(st.last_checkpoint_size));
+  }
+  if (st.last_checkpoint_ms != 0) {
+    e.Gauge("last_checkpoint_age_seconds",
+            "Seconds since this broker signed its latest audit checkpoint (absent until it "
+            "signs one after starting; none is signed while the log does not grow).",
+            {}, AgeSeconds(now, st.last_checkpoint_ms));
+  }
+  if (st.storage_map_bytes != 0) {
+    e.Gauge("storage_used_bytes",
+            "High-water mark of the LMDB store (pages ever used times the page size).", {},
+            D(st.storage_used_bytes));
+    e.Gauge("storage_map_bytes",
+            "LMDB map size: the most the store may grow to ([limits] map_size_mb).", {},
+            D(st.storage_map_bytes));
+  }
+}
+
+// Mailboxes and the commit latency histogram.
+void AddMailboxMetrics(Exposition& e, const BrokerStatus& st, UnixMillis now) {
+  for (const auto& m : st.mailboxes) {
+    e.Gauge("mailbox_depth",
+            "Envelopes waiting in an agency's mailbox on this broker (every agency homed here, "
+            "and other mailboxes while they hold something).",
+            {{"mailbox", m.mailbox}}, D(m.depth));
+  }
+  for (const auto& m : st.mailboxes) {
+    e.Gauge("mailbox_oldest_queued_age_seconds",
+            "Age of the oldest envelope waiting in an agency's mailbox (0: none waiting).",
+            {{"mailbox", m.mailbox}}, AgeSeconds(now, m.oldest_queued_ms));
+  }
+  if (!st.mailboxes.empty()) {
+    e.Gauge("mailboxes_truncated",
+            "1 when more mailboxes hold something than the per-mailbox series show (at most "
+            "1000), else 0.",
+            {}, st.mailboxes_truncated ? 1 : 0);
+  }
+  if (st.commit_buckets.size() == kCommitSecondsBounds.size() + 1) {
+    e.Histogram("commit_duration_seconds",
+                "Duration of the writer's LMDB commits (group commits, fsync included).",
+                std::vector<double>(kCommitSecondsBounds.begin(), kCommitSecondsBounds.end()),
+                st.commit_buckets, st.commit_seconds_sum);
+  }
+}
+
+// Per federation link.
+void AddLinkMetrics(Exposition& e, const BrokerStatus& st, UnixMillis now) {
+  for (const auto& l : st.links) {
+    const MetricLabels peer = {{"peer", l.peer}};
+    e.Gauge("link_up", "1 while the federation link to the peer broker is up, else 0.", peer,
+            l.state == "up" ? 1 : 0);
+    e.Gauge("link_backlog", "Envelopes waiting in the link mailbox for the peer broker.", peer,
+            D(l.backlog));
+    e.Gauge("link_control_backlog",
+            "Consent revocations waiting to be passed on to the peer broker.", peer,
+            D(l.control_backlog));
+    e.Gauge("link_oldest_queued_age_seconds",
+            "Age of the oldest envelope queued for the peer broker (0: none queued).", peer,
+            AgeSeconds(now, l.oldest_queued_ms));
+    e.Gauge("link_inflight", "Relays sent to the peer broker and not yet answered.", peer,
+            D(l.inflight));
+    e.Counter("link_forwarded_total", "Envelopes the peer broker acked. Since the broker started.",
+              peer, D(l.forwarded));
+    e.Counter("link_refused_total",
+              "Envelopes the peer broker refused for good. Since the broker started.", peer,
+              D(l.refused));
+    e.Counter("link_sessions_total",
+              "Sessions started with the peer broker (reconnects + 1). Since the broker started.",
+              peer, D(l.sessions));
+  }
+}
+
 }  // namespace
 
 CheckResult CheckHealth(const BrokerStatus& st, UnixMillis now) {
@@ -119,103 +229,10 @@ std::string FormatMetrics(const BrokerStatus& st, UnixMillis now) {
           "Seconds since the event loop last refreshed the status (it does so every second).", {},
           AgeSeconds(now, st.time_ms));
 
-  for (const auto& [key, value] : st.counters) {
-    std::string help = "refbus-broker counter " + key + ".";
-    for (const auto& [k, h] : kCounterHelp) {
-      if (k == key) help = std::string(h);
-    }
-    e.Counter(NamePart(key) + "_total", help + " Since the broker started.", {}, D(value));
-  }
-  for (const auto& c : st.envelopes) {
-    e.Counter("envelopes_total",
-              "Envelopes submitted by agencies or relayed by peer brokers, by kind (unspecified: "
-              "the envelope did not decode) and outcome (accepted and committed, duplicate of "
-              "one held, refused with a nack). Since the broker started.",
-              {{"kind", c.kind}, {"outcome", c.outcome}}, D(c.count));
-  }
-  for (const auto& [reason, count] : st.nacks) {
-    e.Counter("nacks_total",
-              "Nack frames sent, by reason: every refusal of an envelope, control frame, relay "
-              "or query. Since the broker started.",
-              {{"reason", reason}}, D(count));
-  }
-
-  e.Gauge("directory_serial", "Serial of the signed directory in force.", {},
-          D(st.directory_serial));
-  if (st.directory_expires_ms != 0) {
-    e.Gauge("directory_expiry_timestamp_seconds",
-            "When the directory in force expires, in Unix seconds.", {},
-            SecondsOf(st.directory_expires_ms));
-  }
-  e.Gauge("audit_log_entries", "Entries in the audit log (its size).", {}, D(st.audit_size));
-  if (st.last_checkpoint_size != 0) {
-    e.Gauge("last_checkpoint_entries",
-            "Audit log entries covered by the latest signed checkpoint (audit_log_entries "
-            "minus this is what no checkpoint covers yet).",
-            {}, D(st.last_checkpoint_size));
-  }
-  if (st.last_checkpoint_ms != 0) {
-    e.Gauge("last_checkpoint_age_seconds",
-            "Seconds since this broker signed its latest audit checkpoint (absent until it "
-            "signs one after starting; none is signed while the log does not grow).",
-            {}, AgeSeconds(now, st.last_checkpoint_ms));
-  }
-  if (st.storage_map_bytes != 0) {
-    e.Gauge("storage_used_bytes",
-            "High-water mark of the LMDB store (pages ever used times the page size).", {},
-            D(st.storage_used_bytes));
-    e.Gauge("storage_map_bytes",
-            "LMDB map size: the most the store may grow to ([limits] map_size_mb).", {},
-            D(st.storage_map_bytes));
-  }
-  for (const auto& m : st.mailboxes) {
-    e.Gauge("mailbox_depth",
-            "Envelopes waiting in an agency's mailbox on this broker (every agency homed here, "
-            "and other mailboxes while they hold something).",
-            {{"mailbox", m.mailbox}}, D(m.depth));
-  }
-  for (const auto& m : st.mailboxes) {
-    e.Gauge("mailbox_oldest_queued_age_seconds",
-            "Age of the oldest envelope waiting in an agency's mailbox (0: none waiting).",
-            {{"mailbox", m.mailbox}}, AgeSeconds(now, m.oldest_queued_ms));
-  }
-  if (!st.mailboxes.empty()) {
-    e.Gauge("mailboxes_truncated",
-            "1 when more mailboxes hold something than the per-mailbox series show (at most "
-            "1000), else 0.",
-            {}, st.mailboxes_truncated ? 1 : 0);
-  }
-  if (st.commit_buckets.size() == kCommitSecondsBounds.size() + 1) {
-    e.Histogram("commit_duration_seconds",
-                "Duration of the writer's LMDB commits (group commits, fsync included).",
-                std::vector<double>(kCommitSecondsBounds.begin(), kCommitSecondsBounds.end()),
-                st.commit_buckets, st.commit_seconds_sum);
-  }
-
-  // Per federation link.
-  for (const auto& l : st.links) {
-    const MetricLabels peer = {{"peer", l.peer}};
-    e.Gauge("link_up", "1 while the federation link to the peer broker is up, else 0.", peer,
-            l.state == "up" ? 1 : 0);
-    e.Gauge("link_backlog", "Envelopes waiting in the link mailbox for the peer broker.", peer,
-            D(l.backlog));
-    e.Gauge("link_control_backlog",
-            "Consent revocations waiting to be passed on to the peer broker.", peer,
-            D(l.control_backlog));
-    e.Gauge("link_oldest_queued_age_seconds",
-            "Age of the oldest envelope queued for the peer broker (0: none queued).", peer,
-            AgeSeconds(now, l.oldest_queued_ms));
-    e.Gauge("link_inflight", "Relays sent to the peer broker and not yet answered.", peer,
-            D(l.inflight));
-    e.Counter("link_forwarded_total", "Envelopes the peer broker acked. Since the broker started.",
-              peer, D(l.forwarded));
-    e.Counter("link_refused_total",
-              "Envelopes the peer broker refused for good. Since the broker started.", peer,
-              D(l.refused));
-    e.Counter("link_sessions_total",
-              "Sessions started with the peer broker (reconnects + 1). Since the broker started.",
-              peer, D(l.sessions));
-  }
+  AddCounters(e, st);
+  AddStoreGauges(e, st, now);
+  AddMailboxMetrics(e, st, now);
+  AddLinkMetrics(e, st, now);
   return e.Text();
 }
 

@@ -58,15 +58,21 @@
 // set atomics). Internally the writer thread is the only one that writes to the Store
 // (Commit, ExpireOld, SignCheckpoint); the loop only takes read transactions (ReadMailbox),
 // which LMDB allows beside the one writer. A Turn belongs to the loop until it is queued for
-// the writer and to the writer until it is queued back (the queues are under mu_): it is
-// never touched by both at once.
+// the writer and to the writer until it is queued back (broker/job_queue.h): it is never
+// touched by both at once.
+//
+// Files: server.cpp (Create, Run), server_session.cpp (socket, ZAP, sending, refusals),
+// server_intake.cpp (frame checks, submissions, relays, routing), server_consent.cpp
+// (grants, revocations, attestations), server_audit.cpp (auditor queries),
+// server_witness.cpp (witnessing), server_delivery.cpp (deliveries to agencies),
+// server_commit.cpp (the writer thread, Dispatch and Finish), server_timers.cpp (timers,
+// directory reloads, re-routing, the status file); turn.h (Turn, Reply, Job) and
+// job_queue.h (the hand-over between loop and writer).
 #ifndef REFBUS_BROKER_SERVER_H_
 #define REFBUS_BROKER_SERVER_H_
 
 #include <array>
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -79,9 +85,11 @@
 #include <zmq.hpp>
 
 #include "broker/config.h"
+#include "broker/job_queue.h"
 #include "broker/link.h"
 #include "broker/status.h"
 #include "broker/store.h"
+#include "broker/turn.h"
 #include "broker/verify_pool.h"
 #include "broker/witness_client.h"
 #include "core/clock.h"
@@ -172,16 +180,14 @@ class Server {
   const ServerStats& stats() const { return stats_; }
   // The latest checkpoint signed or confirmed by this server (empty before the first).
   // REQUIRES: the loop thread, or after Run() returned.
-  const std::string& latest_checkpoint() const { return latest_checkpoint_; }
+  const std::string& latest_checkpoint() const { return health_.latest_checkpoint; }
   // The status as the loop last wrote it (every second, and at stop): counters, directory
   // serial, audit size, links. Any thread (metrics, health checks).
-  BrokerStatus Snapshot() const {
-    std::lock_guard<std::mutex> lock(snapshot_mu_);
-    return snapshot_;
-  }
+  BrokerStatus Snapshot() const { return snapshot_.Get(); }
   const std::string& checkpoint_origin() const { return origin_; }
 
  private:
+  // A recipient's delivery session (an agency connected with Hello).
   struct Peer {
     std::string routing_id;
     uint64_t last_sent_seq = 0;  // deliveries up to here are in flight
@@ -197,55 +203,33 @@ class Server {
     Bytes message_id;
     UnixMillis sent_at = 0;
   };
-  // A reply owed to a submitter, sent after the turn's commit.
-  struct Reply {
-    std::string routing_id;
-    uint64_t request_id = 0;
-    Bytes message_id;
-    int accepted_index = -1;     // index into the batch's accepted list, or -1: a nack
-    int grant_index = -1;        // index into the batch's grant registrations
-    int revocation_index = -1;   // index into the batch's revocations
-    bool attest = false;         // an attestation: acked once its audit entry is committed
-    int audit_query = -1;        // index into the turn's audit_queries: answered after commit
-    int witness_index = -1;      // index into the batch's witness requests
-    int cosignature_index = -1;  // index into the batch's cosignatures (AddCosignature)
-    bool duplicate = false;      // the ack says the message was already held
-    schema::NackReason reason = schema::NackReason::kUnspecified;
-    std::string detail;
-    uint32_t retry_after_ms = 0;
+  // Deliveries to the agencies connected here (broker/server_delivery.cpp). Loop only.
+  struct Deliveries {
+    std::map<std::string, Peer> peers;                // by party id
+    std::set<std::string> dirty;                      // recipients with something new
+    std::unordered_map<uint64_t, Inflight> inflight;  // by delivery request id
+    uint64_t next_id = 1;
+    // Forgets the deliveries in flight to recipient (a new session or a redelivery).
+    void DropInflight(const std::string& recipient);
   };
-  struct Turn {
-    Batch batch;
-    std::vector<schema::SealedEnvelope> decoded;  // parallel to batch.accepted
-    std::vector<Reply> replies;
-    std::vector<std::pair<std::string, schema::Frame>> direct;  // not waiting for commit
-    std::vector<schema::Frame> audit_queries;  // answered in Finish, after the commit
-    bool checkpoint_asked = false;             // an auditor asked for a checkpoint
-    size_t frames = 0;                         // frames read into it
-    bool Empty() const {
-      return batch.accepted.empty() && batch.acks.empty() && batch.events.empty() &&
-             batch.grants.empty() && batch.revocations.empty() && batch.witness.empty() &&
-             batch.cosignatures.empty() && batch.reroutes.empty() && batch.control_ends.empty() &&
-             replies.empty();
-    }
+  // When the loop last did its periodic work, and what is due (broker/server_timers.cpp).
+  struct Timers {
+    UnixMillis timer_check = 0;
+    UnixMillis expiry = 0;
+    bool expiry_due = false;
+    UnixMillis checkpoint = 0;
+    bool checkpoint_due = false;
+    UnixMillis status = 0;
+    UnixMillis link_log = 0;
   };
-  // A Turn on its way to the writer and back with the outcome of its commit.
-  struct Job {
-    Turn turn;
-    UnixMillis now = 0;
-    bool expire = false;        // also run the expiry sweep, after the commit
-    bool checkpoint = false;    // then sign a checkpoint of the committed log
-    bool storage_full = false;  // set by the writer: new envelopes refused as storage full
-    // Set by the writer:
-    bool committed = false;  // a transaction ran and committed; result is set
-    Status status;           // of the commit (ok also when there was nothing to write)
-    CommitResult result;
-    Status checkpoint_status;  // when checkpoint: of signing; ok with the outcome set
-    CheckpointOutcome checkpoint_outcome;
-    double commit_seconds = -1;  // how long Store::Commit took (-1: nothing to commit)
-    // Kinds of the envelopes the writer refused without storing (storage full, failed
-    // commit), for the loop's counts.
-    std::vector<schema::MessageKind> refused_uncommitted;
+  // What the status file and metrics say about commits and checkpoints. Loop only.
+  struct Health {
+    UnixMillis started_ms = 0;
+    UnixMillis storage_full_since = 0;  // since when commits refuse as storage full
+    std::string last_commit_error;      // the latest commit's failure, if it failed
+    UnixMillis last_checkpoint_signed_ms = 0;  // when the latest was signed
+    uint64_t last_checkpoint_size = 0;         // the log size it covers
+    std::string latest_checkpoint;             // its note
   };
 
   // An envelope's signature and times, checked ahead of handling (keys::VerifyEnvelope).
@@ -261,10 +245,50 @@ class Server {
     std::optional<Result<schema::Frame>> frame;
     std::optional<Verified> verified;
   };
+  // An envelope that passed the loop's checks, on its way into the turn.
+  struct Admitted {
+    Bytes envelope;
+    schema::SealedEnvelope decoded;
+    std::string actor;
+    std::vector<std::string> mailboxes;
+    std::map<std::string, std::vector<std::string>> serves;
+    uint8_t hops = 0;
+    std::string audit_detail;
+  };
 
   Server() = default;
+
+  // ---- Start and the loop (broker/server.cpp) ----
+  // Keys, trust anchor and directory, checked against each other and the config.
+  Status LoadIdentity(const Config& config, UnixMillis now);
+  Status OpenStore(UnixMillis now);
+  Status StartLinks();
+  // Starts the writer and commits the start events (BROKER_STARTED, DIRECTORY_LOADED).
+  Status StartWriter(UnixMillis now);
+  // Loop thread: takes the finished job, if any, and finishes it.
+  void TakeAndFinish(bool stopping, Status* final_status);
+  // Loop thread: hands the accumulated turn to the writer when it is free.
+  void DispatchDue(UnixMillis now, bool stopping);
+  // Loop thread: reads what is waiting (up to the batch limit) and handles it.
+  void ReadBurst(UnixMillis now);
+  // Loop thread: deliveries, timers, witnessing, links, the status file.
+  void Housekeep(UnixMillis now);
+  // Whether the loop has work that should not wait for the poll's timeout.
+  bool WorkNow(bool stopping) const;
+
+  // ---- Session: socket, ZAP, peers, sending (broker/server_session.cpp) ----
   Status Bind();
   Status HandleZap();
+  // The party behind a connection, if it is still allowed by the current directory.
+  Result<const schema::Party*> CurrentPeer(const zmq::message_t& msg) const;
+  void Send(const std::string& routing_id, const schema::Frame& frame);
+  void Reject(Turn& turn, const std::string& routing_id, uint64_t request_id,
+              const std::string& peer, schema::NackReason reason, std::string detail,
+              const schema::SealedEnvelope* env, ByteView envelope_bytes);
+  void HandleDirectoryFetch(const std::string& routing_id, const schema::Frame& frame,
+                            Turn& turn);
+
+  // ---- Intake and routing (broker/server_intake.cpp) ----
   // Decodes the burst's frames and verifies their envelopes on the verify pool. Reads only
   // the directory and the config; writes only the burst.
   void Precheck(std::vector<Incoming>& burst, UnixMillis now);
@@ -272,6 +296,10 @@ class Server {
   // does not change (the loop changes it only between bursts).
   Verified Verify(ByteView envelope, UnixMillis now) const;
   void HandleMessage(Incoming& in, Turn& turn, UnixMillis now);
+  // Hands a checked frame to its handler.
+  void HandleFrame(const std::string& routing_id, const std::string& peer_id,
+                   const schema::Party& peer, schema::Frame& frame, Incoming& in, Turn& turn,
+                   UnixMillis now);
   // verified: the envelope's check if Precheck made it (else it is made here).
   void HandleSubmit(const std::string& routing_id, const std::string& peer, uint64_t request_id,
                     Bytes envelope, std::optional<Verified> verified, Turn& turn, UnixMillis now);
@@ -279,72 +307,125 @@ class Server {
   void HandleRelay(const std::string& routing_id, const schema::Party& peer, uint64_t request_id,
                    schema::Relay relay, std::optional<Verified> verified, Turn& turn,
                    UnixMillis now);
+  // A relay's checks of its grant; registers the grant in turn. False: refused.
+  bool AdmitRelayedGrant(const std::string& routing_id, const std::string& from,
+                         uint64_t request_id, schema::Relay& relay,
+                         const schema::SealedEnvelope& env, Turn& turn, UnixMillis now);
+  // A refused relay: counted and refused as relayed by from.
+  void RefuseRelay(Turn& turn, const std::string& routing_id, uint64_t request_id,
+                   const std::string& from, schema::NackReason reason, const std::string& detail,
+                   const schema::SealedEnvelope* env, ByteView envelope);
+  // Adds an envelope to turn, with the reply it is owed after the commit.
+  void Admit(Turn& turn, const std::string& routing_id, uint64_t request_id, Admitted a);
   // Where an envelope for these recipients goes from this broker: their own mailboxes when
   // homed here, else the link mailbox of their home broker. Empty with why set when a
   // recipient cannot be routed (its home is not an active broker, or hops run out).
   std::vector<std::string> Route(const std::vector<std::string>& recipients, uint32_t hops,
                                  std::string* why, std::string* detail,
                                  std::map<std::string, std::vector<std::string>>* serves) const;
-  // A peer broker passes on a consent revocation committed there.
-  void HandleRelayedRevocation(const std::string& routing_id, const std::string& from,
-                               uint64_t request_id, Bytes signed_revocation, Turn& turn,
-                               UnixMillis now);
+
+  // ---- Consent control frames (broker/server_consent.cpp) ----
   // The refusal of a grant (nullopt: it may be registered). Shared by GrantRegister and Relay.
   std::optional<std::pair<schema::NackReason, std::string>> VetGrant(
       const schema::SignedConsentGrant& g, UnixMillis now) const;
-  // Loop thread: writes the status file (every kStatusPeriodMs).
-  void WriteStatus(UnixMillis now);
   void HandleGrantRegister(const std::string& routing_id, const std::string& peer,
                            uint64_t request_id, Bytes signed_grant, Turn& turn, UnixMillis now);
   void HandleGrantRevoke(const std::string& routing_id, const std::string& peer,
                          uint64_t request_id, const Bytes& signed_revocation, Turn& turn,
                          UnixMillis now);
+  // A peer broker passes on a consent revocation committed there.
+  void HandleRelayedRevocation(const std::string& routing_id, const std::string& from,
+                               uint64_t request_id, Bytes signed_revocation, Turn& turn,
+                               UnixMillis now);
+  // Adds a checked revocation to turn, with its reply.
+  void AdmitRevocation(Turn& turn, const std::string& routing_id, uint64_t request_id,
+                       schema::ConsentRevocation rev, const std::string& actor,
+                       Bytes signed_revocation, bool via_peer);
   void HandleAttest(const std::string& routing_id, const std::string& peer, uint64_t request_id,
                     const schema::Attest& attest, Turn& turn, UnixMillis now);
+  // Refuses a grant, revocation or attestation: audited as REJECTED with the ids given.
+  void RejectControl(Turn& turn, const std::string& routing_id, uint64_t request_id,
+                     const std::string& peer, schema::NackReason reason, std::string detail,
+                     ByteView id, ByteView statement_bytes);
+
+  // ---- Audit queries (broker/server_audit.cpp) ----
   // Loop thread: logs an auditor query (or refuses it) into turn.
   void HandleAuditQuery(const std::string& routing_id, const schema::Party& peer,
                         const schema::Frame& query, Turn& turn);
   // Loop thread, in Finish: the answer to query from the committed log (or a Nack).
   schema::Frame AnswerAuditQuery(const schema::Frame& query, uint64_t request_id, const Job& job);
+
+  // ---- Witnessing (broker/server_witness.cpp) ----
   // Loop thread: a peer broker asks this broker to witness its log (decided by the writer).
   void HandleWitnessRequest(const std::string& routing_id, const schema::Party& peer,
                             const schema::Frame& frame, Turn& turn);
   // Loop thread: a witness hands back its cosignature of one of this broker's checkpoints.
   void HandleAddCosignature(const std::string& routing_id, const schema::Party& peer,
                             const schema::Frame& frame, Turn& turn);
-  // Loop thread, in Finish: the WitnessReply for a decided request.
-  schema::Frame AnswerWitness(const Reply& reply, const Job& job);
+  // Loop thread, in Finish: the WitnessReply for decided request index of the batch.
+  schema::Frame AnswerWitness(uint64_t request_id, size_t index, const Job& job);
+  // Loop thread, in Finish: the Ack or Nack for cosignature index of the batch.
+  schema::Frame AnswerCosignature(const Reply& reply, size_t index, const Job& job) const;
   // A refusal of a witness frame: Nack, logged, and audited as WITNESS_REFUSED.
   void RefuseWitnessFrame(Turn& turn, const std::string& routing_id, uint64_t request_id,
                           const std::string& peer, schema::NackReason reason, std::string detail);
-  // Refuses a grant, revocation or attestation: audited as REJECTED with the ids given.
-  void RejectControl(Turn& turn, const std::string& routing_id, uint64_t request_id,
-                     const std::string& peer, schema::NackReason reason, std::string detail,
-                     ByteView id, ByteView statement_bytes);
-  void Reject(Turn& turn, const std::string& routing_id, uint64_t request_id,
-              const std::string& peer, schema::NackReason reason, std::string detail,
-              const schema::SealedEnvelope* env, ByteView envelope_bytes);
+
+  // ---- Deliveries to connected agencies (broker/server_delivery.cpp) ----
+  void HandleHello(const std::string& routing_id, const std::string& peer_id,
+                   const schema::Party& peer, const schema::Frame& frame, Turn& turn);
+  void HandleRecipientAck(const std::string& peer_id, const schema::Frame& frame, Turn& turn);
+  void HandleRecipientNack(const std::string& peer_id, const schema::Frame& frame) const;
+  void PumpDeliveries(UnixMillis now);
+  // Sends what waits in one recipient's mailbox, up to its window.
+  void PumpMailbox(const std::string& id, Peer& p, UnixMillis now);
+  // Unacked deliveries past the deadline: that recipient starts over.
+  void CheckRedeliveries(UnixMillis now);
+
+  // ---- The writer and the commit (broker/server_commit.cpp) ----
   // Loop thread: hands turn_ (with pending_events_) to the writer. REQUIRES: !busy_.
   void Dispatch(UnixMillis now, bool expire, bool checkpoint);
-  // Loop thread: the writer's finished job, if there is one (clears the eventfd).
-  std::unique_ptr<Job> TakeDone();
-  // Loop thread: after the commit, updates stats and mailboxes and sends the replies.
-  Status Finish(Job& job);
   // Writer thread.
   void WriterMain();
   void CommitJob(Job& job);
-  void Send(const std::string& routing_id, const schema::Frame& frame);
-  void PumpDeliveries(UnixMillis now);
+  // Writer thread: storage full; the new envelopes, grants and revocations are refused and
+  // the rest of the batch is committed again.
+  Result<CommitResult> CommitWithoutNew(Job& job);
+  // Writer thread: the commit failed; the replies waiting for it become refusals.
+  void RefuseUncommitted(Job& job, const Status& status);
+  // Loop thread: after the commit, updates stats and mailboxes and sends the replies.
+  Status Finish(Job& job);
+  // Loop thread, in Finish: storage and commit health, for the status file.
+  void NoteCommitHealth(const Job& job, UnixMillis now);
+  // Loop thread, in Finish: the checkpoint signed with the job, if one was asked for.
+  Status NoteCheckpoint(const Job& job, UnixMillis now);
+  // Loop thread, in Finish: counts and marks what a committed job stored.
+  void NoteCommitted(const Job& job);
+  // Loop thread, in Finish: the commit's outcome for each reply (refusals, duplicates).
+  void SettleReplies(Job& job);
+  // Loop thread, in Finish: sends every reply of the job.
+  void SendReplies(const Job& job);
+  // Marks a mailbox as having something new (an agency's, or a link's).
+  void MarkMailbox(const std::string& mailbox);
+
+  // ---- Timers, directory, re-routing, status (broker/server_timers.cpp) ----
   void CheckTimers(UnixMillis now);
-  // Loop thread: sets checkpoint_due_ at the interval or on request.
+  // Loop thread: sets checkpoint_due at the interval or on request.
   void CheckCheckpointTimer(UnixMillis now);
   void ReloadDirectory(UnixMillis now, bool forced);
+  // Loop thread, in ReloadDirectory: audits parties revoked or rotated by next, and cuts
+  // off the revoked ones.
+  void NoteKeyChanges(const schema::Directory& old, const schema::Directory& next);
   // Loop thread, at start and on a new directory that moved agencies to other home brokers:
   // the entries this broker holds for agencies no longer routed where they wait (their
   // mailboxes here, link queues) are re-routed with the next commit.
   void PlanReroutes(const schema::Directory& dir);
-  // The party behind a connection, if it is still allowed by the current directory.
-  Result<const schema::Party*> CurrentPeer(const zmq::message_t& msg) const;
+  // PlanReroutes for one mailbox; returns how many entries it plans to move.
+  size_t PlanMailboxReroutes(const schema::Directory& dir, const std::string& box, bool is_link);
+  // Loop thread: writes the status file (every kStatusPeriodMs).
+  void WriteStatus(UnixMillis now);
+  void FillStatusMailboxes(BrokerStatus& st) const;
+  // Now and then, the links that need an operator's eye, in the log too.
+  void LogLinks(const BrokerStatus& st, UnixMillis now);
 
   // Set in Create, then read-only: both threads may read them.
   Config config_;
@@ -367,44 +448,23 @@ class Server {
   std::unique_ptr<zmqx::ZapHandler> zap_;
   std::string endpoint_;
 
-  std::map<std::string, Peer> peers_;                // by party id
-  std::set<std::string> dirty_;                      // recipients with something new to deliver
-  std::unordered_map<uint64_t, Inflight> inflight_;  // by delivery request id
-  uint64_t next_delivery_id_ = 1;
+  Deliveries deliveries_;
   std::vector<schema::AuditEntry> pending_events_;  // written with the next commit
   // This log's witnesses (null without [witness] peers) and the cosignatures they gave,
   // stored with the next commit.
   std::unique_ptr<WitnessClient> witness_client_;
-  std::unique_ptr<Links> links_;  // federation: one link per other broker
-  UnixMillis last_status_ = 0;
-  UnixMillis storage_full_since_ = 0;  // loop: since when commits refuse as storage full
-  std::string last_commit_error_;      // loop: the latest commit's failure, if it failed
-  mutable std::mutex snapshot_mu_;
-  BrokerStatus snapshot_;  // GUARDED_BY(snapshot_mu_)
-  UnixMillis last_link_log_ = 0;
-  UnixMillis started_ms_ = 0;
   std::vector<CheckpointCosignature> pending_cosignatures_;
-  UnixMillis last_timer_check_ = 0;
-  UnixMillis last_expiry_ = 0;
-  bool expiry_due_ = false;
-  UnixMillis last_checkpoint_ = 0;
-  UnixMillis last_checkpoint_signed_ms_ = 0;  // for metrics: when the latest was signed
-  uint64_t last_checkpoint_size_ = 0;         // for metrics: the log size it covers
-  bool checkpoint_due_ = false;
-  std::string latest_checkpoint_;
+  std::unique_ptr<Links> links_;  // federation: one link per other broker
+  Timers timers_;
+  Health health_;
   Turn turn_;          // the accumulating turn
   bool busy_ = false;  // a job is with the writer (queued, committing or done, not taken)
   ServerStats stats_;
 
+  StatusBoard snapshot_;  // any thread
+
   // Shared between the loop and the writer.
-  std::mutex mu_;
-  std::condition_variable cv_;             // signals jobs_ and writer_exit_ to the writer
-  std::deque<std::unique_ptr<Job>> jobs_;  // GUARDED_BY(mu_): loop -> writer
-  std::deque<std::unique_ptr<Job>> done_;  // GUARDED_BY(mu_): writer -> loop
-  bool writer_exit_ = false;               // GUARDED_BY(mu_)
-  std::condition_variable done_cv_;        // signals done_ (for Create's blocking wait)
-  std::atomic<bool> done_ready_{false};    // a hint for the loop's read loop: done_ filled
-  int done_fd_ = -1;                       // eventfd, written by the writer after done_
+  JobQueue queue_;
   std::thread writer_;
 
   std::atomic<bool> stop_{false};

@@ -7,12 +7,13 @@
 // content, no keys). It is replaced by rename, so a reader never sees half of one. The same
 // BrokerStatus feeds the metrics and health checks (broker/metrics.h).
 //
-// Thread safety: functions only; no shared state.
+// Thread safety: functions only; no shared state, but for StatusBoard (its own mutex).
 #ifndef REFBUS_BROKER_STATUS_H_
 #define REFBUS_BROKER_STATUS_H_
 
 #include <array>
 #include <iosfwd>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,24 @@ Status WriteStatusFile(const std::string& path, const BrokerStatus& status);
 // A file older than stale_ms is reported as stale: the broker may have stopped or hung.
 Status PrintStatusFile(const std::string& path, bool json, UnixMillis now, UnixMillis stale_ms,
                        std::ostream& out);
+
+// The latest BrokerStatus, set by the broker's loop (every second, and at stop) and read
+// from any thread (metrics, health checks).
+class StatusBoard {
+ public:
+  void Set(const BrokerStatus& status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    status_ = status;
+  }
+  BrokerStatus Get() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return status_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  BrokerStatus status_;  // GUARDED_BY(mu_)
+};
 
 }  // namespace refbus::broker
 

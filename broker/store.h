@@ -374,6 +374,9 @@ class Store {
   lmdb::Env& env() { return *env_; }
 
  private:
+  // Commit's transaction and one function per kind of batch (broker/store_commit.cpp).
+  friend class CommitTxn;
+
   Store() = default;
   // In Commit's transaction: one WitnessItem decided, its state or evidence written.
   Result<WitnessOutcome> DecideWitnessInTxn(lmdb::Txn& txn, const WitnessItem& item,

@@ -1,0 +1,43 @@
+// Shared by the files of broker::Server (server.cpp, server_*.cpp) and by nothing else:
+// the loop's periods and retry hints, and small helpers for frames and log lines.
+//
+// Thread safety: constants and pure functions.
+#ifndef REFBUS_BROKER_SERVER_INTERNAL_H_
+#define REFBUS_BROKER_SERVER_INTERNAL_H_
+
+#include <cstdint>
+#include <string>
+
+#include "core/bytes.h"
+#include "core/clock.h"
+#include "core/status.h"
+#include "keys/envelope.h"
+#include "schema/types.h"
+
+namespace refbus::broker::server_internal {
+
+// ZAP metadata property with the connection's CURVE key (hex).
+inline constexpr const char* kKeyProperty = "X-Transport-Key";
+inline constexpr UnixMillis kTimerPeriodMs = 500;
+inline constexpr UnixMillis kExpiryPeriodMs = 60 * kMillisPerSecond;
+inline constexpr uint32_t kQuotaRetryMs = 1000;
+inline constexpr uint32_t kStorageRetryMs = 5000;
+inline constexpr UnixMillis kStatusPeriodMs = 1000;
+inline constexpr UnixMillis kLinkLogPeriodMs = 30 * kMillisPerSecond;
+
+// The modification time of path in nanoseconds (0 if it cannot be read).
+long FileMtime(const std::string& path);
+
+// A message id for log lines.
+inline std::string Short(ByteView message_id) { return HexEncode(message_id); }
+
+// The Nack reason for a failed envelope check.
+schema::NackReason ReasonFor(keys::EnvelopeCheck check, const Status& s);
+
+schema::Frame NackFrame(uint64_t request_id, ByteView message_id, schema::NackReason reason,
+                        std::string detail, uint32_t retry_after_ms);
+schema::Frame AckFrame(uint64_t request_id, ByteView message_id, bool duplicate);
+
+}  // namespace refbus::broker::server_internal
+
+#endif  // REFBUS_BROKER_SERVER_INTERNAL_H_
