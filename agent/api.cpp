@@ -177,39 +177,22 @@ const RouteInfo& InfoOf(Route route) {
 }
 
 std::string_view ApiErrorCode(Status::Code code) {
-  switch (code) {
-    case Status::Code::kOk:
-      return "ok";
-    case Status::Code::kInvalidArgument:
-      return "invalid-argument";
-    case Status::Code::kNotFound:
-      return "not-found";
-    case Status::Code::kAlreadyExists:
-      return "already-exists";
-    case Status::Code::kPermissionDenied:
-      return "permission-denied";
-    case Status::Code::kMalformed:
-      return "malformed";
-    case Status::Code::kUnauthenticated:
-      return "unauthenticated";
-    case Status::Code::kExpired:
-      return "expired";
-    case Status::Code::kRevoked:
-      return "revoked";
-    case Status::Code::kRollback:
-      return "rollback";
-    case Status::Code::kFailedPrecondition:
-      return "failed-precondition";
-    case Status::Code::kResourceExhausted:
-      return "resource-exhausted";
-    case Status::Code::kUnavailable:
-      return "unavailable";
-    case Status::Code::kIoError:
-      return "io-error";
-    case Status::Code::kInternal:
-      return "internal";
-  }
-  return "unknown";
+  // core's names (CodeName) with '-' for ' ', except two the API has always shortened.
+  // Built once, so the views stay valid for the whole process.
+  constexpr size_t kCodes = static_cast<size_t>(Status::Code::kInternal) + 1;
+  static const std::array<std::string, kCodes> kNames = [] {
+    std::array<std::string, kCodes> names;
+    for (size_t i = 0; i < kCodes; ++i) {
+      std::string n(CodeName(static_cast<Status::Code>(i)));
+      std::replace(n.begin(), n.end(), ' ', '-');
+      names[i] = std::move(n);
+    }
+    names[static_cast<size_t>(Status::Code::kIoError)] = "io-error";
+    names[static_cast<size_t>(Status::Code::kInternal)] = "internal";
+    return names;
+  }();
+  auto i = static_cast<size_t>(code);
+  return i < kCodes ? std::string_view(kNames[i]) : std::string_view("unknown");
 }
 
 int HttpStatusFor(Status::Code code) {

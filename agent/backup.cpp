@@ -49,7 +49,7 @@ Result<AgentRestoreReport> RestoreAgent(const std::string& data_dir, const std::
   report.manifest = restorer->manifest();
   report.manifest_sha256 = restorer->manifest_sha256();
   {
-    auto transport = AgentStore::Open(restorer->StagingDir(kTransport), StoreOptions{});
+    auto transport = TransportStore::Open(restorer->StagingDir(kTransport), StoreOptions{});
     if (!transport.ok()) {
       return transport.status().WithContext("the restored transport store fails to open");
     }

@@ -1,6 +1,7 @@
 // Hot backup and checked restore of an agency agent's stores (core/lmdb_backup.h does the
 // files). An agent keeps two LMDB environments in its data_dir (agent/engine.cpp):
-//   transport/  AgentStore (agent/store.h): outbox, inbox (sealed envelopes), counters
+//   transport/  TransportStore (agent/transport_store.h): outbox, inbox (sealed
+//               envelopes), counters
 //   cases/      CaseStore (agent/case_store.h): grants, referrals, cases, what was sent
 // Both are copied, each as one consistent snapshot, while the daemon runs (or not). They
 // are two snapshots, not one: cases is copied first, so the transport copy is the newer
@@ -15,8 +16,8 @@
 //
 // RestoreAgent refuses when transport/ or cases/ is in use (a daemon runs) or holds
 // anything, or the backup is of another agency or does not match its manifest; it opens
-// the staged stores with AgentStore::Open and CaseStore::Open and requires the inbox and
-// outbox counts the manifest recorded, and only then moves them into data_dir. Other
+// the staged stores with TransportStore::Open and CaseStore::Open and requires the inbox
+// and outbox counts the manifest recorded, and only then moves them into data_dir. Other
 // files in data_dir (operator-keys/, api.token) are left alone.
 //
 // Thread safety: free functions. REQUIRES: this process does not have the stores open.
@@ -26,7 +27,7 @@
 #include <cstdint>
 #include <string>
 
-#include "agent/store.h"
+#include "agent/transport_store.h"
 #include "core/lmdb_backup.h"
 #include "core/status.h"
 

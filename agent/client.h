@@ -44,7 +44,7 @@
 //     keys or Nack details from the peer beyond their code.
 //
 // Thread safety: none. One thread owns a Client and drives it by calling Poll(); the
-// Identity and AgentStore must outlive the Client and not be used by another thread
+// Identity and TransportStore must outlive the Client and not be used by another thread
 // meanwhile.
 #ifndef REFBUS_AGENT_CLIENT_H_
 #define REFBUS_AGENT_CLIENT_H_
@@ -60,7 +60,7 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "agent/store.h"
+#include "agent/transport_store.h"
 #include "core/bytes.h"
 #include "core/status.h"
 #include "core/zmq.h"
@@ -133,7 +133,7 @@ class Client {
   // identity: this agency's keys (not owned). directory: verified by the caller.
   // endpoint: the home broker's ZeroMQ endpoint ("tcp://host:port").
   Client(const keys::Identity& identity, schema::Directory directory, std::string endpoint,
-         AgentStore& store, ClientOptions options = {});
+         TransportStore& store, ClientOptions options = {});
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -234,6 +234,11 @@ class Client {
   Status FlushDeliveries(std::vector<IncomingDelivery>& deliveries);
   void HandleTimers();
   Status Pump();
+  // Pump's steps: the Hello a new connection needs, a requested directory fetch, and
+  // dropping an outbox item that cannot be sent (the application hears of it at once).
+  Status PumpHello(SteadyTime now);
+  Status PumpDirectoryFetch(SteadyTime now);
+  void DropUnsendable(const std::string& key, const char* detail);
   void RequeueInFlight();
   void Finish(const std::string& key, ClientEvent event);
   int MillisUntilNextTimer(int cap) const;
@@ -247,7 +252,7 @@ class Client {
   const keys::Identity& identity_;
   schema::Directory directory_;
   std::string endpoint_;
-  AgentStore& store_;
+  TransportStore& store_;
   ClientOptions options_;
 
   std::string broker_id_;

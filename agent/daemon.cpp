@@ -3,17 +3,15 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
-#include <toml++/toml.h>
 #include <algorithm>
 #include <chrono>
-#include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <utility>
 
 #include "core/clock.h"
-#include "core/config_reader.h"
 #include "core/file.h"
 #include "keys/directory.h"
 #include "keys/identity.h"
@@ -28,8 +26,6 @@
 
 namespace refbus::agent {
 namespace {
-
-namespace fs = std::filesystem;
 
 UnixMillis Now() { return SystemClock::Get().NowMillis(); }
 
@@ -159,86 +155,36 @@ class EngineHandler final : public CommandHandler {
   Engine& engine_;
 };
 
-}  // namespace
-
-Result<AgentConfig> LoadAgentConfig(const std::string& path) {
-  toml::table root;
-  try {
-    root = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    return InvalidArgument(path + " line " + std::to_string(e.source().begin.line) + ": " +
-                           std::string(e.description()));
+// A new directory (on SIGHUP, or its file changed): verified, checked to still list this
+// agency with its keys, and handed to the engine; a refused one is logged and the current
+// one kept.
+void ReloadDirectory(const AgentConfig& config, Party& party, Engine& engine) {
+  auto v = keys::LoadAndAcceptDirectory(config.directory, party.anchor, *party.trust, Now());
+  Status s = v.ok() ? CheckListed(config, party.signing_key, party.transport_key,
+                                  v->signed_directory.directory)
+                    : v.status();
+  if (s.ok()) s = engine.UpdateDirectory(v->signed_directory);
+  if (s.ok()) {
+    spdlog::info("agent: directory serial {} loaded", v->signed_directory.directory.serial);
+  } else {
+    spdlog::error("agent: the new directory was refused, keeping the current one: {}",
+                  s.ToString());
   }
-  for (const auto& [k, v] : root) {
-    if (k.str() != "agent" && k.str() != "api" && k.str() != "metrics") {
-      return InvalidArgument(path + ": unknown section [" + std::string(k.str()) +
-                             "] (known: [agent], [api], [metrics])");
-    }
-  }
-  ConfigReader r(root, path);
-  REFBUS_RETURN_IF_ERROR(
-      r.NoUnknown("agent", {"id", "data_dir", "key_file", "passphrase_file", "directory", "anchor",
-                            "trust_state", "broker_endpoint"}));
-  REFBUS_RETURN_IF_ERROR(
-      r.NoUnknown("api", {"listen", "url_file", "token_file", "command_timeout_ms"}));
-  REFBUS_RETURN_IF_ERROR(r.NoUnknown("metrics", {"bind", "url_file"}));
-  AgentConfig c;
-  c.path = path;
-  REFBUS_ASSIGN_OR_RETURN(c.id, r.String("agent", "id", true));
-  if (!schema::IsValidPartyId(c.id)) {
-    return r.Error("agent", "id", "is not a valid party id (3-48 of a-z, 0-9, '-')");
-  }
-  REFBUS_ASSIGN_OR_RETURN(c.data_dir, r.Path("agent", "data_dir", true));
-  REFBUS_ASSIGN_OR_RETURN(c.key_file, r.Path("agent", "key_file", true));
-  REFBUS_ASSIGN_OR_RETURN(c.passphrase_file, r.Path("agent", "passphrase_file", false));
-  REFBUS_ASSIGN_OR_RETURN(c.directory, r.Path("agent", "directory", true));
-  REFBUS_ASSIGN_OR_RETURN(c.anchor, r.Path("agent", "anchor", true));
-  REFBUS_ASSIGN_OR_RETURN(c.trust_state, r.Path("agent", "trust_state", true));
-  REFBUS_ASSIGN_OR_RETURN(c.broker_endpoint, r.String("agent", "broker_endpoint", false));
-  if (!c.broker_endpoint.empty() && c.broker_endpoint.rfind("tcp://", 0) != 0 &&
-      c.broker_endpoint.rfind("ipc://", 0) != 0) {
-    return r.Error("agent", "broker_endpoint", "must start with tcp:// or ipc://");
-  }
-  struct Required {
-    const std::string* file;
-    const char* key;
-  };
-  for (const Required& f : {Required{&c.key_file, "key_file"}, Required{&c.directory, "directory"},
-                            Required{&c.anchor, "anchor"}}) {
-    if (!PathExists(*f.file)) {
-      return InvalidArgument(path + ": file " + *f.file + " (from setting agent." + f.key +
-                             ") does not exist");
-    }
-  }
-  if (!c.passphrase_file.empty() && !PathExists(c.passphrase_file)) {
-    return InvalidArgument(path + ": file " + c.passphrase_file +
-                           " (from setting agent.passphrase_file) does not exist");
-  }
-
-  if (const toml::node* n = root.at_path("api.listen").node(); n != nullptr) {
-    auto v = n->value<std::string>();
-    if (!v) return r.Error("api", "listen", "must be a string such as \"127.0.0.1:0\"");
-    c.api_listen = *v;
-  }
-  if (auto listen = ParseLoopbackListen(c.api_listen); !listen.ok()) {
-    return r.Error("api", "listen", listen.status().message());
-  }
-  REFBUS_ASSIGN_OR_RETURN(c.api_url_file, r.Path("api", "url_file", false));
-  REFBUS_ASSIGN_OR_RETURN(c.api_token_file, r.Path("api", "token_file", false));
-  if (c.api_url_file.empty()) c.api_url_file = (fs::path(c.data_dir) / "api.url").string();
-  if (c.api_token_file.empty()) c.api_token_file = (fs::path(c.data_dir) / "api.token").string();
-  REFBUS_RETURN_IF_ERROR(
-      r.Uint("api", "command_timeout_ms", 100, 600000, &c.api_command_timeout_ms));
-  // [metrics]: absent, no listener; a bind that is not a loopback address is refused.
-  if (root["metrics"].node() != nullptr) {
-    REFBUS_ASSIGN_OR_RETURN(c.metrics_bind, r.String("metrics", "bind", true));
-    if (auto a = ParseLoopbackBind(c.metrics_bind); !a.ok()) {
-      return r.Error("metrics", "bind", a.status().message());
-    }
-    REFBUS_ASSIGN_OR_RETURN(c.metrics_url_file, r.Path("metrics", "url_file", false));
-  }
-  return c;
 }
+
+// The metrics and health listener over the loop's status snapshots; none (nullptr) when
+// no [metrics] bind is configured.
+Result<std::unique_ptr<ProbeServer>> StartMetrics(const AgentConfig& config,
+                                                  std::function<AgentStatus()> snapshot) {
+  if (config.metrics_bind.empty()) return std::unique_ptr<ProbeServer>();
+  ProbeHandlers h;
+  h.metrics = [snapshot] { return FormatAgentMetrics(snapshot(), Now()); };
+  h.health = [snapshot] { return CheckAgentHealth(snapshot(), Now()); };
+  h.ready = [snapshot] { return CheckAgentReady(snapshot(), Now()); };
+  return ProbeServer::Start({config.metrics_bind, config.metrics_url_file, "agent"}, h);
+}
+
+}  // namespace
 
 Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   auto party = LoadParty(config);
@@ -282,19 +228,11 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
     std::lock_guard<std::mutex> lock(status_mu);
     return status;
   };
-  std::unique_ptr<ProbeServer> metrics;
-  if (!config.metrics_bind.empty()) {
-    ProbeHandlers h;
-    h.metrics = [snapshot] { return FormatAgentMetrics(snapshot(), Now()); };
-    h.health = [snapshot] { return CheckAgentHealth(snapshot(), Now()); };
-    h.ready = [snapshot] { return CheckAgentReady(snapshot(), Now()); };
-    auto m = ProbeServer::Start({config.metrics_bind, config.metrics_url_file, "agent"}, h);
-    if (!m.ok()) {
-      (*api)->Stop();
-      (*engine)->Shutdown(0);
-      return m.status().WithContext("cannot start");
-    }
-    metrics = std::move(*m);
+  auto metrics = StartMetrics(config, snapshot);
+  if (!metrics.ok()) {
+    (*api)->Stop();
+    (*engine)->Shutdown(0);
+    return metrics.status().WithContext("cannot start");
   }
   auto refresh_status = [&](bool running) {
     auto snap = (*engine)->Snapshot();
@@ -328,25 +266,14 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
       int64_t mtime = MtimeNs(config.directory);
       if (forced || mtime != directory_mtime) {
         directory_mtime = mtime;
-        auto v =
-            keys::LoadAndAcceptDirectory(config.directory, party->anchor, *party->trust, Now());
-        Status s = v.ok() ? CheckListed(config, party->signing_key, party->transport_key,
-                                        v->signed_directory.directory)
-                          : v.status();
-        if (s.ok()) s = (*engine)->UpdateDirectory(v->signed_directory);
-        if (s.ok()) {
-          spdlog::info("agent: directory serial {} loaded", v->signed_directory.directory.serial);
-        } else {
-          spdlog::error("agent: the new directory was refused, keeping the current one: {}",
-                        s.ToString());
-        }
+        ReloadDirectory(config, *party, **engine);
       }
       if (forced) *signals.reload = 0;
     }
   }
   spdlog::info("agent {}: stopping", config.id);
   refresh_status(false);  // health and readiness say "stopping" until the listener closes
-  if (metrics) metrics->Stop();
+  if (*metrics) (*metrics)->Stop();
   (*api)->Stop();
   (*engine)->Shutdown(2000);
   spdlog::info("agent {}: stopped cleanly", config.id);

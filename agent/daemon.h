@@ -1,70 +1,20 @@
-// refbus-agent run: the agency daemon. Its configuration, the CommandHandler that maps
-// the local API onto the workflow Engine, and the loop that drives both.
+// refbus-agent run: the agency daemon. The CommandHandler that maps the local API onto
+// the workflow Engine, and the loop that drives both.
 //
-// Configuration (TOML). Every setting is validated at load; an error names the file, the
-// setting and what is wrong with it; unknown sections and settings are refused. Relative
-// paths are resolved against the config file's folder.
+// Its configuration is agent/config.h.
 //
-//   [agent]
-//   id = "incheon-wee-01"            # this agency's id in the directory
-//   data_dir = "data"                # LMDB stores, API token and URL files (one agent
-//                                    # per folder)
-//   key_file = "identity.key"        # the agency's keys (refbus-keys party init)
-//   passphrase_file = ""             # optional, for a protected key file
-//   directory = "directory"          # signed directory; reloaded on SIGHUP or change
-//   anchor = "authority.pub"         # the authority's trust anchor
-//   trust_state = "trust-state"      # highest directory serial accepted (rollback)
-//   broker_endpoint = ""             # optional: default is the home broker's endpoint
-//                                    # in the directory
-//
-//   [api]
-//   listen = "127.0.0.1:0"           # loopback only; port 0 = any free port
-//   url_file = ""                    # default <data_dir>/api.url (written at start, 0600)
-//   token_file = ""                  # default <data_dir>/api.token (created 0600)
-//   command_timeout_ms = 30000       # a command not started by then is answered 503
-//
-//   [metrics]                        # Prometheus metrics and health checks over HTTP
-//   bind = "127.0.0.1:9471"          # loopback only: 127.0.0.0/8 or [::1], as a literal;
-//                                    # port 0: any free port. Absent: no listener.
-//                                    # Serves /metrics, /healthz, /readyz (agent/metrics.h)
-//   url_file = ""                    # optional: write "http://127.0.0.1:PORT" here
-//
-// Thread safety: LoadAgentConfig is a free function; RunDaemon runs the loop on the
-// calling thread and the API on threads of its own.
+// Thread safety: RunDaemon runs the loop on the calling thread and the API on threads of
+// its own.
 #ifndef REFBUS_AGENT_DAEMON_H_
 #define REFBUS_AGENT_DAEMON_H_
 
 #include <csignal>
-#include <cstdint>
-#include <string>
 
 #include "agent/api.h"
+#include "agent/config.h"
 #include "core/status.h"
 
 namespace refbus::agent {
-
-struct AgentConfig {
-  std::string path;  // the file it was loaded from
-
-  std::string id;
-  std::string data_dir;
-  std::string key_file;
-  std::string passphrase_file;
-  std::string directory;
-  std::string anchor;
-  std::string trust_state;
-  std::string broker_endpoint;
-
-  std::string api_listen = "127.0.0.1:0";
-  std::string api_url_file;
-  std::string api_token_file;
-  uint64_t api_command_timeout_ms = 30000;
-
-  std::string metrics_bind;      // empty: no metrics listener
-  std::string metrics_url_file;  // empty: none written
-};
-
-Result<AgentConfig> LoadAgentConfig(const std::string& path);
 
 // Flags set by signal handlers (SIGTERM/SIGINT: stop; SIGHUP: reload the directory).
 struct DaemonSignals {

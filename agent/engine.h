@@ -1,5 +1,5 @@
 // Engine: an agency's workflows over the bus. It owns the agency's session with its home
-// broker (Client), its transport store (AgentStore) and its case store, and turns the
+// broker (Client), its transport store (TransportStore) and its case store, and turns the
 // commands of the local API into consent-checked, sealed case messages, and delivered
 // envelopes into referral states, handoffs, deletion status, access notices, revocations
 // and purges (PROTOCOL.md 9 and 10).

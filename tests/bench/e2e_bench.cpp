@@ -38,7 +38,7 @@
 #include <vector>
 
 #include "agent/client.h"
-#include "agent/store.h"
+#include "agent/transport_store.h"
 #include "core/log.h"
 #include "keys/consent.h"
 #include "keys/crypto.h"
@@ -117,7 +117,7 @@ struct AgentSetup {
 
 // One agency's agent: its store and the Client over it.
 struct Agent {
-  std::unique_ptr<agent::AgentStore> store;
+  std::unique_ptr<agent::TransportStore> store;
   std::unique_ptr<agent::Client> client;
 };
 // Opens the agent's store and starts its Client; false (and a message) on failure.
@@ -125,7 +125,7 @@ bool StartAgent(const AgentSetup& s, const keys::Identity& me, const schema::Dir
                 Agent* out) {
   agent::StoreOptions so;
   so.map_size_bytes = size_t{4} << 30;
-  auto store = agent::AgentStore::Open(s.store_dir, so);
+  auto store = agent::TransportStore::Open(s.store_dir, so);
   if (!store.ok()) {
     std::fprintf(stderr, "%s: store: %s\n", s.id.c_str(), store.status().ToString().c_str());
     return false;

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "agent/case_store.h"
-#include "agent/store.h"
+#include "agent/transport_store.h"
 #include "core/file.h"
 #include "keys/secret.h"
 #include "tests/unit/test_util.h"
@@ -37,7 +37,8 @@ struct Written {
 Written MakeAgentData(const std::string& data_dir) {
   Written w;
   {
-    auto store = Must(AgentStore::Open(data_dir + "/transport", StoreOptions{size_t{16} << 20}));
+    auto store =
+        Must(TransportStore::Open(data_dir + "/transport", StoreOptions{size_t{16} << 20}));
     std::vector<OutboxItem> items;
     for (int i = 0; i < 3; ++i) {
       items.push_back({keys::RandomBytes(16), keys::RandomBytes(200), false});
@@ -91,7 +92,7 @@ TEST(AgentBackupTest, BackupAndRestoreKeepEveryRecordAndNoSecret) {
   EXPECT_EQ(r->cases, 1u);
   EXPECT_EQ(r->manifest_sha256, b->manifest_sha256);
 
-  auto store = Must(AgentStore::Open(restored + "/transport", StoreOptions{size_t{16} << 20}));
+  auto store = Must(TransportStore::Open(restored + "/transport", StoreOptions{size_t{16} << 20}));
   EXPECT_EQ(Must(store->OutboxIds()), w.outbox) << "the outbox comes back in its order";
   auto inbox = Must(store->ReadInbox(0, 100));
   ASSERT_EQ(inbox.size(), w.inbox.size());
@@ -115,7 +116,7 @@ TEST(AgentBackupTest, RestoreRefusesDamageOtherAgenciesAndFullOrBusyStores) {
       HasError(RestoreAgent(data, kAgency, out), Status::Code::kAlreadyExists, "not empty"));
   // A daemon running on it holds the stores' locks.
   {
-    auto busy = Must(AgentStore::Open(data + "/transport", StoreOptions{size_t{16} << 20}));
+    auto busy = Must(TransportStore::Open(data + "/transport", StoreOptions{size_t{16} << 20}));
     EXPECT_TRUE(
         HasError(RestoreAgent(data, kAgency, out), Status::Code::kFailedPrecondition, "in use"));
   }

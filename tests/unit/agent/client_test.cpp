@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/store.h"
+#include "agent/transport_store.h"
 #include "tests/unit/agent/fake_broker.h"
 #include "tests/unit/test_util.h"
 
@@ -52,8 +52,8 @@ class ClientTest : public ::testing::Test {
     return b;
   }
 
-  std::unique_ptr<AgentStore> NewStore() {
-    return Must(AgentStore::Open(dir_.Join("agent-data"), StoreOptions{size_t{64} << 20}));
+  std::unique_ptr<TransportStore> NewStore() {
+    return Must(TransportStore::Open(dir_.Join("agent-data"), StoreOptions{size_t{64} << 20}));
   }
 
   ClientOptions FastOptions() const {
@@ -63,7 +63,7 @@ class ClientTest : public ::testing::Test {
     return o;
   }
 
-  std::unique_ptr<Client> NewClient(AgentStore& store, const std::string& endpoint,
+  std::unique_ptr<Client> NewClient(TransportStore& store, const std::string& endpoint,
                                     const ClientOptions& options,
                                     const keys::Identity* who = nullptr) {
     return std::make_unique<Client>(who != nullptr ? *who : fed_.agency, fed_.directory(), endpoint,
@@ -413,7 +413,7 @@ TEST_F(ClientTest, UndecodableDeliveryIsNackedMalformed) {
 TEST_F(ClientTest, InboxFailureIsNotAckedAndAsksForRedelivery) {
   auto broker = NewBroker();
   // A store too small for the delivery: the commit fails with a full map.
-  auto store = Must(AgentStore::Open(dir_.Join("tiny"), StoreOptions{size_t{256} << 10}));
+  auto store = Must(TransportStore::Open(dir_.Join("tiny"), StoreOptions{size_t{256} << 10}));
   ClientOptions o = FastOptions();
   o.store_retry_ms = 50;
   auto client = NewClient(*store, broker->endpoint(), o);

@@ -30,7 +30,7 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "agent/store.h"
+#include "agent/transport_store.h"
 #include "core/bytes.h"
 #include "core/clock.h"
 #include "core/zmq.h"
@@ -296,7 +296,7 @@ class FakeBroker {
   void AnswerSubmit(const Bytes& rid, const schema::Frame& f) {
     Bytes id = IsControl(f) ? ControlIdOf(f) : MessageIdOf(f.submit.envelope);
     if (IsControl(f) && control_answers_name_hash) {
-      Bytes h = agent::Sha256(ControlPayload(f));
+      Bytes h = refbus::Sha256(ControlPayload(f));
       id.assign(h.begin(), h.begin() + 16);
     }
     schema::Frame r;

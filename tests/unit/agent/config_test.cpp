@@ -1,6 +1,6 @@
-// refbus-agent run's configuration (agent/daemon.h): every setting checked, with errors
+// refbus-agent run's configuration (agent/config.h): every setting checked, with errors
 // that name the file and the setting.
-#include "agent/daemon.h"
+#include "agent/config.h"
 
 #include <unistd.h>
 

@@ -1,6 +1,4 @@
-#include "agent/store.h"
-
-#include <openssl/evp.h>
+#include "agent/transport_store.h"
 
 #include <algorithm>
 #include <array>
@@ -138,22 +136,12 @@ std::string IdText(ByteView id) { return HexEncode(id); }
 
 }  // namespace
 
-Bytes Sha256(ByteView data) {
-  Bytes out(kSha256Bytes);
-  unsigned int n = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &n, EVP_sha256(), nullptr) != 1 ||
-      n != kSha256Bytes) {
-    std::abort();  // libcrypto cannot hash: nothing the store can safely do without it
-  }
-  return out;
-}
-
-Result<std::unique_ptr<AgentStore>> AgentStore::Open(const std::string& dir,
-                                                     const StoreOptions& options) {
+Result<std::unique_ptr<TransportStore>> TransportStore::Open(const std::string& dir,
+                                                             const StoreOptions& options) {
   lmdb::EnvOptions eo;
   eo.map_size_bytes = options.map_size_bytes;
   eo.max_dbs = 8;
-  std::unique_ptr<AgentStore> s(new AgentStore());
+  std::unique_ptr<TransportStore> s(new TransportStore());
   REFBUS_ASSIGN_OR_RETURN(s->env_, lmdb::Env::Open(dir, eo));
 
   // Refuse LMDB data that is not ours before creating anything in it: named databases are
@@ -195,8 +183,8 @@ Result<std::unique_ptr<AgentStore>> AgentStore::Open(const std::string& dir,
 
 // ---------------------------------------------------------------- outbox
 
-Result<std::vector<bool>> AgentStore::AddToOutbox(std::span<const OutboxItem> items,
-                                                  UnixMillis now) {
+Result<std::vector<bool>> TransportStore::AddToOutbox(std::span<const OutboxItem> items,
+                                                      UnixMillis now) {
   for (const auto& it : items) {
     REFBUS_RETURN_IF_ERROR(CheckMessageId(it.message_id));
     if (it.envelope.empty()) {
@@ -238,7 +226,7 @@ Result<std::vector<bool>> AgentStore::AddToOutbox(std::span<const OutboxItem> it
   return added;
 }
 
-Status AgentStore::RemoveFromOutbox(std::span<const Bytes> message_ids) {
+Status TransportStore::RemoveFromOutbox(std::span<const Bytes> message_ids) {
   if (message_ids.empty()) return Status::Ok();
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
   for (const auto& id : message_ids) {
@@ -259,7 +247,7 @@ Status AgentStore::RemoveFromOutbox(std::span<const Bytes> message_ids) {
   return txn.Commit();
 }
 
-Result<std::vector<Bytes>> AgentStore::OutboxIds() const {
+Result<std::vector<Bytes>> TransportStore::OutboxIds() const {
   std::vector<Bytes> ids;
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
   REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor c, lmdb::Cursor::Open(txn, outbox_order_));
@@ -271,7 +259,7 @@ Result<std::vector<Bytes>> AgentStore::OutboxIds() const {
   return ids;
 }
 
-Result<Bytes> AgentStore::OutboxEnvelope(ByteView message_id) const {
+Result<Bytes> TransportStore::OutboxEnvelope(ByteView message_id) const {
   REFBUS_ASSIGN_OR_RETURN(OutboxItem item, OutboxEntry(message_id));
   if (item.control) {
     return FailedPrecondition("outbox item " + IdText(message_id) +
@@ -280,7 +268,7 @@ Result<Bytes> AgentStore::OutboxEnvelope(ByteView message_id) const {
   return std::move(item.envelope);
 }
 
-Result<OutboxItem> AgentStore::OutboxEntry(ByteView message_id) const {
+Result<OutboxItem> TransportStore::OutboxEntry(ByteView message_id) const {
   REFBUS_RETURN_IF_ERROR(CheckMessageId(message_id));
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
   auto v = txn.Get(outbox_, message_id);
@@ -301,7 +289,7 @@ Result<OutboxItem> AgentStore::OutboxEntry(ByteView message_id) const {
 
 // ---------------------------------------------------------------- inbox
 
-Result<std::vector<DeliveryOutcome>> AgentStore::StoreDeliveries(
+Result<std::vector<DeliveryOutcome>> TransportStore::StoreDeliveries(
     std::span<const Delivery> deliveries, UnixMillis now) {
   for (const auto& d : deliveries) {
     REFBUS_RETURN_IF_ERROR(CheckMessageId(d.message_id));
@@ -389,7 +377,7 @@ Result<uint64_t> SequenceForPurge(const lmdb::Txn& txn, MDB_dbi order, ByteView 
 
 }  // namespace
 
-Result<InboxRecord> AgentStore::GetInbox(ByteView message_id) const {
+Result<InboxRecord> TransportStore::GetInbox(ByteView message_id) const {
   REFBUS_RETURN_IF_ERROR(CheckMessageId(message_id));
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
   auto v = txn.Get(inbox_, message_id);
@@ -402,7 +390,7 @@ Result<InboxRecord> AgentStore::GetInbox(ByteView message_id) const {
   return ReadInboxRecord(txn, inbox_order_, message_id, *v);
 }
 
-Result<bool> AgentStore::InboxContains(ByteView message_id) const {
+Result<bool> TransportStore::InboxContains(ByteView message_id) const {
   REFBUS_RETURN_IF_ERROR(CheckMessageId(message_id));
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
   auto v = txn.Get(inbox_, message_id);
@@ -411,8 +399,8 @@ Result<bool> AgentStore::InboxContains(ByteView message_id) const {
   return v.status();
 }
 
-Result<std::vector<InboxRecord>> AgentStore::ReadInbox(uint64_t after_sequence,
-                                                       size_t limit) const {
+Result<std::vector<InboxRecord>> TransportStore::ReadInbox(uint64_t after_sequence,
+                                                           size_t limit) const {
   std::vector<InboxRecord> out;
   if (limit == 0 || after_sequence == UINT64_MAX) return out;
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
@@ -443,7 +431,7 @@ Result<std::vector<InboxRecord>> AgentStore::ReadInbox(uint64_t after_sequence,
   return out;
 }
 
-Result<size_t> AgentStore::PurgeInbox(std::span<const Bytes> message_ids, UnixMillis now) {
+Result<size_t> TransportStore::PurgeInbox(std::span<const Bytes> message_ids, UnixMillis now) {
   for (const auto& id : message_ids) REFBUS_RETURN_IF_ERROR(CheckMessageId(id));
   if (message_ids.empty()) return size_t{0};
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
@@ -477,7 +465,7 @@ Result<size_t> AgentStore::PurgeInbox(std::span<const Bytes> message_ids, UnixMi
   return purged;
 }
 
-Status AgentStore::SetAppCursor(uint64_t sequence) {
+Status TransportStore::SetAppCursor(uint64_t sequence) {
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
   REFBUS_ASSIGN_OR_RETURN(uint64_t last, GetU64(txn, meta_, kInboxSeqKey));
   if (sequence > last) {
@@ -488,7 +476,7 @@ Status AgentStore::SetAppCursor(uint64_t sequence) {
   return txn.Commit();
 }
 
-Result<StoreCounters> AgentStore::Counters() const {
+Result<StoreCounters> TransportStore::Counters() const {
   StoreCounters c;
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
   REFBUS_ASSIGN_OR_RETURN(c.inbox_messages, txn.Count(inbox_));

@@ -1,6 +1,6 @@
-// AgentStore: deduplication, order, persistence across reopen, damage detection, control
+// TransportStore: deduplication, order, persistence across reopen, damage detection, control
 // items in the outbox, purged inbox records (tombstones).
-#include "agent/store.h"
+#include "agent/transport_store.h"
 
 #include <gtest/gtest.h>
 
@@ -26,12 +26,12 @@ constexpr UnixMillis kNow = 1'790'000'000'000;
 Bytes NewId() { return keys::RandomBytes(16); }
 Bytes Envelope(size_t n = 300) { return keys::RandomBytes(n); }
 
-std::unique_ptr<AgentStore> OpenStore(const TempDir& dir) {
-  return Must(AgentStore::Open(dir.Join("data"), StoreOptions{size_t{16} << 20}));
+std::unique_ptr<TransportStore> OpenStore(const TempDir& dir) {
+  return Must(TransportStore::Open(dir.Join("data"), StoreOptions{size_t{16} << 20}));
 }
 
 // Flips one byte of the value stored under key in db, through core/lmdb.h, as a bad disk
-// sector or a stray write would. REQUIRES: no AgentStore open on the directory.
+// sector or a stray write would. REQUIRES: no TransportStore open on the directory.
 void FlipStoredByte(const TempDir& dir, const char* db, ByteView key, size_t offset) {
   auto env = Must(lmdb::Env::Open(dir.Join("data"), lmdb::EnvOptions{size_t{16} << 20, 8, 126}));
   MDB_dbi dbi = Must(env->OpenDb(db));
@@ -46,7 +46,7 @@ void FlipStoredByte(const TempDir& dir, const char* db, ByteView key, size_t off
   Must(txn.Commit());
 }
 
-TEST(AgentStoreTest, SecondDeliveryOfAnIdIsADuplicateAndKeepsTheFirstRecord) {
+TEST(TransportStoreTest, SecondDeliveryOfAnIdIsADuplicateAndKeepsTheFirstRecord) {
   TempDir dir;
   auto store = OpenStore(dir);
   Bytes id = NewId(), first = Envelope(), second = Envelope();
@@ -80,7 +80,7 @@ TEST(AgentStoreTest, SecondDeliveryOfAnIdIsADuplicateAndKeepsTheFirstRecord) {
   EXPECT_EQ(c->last_inbox_sequence, 1u);
 }
 
-TEST(AgentStoreTest, RepeatInsideOneBatchIsADuplicate) {
+TEST(TransportStoreTest, RepeatInsideOneBatchIsADuplicate) {
   TempDir dir;
   auto store = OpenStore(dir);
   Bytes a = NewId(), b = NewId();
@@ -97,7 +97,7 @@ TEST(AgentStoreTest, RepeatInsideOneBatchIsADuplicate) {
   EXPECT_EQ(Must(store->Counters()).inbox_messages, 2u);
 }
 
-TEST(AgentStoreTest, InboxOrderIsArrivalOrder) {
+TEST(TransportStoreTest, InboxOrderIsArrivalOrder) {
   TempDir dir;
   auto store = OpenStore(dir);
   std::vector<Bytes> ids;
@@ -125,7 +125,7 @@ TEST(AgentStoreTest, InboxOrderIsArrivalOrder) {
   EXPECT_TRUE(Must(store->ReadInbox(12, 10)).empty());
 }
 
-TEST(AgentStoreTest, InboxAndCountersPersistAcrossReopen) {
+TEST(TransportStoreTest, InboxAndCountersPersistAcrossReopen) {
   TempDir dir;
   Bytes a = NewId(), b = NewId(), ea = Envelope(), eb = Envelope();
   {
@@ -155,7 +155,7 @@ TEST(AgentStoreTest, InboxAndCountersPersistAcrossReopen) {
   EXPECT_EQ((*next)[0].sequence, 3u);
 }
 
-TEST(AgentStoreTest, AppCursorCannotPassTheLastMessage) {
+TEST(TransportStoreTest, AppCursorCannotPassTheLastMessage) {
   TempDir dir;
   auto store = OpenStore(dir);
   ASSERT_TRUE(IsOk(store->StoreDeliveries(std::vector<Delivery>{{NewId(), Envelope()}}, kNow)));
@@ -164,7 +164,7 @@ TEST(AgentStoreTest, AppCursorCannotPassTheLastMessage) {
   EXPECT_EQ(Must(store->Counters()).app_cursor, 1u);
 }
 
-TEST(AgentStoreTest, OutboxSurvivesReopenInSubmissionOrder) {
+TEST(TransportStoreTest, OutboxSurvivesReopenInSubmissionOrder) {
   TempDir dir;
   Bytes x = NewId(), y = NewId(), z = NewId();
   Bytes ex = Envelope(), ey = Envelope(), ez = Envelope();
@@ -190,7 +190,7 @@ TEST(AgentStoreTest, OutboxSurvivesReopenInSubmissionOrder) {
   EXPECT_TRUE(Must(store->OutboxIds()).empty());
 }
 
-TEST(AgentStoreTest, OutboxAddIsIdempotentAndRefusesOtherBytesUnderOneId) {
+TEST(TransportStoreTest, OutboxAddIsIdempotentAndRefusesOtherBytesUnderOneId) {
   TempDir dir;
   auto store = OpenStore(dir);
   Bytes id = NewId(), e = Envelope(), other = Envelope();
@@ -207,7 +207,7 @@ TEST(AgentStoreTest, OutboxAddIsIdempotentAndRefusesOtherBytesUnderOneId) {
   EXPECT_EQ(Must(store->OutboxEnvelope(id)), e);
 }
 
-TEST(AgentStoreTest, DamagedInboxEnvelopeIsDetected) {
+TEST(TransportStoreTest, DamagedInboxEnvelopeIsDetected) {
   TempDir dir;
   Bytes id = NewId(), e = Envelope(200);
   {
@@ -224,7 +224,7 @@ TEST(AgentStoreTest, DamagedInboxEnvelopeIsDetected) {
   EXPECT_TRUE((*again)[0].duplicate);
 }
 
-TEST(AgentStoreTest, DamagedInboxHashIsDetected) {
+TEST(TransportStoreTest, DamagedInboxHashIsDetected) {
   TempDir dir;
   Bytes id = NewId(), e = Envelope(200);
   {
@@ -236,7 +236,7 @@ TEST(AgentStoreTest, DamagedInboxHashIsDetected) {
   EXPECT_TRUE(HasError(store->GetInbox(id), Status::Code::kMalformed, "damaged"));
 }
 
-TEST(AgentStoreTest, DamagedInboxSequenceIsDetected) {
+TEST(TransportStoreTest, DamagedInboxSequenceIsDetected) {
   TempDir dir;
   Bytes id = NewId(), e = Envelope(200);
   {
@@ -249,7 +249,7 @@ TEST(AgentStoreTest, DamagedInboxSequenceIsDetected) {
   EXPECT_TRUE(HasError(store->ReadInbox(0, 10), Status::Code::kMalformed, "damaged"));
 }
 
-TEST(AgentStoreTest, DamagedOutboxRecordIsDetected) {
+TEST(TransportStoreTest, DamagedOutboxRecordIsDetected) {
   TempDir dir;
   Bytes id = NewId(), e = Envelope(200);
   {
@@ -266,7 +266,7 @@ TEST(AgentStoreTest, DamagedOutboxRecordIsDetected) {
 
 // ---------------------------------------------------------------- control items
 
-TEST(AgentStoreTest, ControlItemsShareTheOutboxAndKeepTheirKind) {
+TEST(TransportStoreTest, ControlItemsShareTheOutboxAndKeepTheirKind) {
   TempDir dir;
   Bytes env_id = NewId(), ctl_id = NewId(), env = Envelope(), ctl = Envelope(80);
   {
@@ -307,7 +307,7 @@ TEST(AgentStoreTest, ControlItemsShareTheOutboxAndKeepTheirKind) {
   EXPECT_EQ(Must(store->OutboxIds()), std::vector<Bytes>{env_id});
 }
 
-TEST(AgentStoreTest, DamagedControlOutboxRecordIsDetected) {
+TEST(TransportStoreTest, DamagedControlOutboxRecordIsDetected) {
   TempDir dir;
   Bytes id = NewId(), ctl = Envelope(120);
   {
@@ -323,7 +323,7 @@ TEST(AgentStoreTest, DamagedControlOutboxRecordIsDetected) {
 
 // ---------------------------------------------------------------- purge
 
-TEST(AgentStoreTest, PurgeReplacesEnvelopesWithTombstones) {
+TEST(TransportStoreTest, PurgeReplacesEnvelopesWithTombstones) {
   TempDir dir;
   Bytes a = NewId(), b = NewId(), c = NewId(), ea = Envelope(), eb = Envelope(5000),
         ec = Envelope();
@@ -373,7 +373,7 @@ TEST(AgentStoreTest, PurgeReplacesEnvelopesWithTombstones) {
   EXPECT_EQ((*all)[2].envelope, ec);
 }
 
-TEST(AgentStoreTest, RedeliveryOfAPurgedIdIsADuplicate) {
+TEST(TransportStoreTest, RedeliveryOfAPurgedIdIsADuplicate) {
   TempDir dir;
   auto store = OpenStore(dir);
   Bytes a = NewId(), b = NewId(), ea = Envelope(), eb = Envelope();
@@ -393,7 +393,7 @@ TEST(AgentStoreTest, RedeliveryOfAPurgedIdIsADuplicate) {
   EXPECT_EQ(c.last_inbox_sequence, 2u);
 }
 
-TEST(AgentStoreTest, PurgeSkipsAbsentAndAlreadyPurgedIds) {
+TEST(TransportStoreTest, PurgeSkipsAbsentAndAlreadyPurgedIds) {
   TempDir dir;
   auto store = OpenStore(dir);
   Bytes a = NewId(), b = NewId();
@@ -413,7 +413,7 @@ TEST(AgentStoreTest, PurgeSkipsAbsentAndAlreadyPurgedIds) {
   EXPECT_EQ(Must(store->Counters()).inbox_messages, 3u);
 }
 
-TEST(AgentStoreTest, DamagedTombstoneIsDetected) {
+TEST(TransportStoreTest, DamagedTombstoneIsDetected) {
   TempDir dir;
   Bytes a = NewId(), b = NewId();
   {
@@ -441,7 +441,7 @@ TEST(AgentStoreTest, DamagedTombstoneIsDetected) {
   EXPECT_TRUE(Must(store->GetInbox(b)).purged);
 }
 
-TEST(AgentStoreTest, DamagedRecordIsPurgedToo) {
+TEST(TransportStoreTest, DamagedRecordIsPurgedToo) {
   // Consent was revoked: the content goes, whatever state its record is in; the
   // tombstone takes the sequence the order index holds, so it reads back intact.
   TempDir dir;
@@ -470,14 +470,14 @@ TEST(AgentStoreTest, DamagedRecordIsPurgedToo) {
   EXPECT_FALSE(all[2].purged);
 }
 
-TEST(AgentStoreTest, OneProcessPerDataDirectory) {
+TEST(TransportStoreTest, OneProcessPerDataDirectory) {
   TempDir dir;
   auto store = OpenStore(dir);
-  auto second = AgentStore::Open(dir.Join("data"), StoreOptions{});
+  auto second = TransportStore::Open(dir.Join("data"), StoreOptions{});
   EXPECT_TRUE(HasError(second, Status::Code::kFailedPrecondition, "in use"));
 }
 
-TEST(AgentStoreTest, RefusesLmdbDataThatIsNotAnAgentStore) {
+TEST(TransportStoreTest, RefusesLmdbDataThatIsNotAnTransportStore) {
   TempDir dir;
   {
     auto env = Must(lmdb::Env::Open(dir.Join("data"), lmdb::EnvOptions{size_t{16} << 20, 8, 126}));
@@ -486,11 +486,11 @@ TEST(AgentStoreTest, RefusesLmdbDataThatIsNotAnAgentStore) {
     Must(txn.Put(dbi, AsBytes("k"), AsBytes("v")));
     Must(txn.Commit());
   }
-  auto store = AgentStore::Open(dir.Join("data"), StoreOptions{size_t{16} << 20});
+  auto store = TransportStore::Open(dir.Join("data"), StoreOptions{size_t{16} << 20});
   EXPECT_TRUE(HasError(store, Status::Code::kFailedPrecondition, "not a refbus agent store"));
 }
 
-TEST(AgentStoreTest, RefusesMalformedInput) {
+TEST(TransportStoreTest, RefusesMalformedInput) {
   TempDir dir;
   auto store = OpenStore(dir);
   Bytes short_id(15, 1);
@@ -504,9 +504,9 @@ TEST(AgentStoreTest, RefusesMalformedInput) {
   EXPECT_EQ(Must(store->Counters()).inbox_messages, 0u);
 }
 
-TEST(AgentStoreTest, FullMapIsAnErrorAndStoresNothingOfTheBatch) {
+TEST(TransportStoreTest, FullMapIsAnErrorAndStoresNothingOfTheBatch) {
   TempDir dir;
-  auto store = Must(AgentStore::Open(dir.Join("data"), StoreOptions{size_t{256} << 10}));
+  auto store = Must(TransportStore::Open(dir.Join("data"), StoreOptions{size_t{256} << 10}));
   Bytes small = NewId();
   auto r = store->StoreDeliveries(
       std::vector<Delivery>{{small, Envelope(100)}, {NewId(), Envelope(size_t{1} << 20)}}, kNow);
@@ -515,7 +515,7 @@ TEST(AgentStoreTest, FullMapIsAnErrorAndStoresNothingOfTheBatch) {
   EXPECT_EQ(Must(store->Counters()).inbox_messages, 0u);
 }
 
-TEST(AgentStoreTest, Sha256MatchesAKnownVector) {
+TEST(TransportStoreTest, Sha256MatchesAKnownVector) {
   // FIPS 180-2 example: SHA-256("abc").
   EXPECT_EQ(HexEncode(Sha256(AsBytes("abc"))),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");

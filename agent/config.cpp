@@ -1,0 +1,97 @@
+#include "agent/config.h"
+
+#include <toml++/toml.h>
+
+#include <filesystem>
+
+#include "agent/api.h"
+#include "core/config_reader.h"
+#include "core/file.h"
+#include "core/metrics.h"
+#include "schema/codec.h"
+#include "schema/types.h"
+
+namespace refbus::agent {
+
+namespace fs = std::filesystem;
+
+Result<AgentConfig> LoadAgentConfig(const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return InvalidArgument(path + " line " + std::to_string(e.source().begin.line) + ": " +
+                           std::string(e.description()));
+  }
+  for (const auto& [k, v] : root) {
+    if (k.str() != "agent" && k.str() != "api" && k.str() != "metrics") {
+      return InvalidArgument(path + ": unknown section [" + std::string(k.str()) +
+                             "] (known: [agent], [api], [metrics])");
+    }
+  }
+  ConfigReader r(root, path);
+  REFBUS_RETURN_IF_ERROR(
+      r.NoUnknown("agent", {"id", "data_dir", "key_file", "passphrase_file", "directory", "anchor",
+                            "trust_state", "broker_endpoint"}));
+  REFBUS_RETURN_IF_ERROR(
+      r.NoUnknown("api", {"listen", "url_file", "token_file", "command_timeout_ms"}));
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown("metrics", {"bind", "url_file"}));
+  AgentConfig c;
+  c.path = path;
+  REFBUS_ASSIGN_OR_RETURN(c.id, r.String("agent", "id", true));
+  if (!schema::IsValidPartyId(c.id)) {
+    return r.Error("agent", "id", "is not a valid party id (3-48 of a-z, 0-9, '-')");
+  }
+  REFBUS_ASSIGN_OR_RETURN(c.data_dir, r.Path("agent", "data_dir", true));
+  REFBUS_ASSIGN_OR_RETURN(c.key_file, r.Path("agent", "key_file", true));
+  REFBUS_ASSIGN_OR_RETURN(c.passphrase_file, r.Path("agent", "passphrase_file", false));
+  REFBUS_ASSIGN_OR_RETURN(c.directory, r.Path("agent", "directory", true));
+  REFBUS_ASSIGN_OR_RETURN(c.anchor, r.Path("agent", "anchor", true));
+  REFBUS_ASSIGN_OR_RETURN(c.trust_state, r.Path("agent", "trust_state", true));
+  REFBUS_ASSIGN_OR_RETURN(c.broker_endpoint, r.String("agent", "broker_endpoint", false));
+  if (!c.broker_endpoint.empty() && c.broker_endpoint.rfind("tcp://", 0) != 0 &&
+      c.broker_endpoint.rfind("ipc://", 0) != 0) {
+    return r.Error("agent", "broker_endpoint", "must start with tcp:// or ipc://");
+  }
+  struct Required {
+    const std::string* file;
+    const char* key;
+  };
+  for (const Required& f : {Required{&c.key_file, "key_file"}, Required{&c.directory, "directory"},
+                            Required{&c.anchor, "anchor"}}) {
+    if (!PathExists(*f.file)) {
+      return InvalidArgument(path + ": file " + *f.file + " (from setting agent." + f.key +
+                             ") does not exist");
+    }
+  }
+  if (!c.passphrase_file.empty() && !PathExists(c.passphrase_file)) {
+    return InvalidArgument(path + ": file " + c.passphrase_file +
+                           " (from setting agent.passphrase_file) does not exist");
+  }
+
+  if (const toml::node* n = root.at_path("api.listen").node(); n != nullptr) {
+    auto v = n->value<std::string>();
+    if (!v) return r.Error("api", "listen", "must be a string such as \"127.0.0.1:0\"");
+    c.api_listen = *v;
+  }
+  if (auto listen = ParseLoopbackListen(c.api_listen); !listen.ok()) {
+    return r.Error("api", "listen", listen.status().message());
+  }
+  REFBUS_ASSIGN_OR_RETURN(c.api_url_file, r.Path("api", "url_file", false));
+  REFBUS_ASSIGN_OR_RETURN(c.api_token_file, r.Path("api", "token_file", false));
+  if (c.api_url_file.empty()) c.api_url_file = (fs::path(c.data_dir) / "api.url").string();
+  if (c.api_token_file.empty()) c.api_token_file = (fs::path(c.data_dir) / "api.token").string();
+  REFBUS_RETURN_IF_ERROR(
+      r.Uint("api", "command_timeout_ms", 100, 600000, &c.api_command_timeout_ms));
+  // [metrics]: absent, no listener; a bind that is not a loopback address is refused.
+  if (root["metrics"].node() != nullptr) {
+    REFBUS_ASSIGN_OR_RETURN(c.metrics_bind, r.String("metrics", "bind", true));
+    if (auto a = ParseLoopbackBind(c.metrics_bind); !a.ok()) {
+      return r.Error("metrics", "bind", a.status().message());
+    }
+    REFBUS_ASSIGN_OR_RETURN(c.metrics_url_file, r.Path("metrics", "url_file", false));
+  }
+  return c;
+}
+
+}  // namespace refbus::agent

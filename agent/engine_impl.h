@@ -1,0 +1,133 @@
+// Engine::Impl: the engine's state and the steps its workflows share. Internal to the
+// engine's files:
+//   engine.cpp           creation, polling, directory, status and snapshot
+//   engine_outgoing.cpp  sealing and queueing for the broker, the broker's answers
+//   engine_inbound.cpp   the inbox: each delivered message to its handler; Inbox, Open
+//   engine_consent.cpp   grants: record, list, revoke; revocations and purges
+//   engine_referral.cpp  referrals and their states
+//   engine_handoff.cpp   handoffs of a case's lead
+//   engine_deletion.cpp  deletion requests and status reports
+//   engine_case.cpp      cases: timeline, local numbers, closing
+// Requests and answers are mapped to and from JSON in engine_requests.cpp; records to and
+// from their stored form in records.cpp.
+//
+// Thread safety: none (as Engine).
+#ifndef REFBUS_AGENT_ENGINE_IMPL_H_
+#define REFBUS_AGENT_ENGINE_IMPL_H_
+
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "agent/case_message.h"
+#include "agent/case_store.h"
+#include "agent/client.h"
+#include "agent/engine.h"
+#include "agent/records.h"
+#include "agent/transport_store.h"
+#include "keys/consent.h"
+#include "keys/identity.h"
+#include "schema/types.h"
+
+namespace refbus::agent {
+
+// A grant the store holds, as checked (known) and as stored (record, under key).
+struct StoredGrant {
+  std::string key;  // hex id
+  KnownGrant known;
+  GrantRecord record;
+  const schema::ConsentGrant& grant() const { return known.grant.grant; }
+  // The purpose a message under the grant goes with when no other is named.
+  schema::Purpose FirstPurpose() const;
+};
+
+struct Engine::Impl {
+  keys::Identity identity;
+  schema::SignedDirectory directory;
+  EngineOptions options;
+  std::unique_ptr<TransportStore> transport_store;
+  std::unique_ptr<CaseStore> case_store;
+  std::unique_ptr<Client> client;
+  std::set<std::string> handed;  // outgoing items given to the client in this process
+
+  Impl(keys::Identity id, schema::SignedDirectory dir, EngineOptions o)
+      : identity(std::move(id)), directory(std::move(dir)), options(std::move(o)) {}
+
+  const std::string& me() const { return identity.party_id(); }
+  const schema::Directory& dir() const { return directory.directory; }
+  static UnixMillis Now() { return SystemClock::Get().NowMillis(); }
+
+  // ---- grants (engine_consent.cpp) ----
+  Result<std::optional<KnownGrant>> LoadGrant(const CaseStore::Txn& txn, ByteView grant_id);
+  // kInvalidArgument for a malformed id, kNotFound (telling what to do) for an unknown one.
+  Result<StoredGrant> RequireGrant(const CaseStore::Txn& txn, const std::string& grant_hex);
+  // Stores a grant received inside a message (verified by OpenCase) if new.
+  Status RememberGrant(CaseStore::Txn& txn, const schema::SignedConsentGrant& g,
+                       const std::string& from);
+  // Remembers that data under the grant went to `to`: a revocation is sent (or forwarded)
+  // to every agency listed here.
+  Status RecordShare(CaseStore::Txn& txn, StoredGrant& grant, const std::string& to);
+  Status MarkRevoked(CaseStore::Txn& txn, const schema::ConsentRevocation& rev,
+                     const std::string& from);
+  Status ForwardRevocation(CaseStore::Txn& txn, const schema::SignedStatement& statement,
+                           const schema::ConsentRevocation& rev, const std::set<std::string>& skip);
+  // Purges what arrived under revoked grants and confirms it. Idempotent.
+  Status RunPendingPurges();
+  Status PurgeGrant(const std::string& grant_key, const GrantRecord& grant,
+                    const std::vector<std::pair<std::string, MessageRecord>>& messages);
+  GrantLookup Lookup(const CaseStore::Txn& txn);
+
+  // ---- cases (engine_case.cpp) ----
+  // The case, or a new empty one.
+  Result<CaseRecord> LoadCase(const CaseStore::Txn& txn, const std::string& case_ref);
+  Status AddGrantToCase(CaseStore::Txn& txn, const std::string& case_ref,
+                        const std::string& grant_hex);
+  // Appends to the case's timeline, stamped now.
+  Status Timeline(CaseStore::Txn& txn, const std::string& case_ref, TimelineEvent event);
+  // A case pseudonym or local case number -> the case pseudonym.
+  Result<std::string> ResolveCase(const CaseStore::Txn& txn, const std::string& ref);
+
+  // ---- outgoing (engine_outgoing.cpp) ----
+  // Seals, records as outgoing (with the envelope, so a restart resubmits it); returns the
+  // message id. Handed to the client by FlushAfterCommit.
+  Result<Bytes> SendCase(CaseStore::Txn& txn, const KnownGrant& grant, schema::CaseMessage message,
+                         std::vector<std::string> to, schema::Purpose purpose,
+                         const std::string& what);
+  Status QueueControl(CaseStore::Txn& txn, const Bytes& id, const schema::Frame& frame,
+                      const std::string& what, const std::string& case_ref);
+  Result<uint64_t> NextOutgoingSeq(CaseStore::Txn& txn);
+  // After a commit: hands every queued outgoing item to the client (idempotent).
+  Status FlushOutgoing();
+  void FlushAfterCommit();
+  // The broker's ack or refusal of something this agency queued.
+  Status OnAnswer(const ClientEvent& ev);
+
+  // ---- inbound (engine_inbound.cpp and the workflow files) ----
+  Status ProcessInbox();
+  Status ProcessOne(CaseStore::Txn& txn, const InboxRecord& r);
+  Status Refuse(CaseStore::Txn& txn, MessageRecord& msg, const std::string& case_ref,
+                const std::string& why);
+  // The delivered message to its kind's handler. An error refuses the message.
+  Status Apply(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
+  Status VerifyStatementFrom(const schema::SignedStatement& st, keys::StatementType type,
+                             const std::string& signer, UnixMillis signed_at);
+  Status OnReferral(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
+  Status OnStateChange(CaseStore::Txn& txn, const OpenedCase& oc);
+  Status OnHandoff(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
+  Status OnHandoffAck(CaseStore::Txn& txn, const OpenedCase& oc);
+  Status OnDeletionRequest(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
+  Status OnDeletionStatus(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
+  Status OnAccessNotice(CaseStore::Txn& txn, const OpenedCase& oc);
+  Status OnRevocation(CaseStore::Txn& txn, const OpenedCase& oc);
+  Status OnPurgeConfirmation(CaseStore::Txn& txn, const OpenedCase& oc);
+  Status OnCaseClosed(CaseStore::Txn& txn, const OpenedCase& oc);
+};
+
+// The first 16 bytes of the statement's SHA-256: the id its control frame is queued under.
+Bytes StatementId(ByteView signed_statement);
+
+}  // namespace refbus::agent
+
+#endif  // REFBUS_AGENT_ENGINE_IMPL_H_

@@ -1,0 +1,217 @@
+// Engine: the inbox. Each delivered message is opened, checked against its grant, and
+// handed to the handler of its kind (in the workflow files); a message that fails is
+// refused and the refusal recorded on its case. Also the inbox commands: Inbox and Open.
+#include <spdlog/spdlog.h>
+
+#include "agent/engine_impl.h"
+#include "agent/engine_requests.h"
+#include "keys/consent.h"
+#include "schema/codec.h"
+
+namespace refbus::agent {
+
+using schema::CaseMessage;
+
+GrantLookup Engine::Impl::Lookup(const CaseStore::Txn& txn) {
+  return [this, &txn](ByteView id) -> std::optional<KnownGrant> {
+    auto g = LoadGrant(txn, id);
+    if (!g.ok()) return std::nullopt;
+    return *g;
+  };
+}
+
+Status Engine::Impl::ProcessInbox() {
+  for (;;) {
+    REFBUS_ASSIGN_OR_RETURN(auto txn, case_store->Begin(true));
+    REFBUS_ASSIGN_OR_RETURN(auto meta, Load<SeqRecord>(txn, "processed_seq"));
+    uint64_t done = meta ? meta->seq : 0;
+    REFBUS_ASSIGN_OR_RETURN(auto records, transport_store->ReadInbox(done, 32));
+    if (records.empty()) return Status::Ok();
+    for (const auto& r : records) {
+      REFBUS_RETURN_IF_ERROR(ProcessOne(txn, r));
+      done = r.sequence;
+    }
+    REFBUS_RETURN_IF_ERROR(Save(txn, "processed_seq", SeqRecord{done}));
+    REFBUS_RETURN_IF_ERROR(txn.Commit());
+    FlushAfterCommit();
+    REFBUS_RETURN_IF_ERROR(RunPendingPurges());
+  }
+}
+
+Status Engine::Impl::Refuse(CaseStore::Txn& txn, MessageRecord& msg, const std::string& case_ref,
+                            const std::string& why) {
+  msg.status = MessageStatus::kRefused;
+  msg.refusal = why;
+  spdlog::warn("agent {}: refused message {} from {}: {}", me(), msg.message_id,
+               msg.from.value_or(""), why);
+  if (!case_ref.empty() && schema::IsValidCaseRef(case_ref)) {
+    REFBUS_ASSIGN_OR_RETURN(CaseRecord c, LoadCase(txn, case_ref));
+    RefusalNote n;
+    n.by = me();
+    n.message_id = msg.message_id;
+    n.from = msg.from.value_or("");
+    n.kind = msg.kind.value_or("");
+    n.reason = why;
+    n.at_ms = Now();
+    c.refusals.push_back(std::move(n));
+    REFBUS_RETURN_IF_ERROR(Save(txn, case_ref, c));
+  }
+  return Status::Ok();
+}
+
+Status Engine::Impl::ProcessOne(CaseStore::Txn& txn, const InboxRecord& r) {
+  MessageRecord msg;
+  msg.message_id = HexEncode(r.message_id);
+  msg.received_at_ms = r.received_ms;
+  if (r.purged) {
+    msg.status = MessageStatus::kPurged;
+    return Save(txn, msg.message_id, msg);
+  }
+  auto decoded = schema::DecodeEnvelope(r.envelope);
+  if (decoded.ok()) {
+    msg.from = decoded->header.sender_id;
+    msg.kind = std::string(schema::Name(decoded->header.kind));
+    msg.case_ref = decoded->header.case_ref;
+    msg.grant_id = HexEncode(decoded->header.consent_grant_id);
+  }
+  std::string case_ref = decoded.ok() ? decoded->header.case_ref : "";
+  auto opened = OpenCase(identity, r.envelope, dir(), Lookup(txn), Now());
+  if (!opened.ok()) {
+    REFBUS_RETURN_IF_ERROR(Refuse(txn, msg, case_ref, opened.status().message()));
+    return Save(txn, msg.message_id, msg);
+  }
+  Status s = Apply(txn, *opened, msg);
+  if (!s.ok()) {
+    if (s.code() == Status::Code::kInternal || s.code() == Status::Code::kIoError) return s;
+    REFBUS_RETURN_IF_ERROR(Refuse(txn, msg, case_ref, s.message()));
+  }
+  return Save(txn, msg.message_id, msg);
+}
+
+Status Engine::Impl::VerifyStatementFrom(const schema::SignedStatement& st,
+                                         keys::StatementType type, const std::string& signer,
+                                         UnixMillis signed_at) {
+  return keys::VerifyStatement(st, type, signer, signed_at, dir(), Now());
+}
+
+Status Engine::Impl::Apply(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg) {
+  switch (oc.message.type) {
+    case CaseMessage::Type::kReferral:
+      return OnReferral(txn, oc, msg);
+    case CaseMessage::Type::kStateChange:
+      return OnStateChange(txn, oc);
+    case CaseMessage::Type::kHandoff:
+      return OnHandoff(txn, oc, msg);
+    case CaseMessage::Type::kHandoffAck:
+      return OnHandoffAck(txn, oc);
+    case CaseMessage::Type::kDeletionRequest:
+      return OnDeletionRequest(txn, oc, msg);
+    case CaseMessage::Type::kDeletionStatus:
+      return OnDeletionStatus(txn, oc, msg);
+    case CaseMessage::Type::kAccessNotice:
+      return OnAccessNotice(txn, oc);
+    case CaseMessage::Type::kConsentRevocation:
+      return OnRevocation(txn, oc);
+    case CaseMessage::Type::kPurgeConfirmation:
+      return OnPurgeConfirmation(txn, oc);
+    case CaseMessage::Type::kCaseClosed:
+      return OnCaseClosed(txn, oc);
+  }
+  return Status::Ok();
+}
+
+// Another agency opened a message this agency sent: its signed access record.
+Status Engine::Impl::OnAccessNotice(CaseStore::Txn& txn, const OpenedCase& oc) {
+  const std::string& from = oc.envelope.header.sender_id;
+  const CaseMessage& m = oc.message;
+  REFBUS_ASSIGN_OR_RETURN(auto rec, schema::DecodeAccessRecord(m.statement.statement));
+  if (rec.agency_id != from || rec.owner_agency != me()) {
+    return PermissionDenied("access notice about " + rec.agency_id + " sent by " + from);
+  }
+  REFBUS_RETURN_IF_ERROR(
+      VerifyStatementFrom(m.statement, keys::StatementType::kAccessRecord, from, rec.opened_at_ms));
+  REFBUS_ASSIGN_OR_RETURN(CaseRecord c, LoadCase(txn, rec.case_ref));
+  c.access_notices.push_back({HexEncode(rec.message_id), rec.agency_id, rec.operator_ref,
+                              rec.opened_at_ms, std::string(schema::Name(rec.kind))});
+  return Save(txn, rec.case_ref, c);
+}
+
+// ---- commands ----
+
+Result<Json> Engine::Inbox() {
+  REFBUS_ASSIGN_OR_RETURN(auto txn, impl_->case_store->Begin(false));
+  REFBUS_ASSIGN_OR_RETURN(auto all, LoadAll<MessageRecord>(txn));
+  std::vector<MessageRecord> messages;
+  for (auto& [key, rec] : all) messages.push_back(std::move(rec));
+  return InboxJson(std::move(messages));
+}
+
+namespace {
+
+Status OpenableOrWhyNot(const MessageRecord& msg) {
+  if (msg.status == MessageStatus::kPurged) {
+    return FailedPrecondition("message " + msg.message_id +
+                              " was purged when its consent was revoked; it cannot be opened");
+  }
+  if (msg.status == MessageStatus::kRefused) {
+    return FailedPrecondition("message " + msg.message_id + " was refused on arrival (" +
+                              msg.refusal.value_or("") + "); it is not opened");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Json> Engine::Open(const std::string& message_id, const Json& body) {
+  Impl& d = *impl_;
+  REFBUS_ASSIGN_OR_RETURN(OpenRequest req, ParseOpenRequest(message_id, body));
+  const Bytes& mid = req.message_id;
+  std::string key = HexEncode(mid);
+  REFBUS_ASSIGN_OR_RETURN(auto txn, d.case_store->Begin(true));
+  REFBUS_ASSIGN_OR_RETURN(auto rec, Load<MessageRecord>(txn, key));
+  if (!rec) return NotFound("no message " + key + " in the inbox (refbus-agent inbox)");
+  MessageRecord& msg = *rec;
+  REFBUS_RETURN_IF_ERROR(OpenableOrWhyNot(msg));
+  REFBUS_ASSIGN_OR_RETURN(InboxRecord ir, d.transport_store->GetInbox(mid));
+  if (ir.purged) return FailedPrecondition("message " + key + " was purged");
+  REFBUS_ASSIGN_OR_RETURN(OpenedCase oc,
+                          OpenCase(d.identity, ir.envelope, d.dir(), d.Lookup(txn), Impl::Now()));
+  const auto& h = oc.envelope.header;
+  // The access record: signed, to the broker's audit log and to the sender.
+  schema::AccessRecord ar{mid,         h.case_ref,         d.me(), req.operator_ref,
+                          Impl::Now(), h.consent_grant_id, h.kind, h.sender_id};
+  schema::SignedStatement st = keys::SignStatement(d.identity, keys::StatementType::kAccessRecord,
+                                                   schema::EncodeAccessRecord(ar));
+  Bytes st_bytes = schema::EncodeSignedStatement(st);
+  schema::Frame f;
+  f.type = schema::Frame::Type::kAttest;
+  f.attest.signed_access = st_bytes;
+  REFBUS_RETURN_IF_ERROR(
+      d.QueueControl(txn, StatementId(st_bytes), f, "access-attestation", h.case_ref));
+  KnownGrant grant{oc.grant, false};
+  if (auto k = d.LoadGrant(txn, h.consent_grant_id); k.ok() && *k) grant = **k;
+  if (h.sender_id != d.me()) {
+    CaseMessage notice;
+    notice.type = CaseMessage::Type::kAccessNotice;
+    notice.statement = st;
+    auto sent =
+        d.SendCase(txn, grant, std::move(notice), {h.sender_id}, h.purpose, "access-notice");
+    if (!sent.ok()) {
+      spdlog::warn("agent {}: no access notice to {} for {}: {}", d.me(), h.sender_id, key,
+                   sent.status().message());
+    }
+  }
+  msg.opened = true;
+  msg.opened_by = req.operator_ref;
+  msg.opened_at_ms = ar.opened_at_ms;
+  REFBUS_RETURN_IF_ERROR(Save(txn, key, msg));
+  TimelineEvent ev = Event("opened");
+  ev.message_id = key;
+  ev.operator_ref = req.operator_ref;
+  REFBUS_RETURN_IF_ERROR(d.Timeline(txn, h.case_ref, std::move(ev)));
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  d.FlushAfterCommit();
+  return OpenedJson(key, h, oc.message);
+}
+
+}  // namespace refbus::agent
