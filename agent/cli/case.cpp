@@ -50,7 +50,8 @@ void AddCase(CLI::App& app, Commands& c) {
   auto* cmd = app.add_subcommand("case", "show a case: grants, referrals, notices, purges");
   c.Common(cmd, false);
   cmd->add_option("case", *id, "the case reference or local case number")->required();
-  c.On(cmd, [&c, id] { return c.Call("case", "GET", "/v1/cases/" + PathSegment(*id), nullptr, Show); });
+  c.On(cmd,
+       [&c, id] { return c.Call("case", "GET", "/v1/cases/" + PathSegment(*id), nullptr, Show); });
 }
 
 }  // namespace refbus::agent::cli

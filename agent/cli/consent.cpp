@@ -11,8 +11,7 @@ namespace refbus::agent::cli {
 namespace {
 
 struct ConsentArgs {
-  std::string case_ref, local_case, basis, legal_article, countersigner_key,
-      countersigner_operator;
+  std::string case_ref, local_case, basis, legal_article, countersigner_key, countersigner_operator;
   std::vector<std::string> consenters, purposes, categories, recipients, recipient_types;
   bool assent = false, onward = false, emergency = false, representative_conflict = false;
   int days = 0, retention_days = 0;
@@ -39,8 +38,7 @@ void AddConsentOptions(CLI::App* cmd, ConsentArgs& o) {
   cmd->add_option("--category", o.categories, "data categories that may be shared")
       ->delimiter(',')
       ->check(CLI::IsMember(kCategories));
-  cmd->add_option("--recipient", o.recipients, "agencies allowed to receive (ids)")
-      ->delimiter(',');
+  cmd->add_option("--recipient", o.recipients, "agencies allowed to receive (ids)")->delimiter(',');
   cmd->add_option("--recipient-type", o.recipient_types, "agency types allowed to receive")
       ->delimiter(',')
       ->check(CLI::IsMember(kAgencyTypes));
@@ -102,26 +100,26 @@ int RecordConsent(Commands& c, const ConsentArgs& o) {
 }
 
 void PrintConsents(const Json& r) {
-  PrintTable(r,
-             {Col("GRANT", "grant_id"),
-              Col("CASE", "case_ref"),
-              Col("BASIS", "basis"),
-              Col("PURPOSES", "purposes"),
-              Col("CATEGORIES", "categories"),
-              {"RECIPIENTS",
-               [](const Json& j) {
-                 std::string a = Cell(j, "recipients"), b = Cell(j, "recipient_types");
-                 if (a == "-") return b;
-                 return b == "-" ? a : a + ", " + b;
-               }},
-              Col("EXPIRES", "expires_at_ms"),
-              {"STATE",
-               [](const Json& j) {
-                 if (j.value("revoked", false)) return std::string("revoked");
-                 return std::string(j.value("registered", false) ? "registered"
-                                                                 : "not yet registered");
-               }}},
-             "no consent grants");
+  PrintTable(
+      r,
+      {Col("GRANT", "grant_id"),
+       Col("CASE", "case_ref"),
+       Col("BASIS", "basis"),
+       Col("PURPOSES", "purposes"),
+       Col("CATEGORIES", "categories"),
+       {"RECIPIENTS",
+        [](const Json& j) {
+          std::string a = Cell(j, "recipients"), b = Cell(j, "recipient_types");
+          if (a == "-") return b;
+          return b == "-" ? a : a + ", " + b;
+        }},
+       Col("EXPIRES", "expires_at_ms"),
+       {"STATE",
+        [](const Json& j) {
+          if (j.value("revoked", false)) return std::string("revoked");
+          return std::string(j.value("registered", false) ? "registered" : "not yet registered");
+        }}},
+      "no consent grants");
 }
 
 }  // namespace
@@ -157,8 +155,8 @@ void AddRevokeConsent(CLI::App& app, Commands& c) {
     auto op = c.Operator("revoke-consent");
     if (!op) return kExitUsage;
     Json body = {{"reason", a->reason}, {"operator", *op}};
-    return c.Call("revoke-consent", "POST", "/v1/consents/" + PathSegment(a->id) + "/revoke",
-                  &body, [](const Json& r) {
+    return c.Call("revoke-consent", "POST", "/v1/consents/" + PathSegment(a->id) + "/revoke", &body,
+                  [](const Json& r) {
                     std::cout << "consent " << Cell(r, "grant_id")
                               << " revoked; notified: " << Cell(r, "notified") << "\n"
                               << "each recipient purges the data and confirms (refbus-agent "

@@ -72,8 +72,7 @@ int ReportDeletionStatus(Commands& c, const StatusArgs& a) {
     if (colon == 0 ||
         std::find(item_states.begin(), item_states.end(), status) == item_states.end()) {
       std::cerr << "refbus-agent deletion-status: --item '" << i
-                << "' is not ITEM-ID:STATUS with STATUS one of " << JoinNames(item_states)
-                << "\n";
+                << "' is not ITEM-ID:STATUS with STATUS one of " << JoinNames(item_states) << "\n";
       return kExitUsage;
     }
     updates.push_back({{"item_id", i.substr(0, colon)}, {"status", status}});

@@ -28,8 +28,8 @@ int SendHandoff(Commands& c, const HandoffArgs& s) {
                {"operator", *op}};
   if (!s.purpose.empty()) body["purpose"] = s.purpose;
   return c.Call("handoff", "POST", "/v1/handoffs", &body, [](const Json& r) {
-    std::cout << "handoff " << Cell(r, "handoff_id") << " sent (message "
-              << Cell(r, "message_id") << "); the new lead must acknowledge it\n";
+    std::cout << "handoff " << Cell(r, "handoff_id") << " sent (message " << Cell(r, "message_id")
+              << "); the new lead must acknowledge it\n";
   });
 }
 

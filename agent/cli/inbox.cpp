@@ -65,8 +65,7 @@ void AddOpen(CLI::App& app, Commands& c) {
     auto op = c.Operator("open");
     if (!op) return kExitUsage;
     Json body = {{"operator", *op}};
-    return c.Call("open", "POST", "/v1/messages/" + PathSegment(*id) + "/open", &body,
-                  PrintOpened);
+    return c.Call("open", "POST", "/v1/messages/" + PathSegment(*id) + "/open", &body, PrintOpened);
   });
 }
 

@@ -28,8 +28,8 @@ int SendReferral(Commands& c, const SendArgs& s) {
                {"fields", std::get<Json>(fields)},
                {"operator", *op}};
   return c.Call("send-referral", "POST", "/v1/referrals", &body, [](const Json& r) {
-    std::cout << "referral " << Cell(r, "referral_id") << " sent (message "
-              << Cell(r, "message_id") << ")\n"
+    std::cout << "referral " << Cell(r, "referral_id") << " sent (message " << Cell(r, "message_id")
+              << ")\n"
               << "  case:  " << Cell(r, "case_ref") << "\n"
               << "  state: " << Cell(r, "state") << "\n";
   });

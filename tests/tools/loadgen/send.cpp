@@ -50,8 +50,8 @@ Result<std::vector<keys::RecipientPrekey>> Recipients(const Party& party, const 
 // One run's stream: seals ahead of the window, submits, and counts the answers.
 class Sender {
  public:
-  Sender(const SendOptions& so, const Party& party,
-         std::vector<keys::RecipientPrekey> recipients, agent::Client& client, LineLog& log)
+  Sender(const SendOptions& so, const Party& party, std::vector<keys::RecipientPrekey> recipients,
+         agent::Client& client, LineLog& log)
       : so_(so),
         party_(party),
         recipients_(std::move(recipients)),
@@ -108,8 +108,7 @@ class Sender {
               << "sessions: " << c.sessions << "\n"
               << "unacknowledged: " << client_.outstanding() << "\n"
               << "elapsed s: " << secs << "\n"
-              << "acked per s: " << (secs > 0 ? static_cast<double>(acked_) / secs : 0.0)
-              << "\n";
+              << "acked per s: " << (secs > 0 ? static_cast<double>(acked_) / secs : 0.0) << "\n";
   }
 
   uint64_t acked() const { return acked_; }
@@ -119,8 +118,7 @@ class Sender {
   // Seals lazily: a large --count never sits in memory, only what the window needs next.
   Status SealAhead() {
     while (sealed_ < so_.count && client_.unsent() < keep_queued_) {
-      uint64_t n =
-          std::min<uint64_t>({so_.count - sealed_, keep_queued_ - client_.unsent(), 256});
+      uint64_t n = std::min<uint64_t>({so_.count - sealed_, keep_queued_ - client_.unsent(), 256});
       std::vector<Bytes> batch;
       batch.reserve(n);
       UnixMillis now = Now();
@@ -186,8 +184,7 @@ int RunSend(const CommonOptions& o, const SendOptions& so) {
 
   Sender sender(so, *party, std::move(recipients).value(), client, *log);
   bool timed_out = false;
-  if (Status s = sender.Stream(started + std::chrono::seconds(o.timeout_s), &timed_out);
-      !s.ok()) {
+  if (Status s = sender.Stream(started + std::chrono::seconds(o.timeout_s), &timed_out); !s.ok()) {
     return Fail(kCmd, s);
   }
   if (g_stop != 0) {
@@ -202,9 +199,8 @@ int RunSend(const CommonOptions& o, const SendOptions& so) {
     return 0;
   }
   if (timed_out) {
-    std::cerr << "refbus-loadgen send: timed out after " << o.timeout_s
-              << " s: " << sender.acked() << " acknowledged, " << sender.refused()
-              << " refused, " << client.outstanding()
+    std::cerr << "refbus-loadgen send: timed out after " << o.timeout_s << " s: " << sender.acked()
+              << " acknowledged, " << sender.refused() << " refused, " << client.outstanding()
               << " still unacknowledged (kept in the outbox in " << o.data_dir
               << "; is the broker at " << o.endpoint << " running?)\n";
     return 1;
