@@ -4,7 +4,7 @@
 # Two federated brokers, region-a and region-b, each finding the other through the other's
 # endpoint file ([federation] endpoint_files, read at each connect); sender-police and recv-a
 # are homed at region-a, recv-b at region-b, so the stream is delivered both locally (to
-# recv-a) and relayed (to recv-b). refbus-agent send streams to both receivers without a
+# recv-a) and relayed (to recv-b). refbus-loadgen send streams to both receivers without a
 # pause: a sender run that finishes its --count is followed by a new one at once.
 #
 # Each round, after a random delay of 0.2 to 1.5 s, one process is killed with SIGKILL:
@@ -21,11 +21,11 @@
 #     union of the sender runs' --acked-log files; both receivers hold the same set, and the
 #     broker each is homed at has it in its audit log as acked by that receiver, accepted
 #     from sender-police. Ids received but in no --acked-log are accepted only when the
-#     sender was killed, at most a window per kill, and reported: refbus-agent send appends
+#     sender was killed, at most a window per kill, and reported: refbus-loadgen send appends
 #     an id to --acked-log after the commit that removes it from its outbox, so a SIGKILL in
 #     between loses the id from the log (not from the broker, nor the receivers);
 #   - the agents' stores: the sender's outbox is empty, each receiver's inbox holds exactly
-#     its logged ids (both read by a fresh refbus-agent run that does not connect);
+#     its logged ids (both read by a fresh refbus-loadgen run that does not connect);
 #   - no LMDB corruption: both brokers start again (Store::Open checks the audit tree),
 #     show their links up with backlog 0 (refbus-broker --status --json), hold nothing for
 #     the receivers (a last receive run of each gets nothing, new or again, in 2 s idle) and
@@ -75,7 +75,7 @@ now() {
 say() { echo "[$(printf '%8s' "$(now)") s] $*"; }
 lines() { if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi; }
 command -v jq >/dev/null || fail "jq is needed to read refbus-broker --status --json"
-for b in refbus-broker refbus-agent refbus-keys refbus-audit; do
+for b in refbus-broker refbus-loadgen refbus-keys refbus-audit; do
   [[ -x $bin/$b ]] || fail "$b is not in $bin"
 done
 [[ $rounds =~ ^[0-9]+$ && $rounds -ge 1 ]] || fail "ROUNDS must be a positive number, not '$rounds'"
@@ -197,7 +197,7 @@ start_sender() {
   sender_runs=$((sender_runs + 1))
   starts[sender]=$sender_runs
   echo "=== run $sender_runs at $(now) s" >>"$work/sender.log"
-  "$bin/refbus-agent" send --dir "$work/fed/sender-police" --data "$work/sender-data" \
+  "$bin/refbus-loadgen" send --dir "$work/fed/sender-police" --data "$work/sender-data" \
     --broker-endpoint "${endpoint[region-a]}" --to recv-a,recv-b --count "$per_run" \
     --acked-log "$work/sender-run$sender_runs.acked" --timeout "$agent_timeout" \
     >"$work/sender-run$sender_runs.out" 2>>"$work/sender.log" &
@@ -208,7 +208,7 @@ start_receiver() {
   local r=$1
   starts[$r]=$((starts[$r] + 1))
   echo "=== run ${starts[$r]} at $(now) s" >>"$work/$r.log"
-  "$bin/refbus-agent" receive --dir "$work/fed/$r" --data "$work/$r-data" \
+  "$bin/refbus-loadgen" receive --dir "$work/fed/$r" --data "$work/$r-data" \
     --broker-endpoint "${endpoint[${home[$r]}]}" --received-log "$work/$r.ids" \
     --timeout "$agent_timeout" >"$work/$r-run${starts[$r]}.out" 2>>"$work/$r.log" &
   pid[$r]=$!
@@ -333,7 +333,7 @@ stop_broker region-a
 stop_broker region-b
 
 # --- The agents' stores, read back by runs that need no broker.
-out=$("$bin/refbus-agent" send --dir "$work/fed/sender-police" --data "$work/sender-data" \
+out=$("$bin/refbus-loadgen" send --dir "$work/fed/sender-police" --data "$work/sender-data" \
   --broker-endpoint "${endpoint[region-a]}" --to recv-a --count 0 --timeout $((10 * slow)) 2>&1) ||
   fail "the sender's store does not open again: $out"
 recovered=$(sed -n 's/^recovered from outbox: //p' <<<"$out")
@@ -341,7 +341,7 @@ recovered=$(sed -n 's/^recovered from outbox: //p' <<<"$out")
 declare -A below
 for r in recv-a recv-b; do
   n=$(lines "$work/$r.ids")
-  out=$("$bin/refbus-agent" receive --dir "$work/fed/$r" --data "$work/$r-data" \
+  out=$("$bin/refbus-loadgen" receive --dir "$work/fed/$r" --data "$work/$r-data" \
     --broker-endpoint "${endpoint[${home[$r]}]}" --received-log "$work/$r.ids" --expect 1 \
     --timeout $((10 * slow)) 2>&1) || fail "$r's store does not open again: $out"
   inbox=$(sed -n 's/^inbox total: //p' <<<"$out")
@@ -364,7 +364,7 @@ say "both brokers restarted on their stores; links up with backlog 0"
 # connects now gets nothing, neither new nor again.
 declare -A leftover
 for r in recv-a recv-b; do
-  "$bin/refbus-agent" receive --dir "$work/fed/$r" --data "$work/$r-data" \
+  "$bin/refbus-loadgen" receive --dir "$work/fed/$r" --data "$work/$r-data" \
     --broker-endpoint "${endpoint[${home[$r]}]}" --received-log "$work/$r.ids" --idle-exit 2 \
     --timeout $((30 * slow)) >"$work/$r-final.out" 2>>"$work/$r.log" &
   leftover[$r]=$!
@@ -393,7 +393,7 @@ stop_broker region-b
 
 # --- Exactly once. The acked set is the union of the sender runs' --acked-log files; the
 # audit logs say what each broker recorded each receiver acknowledging.
-window=64  # refbus-agent send's default --window
+window=64  # refbus-loadgen send's default --window
 declare -A audit_log=([recv-a]=region-a [recv-b]=region-b)
 for r in recv-a recv-b; do
   received=$(lines "$work/$r.ids")
@@ -418,9 +418,9 @@ for r in recv-a recv-b; do
 done
 cmp -s "$work/recv-a.sorted" "$work/recv-b.sorted" ||
   fail "the receivers got different sets, though every envelope named both: $(diff "$work/recv-a.sorted" "$work/recv-b.sorted" | grep '^[<>]' | head -5 | tr '\n' ' ')"
-# Received but in no --acked-log: refbus-agent send removes an answered envelope from its
+# Received but in no --acked-log: refbus-loadgen send removes an answered envelope from its
 # outbox (a commit) before it appends the id to --acked-log, so a SIGKILL in between loses
-# the id from the log although region-a accepted it (agent/agent_main.cpp RunSend). Such ids
+# the id from the log although region-a accepted it (tests/tools/loadgen/send.cpp). Such ids
 # are accepted only as that: the sender was killed, both receivers got them exactly once,
 # region-a's audit log has them accepted from sender-police and acked by recv-a (checked
 # above), and there are no more than one window per sender kill.
@@ -430,7 +430,7 @@ if ((unlogged > 0)); then
     fail "$unlogged ids reached the receivers but were never acked, and the sender was never killed: $(comm -13 "$work/acked.sorted" "$work/recv-a.sorted" | head -3 | tr '\n' ' ')"
   ((unlogged <= window * kills[sender])) ||
     fail "$unlogged ids reached the receivers but are in no --acked-log: more than a window ($window) per sender kill (${kills[sender]})"
-  say "NOTE: $unlogged ids accepted by region-a (its audit log) and received once by each receiver are in no --acked-log: refbus-agent send was killed between its outbox commit and its log append"
+  say "NOTE: $unlogged ids accepted by region-a (its audit log) and received once by each receiver are in no --acked-log: refbus-loadgen send was killed between its outbox commit and its log append"
 fi
 say "exactly once: each receiver got the $((acked + unlogged)) accepted ids once each ($acked in the --acked-logs), as the audit logs record them acked"
 

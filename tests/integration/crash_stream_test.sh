@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Integration test: kill -9 of the broker in the middle of a stream of 10,000 messages.
-# Real processes, real keys, loopback: refbus-broker, a sending refbus-agent and a
-# receiving refbus-agent. The broker is killed while the stream runs and restarted on the
-# same endpoint. Afterwards: the set of message ids the receiving application got equals
+# Real processes, real keys, loopback: refbus-broker, a sending and a receiving agent
+# (refbus-loadgen send | receive: the agent library's client and store). The broker is
+# killed while the stream runs and restarted on the same endpoint. Afterwards: the set of message ids the receiving application got equals
 # the set the broker acknowledged to the sender, and no id reached the application twice.
 # Redeliveries below the application are counted and reported.
 #   crash_stream_test.sh BIN_DIR [COUNT]
@@ -65,11 +65,11 @@ start_broker
 endpoint=$(cat "$work/endpoint")
 write_config "$endpoint"   # restarts bind the same port so the agents find it again
 
-"$bin/refbus-agent" receive --dir "$work/fed/receiver-dsc" --data "$work/receiver-data" \
+"$bin/refbus-loadgen" receive --dir "$work/fed/receiver-dsc" --data "$work/receiver-data" \
   --broker-endpoint "$endpoint" --expect "$count" --received-log "$work/received.ids" \
   --timeout $((240 * slow)) >"$work/receiver.log" 2>&1 &
 rx=$!; pids+=("$rx")
-"$bin/refbus-agent" send --dir "$work/fed/sender-police" --data "$work/sender-data" \
+"$bin/refbus-loadgen" send --dir "$work/fed/sender-police" --data "$work/sender-data" \
   --broker-endpoint "$endpoint" --to receiver-dsc --count "$count" \
   --acked-log "$work/acked.ids" --timeout $((240 * slow)) >"$work/sender.log" 2>&1 &
 tx=$!; pids+=("$tx")

@@ -3,7 +3,7 @@
 # section 12) while the second broker, or the link between them, fails.
 #
 # Brokers region-a and region-b; sender-police is homed at region-a, recv-b at region-b.
-# refbus-agent send streams COUNT envelopes to recv-b through region-a, which relays them to
+# refbus-loadgen send streams COUNT envelopes to recv-b through region-a, which relays them to
 # region-b over its federation link (store-and-forward: region-a keeps them on disk until
 # region-b has committed them).
 #
@@ -68,8 +68,8 @@ fail() {
 say() { echo "[$(printf '%3d' "$SECONDS") s] $*"; }
 lines() { if [[ -f $1 ]]; then wc -l <"$1"; else echo 0; fi; }
 command -v jq >/dev/null || fail "jq is needed to read refbus-broker --status --json"
-[[ -x $bin/refbus-broker && -x $bin/refbus-agent && -x $bin/refbus-keys ]] ||
-  fail "refbus-broker, refbus-agent and refbus-keys are not all in $bin"
+[[ -x $bin/refbus-broker && -x $bin/refbus-loadgen && -x $bin/refbus-keys ]] ||
+  fail "refbus-broker, refbus-loadgen and refbus-keys are not all in $bin"
 [[ $mode != proxy-cut || -x $proxy_bin ]] || fail "no proxy executable at $proxy_bin"
 
 # --- Network: loopback, or two namespaces joined by a veth pair.
@@ -247,13 +247,13 @@ say "region-a at ${endpoint[region-a]} (link to region-b: $link_to_b), region-b 
 # --- The stream.
 # receive AGENCY BROKER_ID EXPECT
 receive() {
-  (in_ns "$2" "$bin/refbus-agent" receive --dir "$work/fed/$1" --data "$work/$1-data" \
+  (in_ns "$2" "$bin/refbus-loadgen" receive --dir "$work/fed/$1" --data "$work/$1-data" \
     --broker-endpoint "${endpoint[$2]}" --expect "$3" --received-log "$work/$1.ids" \
     --timeout "$agent_timeout") >"$work/$1.log" 2>&1 &
 }
 # send AGENCY TO COUNT
 send() {
-  (in_ns region-a "$bin/refbus-agent" send --dir "$work/fed/$1" --data "$work/$1-data" \
+  (in_ns region-a "$bin/refbus-loadgen" send --dir "$work/fed/$1" --data "$work/$1-data" \
     --broker-endpoint "${endpoint[region-a]}" --to "$2" --count "$3" \
     --acked-log "$work/$1.acked" --timeout "$agent_timeout") >"$work/$1.log" 2>&1 &
 }

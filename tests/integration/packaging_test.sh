@@ -43,6 +43,8 @@ for pkg in refbus-broker refbus-agent refbus-tools; do
   done
   # Nothing that is a key, a token or data ships in a package.
   if grep -E '\.key$|token|\.mdb$' <<<"$contents"; then fail "$pkg ships secrets or data"; fi
+  # Nor does a test tool (tests/tools: refbus-loadgen).
+  if grep -E 'loadgen' <<<"$contents"; then fail "$pkg ships a test tool"; fi
   mkdir -p "$work/root"
   dpkg-deb -x "$deb" "$work/root"
   dpkg-deb -e "$deb" "$work/control-$pkg"
@@ -52,6 +54,10 @@ done
 for b in refbus-broker refbus-agent refbus-keys refbus-audit; do
   "$work/root/usr/bin/$b" --help >"$work/$b.help" 2>&1 || fail "$b --help from the package failed: $(head -3 "$work/$b.help")"
 done
+# The load generator (send, receive) is a test tool, not a verb of the shipped agent.
+if grep -E '^ +(send|receive) ' "$work/refbus-agent.help"; then
+  fail "the packaged refbus-agent has the test tool's send/receive"
+fi
 echo "ok - the packaged binaries run"
 
 # The broker's postinst, as dpkg runs it at install, twice (an upgrade runs it again).
