@@ -236,14 +236,18 @@ CommandQueue::CommandQueue() : last_drain_ms_(SteadyNowMs()) {}
 Status CommandQueue::Run(std::function<void()> fn, std::chrono::milliseconds timeout) {
   auto task = std::make_shared<Task>();
   task->fn = std::move(fn);
-  std::unique_lock lock(mu_);
+  auto settled = [&task] {
+    return task->state == TaskState::kDone || task->state == TaskState::kWithdrawn;
+  };
+  MutexLock lock(&mu_);
   if (closed_) return Unavailable("the agent is stopping; retry when it has restarted");
   tasks_.push_back(task);
-  changed_.notify_all();
-  auto deadline = SteadyClock::now() + timeout;
-  bool finished = changed_.wait_until(lock, deadline, [&] {
-    return task->state == TaskState::kDone || task->state == TaskState::kWithdrawn;
-  });
+  changed_.SignalAll();
+  const auto deadline = SteadyClock::now() + timeout;
+  while (!settled()) {
+    if (!changed_.WaitUntil(deadline)) break;
+  }
+  const bool finished = settled();
   if (!finished && task->state == TaskState::kQueued) {
     // Not started: withdraw it, so the caller's answer ("not done") is the truth.
     task->state = TaskState::kWithdrawn;
@@ -252,9 +256,7 @@ Status CommandQueue::Run(std::function<void()> fn, std::chrono::milliseconds tim
                              std::to_string(timeout.count()) + " ms and was not run; retry");
   }
   // Started: it finishes, however long it takes (its effects are committed by then).
-  changed_.wait(lock, [&] {
-    return task->state == TaskState::kDone || task->state == TaskState::kWithdrawn;
-  });
+  while (!settled()) changed_.Wait();
   if (task->state == TaskState::kWithdrawn) {
     return Unavailable(
         "the agent is stopping; the command was not run; retry when it has restarted");
@@ -265,14 +267,14 @@ Status CommandQueue::Run(std::function<void()> fn, std::chrono::milliseconds tim
 size_t CommandQueue::RunPending() {
   last_drain_ms_.store(SteadyNowMs(), std::memory_order_relaxed);
   size_t ran = 0;
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   size_t budget = tasks_.size();  // what was queued when the call began: Poll gets its turn
   while (budget-- > 0 && !tasks_.empty()) {
     std::shared_ptr<Task> task = std::move(tasks_.front());
     tasks_.pop_front();
     if (task->state != TaskState::kQueued) continue;
     task->state = TaskState::kRunning;
-    lock.unlock();
+    lock.Unlock();
     try {
       task->fn();
     } catch (const std::exception& e) {
@@ -280,22 +282,22 @@ size_t CommandQueue::RunPending() {
     } catch (...) {
       spdlog::error("api: a command threw an unknown exception");
     }
-    lock.lock();
+    lock.Lock();
     task->state = TaskState::kDone;
     ++ran;
-    changed_.notify_all();
+    changed_.SignalAll();
   }
   return ran;
 }
 
 void CommandQueue::Close() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   closed_ = true;
   for (auto& t : tasks_) {
     if (t->state == TaskState::kQueued) t->state = TaskState::kWithdrawn;
   }
   tasks_.clear();
-  changed_.notify_all();
+  changed_.SignalAll();
 }
 
 // ---------------------------------------------------------------- token and address

@@ -30,17 +30,16 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <string_view>
 
+#include "core/mutex.h"
 #include "core/status.h"
 #include "keys/secret.h"
 
@@ -123,14 +122,14 @@ class CommandQueue {
   // ResourceExhausted ("agent busy"); once started it is waited for however long it takes.
   // Unavailable if the queue is closed (now or while waiting, before fn started).
   // fn must not throw; if it does, the exception is logged and swallowed.
-  Status Run(std::function<void()> fn, std::chrono::milliseconds timeout);
+  Status Run(std::function<void()> fn, std::chrono::milliseconds timeout) EXCLUDES(mu_);
 
   // The draining thread: runs the closures queued when the call began, in order, and
   // returns how many ran.
-  size_t RunPending();
+  size_t RunPending() EXCLUDES(mu_);
 
   // Refuses new closures and withdraws queued ones (their waiters get Unavailable).
-  void Close();
+  void Close() EXCLUDES(mu_);
 
   // Milliseconds (steady clock) of the last RunPending call: a liveness signal.
   int64_t last_drain_ms() const { return last_drain_ms_.load(std::memory_order_relaxed); }
@@ -139,13 +138,14 @@ class CommandQueue {
   enum class TaskState { kQueued, kRunning, kDone, kWithdrawn };
   struct Task {
     std::function<void()> fn;
-    TaskState state = TaskState::kQueued;  // GUARDED_BY(mu_)
+    TaskState state = TaskState::kQueued;  // guarded by the queue's mu_ (a nested struct
+                                           // cannot name it for the analysis)
   };
 
-  std::mutex mu_;
-  std::condition_variable changed_;
-  std::deque<std::shared_ptr<Task>> tasks_;  // GUARDED_BY(mu_)
-  bool closed_ = false;                      // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar changed_{&mu_};
+  std::deque<std::shared_ptr<Task>> tasks_ GUARDED_BY(mu_);
+  bool closed_ GUARDED_BY(mu_) = false;
   std::atomic<int64_t> last_drain_ms_{0};
 };
 

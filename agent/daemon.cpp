@@ -7,12 +7,12 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <utility>
 
 #include "core/clock.h"
 #include "core/file.h"
+#include "core/mutex.h"
 #include "keys/directory.h"
 #include "keys/identity.h"
 #include "keys/keyfile.h"
@@ -26,6 +26,24 @@
 
 namespace refbus::agent {
 namespace {
+
+// The agent's latest status: written by the daemon's loop (every second, and at stop), read
+// by the metrics listener's threads (which never touch the engine).
+class StatusBoard {
+ public:
+  AgentStatus Get() const EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    return status_;
+  }
+  void Update(const std::function<void(AgentStatus&)>& change) EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    change(status_);
+  }
+
+ private:
+  mutable Mutex mu_;
+  AgentStatus status_ GUARDED_BY(mu_);
+};
 
 UnixMillis Now() { return SystemClock::Get().NowMillis(); }
 
@@ -220,14 +238,12 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
 
   // Metrics and health: the loop refreshes the status every second; the listener's threads
   // only copy it (the engine is the loop's alone).
-  std::mutex status_mu;
-  AgentStatus status;  // GUARDED_BY(status_mu)
-  status.agency_id = config.id;
-  status.started_ms = Now();
-  auto snapshot = [&status_mu, &status] {
-    std::lock_guard<std::mutex> lock(status_mu);
-    return status;
-  };
+  StatusBoard status;
+  status.Update([&](AgentStatus& st) {
+    st.agency_id = config.id;
+    st.started_ms = Now();
+  });
+  auto snapshot = [&status] { return status.Get(); };
   auto metrics = StartMetrics(config, snapshot);
   if (!metrics.ok()) {
     (*api)->Stop();
@@ -237,10 +253,11 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   auto refresh_status = [&](bool running) {
     auto snap = (*engine)->Snapshot();
     if (!snap.ok()) spdlog::warn("agent: metrics not refreshed: {}", snap.status().message());
-    std::lock_guard<std::mutex> lock(status_mu);
-    status.time_ms = Now();
-    status.running = running;
-    if (snap.ok()) status.engine = std::move(*snap);
+    status.Update([&](AgentStatus& st) {
+      st.time_ms = Now();
+      st.running = running;
+      if (snap.ok()) st.engine = std::move(*snap);
+    });
   };
   auto next_status = std::chrono::steady_clock::now();
 

@@ -21,15 +21,15 @@ Status JobQueue::Open() {
 
 void JobQueue::Push(std::unique_ptr<Job> job) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     jobs_.push_back(std::move(job));
   }
-  cv_.notify_one();
+  cv_.Signal();
 }
 
 std::unique_ptr<Job> JobQueue::Pop() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return exit_ || !jobs_.empty(); });
+  MutexLock lock(&mu_);
+  while (!exit_ && jobs_.empty()) cv_.Wait();
   if (jobs_.empty()) return nullptr;  // asked to exit, with nothing left to write
   std::unique_ptr<Job> job = std::move(jobs_.front());
   jobs_.pop_front();
@@ -38,7 +38,7 @@ std::unique_ptr<Job> JobQueue::Pop() {
 
 void JobQueue::PushDone(std::unique_ptr<Job> job) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     done_.push_back(std::move(job));
     done_ready_.store(true, std::memory_order_release);
     // Under the lock: whoever takes the job afterwards also clears this wake-up, so the
@@ -47,13 +47,13 @@ void JobQueue::PushDone(std::unique_ptr<Job> job) {
     ssize_t n = ::write(done_fd_, &one, sizeof(one));  // fails only if the counter overflows
     (void)n;
   }
-  done_cv_.notify_all();
+  done_cv_.SignalAll();
 }
 
 std::unique_ptr<Job> JobQueue::TakeDone() {
   std::unique_ptr<Job> job;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (!done_.empty()) {
       job = std::move(done_.front());
       done_.pop_front();
@@ -68,16 +68,16 @@ std::unique_ptr<Job> JobQueue::TakeDone() {
 }
 
 void JobQueue::WaitDone() {
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return !done_.empty(); });
+  MutexLock lock(&mu_);
+  while (done_.empty()) done_cv_.Wait();
 }
 
 void JobQueue::Close() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     exit_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 }  // namespace refbus::broker

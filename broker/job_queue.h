@@ -9,12 +9,11 @@
 #define REFBUS_BROKER_JOB_QUEUE_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <memory>
-#include <mutex>
 
 #include "broker/turn.h"
+#include "core/mutex.h"
 #include "core/status.h"
 
 namespace refbus::broker {
@@ -29,31 +28,31 @@ class JobQueue {
   // Makes the eventfd. REQUIRES: called once, before any other method.
   Status Open();
   // Loop: hands job to the writer.
-  void Push(std::unique_ptr<Job> job);
+  void Push(std::unique_ptr<Job> job) EXCLUDES(mu_);
   // Writer: the next job, waiting for one; null once Close() ran and none is left.
-  std::unique_ptr<Job> Pop();
+  std::unique_ptr<Job> Pop() EXCLUDES(mu_);
   // Writer: hands a committed job back and wakes the loop.
-  void PushDone(std::unique_ptr<Job> job);
+  void PushDone(std::unique_ptr<Job> job) EXCLUDES(mu_);
   // Loop: the writer's finished job, if there is one (clears the eventfd).
-  std::unique_ptr<Job> TakeDone();
+  std::unique_ptr<Job> TakeDone() EXCLUDES(mu_);
   // Loop: blocks until a finished job waits (for Create's first commit).
-  void WaitDone();
+  void WaitDone() EXCLUDES(mu_);
   // Asks the writer to exit once no job is left.
-  void Close();
+  void Close() EXCLUDES(mu_);
   // A hint for the loop's read loop: a finished job waits.
   bool done_ready() const { return done_ready_.load(std::memory_order_acquire); }
   // The eventfd the loop polls (readable while a finished job waits).
   int fd() const { return done_fd_; }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;             // signals jobs_ and exit_ to the writer
-  std::deque<std::unique_ptr<Job>> jobs_;  // GUARDED_BY(mu_): loop -> writer
-  std::deque<std::unique_ptr<Job>> done_;  // GUARDED_BY(mu_): writer -> loop
-  bool exit_ = false;                      // GUARDED_BY(mu_)
-  std::condition_variable done_cv_;        // signals done_ (for Create's blocking wait)
-  std::atomic<bool> done_ready_{false};    // a hint for the loop's read loop: done_ filled
-  int done_fd_ = -1;                       // eventfd, written by the writer after done_
+  Mutex mu_;
+  CondVar cv_{&mu_};                                       // signals jobs_ and exit_ to the writer
+  std::deque<std::unique_ptr<Job>> jobs_ GUARDED_BY(mu_);  // loop -> writer
+  std::deque<std::unique_ptr<Job>> done_ GUARDED_BY(mu_);  // writer -> loop
+  bool exit_ GUARDED_BY(mu_) = false;
+  CondVar done_cv_{&mu_};                // signals done_ (Create's blocking wait)
+  std::atomic<bool> done_ready_{false};  // a hint for the loop's read loop: done_ filled
+  int done_fd_ = -1;                     // eventfd, written by the writer after done_
 };
 
 }  // namespace refbus::broker

@@ -13,12 +13,12 @@
 
 #include <array>
 #include <iosfwd>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "broker/link.h"
 #include "core/clock.h"
+#include "core/mutex.h"
 #include "core/status.h"
 
 namespace refbus::broker {
@@ -100,18 +100,18 @@ Status PrintStatusFile(const std::string& path, bool json, UnixMillis now, UnixM
 // from any thread (metrics, health checks).
 class StatusBoard {
  public:
-  void Set(const BrokerStatus& status) {
-    std::lock_guard<std::mutex> lock(mu_);
+  void Set(const BrokerStatus& status) EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
     status_ = status;
   }
-  BrokerStatus Get() const {
-    std::lock_guard<std::mutex> lock(mu_);
+  BrokerStatus Get() const EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
     return status_;
   }
 
  private:
-  mutable std::mutex mu_;
-  BrokerStatus status_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  BrokerStatus status_ GUARDED_BY(mu_);
 };
 
 }  // namespace refbus::broker
