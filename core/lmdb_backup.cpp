@@ -642,110 +642,158 @@ std::string Restorer::StagingDir(const std::string& name) const {
   std::abort();  // REQUIRES: a target's name
 }
 
-Status Restorer::Commit() {
-  if (committed_) return FailedPrecondition("the restore was already committed");
-  struct Taken {
-    Fd lock;
-    bool created_dir = false;
-    bool created_lock = false;
-  };
-  std::vector<Taken> taken(targets_.size());
-  auto undo_taken = [&] {
-    for (size_t i = 0; i < targets_.size(); ++i) {
-      const std::string& dir = targets_[i].target.dir;
-      if (taken[i].created_lock) ::unlink(Join(dir, kLockFile).c_str());
-      taken[i].lock = Fd();
-      if (taken[i].created_dir) ::rmdir(dir.c_str());
+namespace {
+
+// Restorer::Commit's steps.
+
+// A target data directory, locked from Commit's checks until Commit returns.
+struct TakenTarget {
+  std::string dir;
+  Fd lock;
+  bool created_dir = false;
+  bool created_lock = false;
+};
+
+// Undoes TakeTarget for every target (one not taken is left alone): removes the lock
+// files and folders Commit made, and lets the locks go.
+void ReleaseTargets(std::vector<TakenTarget>& taken) {
+  for (auto& t : taken) {
+    if (t.created_lock) ::unlink(Join(t.dir, kLockFile).c_str());
+    t.lock = Fd();
+    if (t.created_dir) ::rmdir(t.dir.c_str());
+  }
+}
+
+// The check of CheckEmpty again, made under the lock.
+Status CheckStillEmpty(const std::string& dir) {
+  REFBUS_ASSIGN_OR_RETURN(auto names, ListDir(dir));
+  for (const auto& n : names) {
+    if (n != kLockFile) {
+      return AlreadyExists(dir + " is no longer empty (it holds " + n + "); nothing was restored");
     }
-  };
-  // Every target is locked and checked before the first one is moved in.
-  for (size_t i = 0; i < targets_.size(); ++i) {
-    const std::string& dir = targets_[i].target.dir;
-    if (!PathExists(dir)) {
-      if (::mkdir(dir.c_str(), 0700) != 0 || ::chmod(dir.c_str(), 0700) != 0) {
-        Status s = IoError("cannot create folder " + dir + ": " + ErrnoText(errno));
-        undo_taken();
-        return s;
+  }
+  return Status::Ok();
+}
+
+// Creates dir (0700) if it is missing, takes its LOCK.refbus and checks that it holds
+// nothing else. Records in t what it made, for ReleaseTargets, also when it fails.
+Status TakeTarget(const std::string& dir, const std::string& kind, TakenTarget* t) {
+  t->dir = dir;
+  if (!PathExists(dir)) {
+    if (::mkdir(dir.c_str(), 0700) != 0 || ::chmod(dir.c_str(), 0700) != 0) {
+      return IoError("cannot create folder " + dir + ": " + ErrnoText(errno));
+    }
+    t->created_dir = true;
+  }
+  std::string lock = Join(dir, kLockFile);
+  t->created_lock = !PathExists(lock);
+  t->lock = Fd(::open(lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (t->lock.get() < 0) return IoError("cannot open " + lock + ": " + ErrnoText(errno));
+  if (::flock(t->lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    return FailedPrecondition(dir + " is in use: a running " + kind + " holds " + lock +
+                              " (it started during the restore?); nothing was restored");
+  }
+  if (::fchmod(t->lock.get(), 0600) != 0) {
+    return IoError("cannot set mode of " + lock + ": " + ErrnoText(errno));
+  }
+  return CheckStillEmpty(dir);
+}
+
+// Renames each (from, to) in order, all or nothing: when one fails, the ones already
+// moved are moved back and the failure is returned.
+Status RenameAll(const std::vector<std::pair<std::string, std::string>>& moves) {
+  for (size_t i = 0; i < moves.size(); ++i) {
+    const auto& [from, to] = moves[i];
+    if (::rename(from.c_str(), to.c_str()) != 0) {
+      Status s = IoError("cannot move " + from + " to " + to + ": " + ErrnoText(errno));
+      for (size_t j = 0; j < i; ++j) {
+        (void)::rename(moves[j].second.c_str(), moves[j].first.c_str());
       }
-      taken[i].created_dir = true;
-    }
-    std::string lock = Join(dir, kLockFile);
-    taken[i].created_lock = !PathExists(lock);
-    taken[i].lock = Fd(::open(lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-    Status s;
-    if (taken[i].lock.get() < 0) {
-      s = IoError("cannot open " + lock + ": " + ErrnoText(errno));
-    } else if (::flock(taken[i].lock.get(), LOCK_EX | LOCK_NB) != 0) {
-      s = FailedPrecondition(dir + " is in use: a running " + manifest_.kind + " holds " + lock +
-                             " (it started during the restore?); nothing was restored");
-    } else if (::fchmod(taken[i].lock.get(), 0600) != 0) {
-      s = IoError("cannot set mode of " + lock + ": " + ErrnoText(errno));
-    } else {
-      auto names = ListDir(dir);
-      if (!names.ok()) {
-        s = names.status();
-      } else {
-        for (const auto& n : *names) {
-          if (n != kLockFile) {
-            s = AlreadyExists(dir + " is no longer empty (it holds " + n +
-                              "); nothing was restored");
-            break;
-          }
-        }
-      }
-    }
-    if (!s.ok()) {
-      undo_taken();
       return s;
     }
   }
+  return Status::Ok();
+}
+
+void KeepFirstError(Status* result, Status s) {
+  if (result->ok() && !s.ok()) *result = std::move(s);
+}
+
+// After the move: fsyncs the target (and its parent, if Commit made the target) and
+// removes the staging folder. Every step runs; returns the first failure.
+Status SettleTarget(const std::string& dir, const std::string& staging, bool created_dir) {
+  Status result;
+  KeepFirstError(&result, FsyncDir(dir));
+  if (created_dir) KeepFirstError(&result, FsyncDir(Parent(dir)));
+  // The staged store's LMDB lock file and directory lock go; the service makes its own.
+  for (const char* f : {kLmdbLockFile, kLockFile}) ::unlink(Join(staging, f).c_str());
+  if (::rmdir(staging.c_str()) != 0) {
+    KeepFirstError(&result, IoError("cannot remove " + staging + ": " + ErrnoText(errno)));
+  }
+  return result;
+}
+
+// A path the restore made and the owner it is to have.
+struct OwnedPath {
+  std::string path;
+  uid_t uid;
+  gid_t gid;
+};
+
+// Every path gets its owner; returns the first failure.
+Status GiveOwners(const std::vector<OwnedPath>& paths) {
+  Status result;
+  for (const auto& p : paths) {
+    if (::lchown(p.path.c_str(), p.uid, p.gid) != 0) {
+      KeepFirstError(&result, IoError("cannot give " + p.path + " to uid " + std::to_string(p.uid) +
+                                      ": " + ErrnoText(errno)));
+    }
+  }
+  return result;
+}
+
+}  // namespace
+
+Status Restorer::Commit() {
+  if (committed_) return FailedPrecondition("the restore was already committed");
+  std::vector<TakenTarget> taken(targets_.size());
+  // Every target is locked and checked before the first one is moved in.
   for (size_t i = 0; i < targets_.size(); ++i) {
-    const Target& tg = targets_[i];
-    std::string from = Join(tg.staging, kDataFile), to = Join(tg.target.dir, kDataFile);
-    if (::rename(from.c_str(), to.c_str()) != 0) {
-      Status s = IoError("cannot move " + from + " to " + to + ": " + ErrnoText(errno));
-      for (size_t j = 0; j < i; ++j) {  // put back what was moved: all or nothing
-        (void)::rename(Join(targets_[j].target.dir, kDataFile).c_str(),
-                       Join(targets_[j].staging, kDataFile).c_str());
-      }
-      undo_taken();
+    Status s = TakeTarget(targets_[i].target.dir, manifest_.kind, &taken[i]);
+    if (!s.ok()) {
+      ReleaseTargets(taken);
       return s;
     }
+  }
+  std::vector<std::pair<std::string, std::string>> moves;
+  for (const Target& tg : targets_) {
+    moves.emplace_back(Join(tg.staging, kDataFile), Join(tg.target.dir, kDataFile));
+  }
+  if (Status s = RenameAll(moves); !s.ok()) {
+    ReleaseTargets(taken);
+    return s;
   }
   committed_ = true;
   Status result;
-  auto keep_first_error = [&result](Status s) {
-    if (result.ok() && !s.ok()) result = std::move(s);
-  };
   for (size_t i = 0; i < targets_.size(); ++i) {
     const Target& tg = targets_[i];
-    keep_first_error(FsyncDir(tg.target.dir));
-    if (taken[i].created_dir) keep_first_error(FsyncDir(Parent(tg.target.dir)));
-    // The staged store's LMDB lock file and directory lock go; the service makes its own.
-    for (const char* f : {kLmdbLockFile, kLockFile}) ::unlink(Join(tg.staging, f).c_str());
-    if (::rmdir(tg.staging.c_str()) != 0) {
-      keep_first_error(IoError("cannot remove " + tg.staging + ": " + ErrnoText(errno)));
-    }
+    KeepFirstError(&result, SettleTarget(tg.target.dir, tg.staging, taken[i].created_dir));
   }
   if (::geteuid() == 0 && !targets_.empty()) {
     // The service runs as its own user: what root made here must be the service's.
-    std::vector<std::pair<std::string, const Target*>> paths;
+    std::vector<OwnedPath> paths;
     for (size_t i = 0; i < targets_.size(); ++i) {
       const Target& tg = targets_[i];
-      paths.emplace_back(Join(tg.target.dir, kDataFile), &tg);
-      paths.emplace_back(Join(tg.target.dir, kLockFile), &tg);
-      if (taken[i].created_dir) paths.emplace_back(tg.target.dir, &tg);
+      paths.push_back({Join(tg.target.dir, kDataFile), tg.ref_uid, tg.ref_gid});
+      paths.push_back({Join(tg.target.dir, kLockFile), tg.ref_uid, tg.ref_gid});
+      if (taken[i].created_dir) paths.push_back({tg.target.dir, tg.ref_uid, tg.ref_gid});
     }
+    const Target& first = targets_.front();
     for (const auto& d : created_dirs_) {
-      if (PathExists(d)) paths.emplace_back(d, &targets_.front());
+      if (PathExists(d)) paths.push_back({d, first.ref_uid, first.ref_gid});
     }
-    for (const auto& [p, tg] : paths) {
-      if (::lchown(p.c_str(), tg->ref_uid, tg->ref_gid) != 0) {
-        keep_first_error(IoError("cannot give " + p + " to uid " + std::to_string(tg->ref_uid) +
-                                 ": " + ErrnoText(errno)));
-      }
-    }
-    owner_uid_ = targets_.front().ref_uid;
+    KeepFirstError(&result, GiveOwners(paths));
+    owner_uid_ = first.ref_uid;
   }
   for (auto& t : taken) t.lock = Fd();
   return result;

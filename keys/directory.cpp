@@ -204,102 +204,115 @@ Status WritePartyRecordFile(const std::string& path, const schema::SignedPartyRe
 
 // ---------------------------------------------------------------- issuing
 
-Result<schema::Directory> NextDirectory(const schema::Directory* base,
-                                        const std::string& federation, const DirectoryEdit& edit,
-                                        UnixMillis now, UnixMillis validity_ms) {
-  if (federation.empty()) return InvalidArgument("the federation name is empty");
-  if (base != nullptr && base->federation != federation) {
-    return InvalidArgument("the base directory belongs to federation '" + base->federation +
-                           "', not '" + federation + "'");
+namespace {
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// A party new to the directory: listed active from now.
+void AddParty(std::vector<Party>* list, const Party& in, UnixMillis now) {
+  Party p = in;
+  p.valid_from_ms = now;
+  p.status = PartyStatus::kActive;
+  p.status_since_ms = now;
+  p.keys[0].state_since_ms = now;
+  list->push_back(std::move(p));
+}
+
+// Key rotation: fresh becomes the active key; the one it replaces is retired (revoked if
+// compromised). The old key must endorse the record unless the edit allows otherwise.
+Status RotateKey(Party& cur, KeyRecord& active, const schema::SignedPartyRecord& rec,
+                 const DirectoryEdit& edit, UnixMillis now) {
+  const KeyRecord& fresh = rec.record.party.keys[0];
+  // A key that was ever listed for this party (retired or revoked) is never made active
+  // again.
+  for (const auto& k : cur.keys) {
+    if (k.signing_key == fresh.signing_key || k.transport_key == fresh.transport_key) {
+      return FailedPrecondition("record of " + cur.id +
+                                " brings a key that this party used before; make new keys");
+    }
   }
-  schema::Directory d;
-  if (base != nullptr) d = *base;
-  d.format_version = 1;
-  d.federation = federation;
-  d.serial = (base == nullptr ? 0 : base->serial) + 1;
-  d.issued_at_ms = now;
-  d.expires_at_ms = now + validity_ms;
-
-  auto contains = [](const std::vector<std::string>& v, const std::string& s) {
-    return std::find(v.begin(), v.end(), s) != v.end();
-  };
-  std::vector<std::string> rotated;  // parties whose signing key really changed
-
-  for (const auto& rec : edit.upserts) {
-    REFBUS_RETURN_IF_ERROR(VerifyPartyRecord(rec));
-    const Party& in = rec.record.party;
-    REFBUS_RETURN_IF_ERROR(CheckRoles(in));
-    std::vector<Party>* list = ListFor(d, in.kind);
-    if (list == nullptr) {
-      return InvalidArgument("record of " + in.id + " is of kind " + std::string(Name(in.kind)) +
-                             ", which the directory does not list");
-    }
-    if (const Party* other = d.Find(in.id); other != nullptr && other->kind != in.kind) {
-      return AlreadyExists("id " + in.id + " is already used by a " +
-                           std::string(Name(other->kind)));
-    }
-    auto it =
-        std::find_if(list->begin(), list->end(), [&](const Party& p) { return p.id == in.id; });
-    if (it == list->end()) {
-      Party p = in;
-      p.valid_from_ms = now;
-      p.status = PartyStatus::kActive;
-      p.status_since_ms = now;
-      p.keys[0].state_since_ms = now;
-      list->push_back(std::move(p));
-      continue;
-    }
-    Party& cur = *it;
-    if (cur.status == PartyStatus::kRevoked) {
-      return FailedPrecondition(cur.id + " was revoked; a revoked id is never reused");
-    }
-    KeyRecord* active = nullptr;
-    for (auto& k : cur.keys) {
-      if (k.state == KeyState::kActive) active = &k;
-    }
-    if (active == nullptr) return Internal(cur.id + " is active but has no active key");
-    const KeyRecord& fresh = in.keys[0];
-    // Listing fields follow the record.
-    cur.display_name = in.display_name;
-    cur.agency_type = in.agency_type;
-    cur.region = in.region;
-    cur.home_broker = in.home_broker;
-    cur.roles = in.roles;
-    cur.endpoint = in.endpoint;
-    if (fresh.signing_key == active->signing_key) {
-      if (fresh.transport_key != active->transport_key) {
-        return InvalidArgument("record of " + cur.id +
-                               " changes the transport key without rotating the signing key");
-      }
-      active->prekeys = fresh.prekeys;  // prekey rotation
-      continue;
-    }
-    // Key rotation. A key that was ever listed for this party (retired or revoked) is
-    // never made active again.
-    for (const auto& k : cur.keys) {
-      if (k.signing_key == fresh.signing_key || k.transport_key == fresh.transport_key) {
-        return FailedPrecondition("record of " + cur.id +
-                                  " brings a key that this party used before; make new keys");
-      }
-    }
-    bool endorsed = !rec.previous_key_signature.empty() &&
-                    VerifySignature(active->signing_key, kLabelPartyRecord, rec.record_bytes,
-                                    rec.previous_key_signature);
-    bool compromised = contains(edit.compromised, cur.id);
-    if (!endorsed && !edit.allow_unendorsed_rotation) {
-      return Unauthenticated("record of " + cur.id +
-                             " brings new keys that its current key did not endorse; check the "
-                             "party out of band and allow an unendorsed rotation");
-    }
-    active->state = compromised ? KeyState::kRevoked : KeyState::kRetired;
-    active->state_since_ms = now;
-    KeyRecord next = fresh;
-    next.state = KeyState::kActive;
-    next.state_since_ms = now;
-    cur.keys.insert(cur.keys.begin(), std::move(next));
-    rotated.push_back(cur.id);
+  bool endorsed = !rec.previous_key_signature.empty() &&
+                  VerifySignature(active.signing_key, kLabelPartyRecord, rec.record_bytes,
+                                  rec.previous_key_signature);
+  bool compromised = Contains(edit.compromised, cur.id);
+  if (!endorsed && !edit.allow_unendorsed_rotation) {
+    return Unauthenticated("record of " + cur.id +
+                           " brings new keys that its current key did not endorse; check the "
+                           "party out of band and allow an unendorsed rotation");
   }
+  active.state = compromised ? KeyState::kRevoked : KeyState::kRetired;
+  active.state_since_ms = now;
+  KeyRecord next = fresh;
+  next.state = KeyState::kActive;
+  next.state_since_ms = now;
+  cur.keys.insert(cur.keys.begin(), std::move(next));
+  return Status::Ok();
+}
 
+// A party already listed: its listing follows the record, and the record brings either
+// new prekeys (same keys) or new keys (a rotation, which sets *rotated).
+Status UpdateParty(Party& cur, const schema::SignedPartyRecord& rec, const DirectoryEdit& edit,
+                   UnixMillis now, bool* rotated) {
+  const Party& in = rec.record.party;
+  if (cur.status == PartyStatus::kRevoked) {
+    return FailedPrecondition(cur.id + " was revoked; a revoked id is never reused");
+  }
+  KeyRecord* active = nullptr;
+  for (auto& k : cur.keys) {
+    if (k.state == KeyState::kActive) active = &k;
+  }
+  if (active == nullptr) return Internal(cur.id + " is active but has no active key");
+  const KeyRecord& fresh = in.keys[0];
+  // Listing fields follow the record.
+  cur.display_name = in.display_name;
+  cur.agency_type = in.agency_type;
+  cur.region = in.region;
+  cur.home_broker = in.home_broker;
+  cur.roles = in.roles;
+  cur.endpoint = in.endpoint;
+  if (fresh.signing_key == active->signing_key) {
+    if (fresh.transport_key != active->transport_key) {
+      return InvalidArgument("record of " + cur.id +
+                             " changes the transport key without rotating the signing key");
+    }
+    active->prekeys = fresh.prekeys;  // prekey rotation
+    return Status::Ok();
+  }
+  REFBUS_RETURN_IF_ERROR(RotateKey(cur, *active, rec, edit, now));
+  *rotated = true;
+  return Status::Ok();
+}
+
+// One record of edit.upserts: verified, then added or applied to the party it names.
+// Appends the party's id to rotated when its signing key changed.
+Status ApplyUpsert(schema::Directory& d, const schema::SignedPartyRecord& rec,
+                   const DirectoryEdit& edit, UnixMillis now, std::vector<std::string>* rotated) {
+  REFBUS_RETURN_IF_ERROR(VerifyPartyRecord(rec));
+  const Party& in = rec.record.party;
+  REFBUS_RETURN_IF_ERROR(CheckRoles(in));
+  std::vector<Party>* list = ListFor(d, in.kind);
+  if (list == nullptr) {
+    return InvalidArgument("record of " + in.id + " is of kind " + std::string(Name(in.kind)) +
+                           ", which the directory does not list");
+  }
+  if (const Party* other = d.Find(in.id); other != nullptr && other->kind != in.kind) {
+    return AlreadyExists("id " + in.id + " is already used by a " + std::string(Name(other->kind)));
+  }
+  auto it = std::find_if(list->begin(), list->end(), [&](const Party& p) { return p.id == in.id; });
+  if (it == list->end()) {
+    AddParty(list, in, now);
+    return Status::Ok();
+  }
+  bool key_rotated = false;
+  REFBUS_RETURN_IF_ERROR(UpdateParty(*it, rec, edit, now, &key_rotated));
+  if (key_rotated) rotated->push_back(it->id);
+  return Status::Ok();
+}
+
+// Cuts off each party in edit.revoke: the party and all its keys become REVOKED.
+Status ApplyRevocations(schema::Directory& d, const DirectoryEdit& edit, UnixMillis now) {
   for (const auto& id : edit.revoke) {
     bool found = false;
     for (auto* list : {&d.agencies, &d.brokers, &d.auditors}) {
@@ -319,19 +332,23 @@ Result<schema::Directory> NextDirectory(const schema::Directory* base,
     }
     if (!found) return NotFound("cannot revoke " + id + ": no such party in the directory");
   }
+  return Status::Ok();
+}
+
+// A party marked compromised had its keys rotated or revoked by this edit.
+Status CheckCompromisedHandled(const DirectoryEdit& edit, const std::vector<std::string>& rotated) {
   for (const auto& id : edit.compromised) {
-    if (!contains(rotated, id) && !contains(edit.revoke, id)) {
+    if (!Contains(rotated, id) && !Contains(edit.revoke, id)) {
       return InvalidArgument(id +
                              " is marked compromised but its keys were neither rotated "
                              "to new ones nor revoked: the compromised key would stay active");
     }
   }
+  return Status::Ok();
+}
 
-  for (auto* list : {&d.agencies, &d.brokers, &d.auditors}) {
-    std::sort(list->begin(), list->end(),
-              [](const Party& a, const Party& b) { return a.id < b.id; });
-  }
-  // Consistency: agencies point at brokers that exist and are active.
+// Consistency: agencies point at brokers that exist and are active.
+Status CheckHomeBrokers(const schema::Directory& d) {
   for (const auto& a : d.agencies) {
     if (a.status != PartyStatus::kActive) continue;
     const Party* b = d.Find(a.home_broker);
@@ -344,6 +361,39 @@ Result<schema::Directory> NextDirectory(const schema::Directory* base,
                                 " as its home broker: move it first");
     }
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<schema::Directory> NextDirectory(const schema::Directory* base,
+                                        const std::string& federation, const DirectoryEdit& edit,
+                                        UnixMillis now, UnixMillis validity_ms) {
+  if (federation.empty()) return InvalidArgument("the federation name is empty");
+  if (base != nullptr && base->federation != federation) {
+    return InvalidArgument("the base directory belongs to federation '" + base->federation +
+                           "', not '" + federation + "'");
+  }
+  schema::Directory d;
+  if (base != nullptr) d = *base;
+  d.format_version = 1;
+  d.federation = federation;
+  d.serial = (base == nullptr ? 0 : base->serial) + 1;
+  d.issued_at_ms = now;
+  d.expires_at_ms = now + validity_ms;
+
+  std::vector<std::string> rotated;  // parties whose signing key really changed
+  for (const auto& rec : edit.upserts) {
+    REFBUS_RETURN_IF_ERROR(ApplyUpsert(d, rec, edit, now, &rotated));
+  }
+  REFBUS_RETURN_IF_ERROR(ApplyRevocations(d, edit, now));
+  REFBUS_RETURN_IF_ERROR(CheckCompromisedHandled(edit, rotated));
+
+  for (auto* list : {&d.agencies, &d.brokers, &d.auditors}) {
+    std::sort(list->begin(), list->end(),
+              [](const Party& a, const Party& b) { return a.id < b.id; });
+  }
+  REFBUS_RETURN_IF_ERROR(CheckHomeBrokers(d));
   // Round-trip through the codec so that the issuer refuses what verifiers would refuse.
   REFBUS_ASSIGN_OR_RETURN(auto unused, schema::DecodeDirectory(schema::EncodeDirectory(d)));
   (void)unused;

@@ -204,6 +204,307 @@ void PrintRecord(const schema::SignedPartyRecord& r, bool as_json) {
                "adding it.\n";
 }
 
+// ---------------------------------------------------------------- command line
+
+// Every flag and argument of every subcommand. Subcommands share a field where they take
+// the same flag (--dir, --id, --out, FILE, --passphrase-file): CLI11 sets it from the one
+// subcommand that was given.
+struct Args {
+  bool as_json = false;
+  std::string passphrase_file;
+  std::string dir, id, file, out;
+  // party init, party move
+  std::string kind_name, type_name, name, region, home_broker, endpoint;
+  std::vector<std::string> role_names;
+  std::string new_home;
+  // directory issue
+  std::string federation;
+  std::vector<std::string> add_records, revoke, compromised;
+  bool allow_unendorsed = false;
+  int valid_days = 30;
+  // directory verify
+  std::string anchor_path, state_path;
+  // federation init
+  std::string manifest;
+};
+
+// What a subcommand needs besides its flags. pass: the key file's passphrase, or nullptr.
+struct Context {
+  const SecretBuffer* pass = nullptr;
+  UnixMillis now = 0;
+};
+
+// A leaf subcommand and what runs it; returns the exit code.
+struct Command {
+  CLI::App* app;
+  int (*run)(const Args&, const Context&);
+};
+
+void AddPassphraseOption(CLI::App* c, Args& a) {
+  c->add_option("--passphrase-file", a.passphrase_file,
+                "File (mode 0600) holding the passphrase that protects the key file");
+}
+
+// ---- authority init
+
+int RunAuthorityInit(const Args& a, const Context& ctx) {
+  auto r = InitAuthority(a.dir, a.id, ctx.pass, ctx.now);
+  if (!r.ok()) return Fail(r.status());
+  if (a.as_json) {
+    std::cout << json{{"authority", r->authority_id},
+                      {"key_id", HexEncode(r->key_id)},
+                      {"anchor", JoinPath(a.dir, kAnchorFile)}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << "Authority '" << r->authority_id << "' created in " << a.dir << "\n"
+              << "  signing key: " << Fingerprint(r->key_id) << "\n"
+              << "  trust anchor for every party: " << JoinPath(a.dir, kAnchorFile) << "\n";
+  }
+  return 0;
+}
+
+void AddAuthorityCommands(CLI::App& app, Args& a, std::vector<Command>& commands) {
+  auto* authority = app.add_subcommand("authority", "The federation authority's keys");
+  authority->require_subcommand(1);
+  auto* init = authority->add_subcommand(
+      "init",
+      "Make the authority's signing key (DIR/identity.key) and its public trust anchor "
+      "(DIR/authority.pub)");
+  init->add_option("--dir", a.dir, "Authority folder (keep it offline)")->required();
+  init->add_option("--id", a.id, "Authority id")->default_val("authority");
+  AddPassphraseOption(init, a);
+  commands.push_back({init, RunAuthorityInit});
+}
+
+// ---- party init / rotate-prekey / rotate / move
+
+// The listing of party init's flags.
+Result<Listing> ListingFromArgs(const Args& a) {
+  Listing listing;
+  listing.display_name = a.name;
+  listing.region = a.region;
+  listing.home_broker = a.home_broker;
+  listing.endpoint = a.endpoint;
+  if (!a.type_name.empty()) {
+    auto t = schema::ParseAgencyType(a.type_name);
+    if (!t) return InvalidArgument("unknown agency type '" + a.type_name + "'");
+    listing.agency_type = *t;
+  }
+  for (const auto& r : a.role_names) {
+    auto role = schema::ParseRole(r);
+    if (!role) return InvalidArgument("unknown role '" + r + "'");
+    listing.roles.push_back(*role);
+  }
+  return listing;
+}
+
+int RunPartyInit(const Args& a, const Context& ctx) {
+  auto kind = schema::ParsePartyKind(a.kind_name);
+  if (!kind) return Fail(InvalidArgument("--kind must be agency, broker or auditor"));
+  auto listing = ListingFromArgs(a);
+  if (!listing.ok()) return Fail(listing.status());
+  auto rec = InitParty(a.dir, a.id, *kind, *listing, ctx.pass, ctx.now);
+  if (!rec.ok()) return Fail(rec.status());
+  if (!a.as_json) {
+    std::cout << "Keys made in " << a.dir << " (" << kIdentityFile << ", mode 0600).\n"
+              << "Hand only " << JoinPath(a.dir, RecordFileName(a.id)) << " to the authority.\n\n";
+  }
+  PrintRecord(*rec, a.as_json);
+  return 0;
+}
+
+int RunPartyRotatePrekey(const Args& a, const Context& ctx) {
+  auto rec = RotatePrekey(a.dir, ctx.pass, ctx.now);
+  if (!rec.ok()) return Fail(rec.status());
+  if (!a.as_json) std::cout << "New prekey added; hand the updated record to the authority.\n\n";
+  PrintRecord(*rec, a.as_json);
+  return 0;
+}
+
+int RunPartyRotate(const Args& a, const Context& ctx) {
+  auto rec = RotateIdentity(a.dir, ctx.pass, ctx.now);
+  if (!rec.ok()) return Fail(rec.status());
+  if (!a.as_json) std::cout << "New keys made; hand the updated record to the authority.\n\n";
+  PrintRecord(*rec, a.as_json);
+  return 0;
+}
+
+int RunPartyMove(const Args& a, const Context& ctx) {
+  auto rec = MoveHome(a.dir, a.new_home, ctx.pass, ctx.now);
+  if (!rec.ok()) return Fail(rec.status());
+  if (!a.as_json) {
+    std::cout << "Record now names home broker " << a.new_home
+              << "; hand it to the authority. Once the new directory is out, brokers move "
+                 "what they hold for this agency; point its agent at the new broker.\n\n";
+  }
+  PrintRecord(*rec, a.as_json);
+  return 0;
+}
+
+CLI::App* AddPartyInit(CLI::App* party, Args& a) {
+  auto* init = party->add_subcommand(
+      "init", "Make a party's keys in its own folder and its public record DIR/<id>.record");
+  init->add_option("--dir", a.dir, "The party's own folder")->required();
+  init->add_option("--id", a.id, "Party id (a-z, 0-9, '-')")->required();
+  init->add_option("--kind", a.kind_name, "agency, broker or auditor")->required();
+  init->add_option("--type", a.type_name,
+                   "Agency type: wee-center, police-unit, counseling-center, "
+                   "deletion-center, support-center, hotline");
+  init->add_option("--name", a.name, "Name for people");
+  init->add_option("--region", a.region, "Region (seoul, busan, central, ...)");
+  init->add_option("--home-broker", a.home_broker, "Agencies: id of their home broker");
+  init->add_option("--endpoint", a.endpoint, "Brokers: endpoint others connect to");
+  init->add_option("--role", a.role_names, "Role (repeatable); default by kind and type");
+  AddPassphraseOption(init, a);
+  return init;
+}
+
+void AddPartyCommands(CLI::App& app, Args& a, std::vector<Command>& commands) {
+  auto* party = app.add_subcommand("party", "An agency's, broker's or auditor's own keys");
+  party->require_subcommand(1);
+  commands.push_back({AddPartyInit(party, a), RunPartyInit});
+  auto* prekey = party->add_subcommand(
+      "rotate-prekey", "Add a new prekey, delete long-expired ones, rewrite the public record");
+  prekey->add_option("--dir", a.dir, "The party's own folder")->required();
+  AddPassphraseOption(prekey, a);
+  commands.push_back({prekey, RunPartyRotatePrekey});
+  auto* rotate = party->add_subcommand(
+      "rotate", "New keys for the party; the old key endorses them and is kept in DIR/retired/");
+  rotate->add_option("--dir", a.dir, "The party's own folder")->required();
+  AddPassphraseOption(rotate, a);
+  commands.push_back({rotate, RunPartyRotate});
+  auto* move = party->add_subcommand(
+      "move", "An agency's new home broker (same keys); rewrites the public record");
+  move->add_option("--dir", a.dir, "The agency's own folder")->required();
+  move->add_option("--home-broker", a.new_home, "Id of the new home broker")->required();
+  AddPassphraseOption(move, a);
+  commands.push_back({move, RunPartyMove});
+}
+
+// ---- record show
+
+int RunRecordShow(const Args& a, const Context& /*ctx*/) {
+  auto rec = ReadPartyRecordFile(a.file);
+  if (!rec.ok()) return Fail(rec.status());
+  Status s = VerifyPartyRecord(*rec);
+  if (!s.ok()) return Fail(s.WithContext(a.file));
+  PrintRecord(*rec, a.as_json);
+  return 0;
+}
+
+void AddRecordCommands(CLI::App& app, Args& a, std::vector<Command>& commands) {
+  auto* record = app.add_subcommand("record", "Public records");
+  record->require_subcommand(1);
+  auto* show = record->add_subcommand("show", "Show a public record and its fingerprints");
+  show->add_option("FILE", a.file, "A .record or authority.pub file")->required();
+  commands.push_back({show, RunRecordShow});
+}
+
+// ---- directory issue / verify
+
+int RunDirectoryIssue(const Args& a, const Context& ctx) {
+  IssueRequest req;
+  req.authority_dir = a.dir;
+  req.passphrase = ctx.pass;
+  req.federation = a.federation;
+  req.record_paths = a.add_records;
+  req.edit.revoke = a.revoke;
+  req.edit.compromised = a.compromised;
+  req.edit.allow_unendorsed_rotation = a.allow_unendorsed;
+  req.validity_ms = static_cast<UnixMillis>(a.valid_days) * kMillisPerDay;
+  req.out_path = a.out;
+  auto sd = IssueDirectory(req, ctx.now);
+  if (!sd.ok()) return Fail(sd.status());
+  const auto& d = sd->directory;
+  if (a.as_json) {
+    std::cout << json{{"federation", d.federation},
+                      {"serial", d.serial},
+                      {"expires_at", FormatUtc(d.expires_at_ms)},
+                      {"out", a.out}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << "Directory serial " << d.serial << " of '" << d.federation << "' written to "
+              << a.out << " (" << d.brokers.size() << " brokers, " << d.agencies.size()
+              << " agencies, " << d.auditors.size() << " auditors; expires "
+              << FormatUtc(d.expires_at_ms) << ")\n";
+  }
+  return 0;
+}
+
+// Without --state: signature and expiry only. With it: rollback too, and the serial is
+// recorded if accepted.
+int RunDirectoryVerify(const Args& a, const Context& ctx) {
+  auto anchor = LoadTrustAnchor(a.anchor_path);
+  if (!anchor.ok()) return Fail(anchor.status());
+  Result<VerifiedDirectory> v = Internal("unset");
+  if (a.state_path.empty()) {
+    auto raw = ReadDirectoryFile(a.file);
+    if (!raw.ok()) return Fail(raw.status());
+    v = VerifyDirectory(schema::EncodeSignedDirectory(*raw), *anchor, ctx.now);
+    if (!v.ok()) return Fail(v.status().WithContext(a.file));
+  } else {
+    auto state = TrustState::Open(a.state_path);
+    if (!state.ok()) return Fail(state.status());
+    v = LoadAndAcceptDirectory(a.file, *anchor, *state, ctx.now);
+    if (!v.ok()) return Fail(v.status());
+  }
+  PrintDirectory(*v, *anchor, a.as_json);
+  return 0;
+}
+
+CLI::App* AddDirectoryIssue(CLI::App* directory, Args& a) {
+  auto* issue = directory->add_subcommand(
+      "issue", "Authority: issue the next directory (serial + 1) from public records");
+  issue->add_option("--authority-dir", a.dir, "The authority's folder")->required();
+  issue->add_option("--federation", a.federation, "Federation name (first directory only)");
+  issue->add_option("--add", a.add_records, "Public record to add or update (repeatable)");
+  issue->add_option("--revoke", a.revoke, "Party id to revoke (repeatable)");
+  issue->add_option("--compromised", a.compromised,
+                    "Party whose old key was compromised: revoke it rather than retire it");
+  issue->add_flag("--allow-unendorsed-rotation", a.allow_unendorsed,
+                  "Accept new keys not endorsed by the old key (checked out of band)");
+  issue->add_option("--valid-days", a.valid_days, "Validity in days")
+      ->default_val(30)
+      ->check(CLI::Range(1, 366));
+  issue->add_option("--out", a.out, "Where to write the signed directory")->required();
+  AddPassphraseOption(issue, a);
+  return issue;
+}
+
+void AddDirectoryCommands(CLI::App& app, Args& a, std::vector<Command>& commands) {
+  auto* directory = app.add_subcommand("directory", "The signed federation directory");
+  directory->require_subcommand(1);
+  commands.push_back({AddDirectoryIssue(directory, a), RunDirectoryIssue});
+  auto* verify = directory->add_subcommand(
+      "verify", "Verify a directory against the authority's trust anchor and print it");
+  verify->add_option("FILE", a.file, "Signed directory file")->required();
+  verify->add_option("--anchor", a.anchor_path, "The authority's public record (authority.pub)")
+      ->required();
+  verify->add_option("--state", a.state_path,
+                     "Trust-state file: refuse rollback, and record the serial if accepted");
+  commands.push_back({verify, RunDirectoryVerify});
+}
+
+// ---- federation init
+
+int RunFederationInit(const Args& a, const Context& ctx) {
+  Status s = FederationInit(a.manifest, a.out, ctx.now, std::cout);
+  if (!s.ok()) return Fail(s);
+  return 0;
+}
+
+void AddFederationCommands(CLI::App& app, Args& a, std::vector<Command>& commands) {
+  auto* fed = app.add_subcommand("federation", "Whole-federation helpers for demos and tests");
+  fed->require_subcommand(1);
+  auto* init = fed->add_subcommand(
+      "init", "Run the key ceremony for every party of a TOML manifest, one folder each");
+  init->add_option("--manifest", a.manifest, "Federation manifest (TOML)")->required();
+  init->add_option("--out", a.out, "Output folder (one sub-folder per party)")->required();
+  commands.push_back({init, RunFederationInit});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -215,109 +516,14 @@ int main(int argc, char** argv) {
   app.footer(kExitCodes);
   app.require_subcommand(1);
   app.fallthrough();  // global options such as --json are accepted after the subcommand too
-  bool as_json = false;
-  app.add_flag("--json", as_json, "Machine-readable output");
-
-  std::string passphrase_file;
-  auto add_passphrase = [&](CLI::App* c) {
-    c->add_option("--passphrase-file", passphrase_file,
-                  "File (mode 0600) holding the passphrase that protects the key file");
-  };
-
-  // authority init
-  auto* authority = app.add_subcommand("authority", "The federation authority's keys");
-  authority->require_subcommand(1);
-  auto* auth_init = authority->add_subcommand(
-      "init",
-      "Make the authority's signing key (DIR/identity.key) and its public trust anchor "
-      "(DIR/authority.pub)");
-  std::string dir, id;
-  auth_init->add_option("--dir", dir, "Authority folder (keep it offline)")->required();
-  auth_init->add_option("--id", id, "Authority id")->default_val("authority");
-  add_passphrase(auth_init);
-
-  // party init / rotate-prekey / rotate
-  auto* party = app.add_subcommand("party", "An agency's, broker's or auditor's own keys");
-  party->require_subcommand(1);
-  auto* party_init = party->add_subcommand(
-      "init", "Make a party's keys in its own folder and its public record DIR/<id>.record");
-  std::string kind_name, type_name, name, region, home_broker, endpoint;
-  std::vector<std::string> role_names;
-  party_init->add_option("--dir", dir, "The party's own folder")->required();
-  party_init->add_option("--id", id, "Party id (a-z, 0-9, '-')")->required();
-  party_init->add_option("--kind", kind_name, "agency, broker or auditor")->required();
-  party_init->add_option("--type", type_name,
-                         "Agency type: wee-center, police-unit, counseling-center, "
-                         "deletion-center, support-center, hotline");
-  party_init->add_option("--name", name, "Name for people");
-  party_init->add_option("--region", region, "Region (seoul, busan, central, ...)");
-  party_init->add_option("--home-broker", home_broker, "Agencies: id of their home broker");
-  party_init->add_option("--endpoint", endpoint, "Brokers: endpoint others connect to");
-  party_init->add_option("--role", role_names, "Role (repeatable); default by kind and type");
-  add_passphrase(party_init);
-  auto* party_prekey = party->add_subcommand(
-      "rotate-prekey", "Add a new prekey, delete long-expired ones, rewrite the public record");
-  party_prekey->add_option("--dir", dir, "The party's own folder")->required();
-  add_passphrase(party_prekey);
-  auto* party_rotate = party->add_subcommand(
-      "rotate", "New keys for the party; the old key endorses them and is kept in DIR/retired/");
-  party_rotate->add_option("--dir", dir, "The party's own folder")->required();
-  add_passphrase(party_rotate);
-  auto* party_move = party->add_subcommand(
-      "move", "An agency's new home broker (same keys); rewrites the public record");
-  std::string new_home;
-  party_move->add_option("--dir", dir, "The agency's own folder")->required();
-  party_move->add_option("--home-broker", new_home, "Id of the new home broker")->required();
-  add_passphrase(party_move);
-
-  // record show
-  auto* record = app.add_subcommand("record", "Public records");
-  record->require_subcommand(1);
-  auto* record_show = record->add_subcommand("show", "Show a public record and its fingerprints");
-  std::string file;
-  record_show->add_option("FILE", file, "A .record or authority.pub file")->required();
-
-  // directory issue / verify
-  auto* directory = app.add_subcommand("directory", "The signed federation directory");
-  directory->require_subcommand(1);
-  auto* dir_issue = directory->add_subcommand(
-      "issue", "Authority: issue the next directory (serial + 1) from public records");
-  std::string federation, out;
-  std::vector<std::string> add_records, revoke, compromised;
-  bool allow_unendorsed = false;
-  int valid_days = 30;
-  dir_issue->add_option("--authority-dir", dir, "The authority's folder")->required();
-  dir_issue->add_option("--federation", federation, "Federation name (first directory only)");
-  dir_issue->add_option("--add", add_records, "Public record to add or update (repeatable)");
-  dir_issue->add_option("--revoke", revoke, "Party id to revoke (repeatable)");
-  dir_issue->add_option("--compromised", compromised,
-                        "Party whose old key was compromised: revoke it rather than retire it");
-  dir_issue->add_flag("--allow-unendorsed-rotation", allow_unendorsed,
-                      "Accept new keys not endorsed by the old key (checked out of band)");
-  dir_issue->add_option("--valid-days", valid_days, "Validity in days")
-      ->default_val(30)
-      ->check(CLI::Range(1, 366));
-  dir_issue->add_option("--out", out, "Where to write the signed directory")->required();
-  add_passphrase(dir_issue);
-
-  auto* dir_verify = directory->add_subcommand(
-      "verify", "Verify a directory against the authority's trust anchor and print it");
-  std::string anchor_path, state_path;
-  dir_verify->add_option("FILE", file, "Signed directory file")->required();
-  dir_verify->add_option("--anchor", anchor_path, "The authority's public record (authority.pub)")
-      ->required();
-  dir_verify->add_option("--state", state_path,
-                         "Trust-state file: refuse rollback, and record the serial if accepted");
-
-  // federation init
-  auto* fed = app.add_subcommand("federation", "Whole-federation helpers for demos and tests");
-  fed->require_subcommand(1);
-  auto* fed_init = fed->add_subcommand(
-      "init", "Run the key ceremony for every party of a TOML manifest, one folder each");
-  std::string manifest;
-  fed_init->add_option("--manifest", manifest, "Federation manifest (TOML)")->required();
-  fed_init->add_option("--out", out, "Output folder (one sub-folder per party)")->required();
-
+  Args args;
+  app.add_flag("--json", args.as_json, "Machine-readable output");
+  std::vector<Command> commands;
+  AddAuthorityCommands(app, args, commands);
+  AddPartyCommands(app, args, commands);
+  AddRecordCommands(app, args, commands);
+  AddDirectoryCommands(app, args, commands);
+  AddFederationCommands(app, args, commands);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -325,135 +531,13 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
 
-  UnixMillis now = Now();
-  auto pass_r = MaybePassphrase(passphrase_file);
-  if (!pass_r.ok()) return Fail(pass_r.status());
-  const SecretBuffer* pass = Ptr(*pass_r);
-
-  if (auth_init->parsed()) {
-    auto a = InitAuthority(dir, id, pass, now);
-    if (!a.ok()) return Fail(a.status());
-    if (as_json) {
-      std::cout << json{{"authority", a->authority_id},
-                        {"key_id", HexEncode(a->key_id)},
-                        {"anchor", JoinPath(dir, kAnchorFile)}}
-                       .dump(2)
-                << "\n";
-    } else {
-      std::cout << "Authority '" << a->authority_id << "' created in " << dir << "\n"
-                << "  signing key: " << Fingerprint(a->key_id) << "\n"
-                << "  trust anchor for every party: " << JoinPath(dir, kAnchorFile) << "\n";
-    }
-    return 0;
-  }
-  if (party_init->parsed()) {
-    auto kind = schema::ParsePartyKind(kind_name);
-    if (!kind) return Fail(InvalidArgument("--kind must be agency, broker or auditor"));
-    Listing listing;
-    listing.display_name = name;
-    listing.region = region;
-    listing.home_broker = home_broker;
-    listing.endpoint = endpoint;
-    if (!type_name.empty()) {
-      auto t = schema::ParseAgencyType(type_name);
-      if (!t) return Fail(InvalidArgument("unknown agency type '" + type_name + "'"));
-      listing.agency_type = *t;
-    }
-    for (const auto& r : role_names) {
-      auto role = schema::ParseRole(r);
-      if (!role) return Fail(InvalidArgument("unknown role '" + r + "'"));
-      listing.roles.push_back(*role);
-    }
-    auto rec = InitParty(dir, id, *kind, listing, pass, now);
-    if (!rec.ok()) return Fail(rec.status());
-    if (!as_json) {
-      std::cout << "Keys made in " << dir << " (" << kIdentityFile << ", mode 0600).\n"
-                << "Hand only " << JoinPath(dir, RecordFileName(id)) << " to the authority.\n\n";
-    }
-    PrintRecord(*rec, as_json);
-    return 0;
-  }
-  if (party_move->parsed()) {
-    auto rec = MoveHome(dir, new_home, pass, now);
-    if (!rec.ok()) return Fail(rec.status());
-    if (!as_json) {
-      std::cout << "Record now names home broker " << new_home
-                << "; hand it to the authority. Once the new directory is out, brokers move "
-                   "what they hold for this agency; point its agent at the new broker.\n\n";
-    }
-    PrintRecord(*rec, as_json);
-    return 0;
-  }
-  if (party_prekey->parsed() || party_rotate->parsed()) {
-    auto rec =
-        party_prekey->parsed() ? RotatePrekey(dir, pass, now) : RotateIdentity(dir, pass, now);
-    if (!rec.ok()) return Fail(rec.status());
-    if (!as_json) {
-      std::cout << (party_prekey->parsed() ? "New prekey added" : "New keys made")
-                << "; hand the updated record to the authority.\n\n";
-    }
-    PrintRecord(*rec, as_json);
-    return 0;
-  }
-  if (record_show->parsed()) {
-    auto rec = ReadPartyRecordFile(file);
-    if (!rec.ok()) return Fail(rec.status());
-    Status s = VerifyPartyRecord(*rec);
-    if (!s.ok()) return Fail(s.WithContext(file));
-    PrintRecord(*rec, as_json);
-    return 0;
-  }
-  if (dir_issue->parsed()) {
-    IssueRequest req;
-    req.authority_dir = dir;
-    req.passphrase = pass;
-    req.federation = federation;
-    req.record_paths = add_records;
-    req.edit.revoke = revoke;
-    req.edit.compromised = compromised;
-    req.edit.allow_unendorsed_rotation = allow_unendorsed;
-    req.validity_ms = static_cast<UnixMillis>(valid_days) * kMillisPerDay;
-    req.out_path = out;
-    auto sd = IssueDirectory(req, now);
-    if (!sd.ok()) return Fail(sd.status());
-    const auto& d = sd->directory;
-    if (as_json) {
-      std::cout << json{{"federation", d.federation},
-                        {"serial", d.serial},
-                        {"expires_at", FormatUtc(d.expires_at_ms)},
-                        {"out", out}}
-                       .dump(2)
-                << "\n";
-    } else {
-      std::cout << "Directory serial " << d.serial << " of '" << d.federation << "' written to "
-                << out << " (" << d.brokers.size() << " brokers, " << d.agencies.size()
-                << " agencies, " << d.auditors.size() << " auditors; expires "
-                << FormatUtc(d.expires_at_ms) << ")\n";
-    }
-    return 0;
-  }
-  if (dir_verify->parsed()) {
-    auto anchor = LoadTrustAnchor(anchor_path);
-    if (!anchor.ok()) return Fail(anchor.status());
-    Result<VerifiedDirectory> v = Internal("unset");
-    if (state_path.empty()) {
-      auto raw = ReadDirectoryFile(file);
-      if (!raw.ok()) return Fail(raw.status());
-      v = VerifyDirectory(schema::EncodeSignedDirectory(*raw), *anchor, now);
-      if (!v.ok()) return Fail(v.status().WithContext(file));
-    } else {
-      auto state = TrustState::Open(state_path);
-      if (!state.ok()) return Fail(state.status());
-      v = LoadAndAcceptDirectory(file, *anchor, *state, now);
-      if (!v.ok()) return Fail(v.status());
-    }
-    PrintDirectory(*v, *anchor, as_json);
-    return 0;
-  }
-  if (fed_init->parsed()) {
-    Status s = FederationInit(manifest, out, now, std::cout);
-    if (!s.ok()) return Fail(s);
-    return 0;
+  Context ctx;
+  ctx.now = Now();
+  auto pass = MaybePassphrase(args.passphrase_file);
+  if (!pass.ok()) return Fail(pass.status());
+  ctx.pass = Ptr(*pass);
+  for (const Command& c : commands) {
+    if (c.app->parsed()) return c.run(args, ctx);
   }
   return 2;
 }

@@ -71,16 +71,13 @@ bool MayReceive(const schema::ConsentGrant& g, const ScopeParty& p) {
          (p.type != schema::AgencyType::kUnspecified && Contains(g.allowed_agency_types, p.type));
 }
 
-std::optional<ScopeRefusal> CheckScope(const schema::ConsentGrant& g, bool revoked,
-                                       const ScopeSubject& s, UnixMillis now) {
-  const std::string grant = "grant for case " + g.case_ref;
-  if (s.case_ref != g.case_ref) {
-    return Out("the message is for case " + s.case_ref + " but its " + grant);
-  }
-  // Revocation notices and purge confirmations must still flow after a revocation (and
-  // after expiry): they are how the revocation is carried out.
-  const bool winding_down =
-      s.kind == MessageKind::kConsentRevocation || s.kind == MessageKind::kPurgeConfirmation;
+namespace {
+
+// The rules of CheckScope, in the order it applies them; each returns the first refusal
+// it finds. `grant` names the grant in details ("grant for case ...").
+
+// Who may send a consent revocation, and where purge confirmations go.
+std::optional<ScopeRefusal> CheckWindingDown(const schema::ConsentGrant& g, const ScopeSubject& s) {
   // A revocation comes from the recording agency, or is forwarded by a party within the
   // grant to those it shared with (the content is the recorder's signed statement, which
   // every receiver verifies).
@@ -97,31 +94,48 @@ std::optional<ScopeRefusal> CheckScope(const schema::ConsentGrant& g, bool revok
       }
     }
   }
-  if (!winding_down) {
-    if (revoked) {
-      return ScopeRefusal{NackReason::kConsentRevoked,
-                          "the " + grant + " recorded by " + g.recorded_by + " has been revoked"};
-    }
-    if (now > g.expires_at_ms) {
-      return ScopeRefusal{NackReason::kConsentExpired,
-                          "the " + grant + " expired at " + FormatUtc(g.expires_at_ms)};
-    }
-    if (now + kClockSkewMs < g.issued_at_ms) {
-      return Out("the " + grant + " is not valid before " + FormatUtc(g.issued_at_ms));
-    }
+  return std::nullopt;
+}
+
+// The grant is in force: not revoked, not expired, already issued (with clock skew).
+std::optional<ScopeRefusal> CheckInForce(const schema::ConsentGrant& g, bool revoked,
+                                         UnixMillis now, const std::string& grant) {
+  if (revoked) {
+    return ScopeRefusal{NackReason::kConsentRevoked,
+                        "the " + grant + " recorded by " + g.recorded_by + " has been revoked"};
   }
+  if (now > g.expires_at_ms) {
+    return ScopeRefusal{NackReason::kConsentExpired,
+                        "the " + grant + " expired at " + FormatUtc(g.expires_at_ms)};
+  }
+  if (now + kClockSkewMs < g.issued_at_ms) {
+    return Out("the " + grant + " is not valid before " + FormatUtc(g.issued_at_ms));
+  }
+  return std::nullopt;
+}
+
+// The kind may carry case data, the purpose is in the grant, and deletion kinds have
+// purpose deletion.
+std::optional<ScopeRefusal> CheckKindAndPurpose(const schema::ConsentGrant& g,
+                                                const ScopeSubject& s, const std::string& grant) {
   if (s.kind == MessageKind::kOpaque || s.kind == MessageKind::kUnspecified) {
     return Out("kind " + std::string(schema::Name(s.kind)) + " may not carry case data");
   }
   if (!Contains(g.purposes, s.purpose)) {
     return Out("purpose " + std::string(schema::Name(s.purpose)) + " is not in the " + grant);
   }
-  // Kind-specific rules.
   if (s.kind == MessageKind::kDeletionRequest || s.kind == MessageKind::kDeletionStatus) {
     if (s.purpose != Purpose::kDeletion) {
       return Out(std::string(schema::Name(s.kind)) + " needs purpose deletion");
     }
   }
+  return std::nullopt;
+}
+
+// Roles the kind needs in the directory: deletion requests go to parties with the
+// deletion role and deletion status reports come from one; a handoff goes to parties
+// that may hold the case lead.
+std::optional<ScopeRefusal> CheckKindRoles(const ScopeSubject& s) {
   if (s.kind == MessageKind::kDeletionRequest) {
     for (const auto& r : s.recipients) {
       if (!r.Has(Role::kDeletion)) {
@@ -139,8 +153,13 @@ std::optional<ScopeRefusal> CheckScope(const schema::ConsentGrant& g, bool revok
       }
     }
   }
-  // Categories: workflow metadata (CASE_STATUS) is always allowed; metadata kinds carry
-  // nothing else.
+  return std::nullopt;
+}
+
+// Categories: workflow metadata (CASE_STATUS) is always allowed; metadata kinds carry
+// nothing else.
+std::optional<ScopeRefusal> CheckCategories(const schema::ConsentGrant& g, const ScopeSubject& s,
+                                            const std::string& grant) {
   for (DataCategory c : s.categories) {
     if (IsMetadataKind(s.kind) && c != DataCategory::kCaseStatus) {
       return Out(std::string(schema::Name(s.kind)) + " carries workflow metadata only, not " +
@@ -150,34 +169,58 @@ std::optional<ScopeRefusal> CheckScope(const schema::ConsentGrant& g, bool revok
       return Out("data category " + std::string(schema::Name(c)) + " is not in the " + grant);
     }
   }
-  // Recipients.
+  return std::nullopt;
+}
+
+// Sender: the recording agency, or a party within scope. Without onward sharing, a party
+// within scope sends case data back to the recording agency only; status reports may go
+// to any party within scope.
+std::optional<ScopeRefusal> CheckSender(const schema::ConsentGrant& g, const ScopeSubject& s,
+                                        const std::string& grant) {
+  if (s.sender.id == g.recorded_by) return std::nullopt;
+  if (!MayReceive(g, s.sender)) {
+    return Out("sender " + s.sender.id + " is not within the " + grant);
+  }
+  if (g.onward_sharing) return std::nullopt;
+  // Status reports are metadata kinds or deletion status reports declaring status
+  // categories only; any other kind counts as case data, whatever it declares.
+  bool status_kind = IsMetadataKind(s.kind) || s.kind == MessageKind::kDeletionStatus;
+  bool status_only =
+      status_kind && std::all_of(s.categories.begin(), s.categories.end(), IsStatusCategory);
+  for (const auto& r : s.recipients) {
+    if (r.id != g.recorded_by && !status_only) {
+      return Out("the " + grant + " does not allow onward sharing from " + s.sender.id + " to " +
+                 r.id);
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<ScopeRefusal> CheckScope(const schema::ConsentGrant& g, bool revoked,
+                                       const ScopeSubject& s, UnixMillis now) {
+  const std::string grant = "grant for case " + g.case_ref;
+  if (s.case_ref != g.case_ref) {
+    return Out("the message is for case " + s.case_ref + " but its " + grant);
+  }
+  if (auto refusal = CheckWindingDown(g, s)) return refusal;
+  // Revocation notices and purge confirmations must still flow after a revocation (and
+  // after expiry): they are how the revocation is carried out.
+  const bool winding_down =
+      s.kind == MessageKind::kConsentRevocation || s.kind == MessageKind::kPurgeConfirmation;
+  if (!winding_down) {
+    if (auto refusal = CheckInForce(g, revoked, now, grant)) return refusal;
+  }
+  if (auto refusal = CheckKindAndPurpose(g, s, grant)) return refusal;
+  if (auto refusal = CheckKindRoles(s)) return refusal;
+  if (auto refusal = CheckCategories(g, s, grant)) return refusal;
   for (const auto& r : s.recipients) {
     if (!MayReceive(g, r)) {
       return Out("recipient " + r.id + " is not allowed by the " + grant);
     }
   }
-  // Sender: the recording agency, or a party within scope. Without onward sharing, a party
-  // within scope sends case data back to the recording agency only; status reports may go
-  // to any party within scope.
-  if (s.sender.id != g.recorded_by) {
-    if (!MayReceive(g, s.sender)) {
-      return Out("sender " + s.sender.id + " is not within the " + grant);
-    }
-    if (!g.onward_sharing) {
-      // Status reports are metadata kinds or deletion status reports declaring status
-      // categories only; any other kind counts as case data, whatever it declares.
-      bool status_kind = IsMetadataKind(s.kind) || s.kind == MessageKind::kDeletionStatus;
-      bool status_only =
-          status_kind && std::all_of(s.categories.begin(), s.categories.end(), IsStatusCategory);
-      for (const auto& r : s.recipients) {
-        if (r.id != g.recorded_by && !status_only) {
-          return Out("the " + grant + " does not allow onward sharing from " + s.sender.id +
-                     " to " + r.id);
-        }
-      }
-    }
-  }
-  return std::nullopt;
+  return CheckSender(g, s, grant);
 }
 
 }  // namespace refbus::keys

@@ -1,5 +1,5 @@
 // The codec: bytes <-> schema domain types. The only place that sees protobuf
-// (codec.cpp, codec_workflow.cpp and their shared codec_internal.h).
+// (schema/codec*.cpp and their shared codec_internal.h).
 //
 // Contract for every Decode*: the input size is checked against its limit before any
 // parsing; anything that does not decode, has a field of the wrong size, an unknown enum

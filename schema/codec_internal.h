@@ -1,4 +1,5 @@
-// Helpers shared by the codec's translation units (codec.cpp, codec_workflow.cpp).
+// Helpers shared by the codec's translation units (codec.cpp, codec_directory.cpp,
+// codec_frame.cpp, codec_workflow.cpp).
 // Internal to refbus::schema: nothing outside schema/ includes this header.
 //
 // Thread safety: all functions are thread-safe.

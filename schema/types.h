@@ -1,9 +1,9 @@
 // Plain C++ domain types for everything refbus puts on the wire or on disk.
 //
 // These mirror the .proto messages in schema/proto/refbus/v1 but carry no protobuf
-// types: only schema/codec.cpp sees generated code. Objects that are signed keep the
-// exact bytes that were signed next to their decoded form (`*_bytes` members); those
-// bytes are what is verified, stored and forwarded, never a re-encoding.
+// types: only the codec (schema/codec*.cpp) sees generated code. Objects that are signed
+// keep the exact bytes that were signed next to their decoded form (`*_bytes` members);
+// those bytes are what is verified, stored and forwarded, never a re-encoding.
 //
 // Thread safety: plain values.
 #ifndef REFBUS_SCHEMA_TYPES_H_
