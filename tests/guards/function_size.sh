@@ -32,7 +32,21 @@ done
 
 config="{Checks: '-*,readability-function-size', CheckOptions: [{key: readability-function-size.LineThreshold, value: $max_function_lines}]}"
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+canary=$(mktemp --suffix=.cpp)
+trap 'rm -f "$out" "$canary"' EXIT
+# The canary: a function just over the limit must be flagged with this very configuration,
+# or the check below would pass whatever the code does.
+{
+  echo 'int Canary(int x) {'
+  for ((i = 0; i <= max_function_lines; i++)); do echo "  x += $i;"; done
+  echo '  return x;'
+  echo '}'
+} >"$canary"
+if ! clang-tidy --quiet --config="$config" "$canary" -- -std=c++20 2>/dev/null |
+    grep -q 'exceeds recommended size'; then
+  echo "function size: clang-tidy did not flag a function over $max_function_lines lines: the check is not working" >&2
+  exit 1
+fi
 # Two files at a time (CI has two cores). clang-tidy's exit code is 0 on warnings: the
 # verdict is read from its output.
 printf '%s\n' "${files[@]}" |
