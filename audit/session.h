@@ -15,12 +15,12 @@
 #include <zmq.hpp>
 
 #include "audit/verify.h"
-#include "core/zmq.h"
-#include "schema/codec.h"
 #include "core/bytes.h"
 #include "core/status.h"
+#include "core/zmq.h"
 #include "keys/identity.h"
 #include "keys/merkle.h"
+#include "schema/codec.h"
 #include "schema/types.h"
 
 namespace refbus::audit {
@@ -114,8 +114,7 @@ class AuditSession {
         if (!(items[0].revents & ZMQ_POLLIN)) continue;
         zmq::message_t m;
         if (!sock_.recv(m, zmq::recv_flags::dontwait)) continue;
-        auto r =
-            schema::DecodeFrame(ByteView(static_cast<const uint8_t*>(m.data()), m.size()));
+        auto r = schema::DecodeFrame(ByteView(static_cast<const uint8_t*>(m.data()), m.size()));
         if (!r.ok()) {
           return Malformed("broker " + broker_id_ +
                            " sent a frame that does not decode: " + r.status().message());

@@ -267,8 +267,8 @@ void Server::Housekeep(UnixMillis now) {
 
 bool Server::WorkNow(bool stopping) const {
   return !deliveries_.dirty.empty() || (!stopping && links_->Busy()) ||
-         (!busy_ && (!turn_.Empty() || !pending_events_.empty() ||
-                     !pending_cosignatures_.empty() || timers_.checkpoint_due));
+         (!busy_ && (!turn_.Empty() || !pending_events_.empty() || !pending_cosignatures_.empty() ||
+                     timers_.checkpoint_due));
 }
 
 Status Server::Run() {

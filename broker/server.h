@@ -224,8 +224,8 @@ class Server {
   // What the status file and metrics say about commits and checkpoints. Loop only.
   struct Health {
     UnixMillis started_ms = 0;
-    UnixMillis storage_full_since = 0;  // since when commits refuse as storage full
-    std::string last_commit_error;      // the latest commit's failure, if it failed
+    UnixMillis storage_full_since = 0;         // since when commits refuse as storage full
+    std::string last_commit_error;             // the latest commit's failure, if it failed
     UnixMillis last_checkpoint_signed_ms = 0;  // when the latest was signed
     uint64_t last_checkpoint_size = 0;         // the log size it covers
     std::string latest_checkpoint;             // its note
@@ -284,8 +284,7 @@ class Server {
   void Reject(Turn& turn, const std::string& routing_id, uint64_t request_id,
               const std::string& peer, schema::NackReason reason, std::string detail,
               const schema::SealedEnvelope* env, ByteView envelope_bytes);
-  void HandleDirectoryFetch(const std::string& routing_id, const schema::Frame& frame,
-                            Turn& turn);
+  void HandleDirectoryFetch(const std::string& routing_id, const schema::Frame& frame, Turn& turn);
 
   // ---- Intake and routing (broker/server_intake.cpp) ----
   // Decodes the burst's frames and verifies their envelopes on the verify pool. Reads only

@@ -48,8 +48,8 @@ struct AuditFailure {
 
 // Fills r (log_size set) from the committed log for one query of the kinds answered
 // from reads (all but AuditCheckpoint).
-std::optional<AuditFailure> ReadAuditAnswer(const Store& store, const Frame& query,
-                                            uint64_t size, schema::AuditReply& r) {
+std::optional<AuditFailure> ReadAuditAnswer(const Store& store, const Frame& query, uint64_t size,
+                                            schema::AuditReply& r) {
   auto internal = [](const std::string& detail) { return AuditFailure{true, detail}; };
   auto out_of_range = [](const std::string& detail) { return AuditFailure{false, detail}; };
   switch (query.type) {

@@ -107,7 +107,7 @@ void Server::RefuseUncommitted(Job& job, const Status& status) {
       job.refused_uncommitted.push_back(turn.decoded[s->index].header.kind);
     }
     r.Refuse(status.code() == Status::Code::kResourceExhausted ? NackReason::kStorageFull
-                                                              : NackReason::kInternal,
+                                                               : NackReason::kInternal,
              "the broker could not store the envelope; retry later", kStorageRetryMs);
   }
 }
@@ -284,8 +284,9 @@ void Server::SettleReplies(Job& job) {
     } else if (o == Outcome::kQuotaExceeded) {
       ++stats_.rejected;
       const std::string why = result.refusals[i].detail;
-      std::string detail = (why.empty() ? "mailbox of " + result.quota_recipient + " is full" : why) +
-                           "; retry later";
+      std::string detail =
+          (why.empty() ? "mailbox of " + result.quota_recipient + " is full" : why) +
+          "; retry later";
       spdlog::warn("refused message {}: quota-exceeded ({}; back-pressure, retry in {} ms)",
                    Short(r.message_id), detail, kQuotaRetryMs);
       r.Refuse(NackReason::kQuotaExceeded, std::move(detail), kQuotaRetryMs);

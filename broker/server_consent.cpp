@@ -164,8 +164,8 @@ void Server::HandleRelayedRevocation(const std::string& routing_id, const std::s
     e.case_ref = rev->case_ref;
     return;
   }
-  AdmitRevocation(turn, routing_id, request_id, std::move(*rev), from,
-                  std::move(signed_revocation), true);
+  AdmitRevocation(turn, routing_id, request_id, std::move(*rev), from, std::move(signed_revocation),
+                  true);
 }
 
 namespace {
@@ -236,8 +236,8 @@ void Server::HandleAttest(const std::string& routing_id, const std::string& peer
     return;
   }
   auto type = access ? keys::StatementType::kAccessRecord : keys::StatementType::kPurgeConfirmation;
-  if (Status s = keys::VerifyStatement(*st, type, peer, described->signed_at,
-                                       directory_.directory, now);
+  if (Status s =
+          keys::VerifyStatement(*st, type, peer, described->signed_at, directory_.directory, now);
       !s.ok()) {
     RejectControl(turn, routing_id, request_id, peer, NackReason::kBadSignature, s.message(),
                   AttestationId(bytes), bytes);

@@ -77,8 +77,7 @@ void Server::HandleRecipientNack(const std::string& peer_id, const Frame& frame)
   auto it = deliveries_.inflight.find(frame.request_id);
   if (it != deliveries_.inflight.end() && it->second.recipient == peer_id) {
     spdlog::error("{} refused delivery of message {}: {} ({}); kept for redelivery", peer_id,
-                  Short(it->second.message_id), schema::Name(frame.nack.reason),
-                  frame.nack.detail);
+                  Short(it->second.message_id), schema::Name(frame.nack.reason), frame.nack.detail);
   }
 }
 

@@ -111,8 +111,8 @@ void Server::HandleFrame(const std::string& routing_id, const std::string& peer_
                           std::move(frame.grant_register.signed_grant), turn, now);
       return;
     case Frame::Type::kGrantRevoke:
-      HandleGrantRevoke(routing_id, peer_id, frame.request_id,
-                        frame.grant_revoke.signed_revocation, turn, now);
+      HandleGrantRevoke(routing_id, peer_id, frame.request_id, frame.grant_revoke.signed_revocation,
+                        turn, now);
       return;
     case Frame::Type::kAttest:
       HandleAttest(routing_id, peer_id, frame.request_id, frame.attest, turn, now);

@@ -263,7 +263,8 @@ Status CommitTxn::Revoke(const GrantRevocation& r, const std::vector<std::string
 
 Status CommitTxn::Envelopes(std::vector<Accepted>& accepted) {
   result_.refusals.resize(accepted.size());
-  for (size_t i = 0; i < accepted.size(); ++i) REFBUS_RETURN_IF_ERROR(StoreEnvelope(accepted[i], i));
+  for (size_t i = 0; i < accepted.size(); ++i)
+    REFBUS_RETURN_IF_ERROR(StoreEnvelope(accepted[i], i));
   return Status::Ok();
 }
 

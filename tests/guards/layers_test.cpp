@@ -24,8 +24,8 @@ namespace fs = std::filesystem;
 
 // Layer rank; same rank and different layer (broker/agent/audit) is forbidden.
 const std::map<std::string, int>& Ranks() {
-  static const std::map<std::string, int> ranks = {
-      {"core", 0}, {"schema", 1}, {"keys", 2}, {"broker", 3}, {"agent", 3}, {"audit", 3}};
+  static const std::map<std::string, int> ranks = {{"core", 0},   {"schema", 1}, {"keys", 2},
+                                                   {"broker", 3}, {"agent", 3},  {"audit", 3}};
   return ranks;
 }
 
@@ -62,7 +62,8 @@ std::vector<std::string> CheckLayers(const fs::path& root) {
           if (it->second > rank) why = "a lower layer includes a higher one";
           if (it->second == rank) why = "broker, agent and audit never include each other";
         }
-        if (!why.empty()) violations.push_back(where + layer + " includes " + target + " (" + why + ")");
+        if (!why.empty())
+          violations.push_back(where + layer + " includes " + target + " (" + why + ")");
       }
     }
   }
@@ -95,23 +96,28 @@ TEST(LayerOrderTest, CheckFindsEachKindOfViolation) {
   };
   write("core/ok.h", "#include \"core/status.h\"\n#include <vector>\n");
   write("keys/ok.cpp", "#include \"schema/types.h\"\n#include \"core/bytes.h\"\n");
-  write("core/up.cpp", "#include \"keys/crypto.h\"\n");                  // lower includes higher
-  write("broker/side.cpp", "// x\n#include \"agent/engine.h\"\n");       // sibling
-  write("audit/side.h", "  #  include \"broker/store.h\"\n");            // sibling, odd spacing
-  write("agent/test.cpp", "#include \"tests/unit/test_util.h\"\n");      // test file
-  write("keys/pb.cpp", "#include \"refbus/v1/envelope.pb.h\"\n");        // protobuf outside schema
-  write("schema/codec.cpp", "#include \"refbus/v1/envelope.pb.h\"\n");   // allowed
+  write("core/up.cpp", "#include \"keys/crypto.h\"\n");                 // lower includes higher
+  write("broker/side.cpp", "// x\n#include \"agent/engine.h\"\n");      // sibling
+  write("audit/side.h", "  #  include \"broker/store.h\"\n");           // sibling, odd spacing
+  write("agent/test.cpp", "#include \"tests/unit/test_util.h\"\n");     // test file
+  write("keys/pb.cpp", "#include \"refbus/v1/envelope.pb.h\"\n");       // protobuf outside schema
+  write("schema/codec.cpp", "#include \"refbus/v1/envelope.pb.h\"\n");  // allowed
   const auto v = CheckLayers(root);
   EXPECT_EQ(v.size(), 5u) << Joined(v);
   const std::string all = Joined(v);
-  EXPECT_NE(all.find("core/up.cpp:1: core includes keys/crypto.h (a lower layer"), std::string::npos) << all;
+  EXPECT_NE(all.find("core/up.cpp:1: core includes keys/crypto.h (a lower layer"),
+            std::string::npos)
+      << all;
   EXPECT_NE(all.find("broker/side.cpp:2: broker includes agent/engine.h (broker, agent and audit"),
-            std::string::npos) << all;
+            std::string::npos)
+      << all;
   EXPECT_NE(all.find("audit/side.h:1: audit includes broker/store.h"), std::string::npos) << all;
   EXPECT_NE(all.find("agent/test.cpp:1: agent includes tests/unit/test_util.h (product code"),
-            std::string::npos) << all;
+            std::string::npos)
+      << all;
   EXPECT_NE(all.find("keys/pb.cpp:1: keys includes refbus/v1/envelope.pb.h (only schema/"),
-            std::string::npos) << all;
+            std::string::npos)
+      << all;
 }
 
 }  // namespace

@@ -42,8 +42,8 @@ Status CatchUp(agent::TransportStore& store, LineLog& log, std::set<std::string>
 // the application cursor past what is logged.
 class Receiver {
  public:
-  Receiver(const ReceiveOptions& ro, agent::TransportStore& store, agent::Client& client, LineLog& log,
-           std::set<std::string>& logged, uint64_t initial)
+  Receiver(const ReceiveOptions& ro, agent::TransportStore& store, agent::Client& client,
+           LineLog& log, std::set<std::string>& logged, uint64_t initial)
       : ro_(ro), store_(store), client_(client), log_(log), logged_(logged), initial_(initial) {}
 
   bool reached() const { return ro_.expect > 0 && initial_ + received_ >= ro_.expect; }
