@@ -174,6 +174,26 @@ Status CommitTxn::Revocations(const std::vector<GrantRevocation>& revocations,
   return Status::Ok();
 }
 
+namespace {
+
+// The CONSENT_REVOKED audit entry of a revocation, with detail (the two places that record
+// one differ only there).
+schema::AuditEntry RevokedEntry(const GrantRevocation& r, std::string detail) {
+  const schema::ConsentRevocation& rev = r.revocation;
+  schema::AuditEntry e;
+  e.event = schema::AuditEvent::kConsentRevoked;
+  e.actor = r.actor;
+  e.sender_id = rev.revoked_by;
+  e.case_ref = rev.case_ref;
+  e.consent_grant_id = rev.grant_id;
+  e.directory_serial = r.directory_serial;
+  e.statement_sha256 = r.statement_sha256;
+  e.detail = std::move(detail);
+  return e;
+}
+
+}  // namespace
+
 Status CommitTxn::UnknownGrantRevocation(const GrantRevocation& r, ControlOutcome& out,
                                          bool& newly) {
   const schema::ConsentRevocation& rev = r.revocation;
@@ -185,17 +205,9 @@ Status CommitTxn::UnknownGrantRevocation(const GrantRevocation& r, ControlOutcom
   out.duplicate = t.ok();
   if (t.ok()) return Status::Ok();
   REFBUS_RETURN_IF_ERROR(txn_.Put(store_.tombstones_, rev.grant_id, EncodeTombstone(rev)));
-  schema::AuditEntry e;
-  e.event = schema::AuditEvent::kConsentRevoked;
-  e.actor = r.actor;
-  e.sender_id = rev.revoked_by;
-  e.case_ref = rev.case_ref;
-  e.consent_grant_id = rev.grant_id;
-  e.directory_serial = r.directory_serial;
-  e.statement_sha256 = r.statement_sha256;
-  e.detail = "reason " + std::string(schema::Name(rev.reason)) +
-             "; grant not registered here: kept, refused if it arrives";
-  REFBUS_RETURN_IF_ERROR(Audit(std::move(e)));
+  REFBUS_RETURN_IF_ERROR(
+      Audit(RevokedEntry(r, "reason " + std::string(schema::Name(rev.reason)) +
+                                "; grant not registered here: kept, refused if it arrives")));
   newly = true;
   return Status::Ok();
 }
@@ -222,16 +234,8 @@ Status CommitTxn::Revoke(const GrantRevocation& r, const std::vector<std::string
     REFBUS_RETURN_IF_ERROR(
         txn_.Put(store_.grants_, rev.grant_id,
                  EncodeGrantRecord(existing->signed_grant, true, rev.revoked_at_ms)));
-    schema::AuditEntry e;
-    e.event = schema::AuditEvent::kConsentRevoked;
-    e.actor = r.actor;
-    e.sender_id = rev.revoked_by;
-    e.case_ref = rev.case_ref;
-    e.consent_grant_id = rev.grant_id;
-    e.directory_serial = r.directory_serial;
-    e.statement_sha256 = r.statement_sha256;
-    e.detail = "reason " + std::string(schema::Name(rev.reason));
-    REFBUS_RETURN_IF_ERROR(Audit(std::move(e)));
+    REFBUS_RETURN_IF_ERROR(
+        Audit(RevokedEntry(r, "reason " + std::string(schema::Name(rev.reason)))));
     out.ok = true;
     newly = true;
   }
