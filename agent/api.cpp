@@ -300,7 +300,7 @@ void CommandQueue::Close() {
   changed_.SignalAll();
 }
 
-// ---------------------------------------------------------------- token and address
+// ---------------------------------------------------------------- token
 
 Result<keys::SecretBuffer> ReadApiToken(const std::string& path) {
   if (!PathExists(path)) {
@@ -315,36 +315,6 @@ Result<keys::SecretBuffer> LoadOrCreateApiToken(const std::string& path) {
   if (!created.ok()) return created.status().WithContext("cannot create the API token file");
   spdlog::info("api: created a new API token in {} (mode 0600)", path);
   return created;
-}
-
-Result<ListenAddress> ParseLoopbackListen(std::string_view listen) {
-  const std::string quoted = "\"" + std::string(listen.substr(0, 80)) + "\"";
-  size_t colon = listen.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == listen.size()) {
-    return InvalidArgument(quoted + " is not HOST:PORT; use \"127.0.0.1:0\" (any free port) or " +
-                           "\"127.0.0.1:PORT\"");
-  }
-  std::string host(listen.substr(0, colon));
-  std::string_view port_text = listen.substr(colon + 1);
-  int port = -1;
-  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (ec != std::errc() || end != port_text.data() + port_text.size() || port < 0 || port > 65535) {
-    return InvalidArgument(quoted + ": the port must be a number from 0 (any free port) to 65535");
-  }
-  in_addr addr{};
-  if (::inet_pton(AF_INET, host.c_str(), &addr) != 1) {
-    return InvalidArgument(
-        quoted + ": the local API listens on a loopback IPv4 address only (127.0.0.1), given " +
-        "as a literal, not a host name; use \"127.0.0.1:" + std::string(port_text) + "\"");
-  }
-  if ((ntohl(addr.s_addr) >> 24) != 127) {
-    return InvalidArgument(
-        quoted + " is not a loopback address: the local API would be reachable from other " +
-        "machines. It listens on 127.0.0.0/8 only; use \"127.0.0.1:" + std::string(port_text) +
-        "\" (case-management software on other machines must not call an agency's agent " +
-        "directly)");
-  }
-  return ListenAddress{host, port};
 }
 
 // ---------------------------------------------------------------- ApiServer

@@ -39,6 +39,7 @@
 #include <string>
 #include <string_view>
 
+#include "agent/listen.h"
 #include "core/mutex.h"
 #include "core/status.h"
 #include "keys/secret.h"
@@ -160,14 +161,6 @@ inline constexpr size_t kApiTokenBytes = 32;  // 64 hex digits in the file
 Result<keys::SecretBuffer> LoadOrCreateApiToken(const std::string& path);
 // The same checks, without creating: for clients.
 Result<keys::SecretBuffer> ReadApiToken(const std::string& path);
-
-struct ListenAddress {
-  std::string host;  // an IPv4 loopback literal, "127.0.0.1"
-  int port = 0;      // 0: any free port
-};
-// "127.0.0.1:8080" or "127.0.0.1:0". Refuses every host that is not an IPv4 loopback
-// literal (0.0.0.0, a LAN address, a host name), saying why.
-Result<ListenAddress> ParseLoopbackListen(std::string_view listen);
 
 // ---- ApiServer ----
 

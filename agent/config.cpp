@@ -4,7 +4,7 @@
 
 #include <filesystem>
 
-#include "agent/api.h"
+#include "agent/listen.h"
 #include "core/config_reader.h"
 #include "core/file.h"
 #include "core/metrics.h"

@@ -19,8 +19,8 @@
 
 #include <toml++/toml.h>
 
-#include "agent/api.h"
-#include "agent/daemon.h"
+#include "agent/config.h"
+#include "agent/listen.h"
 #include "broker/config.h"
 #include "schema/codec.h"
 #include "schema/types.h"
