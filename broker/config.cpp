@@ -129,9 +129,10 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("broker", {"id", "bind", "data_dir", "key_file", "passphrase_file", "directory",
                              "anchor", "trust_state", "endpoint_file", "status_file"}));
-  REFBUS_RETURN_IF_ERROR(
-      r.NoUnknown("limits", {"max_frame_bytes", "mailbox_quota", "sender_quota", "max_batch",
-                             "verify_threads", "delivery_window", "redelivery_ms", "map_size_mb"}));
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown(
+      "limits",
+      {"max_frame_bytes", "mailbox_quota", "sender_quota", "max_batch", "verify_threads",
+       "delivery_window", "redelivery_ms", "map_size_mb", "refusals_audited_per_minute"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("policy", {"allow_unscoped_opaque"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("audit", {"checkpoint_interval_ms"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown(
@@ -185,6 +186,8 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "delivery_window", 1, 65536, &c.delivery_window));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "redelivery_ms", 100, 3600000, &c.redelivery_ms));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "map_size_mb", 16, 1u << 20, &c.map_size_mb));
+  REFBUS_RETURN_IF_ERROR(
+      r.Uint("limits", "refusals_audited_per_minute", 0, 1000000, &c.refusals_audited_per_minute));
   REFBUS_RETURN_IF_ERROR(r.Uint("audit", "checkpoint_interval_ms", 100, uint64_t{24} * 3600 * 1000,
                                 &c.checkpoint_interval_ms));
   REFBUS_RETURN_IF_ERROR(

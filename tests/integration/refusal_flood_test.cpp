@@ -201,6 +201,40 @@ TEST_F(RefusalFloodTest, AListedAgencysFloodLeavesABoundedAuditTrailThatCountsEv
   EXPECT_EQ(t.individual[NackReason::kMalformed] + t.aggregated[NackReason::kMalformed], kEach);
 }
 
+TEST_F(RefusalFloodTest, RefusalsInTheCommitAreBoundedToo) {
+  // The police unit's share of the (offline) counseling center's mailbox is 5 envelopes;
+  // then it resubmits one validly signed envelope over and over: each is refused in the
+  // commit (QUOTA_EXCEEDED), where a cheap frame check cannot see it coming.
+  constexpr size_t kFlood = 1500;
+  broker_->set_limits("mailbox_quota = 10\nsender_quota = 5");
+  ASSERT_TRUE(broker_->Start());
+  auto police = Connect("seoul-police-03");
+  const auto& dir = fed_.directory();
+  for (int i = 0; i < 5; ++i) {
+    auto r = police->Submit(SealTo(Id("seoul-police-03"), dir, {"seoul-counsel"}, Now()));
+    ASSERT_TRUE(r && r->type == Frame::Type::kAck) << broker_->Log();
+  }
+  Bytes env = SealTo(Id("seoul-police-03"), dir, {"seoul-counsel"}, Now());
+  // One at a time first (each refusal is counted before the next is admitted), then a flood.
+  for (int i = 0; i < 20; ++i) {
+    auto r = police->Submit(env);
+    ASSERT_TRUE(r && r->type == Frame::Type::kNack) << broker_->Log();
+    EXPECT_EQ(r->nack.reason, NackReason::kQuotaExceeded);
+    EXPECT_GT(r->nack.retry_after_ms, 0u);
+  }
+  std::vector<Bytes> frames;
+  for (size_t i = 0; i < kFlood; ++i) frames.push_back(SubmitFrame(env, 5000 + i));
+  EXPECT_EQ(SendAndCountNacks(*police, frames, NackReason::kQuotaExceeded), kFlood);
+  ExpectOthersServed();
+  ASSERT_EQ(broker_->Stop(), 0) << broker_->Log();
+
+  uint64_t size = 0;
+  RefusalTally t = Tally("seoul-police-03", &size);
+  EXPECT_EQ(t.refusals[NackReason::kQuotaExceeded], kFlood + 20);
+  EXPECT_EQ(t.individual[NackReason::kQuotaExceeded], 10u);
+  EXPECT_EQ(t.aggregated[NackReason::kQuotaExceeded], kFlood + 10);
+}
+
 TEST_F(RefusalFloodTest, APartyRevokedWhileConnectedIsRefusedWithoutAnEntryPerFrame) {
   constexpr size_t kFrames = 2000;
   ASSERT_TRUE(broker_->Start());
