@@ -201,6 +201,19 @@ TEST_F(RefusalFloodTest, AListedAgencysFloodLeavesABoundedAuditTrailThatCountsEv
   EXPECT_EQ(t.individual[NackReason::kMalformed] + t.aggregated[NackReason::kMalformed], kEach);
 }
 
+TEST_F(RefusalFloodTest, TheAllowanceIsConfigurable) {
+  broker_->set_limits("refusals_audited_per_minute = 3");
+  ASSERT_TRUE(broker_->Start());
+  auto police = Connect("seoul-police-03");
+  EXPECT_EQ(SendAndCountNacks(*police, Malformed(50), NackReason::kMalformed), 50u);
+  ASSERT_EQ(broker_->Stop(), 0) << broker_->Log();
+  uint64_t size = 0;
+  RefusalTally t = Tally("seoul-police-03", &size);
+  EXPECT_EQ(t.individual[NackReason::kMalformed], 3u);
+  EXPECT_EQ(t.aggregated[NackReason::kMalformed], 47u);
+  EXPECT_EQ(t.aggregates, 1u);
+}
+
 TEST_F(RefusalFloodTest, RefusalsInTheCommitAreBoundedToo) {
   // The police unit's share of the (offline) counseling center's mailbox is 5 envelopes;
   // then it resubmits one validly signed envelope over and over: each is refused in the
