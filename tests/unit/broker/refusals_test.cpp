@@ -135,7 +135,7 @@ TEST(RefusalLimiterTest, RefusalsDecidedLaterShareAnAllowanceAndAreCountedUnderT
   EXPECT_FALSE(l.Note("police", NackReason::kConsentRevoked, kT0 + 6, /*may_audit=*/false));
   EXPECT_TRUE(l.MayAudit("police", kBucket, kT0 + 60'000)) << "a new window";
   std::vector<schema::AuditEntry> out;
-  l.TakeDue(kT0 + 60'000, false, 1, out);
+  l.TakeDue(kT0 + 60'010, false, 1, out);
   ASSERT_EQ(out.size(), 2u);
   for (const auto& e : out) {
     EXPECT_TRUE(e.reason == NackReason::kQuotaExceeded || e.reason == NackReason::kConsentRevoked)
