@@ -25,9 +25,14 @@
 //
 // Identity of a peer is ZAP's User-Id, attached by libzmq to each message of an
 // authenticated connection, plus the connection's CURVE key (ZAP metadata
-// X-Transport-Key): every frame is checked against the current directory, so a party
-// revoked (or a key rotated out) by a reloaded directory is cut off at once, even on a
-// connection that authenticated earlier.
+// X-Transport-Key): every frame is checked against the current directory, first, before it
+// is decoded or any signature checked, so a party revoked (or a key rotated out) by a
+// reloaded directory is cut off at once, even on a connection that authenticated earlier
+// (its deliveries stop; its frames are refused and only counted).
+//
+// Refusals (broker/refusals.h, schema/PROTOCOL.md section 6): per peer and reason the first
+// limits.refusals_audited_per_minute a minute are audited one by one; the rest get their
+// Nack at once and are recorded as one aggregate entry when the window closes or at stop.
 //
 // Witnessing (schema/PROTOCOL.md section 11.3). As a witness (with the witness role in the
 // directory), the broker answers WitnessRequest frames from other brokers: the loop checks
