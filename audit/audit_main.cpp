@@ -189,6 +189,10 @@ int RunVerify(const std::string& store_dir, const std::string& dir, size_t min_c
                 {"broker_id", v.broker_id},
                 {"origin", v.origin},
                 {"entries", v.entries},
+                {"refusals",
+                 {{"entries", v.refusal_entries},
+                  {"refusals", v.refusals},
+                  {"aggregates", v.refusal_aggregates}}},
                 {"checkpoints", v.checkpoints},
                 {"signatures_ok", v.signatures_ok},
                 {"verified_size", v.verified_size},
@@ -211,6 +215,9 @@ int RunVerify(const std::string& store_dir, const std::string& dir, size_t min_c
     std::cout << "Audit log " << v.origin << " of broker " << v.broker_id << " in " << store_dir
               << "\n"
               << "  entries:     " << v.entries << "\n"
+              << "  refusals:    " << v.refusals << " in " << v.refusal_entries << " entries ("
+              << v.refusal_aggregates
+              << " of them aggregates of refusals not recorded one by one)\n"
               << "  checkpoints: " << v.checkpoints << " (" << v.signatures_ok
               << " signatures valid)\n"
               << "  verified:    size " << v.verified_size << ", root "

@@ -261,6 +261,9 @@ void PrintRows(const QueryResult& result, OutputFormat format, std::ostream& out
     json rows = json::array();
     for (const AuditRow& r : result.rows) {
       const AuditEntry& e = r.entry;
+      const uint64_t refusals = e.event == AuditEvent::kEnvelopeRejected ? e.Refusals() : 0;
+      const std::string first = e.refusal_count ? FormatUtc(e.first_refused_ms) : "";
+      const std::string last = e.refusal_count ? FormatUtc(e.last_refused_ms) : "";
       rows.push_back({{"index", e.index},
                       {"time", FormatUtc(e.time_ms)},
                       {"time_ms", e.time_ms},
@@ -277,6 +280,9 @@ void PrintRows(const QueryResult& result, OutputFormat format, std::ostream& out
                       {"operator_ref", e.operator_ref},
                       {"emergency_override", e.emergency_override},
                       {"statement_sha256", Hex(e.statement_sha256)},
+                      {"refusals", refusals},
+                      {"first_refused", first},
+                      {"last_refused", last},
                       {"detail", e.detail},
                       {"group", r.group},
                       {"note", r.note}});
@@ -290,7 +296,8 @@ void PrintRows(const QueryResult& result, OutputFormat format, std::ostream& out
   }
   if (format == OutputFormat::kCsv) {
     out << "index,time,event,actor,message_id,case_ref,sender_id,recipients,consent_grant_id,"
-           "kind,purpose,reason,operator_ref,emergency_override,detail,group,note\r\n";
+           "kind,purpose,reason,operator_ref,emergency_override,detail,group,note,refusals,"
+           "first_refused,last_refused\r\n";
     for (const AuditRow& r : result.rows) {
       const AuditEntry& e = r.entry;
       std::vector<std::string> f = {std::to_string(e.index),
@@ -309,7 +316,12 @@ void PrintRows(const QueryResult& result, OutputFormat format, std::ostream& out
                                     e.emergency_override ? "true" : "false",
                                     e.detail,
                                     r.group,
-                                    r.note};
+                                    r.note,
+                                    e.event == AuditEvent::kEnvelopeRejected
+                                        ? std::to_string(e.Refusals())
+                                        : std::string("0"),
+                                    e.refusal_count ? FormatUtc(e.first_refused_ms) : "",
+                                    e.refusal_count ? FormatUtc(e.last_refused_ms) : ""};
       for (size_t i = 0; i < f.size(); ++i) out << (i ? "," : "") << CsvField(f[i]);
       out << "\r\n";
     }
@@ -320,6 +332,10 @@ void PrintRows(const QueryResult& result, OutputFormat format, std::ostream& out
   for (const AuditRow& r : result.rows) {
     const AuditEntry& e = r.entry;
     std::string note = r.note.empty() ? e.detail : r.note;
+    if (e.refusal_count != 0) {
+      note = std::to_string(e.refusal_count) + " refusals " + FormatUtc(e.first_refused_ms) + ".." +
+             FormatUtc(e.last_refused_ms) + ": " + note;
+    }
     if (note.size() > 100) note = note.substr(0, 97) + "...";
     t.AddRow({std::to_string(e.index), FormatUtc(e.time_ms), std::string(schema::Name(e.event)),
               OrDash(e.actor), ShortId(e.message_id), OrDash(r.case_ref), OrDash(r.sender_id),

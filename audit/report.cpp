@@ -390,7 +390,7 @@ void RenderCounts(const AuditReport& r, std::string& h) {
     h += "<p class=\"none\" id=\"reason-counts\">No entry carries a refusal reason.</p>\n";
   } else {
     h += "<table id=\"reason-counts\"><tr><th>Reason</th><th class=\"num\">Entries</th>"
-         "<th>In events</th></tr>\n";
+         "<th class=\"num\">Refusals</th><th>In events</th></tr>\n";
     for (const auto& [reason, events] : r.reason_counts) {
       uint64_t n = 0;
       std::vector<std::string> in;
@@ -398,10 +398,19 @@ void RenderCounts(const AuditReport& r, std::string& h) {
         n += k;
         in.push_back(std::string(schema::Name(event)) + " " + Num(k));
       }
-      h += "<tr><td>" + E(schema::Name(reason)) + "</td><td class=\"num\">" + Num(n) + "</td><td>" +
-           Joined(in) + "</td></tr>\n";
+      auto refused = r.refusal_counts.find(reason);
+      h += "<tr><td>" + E(schema::Name(reason)) + "</td><td class=\"num\">" + Num(n) +
+           "</td><td class=\"num\">" +
+           Num(refused == r.refusal_counts.end() ? 0 : refused->second) + "</td><td>" + Joined(in) +
+           "</td></tr>\n";
     }
     h += "</table>\n";
+    if (r.refusal_aggregates > 0) {
+      h += "<p id=\"refusal-aggregates\">" + Num(r.refusal_aggregates) +
+           " entries are aggregates: each stands for the refusals of one party and reason "
+           "beyond the broker's per-minute limit, with their count and first and last "
+           "times.</p>\n";
+    }
   }
   h += "</section>\n";
 }
@@ -638,6 +647,10 @@ Result<AuditReport> BuildAuditReport(const LocalAuditStore& store, const LogKeys
     if (!r.last_ms || e.time_ms > *r.last_ms) r.last_ms = e.time_ms;
     ++r.event_counts[e.event];
     if (e.reason != NackReason::kUnspecified) ++r.reason_counts[e.reason][e.event];
+    if (e.event == AuditEvent::kEnvelopeRejected) {
+      r.refusal_counts[e.reason] += e.Refusals();
+      if (e.refusal_count != 0) ++r.refusal_aggregates;
+    }
     if (e.event == AuditEvent::kConsentGranted || e.event == AuditEvent::kConsentRevoked) {
       ReportGrant& g = r.grants[e.consent_grant_id];
       g.grant_id = e.consent_grant_id;

@@ -112,6 +112,10 @@ struct AuditReport {
   std::map<schema::AuditEvent, uint64_t> event_counts;
   // Refusal reason -> event -> count, over entries with a reason.
   std::map<schema::NackReason, std::map<schema::AuditEvent, uint64_t>> reason_counts;
+  // Refusal reason -> refusals the ENVELOPE_REJECTED entries record (an aggregate entry
+  // counts for its refusal_count), and how many of those entries are aggregates.
+  std::map<schema::NackReason, uint64_t> refusal_counts;
+  uint64_t refusal_aggregates = 0;
 
   std::map<Bytes, ReportGrant> grants;
   std::vector<ReportCase> cases;  // in order of their first entry

@@ -184,6 +184,10 @@ class LogVerifier {
       } else if (e->broker_id != log_keys_.broker_id) {
         EntryProblem(index,
                      "was written by broker '" + e->broker_id + "', not " + log_keys_.broker_id);
+      } else if (e->event == schema::AuditEvent::kEnvelopeRejected) {
+        ++report_.refusal_entries;
+        report_.refusals += e->Refusals();
+        if (e->refusal_count != 0) ++report_.refusal_aggregates;
       }
     }));
     n_ = scan_.tree.Size();

@@ -113,7 +113,12 @@ struct VerifyOptions {
 struct VerifyReport {
   std::string broker_id;
   std::string origin;
-  uint64_t entries = 0;      // local entries read (up to a gap, if there is one)
+  uint64_t entries = 0;  // local entries read (up to a gap, if there is one)
+  // ENVELOPE_REJECTED entries, the refusals they record (an aggregate counts for its
+  // refusal_count: schema/PROTOCOL.md section 6, "Refusals"), and how many are aggregates.
+  uint64_t refusal_entries = 0;
+  uint64_t refusals = 0;
+  uint64_t refusal_aggregates = 0;
   size_t checkpoints = 0;    // notes in the store
   size_t signatures_ok = 0;  // of which verified
   // The largest checkpoint that verified and matched the local entries.

@@ -109,6 +109,24 @@ Status LoadMetrics(const toml::table& root, ConfigReader& r, Config& c) {
   return Status::Ok();
 }
 
+// The [limits] section.
+Status LoadLimits(ConfigReader& r, Config& c) {
+  REFBUS_RETURN_IF_ERROR(
+      r.Uint("limits", "max_frame_bytes", 1024, schema::kMaxFrameBytes, &c.max_frame_bytes));
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "mailbox_quota", 1, 100000000, &c.mailbox_quota));
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "sender_quota", 1, c.mailbox_quota, &c.sender_quota));
+  if (c.sender_quota == 0) c.sender_quota = std::max<uint64_t>(1, c.mailbox_quota / 2);
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "max_batch", 1, 65536, &c.max_batch));
+  c.verify_threads = std::max(1u, std::thread::hardware_concurrency()) - 1;
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "verify_threads", 0, 64, &c.verify_threads));
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "delivery_window", 1, 65536, &c.delivery_window));
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "redelivery_ms", 100, 3600000, &c.redelivery_ms));
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "map_size_mb", 16, 1u << 20, &c.map_size_mb));
+  REFBUS_RETURN_IF_ERROR(
+      r.Uint("limits", "refusals_audited_per_minute", 0, 1000000, &c.refusals_audited_per_minute));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<Config> LoadConfig(const std::string& path) {
@@ -129,9 +147,10 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("broker", {"id", "bind", "data_dir", "key_file", "passphrase_file", "directory",
                              "anchor", "trust_state", "endpoint_file", "status_file"}));
-  REFBUS_RETURN_IF_ERROR(
-      r.NoUnknown("limits", {"max_frame_bytes", "mailbox_quota", "sender_quota", "max_batch",
-                             "verify_threads", "delivery_window", "redelivery_ms", "map_size_mb"}));
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown(
+      "limits",
+      {"max_frame_bytes", "mailbox_quota", "sender_quota", "max_batch", "verify_threads",
+       "delivery_window", "redelivery_ms", "map_size_mb", "refusals_audited_per_minute"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("policy", {"allow_unscoped_opaque"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("audit", {"checkpoint_interval_ms"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown(
@@ -174,17 +193,7 @@ Result<Config> LoadConfig(const std::string& path) {
                              (ec ? "cannot be checked: " + ec.message() : "does not exist"));
     }
   }
-  REFBUS_RETURN_IF_ERROR(
-      r.Uint("limits", "max_frame_bytes", 1024, schema::kMaxFrameBytes, &c.max_frame_bytes));
-  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "mailbox_quota", 1, 100000000, &c.mailbox_quota));
-  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "sender_quota", 1, c.mailbox_quota, &c.sender_quota));
-  if (c.sender_quota == 0) c.sender_quota = std::max<uint64_t>(1, c.mailbox_quota / 2);
-  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "max_batch", 1, 65536, &c.max_batch));
-  c.verify_threads = std::max(1u, std::thread::hardware_concurrency()) - 1;
-  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "verify_threads", 0, 64, &c.verify_threads));
-  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "delivery_window", 1, 65536, &c.delivery_window));
-  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "redelivery_ms", 100, 3600000, &c.redelivery_ms));
-  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "map_size_mb", 16, 1u << 20, &c.map_size_mb));
+  REFBUS_RETURN_IF_ERROR(LoadLimits(r, c));
   REFBUS_RETURN_IF_ERROR(r.Uint("audit", "checkpoint_interval_ms", 100, uint64_t{24} * 3600 * 1000,
                                 &c.checkpoint_interval_ms));
   REFBUS_RETURN_IF_ERROR(

@@ -28,6 +28,9 @@
 //   delivery_window = 256               # unacked deliveries per recipient
 //   redelivery_ms = 10000               # resend an unacked delivery after this long
 //   map_size_mb = 4096                  # LMDB map size
+//   refusals_audited_per_minute = 10    # refusals audited one by one per peer and reason
+//                                       # in a minute; the rest of that minute's are one
+//                                       # aggregate entry with their count and times
 //
 //   [policy]
 //   allow_unscoped_opaque = false       # accept OPAQUE envelopes that name no consent
@@ -108,6 +111,9 @@ struct Config {
   uint64_t delivery_window = 256;
   uint64_t redelivery_ms = 10000;
   uint64_t map_size_mb = 4096;
+  // Refusals audited one by one per peer, reason and minute; the rest of the minute's are
+  // recorded as one aggregate entry (broker/refusals.h).
+  uint64_t refusals_audited_per_minute = 10;
 
   bool allow_unscoped_opaque = false;
 

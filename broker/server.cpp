@@ -73,6 +73,9 @@ using server_internal::kStatusPeriodMs;
 Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   std::unique_ptr<Server> s(new Server());
   s->config_ = config;
+  RefusalLimits limits;
+  limits.audited_per_window = config.refusals_audited_per_minute;
+  s->refusals_ = RefusalLimiter(limits);
   s->verify_pool_ = std::make_unique<VerifyPool>(static_cast<unsigned>(config.verify_threads));
   UnixMillis now = SystemClock::Get().NowMillis();
   REFBUS_RETURN_IF_ERROR(s->LoadIdentity(config, now));
@@ -276,7 +279,11 @@ Status Server::Run() {
   bool stopping = false;
   bool final_checkpoint = false;  // dispatched, once everything else is committed
   while (true) {
-    if (!stopping && stop_.load()) stopping = true;
+    if (!stopping && stop_.load()) {
+      stopping = true;
+      // Every refusal counted so far is on record in the final commits.
+      FlushRefusals(SystemClock::Get().NowMillis(), true);
+    }
     if (stopping && !busy_ && turn_.Empty() && pending_events_.empty() &&
         pending_cosignatures_.empty()) {
       if (final_checkpoint) break;

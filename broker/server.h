@@ -25,9 +25,14 @@
 //
 // Identity of a peer is ZAP's User-Id, attached by libzmq to each message of an
 // authenticated connection, plus the connection's CURVE key (ZAP metadata
-// X-Transport-Key): every frame is checked against the current directory, so a party
-// revoked (or a key rotated out) by a reloaded directory is cut off at once, even on a
-// connection that authenticated earlier.
+// X-Transport-Key): every frame is checked against the current directory, first, before it
+// is decoded or any signature checked, so a party revoked (or a key rotated out) by a
+// reloaded directory is cut off at once, even on a connection that authenticated earlier
+// (its deliveries stop; its frames are refused and only counted).
+//
+// Refusals (broker/refusals.h, schema/PROTOCOL.md section 6): per peer and reason the first
+// limits.refusals_audited_per_minute a minute are audited one by one; the rest get their
+// Nack at once and are recorded as one aggregate entry when the window closes or at stop.
 //
 // Witnessing (schema/PROTOCOL.md section 11.3). As a witness (with the witness role in the
 // directory), the broker answers WitnessRequest frames from other brokers: the loop checks
@@ -86,6 +91,7 @@
 #include "broker/config.h"
 #include "broker/job_queue.h"
 #include "broker/link.h"
+#include "broker/refusals.h"
 #include "broker/status.h"
 #include "broker/store.h"
 #include "broker/turn.h"
@@ -281,9 +287,20 @@ class Server {
   // The party behind a connection, if it is still allowed by the current directory.
   Result<const schema::Party*> CurrentPeer(const zmq::message_t& msg) const;
   void Send(const std::string& routing_id, const schema::Frame& frame);
+  // A refusal: Nack, log line and REJECTED audit entry, the last two only for the first
+  // refusals per (peer, reason) and window (refusals_); the rest are counted into the
+  // window's aggregate entry and their Nack goes out at once (nothing to commit for it).
   void Reject(Turn& turn, const std::string& routing_id, uint64_t request_id,
               const std::string& peer, schema::NackReason reason, std::string detail,
               const schema::SealedEnvelope* env, ByteView envelope_bytes);
+  // A frame from a connection whose party a newer directory revoked or dropped, or whose
+  // key it rotated out: refused with Nack UNKNOWN_SENDER_KEY before any of the frame is
+  // decoded (only its request id is read), counted into the aggregate only.
+  void RefuseCutOff(Turn& turn, const std::string& routing_id, const std::string& peer,
+                    ByteView frame, std::string detail);
+  // Loop thread: the aggregate entries of the refusal windows closed by now (all of them
+  // when everything: at stop), into pending_events_.
+  void FlushRefusals(UnixMillis now, bool everything);
   void HandleDirectoryFetch(const std::string& routing_id, const schema::Frame& frame, Turn& turn);
 
   // ---- Intake and routing (broker/server_intake.cpp) ----
@@ -400,6 +417,9 @@ class Server {
   void NoteCommitted(const Job& job);
   // Loop thread, in Finish: the commit's outcome for each reply (refusals, duplicates).
   void SettleReplies(Job& job);
+  // Loop thread, in Finish: a refusal in the commit, counted by refusals_. False: it was
+  // not audited one by one (its aggregate will say it), so it is not logged either.
+  bool NoteCommitRefusal(const Accepted& a, schema::NackReason reason, UnixMillis now);
   // Loop thread, in Finish: sends every reply of the job.
   void SendReplies(const Job& job);
   // Marks a mailbox as having something new (an agency's, or a link's).
@@ -410,8 +430,9 @@ class Server {
   // Loop thread: sets checkpoint_due at the interval or on request.
   void CheckCheckpointTimer(UnixMillis now);
   void ReloadDirectory(UnixMillis now, bool forced);
-  // Loop thread, in ReloadDirectory: audits parties revoked or rotated by next, and cuts
-  // off the revoked ones.
+  // Loop thread, in ReloadDirectory: audits parties revoked, dropped or rotated by next, and
+  // cuts off those whose connections next no longer admits (revoked, dropped, or another
+  // transport key): their deliveries stop, and their frames are refused (RefuseCutOff).
   void NoteKeyChanges(const schema::Directory& old, const schema::Directory& next);
   // Loop thread, at start and on a new directory that moved agencies to other home brokers:
   // the entries this broker holds for agencies no longer routed where they wait (their
@@ -447,6 +468,7 @@ class Server {
   std::string endpoint_;
 
   Deliveries deliveries_;
+  RefusalLimiter refusals_{RefusalLimits{}};        // which refusals are audited one by one
   std::vector<schema::AuditEntry> pending_events_;  // written with the next commit
   // This log's witnesses (null without [witness] peers) and the cosignatures they gave,
   // stored with the next commit.

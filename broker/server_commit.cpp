@@ -57,7 +57,12 @@ void Server::Dispatch(UnixMillis now, bool expire, bool checkpoint) {
   // An auditor's AuditCheckpoint: signed right after this turn's commit, so the note
   // covers the query's own AUDITOR_QUERY entry.
   checkpoint = checkpoint || turn_.checkpoint_asked;
-  if (turn_.Empty() && !expire && !checkpoint) return;
+  if (turn_.Empty() && !expire && !checkpoint) {
+    // Frames answered at once (refusals counted into an aggregate, directory fetches) left
+    // nothing to commit: they must not hold the turn at max_batch and stop the reading.
+    turn_.frames = 0;
+    return;
+  }
   auto job = std::make_unique<Job>();
   job->turn = std::move(turn_);
   turn_ = Turn();
@@ -248,6 +253,15 @@ void Server::NoteCommitted(const Job& job) {
   }
 }
 
+bool Server::NoteCommitRefusal(const Accepted& a, NackReason reason, UnixMillis now) {
+  if (a.audit_refusal) {
+    refusals_.NoteAudited(a.actor, server_internal::kCommitRefusals, now);
+    return true;
+  }
+  (void)refusals_.Note(a.actor, reason, now, /*may_audit=*/false);
+  return false;
+}
+
 void Server::SettleReplies(Job& job) {
   const CommitResult& result = job.result;
   for (auto& r : job.turn.replies) {
@@ -275,7 +289,15 @@ void Server::SettleReplies(Job& job) {
     if (s == nullptr) continue;
     const size_t i = s->index;
     Outcome o = result.accepted[i];
-    if (o == Outcome::kRefused) {
+    if ((o == Outcome::kRefused || o == Outcome::kQuotaExceeded) &&
+        !NoteCommitRefusal(job.turn.batch.accepted[i], result.refusals[i].reason, job.now)) {
+      // Counted into an aggregate entry (broker/refusals.h): not logged one by one either.
+      ++stats_.rejected;
+      const keys::ScopeRefusal& why = result.refusals[i];
+      const bool quota = o == Outcome::kQuotaExceeded;
+      r.Refuse(why.reason, quota ? why.detail + "; retry later" : why.detail,
+               quota ? kQuotaRetryMs : 0);
+    } else if (o == Outcome::kRefused) {
       ++stats_.rejected;
       const keys::ScopeRefusal& why = result.refusals[i];
       r.Refuse(why.reason, why.detail, 0);

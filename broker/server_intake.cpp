@@ -29,6 +29,8 @@ void Server::Precheck(std::vector<Incoming>& burst, UnixMillis now) {
     Incoming& in = burst[i];
     if (in.parts.size() != 2 || in.parts[1].size() > config_.max_frame_bytes) return;
     const zmq::message_t& body = in.parts[1];
+    // A party the current directory no longer admits costs no decode and no signature check.
+    if (!CurrentPeer(body).ok()) return;
     in.frame = schema::DecodeFrame(ByteView(static_cast<const uint8_t*>(body.data()), body.size()));
     if (!in.frame->ok()) return;
     const Frame& f = **in.frame;
@@ -62,6 +64,13 @@ void Server::HandleMessage(Incoming& in, Turn& turn, UnixMillis now) {
   const zmq::message_t& body = parts[1];
   std::string peer_id = zmqx::UserId(body).value_or("");
   ByteView bytes(static_cast<const uint8_t*>(body.data()), body.size());
+  // ZAP ran at the handshake; the directory may have changed since: every frame's peer is
+  // checked first, before anything of the frame is read.
+  auto peer = CurrentPeer(body);
+  if (!peer.ok()) {
+    RefuseCutOff(turn, routing_id, peer_id, bytes, peer.status().message());
+    return;
+  }
   if (bytes.size() > config_.max_frame_bytes) {
     Reject(turn, routing_id, 0, peer_id, NackReason::kTooLarge,
            "frame of " + std::to_string(bytes.size()) + " bytes is over the limit of " +
@@ -73,13 +82,6 @@ void Server::HandleMessage(Incoming& in, Turn& turn, UnixMillis now) {
   if (!frame.ok()) {
     Reject(turn, routing_id, 0, peer_id, NackReason::kMalformed, frame.status().message(), nullptr,
            {});
-    return;
-  }
-  // ZAP ran at the handshake; the directory may have changed since: check every frame.
-  auto peer = CurrentPeer(body);
-  if (!peer.ok()) {
-    Reject(turn, routing_id, frame->request_id, peer_id, NackReason::kUnknownSenderKey,
-           peer.status().message(), nullptr, {});
     return;
   }
   HandleFrame(routing_id, peer_id, **peer, *frame, in, turn, now);
@@ -158,6 +160,9 @@ void Server::Admit(Turn& turn, const std::string& routing_id, uint64_t request_i
   accepted.serves = std::move(a.serves);
   accepted.hops = a.hops;
   accepted.audit_detail = std::move(a.audit_detail);
+  // Refusals in the commit share one allowance per actor (server_internal::kCommitRefusals).
+  accepted.audit_refusal = refusals_.MayAudit(accepted.actor, server_internal::kCommitRefusals,
+                                              SystemClock::Get().NowMillis());
   turn.batch.accepted.push_back(std::move(accepted));
   turn.decoded.push_back(std::move(a.decoded));
 }

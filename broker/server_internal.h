@@ -16,6 +16,12 @@
 
 namespace refbus::broker::server_internal {
 
+// The RefusalLimiter window (broker/refusals.h) whose allowance the refusals decided in the
+// commit (consent scope, quota) share per actor: whether one is audited is decided when the
+// envelope is admitted, before its reason is known. Its window never has an aggregate: what
+// it does not audit is counted under the refusal's own reason.
+inline constexpr schema::NackReason kCommitRefusals = schema::NackReason::kUnspecified;
+
 // ZAP metadata property with the connection's CURVE key (hex).
 inline constexpr const char* kKeyProperty = "X-Transport-Key";
 inline constexpr UnixMillis kTimerPeriodMs = 500;

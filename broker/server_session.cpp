@@ -107,6 +107,15 @@ void Server::Reject(Turn& turn, const std::string& routing_id, uint64_t request_
     stats_.CountEnvelope(env != nullptr ? env->header.kind : schema::MessageKind::kUnspecified,
                          EnvelopeOutcome::kRefused);
   }
+  if (!refusals_.Note(peer, reason, SystemClock::Get().NowMillis())) {
+    // Over this window's limit: counted into its aggregate entry; no log line, and the Nack
+    // does not wait for a commit (there is nothing of it to commit).
+    turn.direct.emplace_back(
+        routing_id, server_internal::NackFrame(
+                        request_id, env != nullptr ? ByteView(env->header.message_id) : ByteView(),
+                        reason, std::move(detail), 0));
+    return;
+  }
   schema::AuditEntry e;
   if (env != nullptr) {
     e = EnvelopeAudit(schema::AuditEvent::kEnvelopeRejected, *env, envelope_bytes, peer,
@@ -132,6 +141,22 @@ void Server::Reject(Turn& turn, const std::string& routing_id, uint64_t request_
   r.message_id = std::move(mid);
   r.kind = Reply::Nack{reason, std::move(detail), 0};
   turn.replies.push_back(std::move(r));
+}
+
+void Server::RefuseCutOff(Turn& turn, const std::string& routing_id, const std::string& peer,
+                          ByteView frame, std::string detail) {
+  ++stats_.rejected;
+  // The directory change that cut this party off is on record (KEY_REVOKED); what it sends
+  // after that is only counted (broker/refusals.h).
+  (void)refusals_.Note(peer, NackReason::kUnknownSenderKey, SystemClock::Get().NowMillis(),
+                       /*may_audit=*/false);
+  turn.direct.emplace_back(
+      routing_id, server_internal::NackFrame(schema::PeekRequestId(frame), {},
+                                             NackReason::kUnknownSenderKey, std::move(detail), 0));
+}
+
+void Server::FlushRefusals(UnixMillis now, bool everything) {
+  refusals_.TakeDue(now, everything, directory_.directory.serial, pending_events_);
 }
 
 void Server::HandleDirectoryFetch(const std::string& routing_id, const Frame& frame, Turn& turn) {

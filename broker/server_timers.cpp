@@ -19,6 +19,7 @@ void Server::CheckTimers(UnixMillis now) {
   if (now - timers_.timer_check < kTimerPeriodMs) return;
   timers_.timer_check = now;
   CheckRedeliveries(now);
+  FlushRefusals(now, false);
   if (reload_.exchange(false) || FileMtime(config_.directory) != directory_mtime_) {
     ReloadDirectory(now, true);
   }
@@ -35,26 +36,40 @@ void Server::CheckCheckpointTimer(UnixMillis now) {
 }
 
 void Server::NoteKeyChanges(const schema::Directory& old, const schema::Directory& next) {
-  for (const auto* list : {&next.agencies, &next.brokers, &next.auditors}) {
-    for (const auto& p : *list) {
-      const schema::Party* before = old.Find(p.id);
-      bool was_active = before != nullptr && before->status == schema::PartyStatus::kActive;
-      const schema::KeyRecord* old_key = before != nullptr ? before->ActiveKeys() : nullptr;
-      const schema::KeyRecord* new_key = p.ActiveKeys();
-      bool revoked = was_active && p.status != schema::PartyStatus::kActive;
-      bool rotated =
+  for (const auto* list : {&old.agencies, &old.brokers, &old.auditors}) {
+    for (const auto& before : *list) {
+      const schema::Party* p = next.Find(before.id);
+      const bool was_active = before.status == schema::PartyStatus::kActive;
+      const schema::KeyRecord* old_key = before.ActiveKeys();
+      const schema::KeyRecord* new_key = p != nullptr ? p->ActiveKeys() : nullptr;
+      const bool revoked =
+          was_active && (p == nullptr || p->status != schema::PartyStatus::kActive);
+      const bool rotated =
           old_key != nullptr && new_key != nullptr && old_key->signing_key != new_key->signing_key;
-      if (!revoked && !rotated) continue;
+      // Connections made with the old transport key are no longer admitted (CurrentPeer).
+      const bool key_out = was_active && !revoked && old_key != nullptr &&
+                           (new_key == nullptr || new_key->transport_key != old_key->transport_key);
+      if (!revoked && !rotated && !key_out) continue;
       schema::AuditEntry e;
       e.event = schema::AuditEvent::kKeyRevoked;
-      e.actor = p.id;
+      e.actor = before.id;
       e.directory_serial = next.serial;
-      e.detail = revoked ? "party revoked" : "keys rotated";
+      e.detail = revoked ? (p == nullptr ? "party dropped from the directory" : "party revoked")
+                         : "keys rotated";
       pending_events_.push_back(std::move(e));
+      if (!revoked && !key_out) continue;
+      // Its connections stay open (a ROUTER cannot close one peer's), but its session is
+      // forgotten: nothing more is delivered to it, and every frame it sends is refused
+      // before it is read (RefuseCutOff). A reconnection is refused by ZAP.
+      deliveries_.peers.erase(before.id);
+      deliveries_.DropInflight(before.id);
       if (revoked) {
-        deliveries_.peers.erase(p.id);
-        deliveries_.DropInflight(p.id);
-        spdlog::warn("{} is revoked by directory serial {}: cut off", p.id, next.serial);
+        spdlog::warn("{} is revoked by directory serial {}: cut off", before.id, next.serial);
+      } else {
+        spdlog::warn(
+            "{} has another transport key in directory serial {}: its connections "
+            "are cut off",
+            before.id, next.serial);
       }
     }
   }

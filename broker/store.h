@@ -117,6 +117,9 @@ struct Accepted {
   // Set by Commit for a duplicate: the mailboxes it added to the held message.
   std::vector<std::string> added;
   uint8_t hops = 0;  // brokers it passed before this one (0: from its sender)
+  // False: a refusal in the commit (consent scope, quota) gets no entry of its own; the
+  // loop counts it into an aggregate entry instead (broker/refusals.h).
+  bool audit_refusal = true;
 };
 
 // A grant registration whose signature (and countersignature) checked out.

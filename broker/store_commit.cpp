@@ -354,7 +354,7 @@ Status CommitTxn::StoreEnvelope(Accepted& a, size_t index) {
                                          a.envelope, a.actor, a.directory_serial);
     e.reason = refusal->reason;
     e.detail = refusal->detail;
-    REFBUS_RETURN_IF_ERROR(Audit(std::move(e)));
+    if (a.audit_refusal) REFBUS_RETURN_IF_ERROR(Audit(std::move(e)));
     result_.accepted.push_back(Outcome::kRefused);
     result_.refusals[index] = std::move(*refusal);
     return Status::Ok();
@@ -370,7 +370,7 @@ Status CommitTxn::StoreEnvelope(Accepted& a, size_t index) {
                                          a.envelope, a.actor, a.directory_serial);
     e.reason = schema::NackReason::kQuotaExceeded;
     e.detail = full;
-    REFBUS_RETURN_IF_ERROR(Audit(std::move(e)));
+    if (a.audit_refusal) REFBUS_RETURN_IF_ERROR(Audit(std::move(e)));
     result_.accepted.push_back(Outcome::kQuotaExceeded);
     result_.refusals[index] = keys::ScopeRefusal{schema::NackReason::kQuotaExceeded, full};
     return Status::Ok();

@@ -326,6 +326,16 @@ Result<AuditEntry> DecodeAuditEntry(ByteView bytes) {
   e.statement_sha256 = B(m.statement_sha256());
   e.operator_ref = m.operator_ref();
   e.emergency_override = m.emergency_override();
+  if (m.refusal_count() != 0 &&
+      (m.event() != pb::AUDIT_EVENT_ENVELOPE_REJECTED || m.first_refused_ms() == 0 ||
+       m.first_refused_ms() > m.last_refused_ms())) {
+    return FieldError(kWhat, "refusal_count",
+                      "is set on an entry that is no aggregate of refusals (its event or "
+                      "its first and last times do not fit)");
+  }
+  e.refusal_count = m.refusal_count();
+  e.first_refused_ms = m.first_refused_ms();
+  e.last_refused_ms = m.last_refused_ms();
   return e;
 }
 
@@ -352,6 +362,9 @@ Bytes EncodeAuditEntry(const AuditEntry& e) {
   m.set_statement_sha256(S(e.statement_sha256));
   m.set_operator_ref(e.operator_ref);
   m.set_emergency_override(e.emergency_override);
+  m.set_refusal_count(e.refusal_count);
+  m.set_first_refused_ms(e.first_refused_ms);
+  m.set_last_refused_ms(e.last_refused_ms);
   return Serialize(m);
 }
 

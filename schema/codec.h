@@ -32,6 +32,10 @@ bool IsValidCaseRef(std::string_view ref);  // [A-Za-z0-9-], 8..64
 // Transport frames.
 Result<Frame> DecodeFrame(ByteView bytes);
 Bytes EncodeFrame(const Frame& frame);
+// The request_id of a frame without decoding it: the top-level fields are skipped over,
+// nothing is copied or checked (a refusal that must not cost a decode still echoes the
+// id). 0 if the bytes are not a readable frame or carry none.
+uint64_t PeekRequestId(ByteView bytes);
 
 // Envelopes.
 Result<EnvelopeHeader> DecodeEnvelopeHeader(ByteView bytes);

@@ -1,5 +1,8 @@
 // Codec for transport frames (schema/codec.h "Transport frames"): one FromProto and one
 // ToProto per frame body; the Frame-level pair only dispatches on the body's kind.
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
 #include <algorithm>
 #include <string>
 
@@ -497,5 +500,22 @@ Result<Frame> DecodeFrame(ByteView bytes) {
 }
 
 Bytes EncodeFrame(const Frame& frame) { return Serialize(ToProto(frame)); }
+
+uint64_t PeekRequestId(ByteView bytes) {
+  using google::protobuf::internal::WireFormatLite;
+  if (bytes.size() > kMaxFrameBytes) return 0;
+  google::protobuf::io::CodedInputStream in(bytes.data(), static_cast<int>(bytes.size()));
+  constexpr uint32_t kRequestIdTag =
+      (2u << 3) | static_cast<uint32_t>(WireFormatLite::WIRETYPE_VARINT);  // Frame.request_id
+  uint64_t id = 0;
+  for (uint32_t tag = in.ReadTag(); tag != 0; tag = in.ReadTag()) {
+    if (tag == kRequestIdTag) {
+      if (!in.ReadVarint64(&id)) return 0;
+    } else if (!WireFormatLite::SkipField(&in, tag)) {
+      return 0;
+    }
+  }
+  return in.ConsumedEntireMessage() ? id : 0;
+}
 
 }  // namespace refbus::schema

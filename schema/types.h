@@ -529,6 +529,13 @@ struct AuditEntry {
   Bytes statement_sha256;
   std::string operator_ref;
   bool emergency_override = false;
+  // An aggregate of refusals (audit.proto): how many it covers (0: the entry is one refusal,
+  // its own), and the times of the first and the last.
+  uint64_t refusal_count = 0;
+  UnixMillis first_refused_ms = 0;
+  UnixMillis last_refused_ms = 0;
+  // How many refusals the entry stands for (1 for every entry but an aggregate).
+  uint64_t Refusals() const { return refusal_count == 0 ? 1 : refusal_count; }
 };
 
 // --- Key files ------------------------------------------------------------------------

@@ -799,6 +799,10 @@ bool CheckAuditEntry(ByteView in) {
   FUZZ_CHECK(e->statement_sha256.empty() || e->statement_sha256.size() == 32,
              "audit entry statement hash");
   FUZZ_CHECK(e->operator_ref.size() <= 64, "audit entry operator ref");
+  FUZZ_CHECK(e->refusal_count == 0 ||
+                 (e->event == schema::AuditEvent::kEnvelopeRejected && e->first_refused_ms != 0 &&
+                  e->first_refused_ms <= e->last_refused_ms),
+             "audit entry aggregate of refusals");
   RoundTrip<schema::AuditEntry>(*e, schema::DecodeAuditEntry, schema::EncodeAuditEntry,
                                 "audit entry");
   return true;

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <sstream>
 
 #include "audit/local_store.h"
 #include "audit/proof_bundle.h"
@@ -214,6 +215,43 @@ TEST(HtmlEscapeTest, MarkupQuotesControlsAndBidi) {
   EXPECT_EQ(HtmlEscape("\xe2\x80"), "\xe2\x80");  // truncated: left to the browser
 }
 
+TEST_F(AuditReportTest, AnAggregateOfRefusalsCountsForTheRefusalsItStandsFor) {
+  SmallLog();
+  AuditEntry one = Entry(AuditEvent::kEnvelopeRejected, "seoul-police-03");
+  one.reason = NackReason::kMalformed;
+  AuditEntry agg = Entry(AuditEvent::kEnvelopeRejected, "seoul-police-03");
+  agg.reason = NackReason::kMalformed;
+  agg.refusal_count = 4990;
+  agg.first_refused_ms = kNow + 1;
+  agg.last_refused_ms = kNow + 9'000;
+  agg.detail = "4990 refusals not recorded one by one";
+  Append({one, agg});
+  AddCheckpoint(tree_.Size());
+  AuditReport r = Build();
+  ASSERT_TRUE(r.verify.ok()) << r.verify.Headline();
+  EXPECT_EQ(r.verify.refusal_entries, 3u);  // with the small log's consent-revoked one
+  EXPECT_EQ(r.verify.refusals, 4992u);
+  EXPECT_EQ(r.verify.refusal_aggregates, 1u);
+  EXPECT_EQ(r.reason_counts.at(NackReason::kMalformed).at(AuditEvent::kEnvelopeRejected), 2u);
+  EXPECT_EQ(r.refusal_counts.at(NackReason::kMalformed), 4991u);
+  const std::string h = RenderAuditReportHtml(r);
+  for (const char* part : {"<td>malformed</td><td class=\"num\">2</td><td class=\"num\">4991</td>",
+                           "id=\"refusal-aggregates\""}) {
+    EXPECT_TRUE(HasSubstr(h, part)) << part;
+  }
+  // A query shows the count and the times, in every format.
+  QueryResult q;
+  q.rows.push_back(AuditRow{});
+  q.rows[0].entry = agg;
+  std::ostringstream js, csv, table;
+  PrintRows(q, OutputFormat::kJson, js);
+  PrintRows(q, OutputFormat::kCsv, csv);
+  PrintRows(q, OutputFormat::kTable, table);
+  EXPECT_TRUE(HasSubstr(js.str(), "\"refusals\": 4990")) << js.str();
+  EXPECT_TRUE(HasSubstr(csv.str(), ",4990,")) << csv.str();
+  EXPECT_TRUE(HasSubstr(table.str(), "4990 refusals")) << table.str();
+}
+
 TEST_F(AuditReportTest, ASmallStoreHasItsSectionsAndValues) {
   SmallLog();
   AuditReport r = Build();
@@ -257,32 +295,35 @@ TEST_F(AuditReportTest, ASmallStoreHasItsSectionsAndValues) {
   EXPECT_FALSE(r.overrides->rows.empty());
 
   const std::string h = RenderAuditReportHtml(r);
-  for (const char* part : {"<!DOCTYPE html>",
-                           "Content-Security-Policy",
-                           "id=\"verdict\"",
-                           ">PASS</p>",
-                           "id=\"log\"",
-                           "<code class=\"ref\">refbus/fed-test/seoul-broker</code>",
-                           "id=\"counts\"",
-                           "id=\"event-counts\"",
-                           "<td>accepted</td><td class=\"num\">2</td>",
-                           "<td>auditor-query</td><td class=\"num\">1</td>",
-                           "id=\"reason-counts\"",
-                           "<td>consent-revoked</td><td class=\"num\">1</td><td>rejected 1</td>",
-                           "<td>not-permitted</td><td class=\"num\">1</td><td>auditor-query 1</td>",
-                           "id=\"grants\"",
-                           "id=\"unconsented\"",
-                           "id=\"overrides\"",
-                           "id=\"timelines\"",
-                           "<code class=\"ref\">case-00000001</code>",
-                           "<code class=\"ref\">case-e0000001</code>",
-                           "seoul-counsel (operator op-counsel-7)",
-                           "forwarded to busan-broker",
-                           "EMERGENCY OVERRIDE",
-                           "basis consent-legal-representative (PIPA 22-2)",
-                           "names no consent grant",
-                           "2026-09-21T",
-                           "/srv/audit/&lt;seoul&gt;"}) {
+  for (const char* part :
+       {"<!DOCTYPE html>",
+        "Content-Security-Policy",
+        "id=\"verdict\"",
+        ">PASS</p>",
+        "id=\"log\"",
+        "<code class=\"ref\">refbus/fed-test/seoul-broker</code>",
+        "id=\"counts\"",
+        "id=\"event-counts\"",
+        "<td>accepted</td><td class=\"num\">2</td>",
+        "<td>auditor-query</td><td class=\"num\">1</td>",
+        "id=\"reason-counts\"",
+        "<td>consent-revoked</td><td class=\"num\">1</td><td class=\"num\">1</td><td>"
+        "rejected 1</td>",
+        "<td>not-permitted</td><td class=\"num\">1</td><td class=\"num\">0</td><td>"
+        "auditor-query 1</td>",
+        "id=\"grants\"",
+        "id=\"unconsented\"",
+        "id=\"overrides\"",
+        "id=\"timelines\"",
+        "<code class=\"ref\">case-00000001</code>",
+        "<code class=\"ref\">case-e0000001</code>",
+        "seoul-counsel (operator op-counsel-7)",
+        "forwarded to busan-broker",
+        "EMERGENCY OVERRIDE",
+        "basis consent-legal-representative (PIPA 22-2)",
+        "names no consent grant",
+        "2026-09-21T",
+        "/srv/audit/&lt;seoul&gt;"}) {
     EXPECT_TRUE(HasSubstr(h, part)) << part;
   }
   EXPECT_TRUE(HasSubstr(h, HexEncode(Id(1))));

@@ -1532,3 +1532,76 @@ TEST(MagicTest, DoesNotEchoUnprintableOrLongFirstLines) {
 
 }  // namespace
 }  // namespace refbus::schema
+
+namespace refbus::schema {
+namespace {
+
+AuditEntry RejectedEntry() {
+  AuditEntry e;
+  e.index = 4;
+  e.time_ms = 1'800'000'000'000;
+  e.event = AuditEvent::kEnvelopeRejected;
+  e.broker_id = "seoul-broker";
+  e.actor = "seoul-police-03";
+  e.reason = NackReason::kMalformed;
+  return e;
+}
+
+TEST(AuditEntryCodecTest, AnAggregateOfRefusalsRoundTrips) {
+  AuditEntry e = RejectedEntry();
+  e.refusal_count = 4990;
+  e.first_refused_ms = 1'800'000'000'001;
+  e.last_refused_ms = 1'800'000'000'900;
+  auto d = DecodeAuditEntry(EncodeAuditEntry(e));
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->refusal_count, 4990u);
+  EXPECT_EQ(d->first_refused_ms, e.first_refused_ms);
+  EXPECT_EQ(d->last_refused_ms, e.last_refused_ms);
+  EXPECT_EQ(d->Refusals(), 4990u);
+  // An entry written before the fields existed (or one refusal) stands for one.
+  auto one = DecodeAuditEntry(EncodeAuditEntry(RejectedEntry()));
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->refusal_count, 0u);
+  EXPECT_EQ(one->Refusals(), 1u);
+  // Unset fields add no bytes: the leaves of entries without them are what they were.
+  EXPECT_EQ(EncodeAuditEntry(*one), EncodeAuditEntry(RejectedEntry()));
+}
+
+TEST(AuditEntryCodecTest, RefusalCountOnlyOnRejectedEntriesWithTimesInOrder) {
+  AuditEntry other = RejectedEntry();
+  other.event = AuditEvent::kEnvelopeAccepted;
+  other.refusal_count = 2;
+  other.first_refused_ms = other.last_refused_ms = 5;
+  AuditEntry backwards = RejectedEntry();
+  backwards.refusal_count = 2;
+  backwards.first_refused_ms = 9;
+  backwards.last_refused_ms = 5;
+  AuditEntry untimed = RejectedEntry();
+  untimed.refusal_count = 2;
+  for (const AuditEntry& e : {other, backwards, untimed}) {
+    auto d = DecodeAuditEntry(EncodeAuditEntry(e));
+    ASSERT_FALSE(d.ok());
+    EXPECT_NE(d.status().message().find("refusal_count"), std::string::npos)
+        << d.status().ToString();
+  }
+}
+
+TEST(FrameCodecTest, PeekRequestIdReadsTheIdWithoutDecoding) {
+  Frame f;
+  f.type = Frame::Type::kSubmit;
+  f.request_id = 1234567;
+  f.submit.envelope = Bytes(3000, 0x42);
+  EXPECT_EQ(PeekRequestId(EncodeFrame(f)), 1234567u);
+  f.request_id = 0;
+  EXPECT_EQ(PeekRequestId(EncodeFrame(f)), 0u);
+  // Garbage, a truncated frame and nothing at all carry no id.
+  EXPECT_EQ(PeekRequestId(Bytes{0x07, 0x01, 0x02}), 0u);
+  f.request_id = 99;
+  Bytes cut = EncodeFrame(f);
+  cut.resize(cut.size() - 10);
+  EXPECT_EQ(PeekRequestId(cut), 0u);
+  EXPECT_EQ(PeekRequestId(Bytes{}), 0u);
+}
+
+}  // namespace
+}  // namespace refbus::schema
