@@ -4,8 +4,9 @@
 // grant it was shared under, with associated data naming the grant and the field's place
 // (table, record key, field), so a sealed value cannot be moved to another record.
 //
-// The keys live outside the case store, one file per grant in a folder of the agency's
-// key directory (<dir>/<grant id hex>.key, 0600, folder 0700; never in a backup). Each
+// The keys live outside the case store, one file per grant in their own folder
+// (<dir>/<grant id hex>.key, 0600, folder 0700; default <data_dir>/grant-keys, the
+// [agent] grant_key_dir setting; never in a backup). Each
 // file holds the data key wrapped (XChaCha20-Poly1305) under a key derived from the
 // agency's identity signing seed (crypto_kdf, context "rbgrntky"), so the folder alone
 // reveals nothing. A key file is written atomically and fsynced before any text is

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -221,8 +220,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   EngineOptions eo;
   eo.data_dir = config.data_dir;
   eo.broker_endpoint = config.broker_endpoint;
-  // Beside the key file, out of data_dir (and so out of every backup).
-  eo.grant_key_dir = std::filesystem::path(config.key_file).parent_path().string() + "/grant-keys";
+  eo.grant_key_dir = config.grant_key_dir;
   auto engine = Engine::Create(std::move(*party->identity), party->directory, eo);
   if (!engine.ok()) return engine.status().WithContext("cannot start");
 

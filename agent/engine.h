@@ -47,8 +47,8 @@ struct EngineOptions {
   std::string broker_endpoint;  // empty: the home broker's endpoint from the directory
   ClientOptions client;
   UnixMillis message_lifetime_ms = 30 * kMillisPerDay;
-  // The per-grant data keys (agent/case_crypto.h); empty: <data_dir>/grant-keys. The
-  // daemon keeps them beside the agency's key file, out of data_dir and its backups.
+  // The per-grant data keys (agent/case_crypto.h); empty: <data_dir>/grant-keys (out of
+  // the stores, and so out of every backup: agent/backup.h).
   std::string grant_key_dir;
 };
 

@@ -147,8 +147,8 @@ class AgentDaemon {
   const std::string& data_dir() const { return data_; }
   const std::string& config_path() const { return cfg_; }
   const std::string& log_path() const { return log_; }
-  // The folder of the agency's key file (its grant data keys are in grant-keys/ there).
-  std::string key_dir() const { return fed_.Dir(id_); }
+  // The folder of the agency's per-grant data keys (the default, <data_dir>/grant-keys).
+  std::string grant_key_dir() const { return data_ + "/grant-keys"; }
 
  private:
   const Federation& fed_;

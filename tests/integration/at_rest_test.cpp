@@ -284,8 +284,7 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
   ExpectPlantedTextNowhere("before the revocation");
   // The text is there, sealed: it opens under the counseling center's key for the grant.
   auto counsel_sealed = SealedValuesUnder(counsel.data_dir());
-  auto keys_c =
-      agent::GrantKeys::Open(counsel.key_dir() + "/grant-keys", fed_.LoadIdentity("seoul-counsel"));
+  auto keys_c = agent::GrantKeys::Open(counsel.grant_key_dir(), fed_.LoadIdentity("seoul-counsel"));
   ASSERT_TRUE(keys_c.ok()) << keys_c.status().ToString();
   size_t opened = 0;
   for (const auto& f : counsel_sealed) {
@@ -303,10 +302,18 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
       "purge confirmations from both recipients");
   for (auto& [id, a] : agents_) Backup(*a, "after");
   ExpectPlantedTextNowhere("after the revocation");
+  // Nowhere a copy of the destroyed key file: not in the data folders, not in a backup.
+  for (const auto& e : std::filesystem::recursive_directory_iterator(root_)) {
+    const std::string name = e.path().filename().string();
+    if (name == grant + ".key") {
+      EXPECT_NE(e.path().string().find("/seoul-wee-01-agent/"), std::string::npos)
+          << "a copy of the purged grant's data key: " << e.path();
+    }
+  }
   for (AgentDaemon* a : {&counsel, &dsc}) {
-    EXPECT_FALSE(std::filesystem::exists(a->key_dir() + "/grant-keys/" + grant + ".key"))
+    EXPECT_FALSE(std::filesystem::exists(a->grant_key_dir() + "/" + grant + ".key"))
         << a->id() << " still holds the purged grant's data key";
-    auto k = agent::GrantKeys::Open(a->key_dir() + "/grant-keys", fed_.LoadIdentity(a->id()));
+    auto k = agent::GrantKeys::Open(a->grant_key_dir(), fed_.LoadIdentity(a->id()));
     ASSERT_TRUE(k.ok()) << k.status().ToString();
     auto remaining = (*k)->Grants();
     ASSERT_TRUE(remaining.ok());
@@ -359,7 +366,7 @@ TEST_F(AtRestTest, RetentionPassedPurgesTheGrantsDataAndConfirms) {
       "the referral");
   counsel.Ok("POST", "/v1/referrals/" + rid + "/state",
              {{"state", "declined"}, {"reason", Plant("decline")}, {"operator", "c-7"}});
-  EXPECT_TRUE(std::filesystem::exists(counsel.key_dir() + "/grant-keys/" + grant + ".key"));
+  EXPECT_TRUE(std::filesystem::exists(counsel.grant_key_dir() + "/" + grant + ".key"));
   // The retention passes: the counseling center purges and confirms to the recorder.
   Json wcase = wee.WaitFor(
       "/v1/cases/" + case_ref, [&](const Json& c) { return !c["purge_confirmations"].empty(); },
@@ -372,7 +379,7 @@ TEST_F(AtRestTest, RetentionPassedPurgesTheGrantsDataAndConfirms) {
   ASSERT_NE(m, nullptr);
   EXPECT_EQ((*m)["status"], "purged");
   for (AgentDaemon* a : {&counsel, &wee}) {
-    EXPECT_FALSE(std::filesystem::exists(a->key_dir() + "/grant-keys/" + grant + ".key"))
+    EXPECT_FALSE(std::filesystem::exists(a->grant_key_dir() + "/" + grant + ".key"))
         << a->id() << " still holds the grant's data key after its retention";
   }
   Json read = counsel.Ok("POST", "/v1/cases/" + case_ref + "/read", {{"operator", "c-7"}});
