@@ -120,8 +120,10 @@ class AtRestTest : public ::testing::Test {
   // No file anywhere under the federation's folder holds any planted text.
   void ExpectPlantedTextNowhere(const std::string& when) {
     auto found = FilesContaining(root_, token_);
+    std::string list;
+    for (const auto& f : found) list += "\n  " + f;
     EXPECT_TRUE(found.empty()) << when << ": planted case text found in the clear in "
-                               << found.size() << " file(s), first " << found[0];
+                               << found.size() << " file(s):" << list;
   }
 
   std::string root_;
@@ -350,7 +352,7 @@ TEST_F(AtRestTest, RetentionPassedPurgesTheGrantsDataAndConfirms) {
                          {"purposes", {"counseling"}},
                          {"categories", {"identity"}},
                          {"recipient_types", {"counseling-center"}},
-                         {"retention_in_ms", Scaled(4000)},
+                         {"retention_in_ms", Scaled(6000)},
                          {"operator", "wee-teacher-1"}});
   std::string grant = consent["grant_id"];
   std::string case_ref = consent["case_ref"];
