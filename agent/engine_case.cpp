@@ -96,9 +96,7 @@ Result<CaseText> Engine::Impl::SealClosedReason(const CaseRecord& c,
     auto sealed = SealText(g, ClosedReasonPlace(c.case_ref), reason);
     if (sealed.ok() || sealed.status().code() != Status::Code::kFailedPrecondition) return sealed;
   }
-  CaseText none;
-  if (!reason.empty()) none.plain = "[not kept: no grant of the case holds data any more]";
-  return none;
+  return CaseText{};  // not kept: no grant of the case holds data any more
 }
 
 Result<Json> Engine::CloseCase(const std::string& case_ref_in, const Json& body) {

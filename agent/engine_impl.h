@@ -93,6 +93,8 @@ struct Engine::Impl {
   // Free text sealed under the grant's data key at its place; empty text stays empty.
   Result<CaseText> SealText(const std::string& grant_hex, const std::string& place,
                             const std::string& text);
+  // Seals the free text older versions stored in the clear (at start).
+  Status SealLegacyText();
   // The text, or what stands in for it: "[purged: ...]", "[unreadable: ...]".
   nlohmann::json ReadText(const CaseText& text, const std::string& place);
   // The case view; read: how its free text is shown.
@@ -147,6 +149,9 @@ struct Engine::Impl {
   Status OnPurgeConfirmation(CaseStore::Txn& txn, const OpenedCase& oc);
   Status OnCaseClosed(CaseStore::Txn& txn, const OpenedCase& oc);
 };
+
+// The agent's own words for a withdrawal by revocation (kept plain).
+inline constexpr char kRevokedWords[] = "consent revoked";
 
 // The grant a record holds, decoded.
 Result<KnownGrant> KnownFrom(const GrantRecord& rec);

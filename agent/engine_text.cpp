@@ -17,6 +17,52 @@ Result<CaseText> Engine::Impl::SealText(const std::string& grant_hex, const std:
   return out;
 }
 
+// Stores written before case text was sealed hold reasons in the clear: each is sealed at
+// start under its record's grant, or dropped if that grant's data was purged. (Old copies
+// stay in the store's freed pages until LMDB reuses them.)
+Status Engine::Impl::SealLegacyText() {
+  REFBUS_ASSIGN_OR_RETURN(auto txn, case_store->Begin(true));
+  size_t sealed = 0;
+  auto seal = [&](CaseText& t, const std::string& grant, const std::string& place) -> Status {
+    if (t.sealed || t.plain.empty()) return Status::Ok();
+    auto s = grant.empty() ? Result<CaseText>(FailedPrecondition("no grant"))
+                           : SealText(grant, place, t.plain);
+    if (!s.ok() && s.status().code() != Status::Code::kFailedPrecondition) return s.status();
+    t = s.ok() ? std::move(*s) : CaseText{};
+    ++sealed;
+    return Status::Ok();
+  };
+  REFBUS_ASSIGN_OR_RETURN(auto referrals, LoadAll<ReferralRecord>(txn));
+  for (auto& [key, r] : referrals) {
+    const size_t before = sealed;
+    for (size_t i = 0; i < r.history.size(); ++i) {
+      auto& reason = r.history[i].reason;
+      if (!reason || reason->plain == kRevokedWords) continue;
+      REFBUS_RETURN_IF_ERROR(seal(*reason, r.grant_id, HistoryReasonPlace(key, i)));
+    }
+    if (sealed != before) REFBUS_RETURN_IF_ERROR(Save(txn, key, r));
+  }
+  REFBUS_ASSIGN_OR_RETURN(auto handoffs, LoadAll<HandoffRecord>(txn));
+  for (auto& [key, h] : handoffs) {
+    const size_t before = sealed;
+    REFBUS_RETURN_IF_ERROR(seal(h.reason, h.grant_id, HandoffReasonPlace(key)));
+    if (sealed != before) REFBUS_RETURN_IF_ERROR(Save(txn, key, h));
+  }
+  REFBUS_ASSIGN_OR_RETURN(auto cases, LoadAll<CaseRecord>(txn));
+  for (auto& [key, c] : cases) {
+    if (!c.closed_reason) continue;
+    const size_t before = sealed;
+    const std::string grant = c.grants.empty() ? "" : c.grants.front();
+    REFBUS_RETURN_IF_ERROR(seal(*c.closed_reason, grant, ClosedReasonPlace(key)));
+    if (sealed != before) REFBUS_RETURN_IF_ERROR(Save(txn, key, c));
+  }
+  if (sealed == 0) return Status::Ok();  // nothing written: the transaction is dropped
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  spdlog::info("agent {}: sealed {} text fields an older version had stored in the clear", me(),
+               sealed);
+  return Status::Ok();
+}
+
 Json Engine::Impl::ReadText(const CaseText& text, const std::string& place) {
   if (!text.sealed) return text.plain;
   auto opened = grant_keys->Unseal(*text.sealed, place);

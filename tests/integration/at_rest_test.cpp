@@ -16,6 +16,8 @@
 #include <set>
 
 #include "agent/case_crypto.h"
+#include "agent/case_store.h"
+#include "agent/records.h"
 #include "broker/store.h"
 #include "keys/secret.h"
 #include "schema/codec.h"
@@ -337,6 +339,53 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
     Json c = a->Ok("POST", "/v1/cases/" + case_ref + "/read", {{"operator", "auditor"}});
     EXPECT_NE(c.dump().find("purged"), std::string::npos) << c.dump();
   }
+}
+
+// A store written before case text was sealed: its plain reasons are sealed at the next
+// start (the list no longer shows them; the recorded read still does).
+TEST_F(AtRestTest, PlainReasonsOfAnOlderStoreAreSealedAtStart) {
+  AgentDaemon& wee = A("seoul-wee-01");
+  AgentDaemon& counsel = A("seoul-counsel");
+  Json consent = wee.Ok("POST", "/v1/consents",
+                        {{"basis", "consent-subject"},
+                         {"consenters", {"subject"}},
+                         {"purposes", {"counseling"}},
+                         {"categories", {"identity"}},
+                         {"recipient_types", {"counseling-center"}},
+                         {"operator", "wee-teacher-1"}});
+  std::string case_ref = consent["case_ref"];
+  Json sent = wee.Ok("POST", "/v1/referrals",
+                     {{"grant_id", consent["grant_id"]},
+                      {"to", "seoul-counsel"},
+                      {"purpose", "counseling"},
+                      {"fields", {{{"category", "identity"}, {"name", "n"}, {"value", "v"}}}},
+                      {"operator", "wee-teacher-1"}});
+  std::string rid = sent["referral_id"];
+  counsel.WaitFor(
+      "/v1/referrals", [&](const Json& l) { return FindBy(l, "referral_id", rid) != nullptr; },
+      "the referral");
+  counsel.Ok("POST", "/v1/referrals/" + rid + "/state",
+             {{"state", "declined"}, {"reason", "sealed now"}, {"operator", "c-7"}});
+  ASSERT_EQ(counsel.Stop(), 0);
+  {
+    // What an older version wrote: the decline reason in the clear.
+    auto store = agent::CaseStore::Open(counsel.data_dir() + "/cases");
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    auto txn = (*store)->Begin(true);
+    ASSERT_TRUE(txn.ok());
+    auto rec = agent::Load<agent::ReferralRecord>(*txn, rid);
+    ASSERT_TRUE(rec.ok() && rec->has_value());
+    ASSERT_EQ((*rec)->history.size(), 2u);
+    (*rec)->history[1].reason = agent::CaseText{Plant("legacy-decline"), std::nullopt};
+    ASSERT_TRUE(agent::Save(*txn, rid, **rec).ok());
+    ASSERT_TRUE(txn->Commit().ok());
+  }
+  ASSERT_TRUE(counsel.Start());
+  Json list = counsel.Ok("GET", "/v1/referrals");
+  EXPECT_EQ(list.dump().find(token_), std::string::npos)
+      << "an older store's plain reason is still shown (and stored) in the clear: " << list.dump();
+  Json read = counsel.Ok("POST", "/v1/cases/" + case_ref + "/read", {{"operator", "c-7"}});
+  EXPECT_NE(read.dump().find(Plant("legacy-decline")), std::string::npos) << read.dump();
 }
 
 // Item 9: a grant whose retention passed is purged at the recipient (and the recorder):
