@@ -40,7 +40,7 @@ int64_t SteadyNowMs() {
 }
 
 // clang-format off
-const std::array<RouteInfo, 19> kRoutes = {{
+const std::array<RouteInfo, 20> kRoutes = {{
     {Route::kRecordConsent, "POST", "/v1/consents", "/v1/consents", 201},
     {Route::kConsents, "GET", "/v1/consents", "/v1/consents", 200},
     {Route::kSendReferral, "POST", "/v1/referrals", "/v1/referrals", 201},
@@ -56,6 +56,7 @@ const std::array<RouteInfo, 19> kRoutes = {{
     {Route::kRevokeConsent, "POST", "/v1/consents/{id}/revoke", "/v1/consents/([^/]{1,128})/revoke", 200},
     {Route::kCloseCase, "POST", "/v1/cases/{case}/close", "/v1/cases/([^/]{1,128})/close", 200},
     {Route::kSetLocalCase, "PUT", "/v1/cases/{case}/local", "/v1/cases/([^/]{1,128})/local", 200},
+    {Route::kReadCase, "POST", "/v1/cases/{case}/read", "/v1/cases/([^/]{1,128})/read", 200},
     {Route::kCase, "GET", "/v1/cases/{case}", "/v1/cases/([^/]{1,128})", 200},
     {Route::kStatus, "GET", "/v1/status", "/v1/status", 200},
     {Route::kReady, "GET", "/v1/readyz", "/v1/readyz", 200},

@@ -67,6 +67,7 @@ enum class Route {
   kCloseCase,             // POST /v1/cases/{case}/close
   kSetLocalCase,          // PUT  /v1/cases/{case}/local
   kCase,                  // GET  /v1/cases/{case}
+  kReadCase,              // POST /v1/cases/{case}/read (free text, recorded)
   kStatus,                // GET  /v1/status
   kReady,                 // GET  /v1/readyz: the handler returns {"ready": bool, ...}
   kHealth,                // GET  /v1/healthz: answered by the server itself, no token

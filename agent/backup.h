@@ -10,8 +10,9 @@
 // than the inbox copy could claim sequence numbers the restored inbox hands out again to
 // new messages, which would then never be processed.
 //
-// Not in a backup, on purpose: operator-keys/ (countersigning private keys), api.token (a
-// secret; the daemon makes a new one at start), api.url, and every key file. The trust
+// Not in a backup, on purpose: grant-keys/ (the per-grant data keys: a purge destroys a
+// key, and a backup must not bring it back), operator-keys/ (countersigning private keys),
+// api.token (a secret; the daemon makes a new one at start), api.url, and every key file. The trust
 // state file lives outside data_dir and stays as it is.
 //
 // RestoreAgent refuses when transport/ or cases/ is in use (a daemon runs) or holds

@@ -4,8 +4,12 @@
 // their SHA-256 (checked on every read: LMDB has no checksums); a damaged value is
 // reported as kMalformed naming the table and key, never returned.
 //
-// No case content is stored here: only ids, pseudonyms, states, agency ids, categories,
-// operator references and times. Content stays sealed in the transport store's inbox.
+// No case content is stored here in the clear: only ids, pseudonyms, states, agency ids,
+// categories, operator references, times and fixed words (enum names, "consent revoked").
+// Content stays sealed in the transport store's inbox; the free text the engine keeps
+// (reasons) is stored sealed under its grant's data key (agent/case_crypto.h, records.h
+// CaseText), so that destroying the key shreds it in this store's freed pages and
+// backups too. Item ids of deletion requests are the requester's identifiers, kept plain.
 //
 // Thread safety: one thread; one CaseStore per directory per process (locked).
 #ifndef REFBUS_AGENT_CASE_STORE_H_

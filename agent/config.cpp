@@ -32,7 +32,7 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   ConfigReader r(root, path);
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("agent", {"id", "data_dir", "key_file", "passphrase_file", "directory", "anchor",
-                            "trust_state", "broker_endpoint"}));
+                            "trust_state", "broker_endpoint", "grant_key_dir"}));
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("api", {"listen", "url_file", "token_file", "command_timeout_ms"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("metrics", {"bind", "url_file"}));
@@ -49,6 +49,8 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   REFBUS_ASSIGN_OR_RETURN(c.anchor, r.Path("agent", "anchor", true));
   REFBUS_ASSIGN_OR_RETURN(c.trust_state, r.Path("agent", "trust_state", true));
   REFBUS_ASSIGN_OR_RETURN(c.broker_endpoint, r.String("agent", "broker_endpoint", false));
+  REFBUS_ASSIGN_OR_RETURN(c.grant_key_dir, r.Path("agent", "grant_key_dir", false));
+  if (c.grant_key_dir.empty()) c.grant_key_dir = (fs::path(c.data_dir) / "grant-keys").string();
   if (!c.broker_endpoint.empty() && c.broker_endpoint.rfind("tcp://", 0) != 0 &&
       c.broker_endpoint.rfind("ipc://", 0) != 0) {
     return r.Error("agent", "broker_endpoint", "must start with tcp:// or ipc://");

@@ -15,6 +15,9 @@
 //   trust_state = "trust-state"      # highest directory serial accepted (rollback)
 //   broker_endpoint = ""             # optional: default is the home broker's endpoint
 //                                    # in the directory
+//   grant_key_dir = ""               # per-grant data keys sealing case text at rest
+//                                    # (agent/case_crypto.h); default <data_dir>/grant-keys,
+//                                    # never in a backup (agent/backup.h)
 //
 //   [api]
 //   listen = "127.0.0.1:0"           # loopback only; port 0 = any free port
@@ -50,6 +53,7 @@ struct AgentConfig {
   std::string anchor;
   std::string trust_state;
   std::string broker_endpoint;
+  std::string grant_key_dir;
 
   std::string api_listen = "127.0.0.1:0";
   std::string api_url_file;

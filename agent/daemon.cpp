@@ -156,6 +156,8 @@ class EngineHandler final : public CommandHandler {
         return engine_.SetLocalCase(r.id, r.body);
       case Route::kCase:
         return engine_.Case(r.id);
+      case Route::kReadCase:
+        return engine_.ReadCase(r.id, r.body);
       case Route::kStatus:
         return engine_.GetStatus();
       case Route::kReady: {
@@ -218,6 +220,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   EngineOptions eo;
   eo.data_dir = config.data_dir;
   eo.broker_endpoint = config.broker_endpoint;
+  eo.grant_key_dir = config.grant_key_dir;
   auto engine = Engine::Create(std::move(*party->identity), party->directory, eo);
   if (!engine.ok()) return engine.status().WithContext("cannot start");
 
@@ -263,6 +266,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
 
   int64_t directory_mtime = MtimeNs(config.directory);
   auto next_directory_check = std::chrono::steady_clock::now();
+  auto next_retention = std::chrono::steady_clock::now();
   Status last_error;
   while (*signals.stop == 0) {
     if (Status s = (*engine)->Poll(10); !s.ok() && s.message() != last_error.message()) {
@@ -276,6 +280,12 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
     if (now >= next_status) {
       next_status = now + std::chrono::seconds(1);
       refresh_status(true);
+    }
+    if (now >= next_retention) {
+      next_retention = now + std::chrono::seconds(2);
+      if (Status s = (*engine)->EnforceRetention(); !s.ok()) {
+        spdlog::error("agent: enforcing retention failed: {}", s.ToString());
+      }
     }
     bool forced = signals.reload != nullptr && *signals.reload != 0;
     if (forced || now >= next_directory_check) {

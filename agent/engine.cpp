@@ -42,6 +42,10 @@ Result<std::unique_ptr<Engine>> Engine::Create(keys::Identity identity,
   REFBUS_ASSIGN_OR_RETURN(impl->transport_store,
                           TransportStore::Open(options.data_dir + "/transport", StoreOptions{}));
   REFBUS_ASSIGN_OR_RETURN(impl->case_store, CaseStore::Open(options.data_dir + "/cases"));
+  const std::string key_dir =
+      options.grant_key_dir.empty() ? options.data_dir + "/grant-keys" : options.grant_key_dir;
+  REFBUS_ASSIGN_OR_RETURN(impl->grant_keys, GrantKeys::Open(key_dir, impl->identity));
+  REFBUS_RETURN_IF_ERROR(impl->SealLegacyText());
   std::string endpoint = options.broker_endpoint;
   if (endpoint.empty()) {
     const schema::Party* self = impl->dir().Find(impl->me());
@@ -61,6 +65,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(keys::Identity identity,
   REFBUS_RETURN_IF_ERROR(e->impl_->FlushOutgoing());
   REFBUS_RETURN_IF_ERROR(e->impl_->ProcessInbox());
   REFBUS_RETURN_IF_ERROR(e->impl_->RunPendingPurges());
+  REFBUS_RETURN_IF_ERROR(e->impl_->EnforceRetention());
   return e;
 }
 
@@ -76,6 +81,8 @@ Status Engine::Poll(int timeout_ms) {
   if (!p.ok()) spdlog::error("agent: processing the inbox failed: {}", p.ToString());
   return s.ok() ? p : s;
 }
+
+Status Engine::EnforceRetention() { return impl_->EnforceRetention(); }
 
 void Engine::Shutdown(int linger_ms) {
   impl_->client->PauseSubmissions(true);

@@ -17,9 +17,12 @@
 //
 // Content at rest: the engine keeps no plaintext. Delivered envelopes stay sealed in the
 // inbox (to this agency's prekeys); "open" decrypts on demand and records the access.
-// Case data an operator sends is sealed at once and not kept. Purging a grant's messages
-// replaces their envelopes by tombstones (the ids stay, for deduplication), which destroys
-// the wrapped content keys: nothing under the grant can be opened again.
+// Case data an operator sends is sealed at once and not kept. Free text the case store
+// keeps (reasons) is sealed under the data key of its grant (agent/case_crypto.h); the
+// lists show "[sealed: ...]" and ReadCase shows it, recording the read. Purging a grant
+// (revoked, or its retention passed) replaces its messages' envelopes by tombstones (the
+// ids stay, for deduplication) and destroys the grant's data key: nothing under the grant
+// can be opened or read again, in the stores' freed pages and in backups too.
 //
 // Thread safety: none. One thread (the daemon's loop) calls Poll() and every command.
 #ifndef REFBUS_AGENT_ENGINE_H_
@@ -44,6 +47,9 @@ struct EngineOptions {
   std::string broker_endpoint;  // empty: the home broker's endpoint from the directory
   ClientOptions client;
   UnixMillis message_lifetime_ms = 30 * kMillisPerDay;
+  // The per-grant data keys (agent/case_crypto.h); empty: <data_dir>/grant-keys (out of
+  // the stores, and so out of every backup: agent/backup.h).
+  std::string grant_key_dir;
 };
 
 class CaseStore;
@@ -121,6 +127,14 @@ class Engine {
   Result<Json> RevokeConsent(const std::string& grant_id, const Json& request);
   // POST /v1/cases/{case_ref}/close {reason, operator} -> {case_ref, notified[]}
   Result<Json> CloseCase(const std::string& case_ref, const Json& request);
+  // POST /v1/cases/{case_ref}/read {operator} -> the case as Case() shows it, with its
+  // free text opened ("[purged: ...]" where the grant's data was purged). The read is
+  // recorded on the case's timeline ("case-text-read", with the operator) and logged.
+  Result<Json> ReadCase(const std::string& case_ref_or_local, const Json& request);
+  // Purges the data of every grant whose retention has passed, as a revocation's purge
+  // does (data key destroyed, signed purge record to the broker and the recorder). The
+  // daemon calls it at start and every minute.
+  Status EnforceRetention();
   // PUT /v1/cases/{case_ref}/local {local_case} -> the case
   Result<Json> SetLocalCase(const std::string& case_ref, const Json& request);
   // GET /v1/cases/{case_ref} (case_ref or local case number) -> {case_ref, local_case, lead,

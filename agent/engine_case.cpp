@@ -51,11 +51,11 @@ Status Engine::Impl::OnCaseClosed(CaseStore::Txn& txn, const OpenedCase& oc) {
                             ", which does not hold the lead");
   }
   c.closed = true;
-  c.closed_reason = cc.reason;
+  REFBUS_ASSIGN_OR_RETURN(c.closed_reason, SealText(HexEncode(oc.envelope.header.consent_grant_id),
+                                                    ClosedReasonPlace(cc.case_ref), cc.reason));
   REFBUS_RETURN_IF_ERROR(Save(txn, cc.case_ref, c));
   TimelineEvent ev = Event("case-closed");
   ev.from = from;
-  ev.reason = cc.reason;
   return Timeline(txn, cc.case_ref, std::move(ev));
 }
 
@@ -83,6 +83,21 @@ Result<std::map<std::string, std::string>> PeersOf(const CaseStore::Txn& txn,
 }
 
 }  // namespace
+
+// The lead's own closing reason, sealed under the first of the case's grants whose data
+// is still held (the peers' first); none left: the reason is not kept.
+Result<CaseText> Engine::Impl::SealClosedReason(const CaseRecord& c,
+                                                const std::map<std::string, std::string>& peers,
+                                                const std::string& reason) {
+  std::vector<std::string> grants;
+  for (const auto& [peer, g] : peers) grants.push_back(g);
+  grants.insert(grants.end(), c.grants.begin(), c.grants.end());
+  for (const auto& g : grants) {
+    auto sealed = SealText(g, ClosedReasonPlace(c.case_ref), reason);
+    if (sealed.ok() || sealed.status().code() != Status::Code::kFailedPrecondition) return sealed;
+  }
+  return CaseText{};  // not kept: no grant of the case holds data any more
+}
 
 Result<Json> Engine::CloseCase(const std::string& case_ref_in, const Json& body) {
   Impl& d = *impl_;
@@ -114,7 +129,7 @@ Result<Json> Engine::CloseCase(const std::string& case_ref_in, const Json& body)
     }
   }
   c.closed = true;
-  c.closed_reason = req.reason;
+  REFBUS_ASSIGN_OR_RETURN(c.closed_reason, d.SealClosedReason(c, peers, req.reason));
   REFBUS_RETURN_IF_ERROR(Save(txn, case_ref, c));
   TimelineEvent ev = Event("case-closed");
   ev.operator_ref = req.operator_ref;
@@ -144,29 +159,6 @@ Result<Json> Engine::SetLocalCase(const std::string& case_ref_in, const Json& bo
   REFBUS_RETURN_IF_ERROR(Save(txn, case_ref, c));
   REFBUS_RETURN_IF_ERROR(txn.Commit());
   return Case(case_ref);
-}
-
-Result<Json> Engine::Case(const std::string& case_ref_in) {
-  Impl& d = *impl_;
-  REFBUS_ASSIGN_OR_RETURN(auto txn, d.case_store->Begin(false));
-  REFBUS_ASSIGN_OR_RETURN(std::string case_ref, d.ResolveCase(txn, case_ref_in));
-  REFBUS_ASSIGN_OR_RETURN(CaseRecord c, d.LoadCase(txn, case_ref));
-  std::vector<ReferralRecord> referrals;
-  std::vector<HandoffRecord> handoffs;
-  std::vector<DeletionRecord> deletions;
-  REFBUS_ASSIGN_OR_RETURN(auto all_referrals, LoadAll<ReferralRecord>(txn));
-  for (auto& [k, r] : all_referrals) {
-    if (r.case_ref == case_ref) referrals.push_back(std::move(r));
-  }
-  REFBUS_ASSIGN_OR_RETURN(auto all_handoffs, LoadAll<HandoffRecord>(txn));
-  for (auto& [k, r] : all_handoffs) {
-    if (r.case_ref == case_ref) handoffs.push_back(std::move(r));
-  }
-  REFBUS_ASSIGN_OR_RETURN(auto all_deletions, LoadAll<DeletionRecord>(txn));
-  for (auto& [k, r] : all_deletions) {
-    if (r.case_ref == case_ref) deletions.push_back(std::move(r));
-  }
-  return CaseJson(c, referrals, handoffs, deletions);
 }
 
 }  // namespace refbus::agent

@@ -24,7 +24,7 @@ schema::Purpose StoredGrant::FirstPurpose() const {
   return grant().purposes.empty() ? Purpose::kUnspecified : grant().purposes[0];
 }
 
-namespace {
+namespace {}  // namespace
 
 Result<KnownGrant> KnownFrom(const GrantRecord& rec) {
   KnownGrant k;
@@ -32,6 +32,8 @@ Result<KnownGrant> KnownFrom(const GrantRecord& rec) {
   k.revoked = rec.revoked;
   return k;
 }
+
+namespace {
 
 std::string NewCaseRef() { return "case-" + HexEncode(keys::RandomBytes(6)); }
 
@@ -98,8 +100,8 @@ Status Engine::Impl::MarkRevoked(CaseStore::Txn& txn, const schema::ConsentRevoc
   REFBUS_ASSIGN_OR_RETURN(auto refs, LoadAll<ReferralRecord>(txn));
   for (auto& [rid, r] : refs) {
     if (r.grant_id != key || IsFinal(r.state)) continue;
-    r.history.push_back(
-        {r.state, schema::ReferralState::kWithdrawn, from, std::nullopt, "consent revoked", Now()});
+    r.history.push_back({r.state, schema::ReferralState::kWithdrawn, from, std::nullopt,
+                         CaseText{kRevokedWords, std::nullopt}, Now()});
     r.state = schema::ReferralState::kWithdrawn;
     r.updated_at_ms = Now();
     REFBUS_RETURN_IF_ERROR(Save(txn, rid, r));
@@ -191,13 +193,14 @@ Status Engine::Impl::RunPendingPurges() {
   }
   for (const auto& [gkey, g] : grants) {
     if (!g.purge_pending.value_or(false)) continue;
-    REFBUS_RETURN_IF_ERROR(PurgeGrant(gkey, g, msgs));
+    REFBUS_RETURN_IF_ERROR(PurgeGrant(gkey, g, msgs, "consent revoked"));
   }
   return Status::Ok();
 }
 
 Status Engine::Impl::PurgeGrant(const std::string& gkey, const GrantRecord& g,
-                                const std::vector<std::pair<std::string, MessageRecord>>& msgs) {
+                                const std::vector<std::pair<std::string, MessageRecord>>& msgs,
+                                const std::string& why) {
   std::vector<Bytes> ids;
   std::vector<std::string> hex_ids;
   for (const auto& [mkey, m] : msgs) {
@@ -207,8 +210,11 @@ Status Engine::Impl::PurgeGrant(const std::string& gkey, const GrantRecord& g,
     hex_ids.push_back(mkey);
   }
   REFBUS_ASSIGN_OR_RETURN(size_t n, transport_store->PurgeInbox(ids, Now()));
-  spdlog::info("agent {}: purged {} messages under revoked grant {} ({} newly)", me(), ids.size(),
-               gkey, n);
+  // Crypto-shredding: the text sealed under the grant's key becomes unreadable everywhere.
+  REFBUS_RETURN_IF_ERROR(grant_keys->Destroy(gkey));
+  spdlog::info(
+      "agent {}: purged {} messages under grant {} ({}; {} newly) and destroyed its data key", me(),
+      ids.size(), gkey, why, n);
   std::sort(ids.begin(), ids.end());
   Bytes concat;
   for (const auto& id : ids) Append(concat, id);
@@ -227,7 +233,7 @@ Status Engine::Impl::PurgeGrant(const std::string& gkey, const GrantRecord& g,
       QueueControl(txn, StatementId(st_bytes), f, "purge-attestation", pc.case_ref));
   // And the confirmation to the recording agency.
   REFBUS_ASSIGN_OR_RETURN(auto known, LoadGrant(txn, grant_id));
-  if (known) {
+  if (known && known->grant.grant.recorded_by != me()) {
     CaseMessage cm;
     cm.type = CaseMessage::Type::kPurgeConfirmation;
     cm.statement = st;
@@ -253,6 +259,7 @@ Status Engine::Impl::PurgeGrant(const std::string& gkey, const GrantRecord& g,
   REFBUS_RETURN_IF_ERROR(Save(txn, gkey, gg));
   TimelineEvent ev = Event("purged");
   ev.grant_id = gkey;
+  ev.reason = why;
   ev.messages_purged = ids.size();
   REFBUS_RETURN_IF_ERROR(Timeline(txn, pc.case_ref, std::move(ev)));
   REFBUS_RETURN_IF_ERROR(txn.Commit());
@@ -314,7 +321,9 @@ Result<Json> Engine::RecordConsent(const Json& body) {
   g.expires_at_ms = req.expires_in_ms > 0
                         ? now + static_cast<UnixMillis>(req.expires_in_ms)
                         : now + static_cast<UnixMillis>(req.valid_days) * kMillisPerDay;
-  g.retention_until_ms = now + static_cast<UnixMillis>(req.retention_days) * kMillisPerDay;
+  g.retention_until_ms = req.retention_in_ms > 0
+                             ? now + static_cast<UnixMillis>(req.retention_in_ms)
+                             : now + static_cast<UnixMillis>(req.retention_days) * kMillisPerDay;
   REFBUS_ASSIGN_OR_RETURN(schema::SignedConsentGrant signed_grant,
                           keys::SignConsentGrant(d.identity, g));
   const bool emergency = keys::IsEmergencyOverride(g);

@@ -23,7 +23,7 @@ Status Engine::Impl::OnHandoff(CaseStore::Txn& txn, const OpenedCase& oc, Messag
   rec.side = HandoffSide::kTo;
   rec.peer = from;
   rec.grant_id = HexEncode(h.consent_grant_id);
-  rec.reason = ho.reason;
+  REFBUS_ASSIGN_OR_RETURN(rec.reason, SealText(rec.grant_id, HandoffReasonPlace(hid), ho.reason));
   rec.message_id = msg.message_id;
   rec.state = HandoffState::kPending;
   REFBUS_RETURN_IF_ERROR(Save(txn, hid, rec));
@@ -47,7 +47,8 @@ Status Engine::Impl::OnHandoffAck(CaseStore::Txn& txn, const OpenedCase& oc) {
     return NotFound("handoff acknowledgement for unknown handoff " + hid);
   }
   rec->state = ack.accepted ? HandoffState::kAccepted : HandoffState::kRefused;
-  rec->reason = ack.reason;
+  REFBUS_ASSIGN_OR_RETURN(rec->reason,
+                          SealText(rec->grant_id, HandoffReasonPlace(hid), ack.reason));
   REFBUS_RETURN_IF_ERROR(Save(txn, hid, *rec));
   if (ack.accepted) {
     REFBUS_ASSIGN_OR_RETURN(CaseRecord c, LoadCase(txn, ack.case_ref));
@@ -93,9 +94,10 @@ Result<Json> Engine::Handoff(const Json& body) {
   std::string hid = HexEncode(m.handoff.handoff_id);
   REFBUS_ASSIGN_OR_RETURN(Bytes mid,
                           d.SendCase(txn, grant.known, std::move(m), {req.to}, purpose, "handoff"));
-  HandoffRecord rec{
-      hid,        g.case_ref,     HandoffSide::kFrom,    req.to, HexEncode(g.grant_id),
-      req.reason, HexEncode(mid), HandoffState::kPending};
+  REFBUS_ASSIGN_OR_RETURN(CaseText reason,
+                          d.SealText(HexEncode(g.grant_id), HandoffReasonPlace(hid), req.reason));
+  HandoffRecord rec{hid,    g.case_ref,     HandoffSide::kFrom,    req.to, HexEncode(g.grant_id),
+                    reason, HexEncode(mid), HandoffState::kPending};
   REFBUS_RETURN_IF_ERROR(Save(txn, hid, rec));
   REFBUS_RETURN_IF_ERROR(d.RecordShare(txn, grant, req.to));
   TimelineEvent ev = Event("handoff-sent");

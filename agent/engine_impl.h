@@ -15,17 +15,20 @@
 #ifndef REFBUS_AGENT_ENGINE_IMPL_H_
 #define REFBUS_AGENT_ENGINE_IMPL_H_
 
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "agent/case_crypto.h"
 #include "agent/case_message.h"
 #include "agent/case_store.h"
 #include "agent/client.h"
 #include "agent/engine.h"
 #include "agent/records.h"
+#include "agent/records_json.h"
 #include "agent/transport_store.h"
 #include "keys/consent.h"
 #include "keys/identity.h"
@@ -49,6 +52,7 @@ struct Engine::Impl {
   EngineOptions options;
   std::unique_ptr<TransportStore> transport_store;
   std::unique_ptr<CaseStore> case_store;
+  std::unique_ptr<GrantKeys> grant_keys;  // the data keys sealing case text at rest
   std::unique_ptr<Client> client;
   std::set<std::string> handed;  // outgoing items given to the client in this process
 
@@ -75,9 +79,27 @@ struct Engine::Impl {
                            const schema::ConsentRevocation& rev, const std::set<std::string>& skip);
   // Purges what arrived under revoked grants and confirms it. Idempotent.
   Status RunPendingPurges();
+  // Tombstones the grant's messages, destroys its data key, and confirms (signed) to the
+  // broker's audit log and, when recorded elsewhere, to the recorder. why: "consent
+  // revoked" or "retention passed" (timeline and log).
   Status PurgeGrant(const std::string& grant_key, const GrantRecord& grant,
-                    const std::vector<std::pair<std::string, MessageRecord>>& messages);
+                    const std::vector<std::pair<std::string, MessageRecord>>& messages,
+                    const std::string& why);
   GrantLookup Lookup(const CaseStore::Txn& txn);
+  // Purges the data of grants whose retention has passed (engine_retention.cpp).
+  Status EnforceRetention();
+
+  // ---- case text at rest (engine_text.cpp) ----
+  // Free text sealed under the grant's data key at its place; empty text stays empty.
+  Result<CaseText> SealText(const std::string& grant_hex, const std::string& place,
+                            const std::string& text);
+  // Seals the free text older versions stored in the clear (at start).
+  Status SealLegacyText();
+  // The text, or what stands in for it: "[purged: ...]", "[unreadable: ...]".
+  nlohmann::json ReadText(const CaseText& text, const std::string& place);
+  // The case view; read: how its free text is shown.
+  Result<Json> CaseView(const CaseStore::Txn& txn, const std::string& case_ref,
+                        const TextReader& read);
 
   // ---- cases (engine_case.cpp) ----
   // The case, or a new empty one.
@@ -86,6 +108,9 @@ struct Engine::Impl {
                         const std::string& grant_hex);
   // Appends to the case's timeline, stamped now.
   Status Timeline(CaseStore::Txn& txn, const std::string& case_ref, TimelineEvent event);
+  Result<CaseText> SealClosedReason(const CaseRecord& c,
+                                    const std::map<std::string, std::string>& peers,
+                                    const std::string& reason);
   // A case pseudonym or local case number -> the case pseudonym.
   Result<std::string> ResolveCase(const CaseStore::Txn& txn, const std::string& ref);
 
@@ -124,6 +149,12 @@ struct Engine::Impl {
   Status OnPurgeConfirmation(CaseStore::Txn& txn, const OpenedCase& oc);
   Status OnCaseClosed(CaseStore::Txn& txn, const OpenedCase& oc);
 };
+
+// The agent's own words for a withdrawal by revocation (kept plain).
+inline constexpr char kRevokedWords[] = "consent revoked";
+
+// The grant a record holds, decoded.
+Result<KnownGrant> KnownFrom(const GrantRecord& rec);
 
 // The first 16 bytes of the statement's SHA-256: the id its control frame is queued under.
 Bytes StatementId(ByteView signed_statement);

@@ -67,14 +67,16 @@ Status Engine::Impl::OnStateChange(CaseStore::Txn& txn, const OpenedCase& oc) {
       CheckTransition(sc.from_state, sc.to_state, their_side, sc.reason, revoked));
   r.state = sc.to_state;
   r.updated_at_ms = Now();
-  r.history.push_back(
-      {sc.from_state, sc.to_state, from, sc.operator_ref, sc.reason, sc.changed_at_ms});
+  REFBUS_ASSIGN_OR_RETURN(
+      CaseText reason, SealText(r.grant_id, HistoryReasonPlace(rid, r.history.size()), sc.reason));
+  r.history.push_back({sc.from_state, sc.to_state, from, sc.operator_ref,
+                       sc.reason.empty() ? std::nullopt : std::optional<CaseText>(reason),
+                       sc.changed_at_ms});
   REFBUS_RETURN_IF_ERROR(Save(txn, rid, r));
   TimelineEvent ev = Event("referral-state");
   ev.from = from;
   ev.referral_id = rid;
   ev.state = std::string(schema::Name(sc.to_state));
-  ev.reason = sc.reason;
   return Timeline(txn, sc.case_ref, std::move(ev));
 }
 
@@ -153,7 +155,12 @@ Result<Json> Engine::ChangeState(const std::string& referral_id, const Json& bod
                     req.reason,      req.operator_ref, Impl::Now()};
   REFBUS_ASSIGN_OR_RETURN(
       Bytes mid, d.SendCase(txn, grant.known, std::move(m), {r.peer}, r.purpose, "referral-state"));
-  r.history.push_back({r.state, req.to, d.me(), req.operator_ref, req.reason, Impl::Now()});
+  REFBUS_ASSIGN_OR_RETURN(
+      CaseText reason,
+      d.SealText(r.grant_id, HistoryReasonPlace(rid, r.history.size()), req.reason));
+  r.history.push_back({r.state, req.to, d.me(), req.operator_ref,
+                       req.reason.empty() ? std::nullopt : std::optional<CaseText>(reason),
+                       Impl::Now()});
   r.state = req.to;
   r.updated_at_ms = Impl::Now();
   REFBUS_RETURN_IF_ERROR(Save(txn, rid, r));

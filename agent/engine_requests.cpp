@@ -170,6 +170,9 @@ Result<ConsentRequest> ParseConsentRequest(const Json& req) {
   // expires_in_ms: a shorter validity in milliseconds (short-lived emergency grants, tests).
   REFBUS_ASSIGN_OR_RETURN(r.expires_in_ms,
                           Int(req, "expires_in_ms", 0, 1000, int64_t{3650} * kMillisPerDay));
+  // retention_in_ms: a shorter retention in milliseconds (tests), as expires_in_ms.
+  REFBUS_ASSIGN_OR_RETURN(r.retention_in_ms,
+                          Int(req, "retention_in_ms", 0, 1000, int64_t{3650} * kMillisPerDay));
   auto key = Str(req, "countersigner_key", false);
   auto cs_op = Str(req, "countersigner_operator", false);
   if (!key.ok()) {
@@ -414,12 +417,12 @@ Json NotifiedJson(const char* id_field, const std::string& id,
 
 Json CaseJson(const CaseRecord& c, const std::vector<ReferralRecord>& referrals,
               const std::vector<HandoffRecord>& handoffs,
-              const std::vector<DeletionRecord>& deletions) {
-  Json j = ToJson(c);
+              const std::vector<DeletionRecord>& deletions, const TextReader& read) {
+  Json j = ToJson(c, read);
   j["referrals"] = Json::array();
-  for (const auto& r : referrals) j["referrals"].push_back(ToJson(r));
+  for (const auto& r : referrals) j["referrals"].push_back(ToJson(r, read));
   j["handoffs"] = Json::array();
-  for (const auto& h : handoffs) j["handoffs"].push_back(ToJson(h));
+  for (const auto& h : handoffs) j["handoffs"].push_back(ToJson(h, read));
   j["deletions"] = Json::array();
   for (const auto& d : deletions) j["deletions"].push_back(ToJson(d));
   return j;

@@ -18,6 +18,7 @@
 
 #include "agent/engine.h"
 #include "agent/records.h"
+#include "agent/records_json.h"
 #include "schema/types.h"
 #include "schema/workflow.h"
 
@@ -33,6 +34,7 @@ struct ConsentRequest {
   int64_t valid_days = 30;
   int64_t retention_days = 30;
   int64_t expires_in_ms = 0;           // 0: valid_days
+  int64_t retention_in_ms = 0;         // 0: retention_days
   std::string countersigner_key;       // emergency overrides only
   std::string countersigner_operator;  // emergency overrides only
   Status countersigner_error;          // a malformed countersigner field (checked only then)
@@ -172,7 +174,7 @@ Json NotifiedJson(const char* id_field, const std::string& id,
 // GET /v1/cases/{case_ref}: the case with its workflow items.
 Json CaseJson(const CaseRecord& c, const std::vector<ReferralRecord>& referrals,
               const std::vector<HandoffRecord>& handoffs,
-              const std::vector<DeletionRecord>& deletions);
+              const std::vector<DeletionRecord>& deletions, const TextReader& read);
 
 Json InboxJson(std::vector<MessageRecord> messages);
 

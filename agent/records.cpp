@@ -60,6 +60,37 @@ schema::ReferralState StateFrom(const std::string& s) {
   return *st;
 }
 
+// ---- free text ----
+
+Json Encode(const CaseText& t) {
+  if (!t.sealed) return t.plain;
+  const SealedText& x = *t.sealed;
+  return {{"at", x.place},
+          {"box", HexEncode(x.box)},
+          {"grant", x.grant_id},
+          {"nonce", HexEncode(x.nonce)}};
+}
+
+CaseText DecodeText(const Json& j) {
+  CaseText t;
+  if (j.is_string()) {
+    t.plain = j.get<std::string>();
+    return t;
+  }
+  if (!j.is_object()) throw Unreadable("a text field is neither text nor sealed");
+  SealedText x;
+  x.place = j.at("at").get<std::string>();
+  x.box = Unhex(j, "box");
+  x.grant_id = j.at("grant").get<std::string>();
+  x.nonce = Unhex(j, "nonce");
+  t.sealed = std::move(x);
+  return t;
+}
+
+void GetText(const Json& j, const char* key, std::optional<CaseText>& v) {
+  if (j.contains(key)) v = DecodeText(j.at(key));
+}
+
 // ---- encoders ----
 
 Json Encode(const GrantRecord& r) {
@@ -82,7 +113,7 @@ Json Encode(const GrantRecord& r) {
 Json Encode(const ReferralStep& s) {
   Json j = {{"from", StateName(s.from)}, {"to", StateName(s.to)}, {"by", s.by}, {"at_ms", s.at_ms}};
   PutOpt(j, "operator", s.operator_ref);
-  PutOpt(j, "reason", s.reason);
+  if (s.reason) j["reason"] = Encode(*s.reason);
   return j;
 }
 
@@ -107,7 +138,7 @@ Json Encode(const HandoffRecord& r) {
           {"side", NameIn(kHandoffSide, r.side)},
           {"peer", r.peer},
           {"grant_id", r.grant_id},
-          {"reason", r.reason},
+          {"reason", Encode(r.reason)},
           {"message_id", r.message_id},
           {"state", NameIn(kHandoffState, r.state)}};
 }
@@ -199,7 +230,7 @@ Json Encode(const CaseRecord& c) {
             {"purge_confirmations", std::move(purges)},
             {"refusals", std::move(refusals)},
             {"timeline", std::move(timeline)}};
-  PutOpt(j, "closed_reason", c.closed_reason);
+  if (c.closed_reason) j["closed_reason"] = Encode(*c.closed_reason);
   return j;
 }
 
@@ -264,7 +295,7 @@ void Decode(const Json& j, ReferralStep& s) {
   s.by = j.at("by").get<std::string>();
   s.at_ms = j.at("at_ms").get<UnixMillis>();
   GetOpt(j, "operator", s.operator_ref);
-  GetOpt(j, "reason", s.reason);
+  GetText(j, "reason", s.reason);
 }
 
 void Decode(const Json& j, ReferralRecord& r) {
@@ -287,7 +318,7 @@ void Decode(const Json& j, HandoffRecord& r) {
   r.side = EnumFrom<HandoffSide>(kHandoffSide, j.at("side").get<std::string>(), "side");
   r.peer = j.at("peer").get<std::string>();
   r.grant_id = j.at("grant_id").get<std::string>();
-  r.reason = j.at("reason").get<std::string>();
+  r.reason = DecodeText(j.at("reason"));
   r.message_id = j.at("message_id").get<std::string>();
   r.state = EnumFrom<HandoffState>(kHandoffState, j.at("state").get<std::string>(), "state");
 }
@@ -360,7 +391,7 @@ void Decode(const Json& j, CaseRecord& c) {
   c.local_case = j.value("local_case", "");
   c.lead = j.value("lead", "");
   c.closed = j.value("closed", false);
-  GetOpt(j, "closed_reason", c.closed_reason);
+  GetText(j, "closed_reason", c.closed_reason);
   c.grants = j.value("grants", std::vector<std::string>());
   for (const auto& n : j.value("access_notices", Json::array())) {
     c.access_notices.push_back(
@@ -486,11 +517,42 @@ REFBUS_RECORD(OutgoingRecord)
 REFBUS_RECORD(SeqRecord)
 #undef REFBUS_RECORD
 
-nlohmann::json ToJson(const ReferralRecord& r) { return Encode(r); }
+std::string HistoryReasonPlace(const std::string& referral_id, size_t step) {
+  return TextPlace("referrals", referral_id, "history/" + std::to_string(step) + "/reason");
+}
+std::string HandoffReasonPlace(const std::string& handoff_id) {
+  return TextPlace("handoffs", handoff_id, "reason");
+}
+std::string ClosedReasonPlace(const std::string& case_ref) {
+  return TextPlace("cases", case_ref, "closed_reason");
+}
+
+nlohmann::json SealedMark(const CaseText& text, const std::string& /*place*/) {
+  if (!text.sealed) return text.plain;
+  return "[sealed: read with POST /v1/cases/{case_ref}/read]";
+}
+
+nlohmann::json ToJson(const ReferralRecord& r, const TextReader& read) {
+  Json j = Encode(r);
+  for (size_t i = 0; i < r.history.size(); ++i) {
+    if (r.history[i].reason) {
+      j["history"][i]["reason"] = read(*r.history[i].reason, HistoryReasonPlace(r.referral_id, i));
+    }
+  }
+  return j;
+}
 nlohmann::json ToJson(const DeletionRecord& r) { return Encode(r); }
 nlohmann::json ToJson(const MessageRecord& r) { return Encode(r); }
-nlohmann::json ToJson(const CaseRecord& r) { return Encode(r); }
-nlohmann::json ToJson(const HandoffRecord& r) { return Encode(r); }
+nlohmann::json ToJson(const CaseRecord& r, const TextReader& read) {
+  Json j = Encode(r);
+  if (r.closed_reason) j["closed_reason"] = read(*r.closed_reason, ClosedReasonPlace(r.case_ref));
+  return j;
+}
+nlohmann::json ToJson(const HandoffRecord& r, const TextReader& read) {
+  Json j = Encode(r);
+  j["reason"] = read(r.reason, HandoffReasonPlace(r.handoff_id));
+  return j;
+}
 nlohmann::json ToJson(const schema::DeletionCounts& c) { return Encode(c); }
 
 }  // namespace refbus::agent

@@ -15,12 +15,14 @@
 #define REFBUS_AGENT_RECORDS_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "agent/case_crypto.h"
 #include "agent/case_store.h"
 #include "agent/workflow.h"
 #include "core/bytes.h"
@@ -29,6 +31,15 @@
 #include "schema/workflow.h"
 
 namespace refbus::agent {
+
+// A free-text field at rest (a reason): sealed under the data key of the grant it was
+// shared under (agent/case_crypto.h), or plain for the agent's own fixed words ("consent
+// revoked"). Stored as the sealed object {at, box, grant, nonce} or as a string; the API
+// shows sealed text only through the recorded read (Engine::ReadCase).
+struct CaseText {
+  std::string plain;
+  std::optional<SealedText> sealed;
+};
 
 // kGrants: a consent grant this agency recorded or received, and what happened to it.
 struct GrantRecord {
@@ -55,7 +66,7 @@ struct ReferralStep {
   schema::ReferralState to = schema::ReferralState::kUnspecified;
   std::string by;                           // agency
   std::optional<std::string> operator_ref;  // absent on withdrawals by revocation
-  std::optional<std::string> reason;        // absent on creation
+  std::optional<CaseText> reason;           // absent on creation
   UnixMillis at_ms = 0;
 };
 
@@ -82,8 +93,8 @@ struct HandoffRecord {
   std::string case_ref;
   HandoffSide side = HandoffSide::kFrom;
   std::string peer;
-  std::string grant_id;  // hex
-  std::string reason;
+  std::string grant_id;    // hex
+  CaseText reason;         // the handoff's, replaced by the answer's
   std::string message_id;  // hex
   HandoffState state = HandoffState::kPending;
 };
@@ -148,7 +159,7 @@ struct TimelineEvent {
   std::optional<std::string> message_id;
   std::optional<std::string> purpose;
   std::optional<std::string> state;
-  std::optional<std::string> reason;
+  std::optional<std::string> reason;  // fixed words only (a revocation reason's name)
   std::optional<std::string> basis;
   std::optional<std::string> operator_ref;
   std::optional<uint64_t> items;
@@ -171,7 +182,7 @@ struct CaseRecord {
   std::string local_case;
   std::string lead;  // empty: not known yet
   bool closed = false;
-  std::optional<std::string> closed_reason;
+  std::optional<CaseText> closed_reason;
   std::vector<std::string> grants;  // hex ids
   std::vector<AccessNoticeNote> access_notices;
   std::vector<PurgeConfirmationNote> purge_confirmations;
@@ -240,6 +251,11 @@ template <typename R>
 Status Save(CaseStore::Txn& txn, const std::string& key, const R& record);
 template <typename R>
 Result<std::vector<std::pair<std::string, R>>> LoadAll(const CaseStore::Txn& txn);
+
+// The places of the sealed fields (the associated data of their sealing).
+std::string HistoryReasonPlace(const std::string& referral_id, size_t step);
+std::string HandoffReasonPlace(const std::string& handoff_id);
+std::string ClosedReasonPlace(const std::string& case_ref);
 
 // Names in the stored form (and the API's bodies).
 std::string_view Name(ReferralSide side);

@@ -12,11 +12,16 @@
 
 namespace refbus::agent {
 
-nlohmann::json ToJson(const ReferralRecord& r);
+// How the API shows a free-text field: SealedMark by default (no text without a recorded
+// access); the recorded read passes a reader that opens it.
+using TextReader = std::function<nlohmann::json(const CaseText& text, const std::string& place)>;
+nlohmann::json SealedMark(const CaseText& text, const std::string& place);
+
+nlohmann::json ToJson(const ReferralRecord& r, const TextReader& read = SealedMark);
 nlohmann::json ToJson(const DeletionRecord& r);
 nlohmann::json ToJson(const MessageRecord& r);
-nlohmann::json ToJson(const CaseRecord& r);
-nlohmann::json ToJson(const HandoffRecord& r);
+nlohmann::json ToJson(const CaseRecord& r, const TextReader& read = SealedMark);
+nlohmann::json ToJson(const HandoffRecord& r, const TextReader& read = SealedMark);
 nlohmann::json ToJson(const schema::DeletionCounts& c);
 
 }  // namespace refbus::agent

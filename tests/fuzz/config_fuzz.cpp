@@ -178,6 +178,7 @@ void CheckAgent(const std::string& path) {
   CheckPath(c->directory, true, "agent.directory");
   CheckPath(c->anchor, true, "agent.anchor");
   CheckPath(c->trust_state, true, "agent.trust_state");
+  CheckPath(c->grant_key_dir, true, "agent.grant_key_dir");
   CheckPath(c->api_url_file, true, "api.url_file");
   CheckPath(c->api_token_file, true, "api.token_file");
   for (const auto* p : {&c->key_file, &c->directory, &c->anchor}) {
@@ -199,6 +200,7 @@ void CheckAgent(const std::string& path) {
   Put(agent, "anchor", c->anchor);
   Put(agent, "trust_state", c->trust_state);
   Put(agent, "broker_endpoint", c->broker_endpoint);
+  Put(agent, "grant_key_dir", c->grant_key_dir);
   toml::table api{{"listen", c->api_listen},
                   {"url_file", c->api_url_file},
                   {"token_file", c->api_token_file},
@@ -212,8 +214,9 @@ void CheckAgent(const std::string& path) {
   FUZZ_CHECK(a.id == c->id && a.data_dir == c->data_dir && a.key_file == c->key_file &&
                  a.passphrase_file == c->passphrase_file && a.directory == c->directory &&
                  a.anchor == c->anchor && a.trust_state == c->trust_state &&
-                 a.broker_endpoint == c->broker_endpoint && a.api_listen == c->api_listen &&
-                 a.api_url_file == c->api_url_file && a.api_token_file == c->api_token_file &&
+                 a.broker_endpoint == c->broker_endpoint && a.grant_key_dir == c->grant_key_dir &&
+                 a.api_listen == c->api_listen && a.api_url_file == c->api_url_file &&
+                 a.api_token_file == c->api_token_file &&
                  a.api_command_timeout_ms == c->api_command_timeout_ms,
              "an agent config changed through load -> write -> load:\n" + text);
 }

@@ -23,6 +23,7 @@
 #include "keys/identity.h"
 #include "keys/keyfile.h"
 #include "schema/codec.h"
+#include "tests/integration/agent_daemon.h"
 #include "tests/integration/harness.h"
 
 namespace refbus::testing {
@@ -31,143 +32,6 @@ namespace {
 using Json = nlohmann::json;
 using schema::AgencyType;
 using schema::AuditEvent;
-
-std::string ReadFirstLine(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  if (in) std::getline(in, line);
-  return line;
-}
-
-// One agency's refbus-agent daemon and a client for its API.
-class AgentDaemon {
- public:
-  AgentDaemon(const Federation& fed, std::string id, std::string work, std::string broker_ep)
-      : fed_(fed), id_(std::move(id)), work_(std::move(work)), broker_ep_(std::move(broker_ep)) {}
-
-  bool Start() {
-    std::string dir = fed_.Dir(id_);
-    data_ = work_ + "/" + id_ + "-agent";
-    cfg_ = work_ + "/" + id_ + "-agent.toml";
-    url_file_ = data_ + ".url";
-    token_file_ = data_ + ".token";
-    ::unlink(url_file_.c_str());
-    std::ofstream out(cfg_);
-    out << "[agent]\n"
-        << "id = \"" << id_ << "\"\n"
-        << "data_dir = \"" << data_ << "\"\n"
-        << "key_file = \"" << dir << "/identity.key\"\n"
-        << "directory = \"" << dir << "/directory\"\n"
-        << "anchor = \"" << dir << "/authority.pub\"\n"
-        << "trust_state = \"" << data_ << ".trust-state\"\n"
-        << "broker_endpoint = \"" << broker_ep_ << "\"\n"
-        << "[api]\n"
-        << "listen = \"127.0.0.1:0\"\n"
-        << "url_file = \"" << url_file_ << "\"\n"
-        << "token_file = \"" << token_file_ << "\"\n";
-    out.close();
-    log_ = data_ + ".log";
-    if (!process_.Start({BinDir() + "/refbus-agent", "run", "-c", cfg_}, log_)) return false;
-    for (int i = 0; i < 500; ++i) {
-      std::string url = ReadFirstLine(url_file_);
-      if (!url.empty()) {
-        url_ = url;
-        token_ = ReadFirstLine(token_file_);
-        return !token_.empty();
-      }
-      if (process_.Wait(10) >= 0) break;
-    }
-    ADD_FAILURE() << id_ << ": refbus-agent run did not come up; log:\n" << Log();
-    return false;
-  }
-
-  int Stop() {
-    process_.Signal(SIGTERM);
-    return process_.Wait(10000);
-  }
-
-  std::string Log() const {
-    std::ifstream in(log_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-
-  struct Reply {
-    int status = 0;
-    Json body;
-  };
-  Reply Call(const std::string& method, const std::string& path, const Json& body = nullptr,
-             bool with_token = true) {
-    httplib::Client c(url_);
-    c.set_read_timeout(30, 0);
-    httplib::Headers h;
-    if (with_token) h.emplace("Authorization", "Bearer " + token_);
-    httplib::Result r = method == "GET" ? c.Get(path.c_str(), h)
-                        : method == "PUT"
-                            ? c.Put(path.c_str(), h, body.dump(), "application/json")
-                            : c.Post(path.c_str(), h, body.dump(), "application/json");
-    Reply out;
-    if (!r) {
-      ADD_FAILURE() << id_ << " " << method << " " << path << ": no answer from the daemon";
-      return out;
-    }
-    out.status = r->status;
-    out.body = Json::parse(r->body, nullptr, false);
-    return out;
-  }
-  // A call that must succeed; returns its body.
-  Json Ok(const std::string& method, const std::string& path, const Json& body = nullptr) {
-    Reply r = Call(method, path, body);
-    EXPECT_TRUE(r.status == 200 || r.status == 201)
-        << id_ << " " << method << " " << path << " -> " << r.status << " " << r.body.dump();
-    return r.body;
-  }
-  // A call that must be refused with http_status and a message mentioning says.
-  void Refused(const std::string& method, const std::string& path, const Json& body,
-               int http_status, const std::string& says) {
-    Reply r = Call(method, path, body);
-    EXPECT_EQ(r.status, http_status) << id_ << " " << method << " " << path << " " << r.body.dump();
-    std::string msg = r.body.is_object() && r.body.contains("error")
-                          ? r.body["error"].value("message", "")
-                          : r.body.dump();
-    EXPECT_NE(msg.find(says), std::string::npos)
-        << "refusal '" << msg << "' should mention '" << says << "'";
-  }
-
-  // Polls until pred(body of GET path) holds or timeout.
-  Json WaitFor(const std::string& path, const std::function<bool(const Json&)>& pred,
-               const std::string& what, int timeout_ms = 15000) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    Json last;
-    while (std::chrono::steady_clock::now() < deadline) {
-      Reply r = Call("GET", path);
-      if (r.status == 200) {
-        last = r.body;
-        if (pred(last)) return last;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ADD_FAILURE() << id_ << ": timed out waiting for " << what << "; last " << path << ": "
-                  << last.dump(2) << "\nlog:\n"
-                  << Log();
-    return last;
-  }
-
-  const std::string& id() const { return id_; }
-  const std::string& data_dir() const { return data_; }
-
- private:
-  const Federation& fed_;
-  std::string id_, work_, broker_ep_;
-  std::string data_, cfg_, url_file_, token_file_, log_, url_, token_;
-  Process process_;
-};
-
-const Json* FindBy(const Json& list, const std::string& key, const std::string& value) {
-  for (const auto& x : list) {
-    if (x.value(key, "") == value) return &x;
-  }
-  return nullptr;
-}
 
 class WorkflowTest : public ::testing::Test {
  protected:
@@ -563,7 +427,14 @@ TEST_F(WorkflowTest, CounselingRefersOnwardAndOverrideNeedsCountersignature) {
   for (const auto& h : history) states.push_back(h["to"]);
   EXPECT_EQ(states, (std::vector<std::string>{"requested", "accepted", "on-hold", "in-progress",
                                               "completed"}));
-  EXPECT_EQ(history[2]["reason"], "lawyer on leave");
+  // Reasons are sealed at rest: the list does not show them, the recorded read does.
+  EXPECT_EQ(history[2]["reason"].get<std::string>().rfind("[sealed", 0), 0u);
+  Json read = counsel.Ok(
+      "POST", "/v1/cases/" + FindBy(legal, "referral_id", rids[0])->value("case_ref", "") + "/read",
+      {{"operator", "counselor-7"}});
+  const Json* legal_read = FindBy(read["referrals"], "referral_id", rids[0]);
+  ASSERT_NE(legal_read, nullptr);
+  EXPECT_EQ((*legal_read)["history"][2]["reason"], "lawyer on leave");
   counsel.WaitFor(
       "/v1/referrals",
       [&](const Json& l) {

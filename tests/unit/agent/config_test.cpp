@@ -54,6 +54,7 @@ TEST_F(AgentConfigTest, MinimalConfigGetsDefaultsAndResolvedPaths) {
   EXPECT_EQ(c->api_listen, "127.0.0.1:0");
   EXPECT_EQ(c->api_url_file, dir_.Join("data/api.url"));
   EXPECT_EQ(c->api_token_file, dir_.Join("data/api.token"));
+  EXPECT_EQ(c->grant_key_dir, dir_.Join("data/grant-keys"));
   EXPECT_EQ(c->api_command_timeout_ms, 30000u);
   EXPECT_TRUE(c->broker_endpoint.empty());
   EXPECT_TRUE(c->passphrase_file.empty());

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/records_json.h"
 #include "tests/unit/test_util.h"
 
 namespace refbus::agent {
@@ -57,6 +58,31 @@ TEST(RecordsTest, ReferralsKeepTheirBytes) {
                       "reason":"","at_ms":1700000000100},
                      {"from":"accepted","to":"withdrawn","by":"agency-a",
                       "reason":"consent revoked","at_ms":1700000000900}]})");
+}
+
+TEST(RecordsTest, SealedTextKeepsItsBytesAndIsNeverShownByTheLists) {
+  const std::string sealed =
+      R"({"at":"handoffs/aa/reason","box":"00112233445566778899aabbccddeeff",)"
+      R"("grant":"ffeeddccbbaa99887766554433221100","nonce":"000102030405060708090a0b0c0d0e0f1011121314151617"})";
+  ExpectSameBytes<HandoffRecord>(
+      Table::kHandoffs,
+      R"({"handoff_id":"aa","case_ref":"case-0011223344ff","side":"to","peer":"agency-a",
+          "grant_id":"bb","reason":)" +
+          sealed + R"(,"message_id":"cc","state":"pending"})");
+  ExpectSameBytes<CaseRecord>(Table::kCases,
+                              R"({"case_ref":"case-0011223344ff","local_case":"","lead":"a",
+          "closed":true,"grants":[],"access_notices":[],"purge_confirmations":[],
+          "refusals":[],"timeline":[],"closed_reason":)" +
+                                  sealed + "}");
+  HandoffRecord h;
+  h.handoff_id = "aa";
+  h.reason.sealed = SealedText{"ffeeddccbbaa99887766554433221100", "handoffs/aa/reason",
+                               Bytes(24, 1), Bytes(20, 2)};
+  Json shown = ToJson(h);
+  EXPECT_EQ(shown["reason"].get<std::string>().rfind("[sealed", 0), 0u) << shown.dump();
+  // A reader sees each value with its place.
+  Json read = ToJson(h, [](const CaseText&, const std::string& place) { return "at " + place; });
+  EXPECT_EQ(read["reason"], "at handoffs/aa/reason");
 }
 
 TEST(RecordsTest, HandoffsAndDeletionsKeepTheirBytes) {
