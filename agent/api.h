@@ -38,6 +38,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/mutex.h"
 #include "core/status.h"
@@ -169,6 +170,10 @@ struct ListenAddress {
 // literal (0.0.0.0, a LAN address, a host name), saying why.
 Result<ListenAddress> ParseLoopbackListen(std::string_view listen);
 
+// An entry of ApiOptions::allowed_hosts: a host name (letters, digits, '.', '-'), or one
+// with ":PORT" (1-65535).
+bool IsAllowedHostEntry(std::string_view entry);
+
 // ---- ApiServer ----
 
 struct ApiOptions {
@@ -180,6 +185,13 @@ struct ApiOptions {
   // healthz reports 503 if the queue has not been drained for this long.
   std::chrono::milliseconds stall_after{30000};
   size_t threads = 4;
+  // Host names a request may name in its Host header besides 127.0.0.1, localhost and the
+  // listen address (config api.allowed_hosts; the console's configured name): "NAME" allows
+  // "NAME:PORT" for the listening port, "NAME:N" allows exactly that. Compared without case.
+  // A request naming any other host is refused 421 (DNS rebinding), and one carrying an
+  // Origin that is not "http://" and an allowed host is refused 403; both before the token
+  // is looked at.
+  std::vector<std::string> allowed_hosts;
 };
 
 class ApiServer {
