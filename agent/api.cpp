@@ -343,7 +343,39 @@ struct ApiServer::Impl {
     return ok;
   }
 
+  // DNS rebinding (a page on another name that resolves to this machine) shows in the Host
+  // header, and a web page's cross-site request in Origin: both are refused before the
+  // token is looked at (a token guessed or leaked must not be usable from a browser).
+  bool FromAllowedHost(const httplib::Request& req, httplib::Response& res) const {
+    const std::string host = Lower(Trim(req.get_header_value("Host")));
+    if (req.get_header_value_count("Host") != 1 ||
+        std::find(hosts.begin(), hosts.end(), host) == hosts.end()) {
+      spdlog::warn("api: refused {} {}: Host '{}' is not this agent's", req.method,
+                   req.path.substr(0, 200), host.substr(0, 100));
+      Reply(res, 421,
+            ErrorBody(PermissionDenied(
+                "the request's Host header ('" + host.substr(0, 100) + "') does not name this " +
+                "agent's API (" + url + "); a page on another name that resolves to this " +
+                "machine may not call it (config api.allowed_hosts adds names)")));
+      return false;
+    }
+    if (req.get_header_value_count("Origin") == 0) return true;
+    const std::string origin = Lower(Trim(req.get_header_value("Origin")));
+    if (req.get_header_value_count("Origin") != 1 ||
+        std::find(origins.begin(), origins.end(), origin) == origins.end()) {
+      spdlog::warn("api: refused {} {}: Origin '{}' is not this agent's", req.method,
+                   req.path.substr(0, 200), origin.substr(0, 100));
+      Reply(res, 403,
+            ErrorBody(PermissionDenied("the request's Origin ('" + origin.substr(0, 100) +
+                                       "') is not this agent's API (" + url +
+                                       "): a web page of another site may not call it")));
+      return false;
+    }
+    return true;
+  }
+
   void Serve(const RouteInfo& info, const httplib::Request& req, httplib::Response& res) {
+    if (!FromAllowedHost(req, res)) return;
     if (info.route == Route::kHealth) return ServeHealth(res);
     // Checked here, after httplib has read the body (bounded by max_body_bytes), not in a
     // pre-routing handler: refusing before the body is read would close the connection
@@ -446,9 +478,41 @@ struct ApiServer::Impl {
     return httplib::Server::HandlerResponse::Handled;
   }
 
+  void AddRoutes() {
+    for (const auto& route : kRoutes) {
+      patterns.emplace_back(std::string(route.pattern));
+      auto h = [this, &route](const httplib::Request& req, httplib::Response& res) {
+        Serve(route, req, res);
+      };
+      std::string pattern(route.pattern);
+      if (route.method == "GET") {
+        server.Get(pattern, h);
+      } else if (route.method == "POST") {
+        server.Post(pattern, h);
+      } else if (route.method == "PUT") {
+        server.Put(pattern, h);
+      }
+    }
+  }
+
+  // Fills hosts and origins for the bound port (REQUIRES: before the server serves).
+  void AllowHosts(const std::string& listen_host) {
+    const std::string p = ":" + std::to_string(port);
+    for (const std::string& h : {std::string("127.0.0.1"), std::string("localhost"), listen_host}) {
+      hosts.push_back(h + p);
+    }
+    for (const auto& entry : options.allowed_hosts) {
+      std::string h = Lower(entry);
+      hosts.push_back(h.find(':') == std::string::npos ? h + p : h);
+    }
+    for (const auto& h : hosts) origins.push_back("http://" + h);
+  }
+
   ApiOptions options;
   CommandQueue& queue;
   CommandHandler& handler;
+  std::vector<std::string> hosts;    // the Host values accepted ("127.0.0.1:PORT", ...)
+  std::vector<std::string> origins;  // the Origin values accepted ("http://" + a host)
   keys::SecretBuffer token;
   httplib::Server server;
   std::vector<std::regex> patterns;  // kRoutes[i].pattern, for 405 answers
@@ -467,6 +531,11 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
   REFBUS_ASSIGN_OR_RETURN(ListenAddress listen, ParseLoopbackListen(options.listen));
   if (options.token_file.empty()) return InvalidArgument("the API needs a token file");
   if (options.threads == 0) return InvalidArgument("the API needs at least one thread");
+  for (const auto& h : options.allowed_hosts) {
+    if (!IsAllowedHostEntry(h)) {
+      return InvalidArgument("allowed host '" + h.substr(0, 100) + "' is not NAME or NAME:PORT");
+    }
+  }
   auto impl = std::make_unique<Impl>(options, queue, handler);
   REFBUS_ASSIGN_OR_RETURN(impl->token, LoadOrCreateApiToken(options.token_file));
 
@@ -509,20 +578,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
                 res.status, ms);
   });
 
-  for (const auto& route : kRoutes) {
-    impl->patterns.emplace_back(std::string(route.pattern));
-    auto h = [p, &route](const httplib::Request& req, httplib::Response& res) {
-      p->Serve(route, req, res);
-    };
-    std::string pattern(route.pattern);
-    if (route.method == "GET") {
-      svr.Get(pattern, h);
-    } else if (route.method == "POST") {
-      svr.Post(pattern, h);
-    } else if (route.method == "PUT") {
-      svr.Put(pattern, h);
-    }
-  }
+  impl->AddRoutes();
 
   errno = 0;
   if (listen.port == 0) {
@@ -538,6 +594,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
                        "for any free port");
   }
   impl->url = "http://" + listen.host + ":" + std::to_string(impl->port);
+  impl->AllowHosts(listen.host);
   impl->thread = std::thread([p] { p->server.listen_after_bind(); });
   // stop() does nothing before the accept loop runs: wait for it, so Stop always works.
   auto until = SteadyClock::now() + std::chrono::seconds(5);

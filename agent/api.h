@@ -38,6 +38,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "agent/listen.h"
 #include "core/mutex.h"
@@ -174,6 +175,13 @@ struct ApiOptions {
   // healthz reports 503 if the queue has not been drained for this long.
   std::chrono::milliseconds stall_after{30000};
   size_t threads = 4;
+  // Host names a request may name in its Host header besides 127.0.0.1, localhost and the
+  // listen address (config api.allowed_hosts; the console's configured name): "NAME" allows
+  // "NAME:PORT" for the listening port, "NAME:N" allows exactly that. Compared without case.
+  // A request naming any other host is refused 421 (DNS rebinding), and one carrying an
+  // Origin that is not "http://" and an allowed host is refused 403; both before the token
+  // is looked at.
+  std::vector<std::string> allowed_hosts;
 };
 
 class ApiServer {

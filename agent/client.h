@@ -97,6 +97,7 @@ struct ClientCounters {
   uint64_t delivered = 0;             // new messages stored in the inbox
   uint64_t duplicate_deliveries = 0;  // redeliveries of messages already stored
   uint64_t malformed_deliveries = 0;  // Deliver frames whose envelope did not decode
+  uint64_t id_reused_deliveries = 0;  // deliveries of other bytes under a held message id
   uint64_t delivery_commits = 0;      // inbox transactions (group commits)
   uint64_t hellos = 0;                // Hello frames sent
   uint64_t sessions = 0;              // Welcomes received
@@ -232,6 +233,9 @@ class Client {
   void HandleNack(const schema::Frame& frame);
   Status FlushCompletions();
   Status FlushDeliveries(std::vector<IncomingDelivery>& deliveries);
+  // Answers a delivery of other bytes under a message id the inbox holds: a Nack
+  // (ID_REUSED), counted and logged; nothing stored.
+  void RefuseReusedId(uint64_t request_id, const Bytes& message_id);
   void HandleTimers();
   Status Pump();
   // Pump's steps: the Hello a new connection needs, a requested directory fetch, and

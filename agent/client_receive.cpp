@@ -287,6 +287,22 @@ Status Client::FlushCompletions() {
   return s;
 }
 
+void Client::RefuseReusedId(uint64_t request_id, const Bytes& message_id) {
+  // Never acked (the broker keeps it for redelivery and logs the refusal), never stored.
+  ++counters_.id_reused_deliveries;
+  spdlog::error(
+      "agent: broker {} delivered message {} with other bytes than the envelope held under "
+      "that id; refused, the held one is kept",
+      broker_id_, HexEncode(message_id));
+  schema::Frame nack;
+  nack.type = schema::Frame::Type::kNack;
+  nack.request_id = request_id;
+  nack.nack.reason = schema::NackReason::kIdReused;
+  nack.nack.detail = "this agency holds that message id with other bytes";
+  auto sent = SendFrame(nack);
+  if (!sent.ok() || !*sent) spdlog::debug("agent: could not send a Nack now");
+}
+
 Status Client::FlushDeliveries(std::vector<IncomingDelivery>& deliveries) {
   if (deliveries.empty()) return Status::Ok();
   std::vector<Delivery> batch;
@@ -306,6 +322,10 @@ Status Client::FlushDeliveries(std::vector<IncomingDelivery>& deliveries) {
   ++counters_.delivery_commits;
   for (size_t i = 0; i < batch.size(); ++i) {
     const DeliveryOutcome& o = (*outcomes)[i];
+    if (o.id_reused) {
+      RefuseReusedId(deliveries[i].request_id, batch[i].message_id);
+      continue;
+    }
     schema::Frame ack;
     ack.type = schema::Frame::Type::kAck;
     ack.request_id = deliveries[i].request_id;

@@ -33,8 +33,8 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("agent", {"id", "data_dir", "key_file", "passphrase_file", "directory", "anchor",
                             "trust_state", "broker_endpoint", "grant_key_dir"}));
-  REFBUS_RETURN_IF_ERROR(
-      r.NoUnknown("api", {"listen", "url_file", "token_file", "command_timeout_ms"}));
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown(
+      "api", {"listen", "url_file", "token_file", "command_timeout_ms", "allowed_hosts"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("metrics", {"bind", "url_file"}));
   AgentConfig c;
   c.path = path;
@@ -85,6 +85,22 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   if (c.api_token_file.empty()) c.api_token_file = (fs::path(c.data_dir) / "api.token").string();
   REFBUS_RETURN_IF_ERROR(
       r.Uint("api", "command_timeout_ms", 100, 600000, &c.api_command_timeout_ms));
+  if (const toml::node* n = root.at_path("api.allowed_hosts").node(); n != nullptr) {
+    const toml::array* list = n->as_array();
+    if (list == nullptr) {
+      return r.Error("api", "allowed_hosts",
+                     "must be a list of host names, such as [\"console.example\"]");
+    }
+    for (const auto& item : *list) {
+      auto v = item.value<std::string>();
+      if (!v || !IsAllowedHostEntry(*v)) {
+        return r.Error("api", "allowed_hosts",
+                       "holds an entry that is not a host name or NAME:PORT (letters, digits, "
+                       "'.', '-', and one ':' before a port)");
+      }
+      c.api_allowed_hosts.push_back(*v);
+    }
+  }
   // [metrics]: absent, no listener; a bind that is not a loopback address is refused.
   if (root["metrics"].node() != nullptr) {
     REFBUS_ASSIGN_OR_RETURN(c.metrics_bind, r.String("metrics", "bind", true));

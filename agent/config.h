@@ -24,6 +24,9 @@
 //   url_file = ""                    # default <data_dir>/api.url (written at start, 0600)
 //   token_file = ""                  # default <data_dir>/api.token (created 0600)
 //   command_timeout_ms = 30000       # a command not started by then is answered 503
+//   allowed_hosts = []               # host names a request may name in Host (and Origin)
+//                                    # besides 127.0.0.1 and localhost: "NAME" (at the API's
+//                                    # port) or "NAME:PORT"; any other is refused (421/403)
 //
 //   [metrics]                        # Prometheus metrics and health checks over HTTP
 //   bind = "127.0.0.1:9471"          # loopback only: 127.0.0.0/8 or [::1], as a literal;
@@ -37,6 +40,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 
@@ -59,6 +63,7 @@ struct AgentConfig {
   std::string api_url_file;
   std::string api_token_file;
   uint64_t api_command_timeout_ms = 30000;
+  std::vector<std::string> api_allowed_hosts;
 
   std::string metrics_bind;      // empty: no metrics listener
   std::string metrics_url_file;  // empty: none written

@@ -231,6 +231,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   ao.token_file = config.api_token_file;
   ao.url_file = config.api_url_file;
   ao.command_timeout = std::chrono::milliseconds(config.api_command_timeout_ms);
+  ao.allowed_hosts = config.api_allowed_hosts;
   auto api = ApiServer::Start(ao, queue, handler);
   if (!api.ok()) {
     (*engine)->Shutdown(0);

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <cctype>
 #include <charconv>
 #include <string>
 #include <system_error>
@@ -37,6 +38,20 @@ Result<ListenAddress> ParseLoopbackListen(std::string_view listen) {
         "directly)");
   }
   return ListenAddress{host, port};
+}
+
+bool IsAllowedHostEntry(std::string_view entry) {
+  const size_t colon = entry.find(':');
+  std::string_view name = entry.substr(0, colon);
+  if (name.empty() || name.size() > 253) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-') return false;
+  }
+  if (colon == std::string_view::npos) return true;
+  std::string_view port = entry.substr(colon + 1);
+  int n = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+  return ec == std::errc() && end == port.data() + port.size() && n >= 1 && n <= 65535;
 }
 
 }  // namespace refbus::agent

@@ -21,6 +21,10 @@ struct ListenAddress {
 // literal (0.0.0.0, a LAN address, a host name), saying why.
 Result<ListenAddress> ParseLoopbackListen(std::string_view listen);
 
+// An entry of ApiOptions::allowed_hosts: a host name (letters, digits, '.', '-'), or one
+// with ":PORT" (1-65535).
+bool IsAllowedHostEntry(std::string_view entry);
+
 }  // namespace refbus::agent
 
 #endif  // REFBUS_AGENT_LISTEN_H_

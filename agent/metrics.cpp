@@ -136,6 +136,11 @@ std::string FormatAgentMetrics(const AgentStatus& st, UnixMillis now) {
   e.Counter("duplicate_deliveries_total",
             std::string("Deliveries of messages already in the inbox (acked again).") + since, {},
             D(c.duplicate_deliveries));
+  e.Counter("id_reused_deliveries_total",
+            std::string("Deliveries refused: other bytes under a message id already in the "
+                        "inbox (never stored, never acked).") +
+                since,
+            {}, D(c.id_reused_deliveries));
   e.Counter("reconnects_total",
             std::string("Connections to the broker after the first (CURVE handshakes).") + since,
             {}, D(c.connects > 0 ? c.connects - 1 : 0));

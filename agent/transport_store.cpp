@@ -307,8 +307,20 @@ Result<std::vector<DeliveryOutcome>> TransportStore::StoreDeliveries(
     if (existing.ok()) {
       // The first record stays as it is, damaged or not: a redelivery never overwrites.
       auto r = ParseLayout(*existing, Db::kInbox);
-      out.push_back(DeliveryOutcome{true, r.ok() ? r->sequence : 0});
-      ++dups;
+      DeliveryOutcome o;
+      o.duplicate = true;
+      o.sequence = r.ok() ? r->sequence : 0;
+      const Bytes sha = Sha256(d.envelope);
+      if (r.ok() && r->format == kEnvelopeFormat &&
+          !std::equal(sha.begin(), sha.end(), r->sha256.begin(), r->sha256.end())) {
+        // Other bytes under a held id: not a redelivery (issue 17, item 1), not counted
+        // as one, and never stored.
+        o.duplicate = false;
+        o.id_reused = true;
+      } else {
+        ++dups;
+      }
+      out.push_back(o);
       continue;
     }
     if (existing.status().code() != Status::Code::kNotFound) return existing.status();
@@ -316,7 +328,9 @@ Result<std::vector<DeliveryOutcome>> TransportStore::StoreDeliveries(
     REFBUS_RETURN_IF_ERROR(txn.Put(inbox_order_, lmdb::U64Key(seq), d.message_id));
     REFBUS_RETURN_IF_ERROR(WriteRecord(txn, inbox_, d.message_id, kEnvelopeFormat,
                                        Sha256(d.envelope), now, seq, d.envelope));
-    out.push_back(DeliveryOutcome{false, seq});
+    DeliveryOutcome stored;
+    stored.sequence = seq;
+    out.push_back(stored);
   }
   REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, kInboxSeqKey, seq));
   REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, kDuplicatesKey, dups));

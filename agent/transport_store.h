@@ -12,7 +12,8 @@
 //   - inbox: every envelope delivered to this agency, keyed by message id, with the
 //     SHA-256 of the envelope bytes (checked on every read: LMDB has no page checksums),
 //     the time it arrived and its arrival sequence number. A message id is stored once;
-//     a redelivery is reported as a duplicate and leaves the first record untouched. The
+//     a redelivery (the same bytes) is reported as a duplicate and leaves the first record
+//     untouched; other bytes under a held id are reported as id_reused, not stored. The
 //     SHA-256 is over the envelope bytes exactly, the same value a broker's audit entry
 //     carries (envelope_sha256), so the two can be compared.
 //   - inbox order: arrival sequence -> message id, so the application reads the inbox in
@@ -84,8 +85,12 @@ struct Delivery {
 };
 
 struct DeliveryOutcome {
-  bool duplicate = false;  // the inbox already held this message id
-  uint64_t sequence = 0;   // arrival sequence of the stored record (the earlier one if duplicate)
+  bool duplicate = false;  // the inbox already held this message id, with these bytes
+  // The inbox holds this message id with other bytes: nothing was stored, the held record
+  // stays as it is, and the delivery must be refused, not acked. (A purged record, or one
+  // too damaged to parse, has no hash left to compare: its id stays a duplicate.)
+  bool id_reused = false;
+  uint64_t sequence = 0;  // arrival sequence of the stored record (the held one if duplicate)
 };
 
 struct InboxRecord {
@@ -137,8 +142,9 @@ class TransportStore {
   // ---- Inbox ----
 
   // Stores deliveries in one transaction (group commit): new ids get the next arrival
-  // sequence; ids already held (also earlier in the same batch) are duplicates and are
-  // counted. Returns one outcome per delivery, in order. On error nothing is stored.
+  // sequence; ids already held with the same bytes (also earlier in the same batch) are
+  // duplicates and are counted; ids held with other bytes are id_reused (nothing stored). Returns
+  // one outcome per delivery, in order. On error nothing is stored.
   [[nodiscard]] Result<std::vector<DeliveryOutcome>> StoreDeliveries(
       std::span<const Delivery> deliveries, UnixMillis now);
   // kNotFound if absent; kMalformed ("damaged") if the record does not check out.

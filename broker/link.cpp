@@ -27,6 +27,15 @@ std::string Trim(std::string_view s) {
   return std::string(s);
 }
 
+// Whether every recipient a link entry is carried for is a recipient of the envelope.
+bool CarriedForItsRecipients(const schema::SealedEnvelope& env,
+                             const std::vector<std::string>& serves) {
+  return std::all_of(serves.begin(), serves.end(), [&env](const std::string& r) {
+    return std::any_of(env.header.recipients.begin(), env.header.recipients.end(),
+                       [&r](const schema::RecipientKey& k) { return k.agency_id == r; });
+  });
+}
+
 // A refusal the next broker may lift by itself: it is full or failing, or its directory
 // does not yet know a party this broker's directory knows.
 bool Retryable(NackReason r) {
@@ -522,6 +531,13 @@ void Links::SendRelays(Link& link, UnixMillis now, const schema::Directory& dire
     }
     auto env = m.damage.empty() ? schema::DecodeEnvelope(m.envelope)
                                 : Result<schema::SealedEnvelope>(Malformed(m.damage));
+    if (env.ok() && !CarriedForItsRecipients(*env, m.serves)) {
+      // Only the envelope's own recipients are ever relayed it (issue 17, item 1).
+      env = Malformed(
+          "the link entry is carried for a party that is not a recipient of the "
+          "stored envelope (sender " +
+          env->header.sender_id + ")");
+    }
     if (!env.ok()) {
       // Never relayed as if sound; taken aside so the rest of the queue flows.
       spdlog::critical("DAMAGED stored envelope {} in the link queue for {}: {}; quarantined",

@@ -15,6 +15,22 @@ using schema::Frame;
 using schema::NackReason;
 using server_internal::Short;
 
+namespace {
+
+// Why the stored envelope must not be handed to the owner of mailbox id ("" if it may):
+// only its own recipients ever get its bytes, whatever a mailbox entry says.
+std::string NotForOwner(const std::string& id, ByteView envelope) {
+  auto env = schema::DecodeEnvelope(envelope);
+  if (!env.ok()) return "stored envelope does not decode: " + env.status().message();
+  for (const auto& r : env->header.recipients) {
+    if (r.agency_id == id) return "";
+  }
+  return "the mailbox owner " + id + " is not a recipient of the stored envelope (sender " +
+         env->header.sender_id + ")";
+}
+
+}  // namespace
+
 void Server::Deliveries::DropInflight(const std::string& recipient) {
   for (auto it = inflight.begin(); it != inflight.end();) {
     it = it->second.recipient == recipient ? inflight.erase(it) : std::next(it);
@@ -103,16 +119,23 @@ void Server::PumpMailbox(const std::string& id, Peer& p, UnixMillis now) {
       p.last_sent_seq = m.seq;  // acked; its removal is being committed
       continue;
     }
-    if (!m.damage.empty()) {
-      // Never delivered as if sound; taken aside so the rest of the mailbox flows.
-      spdlog::critical("DAMAGED stored envelope {} in the mailbox of {}: {}; quarantined",
-                       Short(m.message_id), id, m.damage);
+    const std::string not_for_owner = m.damage.empty() ? NotForOwner(id, m.envelope) : "";
+    if (!m.damage.empty() || !not_for_owner.empty()) {
+      // Never delivered as if sound, nor to anyone but its recipients; taken aside so the
+      // rest of the mailbox flows.
+      if (m.damage.empty()) {
+        spdlog::critical("MISADDRESSED mailbox entry: stored envelope {}: {}; quarantined",
+                         Short(m.message_id), not_for_owner);
+      } else {
+        spdlog::critical("DAMAGED stored envelope {} in the mailbox of {}: {}; quarantined",
+                         Short(m.message_id), id, m.damage);
+      }
       RecipientAck q;
       q.recipient = id;
       q.seq = m.seq;
       q.message_id = m.message_id;
       q.kind = RecipientAck::Kind::kQuarantined;
-      q.detail = m.damage;
+      q.detail = m.damage.empty() ? not_for_owner : m.damage;
       turn_.batch.acks.push_back(std::move(q));
       p.acks_uncommitted.insert(m.seq);
       p.last_sent_seq = m.seq;

@@ -8,11 +8,13 @@
 //     Many messages share one fsync (group commit).
 //   - One mailbox per recipient agency, ordered by a broker-wide sequence number, so
 //     delivery is in order per sender-recipient pair.
-//   - A message id is stored once: a resubmission is reported as a duplicate (and gets
-//     the earlier ack), also after the message was delivered, until it expires. A
-//     duplicate that names a mailbox the held message never had (a relay for a recipient
-//     re-routed here) adds that mailbox, once; after every entry was acked and the record
-//     removed it cannot (it is answered as a plain duplicate).
+//   - A message id is stored once: a resubmission of the same bytes is reported as a
+//     duplicate (and gets the earlier ack), also after the message was delivered, until it
+//     expires ("seen" keeps the envelope's SHA-256 for that). Other bytes under a held id
+//     are refused (kRefused, NACK ID_REUSED, audited) and change nothing. A duplicate that
+//     names a mailbox the held message never had (a relay for a recipient re-routed here)
+//     adds that mailbox, once, if it serves the envelope's own recipients; after every
+//     entry was acked and the record removed it cannot (it is a plain duplicate).
 //   - An envelope stays until every recipient has acked it (or it expires).
 //   - Mailbox quota: a submission that would exceed a recipient's quota is not stored
 //     (back-pressure: the sender retries later); nothing already stored is dropped. A

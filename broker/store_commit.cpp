@@ -27,6 +27,7 @@ using records::MailboxKey;
 using records::PutU64;
 using records::Record;
 using records::ServesFor;
+using records::ServesRecipients;
 using records::Tombstone;
 using records::ValueIs;
 
@@ -62,8 +63,14 @@ class CommitTxn {
   // when it was not already kept.
   Status UnknownGrantRevocation(const GrantRevocation& r, ControlOutcome& out, bool& newly);
   Status StoreEnvelope(Accepted& a, size_t index);
-  // A message held already: a mailbox it never had (a relay for a recipient re-routed here)
-  // is added; nothing is stored twice for the same mailbox.
+  // Whether a's bytes are the ones held under its message id (seen: that id's "seen"
+  // value). held_sha256 is set to the held envelope's hash when it is known.
+  Result<bool> SameAsHeld(const Accepted& a, ByteView seen, Bytes& held_sha256);
+  // Refuses a, whose message id is held with other bytes: ID_REUSED, audited.
+  Status IdReused(const Accepted& a, size_t index, const Bytes& held_sha256);
+  // A message held already, with the same bytes: a mailbox it never had (a relay for a
+  // recipient re-routed here) is added, if it serves one of the envelope's own recipients;
+  // nothing is stored twice for the same mailbox.
   Status Duplicate(Accepted& a);
   // The refusal of a's scope by its consent grant, if any.
   Result<std::optional<keys::ScopeRefusal>> GrantScopeRefusal(const Accepted& a);
@@ -288,6 +295,14 @@ Status CommitTxn::Duplicate(Accepted& a) {
     bool had = false;
     for (const auto& [m, seq] : mboxes) had = had || m == t;
     if (had) continue;
+    if (!ServesRecipients(h, t, ServesFor(a.serves, t))) {
+      // Intake routes by the envelope's own header, so this is a bug, not a peer's doing.
+      spdlog::critical(
+          "duplicate of message {} names mailbox {}, which serves none of its "
+          "recipients: not added",
+          HexEncode(h.message_id), t);
+      continue;
+    }
     uint64_t seq = ++next_seq_;
     REFBUS_RETURN_IF_ERROR(
         store_.AddEntry(txn_, t, seq, h.message_id, ServesFor(a.serves, t), rec->sender));
@@ -304,6 +319,42 @@ Status CommitTxn::Duplicate(Accepted& a) {
   for (const auto& t : a.added) e.detail += " " + t;
   if (!a.audit_detail.empty()) e.detail += "; " + a.audit_detail;
   return Audit(std::move(e));
+}
+
+Result<bool> CommitTxn::SameAsHeld(const Accepted& a, ByteView seen, Bytes& held_sha256) {
+  const Bytes mine = Sha256(a.envelope);
+  if (seen.size() == records::kSeenBytes) {
+    held_sha256.assign(seen.begin() + 8, seen.end());
+    return held_sha256 == mine;
+  }
+  // A "seen" value written before it carried the hash: compared with the held record,
+  // if any. Without one nothing can be re-addressed (a duplicate adds mailboxes only to a
+  // held record), so it stays the plain duplicate it always was.
+  const Bytes& id = a.decoded->header.message_id;
+  auto stored = txn_.Get(store_.msgs_, id);
+  if (!stored.ok()) {
+    if (stored.status().code() != Status::Code::kNotFound) return stored.status();
+    return true;
+  }
+  auto rec = DecodeRecord(*stored, id);
+  if (!rec.ok()) return true;  // damaged: quarantined by its reader, adds nothing
+  held_sha256 = Sha256(rec->envelope);
+  return held_sha256 == mine;
+}
+
+Status CommitTxn::IdReused(const Accepted& a, size_t index, const Bytes& held_sha256) {
+  std::string detail =
+      "message id " + HexEncode(a.decoded->header.message_id) + " is already held with other bytes";
+  if (!held_sha256.empty()) detail += " (held envelope sha256 " + HexEncode(held_sha256) + ")";
+  schema::AuditEntry e = EnvelopeAudit(schema::AuditEvent::kEnvelopeRejected, *a.decoded,
+                                       a.envelope, a.actor, a.directory_serial);
+  e.reason = schema::NackReason::kIdReused;
+  e.detail = detail;
+  if (!a.audit_detail.empty()) e.detail += "; " + a.audit_detail;
+  REFBUS_RETURN_IF_ERROR(Audit(std::move(e)));
+  result_.accepted.push_back(Outcome::kRefused);
+  result_.refusals[index] = keys::ScopeRefusal{schema::NackReason::kIdReused, std::move(detail)};
+  return Status::Ok();
 }
 
 Result<std::optional<keys::ScopeRefusal>> CommitTxn::GrantScopeRefusal(const Accepted& a) {
@@ -343,6 +394,11 @@ Status CommitTxn::StoreEnvelope(Accepted& a, size_t index) {
   const schema::EnvelopeHeader& h = a.decoded->header;
   auto seen = txn_.Get(store_.seen_, h.message_id);
   if (seen.ok()) {
+    // Only the very same bytes are a duplicate: another envelope under a held id is
+    // refused before it can touch the held one (issue 17: it re-addressed it).
+    Bytes held_sha256;
+    REFBUS_ASSIGN_OR_RETURN(bool same, SameAsHeld(a, *seen, held_sha256));
+    if (!same) return IdReused(a, index, held_sha256);
     REFBUS_RETURN_IF_ERROR(Duplicate(a));
     result_.accepted.push_back(Outcome::kDuplicate);
     return Status::Ok();
@@ -384,7 +440,8 @@ Status CommitTxn::StoreEnvelope(Accepted& a, size_t index) {
   }
   Bytes record = EncodeRecord(now_, h.expires_at_ms, a.hops, h.sender_id, mailboxes, a.envelope);
   REFBUS_RETURN_IF_ERROR(txn_.Put(store_.msgs_, h.message_id, record));
-  REFBUS_RETURN_IF_ERROR(PutU64(txn_, store_.seen_, h.message_id, h.expires_at_ms));
+  REFBUS_RETURN_IF_ERROR(txn_.Put(store_.seen_, h.message_id,
+                                  records::SeenValue(h.expires_at_ms, Sha256(a.envelope))));
   REFBUS_RETURN_IF_ERROR(txn_.Put(store_.expiry_, ExpiryKey(h.expires_at_ms, h.message_id), {}));
   schema::AuditEntry accepted = EnvelopeAudit(schema::AuditEvent::kEnvelopeAccepted, *a.decoded,
                                               a.envelope, a.actor, a.directory_serial);

@@ -1,5 +1,6 @@
 #include "broker/store_records.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "schema/codec.h"
@@ -102,6 +103,24 @@ std::optional<Tombstone> DecodeTombstone(ByteView v) {
   if (v.size() - pos != 8) return std::nullopt;
   t.revoked_at_ms = lmdb::ReadU64Key(v.subspan(pos));
   return t;
+}
+
+Bytes SeenValue(UnixMillis expires, ByteView envelope_sha256) {
+  Bytes v = lmdb::U64Key(expires);
+  v.insert(v.end(), envelope_sha256.begin(), envelope_sha256.end());
+  return v;
+}
+
+bool ServesRecipients(const schema::EnvelopeHeader& h, const std::string& mailbox,
+                      const std::vector<std::string>* serves) {
+  auto is_recipient = [&h](const std::string& id) {
+    for (const auto& r : h.recipients) {
+      if (r.agency_id == id) return true;
+    }
+    return false;
+  };
+  if (serves == nullptr || serves->empty()) return is_recipient(mailbox);
+  return std::all_of(serves->begin(), serves->end(), is_recipient);
 }
 
 Result<uint64_t> GetU64(const lmdb::Txn& txn, MDB_dbi dbi, ByteView key) {

@@ -60,6 +60,16 @@ Bytes SenderKey(const std::string& sender, const std::string& mailbox);
 // "expiry" keys: u64be expires || message id.
 Bytes ExpiryKey(uint64_t expires, ByteView message_id);
 
+// "seen" values (message id -> until when it deduplicates): u64be expires || SHA-256 of
+// the envelope bytes stored under it, so that only the very same bytes are a duplicate.
+// Values written before the hash was added are the 8 bytes of the expiry alone.
+inline constexpr size_t kSeenBytes = 8 + kHashBytes;
+Bytes SeenValue(UnixMillis expires, ByteView envelope_sha256);
+// Whether a link mailbox entry (serves: the recipients it is carried for) or an agency's
+// own mailbox (serves null: the mailbox is the agency's) is for recipients of h only.
+bool ServesRecipients(const schema::EnvelopeHeader& h, const std::string& mailbox,
+                      const std::vector<std::string>* serves);
+
 // "revoked_unknown" values: revoked_by, case_ref (length-prefixed), revoked_at.
 struct Tombstone {
   std::string revoked_by;

@@ -126,16 +126,20 @@ Status CheckPrivateFile(const std::string& path) {
     return IoError("cannot stat " + path + ": " + ErrnoText(errno));
   }
   if (!S_ISREG(st.st_mode)) return InvalidArgument(path + " is not a regular file");
-  if ((st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return PermissionDenied(path + " has mode " + mode +
+  return CheckPrivateMode(path, st.st_mode, st.st_uid);
+}
+
+Status CheckPrivateMode(const std::string& path, mode_t mode, uid_t owner) {
+  if ((mode & 077) != 0) {
+    char text[8];
+    std::snprintf(text, sizeof(text), "%04o", static_cast<unsigned>(mode & 07777));
+    return PermissionDenied(path + " has mode " + text +
                             ", readable by others; a secret key file must be 0600 "
                             "(fix: chmod 600 " +
                             path + ")");
   }
-  if (st.st_uid != ::geteuid()) {
-    return PermissionDenied(path + " is owned by uid " + std::to_string(st.st_uid) +
+  if (owner != ::geteuid()) {
+    return PermissionDenied(path + " is owned by uid " + std::to_string(owner) +
                             ", not by this process's uid " + std::to_string(::geteuid()));
   }
   return Status::Ok();

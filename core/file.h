@@ -31,6 +31,8 @@ Status WriteFileAtomic(const std::string& path, ByteView data, mode_t mode);
 // ok if path is a regular file that only its owner may read or write (no group or other
 // bits); PermissionDenied naming the mode and the fix otherwise.
 Status CheckPrivateFile(const std::string& path);
+// The same check on what fstat said of a descriptor already open (mode bits, owner).
+Status CheckPrivateMode(const std::string& path, mode_t mode, uid_t owner);
 
 bool PathExists(const std::string& path);
 

@@ -74,7 +74,10 @@ Result<TrustAnchor> InitAuthority(const std::string& dir, const std::string& aut
   Listing listing;
   listing.display_name = "Federation authority";
   REFBUS_ASSIGN_OR_RETURN(auto rec, MakePartyRecord(id, listing, now, nullptr));
-  REFBUS_RETURN_IF_ERROR(SaveIdentity(id, JoinPath(dir, kIdentityFile), passphrase));
+  // The federation's root key: the moderate Argon2id cost (a second per use; it is used
+  // offline, once per directory).
+  REFBUS_RETURN_IF_ERROR(
+      SaveIdentity(id, JoinPath(dir, kIdentityFile), passphrase, AuthorityKdfCost()));
   REFBUS_RETURN_IF_ERROR(WritePartyRecordFile(JoinPath(dir, kAnchorFile), rec));
   return TrustAnchor{id.party_id(), id.signing_public_key(), id.signing_key_id()};
 }

@@ -1,8 +1,13 @@
 #include "keys/keyfile.h"
 
+#include <fcntl.h>
 #include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
+#include <system_error>
 
 #include "core/file.h"
 #include "keys/crypto.h"
@@ -179,17 +184,69 @@ Result<SecretKey<32>> DeriveKey(const SecretBuffer& passphrase, const schema::Se
   return key;
 }
 
+// A private file read whole into locked memory, and what fstat said of the descriptor it
+// was read through.
+struct PrivateFile {
+  SecretBuffer bytes;
+  mode_t mode = 0;
+  uid_t owner = 0;
+};
+
+// Opens path once (refusing a symbolic link, whose target could change between a check and
+// a read, and not waiting on a FIFO), checks the descriptor with fstat (a regular file of
+// at most max_bytes), and reads it straight into locked memory: the bytes never pass
+// through ordinary memory (PROTOCOL.md section 7). The caller checks mode and owner
+// (CheckPrivateMode) when it is ready to; they are those of the very file read.
+Result<PrivateFile> ReadPrivateFile(const std::string& path, size_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) return NotFound("no such file: " + path);
+    if (err == ELOOP) {
+      return InvalidArgument(path + " is a symbolic link; name the file itself");
+    }
+    if (err == EACCES)
+      return PermissionDenied("cannot read " + path + ": " + std::system_category().message(err));
+    return IoError("cannot open " + path + ": " + std::system_category().message(err));
+  }
+  struct CloseFd {
+    int fd;
+    ~CloseFd() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0)
+    return IoError("cannot stat " + path + ": " + std::system_category().message(errno));
+  if (!S_ISREG(st.st_mode)) return InvalidArgument(path + " is not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    return ResourceExhausted(path + " is " + std::to_string(st.st_size) +
+                             " bytes, more than the limit of " + std::to_string(max_bytes));
+  }
+  PrivateFile out;
+  out.mode = st.st_mode;
+  out.owner = st.st_uid;
+  REFBUS_ASSIGN_OR_RETURN(SecretBuffer buf,
+                          SecretBuffer::Allocate(static_cast<size_t>(st.st_size)));
+  size_t done = 0;
+  while (done < buf.size()) {
+    const ssize_t n = ::read(fd, buf.data() + done, buf.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return IoError("cannot read " + path + ": " + std::system_category().message(errno));
+    if (n == 0) break;  // the file shrank while being read: refused below
+    done += static_cast<size_t>(n);
+  }
+  if (done != buf.size()) return IoError(path + " changed while it was being read");
+  out.bytes = std::move(buf);
+  return out;
+}
+
 Result<schema::SecretKeyFile> ReadContainer(const std::string& path) {
-  REFBUS_ASSIGN_OR_RETURN(Bytes raw, ReadFile(path, schema::kMaxRecordBytes));
-  struct WipeRaw {
-    Bytes& b;
-    ~WipeRaw() { sodium_memzero(b.data(), b.size()); }
-  } wipe{raw};
+  REFBUS_ASSIGN_OR_RETURN(PrivateFile file, ReadPrivateFile(path, schema::kMaxRecordBytes));
   // What the file is comes first: a public record given by mistake is named as such, and
   // nobody is advised to chmod it.
-  auto body = schema::StripMagic(schema::kSecretKeyFileMagic, raw, "refbus secret key");
+  auto body =
+      schema::StripMagic(schema::kSecretKeyFileMagic, file.bytes.view(), "refbus secret key");
   if (!body.ok()) return body.status().WithContext(path);
-  REFBUS_RETURN_IF_ERROR(CheckPrivateFile(path));
+  REFBUS_RETURN_IF_ERROR(CheckPrivateMode(path, file.mode, file.owner));
   auto f = schema::DecodeSecretKeyFile(*body);
   if (!f.ok()) return f.status().WithContext(path + " is damaged or not a key file");
   return f;
@@ -198,6 +255,14 @@ Result<schema::SecretKeyFile> ReadContainer(const std::string& path) {
 }  // namespace
 
 KdfCost DefaultKdfCost() {
+  return {crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE};
+}
+
+KdfCost AuthorityKdfCost() {
+  return {crypto_pwhash_OPSLIMIT_MODERATE, crypto_pwhash_MEMLIMIT_MODERATE};
+}
+
+KdfCost LeastKdfCost() {
   return {crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE};
 }
 
@@ -235,7 +300,8 @@ Status SaveIdentity(const Identity& identity, const std::string& path,
   return s;
 }
 
-Result<Identity> LoadIdentity(const std::string& path, const SecretBuffer* passphrase) {
+Result<Identity> LoadIdentity(const std::string& path, const SecretBuffer* passphrase,
+                              KdfCost least) {
   REFBUS_ASSIGN_OR_RETURN(schema::SecretKeyFile f, ReadContainer(path));
   struct WipeFile {
     schema::SecretKeyFile& f;
@@ -257,6 +323,13 @@ Result<Identity> LoadIdentity(const std::string& path, const SecretBuffer* passp
       f.kdf_opslimit > crypto_pwhash_OPSLIMIT_SENSITIVE ||
       f.kdf_memlimit < crypto_pwhash_MEMLIMIT_MIN || f.kdf_memlimit > kMaxMemlimit) {
     return Malformed(path + " asks for Argon2id costs outside the accepted range");
+  }
+  if (f.kdf_opslimit < least.opslimit || f.kdf_memlimit < least.memlimit) {
+    return FailedPrecondition(
+        path + " is protected with Argon2id costs (" + std::to_string(f.kdf_opslimit) +
+        " passes, " + std::to_string(f.kdf_memlimit >> 20) + " MiB) below the least accepted (" +
+        std::to_string(least.opslimit) + " passes, " + std::to_string(least.memlimit >> 20) +
+        " MiB): its passphrase is too cheap to guess. Make a new key file with refbus-keys");
   }
   if (f.payload.size() < crypto_aead_xchacha20poly1305_ietf_ABYTES) {
     return Malformed(path + " is damaged: its payload is truncated");
@@ -284,14 +357,13 @@ Result<bool> IsProtected(const std::string& path) {
 }
 
 Result<SecretBuffer> ReadPassphraseFile(const std::string& path) {
-  REFBUS_RETURN_IF_ERROR(CheckPrivateFile(path));
-  REFBUS_ASSIGN_OR_RETURN(Bytes raw, ReadFile(path, 4096));
-  size_t n = raw.size();
+  REFBUS_ASSIGN_OR_RETURN(PrivateFile file, ReadPrivateFile(path, 4096));
+  REFBUS_RETURN_IF_ERROR(CheckPrivateMode(path, file.mode, file.owner));
+  const uint8_t* raw = file.bytes.data();
+  size_t n = file.bytes.size();
   while (n > 0 && (raw[n - 1] == '\n' || raw[n - 1] == '\r')) --n;
-  auto out = SecretBuffer::CopyOf(ByteView(raw.data(), n));
-  sodium_memzero(raw.data(), raw.size());
-  if (out.ok() && out->empty()) return InvalidArgument("passphrase file " + path + " is empty");
-  return out;
+  if (n == 0) return InvalidArgument("passphrase file " + path + " is empty");
+  return SecretBuffer::CopyOf(file.bytes.view().first(n));  // locked to locked
 }
 
 }  // namespace refbus::keys

@@ -25,19 +25,27 @@
 
 namespace refbus::keys {
 
-// Argon2id cost for new files: libsodium's "interactive" limits (2 passes, 64 MiB).
 struct KdfCost {
   uint64_t opslimit;
   uint64_t memlimit;
 };
+// Argon2id cost for new files: libsodium's "interactive" limits (2 passes, 64 MiB).
 KdfCost DefaultKdfCost();
+// For the federation authority's root signing key: libsodium's "moderate" limits (3
+// passes, 256 MiB; about a second per derivation).
+KdfCost AuthorityKdfCost();
+// The least cost a protected file may have to be loaded: the interactive limits.
+KdfCost LeastKdfCost();
 
 // passphrase may be nullptr (unprotected file). Refuses an empty passphrase.
 Status SaveIdentity(const Identity& identity, const std::string& path,
                     const SecretBuffer* passphrase, KdfCost cost = DefaultKdfCost());
 
-// passphrase may be nullptr; a protected file then fails with kFailedPrecondition.
-Result<Identity> LoadIdentity(const std::string& path, const SecretBuffer* passphrase);
+// passphrase may be nullptr; a protected file then fails with kFailedPrecondition, and so
+// does one whose stored Argon2id cost is below least (checked before any derivation).
+// Lowering least is for tests that save with libsodium's minimum cost, and nothing else.
+Result<Identity> LoadIdentity(const std::string& path, const SecretBuffer* passphrase,
+                              KdfCost least = LeastKdfCost());
 
 // True if the file at path is passphrase-protected (reads only the outer container).
 Result<bool> IsProtected(const std::string& path);

@@ -212,6 +212,7 @@ void PrintRecord(const schema::SignedPartyRecord& r, bool as_json) {
 struct Args {
   bool as_json = false;
   std::string passphrase_file;
+  bool insecure_no_passphrase = false;  // authority init: the explicit opt-out (tests)
   std::string dir, id, file, out;
   // party init, party move
   std::string kind_name, type_name, name, region, home_broker, endpoint;
@@ -248,6 +249,22 @@ void AddPassphraseOption(CLI::App* c, Args& a) {
 // ---- authority init
 
 int RunAuthorityInit(const Args& a, const Context& ctx) {
+  // The federation's root signing key is never written in the clear by accident.
+  if (ctx.pass == nullptr && !a.insecure_no_passphrase) {
+    return Fail(InvalidArgument(
+        "authority init needs --passphrase-file FILE: the authority's key signs every "
+        "directory of the federation. (For a throwaway test federation only: "
+        "--insecure-no-passphrase)"));
+  }
+  if (ctx.pass != nullptr && a.insecure_no_passphrase) {
+    return Fail(InvalidArgument("give --passphrase-file or --insecure-no-passphrase, not both"));
+  }
+  if (ctx.pass == nullptr) {
+    std::cerr << "refbus-keys: WARNING: the authority's signing key in " << a.dir
+              << " is NOT protected by a passphrase (--insecure-no-passphrase). Anyone who "
+                 "can read that file can issue directories for the whole federation. Use "
+                 "this for tests only.\n";
+  }
   auto r = InitAuthority(a.dir, a.id, ctx.pass, ctx.now);
   if (!r.ok()) return Fail(r.status());
   if (a.as_json) {
@@ -274,6 +291,9 @@ void AddAuthorityCommands(CLI::App& app, Args& a, std::vector<Command>& commands
   init->add_option("--dir", a.dir, "Authority folder (keep it offline)")->required();
   init->add_option("--id", a.id, "Authority id")->default_val("authority");
   AddPassphraseOption(init, a);
+  init->add_flag("--insecure-no-passphrase", a.insecure_no_passphrase,
+                 "Write the authority's key unprotected (throwaway test federations only; "
+                 "warns on stderr). Without it, --passphrase-file is required");
   commands.push_back({init, RunAuthorityInit});
 }
 
@@ -490,6 +510,8 @@ void AddDirectoryCommands(CLI::App& app, Args& a, std::vector<Command>& commands
 // ---- federation init
 
 int RunFederationInit(const Args& a, const Context& ctx) {
+  std::cerr << "refbus-keys: WARNING: federation init writes every key of the federation, the "
+               "authority's included, unprotected into one folder: for demos and tests only\n";
   Status s = FederationInit(a.manifest, a.out, ctx.now, std::cout);
   if (!s.ok()) return Fail(s);
   return 0;

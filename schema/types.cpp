@@ -51,7 +51,7 @@ constexpr std::array<std::string_view, 11> kLegalBasis = {
     "court-order",         "emergency-life-safety"};
 constexpr std::array<std::string_view, 4> kConsenter = {"unspecified", "subject", "guardian",
                                                         "legal-representative"};
-constexpr std::array<std::string_view, 18> kNackReason = {"unspecified",
+constexpr std::array<std::string_view, 19> kNackReason = {"unspecified",
                                                           "malformed",
                                                           "too-large",
                                                           "sender-mismatch",
@@ -68,7 +68,8 @@ constexpr std::array<std::string_view, 18> kNackReason = {"unspecified",
                                                           "unsupported-version",
                                                           "internal",
                                                           "not-permitted",
-                                                          "out-of-range"};
+                                                          "out-of-range",
+                                                          "id-reused"};
 static_assert(kMessageKind.size() == kMessageKindCount && kNackReason.size() == kNackReasonCount,
               "schema/types.h counts every value");
 

@@ -126,9 +126,10 @@ enum class NackReason : int {
   kInternal = 15,
   kNotPermitted = 16,
   kOutOfRange = 17,
+  kIdReused = 18,
 };
 // How many NackReason values there are (for tables indexed by reason, such as metrics).
-inline constexpr size_t kNackReasonCount = 18;
+inline constexpr size_t kNackReasonCount = 19;
 enum class KeyProtection : int { kUnspecified = 0, kNone = 1, kArgon2idXChaCha20Poly1305 = 2 };
 
 // Readable names ("wee-center", "police-unit", ...) and their inverse for CLIs and tables.

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "broker/store.h"
+#include "core/hash.h"
 #include "core/lmdb.h"
 #include "core/zmq.h"
 #include "keys/crypto.h"
@@ -297,6 +298,190 @@ TEST_F(BrokerTest, RestartKeepsQueueAndDedup) {
   EXPECT_EQ(d->deliver.envelope, env);
   EXPECT_FALSE(counsel->Receive(1000).has_value()) << "stored twice";
   EXPECT_EQ(broker_->Stop(), 0);
+}
+
+// Issue 17 item 1: a party that learned a held envelope's message id (here its recipient,
+// holding back its ack) submits its own validly signed envelope under that id, addressed
+// to a third party. The broker must refuse it as ID_REUSED (audited, naming the reason),
+// never re-address the held envelope; the very same bytes again are still a duplicate,
+// also after a restart and after the held envelope was delivered and acked.
+TEST_F(BrokerTest, AReusedMessageIdWithOtherBytesIsRefusedAndReaddressesNothing) {
+  ASSERT_TRUE(broker_->Start());
+  const schema::Directory& dir = fed_.directory();
+  auto wee = Connect("seoul-wee-01");
+  auto counsel = Connect("seoul-counsel");
+  auto police = Connect("seoul-police-03");
+  const Bytes held = SealTo(Id("seoul-wee-01"), dir, {"seoul-counsel"}, Now());
+  const Bytes id = schema::DecodeEnvelope(held)->header.message_id;
+  auto a = wee->Submit(held);
+  ASSERT_TRUE(a && a->type == Frame::Type::kAck);
+  auto d = counsel->Receive(5000);  // received; its ack held back
+  ASSERT_TRUE(d && d->type == Frame::Type::kDeliver);
+  ASSERT_EQ(d->deliver.envelope, held);
+
+  // The counseling center's own envelope, signed by it, under the same id, to the police.
+  keys::SealRequest req;
+  req.kind = schema::MessageKind::kOpaque;
+  req.case_ref = "test-case-0001";
+  req.now = Now();
+  req.message_id = id;
+  auto pk = keys::CurrentPrekey(dir, "seoul-police-03", req.now);
+  ASSERT_TRUE(pk.ok());
+  req.recipients.push_back(*pk);
+  auto reused = keys::SealEnvelope(Id("seoul-counsel"), req, keys::RandomBytes(64));
+  ASSERT_TRUE(reused.ok()) << reused.status().ToString();
+  ExpectNack(counsel->Submit(*reused), NackReason::kIdReused);
+  EXPECT_FALSE(police->Receive(1500).has_value()) << "the held envelope was re-addressed";
+  // The sender's own resubmission of the same bytes is still an idempotent duplicate.
+  auto again = wee->Submit(held);
+  ASSERT_TRUE(again && again->type == Frame::Type::kAck);
+  EXPECT_TRUE(again->ack.duplicate);
+
+  // Across a restart, then after the held envelope was acked and dropped.
+  ASSERT_EQ(broker_->Stop(), 0);
+  ASSERT_TRUE(broker_->Start());
+  wee = Connect("seoul-wee-01");
+  police = Connect("seoul-police-03");
+  counsel = Connect("seoul-counsel");
+  ExpectNack(counsel->Submit(*reused), NackReason::kIdReused);
+  auto after_restart = wee->Submit(held);
+  ASSERT_TRUE(after_restart && after_restart->type == Frame::Type::kAck);
+  EXPECT_TRUE(after_restart->ack.duplicate);
+  EXPECT_EQ(counsel->DrainAndAck(1500, /*skip_others=*/true), std::vector<Bytes>{id});
+  ExpectNack(counsel->Submit(*reused), NackReason::kIdReused);
+  EXPECT_FALSE(police->Receive(1000).has_value()) << "the reused id reached the police";
+  auto after_ack = wee->Submit(held);
+  ASSERT_TRUE(after_ack && after_ack->type == Frame::Type::kAck);
+  EXPECT_TRUE(after_ack->ack.duplicate);
+  ASSERT_EQ(broker_->Stop(), 0);
+  EXPECT_NE(broker_->Log().find("id-reused"), std::string::npos);
+
+  // The audit log: three refusals naming the reason, and every entry about this id that is
+  // not a refusal carries the held envelope's hash (never the reused one's) and names none
+  // but its recipients.
+  broker::StoreOptions o;
+  o.dir = root_ + "/seoul-data";
+  o.broker_id = "seoul-broker";
+  auto store = broker::Store::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  size_t refusals = 0;
+  for (uint64_t i = 0; i < *(*store)->AuditSize(); ++i) {
+    auto e = schema::DecodeAuditEntry(*(*store)->AuditEntryBytes(i));
+    ASSERT_TRUE(e.ok());
+    if (e->message_id != id) continue;
+    if (e->event == schema::AuditEvent::kEnvelopeRejected) {
+      // The refusal records what was refused: the reused envelope, its hash and reason.
+      ++refusals;
+      EXPECT_EQ(e->reason, NackReason::kIdReused);
+      EXPECT_EQ(e->actor, "seoul-counsel");
+      EXPECT_EQ(e->envelope_sha256, Sha256(*reused));
+      EXPECT_NE(e->detail.find(HexEncode(Sha256(held))), std::string::npos)
+          << "the refusal names the held envelope's hash: " << e->detail;
+      continue;
+    }
+    for (const auto& r : e->recipients) EXPECT_NE(r, "seoul-police-03") << e->detail;
+    if (e->event == schema::AuditEvent::kEnvelopeAccepted) {
+      EXPECT_EQ(e->envelope_sha256, Sha256(held));
+    }
+  }
+  EXPECT_EQ(refusals, 3u);
+}
+
+// The same through the federation relay path: a peer broker (or an agency homed there)
+// relaying other bytes under a message id this broker holds is refused ID_REUSED; the very
+// same relay again is a duplicate.
+TEST_F(BrokerTest, ARelayReusingAHeldMessageIdWithOtherBytesIsRefused) {
+  ASSERT_TRUE(broker_->Start());
+  const schema::Directory& dir = fed_.directory();
+  auto busan = Connect("busan-broker");
+  auto police = Connect("seoul-police-03");
+  uint64_t rid = 1000;
+  auto relay = [&](const Bytes& envelope, const std::string& for_recipient) {
+    Frame f;
+    f.type = Frame::Type::kRelay;
+    f.request_id = ++rid;
+    f.relay.envelope = envelope;
+    f.relay.hops = 0;
+    f.relay.for_recipients = {for_recipient};
+    busan->SendFrame(f);
+    return busan->Expect(Frame::Type::kAck, rid, 5000);
+  };
+  const Bytes held = SealTo(Id("busan-support"), dir, {"seoul-counsel"}, Now());
+  auto first = relay(held, "seoul-counsel");
+  ASSERT_TRUE(first && first->type == Frame::Type::kAck) << broker_->Log();
+  keys::SealRequest req;
+  req.kind = schema::MessageKind::kOpaque;
+  req.case_ref = "test-case-0001";
+  req.now = Now();
+  req.message_id = schema::DecodeEnvelope(held)->header.message_id;
+  auto pk = keys::CurrentPrekey(dir, "seoul-police-03", req.now);
+  ASSERT_TRUE(pk.ok());
+  req.recipients.push_back(*pk);
+  auto reused = keys::SealEnvelope(Id("busan-support"), req, keys::RandomBytes(64));
+  ASSERT_TRUE(reused.ok()) << reused.status().ToString();
+  ExpectNack(relay(*reused, "seoul-police-03"), NackReason::kIdReused);
+  EXPECT_FALSE(police->Receive(1500).has_value()) << "the held envelope was re-addressed";
+  auto again = relay(held, "seoul-counsel");
+  ASSERT_TRUE(again && again->type == Frame::Type::kAck);
+  EXPECT_TRUE(again->ack.duplicate);
+  EXPECT_EQ(broker_->Stop(), 0);
+}
+
+// Defence in depth behind the id-reuse refusal (issue 17 item 1): whatever a mailbox entry
+// says, a stored envelope's bytes go only to its own recipients. An entry planted in the
+// police unit's mailbox for the counseling center's envelope is quarantined, never sent.
+TEST_F(BrokerTest, AMailboxEntryForANonRecipientIsQuarantinedNotDelivered) {
+  ASSERT_TRUE(broker_->Start());
+  Bytes env;
+  {
+    auto wee = Connect("seoul-wee-01");
+    env = SealTo(Id("seoul-wee-01"), fed_.directory(), {"seoul-counsel"}, Now());
+    auto r = wee->Submit(env);
+    ASSERT_TRUE(r && r->type == Frame::Type::kAck);
+  }
+  ASSERT_EQ(broker_->Stop(), 0);
+  const Bytes id = schema::DecodeEnvelope(env)->header.message_id;
+  {
+    lmdb::EnvOptions eo;
+    eo.map_size_bytes = size_t{4} << 30;
+    eo.max_dbs = 32;
+    auto lenv = lmdb::Env::Open(root_ + "/seoul-data", eo);
+    ASSERT_TRUE(lenv.ok()) << lenv.status().ToString();
+    auto mbox = (*lenv)->OpenDb("mbox");
+    ASSERT_TRUE(mbox.ok());
+    auto txn = (*lenv)->BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    Bytes key = ToBytes("seoul-police-03");
+    key.push_back(0);
+    Bytes seq = lmdb::U64Key(uint64_t{1} << 40);
+    key.insert(key.end(), seq.begin(), seq.end());
+    ASSERT_TRUE(txn->Put(*mbox, key, id).ok());
+    ASSERT_TRUE(txn->Commit().ok());
+  }
+  ASSERT_TRUE(broker_->Start());
+  auto police = Connect("seoul-police-03");
+  EXPECT_FALSE(police->Receive(2000).has_value()) << "a non-recipient was handed the envelope";
+  auto counsel = Connect("seoul-counsel");
+  EXPECT_EQ(counsel->DrainAndAck(1500, /*skip_others=*/true), std::vector<Bytes>{id})
+      << "its recipient still gets it";
+  ASSERT_EQ(broker_->Stop(), 0);
+  EXPECT_NE(broker_->Log().find("MISADDRESSED mailbox entry"), std::string::npos) << broker_->Log();
+  broker::StoreOptions o;
+  o.dir = root_ + "/seoul-data";
+  o.broker_id = "seoul-broker";
+  auto store = broker::Store::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  size_t quarantined = 0;
+  for (uint64_t i = 0; i < *(*store)->AuditSize(); ++i) {
+    auto e = schema::DecodeAuditEntry(*(*store)->AuditEntryBytes(i));
+    ASSERT_TRUE(e.ok());
+    if (e->event != schema::AuditEvent::kEnvelopeQuarantined) continue;
+    ++quarantined;
+    EXPECT_EQ(e->message_id, id);
+    EXPECT_EQ(e->actor, "seoul-police-03");
+    EXPECT_NE(e->detail.find("not a recipient"), std::string::npos) << e->detail;
+  }
+  EXPECT_EQ(quarantined, 1u);
 }
 
 TEST_F(BrokerTest, DamagedStoredEnvelopeIsQuarantinedAndTheRestIsDelivered) {

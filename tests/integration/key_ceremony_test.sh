@@ -65,7 +65,16 @@ expect_exit 3 'signature does not verify' "tampered listing refused" -- \
 head -c 100 "$obs/directory" >"$work/truncated"
 expect_exit 1 'does not decode|malformed' "truncated directory refused" -- \
   "$keys" directory verify "$work/truncated" --anchor "$obs/authority.pub"
-"$keys" authority init --dir "$work/rogue" --id rogue >/dev/null
+# The federation's root key is never written unprotected by accident (issue 17, item 8):
+# without --passphrase-file, authority init refuses unless told loudly not to protect it.
+expect_exit 1 'passphrase-file.*insecure-no-passphrase' \
+  "authority init without a passphrase is refused, naming both ways out" -- \
+  "$keys" authority init --dir "$work/unprotected" --id rogue
+check "the refused authority init wrote no key" test ! -e "$work/unprotected/identity.key"
+warning=$("$keys" authority init --dir "$work/rogue" --id rogue --insecure-no-passphrase 2>&1 >/dev/null)
+check "authority init --insecure-no-passphrase succeeds" test -f "$work/rogue/identity.key"
+check "and warns on stderr that the root key is unprotected" \
+  grep -q 'WARNING.*NOT protected by a passphrase' <<<"$warning"
 expect_exit 3 'not by the authority key' "directory checked against another authority refused" -- \
   "$keys" directory verify "$obs/directory" --anchor "$work/rogue/authority.pub"
 expect_exit 1 'not of the federation authority' "a party record is not a trust anchor" -- \

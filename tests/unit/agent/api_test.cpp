@@ -3,8 +3,11 @@
 #include "agent/api.h"
 
 #include <httplib.h>
+#include <netinet/in.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -91,6 +94,38 @@ class LogCapture {
   std::shared_ptr<spdlog::logger> previous_;
   std::ostringstream out_;
 };
+
+// One raw HTTP/1.1 request to 127.0.0.1:port (headers as given, nothing added): what a
+// browser page on another name, or a hostile local client, can send. Returns the status
+// code of the reply and its body in *body (0 if no reply).
+int RawGet(int port, const std::string& path, const std::string& headers, std::string* body) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return 0;
+  }
+  std::string req = "GET " + path + " HTTP/1.1\r\n" + headers + "Connection: close\r\n\r\n";
+  if (::send(fd, req.data(), req.size(), 0) != static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return 0;
+  }
+  std::string reply;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;)
+    reply.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  if (reply.rfind("HTTP/1.1 ", 0) != 0 || reply.size() < 12) return 0;
+  if (body != nullptr) {
+    size_t at = reply.find("\r\n\r\n");
+    *body = at == std::string::npos ? "" : reply.substr(at + 4);
+  }
+  return std::stoi(reply.substr(9, 3));
+}
 
 class ApiTest : public ::testing::Test {
  protected:
@@ -190,6 +225,49 @@ TEST_F(ApiTest, OtherSchemesAreRefused) {
   auto r3 = raw.Get("/v1/status", {{"Authorization", "bearer  " + token_ + " "}});
   ASSERT_TRUE(r3);
   EXPECT_EQ(r3->status, 200) << "the scheme is case-insensitive; spaces around are fine";
+}
+
+// Issue 17 item 6: DNS rebinding. A page on another name that resolves to 127.0.0.1 reaches
+// the port with its own Host (and Origin); a request naming another host or carrying a
+// foreign Origin is refused before anything runs, even with the right token.
+TEST_F(ApiTest, ForeignHostOrOriginIsRefusedEvenWithTheToken) {
+  const int port = server_->port();
+  const std::string p = std::to_string(port);
+  const std::string auth = "Authorization: Bearer " + token_ + "\r\n";
+  auto status = [&](const std::string& headers, std::string* body = nullptr) {
+    return RawGet(port, "/v1/status", auth + headers, body);
+  };
+  EXPECT_EQ(status("Host: 127.0.0.1:" + p + "\r\n"), 200);
+  EXPECT_EQ(status("Host: localhost:" + p + "\r\n"), 200);
+  EXPECT_EQ(status("Host: LocalHost:" + p + "\r\n"), 200) << "host names have no case";
+  EXPECT_EQ(status("Host: 127.0.0.1:" + p + "\r\nOrigin: http://127.0.0.1:" + p + "\r\n"), 200);
+  EXPECT_EQ(status("Host: localhost:" + p + "\r\nOrigin: http://localhost:" + p + "\r\n"), 200);
+  const size_t accepted = handler_.requests().size();
+  std::string body;
+  EXPECT_EQ(status("Host: rebind.attacker.example:" + p + "\r\n", &body), 421);
+  Json j = Json::parse(body, nullptr, false);
+  ASSERT_TRUE(j.is_object() && j.contains("error")) << body;
+  EXPECT_TRUE(HasSubstr(j["error"].value("message", std::string()), "Host")) << body;
+  EXPECT_EQ(status("Host: rebind.attacker.example\r\n"), 421);
+  EXPECT_EQ(status("Host: 127.0.0.1\r\n"), 421) << "without the port";
+  EXPECT_EQ(status("Host: 127.0.0.1:" + p + "0\r\n"), 421) << "another port";
+  EXPECT_EQ(status(""), 421) << "no Host at all";
+  EXPECT_EQ(
+      status("Host: 127.0.0.1:" + p + "\r\nOrigin: http://rebind.attacker.example:" + p + "\r\n",
+             &body),
+      403);
+  j = Json::parse(body, nullptr, false);
+  ASSERT_TRUE(j.is_object() && j.contains("error")) << body;
+  EXPECT_TRUE(HasSubstr(j["error"].value("message", std::string()), "Origin")) << body;
+  EXPECT_EQ(status("Host: 127.0.0.1:" + p + "\r\nOrigin: null\r\n"), 403);
+  EXPECT_EQ(status("Host: 127.0.0.1:" + p + "\r\nOrigin: https://127.0.0.1:" + p + "\r\n"), 403);
+  EXPECT_EQ(RawGet(port, "/v1/healthz", "Host: rebind.attacker.example:" + p + "\r\n", nullptr),
+            421);
+  EXPECT_EQ(handler_.requests().size(), accepted) << "a refused request reached the handler";
+  // The client the CLI uses still works.
+  auto r = Client()->Get("/v1/status");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
 }
 
 TEST_F(ApiTest, LogsNeverHoldTheTokenOrBodies) {
@@ -500,6 +578,33 @@ TEST(ApiStartTest, NonLoopbackAddressesAreRefused) {
   EXPECT_TRUE(HasError(ApiServer::Start(o, q, h), Status::Code::kInvalidArgument,
                        "reachable from other machines"));
   EXPECT_FALSE(PathExists(o.token_file)) << "refused before anything is written";
+}
+
+TEST(ApiStartTest, AllowedHostsAddNamesForHostAndOrigin) {
+  TempDir dir;
+  CommandQueue q;
+  FakeHandler h;
+  ApiOptions o;
+  o.token_file = dir.Join("api.token");
+  o.allowed_hosts = {"Console.Agency.Example", "proxy.example:8443"};
+  auto server = Must(ApiServer::Start(o, q, h));
+  const std::string p = std::to_string(server->port());
+  // healthz needs no token: enough to see the Host and Origin checks.
+  EXPECT_EQ(
+      RawGet(server->port(), "/v1/healthz", "Host: console.agency.example:" + p + "\r\n", nullptr),
+      200);
+  EXPECT_EQ(
+      RawGet(server->port(), "/v1/healthz",
+             "Host: 127.0.0.1:" + p + "\r\nOrigin: http://console.agency.example:" + p + "\r\n",
+             nullptr),
+      200);
+  EXPECT_EQ(RawGet(server->port(), "/v1/healthz", "Host: proxy.example:8443\r\n", nullptr), 200);
+  EXPECT_EQ(RawGet(server->port(), "/v1/healthz", "Host: proxy.example:" + p + "\r\n", nullptr),
+            421);
+  EXPECT_EQ(
+      RawGet(server->port(), "/v1/healthz", "Host: other.agency.example:" + p + "\r\n", nullptr),
+      421);
+  server->Stop();
 }
 
 TEST(ApiStartTest, APortInUseIsAClearError) {

@@ -393,6 +393,34 @@ TEST_F(ClientTest, RedeliveryAfterAgentRestartIsAckedButNotReportedAgain) {
   EXPECT_EQ(Must(store->Counters()).inbox_messages, 1u);
 }
 
+// Issue 17 item 1: a delivery of other bytes under a message id the inbox holds is not a
+// redelivery: it is refused (ID_REUSED), counted, and the held envelope stays.
+TEST_F(ClientTest, OtherBytesUnderAHeldMessageIdAreRefusedNotAckedAsDuplicate) {
+  auto broker = NewBroker();
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return client->session_ready(); }));
+  const Bytes held = fed_.Seal(fed_.peer);
+  const Bytes other = fed_.Seal(fed_.peer, test::kAgencyId, 64, MessageIdOf(held));
+  ASSERT_NE(held, other);
+  broker->Deliver(held);
+  const uint64_t rid = broker->Deliver(other);
+  broker->Deliver(held, 1);  // the true redelivery is still a duplicate
+  ASSERT_TRUE(RunUntil(*client, broker.get(), [&] { return broker->agent_replies.size() == 3; }));
+  const auto& r = broker->agent_replies[1];
+  ASSERT_EQ(r.type, schema::Frame::Type::kNack) << "other bytes were acked";
+  EXPECT_EQ(r.request_id, rid);
+  EXPECT_EQ(r.nack.reason, schema::NackReason::kIdReused);
+  ASSERT_EQ(broker->agent_replies[2].type, schema::Frame::Type::kAck);
+  EXPECT_TRUE(broker->agent_replies[2].ack.duplicate);
+  EXPECT_EQ(client->counters().id_reused_deliveries, 1u);
+  EXPECT_EQ(client->counters().duplicate_deliveries, 1u);
+  EXPECT_EQ(EventsOf(Type::kDelivered).size(), 1u);
+  EXPECT_EQ(Must(store->GetInbox(MessageIdOf(held))).envelope, held);
+  EXPECT_EQ(Must(store->Counters()).duplicate_deliveries, 1u);
+}
+
 TEST_F(ClientTest, UndecodableDeliveryIsNackedMalformed) {
   auto broker = NewBroker();
   auto store = NewStore();

@@ -73,13 +73,16 @@ TEST_F(AgentConfigTest, PathsAreAbsoluteEvenForARelativeConfigPath) {
 }
 
 TEST_F(AgentConfigTest, ApiSection) {
-  auto c = LoadAgentConfig(Write(Base() + "broker_endpoint = \"tcp://127.0.0.1:7450\"\n"
-                                          "[api]\n"
-                                          "listen = \"127.0.0.1:8470\"\n"
-                                          "url_file = \"run/url\"\n"
-                                          "token_file = \"/etc/refbus/token\"\n"
-                                          "command_timeout_ms = 5000\n"));
+  auto c = LoadAgentConfig(Write(Base() +
+                                 "broker_endpoint = \"tcp://127.0.0.1:7450\"\n"
+                                 "[api]\n"
+                                 "listen = \"127.0.0.1:8470\"\n"
+                                 "url_file = \"run/url\"\n"
+                                 "token_file = \"/etc/refbus/token\"\n"
+                                 "command_timeout_ms = 5000\n"
+                                 "allowed_hosts = [\"console.example\", \"p.example:8443\"]\n"));
   ASSERT_TRUE(IsOk(c));
+  EXPECT_EQ(c->api_allowed_hosts, (std::vector<std::string>{"console.example", "p.example:8443"}));
   EXPECT_EQ(c->broker_endpoint, "tcp://127.0.0.1:7450");
   EXPECT_EQ(c->api_listen, "127.0.0.1:8470");
   EXPECT_EQ(c->api_url_file, dir_.Join("run/url"));
@@ -100,6 +103,9 @@ TEST_F(AgentConfigTest, BadSettingsAreNamed) {
       {Base() + "[api]\nlisten = \"192.168.0.5:8470\"\n", "not a loopback address"},
       {Base() + "[api]\nlisten = 8470\n", "setting api.listen must be a string"},
       {Base() + "[api]\ncommand_timeout_ms = 5\n", "api.command_timeout_ms is 5"},
+      {Base() + "[api]\nallowed_hosts = \"console.example\"\n", "api.allowed_hosts must be a list"},
+      {Base() + "[api]\nallowed_hosts = [\"http://x.example/\"]\n", "api.allowed_hosts holds"},
+      {Base() + "[api]\nallowed_hosts = [\"x.example:0\"]\n", "api.allowed_hosts holds"},
       {Base() + "broker_endpoint = \"127.0.0.1:7450\"\n", "agent.broker_endpoint must start"},
       {Base() + "passphrase_file = \"nope\"\n", "agent.passphrase_file) does not exist"},
       {"[agent]\nid = \"incheon-wee-01\"\n", "setting agent.data_dir is missing"},

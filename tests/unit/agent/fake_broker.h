@@ -92,9 +92,11 @@ struct Federation {
   const schema::Directory& directory() const { return signed_directory.directory; }
 
   // An envelope from sender to the agency under test, with random content.
+  // message_id: empty for a random one.
   Bytes Seal(const keys::Identity& sender, const std::string& to = kAgencyId,
-             size_t content_bytes = 64) const {
+             size_t content_bytes = 64, const Bytes& message_id = {}) const {
     keys::SealRequest req;
+    req.message_id = message_id;
     req.kind = schema::MessageKind::kOpaque;
     req.recipients.push_back(Must(keys::CurrentPrekey(directory(), to, now)));
     req.case_ref = "test-case-0001";

@@ -49,16 +49,17 @@ void FlipStoredByte(const TempDir& dir, const char* db, ByteView key, size_t off
 TEST(TransportStoreTest, SecondDeliveryOfAnIdIsADuplicateAndKeepsTheFirstRecord) {
   TempDir dir;
   auto store = OpenStore(dir);
-  Bytes id = NewId(), first = Envelope(), second = Envelope();
+  Bytes id = NewId(), first = Envelope();
 
   auto a = store->StoreDeliveries(std::vector<Delivery>{{id, first}}, kNow);
   ASSERT_TRUE(IsOk(a));
   EXPECT_FALSE((*a)[0].duplicate);
   EXPECT_EQ((*a)[0].sequence, 1u);
 
-  auto b = store->StoreDeliveries(std::vector<Delivery>{{id, second}}, kNow + 5);
+  auto b = store->StoreDeliveries(std::vector<Delivery>{{id, first}}, kNow + 5);
   ASSERT_TRUE(IsOk(b));
   EXPECT_TRUE((*b)[0].duplicate);
+  EXPECT_FALSE((*b)[0].id_reused);
   EXPECT_EQ((*b)[0].sequence, 1u);
 
   auto rec = store->GetInbox(id);
@@ -78,6 +79,35 @@ TEST(TransportStoreTest, SecondDeliveryOfAnIdIsADuplicateAndKeepsTheFirstRecord)
   EXPECT_EQ(c->inbox_messages, 1u);
   EXPECT_EQ(c->duplicate_deliveries, 1u);
   EXPECT_EQ(c->last_inbox_sequence, 1u);
+}
+
+// Issue 17 item 1: other bytes under a held id are not a redelivery: reported as
+// id_reused (not a duplicate, not counted as one), never stored, the held record kept; also
+// inside one batch and after a reopen.
+TEST(TransportStoreTest, OtherBytesUnderAHeldIdAreIdReusedAndNeverReplaceIt) {
+  TempDir dir;
+  Bytes id = NewId(), held = Envelope(), other = Envelope();
+  {
+    auto store = OpenStore(dir);
+    auto r = store->StoreDeliveries(std::vector<Delivery>{{id, held}, {id, other}}, kNow);
+    ASSERT_TRUE(IsOk(r));
+    EXPECT_FALSE((*r)[0].id_reused);
+    EXPECT_TRUE((*r)[1].id_reused);
+    EXPECT_FALSE((*r)[1].duplicate);
+  }
+  auto store = OpenStore(dir);
+  auto again = store->StoreDeliveries(std::vector<Delivery>{{id, other}}, kNow + 5);
+  ASSERT_TRUE(IsOk(again));
+  EXPECT_TRUE((*again)[0].id_reused);
+  EXPECT_FALSE((*again)[0].duplicate);
+  auto rec = store->GetInbox(id);
+  ASSERT_TRUE(IsOk(rec));
+  EXPECT_EQ(rec->envelope, held);
+  EXPECT_EQ(rec->sha256, Sha256(held));
+  auto c = Must(store->Counters());
+  EXPECT_EQ(c.inbox_messages, 1u);
+  EXPECT_EQ(c.duplicate_deliveries, 0u);
+  EXPECT_EQ(c.last_inbox_sequence, 1u);
 }
 
 TEST(TransportStoreTest, RepeatInsideOneBatchIsADuplicate) {

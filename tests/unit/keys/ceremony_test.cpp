@@ -3,6 +3,7 @@
 #include "keys/ceremony.h"
 
 #include <gtest/gtest.h>
+#include <sodium.h>
 
 #include <filesystem>
 #include <fstream>
@@ -101,6 +102,20 @@ class CeremonyTest : public ::testing::Test {
 
   test::TempDir tmp_;
 };
+
+// Issue 17 item 8: the federation's root signing key, when protected, is protected at
+// libsodium's moderate Argon2id cost (one derivation here: about a second, 256 MiB).
+TEST_F(CeremonyTest, AuthorityKeyIsProtectedAtTheModerateCost) {
+  SecretBuffer pass = Must(SecretBuffer::CopyOf(AsBytes("the authority's passphrase")));
+  ASSERT_TRUE(IsOk(InitAuthority(Dir("authority"), "authority", &pass, kNow)));
+  const std::string key = JoinPath(Dir("authority"), kIdentityFile);
+  auto file = schema::DecodeSecretKeyFile(
+      Must(schema::StripMagic(schema::kSecretKeyFileMagic, test::ReadAll(key), "key")));
+  ASSERT_TRUE(IsOk(file));
+  EXPECT_EQ(file->protection, schema::KeyProtection::kArgon2idXChaCha20Poly1305);
+  EXPECT_EQ(file->kdf_opslimit, crypto_pwhash_OPSLIMIT_MODERATE);
+  EXPECT_EQ(file->kdf_memlimit, crypto_pwhash_MEMLIMIT_MODERATE);
+}
 
 TEST_F(CeremonyTest, InitIssueAndAccept) {
   auto anchor = InitAuthority(Dir("authority"), "authority", nullptr, kNow);

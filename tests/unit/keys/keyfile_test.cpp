@@ -30,7 +30,8 @@ using test::IsOk;
 using test::Must;
 using Code = Status::Code;
 
-// Argon2id at libsodium's minimum: fast enough for loops. One test uses DefaultKdfCost().
+// Argon2id at libsodium's minimum: fast enough for loops (loading such a file needs the
+// floor lowered to it too). One test uses DefaultKdfCost().
 const KdfCost kCheapKdf{crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN};
 
 SecretBuffer Passphrase(std::string_view text) { return Must(SecretBuffer::CopyOf(AsBytes(text))); }
@@ -191,7 +192,7 @@ TEST_F(KeyFileTest, ProtectedRoundTrip) {
   auto prot = IsProtected(KeyPath());
   ASSERT_TRUE(IsOk(prot));
   EXPECT_TRUE(*prot);
-  auto loaded = LoadIdentity(KeyPath(), &pass);
+  auto loaded = LoadIdentity(KeyPath(), &pass, kCheapKdf);
   ASSERT_TRUE(IsOk(loaded));
   EXPECT_TRUE(SameIdentity(*loaded, agency_));
 }
@@ -219,7 +220,7 @@ TEST_F(KeyFileTest, AuthorityAndBrokerRoundTrip) {
   ASSERT_TRUE(IsOk(a));
   EXPECT_TRUE(SameIdentity(*a, authority));
   EXPECT_FALSE(a->has_transport());
-  auto b = LoadIdentity(dir_.Join("b.key"), &pass);
+  auto b = LoadIdentity(dir_.Join("b.key"), &pass, kCheapKdf);
   ASSERT_TRUE(IsOk(b));
   EXPECT_TRUE(SameIdentity(*b, broker));
 }
@@ -265,9 +266,10 @@ TEST_F(KeyFileTest, WrongPassphraseIsUnauthenticated) {
   SecretBuffer pass = Passphrase("right");
   SecretBuffer wrong = Passphrase("wrong");
   ASSERT_TRUE(IsOk(SaveIdentity(agency_, KeyPath(), &pass, kCheapKdf)));
-  EXPECT_TRUE(HasError(LoadIdentity(KeyPath(), &wrong), Code::kUnauthenticated, "passphrase"));
+  EXPECT_TRUE(
+      HasError(LoadIdentity(KeyPath(), &wrong, kCheapKdf), Code::kUnauthenticated, "passphrase"));
   SecretBuffer prefix = Passphrase("righ");
-  EXPECT_TRUE(HasCode(LoadIdentity(KeyPath(), &prefix), Code::kUnauthenticated));
+  EXPECT_TRUE(HasCode(LoadIdentity(KeyPath(), &prefix, kCheapKdf), Code::kUnauthenticated));
 }
 
 TEST_F(KeyFileTest, ProtectedFileWithoutPassphraseIsFailedPrecondition) {
@@ -323,7 +325,7 @@ TEST_F(KeyFileTest, EveryTruncationIsRefused) {
     std::string cut = dir_.Join("cut.key");
     for (size_t n = 0; n < full.size(); ++n) {
       test::WriteRaw(cut, ByteView(full.data(), n), 0600);
-      auto r = LoadIdentity(cut, protect ? &pass : nullptr);
+      auto r = LoadIdentity(cut, protect ? &pass : nullptr, kCheapKdf);
       ASSERT_FALSE(r.ok()) << "prefix of " << n << " of " << full.size() << " bytes loaded";
       EXPECT_NE(r.status().code(), Code::kInternal) << r.status().ToString();
     }
@@ -341,7 +343,7 @@ void CheckEveryFlip(const Identity& original, const std::string& path, const Sec
       Bytes flipped = full;
       flipped[i] ^= mask;
       test::WriteRaw(flipped_path, flipped, 0600);
-      auto r = LoadIdentity(flipped_path, pass);
+      auto r = LoadIdentity(flipped_path, pass, kCheapKdf);
       if (!r.ok()) {
         ++*refused;
         EXPECT_NE(r.status().code(), Code::kInternal) << r.status().ToString();
@@ -391,6 +393,51 @@ TEST_F(KeyFileTest, ExcessiveKdfCostIsRefusedBeforeDerivation) {
   EXPECT_TRUE(HasError(LoadIdentity(KeyPath(), &pass), Code::kMalformed, "Argon2id"));
 }
 
+// Issue 17 item 8: a key file protected below libsodium's interactive Argon2id cost is
+// refused at load, with a clear error, before any derivation.
+TEST_F(KeyFileTest, KdfCostBelowTheInteractiveFloorIsRefusedAtLoad) {
+  SecretBuffer pass = Passphrase("pw");
+  ASSERT_TRUE(IsOk(SaveIdentity(agency_, KeyPath(), &pass, kCheapKdf)));
+  auto r = LoadIdentity(KeyPath(), &pass);
+  EXPECT_TRUE(HasError(r, Code::kFailedPrecondition, "below"));
+  EXPECT_TRUE(test::HasSubstr(r.status().message(), KeyPath())) << r.status().ToString();
+  const KdfCost weak_memory{crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_MIN};
+  ASSERT_TRUE(IsOk(SaveIdentity(agency_, KeyPath(), &pass, weak_memory)));
+  EXPECT_TRUE(HasError(LoadIdentity(KeyPath(), &pass), Code::kFailedPrecondition, "below"));
+  EXPECT_TRUE(IsOk(LoadIdentity(KeyPath(), &pass, weak_memory)));
+}
+
+TEST(KdfCostTest, AuthorityCostIsModerateAndNoneIsBelowTheFloor) {
+  EXPECT_EQ(AuthorityKdfCost().opslimit, crypto_pwhash_OPSLIMIT_MODERATE);
+  EXPECT_EQ(AuthorityKdfCost().memlimit, crypto_pwhash_MEMLIMIT_MODERATE);
+  EXPECT_EQ(LeastKdfCost().opslimit, crypto_pwhash_OPSLIMIT_INTERACTIVE);
+  EXPECT_EQ(LeastKdfCost().memlimit, crypto_pwhash_MEMLIMIT_INTERACTIVE);
+  EXPECT_GE(DefaultKdfCost().opslimit, LeastKdfCost().opslimit);
+  EXPECT_GE(DefaultKdfCost().memlimit, LeastKdfCost().memlimit);
+}
+
+// Issue 17 item 7: the file is opened once and the descriptor read is the one checked. A
+// symbolic link (whose target could be swapped between a check and a read) is refused, and
+// so is anything that is not a regular file (a FIFO must not hang the load).
+TEST_F(KeyFileTest, SymlinkFifoAndDirectoryAreRefusedAsKeyFiles) {
+  ASSERT_TRUE(IsOk(SaveIdentity(agency_, KeyPath(), nullptr)));
+  const std::string link = dir_.Join("link.key");
+  ASSERT_EQ(::symlink(KeyPath().c_str(), link.c_str()), 0);
+  EXPECT_TRUE(HasError(LoadIdentity(link, nullptr), Code::kInvalidArgument, "symbolic link"));
+  const std::string fifo = dir_.Join("fifo.key");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_TRUE(HasError(LoadIdentity(fifo, nullptr), Code::kInvalidArgument, "not a regular file"));
+  const std::string folder = dir_.Join("folder.key");
+  ASSERT_EQ(::mkdir(folder.c_str(), 0700), 0);
+  EXPECT_TRUE(
+      HasError(LoadIdentity(folder, nullptr), Code::kInvalidArgument, "not a regular file"));
+  const std::string pass_link = dir_.Join("pass.link");
+  test::WriteRaw(dir_.Join("pass"), AsBytes("pw\n"), 0600);
+  ASSERT_EQ(::symlink(dir_.Join("pass").c_str(), pass_link.c_str()), 0);
+  EXPECT_TRUE(HasError(ReadPassphraseFile(pass_link), Code::kInvalidArgument, "symbolic link"));
+  EXPECT_TRUE(HasError(ReadPassphraseFile(fifo), Code::kInvalidArgument, "not a regular file"));
+}
+
 TEST_F(KeyFileTest, OuterFieldsAreBoundToThePayload) {
   // Relabelling an unprotected file as another party or kind breaks its checksum.
   ASSERT_TRUE(IsOk(SaveIdentity(agency_, KeyPath(), nullptr)));
@@ -422,7 +469,7 @@ TEST_F(KeyFileTest, ProtectedOuterFieldsAreBoundToThePayload) {
   test::WriteRaw(KeyPath(),
                  schema::WithMagic(schema::kSecretKeyFileMagic, schema::EncodeSecretKeyFile(file)),
                  0600);
-  EXPECT_TRUE(HasCode(LoadIdentity(KeyPath(), &pass), Code::kUnauthenticated));
+  EXPECT_TRUE(HasCode(LoadIdentity(KeyPath(), &pass, kCheapKdf), Code::kUnauthenticated));
 }
 
 TEST_F(KeyFileTest, PrunedPrekeysAreGoneFromTheSavedFile) {
@@ -461,7 +508,7 @@ TEST_F(KeyFileTest, PassphraseFromFileOpensTheKeyFile) {
   SecretBuffer pass = Must(ReadPassphraseFile(pass_path));
   ASSERT_TRUE(IsOk(SaveIdentity(agency_, KeyPath(), &pass, kCheapKdf)));
   SecretBuffer typed = Passphrase("from a file");
-  auto loaded = LoadIdentity(KeyPath(), &typed);
+  auto loaded = LoadIdentity(KeyPath(), &typed, kCheapKdf);
   ASSERT_TRUE(IsOk(loaded));
   EXPECT_TRUE(SameIdentity(*loaded, agency_));
 }

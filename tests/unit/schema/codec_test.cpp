@@ -697,7 +697,7 @@ TEST(FrameCodecTest, OptionalEmptyFields) {
 }
 
 TEST(FrameCodecTest, EveryNackReasonRoundTrips) {
-  for (int v = 1; v <= static_cast<int>(NackReason::kOutOfRange); ++v) {
+  for (int v = 1; v <= static_cast<int>(NackReason::kIdReused); ++v) {
     Frame f = FrameOf(Frame::Type::kNack);
     f.nack.reason = static_cast<NackReason>(v);
     auto out = DecodeFrame(EncodeFrame(f));

@@ -42,7 +42,8 @@ TEST(TypesTest, RoleAndKindNamesRoundTrip) {
 
 TEST(TypesTest, OutOfRangeValuesAreNamedUnknown) {
   EXPECT_EQ(Name(static_cast<AgencyType>(99)), "unknown");
-  EXPECT_EQ(Name(static_cast<NackReason>(18)), "unknown");
+  EXPECT_EQ(Name(static_cast<NackReason>(19)), "unknown");
+  EXPECT_EQ(Name(NackReason::kIdReused), "id-reused");
   EXPECT_EQ(Name(NackReason::kNotPermitted), "not-permitted");
   EXPECT_EQ(Name(NackReason::kOutOfRange), "out-of-range");
   EXPECT_EQ(Name(static_cast<MessageKind>(12)), "unknown");
