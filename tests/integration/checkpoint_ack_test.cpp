@@ -42,14 +42,14 @@ std::string Slurp(const std::string& path) {
   return ss.str();
 }
 
-struct Run {
+struct ExecResult {
   int code = -1;
   std::string out, err;
   json j;
 };
 
 // Runs argv[0] from build/bin with its output in files under dir.
-Run Exec(const std::string& dir, std::vector<std::string> argv) {
+ExecResult Exec(const std::string& dir, std::vector<std::string> argv) {
   const std::string out_path = dir + "/exec.out", err_path = dir + "/exec.err";
   argv[0] = BinDir() + "/" + argv[0];
   pid_t pid = ::fork();
@@ -64,7 +64,7 @@ Run Exec(const std::string& dir, std::vector<std::string> argv) {
     ::execv(a[0], a.data());
     std::_Exit(127);
   }
-  Run r;
+  ExecResult r;
   int status = 0;
   ::waitpid(pid, &status, 0);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -175,15 +175,15 @@ class CheckpointAckTest : public ::testing::Test {
     }
   }
 
-  Run Audit(std::vector<std::string> args) {
+  ExecResult Audit(std::vector<std::string> args) {
     args.insert(args.begin(), "refbus-audit");
     return Exec(root_, std::move(args));
   }
-  Run FetchInto(const std::string& store) {
+  ExecResult FetchInto(const std::string& store) {
     return Audit({"fetch", "--json", "--dir", fed_.Dir(kAuditor), "--broker", kBroker, "--endpoint",
                   broker_->endpoint(), "--store", store});
   }
-  Run VerifyWith(const std::string& store, const std::string& evidence) {
+  ExecResult VerifyWith(const std::string& store, const std::string& evidence) {
     return Audit({"verify", "--json", "--store", store, "--dir", fed_.Dir(kAuditor),
                   "--min-cosignatures", "0", "--evidence", evidence});
   }
@@ -255,15 +255,15 @@ TEST_F(CheckpointAckTest, AnAgencysKeptCheckpointIsEvidenceAgainstARewrittenLog)
 
   // Exported with the CLI, checked by the auditor against the honest log.
   const std::string evidence = root_ + "/wee.checkpoint";
-  Run exported =
+  ExecResult exported =
       Exec(root_, {"refbus-agent", "checkpoint", "-c", AgentConfig(), "--out", evidence});
   ASSERT_EQ(exported.code, 0) << exported.out << exported.err;
   EXPECT_NE(exported.out.find("size " + std::to_string(kept)), std::string::npos) << exported.out;
   EXPECT_EQ(Slurp(evidence), status["checkpoint"]["note"].get<std::string>());
   const std::string honest = root_ + "/audit-honest";
-  Run f = FetchInto(honest);
+  ExecResult f = FetchInto(honest);
   ASSERT_EQ(f.code, 0) << f.out << f.err;
-  Run v = VerifyWith(honest, evidence);
+  ExecResult v = VerifyWith(honest, evidence);
   EXPECT_EQ(v.code, 0) << v.out << v.err;
   EXPECT_EQ(v.j["evidence_checked"], 1) << v.out;
   EXPECT_EQ(v.j["witnessed"], false) << v.out;
@@ -289,13 +289,13 @@ TEST_F(CheckpointAckTest, AnAgencysKeptCheckpointIsEvidenceAgainstARewrittenLog)
   // A newcomer auditor fetches the rewritten log, consistent in itself: the agency's
   // checkpoint shows the rewrite.
   const std::string rewritten = root_ + "/audit-rewritten";
-  Run f2 = FetchInto(rewritten);
+  ExecResult f2 = FetchInto(rewritten);
   ASSERT_EQ(f2.code, 0) << f2.out << f2.err;
   ASSERT_GT(f2.j["entries"].get<uint64_t>(), kept) << f2.out;
-  Run plain = Audit({"verify", "--json", "--store", rewritten, "--dir", fed_.Dir(kAuditor),
-                     "--min-cosignatures", "0"});
+  ExecResult plain = Audit({"verify", "--json", "--store", rewritten, "--dir", fed_.Dir(kAuditor),
+                            "--min-cosignatures", "0"});
   EXPECT_EQ(plain.code, 0) << plain.out;  // nothing else could tell
-  Run v2 = VerifyWith(rewritten, evidence);
+  ExecResult v2 = VerifyWith(rewritten, evidence);
   EXPECT_EQ(v2.code, 1) << v2.out << v2.err;
   EXPECT_NE(v2.out.find("evidence " + evidence), std::string::npos) << v2.out;
   EXPECT_NE(v2.out.find("does not match the log"), std::string::npos) << v2.out;
