@@ -14,13 +14,13 @@ constexpr std::string_view kCheckpointKey = "latest_checkpoint";
 constexpr uint8_t kCheckpointVersion = 1;
 constexpr size_t kRootBytes = 32;
 
-void AppendBe(Bytes& out, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+void AppendBe(Bytes& out, uint64_t v, size_t bytes) {
+  for (size_t i = bytes; i > 0; --i) out.push_back(static_cast<uint8_t>(v >> (8 * (i - 1))));
 }
 
-uint64_t ReadBe(ByteView b, size_t at, int bytes) {
+uint64_t ReadBe(ByteView b, size_t at, size_t bytes) {
   uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v = (v << 8) | b[at + i];
+  for (size_t i = 0; i < bytes; ++i) v = (v << 8) | b[at + i];
   return v;
 }
 
