@@ -32,6 +32,12 @@
 //     ever, because the inbox is the deduplication record. If the store fails, nothing is
 //     acknowledged and the Client sends Hello again later, which makes the broker
 //     redeliver.
+//   - Checkpoint in Ack: an Ack's latest_checkpoint must verify with a signing key the
+//     directory lists for the home broker under its log origin; one larger than the kept
+//     one is kept in the store (TransportStore::KeepCheckpoint) at once. One that does not
+//     verify, is smaller than the kept one, or has its size and another root is not kept
+//     and is logged (the last two as critical: the broker showed this agency a log that
+//     does not extend what it committed to before). The Ack itself stands either way.
 //   - Events: Poll() appends events (acked, refused, delivered, directory reply) that the
 //     caller takes with TakeEvents(). An event is produced only after the state it reports
 //     is committed. Acked/Refused events fire once per process per message id; after a
@@ -109,6 +115,10 @@ struct ClientCounters {
   // Nacks for outstanding submissions, by reason (back-pressure and final ones).
   std::array<uint64_t, schema::kNackReasonCount> nacks{};
   UnixMillis last_ack_ms = 0;  // when the latest Ack arrived (0: none yet)
+  // Checkpoints carried by Acks (PROTOCOL.md 6): newly kept, and refused (no valid
+  // signature by the home broker, or smaller than or forking from the kept one).
+  uint64_t checkpoints_kept = 0;
+  uint64_t checkpoints_refused = 0;
 };
 
 struct ClientEvent {
@@ -225,6 +235,9 @@ class Client {
   Status HandleIncoming();
   void HandleFrame(schema::Frame frame, std::vector<IncomingDelivery>& deliveries);
   void HandleAck(const schema::Frame& frame);
+  // The latest_checkpoint of an Ack: verified, compared with the kept one, kept if larger
+  // (agent/client_checkpoint.cpp).
+  void NoteCheckpoint(const std::string& note);
   // The key of the pending control item whose latest send had this request id, or empty.
   std::string ControlByRequest(uint64_t request_id) const;
   // The frame that sends p (a Submit, or its stored control frame) under request_id.
@@ -298,6 +311,11 @@ class Client {
 
   std::vector<ClientEvent> events_;
   ClientCounters counters_;
+
+  // Checkpoints in Acks: the last note seen (each is checked once), the kept one.
+  std::string last_checkpoint_note_;
+  std::optional<KeptCheckpoint> kept_checkpoint_;
+  bool kept_checkpoint_loaded_ = false;
 };
 
 }  // namespace refbus::agent

@@ -194,6 +194,7 @@ void Client::HandleAck(const schema::Frame& f) {
     spdlog::debug("agent: ack naming {} answers control frame {} (request {})",
                   HexEncode(f.ack.message_id), Hex(key), f.request_id);
   }
+  if (!f.ack.latest_checkpoint.empty()) NoteCheckpoint(f.ack.latest_checkpoint);
   ++counters_.acked;
   if (f.ack.duplicate) ++counters_.acked_duplicate;
   counters_.last_ack_ms = SystemClock::Get().NowMillis();

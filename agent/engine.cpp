@@ -102,12 +102,25 @@ Status Engine::UpdateDirectory(schema::SignedDirectory directory) {
 Result<Json> Engine::GetStatus() {
   Impl& d = *impl_;
   REFBUS_ASSIGN_OR_RETURN(auto counters, d.transport_store->Counters());
-  return Json{{"agency", d.me()},
-              {"broker", d.client->home_broker_id()},
-              {"session_ready", d.client->session_ready()},
-              {"outstanding", d.client->outstanding()},
-              {"inbox", counters.inbox_messages},
-              {"directory_serial", d.directory.directory.serial}};
+  REFBUS_ASSIGN_OR_RETURN(auto checkpoint, d.transport_store->LatestCheckpoint());
+  Json status = {{"agency", d.me()},
+                 {"broker", d.client->home_broker_id()},
+                 {"session_ready", d.client->session_ready()},
+                 {"outstanding", d.client->outstanding()},
+                 {"inbox", counters.inbox_messages},
+                 {"directory_serial", d.directory.directory.serial}};
+  // The broker's latest checkpoint from its Acks (PROTOCOL.md 6): evidence for auditors.
+  status["checkpoint"] = nullptr;
+  if (checkpoint) {
+    status["checkpoint_size"] = checkpoint->size;
+    status["checkpoint_root"] = HexEncode(checkpoint->root);
+    status["checkpoint"] = Json{{"broker", checkpoint->broker_id},
+                                {"size", checkpoint->size},
+                                {"root", HexEncode(checkpoint->root)},
+                                {"received_at_ms", checkpoint->received_ms},
+                                {"note", checkpoint->note}};
+  }
+  return status;
 }
 
 }  // namespace refbus::agent

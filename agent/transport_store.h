@@ -20,6 +20,9 @@
 //     the order messages arrived, and an application cursor (the last sequence it has
 //     finished with), so an application that crashed resumes where it stopped.
 //   - counters that must survive restarts (redeliveries, next sequence numbers).
+//   - the largest signed checkpoint of the home broker's audit log seen in an Ack, as
+//     SHA-256(body) || body (checked on read): a commitment an auditor can check the log
+//     against (refbus-audit verify --evidence).
 //
 // Durability: every method that changes state runs one explicit write transaction and
 // returns after it committed (fsync; no MDB_NOSYNC or friends). Batch methods put a whole
@@ -37,6 +40,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -100,6 +104,16 @@ struct InboxRecord {
   Bytes sha256;         // of the envelope; empty when purged
   Bytes envelope;       // empty when purged
   bool purged = false;  // PurgeInbox replaced the envelope by a tombstone
+};
+
+// The largest signed checkpoint of the home broker's audit log this agency has seen in an
+// Ack (PROTOCOL.md section 6): its size and root, the note as received, and when.
+struct KeptCheckpoint {
+  std::string broker_id;
+  uint64_t size = 0;
+  Bytes root;        // 32 bytes
+  std::string note;  // the signed note, as the broker sent it (evidence for an auditor)
+  UnixMillis received_ms = 0;
 };
 
 struct StoreCounters {
@@ -180,6 +194,14 @@ class TransportStore {
   [[nodiscard]] Status SetAppCursor(uint64_t sequence);
 
   [[nodiscard]] Result<StoreCounters> Counters() const;
+
+  // ---- The home broker's latest checkpoint (agent/transport_checkpoint.cpp) ----
+
+  // Keeps checkpoint (verified by the caller) as the latest, in the meta table, in one
+  // write transaction. REQUIRES: its size is above the kept one's, or nothing is kept.
+  [[nodiscard]] Status KeepCheckpoint(const KeptCheckpoint& checkpoint);
+  // The kept checkpoint, or nullopt; kMalformed ("damaged") if the record does not check out.
+  [[nodiscard]] Result<std::optional<KeptCheckpoint>> LatestCheckpoint() const;
 
   const std::string& dir() const { return env_->dir(); }
 

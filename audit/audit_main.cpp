@@ -11,9 +11,11 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 
+#include "audit/auditor_config.h"
 #include "audit/fetch.h"
 #include "audit/local_store.h"
 #include "audit/proof_bundle.h"
@@ -137,11 +139,17 @@ int RunFetch(const FetchOptions& o, bool as_json) {
 struct OpenedLog {
   std::unique_ptr<LocalAuditStore> store;
   LogKeys keys;
-  std::vector<keys::WitnessKey> witnesses;
+  std::vector<keys::WitnessKey> witnesses;  // the ones the auditor names (auditor.toml)
+  size_t min_cosignatures = 1;              // auditor.toml's, unless the command line says
 };
+
+// --min-cosignatures when given, else the auditor's configuration.
+using MinCosignatures = std::optional<size_t>;
 
 // kExitOk with *out filled, or the exit code after the error is printed.
 int OpenLog(const std::string& store_dir, const std::string& dir, OpenedLog* out) {
+  auto config = LoadAuditorConfig(dir);
+  if (!config.ok()) return Fail(config.status(), kExitUsage);
   auto sd = LoadVerifiedDirectory(dir, Now());
   if (!sd.ok()) return Fail(sd.status(), ExitFor(sd.status()));
   auto store = LocalAuditStore::Open(store_dir, /*create=*/false);
@@ -156,24 +164,43 @@ int OpenLog(const std::string& store_dir, const std::string& dir, OpenedLog* out
                                    ", but this directory's federation names it " + keys->origin),
                 kExitFailed);
   }
-  auto witnesses = keys::WitnessKeys(sd->directory, (*binding)->broker_id);
+  auto witnesses = NamedWitnessKeys(sd->directory, *config, (*binding)->broker_id);
   if (!witnesses.ok()) return Fail(witnesses.status(), kExitFailed);
   out->store = std::move(*store);
   out->keys = std::move(*keys);
   out->witnesses = std::move(*witnesses);
+  out->min_cosignatures = config->min_cosignatures;
   return kExitOk;
 }
 
-int RunVerify(const std::string& store_dir, const std::string& dir, size_t min_cosignatures,
+// Every --evidence file: a signed checkpoint note (refbus-agent checkpoint --out).
+int ReadEvidence(const std::vector<std::string>& files, std::vector<CheckpointEvidence>* out) {
+  for (const std::string& f : files) {
+    auto text = ReadFile(f, schema::kMaxFrameBytes);
+    if (!text.ok()) return Fail(text.status(), kExitIo);
+    out->push_back({f, std::string(AsChars(*text))});
+  }
+  return kExitOk;
+}
+
+// Said on stderr as well, so that it shows whatever happens to stdout.
+void WarnIfUnwitnessed(const VerifyReport& v) {
+  if (!v.witnessed) std::cerr << "refbus-audit: " << kUnwitnessedWarning << "\n";
+}
+
+int RunVerify(const std::string& store_dir, const std::string& dir,
+              MinCosignatures min_cosignatures, const std::vector<std::string>& evidence,
               bool as_json) {
   OpenedLog log;
   if (int code = OpenLog(store_dir, dir, &log); code != kExitOk) return code;
   VerifyOptions options;
-  options.min_cosignatures = min_cosignatures;
+  options.min_cosignatures = min_cosignatures.value_or(log.min_cosignatures);
   options.witnesses = std::move(log.witnesses);
+  if (int code = ReadEvidence(evidence, &options.evidence); code != kExitOk) return code;
   auto report = VerifyLocalLog(*log.store, log.keys, options);
   if (!report.ok()) return Fail(report.status(), kExitIo);
   const VerifyReport& v = *report;
+  WarnIfUnwitnessed(v);
   if (as_json) {
     json problems = json::array();
     for (const auto& p : v.problems) {
@@ -207,11 +234,14 @@ int RunVerify(const std::string& store_dir, const std::string& dir, size_t min_c
     out["min_cosignatures"] = v.min_cosignatures;
     out["unknown_signatures"] = v.unknown_signatures;
     out["witnessed_size"] = v.witnessed_size ? json(*v.witnessed_size) : json(nullptr);
+    out["witnessed"] = v.witnessed;
+    out["evidence_checked"] = v.evidence_checked;
     out["first_bad_entry"] = v.first_bad_entry ? json(*v.first_bad_entry) : json(nullptr);
     out["first_bad_checkpoint_seq"] =
         v.first_bad_checkpoint_seq ? json(*v.first_bad_checkpoint_seq) : json(nullptr);
     std::cout << out.dump(2) << "\n";
   } else {
+    if (!v.witnessed) std::cout << "*** " << kUnwitnessedWarning << " ***\n";
     std::cout << "Audit log " << v.origin << " of broker " << v.broker_id << " in " << store_dir
               << "\n"
               << "  entries:     " << v.entries << "\n"
@@ -379,14 +409,14 @@ int RunCheckProof(const std::string& path, const std::string& dir, bool as_json)
 constexpr mode_t kReportFileMode = kPrivateFileMode;
 
 int RunReport(const std::string& store_dir, const std::string& dir, const std::string& out,
-              const std::string& case_ref, size_t min_cosignatures, bool as_json) {
+              const std::string& case_ref, MinCosignatures min_cosignatures, bool as_json) {
   if (!case_ref.empty() && !schema::IsValidCaseRef(case_ref)) {
     return Fail(InvalidArgument("'" + case_ref + "' is not a case pseudonym"), kExitUsage);
   }
   OpenedLog log;
   if (int code = OpenLog(store_dir, dir, &log); code != kExitOk) return code;
   ReportOptions options;
-  options.verify.min_cosignatures = min_cosignatures;
+  options.verify.min_cosignatures = min_cosignatures.value_or(log.min_cosignatures);
   options.verify.witnesses = std::move(log.witnesses);
   if (!case_ref.empty()) options.case_ref = case_ref;
   options.store_label = store_dir;
@@ -397,14 +427,12 @@ int RunReport(const std::string& store_dir, const std::string& dir, const std::s
   Status s = WriteFileAtomic(out, AsBytes(html), kReportFileMode);
   if (!s.ok()) return Fail(s, kExitIo);
   const AuditReport& r = *report;
+  WarnIfUnwitnessed(r.verify);
   if (as_json) {
-    std::cout << json{{"ok", r.verify.ok()},
-                      {"out", out},
-                      {"headline", r.verify.Headline()},
-                      {"entries", r.entries},
-                      {"cases", r.cases.size()},
-                      {"bytes", html.size()},
-                      {"seconds", r.seconds}}
+    std::cout << json{{"ok", r.verify.ok()},  {"witnessed", r.verify.witnessed},
+                      {"out", out},           {"headline", r.verify.Headline()},
+                      {"entries", r.entries}, {"cases", r.cases.size()},
+                      {"bytes", html.size()}, {"seconds", r.seconds}}
                      .dump(2)
               << "\n";
   } else {
@@ -433,7 +461,8 @@ struct Args {
   FetchOptions fo;
   WitnessOptions wo;
   std::string store_dir, dir, out, message, bundle, case_ref, agency, from, to;
-  size_t min_cosignatures = 0;
+  MinCosignatures min_cosignatures;
+  std::vector<std::string> evidence;
 };
 
 struct Commands {
@@ -488,9 +517,20 @@ void AddVerify(CLI::App& app, Args& a, Commands& c) {
       ->required();
   c.verify
       ->add_option("--min-cosignatures", a.min_cosignatures,
-                   "Require this many directory witnesses to have cosigned the log (every "
-                   "checkpoint but the newest is covered by one that has them)")
+                   "Require this many of the witnesses named in auditor.toml to have cosigned "
+                   "the log (every checkpoint but the newest is covered by one that has them); "
+                   "default: auditor.toml's min_cosignatures, else 1. 0 accepts an "
+                   "unwitnessed log and says UNWITNESSED")
       ->check(CLI::Range(0, 100));
+  c.verify->add_option("--evidence", a.evidence,
+                       "A signed checkpoint of this log kept by someone else (refbus-agent "
+                       "checkpoint --out FILE): the log must be consistent with it (repeatable)");
+  c.verify->footer(R"(
+Witnesses: only cosignatures by the witnesses named in AUDITOR_DIR/auditor.toml count,
+never the log's own broker, whoever the broker asked:
+  [verify]
+  witnesses = ["busan-broker"]
+  min_cosignatures = 1)");
 }
 
 // witness: cosign the broker's latest checkpoint.
@@ -565,7 +605,7 @@ void AddReport(CLI::App& app, Args& a, Commands& c) {
   c.report->add_option("--case", a.case_ref, "Only this case pseudonym in the case sections");
   c.report
       ->add_option("--min-cosignatures", a.min_cosignatures,
-                   "As for verify: require this many directory witnesses to have cosigned")
+                   "As for verify: require this many named witnesses to have cosigned")
       ->check(CLI::Range(0, 100));
   c.report->footer(R"(
 The page, from the local store only (no network; --dir is read for the broker's and the
@@ -648,7 +688,9 @@ int Main(int argc, char** argv) {
   }
 
   if (c.fetch->parsed()) return RunFetch(a.fo, a.as_json);
-  if (c.verify->parsed()) return RunVerify(a.store_dir, a.dir, a.min_cosignatures, a.as_json);
+  if (c.verify->parsed()) {
+    return RunVerify(a.store_dir, a.dir, a.min_cosignatures, a.evidence, a.as_json);
+  }
   if (c.witness->parsed()) return RunWitness(a.wo, a.as_json);
   if (c.prove->parsed()) return RunProve(a.message, a.store_dir, a.out, a.as_json);
   if (c.check->parsed()) return RunCheckProof(a.bundle, a.dir, a.as_json);

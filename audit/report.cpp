@@ -336,8 +336,8 @@ void RenderLog(const AuditReport& r, std::string& h) {
   } else {
     row("Latest checkpoint", "<span class=\"none\">none stored</span>");
   }
-  row("Witnessed", v.witnessed_size ? "up to size " + Num(*v.witnessed_size)
-                                    : std::string("<span class=\"none\">nothing</span>"));
+  row("Witnessed", v.witnessed ? "up to size " + Num(*v.witnessed_size)
+                               : "<b>" + E(kUnwitnessedWarning) + "</b>");
   if (v.min_cosignatures > 0) row("Cosignatures required", Num(v.min_cosignatures));
   if (v.unknown_signatures > 0) {
     row("Signatures by unknown keys", Num(v.unknown_signatures) + " (ignored)");

@@ -105,20 +105,25 @@ Result<LocalTree> ReadLocalTree(const LocalAuditStore& store,
 
 std::string VerifyReport::Headline() const {
   if (ok()) {
-    std::string witnessed;
+    std::string suffix;
     if (witnessed_size) {
-      witnessed = "; witnessed up to size " + std::to_string(*witnessed_size) + " by ";
+      suffix = "; witnessed up to size " + std::to_string(*witnessed_size) + " by ";
       for (const auto& c : cosigned) {
         if (c.size != *witnessed_size) continue;
         for (size_t i = 0; i < c.witnesses.size(); ++i) {
-          witnessed += (i == 0 ? "" : ", ") + c.witnesses[i];
+          suffix += (i == 0 ? "" : ", ") + c.witnesses[i];
         }
       }
+    }
+    if (!witnessed) suffix = "; " + std::string(kUnwitnessedWarning);
+    if (evidence_checked > 0) {
+      suffix += "; consistent with " + std::to_string(evidence_checked) + " evidence checkpoint" +
+                (evidence_checked == 1 ? "" : "s");
     }
     return "ok: " + std::to_string(entries) + " entries of " + origin + " match all " +
            std::to_string(checkpoints) +
            " signed checkpoints, consistent with each other; latest " + "size " +
-           std::to_string(verified_size) + ", root " + Hex(verified_root) + witnessed;
+           std::to_string(verified_size) + ", root " + Hex(verified_root) + suffix;
   }
   const VerifyProblem& p = problems.front();
   std::string more =
@@ -152,6 +157,7 @@ class LogVerifier {
     MatchLocalEntries();
     CheckCosignatures();
     RequireWitnessed();
+    CheckEvidence();
     CheckCoverage();
     return Finish(start);
   }
@@ -305,6 +311,7 @@ class LogVerifier {
   const keys::WitnessKey* WitnessOf(const keys::NoteSignature& sig) const {
     const keys::WitnessKey* key = nullptr;
     for (const auto& w : options_.witnesses) {
+      if (w.party_id == log_keys_.broker_id) continue;  // a log never witnesses itself
       if (w.verifier.name() == sig.name && w.verifier.key_id() == sig.key_id) key = &w;
     }
     return key;
@@ -343,7 +350,10 @@ class LogVerifier {
       c.size = size;
       c.seqs = arrivals[size];
       c.witnesses.assign(who.begin(), who.end());
-      if (who.size() >= need) report_.witnessed_size = size;
+      if (who.size() >= need) {
+        report_.witnessed_size = size;
+        report_.witnessed = true;
+      }
       report_.cosigned.push_back(std::move(c));
     }
   }
@@ -353,6 +363,11 @@ class LogVerifier {
     if (options_.min_cosignatures == 0 || report_.cosigned.empty()) return;
     const std::string required = std::to_string(options_.min_cosignatures) + " cosignature" +
                                  (options_.min_cosignatures == 1 ? "" : "s");
+    const std::string none_named =
+        options_.witnesses.empty()
+            ? "; this auditor names no witnesses, so no cosignature counts (name them in "
+              "auditor.toml: [verify] witnesses = [...])"
+            : "";
     for (const CosignedCheckpoint& c : report_.cosigned) {
       if (report_.witnessed_size && c.size <= *report_.witnessed_size) continue;
       std::string by;
@@ -365,7 +380,44 @@ class LogVerifier {
               " and no larger checkpoint has them; the log is witnessed only up to size " +
               (report_.witnessed_size ? std::to_string(*report_.witnessed_size) : "0") +
               " (its witnesses refused this, or were not asked; a fresh checkpoint needs "
-              "fetch --wait-cosignatures)");
+              "fetch --wait-cosignatures)" +
+              none_named);
+    }
+  }
+
+  // Evidence: checkpoints of this log held by others must match the local log.
+  void CheckEvidence() {
+    for (const CheckpointEvidence& e : options_.evidence) {
+      auto add = [&](uint64_t size, const std::string& why) {
+        checkpoint_problems_.push_back(
+            {VerifyProblem::Where::kCheckpoint, size, 0, "evidence " + e.label + " " + why});
+      };
+      auto opened = OpenLogCheckpoint(e.note, log_keys_);
+      if (!opened.ok()) {
+        add(0, "is not a checkpoint of " + log_keys_.origin + " signed by a key of broker " +
+                   log_keys_.broker_id + ": " + opened.status().message());
+        continue;
+      }
+      const keys::Checkpoint& cp = opened->checkpoint;
+      const std::string what = "(size " + std::to_string(cp.size) + ", root " + Hex(cp.root) + ")";
+      if (cp.size > n_) {
+        add(cp.size, what + " covers entries the local store does not have (it holds " +
+                         std::to_string(n_) + "): run fetch, then verify again");
+        continue;
+      }
+      auto root = keys::RootAt(scan_.tree, cp.size);
+      if (!root.ok()) {
+        add(cp.size, what + " cannot be checked: " + root.status().message());
+        continue;
+      }
+      if (*root != cp.root) {
+        add(cp.size, what + " does not match the log: its first " + std::to_string(cp.size) +
+                         " entries have root " + Hex(*root) + "; broker " + log_keys_.broker_id +
+                         " signed this checkpoint for a log it no longer shows (it rewrote its "
+                         "history or forked it)");
+        continue;
+      }
+      ++report_.evidence_checked;
     }
   }
 

@@ -28,6 +28,17 @@
 //      witnessed size is a problem: the newest checkpoint held must carry N cosignatures
 //      (a fetch waits for them with FetchOptions::wait_cosignatures). A broker whose
 //      witnesses refuse its checkpoints, or that stopped asking them, fails here.
+//      Only the witnesses in options.witnesses count: the ones the auditor names
+//      (audit/auditor_config.h), never the log's own broker; a cosignature by anyone else is
+//      ignored like an unknown key (the log must not pick the witnesses that vouch for it).
+//      min_cosignatures is 1 unless the caller lowers it; with 0, an unwitnessed log still
+//      verifies, but the report says so (witnessed = false, Headline "UNWITNESSED").
+//   7. Evidence (options.evidence): checkpoints of this log that someone else holds, such
+//      as the latest checkpoint an agency kept from its broker's Acks (schema/PROTOCOL.md
+//      section 6). Each must verify with the log's keys and be of its origin, and the local
+//      log's tree of that size must have that root (else the log was rewritten after the
+//      broker signed it to that party, or forked towards it); one larger than the local
+//      log is a problem too ("run fetch"): it cannot be checked yet.
 // A problem names the first bad entry (index) or the checkpoint (size and arrival number).
 //
 // Thread safety: free functions over values; a store is used by one thread at a time.
@@ -51,6 +62,10 @@
 #include "schema/types.h"
 
 namespace refbus::audit {
+
+// What verify says, loudly, about a log no named witness cosigned.
+inline constexpr char kUnwitnessedWarning[] =
+    "UNWITNESSED: no independent witness has cosigned this log";
 
 // ---- The broker's log keys --------------------------------------------------------------
 
@@ -105,9 +120,19 @@ struct CosignedCheckpoint {
   std::vector<std::string> witnesses;  // distinct witnesses with a valid cosignature, sorted
 };
 
+// A signed checkpoint of the log held apart from the auditor's store (a commitment an
+// agency kept), with a label for messages (its file name).
+struct CheckpointEvidence {
+  std::string label;
+  std::string note;
+};
+
 struct VerifyOptions {
-  std::vector<keys::WitnessKey> witnesses;  // keys::WitnessKeys(directory, broker id)
-  size_t min_cosignatures = 0;
+  // The witnesses whose cosignatures count: the auditor's named ones (NamedWitnessKeys in
+  // audit/auditor_config.h). A key of the log's own broker never counts.
+  std::vector<keys::WitnessKey> witnesses;
+  size_t min_cosignatures = 1;
+  std::vector<CheckpointEvidence> evidence;
 };
 
 struct VerifyReport {
@@ -133,6 +158,9 @@ struct VerifyReport {
   std::optional<uint64_t> witnessed_size;
   size_t min_cosignatures = 0;
   size_t unknown_signatures = 0;  // signature lines by keys neither the log's nor a witness's
+  // Whether a checkpoint with max(1, min_cosignatures) named cosigners was found.
+  bool witnessed = false;
+  size_t evidence_checked = 0;  // evidence checkpoints that matched the local log
 
   bool ok() const { return problems.empty(); }
   // One line: "ok: ..." or the first bad entry / checkpoint and why.

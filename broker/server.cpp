@@ -149,6 +149,9 @@ Status Server::OpenStore(UnixMillis now) {
   if (Status c = store_->CheckLatestCheckpoint(origin_); !c.ok()) {
     return c.WithContext("audit log in " + config_.data_dir);
   }
+  // Acks carry the latest checkpoint from the first one on (PROTOCOL.md section 6).
+  REFBUS_ASSIGN_OR_RETURN(auto latest, store_->LatestCheckpoint());
+  if (latest) health_.latest_checkpoint = latest->note;
   timers_.checkpoint = now;
   health_.started_ms = now;
   timers_.link_log = now;

@@ -422,6 +422,8 @@ class Server {
   bool NoteCommitRefusal(const Accepted& a, schema::NackReason reason, UnixMillis now);
   // Loop thread, in Finish: sends every reply of the job.
   void SendReplies(const Job& job);
+  // Loop thread: an Ack to an agency, carrying the latest checkpoint (PROTOCOL.md 6).
+  schema::Frame CheckpointAck(uint64_t request_id, ByteView message_id, bool duplicate) const;
   // Marks a mailbox as having something new (an agency's, or a link's).
   void MarkMailbox(const std::string& mailbox);
 

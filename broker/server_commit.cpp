@@ -318,6 +318,13 @@ void Server::SettleReplies(Job& job) {
   }
 }
 
+schema::Frame Server::CheckpointAck(uint64_t request_id, ByteView message_id,
+                                    bool duplicate) const {
+  schema::Frame f = AckFrame(request_id, message_id, duplicate);
+  f.ack.latest_checkpoint = health_.latest_checkpoint;
+  return f;
+}
+
 void Server::SendReplies(const Job& job) {
   for (const auto& r : job.turn.replies) {
     std::visit(
@@ -332,14 +339,14 @@ void Server::SendReplies(const Job& job) {
                  AnswerAuditQuery(job.turn.audit_queries[k.index], r.request_id, job));
           } else if constexpr (std::is_same_v<K, Reply::Attestation>) {
             // Acked once its audit entry is committed.
-            Send(r.routing_id, job.committed ? AckFrame(r.request_id, r.message_id, false)
+            Send(r.routing_id, job.committed ? CheckpointAck(r.request_id, r.message_id, false)
                                              : NackFrame(r.request_id, r.message_id,
                                                          NackReason::kUnspecified, "", 0));
           } else if constexpr (std::is_same_v<K, Reply::Nack>) {
             Send(r.routing_id,
                  NackFrame(r.request_id, r.message_id, k.reason, k.detail, k.retry_after_ms));
           } else {  // Submission, Grant, Revocation: stored (or already held)
-            Send(r.routing_id, AckFrame(r.request_id, r.message_id, k.duplicate));
+            Send(r.routing_id, CheckpointAck(r.request_id, r.message_id, k.duplicate));
           }
         },
         r.kind);

@@ -87,10 +87,11 @@ TOML
 # Each broker finds its peers through the endpoint files they write at start (read at each
 # connect), as an operator would point it at the peers' published endpoints.
 for b in "${brokers[@]}"; do
-  files=""
+  files="" peers=""
   for o in "${brokers[@]}"; do
     [[ $o == "$b" ]] && continue
     files+="${files:+, }$o = \"$work/fed/$o/endpoint\""
+    peers+="${peers:+, }\"$o\""
   done
   cat >"$work/fed/$b/broker.toml" <<TOML
 [broker]
@@ -105,8 +106,18 @@ endpoint_file = "endpoint"
 [federation]
 endpoint_files = { $files }
 link_timeout_ms = 5000
+[witness]
+peers = [ $peers ]
+endpoint_files = { $files }
 TOML
 done
+# The auditor names the witnesses it requires (each broker's log is cosigned by the other
+# two; a log never counts as its own witness): verify needs one of them by default.
+cat >"$work/fed/audit-office/auditor.toml" <<TOML
+[verify]
+witnesses = [ "seoul-broker", "busan-broker", "central-broker" ]
+min_cosignatures = 1
+TOML
 declare -A broker_pid endpoint
 for b in "${brokers[@]}"; do
   "$bin/refbus-broker" -c "$work/fed/$b/broker.toml" >"$work/$b.log" 2>&1 &
@@ -318,7 +329,8 @@ for b in "${brokers[@]}"; do
   store="$work/audit-office-store/$b"
   echo "    $b:"
   "$bin/refbus-audit" fetch --dir "$work/fed/audit-office" --broker "$b" \
-    --endpoint "${endpoint[$b]}" --store "$store" | sed 's/^/      /'
+    --endpoint "${endpoint[$b]}" --store "$store" --wait-cosignatures 1 --wait-ms 20000 |
+    sed 's/^/      /'
   "$bin/refbus-audit" verify --dir "$work/fed/audit-office" --store "$store" | sed 's/^/      /' ||
     die "$b's audit log did not verify"
   echo "      accesses without a matching consent:"

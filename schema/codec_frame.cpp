@@ -51,6 +51,10 @@ Status FromProto(const pb::Ack& m, Ack* a) {
   REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "ack.message_id", m.message_id(), kMessageIdBytes));
   a->message_id = B(m.message_id());
   a->duplicate = m.duplicate();
+  if (m.latest_checkpoint().size() > kMaxAuditNoteBytes) {
+    return FieldError(kWhat, "ack.latest_checkpoint", "is over 16 KiB");
+  }
+  a->latest_checkpoint = m.latest_checkpoint();
   return Status::Ok();
 }
 
@@ -426,6 +430,7 @@ void BodyToProto(const Frame& f, pb::Frame* m) {
     case T::kAck:
       m->mutable_ack()->set_message_id(S(f.ack.message_id));
       m->mutable_ack()->set_duplicate(f.ack.duplicate);
+      m->mutable_ack()->set_latest_checkpoint(f.ack.latest_checkpoint);
       break;
     case T::kNack:
       ToProto(f.nack, m->mutable_nack());

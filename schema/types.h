@@ -345,6 +345,7 @@ struct Deliver {
 struct Ack {
   Bytes message_id;
   bool duplicate = false;
+  std::string latest_checkpoint;  // signed note, empty or 1..kMaxAuditNoteBytes (unverified)
 };
 struct Nack {
   Bytes message_id;

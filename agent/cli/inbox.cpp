@@ -1,10 +1,11 @@
-// refbus-agent inbox, open, status: delivered messages and the agent's own state
-// (GET /v1/inbox, POST /v1/messages/{id}/open, GET /v1/status).
+// refbus-agent inbox, open, status, checkpoint: delivered messages and the agent's own
+// state (GET /v1/inbox, POST /v1/messages/{id}/open, GET /v1/status).
 #include <iostream>
 #include <memory>
 #include <string>
 
 #include "agent/cli/commands.h"
+#include "core/file.h"
 
 namespace refbus::agent::cli {
 namespace {
@@ -73,6 +74,47 @@ void AddStatus(CLI::App& app, Commands& c) {
   auto* cmd = app.add_subcommand("status", "the agent's session and counts");
   c.Common(cmd, false);
   c.On(cmd, [&c] { return c.Call("status", "GET", "/v1/status", nullptr, Show); });
+
+  // The kept checkpoint, written as the signed note the broker sent: an auditor checks the
+  // broker's log against it (refbus-audit verify --evidence FILE).
+  auto* cp = app.add_subcommand(
+      "checkpoint", "the home broker's latest signed audit checkpoint, kept from its Acks");
+  c.Common(cp, false);
+  auto out = std::make_shared<std::string>();
+  cp->add_option("--out", *out,
+                 "write the signed checkpoint to this file (for refbus-audit "
+                 "verify --evidence)");
+  c.On(cp, [&c, out] {
+    const bool as_json = c.t.json;
+    c.t.json = false;  // the printer runs either way: it writes the file
+    int written = kExitOk;
+    int code = c.Call("checkpoint", "GET", "/v1/status", nullptr, [&](const Json& r) {
+      const Json cpj = r.value("checkpoint", Json());
+      if (!cpj.is_object()) {
+        std::cerr << "refbus-agent checkpoint: no checkpoint kept yet (the home broker sends "
+                     "one with each Ack once it has signed one)\n";
+        written = kExitRefused;
+        return;
+      }
+      if (!out->empty()) {
+        const std::string note = cpj.value("note", "");
+        Status s = WriteFileAtomic(*out, AsBytes(note), kPublicFileMode);
+        if (!s.ok()) {
+          std::cerr << "refbus-agent checkpoint: " << s.ToString() << "\n";
+          written = kExitRefused;
+          return;
+        }
+      }
+      if (as_json) {
+        std::cout << cpj.dump(2) << "\n";
+      } else {
+        std::cout << "broker " << Cell(cpj, "broker") << ": size " << Cell(cpj, "size") << ", root "
+                  << Cell(cpj, "root") << ", received " << Cell(cpj, "received_at_ms")
+                  << (out->empty() ? std::string() : "; written to " + *out) << "\n";
+      }
+    });
+    return code != kExitOk ? code : written;
+  });
 }
 
 }  // namespace refbus::agent::cli

@@ -182,6 +182,11 @@ class AuditReportTest : public ::testing::Test {
                             {{"seoul-wee-01", AgencyType::kWeeCenter, kBroker},
                              {"seoul-counsel", AgencyType::kCounselingCenter, kBroker}}));
     ASSERT_TRUE(fed_.AddAuditor(kAuditor));
+    {
+      // One broker, no witness: this auditor accepts an unwitnessed log (verify says so).
+      std::ofstream cfg(fed_.Dir(kAuditor) + "/auditor.toml");
+      cfg << "[verify]\nmin_cosignatures = 0\n";
+    }
     broker_ = std::make_unique<Broker>(fed_, kBroker, root_ + "/seoul-data");
     ASSERT_TRUE(broker_->Start());
   }

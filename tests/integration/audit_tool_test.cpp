@@ -67,6 +67,11 @@ class AuditToolTest : public ::testing::Test {
                              {"seoul-police-03", AgencyType::kPoliceUnit, kBroker}}));
     // Two auditors: one with the default roles (audit, witness), one a witness only.
     ASSERT_TRUE(fed_.AddAuditor(kAuditor));
+    {
+      // One broker, no witness: this auditor accepts an unwitnessed log (verify says so).
+      std::ofstream cfg(fed_.Dir(kAuditor) + "/auditor.toml");
+      cfg << "[verify]\nmin_cosignatures = 0\n";
+    }
     ASSERT_TRUE(fed_.AddAuditor(kWitnessOnly, {schema::Role::kWitness}));
     broker_ = std::make_unique<Broker>(fed_, kBroker, DataDir());
     ASSERT_TRUE(broker_->Start());

@@ -384,8 +384,11 @@ for id in region-a region-b; do
   out=$("$bin/refbus-audit" fetch --json --dir "$work/fed/audit-office" --broker "$id" \
     --endpoint "${endpoint[$id]}" --store "$store" 2>&1) || fail "refbus-audit fetch from $id: $out"
   entries=$(jq -r .entries <<<"$out" 2>/dev/null)
-  out=$("$bin/refbus-audit" verify --json --dir "$work/fed/audit-office" --store "$store" 2>&1) ||
-    fail "$id's audit log does not verify: $(jq -c '{headline, first_bad_entry, problems: .problems[:5]}' <<<"$out" 2>/dev/null || echo "$out")"
+  # No witnesses in this test (the brokers do not witness each other): verify unwitnessed,
+  # which refbus-audit says on stderr (kept apart from the JSON).
+  out=$("$bin/refbus-audit" verify --json --min-cosignatures 0 --dir "$work/fed/audit-office" \
+    --store "$store" 2>"$work/verify-$id.err") ||
+    fail "$id's audit log does not verify: $(jq -c '{headline, first_bad_entry, problems: .problems[:5]}' <<<"$out" 2>/dev/null || echo "$out") $(cat "$work/verify-$id.err")"
   say "$id's audit log verifies: $entries entries, $(jq -r '"\(.checkpoints) checkpoints, \(.signatures_ok) signatures valid, verified size \(.verified_size)"' <<<"$out")"
 done
 stop_broker region-a

@@ -67,8 +67,10 @@ class WitnessTest : public ::testing::Test {
                              {"seoul-counsel", AgencyType::kCounselingCenter, kSeoul},
                              {"busan-wee-01", AgencyType::kWeeCenter, kBusan},
                              {"busan-counsel", AgencyType::kCounselingCenter, kBusan}}));
-    // An auditor with the default roles: audit and witness.
+    // An auditor with the default roles: audit and witness, that counts the cosignatures of
+    // every witness here (a test below names fewer).
     ASSERT_TRUE(fed_.AddAuditor(kAuditor));
+    NameWitnesses({kSeoul, kBusan, kAuditor});
     seoul_ = std::make_unique<Broker>(fed_, kSeoul, DataDir(kSeoul));
     busan_ = std::make_unique<Broker>(fed_, kBusan, DataDir(kBusan));
   }
@@ -79,6 +81,13 @@ class WitnessTest : public ::testing::Test {
   }
 
   UnixMillis Now() const { return SystemClock::Get().NowMillis(); }
+  // The auditor's auditor.toml: the witnesses whose cosignatures its verify counts.
+  void NameWitnesses(const std::vector<std::string>& ids, const std::string& more = "") {
+    std::ofstream out(fed_.Dir(kAuditor) + "/auditor.toml");
+    out << "[verify]\nwitnesses = [";
+    for (size_t i = 0; i < ids.size(); ++i) out << (i ? ", " : "") << "\"" << ids[i] << "\"";
+    out << "]\n" << more;
+  }
   std::string DataDir(const std::string& broker) const { return root_ + "/" + broker + "-data"; }
   std::string EndpointFile(const std::string& broker) const {
     return DataDir(broker) + ".endpoint";
@@ -335,6 +344,62 @@ TEST_F(WitnessTest, TwoBrokersCosignEachOthersCheckpointsAndAuditorsSeeTheCosign
     EXPECT_TRUE(witness->WitnessEvidence()->empty());
     for (const auto& e : Entries(*witness)) EXPECT_NE(e.event, AuditEvent::kWitnessRefused);
   }
+}
+
+// Issue 17 item 5: the log picks whom it asks to cosign; the auditor decides whose
+// cosignature counts (auditor.toml), and requires one by default.
+TEST_F(WitnessTest, AuditorsCountOnlyTheWitnessesTheyName) {
+  seoul_->set_policy(Settings(kBusan));
+  busan_->set_policy(Settings(kSeoul));
+  ASSERT_TRUE(seoul_->Start());
+  ASSERT_TRUE(busan_->Start());
+  Opaque(*seoul_, "seoul", 3);
+  const std::string store = StoreDir(kSeoul);
+  ToolResult f = Fetch(kSeoul, *seoul_, store, 1);
+  ASSERT_EQ(f.code, 0) << f.out << f.err << seoul_->Log();
+  ASSERT_EQ(f.j["fresh_cosigners"], json::array({kBusan})) << f.out;
+  auto verify = [&] {
+    return Audit({"verify", "--json", "--store", store, "--dir", fed_.Dir(kAuditor)});
+  };
+
+  // Busan cosigned, but this auditor names only itself (and seoul, the log, which never
+  // counts): by default one named cosignature is required, and there is none.
+  NameWitnesses({kAuditor, kSeoul});
+  ToolResult v = verify();
+  EXPECT_EQ(v.code, 1) << v.out << v.err;
+  EXPECT_EQ(v.j["witnessed"], false) << v.out;
+  EXPECT_NE(v.j["problems"].dump().find("is not witnessed"), std::string::npos) << v.out;
+  EXPECT_NE(v.err.find("UNWITNESSED: no independent witness has cosigned this log"),
+            std::string::npos)
+      << v.err;
+  // No auditor.toml at all: nobody is named, and verify says so.
+  ASSERT_EQ(::unlink((fed_.Dir(kAuditor) + "/auditor.toml").c_str()), 0);
+  v = verify();
+  EXPECT_EQ(v.code, 1) << v.out;
+  EXPECT_NE(v.j["problems"].dump().find("names no witnesses"), std::string::npos) << v.out;
+  // Lowered to 0 on purpose: it passes, loudly unwitnessed.
+  ToolResult zero = Verify(store, 0);
+  EXPECT_EQ(zero.code, 0) << zero.out;
+  EXPECT_EQ(zero.j["witnessed"], false) << zero.out;
+  ToolResult text =
+      Audit({"verify", "--store", store, "--dir", fed_.Dir(kAuditor), "--min-cosignatures", "0"});
+  EXPECT_EQ(text.code, 0) << text.out;
+  EXPECT_NE(text.out.find("UNWITNESSED"), std::string::npos) << text.out;
+  // Named: busan's cosignature counts.
+  NameWitnesses({kBusan});
+  v = verify();
+  EXPECT_EQ(v.code, 0) << v.out << v.err;
+  EXPECT_EQ(v.j["witnessed"], true) << v.out;
+  EXPECT_EQ(v.err.find("UNWITNESSED"), std::string::npos) << v.err;
+  // min_cosignatures from the file; a name that is no witness is an error, not ignored.
+  NameWitnesses({kBusan}, "min_cosignatures = 2\n");
+  EXPECT_EQ(verify().code, 1);
+  NameWitnesses({kBusan, "seoul-wee-01"});
+  v = verify();
+  EXPECT_EQ(v.code, 1) << v.out;
+  EXPECT_NE(v.err.find("seoul-wee-01"), std::string::npos) << v.err;
+  ASSERT_EQ(seoul_->Stop(), 0) << seoul_->Log();
+  ASSERT_EQ(busan_->Stop(), 0) << busan_->Log();
 }
 
 TEST_F(WitnessTest, ABrokerThatSignsACheckpointInconsistentWithAWitnessedOneIsRefused) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "agent/transport_store.h"
+#include "keys/checkpoint.h"
 #include "tests/unit/agent/fake_broker.h"
 #include "tests/unit/test_util.h"
 
@@ -156,6 +157,54 @@ TEST_F(ClientTest, SubmissionsAreAckedOnceAndLeaveTheOutbox) {
   EXPECT_EQ(broker->hellos[0].hello.directory_serial, fed_.directory().serial);
   EXPECT_TRUE(client->session_ready());
   EXPECT_EQ(client->home_broker_id(), test::kBrokerId);
+}
+
+// Checkpoint in Ack (PROTOCOL.md 6): kept only when the home broker's key signed it and it
+// is larger than the kept one.
+TEST_F(ClientTest, CheckpointsInAcksAreVerifiedAndOnlyLargerOnesKept) {
+  auto broker = NewBroker();
+  auto store = NewStore();
+  auto client = NewClient(*store, broker->endpoint(), FastOptions());
+  ASSERT_TRUE(IsOk(client->Start()));
+  const std::string origin = "refbus/" + fed_.directory().federation + "/" + test::kBrokerId;
+  auto note = [&](uint64_t size, uint8_t fill, const keys::Identity& signer) {
+    keys::Checkpoint c;
+    c.origin = origin;
+    c.size = size;
+    c.root.fill(fill);
+    return Must(keys::SignCheckpoint(c, signer));
+  };
+  size_t acked = 0;
+  auto submit_with = [&](const std::string& checkpoint) {
+    broker->ack_checkpoint = checkpoint;
+    Must(client->SubmitBatch({fed_.Seal(fed_.agency, test::kPeerId)}));
+    ++acked;
+    ASSERT_TRUE(
+        RunUntil(*client, broker.get(), [&] { return EventsOf(Type::kAcked).size() == acked; }));
+  };
+  // Signed by another party's key: not kept.
+  submit_with(note(5, 0x11, fed_.peer));
+  EXPECT_FALSE(Must(store->LatestCheckpoint()).has_value());
+  EXPECT_EQ(client->counters().checkpoints_refused, 1u);
+  // The broker's: kept, with the note as sent.
+  const std::string five = note(5, 0x11, fed_.broker);
+  submit_with(five);
+  auto kept = Must(store->LatestCheckpoint());
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(kept->size, 5u);
+  EXPECT_EQ(kept->note, five);
+  EXPECT_EQ(kept->broker_id, test::kBrokerId);
+  // Smaller, or the same size with another root: the broker went back; the kept one stays.
+  submit_with(note(3, 0x22, fed_.broker));
+  submit_with(note(5, 0x33, fed_.broker));
+  EXPECT_EQ(client->counters().checkpoints_refused, 3u);
+  EXPECT_EQ(Must(store->LatestCheckpoint())->note, five);
+  // Larger: replaces it, and survives the client.
+  const std::string eight = note(8, 0x44, fed_.broker);
+  submit_with(eight);
+  EXPECT_EQ(client->counters().checkpoints_kept, 2u);
+  client.reset();
+  EXPECT_EQ(Must(store->LatestCheckpoint())->note, eight);
 }
 
 TEST_F(ClientTest, WindowLimitsSubmissionsInFlight) {

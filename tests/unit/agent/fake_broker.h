@@ -164,6 +164,7 @@ class FakeBroker {
   // payload's SHA-256, as refbus-broker names attestations), leaving only request_id.
   bool control_answers_name_hash = false;
   uint32_t max_frame_bytes = static_cast<uint32_t>(schema::kMaxFrameBytes);  // in Welcome
+  std::string ack_checkpoint;  // Ack.latest_checkpoint of every Ack to a submission
 
   // ---- Observations ----
   std::vector<schema::Frame> hellos;
@@ -314,6 +315,7 @@ class FakeBroker {
       r.type = schema::Frame::Type::kAck;
       r.ack.message_id = id;
       r.ack.duplicate = !stored.insert(id).second;
+      r.ack.latest_checkpoint = ack_checkpoint;
     }
     Send(rid, r);
   }

@@ -551,5 +551,36 @@ TEST(TransportStoreTest, Sha256MatchesAKnownVector) {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+// The home broker's checkpoint from its Acks: kept across reopen, damage detected.
+TEST(TransportStoreTest, KeptCheckpointPersistsAndDamageIsDetected) {
+  TempDir dir;
+  KeptCheckpoint c;
+  c.broker_id = "seoul-broker";
+  c.size = 42;
+  c.root = Bytes(32, 0x5a);
+  c.note = "refbus/fed/seoul-broker\n42\nWlpa\n\n\u2014 refbus/fed/seoul-broker abc=\n";
+  c.received_ms = kNow;
+  {
+    auto store = OpenStore(dir);
+    EXPECT_FALSE(Must(store->LatestCheckpoint()).has_value());
+    ASSERT_TRUE(IsOk(store->KeepCheckpoint(c)));
+  }
+  {
+    auto store = OpenStore(dir);
+    auto kept = Must(store->LatestCheckpoint());
+    ASSERT_TRUE(kept.has_value());
+    EXPECT_EQ(kept->broker_id, c.broker_id);
+    EXPECT_EQ(kept->size, 42u);
+    EXPECT_EQ(kept->root, c.root);
+    EXPECT_EQ(kept->note, c.note);
+    EXPECT_EQ(kept->received_ms, kNow);
+    c.root.pop_back();
+    EXPECT_TRUE(HasCode(store->KeepCheckpoint(c), Status::Code::kInvalidArgument));
+  }
+  FlipStoredByte(dir, kMetaDb, AsBytes("latest_checkpoint"), 40);
+  auto store = OpenStore(dir);
+  EXPECT_TRUE(HasError(store->LatestCheckpoint(), Status::Code::kMalformed, "damaged"));
+}
+
 }  // namespace
 }  // namespace refbus::agent

@@ -187,6 +187,7 @@ class AuditReportTest : public ::testing::Test {
   AuditReport Build(std::optional<std::string> case_ref = std::nullopt) {
     ReportOptions o;
     o.case_ref = std::move(case_ref);
+    o.verify.min_cosignatures = 0;  // unwitnessed on purpose: the page must say so
     o.store_label = "/srv/audit/<seoul>";
     o.generated_at_ms = kNow + 120'000;
     return Must(BuildAuditReport(*store_, log_keys_, o));
@@ -295,6 +296,9 @@ TEST_F(AuditReportTest, ASmallStoreHasItsSectionsAndValues) {
   EXPECT_FALSE(r.overrides->rows.empty());
 
   const std::string h = RenderAuditReportHtml(r);
+  // Verified without witnesses (min_cosignatures 0): the page says so plainly.
+  EXPECT_FALSE(r.verify.witnessed);
+  EXPECT_NE(h.find(kUnwitnessedWarning), std::string::npos);
   for (const char* part :
        {"<!DOCTYPE html>",
         "Content-Security-Policy",

@@ -126,7 +126,13 @@ class AuditToolTest : public ::testing::Test {
     Must(txn.Commit());
   }
 
-  VerifyReport Verify() { return Must(VerifyLocalLog(*store_, log_keys_)); }
+  // Verifies without requiring witnesses (the subject of most tests here is the log itself;
+  // witnessing has its own tests).
+  VerifyReport Verify() {
+    VerifyOptions unwitnessed;
+    unwitnessed.min_cosignatures = 0;
+    return Must(VerifyLocalLog(*store_, log_keys_, unwitnessed));
+  }
 
   TempDir dir_;
   std::unique_ptr<keys::Identity> broker_;
@@ -154,6 +160,111 @@ TEST_F(AuditToolTest, AGoodLogVerifies) {
   EXPECT_TRUE(HasSubstr(r.Headline(), "ok: 100 entries of refbus/fed-test/seoul-broker"));
 }
 
+// Issue 17 item 5: an unwitnessed log used to verify unless the auditor asked for
+// cosignatures; now verification requires one by default.
+TEST_F(AuditToolTest, AnUnwitnessedLogFailsVerificationByDefault) {
+  AppendPlain(10);
+  AddCheckpoint(10);
+  VerifyReport r = Must(VerifyLocalLog(*store_, log_keys_));
+  EXPECT_FALSE(r.ok()) << r.Headline();
+  EXPECT_TRUE(HasSubstr(r.Headline(), "is not witnessed")) << r.Headline();
+  EXPECT_TRUE(HasSubstr(r.Headline(), "this auditor names no witnesses")) << r.Headline();
+  EXPECT_FALSE(r.witnessed);
+  // Lowered to 0 on purpose: it verifies, and says loudly that nobody witnessed it.
+  VerifyOptions zero;
+  zero.min_cosignatures = 0;
+  r = Must(VerifyLocalLog(*store_, log_keys_, zero));
+  EXPECT_TRUE(r.ok()) << r.Headline();
+  EXPECT_FALSE(r.witnessed);
+  EXPECT_TRUE(HasSubstr(r.Headline(), kUnwitnessedWarning)) << r.Headline();
+}
+
+// Only the witnesses the auditor names count; never the log's own broker.
+TEST_F(AuditToolTest, OnlyNamedWitnessesCount) {
+  keys::Identity busan =
+      Must(keys::Identity::Generate("busan-broker", schema::PartyKind::kBroker, kNow, 0));
+  keys::Identity office =
+      Must(keys::Identity::Generate("audit-office", schema::PartyKind::kAuditor, kNow, 0));
+  auto witness = [](const std::string& id, const keys::Identity& who) {
+    const std::string name = Must(keys::WitnessName("fed-test", id));
+    return keys::WitnessKey{id,
+                            Must(keys::NoteVerifier::Create(name, keys::NoteKeyType::kCosignatureV1,
+                                                            who.signing_public_key()))};
+  };
+  AppendPlain(10);
+  LocalCheckpoint c;
+  c.size = 10;
+  c.received_at_ms = kNow;
+  std::string note = Note(10, *broker_, tree_);
+  note = Must(
+      keys::AddCosignature(note, Must(keys::WitnessName("fed-test", "busan-broker")), busan, 1000));
+  // The log's own broker cosigning under a witness name of its own.
+  note = Must(
+      keys::AddCosignature(note, Must(keys::WitnessName("fed-test", kBroker)), *broker_, 1001));
+  c.note = note;
+  Must(store_->AddCheckpoint(c));
+
+  VerifyOptions options;                                  // the default: 1 cosignature
+  options.witnesses = {witness("audit-office", office)};  // busan is not named
+  VerifyReport r = Must(VerifyLocalLog(*store_, log_keys_, options));
+  EXPECT_FALSE(r.ok()) << r.Headline();
+  EXPECT_FALSE(r.witnessed);
+  EXPECT_EQ(r.unknown_signatures, 2u);
+  options.witnesses = {witness(kBroker, *broker_)};  // the log itself: never counts
+  r = Must(VerifyLocalLog(*store_, log_keys_, options));
+  EXPECT_FALSE(r.ok()) << r.Headline();
+  EXPECT_FALSE(r.witnessed);
+  options.witnesses = {witness("audit-office", office), witness("busan-broker", busan)};
+  r = Must(VerifyLocalLog(*store_, log_keys_, options));
+  EXPECT_TRUE(r.ok()) << r.Headline();
+  EXPECT_TRUE(r.witnessed);
+  EXPECT_TRUE(HasSubstr(r.Headline(), "witnessed up to size 10 by busan-broker")) << r.Headline();
+}
+
+// A checkpoint an agency kept from an Ack: the log must have that root at that size.
+TEST_F(AuditToolTest, EvidenceCheckpointsMustMatchTheLog) {
+  AppendPlain(10);
+  const std::string kept = Note(6, *broker_, tree_);
+  AddCheckpoint(10);
+  VerifyOptions options;
+  options.min_cosignatures = 0;
+  options.evidence = {{"agency.checkpoint", kept}};
+  VerifyReport r = Must(VerifyLocalLog(*store_, log_keys_, options));
+  EXPECT_TRUE(r.ok()) << r.Headline();
+  EXPECT_EQ(r.evidence_checked, 1u);
+  EXPECT_TRUE(HasSubstr(r.Headline(), "consistent with 1 evidence checkpoint")) << r.Headline();
+
+  // Signed by the broker over another history of 6 entries: a fork shown to the agency.
+  keys::MemoryTree other;
+  for (uint64_t i = 0; i < 6; ++i) {
+    AuditEntry e = Entry(i);
+    if (i == 3) e.actor = "someone-else";
+    other.AppendEntry(schema::EncodeAuditEntry(e));
+  }
+  options.evidence = {{"forked.checkpoint", Note(6, *broker_, other)}};
+  r = Must(VerifyLocalLog(*store_, log_keys_, options));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(HasSubstr(r.Headline(), "evidence forked.checkpoint")) << r.Headline();
+  EXPECT_TRUE(HasSubstr(r.Headline(), "does not match the log")) << r.Headline();
+
+  // Larger than the local copy: cannot be checked yet.
+  keys::MemoryTree twelve;
+  for (uint64_t i = 0; i < 12; ++i) twelve.AppendEntry(schema::EncodeAuditEntry(Entry(i)));
+  options.evidence = {{"ahead.checkpoint", Note(12, *broker_, twelve)}};
+  r = Must(VerifyLocalLog(*store_, log_keys_, options));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(HasSubstr(r.Headline(), "evidence ahead.checkpoint")) << r.Headline();
+  EXPECT_TRUE(HasSubstr(r.Headline(), "run fetch")) << r.Headline();
+
+  // Not signed by the log's key.
+  keys::Identity stranger =
+      Must(keys::Identity::Generate(kBroker, schema::PartyKind::kBroker, kNow, 0));
+  options.evidence = {{"stranger.checkpoint", Note(6, stranger, tree_)}};
+  r = Must(VerifyLocalLog(*store_, log_keys_, options));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(HasSubstr(r.Headline(), "is not a checkpoint of")) << r.Headline();
+}
+
 TEST_F(AuditToolTest, CosignaturesAreCheckedAndCountedPerCheckpoint) {
   keys::Identity busan =
       Must(keys::Identity::Generate("busan-broker", schema::PartyKind::kBroker, kNow, 0));
@@ -162,6 +273,7 @@ TEST_F(AuditToolTest, CosignaturesAreCheckedAndCountedPerCheckpoint) {
   const std::string busan_name = Must(keys::WitnessName("fed-test", "busan-broker"));
   const std::string office_name = Must(keys::WitnessName("fed-test", "audit-office"));
   VerifyOptions options;
+  options.min_cosignatures = 0;  // first: what is counted, nothing required
   options.witnesses.push_back({"busan-broker", Must(keys::NoteVerifier::Create(
                                                    busan_name, keys::NoteKeyType::kCosignatureV1,
                                                    busan.signing_public_key()))});
@@ -383,11 +495,13 @@ TEST_F(AuditToolTest, KeysOfRevokedAndRotatedBrokers) {
   LogKeys rotated = Must(BrokerLogKeys(directory_, kBroker));
   EXPECT_EQ(rotated.verifiers.size(), 2u);
   EXPECT_EQ(rotated.active_key, next.signing_public_key());
-  EXPECT_TRUE(Must(VerifyLocalLog(*store_, rotated)).ok());
+  VerifyOptions unwitnessed;
+  unwitnessed.min_cosignatures = 0;
+  EXPECT_TRUE(Must(VerifyLocalLog(*store_, rotated, unwitnessed)).ok());
   // Compromised: REVOKED keys verify nothing.
   p.keys[1].state = schema::KeyState::kRevoked;
   LogKeys revoked_key = Must(BrokerLogKeys(directory_, kBroker));
-  EXPECT_FALSE(Must(VerifyLocalLog(*store_, revoked_key)).ok());
+  EXPECT_FALSE(Must(VerifyLocalLog(*store_, revoked_key, unwitnessed)).ok());
   // A revoked broker: none of its keys.
   p.status = schema::PartyStatus::kRevoked;
   EXPECT_TRUE(HasCode(BrokerLogKeys(directory_, kBroker), Status::Code::kRevoked));

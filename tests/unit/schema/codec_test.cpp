@@ -253,7 +253,7 @@ Frame FrameOf(Frame::Type type) {
       f.deliver = {EncodeEnvelope(ValidEnvelope()), 3};
       break;
     case Frame::Type::kAck:
-      f.ack = {Fill(kMessageIdBytes, 0x91), true};
+      f.ack = {Fill(kMessageIdBytes, 0x91), true, "refbus/fed/seoul-broker\n12\nroot\n"};
       break;
     case Frame::Type::kNack:
       f.nack = {Fill(kMessageIdBytes, 0x92), NackReason::kQuotaExceeded, "mailbox full", 1500};
@@ -449,6 +449,7 @@ TEST(FrameCodecTest, RoundTripsEveryBodyType) {
       case Frame::Type::kAck:
         EXPECT_EQ(out->ack.message_id, in.ack.message_id);
         EXPECT_TRUE(out->ack.duplicate);
+        EXPECT_EQ(out->ack.latest_checkpoint, in.ack.latest_checkpoint);
         break;
       case Frame::Type::kNack:
         EXPECT_EQ(out->nack.message_id, in.nack.message_id);
@@ -1088,6 +1089,9 @@ TEST(FrameCodecTest, RefusesBadFrames) {
   EXPECT_TRUE(HasError(DecodeFrame(EncodeFrame(ack)), Code::kMalformed, "ack.message_id"));
   ack.ack.message_id.clear();
   EXPECT_TRUE(HasError(DecodeFrame(EncodeFrame(ack)), Code::kMalformed, "ack.message_id"));
+  ack = FrameOf(Frame::Type::kAck);
+  ack.ack.latest_checkpoint.assign(kMaxAuditNoteBytes + 1, 'x');
+  EXPECT_TRUE(HasError(DecodeFrame(EncodeFrame(ack)), Code::kMalformed, "ack.latest_checkpoint"));
 
   Frame nack = FrameOf(Frame::Type::kNack);
   nack.nack.message_id = Fill(17, 1);
