@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -15,6 +16,7 @@
 #include "core/mutex.h"
 #include "keys/directory.h"
 #include "keys/identity.h"
+#include "keys/key_upkeep.h"
 #include "keys/keyfile.h"
 #include "keys/secret.h"
 #include "schema/codec.h"
@@ -85,8 +87,9 @@ Status CheckListed(const AgentConfig& c, ByteView signing_key, ByteView transpor
   return Status::Ok();
 }
 
-Result<Party> LoadParty(const AgentConfig& c) {
-  Party p;
+// The agency's key file (at start, and again when a message is sealed to a prekey the
+// running engine does not hold, or on SIGHUP).
+Result<keys::Identity> LoadKeys(const AgentConfig& c) {
   std::optional<keys::SecretBuffer> pass;
   if (!c.passphrase_file.empty()) {
     REFBUS_ASSIGN_OR_RETURN(auto pf, keys::ReadPassphraseFile(c.passphrase_file));
@@ -99,6 +102,34 @@ Result<Party> LoadParty(const AgentConfig& c) {
                            std::string(schema::Name(id.kind())) + " " + id.party_id() +
                            ", not of agency " + c.id + " (setting agent.id in " + c.path + ")");
   }
+  return id;
+}
+
+// Forward secrecy without an operator: prekey secrets and retired key files past their
+// window are wiped (keys/key_upkeep.h), each with a log line. At start and every hour.
+void UpkeepKeys(const AgentConfig& c, Engine& engine) {
+  Status s = engine.UpdateKeys([&c](keys::Identity& id) -> Status {
+    std::optional<keys::SecretBuffer> pass;
+    if (!c.passphrase_file.empty()) {
+      REFBUS_ASSIGN_OR_RETURN(auto pf, keys::ReadPassphraseFile(c.passphrase_file));
+      pass = std::move(pf);
+    }
+    keys::KeyUpkeepRequest req;
+    req.key_path = c.key_file;
+    req.retired_dir = (std::filesystem::path(c.key_file).parent_path() / "retired").string();
+    req.passphrase = pass ? &*pass : nullptr;
+    req.now = Now();
+    req.keep_after_expiry_ms = keys::kPrekeyKeepAfterExpiryMs;
+    REFBUS_ASSIGN_OR_RETURN(auto lines, keys::WipeExpiredKeys(id, req));
+    for (const auto& line : lines) spdlog::info("agent {}: {}", c.id, line);
+    return Status::Ok();
+  });
+  if (!s.ok()) spdlog::error("agent {}: key upkeep failed: {}", c.id, s.ToString());
+}
+
+Result<Party> LoadParty(const AgentConfig& c) {
+  Party p;
+  REFBUS_ASSIGN_OR_RETURN(keys::Identity id, LoadKeys(c));
   p.signing_key = id.signing_public_key();
   p.transport_key = id.transport_public_key();
   p.identity = std::make_unique<keys::Identity>(std::move(id));
@@ -218,6 +249,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   EngineOptions eo;
   eo.data_dir = config.data_dir;
   eo.broker_endpoint = config.broker_endpoint;
+  eo.reload_keys = [&config] { return LoadKeys(config); };
   auto engine = Engine::Create(std::move(*party->identity), party->directory, eo);
   if (!engine.ok()) return engine.status().WithContext("cannot start");
 
@@ -261,6 +293,8 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   };
   auto next_status = std::chrono::steady_clock::now();
 
+  UpkeepKeys(config, **engine);
+  auto next_upkeep = std::chrono::steady_clock::now() + std::chrono::hours(1);
   int64_t directory_mtime = MtimeNs(config.directory);
   auto next_directory_check = std::chrono::steady_clock::now();
   Status last_error;
@@ -273,6 +307,10 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
 
     // A new directory: on SIGHUP, or when the file changes (checked every 2 s).
     auto now = std::chrono::steady_clock::now();
+    if (now >= next_upkeep) {
+      next_upkeep = now + std::chrono::hours(1);
+      UpkeepKeys(config, **engine);
+    }
     if (now >= next_status) {
       next_status = now + std::chrono::seconds(1);
       refresh_status(true);
@@ -284,6 +322,11 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
       if (forced || mtime != directory_mtime) {
         directory_mtime = mtime;
         ReloadDirectory(config, *party, **engine);
+      }
+      if (forced) {
+        if (Status s = (*engine)->ReloadKeys(); !s.ok()) {
+          spdlog::error("agent: the key file was not read again: {}", s.ToString());
+        }
       }
       if (forced) *signals.reload = 0;
     }
