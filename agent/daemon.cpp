@@ -106,8 +106,9 @@ Result<keys::Identity> LoadKeys(const AgentConfig& c) {
 }
 
 // Forward secrecy without an operator: prekey secrets and retired key files past their
-// window are wiped (keys/key_upkeep.h), each with a log line. At start and every hour.
-void UpkeepKeys(const AgentConfig& c, Engine& engine) {
+// window are wiped (keys/key_upkeep.h), each with a log line. At start and every hour:
+// returns when to run it next.
+std::chrono::steady_clock::time_point UpkeepKeys(const AgentConfig& c, Engine& engine) {
   Status s = engine.UpdateKeys([&c](keys::Identity& id) -> Status {
     std::optional<keys::SecretBuffer> pass;
     if (!c.passphrase_file.empty()) {
@@ -125,6 +126,14 @@ void UpkeepKeys(const AgentConfig& c, Engine& engine) {
     return Status::Ok();
   });
   if (!s.ok()) spdlog::error("agent {}: key upkeep failed: {}", c.id, s.ToString());
+  return std::chrono::steady_clock::now() + std::chrono::hours(1);
+}
+
+// SIGHUP: prekeys another process added to the key file (refbus-keys party rotate-prekey).
+void ReadKeysAgain(Engine& engine) {
+  if (Status s = engine.ReloadKeys(); !s.ok()) {
+    spdlog::error("agent: the key file was not read again: {}", s.ToString());
+  }
 }
 
 Result<Party> LoadParty(const AgentConfig& c) {
@@ -293,8 +302,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   };
   auto next_status = std::chrono::steady_clock::now();
 
-  UpkeepKeys(config, **engine);
-  auto next_upkeep = std::chrono::steady_clock::now() + std::chrono::hours(1);
+  auto next_upkeep = UpkeepKeys(config, **engine);
   int64_t directory_mtime = MtimeNs(config.directory);
   auto next_directory_check = std::chrono::steady_clock::now();
   Status last_error;
@@ -307,10 +315,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
 
     // A new directory: on SIGHUP, or when the file changes (checked every 2 s).
     auto now = std::chrono::steady_clock::now();
-    if (now >= next_upkeep) {
-      next_upkeep = now + std::chrono::hours(1);
-      UpkeepKeys(config, **engine);
-    }
+    if (now >= next_upkeep) next_upkeep = UpkeepKeys(config, **engine);
     if (now >= next_status) {
       next_status = now + std::chrono::seconds(1);
       refresh_status(true);
@@ -324,11 +329,9 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
         ReloadDirectory(config, *party, **engine);
       }
       if (forced) {
-        if (Status s = (*engine)->ReloadKeys(); !s.ok()) {
-          spdlog::error("agent: the key file was not read again: {}", s.ToString());
-        }
+        ReadKeysAgain(**engine);
+        *signals.reload = 0;
       }
-      if (forced) *signals.reload = 0;
     }
   }
   spdlog::info("agent {}: stopping", config.id);
