@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -15,6 +16,7 @@
 #include "core/mutex.h"
 #include "keys/directory.h"
 #include "keys/identity.h"
+#include "keys/key_upkeep.h"
 #include "keys/keyfile.h"
 #include "keys/secret.h"
 #include "schema/codec.h"
@@ -85,8 +87,9 @@ Status CheckListed(const AgentConfig& c, ByteView signing_key, ByteView transpor
   return Status::Ok();
 }
 
-Result<Party> LoadParty(const AgentConfig& c) {
-  Party p;
+// The agency's key file (at start, and again when a message is sealed to a prekey the
+// running engine does not hold, or on SIGHUP).
+Result<keys::Identity> LoadKeys(const AgentConfig& c) {
   std::optional<keys::SecretBuffer> pass;
   if (!c.passphrase_file.empty()) {
     REFBUS_ASSIGN_OR_RETURN(auto pf, keys::ReadPassphraseFile(c.passphrase_file));
@@ -99,6 +102,43 @@ Result<Party> LoadParty(const AgentConfig& c) {
                            std::string(schema::Name(id.kind())) + " " + id.party_id() +
                            ", not of agency " + c.id + " (setting agent.id in " + c.path + ")");
   }
+  return id;
+}
+
+// Forward secrecy without an operator: prekey secrets and retired key files past their
+// window are wiped (keys/key_upkeep.h), each with a log line. At start and every hour:
+// returns when to run it next.
+std::chrono::steady_clock::time_point UpkeepKeys(const AgentConfig& c, Engine& engine) {
+  Status s = engine.UpdateKeys([&c](keys::Identity& id) -> Status {
+    std::optional<keys::SecretBuffer> pass;
+    if (!c.passphrase_file.empty()) {
+      REFBUS_ASSIGN_OR_RETURN(auto pf, keys::ReadPassphraseFile(c.passphrase_file));
+      pass = std::move(pf);
+    }
+    keys::KeyUpkeepRequest req;
+    req.key_path = c.key_file;
+    req.retired_dir = (std::filesystem::path(c.key_file).parent_path() / "retired").string();
+    req.passphrase = pass ? &*pass : nullptr;
+    req.now = Now();
+    req.keep_after_expiry_ms = keys::kPrekeyKeepAfterExpiryMs;
+    REFBUS_ASSIGN_OR_RETURN(auto lines, keys::WipeExpiredKeys(id, req));
+    for (const auto& line : lines) spdlog::info("agent {}: {}", c.id, line);
+    return Status::Ok();
+  });
+  if (!s.ok()) spdlog::error("agent {}: key upkeep failed: {}", c.id, s.ToString());
+  return std::chrono::steady_clock::now() + std::chrono::hours(1);
+}
+
+// SIGHUP: prekeys another process added to the key file (refbus-keys party rotate-prekey).
+void ReadKeysAgain(Engine& engine) {
+  if (Status s = engine.ReloadKeys(); !s.ok()) {
+    spdlog::error("agent: the key file was not read again: {}", s.ToString());
+  }
+}
+
+Result<Party> LoadParty(const AgentConfig& c) {
+  Party p;
+  REFBUS_ASSIGN_OR_RETURN(keys::Identity id, LoadKeys(c));
   p.signing_key = id.signing_public_key();
   p.transport_key = id.transport_public_key();
   p.identity = std::make_unique<keys::Identity>(std::move(id));
@@ -221,6 +261,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   eo.data_dir = config.data_dir;
   eo.broker_endpoint = config.broker_endpoint;
   eo.grant_key_dir = config.grant_key_dir;
+  eo.reload_keys = [&config] { return LoadKeys(config); };
   auto engine = Engine::Create(std::move(*party->identity), party->directory, eo);
   if (!engine.ok()) return engine.status().WithContext("cannot start");
 
@@ -265,6 +306,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   };
   auto next_status = std::chrono::steady_clock::now();
 
+  auto next_upkeep = UpkeepKeys(config, **engine);
   int64_t directory_mtime = MtimeNs(config.directory);
   auto next_directory_check = std::chrono::steady_clock::now();
   auto next_retention = std::chrono::steady_clock::now();
@@ -278,6 +320,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
 
     // A new directory: on SIGHUP, or when the file changes (checked every 2 s).
     auto now = std::chrono::steady_clock::now();
+    if (now >= next_upkeep) next_upkeep = UpkeepKeys(config, **engine);
     if (now >= next_status) {
       next_status = now + std::chrono::seconds(1);
       refresh_status(true);
@@ -296,7 +339,10 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
         directory_mtime = mtime;
         ReloadDirectory(config, *party, **engine);
       }
-      if (forced) *signals.reload = 0;
+      if (forced) {
+        ReadKeysAgain(**engine);
+        *signals.reload = 0;
+      }
     }
   }
   spdlog::info("agent {}: stopping", config.id);

@@ -16,7 +16,8 @@
 
 namespace refbus::agent {
 
-// Flags set by signal handlers (SIGTERM/SIGINT: stop; SIGHUP: reload the directory).
+// Flags set by signal handlers (SIGTERM/SIGINT: stop; SIGHUP: reload the directory and
+// read the key file again, for prekeys another process added).
 struct DaemonSignals {
   const volatile std::sig_atomic_t* stop = nullptr;
   volatile std::sig_atomic_t* reload = nullptr;  // cleared when the reload is done

@@ -63,6 +63,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(keys::Identity identity,
   std::unique_ptr<Engine> e(new Engine(std::move(impl)));
   // What an earlier run queued but may not have handed over, and what arrived unprocessed.
   REFBUS_RETURN_IF_ERROR(e->impl_->FlushOutgoing());
+  REFBUS_RETURN_IF_ERROR(e->impl_->LoadWaiting());
   REFBUS_RETURN_IF_ERROR(e->impl_->ProcessInbox());
   REFBUS_RETURN_IF_ERROR(e->impl_->RunPendingPurges());
   REFBUS_RETURN_IF_ERROR(e->impl_->EnforceRetention());
@@ -79,6 +80,7 @@ Status Engine::Poll(int timeout_ms) {
   }
   Status p = impl_->ProcessInbox();
   if (!p.ok()) spdlog::error("agent: processing the inbox failed: {}", p.ToString());
+  impl_->PrekeyTurn();
   return s.ok() ? p : s;
 }
 

@@ -28,6 +28,7 @@
 #ifndef REFBUS_AGENT_ENGINE_H_
 #define REFBUS_AGENT_ENGINE_H_
 
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -50,6 +51,11 @@ struct EngineOptions {
   // The per-grant data keys (agent/case_crypto.h); empty: <data_dir>/grant-keys (out of
   // the stores, and so out of every backup: agent/backup.h).
   std::string grant_key_dir;
+  // Reads this agency's key file again (the daemon's loader). Called when a delivered
+  // message is sealed to a prekey the engine does not hold, by ReloadKeys, and every
+  // prekey_retry_ms while such messages wait. Empty: the keys given to Create only.
+  std::function<Result<keys::Identity>()> reload_keys;
+  int prekey_retry_ms = 30000;
 };
 
 class CaseStore;
@@ -83,6 +89,11 @@ class Engine {
   void Shutdown(int linger_ms);
   // A newer verified directory (from refbus-keys or the broker).
   Status UpdateDirectory(schema::SignedDirectory directory);
+  // Reads the key file again (options.reload_keys) and takes its prekeys, then retries the
+  // messages waiting for a prekey. The daemon calls it on SIGHUP.
+  Status ReloadKeys();
+  // Runs change on this agency's keys (the daemon's key upkeep), on the loop's thread.
+  Status UpdateKeys(const std::function<Status(keys::Identity&)>& change);
 
   // ---- Commands (bodies: agent/API.md) ----
   // POST /v1/consents: record a consent grant signed by this agency and register it with
@@ -104,7 +115,8 @@ class Engine {
   // POST /v1/referrals/{id}/state {state, reason?, operator} -> the referral
   Result<Json> ChangeState(const std::string& referral_id, const Json& request);
   // GET /v1/inbox -> [{message_id, from, kind, case_ref, local_case, received_at_ms,
-  // opened, status ("ok" | "refused" | "purged"), refusal?}]
+  // opened, status ("ok" | "refused" | "purged" | "waiting-for-prekey"), refusal?,
+  // waiting_for?}]
   Result<Json> Inbox();
   // POST /v1/messages/{id}/open {operator} -> {message_id, from, kind, case_ref, content}
   // Records the access: a signed access record to the broker's audit log and an access

@@ -15,6 +15,7 @@
 #ifndef REFBUS_AGENT_ENGINE_IMPL_H_
 #define REFBUS_AGENT_ENGINE_IMPL_H_
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <set>
@@ -55,6 +56,12 @@ struct Engine::Impl {
   std::unique_ptr<GrantKeys> grant_keys;  // the data keys sealing case text at rest
   std::unique_ptr<Client> client;
   std::set<std::string> handed;  // outgoing items given to the client in this process
+  // Messages waiting for a prekey (kWaitingPrekey): inbox sequence -> message id (hex),
+  // retried in arrival order. Rebuilt from the case store at Create.
+  std::map<uint64_t, std::string> waiting_prekey;
+  bool keys_stale = false;  // a message met an unknown prekey: read the key file again
+  std::chrono::steady_clock::time_point next_prekey_retry{};
+  std::chrono::steady_clock::time_point last_key_reload{};
 
   Impl(keys::Identity id, schema::SignedDirectory dir, EngineOptions o)
       : identity(std::move(id)), directory(std::move(dir)), options(std::move(o)) {}
@@ -132,6 +139,17 @@ struct Engine::Impl {
   // ---- inbound (engine_inbound.cpp and the workflow files) ----
   Status ProcessInbox();
   Status ProcessOne(CaseStore::Txn& txn, const InboxRecord& r);
+
+  // ---- prekeys (engine_prekeys.cpp) ----
+  // The fingerprint of this agency's prekey the envelope is sealed to, if the envelope is
+  // valid (signature, times) but that prekey is not among the identity's: the message waits.
+  std::optional<std::string> MissingPrekey(ByteView envelope) const;
+  Status LoadWaiting();  // at Create
+  // Reads the key file again (if a loader is set), then retries every waiting message.
+  Status ReloadKeysAndRetry();
+  Status RetryWaiting();
+  // From Poll: retries when a message met an unknown prekey, and on the timer.
+  void PrekeyTurn();
   Status Refuse(CaseStore::Txn& txn, MessageRecord& msg, const std::string& case_ref,
                 const std::string& why);
   // The delivered message to its kind's handler. An error refuses the message.

@@ -77,6 +77,21 @@ Status Engine::Impl::ProcessOne(CaseStore::Txn& txn, const InboxRecord& r) {
   std::string case_ref = decoded.ok() ? decoded->header.case_ref : "";
   auto opened = OpenCase(identity, r.envelope, dir(), Lookup(txn), Now());
   if (!opened.ok()) {
+    // Sealed to a prekey this process does not hold (yet): it waits, and is retried once
+    // the key file has been read again; it is not refused for a key rotation.
+    if (auto fp = MissingPrekey(r.envelope)) {
+      msg.status = MessageStatus::kWaitingPrekey;
+      msg.waiting_for = *fp;
+      if (waiting_prekey.emplace(r.sequence, msg.message_id).second) {
+        spdlog::warn(
+            "agent {}: message {} from {} is sealed to prekey {}, which this agency "
+            "does not hold yet: it waits, and is retried when the key file is read "
+            "again",
+            me(), msg.message_id, msg.from.value_or(""), *fp);
+        keys_stale = true;
+      }
+      return Save(txn, msg.message_id, msg);
+    }
     REFBUS_RETURN_IF_ERROR(Refuse(txn, msg, case_ref, opened.status().message()));
     return Save(txn, msg.message_id, msg);
   }
@@ -152,6 +167,13 @@ Status OpenableOrWhyNot(const MessageRecord& msg) {
   if (msg.status == MessageStatus::kPurged) {
     return FailedPrecondition("message " + msg.message_id +
                               " was purged when its consent was revoked; it cannot be opened");
+  }
+  if (msg.status == MessageStatus::kWaitingPrekey) {
+    return Unavailable("message " + msg.message_id + " is waiting for prekey " +
+                       msg.waiting_for.value_or("") +
+                       ", which this agency's key file does not hold yet; it opens once the "
+                       "key file has it (the agent reads it again on SIGHUP and while "
+                       "messages wait)");
   }
   if (msg.status == MessageStatus::kRefused) {
     return FailedPrecondition("message " + msg.message_id + " was refused on arrival (" +

@@ -42,7 +42,8 @@ constexpr std::array<const char*, 2> kReferralSide = {"referrer", "receiver"};
 constexpr std::array<const char*, 2> kHandoffSide = {"from", "to"};
 constexpr std::array<const char*, 3> kHandoffState = {"pending", "accepted", "refused"};
 constexpr std::array<const char*, 3> kDeletionSide = {"requester", "deletion-center", "observer"};
-constexpr std::array<const char*, 3> kMessageStatus = {"ok", "refused", "purged"};
+constexpr std::array<const char*, 4> kMessageStatus = {"ok", "refused", "purged",
+                                                       "waiting-for-prekey"};
 constexpr std::array<const char*, 3> kOutgoingStatus = {"queued", "acked", "refused"};
 
 template <typename E, size_t N>
@@ -246,6 +247,7 @@ Json Encode(const MessageRecord& m) {
   PutOpt(j, "case_ref", m.case_ref);
   PutOpt(j, "grant_id", m.grant_id);
   PutOpt(j, "refusal", m.refusal);
+  PutOpt(j, "waiting_for", m.waiting_for);
   PutOpt(j, "referral_id", m.referral_id);
   PutOpt(j, "handoff_id", m.handoff_id);
   PutOpt(j, "request_id", m.request_id);
@@ -420,6 +422,7 @@ void Decode(const Json& j, MessageRecord& m) {
   GetOpt(j, "case_ref", m.case_ref);
   GetOpt(j, "grant_id", m.grant_id);
   GetOpt(j, "refusal", m.refusal);
+  GetOpt(j, "waiting_for", m.waiting_for);
   GetOpt(j, "referral_id", m.referral_id);
   GetOpt(j, "handoff_id", m.handoff_id);
   GetOpt(j, "request_id", m.request_id);

@@ -196,7 +196,10 @@ struct LocalCaseRecord {
   std::string case_ref;
 };
 
-enum class MessageStatus { kOk, kRefused, kPurged };
+// kWaitingPrekey: sealed to a prekey this agency does not hold yet (its key file was
+// rotated by another process, or the message came before the rotation reached this
+// process); retried until it opens or its envelope expires, never refused for that.
+enum class MessageStatus { kOk, kRefused, kPurged, kWaitingPrekey };
 
 // kMessages: what the engine learnt about a delivered message.
 struct MessageRecord {
@@ -210,6 +213,7 @@ struct MessageRecord {
   std::optional<std::string> case_ref;
   std::optional<std::string> grant_id;  // hex
   std::optional<std::string> refusal;
+  std::optional<std::string> waiting_for;  // kWaitingPrekey: the prekey's fingerprint
   // The workflow item it created.
   std::optional<std::string> referral_id;
   std::optional<std::string> handoff_id;

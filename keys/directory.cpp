@@ -38,11 +38,7 @@ std::vector<Party>* ListFor(schema::Directory& d, PartyKind kind) {
 }
 
 Status CheckPrekeys(const Party& p, const KeyRecord& k) {
-  for (const auto& sp : k.prekeys) {
-    if (!VerifySignature(k.signing_key, kLabelPrekey, sp.prekey_bytes, sp.signature)) {
-      return Unauthenticated("a prekey of " + p.id + " is not signed by its signing key");
-    }
-  }
+  for (const auto& sp : k.prekeys) REFBUS_RETURN_IF_ERROR(CheckSignedPrekey(p, k, sp));
   return Status::Ok();
 }
 
@@ -577,6 +573,31 @@ Result<const KeyRecord*> FindSigningKey(const schema::Directory& directory,
   return Unauthenticated("key " + Fingerprint(key_id) + " is not a key of " + p->id);
 }
 
+Status CheckSignedPrekey(const schema::Party& owner, const schema::KeyRecord& keys,
+                         const schema::SignedPrekey& prekey) {
+  const schema::Prekey& pk = prekey.prekey;
+  if (!VerifySignature(keys.signing_key, kLabelPrekey, prekey.prekey_bytes, prekey.signature)) {
+    return Unauthenticated("a prekey of " + owner.id + " is not signed by its signing key");
+  }
+  if (pk.owner_id != owner.id) {
+    return Unauthenticated("a prekey in the record of " + owner.id + " names owner " + pk.owner_id);
+  }
+  if (pk.public_key.size() != schema::kPublicKeyBytes) {
+    return Malformed("a prekey of " + owner.id + " is not an X25519 public key");
+  }
+  if (pk.not_after_ms <= pk.not_before_ms) {
+    return InvalidArgument("prekey " + Fingerprint(KeyId(KeyUse::kPrekey, pk.public_key)) + " of " +
+                           owner.id + " has an empty validity window");
+  }
+  if (pk.not_after_ms - pk.not_before_ms > kPrekeyLifetimeMs) {
+    return InvalidArgument("prekey " + Fingerprint(KeyId(KeyUse::kPrekey, pk.public_key)) + " of " +
+                           owner.id + " is valid from " + FormatUtc(pk.not_before_ms) + " to " +
+                           FormatUtc(pk.not_after_ms) +
+                           ": prekeys may be valid for at most 30 days (rotate it)");
+  }
+  return Status::Ok();
+}
+
 Result<RecipientPrekey> CurrentPrekey(const schema::Directory& directory,
                                       std::string_view agency_id, UnixMillis now) {
   const Party* p = directory.Find(agency_id);
@@ -591,7 +612,7 @@ Result<RecipientPrekey> CurrentPrekey(const schema::Directory& directory,
   const schema::SignedPrekey* best = nullptr;
   for (const auto& sp : k->prekeys) {
     if (sp.prekey.not_before_ms > now + kClockSkewMs || now >= sp.prekey.not_after_ms) continue;
-    if (!VerifySignature(k->signing_key, kLabelPrekey, sp.prekey_bytes, sp.signature)) continue;
+    if (!CheckSignedPrekey(*p, *k, sp).ok()) continue;
     if (best == nullptr || sp.prekey.not_before_ms > best->prekey.not_before_ms) best = &sp;
   }
   if (best == nullptr) {

@@ -141,6 +141,11 @@ Result<const schema::KeyRecord*> FindSigningKey(const schema::Directory& directo
                                                 std::string_view party_id, ByteView key_id,
                                                 UnixMillis signed_at, UnixMillis now);
 
+// A signed prekey of owner's key generation `keys`: signed by its signing key, naming
+// owner, an X25519 key, valid for a non-empty window of at most kPrekeyLifetimeMs.
+Status CheckSignedPrekey(const schema::Party& owner, const schema::KeyRecord& keys,
+                         const schema::SignedPrekey& prekey);
+
 struct RecipientPrekey {
   std::string agency_id;
   Bytes public_key;

@@ -105,11 +105,26 @@ const PrekeyEntry* Identity::FindPrekey(ByteView prekey_id) const {
   return nullptr;
 }
 
-size_t Identity::PrunePrekeys(UnixMillis now, UnixMillis keep_after_expiry_ms) {
-  auto old = std::remove_if(prekeys_.begin(), prekeys_.end(), [&](const PrekeyEntry& p) {
-    return p.signed_prekey.prekey.not_after_ms + keep_after_expiry_ms < now;
+Status Identity::AdoptPrekeys(Identity&& fresh) {
+  if (fresh.party_id_ != party_id_ || fresh.kind_ != kind_ ||
+      !ConstantTimeEquals(fresh.signing_public_, signing_public_)) {
+    return FailedPrecondition("the key file now holds other keys than the ones " + party_id_ +
+                              " runs with (" + Fingerprint(fresh.signing_key_id_) + " instead of " +
+                              Fingerprint(signing_key_id_) + "): restart with its new directory");
+  }
+  prekeys_ = std::move(fresh.prekeys_);  // the replaced entries wipe their secrets
+  return Status::Ok();
+}
+
+size_t Identity::PrunePrekeys(UnixMillis now, UnixMillis keep_after_expiry_ms,
+                              std::vector<schema::Prekey>* wiped) {
+  auto old = std::stable_partition(prekeys_.begin(), prekeys_.end(), [&](const PrekeyEntry& p) {
+    return p.signed_prekey.prekey.not_after_ms + keep_after_expiry_ms >= now;
   });
   size_t n = static_cast<size_t>(prekeys_.end() - old);
+  if (wiped != nullptr) {
+    for (auto it = old; it != prekeys_.end(); ++it) wiped->push_back(it->signed_prekey.prekey);
+  }
   prekeys_.erase(old, prekeys_.end());  // SecretKey destructors wipe the secrets
   return n;
 }

@@ -62,9 +62,15 @@ class Identity {
   // The prekey with this id, or nullptr (unknown or already pruned).
   const PrekeyEntry* FindPrekey(ByteView prekey_id) const;
   const std::vector<PrekeyEntry>& prekeys() const { return prekeys_; }
+  // Takes the prekeys of `fresh` (the same party's key file, read again after another
+  // process added or pruned prekeys) in place of this identity's: secrets that `fresh` no
+  // longer holds are wiped. kFailedPrecondition if fresh is another party or another
+  // signing key (a rotated identity needs a restart, with its new directory).
+  Status AdoptPrekeys(Identity&& fresh);
   // Wipes prekey secrets whose not_after is more than keep_after_expiry_ms before now.
-  // Returns how many were removed.
-  size_t PrunePrekeys(UnixMillis now, UnixMillis keep_after_expiry_ms);
+  // Returns how many were removed; if wiped is not null, appends their public prekeys.
+  size_t PrunePrekeys(UnixMillis now, UnixMillis keep_after_expiry_ms,
+                      std::vector<schema::Prekey>* wiped = nullptr);
 
   // Key-file support (keyfile.cpp): the raw secrets, for serialization into locked memory.
   const SecretKey<kSigningSecretBytes>& signing_secret_key() const { return *signing_secret_; }

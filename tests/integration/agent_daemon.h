@@ -1,21 +1,24 @@
-// A real refbus-agent daemon for integration tests (one per agency, on a Federation's
-// keys and a broker's endpoint) and a client for its local HTTP API.
+// An agency's real refbus-agent daemon in integration tests (one per agency, on a
+// Federation's keys and a broker's endpoint): its config in the test's work folder, its
+// start, stop and signals, and a client for its local HTTP API.
 //
+// A test that cannot set up what it needs fails with the reason; nothing is skipped.
 // Thread safety: one test thread.
 #ifndef REFBUS_TESTS_INTEGRATION_AGENT_DAEMON_H_
 #define REFBUS_TESTS_INTEGRATION_AGENT_DAEMON_H_
 
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "tests/integration/harness.h"
 
@@ -55,7 +58,8 @@ class AgentDaemon {
         << "[api]\n"
         << "listen = \"127.0.0.1:0\"\n"
         << "url_file = \"" << url_file_ << "\"\n"
-        << "token_file = \"" << token_file_ << "\"\n";
+        << "token_file = \"" << token_file_ << "\"\n"
+        << extra_;
     out.close();
     log_ = data_ + ".log";
     if (!process_.Start({BinDir() + "/refbus-agent", "run", "-c", cfg_}, log_)) return false;
@@ -71,6 +75,11 @@ class AgentDaemon {
     ADD_FAILURE() << id_ << ": refbus-agent run did not come up; log:\n" << Log();
     return false;
   }
+
+  // More TOML appended to the config (whole sections, e.g. "[keys]\n...").
+  void set_extra(std::string extra) { extra_ = std::move(extra); }
+  void Signal(int sig) { process_.Signal(sig); }
+  bool running() const { return process_.running(); }
 
   int Stop() {
     process_.Signal(SIGTERM);
@@ -145,6 +154,7 @@ class AgentDaemon {
 
   const std::string& id() const { return id_; }
   const std::string& data_dir() const { return data_; }
+
   const std::string& config_path() const { return cfg_; }
   const std::string& log_path() const { return log_; }
   // The folder of the agency's per-grant data keys (the default, <data_dir>/grant-keys).
@@ -153,7 +163,7 @@ class AgentDaemon {
  private:
   const Federation& fed_;
   std::string id_, work_, broker_ep_;
-  std::string data_, cfg_, url_file_, token_file_, log_, url_, token_;
+  std::string data_, cfg_, url_file_, token_file_, log_, url_, token_, extra_;
   Process process_;
 };
 

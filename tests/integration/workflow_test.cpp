@@ -29,7 +29,6 @@
 namespace refbus::testing {
 namespace {
 
-using Json = nlohmann::json;
 using schema::AgencyType;
 using schema::AuditEvent;
 

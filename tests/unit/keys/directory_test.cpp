@@ -476,6 +476,37 @@ TEST_F(DirectoryTest, PrekeyRotationReplacesPrekeys) {
   EXPECT_EQ(current->public_key, fresh.prekey.public_key);
 }
 
+// Issue 17 item 4: the authority refuses a prekey valid for more than 30 days (a key that
+// never rotates is a key whose theft opens months of referrals); exactly 30 days passes.
+TEST_F(DirectoryTest, PrekeyValidForMoreThanThirtyDaysIsRefused) {
+  Identity& a = fed_.party("agency-a");
+  (void)Must(a.AddPrekey(kNow + kDay, kNow + kDay + kPrekeyLifetimeMs + 1));
+  DirectoryEdit edit;
+  edit.upserts.push_back(fed_.Record("agency-a", kNow + kDay));
+  EXPECT_TRUE(HasError(fed_.Issue(edit, kNow + kDay), Code::kInvalidArgument, "30 days"));
+  EXPECT_EQ(PartyIn("agency-a").keys[0].prekeys.size(), 1u) << "the refused record was applied";
+
+  Identity& b = fed_.party("agency-b");
+  (void)Must(b.AddPrekey(kNow + kDay, kNow + kDay + kPrekeyLifetimeMs));
+  DirectoryEdit ok;
+  ok.upserts.push_back(fed_.Record("agency-b", kNow + kDay));
+  EXPECT_TRUE(IsOk(fed_.Issue(ok, kNow + kDay)));
+}
+
+// A directory whose prekey outlives the cap (from an authority before the cap) is not used
+// to seal: senders take the newest prekey within the rules.
+TEST_F(DirectoryTest, CurrentPrekeySkipsPrekeysValidForMoreThanThirtyDays) {
+  Identity& a = fed_.party("agency-a");
+  auto fresh = Must(a.AddPrekey(kNow + kDay, kNow + kDay + 2 * kPrekeyLifetimeMs));
+  schema::Directory d = fed_.directory();
+  for (auto& p : d.agencies) {
+    if (p.id == "agency-a") p.keys[0].prekeys.push_back(fresh);
+  }
+  auto current = CurrentPrekey(d, "agency-a", kNow + 2 * kDay);
+  ASSERT_TRUE(IsOk(current));
+  EXPECT_NE(current->public_key, fresh.prekey.public_key);
+}
+
 TEST_F(DirectoryTest, TransportKeyChangeWithoutRotationIsRefused) {
   const Identity& a = fed_.party("agency-a");
   schema::SignedPartyRecord rec = fed_.Record("agency-a", kNow + 1);
