@@ -351,7 +351,9 @@ Status CommitTxn::IdReused(const Accepted& a, size_t index, const Bytes& held_sh
   e.reason = schema::NackReason::kIdReused;
   e.detail = detail;
   if (!a.audit_detail.empty()) e.detail += "; " + a.audit_detail;
-  REFBUS_RETURN_IF_ERROR(Audit(std::move(e)));
+  // Like every refusal in the commit: past the peer's allowance, counted into an aggregate
+  // entry (broker/refusals.h) instead, so a party re-signing held ids cannot flood the log.
+  if (a.audit_refusal) REFBUS_RETURN_IF_ERROR(Audit(std::move(e)));
   result_.accepted.push_back(Outcome::kRefused);
   result_.refusals[index] = keys::ScopeRefusal{schema::NackReason::kIdReused, std::move(detail)};
   return Status::Ok();

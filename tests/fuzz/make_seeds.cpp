@@ -232,7 +232,7 @@ void Frames(const fs::path& root, const fuzz::Fixture& fx) {
   add("deliver", f);
   f = {};
   f.type = T::kAck;
-  f.ack = {Id16(0x4D), false};
+  f.ack = {Id16(0x4D), false, ""};
   add("ack", f);
   f = {};
   f.type = T::kNack;
