@@ -244,6 +244,25 @@ Result<std::unique_ptr<ProbeServer>> StartMetrics(const AgentConfig& config,
   return ProbeServer::Start({config.metrics_bind, config.metrics_url_file, "agent"}, h);
 }
 
+EngineOptions EngineOptionsOf(const AgentConfig& config) {
+  EngineOptions eo;
+  eo.data_dir = config.data_dir;
+  eo.broker_endpoint = config.broker_endpoint;
+  eo.grant_key_dir = config.grant_key_dir;
+  eo.reload_keys = [&config] { return LoadKeys(config); };
+  return eo;
+}
+
+ApiOptions ApiOptionsOf(const AgentConfig& config) {
+  ApiOptions ao;
+  ao.listen = config.api_listen;
+  ao.token_file = config.api_token_file;
+  ao.url_file = config.api_url_file;
+  ao.command_timeout = std::chrono::milliseconds(config.api_command_timeout_ms);
+  ao.allowed_hosts = config.api_allowed_hosts;
+  return ao;
+}
+
 }  // namespace
 
 Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
@@ -257,23 +276,13 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   if (auto token = LoadOrCreateApiToken(config.api_token_file); !token.ok()) {
     return token.status().WithContext("cannot start");
   }
-  EngineOptions eo;
-  eo.data_dir = config.data_dir;
-  eo.broker_endpoint = config.broker_endpoint;
-  eo.grant_key_dir = config.grant_key_dir;
-  eo.reload_keys = [&config] { return LoadKeys(config); };
-  auto engine = Engine::Create(std::move(*party->identity), party->directory, eo);
+  auto engine =
+      Engine::Create(std::move(*party->identity), party->directory, EngineOptionsOf(config));
   if (!engine.ok()) return engine.status().WithContext("cannot start");
 
   CommandQueue queue;
   EngineHandler handler(**engine);
-  ApiOptions ao;
-  ao.listen = config.api_listen;
-  ao.token_file = config.api_token_file;
-  ao.url_file = config.api_url_file;
-  ao.command_timeout = std::chrono::milliseconds(config.api_command_timeout_ms);
-  ao.allowed_hosts = config.api_allowed_hosts;
-  auto api = ApiServer::Start(ao, queue, handler);
+  auto api = ApiServer::Start(ApiOptionsOf(config), queue, handler);
   if (!api.ok()) {
     (*engine)->Shutdown(0);
     return api.status().WithContext("cannot start");
