@@ -152,6 +152,13 @@ class AgentDaemon {
     return last;
   }
 
+  // Waits until the daemon has a session with its broker (GET /v1/status session_ready).
+  void WaitForSession() {
+    WaitFor(
+        "/v1/status", [](const Json& st) { return st.value("session_ready", false); },
+        "a session with the broker");
+  }
+
   const std::string& id() const { return id_; }
   const std::string& data_dir() const { return data_; }
 

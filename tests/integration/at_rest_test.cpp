@@ -94,9 +94,7 @@ class AtRestTest : public ::testing::Test {
       ASSERT_TRUE(agents_[id]->Start()) << id;
     }
     for (auto& [id, a] : agents_) {
-      a->WaitFor(
-          "/v1/status", [](const Json& s) { return s.value("session_ready", false); },
-          "a session with the broker");
+      a->WaitForSession();
     }
     token_ = "plant" + HexEncode(keys::RandomBytes(8));
   }

@@ -69,9 +69,7 @@ class PrekeyTest : public ::testing::Test {
   void StartAgents() {
     for (auto* a : {wee_.get(), counsel_.get()}) {
       ASSERT_TRUE(a->Start()) << a->id();
-      a->WaitFor(
-          "/v1/status", [](const Json& s) { return s.value("session_ready", false); },
-          "a session with the broker");
+      a->WaitForSession();
     }
   }
   // Waits until the agent has loaded directory serial >= serial.
