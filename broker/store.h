@@ -411,7 +411,15 @@ class Store {
   Status AddEntry(lmdb::Txn& txn, const std::string& mailbox, uint64_t seq, ByteView message_id,
                   const std::vector<std::string>* serves, const std::string& sender);
   AuditDbs audit_dbs_;  // meta_, audit_, "audit_tree", "checkpoints"
+  // A commit that stores new envelopes, grants or revocations must leave room for the
+  // commits that free it: acks write audit entries before their envelopes' pages are free,
+  // and an ack that cannot commit frees nothing. kResourceExhausted when, with this
+  // transaction's writes, less than kHeadroom of the map would be left.
+  Status CheckHeadroom(const lmdb::Txn& txn) const;
 };
+
+// The part of the map kept for commits without new envelopes: map/16, at least 2 MiB.
+size_t StorageHeadroomBytes(size_t map_size_bytes);
 
 // An audit entry describing an envelope (ids, pseudonym, hash and size; never content).
 schema::AuditEntry EnvelopeAudit(schema::AuditEvent event, const schema::SealedEnvelope& env,

@@ -689,10 +689,32 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
   REFBUS_RETURN_IF_ERROR(c.Cosignatures(batch.cosignatures));
   REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, Key("next_seq"), c.next_seq()));
   REFBUS_RETURN_IF_ERROR(audit.Finish());
+  if (!batch.accepted.empty() || !batch.grants.empty() || !batch.revocations.empty()) {
+    REFBUS_RETURN_IF_ERROR(CheckHeadroom(txn));
+  }
   REFBUS_RETURN_IF_ERROR(txn.Commit());
   CommitResult result = std::move(c.result());
   result.audit_size = audit.size();
   return result;
+}
+
+size_t StorageHeadroomBytes(size_t map_size_bytes) {
+  return std::max<size_t>(map_size_bytes / 16, size_t{2} << 20);
+}
+
+Status Store::CheckHeadroom(const lmdb::Txn& txn) const {
+  const MDB_dbi tables[] = {meta_,       msgs_,          mbox_,           seen_,
+                            expiry_,     counts_,        audit_,          grants_,
+                            witness_,    evidence_,      ctlq_,           tombstones_,
+                            quarantine_, sender_counts_, audit_dbs_.tree, audit_dbs_.checkpoints};
+  REFBUS_ASSIGN_OR_RETURN(uint64_t used, txn.BytesInUse(tables));
+  const size_t map = options_.map_size_bytes;
+  const size_t keep = StorageHeadroomBytes(map);
+  if (used + keep <= map) return Status::Ok();
+  return ResourceExhausted("storage headroom: " + std::to_string(used >> 20) + " MiB of the " +
+                           std::to_string(map >> 20) + " MiB map in use; the last " +
+                           std::to_string(keep >> 20) +
+                           " MiB are kept for acknowledgements, which free room");
 }
 
 // ---- Witness decisions ---------------------------------------------------------------

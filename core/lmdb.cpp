@@ -90,6 +90,21 @@ Result<uint64_t> Txn::Count(MDB_dbi dbi) const {
   return static_cast<uint64_t>(st.ms_entries);
 }
 
+Result<uint64_t> Txn::BytesInUse(std::span<const MDB_dbi> dbis) const {
+  MDB_stat st{};
+  uint64_t pages = 2;  // the meta pages
+  auto add = [&](MDB_dbi dbi) {
+    int rc = mdb_stat(txn_, dbi, &st);
+    if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb stat");
+    pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+    return Status::Ok();
+  };
+  REFBUS_RETURN_IF_ERROR(add(0));  // FREE_DBI: the free-page list's own tree
+  REFBUS_RETURN_IF_ERROR(add(1));  // MAIN_DBI: the table of tables
+  for (MDB_dbi dbi : dbis) REFBUS_RETURN_IF_ERROR(add(dbi));
+  return pages * st.ms_psize;
+}
+
 Result<bool> Txn::DropDbIfExists(const std::string& name) {
   MDB_dbi dbi = 0;
   int rc = mdb_dbi_open(txn_, name.c_str(), 0, &dbi);

@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -54,6 +55,10 @@ class Txn {
   // NotFound if absent.
   Status Del(MDB_dbi dbi, ByteView key);
   Result<uint64_t> Count(MDB_dbi dbi) const;
+  // Bytes the trees of `dbis`, LMDB's table of tables and its free-page list take in this
+  // transaction's view (branch, leaf and overflow pages, and the two meta pages). Pages on
+  // the free-page list count as free.
+  Result<uint64_t> BytesInUse(std::span<const MDB_dbi> dbis) const;
   // In a write transaction: deletes the named database and everything in it, if it exists
   // (a store upgrade retiring a table). Returns whether there was one.
   Result<bool> DropDbIfExists(const std::string& name);
