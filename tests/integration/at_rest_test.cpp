@@ -19,6 +19,7 @@
 #include "agent/case_store.h"
 #include "agent/records.h"
 #include "broker/store.h"
+#include "keys/envelope.h"
 #include "keys/secret.h"
 #include "schema/codec.h"
 #include "tests/integration/agent_daemon.h"
@@ -72,6 +73,68 @@ std::vector<FoundSealed> SealedValuesUnder(const std::string& root) {
       f.sealed.box = *HexDecode(m[2].str());
       f.sealed.nonce = *HexDecode(m[4].str());
       out.push_back(std::move(f));
+    }
+  }
+  return out;
+}
+
+// Reads a protobuf varint of exactly `len` bytes at b[p].
+bool VarintOf(const std::string& b, size_t p, size_t len, uint64_t* v) {
+  if (p + len > b.size()) return false;
+  uint64_t out = 0;
+  for (size_t i = 0; i < len; ++i) {
+    auto c = static_cast<uint8_t>(b[p + i]);
+    if (((c & 0x80) != 0) != (i + 1 < len)) return false;
+    out |= uint64_t{c & 0x7fu} << (7 * i);
+  }
+  *v = out;
+  return true;
+}
+
+// A serialized SealedEnvelope ending at or after `header` (where its header's version
+// and message-id fields start: 08 01 12 10), read back to its first byte; empty if the
+// bytes around it are not one.
+std::string EnvelopeAround(const std::string& b, size_t header) {
+  for (size_t k = 1; k <= 3; ++k) {
+    if (header < k + 1) break;
+    size_t start = header - k - 1;
+    uint64_t hlen = 0, clen = 0;
+    if (b[start] != 0x0a || !VarintOf(b, start + 1, k, &hlen)) continue;
+    size_t p = header + hlen;
+    if (p >= b.size() || b[p] != 0x12) continue;
+    size_t c = 1;
+    while (c <= 3 && !VarintOf(b, p + 1, c, &clen)) ++c;
+    if (c > 3) continue;
+    p += 1 + c + clen;
+    if (p + 2 + 64 > b.size() || b[p] != 0x1a || b[p + 1] != 0x40) continue;
+    return b.substr(start, p + 2 + 64 - start);
+  }
+  return {};
+}
+
+// Every envelope (as sealed to a prekey) found in the raw bytes of the files under the
+// roots -- live records, LMDB's freed pages, backups -- that opens with the identity's
+// prekey secrets: "file: message <id>".
+std::vector<std::string> EnvelopesOpeningUnder(const std::vector<std::string>& roots,
+                                               const keys::Identity& identity,
+                                               const schema::Directory& directory) {
+  static const std::string kHeaderStart("\x08\x01\x12\x10", 4);
+  std::vector<std::string> out;
+  const UnixMillis now = SystemClock::Get().NowMillis();
+  for (const auto& root : roots) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
+      if (!e.is_regular_file()) continue;
+      std::string bytes = Slurp(e.path().string());
+      for (size_t at = bytes.find(kHeaderStart); at != std::string::npos;
+           at = bytes.find(kHeaderStart, at + 1)) {
+        std::string env = EnvelopeAround(bytes, at);
+        if (env.empty()) continue;
+        auto opened = keys::OpenEnvelope(identity, AsBytes(env), directory, now);
+        if (opened.ok()) {
+          out.push_back(e.path().string() + ": message " +
+                        HexEncode(opened->envelope.header.message_id));
+        }
+      }
     }
   }
   return out;
@@ -295,6 +358,11 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
   }
   EXPECT_GE(opened, 4u)
       << "the decline, hold, handoff and close text, sealed at the counseling center";
+  // The envelopes it received are on its disk (the scan below finds what it looks for).
+  EXPECT_FALSE(EnvelopesOpeningUnder({counsel.data_dir(), root_ + "/backups"},
+                                     fed_.LoadIdentity("seoul-counsel"), fed_.directory())
+                   .empty())
+      << "no received envelope found at the counseling center before the revocation";
 
   // Revocation: both recipients purge and confirm.
   wee.Ok("POST", "/v1/consents/" + grant + "/revoke",
@@ -333,6 +401,16 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
         EXPECT_FALSE(opens) << a->id() << ": " << f.file << " still opens under grant " << g;
       }
     }
+    // Nor does any envelope it received under the grant, in any form, in any file or
+    // backup: not with its prekey secrets (kept until their window ends), and not with
+    // any data key it still holds.
+    auto envelopes = EnvelopesOpeningUnder({a->data_dir(), root_ + "/backups"},
+                                           fed_.LoadIdentity(a->id()), fed_.directory());
+    std::string list;
+    for (const auto& f : envelopes) list += "\n  " + f;
+    EXPECT_TRUE(envelopes.empty()) << a->id() << ": after the purge " << envelopes.size()
+                                   << " received envelope(s) still open with its prekeys:"
+                                   << list;
     // The API says the text was purged.
     Json c = a->Ok("POST", "/v1/cases/" + case_ref + "/read", {{"operator", "auditor"}});
     EXPECT_NE(c.dump().find("purged"), std::string::npos) << c.dump();
