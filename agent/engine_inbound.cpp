@@ -67,7 +67,18 @@ Status Engine::Impl::ProcessOne(CaseStore::Txn& txn, const InboxRecord& r) {
     msg.status = MessageStatus::kPurged;
     return Save(txn, msg.message_id, msg);
   }
-  auto decoded = schema::DecodeEnvelope(r.envelope);
+  auto envelope = EnvelopeOf(r);
+  if (!envelope.ok()) {
+    if (envelope.status().code() == Status::Code::kFailedPrecondition) {
+      // Kept sealed under a grant whose data was purged since: nothing left to open.
+      msg.status = MessageStatus::kPurged;
+      return Save(txn, msg.message_id, msg);
+    }
+    if (envelope.status().code() == Status::Code::kIoError) return envelope.status();
+    REFBUS_RETURN_IF_ERROR(Refuse(txn, msg, "", envelope.status().message()));
+    return Save(txn, msg.message_id, msg);
+  }
+  auto decoded = schema::DecodeEnvelope(*envelope);
   if (decoded.ok()) {
     msg.from = decoded->header.sender_id;
     msg.kind = std::string(schema::Name(decoded->header.kind));
@@ -75,11 +86,11 @@ Status Engine::Impl::ProcessOne(CaseStore::Txn& txn, const InboxRecord& r) {
     msg.grant_id = HexEncode(decoded->header.consent_grant_id);
   }
   std::string case_ref = decoded.ok() ? decoded->header.case_ref : "";
-  auto opened = OpenCase(identity, r.envelope, dir(), Lookup(txn), Now());
+  auto opened = OpenCase(identity, *envelope, dir(), Lookup(txn), Now());
   if (!opened.ok()) {
     // Sealed to a prekey this process does not hold (yet): it waits, and is retried once
     // the key file has been read again; it is not refused for a key rotation.
-    if (auto fp = MissingPrekey(r.envelope)) {
+    if (auto fp = MissingPrekey(*envelope)) {
       msg.status = MessageStatus::kWaitingPrekey;
       msg.waiting_for = *fp;
       if (waiting_prekey.emplace(r.sequence, msg.message_id).second) {
@@ -196,8 +207,9 @@ Result<Json> Engine::Open(const std::string& message_id, const Json& body) {
   REFBUS_RETURN_IF_ERROR(OpenableOrWhyNot(msg));
   REFBUS_ASSIGN_OR_RETURN(InboxRecord ir, d.transport_store->GetInbox(mid));
   if (ir.purged) return FailedPrecondition("message " + key + " was purged");
+  REFBUS_ASSIGN_OR_RETURN(Bytes envelope, d.EnvelopeOf(ir));
   REFBUS_ASSIGN_OR_RETURN(OpenedCase oc,
-                          OpenCase(d.identity, ir.envelope, d.dir(), d.Lookup(txn), Impl::Now()));
+                          OpenCase(d.identity, envelope, d.dir(), d.Lookup(txn), Impl::Now()));
   const auto& h = oc.envelope.header;
   // The access record: signed, to the broker's audit log and to the sender.
   schema::AccessRecord ar{mid,         h.case_ref,         d.me(), req.operator_ref,

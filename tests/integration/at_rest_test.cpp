@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -112,13 +113,33 @@ std::string EnvelopeAround(const std::string& b, size_t header) {
   return {};
 }
 
-// Every envelope (as sealed to a prekey) found in the raw bytes of the files under the
-// roots -- live records, LMDB's freed pages, backups -- that opens with the identity's
-// prekey secrets: "file: message <id>".
+// A sealed form (agent/case_crypto.h) starting at b[at], or nothing.
+std::optional<agent::SealedText> SealedFormAt(const std::string& b, size_t at) {
+  constexpr size_t kFixed = agent::kSealedBlobMagic.size() + 16 + 24;
+  if (at + kFixed + 2 > b.size()) return std::nullopt;
+  size_t place_len = (size_t{static_cast<uint8_t>(b[at + kFixed])} << 8) |
+                     static_cast<uint8_t>(b[at + kFixed + 1]);
+  size_t p = at + kFixed + 2 + place_len;
+  if (p + 4 > b.size()) return std::nullopt;
+  size_t box_len = 0;
+  for (size_t i = 0; i < 4; ++i) box_len = (box_len << 8) | static_cast<uint8_t>(b[p + i]);
+  if (box_len > b.size() - p - 4) return std::nullopt;
+  auto s = agent::DecodeSealedBlob(AsBytes(std::string_view(b).substr(at, p + 4 + box_len - at)));
+  if (!s.ok()) return std::nullopt;
+  return *s;
+}
+
+// Every received envelope found in the raw bytes of the files under the roots -- live
+// records, LMDB's freed pages, backups -- that opens with what the agency holds: as
+// sealed to a prekey, with its prekey secrets; in the sealed form the inbox keeps, with
+// any grant data key in keys. "file: how".
 std::vector<std::string> EnvelopesOpeningUnder(const std::vector<std::string>& roots,
                                                const keys::Identity& identity,
-                                               const schema::Directory& directory) {
+                                               const schema::Directory& directory,
+                                               agent::GrantKeys& keys) {
   static const std::string kHeaderStart("\x08\x01\x12\x10", 4);
+  const std::string magic(agent::kSealedBlobMagic);
+  std::vector<std::string> grants = *keys.Grants();
   std::vector<std::string> out;
   const UnixMillis now = SystemClock::Get().NowMillis();
   for (const auto& root : roots) {
@@ -132,7 +153,19 @@ std::vector<std::string> EnvelopesOpeningUnder(const std::vector<std::string>& r
         auto opened = keys::OpenEnvelope(identity, AsBytes(env), directory, now);
         if (opened.ok()) {
           out.push_back(e.path().string() + ": message " +
-                        HexEncode(opened->envelope.header.message_id));
+                        HexEncode(opened->envelope.header.message_id) + " with a prekey");
+        }
+      }
+      for (size_t at = bytes.find(magic); at != std::string::npos; at = bytes.find(magic, at + 1)) {
+        auto sealed = SealedFormAt(bytes, at);
+        if (!sealed) continue;
+        for (const auto& g : grants) {
+          std::string env;
+          if (agent::TryUnseal(*sealed, sealed->place, (*keys.KeyOf(g))->data(), &env)) {
+            bool opens = keys::OpenEnvelope(identity, AsBytes(env), directory, now).ok();
+            out.push_back(e.path().string() + ": " + sealed->place + " under grant " + g +
+                          (opens ? ", and the envelope opens" : ""));
+          }
         }
       }
     }
@@ -360,7 +393,7 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
       << "the decline, hold, handoff and close text, sealed at the counseling center";
   // The envelopes it received are on its disk (the scan below finds what it looks for).
   EXPECT_FALSE(EnvelopesOpeningUnder({counsel.data_dir(), root_ + "/backups"},
-                                     fed_.LoadIdentity("seoul-counsel"), fed_.directory())
+                                     fed_.LoadIdentity("seoul-counsel"), fed_.directory(), **keys_c)
                    .empty())
       << "no received envelope found at the counseling center before the revocation";
 
@@ -405,12 +438,11 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
     // backup: not with its prekey secrets (kept until their window ends), and not with
     // any data key it still holds.
     auto envelopes = EnvelopesOpeningUnder({a->data_dir(), root_ + "/backups"},
-                                           fed_.LoadIdentity(a->id()), fed_.directory());
+                                           fed_.LoadIdentity(a->id()), fed_.directory(), **k);
     std::string list;
     for (const auto& f : envelopes) list += "\n  " + f;
     EXPECT_TRUE(envelopes.empty()) << a->id() << ": after the purge " << envelopes.size()
-                                   << " received envelope(s) still open with its prekeys:"
-                                   << list;
+                                   << " received envelope(s) still open with its prekeys:" << list;
     // The API says the text was purged.
     Json c = a->Ok("POST", "/v1/cases/" + case_ref + "/read", {{"operator", "auditor"}});
     EXPECT_NE(c.dump().find("purged"), std::string::npos) << c.dump();
