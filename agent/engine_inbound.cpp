@@ -162,6 +162,28 @@ Status Engine::Impl::OnAccessNotice(CaseStore::Txn& txn, const OpenedCase& oc) {
   return Save(txn, rec.case_ref, c);
 }
 
+Status Engine::Impl::RecordAccess(CaseStore::Txn& txn, const schema::AccessRecord& ar,
+                                  const KnownGrant& grant, schema::Purpose purpose) {
+  schema::SignedStatement st = keys::SignStatement(identity, keys::StatementType::kAccessRecord,
+                                                   schema::EncodeAccessRecord(ar));
+  Bytes st_bytes = schema::EncodeSignedStatement(st);
+  schema::Frame f;
+  f.type = schema::Frame::Type::kAttest;
+  f.attest.signed_access = st_bytes;
+  REFBUS_RETURN_IF_ERROR(
+      QueueControl(txn, StatementId(st_bytes), f, "access-attestation", ar.case_ref));
+  if (ar.owner_agency == me()) return Status::Ok();
+  CaseMessage notice;
+  notice.type = CaseMessage::Type::kAccessNotice;
+  notice.statement = std::move(st);
+  auto sent = SendCase(txn, grant, std::move(notice), {ar.owner_agency}, purpose, "access-notice");
+  if (!sent.ok()) {
+    spdlog::warn("agent {}: no access notice to {} for {}: {}", me(), ar.owner_agency,
+                 HexEncode(ar.message_id), sent.status().message());
+  }
+  return Status::Ok();
+}
+
 // ---- commands ----
 
 Result<Json> Engine::Inbox() {
@@ -214,27 +236,9 @@ Result<Json> Engine::Open(const std::string& message_id, const Json& body) {
   // The access record: signed, to the broker's audit log and to the sender.
   schema::AccessRecord ar{mid,         h.case_ref,         d.me(), req.operator_ref,
                           Impl::Now(), h.consent_grant_id, h.kind, h.sender_id};
-  schema::SignedStatement st = keys::SignStatement(d.identity, keys::StatementType::kAccessRecord,
-                                                   schema::EncodeAccessRecord(ar));
-  Bytes st_bytes = schema::EncodeSignedStatement(st);
-  schema::Frame f;
-  f.type = schema::Frame::Type::kAttest;
-  f.attest.signed_access = st_bytes;
-  REFBUS_RETURN_IF_ERROR(
-      d.QueueControl(txn, StatementId(st_bytes), f, "access-attestation", h.case_ref));
   KnownGrant grant{oc.grant, false};
   if (auto k = d.LoadGrant(txn, h.consent_grant_id); k.ok() && *k) grant = **k;
-  if (h.sender_id != d.me()) {
-    CaseMessage notice;
-    notice.type = CaseMessage::Type::kAccessNotice;
-    notice.statement = st;
-    auto sent =
-        d.SendCase(txn, grant, std::move(notice), {h.sender_id}, h.purpose, "access-notice");
-    if (!sent.ok()) {
-      spdlog::warn("agent {}: no access notice to {} for {}: {}", d.me(), h.sender_id, key,
-                   sent.status().message());
-    }
-  }
+  REFBUS_RETURN_IF_ERROR(d.RecordAccess(txn, ar, grant, h.purpose));
   msg.opened = true;
   msg.opened_by = req.operator_ref;
   msg.opened_at_ms = ar.opened_at_ms;

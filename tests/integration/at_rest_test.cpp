@@ -377,6 +377,27 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
                             e.value("operator", "") == "counselor-7");
   }
   EXPECT_TRUE(recorded) << "the read of the case's text is not recorded";
+  // Reading another agency's words is an access like opening its message: the agency
+  // whose words were read is told (signed access notice), naming the reader's operator.
+  auto told = [](const Json& c, const std::string& agency, const std::string& op,
+                 const std::string& kind) {
+    for (const auto& n : c["access_notices"]) {
+      if (n["agency"] == agency && n["operator"] == op && n["kind"] == kind) return true;
+    }
+    return false;
+  };
+  for (const char* kind : {"case-closed", "handoff", "referral-state"}) {
+    wee.WaitFor(
+        "/v1/cases/" + case_ref,
+        [&](const Json& c) { return told(c, "seoul-counsel", "counselor-7", kind); },
+        std::string("the access notice for the counseling center's read of the ") + kind + " text");
+  }
+  for (const char* kind : {"handoff-ack", "referral-state"}) {
+    counsel.WaitFor(
+        "/v1/cases/" + case_ref,
+        [&](const Json& c) { return told(c, "seoul-wee-01", "wee-teacher-1", kind); },
+        std::string("the access notice for the Wee center's read of the ") + kind + " text");
+  }
   counsel.Refused("POST", "/v1/cases/" + case_ref + "/read", Json::object(), 400, "operator");
   for (auto& [id, a] : agents_) Backup(*a, "before");
   ExpectPlantedTextNowhere("before the revocation");
@@ -446,6 +467,29 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
     // The API says the text was purged.
     Json c = a->Ok("POST", "/v1/cases/" + case_ref + "/read", {{"operator", "auditor"}});
     EXPECT_NE(c.dump().find("purged"), std::string::npos) << c.dump();
+  }
+  // The reads of another agency's text are in the broker's audit log, as opens are.
+  for (auto& [id, a] : agents_) EXPECT_EQ(a->Stop(), 0) << id;
+  agents_.clear();
+  EXPECT_EQ(broker_->Stop(), 0);
+  broker::StoreOptions o;
+  o.dir = root_ + "/seoul-data";
+  o.broker_id = "seoul-broker";
+  auto store = broker::Store::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  std::set<std::string> audited;
+  auto n = (*store)->AuditSize();
+  for (uint64_t i = 0; n.ok() && i < *n; ++i) {
+    auto e = schema::DecodeAuditEntry(*(*store)->AuditEntryBytes(i));
+    if (e.ok() && e->event == schema::AuditEvent::kEnvelopeOpened) {
+      audited.insert(e->actor + "/" + e->operator_ref + "/" + e->sender_id + "/" +
+                     std::string(schema::Name(e->kind)));
+    }
+  }
+  for (const char* want : {"seoul-counsel/counselor-7/seoul-wee-01/case-closed",
+                           "seoul-counsel/counselor-7/seoul-wee-01/handoff",
+                           "seoul-wee-01/wee-teacher-1/seoul-counsel/handoff-ack"}) {
+    EXPECT_EQ(audited.count(want), 1u) << "no audit entry for the read " << want;
   }
 }
 
