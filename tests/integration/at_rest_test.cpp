@@ -19,7 +19,9 @@
 #include "agent/case_crypto.h"
 #include "agent/case_store.h"
 #include "agent/records.h"
+#include "agent/transport_store.h"
 #include "broker/store.h"
+#include "core/lmdb.h"
 #include "keys/envelope.h"
 #include "keys/secret.h"
 #include "schema/codec.h"
@@ -538,6 +540,76 @@ TEST_F(AtRestTest, PlainReasonsOfAnOlderStoreAreSealedAtStart) {
       << "an older store's plain reason is still shown (and stored) in the clear: " << list.dump();
   Json read = counsel.Ok("POST", "/v1/cases/" + case_ref + "/read", {{"operator", "c-7"}});
   EXPECT_NE(read.dump().find(Plant("legacy-decline")), std::string::npos) << read.dump();
+}
+
+// A transport store written before received envelopes were sealed at rest: its inbox
+// records hold the envelopes as delivered. At the next start they are sealed under their
+// grants' data keys, and still open.
+TEST_F(AtRestTest, ReceivedEnvelopesOfAnOlderStoreAreSealedAtStart) {
+  AgentDaemon& wee = A("seoul-wee-01");
+  AgentDaemon& counsel = A("seoul-counsel");
+  Json consent = wee.Ok("POST", "/v1/consents",
+                        {{"basis", "consent-subject"},
+                         {"consenters", {"subject"}},
+                         {"purposes", {"counseling"}},
+                         {"categories", {"identity"}},
+                         {"recipient_types", {"counseling-center"}},
+                         {"operator", "wee-teacher-1"}});
+  Json sent = wee.Ok("POST", "/v1/referrals",
+                     {{"grant_id", consent["grant_id"]},
+                      {"to", "seoul-counsel"},
+                      {"purpose", "counseling"},
+                      {"fields", {{{"category", "identity"}, {"name", "n"}, {"value", "v"}}}},
+                      {"operator", "wee-teacher-1"}});
+  std::string rid = sent["referral_id"];
+  counsel.WaitFor(
+      "/v1/referrals", [&](const Json& l) { return FindBy(l, "referral_id", rid) != nullptr; },
+      "the referral");
+  std::string mid = (*FindBy(counsel.Ok("GET", "/v1/inbox"), "kind", "referral"))["message_id"];
+  Bytes id = *HexDecode(mid);
+  ASSERT_EQ(counsel.Stop(), 0);
+  auto sealed_now = [&]() -> bool {
+    auto store = agent::TransportStore::Open(counsel.data_dir() + "/transport", {});
+    if (!store.ok()) {
+      ADD_FAILURE() << store.status().ToString();
+      return false;
+    }
+    auto rec = (*store)->GetInbox(id);
+    if (!rec.ok()) ADD_FAILURE() << rec.status().ToString();
+    return rec.ok() && rec->sealed_at_rest;
+  };
+  ASSERT_TRUE(sealed_now()) << "the referral is not kept sealed under its grant's data key";
+  {
+    // What an older version wrote: the record with the envelope as delivered (format 1).
+    auto keys_c =
+        agent::GrantKeys::Open(counsel.grant_key_dir(), fed_.LoadIdentity("seoul-counsel"));
+    ASSERT_TRUE(keys_c.ok()) << keys_c.status().ToString();
+    auto env = lmdb::Env::Open(counsel.data_dir() + "/transport", lmdb::EnvOptions{});
+    ASSERT_TRUE(env.ok()) << env.status().ToString();
+    auto dbi = (*env)->OpenDb(agent::kInboxDb);
+    ASSERT_TRUE(dbi.ok());
+    auto txn = (*env)->BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    auto v = txn->Get(*dbi, id);
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    Bytes value(v->begin(), v->end());
+    Bytes header(value.begin(), value.begin() + agent::kRecordHeaderBytes);
+    auto form = agent::DecodeSealedBlob(
+        ByteView(value).subspan(agent::kRecordHeaderBytes + agent::kSha256Bytes));
+    ASSERT_TRUE(form.ok()) << form.status().ToString();
+    auto envelope = (*keys_c)->Unseal(*form, form->place);
+    ASSERT_TRUE(envelope.ok()) << envelope.status().ToString();
+    header[0] = 1;
+    Append(header, AsBytes(*envelope));
+    ASSERT_TRUE(txn->Put(*dbi, id, header).ok());
+    ASSERT_TRUE(txn->Commit().ok());
+  }
+  ASSERT_FALSE(sealed_now());
+  ASSERT_TRUE(counsel.Start());
+  counsel.Ok("POST", "/v1/messages/" + mid + "/open", {{"operator", "counselor-7"}});
+  ASSERT_EQ(counsel.Stop(), 0);
+  EXPECT_TRUE(sealed_now()) << "an older store's envelope is still kept as delivered";
+  ASSERT_TRUE(counsel.Start());
 }
 
 // Item 9: a grant whose retention passed is purged at the recipient (and the recorder):
