@@ -97,8 +97,10 @@ struct Delivery {
 struct DeliveryOutcome {
   bool duplicate = false;  // the inbox already held this message id, with these bytes
   // The inbox holds this message id with other bytes: nothing was stored, the held record
-  // stays as it is, and the delivery must be refused, not acked. (A purged record, or one
-  // too damaged to parse, has no hash left to compare: its id stays a duplicate.)
+  // stays as it is, and the delivery must be refused, not acked. A tombstone compares with
+  // the delivered envelope's SHA-256 it kept; one that kept none (written by an older
+  // version, or of a damaged record), or a record too damaged to parse, has no hash to
+  // compare: its id stays a duplicate.
   bool id_reused = false;
   uint64_t sequence = 0;  // arrival sequence of the stored record (the held one if duplicate)
 };
