@@ -192,6 +192,46 @@ Status GrantKeys::Destroy(const std::string& g) {
   return FsyncDir(dir_);
 }
 
+Bytes EncodeSealedBlob(const SealedText& s) {
+  Bytes out(kSealedBlobMagic.begin(), kSealedBlobMagic.end());
+  auto grant = HexDecode(s.grant_id);
+  if (grant.ok()) out.insert(out.end(), grant->begin(), grant->end());
+  out.insert(out.end(), s.nonce.begin(), s.nonce.end());
+  out.push_back(static_cast<uint8_t>(s.place.size() >> 8));
+  out.push_back(static_cast<uint8_t>(s.place.size() & 0xff));
+  out.insert(out.end(), s.place.begin(), s.place.end());
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    out.push_back(static_cast<uint8_t>((s.box.size() >> shift) & 0xff));
+  }
+  out.insert(out.end(), s.box.begin(), s.box.end());
+  return out;
+}
+
+Result<SealedText> DecodeSealedBlob(ByteView b) {
+  const Status bad = Malformed("not a sealed form (damaged or of another kind)");
+  constexpr size_t kFixed = kSealedBlobMagic.size() + 16 + kNonce;
+  if (b.size() < kFixed + 2 ||
+      !std::equal(kSealedBlobMagic.begin(), kSealedBlobMagic.end(), b.begin(),
+                  [](char c, uint8_t x) { return static_cast<uint8_t>(c) == x; })) {
+    return bad;
+  }
+  SealedText s;
+  s.grant_id = HexEncode(b.subspan(kSealedBlobMagic.size(), 16));
+  s.nonce.assign(b.begin() + kSealedBlobMagic.size() + 16, b.begin() + kFixed);
+  size_t at = kFixed;
+  const size_t place_len = (size_t{b[at]} << 8) | b[at + 1];
+  at += 2;
+  if (b.size() < at + place_len + 4) return bad;
+  s.place.assign(reinterpret_cast<const char*>(b.data()) + at, place_len);
+  at += place_len;
+  size_t box_len = 0;
+  for (size_t i = 0; i < 4; ++i) box_len = (box_len << 8) | b[at + i];
+  at += 4;
+  if (b.size() != at + box_len || box_len < kTag) return bad;
+  s.box.assign(b.begin() + static_cast<std::ptrdiff_t>(at), b.end());
+  return s;
+}
+
 Result<std::vector<std::string>> GrantKeys::Grants() const {
   std::vector<std::string> out;
   std::error_code ec;

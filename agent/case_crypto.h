@@ -85,6 +85,17 @@ class GrantKeys {
   std::map<std::string, keys::SecretKey<kDataKeyBytes>> cache_;
 };
 
+// The binary form of a SealedText, in which the inbox keeps each received envelope
+// (sealed at TextPlace("inbox", <message id hex>, "envelope"), so a purge shreds it like
+// the case text): "refbus-sealed-v1" (16 bytes) || grant id (16) || nonce (24) ||
+// u16be place length || place || u32be box length || box. The place is there for readers
+// that meet the form without its record (tests scanning raw pages); the agent unseals at
+// the place it computes for the record, so a sealed form moved to another record fails.
+inline constexpr std::string_view kSealedBlobMagic = "refbus-sealed-v1";
+Bytes EncodeSealedBlob(const SealedText& s);
+// kMalformed unless b is exactly one sealed form.
+Result<SealedText> DecodeSealedBlob(ByteView b);
+
 // Opens a sealed value with a given raw key (tests: the key is tried, nothing stored).
 bool TryUnseal(const SealedText& s, std::string_view place, const uint8_t* key, std::string* out);
 

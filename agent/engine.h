@@ -15,11 +15,13 @@
 //   kFailedPrecondition not allowed now (illegal state change, revoked grant, not the lead)
 // Messages never contain field values.
 //
-// Content at rest: the engine keeps no plaintext. Delivered envelopes stay sealed in the
-// inbox (to this agency's prekeys); "open" decrypts on demand and records the access.
-// Case data an operator sends is sealed at once and not kept. Free text the case store
-// keeps (reasons) is sealed under the data key of its grant (agent/case_crypto.h); the
-// lists show "[sealed: ...]" and ReadCase shows it, recording the read. Purging a grant
+// Content at rest: the engine keeps no plaintext. Delivered envelopes are kept in the
+// inbox sealed under the data key of the grant they name (agent/engine_at_rest.cpp), on
+// top of their sealing to this agency's prekeys; "open" decrypts on demand and records
+// the access. Case data an operator sends is sealed at once and not kept. Free text the
+// case store keeps (reasons) is sealed under the data key of its grant
+// (agent/case_crypto.h); the lists show "[sealed: ...]" and ReadCase shows it, recording
+// the read (and, for another agency's words, telling it as open does). Purging a grant
 // (revoked, or its retention passed) replaces its messages' envelopes by tombstones (the
 // ids stay, for deduplication) and destroys the grant's data key: nothing under the grant
 // can be opened or read again, in the stores' freed pages and in backups too.

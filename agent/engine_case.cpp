@@ -53,6 +53,8 @@ Status Engine::Impl::OnCaseClosed(CaseStore::Txn& txn, const OpenedCase& oc) {
   c.closed = true;
   REFBUS_ASSIGN_OR_RETURN(c.closed_reason, SealText(HexEncode(oc.envelope.header.consent_grant_id),
                                                     ClosedReasonPlace(cc.case_ref), cc.reason));
+  c.closed_by = from;
+  c.closed_message_id = HexEncode(oc.envelope.header.message_id);
   REFBUS_RETURN_IF_ERROR(Save(txn, cc.case_ref, c));
   TimelineEvent ev = Event("case-closed");
   ev.from = from;
@@ -130,6 +132,7 @@ Result<Json> Engine::CloseCase(const std::string& case_ref_in, const Json& body)
   }
   c.closed = true;
   REFBUS_ASSIGN_OR_RETURN(c.closed_reason, d.SealClosedReason(c, peers, req.reason));
+  c.closed_by = d.me();
   REFBUS_RETURN_IF_ERROR(Save(txn, case_ref, c));
   TimelineEvent ev = Event("case-closed");
   ev.operator_ref = req.operator_ref;

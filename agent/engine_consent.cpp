@@ -101,7 +101,7 @@ Status Engine::Impl::MarkRevoked(CaseStore::Txn& txn, const schema::ConsentRevoc
   for (auto& [rid, r] : refs) {
     if (r.grant_id != key || IsFinal(r.state)) continue;
     r.history.push_back({r.state, schema::ReferralState::kWithdrawn, from, std::nullopt,
-                         CaseText{kRevokedWords, std::nullopt}, Now()});
+                         CaseText{kRevokedWords, std::nullopt}, Now(), std::nullopt});
     r.state = schema::ReferralState::kWithdrawn;
     r.updated_at_ms = Now();
     REFBUS_RETURN_IF_ERROR(Save(txn, rid, r));

@@ -49,6 +49,7 @@ Status Engine::Impl::OnHandoffAck(CaseStore::Txn& txn, const OpenedCase& oc) {
   rec->state = ack.accepted ? HandoffState::kAccepted : HandoffState::kRefused;
   REFBUS_ASSIGN_OR_RETURN(rec->reason,
                           SealText(rec->grant_id, HandoffReasonPlace(hid), ack.reason));
+  rec->answer_message_id = HexEncode(oc.envelope.header.message_id);
   REFBUS_RETURN_IF_ERROR(Save(txn, hid, *rec));
   if (ack.accepted) {
     REFBUS_ASSIGN_OR_RETURN(CaseRecord c, LoadCase(txn, ack.case_ref));
@@ -96,8 +97,9 @@ Result<Json> Engine::Handoff(const Json& body) {
                           d.SendCase(txn, grant.known, std::move(m), {req.to}, purpose, "handoff"));
   REFBUS_ASSIGN_OR_RETURN(CaseText reason,
                           d.SealText(HexEncode(g.grant_id), HandoffReasonPlace(hid), req.reason));
-  HandoffRecord rec{hid,    g.case_ref,     HandoffSide::kFrom,    req.to, HexEncode(g.grant_id),
-                    reason, HexEncode(mid), HandoffState::kPending};
+  HandoffRecord rec{
+      hid,    g.case_ref,     HandoffSide::kFrom,     req.to,      HexEncode(g.grant_id),
+      reason, HexEncode(mid), HandoffState::kPending, std::nullopt};
   REFBUS_RETURN_IF_ERROR(Save(txn, hid, rec));
   REFBUS_RETURN_IF_ERROR(d.RecordShare(txn, grant, req.to));
   TimelineEvent ev = Event("handoff-sent");

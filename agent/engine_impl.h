@@ -108,6 +108,28 @@ struct Engine::Impl {
   Result<Json> CaseView(const CaseStore::Txn& txn, const std::string& case_ref,
                         const TextReader& read);
 
+  // ---- access records (engine_inbound.cpp) ----
+  // Signs the access record, queues it for the broker's audit log and, when its owner is
+  // another agency, sends the owner the access notice under grant with purpose (a notice
+  // that cannot be sent is logged; the attestation still goes to the broker).
+  Status RecordAccess(CaseStore::Txn& txn, const schema::AccessRecord& record,
+                      const KnownGrant& grant, schema::Purpose purpose);
+  // The recorded read of a case's text (engine_text.cpp): an access record for each
+  // piece of another agency's text it shows.
+  Status RecordTextAccess(CaseStore::Txn& txn, const std::string& case_ref,
+                          const std::string& operator_ref);
+
+  // ---- received envelopes at rest (engine_at_rest.cpp) ----
+  // The inbox's sealer: a delivered envelope naming a grant (and, if verify, signed by a
+  // listed sender) is kept only sealed under that grant's data key. Empty (kept as
+  // delivered): no grant, not verified, or the grant's data already purged.
+  Result<Bytes> SealEnvelopeAtRest(ByteView message_id, ByteView envelope, bool verify);
+  // Seals what an older store holds as delivered, then sets the inbox's sealer (at Create).
+  Status SealInboxAtRest();
+  // The envelope as delivered: unsealed if kept sealed, checked against its SHA-256.
+  // kFailedPrecondition ("purged") if its grant's data key was destroyed.
+  Result<Bytes> EnvelopeOf(const InboxRecord& r);
+
   // ---- cases (engine_case.cpp) ----
   // The case, or a new empty one.
   Result<CaseRecord> LoadCase(const CaseStore::Txn& txn, const std::string& case_ref);

@@ -67,7 +67,18 @@ Status Engine::Impl::ProcessOne(CaseStore::Txn& txn, const InboxRecord& r) {
     msg.status = MessageStatus::kPurged;
     return Save(txn, msg.message_id, msg);
   }
-  auto decoded = schema::DecodeEnvelope(r.envelope);
+  auto envelope = EnvelopeOf(r);
+  if (!envelope.ok()) {
+    if (envelope.status().code() == Status::Code::kFailedPrecondition) {
+      // Kept sealed under a grant whose data was purged since: nothing left to open.
+      msg.status = MessageStatus::kPurged;
+      return Save(txn, msg.message_id, msg);
+    }
+    if (envelope.status().code() == Status::Code::kIoError) return envelope.status();
+    REFBUS_RETURN_IF_ERROR(Refuse(txn, msg, "", envelope.status().message()));
+    return Save(txn, msg.message_id, msg);
+  }
+  auto decoded = schema::DecodeEnvelope(*envelope);
   if (decoded.ok()) {
     msg.from = decoded->header.sender_id;
     msg.kind = std::string(schema::Name(decoded->header.kind));
@@ -75,11 +86,11 @@ Status Engine::Impl::ProcessOne(CaseStore::Txn& txn, const InboxRecord& r) {
     msg.grant_id = HexEncode(decoded->header.consent_grant_id);
   }
   std::string case_ref = decoded.ok() ? decoded->header.case_ref : "";
-  auto opened = OpenCase(identity, r.envelope, dir(), Lookup(txn), Now());
+  auto opened = OpenCase(identity, *envelope, dir(), Lookup(txn), Now());
   if (!opened.ok()) {
     // Sealed to a prekey this process does not hold (yet): it waits, and is retried once
     // the key file has been read again; it is not refused for a key rotation.
-    if (auto fp = MissingPrekey(r.envelope)) {
+    if (auto fp = MissingPrekey(*envelope)) {
       msg.status = MessageStatus::kWaitingPrekey;
       msg.waiting_for = *fp;
       if (waiting_prekey.emplace(r.sequence, msg.message_id).second) {
@@ -151,6 +162,28 @@ Status Engine::Impl::OnAccessNotice(CaseStore::Txn& txn, const OpenedCase& oc) {
   return Save(txn, rec.case_ref, c);
 }
 
+Status Engine::Impl::RecordAccess(CaseStore::Txn& txn, const schema::AccessRecord& ar,
+                                  const KnownGrant& grant, schema::Purpose purpose) {
+  schema::SignedStatement st = keys::SignStatement(identity, keys::StatementType::kAccessRecord,
+                                                   schema::EncodeAccessRecord(ar));
+  Bytes st_bytes = schema::EncodeSignedStatement(st);
+  schema::Frame f;
+  f.type = schema::Frame::Type::kAttest;
+  f.attest.signed_access = st_bytes;
+  REFBUS_RETURN_IF_ERROR(
+      QueueControl(txn, StatementId(st_bytes), f, "access-attestation", ar.case_ref));
+  if (ar.owner_agency == me()) return Status::Ok();
+  CaseMessage notice;
+  notice.type = CaseMessage::Type::kAccessNotice;
+  notice.statement = std::move(st);
+  auto sent = SendCase(txn, grant, std::move(notice), {ar.owner_agency}, purpose, "access-notice");
+  if (!sent.ok()) {
+    spdlog::warn("agent {}: no access notice to {} for {}: {}", me(), ar.owner_agency,
+                 HexEncode(ar.message_id), sent.status().message());
+  }
+  return Status::Ok();
+}
+
 // ---- commands ----
 
 Result<Json> Engine::Inbox() {
@@ -196,33 +229,16 @@ Result<Json> Engine::Open(const std::string& message_id, const Json& body) {
   REFBUS_RETURN_IF_ERROR(OpenableOrWhyNot(msg));
   REFBUS_ASSIGN_OR_RETURN(InboxRecord ir, d.transport_store->GetInbox(mid));
   if (ir.purged) return FailedPrecondition("message " + key + " was purged");
+  REFBUS_ASSIGN_OR_RETURN(Bytes envelope, d.EnvelopeOf(ir));
   REFBUS_ASSIGN_OR_RETURN(OpenedCase oc,
-                          OpenCase(d.identity, ir.envelope, d.dir(), d.Lookup(txn), Impl::Now()));
+                          OpenCase(d.identity, envelope, d.dir(), d.Lookup(txn), Impl::Now()));
   const auto& h = oc.envelope.header;
   // The access record: signed, to the broker's audit log and to the sender.
   schema::AccessRecord ar{mid,         h.case_ref,         d.me(), req.operator_ref,
                           Impl::Now(), h.consent_grant_id, h.kind, h.sender_id};
-  schema::SignedStatement st = keys::SignStatement(d.identity, keys::StatementType::kAccessRecord,
-                                                   schema::EncodeAccessRecord(ar));
-  Bytes st_bytes = schema::EncodeSignedStatement(st);
-  schema::Frame f;
-  f.type = schema::Frame::Type::kAttest;
-  f.attest.signed_access = st_bytes;
-  REFBUS_RETURN_IF_ERROR(
-      d.QueueControl(txn, StatementId(st_bytes), f, "access-attestation", h.case_ref));
   KnownGrant grant{oc.grant, false};
   if (auto k = d.LoadGrant(txn, h.consent_grant_id); k.ok() && *k) grant = **k;
-  if (h.sender_id != d.me()) {
-    CaseMessage notice;
-    notice.type = CaseMessage::Type::kAccessNotice;
-    notice.statement = st;
-    auto sent =
-        d.SendCase(txn, grant, std::move(notice), {h.sender_id}, h.purpose, "access-notice");
-    if (!sent.ok()) {
-      spdlog::warn("agent {}: no access notice to {} for {}: {}", d.me(), h.sender_id, key,
-                   sent.status().message());
-    }
-  }
+  REFBUS_RETURN_IF_ERROR(d.RecordAccess(txn, ar, grant, h.purpose));
   msg.opened = true;
   msg.opened_by = req.operator_ref;
   msg.opened_at_ms = ar.opened_at_ms;

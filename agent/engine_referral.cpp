@@ -31,7 +31,7 @@ Status Engine::Impl::OnReferral(CaseStore::Txn& txn, const OpenedCase& oc, Messa
   rec.state = ReferralState::kRequested;
   rec.updated_at_ms = Now();
   rec.history.push_back({ReferralState::kUnspecified, ReferralState::kRequested, from,
-                         ref.operator_ref, std::nullopt, ref.sent_at_ms});
+                         ref.operator_ref, std::nullopt, ref.sent_at_ms, msg.message_id});
   REFBUS_RETURN_IF_ERROR(Save(txn, rid, rec));
   msg.referral_id = rid;
   TimelineEvent ev = Event("referral-received");
@@ -71,7 +71,7 @@ Status Engine::Impl::OnStateChange(CaseStore::Txn& txn, const OpenedCase& oc) {
       CaseText reason, SealText(r.grant_id, HistoryReasonPlace(rid, r.history.size()), sc.reason));
   r.history.push_back({sc.from_state, sc.to_state, from, sc.operator_ref,
                        sc.reason.empty() ? std::nullopt : std::optional<CaseText>(reason),
-                       sc.changed_at_ms});
+                       sc.changed_at_ms, HexEncode(oc.envelope.header.message_id)});
   REFBUS_RETURN_IF_ERROR(Save(txn, rid, r));
   TimelineEvent ev = Event("referral-state");
   ev.from = from;
@@ -113,7 +113,7 @@ Result<Json> Engine::SendReferral(const Json& body) {
   rec.state = ReferralState::kRequested;
   rec.updated_at_ms = Impl::Now();
   rec.history.push_back({ReferralState::kUnspecified, ReferralState::kRequested, d.me(),
-                         req.operator_ref, std::nullopt, Impl::Now()});
+                         req.operator_ref, std::nullopt, Impl::Now(), std::nullopt});
   REFBUS_RETURN_IF_ERROR(Save(txn, rid, rec));
   REFBUS_RETURN_IF_ERROR(d.RecordShare(txn, grant, req.to));
   TimelineEvent ev = Event("referral-sent");
@@ -160,7 +160,7 @@ Result<Json> Engine::ChangeState(const std::string& referral_id, const Json& bod
       d.SealText(r.grant_id, HistoryReasonPlace(rid, r.history.size()), req.reason));
   r.history.push_back({r.state, req.to, d.me(), req.operator_ref,
                        req.reason.empty() ? std::nullopt : std::optional<CaseText>(reason),
-                       Impl::Now()});
+                       Impl::Now(), std::nullopt});
   r.state = req.to;
   r.updated_at_ms = Impl::Now();
   REFBUS_RETURN_IF_ERROR(Save(txn, rid, r));

@@ -3,6 +3,9 @@
 // records the read.
 #include <spdlog/spdlog.h>
 
+#include <set>
+#include <utility>
+
 #include "agent/engine_impl.h"
 #include "agent/engine_requests.h"
 
@@ -103,6 +106,88 @@ Result<Json> Engine::Case(const std::string& case_ref_or_local) {
   return d.CaseView(txn, case_ref, SealedMark);
 }
 
+namespace {
+
+// A piece of another agency's text a read shows: the agency told, and what it is told.
+struct TextAccess {
+  std::string owner;
+  std::string grant_id;    // hex
+  std::string message_id;  // hex: the message that brought the text (or its record's id)
+  schema::MessageKind kind = schema::MessageKind::kUnspecified;
+  schema::Purpose purpose = schema::Purpose::kUnspecified;  // kUnspecified: the grant's first
+};
+
+bool Sealed(const CaseText& t) { return t.sealed.has_value(); }
+
+// Every sealed text of the case written by another agency, with whose words it is.
+Result<std::vector<TextAccess>> OthersTextOf(const CaseStore::Txn& txn, const std::string& case_ref,
+                                             const std::string& me) {
+  std::vector<TextAccess> out;
+  REFBUS_ASSIGN_OR_RETURN(auto referrals, LoadAll<ReferralRecord>(txn));
+  for (const auto& [rid, r] : referrals) {
+    if (r.case_ref != case_ref) continue;
+    for (const auto& step : r.history) {
+      if (step.by == me || !step.reason || !Sealed(*step.reason)) continue;
+      out.push_back({step.by, r.grant_id, step.message_id.value_or(rid),
+                     schema::MessageKind::kReferralState, r.purpose});
+    }
+  }
+  REFBUS_ASSIGN_OR_RETURN(auto handoffs, LoadAll<HandoffRecord>(txn));
+  for (const auto& [hid, h] : handoffs) {
+    if (h.case_ref != case_ref || !Sealed(h.reason)) continue;
+    // The handoff's reason is the lead's; at the lead, an answer's reason replaces it.
+    if (h.side == HandoffSide::kTo) {
+      out.push_back({h.peer, h.grant_id, h.message_id, schema::MessageKind::kHandoff, {}});
+    } else if (h.state != HandoffState::kPending) {
+      out.push_back({h.peer,
+                     h.grant_id,
+                     h.answer_message_id.value_or(hid),
+                     schema::MessageKind::kHandoffAck,
+                     {}});
+    }
+  }
+  REFBUS_ASSIGN_OR_RETURN(auto c, Load<CaseRecord>(txn, case_ref));
+  if (c && c->closed_reason && Sealed(*c->closed_reason)) {
+    const std::string by = c->closed_by.value_or(c->lead);
+    // Closed by another agency, in a record older than closed_message_id: recorded here only.
+    if (!by.empty() && by != me && c->closed_message_id) {
+      out.push_back({by,
+                     c->closed_reason->sealed->grant_id,
+                     *c->closed_message_id,
+                     schema::MessageKind::kCaseClosed,
+                     {}});
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// Reading another agency's words is an access like opening its message: each gets a
+// signed access record, to the broker's audit log and to the agency whose words they are
+// (one per message the text came with). Reading this agency's own words is recorded here
+// only (the timeline and the log). Text whose grant was purged is not shown, so not told.
+Status Engine::Impl::RecordTextAccess(CaseStore::Txn& txn, const std::string& case_ref,
+                                      const std::string& operator_ref) {
+  REFBUS_ASSIGN_OR_RETURN(std::vector<TextAccess> reads, OthersTextOf(txn, case_ref, me()));
+  std::set<std::pair<std::string, std::string>> told;
+  const UnixMillis now = Now();
+  for (const auto& a : reads) {
+    if (!grant_keys->Has(a.grant_id) || !told.insert({a.owner, a.message_id}).second) continue;
+    auto mid = HexDecode(a.message_id);
+    auto gid = HexDecode(a.grant_id);
+    if (!mid.ok() || mid->size() != 16 || !gid.ok()) continue;
+    REFBUS_ASSIGN_OR_RETURN(auto known, LoadGrant(txn, *gid));
+    if (!known) continue;
+    schema::Purpose purpose = a.purpose;
+    const auto& purposes = known->grant.grant.purposes;
+    if (purpose == schema::Purpose::kUnspecified && !purposes.empty()) purpose = purposes[0];
+    schema::AccessRecord ar{*mid, case_ref, me(), operator_ref, now, *gid, a.kind, a.owner};
+    REFBUS_RETURN_IF_ERROR(RecordAccess(txn, ar, *known, purpose));
+  }
+  return Status::Ok();
+}
+
 Result<Json> Engine::ReadCase(const std::string& case_ref_or_local, const Json& body) {
   Impl& d = *impl_;
   if (!body.is_object() || !body.contains("operator") || !body["operator"].is_string() ||
@@ -117,11 +202,13 @@ Result<Json> Engine::ReadCase(const std::string& case_ref_or_local, const Json& 
   TimelineEvent ev = Event("case-text-read");
   ev.operator_ref = op;
   REFBUS_RETURN_IF_ERROR(d.Timeline(txn, case_ref, std::move(ev)));
+  REFBUS_RETURN_IF_ERROR(d.RecordTextAccess(txn, case_ref, op));
   REFBUS_ASSIGN_OR_RETURN(
       Json view, d.CaseView(txn, case_ref, [&d](const CaseText& t, const std::string& place) {
         return d.ReadText(t, place);
       }));
   REFBUS_RETURN_IF_ERROR(txn.Commit());
+  d.FlushAfterCommit();
   spdlog::info("agent {}: operator {} read the text of case {}", d.me(), op, case_ref);
   return view;
 }

@@ -115,6 +115,7 @@ Json Encode(const ReferralStep& s) {
   Json j = {{"from", StateName(s.from)}, {"to", StateName(s.to)}, {"by", s.by}, {"at_ms", s.at_ms}};
   PutOpt(j, "operator", s.operator_ref);
   if (s.reason) j["reason"] = Encode(*s.reason);
+  PutOpt(j, "message_id", s.message_id);
   return j;
 }
 
@@ -134,14 +135,16 @@ Json Encode(const ReferralRecord& r) {
 }
 
 Json Encode(const HandoffRecord& r) {
-  return {{"handoff_id", r.handoff_id},
-          {"case_ref", r.case_ref},
-          {"side", NameIn(kHandoffSide, r.side)},
-          {"peer", r.peer},
-          {"grant_id", r.grant_id},
-          {"reason", Encode(r.reason)},
-          {"message_id", r.message_id},
-          {"state", NameIn(kHandoffState, r.state)}};
+  Json j = {{"handoff_id", r.handoff_id},
+            {"case_ref", r.case_ref},
+            {"side", NameIn(kHandoffSide, r.side)},
+            {"peer", r.peer},
+            {"grant_id", r.grant_id},
+            {"reason", Encode(r.reason)},
+            {"message_id", r.message_id},
+            {"state", NameIn(kHandoffState, r.state)}};
+  PutOpt(j, "answer_message_id", r.answer_message_id);
+  return j;
 }
 
 Json Encode(const schema::DeletionCounts& c) {
@@ -232,6 +235,8 @@ Json Encode(const CaseRecord& c) {
             {"refusals", std::move(refusals)},
             {"timeline", std::move(timeline)}};
   if (c.closed_reason) j["closed_reason"] = Encode(*c.closed_reason);
+  PutOpt(j, "closed_by", c.closed_by);
+  PutOpt(j, "closed_message_id", c.closed_message_id);
   return j;
 }
 
@@ -298,6 +303,7 @@ void Decode(const Json& j, ReferralStep& s) {
   s.at_ms = j.at("at_ms").get<UnixMillis>();
   GetOpt(j, "operator", s.operator_ref);
   GetText(j, "reason", s.reason);
+  GetOpt(j, "message_id", s.message_id);
 }
 
 void Decode(const Json& j, ReferralRecord& r) {
@@ -323,6 +329,7 @@ void Decode(const Json& j, HandoffRecord& r) {
   r.reason = DecodeText(j.at("reason"));
   r.message_id = j.at("message_id").get<std::string>();
   r.state = EnumFrom<HandoffState>(kHandoffState, j.at("state").get<std::string>(), "state");
+  GetOpt(j, "answer_message_id", r.answer_message_id);
 }
 
 void Decode(const Json& j, schema::DeletionCounts& c) {
@@ -394,6 +401,8 @@ void Decode(const Json& j, CaseRecord& c) {
   c.lead = j.value("lead", "");
   c.closed = j.value("closed", false);
   GetText(j, "closed_reason", c.closed_reason);
+  GetOpt(j, "closed_by", c.closed_by);
+  GetOpt(j, "closed_message_id", c.closed_message_id);
   c.grants = j.value("grants", std::vector<std::string>());
   for (const auto& n : j.value("access_notices", Json::array())) {
     c.access_notices.push_back(

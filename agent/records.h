@@ -68,6 +68,9 @@ struct ReferralStep {
   std::optional<std::string> operator_ref;  // absent on withdrawals by revocation
   std::optional<CaseText> reason;           // absent on creation
   UnixMillis at_ms = 0;
+  // Hex: the state change that brought a move by another agency (absent in older records
+  // and on this agency's own moves). A recorded read of its reason names it.
+  std::optional<std::string> message_id;
 };
 
 // kReferrals: a referral this agency sent (kReferrer) or received (kReceiver).
@@ -97,6 +100,8 @@ struct HandoffRecord {
   CaseText reason;         // the handoff's, replaced by the answer's
   std::string message_id;  // hex
   HandoffState state = HandoffState::kPending;
+  // Hex: the answer whose reason replaced the handoff's, when it came from the peer.
+  std::optional<std::string> answer_message_id;
 };
 
 enum class DeletionSide { kRequester, kDeletionCenter, kObserver };
@@ -183,7 +188,9 @@ struct CaseRecord {
   std::string lead;  // empty: not known yet
   bool closed = false;
   std::optional<CaseText> closed_reason;
-  std::vector<std::string> grants;  // hex ids
+  std::optional<std::string> closed_by;          // the agency whose reason it is
+  std::optional<std::string> closed_message_id;  // hex: the message that told this agency
+  std::vector<std::string> grants;               // hex ids
   std::vector<AccessNoticeNote> access_notices;
   std::vector<PurgeConfirmationNote> purge_confirmations;
   std::vector<RefusalNote> refusals;

@@ -12,10 +12,13 @@ namespace {
 constexpr uint8_t kEnvelopeFormat = 1;        // outbox or inbox: an envelope
 constexpr uint8_t kControlFormat = 2;         // outbox: a control frame
 constexpr uint8_t kPurgedFormat = 3;          // inbox: a tombstone left by PurgeInbox
-constexpr size_t kTombstonePayloadBytes = 8;  // u64be purged_ms
+constexpr uint8_t kSealedFormat = 4;          // inbox: the envelope sealed at rest (InboxSealer)
+constexpr size_t kTombstonePayloadBytes = 8;  // u64be purged_ms (|| the original's SHA-256)
 
 bool IsOutboxFormat(uint8_t f) { return f == kEnvelopeFormat || f == kControlFormat; }
-bool IsInboxFormat(uint8_t f) { return f == kEnvelopeFormat || f == kPurgedFormat; }
+bool IsInboxFormat(uint8_t f) {
+  return f == kEnvelopeFormat || f == kPurgedFormat || f == kSealedFormat;
+}
 
 // The meta database marks the directory as ours, so an agent never writes into a broker's
 // (or anything else's) LMDB data by mistake.
@@ -62,7 +65,11 @@ struct RecordView {
   ByteView sha256;
   uint64_t time_ms = 0;
   uint64_t sequence = 0;
-  ByteView envelope;  // the payload: envelope, control frame or tombstone's purged_ms
+  ByteView envelope;  // the payload: envelope, control frame, sealed form or tombstone's
+  // The SHA-256 of the envelope as delivered, where the record still has it (envelope,
+  // sealed form, a tombstone that kept it): what a redelivery is compared with.
+  ByteView original_sha256;
+  ByteView sealed_sha256;  // format 4: the SHA-256 of the sealed form (checked on read)
 };
 
 enum class Db { kOutbox, kInbox };
@@ -72,8 +79,11 @@ std::string_view DbName(Db db) { return db == Db::kOutbox ? "outbox" : "inbox"; 
 // Layout only (no hash): enough to find the sequence of a record even if it is damaged.
 Result<RecordView> ParseLayout(ByteView v, Db db) {
   bool format_ok = !v.empty() && (db == Db::kOutbox ? IsOutboxFormat(v[0]) : IsInboxFormat(v[0]));
+  const size_t payload = v.size() < kRecordHeaderBytes ? 0 : v.size() - kRecordHeaderBytes;
   if (v.size() < kRecordHeaderBytes || !format_ok ||
-      (v[0] == kPurgedFormat && v.size() != kRecordHeaderBytes + kTombstonePayloadBytes)) {
+      (v[0] == kPurgedFormat && payload != kTombstonePayloadBytes &&
+       payload != kTombstonePayloadBytes + kSha256Bytes) ||
+      (v[0] == kSealedFormat && payload <= kSha256Bytes)) {
     return Malformed(std::string(DbName(db)) + " record is damaged (bad layout)");
   }
   RecordView r;
@@ -82,7 +92,23 @@ Result<RecordView> ParseLayout(ByteView v, Db db) {
   r.time_ms = lmdb::ReadU64Key(v.subspan(1 + kSha256Bytes, 8));
   r.sequence = lmdb::ReadU64Key(v.subspan(1 + kSha256Bytes + 8, 8));
   r.envelope = v.subspan(kRecordHeaderBytes);
+  if (r.format == kEnvelopeFormat) r.original_sha256 = r.sha256;
+  if (r.format == kSealedFormat) {
+    r.original_sha256 = r.sha256;
+    r.sealed_sha256 = r.envelope.first(kSha256Bytes);
+    r.envelope = r.envelope.subspan(kSha256Bytes);
+  }
+  if (r.format == kPurgedFormat && payload > kTombstonePayloadBytes) {
+    r.original_sha256 = r.envelope.subspan(kTombstonePayloadBytes);
+  }
   return r;
+}
+
+// The payload of a format-4 record: SHA-256(sealed) || sealed.
+Bytes SealedPayload(ByteView sealed) {
+  Bytes p = Sha256(sealed);
+  p.insert(p.end(), sealed.begin(), sealed.end());
+  return p;
 }
 
 // What a tombstone's SHA-256 covers: everything that remains of the record, so that a
@@ -108,6 +134,16 @@ Result<RecordView> ParseChecked(ByteView v, Db db, ByteView message_id) {
     if (!std::equal(h.begin(), h.end(), r.sha256.begin(), r.sha256.end())) {
       return Malformed(std::string(DbName(db)) +
                        " record is damaged (SHA-256 of the purged record does not match)");
+    }
+    return r;
+  }
+  if (r.format == kSealedFormat) {
+    // The sealed form is checked here; the envelope inside it against r.sha256 by whoever
+    // unseals it (the store holds no key).
+    Bytes h = Sha256(r.envelope);
+    if (!std::equal(h.begin(), h.end(), r.sealed_sha256.begin(), r.sealed_sha256.end())) {
+      return Malformed(std::string(DbName(db)) +
+                       " record is damaged (SHA-256 of the sealed envelope does not match)");
     }
     return r;
   }
@@ -311,8 +347,9 @@ Result<std::vector<DeliveryOutcome>> TransportStore::StoreDeliveries(
       o.duplicate = true;
       o.sequence = r.ok() ? r->sequence : 0;
       const Bytes sha = Sha256(d.envelope);
-      if (r.ok() && r->format == kEnvelopeFormat &&
-          !std::equal(sha.begin(), sha.end(), r->sha256.begin(), r->sha256.end())) {
+      if (r.ok() && !r->original_sha256.empty() &&
+          !std::equal(sha.begin(), sha.end(), r->original_sha256.begin(),
+                      r->original_sha256.end())) {
         // Other bytes under a held id: not a redelivery (issue 17, item 1), not counted
         // as one, and never stored.
         o.duplicate = false;
@@ -326,8 +363,17 @@ Result<std::vector<DeliveryOutcome>> TransportStore::StoreDeliveries(
     if (existing.status().code() != Status::Code::kNotFound) return existing.status();
     ++seq;
     REFBUS_RETURN_IF_ERROR(txn.Put(inbox_order_, lmdb::U64Key(seq), d.message_id));
-    REFBUS_RETURN_IF_ERROR(WriteRecord(txn, inbox_, d.message_id, kEnvelopeFormat,
-                                       Sha256(d.envelope), now, seq, d.envelope));
+    Bytes sealed;
+    if (inbox_sealer_) {
+      REFBUS_ASSIGN_OR_RETURN(sealed, inbox_sealer_(d.message_id, d.envelope));
+    }
+    if (sealed.empty()) {
+      REFBUS_RETURN_IF_ERROR(WriteRecord(txn, inbox_, d.message_id, kEnvelopeFormat,
+                                         Sha256(d.envelope), now, seq, d.envelope));
+    } else {
+      REFBUS_RETURN_IF_ERROR(WriteRecord(txn, inbox_, d.message_id, kSealedFormat,
+                                         Sha256(d.envelope), now, seq, SealedPayload(sealed)));
+    }
     DeliveryOutcome stored;
     stored.sequence = seq;
     out.push_back(stored);
@@ -358,12 +404,13 @@ Result<InboxRecord> ReadInboxRecord(const lmdb::Txn& txn, MDB_dbi order, ByteVie
   rec.message_id.assign(message_id.begin(), message_id.end());
   rec.sequence = r->sequence;
   rec.received_ms = r->time_ms;
+  rec.sha256.assign(r->original_sha256.begin(), r->original_sha256.end());
   if (r->format == kPurgedFormat) {
-    rec.purged = true;  // sha256 and envelope stay empty: there is no envelope any more
+    rec.purged = true;  // the envelope stays empty: there is none any more
     return rec;
   }
-  rec.sha256.assign(r->sha256.begin(), r->sha256.end());
   rec.envelope.assign(r->envelope.begin(), r->envelope.end());
+  rec.sealed_at_rest = r->format == kSealedFormat;
   return rec;
 }
 
@@ -468,6 +515,11 @@ Result<size_t> TransportStore::PurgeInbox(std::span<const Bytes> message_ids, Un
     }
     REFBUS_ASSIGN_OR_RETURN(uint64_t seq, SequenceForPurge(txn, inbox_order_, id, named_sequence));
     Bytes payload = lmdb::U64Key(now);
+    // The tombstone keeps the delivered envelope's SHA-256 (when the record checks out), so
+    // other bytes under this id are still told from a redelivery.
+    if (auto intact = ParseChecked(*v, Db::kInbox, id); intact.ok()) {
+      payload.insert(payload.end(), intact->original_sha256.begin(), intact->original_sha256.end());
+    }
     Bytes sha = TombstoneSha256(id, received_ms, seq, payload);
     // Put replaces the value; the envelope's old pages go to LMDB's free list (see the
     // limitation in store.h).
@@ -477,6 +529,39 @@ Result<size_t> TransportStore::PurgeInbox(std::span<const Bytes> message_ids, Un
   }
   REFBUS_RETURN_IF_ERROR(txn.Commit());
   return purged;
+}
+
+void TransportStore::SetInboxSealer(InboxSealer sealer) { inbox_sealer_ = std::move(sealer); }
+
+Result<size_t> TransportStore::SealHeldEnvelopes() {
+  if (!inbox_sealer_) return size_t{0};
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginWrite());
+  // The records to seal first (copies), then the writes: no cursor across a Put.
+  std::vector<std::pair<Bytes, Bytes>> held;  // message id, value
+  {
+    REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor c, lmdb::Cursor::Open(txn, inbox_));
+    REFBUS_ASSIGN_OR_RETURN(auto item, c.First());
+    while (item) {
+      if (!item->value.empty() && item->value[0] == kEnvelopeFormat) {
+        held.emplace_back(Bytes(item->key.begin(), item->key.end()),
+                          Bytes(item->value.begin(), item->value.end()));
+      }
+      REFBUS_ASSIGN_OR_RETURN(item, c.Next());
+    }
+  }
+  size_t sealed_count = 0;
+  for (const auto& [id, value] : held) {
+    auto r = ParseChecked(value, Db::kInbox, id);
+    if (!r.ok()) continue;  // damaged: left for the reader to report, never rewritten
+    REFBUS_ASSIGN_OR_RETURN(Bytes sealed, inbox_sealer_(id, r->envelope));
+    if (sealed.empty()) continue;
+    REFBUS_RETURN_IF_ERROR(WriteRecord(txn, inbox_, id, kSealedFormat, r->sha256, r->time_ms,
+                                       r->sequence, SealedPayload(sealed)));
+    ++sealed_count;
+  }
+  if (sealed_count == 0) return size_t{0};  // the transaction aborts: nothing changed
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return sealed_count;
 }
 
 Status TransportStore::SetAppCursor(uint64_t sequence) {

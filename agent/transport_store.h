@@ -11,6 +11,8 @@
 //     refused as the other (both are random 128-bit values, so a clash means a bug).
 //   - inbox: every envelope delivered to this agency, keyed by message id, with the
 //     SHA-256 of the envelope bytes (checked on every read: LMDB has no page checksums),
+//     stored as delivered or, when an InboxSealer is set and seals it, only in its sealed
+//     form (the agent seals it under its grant's data key, so that a purge shreds it),
 //     the time it arrived and its arrival sequence number. A message id is stored once;
 //     a redelivery (the same bytes) is reported as a duplicate and leaves the first record
 //     untouched; other bytes under a held id are reported as id_reused, not stored. The
@@ -39,6 +41,7 @@
 #include <lmdb.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -68,7 +71,10 @@ inline constexpr char kMetaDb[] = "meta";
 // (its payload is a serialized Frame with request_id 0 instead of an envelope). A purged
 // inbox record (tombstone) has format 3 and u64be purged_ms as its payload; its SHA-256
 // covers format || message id || received_ms || sequence || purged_ms, everything that
-// remains of the record.
+// remains of the record. A tombstone's payload may go on with the SHA-256 of the envelope
+// as delivered (32 bytes), so a redelivery is still told from other bytes under its id.
+// A record sealed at rest (InboxSealer) has format 4: its SHA-256 is the delivered
+// envelope's, and its payload is SHA-256(sealed form) (32) || sealed form.
 inline constexpr size_t kRecordHeaderBytes = 1 + kSha256Bytes + 8 + 8;
 
 struct StoreOptions {
@@ -91,8 +97,10 @@ struct Delivery {
 struct DeliveryOutcome {
   bool duplicate = false;  // the inbox already held this message id, with these bytes
   // The inbox holds this message id with other bytes: nothing was stored, the held record
-  // stays as it is, and the delivery must be refused, not acked. (A purged record, or one
-  // too damaged to parse, has no hash left to compare: its id stays a duplicate.)
+  // stays as it is, and the delivery must be refused, not acked. A tombstone compares with
+  // the delivered envelope's SHA-256 it kept; one that kept none (written by an older
+  // version, or of a damaged record), or a record too damaged to parse, has no hash to
+  // compare: its id stays a duplicate.
   bool id_reused = false;
   uint64_t sequence = 0;  // arrival sequence of the stored record (the held one if duplicate)
 };
@@ -101,10 +109,20 @@ struct InboxRecord {
   Bytes message_id;
   uint64_t sequence = 0;
   UnixMillis received_ms = 0;
-  Bytes sha256;         // of the envelope; empty when purged
-  Bytes envelope;       // empty when purged
+  // Of the envelope as delivered; a tombstone keeps it when the record was intact at the
+  // purge (empty for tombstones of older stores and of damaged records).
+  Bytes sha256;
+  // The envelope as delivered or, if sealed_at_rest, its sealed form (the InboxSealer's
+  // output; the caller unseals it and checks it against sha256). Empty when purged.
+  Bytes envelope;
+  bool sealed_at_rest = false;
   bool purged = false;  // PurgeInbox replaced the envelope by a tombstone
 };
+
+// Turns a delivered envelope into the form the inbox keeps instead of it (the agent:
+// the envelope sealed under its grant's data key). Empty: keep the envelope as delivered.
+// An error fails the whole StoreDeliveries batch (nothing stored, nothing acked).
+using InboxSealer = std::function<Result<Bytes>(ByteView message_id, ByteView envelope)>;
 
 // The largest signed checkpoint of the home broker's audit log this agency has seen in an
 // Ack (PROTOCOL.md section 6): its size and root, the note as received, and when.
@@ -155,6 +173,15 @@ class TransportStore {
 
   // ---- Inbox ----
 
+  // From now on, new inbox records are kept in the form the sealer gives (see
+  // InboxSealer). The store still compares redeliveries by the delivered bytes' SHA-256.
+  void SetInboxSealer(InboxSealer sealer);
+  // Seals, with the sealer, every inbox record still held as delivered (a store written
+  // before sealing, or whose sealer left it as it was), in one write transaction. Damaged
+  // records are left as they are. Returns how many were sealed (0 without a sealer).
+  // Limitation: the old bytes stay on LMDB's freed pages until reused (see PurgeInbox).
+  [[nodiscard]] Result<size_t> SealHeldEnvelopes();
+
   // Stores deliveries in one transaction (group commit): new ids get the next arrival
   // sequence; ids already held with the same bytes (also earlier in the same batch) are
   // duplicates and are counted; ids held with other bytes are id_reused (nothing stored). Returns
@@ -173,7 +200,8 @@ class TransportStore {
   // in one transaction, so the content and its wrapped keys are gone while the id still
   // deduplicates redeliveries. Returns how many were purged (absent or already purged ids
   // are skipped). GetInbox/ReadInbox report a purged record with purged = true and an
-  // empty envelope (and empty sha256); its message id, sequence and received_ms stay.
+  // empty envelope; its message id, sequence, received_ms and (if the record checked out)
+  // the delivered envelope's SHA-256 stay.
   // Counters do not change (a tombstone still counts in inbox_messages). A damaged
   // record is purged too (its content must go whatever state it is in); its sequence is
   // taken from the order index, so the tombstone reads back as intact.
@@ -183,8 +211,10 @@ class TransportStore {
   // envelope are put on its free list with their old bytes and keep them until LMDB
   // reuses them for new writes (and a reader's snapshot open during the purge keeps
   // them readable to that reader until it ends). Anyone who can read the data file may
-  // find old envelopes there. They are still sealed: what protects them then is the
-  // secrecy of this agency's prekeys (and disk encryption underneath the store). To drop
+  // find old records there. Records kept in a sealer's form (the agent's: under the
+  // grant's data key, which the purge destroys) are unreadable from then on; records kept
+  // as delivered are still sealed to this agency's prekeys and readable while it holds
+  // them (and disk encryption underneath the store is what protects them). To drop
   // freed pages from a file, copy the store with compaction (mdb_env_copy2 with
   // MDB_CP_COMPACT) and destroy the old file, which on SSDs and copy-on-write file
   // systems is itself no guarantee.
@@ -214,6 +244,7 @@ class TransportStore {
   MDB_dbi inbox_ = 0;
   MDB_dbi inbox_order_ = 0;
   MDB_dbi meta_ = 0;
+  InboxSealer inbox_sealer_;
 };
 
 }  // namespace refbus::agent

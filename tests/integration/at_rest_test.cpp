@@ -13,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <set>
 #include <thread>
@@ -20,7 +21,10 @@
 #include "agent/case_crypto.h"
 #include "agent/case_store.h"
 #include "agent/records.h"
+#include "agent/transport_store.h"
 #include "broker/store.h"
+#include "core/lmdb.h"
+#include "keys/envelope.h"
 #include "keys/secret.h"
 #include "schema/codec.h"
 #include "tests/integration/agent_daemon.h"
@@ -74,6 +78,100 @@ std::vector<FoundSealed> SealedValuesUnder(const std::string& root) {
       f.sealed.box = *HexDecode(m[2].str());
       f.sealed.nonce = *HexDecode(m[4].str());
       out.push_back(std::move(f));
+    }
+  }
+  return out;
+}
+
+// Reads a protobuf varint of exactly `len` bytes at b[p].
+bool VarintOf(const std::string& b, size_t p, size_t len, uint64_t* v) {
+  if (p + len > b.size()) return false;
+  uint64_t out = 0;
+  for (size_t i = 0; i < len; ++i) {
+    auto c = static_cast<uint8_t>(b[p + i]);
+    if (((c & 0x80) != 0) != (i + 1 < len)) return false;
+    out |= uint64_t{c & 0x7fu} << (7 * i);
+  }
+  *v = out;
+  return true;
+}
+
+// A serialized SealedEnvelope ending at or after `header` (where its header's version
+// and message-id fields start: 08 01 12 10), read back to its first byte; empty if the
+// bytes around it are not one.
+std::string EnvelopeAround(const std::string& b, size_t header) {
+  for (size_t k = 1; k <= 3; ++k) {
+    if (header < k + 1) break;
+    size_t start = header - k - 1;
+    uint64_t hlen = 0, clen = 0;
+    if (b[start] != 0x0a || !VarintOf(b, start + 1, k, &hlen)) continue;
+    size_t p = header + hlen;
+    if (p >= b.size() || b[p] != 0x12) continue;
+    size_t c = 1;
+    while (c <= 3 && !VarintOf(b, p + 1, c, &clen)) ++c;
+    if (c > 3) continue;
+    p += 1 + c + clen;
+    if (p + 2 + 64 > b.size() || b[p] != 0x1a || b[p + 1] != 0x40) continue;
+    return b.substr(start, p + 2 + 64 - start);
+  }
+  return {};
+}
+
+// A sealed form (agent/case_crypto.h) starting at b[at], or nothing.
+std::optional<agent::SealedText> SealedFormAt(const std::string& b, size_t at) {
+  constexpr size_t kFixed = agent::kSealedBlobMagic.size() + 16 + 24;
+  if (at + kFixed + 2 > b.size()) return std::nullopt;
+  size_t place_len = (size_t{static_cast<uint8_t>(b[at + kFixed])} << 8) |
+                     static_cast<uint8_t>(b[at + kFixed + 1]);
+  size_t p = at + kFixed + 2 + place_len;
+  if (p + 4 > b.size()) return std::nullopt;
+  size_t box_len = 0;
+  for (size_t i = 0; i < 4; ++i) box_len = (box_len << 8) | static_cast<uint8_t>(b[p + i]);
+  if (box_len > b.size() - p - 4) return std::nullopt;
+  auto s = agent::DecodeSealedBlob(AsBytes(std::string_view(b).substr(at, p + 4 + box_len - at)));
+  if (!s.ok()) return std::nullopt;
+  return *s;
+}
+
+// Every received envelope found in the raw bytes of the files under the roots -- live
+// records, LMDB's freed pages, backups -- that opens with what the agency holds: as
+// sealed to a prekey, with its prekey secrets; in the sealed form the inbox keeps, with
+// any grant data key in keys. "file: how".
+std::vector<std::string> EnvelopesOpeningUnder(const std::vector<std::string>& roots,
+                                               const keys::Identity& identity,
+                                               const schema::Directory& directory,
+                                               agent::GrantKeys& keys) {
+  static const std::string kHeaderStart("\x08\x01\x12\x10", 4);
+  const std::string magic(agent::kSealedBlobMagic);
+  std::vector<std::string> grants = *keys.Grants();
+  std::vector<std::string> out;
+  const UnixMillis now = SystemClock::Get().NowMillis();
+  for (const auto& root : roots) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
+      if (!e.is_regular_file()) continue;
+      std::string bytes = Slurp(e.path().string());
+      for (size_t at = bytes.find(kHeaderStart); at != std::string::npos;
+           at = bytes.find(kHeaderStart, at + 1)) {
+        std::string env = EnvelopeAround(bytes, at);
+        if (env.empty()) continue;
+        auto opened = keys::OpenEnvelope(identity, AsBytes(env), directory, now);
+        if (opened.ok()) {
+          out.push_back(e.path().string() + ": message " +
+                        HexEncode(opened->envelope.header.message_id) + " with a prekey");
+        }
+      }
+      for (size_t at = bytes.find(magic); at != std::string::npos; at = bytes.find(magic, at + 1)) {
+        auto sealed = SealedFormAt(bytes, at);
+        if (!sealed) continue;
+        for (const auto& g : grants) {
+          std::string env;
+          if (agent::TryUnseal(*sealed, sealed->place, (*keys.KeyOf(g))->data(), &env)) {
+            bool opens = keys::OpenEnvelope(identity, AsBytes(env), directory, now).ok();
+            out.push_back(e.path().string() + ": " + sealed->place + " under grant " + g +
+                          (opens ? ", and the envelope opens" : ""));
+          }
+        }
+      }
     }
   }
   return out;
@@ -283,6 +381,27 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
                             e.value("operator", "") == "counselor-7");
   }
   EXPECT_TRUE(recorded) << "the read of the case's text is not recorded";
+  // Reading another agency's words is an access like opening its message: the agency
+  // whose words were read is told (signed access notice), naming the reader's operator.
+  auto told = [](const Json& c, const std::string& agency, const std::string& op,
+                 const std::string& kind) {
+    for (const auto& n : c["access_notices"]) {
+      if (n["agency"] == agency && n["operator"] == op && n["kind"] == kind) return true;
+    }
+    return false;
+  };
+  for (const char* kind : {"case-closed", "handoff", "referral-state"}) {
+    wee.WaitFor(
+        "/v1/cases/" + case_ref,
+        [&](const Json& c) { return told(c, "seoul-counsel", "counselor-7", kind); },
+        std::string("the access notice for the counseling center's read of the ") + kind + " text");
+  }
+  for (const char* kind : {"handoff-ack", "referral-state"}) {
+    counsel.WaitFor(
+        "/v1/cases/" + case_ref,
+        [&](const Json& c) { return told(c, "seoul-wee-01", "wee-teacher-1", kind); },
+        std::string("the access notice for the Wee center's read of the ") + kind + " text");
+  }
   counsel.Refused("POST", "/v1/cases/" + case_ref + "/read", Json::object(), 400, "operator");
   for (auto& [id, a] : agents_) Backup(*a, "before");
   ExpectPlantedTextNowhere("before the revocation");
@@ -297,6 +416,11 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
   }
   EXPECT_GE(opened, 4u)
       << "the decline, hold, handoff and close text, sealed at the counseling center";
+  // The envelopes it received are on its disk (the scan below finds what it looks for).
+  EXPECT_FALSE(EnvelopesOpeningUnder({counsel.data_dir(), root_ + "/backups"},
+                                     fed_.LoadIdentity("seoul-counsel"), fed_.directory(), **keys_c)
+                   .empty())
+      << "no received envelope found at the counseling center before the revocation";
 
   // Revocation: both recipients purge and confirm.
   wee.Ok("POST", "/v1/consents/" + grant + "/revoke",
@@ -335,9 +459,41 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
         EXPECT_FALSE(opens) << a->id() << ": " << f.file << " still opens under grant " << g;
       }
     }
+    // Nor does any envelope it received under the grant, in any form, in any file or
+    // backup: not with its prekey secrets (kept until their window ends), and not with
+    // any data key it still holds.
+    auto envelopes = EnvelopesOpeningUnder({a->data_dir(), root_ + "/backups"},
+                                           fed_.LoadIdentity(a->id()), fed_.directory(), **k);
+    std::string list;
+    for (const auto& f : envelopes) list += "\n  " + f;
+    EXPECT_TRUE(envelopes.empty()) << a->id() << ": after the purge " << envelopes.size()
+                                   << " received envelope(s) still open with its prekeys:" << list;
     // The API says the text was purged.
     Json c = a->Ok("POST", "/v1/cases/" + case_ref + "/read", {{"operator", "auditor"}});
     EXPECT_NE(c.dump().find("purged"), std::string::npos) << c.dump();
+  }
+  // The reads of another agency's text are in the broker's audit log, as opens are.
+  for (auto& [id, a] : agents_) EXPECT_EQ(a->Stop(), 0) << id;
+  agents_.clear();
+  EXPECT_EQ(broker_->Stop(), 0);
+  broker::StoreOptions o;
+  o.dir = root_ + "/seoul-data";
+  o.broker_id = "seoul-broker";
+  auto store = broker::Store::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  std::set<std::string> audited;
+  auto n = (*store)->AuditSize();
+  for (uint64_t i = 0; n.ok() && i < *n; ++i) {
+    auto e = schema::DecodeAuditEntry(*(*store)->AuditEntryBytes(i));
+    if (e.ok() && e->event == schema::AuditEvent::kEnvelopeOpened) {
+      audited.insert(e->actor + "/" + e->operator_ref + "/" + e->sender_id + "/" +
+                     std::string(schema::Name(e->kind)));
+    }
+  }
+  for (const char* want : {"seoul-counsel/counselor-7/seoul-wee-01/case-closed",
+                           "seoul-counsel/counselor-7/seoul-wee-01/handoff",
+                           "seoul-wee-01/wee-teacher-1/seoul-counsel/handoff-ack"}) {
+    EXPECT_EQ(audited.count(want), 1u) << "no audit entry for the read " << want;
   }
 }
 
@@ -386,6 +542,76 @@ TEST_F(AtRestTest, PlainReasonsOfAnOlderStoreAreSealedAtStart) {
       << "an older store's plain reason is still shown (and stored) in the clear: " << list.dump();
   Json read = counsel.Ok("POST", "/v1/cases/" + case_ref + "/read", {{"operator", "c-7"}});
   EXPECT_NE(read.dump().find(Plant("legacy-decline")), std::string::npos) << read.dump();
+}
+
+// A transport store written before received envelopes were sealed at rest: its inbox
+// records hold the envelopes as delivered. At the next start they are sealed under their
+// grants' data keys, and still open.
+TEST_F(AtRestTest, ReceivedEnvelopesOfAnOlderStoreAreSealedAtStart) {
+  AgentDaemon& wee = A("seoul-wee-01");
+  AgentDaemon& counsel = A("seoul-counsel");
+  Json consent = wee.Ok("POST", "/v1/consents",
+                        {{"basis", "consent-subject"},
+                         {"consenters", {"subject"}},
+                         {"purposes", {"counseling"}},
+                         {"categories", {"identity"}},
+                         {"recipient_types", {"counseling-center"}},
+                         {"operator", "wee-teacher-1"}});
+  Json sent = wee.Ok("POST", "/v1/referrals",
+                     {{"grant_id", consent["grant_id"]},
+                      {"to", "seoul-counsel"},
+                      {"purpose", "counseling"},
+                      {"fields", {{{"category", "identity"}, {"name", "n"}, {"value", "v"}}}},
+                      {"operator", "wee-teacher-1"}});
+  std::string rid = sent["referral_id"];
+  counsel.WaitFor(
+      "/v1/referrals", [&](const Json& l) { return FindBy(l, "referral_id", rid) != nullptr; },
+      "the referral");
+  std::string mid = (*FindBy(counsel.Ok("GET", "/v1/inbox"), "kind", "referral"))["message_id"];
+  Bytes id = *HexDecode(mid);
+  ASSERT_EQ(counsel.Stop(), 0);
+  auto sealed_now = [&]() -> bool {
+    auto store = agent::TransportStore::Open(counsel.data_dir() + "/transport", {});
+    if (!store.ok()) {
+      ADD_FAILURE() << store.status().ToString();
+      return false;
+    }
+    auto rec = (*store)->GetInbox(id);
+    if (!rec.ok()) ADD_FAILURE() << rec.status().ToString();
+    return rec.ok() && rec->sealed_at_rest;
+  };
+  ASSERT_TRUE(sealed_now()) << "the referral is not kept sealed under its grant's data key";
+  {
+    // What an older version wrote: the record with the envelope as delivered (format 1).
+    auto keys_c =
+        agent::GrantKeys::Open(counsel.grant_key_dir(), fed_.LoadIdentity("seoul-counsel"));
+    ASSERT_TRUE(keys_c.ok()) << keys_c.status().ToString();
+    auto env = lmdb::Env::Open(counsel.data_dir() + "/transport", lmdb::EnvOptions{});
+    ASSERT_TRUE(env.ok()) << env.status().ToString();
+    auto dbi = (*env)->OpenDb(agent::kInboxDb);
+    ASSERT_TRUE(dbi.ok());
+    auto txn = (*env)->BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    auto v = txn->Get(*dbi, id);
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    Bytes value(v->begin(), v->end());
+    Bytes header(value.begin(), value.begin() + agent::kRecordHeaderBytes);
+    auto form = agent::DecodeSealedBlob(
+        ByteView(value).subspan(agent::kRecordHeaderBytes + agent::kSha256Bytes));
+    ASSERT_TRUE(form.ok()) << form.status().ToString();
+    auto envelope = (*keys_c)->Unseal(*form, form->place);
+    ASSERT_TRUE(envelope.ok()) << envelope.status().ToString();
+    header[0] = 1;
+    Append(header, AsBytes(*envelope));
+    ASSERT_TRUE(txn->Put(*dbi, id, header).ok());
+    ASSERT_TRUE(txn->Commit().ok());
+  }
+  ASSERT_FALSE(sealed_now());
+  ASSERT_TRUE(counsel.Start());
+  counsel.Ok("POST", "/v1/messages/" + mid + "/open", {{"operator", "counselor-7"}});
+  ASSERT_EQ(counsel.Stop(), 0);
+  EXPECT_TRUE(sealed_now()) << "an older store's envelope is still kept as delivered";
+  ASSERT_TRUE(counsel.Start());
 }
 
 // Item 9: a grant whose retention passed is purged at the recipient (and the recorder):

@@ -43,6 +43,37 @@ TEST(GrantKeysTest, SealedTextOpensOnlyAtItsPlaceUnderItsGrant) {
   EXPECT_EQ(keys->Seal("../etc", place, "x").status().code(), Status::Code::kInvalidArgument);
 }
 
+// The binary form the inbox keeps received envelopes in: it round-trips exactly, and a
+// cut, extended or relabelled form is refused (kMalformed), never read past its end.
+TEST(GrantKeysTest, SealedFormRoundTripsAndRefusesDamage) {
+  TempDir dir;
+  keys::Identity me = Agency("agency-a");
+  auto keys = Must(GrantKeys::Open(dir.Join("grant-keys"), me));
+  const std::string place = TextPlace("inbox", "0123", "envelope");
+  std::string envelope(3000, '\0');
+  for (size_t i = 0; i < envelope.size(); ++i) envelope[i] = static_cast<char>(i * 7);
+  SealedText s = Must(keys->Seal(kGrant, place, envelope));
+  Bytes form = EncodeSealedBlob(s);
+  SealedText back = Must(DecodeSealedBlob(form));
+  EXPECT_EQ(back.grant_id, kGrant);
+  EXPECT_EQ(back.place, place);
+  EXPECT_EQ(Must(keys->Unseal(back, place)), envelope);
+  for (size_t cut : {size_t{0}, size_t{10}, form.size() / 2, form.size() - 1}) {
+    EXPECT_EQ(DecodeSealedBlob(ByteView(form).first(cut)).status().code(), Status::Code::kMalformed)
+        << cut;
+  }
+  Bytes longer = form;
+  longer.push_back(0);
+  EXPECT_EQ(DecodeSealedBlob(longer).status().code(), Status::Code::kMalformed);
+  Bytes other_magic = form;
+  other_magic[0] ^= 1;
+  EXPECT_EQ(DecodeSealedBlob(other_magic).status().code(), Status::Code::kMalformed);
+  Bytes flipped = form;
+  flipped[form.size() - 5] ^= 1;
+  EXPECT_EQ(keys->Unseal(Must(DecodeSealedBlob(flipped)), place).status().code(),
+            Status::Code::kMalformed);
+}
+
 TEST(GrantKeysTest, KeyFilesArePrivateWrappedAndOpenOnlyWithTheAgencysIdentity) {
   TempDir dir;
   keys::Identity me = Agency("agency-a");

@@ -377,7 +377,7 @@ TEST(TransportStoreTest, PurgeReplacesEnvelopesWithTombstones) {
   ASSERT_TRUE(IsOk(rec));
   EXPECT_TRUE(rec->purged);
   EXPECT_TRUE(rec->envelope.empty());
-  EXPECT_TRUE(rec->sha256.empty());
+  EXPECT_EQ(rec->sha256, Sha256(eb));  // kept: a redelivery is still compared
   EXPECT_EQ(rec->message_id, b);
   EXPECT_EQ(rec->sequence, 2u);
   EXPECT_EQ(rec->received_ms, kNow);
@@ -423,6 +423,105 @@ TEST(TransportStoreTest, RedeliveryOfAPurgedIdIsADuplicate) {
   EXPECT_EQ(c.last_inbox_sequence, 2u);
 }
 
+// Issue 17 item 3: a tombstone keeps the delivered envelope's SHA-256, so other bytes
+// under a purged id are refused as id_reused, not acked as a redelivery.
+TEST(TransportStoreTest, OtherBytesUnderAPurgedIdAreIdReused) {
+  TempDir dir;
+  Bytes a = NewId(), ea = Envelope(), other = Envelope();
+  {
+    auto store = OpenStore(dir);
+    ASSERT_TRUE(IsOk(store->StoreDeliveries(std::vector<Delivery>{{a, ea}}, kNow)));
+    ASSERT_EQ(Must(store->PurgeInbox(std::vector<Bytes>{a}, kNow + 1)), 1u);
+  }
+  auto store = OpenStore(dir);
+  auto r = Must(store->StoreDeliveries(std::vector<Delivery>{{a, other}, {a, ea}}, kNow + 2));
+  EXPECT_TRUE(r[0].id_reused);
+  EXPECT_FALSE(r[0].duplicate);
+  EXPECT_TRUE(r[1].duplicate);
+  EXPECT_FALSE(r[1].id_reused);
+  auto rec = Must(store->GetInbox(a));
+  EXPECT_TRUE(rec.purged);
+  EXPECT_EQ(rec.sha256, Sha256(ea));
+}
+
+// A test sealer: a recognizable, reversible form that is not the envelope.
+Bytes TestSeal(ByteView envelope) {
+  Bytes out = {'S', 'E', 'A', 'L'};
+  for (uint8_t b : envelope) out.push_back(static_cast<uint8_t>(b ^ 0x5a));
+  return out;
+}
+
+// With an InboxSealer, a new record holds only the sealed form; the store still compares
+// redeliveries with the delivered bytes' SHA-256; the sealer is not asked for duplicates;
+// an envelope it leaves alone (empty result) is kept as delivered.
+TEST(TransportStoreTest, SealedRecordsKeepOnlyTheSealedFormAndTheDeliveredHash) {
+  TempDir dir;
+  Bytes a = NewId(), b = NewId(), ea = Envelope(), eb = Envelope(), other = Envelope();
+  int calls = 0;
+  {
+    auto store = OpenStore(dir);
+    store->SetInboxSealer([&](ByteView id, ByteView envelope) -> Result<Bytes> {
+      ++calls;
+      if (Bytes(id.begin(), id.end()) == b) return Bytes{};
+      return TestSeal(envelope);
+    });
+    ASSERT_TRUE(IsOk(store->StoreDeliveries(std::vector<Delivery>{{a, ea}, {b, eb}}, kNow)));
+    auto again = Must(store->StoreDeliveries(std::vector<Delivery>{{a, ea}, {a, other}}, kNow));
+    EXPECT_TRUE(again[0].duplicate);
+    EXPECT_TRUE(again[1].id_reused);
+    EXPECT_EQ(calls, 2);
+  }
+  auto store = OpenStore(dir);  // durable, and read without a sealer
+  auto ra = Must(store->GetInbox(a));
+  EXPECT_TRUE(ra.sealed_at_rest);
+  EXPECT_EQ(ra.envelope, TestSeal(ea));
+  EXPECT_EQ(ra.sha256, Sha256(ea));
+  auto rb = Must(store->GetInbox(b));
+  EXPECT_FALSE(rb.sealed_at_rest);
+  EXPECT_EQ(rb.envelope, eb);
+  // A purge keeps the delivered hash of a sealed record too.
+  ASSERT_EQ(Must(store->PurgeInbox(std::vector<Bytes>{a}, kNow + 1)), 1u);
+  EXPECT_EQ(Must(store->GetInbox(a)).sha256, Sha256(ea));
+  EXPECT_TRUE(Must(store->StoreDeliveries(std::vector<Delivery>{{a, other}}, kNow))[0].id_reused);
+}
+
+// A store written before sealing: SealHeldEnvelopes seals what is held as delivered, once.
+TEST(TransportStoreTest, SealHeldEnvelopesSealsWhatAnOlderStoreHolds) {
+  TempDir dir;
+  Bytes a = NewId(), b = NewId(), ea = Envelope(), eb = Envelope(4000);
+  {
+    auto store = OpenStore(dir);
+    ASSERT_TRUE(IsOk(store->StoreDeliveries(std::vector<Delivery>{{a, ea}, {b, eb}}, kNow)));
+    ASSERT_EQ(Must(store->PurgeInbox(std::vector<Bytes>{b}, kNow + 1)), 1u);
+    EXPECT_EQ(Must(store->SealHeldEnvelopes()), 0u);  // no sealer: nothing
+    store->SetInboxSealer([](ByteView, ByteView e) -> Result<Bytes> { return TestSeal(e); });
+    EXPECT_EQ(Must(store->SealHeldEnvelopes()), 1u);  // the tombstone has nothing to seal
+    EXPECT_EQ(Must(store->SealHeldEnvelopes()), 0u);
+  }
+  auto store = OpenStore(dir);
+  auto all = Must(store->ReadInbox(0, 10));
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_TRUE(all[0].sealed_at_rest);
+  EXPECT_EQ(all[0].envelope, TestSeal(ea));
+  EXPECT_EQ(all[0].sha256, Sha256(ea));
+  EXPECT_EQ(all[0].sequence, 1u);
+  EXPECT_EQ(all[0].received_ms, kNow);
+  EXPECT_TRUE(all[1].purged);
+}
+
+TEST(TransportStoreTest, DamagedSealedRecordIsReported) {
+  TempDir dir;
+  Bytes a = NewId(), ea = Envelope();
+  {
+    auto store = OpenStore(dir);
+    store->SetInboxSealer([](ByteView, ByteView e) -> Result<Bytes> { return TestSeal(e); });
+    ASSERT_TRUE(IsOk(store->StoreDeliveries(std::vector<Delivery>{{a, ea}}, kNow)));
+  }
+  FlipStoredByte(dir, kInboxDb, a, kRecordHeaderBytes + kSha256Bytes + 10);
+  auto store = OpenStore(dir);
+  EXPECT_TRUE(HasError(store->GetInbox(a), Status::Code::kMalformed, "damaged"));
+}
+
 TEST(TransportStoreTest, PurgeSkipsAbsentAndAlreadyPurgedIds) {
   TempDir dir;
   auto store = OpenStore(dir);
@@ -445,11 +544,11 @@ TEST(TransportStoreTest, PurgeSkipsAbsentAndAlreadyPurgedIds) {
 
 TEST(TransportStoreTest, DamagedTombstoneIsDetected) {
   TempDir dir;
-  Bytes a = NewId(), b = NewId();
+  Bytes a = NewId(), b = NewId(), eb = Envelope();
   {
     auto store = OpenStore(dir);
-    ASSERT_TRUE(IsOk(
-        store->StoreDeliveries(std::vector<Delivery>{{a, Envelope()}, {b, Envelope()}}, kNow)));
+    ASSERT_TRUE(
+        IsOk(store->StoreDeliveries(std::vector<Delivery>{{a, Envelope()}, {b, eb}}, kNow)));
     ASSERT_EQ(Must(store->PurgeInbox(std::vector<Bytes>{b}, kNow + 9)), 1u);
   }
   // Format byte, hash, received time, sequence, purge time: each is caught.
@@ -461,7 +560,7 @@ TEST(TransportStoreTest, DamagedTombstoneIsDetected) {
       EXPECT_TRUE(HasError(store->GetInbox(b), Status::Code::kMalformed, "damaged")) << offset;
       EXPECT_TRUE(HasError(store->ReadInbox(0, 10), Status::Code::kMalformed, "damaged")) << offset;
       // Still a duplicate for the broker.
-      auto again = store->StoreDeliveries(std::vector<Delivery>{{b, Envelope()}}, kNow);
+      auto again = store->StoreDeliveries(std::vector<Delivery>{{b, eb}}, kNow);
       ASSERT_TRUE(IsOk(again));
       EXPECT_TRUE((*again)[0].duplicate) << offset;
     }
