@@ -87,6 +87,11 @@ class OperatorKey {
   keys::SecretKey<crypto_sign_SECRETKEYBYTES> secret_;
 };
 
+// The store file of the agent with this data directory.
+inline std::string OperatorStorePath(const std::string& data_dir) {
+  return data_dir + "/operators.json";
+}
+
 class OperatorStore {
  public:
   // path: the store file (<data_dir>/operators.json); it need not exist yet.
