@@ -1,4 +1,4 @@
-// refbus-agent operator add | list | disable | enable | passwd | role: the agency
+// refbus-agent operator add | list | disable | enable | passwd | role | roster: the agency
 // administrator's commands for operator accounts (agent/operators.h), run on the agent's
 // machine as the user the agent runs as. They work on the store file directly (a running
 // daemon sees each change at the next request: a disabled account's sessions end).
@@ -8,6 +8,7 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -18,6 +19,8 @@
 #include "agent/operators.h"
 #include "core/clock.h"
 #include "core/file.h"
+#include "keys/keyfile.h"
+#include "keys/operator_roster.h"
 #include "keys/secret.h"
 
 namespace refbus::agent::cli {
@@ -30,6 +33,7 @@ name or password), 2 usage error.)";
 
 struct OperatorArgs {
   std::string config;
+  std::string out;
   std::string name;
   std::string role = "caseworker";
   std::string password_file;
@@ -145,6 +149,37 @@ int RunPasswd(const OperatorArgs& a) {
                       : "operator " + a.name + ": password changed, key re-sealed");
 }
 
+// The roster of every account, signed by the agency's key (keys/operator_roster.h). Its
+// version is the time of the latest change to any account, so a later roster is larger.
+int RunRoster(const OperatorArgs& a) {
+  auto config = LoadAgentConfig(a.config);
+  if (!config.ok()) return Done("roster", config.status(), "");
+  OperatorStore store(OperatorStorePath(config->data_dir));
+  auto ops = store.List();
+  if (!ops.ok()) return Done("roster", ops.status(), "");
+  std::optional<keys::SecretBuffer> pass;
+  if (!config->passphrase_file.empty()) {
+    auto pf = keys::ReadPassphraseFile(config->passphrase_file);
+    if (!pf.ok()) return Done("roster", pf.status(), "");
+    pass = std::move(*pf);
+  }
+  auto id = keys::LoadIdentity(config->key_file, pass ? &*pass : nullptr);
+  if (!id.ok()) return Done("roster", id.status(), "");
+  keys::OperatorRoster roster;
+  roster.agency = config->id;
+  roster.issued_at_ms = SystemClock::Get().NowMillis();
+  for (const auto& r : *ops) {
+    roster.version = std::max<uint64_t>(roster.version, static_cast<uint64_t>(r.changed_at_ms));
+    roster.operators.push_back({r.name, std::string(RoleName(r.role)), r.public_key, r.active});
+  }
+  auto text = keys::SignOperatorRoster(*id, roster);
+  if (!text.ok()) return Done("roster", text.status(), "");
+  Status s = WriteFileAtomic(a.out, AsBytes(*text), kPublicFileMode);
+  return Done("roster", s,
+              "roster version " + std::to_string(roster.version) + " of " + config->id + " (" +
+                  std::to_string(roster.operators.size()) + " operators) written to " + a.out);
+}
+
 CLI::App* Sub(CLI::App* parent, const char* name, const char* help, OperatorArgs& a) {
   auto* cmd = parent->add_subcommand(name, help);
   cmd->add_option("-c,--config", a.config, "the agent's configuration file")->required();
@@ -189,6 +224,10 @@ void AddOperator(CLI::App& app, Commands& c) {
   pw->add_flag("--reset", a->reset,
                "without the old password: a new key pair (the old one cannot be unsealed)");
   c.On(pw, [a] { return RunPasswd(*a); });
+
+  auto* roster = Sub(op, "roster", "write the operators' public keys, signed by the agency", *a);
+  roster->add_option("--out", a->out, "the roster file (public)")->required();
+  c.On(roster, [a] { return RunRoster(*a); });
 }
 
 }  // namespace refbus::agent::cli

@@ -30,6 +30,7 @@ class OperatorsTest : public ::testing::Test {
     ASSERT_TRUE(fed_.Create(root_, {"seoul-broker"},
                             {{"seoul-counsel", AgencyType::kCounselingCenter, "seoul-broker"},
                              {"seoul-support", AgencyType::kSupportCenter, "seoul-broker"}}));
+    ASSERT_TRUE(fed_.AddAuditor("auditor-1"));
     broker_ = std::make_unique<Broker>(fed_, "seoul-broker", root_ + "/seoul-data");
     ASSERT_TRUE(broker_->Start());
     agent_ = std::make_unique<AgentDaemon>(fed_, "seoul-counsel", root_, broker_->endpoint());
@@ -66,6 +67,17 @@ class OperatorsTest : public ::testing::Test {
                          "--password-file", pw_file, "-c", agent_->config_path()},
                         root_ + "/operator-" + name + ".log"));
     ASSERT_EQ(p.Wait(30000), 0) << "operator add " << name;
+  }
+
+  // Runs a refbus program to its end; returns its exit code and puts its output in *out.
+  int Run(const std::vector<std::string>& argv, const std::string& name, std::string* out) {
+    std::string log = root_ + "/" + name + ".out";
+    Process p;
+    if (!p.Start(argv, log)) return -1;
+    int code = p.Wait(60000);
+    std::ifstream in(log);
+    *out = std::string(std::istreambuf_iterator<char>(in), {});
+    return code;
   }
 
   AgentDaemon::Reply Login(const std::string& name, const std::string& password) {
@@ -223,6 +235,45 @@ TEST_F(OperatorsTest, OverrideNeedsADifferentSupervisorAndAuditNamesBoth) {
         return g != nullptr && g->value("registered", false);
       },
       "the override's registration at the broker");
+
+  // The agency's signed roster ties the countersigning keys to the two names: the auditor
+  // checks the override's countersigners against it (refbus-audit overrides --roster).
+  std::string out;
+  std::string roster = root_ + "/seoul-counsel.roster";
+  ASSERT_EQ(Run({BinDir() + "/refbus-agent", "operator", "roster", "-c", agent_->config_path(),
+                 "--out", roster},
+                "roster", &out),
+            0)
+      << out;
+  std::string store = root_ + "/audit-store";
+  std::string auditor = fed_.Dir("auditor-1");
+  ASSERT_EQ(Run({BinDir() + "/refbus-audit", "fetch", "--dir", auditor, "--broker", "seoul-broker",
+                 "--endpoint", broker_->endpoint(), "--store", store},
+                "fetch", &out),
+            0)
+      << out;
+  ASSERT_EQ(Run({BinDir() + "/refbus-audit", "overrides", "--csv", "--store", store, "--roster",
+                 roster, "--dir", auditor},
+                "overrides", &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("sam (requested) key matches, supervisor"), std::string::npos) << out;
+  EXPECT_NE(out.find("sue (approved) key matches, supervisor"), std::string::npos) << out;
+  EXPECT_EQ(out.find("NOT SHOWN"), std::string::npos) << out;
+  // A roster edited after signing is refused.
+  std::string forged = root_ + "/forged.roster";
+  {
+    std::ifstream in(roster);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    text.replace(text.find("supervisor"), 10, "caseworker");
+    std::ofstream o(forged);
+    o << text;
+  }
+  EXPECT_NE(Run({BinDir() + "/refbus-audit", "overrides", "--store", store, "--roster", forged,
+                 "--dir", auditor},
+                "overrides-forged", &out),
+            0)
+      << out;
 
   auto log = StopBrokerAndReadAudit();
   int found = 0;
