@@ -188,6 +188,20 @@ TEST_F(OperatorsTest, SessionActsAsTheOperatorExpiresWhenIdleAndEndsAtLogout) {
   std::string rita = Token("rita");
   EXPECT_EQ(As(rita, "GET", "/v1/consents").status, 200);
   EXPECT_EQ(As(rita, "POST", "/v1/consents", Consent()).status, 403);
+  // The administrator disables her: her session ends and she cannot log in again.
+  std::string out;
+  ASSERT_EQ(
+      Run({BinDir() + "/refbus-agent", "operator", "disable", "rita", "-c", agent_->config_path()},
+          "disable", &out),
+      0)
+      << out;
+  EXPECT_EQ(As(rita, "GET", "/v1/consents").status, 401) << "a disabled operator's session";
+  EXPECT_EQ(Login("rita", PasswordOf("rita")).status, 403);
+  ASSERT_EQ(Run({BinDir() + "/refbus-agent", "operator", "list", "-c", agent_->config_path()},
+                "list", &out),
+            0);
+  EXPECT_NE(out.find("DISABLED"), std::string::npos) << out;
+  EXPECT_EQ(out.find(PasswordOf("rita")), std::string::npos) << out;
   // Idle expiry (4 s configured: logins under sanitizers take a while) and logout.
   std::this_thread::sleep_for(std::chrono::milliseconds(4500));
   EXPECT_EQ(As(carol, "GET", "/v1/session").status, 401) << "an idle session must expire";
