@@ -55,7 +55,20 @@ void SessionTable::CountFailure(const std::string& name, int64_t now) {
 Result<LoginResult> SessionTable::Login(const std::string& name, ByteView password) {
   REFBUS_RETURN_IF_ERROR(CheckOperatorName(name).WithContext("login"));
   REFBUS_RETURN_IF_ERROR(CheckLock(name, now_ms_()));
+  {
+    MutexLock lock(&mu_);
+    if (logins_in_flight_ >= options_.max_concurrent_logins) {
+      spdlog::warn("api: login of '{}' refused: {} logins already running", name,
+                   logins_in_flight_);
+      return ResourceExhausted("too many logins at once; retry in a moment");
+    }
+    ++logins_in_flight_;
+  }
   auto key = store_.Unlock(name, password);
+  {
+    MutexLock lock(&mu_);
+    --logins_in_flight_;
+  }
   if (!key.ok()) {
     if (key.status().code() == Status::Code::kUnauthenticated) CountFailure(name, now_ms_());
     return key.status();
@@ -112,6 +125,11 @@ bool SessionTable::Logout(ByteView token) {
   spdlog::info("api: operator '{}' logged out", it->second.key->name());
   sessions_.erase(it);
   return true;
+}
+
+int SessionTable::logins_in_flight() const {
+  MutexLock lock(&mu_);
+  return logins_in_flight_;
 }
 
 size_t SessionTable::size() const {

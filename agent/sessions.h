@@ -14,7 +14,7 @@
 // restart the agent), each wrong password and each lockout logged with the name only.
 //
 // Thread safety: thread-safe. Login runs Argon2id (tens of milliseconds and 64 MiB) outside
-// the table's lock.
+// the table's lock, at most options.max_concurrent_logins at once.
 #ifndef REFBUS_AGENT_SESSIONS_H_
 #define REFBUS_AGENT_SESSIONS_H_
 
@@ -36,6 +36,10 @@ struct SessionOptions {
   std::chrono::milliseconds idle_timeout{15 * 60 * 1000};
   int lockout_after = 10;  // consecutive wrong passwords
   std::chrono::milliseconds lockout_for{15 * 60 * 1000};
+  // Logins checking a password at once (each Argon2id takes 64 MiB and tens of
+  // milliseconds); more are answered ResourceExhausted at once, so that a flood of logins
+  // cannot take every API thread or much memory.
+  int max_concurrent_logins = 2;
 };
 
 struct LoginResult {
@@ -61,6 +65,7 @@ class SessionTable {
   bool Logout(ByteView token) EXCLUDES(mu_);
 
   size_t size() const EXCLUDES(mu_);
+  int logins_in_flight() const EXCLUDES(mu_);
   const SessionOptions& options() const { return options_; }
 
  private:
@@ -83,6 +88,7 @@ class SessionTable {
   mutable Mutex mu_;
   std::map<std::string, Session> sessions_ GUARDED_BY(mu_);
   std::map<std::string, Failures> failures_ GUARDED_BY(mu_);
+  int logins_in_flight_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace refbus::agent

@@ -6,7 +6,9 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <atomic>
 #include <string>
+#include <thread>
 
 #include "agent/sessions.h"
 #include "keys/crypto.h"
@@ -205,6 +207,35 @@ TEST_F(SessionTableTest, DisablingOrRoleChangeEndsSessions) {
   ASSERT_TRUE(IsOk(store_->SetActive("alice", false, 3000)));
   EXPECT_EQ(table_->Find(again.token.view()), nullptr);
   EXPECT_TRUE(HasCode(table_->Login("alice", Pw(kAlicePw)), Status::Code::kPermissionDenied));
+}
+
+TEST_F(SessionTableTest, LoginsBeyondTheConcurrentLimitAreRefusedAtOnce) {
+  SessionOptions o;
+  o.max_concurrent_logins = 1;
+  SessionTable one(*store_, o, [this] { return now_; });
+  // A second login while the first is checking its password is refused. Argon2id takes
+  // tens of milliseconds, so the two overlap; should the first end before the second could
+  // start, the round is tried again.
+  bool refused = false;
+  for (int round = 0; round < 20 && !refused; ++round) {
+    std::atomic<bool> done{false};
+    std::thread t([&] {
+      EXPECT_TRUE(IsOk(one.Login("alice", Pw(kAlicePw))));
+      done = true;
+    });
+    while (one.logins_in_flight() == 0 && !done) std::this_thread::yield();
+    if (!done) {
+      auto second = one.Login("alice", Pw(kAlicePw));
+      refused = !second.ok();
+      if (refused) {
+        EXPECT_TRUE(HasError(second, Status::Code::kResourceExhausted, "too many logins"));
+      }
+    }
+    t.join();
+  }
+  EXPECT_TRUE(refused) << "no overlapping login was refused in 20 rounds";
+  EXPECT_EQ(one.logins_in_flight(), 0);
+  EXPECT_TRUE(IsOk(one.Login("alice", Pw(kAlicePw)))) << "alone, a login goes through";
 }
 
 }  // namespace
