@@ -8,6 +8,8 @@
 //                                    a hot copy of the daemon's stores with a manifest, and
 //                                    its checked restore into an empty data_dir
 //                                    (agent/backup.h)
+//   refbus-agent operator add|list|disable|enable|role|passwd -c agent.toml
+//                                    operator accounts (agent/operators.h)
 //   refbus-agent consent | consents | send-referral | inbox | open | accept | decline |
 //                state | referrals | handoff | ack-handoff | request-deletion |
 //                deletion-status | deletions | revoke-consent | close | set-local-case |
@@ -72,6 +74,7 @@ int Main(int argc, char** argv) {
   agent::cli::AddRun(app, commands);
   agent::cli::AddBackup(app, commands);
   agent::cli::AddRestore(app, commands);
+  agent::cli::AddOperator(app, commands);
   AddApiCommands(app, commands);
 
   try {

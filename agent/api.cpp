@@ -40,7 +40,7 @@ int64_t SteadyNowMs() {
 }
 
 // clang-format off
-const std::array<RouteInfo, 20> kRoutes = {{
+const std::array<RouteInfo, 25> kRoutes = {{
     {Route::kRecordConsent, "POST", "/v1/consents", "/v1/consents", 201},
     {Route::kConsents, "GET", "/v1/consents", "/v1/consents", 200},
     {Route::kSendReferral, "POST", "/v1/referrals", "/v1/referrals", 201},
@@ -61,6 +61,11 @@ const std::array<RouteInfo, 20> kRoutes = {{
     {Route::kStatus, "GET", "/v1/status", "/v1/status", 200},
     {Route::kReady, "GET", "/v1/readyz", "/v1/readyz", 200},
     {Route::kHealth, "GET", "/v1/healthz", "/v1/healthz", 200},
+    {Route::kLogin, "POST", "/v1/login", "/v1/login", 200},
+    {Route::kLogout, "POST", "/v1/logout", "/v1/logout", 200},
+    {Route::kSession, "GET", "/v1/session", "/v1/session", 200},
+    {Route::kOverrides, "GET", "/v1/overrides", "/v1/overrides", 200},
+    {Route::kApproveOverride, "POST", "/v1/overrides/{id}/approve", "/v1/overrides/([^/]{1,128})/approve", 200},
 }};
 // clang-format on
 
@@ -175,6 +180,25 @@ const RouteInfo& InfoOf(Route route) {
     if (r.route == route) return r;
   }
   std::abort();  // every Route is in the table
+}
+
+bool RouteActs(Route route) {
+  switch (route) {
+    case Route::kRecordConsent:
+    case Route::kSendReferral:
+    case Route::kChangeState:
+    case Route::kOpen:
+    case Route::kHandoff:
+    case Route::kAckHandoff:
+    case Route::kRequestDeletion:
+    case Route::kReportDeletionStatus:
+    case Route::kRevokeConsent:
+    case Route::kCloseCase:
+    case Route::kReadCase:
+      return true;
+    default:
+      return false;
+  }
 }
 
 std::string_view ApiErrorCode(Status::Code code) {
@@ -324,7 +348,9 @@ struct ApiServer::Impl {
   Impl(const ApiOptions& o, CommandQueue& q, CommandHandler& h)
       : options(o), queue(q), handler(h) {}
 
-  bool Authenticated(const httplib::Request& req, std::string* why) const {
+  // The API token (the service account: *op stays null) or an operator's session token.
+  bool Authenticated(const httplib::Request& req, std::string* why,
+                     std::shared_ptr<const OperatorKey>* op) const {
     if (!req.has_header("Authorization")) {
       *why = "no Authorization header";
       return false;
@@ -338,9 +364,79 @@ struct ApiServer::Impl {
     }
     std::string_view presented = Trim(v.substr(kScheme.size()));
     bool ok = keys::ConstantTimeEquals(AsBytes(presented), token.view());
+    if (!ok && sessions) {
+      *op = sessions->Find(AsBytes(presented));
+      ok = *op != nullptr;
+    }
     sodium_memzero(value.data(), value.size());
-    if (!ok) *why = "wrong bearer token";
+    if (!ok) *why = "wrong bearer token (or an expired session)";
     return ok;
+  }
+
+  // The Bearer token as sent (for logout), in locked memory.
+  static Result<keys::SecretBuffer> BearerOf(const httplib::Request& req) {
+    std::string value = req.get_header_value("Authorization");
+    std::string_view v = Trim(value);
+    auto out = keys::SecretBuffer::CopyOf(AsBytes(Trim(v.substr(std::min<size_t>(7, v.size())))));
+    sodium_memzero(value.data(), value.size());
+    return out;
+  }
+
+  // POST /v1/login {operator, password} -> {token, operator, role, idle_timeout_ms}.
+  void ServeLogin(const httplib::Request& req, httplib::Response& res) {
+    if (!sessions) {
+      return ReplyError(res, NotFound("operator logins are not configured on this agent"));
+    }
+    auto body = ParseBody(req);
+    if (!body.ok()) return ReplyError(res, body.status());
+    const Json& b = *body;
+    if (!b.contains("operator") || !b["operator"].is_string() || !b.contains("password") ||
+        !b["password"].is_string()) {
+      return ReplyError(res,
+                        InvalidArgument(R"(login takes {"operator": NAME, "password": PASSWORD})"));
+    }
+    std::string password = b["password"].get<std::string>();
+    auto login = sessions->Login(b["operator"].get<std::string>(), AsBytes(password));
+    sodium_memzero(password.data(), password.size());
+    if (!login.ok()) return ReplyError(res, login.status());
+    Json out = {{"token", std::string(AsChars(login->token.view()))},
+                {"operator", login->key->name()},
+                {"role", std::string(RoleName(login->key->role()))},
+                {"idle_timeout_ms", sessions->options().idle_timeout.count()}};
+    Reply(res, 200, out);
+  }
+
+  // The session's own answers: logout, and who the token acts as.
+  void ServeSession(const RouteInfo& info, const httplib::Request& req, httplib::Response& res,
+                    const std::shared_ptr<const OperatorKey>& op) {
+    if (info.route == Route::kSession) {
+      if (!op) return Reply(res, 200, Json{{"operator", "service"}, {"role", "service"}});
+      return Reply(res, 200,
+                   Json{{"operator", op->name()},
+                        {"role", std::string(RoleName(op->role()))},
+                        {"public_key", HexEncode(op->public_key())}});
+    }
+    if (!op)
+      return ReplyError(res, InvalidArgument("logout ends a session; this is the API token"));
+    if (auto bearer = BearerOf(req); bearer.ok()) sessions->Logout(bearer->view());
+    Reply(res, 200, Json{{"logged_out", op->name()}});
+  }
+
+  // The acting operator of a request that acts: the logged-in one, or "service:<name>".
+  static Status SetOperator(const RouteInfo& info, Json& body,
+                            const std::shared_ptr<const OperatorKey>& op) {
+    if (!RouteActs(info.route) || !body.is_object()) return Status::Ok();
+    if (op) {
+      if (body.contains("operator") &&
+          (!body["operator"].is_string() || body["operator"].get<std::string>() != op->name())) {
+        return InvalidArgument("'operator' is the logged-in operator (" + op->name() +
+                               "); leave it out");
+      }
+      body["operator"] = op->name();
+    } else if (body.contains("operator") && body["operator"].is_string()) {
+      body["operator"] = "service:" + body["operator"].get<std::string>();
+    }
+    return Status::Ok();
   }
 
   // DNS rebinding (a page on another name that resolves to this machine) shows in the Host
@@ -377,24 +473,34 @@ struct ApiServer::Impl {
   void Serve(const RouteInfo& info, const httplib::Request& req, httplib::Response& res) {
     if (!FromAllowedHost(req, res)) return;
     if (info.route == Route::kHealth) return ServeHealth(res);
+    if (info.route == Route::kLogin) return ServeLogin(req, res);
     // Checked here, after httplib has read the body (bounded by max_body_bytes), not in a
     // pre-routing handler: refusing before the body is read would close the connection
     // with unread bytes, which resets it and can lose the 401 on its way to the client.
-    if (std::string why; !Authenticated(req, &why)) {
+    std::shared_ptr<const OperatorKey> op;
+    if (std::string why; !Authenticated(req, &why, &op)) {
       spdlog::warn("api: refused {} {}: {}", req.method, req.path.substr(0, 200), why);
       res.set_header("WWW-Authenticate", "Bearer");
       return ReplyError(res, Unauthenticated("missing or wrong bearer token: send "
                                              "\"Authorization: Bearer <token>\" with the token "
                                              "from " +
-                                             options.token_file));
+                                             options.token_file + " or from POST /v1/login"));
+    }
+    if (info.route == Route::kLogout || info.route == Route::kSession) {
+      return ServeSession(info, req, res, op);
+    }
+    if (op && op->role() == OperatorRole::kReadOnly && info.method != "GET") {
+      return ReplyError(res, PermissionDenied("operator " + op->name() + " is read-only"));
     }
     ApiRequest request;
     request.route = info.route;
+    request.operator_key = op;
     if (req.matches.size() > 1) request.id = req.matches[1].str();
     if (info.method != "GET") {
       auto body = ParseBody(req);
       if (!body.ok()) return ReplyError(res, body.status());
       request.body = std::move(body).value();
+      if (Status s = SetOperator(info, request.body, op); !s.ok()) return ReplyError(res, s);
     }
     Result<Json> result = Internal("the command did not complete; see the agent's log");
     Status queued = queue.Run(
@@ -514,6 +620,8 @@ struct ApiServer::Impl {
   std::vector<std::string> hosts;    // the Host values accepted ("127.0.0.1:PORT", ...)
   std::vector<std::string> origins;  // the Origin values accepted ("http://" + a host)
   keys::SecretBuffer token;
+  std::unique_ptr<OperatorStore> operators;  // null: no logins
+  std::unique_ptr<SessionTable> sessions;
   httplib::Server server;
   std::vector<std::regex> patterns;  // kRoutes[i].pattern, for 405 answers
   std::thread thread;
@@ -538,6 +646,11 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
   }
   auto impl = std::make_unique<Impl>(options, queue, handler);
   REFBUS_ASSIGN_OR_RETURN(impl->token, LoadOrCreateApiToken(options.token_file));
+  if (!options.operators_file.empty()) {
+    impl->operators = std::make_unique<OperatorStore>(options.operators_file);
+    impl->sessions =
+        std::make_unique<SessionTable>(*impl->operators, options.sessions, &SteadyNowMs);
+  }
 
   Impl* p = impl.get();
   httplib::Server& svr = impl->server;

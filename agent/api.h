@@ -4,7 +4,12 @@
 // case-management software on this machine:
 //   - it listens on a loopback address only (127.0.0.0/8); anything else is refused at
 //     start as a configuration error;
-//   - every route except GET /v1/healthz requires "Authorization: Bearer <token>" (checked
+//   - operators log in (POST /v1/login {operator, password}, agent/sessions.h) and get a
+//     session token, sent as a Bearer token like the API token; a request with it acts as
+//     that operator (ApiRequest::operator_key), one with the API token as the service
+//     account. A read-only operator may only GET (and log out);
+//   - every route except GET /v1/healthz and POST /v1/login requires
+//     "Authorization: Bearer <token>" (checked
 //     before the body is parsed; unknown paths are 404 with or without it), where
 //     the token is 32 random bytes (64 hex digits) in a file only the daemon's user may
 //     read (created 0600 at first start; a file readable by group or others is refused);
@@ -41,6 +46,7 @@
 #include <vector>
 
 #include "agent/listen.h"
+#include "agent/sessions.h"
 #include "core/mutex.h"
 #include "core/status.h"
 #include "keys/secret.h"
@@ -72,6 +78,11 @@ enum class Route {
   kStatus,                // GET  /v1/status
   kReady,                 // GET  /v1/readyz: the handler returns {"ready": bool, ...}
   kHealth,                // GET  /v1/healthz: answered by the server itself, no token
+  kLogin,                 // POST /v1/login {operator, password}: answered by the server, no token
+  kLogout,                // POST /v1/logout (a session token): answered by the server
+  kSession,               // GET  /v1/session: who the token acts as; answered by the server
+  kOverrides,             // GET  /v1/overrides: emergency overrides awaiting a supervisor
+  kApproveOverride,       // POST /v1/overrides/{id}/approve (a supervisor's session)
 };
 
 struct RouteInfo {
@@ -86,11 +97,18 @@ struct RouteInfo {
 std::span<const RouteInfo> Routes();
 const RouteInfo& InfoOf(Route route);
 
+// Routes whose body names the operator who acts ("operator"): with a session token the
+// server sets it to the logged-in operator; with the API token to "service:<given name>".
+bool RouteActs(Route route);
+
 // A request as a CommandHandler sees it: authenticated, routed, body parsed.
 struct ApiRequest {
   Route route = Route::kStatus;
   std::string id;  // the {id} or {case} of the path; empty for routes without one
   Json body;       // a JSON object for POST and PUT; null for GET
+  // The logged-in operator (a session token), with their unsealed signing key; null for
+  // the API token (the service account).
+  std::shared_ptr<const OperatorKey> operator_key;
 };
 
 class CommandHandler {
@@ -182,6 +200,10 @@ struct ApiOptions {
   // Origin that is not "http://" and an allowed host is refused 403; both before the token
   // is looked at.
   std::vector<std::string> allowed_hosts;
+  // Operator accounts (agent/operators.h, agent/sessions.h): the store file; empty: no
+  // logins, the API token only.
+  std::string operators_file;
+  SessionOptions sessions;
 };
 
 class ApiServer {

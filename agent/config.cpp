@@ -33,8 +33,9 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("agent", {"id", "data_dir", "key_file", "passphrase_file", "directory", "anchor",
                             "trust_state", "broker_endpoint", "grant_key_dir"}));
-  REFBUS_RETURN_IF_ERROR(r.NoUnknown(
-      "api", {"listen", "url_file", "token_file", "command_timeout_ms", "allowed_hosts"}));
+  REFBUS_RETURN_IF_ERROR(
+      r.NoUnknown("api", {"listen", "url_file", "token_file", "command_timeout_ms", "allowed_hosts",
+                          "session_idle_timeout_ms", "lockout_after", "lockout_ms"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("metrics", {"bind", "url_file"}));
   AgentConfig c;
   c.path = path;
@@ -85,6 +86,10 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   if (c.api_token_file.empty()) c.api_token_file = (fs::path(c.data_dir) / "api.token").string();
   REFBUS_RETURN_IF_ERROR(
       r.Uint("api", "command_timeout_ms", 100, 600000, &c.api_command_timeout_ms));
+  REFBUS_RETURN_IF_ERROR(
+      r.Uint("api", "session_idle_timeout_ms", 1000, 86400000, &c.api_session_idle_timeout_ms));
+  REFBUS_RETURN_IF_ERROR(r.Uint("api", "lockout_after", 3, 100, &c.api_lockout_after));
+  REFBUS_RETURN_IF_ERROR(r.Uint("api", "lockout_ms", 1000, 86400000, &c.api_lockout_ms));
   if (const toml::node* n = root.at_path("api.allowed_hosts").node(); n != nullptr) {
     const toml::array* list = n->as_array();
     if (list == nullptr) {

@@ -27,6 +27,9 @@
 //   allowed_hosts = []               # host names a request may name in Host (and Origin)
 //                                    # besides 127.0.0.1 and localhost: "NAME" (at the API's
 //                                    # port) or "NAME:PORT"; any other is refused (421/403)
+//   session_idle_timeout_ms = 900000 # an operator's session ends after this long unused
+//   lockout_after = 10               # this many wrong passwords in a row lock the operator
+//   lockout_ms = 900000              # for this long (agent/sessions.h)
 //
 //   [metrics]                        # Prometheus metrics and health checks over HTTP
 //   bind = "127.0.0.1:9471"          # loopback only: 127.0.0.0/8 or [::1], as a literal;
@@ -64,6 +67,9 @@ struct AgentConfig {
   std::string api_token_file;
   uint64_t api_command_timeout_ms = 30000;
   std::vector<std::string> api_allowed_hosts;
+  uint64_t api_session_idle_timeout_ms = 900000;
+  uint64_t api_lockout_after = 10;
+  uint64_t api_lockout_ms = 900000;
 
   std::string metrics_bind;      // empty: no metrics listener
   std::string metrics_url_file;  // empty: none written

@@ -24,7 +24,9 @@
 
 #include "agent/engine.h"
 #include "agent/metrics.h"
+#include "agent/overrides.h"
 #include "core/metrics.h"
+#include "keys/consent.h"
 
 namespace refbus::agent {
 namespace {
@@ -165,7 +167,16 @@ class EngineHandler final : public CommandHandler {
   Result<Json> Handle(const ApiRequest& r) override {
     switch (r.route) {
       case Route::kRecordConsent:
-        return engine_.RecordConsent(r.body);
+        return RecordConsent(r);
+      case Route::kOverrides:
+        return overrides_.List(Now());
+      case Route::kApproveOverride:
+        if (!r.operator_key) {
+          return PermissionDenied(
+              "a supervisor approves an override with their own login, "
+              "not with the API token");
+        }
+        return overrides_.Approve(engine_, *r.operator_key, r.id, Now());
       case Route::kConsents:
         return engine_.Consents();
       case Route::kSendReferral:
@@ -206,13 +217,26 @@ class EngineHandler final : public CommandHandler {
         return Json{{"ready", ready}};
       }
       case Route::kHealth:
+      case Route::kLogin:
+      case Route::kLogout:
+      case Route::kSession:
         break;  // answered by the server
     }
     return Internal("no handler for this route");
   }
 
  private:
+  // An operator's emergency override waits for a supervisor (agent/overrides.h); the
+  // service account's keeps the countersigner key file of operator-keys/.
+  Result<Json> RecordConsent(const ApiRequest& r) {
+    if (!r.operator_key) return engine_.RecordConsent(r.body);
+    REFBUS_ASSIGN_OR_RETURN(schema::SignedConsentGrant grant, engine_.PrepareConsent(r.body));
+    if (!keys::IsEmergencyOverride(grant.grant)) return engine_.CommitConsent(r.body, grant);
+    return overrides_.Request(*r.operator_key, r.body, std::move(grant), Now());
+  }
+
   Engine& engine_;
+  OverrideDesk overrides_;
 };
 
 // A new directory (on SIGHUP, or its file changed): verified, checked to still list this
@@ -260,6 +284,10 @@ ApiOptions ApiOptionsOf(const AgentConfig& config) {
   ao.url_file = config.api_url_file;
   ao.command_timeout = std::chrono::milliseconds(config.api_command_timeout_ms);
   ao.allowed_hosts = config.api_allowed_hosts;
+  ao.operators_file = OperatorStorePath(config.data_dir);
+  ao.sessions.idle_timeout = std::chrono::milliseconds(config.api_session_idle_timeout_ms);
+  ao.sessions.lockout_after = static_cast<int>(config.api_lockout_after);
+  ao.sessions.lockout_for = std::chrono::milliseconds(config.api_lockout_ms);
   return ao;
 }
 

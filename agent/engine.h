@@ -105,6 +105,13 @@ class Engine {
   // countersigner_operator?, operator} -> {grant_id, case_ref, local_case, expires_at_ms,
   // emergency_override}
   Result<Json> RecordConsent(const Json& request);
+  // Two-person emergency overrides (agent/overrides.h). PrepareConsent builds and signs the
+  // grant of a RecordConsent request as RecordConsent does, and stores nothing;
+  // CommitConsent records and registers such a grant once its countersignatures are added
+  // (the same request body; checked again, the signatures included). RecordConsent is the
+  // two with the countersignature from operator-keys/ in between.
+  Result<schema::SignedConsentGrant> PrepareConsent(const Json& request);
+  Result<Json> CommitConsent(const Json& request, const schema::SignedConsentGrant& grant);
   // GET /v1/consents -> [{grant_id, case_ref, recorded_by, basis, purposes, categories,
   // recipients, recipient_types, onward_sharing, expires_at_ms, revoked, registered}]
   Result<Json> Consents();

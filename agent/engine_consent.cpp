@@ -303,13 +303,22 @@ Status Countersign(schema::SignedConsentGrant& signed_grant, const ConsentReques
 }  // namespace
 
 Result<Json> Engine::RecordConsent(const Json& body) {
+  REFBUS_ASSIGN_OR_RETURN(schema::SignedConsentGrant signed_grant, PrepareConsent(body));
+  if (keys::IsEmergencyOverride(signed_grant.grant)) {
+    REFBUS_ASSIGN_OR_RETURN(ConsentRequest req, ParseConsentRequest(body));
+    REFBUS_RETURN_IF_ERROR(Countersign(signed_grant, req, impl_->options.data_dir));
+  }
+  return CommitConsent(body, signed_grant);
+}
+
+Result<schema::SignedConsentGrant> Engine::PrepareConsent(const Json& body) {
   Impl& d = *impl_;
   REFBUS_ASSIGN_OR_RETURN(ConsentRequest req, ParseConsentRequest(body));
   schema::ConsentGrant g = req.grant;
   g.grant_id = keys::RandomBytes(schema::kGrantIdBytes);
   g.case_ref = req.case_ref;
   if (g.case_ref.empty() && !req.local_case.empty()) {
-    // A read transaction of its own, ended before the write below (one per thread).
+    // A read transaction of its own, ended before any write (one per thread).
     REFBUS_ASSIGN_OR_RETURN(auto txn0, d.case_store->Begin(false));
     REFBUS_ASSIGN_OR_RETURN(auto l, Load<LocalCaseRecord>(txn0, req.local_case));
     if (l) g.case_ref = l->case_ref;
@@ -324,11 +333,16 @@ Result<Json> Engine::RecordConsent(const Json& body) {
   g.retention_until_ms = req.retention_in_ms > 0
                              ? now + static_cast<UnixMillis>(req.retention_in_ms)
                              : now + static_cast<UnixMillis>(req.retention_days) * kMillisPerDay;
-  REFBUS_ASSIGN_OR_RETURN(schema::SignedConsentGrant signed_grant,
-                          keys::SignConsentGrant(d.identity, g));
+  return keys::SignConsentGrant(d.identity, g);
+}
+
+Result<Json> Engine::CommitConsent(const Json& body,
+                                   const schema::SignedConsentGrant& signed_grant) {
+  Impl& d = *impl_;
+  REFBUS_ASSIGN_OR_RETURN(ConsentRequest req, ParseConsentRequest(body));
+  const schema::ConsentGrant& g = signed_grant.grant;
   const bool emergency = keys::IsEmergencyOverride(g);
-  if (emergency) REFBUS_RETURN_IF_ERROR(Countersign(signed_grant, req, d.options.data_dir));
-  REFBUS_RETURN_IF_ERROR(keys::VerifyConsentGrant(signed_grant, d.dir(), now));
+  REFBUS_RETURN_IF_ERROR(keys::VerifyConsentGrant(signed_grant, d.dir(), Impl::Now()));
   GrantRecord rec;
   rec.signed_grant = schema::EncodeSignedConsentGrant(signed_grant);
   rec.case_ref = g.case_ref;

@@ -21,11 +21,13 @@
 #include "audit/proof_bundle.h"
 #include "audit/query.h"
 #include "audit/report.h"
+#include "audit/roster_check.h"
 #include "audit/verify.h"
 #include "audit/witness.h"
 #include "core/clock.h"
 #include "core/file.h"
 #include "keys/crypto.h"
+#include "keys/operator_roster.h"
 #include "keys/secret.h"
 #include "keys/witness.h"
 #include "schema/codec.h"
@@ -454,6 +456,27 @@ int RunQuery(const Result<QueryResult>& r, OutputFormat format) {
   return kExitOk;
 }
 
+// overrides [--roster FILE --dir DIR]: with rosters, each override's countersigners are
+// checked against the recording agency's roster (audit/roster_check.h).
+int RunOverrides(const LocalAuditStore& store, const std::vector<std::string>& roster_files,
+                 const std::string& dir, OutputFormat format) {
+  auto r = QueryOverrides(store);
+  if (!r.ok() || roster_files.empty()) return RunQuery(r, format);
+  if (dir.empty()) return Fail(InvalidArgument("--roster needs --dir (the directory)"), kExitUsage);
+  auto sd = LoadVerifiedDirectory(dir, Now());
+  if (!sd.ok()) return Fail(sd.status(), ExitFor(sd.status()));
+  std::vector<keys::OperatorRoster> rosters;
+  for (const auto& f : roster_files) {
+    auto text = ReadFile(f, size_t{4} << 20);
+    if (!text.ok()) return Fail(text.status(), kExitIo);
+    auto roster = keys::VerifyOperatorRoster(AsChars(*text), sd->directory, Now());
+    if (!roster.ok()) return Fail(roster.status().WithContext(f + " is refused"), kExitFailed);
+    rosters.push_back(std::move(*roster));
+  }
+  CheckOverridesWithRosters(*r, rosters);
+  return RunQuery(r, format);
+}
+
 // What the command line says, filled by CLI11 (one field per option).
 struct Args {
   bool as_json = false;
@@ -463,6 +486,7 @@ struct Args {
   std::string store_dir, dir, out, message, bundle, case_ref, agency, from, to;
   MinCosignatures min_cosignatures;
   std::vector<std::string> evidence;
+  std::vector<std::string> rosters;
 };
 
 struct Commands {
@@ -589,6 +613,11 @@ void AddQueries(CLI::App& app, Args& a, Commands& c) {
   c.q_overrides = app.add_subcommand("overrides",
                                      "Every emergency override grant and what was shared under it");
   c.q_overrides->add_option("--store", a.store_dir, "Local audit store folder")->required();
+  c.q_overrides->add_option("--roster", a.rosters,
+                            "An agency's signed operator roster (refbus-agent operator roster); "
+                            "each override's countersigners are checked against it");
+  c.q_overrides->add_option("--dir", a.dir,
+                            "The auditor's folder (for the verified directory; with --roster)");
 }
 
 // report: the auditor's HTML page.
@@ -652,7 +681,7 @@ int RunQueries(const Args& a, const Commands& c) {
     return RunQuery(QueryAccesses(**store, a.agency, from_ms, to_ms), format);
   }
   if (c.q_unconsented->parsed()) return RunQuery(QueryUnconsented(**store), format);
-  if (c.q_overrides->parsed()) return RunQuery(QueryOverrides(**store), format);
+  if (c.q_overrides->parsed()) return RunOverrides(**store, a.rosters, a.dir, format);
   return kExitUsage;
 }
 

@@ -10,6 +10,7 @@
 #include "broker/store.h"
 #include "broker/store_records.h"
 #include "keys/consent.h"
+#include "keys/crypto.h"
 #include "schema/codec.h"
 
 namespace refbus::broker {
@@ -154,8 +155,16 @@ Status CommitTxn::AddGrant(const GrantRegistration& r) {
              (g.legal_article.empty() ? "" : " (" + g.legal_article + ")") + "; expires " +
              FormatUtc(g.expires_at_ms);
   if (e.emergency_override) {
+    // Each countersigner with its key's fingerprint, which an auditor matches against the
+    // agency's signed operator roster (refbus-audit overrides --roster).
     e.detail += "; EMERGENCY OVERRIDE countersigned by";
-    for (const auto& c : r.decoded.countersignatures) e.detail += " " + c.operator_ref;
+    for (const auto& c : r.decoded.countersignatures) {
+      bool valid = keys::VerifySignature(c.public_key, keys::kLabelConsentCountersign,
+                                         r.decoded.grant_bytes, c.signature);
+      e.detail += " " + c.operator_ref + " [key " +
+                  keys::Fingerprint(keys::KeyId(keys::KeyUse::kSigning, c.public_key)) +
+                  (valid ? "]" : ", INVALID SIGNATURE]");
+    }
   }
   REFBUS_RETURN_IF_ERROR(Audit(std::move(e)));
   if (tomb) {

@@ -23,6 +23,8 @@ namespace refbus::agent::cli {
 void AddRun(CLI::App& app, Commands& c);
 void AddBackup(CLI::App& app, Commands& c);
 void AddRestore(CLI::App& app, Commands& c);
+// operator add | list | disable | enable | role | passwd (agent/operators.h)  cli/operator.cpp
+void AddOperator(CLI::App& app, Commands& c);
 
 void AddConsent(CLI::App& app, Commands& c);
 void AddConsents(CLI::App& app, Commands& c);

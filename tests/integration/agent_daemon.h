@@ -161,6 +161,7 @@ class AgentDaemon {
 
   const std::string& id() const { return id_; }
   const std::string& data_dir() const { return data_; }
+  const std::string& url() const { return url_; }  // "http://127.0.0.1:PORT"
 
   const std::string& config_path() const { return cfg_; }
   const std::string& log_path() const { return log_; }

@@ -378,7 +378,7 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
   Json after_read = counsel.Ok("GET", "/v1/cases/" + case_ref);
   for (const auto& e : after_read["timeline"]) {
     recorded = recorded || (e.value("event", "") == "case-text-read" &&
-                            e.value("operator", "") == "counselor-7");
+                            e.value("operator", "") == "service:counselor-7");
   }
   EXPECT_TRUE(recorded) << "the read of the case's text is not recorded";
   // Reading another agency's words is an access like opening its message: the agency

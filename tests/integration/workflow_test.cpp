@@ -146,7 +146,8 @@ TEST_F(WorkflowTest, WeeReferralToCounselingThenConsentWithdrawn) {
       "/v1/cases/" + case_ref, [&](const Json& c) { return !c["access_notices"].empty(); },
       "the access notice");
   Json wcase = wee.Ok("GET", "/v1/cases/WEE-2026-0042");
-  EXPECT_EQ(wcase["access_notices"][0]["operator"], "counselor-7");
+  // The API token is the service account: the operator it names is recorded as such.
+  EXPECT_EQ(wcase["access_notices"][0]["operator"], "service:counselor-7");
   EXPECT_EQ(wcase["access_notices"][0]["agency"], "seoul-counsel");
 
   // Illegal transitions: the receiver cannot complete a requested referral, the referrer

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/operators.h"
 #include "core/file.h"
 #include "tests/unit/test_util.h"
 
@@ -191,7 +192,7 @@ TEST_F(ApiTest, HealthzNeedsNoToken) {
 
 TEST_F(ApiTest, EveryOtherRouteNeedsTheToken) {
   for (const auto& route : Routes()) {
-    if (route.route == Route::kHealth) continue;
+    if (route.route == Route::kHealth || route.route == Route::kLogin) continue;
     std::string path(route.path);
     for (std::string_view param : {"{id}", "{case}"}) {
       if (auto at = path.find(param); at != std::string::npos) path.replace(at, param.size(), "x1");
@@ -296,7 +297,11 @@ TEST_F(ApiTest, EveryRouteReachesItsHandlerWithIdAndBody) {
   auto c = Client();
   int n = 0;
   for (const auto& route : Routes()) {
-    if (route.route == Route::kHealth || route.route == Route::kReady) continue;
+    if (route.route == Route::kHealth || route.route == Route::kReady ||
+        route.route == Route::kLogin || route.route == Route::kLogout ||
+        route.route == Route::kSession) {
+      continue;  // answered by the server itself
+    }
     std::string id = "id-" + std::to_string(++n);
     std::string path(route.path);
     bool has_id = false;
@@ -322,10 +327,14 @@ TEST_F(ApiTest, EveryRouteReachesItsHandlerWithIdAndBody) {
     if (route.method == "GET") {
       EXPECT_TRUE(seen.back().body.is_null()) << path;
     } else {
-      EXPECT_EQ(seen.back().body, body) << path;
+      // The API token is the service account: an acting request's operator says so.
+      Json expected = body;
+      if (RouteActs(route.route)) expected["operator"] = "service:kim";
+      EXPECT_EQ(seen.back().body, expected) << path;
+      EXPECT_EQ(seen.back().operator_key, nullptr) << path;
     }
   }
-  EXPECT_EQ(handler_.requests().size(), Routes().size() - 2);
+  EXPECT_EQ(handler_.requests().size(), Routes().size() - 5);
 }
 
 TEST_F(ApiTest, CreationsAnswer201) {
@@ -775,7 +784,9 @@ TEST_F(ApiTest, ApiClientCallsAndReportsAnUnreachableDaemon) {
   ASSERT_TRUE(IsOk(r));
   EXPECT_EQ(r->http_status, 200);
   EXPECT_EQ(r->body["id"], "r1");
-  EXPECT_EQ(handler_.requests().back().body, body);
+  Json as_service = body;
+  as_service["operator"] = "service:kim";
+  EXPECT_EQ(handler_.requests().back().body, as_service);
   auto put = client.Call("PUT", "/v1/cases/c1/local", &body);
   ASSERT_TRUE(IsOk(put));
   EXPECT_EQ(handler_.requests().back().route, Route::kSetLocalCase);
@@ -790,6 +801,73 @@ TEST_F(ApiTest, ApiClientCallsAndReportsAnUnreachableDaemon) {
   StopAll();
   auto gone = client.Call("GET", "/v1/status", nullptr);
   EXPECT_TRUE(HasError(gone, Status::Code::kUnavailable, url));
+}
+
+// ---------------------------------------------------------------- operator sessions
+
+// The server with an operator store: sessions act as the logged-in operator.
+class ApiOperatorTest : public ApiTest {
+ protected:
+  void SetUp() override {
+    options_.operators_file = dir_.Join("operators.json");
+    OperatorStore store(options_.operators_file);
+    Must(store.Add("alice", OperatorRole::kCaseworker, AsBytes(kAlicePw), 1));
+    Must(store.Add("rita", OperatorRole::kReadOnly, AsBytes(kRitaPw), 1));
+    ApiTest::SetUp();
+  }
+  std::string Login(const std::string& name, const std::string& pw, int* status = nullptr) {
+    auto c = Client("");
+    auto r = Send(*c, "POST", "/v1/login", Json{{"operator", name}, {"password", pw}}.dump());
+    if (status != nullptr) *status = r ? r->status : 0;
+    return r && r->status == 200 ? BodyOf(r).value("token", "") : "";
+  }
+  const std::string kAlicePw = "alice long password";
+  const std::string kRitaPw = "rita long password";
+};
+
+TEST_F(ApiOperatorTest, SessionTokenActsAsTheOperator) {
+  std::string alice = Login("alice", kAlicePw);
+  ASSERT_EQ(alice.size(), 64u);
+  auto c = Client(alice);
+  auto r = Send(*c, "POST", "/v1/consents", R"({"basis":"consent-subject"})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 201);
+  auto seen = handler_.requests();
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back().body["operator"], "alice");
+  ASSERT_NE(seen.back().operator_key, nullptr);
+  EXPECT_EQ(seen.back().operator_key->name(), "alice");
+  // Naming someone else is refused before the handler runs.
+  auto other = Send(*c, "POST", "/v1/consents", R"({"operator":"bob"})");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 400);
+  EXPECT_EQ(handler_.requests().size(), seen.size());
+  // Read-only: GET only.
+  auto ro = Client(Login("rita", kRitaPw));
+  EXPECT_EQ(Send(*ro, "GET", "/v1/consents")->status, 200);
+  EXPECT_EQ(Send(*ro, "POST", "/v1/consents", "{}")->status, 403);
+  // Logout ends the session; the API token cannot log out.
+  EXPECT_EQ(Send(*c, "POST", "/v1/logout", "{}")->status, 200);
+  EXPECT_EQ(Send(*c, "GET", "/v1/session")->status, 401);
+  EXPECT_EQ(Send(*Client(), "POST", "/v1/logout", "{}")->status, 400);
+}
+
+TEST_F(ApiOperatorTest, LoginAnswersAndNeverLogsThePassword) {
+  int status = 0;
+  EXPECT_EQ(Login("alice", "not the password", &status), "");
+  EXPECT_EQ(status, 401);
+  EXPECT_EQ(Login("nobody", "not the password", &status), "");
+  EXPECT_EQ(status, 401);
+  auto c = Client("");
+  auto bad = Send(*c, "POST", "/v1/login", R"({"operator":"alice"})");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  std::string token = Login("alice", kAlicePw);
+  EXPECT_FALSE(token.empty());
+  StopAll();
+  EXPECT_EQ(log_.text().find(kAlicePw), std::string::npos);
+  EXPECT_EQ(log_.text().find(token), std::string::npos);
+  EXPECT_NE(log_.text().find("wrong password for operator 'alice'"), std::string::npos);
 }
 
 }  // namespace

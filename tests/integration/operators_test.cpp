@@ -1,0 +1,305 @@
+// Operator accounts across a real refbus-broker and a real refbus-agent daemon (issue 18
+// items 1 and 2): accounts made with `refbus-agent operator`, login over the local API,
+// lockout at the tenth wrong password, idle expiry, the acting operator in the records
+// (and "service:" for the API token), read-only refused, and the two-person emergency
+// override whose audit entry at the broker names both people.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "broker/store.h"
+#include "schema/codec.h"
+#include "tests/integration/agent_daemon.h"
+#include "tests/integration/harness.h"
+
+namespace refbus::testing {
+namespace {
+
+using schema::AgencyType;
+using schema::AuditEvent;
+
+class OperatorsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = MakeTempDir("refbus-operators-test");
+    ASSERT_TRUE(fed_.Create(root_, {"seoul-broker"},
+                            {{"seoul-counsel", AgencyType::kCounselingCenter, "seoul-broker"},
+                             {"seoul-support", AgencyType::kSupportCenter, "seoul-broker"}}));
+    ASSERT_TRUE(fed_.AddAuditor("auditor-1"));
+    broker_ = std::make_unique<Broker>(fed_, "seoul-broker", root_ + "/seoul-data");
+    ASSERT_TRUE(broker_->Start());
+    agent_ = std::make_unique<AgentDaemon>(fed_, "seoul-counsel", root_, broker_->endpoint());
+    agent_->set_extra("session_idle_timeout_ms = 4000\nlockout_after = 10\nlockout_ms = 60000\n");
+    ASSERT_TRUE(agent_->Start());
+    agent_->WaitForSession();
+    AddOperator("carol", "caseworker");
+    AddOperator("dave", "caseworker");
+    AddOperator("sam", "supervisor");
+    AddOperator("sue", "supervisor");
+    AddOperator("rita", "read-only");
+  }
+  void TearDown() override {
+    if (agent_) {
+      EXPECT_EQ(agent_->Stop(), 0) << "the agent did not stop cleanly";
+    }
+    agent_.reset();
+    broker_.reset();
+    if (!HasFailure()) RemoveTree(root_);
+  }
+
+  static std::string PasswordOf(const std::string& name) { return name + "-long-password"; }
+
+  // refbus-agent operator add NAME --role ROLE, the password from a 0600 file.
+  void AddOperator(const std::string& name, const std::string& role) {
+    std::string pw_file = root_ + "/" + name + ".pw";
+    {
+      std::ofstream out(pw_file);
+      out << PasswordOf(name) << "\n";
+    }
+    ASSERT_EQ(::chmod(pw_file.c_str(), 0600), 0);
+    Process p;
+    ASSERT_TRUE(p.Start({BinDir() + "/refbus-agent", "operator", "add", name, "--role", role,
+                         "--password-file", pw_file, "-c", agent_->config_path()},
+                        root_ + "/operator-" + name + ".log"));
+    ASSERT_EQ(p.Wait(30000), 0) << "operator add " << name;
+  }
+
+  // Runs a refbus program to its end; returns its exit code and puts its output in *out.
+  int Run(const std::vector<std::string>& argv, const std::string& name, std::string* out) {
+    std::string log = root_ + "/" + name + ".out";
+    Process p;
+    if (!p.Start(argv, log)) return -1;
+    int code = p.Wait(60000);
+    std::ifstream in(log);
+    *out = std::string(std::istreambuf_iterator<char>(in), {});
+    return code;
+  }
+
+  AgentDaemon::Reply Login(const std::string& name, const std::string& password) {
+    return agent_->Call("POST", "/v1/login", {{"operator", name}, {"password", password}},
+                        /*with_token=*/false);
+  }
+  std::string Token(const std::string& name) {
+    auto r = Login(name, PasswordOf(name));
+    EXPECT_EQ(r.status, 200) << name << ": " << r.body.dump();
+    return r.body.value("token", "");
+  }
+
+  // A call with an operator's session token.
+  AgentDaemon::Reply As(const std::string& token, const std::string& method,
+                        const std::string& path, const Json& body = nullptr) {
+    httplib::Client c(agent_->url());
+    c.set_read_timeout(30, 0);
+    httplib::Headers h = {{"Authorization", "Bearer " + token}};
+    httplib::Result r = method == "GET" ? c.Get(path.c_str(), h)
+                                        : c.Post(path.c_str(), h, body.dump(), "application/json");
+    AgentDaemon::Reply out;
+    if (!r) {
+      ADD_FAILURE() << method << " " << path << ": no answer";
+      return out;
+    }
+    out.status = r->status;
+    out.body = Json::parse(r->body, nullptr, false);
+    return out;
+  }
+
+  std::vector<schema::AuditEntry> StopBrokerAndReadAudit() {
+    EXPECT_EQ(broker_->Stop(), 0);
+    broker::StoreOptions o;
+    o.dir = root_ + "/seoul-data";
+    o.broker_id = "seoul-broker";
+    auto store = broker::Store::Open(o);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    std::vector<schema::AuditEntry> out;
+    if (!store.ok()) return out;
+    auto n = (*store)->AuditSize();
+    for (uint64_t i = 0; n.ok() && i < *n; ++i) {
+      auto e = schema::DecodeAuditEntry(*(*store)->AuditEntryBytes(i));
+      if (e.ok()) out.push_back(*e);
+    }
+    return out;
+  }
+
+  std::string root_;
+  Federation fed_;
+  std::unique_ptr<Broker> broker_;
+  std::unique_ptr<AgentDaemon> agent_;
+};
+
+Json Consent() {
+  return {{"basis", "consent-subject"},
+          {"consenters", {"subject"}},
+          {"purposes", {"counseling"}},
+          {"categories", {"incident-summary"}},
+          {"recipients", {"seoul-support"}}};
+}
+
+Json Emergency() {
+  return {{"basis", "emergency-life-safety"},
+          {"legal_article", "PIPA 18(2)3"},
+          {"emergency_override", true},
+          {"purposes", {"emergency"}},
+          {"categories", {"identity", "contact"}},
+          {"recipient_types", {"support-center"}},
+          {"expires_in_ms", 3600000}};
+}
+
+TEST_F(OperatorsTest, TenthWrongPasswordLocksTheAccount) {
+  for (int i = 1; i <= 9; ++i) {
+    EXPECT_EQ(Login("carol", "not-her-password").status, 401) << "wrong password " << i;
+  }
+  EXPECT_EQ(Login("carol", PasswordOf("carol")).status, 200) << "nine do not lock";
+  for (int i = 1; i <= 10; ++i) {
+    EXPECT_EQ(Login("carol", "not-her-password").status, 401) << "wrong password " << i;
+  }
+  auto locked = Login("carol", PasswordOf("carol"));
+  EXPECT_EQ(locked.status, 403) << locked.body.dump();
+  EXPECT_NE(locked.body.dump().find("locked"), std::string::npos) << locked.body.dump();
+  EXPECT_EQ(Login("dave", PasswordOf("dave")).status, 200) << "counted per operator";
+  EXPECT_NE(agent_->Log().find("operator 'carol' locked"), std::string::npos);
+  EXPECT_EQ(agent_->Log().find(PasswordOf("carol")), std::string::npos) << "a password in the log";
+}
+
+TEST_F(OperatorsTest, SessionActsAsTheOperatorExpiresWhenIdleAndEndsAtLogout) {
+  std::string carol = Token("carol");
+  ASSERT_EQ(carol.size(), 64u);
+  auto who = As(carol, "GET", "/v1/session");
+  EXPECT_EQ(who.body.value("operator", ""), "carol");
+  // The recorded operator is the logged-in one; naming another is refused.
+  Json body = Consent();
+  body["operator"] = "sue";
+  EXPECT_EQ(As(carol, "POST", "/v1/consents", body).status, 400);
+  auto rec = As(carol, "POST", "/v1/consents", Consent());
+  ASSERT_EQ(rec.status, 201) << rec.body.dump();
+  auto c = agent_->Ok("GET", "/v1/cases/" + rec.body.value("case_ref", ""));
+  EXPECT_NE(c.dump().find("\"carol\""), std::string::npos) << c.dump(2);
+  // The API token is the service account, named as such.
+  Json svc = Consent();
+  svc["operator"] = "carol";
+  auto by_service = agent_->Ok("POST", "/v1/consents", svc);
+  auto sc = agent_->Ok("GET", "/v1/cases/" + by_service.value("case_ref", ""));
+  EXPECT_NE(sc.dump().find("service:carol"), std::string::npos) << sc.dump(2);
+  // Read-only: may look, may not act.
+  std::string rita = Token("rita");
+  EXPECT_EQ(As(rita, "GET", "/v1/consents").status, 200);
+  EXPECT_EQ(As(rita, "POST", "/v1/consents", Consent()).status, 403);
+  // The administrator disables her: her session ends and she cannot log in again.
+  std::string out;
+  ASSERT_EQ(
+      Run({BinDir() + "/refbus-agent", "operator", "disable", "rita", "-c", agent_->config_path()},
+          "disable", &out),
+      0)
+      << out;
+  EXPECT_EQ(As(rita, "GET", "/v1/consents").status, 401) << "a disabled operator's session";
+  EXPECT_EQ(Login("rita", PasswordOf("rita")).status, 403);
+  ASSERT_EQ(Run({BinDir() + "/refbus-agent", "operator", "list", "-c", agent_->config_path()},
+                "list", &out),
+            0);
+  EXPECT_NE(out.find("DISABLED"), std::string::npos) << out;
+  EXPECT_EQ(out.find(PasswordOf("rita")), std::string::npos) << out;
+  // Idle expiry (4 s configured: logins under sanitizers take a while) and logout.
+  std::this_thread::sleep_for(std::chrono::milliseconds(4500));
+  EXPECT_EQ(As(carol, "GET", "/v1/session").status, 401) << "an idle session must expire";
+  std::string dave = Token("dave");
+  EXPECT_EQ(As(dave, "POST", "/v1/logout", Json::object()).status, 200);
+  EXPECT_EQ(As(dave, "GET", "/v1/session").status, 401) << "logout must end the session";
+}
+
+TEST_F(OperatorsTest, OverrideNeedsADifferentSupervisorAndAuditNamesBoth) {
+  // Each logs in just before acting (sessions expire after 4 s idle here).
+  std::string sam = Token("sam");
+  auto asked = As(sam, "POST", "/v1/consents", Emergency());
+  ASSERT_EQ(asked.status, 201) << asked.body.dump();
+  EXPECT_EQ(asked.body.value("state", ""), "awaiting-supervisor");
+  std::string id = asked.body.value("override_id", "");
+  ASSERT_EQ(id.size(), 32u);
+  EXPECT_EQ(agent_->Ok("GET", "/v1/consents").size(), 0u) << "nothing recorded before approval";
+  std::string dave = Token("dave");
+  auto pending = As(dave, "GET", "/v1/overrides");
+  ASSERT_EQ(pending.body.size(), 1u) << pending.body.dump();
+  EXPECT_EQ(pending.body[0].value("requested_by", ""), "sam");
+
+  auto self = As(sam, "POST", "/v1/overrides/" + id + "/approve", Json::object());
+  EXPECT_EQ(self.status, 403) << self.body.dump();
+  EXPECT_NE(self.body.dump().find("cannot approve"), std::string::npos) << self.body.dump();
+  auto not_sup = As(dave, "POST", "/v1/overrides/" + id + "/approve", Json::object());
+  EXPECT_EQ(not_sup.status, 403) << not_sup.body.dump();
+  EXPECT_NE(not_sup.body.dump().find("supervisor role"), std::string::npos);
+  auto service = agent_->Call("POST", "/v1/overrides/" + id + "/approve", Json::object());
+  EXPECT_EQ(service.status, 403) << service.body.dump();
+
+  std::string sue = Token("sue");
+  auto ok = As(sue, "POST", "/v1/overrides/" + id + "/approve", Json::object());
+  ASSERT_EQ(ok.status, 200) << ok.body.dump();
+  EXPECT_EQ(ok.body.value("requested_by", ""), "sam");
+  EXPECT_EQ(ok.body.value("approved_by", ""), "sue");
+  EXPECT_TRUE(ok.body.value("emergency_override", false));
+  std::string grant = ok.body.value("grant_id", "");
+  EXPECT_EQ(As(sue, "POST", "/v1/overrides/" + id + "/approve", Json::object()).status, 404)
+      << "approved once only";
+  agent_->WaitFor(
+      "/v1/consents",
+      [&](const Json& l) {
+        const Json* g = FindBy(l, "grant_id", grant);
+        return g != nullptr && g->value("registered", false);
+      },
+      "the override's registration at the broker");
+
+  // The agency's signed roster ties the countersigning keys to the two names: the auditor
+  // checks the override's countersigners against it (refbus-audit overrides --roster).
+  std::string out;
+  std::string roster = root_ + "/seoul-counsel.roster";
+  ASSERT_EQ(Run({BinDir() + "/refbus-agent", "operator", "roster", "-c", agent_->config_path(),
+                 "--out", roster},
+                "roster", &out),
+            0)
+      << out;
+  std::string store = root_ + "/audit-store";
+  std::string auditor = fed_.Dir("auditor-1");
+  ASSERT_EQ(Run({BinDir() + "/refbus-audit", "fetch", "--dir", auditor, "--broker", "seoul-broker",
+                 "--endpoint", broker_->endpoint(), "--store", store},
+                "fetch", &out),
+            0)
+      << out;
+  ASSERT_EQ(Run({BinDir() + "/refbus-audit", "overrides", "--csv", "--store", store, "--roster",
+                 roster, "--dir", auditor},
+                "overrides", &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("sam (requested) key matches, supervisor"), std::string::npos) << out;
+  EXPECT_NE(out.find("sue (approved) key matches, supervisor"), std::string::npos) << out;
+  EXPECT_EQ(out.find("NOT SHOWN"), std::string::npos) << out;
+  // A roster edited after signing is refused.
+  std::string forged = root_ + "/forged.roster";
+  {
+    std::ifstream in(roster);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    text.replace(text.find("supervisor"), 10, "caseworker");
+    std::ofstream o(forged);
+    o << text;
+  }
+  EXPECT_NE(Run({BinDir() + "/refbus-audit", "overrides", "--store", store, "--roster", forged,
+                 "--dir", auditor},
+                "overrides-forged", &out),
+            0)
+      << out;
+
+  auto log = StopBrokerAndReadAudit();
+  int found = 0;
+  for (const auto& e : log) {
+    if (e.event != AuditEvent::kConsentGranted || !e.emergency_override) continue;
+    ++found;
+    EXPECT_NE(e.detail.find("sam (requested)"), std::string::npos) << e.detail;
+    EXPECT_NE(e.detail.find("sue (approved)"), std::string::npos) << e.detail;
+  }
+  EXPECT_EQ(found, 1) << "the broker's log must hold the override";
+  EXPECT_TRUE(broker_->Start());
+}
+
+}  // namespace
+}  // namespace refbus::testing
