@@ -8,10 +8,12 @@
 #include <string>
 #include <thread>
 
+#include "agent/transport_store.h"
 #include "core/clock.h"
 #include "keys/crypto.h"
 #include "keys/directory.h"
 #include "keys/keyfile.h"
+#include "schema/codec.h"
 #include "tests/integration/agent_daemon.h"
 #include "tests/integration/harness.h"
 
@@ -285,6 +287,13 @@ TEST_F(PrekeyTest, DaemonsRotateAndPublishPrekeysWithoutNewDirectory) {
   const Bytes offline = wait_rotation(rotated);
   ASSERT_TRUE(wee_->Start());
   wee_->WaitForSession();
+  // The broker serves the prekey made while the Wee center was away right after its Welcome.
+  const std::string offline_taken =
+      "published prekey " + keys::Fingerprint(offline) + " of " + kCounsel + " taken";
+  for (int i = 0; i < 100 && wee_->Log().find(offline_taken) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(wee_->Log().find(offline_taken), std::string::npos) << wee_->Log();
   Json back = wee_->Ok("POST", "/v1/referrals", Referral(grant, "back online"));
   std::string back_rid = back["referral_id"];
   EXPECT_EQ(OpenReferral(*counsel_, back["message_id"]), "back online");
@@ -317,6 +326,33 @@ TEST_F(PrekeyTest, DaemonsRotateAndPublishPrekeysWithoutNewDirectory) {
   }
   EXPECT_EQ(fed_.directory().serial, serial) << "the test must not reissue the directory";
   EXPECT_NE(counsel_->Log().find("published prekey"), std::string::npos) << counsel_->Log();
+
+  // The envelopes as the counseling center received them: "back online" and "after the
+  // window" are sealed to prekeys the counseling center published, not the directory's.
+  const keys::Identity held = fed_.LoadIdentity(kCounsel);
+  for (auto* a : {wee_.get(), counsel_.get()}) ASSERT_EQ(a->Stop(), 0);
+  auto store = agent::TransportStore::Open(counsel_->data_dir() + "/transport", {});
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto sealed_to = [&](const Json& sent) -> Bytes {
+    auto mid = HexDecode(sent["message_id"].get<std::string>());
+    auto rec = mid.ok() ? (*store)->GetInbox(*mid) : Result<agent::InboxRecord>(mid.status());
+    if (!rec.ok()) return {};
+    auto env = schema::DecodeEnvelope(rec->envelope);
+    if (!env.ok() || env->header.recipients.size() != 1) return {};
+    return env->header.recipients[0].prekey_id;
+  };
+  const Bytes back_to = sealed_to(back);
+  const Bytes after_to = sealed_to(after);
+  EXPECT_NE(back_to, first) << "sealed to the directory's prekey after the rotations";
+  EXPECT_NE(after_to, first) << "sealed to the directory's prekey after the rotations";
+  EXPECT_NE(after_to, rotated) << "sealed to a prekey whose window had ended";
+  ASSERT_NE(held.FindPrekey(after_to), nullptr);
+  const keys::PrekeyEntry* offline_entry = held.FindPrekey(offline);
+  if (offline_entry != nullptr && held.FindPrekey(back_to) != nullptr) {
+    EXPECT_GE(held.FindPrekey(back_to)->signed_prekey.prekey.not_before_ms,
+              offline_entry->signed_prekey.prekey.not_before_ms)
+        << "the Wee center sealed to a prekey older than the one made while it was away";
+  }
 }
 
 }  // namespace
