@@ -5,6 +5,7 @@
 #include "keys/consent.h"
 #include "keys/directory.h"
 #include "keys/envelope.h"
+#include "keys/published_prekey.h"
 #include "keys/scope.h"
 #include "schema/codec.h"
 
@@ -129,7 +130,7 @@ Result<Bytes> SealCase(const keys::Identity& sender, const schema::Directory& di
   seal.now = req.now;
   seal.lifetime_ms = req.lifetime_ms;
   for (const auto& r : req.recipients) {
-    REFBUS_ASSIGN_OR_RETURN(auto prekey, keys::CurrentPrekey(dir, r, req.now));
+    REFBUS_ASSIGN_OR_RETURN(auto prekey, keys::NewestPrekey(dir, r, req.published, req.now));
     seal.recipients.push_back(std::move(prekey));
   }
   Bytes content = schema::EncodeCaseMessage(m);

@@ -46,6 +46,9 @@ struct SealCaseRequest {
   schema::Purpose purpose = schema::Purpose::kUnspecified;
   UnixMillis now = 0;
   UnixMillis lifetime_ms = 30 * kMillisPerDay;
+  // Prekeys the recipients published since the directory (keys::NewestPrekey checks each
+  // against the directory): the newest valid one is sealed to.
+  std::vector<schema::SignedPrekey> published;
 };
 
 // The categories a message carries: its fields' categories, plus what its kind implies

@@ -44,7 +44,7 @@ Status ZmqError(const zmq::error_t& e, std::string_view what) {
 
 bool IsControlType(schema::Frame::Type t) {
   return t == schema::Frame::Type::kGrantRegister || t == schema::Frame::Type::kGrantRevoke ||
-         t == schema::Frame::Type::kAttest;
+         t == schema::Frame::Type::kAttest || t == schema::Frame::Type::kPrekeyUpdate;
 }
 
 }  // namespace
@@ -204,8 +204,12 @@ Status Client::SubmitControl(Bytes id, const schema::Frame& frame) {
     case schema::Frame::Type::kAttest:
       stored.attest = frame.attest;
       break;
+    case schema::Frame::Type::kPrekeyUpdate:
+      stored.prekey_update = frame.prekey_update;
+      break;
     default:
-      return InvalidArgument("SubmitControl takes GrantRegister, GrantRevoke or Attest frames");
+      return InvalidArgument(
+          "SubmitControl takes GrantRegister, GrantRevoke, Attest or PrekeyUpdate frames");
   }
   Bytes encoded = schema::EncodeFrame(stored);
   // What the broker's decoder would refuse (an empty body, an Attest without exactly one

@@ -127,6 +127,7 @@ struct ClientEvent {
     kRefused,         // the broker refused message_id for good (reason, detail)
     kDelivered,       // a new message, stored in the inbox at inbox_sequence
     kDirectoryReply,  // answer to FetchDirectory (directory empty: nothing newer)
+    kPrekey,          // the broker sent a published prekey (signed_prekey, unverified)
   };
   Type type = Type::kAcked;
   Bytes message_id;
@@ -137,6 +138,7 @@ struct ClientEvent {
   uint64_t inbox_sequence = 0;
   Bytes signed_directory;  // kDirectoryReply: serialized SignedDirectory, unverified
   bool control = false;    // kAcked/kRefused: the answer to a SubmitControl
+  Bytes signed_prekey;     // kPrekey: serialized SignedPrekey
 };
 
 class Client {
@@ -161,7 +163,8 @@ class Client {
   // The same for many envelopes, in one store transaction. All or nothing.
   [[nodiscard]] Result<std::vector<Bytes>> SubmitBatch(std::vector<Bytes> envelopes);
 
-  // Queues a control frame (GrantRegister, GrantRevoke or Attest; PROTOCOL.md 9) durably,
+  // Queues a control frame (GrantRegister, GrantRevoke, Attest or PrekeyUpdate; PROTOCOL.md
+  // 9 and "Prekey publication") durably,
   // exactly like an envelope: written to the outbox first, sent inside a welcomed session
   // within the same window, resent after a timeout or reconnect (brokers answer repeats
   // idempotently), removed on Ack or final Nack. id names it in the outbox and in the

@@ -131,6 +131,15 @@ void Client::HandleFrame(schema::Frame f, std::vector<IncomingDelivery>& deliver
           IncomingDelivery{f.request_id, env->header.message_id, std::move(f.deliver.envelope)});
       return;
     }
+    case T::kPrekeyUpdate: {
+      // A prekey the broker holds (PROTOCOL.md "Prekey publication"): unverified here; the
+      // engine checks it against its directory before keeping it.
+      ClientEvent ev;
+      ev.type = ClientEvent::Type::kPrekey;
+      ev.signed_prekey = std::move(f.prekey_update.signed_prekey);
+      events_.push_back(std::move(ev));
+      return;
+    }
     case T::kDirectoryReply:
       if (!fetch_in_flight_ || f.request_id != fetch_request_id_) {
         spdlog::debug("agent: ignoring a directory reply to an earlier request");

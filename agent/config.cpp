@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "agent/listen.h"
+#include "core/clock.h"
 #include "core/config_reader.h"
 #include "core/file.h"
 #include "core/metrics.h"
@@ -15,6 +16,29 @@ namespace refbus::agent {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// [keys]: a rotation period below the prekeys' lifetime, so that a valid one is always
+// published before the newest expires.
+Status LoadKeysSection(ConfigReader& r, AgentConfig* c) {
+  uint64_t days = 7;
+  REFBUS_RETURN_IF_ERROR(r.Uint("keys", "prekey_rotate_days", 1, 29, &days));
+  c->prekey_rotate_ms = days * kMillisPerDay;
+  REFBUS_RETURN_IF_ERROR(
+      r.Uint("keys", "test_prekey_rotate_ms", 100, c->prekey_rotate_ms, &c->prekey_rotate_ms));
+  REFBUS_RETURN_IF_ERROR(r.Uint("keys", "test_prekey_lifetime_ms", 1000, c->prekey_lifetime_ms,
+                                &c->prekey_lifetime_ms));
+  REFBUS_RETURN_IF_ERROR(r.Uint("keys", "test_prekey_keep_after_expiry_ms", 0,
+                                c->prekey_keep_after_expiry_ms, &c->prekey_keep_after_expiry_ms));
+  if (c->prekey_rotate_ms >= c->prekey_lifetime_ms) {
+    return r.Error("keys", "prekey_rotate_days",
+                   "must be shorter than a prekey's lifetime (30 days)");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   toml::table root;
   try {
@@ -24,9 +48,9 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
                            std::string(e.description()));
   }
   for (const auto& [k, v] : root) {
-    if (k.str() != "agent" && k.str() != "api" && k.str() != "metrics") {
+    if (k.str() != "agent" && k.str() != "api" && k.str() != "metrics" && k.str() != "keys") {
       return InvalidArgument(path + ": unknown section [" + std::string(k.str()) +
-                             "] (known: [agent], [api], [metrics])");
+                             "] (known: [agent], [api], [metrics], [keys])");
     }
   }
   ConfigReader r(root, path);
@@ -37,6 +61,9 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
       r.NoUnknown("api", {"listen", "url_file", "token_file", "command_timeout_ms", "allowed_hosts",
                           "session_idle_timeout_ms", "lockout_after", "lockout_ms"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("metrics", {"bind", "url_file"}));
+  REFBUS_RETURN_IF_ERROR(
+      r.NoUnknown("keys", {"prekey_rotate_days", "test_prekey_rotate_ms", "test_prekey_lifetime_ms",
+                           "test_prekey_keep_after_expiry_ms"}));
   AgentConfig c;
   c.path = path;
   REFBUS_ASSIGN_OR_RETURN(c.id, r.String("agent", "id", true));
@@ -114,6 +141,7 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
     }
     REFBUS_ASSIGN_OR_RETURN(c.metrics_url_file, r.Path("metrics", "url_file", false));
   }
+  REFBUS_RETURN_IF_ERROR(LoadKeysSection(r, &c));
   return c;
 }
 

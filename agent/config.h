@@ -37,6 +37,13 @@
 //                                    # Serves /metrics, /healthz, /readyz (agent/metrics.h)
 //   url_file = ""                    # optional: write "http://127.0.0.1:PORT" here
 //
+//   [keys]                           # prekeys (PROTOCOL.md "Prekey publication")
+//   prekey_rotate_days = 7           # the daemon makes, signs and publishes a new prekey
+//                                    # this often (1..29); each is valid for 30 days and
+//                                    # its secret is wiped 30 days after that
+//   # For tests only, in milliseconds (each replaces the setting above or the constant):
+//   # test_prekey_rotate_ms, test_prekey_lifetime_ms, test_prekey_keep_after_expiry_ms
+//
 // Thread safety: a value; LoadAgentConfig is a free function.
 #ifndef REFBUS_AGENT_CONFIG_H_
 #define REFBUS_AGENT_CONFIG_H_
@@ -73,6 +80,12 @@ struct AgentConfig {
 
   std::string metrics_bind;      // empty: no metrics listener
   std::string metrics_url_file;  // empty: none written
+
+  // [keys]: how often the daemon makes and publishes a new prekey, how long each is valid,
+  // and how long its secret is kept after it expires (agent/prekey_rotation.h).
+  uint64_t prekey_rotate_ms = 7 * 24 * 3600 * 1000ull;
+  uint64_t prekey_lifetime_ms = 30 * 24 * 3600 * 1000ull;           // keys::kPrekeyLifetimeMs
+  uint64_t prekey_keep_after_expiry_ms = 30 * 24 * 3600 * 1000ull;  // kPrekeyKeepAfterExpiryMs
 };
 
 Result<AgentConfig> LoadAgentConfig(const std::string& path);

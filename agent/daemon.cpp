@@ -14,6 +14,7 @@
 #include "core/clock.h"
 #include "core/file.h"
 #include "core/mutex.h"
+#include "keys/crypto.h"
 #include "keys/directory.h"
 #include "keys/identity.h"
 #include "keys/key_upkeep.h"
@@ -107,28 +108,81 @@ Result<keys::Identity> LoadKeys(const AgentConfig& c) {
   return id;
 }
 
-// Forward secrecy without an operator: prekey secrets and retired key files past their
-// window are wiped (keys/key_upkeep.h), each with a log line. At start and every hour:
-// returns when to run it next.
-std::chrono::steady_clock::time_point UpkeepKeys(const AgentConfig& c, Engine& engine) {
-  Status s = engine.UpdateKeys([&c](keys::Identity& id) -> Status {
+// The newest of this agency's prekeys (by not_before), or nullptr.
+const keys::PrekeyEntry* NewestOwnPrekey(const keys::Identity& id) {
+  const keys::PrekeyEntry* best = nullptr;
+  for (const auto& e : id.prekeys()) {
+    if (best == nullptr ||
+        e.signed_prekey.prekey.not_before_ms > best->signed_prekey.prekey.not_before_ms) {
+      best = &e;
+    }
+  }
+  return best;
+}
+
+// Prekeys rotate by themselves ([keys] prekey_rotate_days): when the newest is that old, a
+// new one is made (libsodium keygen, signed by the identity key, as `refbus-keys party
+// rotate-prekey` does) and the key file rewritten (atomic, 0600) before it is published.
+// Returns the prekey to publish: the new one, or at start the newest held (the broker acks
+// one it holds already; a crash between the key file and the outbox loses nothing).
+Result<std::optional<schema::SignedPrekey>> RotatePrekeyIfDue(const AgentConfig& c,
+                                                              keys::Identity& id,
+                                                              const keys::SecretBuffer* pass,
+                                                              bool at_start) {
+  const UnixMillis now = Now();
+  const keys::PrekeyEntry* newest = NewestOwnPrekey(id);
+  if (newest != nullptr && now - newest->signed_prekey.prekey.not_before_ms <
+                               static_cast<UnixMillis>(c.prekey_rotate_ms)) {
+    if (!at_start) return std::optional<schema::SignedPrekey>();
+    return std::optional<schema::SignedPrekey>(newest->signed_prekey);
+  }
+  REFBUS_ASSIGN_OR_RETURN(schema::SignedPrekey sp,
+                          id.AddPrekey(now, now + static_cast<UnixMillis>(c.prekey_lifetime_ms)));
+  REFBUS_RETURN_IF_ERROR(keys::SaveIdentity(id, c.key_file, pass));
+  spdlog::info("agent {}: made prekey {} (valid until {})", c.id,
+               keys::Fingerprint(keys::KeyId(keys::KeyUse::kPrekey, sp.prekey.public_key)),
+               FormatUtc(sp.prekey.not_after_ms));
+  return std::optional<schema::SignedPrekey>(std::move(sp));
+}
+
+// Forward secrecy without an operator: prekeys rotate when due (and are published through
+// the home broker), and prekey secrets and retired key files past their window are wiped
+// (keys/key_upkeep.h), each with a log line. At start and then at a quarter of the rotation
+// period (at most every hour): returns when to run it next.
+std::chrono::steady_clock::time_point UpkeepKeys(const AgentConfig& c, Engine& engine,
+                                                 bool at_start) {
+  std::optional<schema::SignedPrekey> publish;
+  Status s = engine.UpdateKeys([&](keys::Identity& id) -> Status {
     std::optional<keys::SecretBuffer> pass;
     if (!c.passphrase_file.empty()) {
       REFBUS_ASSIGN_OR_RETURN(auto pf, keys::ReadPassphraseFile(c.passphrase_file));
       pass = std::move(pf);
     }
+    REFBUS_ASSIGN_OR_RETURN(publish, RotatePrekeyIfDue(c, id, pass ? &*pass : nullptr, at_start));
     keys::KeyUpkeepRequest req;
     req.key_path = c.key_file;
     req.retired_dir = (std::filesystem::path(c.key_file).parent_path() / "retired").string();
     req.passphrase = pass ? &*pass : nullptr;
     req.now = Now();
-    req.keep_after_expiry_ms = keys::kPrekeyKeepAfterExpiryMs;
+    req.keep_after_expiry_ms = static_cast<UnixMillis>(c.prekey_keep_after_expiry_ms);
     REFBUS_ASSIGN_OR_RETURN(auto lines, keys::WipeExpiredKeys(id, req));
     for (const auto& line : lines) spdlog::info("agent {}: {}", c.id, line);
     return Status::Ok();
   });
   if (!s.ok()) spdlog::error("agent {}: key upkeep failed: {}", c.id, s.ToString());
-  return std::chrono::steady_clock::now() + std::chrono::hours(1);
+  if (publish) {
+    Status p = engine.PublishPrekey(*publish);
+    if (p.ok()) {
+      spdlog::info(
+          "agent {}: published prekey {} through the home broker (queued until acked)", c.id,
+          keys::Fingerprint(keys::KeyId(keys::KeyUse::kPrekey, publish->prekey.public_key)));
+    } else {
+      spdlog::error("agent {}: the prekey was not queued for publication: {}", c.id, p.ToString());
+    }
+  }
+  const auto period =
+      std::min<uint64_t>(3600 * 1000, std::max<uint64_t>(100, c.prekey_rotate_ms / 4));
+  return std::chrono::steady_clock::now() + std::chrono::milliseconds(period);
 }
 
 // SIGHUP: prekeys another process added to the key file (refbus-keys party rotate-prekey).
@@ -343,7 +397,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   };
   auto next_status = std::chrono::steady_clock::now();
 
-  auto next_upkeep = UpkeepKeys(config, **engine);
+  auto next_upkeep = UpkeepKeys(config, **engine, /*at_start=*/true);
   int64_t directory_mtime = MtimeNs(config.directory);
   auto next_directory_check = std::chrono::steady_clock::now();
   auto next_retention = std::chrono::steady_clock::now();
@@ -357,7 +411,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
 
     // A new directory: on SIGHUP, or when the file changes (checked every 2 s).
     auto now = std::chrono::steady_clock::now();
-    if (now >= next_upkeep) next_upkeep = UpkeepKeys(config, **engine);
+    if (now >= next_upkeep) next_upkeep = UpkeepKeys(config, **engine, false);
     if (now >= next_status) {
       next_status = now + std::chrono::seconds(1);
       refresh_status(true);

@@ -47,6 +47,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(keys::Identity identity,
   REFBUS_ASSIGN_OR_RETURN(impl->grant_keys, GrantKeys::Open(key_dir, impl->identity));
   REFBUS_RETURN_IF_ERROR(impl->SealLegacyText());
   REFBUS_RETURN_IF_ERROR(impl->SealInboxAtRest());
+  REFBUS_RETURN_IF_ERROR(impl->LoadPublished());
   std::string endpoint = options.broker_endpoint;
   if (endpoint.empty()) {
     const schema::Party* self = impl->dir().Find(impl->me());
@@ -77,6 +78,8 @@ Status Engine::Poll(int timeout_ms) {
     if (ev.type == ClientEvent::Type::kAcked || ev.type == ClientEvent::Type::kRefused) {
       Status a = impl_->OnAnswer(ev);
       if (!a.ok()) spdlog::error("agent: recording a broker answer failed: {}", a.ToString());
+    } else if (ev.type == ClientEvent::Type::kPrekey) {
+      impl_->OnPublishedPrekey(ev.signed_prekey);
     }
   }
   Status p = impl_->ProcessInbox();

@@ -96,6 +96,10 @@ class Engine {
   Status ReloadKeys();
   // Runs change on this agency's keys (the daemon's key upkeep), on the loop's thread.
   Status UpdateKeys(const std::function<Status(keys::Identity&)>& change);
+  // Publishes this agency's prekey through the home broker (PROTOCOL.md "Prekey
+  // publication"): queued durably in the outbox and sent until the broker acks it. A prekey
+  // already queued is not queued twice. REQUIRES: prekey is one of this agency's, signed.
+  Status PublishPrekey(const schema::SignedPrekey& prekey);
 
   // ---- Commands (bodies: agent/API.md) ----
   // POST /v1/consents: record a consent grant signed by this agency and register it with

@@ -62,6 +62,10 @@ struct Engine::Impl {
   bool keys_stale = false;  // a message met an unknown prekey: read the key file again
   std::chrono::steady_clock::time_point next_prekey_retry{};
   std::chrono::steady_clock::time_point last_key_reload{};
+  // The newest prekey other agencies published (one per owner, verified when it arrived),
+  // kept in the transport store; senders seal to the newest valid one (PROTOCOL.md "Prekey
+  // publication").
+  std::vector<schema::SignedPrekey> published;
 
   Impl(keys::Identity id, schema::SignedDirectory dir, EngineOptions o)
       : identity(std::move(id)), directory(std::move(dir)), options(std::move(o)) {}
@@ -161,6 +165,12 @@ struct Engine::Impl {
   // ---- inbound (engine_inbound.cpp and the workflow files) ----
   Status ProcessInbox();
   Status ProcessOne(CaseStore::Txn& txn, const InboxRecord& r);
+
+  // ---- published prekeys (engine_published.cpp) ----
+  Status LoadPublished();  // at Create, from the transport store
+  // A prekey the broker sent: verified against the directory, kept if newer than the one
+  // held for its owner. A refused one is logged, never an error of the loop.
+  void OnPublishedPrekey(const Bytes& signed_prekey);
 
   // ---- prekeys (engine_prekeys.cpp) ----
   // The fingerprint of this agency's prekey the envelope is sealed to, if the envelope is

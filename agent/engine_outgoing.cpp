@@ -24,6 +24,7 @@ Result<Bytes> Engine::Impl::SendCase(CaseStore::Txn& txn, const KnownGrant& gran
   req.purpose = purpose;
   req.now = Now();
   req.lifetime_ms = options.message_lifetime_ms;
+  req.published = published;
   REFBUS_ASSIGN_OR_RETURN(Bytes env, SealCase(identity, dir(), grant, req));
   REFBUS_ASSIGN_OR_RETURN(schema::SealedEnvelope decoded, schema::DecodeEnvelope(env));
   std::string mid = HexEncode(decoded.header.message_id);

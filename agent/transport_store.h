@@ -233,6 +233,14 @@ class TransportStore {
   // The kept checkpoint, or nullopt; kMalformed ("damaged") if the record does not check out.
   [[nodiscard]] Result<std::optional<KeptCheckpoint>> LatestCheckpoint() const;
 
+  // ---- Published prekeys of other agencies (agent/transport_prekeys.cpp) ----
+
+  // Keeps signed_prekey (a serialized SignedPrekey the caller verified) as owner's newest,
+  // in the meta table ("prekey/<owner>": SHA-256(bytes) || bytes), in one transaction.
+  [[nodiscard]] Status KeepPublishedPrekey(const std::string& owner, ByteView signed_prekey);
+  // Every kept one, in owner order. A record that fails its hash is left out and logged.
+  [[nodiscard]] Result<std::vector<Bytes>> PublishedPrekeys() const;
+
   const std::string& dir() const { return env_->dir(); }
 
  private:

@@ -465,16 +465,18 @@ bool Links::HandleControlReply(Link& link, const Frame& f, UnixMillis now,
   if (f.type == Frame::Type::kNack) {
     if (Retryable(f.nack.reason)) {
       Problem(link, 1,
-              "refused a consent revocation for now (" + std::string(schema::Name(f.nack.reason)) +
-                  ": " + f.nack.detail + "); retrying");
+              "refused a control item (consent revocation or prekey) for now (" +
+                  std::string(schema::Name(f.nack.reason)) + ": " + f.nack.detail + "); retrying");
       link.control_inflight.clear();
       link.last_control_seq = 0;
       link.paused_until =
           now + std::max<UnixMillis>(kMinPauseMs, static_cast<UnixMillis>(f.nack.retry_after_ms));
       return true;
     }
-    spdlog::error("federation link to {}: consent revocation REFUSED by the peer ({}: {})",
-                  link.peer, schema::Name(f.nack.reason), f.nack.detail);
+    spdlog::error(
+        "federation link to {}: control item (consent revocation or prekey) REFUSED by the peer "
+        "({}: {})",
+        link.peer, schema::Name(f.nack.reason), f.nack.detail);
     end.refused = true;
     end.reason = f.nack.reason;
     end.detail = f.nack.detail.substr(0, 512);
@@ -504,6 +506,7 @@ void Links::SendControl(Link& link, UnixMillis now, const Store& store) {
     f.type = Frame::Type::kRelay;
     f.request_id = next_request_++;
     f.relay.signed_revocation = std::move(c.signed_revocation);
+    f.relay.signed_prekey = std::move(c.signed_prekey);
     bool full = false;
     SendFrame(link, f, &full);
     if (full) return;

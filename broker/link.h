@@ -32,9 +32,9 @@
 //     with its next turn; until Committed() they are not sent again.
 //   - Checkpoint witnessing (broker/witness_client.h) sends its requests over the same
 //     links (SendOther) and gets their replies back through a handler.
-//   - Consent revocations committed here wait in the peer's control queue (Store) and go out
-//     before envelopes, as Relay frames carrying the signed revocation, with the same
-//     ack/resend rules.
+//   - Consent revocations and prekeys published here wait in the peer's control queue (Store)
+//     and go out before envelopes, as Relay frames carrying the signed revocation or the
+//     signed prekey, with the same ack/resend rules.
 //
 // Thread safety: the broker's event-loop thread only (sockets, state, the Store's const
 // methods). The Identity is used const only.

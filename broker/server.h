@@ -363,6 +363,20 @@ class Server {
                      const std::string& peer, schema::NackReason reason, std::string detail,
                      ByteView id, ByteView statement_bytes);
 
+  // ---- Prekey publication (broker/server_prekeys.cpp) ----
+  // A PrekeyUpdate from an agency (via_peer false: it must be the owner) or a prekey a peer
+  // broker relayed (via_peer true): checked against the current directory, into turn.
+  void HandlePrekey(const std::string& routing_id, const schema::Party& peer, uint64_t request_id,
+                    Bytes signed_prekey, bool via_peer, Turn& turn, UnixMillis now);
+  // A refused prekey: Reject, with the owner and the prekey's hash in the audit entry.
+  void RefusePrekey(Turn& turn, const std::string& routing_id, uint64_t request_id,
+                    const std::string& peer, schema::NackReason reason, std::string detail,
+                    const Bytes& signed_prekey, const std::string& owner);
+  // Loop thread: after an agency's Welcome, every stored prekey (PrekeyUpdate frames).
+  void ServePrekeys(const std::string& routing_id, Turn& turn);
+  // Loop thread, in Finish: the prekeys the job stored, to every connected agency.
+  void PushPrekeys(const Job& job);
+
   // ---- Audit queries (broker/server_audit.cpp) ----
   // Loop thread: logs an auditor query (or refuses it) into turn.
   void HandleAuditQuery(const std::string& routing_id, const schema::Party& peer,

@@ -28,7 +28,7 @@ namespace {
 bool HasWrites(const Batch& b) {
   return !b.accepted.empty() || !b.acks.empty() || !b.events.empty() || !b.grants.empty() ||
          !b.revocations.empty() || !b.witness.empty() || !b.cosignatures.empty() ||
-         !b.reroutes.empty() || !b.control_ends.empty();
+         !b.reroutes.empty() || !b.control_ends.empty() || !b.prekeys.empty();
 }
 
 // A reply that waits for the commit to store something new (an envelope, a grant or a
@@ -47,7 +47,7 @@ void Server::Dispatch(UnixMillis now, bool expire, bool checkpoint) {
   for (auto& c : pending_cosignatures_) turn_.batch.cosignatures.push_back(std::move(c));
   pending_cosignatures_.clear();
   turn_.batch.witness_signer = {identity_.get(), witness_name_};
-  if (!turn_.batch.revocations.empty()) {
+  if (!turn_.batch.revocations.empty() || !turn_.batch.prekeys.empty()) {
     for (const auto& b : directory_.directory.brokers) {
       if (b.id != config_.id && b.status == schema::PartyStatus::kActive) {
         turn_.batch.revocation_peers.push_back(b.id);
@@ -92,6 +92,8 @@ Result<CommitResult> Server::CommitWithoutNew(Job& job) {
   rest.cosignatures = std::move(turn.batch.cosignatures);
   rest.reroutes = std::move(turn.batch.reroutes);  // moves entries, grows little
   rest.control_ends = std::move(turn.batch.control_ends);
+  rest.prekeys = std::move(turn.batch.prekeys);  // a few hundred bytes each, acked as stored
+  rest.revocation_peers = turn.batch.revocation_peers;
   for (auto& r : turn.replies) {
     if (!StoresNew(r)) continue;
     if (const auto* s = std::get_if<Reply::Submission>(&r.kind)) {
@@ -376,6 +378,7 @@ Status Server::Finish(Job& job) {
   if (job.committed) {
     NoteCommitted(job);
     SettleReplies(job);
+    PushPrekeys(job);
   }
   SendReplies(job);
   return job.status.ok() ? checkpoint_status : job.status;

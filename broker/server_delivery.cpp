@@ -66,6 +66,7 @@ void Server::HandleHello(const std::string& routing_id, const std::string& peer_
   p.online = true;
   deliveries_.dirty.insert(peer_id);
   turn.direct.emplace_back(routing_id, std::move(w));
+  ServePrekeys(routing_id, turn);  // after the Welcome: the newest prekey of every agency
   spdlog::info("{} connected (directory serial {})", peer_id, frame.hello.directory_serial);
 }
 

@@ -36,7 +36,8 @@ void Server::Precheck(std::vector<Incoming>& burst, UnixMillis now) {
     const Frame& f = **in.frame;
     const Bytes* envelope = nullptr;
     if (f.type == Frame::Type::kSubmit) envelope = &f.submit.envelope;
-    if (f.type == Frame::Type::kRelay && f.relay.signed_revocation.empty()) {
+    if (f.type == Frame::Type::kRelay && f.relay.signed_revocation.empty() &&
+        f.relay.signed_prekey.empty()) {
       envelope = &f.relay.envelope;
     }
     if (envelope != nullptr) in.verified.emplace(Verify(*envelope, now));
@@ -134,6 +135,10 @@ void Server::HandleFrame(const std::string& routing_id, const std::string& peer_
       return;
     case Frame::Type::kDirectoryFetch:
       HandleDirectoryFetch(routing_id, frame, turn);
+      return;
+    case Frame::Type::kPrekeyUpdate:
+      HandlePrekey(routing_id, peer, frame.request_id, std::move(frame.prekey_update.signed_prekey),
+                   false, turn, now);
       return;
     default:
       Reject(turn, routing_id, frame.request_id, peer_id, NackReason::kMalformed,
@@ -295,6 +300,10 @@ void Server::HandleRelay(const std::string& routing_id, const schema::Party& pee
   };
   if (peer.kind != schema::PartyKind::kBroker || from == config_.id) {
     refuse(NackReason::kNotPermitted, "only another broker may relay", nullptr);
+    return;
+  }
+  if (!relay.signed_prekey.empty()) {
+    HandlePrekey(routing_id, peer, request_id, std::move(relay.signed_prekey), true, turn, now);
     return;
   }
   if (!relay.signed_revocation.empty()) {

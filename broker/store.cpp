@@ -54,6 +54,7 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   REFBUS_ASSIGN_OR_RETURN(s->sender_counts_, s->env_->OpenDb("sender_counts"));
   REFBUS_ASSIGN_OR_RETURN(s->witness_, s->env_->OpenDb("witness"));
   REFBUS_ASSIGN_OR_RETURN(s->evidence_, s->env_->OpenDb("witness_evidence"));
+  REFBUS_ASSIGN_OR_RETURN(s->prekeys_, s->env_->OpenDb("prekeys"));
   s->audit_dbs_.meta = s->meta_;
   s->audit_dbs_.entries = s->audit_;
   REFBUS_ASSIGN_OR_RETURN(s->audit_dbs_.tree, s->env_->OpenDb("audit_tree"));
@@ -240,9 +241,33 @@ Result<std::vector<ControlItem>> Store::ReadControlQueue(const std::string& peer
   REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
   REFBUS_RETURN_IF_ERROR(ScanQueue(
       txn, ctlq_, peer, after_seq, max, [&](uint64_t seq, ByteView value) -> Result<bool> {
-        out.push_back(ControlItem{seq, Bytes(value.begin(), value.end())});
+        // A prekey is stored behind a zero byte (a serialized SignedStatement never starts
+        // with one: its first byte is a field tag).
+        if (!value.empty() && value[0] == records::kPrekeyControlTag) {
+          out.push_back(ControlItem{seq, Bytes(), Bytes(value.begin() + 1, value.end())});
+        } else {
+          out.push_back(ControlItem{seq, Bytes(value.begin(), value.end()), Bytes()});
+        }
         return true;
       }));
+  return out;
+}
+
+Result<std::vector<Bytes>> Store::PublishedPrekeys() const {
+  std::vector<Bytes> out;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Txn txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, prekeys_));
+  REFBUS_ASSIGN_OR_RETURN(auto item, cur.First());
+  while (item) {
+    auto body = records::OpenSealedRecord(item->value, 1);
+    if (body.ok()) {
+      out.emplace_back(body->begin(), body->end());
+    } else {
+      spdlog::critical("DAMAGED published prekey record of {}: {}; not served",
+                       std::string(AsChars(item->key)), body.status().message());
+    }
+    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
+  }
   return out;
 }
 

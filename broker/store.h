@@ -144,11 +144,27 @@ struct GrantRevocation {
   bool via_peer = false;
 };
 
-// A consent revocation waiting in a peer broker's control queue (passed on after the
-// commit that revoked the grant here, until the peer acks it).
+// A published prekey (PROTOCOL.md "Prekey publication") whose signature the loop checked
+// against the current directory. Commit stores it as its owner's newest if it is newer (by
+// not_before) than the one held, audits PREKEY_PUBLISHED and, when it came from its owner,
+// queues it for every peer broker (the control queue).
+struct PrekeyPublication {
+  Bytes signed_prekey;  // serialized SignedPrekey as the owner signed it
+  std::string owner;
+  UnixMillis not_before_ms = 0;
+  std::string detail;  // for the audit entry: key id and validity, no key material
+  std::string actor;   // the owner, or the peer broker that relayed it
+  uint64_t directory_serial = 0;
+  bool via_peer = false;
+};
+
+// A consent revocation (or a published prekey) waiting in a peer broker's control queue
+// (passed on after the commit that stored it here, until the peer acks it). Exactly one of
+// the two is set.
 struct ControlItem {
   uint64_t seq = 0;
   Bytes signed_revocation;
+  Bytes signed_prekey;
 };
 
 // The end of a control queue item: the peer committed it, or refused it for good.
@@ -257,6 +273,8 @@ struct Batch {
   // each of them but its actor.
   std::vector<std::string> revocation_peers;
   std::vector<ControlEnd> control_ends;
+  // Published prekeys, after the revocations; queued for revocation_peers too.
+  std::vector<PrekeyPublication> prekeys;
 };
 
 enum class Outcome { kStored, kDuplicate, kQuotaExceeded, kRefused };
@@ -274,6 +292,9 @@ struct CommitResult {
   // that size is stored) or FailedPrecondition (the stored one has another root).
   std::vector<Status> cosignatures;
   std::vector<bool> reroutes_applied;  // false: the entry was gone (acked, expired)
+  // One per Batch::prekeys: true when stored as the owner's newest (false: the same or a
+  // newer one was held already).
+  std::vector<bool> prekeys_stored;
 };
 
 struct MailboxBacklog {
@@ -323,6 +344,9 @@ class Store {
   Result<std::vector<ControlItem>> ReadControlQueue(const std::string& peer, uint64_t after_seq,
                                                     size_t max) const;
   Result<uint64_t> ControlQueueDepth(const std::string& peer) const;
+  // The newest published prekey held for each agency (serialized SignedPrekeys, as signed),
+  // in owner order. A record that fails its SHA-256 is left out and logged.
+  Result<std::vector<Bytes>> PublishedPrekeys() const;
   // Every mailbox holding something, with its depth.
   Result<std::vector<std::pair<std::string, uint64_t>>> NonEmptyMailboxes() const;
 
@@ -405,6 +429,8 @@ class Store {
   MDB_dbi quarantine_ = 0;
   // Per-sender shares of the mailboxes ("sender_counts": sender \0 mailbox -> count).
   MDB_dbi sender_counts_ = 0;
+  // Published prekeys ("prekeys": owner -> SHA-256(value) || serialized SignedPrekey).
+  MDB_dbi prekeys_ = 0;
   Status AdjustSender(lmdb::Txn& txn, const std::string& sender, const std::string& mailbox,
                       int delta);
   // A new mailbox entry: its key and value, the mailbox's depth, the sender's share.

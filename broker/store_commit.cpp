@@ -50,6 +50,8 @@ class CommitTxn {
   // same events again.
   Status Events(const std::vector<schema::AuditEntry>& events);
   Status Witness(const Batch& batch);
+  Status Prekeys(const std::vector<PrekeyPublication>& prekeys,
+                 const std::vector<std::string>& peers);
   Status Cosignatures(const std::vector<CheckpointCosignature>& cosignatures);
 
   uint64_t next_seq() const { return next_seq_; }
@@ -276,6 +278,44 @@ Status CommitTxn::Revoke(const GrantRevocation& r, const std::vector<std::string
     REFBUS_RETURN_IF_ERROR(Audit(std::move(e)));
   }
   result_.revocations.push_back(std::move(out));
+  return Status::Ok();
+}
+
+// ---- Published prekeys ----------------------------------------------------------------
+
+Status CommitTxn::Prekeys(const std::vector<PrekeyPublication>& prekeys,
+                          const std::vector<std::string>& peers) {
+  for (const auto& p : prekeys) {
+    bool newer = true;
+    auto held = txn_.Get(store_.prekeys_, AsBytes(p.owner));
+    if (held.ok()) {
+      // A damaged record is replaced (the new prekey is checked; the old one cannot be).
+      auto body = records::OpenSealedRecord(*held, 1);
+      auto sp = body.ok() ? schema::DecodeSignedPrekey(*body)
+                          : Result<schema::SignedPrekey>(body.status());
+      newer = !sp.ok() || sp->prekey.not_before_ms < p.not_before_ms;
+    } else if (held.status().code() != Status::Code::kNotFound) {
+      return held.status();
+    }
+    result_.prekeys_stored.push_back(newer);
+    if (!newer) continue;
+    REFBUS_RETURN_IF_ERROR(
+        txn_.Put(store_.prekeys_, AsBytes(p.owner), records::SealRecord(p.signed_prekey)));
+    schema::AuditEntry e;
+    e.event = schema::AuditEvent::kPrekeyPublished;
+    e.actor = p.actor;
+    e.sender_id = p.owner;
+    e.directory_serial = p.directory_serial;
+    e.statement_sha256 = Sha256(p.signed_prekey);
+    e.detail = p.detail;
+    REFBUS_RETURN_IF_ERROR(Audit(std::move(e)));
+    if (p.via_peer) continue;  // a full mesh: the owner's home broker tells every peer
+    Bytes queued{records::kPrekeyControlTag};
+    Append(queued, p.signed_prekey);
+    for (const auto& peer : peers) {
+      REFBUS_RETURN_IF_ERROR(txn_.Put(store_.ctlq_, MailboxKey(peer, ++next_seq_), queued));
+    }
+  }
   return Status::Ok();
 }
 
@@ -689,6 +729,7 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
   CommitTxn c(*this, txn, audit, next_seq, now);
   REFBUS_RETURN_IF_ERROR(c.Grants(batch.grants));
   REFBUS_RETURN_IF_ERROR(c.Revocations(batch.revocations, batch.revocation_peers));
+  REFBUS_RETURN_IF_ERROR(c.Prekeys(batch.prekeys, batch.revocation_peers));
   REFBUS_RETURN_IF_ERROR(c.Envelopes(batch.accepted));
   REFBUS_RETURN_IF_ERROR(c.Acks(batch.acks));
   REFBUS_RETURN_IF_ERROR(c.ControlEnds(batch.control_ends));

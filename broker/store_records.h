@@ -36,6 +36,10 @@ inline constexpr uint8_t kRecordVersion = 1;
 inline constexpr uint8_t kEnvelopeRecordV2 = 2;
 inline constexpr size_t kHashBytes = 32;  // SHA-256
 
+// A published prekey in the "ctlq" control queue is stored behind this byte (a consent
+// revocation is stored as its SignedStatement, whose first byte is a field tag, never 0).
+inline constexpr uint8_t kPrekeyControlTag = 0;
+
 // SHA-256(body) || body.
 Bytes SealRecord(ByteView body);
 // The body of a sealed record whose body has at least min_body_bytes; Malformed with the

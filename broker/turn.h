@@ -104,7 +104,7 @@ struct Turn {
     return batch.accepted.empty() && batch.acks.empty() && batch.events.empty() &&
            batch.grants.empty() && batch.revocations.empty() && batch.witness.empty() &&
            batch.cosignatures.empty() && batch.reroutes.empty() && batch.control_ends.empty() &&
-           replies.empty();
+           batch.prekeys.empty() && replies.empty();
   }
 };
 

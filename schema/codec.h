@@ -47,6 +47,10 @@ Bytes EncodeEnvelope(const SealedEnvelope& envelope);
 // Directory and its parts.
 Result<Prekey> DecodePrekey(ByteView bytes);
 Bytes EncodePrekey(const Prekey& prekey);
+// A SignedPrekey on its own (a published prekey, PROTOCOL.md "Prekey publication"): the
+// Prekey is decoded from the signed bytes; the signature is the caller's to verify.
+Result<SignedPrekey> DecodeSignedPrekey(ByteView bytes);
+Bytes EncodeSignedPrekey(const SignedPrekey& prekey);
 Result<Directory> DecodeDirectory(ByteView bytes);
 Bytes EncodeDirectory(const Directory& directory);
 Result<SignedDirectory> DecodeSignedDirectory(ByteView bytes);

@@ -183,6 +183,24 @@ Result<Prekey> DecodePrekey(ByteView bytes) {
 
 Bytes EncodePrekey(const Prekey& prekey) { return Serialize(ToProto(prekey)); }
 
+Result<SignedPrekey> DecodeSignedPrekey(ByteView bytes) {
+  constexpr std::string_view kWhat = "signed prekey";
+  pb::SignedPrekey m;
+  REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxSignedPrekeyBytes, kWhat));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "signature", m.signature(), kSignatureBytes));
+  pb::Prekey pm;
+  REFBUS_RETURN_IF_ERROR(Parse(pm, AsBytes(m.prekey()), kMaxSignedPrekeyBytes, "prekey"));
+  REFBUS_ASSIGN_OR_RETURN(Prekey prekey, FromProto(pm));
+  return SignedPrekey{B(m.prekey()), std::move(prekey), B(m.signature())};
+}
+
+Bytes EncodeSignedPrekey(const SignedPrekey& prekey) {
+  pb::SignedPrekey m;
+  m.set_prekey(S(prekey.prekey_bytes));
+  m.set_signature(S(prekey.signature));
+  return Serialize(m);
+}
+
 Result<Directory> DecodeDirectory(ByteView bytes) {
   pb::Directory m;
   REFBUS_RETURN_IF_ERROR(Parse(m, bytes, kMaxDirectoryBytes, "directory"));

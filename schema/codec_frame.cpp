@@ -254,7 +254,22 @@ Status RelayRecipientsFromProto(const pb::Relay& r, Relay* out) {
   return Status::Ok();
 }
 
+// A relay that carries a published prekey: nothing else comes with it.
+Status PrekeyRelayFromProto(const pb::Relay& r, Relay* out) {
+  if (r.signed_prekey().size() > kMaxSignedPrekeyBytes) {
+    return FieldError(kWhat, "relay.signed_prekey", "is over 1 KiB");
+  }
+  if (!r.envelope().empty() || !r.signed_grant().empty() || r.for_recipients_size() != 0 ||
+      !r.signed_revocation().empty() || r.hops() != 0) {
+    return FieldError(kWhat, "relay.signed_prekey",
+                      "comes with envelope or revocation fields (a relay carries one thing)");
+  }
+  out->signed_prekey = B(r.signed_prekey());
+  return Status::Ok();
+}
+
 Status FromProto(const pb::Relay& r, Relay* out) {
+  if (!r.signed_prekey().empty()) return PrekeyRelayFromProto(r, out);
   if (!r.signed_revocation().empty()) return RevocationRelayFromProto(r, out);
   if (r.envelope().empty() || r.envelope().size() > kMaxEnvelopeBytes) {
     return FieldError(kWhat, "relay.envelope", "is empty or over the envelope limit");
@@ -342,6 +357,15 @@ Status BodyFromProto(const pb::Frame& m, Frame* f) {
     case pb::Frame::kRelay:
       f->type = T::kRelay;
       return FromProto(m.relay(), &f->relay);
+    case pb::Frame::kPrekeyUpdate: {
+      f->type = T::kPrekeyUpdate;
+      const std::string& sp = m.prekey_update().signed_prekey();
+      if (sp.empty() || sp.size() > kMaxSignedPrekeyBytes) {
+        return FieldError(kWhat, "prekey_update.signed_prekey", "is empty or over 1 KiB");
+      }
+      f->prekey_update.signed_prekey = B(sp);
+      return Status::Ok();
+    }
     case pb::Frame::BODY_NOT_SET:
       return FieldError(kWhat, "body", "is missing");
   }
@@ -408,6 +432,7 @@ void ToProto(const Relay& r, pb::Relay* m) {
   m->set_hops(r.hops);
   for (const auto& id : r.for_recipients) m->add_for_recipients(id);
   m->set_signed_revocation(S(r.signed_revocation));
+  m->set_signed_prekey(S(r.signed_prekey));
 }
 
 // Bodies of one or two fields are set here; the larger ones have their own ToProto.
@@ -484,6 +509,9 @@ void BodyToProto(const Frame& f, pb::Frame* m) {
       break;
     case T::kRelay:
       ToProto(f.relay, m->mutable_relay());
+      break;
+    case T::kPrekeyUpdate:
+      m->mutable_prekey_update()->set_signed_prekey(S(f.prekey_update.signed_prekey));
       break;
   }
 }

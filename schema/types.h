@@ -429,6 +429,12 @@ struct Relay {
   std::vector<std::string> for_recipients;  // 1..kMaxRecipients valid party ids, no repeats
   // Set instead of the envelope (the others empty): a consent revocation, 1..kMaxRecordBytes.
   Bytes signed_revocation;
+  // Or instead of both: a published prekey (serialized SignedPrekey), 1..kMaxSignedPrekeyBytes.
+  Bytes signed_prekey;
+};
+inline constexpr size_t kMaxSignedPrekeyBytes = 1024;
+struct PrekeyUpdate {
+  Bytes signed_prekey;  // serialized SignedPrekey, 1..kMaxSignedPrekeyBytes (unverified)
 };
 
 struct Frame {
@@ -454,6 +460,7 @@ struct Frame {
     kWitnessReply,
     kAddCosignature,
     kRelay,
+    kPrekeyUpdate,
   };
   // The auditor queries (kAuditCheckpoint .. kAuditCheckpoints).
   bool IsAuditQuery() const {
@@ -483,6 +490,7 @@ struct Frame {
   WitnessReply witness_reply;
   AddCosignature add_cosignature;
   Relay relay;
+  PrekeyUpdate prekey_update;
 };
 
 // --- Audit log ------------------------------------------------------------------------
@@ -506,6 +514,7 @@ enum class AuditEvent : int {
   kWitnessRefused = 15,
   kEnvelopeRerouted = 16,
   kEnvelopeQuarantined = 17,
+  kPrekeyPublished = 18,
 };
 std::string_view Name(AuditEvent v);
 

@@ -360,8 +360,18 @@ bool CheckFrame(ByteView in) {
       CheckSignedNote(f->add_cosignature.checkpoint);
       CheckCheckpointNote(f->add_cosignature.checkpoint, 1);
       break;
+    case T::kPrekeyUpdate:
+      FUZZ_CHECK(!f->prekey_update.signed_prekey.empty() &&
+                     f->prekey_update.signed_prekey.size() <= schema::kMaxSignedPrekeyBytes,
+                 "frame: prekey update size");
+      break;
     case T::kRelay: {
       const auto& r = f->relay;
+      if (!r.signed_prekey.empty()) {
+        FUZZ_CHECK(r.envelope.empty() && r.signed_revocation.empty() && r.for_recipients.empty(),
+                   "frame: a prekey relay with other fields");
+        break;
+      }
       if (!r.signed_revocation.empty()) {
         FUZZ_CHECK(r.envelope.empty() && r.signed_grant.empty() && r.for_recipients.empty(),
                    "frame: a revocation relay with envelope fields");

@@ -717,6 +717,107 @@ TEST_F(FederationTest, RevocationReachesEveryBrokerEvenOnesThatNeverSawTheGrant)
   EXPECT_EQ(revoked_by("central-broker").size(), 2u);
 }
 
+// A PrekeyUpdate frame carrying signed_prekey.
+Frame PrekeyUpdate(const schema::SignedPrekey& sp) {
+  Frame f;
+  f.type = Frame::Type::kPrekeyUpdate;
+  f.prekey_update.signed_prekey = schema::EncodeSignedPrekey(sp);
+  return f;
+}
+
+// Waits for a PrekeyUpdate carrying want on c (other frames are skipped).
+bool ReceivesPrekey(RawClient& c, const Bytes& want, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto f = c.Receive(200);
+    if (f && f->type == Frame::Type::kPrekeyUpdate && f->prekey_update.signed_prekey == want) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Prekey publication (PROTOCOL.md section 6, issue 17 item 4): an agency's own signed prekey
+// is acked, stored, audited (key id only), pushed to the agencies connected to its broker,
+// relayed to the peer brokers (which check it again) and served there after a Welcome, and
+// after a restart. Another agency's prekey (foreign), a broken signature and an over-long
+// window are refused with their reasons and audited.
+TEST_F(FederationTest, PublishedPrekeysAreCheckedStoredRelayedAndServed) {
+  ASSERT_TRUE(StartAll());
+  keys::Identity wee_keys = fed_.LoadIdentity("seoul-wee-01");
+  auto sp = wee_keys.AddPrekey(Now() - 1000, Now() + kMillisPerDay);
+  ASSERT_TRUE(sp.ok()) << sp.status().ToString();
+  const Bytes bytes = schema::EncodeSignedPrekey(*sp);
+  auto counsel = Connect("seoul-counsel", "seoul-broker");  // connected before: gets the push
+  auto wee = Connect("seoul-wee-01", "seoul-broker");
+
+  // Refused: another agency publishing the Wee center's prekey, a broken signature, a
+  // window over 30 days.
+  auto foreign = Control(*counsel, PrekeyUpdate(*sp));
+  ASSERT_TRUE(foreign && foreign->type == Frame::Type::kNack);
+  EXPECT_EQ(foreign->nack.reason, NackReason::kSenderMismatch) << foreign->nack.detail;
+  schema::SignedPrekey forged = *sp;
+  forged.signature[5] ^= 0x01;
+  auto bad = Control(*wee, PrekeyUpdate(forged));
+  ASSERT_TRUE(bad && bad->type == Frame::Type::kNack);
+  EXPECT_EQ(bad->nack.reason, NackReason::kBadSignature) << bad->nack.detail;
+  auto too_long = wee_keys.AddPrekey(Now() - 1000, Now() + 31 * kMillisPerDay);
+  ASSERT_TRUE(too_long.ok());
+  auto long_answer = Control(*wee, PrekeyUpdate(*too_long));
+  ASSERT_TRUE(long_answer && long_answer->type == Frame::Type::kNack);
+  EXPECT_EQ(long_answer->nack.reason, NackReason::kMalformed) << long_answer->nack.detail;
+
+  // Accepted: acked under the first 16 bytes of its SHA-256, pushed to the connected agency.
+  auto ok = Control(*wee, PrekeyUpdate(*sp));
+  ASSERT_TRUE(ok && ok->type == Frame::Type::kAck) << (ok ? ok->nack.detail : "no answer");
+  EXPECT_EQ(ok->ack.message_id, broker::AttestationId(bytes));
+  EXPECT_TRUE(ReceivesPrekey(*counsel, bytes, 5000)) << "no push to the connected agency";
+  // Relayed: Busan and Central serve it to their agencies after the Welcome.
+  for (const auto& [agency, broker] :
+       {std::pair<std::string, std::string>{"busan-police", "busan-broker"},
+        {"central-dsc", "central-broker"}}) {
+    bool served = false;
+    for (int i = 0; i < 20 && !served; ++i) {
+      auto c = Connect(agency, broker);
+      served = ReceivesPrekey(*c, bytes, 500);
+    }
+    EXPECT_TRUE(served) << broker << " does not serve the prekey published at seoul-broker";
+  }
+  // Durable: after a restart, served again.
+  ASSERT_EQ(B("seoul-broker").Stop(), 0);
+  ASSERT_TRUE(B("seoul-broker").Start());
+  auto again = Connect("seoul-counsel", "seoul-broker");
+  EXPECT_TRUE(ReceivesPrekey(*again, bytes, 5000)) << "not served after a restart";
+
+  for (const auto& b : kBrokers) ASSERT_EQ(B(b).Stop(), 0) << b;
+  const std::string key_hex = HexEncode(sp->prekey.public_key);
+  auto seoul = AuditOf("seoul-broker");
+  size_t published = 0, refused = 0;
+  for (const auto& e : seoul) {
+    EXPECT_EQ(e.detail.find(key_hex), std::string::npos) << "key material in the audit log";
+    if (e.event == schema::AuditEvent::kPrekeyPublished) {
+      ++published;
+      EXPECT_EQ(e.actor, "seoul-wee-01");
+      EXPECT_EQ(e.sender_id, "seoul-wee-01");
+      EXPECT_EQ(e.statement_sha256, broker::Sha256(bytes));
+    }
+    if (e.event == schema::AuditEvent::kEnvelopeRejected &&
+        e.detail.find("prekey") != std::string::npos) {
+      ++refused;
+    }
+  }
+  EXPECT_EQ(published, 1u);
+  EXPECT_EQ(refused, 3u);
+  for (const auto& b : {std::string("busan-broker"), std::string("central-broker")}) {
+    size_t relayed = 0;
+    for (const auto& e : AuditOf(b)) {
+      relayed += e.event == schema::AuditEvent::kPrekeyPublished && e.actor == "seoul-broker" &&
+                 e.sender_id == "seoul-wee-01";
+    }
+    EXPECT_EQ(relayed, 1u) << b;
+  }
+}
+
 TEST_F(FederationTest, UnlistedBrokerAndWrongKeyAreRefused) {
   ASSERT_TRUE(B("seoul-broker").Start());
   ASSERT_TRUE(B("central-broker").Start());

@@ -6,11 +6,14 @@
 #include <csignal>
 #include <filesystem>
 #include <string>
+#include <thread>
 
+#include "agent/transport_store.h"
 #include "core/clock.h"
 #include "keys/crypto.h"
 #include "keys/directory.h"
 #include "keys/keyfile.h"
+#include "schema/codec.h"
 #include "tests/integration/agent_daemon.h"
 #include "tests/integration/harness.h"
 
@@ -230,6 +233,126 @@ TEST_F(PrekeyTest, AgentWipesPrekeysAndRetiredKeyFilesPastTheirWindow) {
   Json consent = wee_->Ok("POST", "/v1/consents", Consent());
   Json sent = wee_->Ok("POST", "/v1/referrals", Referral(consent["grant_id"], "still open"));
   EXPECT_EQ(OpenReferral(*counsel_, sent["message_id"]), "still open");
+}
+
+// The newest of the party's prekeys in its key file (by not_before), or an empty id.
+Bytes NewestOwnPrekey(const keys::Identity& id) {
+  const keys::PrekeyEntry* best = nullptr;
+  for (const auto& e : id.prekeys()) {
+    if (best == nullptr ||
+        e.signed_prekey.prekey.not_before_ms > best->signed_prekey.prekey.not_before_ms) {
+      best = &e;
+    }
+  }
+  return best == nullptr ? Bytes() : best->id;
+}
+
+// Issue 17 item 4, done when: the daemons rotate their prekeys by themselves (a short period
+// for the test, [keys] in the config) and publish them through the broker; no directory is
+// reissued. Traffic before, during and after the rotations, the Wee center offline across
+// one of the counseling center's rotations: every message opens, both ways. After its
+// window the first rotated prekey's secret is gone from the key file, and what is sent then
+// still opens (so senders seal to the newest published prekey, not to the wiped one).
+TEST_F(PrekeyTest, DaemonsRotateAndPublishPrekeysWithoutNewDirectory) {
+  const std::string fast =
+      "[keys]\ntest_prekey_rotate_ms = 2500\ntest_prekey_lifetime_ms = 9000\n"
+      "test_prekey_keep_after_expiry_ms = 1000\n";
+  wee_->set_extra(fast);
+  counsel_->set_extra(fast);
+  const uint64_t serial = fed_.directory().serial;
+  const Bytes first = NewestOwnPrekey(fed_.LoadIdentity(kCounsel));  // the directory's
+  StartAgents();
+  Json consent = wee_->Ok("POST", "/v1/consents", Consent());
+  std::string grant = consent["grant_id"];
+  Json before = wee_->Ok("POST", "/v1/referrals", Referral(grant, "before"));
+  EXPECT_EQ(OpenReferral(*counsel_, before["message_id"]), "before");
+
+  // Waits until the counseling center's key file holds a prekey newer than `than`.
+  auto wait_rotation = [&](const Bytes& than) {
+    for (int i = 0; i < 200; ++i) {
+      Bytes now = NewestOwnPrekey(fed_.LoadIdentity(kCounsel));
+      if (now != than) return now;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ADD_FAILURE() << "no prekey rotation at " << kCounsel << " within 20 s\n" << counsel_->Log();
+    return than;
+  };
+  const Bytes rotated = wait_rotation(first);
+  if (HasFailure()) return;
+  Json during = wee_->Ok("POST", "/v1/referrals", Referral(grant, "during"));
+  EXPECT_EQ(OpenReferral(*counsel_, during["message_id"]), "during");
+
+  // The Wee center goes offline; the counseling center rotates again meanwhile.
+  ASSERT_EQ(wee_->Stop(), 0);
+  const Bytes offline = wait_rotation(rotated);
+  ASSERT_TRUE(wee_->Start());
+  wee_->WaitForSession();
+  // The broker serves the prekey made while the Wee center was away right after its Welcome.
+  const std::string offline_taken =
+      "published prekey " + keys::Fingerprint(offline) + " of " + kCounsel + " taken";
+  for (int i = 0; i < 100 && wee_->Log().find(offline_taken) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(wee_->Log().find(offline_taken), std::string::npos) << wee_->Log();
+  Json back = wee_->Ok("POST", "/v1/referrals", Referral(grant, "back online"));
+  std::string back_rid = back["referral_id"];
+  EXPECT_EQ(OpenReferral(*counsel_, back["message_id"]), "back online");
+  // And it receives: the counseling center's state change is sealed to the Wee center's
+  // prekeys (its own rotated ones included).
+  counsel_->Ok("POST", "/v1/referrals/" + back_rid + "/state",
+               {{"state", "accepted"}, {"operator", "counselor-7"}});
+  wee_->WaitFor(
+      "/v1/referrals",
+      [&](const Json& l) {
+        const Json* r = FindBy(l, "referral_id", back_rid);
+        return r != nullptr && (*r)["state"] == "accepted";
+      },
+      "the acceptance at the Wee center");
+
+  // After the first rotated prekey's window (lifetime 9 s + 1 s) its secret is wiped.
+  bool wiped = false;
+  for (int i = 0; i < 250 && !wiped; ++i) {
+    wiped = fed_.LoadIdentity(kCounsel).FindPrekey(rotated) == nullptr;
+    if (!wiped) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(wiped) << "the first rotated prekey's secret is still in the key file";
+  EXPECT_NE(offline, rotated);
+  Json after = wee_->Ok("POST", "/v1/referrals", Referral(grant, "after the window"));
+  EXPECT_EQ(OpenReferral(*counsel_, after["message_id"]), "after the window") << counsel_->Log();
+  // Every message either agency received opened.
+  for (auto* a : {wee_.get(), counsel_.get()}) {
+    Json inbox = a->Ok("GET", "/v1/inbox");
+    for (const auto& m : inbox) EXPECT_EQ(m["status"], "ok") << a->id() << ": " << m.dump();
+  }
+  EXPECT_EQ(fed_.directory().serial, serial) << "the test must not reissue the directory";
+  EXPECT_NE(counsel_->Log().find("published prekey"), std::string::npos) << counsel_->Log();
+
+  // The envelopes as the counseling center received them: "back online" and "after the
+  // window" are sealed to prekeys the counseling center published, not the directory's.
+  const keys::Identity held = fed_.LoadIdentity(kCounsel);
+  for (auto* a : {wee_.get(), counsel_.get()}) ASSERT_EQ(a->Stop(), 0);
+  auto store = agent::TransportStore::Open(counsel_->data_dir() + "/transport", {});
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto sealed_to = [&](const Json& sent) -> Bytes {
+    auto mid = HexDecode(sent["message_id"].get<std::string>());
+    auto rec = mid.ok() ? (*store)->GetInbox(*mid) : Result<agent::InboxRecord>(mid.status());
+    if (!rec.ok()) return {};
+    auto env = schema::DecodeEnvelope(rec->envelope);
+    if (!env.ok() || env->header.recipients.size() != 1) return {};
+    return env->header.recipients[0].prekey_id;
+  };
+  const Bytes back_to = sealed_to(back);
+  const Bytes after_to = sealed_to(after);
+  EXPECT_NE(back_to, first) << "sealed to the directory's prekey after the rotations";
+  EXPECT_NE(after_to, first) << "sealed to the directory's prekey after the rotations";
+  EXPECT_NE(after_to, rotated) << "sealed to a prekey whose window had ended";
+  ASSERT_NE(held.FindPrekey(after_to), nullptr);
+  const keys::PrekeyEntry* offline_entry = held.FindPrekey(offline);
+  if (offline_entry != nullptr && held.FindPrekey(back_to) != nullptr) {
+    EXPECT_GE(held.FindPrekey(back_to)->signed_prekey.prekey.not_before_ms,
+              offline_entry->signed_prekey.prekey.not_before_ms)
+        << "the Wee center sealed to a prekey older than the one made while it was away";
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/clock.h"
 #include "tests/unit/test_util.h"
 
 namespace refbus::agent {
@@ -90,6 +91,25 @@ TEST_F(AgentConfigTest, ApiSection) {
   EXPECT_EQ(c->api_command_timeout_ms, 5000u);
 }
 
+// [keys]: a weekly rotation of 30-day prekeys, kept 30 days after expiry, unless set.
+TEST_F(AgentConfigTest, KeysSectionSetsThePrekeyRotation) {
+  auto c = LoadAgentConfig(Write(Base()));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->prekey_rotate_ms, 7 * static_cast<uint64_t>(kMillisPerDay));
+  EXPECT_EQ(c->prekey_lifetime_ms, 30 * static_cast<uint64_t>(kMillisPerDay));
+  EXPECT_EQ(c->prekey_keep_after_expiry_ms, 30 * static_cast<uint64_t>(kMillisPerDay));
+  c = LoadAgentConfig(Write(Base() + "[keys]\nprekey_rotate_days = 3\n"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->prekey_rotate_ms, 3 * static_cast<uint64_t>(kMillisPerDay));
+  c = LoadAgentConfig(Write(Base() +
+                            "[keys]\ntest_prekey_rotate_ms = 2500\ntest_prekey_lifetime_ms = "
+                            "9000\ntest_prekey_keep_after_expiry_ms = 1000\n"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->prekey_rotate_ms, 2500u);
+  EXPECT_EQ(c->prekey_lifetime_ms, 9000u);
+  EXPECT_EQ(c->prekey_keep_after_expiry_ms, 1000u);
+}
+
 TEST_F(AgentConfigTest, BadSettingsAreNamed) {
   struct Case {
     std::string text;
@@ -112,6 +132,11 @@ TEST_F(AgentConfigTest, BadSettingsAreNamed) {
       {"[agent]\nid = \"Bad Id\"\n", "agent.id is not a valid party id"},
       {"[agent]\nid = 3\n", "agent.id must be a string"},
       {"[agent\n", "line 1"},
+      {Base() + "[keys]\nprekey_rotate_days = 30\n", "keys.prekey_rotate_days is 30"},
+      {Base() + "[keys]\nprekey_rotate_days = 0\n", "keys.prekey_rotate_days is 0"},
+      {Base() + "[keys]\nrotate = 3\n", "setting keys.rotate is not a known setting"},
+      {Base() + "[keys]\ntest_prekey_rotate_ms = 5000\ntest_prekey_lifetime_ms = 5000\n",
+       "shorter than a prekey's lifetime"},
   };
   for (const auto& tc : cases) {
     std::string path = Write(tc.text);

@@ -681,5 +681,31 @@ TEST(TransportStoreTest, KeptCheckpointPersistsAndDamageIsDetected) {
   EXPECT_TRUE(HasError(store->LatestCheckpoint(), Status::Code::kMalformed, "damaged"));
 }
 
+// Published prekeys of other agencies: one per owner (the newest kept replaces), kept across
+// a reopen; a damaged record is left out, the others still read.
+TEST(TransportStoreTest, PublishedPrekeysPersistPerOwnerAndDamageIsLeftOut) {
+  TempDir dir;
+  const Bytes a1 = keys::RandomBytes(150), a2 = keys::RandomBytes(150), b = keys::RandomBytes(150);
+  {
+    auto store = OpenStore(dir);
+    EXPECT_TRUE(Must(store->PublishedPrekeys()).empty());
+    ASSERT_TRUE(IsOk(store->KeepPublishedPrekey("seoul-counsel", a1)));
+    ASSERT_TRUE(IsOk(store->KeepPublishedPrekey("busan-police", b)));
+    ASSERT_TRUE(IsOk(store->KeepPublishedPrekey("seoul-counsel", a2)));
+    // The checkpoint in the same table is not mistaken for a prekey.
+    KeptCheckpoint c;
+    c.broker_id = "seoul-broker";
+    c.root = Bytes(32, 1);
+    ASSERT_TRUE(IsOk(store->KeepCheckpoint(c)));
+  }
+  {
+    auto store = OpenStore(dir);
+    EXPECT_EQ(Must(store->PublishedPrekeys()), (std::vector<Bytes>{b, a2}));
+  }
+  FlipStoredByte(dir, kMetaDb, AsBytes("prekey/busan-police"), 40);
+  auto store = OpenStore(dir);
+  EXPECT_EQ(Must(store->PublishedPrekeys()), (std::vector<Bytes>{a2}));
+}
+
 }  // namespace
 }  // namespace refbus::agent

@@ -314,6 +314,9 @@ Frame FrameOf(Frame::Type type) {
       f.relay.hops = 2;
       f.relay.for_recipients = {"busan-dsc", "busan-police"};
       break;
+    case Frame::Type::kPrekeyUpdate:
+      f.prekey_update.signed_prekey = Fill(120, 0x46);
+      break;
   }
   return f;
 }
@@ -341,6 +344,7 @@ const std::vector<Frame::Type>& AllFrameTypes() {
       Frame::Type::kWitnessReply,
       Frame::Type::kAddCosignature,
       Frame::Type::kRelay,
+      Frame::Type::kPrekeyUpdate,
   };
   return kTypes;
 }
@@ -362,6 +366,7 @@ const std::vector<NamedDecoder>& AllDecoders() {
       {"envelope header", StatusOnly(DecodeEnvelopeHeader)},
       {"envelope", StatusOnly(DecodeEnvelope)},
       {"prekey", StatusOnly(DecodePrekey)},
+      {"signed prekey", StatusOnly(DecodeSignedPrekey)},
       {"directory", StatusOnly(DecodeDirectory)},
       {"signed directory", StatusOnly(DecodeSignedDirectory)},
       {"party record", StatusOnly(DecodePartyRecord)},
@@ -519,6 +524,9 @@ TEST(FrameCodecTest, RoundTripsEveryBodyType) {
         EXPECT_EQ(out->relay.hops, 2u);
         EXPECT_EQ(out->relay.for_recipients, in.relay.for_recipients);
         break;
+      case Frame::Type::kPrekeyUpdate:
+        EXPECT_EQ(out->prekey_update.signed_prekey, in.prekey_update.signed_prekey);
+        break;
     }
   }
 }
@@ -568,6 +576,37 @@ TEST(FrameCodecTest, RelayRefusesBadFields) {
     f.relay.for_recipients[i] = "agency-" + std::to_string(100 + i);
   }
   refused(f, "relay.for_recipients");
+  // A prekey relay carries nothing else either.
+  Frame pk = FrameOf(Frame::Type::kRelay);
+  pk.relay = {};
+  pk.relay.signed_prekey = Fill(120, 0x47);
+  auto pk_decoded = DecodeFrame(EncodeFrame(pk));
+  ASSERT_TRUE(pk_decoded.ok()) << pk_decoded.status().ToString();
+  EXPECT_EQ(pk_decoded->relay.signed_prekey, pk.relay.signed_prekey);
+  pk.relay.signed_revocation = Fill(20, 1);
+  refused(pk, "relay.signed_prekey");
+  pk.relay.signed_revocation.clear();
+  pk.relay.signed_prekey = Fill(kMaxSignedPrekeyBytes + 1, 1);
+  refused(pk, "relay.signed_prekey");
+  Frame upd = FrameOf(Frame::Type::kPrekeyUpdate);
+  upd.prekey_update.signed_prekey.clear();
+  refused(upd, "prekey_update.signed_prekey");
+  upd.prekey_update.signed_prekey = Fill(kMaxSignedPrekeyBytes + 1, 1);
+  refused(upd, "prekey_update.signed_prekey");
+}
+
+TEST(DirectoryCodecTest, SignedPrekeyRoundTripsWithItsSignedBytes) {
+  SignedPrekey sp = MakeSignedPrekey("seoul-counsel", 0x30);
+  auto out = DecodeSignedPrekey(EncodeSignedPrekey(sp));
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(out->prekey_bytes, sp.prekey_bytes);
+  EXPECT_EQ(out->signature, sp.signature);
+  EXPECT_EQ(out->prekey.owner_id, "seoul-counsel");
+  EXPECT_EQ(out->prekey.not_after_ms, sp.prekey.not_after_ms);
+  sp.signature.pop_back();
+  auto bad = DecodeSignedPrekey(EncodeSignedPrekey(sp));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("signature"), std::string::npos);
 }
 
 TEST(FrameCodecTest, WitnessFramesRefuseBadFields) {
