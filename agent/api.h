@@ -70,6 +70,7 @@ enum class Route {
   kCase,                  // GET  /v1/cases/{case}
   kReadCase,              // POST /v1/cases/{case}/read (free text, recorded)
   kStatus,                // GET  /v1/status
+  kDirectory,             // GET  /v1/directory (the agencies of the directory in use)
   kReady,                 // GET  /v1/readyz: the handler returns {"ready": bool, ...}
   kHealth,                // GET  /v1/healthz: answered by the server itself, no token
 };

@@ -24,9 +24,9 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
                            std::string(e.description()));
   }
   for (const auto& [k, v] : root) {
-    if (k.str() != "agent" && k.str() != "api" && k.str() != "metrics") {
+    if (k.str() != "agent" && k.str() != "api" && k.str() != "metrics" && k.str() != "console") {
       return InvalidArgument(path + ": unknown section [" + std::string(k.str()) +
-                             "] (known: [agent], [api], [metrics])");
+                             "] (known: [agent], [api], [metrics], [console])");
     }
   }
   ConfigReader r(root, path);
@@ -36,6 +36,7 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(r.NoUnknown(
       "api", {"listen", "url_file", "token_file", "command_timeout_ms", "allowed_hosts"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("metrics", {"bind", "url_file"}));
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown("console", {"tls_cert", "tls_key"}));
   AgentConfig c;
   c.path = path;
   REFBUS_ASSIGN_OR_RETURN(c.id, r.String("agent", "id", true));
@@ -76,8 +77,23 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
     if (!v) return r.Error("api", "listen", "must be a string such as \"127.0.0.1:0\"");
     c.api_listen = *v;
   }
+  REFBUS_ASSIGN_OR_RETURN(c.console_tls_cert, r.Path("console", "tls_cert", false));
+  REFBUS_ASSIGN_OR_RETURN(c.console_tls_key, r.Path("console", "tls_key", false));
+  if (c.console_tls_cert.empty() != c.console_tls_key.empty()) {
+    return r.Error("console", c.console_tls_cert.empty() ? "tls_cert" : "tls_key",
+                   "is missing: TLS needs both a certificate and its key");
+  }
+  // The console is served with the API: off loopback, caseworkers' passwords and case data
+  // would cross the LAN, so a non-loopback listen without TLS is refused at start.
   if (auto listen = ParseLoopbackListen(c.api_listen); !listen.ok()) {
-    return r.Error("api", "listen", listen.status().message());
+    return r.Error("api", "listen",
+                   listen.status().message() +
+                       (c.console_tls_cert.empty()
+                            ? ". The console may serve a network only over TLS: set [console] "
+                              "tls_cert and tls_key; without them the agent does not start"
+                            : ". [console] tls_cert and tls_key are set, but this version does "
+                              "not serve TLS yet: keep [api] listen on 127.0.0.1 (a TLS "
+                              "reverse proxy on this machine may forward to it)"));
   }
   REFBUS_ASSIGN_OR_RETURN(c.api_url_file, r.Path("api", "url_file", false));
   REFBUS_ASSIGN_OR_RETURN(c.api_token_file, r.Path("api", "token_file", false));

@@ -28,6 +28,11 @@
 //                                    # besides 127.0.0.1 and localhost: "NAME" (at the API's
 //                                    # port) or "NAME:PORT"; any other is refused (421/403)
 //
+//   [console]                        # the browser console, served with the API
+//   tls_cert = ""                    # PEM certificate and key: required (both) before
+//   tls_key = ""                     # [api] listen may leave loopback; without them a
+//                                    # non-loopback listen refuses to start
+//
 //   [metrics]                        # Prometheus metrics and health checks over HTTP
 //   bind = "127.0.0.1:9471"          # loopback only: 127.0.0.0/8 or [::1], as a literal;
 //                                    # port 0: any free port. Absent: no listener.
@@ -64,6 +69,9 @@ struct AgentConfig {
   std::string api_token_file;
   uint64_t api_command_timeout_ms = 30000;
   std::vector<std::string> api_allowed_hosts;
+
+  std::string console_tls_cert;  // empty: none (loopback only)
+  std::string console_tls_key;
 
   std::string metrics_bind;      // empty: no metrics listener
   std::string metrics_url_file;  // empty: none written
