@@ -1,6 +1,6 @@
 // refbus console helpers, shared by every page. Text that another agency wrote (names,
-// reasons, field values) reaches the page only through these: they set textContent, never
-// innerHTML, so markup in it is shown, not run.
+// reasons, field values) reaches the page only through these: they set textContent, so
+// markup in it is shown, not parsed or run.
 'use strict';
 (function () {
   // Makes an element; text (optional) is set as text.

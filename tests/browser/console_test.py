@@ -254,8 +254,14 @@ def browser(token):
     return d
 
 
-def errors_in_log(d):
-    return [e['message'] for e in d.get_log('browser') if e['level'] == 'SEVERE']
+def errors_in_log(d, url):
+    # POST /v1/login is 404 until operator accounts land (issue 18 item 1): the login page
+    # shows that refusal on purpose, and chromium logs the failed request. Nothing else is
+    # let through.
+    expected = url + '/v1/login - Failed to load resource: the server responded with a ' \
+        'status of 404 (Not Found)'
+    return [e['message'] for e in d.get_log('browser')
+            if e['level'] == 'SEVERE' and e['message'] != expected]
 
 
 def a11y(d, page):
@@ -398,7 +404,7 @@ def main():
         d = browser(token)
         pages(d, url, shots, case_ref)
         language_and_time(d, url, shots)
-        errors = errors_in_log(d)
+        errors = errors_in_log(d, url)
         check(errors == [], 'no browser console error on any page' +
               ('' if not errors else ': ' + ' | '.join(errors[:5])))
         lan_without_tls_refused(fed, endpoint)

@@ -122,7 +122,7 @@ TEST_F(ConsoleTest, EveryEmbeddedFileIsServedAsBuiltWithItsType) {
   std::set<std::string> paths;
   for (const ConsoleAsset& a : ConsoleAssets()) paths.emplace(a.path);
   EXPECT_EQ(paths, (std::set<std::string>{"index.html", "console.css", "text.js", "app.js",
-                                          "i18n/ko.json", "i18n/en.json"}));
+                                          "favicon.svg", "i18n/ko.json", "i18n/en.json"}));
   auto c = Client();
   for (const ConsoleAsset& a : ConsoleAssets()) {
     std::string path = "/console/" + std::string(a.path);
