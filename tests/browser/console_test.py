@@ -325,6 +325,7 @@ def pages(d, url, shots, case_ref):
     wait_text(d, '#page dd', 'the case page')
     check(EVIL_CASE in text_of(d, '#page dd'), 'case: a case number with <img onerror> is text')
     check(any(t.endswith(' KST') for t in text_of(d, '#page td')), 'case: timeline times in KST')
+    check('동의 기록' in text_of(d, '#page td'), 'case: timeline events named in Korean')
     no_script_ran(d, 'case')
     a11y(d, 'case')
     shot(d, shots, 'case')
