@@ -15,6 +15,38 @@ namespace refbus::agent {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// [api] listen and [console]: the console is served with the API, so a listen address off
+// loopback would carry caseworkers' passwords and case data over the LAN; without TLS
+// settings it is refused at start.
+Status ReadListenAndConsole(const toml::table& root, ConfigReader& r, AgentConfig& c) {
+  if (const toml::node* n = root.at_path("api.listen").node(); n != nullptr) {
+    auto v = n->value<std::string>();
+    if (!v) return r.Error("api", "listen", "must be a string such as \"127.0.0.1:0\"");
+    c.api_listen = *v;
+  }
+  REFBUS_ASSIGN_OR_RETURN(c.console_tls_cert, r.Path("console", "tls_cert", false));
+  REFBUS_ASSIGN_OR_RETURN(c.console_tls_key, r.Path("console", "tls_key", false));
+  if (c.console_tls_cert.empty() != c.console_tls_key.empty()) {
+    return r.Error("console", c.console_tls_cert.empty() ? "tls_cert" : "tls_key",
+                   "is missing: TLS needs both a certificate and its key");
+  }
+  if (auto listen = ParseLoopbackListen(c.api_listen); !listen.ok()) {
+    return r.Error("api", "listen",
+                   listen.status().message() +
+                       (c.console_tls_cert.empty()
+                            ? ". The console may serve a network only over TLS: set [console] "
+                              "tls_cert and tls_key; without them the agent does not start"
+                            : ". [console] tls_cert and tls_key are set, but this version does "
+                              "not serve TLS yet: keep [api] listen on 127.0.0.1 (a TLS "
+                              "reverse proxy on this machine may forward to it)"));
+  }
+  return Status();
+}
+
+}  // namespace
+
 Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   toml::table root;
   try {
@@ -72,29 +104,7 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
                            " (from setting agent.passphrase_file) does not exist");
   }
 
-  if (const toml::node* n = root.at_path("api.listen").node(); n != nullptr) {
-    auto v = n->value<std::string>();
-    if (!v) return r.Error("api", "listen", "must be a string such as \"127.0.0.1:0\"");
-    c.api_listen = *v;
-  }
-  REFBUS_ASSIGN_OR_RETURN(c.console_tls_cert, r.Path("console", "tls_cert", false));
-  REFBUS_ASSIGN_OR_RETURN(c.console_tls_key, r.Path("console", "tls_key", false));
-  if (c.console_tls_cert.empty() != c.console_tls_key.empty()) {
-    return r.Error("console", c.console_tls_cert.empty() ? "tls_cert" : "tls_key",
-                   "is missing: TLS needs both a certificate and its key");
-  }
-  // The console is served with the API: off loopback, caseworkers' passwords and case data
-  // would cross the LAN, so a non-loopback listen without TLS is refused at start.
-  if (auto listen = ParseLoopbackListen(c.api_listen); !listen.ok()) {
-    return r.Error("api", "listen",
-                   listen.status().message() +
-                       (c.console_tls_cert.empty()
-                            ? ". The console may serve a network only over TLS: set [console] "
-                              "tls_cert and tls_key; without them the agent does not start"
-                            : ". [console] tls_cert and tls_key are set, but this version does "
-                              "not serve TLS yet: keep [api] listen on 127.0.0.1 (a TLS "
-                              "reverse proxy on this machine may forward to it)"));
-  }
+  REFBUS_RETURN_IF_ERROR(ReadListenAndConsole(root, r, c));
   REFBUS_ASSIGN_OR_RETURN(c.api_url_file, r.Path("api", "url_file", false));
   REFBUS_ASSIGN_OR_RETURN(c.api_token_file, r.Path("api", "token_file", false));
   if (c.api_url_file.empty()) c.api_url_file = (fs::path(c.data_dir) / "api.url").string();
