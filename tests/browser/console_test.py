@@ -121,20 +121,20 @@ class Federation:
         wait_for(lambda: os.path.exists(ep) and os.path.getsize(ep) > 0, 'the broker')
         return open(ep).read().strip()
 
-    def agent_config(self, endpoint, listen, name):
-        d = os.path.join(self.work, 'fed', 'seoul-wee-01')
+    def agent_config(self, endpoint, listen, name, agency='seoul-wee-01'):
+        d = os.path.join(self.work, 'fed', agency)
         cfg = os.path.join(d, name)
         with open(cfg, 'w') as f:
-            f.write('[agent]\nid = "seoul-wee-01"\ndata_dir = "agent-data"\n'
+            f.write('[agent]\nid = "%s"\ndata_dir = "agent-data"\n' % agency +
                     'key_file = "identity.key"\ndirectory = "directory"\n'
                     'anchor = "authority.pub"\ntrust_state = "agent-trust-state"\n'
                     'broker_endpoint = "%s"\n[api]\nlisten = "%s"\n' % (endpoint, listen))
         return cfg, d
 
-    def start_agent(self, endpoint):
-        cfg, d = self.agent_config(endpoint, '127.0.0.1:0', 'agent.toml')
+    def start_agent(self, endpoint, agency='seoul-wee-01', log='agent.log'):
+        cfg, d = self.agent_config(endpoint, '127.0.0.1:0', 'agent.toml', agency)
         self.start('agent', [os.path.join(self.bin, 'refbus-agent'), 'run', '-c', cfg],
-                   os.path.join(self.work, 'agent.log'))
+                   os.path.join(self.work, log))
         url_file = os.path.join(d, 'agent-data', 'api.url')
         wait_for(lambda: os.path.exists(url_file) and os.path.getsize(url_file) > 0,
                  'the agent\'s API (see agent.log)')
@@ -367,6 +367,35 @@ def language_and_time(d, url, shots):
     wait_text(d, '#nav-inbox', 'Korean again', lambda ts: ts[0] == '받은 연계')
 
 
+def live_inbox(d, url, fed, endpoint, shots):
+    """The inbox shows a referral sent by another agency through the broker, without a
+    reload (it polls), with the sender's field value never rendered as markup."""
+    d.get(url + '/console/#/inbox')
+    wait_text(d, '#status', 'the empty inbox', lambda ts: ts[0] == '받은 메시지가 없습니다.')
+    d.execute_script('window.__sameDocument = true')  # gone if the page were reloaded
+    other, token = fed.start_agent(endpoint, 'busan-counseling-01', 'counseling.log')
+    status, _, body = http(other + '/v1/consents', token, 'POST', {
+        'basis': 'consent-legal-representative', 'consenters': ['guardian'],
+        'subject_assent': True, 'purposes': ['counseling'], 'categories': ['contact'],
+        'recipients': ['seoul-wee-01'], 'valid_days': 30, 'operator': 'lee-counselor'})
+    if status != 201:
+        die('the counseling center could not record a consent: %d %s' % (status, body[:300]))
+    grant = json.loads(body)['grant_id']
+    status, _, body = http(other + '/v1/referrals', token, 'POST', {
+        'grant_id': grant, 'to': 'seoul-wee-01', 'purpose': 'counseling',
+        'operator': 'lee-counselor',
+        'fields': [{'category': 'contact', 'name': 'note', 'value': EVIL_NAME}]})
+    check(status == 201, 'the counseling center sends a referral (%d)' % status)
+    rows = wait_for(lambda: [t for t in text_of(d, '#page td') if t == 'busan-counseling-01'],
+                    'the referral in the open inbox (polling)', timeout=20)
+    check(rows != [] and d.execute_script('return window.__sameDocument === true'),
+          'inbox: the new referral appears without a reload')
+    check(any(t.endswith(' KST') for t in text_of(d, '#page td')), 'inbox: received time in KST')
+    no_script_ran(d, 'inbox')
+    a11y(d, 'inbox with a referral')
+    shot(d, shots, 'inbox-referral')
+
+
 def lan_without_tls_refused(fed, endpoint):
     cfg, _ = fed.agent_config(endpoint, '0.0.0.0:0', 'agent-lan.toml')
     r = subprocess.run([os.path.join(fed.bin, 'refbus-agent'), 'run', '-c', cfg],
@@ -404,6 +433,7 @@ def main():
               '/v1/inbox without a token is 401')
         d = browser(token)
         pages(d, url, shots, case_ref)
+        live_inbox(d, url, fed, endpoint, shots)
         language_and_time(d, url, shots)
         errors = errors_in_log(d, url)
         check(errors == [], 'no browser console error on any page' +
@@ -414,7 +444,7 @@ def main():
             d.quit()
         fed.stop()
         if failures:
-            for log in ('broker.log', 'agent.log'):
+            for log in ('broker.log', 'agent.log', 'counseling.log'):
                 p = os.path.join(work, log)
                 if os.path.exists(p):
                     print('--- ' + log + '\n' + open(p).read()[-3000:])
