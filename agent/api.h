@@ -4,6 +4,9 @@
 // case-management software on this machine:
 //   - it listens on a loopback address only (127.0.0.0/8); anything else is refused at
 //     start as a configuration error;
+//   - it also serves the browser console's static files under /console/ without the token
+//     (agent/console_server.h), and every reply carries its security headers (CSP,
+//     nosniff, no-referrer, no-store);
 //   - every route except GET /v1/healthz requires "Authorization: Bearer <token>" (checked
 //     before the body is parsed; unknown paths are 404 with or without it), where
 //     the token is 32 random bytes (64 hex digits) in a file only the daemon's user may
