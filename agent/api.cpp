@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/console_server.h"
 #include "core/bytes.h"
 #include "core/file.h"
 #include "keys/crypto.h"
@@ -40,7 +41,7 @@ int64_t SteadyNowMs() {
 }
 
 // clang-format off
-const std::array<RouteInfo, 25> kRoutes = {{
+const std::array<RouteInfo, 26> kRoutes = {{
     {Route::kRecordConsent, "POST", "/v1/consents", "/v1/consents", 201},
     {Route::kConsents, "GET", "/v1/consents", "/v1/consents", 200},
     {Route::kSendReferral, "POST", "/v1/referrals", "/v1/referrals", 201},
@@ -59,6 +60,7 @@ const std::array<RouteInfo, 25> kRoutes = {{
     {Route::kReadCase, "POST", "/v1/cases/{case}/read", "/v1/cases/([^/]{1,128})/read", 200},
     {Route::kCase, "GET", "/v1/cases/{case}", "/v1/cases/([^/]{1,128})", 200},
     {Route::kStatus, "GET", "/v1/status", "/v1/status", 200},
+    {Route::kDirectory, "GET", "/v1/directory", "/v1/directory", 200},
     {Route::kReady, "GET", "/v1/readyz", "/v1/readyz", 200},
     {Route::kHealth, "GET", "/v1/healthz", "/v1/healthz", 200},
     {Route::kLogin, "POST", "/v1/login", "/v1/login", 200},
@@ -599,6 +601,9 @@ struct ApiServer::Impl {
         server.Put(pattern, h);
       }
     }
+    AddConsoleRoutes(server, [this](const httplib::Request& req, httplib::Response& res) {
+      return FromAllowedHost(req, res);
+    });
   }
 
   // Fills hosts and origins for the bound port (REQUIRES: before the server serves).
@@ -666,7 +671,8 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
   svr.set_read_timeout(10, 0);
   svr.set_write_timeout(10, 0);
   svr.set_keep_alive_timeout(2);
-  svr.set_default_headers({{"Cache-Control", "no-store"}, {"X-Content-Type-Options", "nosniff"}});
+  // CSP, nosniff, no referrer and no-store on every reply, API JSON and console pages alike.
+  svr.set_default_headers(ConsoleSecurityHeaders());
 
   svr.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     t_request_start = SteadyClock::now();

@@ -4,6 +4,9 @@
 // case-management software on this machine:
 //   - it listens on a loopback address only (127.0.0.0/8); anything else is refused at
 //     start as a configuration error;
+//   - it also serves the browser console's static files under /console/ without the token
+//     (agent/console_server.h), and every reply carries its security headers (CSP,
+//     nosniff, no-referrer, no-store);
 //   - operators log in (POST /v1/login {operator, password}, agent/sessions.h) and get a
 //     session token, sent as a Bearer token like the API token; a request with it acts as
 //     that operator (ApiRequest::operator_key), one with the API token as the service
@@ -76,6 +79,7 @@ enum class Route {
   kCase,                  // GET  /v1/cases/{case}
   kReadCase,              // POST /v1/cases/{case}/read (free text, recorded)
   kStatus,                // GET  /v1/status
+  kDirectory,             // GET  /v1/directory (the agencies of the directory in use)
   kReady,                 // GET  /v1/readyz: the handler returns {"ready": bool, ...}
   kHealth,                // GET  /v1/healthz: answered by the server itself, no token
   kLogin,                 // POST /v1/login {operator, password}: answered by the server, no token

@@ -37,6 +37,34 @@ Status LoadKeysSection(ConfigReader& r, AgentConfig* c) {
   return Status::Ok();
 }
 
+// [api] listen and [console]: the console is served with the API, so a listen address off
+// loopback would carry caseworkers' passwords and case data over the LAN; without TLS
+// settings it is refused at start.
+Status ReadListenAndConsole(const toml::table& root, ConfigReader& r, AgentConfig& c) {
+  if (const toml::node* n = root.at_path("api.listen").node(); n != nullptr) {
+    auto v = n->value<std::string>();
+    if (!v) return r.Error("api", "listen", "must be a string such as \"127.0.0.1:0\"");
+    c.api_listen = *v;
+  }
+  REFBUS_ASSIGN_OR_RETURN(c.console_tls_cert, r.Path("console", "tls_cert", false));
+  REFBUS_ASSIGN_OR_RETURN(c.console_tls_key, r.Path("console", "tls_key", false));
+  if (c.console_tls_cert.empty() != c.console_tls_key.empty()) {
+    return r.Error("console", c.console_tls_cert.empty() ? "tls_cert" : "tls_key",
+                   "is missing: TLS needs both a certificate and its key");
+  }
+  if (auto listen = ParseLoopbackListen(c.api_listen); !listen.ok()) {
+    return r.Error("api", "listen",
+                   listen.status().message() +
+                       (c.console_tls_cert.empty()
+                            ? ". The console may serve a network only over TLS: set [console] "
+                              "tls_cert and tls_key; without them the agent does not start"
+                            : ". [console] tls_cert and tls_key are set, but this version does "
+                              "not serve TLS yet: keep [api] listen on 127.0.0.1 (a TLS "
+                              "reverse proxy on this machine may forward to it)"));
+  }
+  return Status();
+}
+
 }  // namespace
 
 Result<AgentConfig> LoadAgentConfig(const std::string& path) {
@@ -48,9 +76,10 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
                            std::string(e.description()));
   }
   for (const auto& [k, v] : root) {
-    if (k.str() != "agent" && k.str() != "api" && k.str() != "metrics" && k.str() != "keys") {
+    if (k.str() != "agent" && k.str() != "api" && k.str() != "metrics" && k.str() != "keys" &&
+        k.str() != "console") {
       return InvalidArgument(path + ": unknown section [" + std::string(k.str()) +
-                             "] (known: [agent], [api], [metrics], [keys])");
+                             "] (known: [agent], [api], [metrics], [keys], [console])");
     }
   }
   ConfigReader r(root, path);
@@ -64,6 +93,7 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("keys", {"prekey_rotate_days", "test_prekey_rotate_ms", "test_prekey_lifetime_ms",
                            "test_prekey_keep_after_expiry_ms"}));
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown("console", {"tls_cert", "tls_key"}));
   AgentConfig c;
   c.path = path;
   REFBUS_ASSIGN_OR_RETURN(c.id, r.String("agent", "id", true));
@@ -99,14 +129,7 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
                            " (from setting agent.passphrase_file) does not exist");
   }
 
-  if (const toml::node* n = root.at_path("api.listen").node(); n != nullptr) {
-    auto v = n->value<std::string>();
-    if (!v) return r.Error("api", "listen", "must be a string such as \"127.0.0.1:0\"");
-    c.api_listen = *v;
-  }
-  if (auto listen = ParseLoopbackListen(c.api_listen); !listen.ok()) {
-    return r.Error("api", "listen", listen.status().message());
-  }
+  REFBUS_RETURN_IF_ERROR(ReadListenAndConsole(root, r, c));
   REFBUS_ASSIGN_OR_RETURN(c.api_url_file, r.Path("api", "url_file", false));
   REFBUS_ASSIGN_OR_RETURN(c.api_token_file, r.Path("api", "token_file", false));
   if (c.api_url_file.empty()) c.api_url_file = (fs::path(c.data_dir) / "api.url").string();

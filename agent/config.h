@@ -31,6 +31,11 @@
 //   lockout_after = 10               # this many wrong passwords in a row lock the operator
 //   lockout_ms = 900000              # for this long (agent/sessions.h)
 //
+//   [console]                        # the browser console, served with the API
+//   tls_cert = ""                    # PEM certificate and key: required (both) before
+//   tls_key = ""                     # [api] listen may leave loopback; without them a
+//                                    # non-loopback listen refuses to start
+//
 //   [metrics]                        # Prometheus metrics and health checks over HTTP
 //   bind = "127.0.0.1:9471"          # loopback only: 127.0.0.0/8 or [::1], as a literal;
 //                                    # port 0: any free port. Absent: no listener.
@@ -77,6 +82,9 @@ struct AgentConfig {
   uint64_t api_session_idle_timeout_ms = 900000;
   uint64_t api_lockout_after = 10;
   uint64_t api_lockout_ms = 900000;
+
+  std::string console_tls_cert;  // empty: none (loopback only)
+  std::string console_tls_key;
 
   std::string metrics_bind;      // empty: no metrics listener
   std::string metrics_url_file;  // empty: none written

@@ -265,6 +265,8 @@ class EngineHandler final : public CommandHandler {
         return engine_.ReadCase(r.id, r.body);
       case Route::kStatus:
         return engine_.GetStatus();
+      case Route::kDirectory:
+        return engine_.Agencies();
       case Route::kReady: {
         REFBUS_ASSIGN_OR_RETURN(Json status, engine_.GetStatus());
         bool ready = status.is_object() && status.value("session_ready", false);

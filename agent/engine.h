@@ -169,6 +169,9 @@ class Engine {
   // GET /v1/status -> {agency, broker, session_ready, outstanding, inbox, directory_serial}
   // (Not named Status: that would hide the Status type inside the class.)
   Result<Json> GetStatus();
+  // GET /v1/directory -> [{id, display_name, agency_type, region, status}]: the agencies of
+  // the verified directory in use (public listings; the console's directory page).
+  Result<Json> Agencies();
   // For metrics: one read transaction of the transport store.
   Result<EngineSnapshot> Snapshot();
 

@@ -28,8 +28,10 @@ packages=(
   # the packaging test: cpack's DEB generator (dpkg-shlibdeps, file) and the postinst's
   # adduser, run in a private mount namespace (unshare)
   dpkg-dev file adduser util-linux
-  # headless chromium renders refbus-audit report's HTML page in its integration test
-  chromium
+  # headless chromium renders refbus-audit report's HTML page in its integration test;
+  # the console's browser test drives it through chromedriver with selenium, and needs a
+  # Korean font to render (and screenshot) the pages
+  chromium chromium-driver python3-selenium fonts-nanum
   # fuzz smoke runs in the test suite (clang + libFuzzer, own build tree); the guards run
   # clang's thread-safety analysis and clang-tidy's function-size check (tests/guards)
   clang libclang-rt-14-dev clang-tidy

@@ -149,6 +149,27 @@ TEST_F(AgentConfigTest, BadSettingsAreNamed) {
                        "(from setting agent.key_file) does not exist"));
 }
 
+// The console is served with the API: a LAN listen refuses to start without TLS, and says
+// how to get TLS; with a certificate and key set it is still refused (TLS serving is not
+// built yet) and says so rather than serving plain HTTP.
+TEST_F(AgentConfigTest, ConsoleOnANetworkNeedsTls) {
+  const std::string lan = "[api]\nlisten = \"192.168.0.5:8443\"\n";
+  EXPECT_TRUE(HasError(LoadAgentConfig(Write(Base() + lan)), Status::Code::kInvalidArgument,
+                       "only over TLS: set [console] tls_cert and tls_key"));
+  const std::string tls = "[console]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n";
+  EXPECT_TRUE(HasError(LoadAgentConfig(Write(Base() + lan + tls)), Status::Code::kInvalidArgument,
+                       "does not serve TLS yet"));
+  EXPECT_TRUE(HasError(LoadAgentConfig(Write(Base() + "[console]\ntls_cert = \"c.pem\"\n")),
+                       Status::Code::kInvalidArgument, "setting console.tls_key is missing"));
+  EXPECT_TRUE(HasError(LoadAgentConfig(Write(Base() + "[console]\nport = 1\n")),
+                       Status::Code::kInvalidArgument,
+                       "setting console.port is not a known setting"));
+  auto loopback = LoadAgentConfig(Write(Base() + tls));
+  ASSERT_TRUE(IsOk(loopback));
+  EXPECT_EQ(loopback->console_tls_cert, dir_.Join("c.pem"));
+  EXPECT_EQ(loopback->console_tls_key, dir_.Join("k.pem"));
+}
+
 TEST_F(AgentConfigTest, MetricsAbsentIsOffLoopbackAcceptedOthersRefused) {
   auto off = LoadAgentConfig(Write(Base()));
   ASSERT_TRUE(IsOk(off));
