@@ -290,9 +290,11 @@ class Server {
   // A refusal: Nack, log line and REJECTED audit entry, the last two only for the first
   // refusals per (peer, reason) and window (refusals_); the rest are counted into the
   // window's aggregate entry and their Nack goes out at once (nothing to commit for it).
-  void Reject(Turn& turn, const std::string& routing_id, uint64_t request_id,
-              const std::string& peer, schema::NackReason reason, std::string detail,
-              const schema::SealedEnvelope* env, ByteView envelope_bytes);
+  // Returns the audit entry (with its Reply at turn.replies.back()) for the caller to
+  // complete, or nullptr when the refusal was only counted.
+  schema::AuditEntry* Reject(Turn& turn, const std::string& routing_id, uint64_t request_id,
+                             const std::string& peer, schema::NackReason reason, std::string detail,
+                             const schema::SealedEnvelope* env, ByteView envelope_bytes);
   // A frame from a connection whose party a newer directory revoked or dropped, or whose
   // key it rotated out: refused with Nack UNKNOWN_SENDER_KEY before any of the frame is
   // decoded (only its request id is read), counted into the aggregate only.
@@ -359,9 +361,10 @@ class Server {
   void HandleAttest(const std::string& routing_id, const std::string& peer, uint64_t request_id,
                     const schema::Attest& attest, Turn& turn, UnixMillis now);
   // Refuses a grant, revocation or attestation: audited as REJECTED with the ids given.
-  void RejectControl(Turn& turn, const std::string& routing_id, uint64_t request_id,
-                     const std::string& peer, schema::NackReason reason, std::string detail,
-                     ByteView id, ByteView statement_bytes);
+  // Returns the audit entry as Reject does (nullptr when only counted).
+  schema::AuditEntry* RejectControl(Turn& turn, const std::string& routing_id, uint64_t request_id,
+                                    const std::string& peer, schema::NackReason reason,
+                                    std::string detail, ByteView id, ByteView statement_bytes);
 
   // ---- Prekey publication (broker/server_prekeys.cpp) ----
   // A PrekeyUpdate from an agency (via_peer false: it must be the owner) or a prekey a peer

@@ -132,12 +132,13 @@ void Server::HandleAuditQuery(const std::string& routing_id, const schema::Party
     std::string who = peer.kind == schema::PartyKind::kAuditor
                           ? "auditor " + peer.id + " lacks the audit role"
                           : peer.id + " is a party of kind " + std::string(schema::Name(peer.kind));
-    Reject(turn, routing_id, query.request_id, peer.id, NackReason::kNotPermitted,
-           "only auditors with the audit role in the directory may query the audit log; " + who,
-           nullptr, {});
-    schema::AuditEntry& e = turn.batch.events.back();
-    e.event = schema::AuditEvent::kAuditorQuery;
-    e.detail = what + ", refused: " + e.detail;
+    if (schema::AuditEntry* e = Reject(
+            turn, routing_id, query.request_id, peer.id, NackReason::kNotPermitted,
+            "only auditors with the audit role in the directory may query the audit log; " + who,
+            nullptr, {})) {
+      e->event = schema::AuditEvent::kAuditorQuery;
+      e->detail = what + ", refused: " + e->detail;
+    }
     return;
   }
   schema::AuditEntry e;

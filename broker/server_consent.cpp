@@ -37,15 +37,18 @@ std::optional<std::pair<NackReason, std::string>> Server::VetGrant(
   return std::nullopt;
 }
 
-void Server::RejectControl(Turn& turn, const std::string& routing_id, uint64_t request_id,
-                           const std::string& peer, NackReason reason, std::string detail,
-                           ByteView id, ByteView statement_bytes) {
-  Reject(turn, routing_id, request_id, peer, reason, std::move(detail), nullptr, {});
-  schema::AuditEntry& e = turn.batch.events.back();
-  if (!statement_bytes.empty()) e.statement_sha256 = Sha256(statement_bytes);
+schema::AuditEntry* Server::RejectControl(Turn& turn, const std::string& routing_id,
+                                          uint64_t request_id, const std::string& peer,
+                                          NackReason reason, std::string detail, ByteView id,
+                                          ByteView statement_bytes) {
+  schema::AuditEntry* e =
+      Reject(turn, routing_id, request_id, peer, reason, std::move(detail), nullptr, {});
+  if (e == nullptr) return nullptr;  // only counted: no entry, the Nack already queued
+  if (!statement_bytes.empty()) e->statement_sha256 = Sha256(statement_bytes);
   if (id.size() == schema::kGrantIdBytes) {
     turn.replies.back().message_id.assign(id.begin(), id.end());
   }
+  return e;
 }
 
 void Server::HandleGrantRegister(const std::string& routing_id, const std::string& peer,
@@ -59,11 +62,11 @@ void Server::HandleGrantRegister(const std::string& routing_id, const std::strin
   }
   const schema::ConsentGrant& grant = g->grant;
   auto reject = [&](NackReason reason, std::string detail) {
-    RejectControl(turn, routing_id, request_id, peer, reason, std::move(detail), grant.grant_id,
-                  signed_grant);
-    schema::AuditEntry& e = turn.batch.events.back();
-    e.consent_grant_id = grant.grant_id;
-    e.case_ref = grant.case_ref;
+    if (schema::AuditEntry* e = RejectControl(turn, routing_id, request_id, peer, reason,
+                                              std::move(detail), grant.grant_id, signed_grant)) {
+      e->consent_grant_id = grant.grant_id;
+      e->case_ref = grant.case_ref;
+    }
   };
   if (grant.recorded_by != peer) {
     reject(NackReason::kSenderMismatch,
@@ -119,11 +122,12 @@ void Server::HandleGrantRevoke(const std::string& routing_id, const std::string&
     return;
   }
   auto reject = [&](NackReason reason, std::string detail) {
-    RejectControl(turn, routing_id, request_id, peer, reason, std::move(detail), rev->grant_id,
-                  signed_revocation);
-    schema::AuditEntry& e = turn.batch.events.back();
-    e.consent_grant_id = rev->grant_id;
-    e.case_ref = rev->case_ref;
+    if (schema::AuditEntry* e =
+            RejectControl(turn, routing_id, request_id, peer, reason, std::move(detail),
+                          rev->grant_id, signed_revocation)) {
+      e->consent_grant_id = rev->grant_id;
+      e->case_ref = rev->case_ref;
+    }
   };
   if (rev->revoked_by != peer) {
     reject(NackReason::kSenderMismatch,
@@ -157,11 +161,12 @@ void Server::HandleRelayedRevocation(const std::string& routing_id, const std::s
                                 rev->revoked_at_ms, directory_.directory, now);
       !s.ok()) {
     ++stats_.relays_refused;
-    RejectControl(turn, routing_id, request_id, from, NackReason::kBadSignature,
-                  "relayed consent revocation: " + s.message(), rev->grant_id, signed_revocation);
-    schema::AuditEntry& e = turn.batch.events.back();
-    e.consent_grant_id = rev->grant_id;
-    e.case_ref = rev->case_ref;
+    if (schema::AuditEntry* e = RejectControl(
+            turn, routing_id, request_id, from, NackReason::kBadSignature,
+            "relayed consent revocation: " + s.message(), rev->grant_id, signed_revocation)) {
+      e->consent_grant_id = rev->grant_id;
+      e->case_ref = rev->case_ref;
+    }
     return;
   }
   AdmitRevocation(turn, routing_id, request_id, std::move(*rev), from, std::move(signed_revocation),

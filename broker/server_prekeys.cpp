@@ -46,16 +46,13 @@ Frame PrekeyFrame(Bytes signed_prekey) {
 void Server::RefusePrekey(Turn& turn, const std::string& routing_id, uint64_t request_id,
                           const std::string& peer, NackReason reason, std::string detail,
                           const Bytes& signed_prekey, const std::string& owner) {
-  const size_t events = turn.batch.events.size();
-  const size_t replies = turn.replies.size();
-  Reject(turn, routing_id, request_id, peer, reason, "prekey: " + detail, nullptr, {});
   // Audited one by one (not only counted into the window's aggregate): name what it was.
-  if (turn.batch.events.size() > events) {
-    schema::AuditEntry& e = turn.batch.events.back();
-    e.sender_id = owner;
-    e.statement_sha256 = Sha256(signed_prekey);
+  if (schema::AuditEntry* e =
+          Reject(turn, routing_id, request_id, peer, reason, "prekey: " + detail, nullptr, {})) {
+    e->sender_id = owner;
+    e->statement_sha256 = Sha256(signed_prekey);
+    turn.replies.back().message_id = AttestationId(signed_prekey);
   }
-  if (turn.replies.size() > replies) turn.replies.back().message_id = AttestationId(signed_prekey);
 }
 
 void Server::HandlePrekey(const std::string& routing_id, const schema::Party& peer,

@@ -98,9 +98,9 @@ void Server::Send(const std::string& routing_id, const Frame& frame) {
   }
 }
 
-void Server::Reject(Turn& turn, const std::string& routing_id, uint64_t request_id,
-                    const std::string& peer, NackReason reason, std::string detail,
-                    const schema::SealedEnvelope* env, ByteView envelope_bytes) {
+schema::AuditEntry* Server::Reject(Turn& turn, const std::string& routing_id, uint64_t request_id,
+                                   const std::string& peer, NackReason reason, std::string detail,
+                                   const schema::SealedEnvelope* env, ByteView envelope_bytes) {
   ++stats_.rejected;
   // An envelope (decoded or not); frame-level and control refusals pass neither.
   if (env != nullptr || !envelope_bytes.empty()) {
@@ -114,7 +114,7 @@ void Server::Reject(Turn& turn, const std::string& routing_id, uint64_t request_
         routing_id, server_internal::NackFrame(
                         request_id, env != nullptr ? ByteView(env->header.message_id) : ByteView(),
                         reason, std::move(detail), 0));
-    return;
+    return nullptr;
   }
   schema::AuditEntry e;
   if (env != nullptr) {
@@ -141,6 +141,7 @@ void Server::Reject(Turn& turn, const std::string& routing_id, uint64_t request_
   r.message_id = std::move(mid);
   r.kind = Reply::Nack{reason, std::move(detail), 0};
   turn.replies.push_back(std::move(r));
+  return &turn.batch.events.back();
 }
 
 void Server::RefuseCutOff(Turn& turn, const std::string& routing_id, const std::string& peer,

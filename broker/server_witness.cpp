@@ -46,9 +46,10 @@ std::string Clip(std::string s, size_t n) {
 void Server::RefuseWitnessFrame(Turn& turn, const std::string& routing_id, uint64_t request_id,
                                 const std::string& peer, NackReason reason, std::string detail) {
   ++stats_.witness_refused;
-  Reject(turn, routing_id, request_id, peer, reason, std::move(detail), nullptr, {});
-  schema::AuditEntry& e = turn.batch.events.back();
-  e.event = schema::AuditEvent::kWitnessRefused;
+  if (schema::AuditEntry* e =
+          Reject(turn, routing_id, request_id, peer, reason, std::move(detail), nullptr, {})) {
+    e->event = schema::AuditEvent::kWitnessRefused;
+  }
 }
 
 void Server::HandleWitnessRequest(const std::string& routing_id, const schema::Party& peer,

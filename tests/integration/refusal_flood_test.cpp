@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "broker/store.h"
+#include "keys/consent.h"
 #include "keys/crypto.h"
 #include "schema/codec.h"
 #include "tests/integration/harness.h"
@@ -246,6 +247,61 @@ TEST_F(RefusalFloodTest, RefusalsInTheCommitAreBoundedToo) {
   EXPECT_EQ(t.refusals[NackReason::kQuotaExceeded], kFlood + 20);
   EXPECT_EQ(t.individual[NackReason::kQuotaExceeded], 10u);
   EXPECT_EQ(t.aggregated[NackReason::kQuotaExceeded], kFlood + 10);
+}
+
+// Refused consent grants past the allowance: the refusal is only counted, and nothing of
+// it may be written into another entry or reply (the grant path completed "the last audit
+// entry" after the refusal, which past the allowance was some other entry, or none).
+TEST_F(RefusalFloodTest, RefusedGrantsPastTheAllowanceAreCountedAndTouchNoOtherEntry) {
+  constexpr size_t kFlood = 300;
+  ASSERT_TRUE(broker_->Start());
+  auto police = Connect("seoul-police-03");
+  // A well-formed grant the Wee center signed, registered by the police unit.
+  schema::ConsentGrant g;
+  g.grant_id = keys::RandomBytes(schema::kGrantIdBytes);
+  g.case_ref = "case-flood-1";
+  g.recorded_by = "seoul-wee-01";
+  g.basis = schema::LegalBasis::kConsentLegalRepresentative;
+  g.legal_article = "PIPA 22-2";
+  g.consenters = {schema::Consenter::kGuardian};
+  g.purposes = {schema::Purpose::kCounseling};
+  g.categories = {schema::DataCategory::kIdentity};
+  g.allowed_agency_types = {schema::AgencyType::kCounselingCenter};
+  g.issued_at_ms = Now() - 1000;
+  g.expires_at_ms = Now() + kMillisPerDay;
+  g.retention_until_ms = Now() + 30 * kMillisPerDay;
+  auto signed_grant = keys::SignConsentGrant(Id("seoul-wee-01"), g);
+  ASSERT_TRUE(signed_grant.ok()) << signed_grant.status().ToString();
+  std::vector<Bytes> frames;
+  for (size_t i = 0; i < kFlood; ++i) {
+    Frame f;
+    f.type = Frame::Type::kGrantRegister;
+    f.request_id = 7000 + i;
+    f.grant_register.signed_grant = schema::EncodeSignedConsentGrant(*signed_grant);
+    frames.push_back(schema::EncodeFrame(f));
+  }
+  EXPECT_EQ(SendAndCountNacks(*police, frames, NackReason::kSenderMismatch), kFlood);
+  ExpectOthersServed();
+  ASSERT_EQ(broker_->Stop(), 0) << broker_->Log();
+
+  uint64_t size = 0;
+  RefusalTally t = Tally("seoul-police-03", &size);
+  EXPECT_EQ(t.refusals[NackReason::kSenderMismatch], kFlood);
+  EXPECT_EQ(t.individual[NackReason::kSenderMismatch], 10u);
+  // No entry of another actor or event carries the refused grant's id.
+  broker::StoreOptions o;
+  o.dir = root_ + "/seoul-data";
+  o.broker_id = "seoul-broker";
+  auto store = broker::Store::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  for (uint64_t i = 0; i < size; ++i) {
+    auto e = schema::DecodeAuditEntry(*(*store)->AuditEntryBytes(i));
+    ASSERT_TRUE(e.ok());
+    if (e->consent_grant_id != g.grant_id) continue;
+    EXPECT_EQ(e->actor, "seoul-police-03") << "entry " << i << " of another actor names the grant";
+    EXPECT_EQ(e->event, AuditEvent::kEnvelopeRejected) << "entry " << i;
+    EXPECT_EQ(e->refusal_count, 0u) << "an aggregate entry took the grant's id";
+  }
 }
 
 TEST_F(RefusalFloodTest, APartyRevokedWhileConnectedIsRefusedWithoutAnEntryPerFrame) {
