@@ -255,11 +255,10 @@ def browser(token):
 
 
 def errors_in_log(d, url):
-    # POST /v1/login is 404 until operator accounts land (issue 18 item 1): the login page
-    # shows that refusal on purpose, and chromium logs the failed request. Nothing else is
-    # let through.
+    # The login page's test signs in as an operator that does not exist, on purpose: the
+    # API answers 401 and chromium logs the failed request. Nothing else is let through.
     expected = url + '/v1/login - Failed to load resource: the server responded with a ' \
-        'status of 404 (Not Found)'
+        'status of 401 (Unauthorized)'
     return [e['message'] for e in d.get_log('browser')
             if e['level'] == 'SEVERE' and e['message'] != expected]
 
@@ -336,7 +335,7 @@ def pages(d, url, shots, case_ref):
     d.find_element('id', 'password').send_keys('not-yet')
     d.find_element('css selector', '#login-form button').click()
     status = wait_text(d, '#status', 'the login reply', lambda ts: ts[0] != '')
-    # Until POST /v1/login exists (operator accounts), the API's refusal is shown.
+    # No such operator: the API's refusal is shown as an error.
     check(d.find_element('id', 'status').get_attribute('class') == 'error',
           'login: the API\'s answer is shown as an error: ' + status[0])
     check(d.find_element('id', 'password').get_attribute('value') == '', 'login: password cleared')

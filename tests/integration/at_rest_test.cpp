@@ -393,13 +393,13 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
   for (const char* kind : {"case-closed", "handoff", "referral-state"}) {
     wee.WaitFor(
         "/v1/cases/" + case_ref,
-        [&](const Json& c) { return told(c, "seoul-counsel", "counselor-7", kind); },
+        [&](const Json& c) { return told(c, "seoul-counsel", "service:counselor-7", kind); },
         std::string("the access notice for the counseling center's read of the ") + kind + " text");
   }
   for (const char* kind : {"handoff-ack", "referral-state"}) {
     counsel.WaitFor(
         "/v1/cases/" + case_ref,
-        [&](const Json& c) { return told(c, "seoul-wee-01", "wee-teacher-1", kind); },
+        [&](const Json& c) { return told(c, "seoul-wee-01", "service:wee-teacher-1", kind); },
         std::string("the access notice for the Wee center's read of the ") + kind + " text");
   }
   counsel.Refused("POST", "/v1/cases/" + case_ref + "/read", Json::object(), 400, "operator");
@@ -490,9 +490,9 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
                      std::string(schema::Name(e->kind)));
     }
   }
-  for (const char* want : {"seoul-counsel/counselor-7/seoul-wee-01/case-closed",
-                           "seoul-counsel/counselor-7/seoul-wee-01/handoff",
-                           "seoul-wee-01/wee-teacher-1/seoul-counsel/handoff-ack"}) {
+  for (const char* want : {"seoul-counsel/service:counselor-7/seoul-wee-01/case-closed",
+                           "seoul-counsel/service:counselor-7/seoul-wee-01/handoff",
+                           "seoul-wee-01/service:wee-teacher-1/seoul-counsel/handoff-ack"}) {
     EXPECT_EQ(audited.count(want), 1u) << "no audit entry for the read " << want;
   }
 }

@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "agent/case_crypto.h"
 #include "agent/transport_store.h"
 #include "core/clock.h"
 #include "keys/crypto.h"
@@ -333,11 +334,31 @@ TEST_F(PrekeyTest, DaemonsRotateAndPublishPrekeysWithoutNewDirectory) {
   for (auto* a : {wee_.get(), counsel_.get()}) ASSERT_EQ(a->Stop(), 0);
   auto store = agent::TransportStore::Open(counsel_->data_dir() + "/transport", {});
   ASSERT_TRUE(store.ok()) << store.status().ToString();
+  // The inbox keeps each envelope sealed under its grant's data key (issue 17 item 3).
+  auto grant_keys = agent::GrantKeys::Open(counsel_->grant_key_dir(), held);
+  ASSERT_TRUE(grant_keys.ok()) << grant_keys.status().ToString();
   auto sealed_to = [&](const Json& sent) -> Bytes {
-    auto mid = HexDecode(sent["message_id"].get<std::string>());
+    const std::string mid_hex = sent["message_id"].get<std::string>();
+    auto mid = HexDecode(mid_hex);
     auto rec = mid.ok() ? (*store)->GetInbox(*mid) : Result<agent::InboxRecord>(mid.status());
-    if (!rec.ok()) return {};
-    auto env = schema::DecodeEnvelope(rec->envelope);
+    if (!rec.ok()) {
+      ADD_FAILURE() << "no inbox record for " << mid_hex << ": " << rec.status().ToString();
+      return {};
+    }
+    Bytes bytes = rec->envelope;
+    if (rec->sealed_at_rest) {
+      const std::string place = agent::TextPlace("inbox", mid_hex, "envelope");
+      auto blob = agent::DecodeSealedBlob(rec->envelope);
+      auto text =
+          blob.ok() ? (*grant_keys)->Unseal(*blob, place) : Result<std::string>(blob.status());
+      if (!text.ok()) {
+        ADD_FAILURE() << "inbox record " << mid_hex
+                      << " does not open: " << text.status().ToString();
+        return {};
+      }
+      bytes.assign(text->begin(), text->end());
+    }
+    auto env = schema::DecodeEnvelope(bytes);
     if (!env.ok() || env->header.recipients.size() != 1) return {};
     return env->header.recipients[0].prekey_id;
   };
