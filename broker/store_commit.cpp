@@ -753,10 +753,23 @@ size_t StorageHeadroomBytes(size_t map_size_bytes) {
 }
 
 Status Store::CheckHeadroom(const lmdb::Txn& txn) const {
-  const MDB_dbi tables[] = {meta_,       msgs_,          mbox_,           seen_,
-                            expiry_,     counts_,        audit_,          grants_,
-                            witness_,    evidence_,      ctlq_,           tombstones_,
-                            quarantine_, sender_counts_, audit_dbs_.tree, audit_dbs_.checkpoints};
+  const MDB_dbi tables[] = {meta_,
+                            msgs_,
+                            mbox_,
+                            seen_,
+                            expiry_,
+                            counts_,
+                            audit_,
+                            grants_,
+                            witness_,
+                            evidence_,
+                            ctlq_,
+                            tombstones_,
+                            quarantine_,
+                            sender_counts_,
+                            prekeys_,
+                            audit_dbs_.tree,
+                            audit_dbs_.checkpoints};
   REFBUS_ASSIGN_OR_RETURN(uint64_t used, txn.BytesInUse(tables));
   const size_t map = options_.map_size_bytes;
   const size_t keep = StorageHeadroomBytes(map);
