@@ -226,6 +226,26 @@ class AtRestTest : public ::testing::Test {
                                << found.size() << " file(s):" << list;
   }
 
+  // Stops the agents and the broker, and returns the broker's audit log, entry by entry.
+  std::vector<schema::AuditEntry> StopAllAndReadAudit() {
+    for (auto& [id, a] : agents_) EXPECT_EQ(a->Stop(), 0) << id;
+    agents_.clear();
+    EXPECT_EQ(broker_->Stop(), 0);
+    broker::StoreOptions o;
+    o.dir = root_ + "/seoul-data";
+    o.broker_id = "seoul-broker";
+    auto store = broker::Store::Open(o);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    std::vector<schema::AuditEntry> entries;
+    if (!store.ok()) return entries;
+    auto n = (*store)->AuditSize();
+    for (uint64_t i = 0; n.ok() && i < *n; ++i) {
+      auto e = schema::DecodeAuditEntry(*(*store)->AuditEntryBytes(i));
+      if (e.ok()) entries.push_back(std::move(*e));
+    }
+    return entries;
+  }
+
   std::string root_;
   Federation fed_;
   std::unique_ptr<Broker> broker_;
@@ -473,21 +493,11 @@ TEST_F(AtRestTest, PlantedCaseTextIsSealedAtRestAndShreddedByThePurge) {
     EXPECT_NE(c.dump().find("purged"), std::string::npos) << c.dump();
   }
   // The reads of another agency's text are in the broker's audit log, as opens are.
-  for (auto& [id, a] : agents_) EXPECT_EQ(a->Stop(), 0) << id;
-  agents_.clear();
-  EXPECT_EQ(broker_->Stop(), 0);
-  broker::StoreOptions o;
-  o.dir = root_ + "/seoul-data";
-  o.broker_id = "seoul-broker";
-  auto store = broker::Store::Open(o);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
   std::set<std::string> audited;
-  auto n = (*store)->AuditSize();
-  for (uint64_t i = 0; n.ok() && i < *n; ++i) {
-    auto e = schema::DecodeAuditEntry(*(*store)->AuditEntryBytes(i));
-    if (e.ok() && e->event == schema::AuditEvent::kEnvelopeOpened) {
-      audited.insert(e->actor + "/" + e->operator_ref + "/" + e->sender_id + "/" +
-                     std::string(schema::Name(e->kind)));
+  for (const schema::AuditEntry& e : StopAllAndReadAudit()) {
+    if (e.event == schema::AuditEvent::kEnvelopeOpened) {
+      audited.insert(e.actor + "/" + e.operator_ref + "/" + e.sender_id + "/" +
+                     std::string(schema::Name(e.kind)));
     }
   }
   for (const char* want : {"seoul-counsel/service:counselor-7/seoul-wee-01/case-closed",
@@ -669,21 +679,9 @@ TEST_F(AtRestTest, RetentionPassedPurgesTheGrantsDataAndConfirms) {
   EXPECT_EQ(read.dump().find(token_), std::string::npos) << read.dump();
   EXPECT_NE(read.dump().find("[purged"), std::string::npos) << read.dump();
   // The broker's audit log holds the signed purge record.
-  for (auto& [id, a] : agents_) EXPECT_EQ(a->Stop(), 0) << id;
-  agents_.clear();
-  EXPECT_EQ(broker_->Stop(), 0);
-  broker::StoreOptions o;
-  o.dir = root_ + "/seoul-data";
-  o.broker_id = "seoul-broker";
-  auto store = broker::Store::Open(o);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
   size_t purges = 0;
-  auto n = (*store)->AuditSize();
-  for (uint64_t i = 0; n.ok() && i < *n; ++i) {
-    auto e = schema::DecodeAuditEntry(*(*store)->AuditEntryBytes(i));
-    if (e.ok() && e->event == schema::AuditEvent::kPurgeConfirmed && e->actor == "seoul-counsel") {
-      ++purges;
-    }
+  for (const schema::AuditEntry& e : StopAllAndReadAudit()) {
+    if (e.event == schema::AuditEvent::kPurgeConfirmed && e.actor == "seoul-counsel") ++purges;
   }
   EXPECT_GE(purges, 1u) << "no purge confirmation from the counseling center in the audit log";
 }
