@@ -208,6 +208,8 @@ struct ApiOptions {
   // logins, the API token only.
   std::string operators_file;
   SessionOptions sessions;
+  // The console's session cookie carries Secure (set when [console] TLS is configured).
+  bool cookie_secure = false;
 };
 
 class ApiServer {
