@@ -308,7 +308,10 @@ def text_of(d, css):
 
 
 def wait_text(d, css, what, pred=lambda ts: len(ts) > 0):
-    return wait_for(lambda: pred(text_of(d, css)) and text_of(d, css), what)
+    def ready():
+        ts = text_of(d, css)
+        return ts if ts and pred(ts) else None
+    return wait_for(ready, what)
 
 
 def shot(d, shots, name):
