@@ -65,8 +65,10 @@
     T.setText(byId('page-title'), t(titleKey));
     document.title = t(titleKey) + ' - ' + t('app.title');
     showStatus('', false);
-    var page = byId('page');
-    page.replaceChildren();
+    // A new container per page: a reply that arrives after the operator has moved on
+    // renders into a detached node, never into the page now shown.
+    var page = T.el('div');
+    byId('page').replaceChildren(page);
     return page;
   }
 
@@ -131,20 +133,66 @@
     return '';
   }
 
+  // The access notices and purge confirmations of this agency's cases (GET /v1/cases/{case}
+  // of each case a consent names; the most recent 20 cases), newest first.
+  function caseNews() {
+    return api('GET', '/v1/consents').then(function (r) {
+      var refs = [];
+      (r.ok && Array.isArray(r.body) ? r.body : []).forEach(function (g) {
+        if (g.case_ref && refs.indexOf(g.case_ref) < 0) refs.push(g.case_ref);
+      });
+      return Promise.all(refs.slice(-20).map(function (ref) {
+        return api('GET', '/v1/cases/' + encodeURIComponent(ref));
+      }));
+    }).then(function (cases) {
+      var notices = [], purges = [];
+      cases.forEach(function (c) {
+        if (!c.ok || !c.body) return;
+        (c.body.access_notices || []).forEach(function (n) {
+          notices.push([n.opened_at_ms, [T.formatKst(n.opened_at_ms), caseLink(c.body.case_ref), n.agency, n.operator, tn('kind', n.kind)]]);
+        });
+        (c.body.purge_confirmations || []).forEach(function (p) {
+          purges.push([p.purged_at_ms, [T.formatKst(p.purged_at_ms), caseLink(c.body.case_ref), p.agency, String(p.messages_purged)]]);
+        });
+      });
+      var newest = function (a, b) { return b[0] - a[0]; };
+      var rows = function (l) { return l.sort(newest).map(function (x) { return x[1]; }); };
+      return { notices: rows(notices), purges: rows(purges) };
+    });
+  }
+
+  function renderNews(box, news) {
+    box.replaceChildren();
+    box.appendChild(T.el('h2', t('case.notices')));
+    box.appendChild(T.table(t('case.notices'), [t('case.at'), t('inbox.case'), t('case.agency'),
+      t('case.by'), t('inbox.kind')], news.notices));
+    box.appendChild(T.el('h2', t('case.purges')));
+    box.appendChild(T.table(t('case.purges'), [t('case.at'), t('inbox.case'), t('case.agency'),
+      t('case.purged_messages')], news.purges));
+  }
+
   function renderInbox(page, r) {
     if (!r.ok) { showStatus(errorText(r), true); return; }
     var rows = (Array.isArray(r.body) ? r.body : []).map(function (m) {
       return [T.formatKst(m.received_at_ms), m.from, tn('kind', m.kind), caseLink(m.case_ref || ''),
         tn('inbox.status', m.status), m.opened ? t('common.yes') : t('common.no'), inboxAction(m)];
     });
-    page.replaceChildren(T.table(t('inbox.caption'), [t('inbox.received'), t('inbox.from'),
+    var list = byId('inbox-messages');
+    if (!list) return;  // the operator has moved to another page meanwhile
+    list.replaceChildren(T.table(t('inbox.caption'), [t('inbox.received'), t('inbox.from'),
       t('inbox.kind'), t('inbox.case'), t('inbox.status'), t('inbox.opened'), t('inbox.action')], rows));
     showStatus(rows.length ? '' : t('inbox.empty'), false);
   }
 
   function inboxPage() {
     var page = startPage('inbox.title');
-    var refresh = function () { api('GET', '/v1/inbox').then(function (r) { renderInbox(page, r); }); };
+    page.appendChild(T.el('div')).id = 'inbox-messages';
+    var news = page.appendChild(T.el('section'));
+    news.id = 'inbox-news';
+    var refresh = function () {
+      api('GET', '/v1/inbox').then(function (r) { renderInbox(page, r); });
+      caseNews().then(function (n) { renderNews(news, n); });
+    };
     refresh();
     poll(refresh, 3000);  // live updates: new messages within 3 s
   }
@@ -224,7 +272,7 @@
   function route() {
     var h = window.location.hash;
     if (h === '#/login') return loginPage();
-    if (!session.operator) { window.location.hash = '#/login'; return loginPage(); }
+    if (!session.operator) { window.location.hash = '#/login'; return undefined; }  // hashchange renders it
     for (var i = 0; i < routes.length; i++) {
       if (h.indexOf(routes[i][0]) === 0) return routes[i][1](decodeURIComponent(h.substring(routes[i][0].length)));
     }

@@ -516,6 +516,11 @@ def wee_sees_notice(d, wee, case_ref, shots):
     no_script_ran(d, 'case')
     a11y(d, 'case with an access notice')
     shot(d, shots, 'case-access-notice')
+    d.get(wee + '/console/#/inbox')
+    wait_text(d, '#inbox-news td', 'the access notice in the inbox', lambda ts: 'lee-counselor' in ts)
+    check(True, 'inbox: the access notice with the counselor\'s name is listed')
+    a11y(d, 'inbox with an access notice')
+    shot(d, shots, 'inbox-access-notice')
 
 
 def police_hands_off(d, police, support, shots):
@@ -594,6 +599,15 @@ def wee_revokes(d, wee, grant, case_ref, shots):
     check(True, 'case: purge confirmations from both recipients are shown')
     a11y(d, 'case with purge confirmations')
     shot(d, shots, 'case-purged')
+    d.get(wee + '/console/#/inbox')
+    wait_text(d, '#inbox-news td', 'the purge confirmations in the inbox',
+              lambda ts: 'central-dsc' in ts and 'busan-counseling-01' in ts)
+    check(True, 'inbox: the purge confirmations of both recipients are listed')
+    shot(d, shots, 'inbox-purged')
+    d.get(wee + '/console/#/close/' + case_ref)
+    wait_for(lambda: d.find_elements('id', 'close-form'), 'the close form')
+    a11y(d, 'close form')
+    shot(d, shots, 'close')
     d.get(wee + '/console/#/directory')
     wait_text(d, '#page td', 'the directory table')
     check(EVIL_NAME in text_of(d, '#page td'),
