@@ -365,7 +365,7 @@ if [[ ${REFBUS_DEMO_CONSOLE:-0} == 1 ]]; then
   done
   echo "  (passwords are shown once; change one with: refbus-agent operator passwd NAME -c AGENT.toml)"
   echo "  running until Ctrl-C; logs in $work/*.log"
-  while true; do sleep 3600 & wait $!; done
+  while true; do sleep 3600; done  # in the foreground: Ctrl-C ends it, and the EXIT trap stops the daemons
 fi
 
 for p in "${pids[@]:${#brokers[@]}}"; do kill -TERM "$p"; done
