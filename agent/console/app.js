@@ -39,6 +39,12 @@
       init.body = JSON.stringify(body);
     }
     return fetch(path, init).then(function (r) {
+      if (r.status === 401 && session.operator && path !== '/v1/login') {
+        // The session ended (idle timeout, logout elsewhere, account changed): log in again.
+        session = { operator: '', role: '', csrf: '' };
+        showSession();
+        window.location.hash = '#/login';
+      }
       return r.json().catch(function () { return null; }).then(function (b) {
         return { ok: r.ok, status: r.status, body: b };
       });
@@ -283,7 +289,7 @@
     T.setText(byId('skip-link'), t('nav.skip'));
     T.setText(byId('brand'), t('app.title'));
     byId('nav').setAttribute('aria-label', t('nav.label'));
-    ['inbox', 'consent', 'referrals', 'handoff', 'deletions', 'directory', 'login', 'logout'].forEach(function (n) {
+    ['inbox', 'consent', 'referrals', 'handoff', 'deletions', 'overrides', 'directory', 'login', 'logout'].forEach(function (n) {
       T.setText(byId('nav-' + n), t('nav.' + n));
     });
     T.setText(byId('lang-label'), t('nav.language'));
@@ -315,7 +321,9 @@
       start(l);
     });
     byId('nav-logout').addEventListener('click', function (ev) { ev.preventDefault(); logout(); });
-    window.addEventListener('hashchange', route);
+    // Only the latest of several queued hash changes renders (each would render the page
+    // now in the URL, twice over, replacing a form while the operator fills it).
+    window.addEventListener('hashchange', function (ev) { if (ev.newURL === window.location.href) route(); });
     start(storedLang());
   });
 })();

@@ -455,7 +455,33 @@
     });
   }
 
-  A.routes.push(['#/consent', consentPage], ['#/referral-new/', referralPage], ['#/referral-new', referralPage],
+  // ---- emergency overrides: a caseworker's request, a different supervisor's approval
+
+  function overridesPage() {
+    var page = A.startPage('overrides.title');
+    page.appendChild(T.el('p', t('overrides.explain')));
+    A.api('GET', '/v1/overrides').then(function (r) {
+      if (!r.ok) { A.showStatus(A.errorText(r), true); return; }
+      var rows = (Array.isArray(r.body) ? r.body : []).map(function (o) {
+        var f = form(T.el('div'), 'approve-' + o.override_id);
+        T.submit(f, t('overrides.approve'));
+        f.addEventListener('submit', function (ev) {
+          ev.preventDefault();
+          A.api('POST', '/v1/overrides/' + encodeURIComponent(o.override_id) + '/approve', {}).then(function (x) {
+            posted(x, function (b) { note = t('overrides.approved') + ' ' + b.grant_id; overridesPage(); });
+          });
+        });
+        return [T.formatKst(o.requested_at_ms), A.caseLink(o.case_ref), tn('basis', o.basis), o.requested_by,
+          T.formatKst(o.expires_at_ms), f];
+      });
+      page.appendChild(T.table(t('overrides.caption'), [t('overrides.requested_at'), t('inbox.case'),
+        t('consent.basis'), t('overrides.requested_by'), t('overrides.expires'), t('inbox.action')], rows));
+      if (!rows.length && !note) A.showStatus(t('overrides.empty'), false);
+      showNote();
+    });
+  }
+
+  A.routes.push(['#/overrides', overridesPage], ['#/consent', consentPage], ['#/referral-new/', referralPage], ['#/referral-new', referralPage],
       ['#/referrals', referralsPage], ['#/open/', openPage], ['#/handoff-new', handoffNewPage],
       ['#/handoff/', handoffAnswerPage], ['#/deletion-new', deletionNewPage], ['#/deletions', deletionsPage],
       ['#/revoke/', revokePage], ['#/close/', closePage]);

@@ -57,8 +57,19 @@ def check(ok, what):
         print('FAIL - ' + what)
 
 
+DRIVER = []  # the browser, for what it shows when a wait times out
+
+
 def die(why):
     print('FAIL - ' + why)
+    if DRIVER:
+        try:
+            d = DRIVER[0]
+            print('  the browser is at %s, showing %s' % (d.current_url, d.execute_script(
+                "return [document.getElementById('page-title').textContent, "
+                "document.getElementById('status').textContent]")))
+        except Exception as e:  # noqa: BLE001 -- a report, never a second failure
+            print('  (the browser cannot say: %s)' % e)
     failures.append(why)
     sys.exit(1)
 
@@ -151,13 +162,13 @@ class Federation:
         token = open(os.path.join(d, 'agent-data', 'api.token')).read().strip()
         return url, token
 
-    def add_operator(self, agency, person):
+    def add_operator(self, agency, person, role='caseworker'):
         """refbus-agent operator add, as the agency's administrator would; the password is
         made here and given on stdin."""
         password = 'pw-' + os.urandom(9).hex()
         cfg = os.path.join(self.work, 'fed', agency, 'agent.toml')
         r = subprocess.run([os.path.join(self.bin, 'refbus-agent'), 'operator', 'add', person,
-                            '--role', 'caseworker', '-c', cfg], input=password + '\n',
+                            '--role', role, '-c', cfg], input=password + '\n',
                            capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
             die('operator add %s failed: %s' % (person, (r.stdout + r.stderr)[-1000:]))
@@ -277,7 +288,8 @@ def errors_in_log(d):
     # Failed requests the test makes on purpose, which chromium logs: the session check of
     # a page before login (401) and the CSRF refusals (403). Nothing else is let through.
     expected = ('/v1/session - Failed to load resource: the server responded with a status of 401',
-                '/v1/consents - Failed to load resource: the server responded with a status of 403')
+                '/v1/consents - Failed to load resource: the server responded with a status of 403',
+                '/approve - Failed to load resource: the server responded with a status of 403')
     return [e['message'] for e in d.get_log('browser')
             if e['level'] == 'SEVERE' and not any(x in e['message'] for x in expected)]
 
@@ -332,6 +344,13 @@ def login(d, url, name, shots=None):
         a11y(d, 'login')
         shot(d, shots, 'login')
     d.find_element('css selector', '#login-form button').click()
+    logged_in(d, name)
+
+
+def logged_in(d, name):
+    # The login's reply moves the page to the inbox (an earlier session's cookie may show
+    # the name before this login has answered).
+    wait_for(lambda: d.current_url.endswith('#/inbox'), 'the inbox after logging in as ' + name)
     wait_text(d, '#who', 'logged in as ' + name, lambda ts: ts[0].endswith(name))
 
 
@@ -391,7 +410,8 @@ def security_checks(d, url, case_ref):
     check(status == 200 and cache == 'no-store', 'the case data reply is no-store (%d %s)' % (status, cache))
 
 
-def consent(d, url, shots, local_case, basis, consenters, purposes, categories, recipients, name):
+def consent(d, url, shots, local_case, basis, consenters, purposes, categories, recipients, name,
+            override=False):
     go(d, url, '#/consent', '#consent-form', 'the consent form')
     if local_case:
         d.find_element('id', 'local-case').send_keys(local_case)
@@ -412,6 +432,9 @@ def consent(d, url, shots, local_case, basis, consenters, purposes, categories, 
     shot(d, shots, name)
     d.find_element('css selector', '#consent-form button[type=submit]').click()
     text = status_text(d, 'the consent recorded')
+    if override:
+        check(text.startswith('긴급 예외 요청을 기록했습니다'), name + ': override requested: ' + text)
+        return None, None
     check(text.startswith('동의를 기록했습니다'), name + ': consent recorded: ' + text)
     grant = text.split()[-1]
     link = wait_for(lambda: d.find_elements('css selector', '#page a[href^="#/case/"]'), 'case link')
@@ -472,8 +495,20 @@ def wee_sends(d, wee, shots, work, wee_token):
     return grant, case_ref
 
 
+def keyboard_login(d, url, name):
+    """Logs in with the keyboard only: type, Tab, type, Enter."""
+    from selenium.webdriver.common.keys import Keys
+    d.get(url + '/console/#/login')
+    op = wait_for(lambda: d.find_elements('id', 'operator'), 'the login form')[0]
+    op.send_keys(name + Keys.TAB)
+    check(d.switch_to.active_element.get_attribute('id') == 'password',
+          'keyboard: Tab moves from the name to the password')
+    d.switch_to.active_element.send_keys(PASSWORDS[name] + Keys.ENTER)
+    logged_in(d, name)
+
+
 def counselor_opens(d, url, shots):
-    login(d, url, 'lee-counselor')
+    keyboard_login(d, url, 'lee-counselor')
     link = wait_for(lambda: d.find_elements('css selector', '#page a[href^="#/open/"]'),
                     'the referral in the counseling center\'s inbox (polling)', timeout=30)
     a11y(d, 'inbox with a referral')
@@ -506,6 +541,7 @@ def wee_sees_notice(d, wee, case_ref, shots):
     login(d, wee, 'kim-teacher')
     def notice():
         d.get(wee + '/console/#/case/' + case_ref)
+        d.refresh()  # the same URL again is no navigation: reload to read the case anew
         wait_for(lambda: d.find_elements('css selector', '#page dd'), 'the case page')
         time.sleep(0.3)
         return 'lee-counselor' in text_of(d, '#page td')
@@ -577,6 +613,27 @@ def deletion_center_reports(d, dsc, shots, work):
     shot(d, shots, 'deletion-status')
 
 
+def override_needs_a_second_person(d, wee, shots):
+    """An emergency override asked for by the teacher: she cannot approve it herself; a
+    supervisor of the same center, logged in as themself, does."""
+    login(d, wee, 'kim-teacher')
+    consent(d, wee, shots, '', 'emergency-life-safety', [], ['emergency'], ['contact'],
+            [('police-unit', 'seoul-police-03')], 'consent-emergency', override=True)
+    go(d, wee, '#/overrides', '#page form button', 'the pending override')
+    check('kim-teacher' in text_of(d, '#page td'), 'overrides: the request names the teacher')
+    d.find_element('css selector', '#page form button').click()
+    text = status_text(d, 'the refusal of a self-approval')
+    check(d.find_element('id', 'status').get_attribute('class') == 'error' and '권한이 없습니다' in text,
+          'overrides: the requester cannot approve her own override: ' + text)
+    login(d, wee, 'han-supervisor')
+    go(d, wee, '#/overrides', '#page form button', 'the pending override (supervisor)')
+    a11y(d, 'overrides')
+    shot(d, shots, 'overrides')
+    d.find_element('css selector', '#page form button').click()
+    text = status_text(d, 'the approval', lambda s: s.startswith('승인했습니다'))
+    check(True, 'overrides: a different supervisor approves: ' + text)
+
+
 def wee_revokes(d, wee, grant, case_ref, shots):
     login(d, wee, 'kim-teacher')
     d.get(wee + '/console/#/case/' + case_ref)
@@ -590,6 +647,7 @@ def wee_revokes(d, wee, grant, case_ref, shots):
     check('busan-counseling-01' in text and 'central-dsc' in text, 'consent revoked, both told: ' + text)
     def purged():
         d.get(wee + '/console/#/case/' + case_ref)
+        d.refresh()  # the same URL again is no navigation: reload to read the case anew
         wait_for(lambda: d.find_elements('css selector', '#page dd'), 'the case page')
         time.sleep(0.3)
         cells = text_of(d, '#page td')
@@ -673,12 +731,14 @@ def main():
         for agency, _, _, _, person in AGENCIES:
             urls[agency], tokens[agency] = fed.start_agent(endpoint, agency, agency + '.log')
             PASSWORDS[person] = fed.add_operator(agency, person)
+        PASSWORDS['han-supervisor'] = fed.add_operator('seoul-wee-01', 'han-supervisor', 'supervisor')
         wee = urls['seoul-wee-01']
         for path in ('/console/', '/console/app.js', '/console/forms.js', '/console/i18n/ko.json'):
             check_headers(wee + path, None, path)
         check(check_headers(wee + '/v1/inbox', None, '/v1/inbox without a token') == 401,
               '/v1/inbox without a token is 401')
         d = browser()
+        DRIVER.append(d)
         grant, case_ref = wee_sends(d, wee, shots, work, tokens['seoul-wee-01'])
         check(check_headers(wee + '/v1/cases/' + case_ref, tokens['seoul-wee-01'],
                             '/v1/cases/{case}') == 200, '/v1/cases/{case}: 200')
@@ -687,6 +747,7 @@ def main():
         police_hands_off(d, urls['seoul-police-03'], urls['seoul-support-04'], shots)
         deletion_center_reports(d, urls['central-dsc'], shots, work)
         wee_revokes(d, wee, grant, case_ref, shots)
+        override_needs_a_second_person(d, wee, shots)
         language_and_time(d, wee, shots)
         errors = errors_in_log(d)
         check(errors == [], 'no unexpected browser console error on any page' +
@@ -701,7 +762,7 @@ def main():
                 p = os.path.join(work, log)
                 if os.path.exists(p):
                     lines = [l for l in open(p).read().splitlines()
-                             if 'POST' in l or 'warn' in l or 'error' in l]
+                             if 'POST' in l or 'warn' in l or 'error' in l or '-> 401' in l]
                     print('--- ' + log + ' (requests that act, warnings)\n' +
                           '\n'.join(lines[-40:]))
         shutil.rmtree(work, ignore_errors=True)
