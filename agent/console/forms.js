@@ -154,9 +154,11 @@
   function fieldRow(box, n, categories) {
     var row = box.appendChild(T.el('div'));
     row.className = 'field-row';
-    T.select(row, 'field-category-' + n, t('referral.field_category'), named('category', categories));
-    T.input(row, 'field-name-' + n, t('referral.field_name'));
-    T.input(row, 'field-value-' + n, t('referral.field_value'));
+    // Numbered labels: a screen reader tells the rows apart.
+    var k = ' ' + (n + 1);
+    T.select(row, 'field-category-' + n, t('referral.field_category') + k, named('category', categories));
+    T.input(row, 'field-name-' + n, t('referral.field_name') + k);
+    T.input(row, 'field-value-' + n, t('referral.field_value') + k);
   }
 
   function referralPage(grantId) {
