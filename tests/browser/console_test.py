@@ -442,8 +442,16 @@ def consent(d, url, shots, local_case, basis, consenters, purposes, categories, 
 
 
 def wee_sends(d, wee, shots, work, wee_token):
+    d.get(wee + '/')
+    wait_for(lambda: d.current_url.endswith('#/login'), 'the login page for a new visitor')
+    check(d.current_url == wee + '/console/#/login',
+          '/ redirects to /console/, which asks a new visitor to log in (' + d.current_url + ')')
+    check(d.execute_script('return document.documentElement.lang') == 'ko', 'lang=ko by default')
     login(d, wee, 'kim-teacher', shots)
     check(text_of(d, '#nav-inbox') == ['받은 연계'], 'Korean navigation from the catalog')
+    check(text_of(d, '#page-title') == ['받은 연계'], 'inbox title in Korean')
+    wait_text(d, '#status', 'the empty inbox', lambda ts: ts[0] == '받은 메시지가 없습니다.')
+    check(True, 'an empty inbox says so in Korean')
     a11y(d, 'inbox (empty)')
     shot(d, shots, 'inbox')
     grant, case_ref = consent(d, wee, shots, EVIL_CASE, 'consent-legal-representative',
