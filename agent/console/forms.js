@@ -415,14 +415,20 @@
     var page = A.startPage('deletions.title');
     A.api('GET', '/v1/deletions').then(function (r) {
       if (!r.ok) { A.showStatus(A.errorText(r), true); return; }
-      var rows = (Array.isArray(r.body) ? r.body : []).map(function (d) {
-        var cell = T.el('div');
-        if (d.side === 'deletion-center') statusForm(cell, d);
+      var list = Array.isArray(r.body) ? r.body : [];
+      var rows = list.map(function (d) {
         return [A.caseLink(d.case_ref), tn('side', d.side), d.peer, String(Object.keys(d.items || {}).length),
-          countsText(d.counts), cell];
+          countsText(d.counts)];
       });
       page.appendChild(T.table(t('deletions.caption'), [t('inbox.case'), t('referrals.side'), t('referrals.peer'),
-        t('deletions.items'), t('deletions.counts'), t('inbox.action')], rows));
+        t('deletions.items'), t('deletions.counts')], rows));
+      // A status report form under the table for each request this agency deletes for.
+      list.forEach(function (d) {
+        if (d.side !== 'deletion-center') return;
+        var sec = page.appendChild(T.el('section'));
+        sec.appendChild(T.el('h2', t('deletion.report') + ': ' + d.case_ref + ' (' + d.peer + ')'));
+        statusForm(sec, d);
+      });
       if (!rows.length) A.showStatus(t('deletions.empty'), false);
       showNote();
     });

@@ -296,6 +296,8 @@ def errors_in_log(d):
 
 def a11y(d, page):
     problems = d.execute_script(A11Y_JS)
+    wide = d.execute_script('return [document.documentElement.scrollWidth, window.innerWidth]')
+    check(wide[0] <= wide[1], page + ': no horizontal overflow (%d px in %d)' % tuple(wide))
     check(problems == [], page + ': accessibility rules pass' +
           ('' if not problems else ' -- ' + '; '.join(problems[:8])))
 
