@@ -674,8 +674,12 @@ def wee_revokes(d, wee, grant, case_ref, shots):
     shot(d, shots, 'inbox-purged')
     d.get(wee + '/console/#/close/' + case_ref)
     wait_for(lambda: d.find_elements('id', 'close-form'), 'the close form')
+    d.find_element('id', 'close-reason').send_keys('보호자 요청으로 종결')
     a11y(d, 'close form')
     shot(d, shots, 'close')
+    d.find_element('css selector', '#close-form button').click()
+    text = status_text(d, 'the case closed', lambda s: s.startswith('사례를 종결하고'))
+    check(True, 'the teacher closes the case: ' + text)
     d.get(wee + '/console/#/directory')
     wait_text(d, '#page td', 'the directory table')
     check(EVIL_NAME in text_of(d, '#page td'),

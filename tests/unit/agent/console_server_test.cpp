@@ -1,6 +1,7 @@
 // The console on the agent's API server (agent/console_server.h): a real ApiServer on
 // 127.0.0.1 port 0 with a fixed-reply handler, driven by httplib's client and raw sockets.
 #include "agent/console_server.h"
+#include "agent/console_session.h"
 
 #include <httplib.h>
 #include <netinet/in.h>
@@ -210,6 +211,33 @@ TEST(ConsoleAssetsTest, CatalogsAreCompleteForEveryKeyTheScriptUses) {
     EXPECT_TRUE(ko.contains((*it)[1].str())) << "ko.json lacks " << (*it)[1].str();
   }
   EXPECT_GT(used, 120);
+}
+
+// The session cookie among others: exact names only, one of them, spaces allowed.
+TEST(ConsoleSessionTest, FindsTheSessionCookieByItsExactName) {
+  const std::string name = SessionCookieName(8470);
+  EXPECT_EQ(name, "refbus_session_8470");
+  auto v = FindCookie({"a=1; refbus_session_8470=abc ;b=2"}, name);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, "abc");
+  // Another agent's cookie on the same machine (another port), or a longer name, is not it.
+  EXPECT_EQ(FindCookie({"refbus_session_84701=x; xrefbus_session_8470=y"}, name).status().code(),
+            Status::Code::kNotFound);
+  EXPECT_EQ(FindCookie({}, name).status().code(), Status::Code::kNotFound);
+  // Twice, in one header or across two: refused.
+  EXPECT_EQ(FindCookie({"refbus_session_8470=a; refbus_session_8470=b"}, name).status().code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_EQ(FindCookie({"refbus_session_8470=a", "refbus_session_8470=a"}, name).status().code(),
+            Status::Code::kInvalidArgument);
+}
+
+TEST(ConsoleSessionTest, CookieFlags) {
+  EXPECT_EQ(SessionCookie("refbus_session_1", "tok", false),
+            "refbus_session_1=tok; Path=/; HttpOnly; SameSite=Strict");
+  EXPECT_EQ(SessionCookie("refbus_session_1", "tok", true),
+            "refbus_session_1=tok; Path=/; HttpOnly; SameSite=Strict; Secure");
+  EXPECT_EQ(ClearedSessionCookie("refbus_session_1", false),
+            "refbus_session_1=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict");
 }
 
 }  // namespace
