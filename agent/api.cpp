@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "agent/console_server.h"
+#include "agent/console_session.h"
 #include "core/bytes.h"
 #include "core/file.h"
 #include "keys/crypto.h"
@@ -350,13 +351,12 @@ struct ApiServer::Impl {
   Impl(const ApiOptions& o, CommandQueue& q, CommandHandler& h)
       : options(o), queue(q), handler(h) {}
 
-  // The API token (the service account: *op stays null) or an operator's session token.
+  // The API token (the service account: *op stays null) or an operator's session token,
+  // as a Bearer header or (no Authorization header) the console's session cookie, copied to
+  // *cookie (the caller wipes it).
   bool Authenticated(const httplib::Request& req, std::string* why,
-                     std::shared_ptr<const OperatorKey>* op) const {
-    if (!req.has_header("Authorization")) {
-      *why = "no Authorization header";
-      return false;
-    }
+                     std::shared_ptr<const OperatorKey>* op, std::string* cookie) const {
+    if (!req.has_header("Authorization")) return CookieAuthenticated(req, why, op, cookie);
     std::string value = req.get_header_value("Authorization");
     std::string_view v = Trim(value);
     constexpr std::string_view kScheme = "bearer ";
@@ -373,6 +373,48 @@ struct ApiServer::Impl {
     sodium_memzero(value.data(), value.size());
     if (!ok) *why = "wrong bearer token (or an expired session)";
     return ok;
+  }
+
+  bool CookieAuthenticated(const httplib::Request& req, std::string* why,
+                           std::shared_ptr<const OperatorKey>* op, std::string* cookie) const {
+    std::vector<std::string> headers;
+    for (size_t i = 0; i < req.get_header_value_count("Cookie"); ++i) {
+      headers.push_back(req.get_header_value("Cookie", i));
+    }
+    auto value = sessions ? FindCookie(headers, cookie_name) : NotFound("no sessions");
+    for (auto& h : headers) sodium_memzero(h.data(), h.size());
+    if (!value.ok()) {
+      *why = value.status().code() == Status::Code::kNotFound ? "no Authorization header"
+                                                              : value.status().message();
+      return false;
+    }
+    *cookie = std::move(value).value();
+    *op = sessions->Find(AsBytes(*cookie));
+    if (*op == nullptr) {
+      *why = "wrong session cookie (or an expired session)";
+      sodium_memzero(cookie->data(), cookie->size());
+      cookie->clear();
+      return false;
+    }
+    return true;
+  }
+
+  // A state change authenticated by the cookie carries the session's CSRF token; answers
+  // 403 itself (and logs) when it does not.
+  bool CsrfOk(const httplib::Request& req, httplib::Response& res, const std::string& cookie,
+              const OperatorKey& op) const {
+    const std::string presented = req.get_header_value(std::string(kCsrfHeader));
+    if (req.get_header_value_count(std::string(kCsrfHeader)) == 1 &&
+        sessions->CsrfMatches(AsBytes(cookie), AsBytes(presented))) {
+      return true;
+    }
+    spdlog::warn("api: refused {} {} by operator '{}': no or wrong CSRF token", req.method,
+                 req.path.substr(0, 200), op.name());
+    ReplyError(res, PermissionDenied("a change made with the console's session cookie must carry "
+                                     "the session's CSRF token in the " +
+                                     std::string(kCsrfHeader) +
+                                     " header (log in again if the page lost it)"));
+    return false;
   }
 
   // The Bearer token as sent (for logout), in locked memory.
@@ -401,26 +443,41 @@ struct ApiServer::Impl {
     auto login = sessions->Login(b["operator"].get<std::string>(), AsBytes(password));
     sodium_memzero(password.data(), password.size());
     if (!login.ok()) return ReplyError(res, login.status());
-    Json out = {{"token", std::string(AsChars(login->token.view()))},
-                {"operator", login->key->name()},
+    Json out = {{"operator", login->key->name()},
                 {"role", std::string(RoleName(login->key->role()))},
                 {"idle_timeout_ms", sessions->options().idle_timeout.count()}};
+    if (b.value("cookie", false) == true) {
+      // The console: the token goes into an HttpOnly cookie, never to the page's script.
+      res.set_header("Set-Cookie", SessionCookie(cookie_name, AsChars(login->token.view()),
+                                                 options.cookie_secure));
+      out["csrf_token"] = sessions->CsrfToken(login->token.view());
+    } else {
+      out["token"] = std::string(AsChars(login->token.view()));
+    }
     Reply(res, 200, out);
   }
 
   // The session's own answers: logout, and who the token acts as.
+  // cookie: the session token when the request came with the console's cookie, else empty.
   void ServeSession(const RouteInfo& info, const httplib::Request& req, httplib::Response& res,
-                    const std::shared_ptr<const OperatorKey>& op) {
+                    const std::shared_ptr<const OperatorKey>& op, const std::string& cookie) {
     if (info.route == Route::kSession) {
       if (!op) return Reply(res, 200, Json{{"operator", "service"}, {"role", "service"}});
-      return Reply(res, 200,
-                   Json{{"operator", op->name()},
-                        {"role", std::string(RoleName(op->role()))},
-                        {"public_key", HexEncode(op->public_key())}});
+      Json out = {{"operator", op->name()},
+                  {"role", std::string(RoleName(op->role()))},
+                  {"public_key", HexEncode(op->public_key())}};
+      // A reloaded console page gets its CSRF token again (same origin only: no CORS).
+      if (!cookie.empty()) out["csrf_token"] = sessions->CsrfToken(AsBytes(cookie));
+      return Reply(res, 200, out);
     }
     if (!op)
       return ReplyError(res, InvalidArgument("logout ends a session; this is the API token"));
-    if (auto bearer = BearerOf(req); bearer.ok()) sessions->Logout(bearer->view());
+    if (!cookie.empty()) {
+      sessions->Logout(AsBytes(cookie));
+      res.set_header("Set-Cookie", ClearedSessionCookie(cookie_name, options.cookie_secure));
+    } else if (auto bearer = BearerOf(req); bearer.ok()) {
+      sessions->Logout(bearer->view());
+    }
     Reply(res, 200, Json{{"logged_out", op->name()}});
   }
 
@@ -480,7 +537,12 @@ struct ApiServer::Impl {
     // pre-routing handler: refusing before the body is read would close the connection
     // with unread bytes, which resets it and can lose the 401 on its way to the client.
     std::shared_ptr<const OperatorKey> op;
-    if (std::string why; !Authenticated(req, &why, &op)) {
+    std::string cookie;  // the session token when the console's cookie authenticated
+    struct Wipe {
+      std::string& s;
+      ~Wipe() { sodium_memzero(s.data(), s.size()); }
+    } wipe{cookie};
+    if (std::string why; !Authenticated(req, &why, &op, &cookie)) {
       spdlog::warn("api: refused {} {}: {}", req.method, req.path.substr(0, 200), why);
       res.set_header("WWW-Authenticate", "Bearer");
       return ReplyError(res, Unauthenticated("missing or wrong bearer token: send "
@@ -488,8 +550,9 @@ struct ApiServer::Impl {
                                              "from " +
                                              options.token_file + " or from POST /v1/login"));
     }
+    if (!cookie.empty() && info.method != "GET" && !CsrfOk(req, res, cookie, *op)) return;
     if (info.route == Route::kLogout || info.route == Route::kSession) {
-      return ServeSession(info, req, res, op);
+      return ServeSession(info, req, res, op, cookie);
     }
     if (op && op->role() == OperatorRole::kReadOnly && info.method != "GET") {
       return ReplyError(res, PermissionDenied("operator " + op->name() + " is read-only"));
@@ -632,6 +695,7 @@ struct ApiServer::Impl {
   std::thread thread;
   int port = 0;
   std::string url;
+  std::string cookie_name;  // SessionCookieName(port)
   bool stopped = false;
 };
 
@@ -714,6 +778,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
   }
   impl->url = "http://" + listen.host + ":" + std::to_string(impl->port);
   impl->AllowHosts(listen.host);
+  impl->cookie_name = SessionCookieName(impl->port);
   impl->thread = std::thread([p] { p->server.listen_after_bind(); });
   // stop() does nothing before the accept loop runs: wait for it, so Stop always works.
   auto until = SteadyClock::now() + std::chrono::seconds(5);

@@ -10,7 +10,10 @@
 //   - operators log in (POST /v1/login {operator, password}, agent/sessions.h) and get a
 //     session token, sent as a Bearer token like the API token; a request with it acts as
 //     that operator (ApiRequest::operator_key), one with the API token as the service
-//     account. A read-only operator may only GET (and log out);
+//     account. A read-only operator may only GET (and log out). The browser console logs
+//     in with "cookie": true and gets the session as an HttpOnly SameSite=Strict cookie
+//     instead; a POST or PUT authenticated by that cookie must carry the session's CSRF
+//     token (agent/console_session.h), or it is refused 403;
 //   - every route except GET /v1/healthz and POST /v1/login requires
 //     "Authorization: Bearer <token>" (checked
 //     before the body is parsed; unknown paths are 404 with or without it), where
@@ -208,6 +211,8 @@ struct ApiOptions {
   // logins, the API token only.
   std::string operators_file;
   SessionOptions sessions;
+  // The console's session cookie carries Secure (set when [console] TLS is configured).
+  bool cookie_secure = false;
 };
 
 class ApiServer {

@@ -341,6 +341,7 @@ ApiOptions ApiOptionsOf(const AgentConfig& config) {
   ao.command_timeout = std::chrono::milliseconds(config.api_command_timeout_ms);
   ao.allowed_hosts = config.api_allowed_hosts;
   ao.operators_file = OperatorStorePath(config.data_dir);
+  ao.cookie_secure = !config.console_tls_cert.empty();
   ao.sessions.idle_timeout = std::chrono::milliseconds(config.api_session_idle_timeout_ms);
   ao.sessions.lockout_after = static_cast<int>(config.api_lockout_after);
   ao.sessions.lockout_for = std::chrono::milliseconds(config.api_lockout_ms);

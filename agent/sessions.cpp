@@ -3,6 +3,8 @@
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
+#include <string_view>
 #include <utility>
 
 namespace refbus::agent {
@@ -17,7 +19,33 @@ constexpr size_t kMaxFailureEntries = 4096;
 
 SessionTable::SessionTable(const OperatorStore& store, SessionOptions options,
                            std::function<int64_t()> now_ms)
-    : store_(store), options_(options), now_ms_(std::move(now_ms)) {}
+    : store_(store), options_(options), now_ms_(std::move(now_ms)) {
+  auto key = keys::SecretBuffer::Allocate(crypto_generichash_KEYBYTES);
+  if (!key.ok()) std::abort();  // sodium_malloc failed: out of memory at start
+  csrf_key_ = std::move(key).value();
+  randombytes_buf(csrf_key_.data(), csrf_key_.size());
+}
+
+std::string SessionTable::CsrfToken(ByteView token) const {
+  static constexpr std::string_view kContext = "refbus console csrf v1";
+  uint8_t h[32];
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, csrf_key_.data(), csrf_key_.size(), sizeof h);
+  crypto_generichash_update(&st, reinterpret_cast<const uint8_t*>(kContext.data()),
+                            kContext.size());
+  crypto_generichash_update(&st, token.data(), token.size());
+  crypto_generichash_final(&st, h, sizeof h);
+  sodium_memzero(&st, sizeof st);
+  char hex[2 * sizeof h + 1];
+  sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+  return std::string(hex, 2 * sizeof h);
+}
+
+bool SessionTable::CsrfMatches(ByteView token, ByteView presented) const {
+  const std::string expected = CsrfToken(token);
+  return presented.size() == expected.size() &&
+         sodium_memcmp(presented.data(), expected.data(), expected.size()) == 0;
+}
 
 std::string SessionTable::Handle(ByteView token) {
   uint8_t h[crypto_generichash_BYTES];

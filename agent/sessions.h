@@ -64,6 +64,14 @@ class SessionTable {
   // Ends the session; false if there was none.
   bool Logout(ByteView token) EXCLUDES(mu_);
 
+  // The session's CSRF token (agent/console_session.h): 64 hex digits of BLAKE2b keyed by a
+  // random key the table made at construction, over the session token. Unguessable without
+  // that key, different for every session, and gone with the session (Find refuses its
+  // token). Computed, not stored, so the login reply and GET /v1/session agree.
+  std::string CsrfToken(ByteView token) const;
+  // Whether presented is token's CSRF token; compared in constant time.
+  bool CsrfMatches(ByteView token, ByteView presented) const;
+
   size_t size() const EXCLUDES(mu_);
   int logins_in_flight() const EXCLUDES(mu_);
   const SessionOptions& options() const { return options_; }
@@ -85,6 +93,7 @@ class SessionTable {
   const OperatorStore& store_;
   const SessionOptions options_;
   const std::function<int64_t()> now_ms_;
+  keys::SecretBuffer csrf_key_;  // random, made at construction; wiped with the table
   mutable Mutex mu_;
   std::map<std::string, Session> sessions_ GUARDED_BY(mu_);
   std::map<std::string, Failures> failures_ GUARDED_BY(mu_);

@@ -8,14 +8,18 @@
 # federated regional brokers (Seoul, Busan, Central) with one refbus-agent daemon per
 # agency, each at its home broker (deploy/workflow-demo.sh).
 #
-#   deploy/demo.sh [--work DIR]     (default: build/demo; wiped at start, kept at the end)
+#   deploy/demo.sh [--work DIR] [--console]
+#     --work DIR   default: build/demo; wiped at start, kept at the end
+#     --console    after the paths, keep the federation running and print each agency's
+#                  console address and a first-login account, until Ctrl-C
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work="$root/build/demo"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --work) work=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --console) export REFBUS_DEMO_CONSOLE=1; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -348,6 +348,26 @@ for b in "${brokers[@]}"; do
   "$bin/refbus-broker" -c "$work/fed/$b/broker.toml" --status | sed 's/^/    /'
 done
 
+# REFBUS_DEMO_CONSOLE=1 (deploy/demo.sh --console): keep the federation running and give
+# each agency's console a first-login account, made as the agency's administrator would.
+if [[ ${REFBUS_DEMO_CONSOLE:-0} == 1 ]]; then
+  declare -A person=(
+    [seoul-wee-01]=kim-teacher [seoul-police-03]=park-officer [busan-counsel-01]=lee-counselor
+    [busan-support]=choi-support [central-dsc]=jung-dsc
+  )
+  printf '\n== The agencies'"'"' consoles (browser on this machine; Ctrl-C stops the federation)\n'
+  for a in "${agencies[@]}"; do
+    pw=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+    printf '%s\n' "$pw" | "$bin/refbus-agent" operator add "${person[$a]}" --role caseworker \
+      -c "$work/fed/$a/agent.toml" >/dev/null || die "operator add ${person[$a]} at $a failed"
+    printf '  %-17s %s/console/   operator %-13s password %s\n' "$a" \
+      "$(cat "$work/fed/$a/agent-data/api.url")" "${person[$a]}" "$pw"
+  done
+  echo "  (passwords are shown once; change one with: refbus-agent operator passwd NAME -c AGENT.toml)"
+  echo "  running until Ctrl-C; logs in $work/*.log"
+  while true; do sleep 3600; done  # in the foreground: Ctrl-C ends it, and the EXIT trap stops the daemons
+fi
+
 for p in "${pids[@]:${#brokers[@]}}"; do kill -TERM "$p"; done
 for p in "${pids[@]:${#brokers[@]}}"; do wait "$p" || die "an agent did not stop cleanly"; done
 for b in "${brokers[@]}"; do kill -TERM "${broker_pid[$b]}"; done

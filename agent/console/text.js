@@ -44,5 +44,98 @@
     });
     return t;
   }
-  window.RefbusText = { el: el, setText: setText, formatKst: formatKst, table: table };
+  // Form controls, each with its label (for screen readers and the keyboard).
+  function labelFor(parent, id, text) {
+    var l = parent.appendChild(el('label', text));
+    l.htmlFor = id;
+    return l;
+  }
+  function input(parent, id, label, type) {
+    labelFor(parent, id, label);
+    var i = parent.appendChild(el('input'));
+    i.id = id;
+    i.name = id;
+    i.type = type || 'text';
+    return i;
+  }
+  function textarea(parent, id, label) {
+    labelFor(parent, id, label);
+    var a = parent.appendChild(el('textarea'));
+    a.id = id;
+    a.name = id;
+    a.rows = 5;
+    return a;
+  }
+  // options: [[value, text], ...]
+  function select(parent, id, label, options) {
+    labelFor(parent, id, label);
+    var s = parent.appendChild(el('select'));
+    s.id = id;
+    s.name = id;
+    setOptions(s, options);
+    return s;
+  }
+  function setOptions(s, options) {
+    s.replaceChildren();
+    options.forEach(function (o) {
+      var opt = s.appendChild(el('option', o[1]));
+      opt.value = o[0];
+    });
+  }
+  // A group of checkboxes under a legend; returns the fieldset. checkedValues() reads it.
+  function checks(parent, name, legend, options) {
+    var f = parent.appendChild(el('fieldset'));
+    f.appendChild(el('legend', legend));
+    f.dataset.name = name;
+    setChecks(f, options);
+    return f;
+  }
+  function setChecks(f, options) {
+    var keep = checkedValues(f);
+    Array.prototype.slice.call(f.querySelectorAll('div')).forEach(function (d) { d.remove(); });
+    options.forEach(function (o, i) {
+      var d = f.appendChild(el('div'));
+      var c = d.appendChild(el('input'));
+      c.type = 'checkbox';
+      c.id = f.dataset.name + '-' + i;
+      c.value = o[0];
+      c.checked = keep.indexOf(o[0]) >= 0;
+      labelFor(d, c.id, o[1]);
+    });
+  }
+  function checkedValues(f) {
+    return Array.prototype.map.call(f.querySelectorAll('input[type=checkbox]:checked'),
+        function (c) { return c.value; });
+  }
+  function submit(form, text) {
+    var b = form.appendChild(el('button', text));
+    b.type = 'submit';
+    return b;
+  }
+  function button(parent, text, onClick) {
+    var b = parent.appendChild(el('button', text));
+    b.type = 'button';
+    b.addEventListener('click', onClick);
+    return b;
+  }
+  // CSV lines -> {rows: [[cell, ...], ...], errors: [[line, what], ...]}. Cells are split at
+  // commas, trimmed; empty lines and lines starting with '#' are skipped. No quoting: the
+  // columns (URLs, hex, names, ids) hold no commas. A first line equal to header is skipped.
+  function parseCsv(text, columns, header) {
+    var rows = [], errors = [];
+    String(text).split(/\r?\n/).forEach(function (line, i) {
+      var l = line.trim();
+      if (!l || l.charAt(0) === '#') return;
+      var cells = l.split(',').map(function (c) { return c.trim(); });
+      if (i === 0 && cells.join(',') === header) return;
+      if (cells.length !== columns) { errors.push([i + 1, 'columns']); return; }
+      rows.push({ line: i + 1, cells: cells });
+    });
+    return { rows: rows, errors: errors };
+  }
+  window.RefbusText = {
+    el: el, setText: setText, formatKst: formatKst, table: table, input: input, textarea: textarea,
+    select: select, setOptions: setOptions, checks: checks, setChecks: setChecks,
+    checkedValues: checkedValues, submit: submit, button: button, parseCsv: parseCsv
+  };
 })();

@@ -870,5 +870,163 @@ TEST_F(ApiOperatorTest, LoginAnswersAndNeverLogsThePassword) {
   EXPECT_NE(log_.text().find("wrong password for operator 'alice'"), std::string::npos);
 }
 
+// ---------------------------------------------------------------- console cookie sessions
+
+// A console login: the session as a cookie, the CSRF token in the body.
+struct CookieLogin {
+  int status = 0;
+  std::string set_cookie;  // the Set-Cookie header
+  std::string cookie;      // "NAME=VALUE", as the browser sends it back
+  Json body;
+};
+
+class ApiCookieTest : public ApiOperatorTest {
+ protected:
+  CookieLogin LoginForCookie(const std::string& name, const std::string& pw) {
+    CookieLogin out;
+    auto c = Client("");
+    auto r = Send(*c, "POST", "/v1/login",
+                  Json{{"operator", name}, {"password", pw}, {"cookie", true}}.dump());
+    if (!r) return out;
+    out.status = r->status;
+    out.body = Json::parse(r->body, nullptr, false);
+    out.set_cookie = r->get_header_value("Set-Cookie");
+    out.cookie = out.set_cookie.substr(0, out.set_cookie.find(';'));
+    return out;
+  }
+  // A request with the cookie (and a CSRF header if csrf is not empty), no Authorization.
+  httplib::Result WithCookie(const std::string& method, const std::string& path,
+                             const std::string& cookie, const std::string& csrf,
+                             const std::string& body = "{}") {
+    auto c = Client("");
+    httplib::Headers h = {{"Cookie", "other=1; " + cookie}};
+    if (!csrf.empty()) h.emplace("X-Refbus-CSRF", csrf);
+    if (method == "GET") return c->Get(path, h);
+    return c->Post(path, h, body, "application/json");
+  }
+};
+
+TEST_F(ApiCookieTest, ConsoleLoginSetsAnHttpOnlyStrictCookieAndReturnsACsrfToken) {
+  CookieLogin login = LoginForCookie("alice", kAlicePw);
+  ASSERT_EQ(login.status, 200) << login.body.dump();
+  const std::string name = "refbus_session_" + std::to_string(server_->port()) + "=";
+  EXPECT_EQ(login.set_cookie.rfind(name, 0), 0u) << login.set_cookie;
+  EXPECT_EQ(login.cookie.size(), name.size() + 64) << login.set_cookie;
+  EXPECT_TRUE(HasSubstr(login.set_cookie, "; HttpOnly"));
+  EXPECT_TRUE(HasSubstr(login.set_cookie, "; SameSite=Strict"));
+  EXPECT_TRUE(HasSubstr(login.set_cookie, "; Path=/"));
+  EXPECT_EQ(login.set_cookie.find("Secure"), std::string::npos) << "no TLS configured";
+  // The page gets the CSRF token, never the session token (HttpOnly would be moot).
+  EXPECT_FALSE(login.body.contains("token")) << login.body.dump();
+  ASSERT_TRUE(login.body.contains("csrf_token"));
+  EXPECT_EQ(login.body["csrf_token"].get<std::string>().size(), 64u);
+  EXPECT_EQ(login.body["operator"], "alice");
+  // GET /v1/session with the cookie gives the same token back (a reloaded page).
+  auto who = WithCookie("GET", "/v1/session", login.cookie, "");
+  ASSERT_TRUE(who);
+  EXPECT_EQ(who->status, 200);
+  EXPECT_EQ(BodyOf(who).value("csrf_token", ""), login.body["csrf_token"]);
+  // A bearer login (the CLI, case software) is unchanged: the token in the body, no cookie.
+  auto c = Client("");
+  auto bearer =
+      Send(*c, "POST", "/v1/login", Json{{"operator", "alice"}, {"password", kAlicePw}}.dump());
+  ASSERT_TRUE(bearer);
+  EXPECT_EQ(bearer->get_header_value("Set-Cookie"), "");
+  EXPECT_EQ(BodyOf(bearer).value("token", "").size(), 64u);
+}
+
+TEST_F(ApiCookieTest, StateChangeByCookieWithoutTheCsrfTokenIsRefused403AndLogged) {
+  CookieLogin login = LoginForCookie("alice", kAlicePw);
+  ASSERT_EQ(login.status, 200);
+  const std::string csrf = login.body.value("csrf_token", "");
+  auto get = WithCookie("GET", "/v1/consents", login.cookie, "");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 200) << "a GET needs no CSRF token";
+  const size_t before = handler_.requests().size();
+  auto none = WithCookie("POST", "/v1/consents", login.cookie, "");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->status, 403) << none->body;
+  EXPECT_TRUE(HasSubstr(none->body, "X-Refbus-CSRF"));
+  std::string wrong = csrf;
+  wrong[0] = wrong[0] == 'a' ? 'b' : 'a';
+  auto bad = WithCookie("POST", "/v1/consents", login.cookie, wrong);
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 403);
+  auto shorter = WithCookie("POST", "/v1/consents", login.cookie, csrf.substr(0, 10));
+  ASSERT_TRUE(shorter);
+  EXPECT_EQ(shorter->status, 403);
+  EXPECT_EQ(handler_.requests().size(), before) << "a refused request never reaches the engine";
+  // Another session's CSRF token does not fit this session.
+  CookieLogin other = LoginForCookie("alice", kAlicePw);
+  auto crossed = WithCookie("POST", "/v1/consents", login.cookie, other.body["csrf_token"]);
+  ASSERT_TRUE(crossed);
+  EXPECT_EQ(crossed->status, 403);
+  auto good = WithCookie("POST", "/v1/consents", login.cookie, csrf);
+  ASSERT_TRUE(good);
+  EXPECT_EQ(good->status, 201) << good->body;
+  EXPECT_EQ(handler_.requests().back().body["operator"], "alice");
+  // A session token as a Bearer header needs no CSRF token (no browser sends it by itself).
+  auto bearer = Client(Login("alice", kAlicePw));
+  EXPECT_EQ(Send(*bearer, "POST", "/v1/consents", "{}")->status, 201);
+  StopAll();
+  EXPECT_TRUE(HasSubstr(log_.text(), "no or wrong CSRF token"));
+  EXPECT_EQ(log_.text().find(csrf), std::string::npos) << "the CSRF token is not logged";
+}
+
+TEST_F(ApiCookieTest, LogoutEndsTheSessionAndClearsTheCookie) {
+  CookieLogin login = LoginForCookie("alice", kAlicePw);
+  ASSERT_EQ(login.status, 200);
+  const std::string csrf = login.body.value("csrf_token", "");
+  auto no_csrf = WithCookie("POST", "/v1/logout", login.cookie, "");
+  ASSERT_TRUE(no_csrf);
+  EXPECT_EQ(no_csrf->status, 403) << "another site cannot log the operator out either";
+  auto out = WithCookie("POST", "/v1/logout", login.cookie, csrf);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->status, 200) << out->body;
+  const std::string cleared = out->get_header_value("Set-Cookie");
+  EXPECT_EQ(cleared.rfind("refbus_session_" + std::to_string(server_->port()) + "=;", 0), 0u)
+      << cleared;
+  EXPECT_TRUE(HasSubstr(cleared, "Max-Age=0"));
+  auto after = WithCookie("GET", "/v1/session", login.cookie, "");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 401);
+}
+
+TEST_F(ApiCookieTest, AnUnknownOrDoubledCookieIsNotASession) {
+  CookieLogin login = LoginForCookie("alice", kAlicePw);
+  ASSERT_EQ(login.status, 200);
+  const std::string name = login.cookie.substr(0, login.cookie.find('=') + 1);
+  auto forged = WithCookie("GET", "/v1/session", name + std::string(64, 'a'), "");
+  ASSERT_TRUE(forged);
+  EXPECT_EQ(forged->status, 401);
+  // Two cookies of the name (one planted by a sibling site): refused, not guessed between.
+  auto doubled = WithCookie("GET", "/v1/session", login.cookie + "; " + name + "x", "");
+  ASSERT_TRUE(doubled);
+  EXPECT_EQ(doubled->status, 401);
+}
+
+TEST(ApiCookieStartTest, TheCookieIsSecureWhenTlsIsConfigured) {
+  TempDir dir;
+  ApiOptions o;
+  o.token_file = dir.Join("api.token");
+  o.operators_file = dir.Join("operators.json");
+  o.cookie_secure = true;
+  OperatorStore store(o.operators_file);
+  Must(store.Add("alice", OperatorRole::kCaseworker, AsBytes(std::string("alice long password")),
+                 1));
+  CommandQueue queue;
+  FakeHandler handler;
+  auto server = Must(ApiServer::Start(o, queue, handler));
+  httplib::Client c(server->url());
+  auto r = c.Post(
+      "/v1/login",
+      Json{{"operator", "alice"}, {"password", "alice long password"}, {"cookie", true}}.dump(),
+      "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_TRUE(HasSubstr(r->get_header_value("Set-Cookie"), "; Secure"));
+  server->Stop();
+}
+
 }  // namespace
 }  // namespace refbus::agent

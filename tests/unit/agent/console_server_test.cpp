@@ -1,6 +1,7 @@
 // The console on the agent's API server (agent/console_server.h): a real ApiServer on
 // 127.0.0.1 port 0 with a fixed-reply handler, driven by httplib's client and raw sockets.
 #include "agent/console_server.h"
+#include "agent/console_session.h"
 
 #include <httplib.h>
 #include <netinet/in.h>
@@ -121,8 +122,9 @@ TEST_F(ConsoleTest, RootRedirectsToTheConsole) {
 TEST_F(ConsoleTest, EveryEmbeddedFileIsServedAsBuiltWithItsType) {
   std::set<std::string> paths;
   for (const ConsoleAsset& a : ConsoleAssets()) paths.emplace(a.path);
-  EXPECT_EQ(paths, (std::set<std::string>{"index.html", "console.css", "text.js", "app.js",
-                                          "favicon.svg", "i18n/ko.json", "i18n/en.json"}));
+  EXPECT_EQ(paths,
+            (std::set<std::string>{"index.html", "console.css", "text.js", "app.js", "forms.js",
+                                   "favicon.svg", "i18n/ko.json", "i18n/en.json"}));
   auto c = Client();
   for (const ConsoleAsset& a : ConsoleAssets()) {
     std::string path = "/console/" + std::string(a.path);
@@ -192,7 +194,8 @@ TEST(ConsoleAssetsTest, ScriptsHaveNoMarkupOrCodeSinks) {
   EXPECT_EQ(html.find("http"), std::string::npos) << "external resource in index.html";
 }
 
-// Every catalog key app.js names is in both catalogs, and the catalogs have the same keys.
+// Every catalog key app.js and forms.js name is in both catalogs, and the catalogs have the
+// same keys.
 TEST(ConsoleAssetsTest, CatalogsAreCompleteForEveryKeyTheScriptUses) {
   Json ko = Json::parse(AssetText("i18n/ko.json"));
   Json en = Json::parse(AssetText("i18n/en.json"));
@@ -200,14 +203,41 @@ TEST(ConsoleAssetsTest, CatalogsAreCompleteForEveryKeyTheScriptUses) {
   for (const auto& [k, v] : ko.items()) ko_keys.insert(k);
   for (const auto& [k, v] : en.items()) en_keys.insert(k);
   EXPECT_EQ(ko_keys, en_keys);
-  std::string js = AssetText("app.js");
+  std::string js = AssetText("app.js") + AssetText("forms.js");
   std::regex key(R"(t\('([a-z][a-z_.-]*[a-z_])'\))");
   int used = 0;
   for (auto it = std::sregex_iterator(js.begin(), js.end(), key); it != std::sregex_iterator();
        ++it, ++used) {
     EXPECT_TRUE(ko.contains((*it)[1].str())) << "ko.json lacks " << (*it)[1].str();
   }
-  EXPECT_GT(used, 30);
+  EXPECT_GT(used, 120);
+}
+
+// The session cookie among others: exact names only, one of them, spaces allowed.
+TEST(ConsoleSessionTest, FindsTheSessionCookieByItsExactName) {
+  const std::string name = SessionCookieName(8470);
+  EXPECT_EQ(name, "refbus_session_8470");
+  auto v = FindCookie({"a=1; refbus_session_8470=abc ;b=2"}, name);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, "abc");
+  // Another agent's cookie on the same machine (another port), or a longer name, is not it.
+  EXPECT_EQ(FindCookie({"refbus_session_84701=x; xrefbus_session_8470=y"}, name).status().code(),
+            Status::Code::kNotFound);
+  EXPECT_EQ(FindCookie({}, name).status().code(), Status::Code::kNotFound);
+  // Twice, in one header or across two: refused.
+  EXPECT_EQ(FindCookie({"refbus_session_8470=a; refbus_session_8470=b"}, name).status().code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_EQ(FindCookie({"refbus_session_8470=a", "refbus_session_8470=a"}, name).status().code(),
+            Status::Code::kInvalidArgument);
+}
+
+TEST(ConsoleSessionTest, CookieFlags) {
+  EXPECT_EQ(SessionCookie("refbus_session_1", "tok", false),
+            "refbus_session_1=tok; Path=/; HttpOnly; SameSite=Strict");
+  EXPECT_EQ(SessionCookie("refbus_session_1", "tok", true),
+            "refbus_session_1=tok; Path=/; HttpOnly; SameSite=Strict; Secure");
+  EXPECT_EQ(ClearedSessionCookie("refbus_session_1", false),
+            "refbus_session_1=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict");
 }
 
 }  // namespace
