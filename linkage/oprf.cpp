@@ -176,7 +176,7 @@ Status ExpandMessageXmdSha512(ByteView msg, ByteView dst, std::span<uint8_t> out
     crypto_hash_sha512_update(&st, dst_prime.data(), dst_prime.size());
     crypto_hash_sha512_final(&st, prev);
     const size_t off = (i - 1) * kSha512Bytes;
-    std::copy_n(prev, std::min(kSha512Bytes, out.size() - off), out.begin() + off);
+    std::copy_n(prev, std::min(kSha512Bytes, out.size() - off), out.data() + off);
   }
   sodium_memzero(b0, sizeof b0);
   sodium_memzero(bi, sizeof bi);
