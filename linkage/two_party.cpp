@@ -5,6 +5,18 @@
 
 namespace refbus::linkage {
 
+Result<oprf::Element> ListedEvaluatorKey(const schema::Directory& directory, std::string_view id) {
+  const schema::Party* p = directory.Find(id);
+  if (p == nullptr) return NotFound("linkage evaluator " + std::string(id) + " is not listed");
+  if (p->status != schema::PartyStatus::kActive)
+    return Revoked("linkage evaluator " + p->id + " is revoked");
+  if (!p->HasRole(schema::Role::kLinkageEvaluator))
+    return PermissionDenied(p->id + " does not hold the role linkage-evaluator");
+  const schema::KeyRecord* k = p->ActiveKeys();
+  if (k == nullptr) return Revoked("linkage evaluator " + p->id + " has no active keys");
+  return oprf::DeserializeElement(k->linkage_key);
+}
+
 Result<oprf::Evaluation> EvaluateForAgency(const oprf::ServerKey& key, const oprf::Element& blinded,
                                            const oprf::ScalarSource& scalars) {
   if (key.mode() != oprf::Mode::kVoprf)

@@ -26,10 +26,17 @@
 #include "core/status.h"
 #include "linkage/identifier.h"
 #include "linkage/oprf.h"
+#include "schema/types.h"
 
 namespace refbus::linkage {
 
 using Pseudonym = oprf::Output;
+
+// The VOPRF public key the directory lists for evaluator `id`: an active party with the
+// role linkage-evaluator and a valid linkage key in its active generation. NotFound,
+// Revoked, PermissionDenied (no role) or Malformed otherwise. Agencies check every proof
+// against this key, never against one an evaluator sends.
+Result<oprf::Element> ListedEvaluatorKey(const schema::Directory& directory, std::string_view id);
 
 // Evaluator side: one evaluation of a blinded element in VOPRF mode, with its proof.
 // Malformed for an element that is not a valid non-identity ristretto255 encoding.

@@ -153,3 +153,56 @@ TEST(TwoPartyTest, AnOprfModeKeyIsNotAnEvaluatorKey) {
 
 }  // namespace
 }  // namespace refbus::linkage
+
+namespace refbus::linkage {
+namespace {
+
+schema::Party EvaluatorParty(std::string id, const oprf::ServerKey& key) {
+  schema::Party p;
+  p.id = std::move(id);
+  p.kind = schema::PartyKind::kAgency;
+  p.roles = {schema::Role::kRefer, schema::Role::kLinkageEvaluator};
+  schema::KeyRecord k;
+  k.linkage_key = Bytes(key.public_key().begin(), key.public_key().end());
+  p.keys.push_back(k);
+  return p;
+}
+
+TEST(TwoPartyTest, EvaluatorKeysComeFromTheDirectory) {
+  const Evaluators ev = MakeEvaluators();
+  schema::Directory d;
+  d.agencies.push_back(EvaluatorParty("central-dsc", ev.a));
+  d.agencies.push_back(EvaluatorParty("second-eval", ev.b));
+  schema::Party plain = EvaluatorParty("incheon-dsc", ev.a);
+  plain.roles = {schema::Role::kRefer};
+  d.agencies.push_back(plain);
+  schema::Party revoked = EvaluatorParty("old-eval", ev.a);
+  revoked.status = schema::PartyStatus::kRevoked;
+  d.agencies.push_back(revoked);
+
+  auto a = ListedEvaluatorKey(d, "central-dsc");
+  ASSERT_TRUE(IsOk(a));
+  EXPECT_EQ(*a, ev.a.public_key());
+  EXPECT_EQ(ListedEvaluatorKey(d, "nobody").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(ListedEvaluatorKey(d, "incheon-dsc").status().code(), Status::Code::kPermissionDenied);
+  EXPECT_EQ(ListedEvaluatorKey(d, "old-eval").status().code(), Status::Code::kRevoked);
+
+  // A full run with the listed keys.
+  const auto id = Phone("010-1234-5678");
+  auto req = PseudonymRequest::Start(id, oprf::RandomScalars());
+  ASSERT_TRUE(IsOk(req));
+  auto eval_a = EvaluateForAgency(ev.a, req->first_request(), oprf::RandomScalars());
+  ASSERT_TRUE(IsOk(eval_a));
+  auto to_b = req->AcceptFirst(*a, *eval_a);
+  ASSERT_TRUE(IsOk(to_b));
+  auto eval_b = EvaluateForAgency(ev.b, *to_b, oprf::RandomScalars());
+  ASSERT_TRUE(IsOk(eval_b));
+  auto b = ListedEvaluatorKey(d, "second-eval");
+  ASSERT_TRUE(IsOk(b));
+  auto pseudonym = req->Finish(*b, *eval_b);
+  ASSERT_TRUE(IsOk(pseudonym));
+  EXPECT_EQ(*pseudonym, Direct(ev, id));
+}
+
+}  // namespace
+}  // namespace refbus::linkage
