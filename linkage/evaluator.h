@@ -37,7 +37,6 @@ namespace refbus::linkage {
 
 inline constexpr uint32_t kDefaultDailyQuota = 300;
 inline constexpr uint32_t kMaxDailyQuota = 100'000;
-inline constexpr UnixMillis kMillisPerDay = 86'400'000;
 
 // What the audit log records of one request: counts only.
 struct EvaluationCount {
