@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <iterator>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -105,7 +107,61 @@ constexpr PlatformAlias kPlatforms[] = {
     {"signal", "signal"},
 };
 
+// Profile addresses: host (after "www.", "m.", "mobile.") -> platform, and whether the
+// handle is written with '@' in the path (tiktok.com/@name).
+struct ProfileHost {
+  std::string_view host;
+  std::string_view platform;
+  bool at_required;
+};
+constexpr ProfileHost kProfileHosts[] = {
+    {"instagram.com", "instagram", false}, {"x.com", "x", false},
+    {"twitter.com", "x", false},           {"tiktok.com", "tiktok", true},
+    {"t.me", "telegram", false},           {"youtube.com", "youtube", true},
+    {"facebook.com", "facebook", false},   {"threads.net", "threads", true},
+};
+// First path segments of these hosts that name pages, posts or functions, not accounts.
+constexpr std::string_view kNotProfiles[] = {
+    "p",        "reel",          "reels",   "stories",  "explore", "i",      "home",     "search",
+    "hashtag",  "intent",        "share",   "watch",    "foryou",  "login",  "accounts", "settings",
+    "messages", "notifications", "tv",      "joinchat", "s",       "groups", "pages",    "events",
+    "video",    "profile.php",   "channel", "c",        "user"};
+
 // --- Phone -----------------------------------------------------------------------------
+
+// Characters that Korean word processors and full-width input put into numbers, mapped to
+// their ASCII counterparts: full-width digits, plus, minus and parentheses (U+FF10-FF19,
+// U+FF0B, U+FF0D, U+FF08, U+FF09), the hyphens and dashes U+2010-2015, the minus sign
+// U+2212, and the ideographic and no-break spaces. Everything else is kept as it is.
+std::string FoldTypographic(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size();) {
+    const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+    const size_t left = s.size() - i;
+    if (left >= 3 && b(0) == 0xEF && b(1) == 0xBC && b(2) >= 0x90 && b(2) <= 0x99) {
+      out.push_back(static_cast<char>('0' + (b(2) - 0x90)));
+    } else if (left >= 3 && b(0) == 0xEF && b(1) == 0xBC &&
+               (b(2) == 0x8B || b(2) == 0x8D || b(2) == 0x88 || b(2) == 0x89)) {
+      out.push_back(b(2) == 0x8B ? '+' : b(2) == 0x8D ? '-' : b(2) == 0x88 ? '(' : ')');
+    } else if (left >= 3 && b(0) == 0xE2 && b(1) == 0x80 && b(2) >= 0x90 && b(2) <= 0x95) {
+      out.push_back('-');
+    } else if (left >= 3 && b(0) == 0xE2 && b(1) == 0x88 && b(2) == 0x92) {
+      out.push_back('-');
+    } else if (left >= 3 && b(0) == 0xE3 && b(1) == 0x80 && b(2) == 0x80) {
+      out.push_back(' ');
+    } else if (left >= 2 && b(0) == 0xC2 && b(1) == 0xA0) {
+      out.push_back(' ');
+      i += 2;
+      continue;
+    } else {
+      out.push_back(s[i]);
+      ++i;
+      continue;
+    }
+    i += 3;
+  }
+  return out;
+}
 
 // Digits of a phone number with its visual separators removed; a leading '+' is kept as
 // '+'. Empty if any other character occurs.
@@ -414,9 +470,47 @@ Result<CanonicalIdentifier> CanonicalAccount(std::string_view platform, std::str
   return CanonicalIdentifier{IdentifierKind::kAccount, name + ":" + ToLower(h)};
 }
 
+namespace {
+
+// "https://www.instagram.com/name/..." -> CanonicalAccount("instagram", "name"). nullopt if
+// s is not written as an address (no scheme, and no known profile host before a '/').
+std::optional<Result<CanonicalIdentifier>> AccountFromProfileUrl(std::string_view s) {
+  const std::string lower = ToLower(s);
+  size_t start = 0;
+  if (lower.starts_with("https://")) start = 8;
+  if (lower.starts_with("http://")) start = 7;
+  const size_t end = lower.find_first_of("/?#", start);
+  std::string host =
+      lower.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  for (std::string_view prefix : {"www.", "m.", "mobile."}) {
+    if (host.starts_with(prefix)) host.erase(0, prefix.size());
+  }
+  const auto* known = std::find_if(std::begin(kProfileHosts), std::end(kProfileHosts),
+                                   [&](const ProfileHost& h) { return h.host == host; });
+  if (known == std::end(kProfileHosts)) {
+    if (start == 0) return std::nullopt;
+    return Bad(IdentifierKind::kAccount, "the address is not on a platform with known profiles");
+  }
+  if (start == 0 && (end == std::string::npos || s[end] != '/')) return std::nullopt;
+  std::string_view path = end == std::string::npos ? "" : s.substr(end);
+  path = path.substr(0, path.find_first_of("?#"));
+  while (path.starts_with("/")) path.remove_prefix(1);
+  const std::string_view segment = path.substr(0, path.find('/'));
+  const bool at = segment.starts_with("@");
+  const std::string name = ToLower(at ? segment.substr(1) : segment);
+  const bool page =
+      std::find(std::begin(kNotProfiles), std::end(kNotProfiles), name) != std::end(kNotProfiles);
+  if (segment.empty() || (known->at_required && !at) || (!at && page))
+    return Bad(IdentifierKind::kAccount, "the address is not a profile (a post, page or search)");
+  return CanonicalAccount(known->platform, segment);
+}
+
+}  // namespace
+
 Result<std::string> CanonicalPhone(std::string_view raw) {
   REFBUS_RETURN_IF_ERROR(CheckSize(IdentifierKind::kPhone, raw));
-  std::string d = PhoneDigits(Trim(raw));
+  const std::string folded = FoldTypographic(raw);
+  std::string d = PhoneDigits(Trim(folded));
   if (d.empty() || d == "+")
     return Bad(IdentifierKind::kPhone, "only digits, spaces, '-', '.', '(', ')' and a leading '+'");
   bool international = false;
@@ -510,6 +604,9 @@ Result<CanonicalIdentifier> Canonicalize(IdentifierKind kind, std::string_view r
   Result<std::string> value = Bad(kind, "unknown kind");
   switch (kind) {
     case IdentifierKind::kAccount: {
+      REFBUS_RETURN_IF_ERROR(CheckSize(kind, raw));
+      if (auto from_url = AccountFromProfileUrl(Trim(raw)); from_url.has_value())
+        return std::move(*from_url);
       const size_t colon = raw.find(':');
       if (colon == std::string_view::npos)
         return Bad(kind, "write an account as <platform>:<handle>");

@@ -74,6 +74,26 @@ TEST(IdentifierTest, KoreanLandlineAndServiceNumbers) {
   ExpectAllMapTo(IdentifierKind::kPhone, {"011-123-4567", "+82 11 123 4567"}, "+82111234567");
 }
 
+// Numbers pasted from Korean documents: full-width digits and signs, and the dashes word
+// processors put in place of '-'.
+TEST(IdentifierTest, FullWidthDigitsAndTypographicDashesFold) {
+  // "010" + sep + "1234" + sep + "5678"
+  const auto with = [](const std::string& sep) { return "010" + sep + "1234" + sep + "5678"; };
+  std::string full_width;  // ０１０－１２３４－５６７８
+  for (char c : std::string("010-1234-5678")) {
+    full_width += c == '-' ? std::string("\xEF\xBC\x8D")
+                           : std::string("\xEF\xBC") + static_cast<char>(0x90 + (c - '0'));
+  }
+  ExpectAllMapTo(IdentifierKind::kPhone,
+                 {full_width, with("\xE2\x80\x93") /* en dash */,
+                  with("\xE2\x80\x94") /* em dash */, with("\xE2\x88\x92") /* minus sign */,
+                  with("\xE2\x80\x90") /* hyphen */, with("\xE3\x80\x80") /* ideographic space */,
+                  std::string("\xEF\xBC\x8B") + "82 10 1234 5678" /* full-width plus */,
+                  std::string("\xEF\xBC\x88") + "010" + "\xEF\xBC\x89" + " 1234-5678"},
+                 "+821012345678");
+  ExpectAllRefused(IdentifierKind::kPhone, {with("\xE2\x80\xA6")});  // an ellipsis
+}
+
 TEST(IdentifierTest, ForeignNumbersKeepTheirCountryCode) {
   ExpectAllMapTo(IdentifierKind::kPhone, {"+1 (415) 555-0100", "001 415 555 0100"}, "+14155550100");
 }
@@ -174,6 +194,31 @@ TEST(IdentifierTest, AccountsFoldPlatformAliasesCaseAndAt) {
   auto two = CanonicalAccount(" Telegram ", "@Some_Name");
   ASSERT_TRUE(IsOk(two));
   EXPECT_EQ(two->value, "telegram:some_name");
+}
+
+// A profile's address is as common in case notes as "platform:handle".
+TEST(IdentifierTest, ProfileUrlsAreAccounts) {
+  ExpectAllMapTo(IdentifierKind::kAccount,
+                 {"https://www.instagram.com/some.handle/", "instagram.com/Some.Handle",
+                  "http://instagram.com/some.handle?igshid=abc",
+                  "https://m.instagram.com/some.handle", "https://instagram.com/some.handle/#"},
+                 "instagram:some.handle");
+  ExpectAllMapTo(IdentifierKind::kAccount,
+                 {"https://x.com/abc_1", "https://twitter.com/ABC_1/status/123456",
+                  "https://mobile.twitter.com/abc_1", "x.com/@abc_1"},
+                 "x:abc_1");
+  ExpectAllMapTo(IdentifierKind::kAccount,
+                 {"https://www.tiktok.com/@perp.01", "https://tiktok.com/@perp.01/video/7"},
+                 "tiktok:perp.01");
+  ExpectAllMapTo(IdentifierKind::kAccount, {"https://t.me/some_name", "t.me/Some_Name"},
+                 "telegram:some_name");
+  ExpectAllMapTo(IdentifierKind::kAccount, {"https://www.youtube.com/@chan1"}, "youtube:chan1");
+  // Addresses of posts, searches and unknown sites are not profiles.
+  ExpectAllRefused(
+      IdentifierKind::kAccount,
+      {"https://www.instagram.com/p/Cxyz123/", "https://www.instagram.com/",
+       "https://x.com/search?q=abc", "https://x.com/i/status/1", "https://www.tiktok.com/foryou",
+       "https://example.com/someone", "https://www.youtube.com/watch?v=abc"});
 }
 
 TEST(IdentifierTest, AccountsOnDifferentPlatformsOrHandlesStayApart) {
