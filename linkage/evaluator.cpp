@@ -151,6 +151,11 @@ Result<oprf::Evaluation> Evaluator::Handle(std::string_view agency_id, ByteView 
                                            UnixMillis now, const oprf::ScalarSource& scalars) {
   if (key_.mode() != oprf::Mode::kVoprf)
     return FailedPrecondition("linkage evaluator key is not a VOPRF key");
+  const bool id_ok = !agency_id.empty() && agency_id.size() <= 48 &&
+                     std::all_of(agency_id.begin(), agency_id.end(), [](char c) {
+                       return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+                     });
+  if (!id_ok) return InvalidArgument("linkage evaluation: not a party id");
   EvaluationCount count;
   auto element = oprf::DeserializeElement(blinded_element);
   if (!element.ok()) {

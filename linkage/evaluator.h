@@ -87,7 +87,8 @@ class Evaluator {
   Evaluator(const oprf::ServerKey& key, EvaluationQuota quota, EvaluationAuditSink sink)
       : key_(key), quota_(std::move(quota)), sink_(std::move(sink)) {}
 
-  // One evaluation for the authenticated agency (see the file comment).
+  // One evaluation for the authenticated agency (see the file comment). InvalidArgument,
+  // before anything is counted, if agency_id is not a party id (PROTOCOL.md section 2).
   Result<oprf::Evaluation> Handle(std::string_view agency_id, ByteView blinded_element,
                                   UnixMillis now, const oprf::ScalarSource& scalars);
 

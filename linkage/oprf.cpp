@@ -48,6 +48,11 @@ bool IsCanonicalScalar(ByteView s) {
   return same;
 }
 
+// A scalar a ScalarSource produced: reduced and not zero.
+bool IsUsableScalar(ByteView s) {
+  return IsCanonicalScalar(s) && sodium_is_zero(s.data(), s.size()) != 1;
+}
+
 // out = k * p; false for an invalid point or an identity result.
 [[nodiscard]] bool Mul(Element& out, const uint8_t* k, const Element& p) {
   return crypto_scalarmult_ristretto255(out.data(), k, p.data()) == 0;
@@ -119,6 +124,7 @@ Result<Proof> GenerateProof(Mode mode, const uint8_t* k, const Element& pk,
   if (!ComputeComposites(mode, k, pk, c, d, m, z)) return Malformed("invalid group element");
   keys::StackSecret<kScalarBytes> r;
   scalars(std::span<uint8_t, kScalarBytes>(r.bytes));
+  if (!IsUsableScalar(r.bytes)) return Internal("the proof nonce source gave an unusable scalar");
   Element t2, t3;
   if (crypto_scalarmult_ristretto255_base(t2.data(), r.data()) != 0 || !Mul(t3, r.data(), m))
     return Internal("proof nonce is zero");
@@ -295,6 +301,8 @@ Result<BlindState> Blind(Mode mode, ByteView input, const ScalarSource& scalars)
   if (input.size() > kMaxInputBytes) return InvalidArgument("OPRF input over 65535 bytes");
   BlindState state;
   scalars(std::span<uint8_t, kScalarBytes>(state.blind_));
+  if (!IsUsableScalar(state.blind_))
+    return InvalidArgument("OPRF blind: the scalar source gave zero or an unreduced value");
   const Element input_element = HashToGroup(mode, input);
   if (IsIdentity(input_element)) return InvalidArgument("OPRF input maps to the identity");
   if (!Mul(state.blinded_, state.blind_.data(), input_element))

@@ -162,6 +162,19 @@ TEST(EvaluatorTest, ADamagedQuotaRecordFailsClosed) {
   EXPECT_EQ(r.status().code(), Status::Code::kMalformed) << r.status().ToString();
 }
 
+// The agency id is the broker's authenticated party id; anything else is a bug in the
+// caller, refused before the store is touched (an empty id would share one count).
+TEST(EvaluatorTest, AnInvalidAgencyIdIsRefused) {
+  Fixture f;
+  Evaluator ev = f.Make(5);
+  const oprf::Element x = Blinded("010-1234-5678");
+  for (const std::string& id : {std::string(), std::string(49, 'a'), std::string("a\0b", 3)}) {
+    auto r = ev.Handle(id, x, kT0, oprf::RandomScalars());
+    EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument) << r.status().ToString();
+  }
+  EXPECT_TRUE(f.audited.empty());
+}
+
 TEST(EvaluatorTest, QuotaMustBeSensibleAndOldDaysArePruned) {
   Fixture f;
   EXPECT_EQ(EvaluationQuota::Open(*f.env, 0).status().code(), Status::Code::kInvalidArgument);

@@ -274,6 +274,24 @@ TEST(OprfTest, BlindRefusesAnOversizedInput) {
   EXPECT_EQ(state.status().code(), Status::Code::kInvalidArgument);
 }
 
+// A scalar source that hands out zero or an unreduced value (a broken injected source, or a
+// broken RNG) is refused rather than used: a zero blind would send the identity, an
+// unreduced one a different scalar than the caller thinks.
+TEST(OprfTest, BadScalarsFromTheSourceAreRefused) {
+  auto key = ServerKey::Generate(Mode::kVoprf);
+  ASSERT_TRUE(IsOk(key));
+  const std::string zero(64, '0');
+  const std::string unreduced(64, 'f');
+  for (const std::string& bad : {zero, unreduced}) {
+    auto state = Blind(Mode::kVoprf, ToBytes("x"), Fixed({bad}));
+    EXPECT_EQ(state.status().code(), Status::Code::kInvalidArgument) << bad;
+    auto good = Blind(Mode::kVoprf, ToBytes("x"), RandomScalars());
+    ASSERT_TRUE(IsOk(good));
+    auto eval = BlindEvaluate(*key, good->blinded_element(), Fixed({bad}));
+    EXPECT_EQ(eval.status().code(), Status::Code::kInternal) << bad;
+  }
+}
+
 TEST(OprfTest, DeriveRefusesAShortSeed) {
   auto key = ServerKey::Derive(Mode::kVoprf, Bytes(31, 0xa3), Hex(kKeyInfo));
   EXPECT_EQ(key.status().code(), Status::Code::kInvalidArgument);
