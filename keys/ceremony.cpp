@@ -19,8 +19,17 @@ namespace fs = std::filesystem;
 
 constexpr mode_t kPrivateDirMode = 0700;
 
+// The listing a party's record proposes again (prekey updates, rotations): a linkage
+// evaluator keeps its linkage key.
 Listing ListingOf(const schema::Party& p) {
-  return Listing{p.display_name, p.agency_type, p.region, p.home_broker, p.roles, p.endpoint};
+  const schema::KeyRecord* k = p.ActiveKeys();
+  return Listing{p.display_name,
+                 p.agency_type,
+                 p.region,
+                 p.home_broker,
+                 p.roles,
+                 p.endpoint,
+                 k != nullptr ? k->linkage_key : Bytes{}};
 }
 
 Result<std::string> OwnRecordPath(const std::string& dir, const Identity& id) {

@@ -42,6 +42,26 @@ Status CheckPrekeys(const Party& p, const KeyRecord& k) {
   return Status::Ok();
 }
 
+// A linkage evaluator's key generations carry a valid ristretto255 public key (not the
+// identity); no other party's carry one.
+Status CheckLinkageKeys(const Party& p) {
+  const bool evaluator = p.HasRole(Role::kLinkageEvaluator);
+  for (const auto& k : p.keys) {
+    if (!evaluator && !k.linkage_key.empty()) {
+      return InvalidArgument("record of " + p.id +
+                             " carries a linkage key without the role linkage-evaluator");
+    }
+    if (evaluator && k.state == KeyState::kActive &&
+        (k.linkage_key.size() != crypto_core_ristretto255_BYTES ||
+         sodium_is_zero(k.linkage_key.data(), k.linkage_key.size()) == 1 ||
+         crypto_core_ristretto255_is_valid_point(k.linkage_key.data()) != 1)) {
+      return InvalidArgument("record of " + p.id +
+                             " has the role linkage-evaluator but no valid linkage key");
+    }
+  }
+  return Status::Ok();
+}
+
 // Roles a kind of party may hold, whatever its own record proposes.
 Status CheckRoles(const Party& p) {
   for (Role r : p.roles) {
@@ -49,10 +69,10 @@ Status CheckRoles(const Party& p) {
     switch (p.kind) {
       case PartyKind::kAgency:
         ok = r == Role::kRefer || r == Role::kReceive || r == Role::kDeletion ||
-             r == Role::kInvestigation || r == Role::kCaseLead;
+             r == Role::kInvestigation || r == Role::kCaseLead || r == Role::kLinkageEvaluator;
         break;
       case PartyKind::kBroker:
-        ok = r == Role::kRelay || r == Role::kWitness;
+        ok = r == Role::kRelay || r == Role::kWitness || r == Role::kLinkageEvaluator;
         break;
       case PartyKind::kAuditor:
         ok = r == Role::kAudit || r == Role::kWitness;
@@ -66,7 +86,7 @@ Status CheckRoles(const Party& p) {
                               std::string(schema::Name(p.kind)) + " may not hold");
     }
   }
-  return Status::Ok();
+  return CheckLinkageKeys(p);
 }
 
 }  // namespace
@@ -144,6 +164,7 @@ Result<schema::SignedPartyRecord> MakePartyRecord(const Identity& identity, cons
   KeyRecord k;
   k.signing_key = identity.signing_public_key();
   k.transport_key = identity.transport_public_key();
+  k.linkage_key = listing.linkage_key;
   for (const auto& e : identity.prekeys()) {
     if (e.signed_prekey.prekey.not_after_ms > now) k.prekeys.push_back(e.signed_prekey);
   }
@@ -273,7 +294,8 @@ Status UpdateParty(Party& cur, const schema::SignedPartyRecord& rec, const Direc
       return InvalidArgument("record of " + cur.id +
                              " changes the transport key without rotating the signing key");
     }
-    active->prekeys = fresh.prekeys;  // prekey rotation
+    active->prekeys = fresh.prekeys;          // prekey rotation
+    active->linkage_key = fresh.linkage_key;  // a new linkage key: a new pseudonym epoch
     return Status::Ok();
   }
   REFBUS_RETURN_IF_ERROR(RotateKey(cur, *active, rec, edit, now));

@@ -55,6 +55,10 @@ struct Listing {
   std::string home_broker;
   std::vector<schema::Role> roles;  // empty: DefaultRoles
   std::string endpoint;
+  // Linkage evaluators (role linkage-evaluator): the VOPRF public key, 32 bytes
+  // (PROTOCOL.md 13.3). No proof of possession is needed: an evaluator answering without
+  // the matching private key fails every agency's DLEQ check.
+  Bytes linkage_key;
 };
 
 std::vector<schema::Role> DefaultRoles(schema::PartyKind kind, schema::AgencyType type);

@@ -61,6 +61,9 @@ Result<Party> FromProto(const pb::Party& m) {
     REFBUS_RETURN_IF_ERROR(
         CheckSizeOrEmpty(what, "keys.transport_key", k.transport_key(), kPublicKeyBytes));
     REFBUS_RETURN_IF_ERROR(CheckEnum<KeyState>(what, "keys.state", k.state(), pb::KeyState_MAX));
+    REFBUS_RETURN_IF_ERROR(
+        CheckSizeOrEmpty(what, "keys.linkage_key", k.linkage_key(), kPublicKeyBytes));
+    rec.linkage_key = B(k.linkage_key());
     rec.signing_key = B(k.signing_key());
     rec.transport_key = B(k.transport_key());
     rec.state = static_cast<KeyState>(k.state());
@@ -100,6 +103,7 @@ void ToProto(const Party& p, pb::Party* m) {
     out->set_transport_key(S(k.transport_key));
     out->set_state(static_cast<pb::KeyState>(k.state));
     out->set_state_since_ms(k.state_since_ms);
+    out->set_linkage_key(S(k.linkage_key));
     for (const auto& sp : k.prekeys) {
       auto* o = out->add_prekeys();
       o->set_prekey(S(sp.prekey_bytes));

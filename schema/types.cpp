@@ -28,9 +28,9 @@ constexpr std::array<std::string_view, 5> kPartyKind = {"unspecified", "authorit
 constexpr std::array<std::string_view, 7> kAgencyType = {
     "-",      "wee-center", "police-unit", "counseling-center", "deletion-center", "support-center",
     "hotline"};
-constexpr std::array<std::string_view, 9> kRole = {"unspecified", "refer",         "receive",
-                                                   "deletion",    "investigation", "case-lead",
-                                                   "relay",       "witness",       "audit"};
+constexpr std::array<std::string_view, 10> kRole = {
+    "unspecified", "refer", "receive", "deletion", "investigation",
+    "case-lead",   "relay", "witness", "audit",    "linkage-evaluator"};
 constexpr std::array<std::string_view, 4> kKeyState = {"unspecified", "active", "retired",
                                                        "revoked"};
 constexpr std::array<std::string_view, 3> kPartyStatus = {"unspecified", "active", "revoked"};

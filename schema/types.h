@@ -46,6 +46,7 @@ enum class Role : int {
   kRelay = 6,
   kWitness = 7,
   kAudit = 8,
+  kLinkageEvaluator = 9,
 };
 enum class KeyState : int { kUnspecified = 0, kActive = 1, kRetired = 2, kRevoked = 3 };
 enum class PartyStatus : int { kUnspecified = 0, kActive = 1, kRevoked = 2 };
@@ -197,6 +198,7 @@ struct KeyRecord {
   std::vector<SignedPrekey> prekeys;
   KeyState state = KeyState::kActive;
   UnixMillis state_since_ms = 0;
+  Bytes linkage_key;  // ristretto255, 32; linkage evaluators only (PROTOCOL.md 13.3)
 };
 
 struct Party {

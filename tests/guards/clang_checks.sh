@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The clang checks of the product code (core, schema, keys, broker, agent, audit; not
+# The clang checks of the product code (core, schema, keys, linkage, broker, agent, audit; not
 # tests), in one parse of each translation unit by clang-tidy:
 #   - STYLE.md's size limits: no .cpp file over MAX_FILE_LINES lines, and no function over
 #     MAX_FUNCTION_LINES lines (readability-function-size; a lambda's lines count toward
@@ -23,7 +23,7 @@ cd "$src"
 if [[ $# -gt 0 ]]; then
   files=("$@")
 else
-  mapfile -t files < <(find core schema keys broker agent audit -name '*.cpp' 2>/dev/null | sort)
+  mapfile -t files < <(find core schema keys linkage broker agent audit -name '*.cpp' 2>/dev/null | sort)
 fi
 [[ ${#files[@]} -gt 0 ]] || { echo "clang checks: no product sources found under $src" >&2; exit 1; }
 

@@ -1,5 +1,7 @@
 // The layer order of STYLE.md, checked on every #include of the product code:
-//   core <- schema <- keys <- broker, agent, audit
+//   core <- schema <- keys <- linkage <- broker, agent, audit
+// (linkage, issue 19, is a shared concern between keys and the three services: the agency
+// side of the OPRF runs in the agent, the evaluator side in the broker.)
 // A layer includes only itself and the layers below it; broker, agent and audit never
 // include each other; product code never includes tests/; generated protobuf headers
 // (*.pb.h) are included by schema/ only (everything else sees plain structs).
@@ -24,8 +26,9 @@ namespace fs = std::filesystem;
 
 // Layer rank; same rank and different layer (broker/agent/audit) is forbidden.
 const std::map<std::string, int>& Ranks() {
-  static const std::map<std::string, int> ranks = {{"core", 0},   {"schema", 1}, {"keys", 2},
-                                                   {"broker", 3}, {"agent", 3},  {"audit", 3}};
+  static const std::map<std::string, int> ranks = {{"core", 0},    {"schema", 1}, {"keys", 2},
+                                                   {"linkage", 3}, {"broker", 4}, {"agent", 4},
+                                                   {"audit", 4}};
   return ranks;
 }
 
@@ -80,7 +83,7 @@ TEST(LayerOrderTest, RepositoryFollowsTheLayerOrder) {
   const fs::path root = REFBUS_SOURCE_DIR;
   ASSERT_TRUE(fs::is_directory(root / "core")) << "source tree not found at " << root;
   // The check reads something: every layer's folder exists and has sources.
-  for (const char* layer : {"core", "schema", "keys", "broker", "agent", "audit"}) {
+  for (const char* layer : {"core", "schema", "keys", "linkage", "broker", "agent", "audit"}) {
     ASSERT_TRUE(fs::is_directory(root / layer)) << layer << "/ is missing";
   }
   const auto violations = CheckLayers(root);
@@ -96,14 +99,16 @@ TEST(LayerOrderTest, CheckFindsEachKindOfViolation) {
   };
   write("core/ok.h", "#include \"core/status.h\"\n#include <vector>\n");
   write("keys/ok.cpp", "#include \"schema/types.h\"\n#include \"core/bytes.h\"\n");
-  write("core/up.cpp", "#include \"keys/crypto.h\"\n");                 // lower includes higher
-  write("broker/side.cpp", "// x\n#include \"agent/engine.h\"\n");      // sibling
-  write("audit/side.h", "  #  include \"broker/store.h\"\n");           // sibling, odd spacing
-  write("agent/test.cpp", "#include \"tests/unit/test_util.h\"\n");     // test file
-  write("keys/pb.cpp", "#include \"refbus/v1/envelope.pb.h\"\n");       // protobuf outside schema
+  write("core/up.cpp", "#include \"keys/crypto.h\"\n");              // lower includes higher
+  write("broker/side.cpp", "// x\n#include \"agent/engine.h\"\n");   // sibling
+  write("audit/side.h", "  #  include \"broker/store.h\"\n");        // sibling, odd spacing
+  write("agent/test.cpp", "#include \"tests/unit/test_util.h\"\n");  // test file
+  write("keys/pb.cpp", "#include \"refbus/v1/envelope.pb.h\"\n");    // protobuf outside schema
+  write("linkage/up.cpp", "#include \"agent/engine.h\"\n");          // linkage includes a service
+  write("agent/link.cpp", "#include \"linkage/oprf.h\"\n");          // allowed
   write("schema/codec.cpp", "#include \"refbus/v1/envelope.pb.h\"\n");  // allowed
   const auto v = CheckLayers(root);
-  EXPECT_EQ(v.size(), 5u) << Joined(v);
+  EXPECT_EQ(v.size(), 6u) << Joined(v);
   const std::string all = Joined(v);
   EXPECT_NE(all.find("core/up.cpp:1: core includes keys/crypto.h (a lower layer"),
             std::string::npos)
@@ -116,6 +121,9 @@ TEST(LayerOrderTest, CheckFindsEachKindOfViolation) {
             std::string::npos)
       << all;
   EXPECT_NE(all.find("keys/pb.cpp:1: keys includes refbus/v1/envelope.pb.h (only schema/"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("linkage/up.cpp:1: linkage includes agent/engine.h (a lower layer"),
             std::string::npos)
       << all;
 }

@@ -3,6 +3,7 @@
 #include "keys/directory.h"
 
 #include <gtest/gtest.h>
+#include <sodium.h>
 
 #include <algorithm>
 #include <string>
@@ -873,6 +874,68 @@ TEST(PartyRecordTest, DefaultRoles) {
   EXPECT_EQ(DefaultRoles(PartyKind::kAuditor, AgencyType::kUnspecified),
             (std::vector<Role>{Role::kAudit, Role::kWitness}));
   EXPECT_TRUE(DefaultRoles(PartyKind::kAuthority, AgencyType::kUnspecified).empty());
+}
+
+}  // namespace
+}  // namespace refbus::keys
+
+// ---- Linkage evaluators (issue 19, PROTOCOL.md 13.3) ----
+
+namespace refbus::keys {
+namespace {
+
+Bytes RandomLinkageKey() {
+  Bytes k(crypto_core_ristretto255_BYTES);
+  crypto_core_ristretto255_random(k.data());
+  return k;
+}
+
+class LinkageEvaluatorListingTest : public DirectoryTest {
+ protected:
+  // agency-a asks for the role linkage-evaluator with the given key.
+  Result<schema::SignedDirectory> Ask(Bytes key, bool with_role = true) {
+    Listing listing = fed_.listing("agency-a");
+    listing.roles = DefaultRoles(PartyKind::kAgency, listing.agency_type);
+    if (with_role) listing.roles.push_back(schema::Role::kLinkageEvaluator);
+    listing.linkage_key = std::move(key);
+    DirectoryEdit edit;
+    edit.upserts.push_back(
+        Must(MakePartyRecord(fed_.party("agency-a"), listing, kNow + 1, nullptr)));
+    return fed_.Issue(edit, kNow + 1);
+  }
+};
+
+TEST_F(LinkageEvaluatorListingTest, TheKeyIsListedAndSurvivesTheCodec) {
+  const Bytes key = RandomLinkageKey();
+  ASSERT_TRUE(IsOk(Ask(key)));
+  auto decoded = schema::DecodeSignedDirectory(fed_.current_bytes());
+  ASSERT_TRUE(IsOk(decoded));
+  const schema::Party* p = decoded->directory.Find("agency-a");
+  ASSERT_NE(p, nullptr);
+  EXPECT_TRUE(p->HasRole(schema::Role::kLinkageEvaluator));
+  ASSERT_NE(p->ActiveKeys(), nullptr);
+  EXPECT_EQ(p->ActiveKeys()->linkage_key, key);
+  EXPECT_EQ(schema::Name(schema::Role::kLinkageEvaluator), "linkage-evaluator");
+  EXPECT_EQ(schema::ParseRole("linkage-evaluator"), schema::Role::kLinkageEvaluator);
+}
+
+TEST_F(LinkageEvaluatorListingTest, TheRoleNeedsAValidKeyAndTheKeyNeedsTheRole) {
+  EXPECT_TRUE(HasCode(Ask({}), Code::kInvalidArgument));
+  EXPECT_TRUE(HasCode(Ask(Bytes(32, 0)), Code::kInvalidArgument));     // the identity
+  EXPECT_TRUE(HasCode(Ask(Bytes(32, 0xff)), Code::kInvalidArgument));  // not an encoding
+  EXPECT_TRUE(HasCode(Ask(RandomLinkageKey(), /*with_role=*/false), Code::kInvalidArgument));
+  EXPECT_FALSE(PartyIn("agency-a").HasRole(schema::Role::kLinkageEvaluator));
+}
+
+TEST_F(LinkageEvaluatorListingTest, AuditorsMayNotEvaluate) {
+  Listing listing;
+  listing.display_name = "Auditor";
+  listing.roles = {schema::Role::kAudit, schema::Role::kLinkageEvaluator};
+  listing.linkage_key = RandomLinkageKey();
+  fed_.Add("auditor-x", PartyKind::kAuditor, listing, kNow);
+  DirectoryEdit edit;
+  edit.upserts.push_back(fed_.Record("auditor-x", kNow + 1));
+  EXPECT_TRUE(HasCode(fed_.Issue(edit, kNow + 1), Code::kPermissionDenied));
 }
 
 }  // namespace
