@@ -41,7 +41,7 @@ int64_t SteadyNowMs() {
 }
 
 // clang-format off
-const std::array<RouteInfo, 26> kRoutes = {{
+const std::array<RouteInfo, 28> kRoutes = {{
     {Route::kRecordConsent, "POST", "/v1/consents", "/v1/consents", 201},
     {Route::kConsents, "GET", "/v1/consents", "/v1/consents", 200},
     {Route::kSendReferral, "POST", "/v1/referrals", "/v1/referrals", 201},
@@ -68,6 +68,8 @@ const std::array<RouteInfo, 26> kRoutes = {{
     {Route::kSession, "GET", "/v1/session", "/v1/session", 200},
     {Route::kOverrides, "GET", "/v1/overrides", "/v1/overrides", 200},
     {Route::kApproveOverride, "POST", "/v1/overrides/{id}/approve", "/v1/overrides/([^/]{1,128})/approve", 200},
+    {Route::kExportDeletionItems, "POST", "/v1/deletions/{id}/items.csv", "/v1/deletions/([^/]{1,128})/items\\.csv", 200},
+    {Route::kDeletionItem, "GET", "/v1/deletions/{id}/items/{item}", "/v1/deletions/([^/]{1,128})/items/([^/]{1,128})", 200},
 }};
 // clang-format on
 
@@ -184,6 +186,10 @@ const RouteInfo& InfoOf(Route route) {
   std::abort();  // every Route is in the table
 }
 
+bool RouteTakesBulk(Route route) {
+  return route == Route::kRequestDeletion || route == Route::kReportDeletionStatus;
+}
+
 bool RouteActs(Route route) {
   switch (route) {
     case Route::kRecordConsent:
@@ -197,6 +203,7 @@ bool RouteActs(Route route) {
     case Route::kRevokeConsent:
     case Route::kCloseCase:
     case Route::kReadCase:
+    case Route::kExportDeletionItems:
       return true;
     default:
       return false;
@@ -498,6 +505,11 @@ struct ApiServer::Impl {
     request.route = info.route;
     request.operator_key = op;
     if (req.matches.size() > 1) request.id = req.matches[1].str();
+    if (req.matches.size() > 2) request.item = req.matches[2].str();
+    if (!RouteTakesBulk(info.route) && req.body.size() > options.max_body_bytes) {
+      return ReplyError(res, ResourceExhausted("the request body is larger than the limit of " +
+                                               std::to_string(options.max_body_bytes) + " bytes"));
+    }
     if (info.method != "GET") {
       auto body = ParseBody(req);
       if (!body.ok()) return ReplyError(res, body.status());
@@ -518,6 +530,11 @@ struct ApiServer::Impl {
         options.command_timeout);
     if (!queued.ok()) return ReplyError(res, queued);
     if (!result.ok()) return ReplyError(res, result.status());
+    if (info.route == Route::kExportDeletionItems && result->is_string()) {
+      res.status = info.ok_status;
+      res.set_content(result->get<std::string>(), "text/csv; charset=utf-8");
+      return;
+    }
     if (info.route == Route::kReady) {
       bool ready = result->is_object() && result->value("ready", false);
       Json body = result->is_object() ? *result : Json::object();
@@ -528,6 +545,35 @@ struct ApiServer::Impl {
       return Reply(res, ready ? 200 : 503, body);
     }
     Reply(res, info.ok_status, *result);
+  }
+
+  // Before the body is read: a body over the limit of its route (by Content-Length) is
+  // refused 413, so only the bulk routes ever read more than max_body_bytes. (A chunked
+  // body is read up to the bulk limit and checked in Serve.)
+  httplib::Server::HandlerResponse RefuseLargeBody(const httplib::Request& req,
+                                                   httplib::Response& res) const {
+    if (!req.has_header("Content-Length")) return httplib::Server::HandlerResponse::Unhandled;
+    const std::string v = req.get_header_value("Content-Length");
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || end != v.data() + v.size() || n <= options.max_body_bytes) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    bool bulk = false;
+    for (size_t i = 0; i < kRoutes.size(); ++i) {
+      if (RouteTakesBulk(kRoutes[i].route) && kRoutes[i].method == req.method &&
+          std::regex_match(req.path, patterns[i])) {
+        bulk = true;
+      }
+    }
+    if (bulk && n <= options.max_bulk_body_bytes)
+      return httplib::Server::HandlerResponse::Unhandled;
+    const size_t limit = bulk ? options.max_bulk_body_bytes : options.max_body_bytes;
+    ReplyError(res, ResourceExhausted("the request body is larger than the limit of " +
+                                      std::to_string(limit) + " bytes"));
+    res.status = 413;
+    res.set_header("Connection", "close");
+    return httplib::Server::HandlerResponse::Handled;
   }
 
   void ServeHealth(httplib::Response& res) {
@@ -570,7 +616,7 @@ struct ApiServer::Impl {
       }
       case 413:
         s = ResourceExhausted("the request body is larger than the limit of " +
-                              std::to_string(options.max_body_bytes) + " bytes");
+                              std::to_string(options.max_bulk_body_bytes) + " bytes");
         break;
       case 414:
         s = InvalidArgument("the request URI is too long");
@@ -667,16 +713,16 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
-  svr.set_payload_max_length(options.max_body_bytes);
+  svr.set_payload_max_length(std::max(options.max_body_bytes, options.max_bulk_body_bytes));
   svr.set_read_timeout(10, 0);
   svr.set_write_timeout(10, 0);
   svr.set_keep_alive_timeout(2);
   // CSP, nosniff, no referrer and no-store on every reply, API JSON and console pages alike.
   svr.set_default_headers(ConsoleSecurityHeaders());
 
-  svr.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+  svr.set_pre_routing_handler([p](const httplib::Request& req, httplib::Response& res) {
     t_request_start = SteadyClock::now();
-    return httplib::Server::HandlerResponse::Unhandled;
+    return p->RefuseLargeBody(req, res);
   });
   svr.set_error_handler(httplib::Server::HandlerWithResponse(
       [p](const httplib::Request& req, httplib::Response& res) { return p->OnError(req, res); }));
@@ -785,6 +831,10 @@ Result<ApiReply> ApiClient::Call(std::string_view method, const std::string& pat
   }
   ApiReply reply;
   reply.http_status = res->status;
+  if (res->get_header_value("Content-Type").rfind("text/csv", 0) == 0) {
+    reply.text = std::move(res->body);
+    return reply;
+  }
   if (!res->body.empty()) {
     reply.body = Json::parse(res->body, nullptr, /*allow_exceptions=*/false);
     if (reply.body.is_discarded()) {

@@ -87,6 +87,8 @@ enum class Route {
   kSession,               // GET  /v1/session: who the token acts as; answered by the server
   kOverrides,             // GET  /v1/overrides: emergency overrides awaiting a supervisor
   kApproveOverride,       // POST /v1/overrides/{id}/approve (a supervisor's session)
+  kExportDeletionItems,   // POST /v1/deletions/{id}/items.csv {operator}: text/csv
+  kDeletionItem,          // GET  /v1/deletions/{id}/items/{item}: the item's history
 };
 
 struct RouteInfo {
@@ -101,6 +103,10 @@ struct RouteInfo {
 std::span<const RouteInfo> Routes();
 const RouteInfo& InfoOf(Route route);
 
+// Routes whose bodies may be up to ApiOptions::max_bulk_body_bytes (deletion requests and
+// status reports of up to 100,000 items); every other route's are at most max_body_bytes.
+bool RouteTakesBulk(Route route);
+
 // Routes whose body names the operator who acts ("operator"): with a session token the
 // server sets it to the logged-in operator; with the API token to "service:<given name>".
 bool RouteActs(Route route);
@@ -108,8 +114,9 @@ bool RouteActs(Route route);
 // A request as a CommandHandler sees it: authenticated, routed, body parsed.
 struct ApiRequest {
   Route route = Route::kStatus;
-  std::string id;  // the {id} or {case} of the path; empty for routes without one
-  Json body;       // a JSON object for POST and PUT; null for GET
+  std::string id;    // the {id} or {case} of the path; empty for routes without one
+  std::string item;  // the {item} of /v1/deletions/{id}/items/{item}
+  Json body;         // a JSON object for POST and PUT; null for GET
   // The logged-in operator (a session token), with their unsealed signing key; null for
   // the API token (the service account).
   std::shared_ptr<const OperatorKey> operator_key;
@@ -193,6 +200,10 @@ struct ApiOptions {
   std::string token_file;  // required
   std::string url_file;    // optional: "http://127.0.0.1:<port>\n" written here, 0600
   size_t max_body_bytes = size_t{1} << 20;
+  // For RouteTakesBulk routes only: 100,000 deletion items with URLs of ~250 bytes on
+  // average as JSON (or the same as CSV) fit in 32 MiB. The larger limit is checked against
+  // Content-Length before the body is read, so other routes never read more than 1 MiB.
+  size_t max_bulk_body_bytes = size_t{32} << 20;
   std::chrono::milliseconds command_timeout{30000};
   // healthz reports 503 if the queue has not been drained for this long.
   std::chrono::milliseconds stall_after{30000};
@@ -239,7 +250,8 @@ class ApiServer {
 
 struct ApiReply {
   int http_status = 0;
-  Json body;  // the parsed JSON body (null if there was none)
+  Json body;         // the parsed JSON body (null if there was none, or for text/csv)
+  std::string text;  // a text/csv body as sent (POST /v1/deletions/{id}/items.csv)
 };
 
 class ApiClient {
