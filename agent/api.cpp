@@ -41,7 +41,7 @@ int64_t SteadyNowMs() {
 }
 
 // clang-format off
-const std::array<RouteInfo, 28> kRoutes = {{
+const std::array<RouteInfo, 29> kRoutes = {{
     {Route::kRecordConsent, "POST", "/v1/consents", "/v1/consents", 201},
     {Route::kConsents, "GET", "/v1/consents", "/v1/consents", 200},
     {Route::kSendReferral, "POST", "/v1/referrals", "/v1/referrals", 201},
@@ -70,6 +70,7 @@ const std::array<RouteInfo, 28> kRoutes = {{
     {Route::kApproveOverride, "POST", "/v1/overrides/{id}/approve", "/v1/overrides/([^/]{1,128})/approve", 200},
     {Route::kExportDeletionItems, "POST", "/v1/deletions/{id}/items.csv", "/v1/deletions/([^/]{1,128})/items\\.csv", 200},
     {Route::kDeletionItem, "GET", "/v1/deletions/{id}/items/{item}", "/v1/deletions/([^/]{1,128})/items/([^/]{1,128})", 200},
+    {Route::kDeletion, "GET", "/v1/deletions/{id}", "/v1/deletions/([^/]{1,128})", 200},
 }};
 // clang-format on
 
@@ -481,6 +482,13 @@ struct ApiServer::Impl {
 
   void Serve(const RouteInfo& info, const httplib::Request& req, httplib::Response& res) {
     if (!FromAllowedHost(req, res)) return;
+    if (!RouteTakesBulk(info.route) && req.body.size() > options.max_body_bytes) {
+      res.status = 413;
+      return res.set_content(
+          Dump(ErrorBody(ResourceExhausted("the request body is larger than the limit of " +
+                                           std::to_string(options.max_body_bytes) + " bytes"))),
+          "application/json");
+    }
     if (info.route == Route::kHealth) return ServeHealth(res);
     if (info.route == Route::kLogin) return ServeLogin(req, res);
     // Checked here, after httplib has read the body (bounded by max_body_bytes), not in a
@@ -506,10 +514,6 @@ struct ApiServer::Impl {
     request.operator_key = op;
     if (req.matches.size() > 1) request.id = req.matches[1].str();
     if (req.matches.size() > 2) request.item = req.matches[2].str();
-    if (!RouteTakesBulk(info.route) && req.body.size() > options.max_body_bytes) {
-      return ReplyError(res, ResourceExhausted("the request body is larger than the limit of " +
-                                               std::to_string(options.max_body_bytes) + " bytes"));
-    }
     if (info.method != "GET") {
       auto body = ParseBody(req);
       if (!body.ok()) return ReplyError(res, body.status());
@@ -547,33 +551,15 @@ struct ApiServer::Impl {
     Reply(res, info.ok_status, *result);
   }
 
-  // Before the body is read: a body over the limit of its route (by Content-Length) is
-  // refused 413, so only the bulk routes ever read more than max_body_bytes. (A chunked
-  // body is read up to the bulk limit and checked in Serve.)
-  httplib::Server::HandlerResponse RefuseLargeBody(const httplib::Request& req,
-                                                   httplib::Response& res) const {
-    if (!req.has_header("Content-Length")) return httplib::Server::HandlerResponse::Unhandled;
-    const std::string v = req.get_header_value("Content-Length");
-    uint64_t n = 0;
-    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-    if (ec != std::errc() || end != v.data() + v.size() || n <= options.max_body_bytes) {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    bool bulk = false;
-    for (size_t i = 0; i < kRoutes.size(); ++i) {
+  // Whether a path and method name a route that takes bulk bodies.
+  bool IsBulkPath(const httplib::Request& req) const {
+    for (size_t i = 0; i < kRoutes.size() && i < patterns.size(); ++i) {
       if (RouteTakesBulk(kRoutes[i].route) && kRoutes[i].method == req.method &&
           std::regex_match(req.path, patterns[i])) {
-        bulk = true;
+        return true;
       }
     }
-    if (bulk && n <= options.max_bulk_body_bytes)
-      return httplib::Server::HandlerResponse::Unhandled;
-    const size_t limit = bulk ? options.max_bulk_body_bytes : options.max_body_bytes;
-    ReplyError(res, ResourceExhausted("the request body is larger than the limit of " +
-                                      std::to_string(limit) + " bytes"));
-    res.status = 413;
-    res.set_header("Connection", "close");
-    return httplib::Server::HandlerResponse::Handled;
+    return false;
   }
 
   void ServeHealth(httplib::Response& res) {
@@ -615,8 +601,10 @@ struct ApiServer::Impl {
         break;
       }
       case 413:
-        s = ResourceExhausted("the request body is larger than the limit of " +
-                              std::to_string(options.max_bulk_body_bytes) + " bytes");
+        s = ResourceExhausted(
+            "the request body is larger than the limit of " +
+            std::to_string(IsBulkPath(req) ? options.max_bulk_body_bytes : options.max_body_bytes) +
+            " bytes");
         break;
       case 414:
         s = InvalidArgument("the request URI is too long");
@@ -720,9 +708,9 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
   // CSP, nosniff, no referrer and no-store on every reply, API JSON and console pages alike.
   svr.set_default_headers(ConsoleSecurityHeaders());
 
-  svr.set_pre_routing_handler([p](const httplib::Request& req, httplib::Response& res) {
+  svr.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     t_request_start = SteadyClock::now();
-    return p->RefuseLargeBody(req, res);
+    return httplib::Server::HandlerResponse::Unhandled;
   });
   svr.set_error_handler(httplib::Server::HandlerWithResponse(
       [p](const httplib::Request& req, httplib::Response& res) { return p->OnError(req, res); }));

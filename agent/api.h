@@ -89,6 +89,7 @@ enum class Route {
   kApproveOverride,       // POST /v1/overrides/{id}/approve (a supervisor's session)
   kExportDeletionItems,   // POST /v1/deletions/{id}/items.csv {operator}: text/csv
   kDeletionItem,          // GET  /v1/deletions/{id}/items/{item}: the item's history
+  kDeletion,              // GET  /v1/deletions/{id}: one request, without its item list
 };
 
 struct RouteInfo {
@@ -201,8 +202,10 @@ struct ApiOptions {
   std::string url_file;    // optional: "http://127.0.0.1:<port>\n" written here, 0600
   size_t max_body_bytes = size_t{1} << 20;
   // For RouteTakesBulk routes only: 100,000 deletion items with URLs of ~250 bytes on
-  // average as JSON (or the same as CSV) fit in 32 MiB. The larger limit is checked against
-  // Content-Length before the body is read, so other routes never read more than 1 MiB.
+  // average as JSON (or the same as CSV) fit in 32 MiB. httplib reads any body up to this
+  // size (its limit is per server); a body over max_body_bytes to any other route is then
+  // refused 413 before it is parsed or authenticated. (Refusing by Content-Length before
+  // reading would reset the connection and lose the answer.)
   size_t max_bulk_body_bytes = size_t{32} << 20;
   std::chrono::milliseconds command_timeout{30000};
   // healthz reports 503 if the queue has not been drained for this long.

@@ -257,6 +257,8 @@ class EngineHandler final : public CommandHandler {
         return engine_.ExportDeletionItems(r.id, r.body);
       case Route::kDeletionItem:
         return engine_.DeletionItemHistory(r.id, r.item);
+      case Route::kDeletion:
+        return engine_.DeletionSummary(r.id);
       case Route::kRevokeConsent:
         return engine_.RevokeConsent(r.id, r.body);
       case Route::kCloseCase:

@@ -165,6 +165,9 @@ class Engine {
   // GET /v1/deletions/{id}/items/{item} -> {request_id, item_id, status, history[{status,
   // by, report_seq, at_ms, received_ms}]}
   Result<Json> DeletionItemHistory(const std::string& request_id, const std::string& item_id);
+  // GET /v1/deletions/{id} -> one element of Deletions() with "items" replaced by
+  // "item_count" (a request's items are listed by items.csv), and "chunks_held" by a count.
+  Result<Json> DeletionSummary(const std::string& request_id);
   // POST /v1/consents/{id}/revoke {reason, operator} -> {grant_id, notified[]}
   Result<Json> RevokeConsent(const std::string& grant_id, const Json& request);
   // POST /v1/cases/{case_ref}/close {reason, operator} -> {case_ref, notified[]}

@@ -312,6 +312,22 @@ Result<Json> Engine::ExportDeletionItems(const std::string& request_id, const Js
   return Json(std::move(csv));
 }
 
+Result<Json> Engine::DeletionSummary(const std::string& request_id) {
+  REFBUS_ASSIGN_OR_RETURN(Bytes id, IdOf("request id", request_id));
+  const std::string qid = HexEncode(id);
+  REFBUS_ASSIGN_OR_RETURN(auto txn, impl_->case_store->Begin(false));
+  REFBUS_ASSIGN_OR_RETURN(auto rec, Load<DeletionRecord>(txn, qid));
+  if (!rec) return NotFound("no deletion request " + qid);
+  const size_t n = rec->items.size();
+  const size_t held = rec->chunks_held ? rec->chunks_held->size() : 0;
+  Json j = DeletionJson(*rec);
+  j.erase("items");
+  j["item_count"] = n;
+  if (rec->chunks_held) j["chunks_held"] = held;
+  if (j.contains("manifest")) j["manifest"].erase("chunk_sha256");
+  return j;
+}
+
 Result<Json> Engine::DeletionItemHistory(const std::string& request_id,
                                          const std::string& item_id) {
   REFBUS_ASSIGN_OR_RETURN(Bytes id, IdOf("request id", request_id));

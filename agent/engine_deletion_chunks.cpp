@@ -254,7 +254,7 @@ Status Engine::Impl::OnDeletionChunk(CaseStore::Txn& txn, const OpenedCase& oc,
     REFBUS_RETURN_IF_ERROR(Timeline(txn, dr.case_ref, std::move(ev)));
   }
   if (held.size() == r.manifest->chunk_count) REFBUS_RETURN_IF_ERROR(CompleteDeletionList(txn, r));
-  if (!r.list_complete.value_or(false)) incomplete_deletions.insert(qid);
+  if (!r.list_complete.value_or(false)) incomplete_deletions[qid] = Now();
   return Save(txn, qid, r);
 }
 
@@ -320,14 +320,20 @@ Status Engine::Impl::DeletionChunkTurn() {
     for (const auto& [key, r] : all) {
       if (r.side == DeletionSide::kDeletionCenter && r.manifest &&
           !r.list_complete.value_or(false)) {
-        incomplete_deletions.insert(key);
+        incomplete_deletions[key] =
+            std::max(r.last_chunk_at_ms.value_or(0), r.missing_asked_at_ms.value_or(0));
       }
     }
     incomplete_loaded = true;
   }
   size_t asked = 0;
   for (auto it = incomplete_deletions.begin(); it != incomplete_deletions.end();) {
-    REFBUS_ASSIGN_OR_RETURN(auto rec, Load<DeletionRecord>(txn, *it));
+    // The latest chunk or ask, kept in memory: a record is read only once it is due.
+    if (Now() - std::min(Now(), it->second) < static_cast<UnixMillis>(timeout)) {
+      ++it;
+      continue;
+    }
+    REFBUS_ASSIGN_OR_RETURN(auto rec, Load<DeletionRecord>(txn, it->first));
     if (!rec || rec->list_complete.value_or(false) || !rec->manifest) {
       it = incomplete_deletions.erase(it);
       continue;
@@ -336,7 +342,12 @@ Status Engine::Impl::DeletionChunkTurn() {
     const UnixMillis since =
         std::max(r.last_chunk_at_ms.value_or(0), r.missing_asked_at_ms.value_or(0));
     std::vector<uint32_t> missing = MissingChunks(r);
-    if (Now() - since >= static_cast<UnixMillis>(timeout) && !missing.empty()) {
+    if (missing.empty()) {  // every chunk held, the list did not add up: nothing to ask for
+      it = incomplete_deletions.erase(it);
+      continue;
+    }
+    it->second = since;
+    if (Now() - std::min(Now(), since) >= static_cast<UnixMillis>(timeout)) {
       spdlog::warn(
           "agent {}: deletion request {} from {}: {} chunks missing after {} ms; asking "
           "again",
@@ -348,6 +359,7 @@ Status Engine::Impl::DeletionChunkTurn() {
       REFBUS_RETURN_IF_ERROR(Timeline(txn, r.case_ref, std::move(ev)));
       REFBUS_RETURN_IF_ERROR(SendListReport(txn, r, std::move(missing)));
       r.missing_asked_at_ms = Now();
+      it->second = Now();
       REFBUS_RETURN_IF_ERROR(Save(txn, r.request_id, r));
       ++asked;
     }

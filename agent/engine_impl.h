@@ -69,7 +69,7 @@ struct Engine::Impl {
   std::vector<schema::SignedPrekey> published;
   // Chunked deletion requests this deletion center does not hold whole yet (loaded from the
   // store at the first check), and when to check them next (engine_deletion_chunks.cpp).
-  std::set<std::string> incomplete_deletions;
+  std::map<std::string, UnixMillis> incomplete_deletions;  // request -> latest chunk or ask
   bool incomplete_loaded = false;
   std::chrono::steady_clock::time_point next_chunk_check{};
   bool chunk_dropped = false;  // options.test_skip_deletion_chunk was applied once
