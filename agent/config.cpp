@@ -39,6 +39,7 @@ Status LoadKeysSection(ConfigReader& r, AgentConfig* c) {
 
 // [deletion]: the chunk timeout, and the tests' dropped chunk.
 Status LoadDeletionSection(const toml::table& root, ConfigReader& r, AgentConfig* c) {
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown("deletion", {"chunk_timeout_ms", "test_skip_chunk"}));
   REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "chunk_timeout_ms", 100, 24 * 3600 * 1000ull,
                                 &c->deletion_chunk_timeout_ms));
   uint64_t skip = 0;
@@ -106,7 +107,6 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
       r.NoUnknown("keys", {"prekey_rotate_days", "test_prekey_rotate_ms", "test_prekey_lifetime_ms",
                            "test_prekey_keep_after_expiry_ms"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("console", {"tls_cert", "tls_key"}));
-  REFBUS_RETURN_IF_ERROR(r.NoUnknown("deletion", {"chunk_timeout_ms", "test_skip_chunk"}));
   AgentConfig c;
   c.path = path;
   REFBUS_ASSIGN_OR_RETURN(c.id, r.String("agent", "id", true));
