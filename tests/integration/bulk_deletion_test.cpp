@@ -7,10 +7,12 @@
 // match what was sent and reported, item by item.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -246,8 +248,18 @@ TEST_F(BulkDeletionTest, ThousandsOfItemsAcrossTwoBrokersWithADroppedChunk) {
             << " center_peak_rss_kib=" << PeakRssKib(dsc.pid()) << "\n";
 }
 
+// The CLI: request-deletion --csv FILE and deletions export ID --out FILE (mode 0600).
+std::string RunCli(const std::vector<std::string>& args, const std::string& log, int* rc) {
+  Process p;
+  std::vector<std::string> argv = {BinDir() + "/refbus-agent"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  *rc = p.Start(argv, log) ? p.Wait(Scaled(30000)) : -1;
+  std::ifstream in(log);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 // The CSV import's errors come back by line number, never with the URL; a request over the
-// limit is refused with the limit named.
+// limit is refused with the limit named; the CLI imports a CSV file and exports the items.
 TEST_F(BulkDeletionTest, CsvErrorsByLineAndTheLimit) {
   Json consent = police_->Ok("POST", "/v1/consents",
                              {{"basis", "police-notify-support-center"},
@@ -270,6 +282,36 @@ TEST_F(BulkDeletionTest, CsvErrorsByLineAndTheLimit) {
                     {"operator", "officer-park"}},
                    400, "a request holds at most 100000");
   EXPECT_EQ(police_->Log().find("hidden.example"), std::string::npos);
+
+  const std::string file = root_ + "/items.csv";
+  std::ofstream(file) << "url,sha256,platform,note\nhttps://a.example/1,,video-a,\n"
+                      << "\"https://a.example/2,x\",,video-b,\"call, first\"\n";
+  const std::vector<std::string> api = {"--url",        police_->url(),
+                                        "--token-file", police_->data_dir() + ".token",
+                                        "--operator",   "officer-park"};
+  std::vector<std::string> args = {
+      "request-deletion", "--grant", consent["grant_id"], "--to", "central-dsc", "--csv", file};
+  args.insert(args.end(), api.begin(), api.end());
+  int rc = 0;
+  std::string out = RunCli(args, root_ + "/cli-request.log", &rc);
+  ASSERT_EQ(rc, 0) << out;
+  const size_t at = out.find("deletion request ");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string qid = out.substr(at + 17, 32);
+  EXPECT_NE(out.find("sent with 2 items in 1 chunks"), std::string::npos) << out;
+  args = {"deletions", "export", qid, "--out", root_ + "/export.csv"};
+  args.insert(args.end(), api.begin(), api.end());
+  out = RunCli(args, root_ + "/cli-export.log", &rc);
+  ASSERT_EQ(rc, 0) << out;
+  std::ifstream in(root_ + "/export.csv");
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(text,
+            "item_id,url,sha256,platform,note,status,updated_at_ms,updated_by\n"
+            "2,https://a.example/1,,video-a,,requested,,\n"
+            "3,\"https://a.example/2,x\",,video-b,\"call, first\",requested,,\n");
+  struct stat st {};
+  ASSERT_EQ(::stat((root_ + "/export.csv").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
 }  // namespace
