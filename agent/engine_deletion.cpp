@@ -309,6 +309,7 @@ Result<Json> Engine::ExportDeletionItems(const std::string& request_id, const Js
   ev.operator_ref = op;
   REFBUS_RETURN_IF_ERROR(d.Timeline(txn, r.case_ref, std::move(ev)));
   REFBUS_RETURN_IF_ERROR(txn.Commit());
+  d.FlushAfterCommit();  // the access notices of a center's export
   return Json(std::move(csv));
 }
 

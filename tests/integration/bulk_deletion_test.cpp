@@ -9,6 +9,7 @@
 #include <httplib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -226,6 +227,16 @@ TEST_F(BulkDeletionTest, ThousandsOfItemsAcrossTwoBrokersWithADroppedChunk) {
   }
   EXPECT_EQ(rows, kItems);
   EXPECT_EQ(mismatches, 0u);
+
+  // The center's export shows the requester's URLs: an access to each chunk message, told
+  // to the requester like an open.
+  const std::string at_center = ExportCsv(dsc, dsc.data_dir() + ".token", qid);
+  EXPECT_EQ(static_cast<size_t>(std::count(at_center.begin(), at_center.end(), '\n')), kItems + 1);
+  EXPECT_NE(at_center.find("\n2," + Url(0) + "," + Sha(0) + ",video-0,"), std::string::npos);
+  const size_t chunks = (kItems + 4999) / 5000;
+  police.WaitFor(
+      "/v1/cases/" + case_ref, [&](const Json& c) { return c["access_notices"].size() == chunks; },
+      "an access notice per chunk from the center's export", Scaled(15000));
 
   // Per-item history at the requester: who reported what, in which report.
   Json h = police.Ok("GET", "/v1/deletions/" + qid + "/items/2");
