@@ -42,7 +42,7 @@ int64_t SteadyNowMs() {
 }
 
 // clang-format off
-const std::array<RouteInfo, 26> kRoutes = {{
+const std::array<RouteInfo, 29> kRoutes = {{
     {Route::kRecordConsent, "POST", "/v1/consents", "/v1/consents", 201},
     {Route::kConsents, "GET", "/v1/consents", "/v1/consents", 200},
     {Route::kSendReferral, "POST", "/v1/referrals", "/v1/referrals", 201},
@@ -69,6 +69,9 @@ const std::array<RouteInfo, 26> kRoutes = {{
     {Route::kSession, "GET", "/v1/session", "/v1/session", 200},
     {Route::kOverrides, "GET", "/v1/overrides", "/v1/overrides", 200},
     {Route::kApproveOverride, "POST", "/v1/overrides/{id}/approve", "/v1/overrides/([^/]{1,128})/approve", 200},
+    {Route::kExportDeletionItems, "POST", "/v1/deletions/{id}/items.csv", "/v1/deletions/([^/]{1,128})/items\\.csv", 200},
+    {Route::kDeletionItem, "GET", "/v1/deletions/{id}/items/{item}", "/v1/deletions/([^/]{1,128})/items/([^/]{1,128})", 200},
+    {Route::kDeletion, "GET", "/v1/deletions/{id}", "/v1/deletions/([^/]{1,128})", 200},
 }};
 // clang-format on
 
@@ -185,6 +188,10 @@ const RouteInfo& InfoOf(Route route) {
   std::abort();  // every Route is in the table
 }
 
+bool RouteTakesBulk(Route route) {
+  return route == Route::kRequestDeletion || route == Route::kReportDeletionStatus;
+}
+
 bool RouteActs(Route route) {
   switch (route) {
     case Route::kRecordConsent:
@@ -198,6 +205,7 @@ bool RouteActs(Route route) {
     case Route::kRevokeConsent:
     case Route::kCloseCase:
     case Route::kReadCase:
+    case Route::kExportDeletionItems:
       return true;
     default:
       return false;
@@ -531,6 +539,13 @@ struct ApiServer::Impl {
 
   void Serve(const RouteInfo& info, const httplib::Request& req, httplib::Response& res) {
     if (!FromAllowedHost(req, res)) return;
+    if (!RouteTakesBulk(info.route) && req.body.size() > options.max_body_bytes) {
+      res.status = 413;
+      return res.set_content(
+          Dump(ErrorBody(ResourceExhausted("the request body is larger than the limit of " +
+                                           std::to_string(options.max_body_bytes) + " bytes"))),
+          "application/json");
+    }
     if (info.route == Route::kHealth) return ServeHealth(res);
     if (info.route == Route::kLogin) return ServeLogin(req, res);
     // Checked here, after httplib has read the body (bounded by max_body_bytes), not in a
@@ -561,6 +576,7 @@ struct ApiServer::Impl {
     request.route = info.route;
     request.operator_key = op;
     if (req.matches.size() > 1) request.id = req.matches[1].str();
+    if (req.matches.size() > 2) request.item = req.matches[2].str();
     if (info.method != "GET") {
       auto body = ParseBody(req);
       if (!body.ok()) return ReplyError(res, body.status());
@@ -581,6 +597,11 @@ struct ApiServer::Impl {
         options.command_timeout);
     if (!queued.ok()) return ReplyError(res, queued);
     if (!result.ok()) return ReplyError(res, result.status());
+    if (info.route == Route::kExportDeletionItems && result->is_string()) {
+      res.status = info.ok_status;
+      res.set_content(result->get<std::string>(), "text/csv; charset=utf-8");
+      return;
+    }
     if (info.route == Route::kReady) {
       bool ready = result->is_object() && result->value("ready", false);
       Json body = result->is_object() ? *result : Json::object();
@@ -591,6 +612,17 @@ struct ApiServer::Impl {
       return Reply(res, ready ? 200 : 503, body);
     }
     Reply(res, info.ok_status, *result);
+  }
+
+  // Whether a path and method name a route that takes bulk bodies.
+  bool IsBulkPath(const httplib::Request& req) const {
+    for (size_t i = 0; i < kRoutes.size() && i < patterns.size(); ++i) {
+      if (RouteTakesBulk(kRoutes[i].route) && kRoutes[i].method == req.method &&
+          std::regex_match(req.path, patterns[i])) {
+        return true;
+      }
+    }
+    return false;
   }
 
   void ServeHealth(httplib::Response& res) {
@@ -632,8 +664,10 @@ struct ApiServer::Impl {
         break;
       }
       case 413:
-        s = ResourceExhausted("the request body is larger than the limit of " +
-                              std::to_string(options.max_body_bytes) + " bytes");
+        s = ResourceExhausted(
+            "the request body is larger than the limit of " +
+            std::to_string(IsBulkPath(req) ? options.max_bulk_body_bytes : options.max_body_bytes) +
+            " bytes");
         break;
       case 414:
         s = InvalidArgument("the request URI is too long");
@@ -731,7 +765,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
-  svr.set_payload_max_length(options.max_body_bytes);
+  svr.set_payload_max_length(std::max(options.max_body_bytes, options.max_bulk_body_bytes));
   svr.set_read_timeout(10, 0);
   svr.set_write_timeout(10, 0);
   svr.set_keep_alive_timeout(2);
@@ -850,6 +884,10 @@ Result<ApiReply> ApiClient::Call(std::string_view method, const std::string& pat
   }
   ApiReply reply;
   reply.http_status = res->status;
+  if (res->get_header_value("Content-Type").rfind("text/csv", 0) == 0) {
+    reply.text = std::move(res->body);
+    return reply;
+  }
   if (!res->body.empty()) {
     reply.body = Json::parse(res->body, nullptr, /*allow_exceptions=*/false);
     if (reply.body.is_discarded()) {

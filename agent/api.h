@@ -90,6 +90,9 @@ enum class Route {
   kSession,               // GET  /v1/session: who the token acts as; answered by the server
   kOverrides,             // GET  /v1/overrides: emergency overrides awaiting a supervisor
   kApproveOverride,       // POST /v1/overrides/{id}/approve (a supervisor's session)
+  kExportDeletionItems,   // POST /v1/deletions/{id}/items.csv {operator}: text/csv
+  kDeletionItem,          // GET  /v1/deletions/{id}/items/{item}: the item's history
+  kDeletion,              // GET  /v1/deletions/{id}: one request, without its item list
 };
 
 struct RouteInfo {
@@ -104,6 +107,10 @@ struct RouteInfo {
 std::span<const RouteInfo> Routes();
 const RouteInfo& InfoOf(Route route);
 
+// Routes whose bodies may be up to ApiOptions::max_bulk_body_bytes (deletion requests and
+// status reports of up to 100,000 items); every other route's are at most max_body_bytes.
+bool RouteTakesBulk(Route route);
+
 // Routes whose body names the operator who acts ("operator"): with a session token the
 // server sets it to the logged-in operator; with the API token to "service:<given name>".
 bool RouteActs(Route route);
@@ -111,8 +118,9 @@ bool RouteActs(Route route);
 // A request as a CommandHandler sees it: authenticated, routed, body parsed.
 struct ApiRequest {
   Route route = Route::kStatus;
-  std::string id;  // the {id} or {case} of the path; empty for routes without one
-  Json body;       // a JSON object for POST and PUT; null for GET
+  std::string id;    // the {id} or {case} of the path; empty for routes without one
+  std::string item;  // the {item} of /v1/deletions/{id}/items/{item}
+  Json body;         // a JSON object for POST and PUT; null for GET
   // The logged-in operator (a session token), with their unsealed signing key; null for
   // the API token (the service account).
   std::shared_ptr<const OperatorKey> operator_key;
@@ -196,6 +204,12 @@ struct ApiOptions {
   std::string token_file;  // required
   std::string url_file;    // optional: "http://127.0.0.1:<port>\n" written here, 0600
   size_t max_body_bytes = size_t{1} << 20;
+  // For RouteTakesBulk routes only: 100,000 deletion items with URLs of ~250 bytes on
+  // average as JSON (or the same as CSV) fit in 32 MiB. httplib reads any body up to this
+  // size (its limit is per server); a body over max_body_bytes to any other route is then
+  // refused 413 before it is parsed or authenticated. (Refusing by Content-Length before
+  // reading would reset the connection and lose the answer.)
+  size_t max_bulk_body_bytes = size_t{32} << 20;
   std::chrono::milliseconds command_timeout{30000};
   // healthz reports 503 if the queue has not been drained for this long.
   std::chrono::milliseconds stall_after{30000};
@@ -244,7 +258,8 @@ class ApiServer {
 
 struct ApiReply {
   int http_status = 0;
-  Json body;  // the parsed JSON body (null if there was none)
+  Json body;         // the parsed JSON body (null if there was none, or for text/csv)
+  std::string text;  // a text/csv body as sent (POST /v1/deletions/{id}/items.csv)
 };
 
 class ApiClient {

@@ -7,8 +7,9 @@
 namespace refbus::agent {
 namespace {
 
-constexpr const char* kNames[] = {"grants", "referrals", "handoffs", "deletions", "cases",
-                                  "local",  "messages",  "outgoing", "meta"};
+constexpr const char* kNames[] = {"grants", "referrals",       "handoffs",        "deletions",
+                                  "cases",  "local",           "messages",        "outgoing",
+                                  "meta",   "deletion-chunks", "deletion-history"};
 constexpr size_t kHash = 32;
 
 Status Damaged(Table t, const std::string& key, std::string_view why) {
@@ -74,6 +75,21 @@ Result<std::vector<std::pair<std::string, nlohmann::json>>> CaseStore::Txn::List
   REFBUS_ASSIGN_OR_RETURN(auto item, c.First());
   while (item) {
     std::string key(AsChars(item->key));
+    REFBUS_ASSIGN_OR_RETURN(auto j, Get(t, key));
+    if (j) out.emplace_back(std::move(key), std::move(*j));
+    REFBUS_ASSIGN_OR_RETURN(item, c.Next());
+  }
+  return out;
+}
+
+Result<std::vector<std::pair<std::string, nlohmann::json>>> CaseStore::Txn::ListPrefix(
+    Table t, const std::string& prefix) const {
+  std::vector<std::pair<std::string, nlohmann::json>> out;
+  REFBUS_ASSIGN_OR_RETURN(lmdb::Cursor c, lmdb::Cursor::Open(txn_, store_.Dbi(t)));
+  REFBUS_ASSIGN_OR_RETURN(auto item, c.Seek(AsBytes(prefix)));
+  while (item) {
+    std::string key(AsChars(item->key));
+    if (key.compare(0, prefix.size(), prefix) != 0) break;
     REFBUS_ASSIGN_OR_RETURN(auto j, Get(t, key));
     if (j) out.emplace_back(std::move(key), std::move(*j));
     REFBUS_ASSIGN_OR_RETURN(item, c.Next());

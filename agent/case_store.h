@@ -39,6 +39,10 @@ enum class Table {
   kMessages,   // message id (hex) -> what the engine learnt about a delivered message
   kOutgoing,   // message id (hex) -> what this agency sent (for refusals by the broker)
   kMeta,       // "processed_seq" -> {"seq": N}
+  // Chunked deletion requests (agent/records.h): "<request id>/<chunk, 6 digits>" -> chunk
+  // (items sealed), and "<request id>/<item id>" -> the item's reported history.
+  kDeletionChunks,
+  kDeletionHistory,
 };
 
 class CaseStore {
@@ -53,6 +57,9 @@ class CaseStore {
     Status Del(Table t, const std::string& key);
     // Every (key, value) of a table, in key order.
     Result<std::vector<std::pair<std::string, nlohmann::json>>> List(Table t) const;
+    // Those whose key starts with prefix, in key order.
+    Result<std::vector<std::pair<std::string, nlohmann::json>>> ListPrefix(
+        Table t, const std::string& prefix) const;
     Status Commit() { return txn_.Commit(); }
 
    private:
@@ -68,7 +75,7 @@ class CaseStore {
   CaseStore() = default;
   MDB_dbi Dbi(Table t) const { return dbis_[static_cast<size_t>(t)]; }
   std::unique_ptr<lmdb::Env> env_;
-  MDB_dbi dbis_[9] = {};
+  MDB_dbi dbis_[11] = {};
 };
 
 }  // namespace refbus::agent

@@ -37,6 +37,19 @@ Status LoadKeysSection(ConfigReader& r, AgentConfig* c) {
   return Status::Ok();
 }
 
+// [deletion]: the chunk timeout, and the tests' dropped chunk.
+Status LoadDeletionSection(const toml::table& root, ConfigReader& r, AgentConfig* c) {
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown("deletion", {"chunk_timeout_ms", "test_skip_chunk"}));
+  REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "chunk_timeout_ms", 100, 24 * 3600 * 1000ull,
+                                &c->deletion_chunk_timeout_ms));
+  uint64_t skip = 0;
+  REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "test_skip_chunk", 0, 999, &skip));
+  if (root.at_path("deletion.test_skip_chunk").node() != nullptr) {
+    c->deletion_test_skip_chunk = static_cast<int64_t>(skip);
+  }
+  return Status::Ok();
+}
+
 // [api] listen and [console]: the console is served with the API, so a listen address off
 // loopback would carry caseworkers' passwords and case data over the LAN; without TLS
 // settings it is refused at start.
@@ -77,9 +90,9 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   }
   for (const auto& [k, v] : root) {
     if (k.str() != "agent" && k.str() != "api" && k.str() != "metrics" && k.str() != "keys" &&
-        k.str() != "console") {
+        k.str() != "console" && k.str() != "deletion") {
       return InvalidArgument(path + ": unknown section [" + std::string(k.str()) +
-                             "] (known: [agent], [api], [metrics], [keys], [console])");
+                             "] (known: [agent], [api], [metrics], [keys], [console], [deletion])");
     }
   }
   ConfigReader r(root, path);
@@ -165,6 +178,7 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
     REFBUS_ASSIGN_OR_RETURN(c.metrics_url_file, r.Path("metrics", "url_file", false));
   }
   REFBUS_RETURN_IF_ERROR(LoadKeysSection(r, &c));
+  REFBUS_RETURN_IF_ERROR(LoadDeletionSection(root, r, &c));
   return c;
 }
 

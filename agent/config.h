@@ -49,6 +49,12 @@
 //   # For tests only, in milliseconds (each replaces the setting above or the constant):
 //   # test_prekey_rotate_ms, test_prekey_lifetime_ms, test_prekey_keep_after_expiry_ms
 //
+//   [deletion]                       # chunked deletion requests (PROTOCOL.md 10.1)
+//   chunk_timeout_ms = 60000         # a deletion center asks again for chunks still
+//                                    # missing this long after the latest one arrived
+//   # For tests only: test_skip_chunk = N keeps chunk N of the first chunked request this
+//   # process sends, unsent, so that its loss and recovery can be seen.
+//
 // Thread safety: a value; LoadAgentConfig is a free function.
 #ifndef REFBUS_AGENT_CONFIG_H_
 #define REFBUS_AGENT_CONFIG_H_
@@ -94,6 +100,10 @@ struct AgentConfig {
   uint64_t prekey_rotate_ms = 7 * 24 * 3600 * 1000ull;
   uint64_t prekey_lifetime_ms = 30 * 24 * 3600 * 1000ull;           // keys::kPrekeyLifetimeMs
   uint64_t prekey_keep_after_expiry_ms = 30 * 24 * 3600 * 1000ull;  // kPrekeyKeepAfterExpiryMs
+
+  // [deletion] (agent/engine.h EngineOptions).
+  uint64_t deletion_chunk_timeout_ms = 60000;
+  int64_t deletion_test_skip_chunk = -1;
 };
 
 Result<AgentConfig> LoadAgentConfig(const std::string& path);

@@ -253,6 +253,12 @@ class EngineHandler final : public CommandHandler {
         return engine_.Deletions();
       case Route::kReportDeletionStatus:
         return engine_.ReportDeletionStatus(r.id, r.body);
+      case Route::kExportDeletionItems:
+        return engine_.ExportDeletionItems(r.id, r.body);
+      case Route::kDeletionItem:
+        return engine_.DeletionItemHistory(r.id, r.item);
+      case Route::kDeletion:
+        return engine_.DeletionSummary(r.id);
       case Route::kRevokeConsent:
         return engine_.RevokeConsent(r.id, r.body);
       case Route::kCloseCase:
@@ -330,6 +336,8 @@ EngineOptions EngineOptionsOf(const AgentConfig& config) {
   eo.broker_endpoint = config.broker_endpoint;
   eo.grant_key_dir = config.grant_key_dir;
   eo.reload_keys = [&config] { return LoadKeys(config); };
+  eo.deletion_chunk_timeout_ms = static_cast<int64_t>(config.deletion_chunk_timeout_ms);
+  eo.test_skip_deletion_chunk = config.deletion_test_skip_chunk;
   return eo;
 }
 

@@ -85,6 +85,8 @@ Status Engine::Poll(int timeout_ms) {
   Status p = impl_->ProcessInbox();
   if (!p.ok()) spdlog::error("agent: processing the inbox failed: {}", p.ToString());
   impl_->PrekeyTurn();
+  Status c = impl_->DeletionChunkTurn();
+  if (!c.ok()) spdlog::error("agent: checking chunked deletion requests failed: {}", c.ToString());
   return s.ok() ? p : s;
 }
 

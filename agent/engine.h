@@ -58,6 +58,12 @@ struct EngineOptions {
   // prekey_retry_ms while such messages wait. Empty: the keys given to Create only.
   std::function<Result<keys::Identity>()> reload_keys;
   int prekey_retry_ms = 30000;
+  // A deletion center asks again for the chunks of a request still missing this long after
+  // the latest chunk arrived (PROTOCOL.md 10.1).
+  int64_t deletion_chunk_timeout_ms = 60000;
+  // Tests only: the requester keeps this chunk (0-based) of the next chunked request it
+  // sends, without sending it (once per process), so its loss and recovery can be seen.
+  int64_t test_skip_deletion_chunk = -1;
 };
 
 class CaseStore;
@@ -139,15 +145,29 @@ class Engine {
   Result<Json> Handoff(const Json& request);
   // POST /v1/handoffs/{id}/ack {accepted, reason?, operator} -> {handoff_id, lead}
   Result<Json> AckHandoff(const std::string& handoff_id, const Json& request);
-  // POST /v1/deletions {grant_id, to, items[{item_id,url,sha256?,platform?}], report_to[],
-  // monitor, operator} -> {request_id, message_id}
+  // POST /v1/deletions {grant_id, to, items[{item_id,url,sha256?,platform?,note?}] or
+  // csv ("url,sha256,platform,note" lines), report_to[], monitor, operator}
+  // -> {request_id, message_id, case_ref, item_count, chunks}. Up to 100,000 items, sent in
+  // chunks with a manifest (PROTOCOL.md 10.1).
   Result<Json> RequestDeletion(const Json& request);
-  // GET /v1/deletions -> [{request_id, case_ref, side, peer, items[{item_id,status}],
-  // counts{received,notified,removed,reappeared,withdrawn}, report_seq}]
+  // GET /v1/deletions -> [{request_id, case_ref, side, peer, items{item_id: status},
+  // counts{received,notified,removed,reappeared,withdrawn}, report_seq, manifest?,
+  // list_complete?, items_held?, chunks_held?}]
   Result<Json> Deletions();
-  // POST /v1/deletions/{id}/status {updates[{item_id,status}], operator}
-  // -> {request_id, report_seq, counts, sent_to[]}
+  // POST /v1/deletions/{id}/status {updates[{item_id,status}] or csv ("item_id,status"
+  // lines), operator} -> {request_id, report_seq, counts, sent_to[], changed, parts}: only
+  // the items whose status changed are reported (none changed: nothing is sent).
   Result<Json> ReportDeletionStatus(const std::string& request_id, const Json& request);
+  // POST /v1/deletions/{id}/items.csv {operator} -> the CSV text
+  // "item_id,url,sha256,platform,note,status,updated_at_ms,updated_by" (a JSON string; the
+  // API serves it as text/csv). Recorded on the case's timeline with the operator.
+  Result<Json> ExportDeletionItems(const std::string& request_id, const Json& request);
+  // GET /v1/deletions/{id}/items/{item} -> {request_id, item_id, status, history[{status,
+  // by, report_seq, at_ms, received_ms}]}
+  Result<Json> DeletionItemHistory(const std::string& request_id, const std::string& item_id);
+  // GET /v1/deletions/{id} -> one element of Deletions() with "items" replaced by
+  // "item_count" (a request's items are listed by items.csv), and "chunks_held" by a count.
+  Result<Json> DeletionSummary(const std::string& request_id);
   // POST /v1/consents/{id}/revoke {reason, operator} -> {grant_id, notified[]}
   Result<Json> RevokeConsent(const std::string& grant_id, const Json& request);
   // POST /v1/cases/{case_ref}/close {reason, operator} -> {case_ref, notified[]}

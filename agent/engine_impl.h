@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,6 +67,12 @@ struct Engine::Impl {
   // kept in the transport store; senders seal to the newest valid one (PROTOCOL.md "Prekey
   // publication").
   std::vector<schema::SignedPrekey> published;
+  // Chunked deletion requests this deletion center does not hold whole yet (loaded from the
+  // store at the first check), and when to check them next (engine_deletion_chunks.cpp).
+  std::map<std::string, UnixMillis> incomplete_deletions;  // request -> latest chunk or ask
+  bool incomplete_loaded = false;
+  std::chrono::steady_clock::time_point next_chunk_check{};
+  bool chunk_dropped = false;  // options.test_skip_deletion_chunk was applied once
 
   Impl(keys::Identity id, schema::SignedDirectory dir, EngineOptions o)
       : identity(std::move(id)), directory(std::move(dir)), options(std::move(o)) {}
@@ -194,6 +201,36 @@ struct Engine::Impl {
   Status OnHandoffAck(CaseStore::Txn& txn, const OpenedCase& oc);
   Status OnDeletionRequest(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
   Status OnDeletionStatus(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
+  // Applies a report's updates to the record and each item's history (requester, observer).
+  Status ApplyDeletionUpdates(CaseStore::Txn& txn, DeletionRecord& r,
+                              const schema::DeletionStatusReport& ds, const std::string& from,
+                              MessageRecord& msg);
+
+  // ---- chunked deletion requests (engine_deletion_chunks.cpp) ----
+  Status StoreDeletionChunk(CaseStore::Txn& txn, const std::string& grant_hex,
+                            const std::string& qid, uint32_t index,
+                            std::span<const schema::DeletionItem> items,
+                            const std::string& message_id);
+  Result<std::vector<schema::DeletionItem>> LoadDeletionChunk(const CaseStore::Txn& txn,
+                                                              const std::string& qid,
+                                                              uint32_t index);
+  // Every chunk's items in order (REQUIRES: every chunk held).
+  Result<std::vector<schema::DeletionItem>> LoadDeletionList(const CaseStore::Txn& txn,
+                                                             const DeletionRecord& r);
+  // Sends chunk `index` to r.peer and keeps it (sealed) with the message that carried it.
+  Status SendDeletionChunk(CaseStore::Txn& txn, const StoredGrant& grant, const DeletionRecord& r,
+                           const schema::DeletionRequest& base, uint32_t index,
+                           std::span<const schema::DeletionItem> items);
+  Status ResendDeletionChunks(CaseStore::Txn& txn, DeletionRecord& r,
+                              const std::vector<uint32_t>& chunks, const std::string& operator_ref);
+  Status SendListReport(CaseStore::Txn& txn, DeletionRecord& r, std::vector<uint32_t> missing);
+  Status CheckDeletionChunk(const schema::DeletionRequest& dr,
+                            const std::optional<DeletionRecord>& rec, const std::string& from);
+  Status OnDeletionChunk(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
+  Status CompleteDeletionList(CaseStore::Txn& txn, DeletionRecord& r);
+  Status DeletionChunkTurn();  // from Poll
+  Status RecordChunkAccess(CaseStore::Txn& txn, const DeletionRecord& r,
+                           const std::string& operator_ref);
   Status OnAccessNotice(CaseStore::Txn& txn, const OpenedCase& oc);
   Status OnRevocation(CaseStore::Txn& txn, const OpenedCase& oc);
   Status OnPurgeConfirmation(CaseStore::Txn& txn, const OpenedCase& oc);

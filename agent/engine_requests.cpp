@@ -1,5 +1,7 @@
 #include "agent/engine_requests.h"
 
+#include "agent/deletion_bulk.h"
+
 #include <algorithm>
 #include <set>
 
@@ -243,6 +245,7 @@ Result<schema::DeletionItem> DeletionItemOf(const Json& i) {
   REFBUS_ASSIGN_OR_RETURN(item.item_id, Str(i, "item_id"));
   REFBUS_ASSIGN_OR_RETURN(item.url, Str(i, "url"));
   REFBUS_ASSIGN_OR_RETURN(item.platform, Str(i, "platform", false));
+  REFBUS_ASSIGN_OR_RETURN(item.note, Str(i, "note", false));
   REFBUS_ASSIGN_OR_RETURN(std::string sha, Str(i, "sha256", false));
   if (!sha.empty()) {
     auto b = HexDecode(sha);
@@ -269,18 +272,32 @@ Result<DeletionRequestRequest> ParseDeletionRequest(const Json& req) {
   REFBUS_ASSIGN_OR_RETURN(r.grant_id, Str(req, "grant_id"));
   REFBUS_ASSIGN_OR_RETURN(r.to, Str(req, "to"));
   REFBUS_ASSIGN_OR_RETURN(r.report_to, Strs(req, "report_to"));
+  r.monitor = Bool(req, "monitor");
+  if (req.contains("csv")) {
+    if (req.contains("items")) return InvalidArgument("give 'items' or 'csv', not both");
+    if (!req["csv"].is_string()) return InvalidArgument("'csv' must be the CSV text (a string)");
+    REFBUS_ASSIGN_OR_RETURN(r.items, ParseDeletionCsv(req["csv"].get_ref<const std::string&>()));
+    return r;
+  }
   if (!req.contains("items") || !req["items"].is_array() || req["items"].empty()) {
-    return InvalidArgument("'items' must list at least one item {item_id, url}");
+    return InvalidArgument("'items' must list at least one item {item_id, url} (or give 'csv')");
+  }
+  if (req["items"].size() > schema::kMaxDeletionRequestItems) {
+    return InvalidArgument("'items' lists " + std::to_string(req["items"].size()) +
+                           " items; a request holds at most " +
+                           std::to_string(schema::kMaxDeletionRequestItems) +
+                           ": split it into several requests");
   }
   std::set<std::string> seen;
+  r.items.reserve(req["items"].size());
   for (const auto& i : req["items"]) {
     REFBUS_ASSIGN_OR_RETURN(schema::DeletionItem item, DeletionItemOf(i));
     if (!seen.insert(item.item_id).second) {
       return InvalidArgument("item id '" + item.item_id + "' appears twice");
     }
+    REFBUS_RETURN_IF_ERROR(CheckDeletionItem(item, "item " + std::to_string(r.items.size() + 1)));
     r.items.push_back(std::move(item));
   }
-  r.monitor = Bool(req, "monitor");
   return r;
 }
 
@@ -289,8 +306,18 @@ Result<DeletionStatusRequest> ParseDeletionStatusRequest(const std::string& requ
   DeletionStatusRequest r;
   REFBUS_ASSIGN_OR_RETURN(r.operator_ref, OperatorOf(req));
   REFBUS_ASSIGN_OR_RETURN(r.request_id, IdOf("request id", request_id));
+  if (req.contains("csv")) {
+    if (req.contains("updates")) return InvalidArgument("give 'updates' or 'csv', not both");
+    if (!req["csv"].is_string()) return InvalidArgument("'csv' must be the CSV text (a string)");
+    REFBUS_ASSIGN_OR_RETURN(auto lines, ParseStatusCsv(req["csv"].get_ref<const std::string&>()));
+    for (auto& l : lines) {
+      r.updates.push_back(
+          {std::move(l.item_id), std::string(schema::Name(l.status)), l.status, l.line});
+    }
+    return r;
+  }
   if (!req.contains("updates") || !req["updates"].is_array() || req["updates"].empty()) {
-    return InvalidArgument("'updates' must list at least one {item_id, status}");
+    return InvalidArgument("'updates' must list at least one {item_id, status} (or give 'csv')");
   }
   for (const auto& u : req["updates"]) {
     auto up = UpdateOf(u);
@@ -318,6 +345,8 @@ Result<CloseCaseRequest> ParseCloseCaseRequest(const Json& req) {
   REFBUS_ASSIGN_OR_RETURN(r.reason, Str(req, "reason", false));
   return r;
 }
+
+Result<std::string> ParseOperatorOnly(const Json& req) { return OperatorOf(req); }
 
 Result<std::string> ParseLocalCaseRequest(const Json& req) {
   REFBUS_ASSIGN_OR_RETURN(std::string local, Str(req, "local_case"));
@@ -373,7 +402,9 @@ Json ToJson(const DeletionReported& r) {
               {"report_seq", r.report_seq},
               {"counts", ToJson(r.counts)},
               {"sent_to", r.sent_to},
-              {"message_id", r.message_id}};
+              {"message_id", r.message_id},
+              {"changed", r.changed},
+              {"parts", r.parts}};
 }
 
 schema::DeletionCounts CountsOf(const std::map<std::string, std::string>& items) {

@@ -98,6 +98,7 @@ struct DeletionStatusRequest {
     std::string item_id;
     std::string status;  // a schema::DeletionItemStatus name
     schema::DeletionItemStatus parsed = schema::DeletionItemStatus::kUnspecified;
+    size_t line = 0;  // from a CSV: its line
   };
   std::string operator_ref;
   Bytes request_id;
@@ -120,6 +121,7 @@ struct CloseCaseRequest {
 Result<CloseCaseRequest> ParseCloseCaseRequest(const Json& body);
 
 Result<std::string> ParseLocalCaseRequest(const Json& body);  // the local case number
+Result<std::string> ParseOperatorOnly(const Json& body);      // {operator}
 
 // A path's id (referral, message, handoff, request): 32 hex digits.
 Result<Bytes> IdOf(const std::string& field, const std::string& hex);
@@ -161,7 +163,9 @@ struct DeletionReported {
   uint64_t report_seq = 0;
   schema::DeletionCounts counts;
   std::vector<std::string> sent_to;
-  std::string message_id;
+  std::string message_id;  // the first part's; empty when nothing changed
+  uint64_t changed = 0;    // items whose status changed (the delta reported)
+  uint64_t parts = 0;      // messages the report took (0: nothing changed, nothing sent)
 };
 Json ToJson(const DeletionReported& r);
 // GET /v1/deletions: one element (counts from the items when no report gave them).

@@ -1,5 +1,6 @@
 #include "agent/records.h"
 
+#include <cstdio>
 #include <stdexcept>
 
 #include "agent/records_json.h"
@@ -155,6 +156,15 @@ Json Encode(const schema::DeletionCounts& c) {
           {"withdrawn", c.withdrawn}};
 }
 
+Json Encode(const schema::DeletionManifest& m) {
+  Json chunks = Json::array();
+  for (const auto& h : m.chunk_sha256) chunks.push_back(HexEncode(h));
+  return {{"item_count", m.item_count},
+          {"items_sha256", HexEncode(m.items_sha256)},
+          {"chunk_count", m.chunk_count},
+          {"chunk_sha256", chunks}};
+}
+
 Json Encode(const DeletionRecord& r) {
   Json j = {{"request_id", r.request_id},
             {"case_ref", r.case_ref},
@@ -166,7 +176,33 @@ Json Encode(const DeletionRecord& r) {
   PutOpt(j, "report_to", r.report_to);
   PutOpt(j, "monitor", r.monitor);
   if (r.counts) j["counts"] = Encode(*r.counts);
+  if (r.manifest) j["manifest"] = Encode(*r.manifest);
+  PutOpt(j, "chunks_held", r.chunks_held);
+  PutOpt(j, "list_complete", r.list_complete);
+  PutOpt(j, "items_held", r.items_held);
+  PutOpt(j, "last_chunk_at_ms", r.last_chunk_at_ms);
+  PutOpt(j, "missing_asked_at_ms", r.missing_asked_at_ms);
+  PutOpt(j, "chunks_resent", r.chunks_resent);
   return j;
+}
+
+Json Encode(const DeletionChunkRecord& r) {
+  return {{"index", r.index},
+          {"item_count", r.item_count},
+          {"message_id", r.message_id},
+          {"items", Encode(r.items)}};
+}
+
+Json Encode(const DeletionHistoryRecord& r) {
+  Json steps = Json::array();
+  for (const auto& s : r.steps) {
+    steps.push_back({{"status", s.status},
+                     {"by", s.by},
+                     {"report_seq", s.report_seq},
+                     {"at_ms", s.at_ms},
+                     {"received_ms", s.received_ms}});
+  }
+  return {{"steps", steps}};
 }
 
 Json Encode(const RefusalNote& n) {
@@ -351,6 +387,39 @@ void Decode(const Json& j, DeletionRecord& r) {
   GetOpt(j, "report_to", r.report_to);
   GetOpt(j, "monitor", r.monitor);
   if (j.contains("counts")) Decode(j.at("counts"), r.counts.emplace());
+  if (j.contains("manifest")) {
+    const Json& m = j.at("manifest");
+    auto& out = r.manifest.emplace();
+    out.item_count = m.at("item_count").get<uint32_t>();
+    out.items_sha256 = Unhex(m, "items_sha256");
+    out.chunk_count = m.at("chunk_count").get<uint32_t>();
+    for (const auto& h : m.at("chunk_sha256")) {
+      auto b = HexDecode(h.get<std::string>());
+      if (!b.ok()) throw Unreadable("'chunk_sha256' is not hex");
+      out.chunk_sha256.push_back(std::move(*b));
+    }
+  }
+  GetOpt(j, "chunks_held", r.chunks_held);
+  GetOpt(j, "list_complete", r.list_complete);
+  GetOpt(j, "items_held", r.items_held);
+  GetOpt(j, "last_chunk_at_ms", r.last_chunk_at_ms);
+  GetOpt(j, "missing_asked_at_ms", r.missing_asked_at_ms);
+  GetOpt(j, "chunks_resent", r.chunks_resent);
+}
+
+void Decode(const Json& j, DeletionChunkRecord& r) {
+  r.index = j.at("index").get<uint32_t>();
+  r.item_count = j.at("item_count").get<uint32_t>();
+  r.message_id = j.at("message_id").get<std::string>();
+  r.items = DecodeText(j.at("items"));
+}
+
+void Decode(const Json& j, DeletionHistoryRecord& r) {
+  for (const auto& s : j.at("steps")) {
+    r.steps.push_back({s.at("status").get<std::string>(), s.at("by").get<std::string>(),
+                       s.at("report_seq").get<uint64_t>(), s.at("at_ms").get<UnixMillis>(),
+                       s.at("received_ms").get<UnixMillis>()});
+  }
 }
 
 void Decode(const Json& j, RefusalNote& n) {
@@ -464,6 +533,8 @@ Table TableOf(const LocalCaseRecord*) { return Table::kLocal; }
 Table TableOf(const MessageRecord*) { return Table::kMessages; }
 Table TableOf(const OutgoingRecord*) { return Table::kOutgoing; }
 Table TableOf(const SeqRecord*) { return Table::kMeta; }
+Table TableOf(const DeletionChunkRecord*) { return Table::kDeletionChunks; }
+Table TableOf(const DeletionHistoryRecord*) { return Table::kDeletionHistory; }
 
 template <typename R>
 Result<R> FromJson(const Json& j, const std::string& key) {
@@ -514,10 +585,26 @@ Result<std::vector<std::pair<std::string, R>>> LoadAll(const CaseStore::Txn& txn
   return out;
 }
 
-#define REFBUS_RECORD(R)                                                                \
-  template Result<std::optional<R>> Load<R>(const CaseStore::Txn&, const std::string&); \
-  template Status Save<R>(CaseStore::Txn&, const std::string&, const R&);               \
-  template Result<std::vector<std::pair<std::string, R>>> LoadAll<R>(const CaseStore::Txn&);
+template <typename R>
+Result<std::vector<std::pair<std::string, R>>> LoadPrefix(const CaseStore::Txn& txn,
+                                                          const std::string& prefix) {
+  REFBUS_ASSIGN_OR_RETURN(auto all,
+                          txn.ListPrefix(TableOf(static_cast<const R*>(nullptr)), prefix));
+  std::vector<std::pair<std::string, R>> out;
+  out.reserve(all.size());
+  for (const auto& [key, j] : all) {
+    REFBUS_ASSIGN_OR_RETURN(R r, FromJson<R>(j, key));
+    out.emplace_back(key, std::move(r));
+  }
+  return out;
+}
+
+#define REFBUS_RECORD(R)                                                                       \
+  template Result<std::optional<R>> Load<R>(const CaseStore::Txn&, const std::string&);        \
+  template Status Save<R>(CaseStore::Txn&, const std::string&, const R&);                      \
+  template Result<std::vector<std::pair<std::string, R>>> LoadAll<R>(const CaseStore::Txn&);   \
+  template Result<std::vector<std::pair<std::string, R>>> LoadPrefix<R>(const CaseStore::Txn&, \
+                                                                        const std::string&);
 REFBUS_RECORD(GrantRecord)
 REFBUS_RECORD(ReferralRecord)
 REFBUS_RECORD(HandoffRecord)
@@ -527,6 +614,8 @@ REFBUS_RECORD(LocalCaseRecord)
 REFBUS_RECORD(MessageRecord)
 REFBUS_RECORD(OutgoingRecord)
 REFBUS_RECORD(SeqRecord)
+REFBUS_RECORD(DeletionChunkRecord)
+REFBUS_RECORD(DeletionHistoryRecord)
 #undef REFBUS_RECORD
 
 std::string HistoryReasonPlace(const std::string& referral_id, size_t step) {
@@ -535,6 +624,12 @@ std::string HistoryReasonPlace(const std::string& referral_id, size_t step) {
 std::string HandoffReasonPlace(const std::string& handoff_id) {
   return TextPlace("handoffs", handoff_id, "reason");
 }
+std::string DeletionChunkKey(const std::string& request_id, uint32_t index) {
+  char n[16];
+  std::snprintf(n, sizeof(n), "%06u", index);
+  return request_id + "/" + n;
+}
+
 std::string ClosedReasonPlace(const std::string& case_ref) {
   return TextPlace("cases", case_ref, "closed_reason");
 }

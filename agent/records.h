@@ -119,6 +119,41 @@ struct DeletionRecord {
   std::map<std::string, std::string> items;
   uint64_t report_seq = 0;
   std::optional<schema::DeletionCounts> counts;  // from the latest status report
+  // Chunked requests (PROTOCOL.md 10.1); absent for a request sent in one message.
+  std::optional<schema::DeletionManifest> manifest;
+  std::optional<std::vector<uint32_t>> chunks_held;  // deletion center: chunk indexes held
+  // Deletion center: it holds the whole list (count and hash matched). Requester: told so.
+  std::optional<bool> list_complete;
+  std::optional<uint32_t> items_held;             // requester: as the center last reported
+  std::optional<UnixMillis> last_chunk_at_ms;     // deletion center: the latest chunk's arrival
+  std::optional<UnixMillis> missing_asked_at_ms;  // deletion center: the last re-request
+  std::optional<uint64_t> chunks_resent;          // requester: chunks sent again when asked
+};
+
+// kDeletionChunks, key DeletionChunkKey(request, index): one chunk of a chunked request, at
+// the requester (to send it again when asked) and at the deletion center (to check the
+// whole list's hash and export it). The items are sealed under the grant's data key, so a
+// purge shreds them with the rest of the grant's data.
+struct DeletionChunkRecord {
+  uint32_t index = 0;
+  uint32_t item_count = 0;
+  std::string message_id;  // hex: the message that carried it (last sent, or received)
+  CaseText items;          // sealed JSON: [[item_id, url, sha256 hex, platform, note], ...]
+};
+std::string DeletionChunkKey(const std::string& request_id, uint32_t index);
+
+// One reported status of an item: by which agency, in which report, when.
+struct DeletionItemStep {
+  std::string status;  // a schema::DeletionItemStatus name
+  std::string by;
+  uint64_t report_seq = 0;
+  UnixMillis at_ms = 0;        // when it took effect (the center's time)
+  UnixMillis received_ms = 0;  // when this agency applied it
+};
+// kDeletionHistory, key "<request id>/<item id>": every reported status of one item,
+// oldest first (requester and observers).
+struct DeletionHistoryRecord {
+  std::vector<DeletionItemStep> steps;
 };
 
 struct AccessNoticeNote {
@@ -262,6 +297,10 @@ template <typename R>
 Status Save(CaseStore::Txn& txn, const std::string& key, const R& record);
 template <typename R>
 Result<std::vector<std::pair<std::string, R>>> LoadAll(const CaseStore::Txn& txn);
+// Those whose key starts with prefix, in key order.
+template <typename R>
+Result<std::vector<std::pair<std::string, R>>> LoadPrefix(const CaseStore::Txn& txn,
+                                                          const std::string& prefix);
 
 // The places of the sealed fields (the associated data of their sealing).
 std::string HistoryReasonPlace(const std::string& referral_id, size_t step);

@@ -17,6 +17,11 @@
 #     connected agencies; a backlog of 1,000,000 messages for an offline agency (broker
 #     memory while it fills, drain rate on reconnect);
 #   - refbus-broker start-up time over a 10,000,000-entry audit log (startup_bench);
+#   - bulk deletion (issue 20): 10,000 and 100,000 items from CSV through two federated
+#     brokers to a deletion center with one chunk held back (the integration test
+#     BulkDeletionTest with REFBUS_BULK_ITEMS): time to the center holding the whole list
+#     (including the 1 s chunk timeout), time for the full status report back, and each
+#     agent's peak RSS;
 # then prints one summary table with every figure and the ratios issue 8 sets as goals,
 # saves every RESULT line to tests/bench/results/<date>-<host>.txt and plots end-to-end
 # latency against offered load to tests/bench/results/latency.png (gnuplot).
@@ -67,7 +72,7 @@ if [[ "${REFBUS_BENCH_SKIP_DEPS:-0}" != 1 ]]; then
 fi
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREFBUS_BUILD_BENCH=ON >/dev/null
 targets=(broker_bench crypto_floor_bench lmdb_commit_bench e2e_bench scale_bench startup_bench
-  refbus-broker)
+  refbus-broker refbus-agent workflow_it_test)
 [[ $peers == 1 ]] && targets+=(peer_bench)
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 bin="$build/bin"
@@ -247,6 +252,11 @@ started=$SECONDS
 run "start-up with a $audit_entries-entry audit log" "" -- \
   "$bin/startup_bench" --entries "$audit_entries" --dir "$work"
 echo "   ($((SECONDS - started)) s)"
+for n in 10000 100000; do
+  run "bulk deletion of $n items" "bulk_$n" -- env REFBUS_BULK_ITEMS=$n \
+    "$build/bin/workflow_it_test" \
+    --gtest_filter='BulkDeletionTest.ThousandsOfItemsAcrossTwoBrokersWithADroppedChunk'
+done
 
 # ---- the summary -----------------------------------------------------------------------
 ratio() {  # a / b with 2 decimals, or n/a
@@ -361,6 +371,10 @@ row "backlog: drained on reconnect" "$(get backlog.drain_rate)" - - - - \
   "$(get backlog.drain_s) s; online rate $(get backlog.online_rate)/s; drain / online $(get backlog.drain_ratio) (full speed, >= 1: $(verdict "$(get backlog.drain_ratio)" ">=" 1)); all delivered: $(yes_no backlog.ok)"
 row "start-up, $(get startup.entries)-entry audit log" - - - - - \
   "exec to listening $(get startup.median_ms) ms (first $(get startup.first_ms) ms; empty store $(get startup.empty_ms) ms); RSS $(get startup.rss_mb) MiB; store $(get startup.store_mb) MiB, built in $(get startup.build_s) s"
+for n in 10000 100000; do
+  row "bulk deletion, $(get bulk_$n.items) items (CSV, 2 brokers)" - - - - - \
+    "center holds the list $(get bulk_$n.list_held_ms) ms after the send ($(get bulk_$n.send_ms) ms; incl. a 1 s chunk timeout); full status back $(get bulk_$n.status_back_ms) ms; peak RSS requester $(get bulk_$n.requester_peak_rss_kib) KiB, center $(get bulk_$n.center_peak_rss_kib) KiB"
+done
 
 # ---- the results file and the latency plot -------------------------------------------------
 results_dir="$root/tests/bench/results"

@@ -181,26 +181,83 @@ void ToProto(const HandoffAck& a, pb::HandoffAck* m) {
   m->set_acked_at_ms(a.acked_at_ms);
 }
 
+Result<DeletionManifest> FromProto(const pb::DeletionManifest& m) {
+  constexpr std::string_view kWhat = "deletion request";
+  if (m.item_count() == 0 || m.item_count() > kMaxDeletionRequestItems) {
+    return FieldError(kWhat, "manifest.item_count",
+                      "must be 1 to " + std::to_string(kMaxDeletionRequestItems));
+  }
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "manifest.items_sha256", m.items_sha256(), 32));
+  if (m.chunk_count() == 0 || m.chunk_count() > kMaxDeletionChunks ||
+      m.chunk_count() > m.item_count()) {
+    return FieldError(
+        kWhat, "manifest.chunk_count",
+        "must be 1 to " + std::to_string(kMaxDeletionChunks) + " and at most item_count");
+  }
+  if (static_cast<uint32_t>(m.chunk_sha256().size()) != m.chunk_count()) {
+    return FieldError(kWhat, "manifest.chunk_sha256", "must hold one hash per chunk");
+  }
+  DeletionManifest out;
+  out.item_count = m.item_count();
+  out.items_sha256 = B(m.items_sha256());
+  out.chunk_count = m.chunk_count();
+  for (const auto& h : m.chunk_sha256()) {
+    REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "manifest.chunk_sha256", h, 32));
+    out.chunk_sha256.push_back(B(h));
+  }
+  return out;
+}
+
+Status CheckDeletionItemCount(const pb::DeletionRequest& m) {
+  constexpr std::string_view kWhat = "deletion request";
+  const size_t n = static_cast<size_t>(m.items().size());
+  if (!m.has_manifest()) {
+    if (n == 0 || n > kMaxDeletionItems) {
+      return FieldError(kWhat, "items",
+                        "must hold 1 to " + std::to_string(kMaxDeletionItems) + " items");
+    }
+    return Status::Ok();
+  }
+  if (n == 0 || n > kMaxDeletionChunkItems || n > m.manifest().item_count()) {
+    return FieldError(kWhat, "items",
+                      "must hold 1 to " + std::to_string(kMaxDeletionChunkItems) +
+                          " items per chunk, and no more than the manifest's item_count");
+  }
+  if (m.chunk_index() >= m.manifest().chunk_count()) {
+    return FieldError(kWhat, "chunk_index", "is not below the manifest's chunk_count");
+  }
+  return Status::Ok();
+}
+
+Result<DeletionItem> FromProto(const pb::DeletionItem& i) {
+  constexpr std::string_view kWhat = "deletion request";
+  REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "items.item_id", i.item_id(), 64, true));
+  REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "items.url", i.url(), kMaxUrlBytes, true));
+  REFBUS_RETURN_IF_ERROR(CheckSizeOrEmpty(kWhat, "items.content_sha256", i.content_sha256(), 32));
+  REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "items.platform", i.platform(), 64, false));
+  REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "items.note", i.note(), kMaxDeletionNoteBytes, false));
+  return DeletionItem{i.item_id(), i.url(), B(i.content_sha256()), i.platform(), i.note()};
+}
+
 Result<DeletionRequest> FromProto(const pb::DeletionRequest& m) {
   constexpr std::string_view kWhat = "deletion request";
   REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "request_id", m.request_id(), kWorkflowIdBytes));
   REFBUS_RETURN_IF_ERROR(CheckCaseRef(kWhat, m.case_ref()));
-  if (m.items().empty() || static_cast<size_t>(m.items().size()) > kMaxDeletionItems) {
-    return FieldError(kWhat, "items",
-                      "must hold 1 to " + std::to_string(kMaxDeletionItems) + " items");
-  }
+  REFBUS_RETURN_IF_ERROR(CheckDeletionItemCount(m));
   REFBUS_RETURN_IF_ERROR(CheckGrantBytes(kWhat, m.signed_grant()));
   REFBUS_RETURN_IF_ERROR(
       CheckText(kWhat, "operator_ref", m.operator_ref(), kMaxOperatorRefBytes, true));
   DeletionRequest r;
+  if (m.has_manifest()) {
+    REFBUS_ASSIGN_OR_RETURN(r.manifest, FromProto(m.manifest()));
+    r.chunk_index = m.chunk_index();
+  }
   r.request_id = B(m.request_id());
   r.case_ref = m.case_ref();
+  r.items.reserve(static_cast<size_t>(m.items().size()));
   for (const auto& i : m.items()) {
-    REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "items.item_id", i.item_id(), 64, true));
-    REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "items.url", i.url(), kMaxUrlBytes, true));
-    REFBUS_RETURN_IF_ERROR(CheckSizeOrEmpty(kWhat, "items.content_sha256", i.content_sha256(), 32));
-    REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "items.platform", i.platform(), 64, false));
-    r.items.push_back({i.item_id(), i.url(), B(i.content_sha256()), i.platform()});
+    REFBUS_ASSIGN_OR_RETURN(DeletionItem item, FromProto(i));
+    r.items.push_back(std::move(item));
   }
   r.monitor = m.monitor();
   if (m.report_to().size() > static_cast<int>(kMaxRecipients)) {
@@ -225,6 +282,15 @@ void ToProto(const DeletionRequest& r, pb::DeletionRequest* m) {
     o->set_url(i.url);
     o->set_content_sha256(S(i.content_sha256));
     o->set_platform(i.platform);
+    o->set_note(i.note);
+  }
+  if (r.manifest) {
+    auto* mf = m->mutable_manifest();
+    mf->set_item_count(r.manifest->item_count);
+    mf->set_items_sha256(S(r.manifest->items_sha256));
+    mf->set_chunk_count(r.manifest->chunk_count);
+    for (const auto& h : r.manifest->chunk_sha256) mf->add_chunk_sha256(S(h));
+    m->set_chunk_index(r.chunk_index);
   }
   m->set_monitor(r.monitor);
   for (const auto& a : r.report_to) m->add_report_to(a);
@@ -241,7 +307,25 @@ Result<DeletionStatusReport> FromProto(const pb::DeletionStatusReport& m) {
     return FieldError(kWhat, "updates", "has too many updates");
   }
   if (m.report_seq() == 0) return FieldError(kWhat, "report_seq", "is 0");
+  const uint32_t parts = m.part_count() == 0 ? 1 : m.part_count();
+  if (parts > kMaxDeletionChunks || m.part_index() >= parts) {
+    return FieldError(
+        kWhat, "part_index",
+        "is not below part_count (at most " + std::to_string(kMaxDeletionChunks) + ")");
+  }
+  if (static_cast<size_t>(m.missing_chunks().size()) > kMaxDeletionChunks ||
+      m.items_held() > kMaxDeletionRequestItems) {
+    return FieldError(kWhat, "missing_chunks", "is out of range");
+  }
   DeletionStatusReport r;
+  r.part_index = m.part_index();
+  r.part_count = parts;
+  r.items_held = m.items_held();
+  r.list_complete = m.list_complete();
+  for (uint32_t c : m.missing_chunks()) {
+    if (c >= kMaxDeletionChunks) return FieldError(kWhat, "missing_chunks", "is out of range");
+    r.missing_chunks.push_back(c);
+  }
   r.request_id = B(m.request_id());
   r.case_ref = m.case_ref();
   for (const auto& u : m.updates()) {
@@ -272,6 +356,11 @@ void ToProto(const DeletionStatusReport& r, pb::DeletionStatusReport* m) {
   c->set_reappeared(r.counts.reappeared);
   c->set_withdrawn(r.counts.withdrawn);
   m->set_report_seq(r.report_seq);
+  m->set_part_index(r.part_index);
+  m->set_part_count(r.part_count);
+  m->set_items_held(r.items_held);
+  m->set_list_complete(r.list_complete);
+  for (uint32_t i : r.missing_chunks) m->add_missing_chunks(i);
 }
 
 Result<CaseClosed> FromProto(const pb::CaseClosed& m) {

@@ -63,7 +63,13 @@ inline constexpr size_t kMaxFieldNameBytes = 64;
 inline constexpr size_t kMaxFieldValueBytes = 16u << 10;
 inline constexpr size_t kMaxReasonBytes = 512;
 inline constexpr size_t kMaxOperatorRefBytes = 64;
-inline constexpr size_t kMaxDeletionItems = 10000;
+inline constexpr size_t kMaxDeletionItems = 10000;  // one unchunked request; one report part
+// Chunked deletion requests (PROTOCOL.md 10.1): the whole request, one chunk, and the
+// chunks (and parts of a status report) one request may travel in.
+inline constexpr size_t kMaxDeletionRequestItems = 100000;
+inline constexpr size_t kMaxDeletionChunkItems = 5000;
+inline constexpr size_t kMaxDeletionChunks = 1000;
+inline constexpr size_t kMaxDeletionNoteBytes = 512;
 inline constexpr size_t kMaxUrlBytes = 2048;
 inline constexpr size_t kMaxCaseMessageBytes = 2u << 20;
 inline constexpr size_t kWorkflowIdBytes = 16;  // referral, handoff and request ids
@@ -122,6 +128,16 @@ struct DeletionItem {
   std::string url;
   Bytes content_sha256;  // 32 or empty
   std::string platform;
+  std::string note;  // at most kMaxDeletionNoteBytes
+  bool operator==(const DeletionItem&) const = default;
+};
+
+struct DeletionManifest {
+  uint32_t item_count = 0;
+  Bytes items_sha256;  // 32
+  uint32_t chunk_count = 0;
+  std::vector<Bytes> chunk_sha256;  // chunk_count entries of 32
+  bool operator==(const DeletionManifest&) const = default;
 };
 
 struct DeletionRequest {
@@ -133,6 +149,9 @@ struct DeletionRequest {
   Bytes signed_grant;
   std::string operator_ref;
   UnixMillis sent_at_ms = 0;
+  // Set: a chunk (chunk_index) of a chunked request; items are this chunk's.
+  std::optional<DeletionManifest> manifest;
+  uint32_t chunk_index = 0;
 };
 
 struct DeletionItemUpdate {
@@ -156,6 +175,11 @@ struct DeletionStatusReport {
   std::vector<DeletionItemUpdate> updates;
   DeletionCounts counts;
   uint64_t report_seq = 0;
+  uint32_t part_index = 0;
+  uint32_t part_count = 1;  // 0 on the wire reads as 1
+  uint32_t items_held = 0;
+  bool list_complete = false;
+  std::vector<uint32_t> missing_chunks;
 };
 
 struct AccessRecord {

@@ -153,7 +153,9 @@ int CallApi(const ApiTarget& t, std::string_view command, std::string_view metho
               << "  " << HintFor(reply->http_status, code, command) << "\n";
     return kExitRefused;
   }
-  if (t.json) {
+  if (!reply->text.empty()) {  // text/csv: the printer writes it as it is
+    print(Json(reply->text));
+  } else if (t.json) {
     std::cout << reply->body.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
   } else {
     print(reply->body);

@@ -2,6 +2,7 @@
 // deletion center (POST/GET /v1/deletions, POST /v1/deletions/{id}/status).
 #include <algorithm>
 #include <iostream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <utility>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "agent/cli/commands.h"
+#include "core/file.h"
 
 namespace refbus::agent::cli {
 namespace {
@@ -18,8 +20,17 @@ const std::vector<std::string>& ItemStates() {
   return kItemStates;
 }
 
+// A CSV file's text (stdin for "-"), sent to the agent as it is: the agent parses it and
+// names bad lines by number (agent/deletion_bulk.h).
+std::variant<std::string, CliFailure> ReadCsv(const std::string& path) {
+  if (path == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
+  auto raw = ReadFile(path, size_t{32} << 20);
+  if (!raw.ok()) return CliFailure{kExitUsage, raw.status().message()};
+  return std::string(AsChars(*raw));
+}
+
 struct DeletionArgs {
-  std::string grant, to, items_file;
+  std::string grant, to, items_file, csv;
   std::vector<std::string> items, report_to;
   bool monitor = false;
 };
@@ -27,6 +38,22 @@ struct DeletionArgs {
 int RequestDeletion(Commands& c, const DeletionArgs& d) {
   auto op = c.Operator("request-deletion");
   if (!op) return kExitUsage;
+  if (!d.csv.empty()) {
+    if (!d.items.empty() || !d.items_file.empty()) {
+      std::cerr << "refbus-agent request-deletion: give --csv or --item/--items-file, not both\n";
+      return kExitUsage;
+    }
+    auto text = ReadCsv(d.csv);
+    if (auto* f = std::get_if<CliFailure>(&text)) return Report("request-deletion", *f);
+    Json body = {
+        {"grant_id", d.grant},      {"to", d.to},           {"csv", std::get<std::string>(text)},
+        {"report_to", d.report_to}, {"monitor", d.monitor}, {"operator", *op}};
+    return c.Call("request-deletion", "POST", "/v1/deletions", &body, [](const Json& r) {
+      std::cout << "deletion request " << Cell(r, "request_id") << " sent with "
+                << Cell(r, "item_count") << " items in " << Cell(r, "chunks")
+                << " chunks (first message " << Cell(r, "message_id") << ")\n";
+    });
+  }
   std::vector<std::string> lines = d.items;
   if (!d.items_file.empty()) {
     auto read = ReadLines(d.items_file);
@@ -57,9 +84,27 @@ int RequestDeletion(Commands& c, const DeletionArgs& d) {
 }
 
 struct StatusArgs {
-  std::string id;
+  std::string id, csv;
   std::vector<std::string> items;
 };
+
+void PrintReported(const Json& r) {
+  if (r.value("parts", 0) == 0) {
+    std::cout << "no item changed status since report #" << Cell(r, "report_seq")
+              << ": nothing sent\n";
+    return;
+  }
+  std::cout << "status report #" << Cell(r, "report_seq") << " for request "
+            << Cell(r, "request_id") << " (" << Cell(r, "changed") << " items changed, "
+            << Cell(r, "parts") << " messages) sent to " << Cell(r, "sent_to") << "\n";
+  if (r.contains("counts")) {
+    std::cout << "  counts:";
+    for (const char* k : {"received", "notified", "removed", "reappeared", "withdrawn"}) {
+      std::cout << " " << k << " " << Cell(r["counts"], k);
+    }
+    std::cout << "\n";
+  }
+}
 
 int ReportDeletionStatus(Commands& c, const StatusArgs& a) {
   const std::vector<std::string>& item_states = ItemStates();
@@ -78,19 +123,50 @@ int ReportDeletionStatus(Commands& c, const StatusArgs& a) {
     updates.push_back({{"item_id", i.substr(0, colon)}, {"status", status}});
   }
   Json body = {{"updates", updates}, {"operator", *op}};
-  return c.Call(
-      "deletion-status", "POST", "/v1/deletions/" + PathSegment(a.id) + "/status", &body,
-      [](const Json& r) {
-        std::cout << "status report #" << Cell(r, "report_seq") << " for request "
-                  << Cell(r, "request_id") << " sent to " << Cell(r, "sent_to") << "\n";
-        if (r.contains("counts")) {
-          std::cout << "  counts:";
-          for (const char* k : {"received", "notified", "removed", "reappeared", "withdrawn"}) {
-            std::cout << " " << k << " " << Cell(r["counts"], k);
-          }
-          std::cout << "\n";
-        }
-      });
+  if (!a.csv.empty()) {
+    if (!a.items.empty()) {
+      std::cerr << "refbus-agent deletion-status: give --csv or --item, not both\n";
+      return kExitUsage;
+    }
+    auto text = ReadCsv(a.csv);
+    if (auto* f = std::get_if<CliFailure>(&text)) return Report("deletion-status", *f);
+    body = {{"csv", std::get<std::string>(text)}, {"operator", *op}};
+  } else if (a.items.empty()) {
+    std::cerr << "refbus-agent deletion-status: give --item ITEM-ID:STATUS or --csv FILE\n";
+    return kExitUsage;
+  }
+  return c.Call("deletion-status", "POST", "/v1/deletions/" + PathSegment(a.id) + "/status", &body,
+                PrintReported);
+}
+
+struct ExportArgs {
+  std::string id, out;
+};
+
+// The request's items with their current state, as CSV: to a file (0600: it holds the
+// URLs) or stdout.
+int ExportDeletion(Commands& c, const ExportArgs& a) {
+  auto op = c.Operator("deletions export");
+  if (!op) return kExitUsage;
+  Json body = {{"operator", *op}};
+  int failed = kExitOk;
+  int rc = c.Call("deletions export", "POST", "/v1/deletions/" + PathSegment(a.id) + "/items.csv",
+                  &body, [&a, &failed](const Json& r) {
+                    const std::string text = r.is_string() ? r.get<std::string>() : "";
+                    if (a.out.empty() || a.out == "-") {
+                      std::cout << text;
+                      return;
+                    }
+                    Status s = WriteFileAtomic(a.out, AsBytes(text), kPrivateFileMode);
+                    if (!s.ok()) {
+                      std::cerr << "refbus-agent deletions export: " << s.message() << "\n";
+                      failed = kExitUsage;
+                      return;
+                    }
+                    std::cerr << "wrote " << std::count(text.begin(), text.end(), '\n') - 1
+                              << " items to " << a.out << "\n";
+                  });
+  return rc != kExitOk ? rc : failed;
 }
 
 void PrintDeletions(const Json& r) {
@@ -132,6 +208,9 @@ void AddRequestDeletion(CLI::App& app, Commands& c) {
   cmd->add_option("--to", d->to, "the deletion center's agency id")->required();
   cmd->add_option("--item", d->items, "ID,URL[,SHA256[,PLATFORM]] (repeatable)");
   cmd->add_option("--items-file", d->items_file, "one ID,URL[,SHA256[,PLATFORM]] per line");
+  cmd->add_option("--csv", d->csv,
+                  "a CSV file (- for stdin) of url,sha256,platform,note (header optional; "
+                  "item ids are line numbers); up to 100,000 items");
   cmd->add_option("--report-to", d->report_to, "also report status to these agencies")
       ->delimiter(',');
   cmd->add_flag("--monitor", d->monitor, "keep monitoring for re-uploads");
@@ -144,13 +223,22 @@ void AddDeletionStatus(CLI::App& app, Commands& c) {
   c.Common(cmd, true);
   cmd->add_option("request", a->id, "the deletion request id")->required();
   cmd->add_option("--item", a->items,
-                  "ITEM-ID:STATUS (repeatable); status: " + JoinNames(ItemStates()))
-      ->required();
+                  "ITEM-ID:STATUS (repeatable); status: " + JoinNames(ItemStates()));
+  cmd->add_option("--csv", a->csv,
+                  "a CSV file (- for stdin) of item_id,status (header optional); only "
+                  "items whose status changed are reported");
   c.On(cmd, [&c, a] { return ReportDeletionStatus(c, *a); });
 }
 
 void AddDeletions(CLI::App& app, Commands& c) {
   auto* cmd = app.add_subcommand("deletions", "list deletion requests and their item counts");
+  auto e = std::make_shared<ExportArgs>();
+  auto* exp = cmd->add_subcommand(
+      "export", "a request's items with their current state as CSV (recorded as a read)");
+  c.Common(exp, true);
+  exp->add_option("request", e->id, "the deletion request id")->required();
+  exp->add_option("--out", e->out, "write the CSV here (mode 0600) instead of stdout");
+  c.On(exp, [&c, e] { return ExportDeletion(c, *e); });  // before `deletions` (parsed too)
   c.Common(cmd, false);
   c.On(cmd, [&c] { return c.Call("deletions", "GET", "/v1/deletions", nullptr, PrintDeletions); });
 }

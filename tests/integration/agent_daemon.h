@@ -80,6 +80,7 @@ class AgentDaemon {
   void set_extra(std::string extra) { extra_ = std::move(extra); }
   void Signal(int sig) { process_.Signal(sig); }
   bool running() const { return process_.running(); }
+  pid_t pid() const { return process_.pid(); }
 
   int Stop() {
     process_.Signal(SIGTERM);

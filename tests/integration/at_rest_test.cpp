@@ -353,7 +353,8 @@ std::pair<std::string, std::string> RunFlows(AtRestTest* t, AgentDaemon& wee, Ag
       "/v1/deletions",
       [&](const Json& l) {
         const Json* d = FindBy(l, "request_id", qid);
-        return d != nullptr && (*d)["report_seq"] == 1;
+        // Report 1 is the center's "whole list held" report (PROTOCOL.md 10.1).
+        return d != nullptr && (*d)["report_seq"] == 2;
       },
       "the status report");
   // The case is closed with a reason; both agencies are told.

@@ -321,7 +321,8 @@ TEST_F(WorkflowTest, PoliceHandoffDeletionStatusAndClose) {
                           {{"item_id", "v2"}, {"status", "notified"}},
                           {{"item_id", "v3"}, {"status", "reappeared"}}}},
                         {"operator", "dsc-han"}});
-  EXPECT_EQ(second["report_seq"], 2);
+  // Report 1 was the center's own "whole list held" report (PROTOCOL.md 10.1).
+  EXPECT_EQ(second["report_seq"], 3);
   EXPECT_EQ(second["counts"]["removed"], 1);
   dsc.Refused("POST", "/v1/deletions/" + qid + "/status",
               {{"updates", {{{"item_id", "v9"}, {"status", "removed"}}}}, {"operator", "dsc-han"}},
@@ -331,7 +332,7 @@ TEST_F(WorkflowTest, PoliceHandoffDeletionStatusAndClose) {
         "/v1/deletions",
         [&](const Json& list) {
           const Json* d = FindBy(list, "request_id", qid);
-          return d != nullptr && (*d)["report_seq"] == 2;
+          return d != nullptr && (*d)["report_seq"] == 3;
         },
         "the second status report");
     const Json& d = *FindBy(l, "request_id", qid);

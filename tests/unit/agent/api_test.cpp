@@ -489,6 +489,29 @@ TEST_F(ApiTest, OversizedBodyIsRefused) {
   EXPECT_EQ(r2->status, 201);
 }
 
+// Only the two bulk deletion routes take bodies past max_body_bytes (up to
+// max_bulk_body_bytes); every other route refuses them from Content-Length.
+TEST_F(ApiTest, BulkLimitOnlyForDeletionRoutes) {
+  std::string two_mib = "{\"v\":\"" + std::string(2 * options_.max_body_bytes, 'x') + "\"}";
+  for (const char* path : {"/v1/deletions", "/v1/deletions/q1/status"}) {
+    auto r = Client()->Post(path, two_mib, "application/json");
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->status, std::string(path) == "/v1/deletions" ? 201 : 200) << path;
+  }
+  for (const char* path : {"/v1/referrals", "/v1/consents", "/v1/deletions/q1/items.csv"}) {
+    auto r = Client()->Post(path, two_mib, "application/json");
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->status, 413) << path;
+    EXPECT_TRUE(HasSubstr(BodyOf(r)["error"]["message"].get<std::string>(), "1048576")) << path;
+  }
+  std::string too_big = "{\"v\":\"" + std::string(options_.max_bulk_body_bytes, 'x') + "\"}";
+  auto r = Client()->Post("/v1/deletions", too_big, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_TRUE(HasSubstr(BodyOf(r)["error"]["message"].get<std::string>(), "33554432"));
+  EXPECT_EQ(handler_.requests().size(), 2u);
+}
+
 // ---------------------------------------------------------------- start-up
 
 TEST_F(ApiTest, WritesTheUrlFilePrivateAndRemovesItOnStop) {

@@ -110,6 +110,17 @@ TEST_F(AgentConfigTest, KeysSectionSetsThePrekeyRotation) {
   EXPECT_EQ(c->prekey_keep_after_expiry_ms, 1000u);
 }
 
+TEST_F(AgentConfigTest, DeletionSection) {
+  auto c = LoadAgentConfig(Write(Base()));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->deletion_chunk_timeout_ms, 60000u);
+  EXPECT_EQ(c->deletion_test_skip_chunk, -1);
+  c = LoadAgentConfig(Write(Base() + "[deletion]\nchunk_timeout_ms = 1500\ntest_skip_chunk = 0\n"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->deletion_chunk_timeout_ms, 1500u);
+  EXPECT_EQ(c->deletion_test_skip_chunk, 0);
+}
+
 TEST_F(AgentConfigTest, BadSettingsAreNamed) {
   struct Case {
     std::string text;
@@ -135,6 +146,8 @@ TEST_F(AgentConfigTest, BadSettingsAreNamed) {
       {Base() + "[keys]\nprekey_rotate_days = 30\n", "keys.prekey_rotate_days is 30"},
       {Base() + "[keys]\nprekey_rotate_days = 0\n", "keys.prekey_rotate_days is 0"},
       {Base() + "[keys]\nrotate = 3\n", "setting keys.rotate is not a known setting"},
+      {Base() + "[deletion]\nchunk_timeout_ms = 5\n", "deletion.chunk_timeout_ms is 5"},
+      {Base() + "[deletion]\ntimeout = 5\n", "setting deletion.timeout is not a known setting"},
       {Base() + "[keys]\ntest_prekey_rotate_ms = 5000\ntest_prekey_lifetime_ms = 5000\n",
        "shorter than a prekey's lifetime"},
   };

@@ -113,8 +113,8 @@ DeletionRequest ValidDeletionRequest() {
   DeletionRequest r;
   r.request_id = Fill(kWorkflowIdBytes, 0x04);
   r.case_ref = kCase;
-  r.items = {{"item-1", "https://video.example/v/123", Fill(32, 0xab), "video-site-a"},
-             {"item-2", "https://forum.example/t/9", Bytes(), ""}};
+  r.items = {{"item-1", "https://video.example/v/123", Fill(32, 0xab), "video-site-a", ""},
+             {"item-2", "https://forum.example/t/9", Bytes(), "", ""}};
   r.monitor = true;
   r.report_to = {"wee-center-a", "counsel-b"};
   r.signed_grant = ValidSignedGrantBytes();
@@ -1114,6 +1114,78 @@ TEST(WorkflowNamesTest, Consenter) {
   ExpectNamesRoundTrip<Consenter>(static_cast<int>(Consenter::kLegalRepresentative),
                                   ParseConsenter);
   EXPECT_EQ(ParseConsenter("guardian"), Consenter::kGuardian);
+}
+
+// ---- chunked deletion requests (PROTOCOL.md 10.1) ----
+
+DeletionRequest ChunkOf(uint32_t index, uint32_t chunks) {
+  DeletionRequest r = ValidDeletionRequest();
+  r.items[0].note = "found by the victim's friend";
+  DeletionManifest m;
+  m.item_count = 2 * chunks;
+  m.items_sha256 = Fill(32, 0x55);
+  m.chunk_count = chunks;
+  m.chunk_sha256.assign(chunks, Fill(32, 0x66));
+  r.manifest = m;
+  r.chunk_index = index;
+  return r;
+}
+
+TEST(WorkflowCodecTest, DeletionChunkManifestAndNoteSurvive) {
+  DeletionRequest in = ChunkOf(2, 3);
+  auto out = RoundTrip(in);
+  ASSERT_TRUE(IsOk(out));
+  const DeletionRequest& r = out->deletion_request;
+  ASSERT_TRUE(r.manifest.has_value());
+  EXPECT_EQ(*r.manifest, *in.manifest);
+  EXPECT_EQ(r.chunk_index, 2u);
+  EXPECT_EQ(r.items, in.items);
+}
+
+TEST(WorkflowCodecTest, RefusesDeletionChunksThatBreakTheirManifest) {
+  DeletionRequest d = ChunkOf(3, 3);  // index past the count
+  EXPECT_TRUE(HasError(RoundTrip(d), Code::kMalformed, "'chunk_index'"));
+  d = ChunkOf(0, 3);
+  d.manifest->item_count = kMaxDeletionRequestItems + 1;
+  EXPECT_TRUE(HasError(RoundTrip(d), Code::kMalformed, "'manifest.item_count'"));
+  d = ChunkOf(0, 3);
+  d.manifest->chunk_sha256.pop_back();
+  EXPECT_TRUE(HasError(RoundTrip(d), Code::kMalformed, "'manifest.chunk_sha256'"));
+  d = ChunkOf(0, 3);
+  d.manifest->chunk_count = static_cast<uint32_t>(kMaxDeletionChunks + 1);
+  EXPECT_TRUE(HasError(RoundTrip(d), Code::kMalformed, "'manifest.chunk_count'"));
+  d = ChunkOf(0, 1);  // 2 items counted, 3 in the chunk
+  d.items.push_back({"item-3", "https://x.example/3", Bytes(), "", ""});
+  EXPECT_TRUE(HasError(RoundTrip(d), Code::kMalformed, "'items'"));
+  d = ChunkOf(0, 1);
+  d.manifest->item_count = kMaxDeletionRequestItems;
+  d.items.assign(kMaxDeletionChunkItems + 1, {"i", "https://x.example/", Bytes(), "", ""});
+  EXPECT_TRUE(HasError(RoundTrip(d), Code::kMalformed, "'items'"));
+  d = ChunkOf(0, 1);
+  d.items[0].note.assign(kMaxDeletionNoteBytes + 1, 'n');
+  EXPECT_TRUE(HasError(RoundTrip(d), Code::kMalformed, "'items.note'"));
+}
+
+TEST(WorkflowCodecTest, DeletionStatusPartsAndListFieldsSurvive) {
+  DeletionStatusReport in = ValidDeletionStatus();
+  in.part_index = 1;
+  in.part_count = 4;
+  in.items_held = 9000;
+  in.list_complete = true;
+  in.missing_chunks = {3, 7};
+  auto out = RoundTrip(in);
+  ASSERT_TRUE(IsOk(out));
+  const DeletionStatusReport& r = out->deletion_status;
+  EXPECT_EQ(r.part_index, 1u);
+  EXPECT_EQ(r.part_count, 4u);
+  EXPECT_EQ(r.items_held, 9000u);
+  EXPECT_TRUE(r.list_complete);
+  EXPECT_EQ(r.missing_chunks, (std::vector<uint32_t>{3, 7}));
+  in.part_index = 4;
+  EXPECT_TRUE(HasError(RoundTrip(in), Code::kMalformed, "'part_index'"));
+  in.part_index = 0;
+  in.missing_chunks = {static_cast<uint32_t>(kMaxDeletionChunks)};
+  EXPECT_TRUE(HasError(RoundTrip(in), Code::kMalformed, "'missing_chunks'"));
 }
 
 }  // namespace
