@@ -17,9 +17,6 @@ using json = nlohmann::json;
 using schema::AuditEntry;
 using schema::AuditEvent;
 
-std::string Hex(ByteView b) { return HexEncode(b); }
-std::string Hex(const keys::Hash& h) { return HexEncode(h); }
-
 // Lowercase hex of exactly want_bytes (0: any length), nothing else accepted.
 Result<Bytes> StrictHex(const json& v, std::string_view field, size_t want_bytes) {
   if (!v.is_string()) return InvalidArgument("field '" + std::string(field) + "' is not a string");
@@ -108,27 +105,27 @@ Result<std::string> MakeProofBundle(const LocalAuditStore& store, ByteView messa
     REFBUS_RETURN_IF_ERROR(
         keys::VerifyInclusion(keys::LeafHash(bytes), index, size, proof, best->checkpoint.root));
     json hashes = json::array();
-    for (const auto& h : proof) hashes.push_back(Hex(h));
+    for (const auto& h : proof) hashes.push_back(HexEncode(h));
     auto e = schema::DecodeAuditEntry(bytes);
     entries.push_back({{"index", index},
                        {"event", std::string(schema::Name(e->event))},
                        {"time", FormatUtc(e->time_ms)},
                        {"actor", e->actor},
-                       {"entry", Hex(bytes)},
+                       {"entry", HexEncode(bytes)},
                        {"proof", hashes}});
   }
   if (entries.empty()) {
     return NotFound("no entry of the first " + std::to_string(size) + " of " + log_keys.origin +
-                    " concerns message " + Hex(message_id));
+                    " concerns message " + HexEncode(message_id));
   }
   json bundle = {{"format", std::string(kProofBundleFormat)},
                  {"broker_id", log_keys.broker_id},
                  {"origin", log_keys.origin},
                  {"broker_key_fingerprint", fingerprint},
-                 {"message_id", Hex(message_id)},
+                 {"message_id", HexEncode(message_id)},
                  {"checkpoint", note},
                  {"tree_size", size},
-                 {"root", Hex(best->checkpoint.root)},
+                 {"root", HexEncode(best->checkpoint.root)},
                  {"entries", entries}};
   return bundle.dump(2) + "\n";
 }
@@ -195,7 +192,7 @@ Result<CheckedProof> CheckProofBundle(std::string_view bundle_json,
     if (!e.ok()) return InvalidArgument(at + " does not decode: " + e.status().message());
     if (e->index != index || e->message_id != out.message_id || e->broker_id != out.broker_id) {
       return InvalidArgument(at + ": its signed bytes say index " + std::to_string(e->index) +
-                             ", message " + Hex(e->message_id) + ", broker " + e->broker_id);
+                             ", message " + HexEncode(e->message_id) + ", broker " + e->broker_id);
     }
     REFBUS_ASSIGN_OR_RETURN(std::string event, StringField(item, "event"));
     REFBUS_ASSIGN_OR_RETURN(std::string time, StringField(item, "time"));

@@ -19,8 +19,6 @@ using json = nlohmann::json;
 using schema::AuditEntry;
 using schema::AuditEvent;
 
-std::string Hex(ByteView b) { return HexEncode(b); }
-
 bool HasRecipient(const AuditEntry& e, std::string_view id) {
   return std::find(e.recipients.begin(), e.recipients.end(), id) != e.recipients.end();
 }
@@ -92,7 +90,7 @@ Status ScanForQuery(const LocalAuditStore& store, QueryResult& result,
 }
 
 std::string ShortId(ByteView id) {
-  std::string h = Hex(id);
+  std::string h = HexEncode(id);
   return h.empty() ? "-" : h.substr(0, 8);
 }
 
@@ -180,12 +178,13 @@ Result<QueryResult> QueryUnconsented(const LocalAuditStore& store) {
     if (o.consent_grant_id.empty()) {
       why = "names no consent grant";
     } else if (it == grants.end() || !it->second.granted) {
-      why = "consent grant " + Hex(o.consent_grant_id) + " was never granted in this log";
+      why = "consent grant " + HexEncode(o.consent_grant_id) + " was never granted in this log";
     } else if (it->second.granted->index > o.index) {
-      why = "consent grant " + Hex(o.consent_grant_id) + " was granted only after this access " +
-            "(entry " + std::to_string(it->second.granted->index) + ")";
+      why = "consent grant " + HexEncode(o.consent_grant_id) +
+            " was granted only after this access " + "(entry " +
+            std::to_string(it->second.granted->index) + ")";
     } else if (it->second.revoked && it->second.revoked->index < o.index) {
-      why = "consent grant " + Hex(o.consent_grant_id) + " was revoked before this access " +
+      why = "consent grant " + HexEncode(o.consent_grant_id) + " was revoked before this access " +
             "(entry " + std::to_string(it->second.revoked->index) + ", " +
             FormatUtc(it->second.revoked->time_ms) + ")";
     } else {
@@ -207,7 +206,7 @@ Result<QueryResult> QueryOverrides(const LocalAuditStore& store) {
     if (e.event == AuditEvent::kConsentGranted && e.emergency_override) {
       emergency.emplace(e.consent_grant_id, e.index);
       AuditRow r = RowOf(e);
-      r.group = Hex(e.consent_grant_id);
+      r.group = HexEncode(e.consent_grant_id);
       r.note = "EMERGENCY OVERRIDE granted: " + e.detail;
       result.rows.push_back(std::move(r));
       return;
@@ -227,14 +226,14 @@ Result<QueryResult> QueryOverrides(const LocalAuditStore& store) {
       return;
     }
     AuditRow r = RowOf(e);
-    r.group = Hex(grant);
+    r.group = HexEncode(grant);
     if (e.event == AuditEvent::kEnvelopeAccepted) r.note = "shared under the override";
     result.rows.push_back(std::move(r));
   }));
   for (auto& r : result.rows) Join(r, info);
   // Grouped by grant, in the order the grants were made; log order within each.
   std::map<std::string, uint64_t> order;
-  for (const auto& [grant, index] : emergency) order[Hex(grant)] = index;
+  for (const auto& [grant, index] : emergency) order[HexEncode(grant)] = index;
   std::stable_sort(
       result.rows.begin(), result.rows.end(),
       [&](const AuditRow& a, const AuditRow& b) { return order.at(a.group) < order.at(b.group); });
@@ -269,17 +268,17 @@ void PrintRows(const QueryResult& result, OutputFormat format, std::ostream& out
                       {"time_ms", e.time_ms},
                       {"event", std::string(schema::Name(e.event))},
                       {"actor", e.actor},
-                      {"message_id", Hex(e.message_id)},
+                      {"message_id", HexEncode(e.message_id)},
                       {"case_ref", r.case_ref},
                       {"sender_id", r.sender_id},
                       {"recipients", e.recipients},
-                      {"consent_grant_id", Hex(r.consent_grant_id)},
+                      {"consent_grant_id", HexEncode(r.consent_grant_id)},
                       {"kind", std::string(schema::Name(r.kind))},
                       {"purpose", std::string(schema::Name(e.purpose))},
                       {"reason", std::string(schema::Name(e.reason))},
                       {"operator_ref", e.operator_ref},
                       {"emergency_override", e.emergency_override},
-                      {"statement_sha256", Hex(e.statement_sha256)},
+                      {"statement_sha256", HexEncode(e.statement_sha256)},
                       {"refusals", refusals},
                       {"first_refused", first},
                       {"last_refused", last},
@@ -304,11 +303,11 @@ void PrintRows(const QueryResult& result, OutputFormat format, std::ostream& out
                                     FormatUtc(e.time_ms),
                                     std::string(schema::Name(e.event)),
                                     e.actor,
-                                    Hex(e.message_id),
+                                    HexEncode(e.message_id),
                                     r.case_ref,
                                     r.sender_id,
                                     Recipients(e, ";"),
-                                    Hex(r.consent_grant_id),
+                                    HexEncode(r.consent_grant_id),
                                     std::string(schema::Name(r.kind)),
                                     std::string(schema::Name(e.purpose)),
                                     std::string(schema::Name(e.reason)),

@@ -44,7 +44,6 @@ footer{color:#57606a;border-top:1px solid #d0d7de;margin-top:28px;padding-top:6p
 constexpr size_t kMaxProblemsShown = 500;
 
 std::string E(std::string_view s) { return HtmlEscape(s); }
-std::string Hex(ByteView b) { return HexEncode(b); }
 
 // "2026-11-22T06:07:14.123Z": the log's events come many to a second.
 std::string TimeMs(UnixMillis t) {
@@ -208,7 +207,7 @@ void FilterRows(Result<QueryResult>& r, const std::optional<std::string>& case_r
 
 std::string GrantCell(const AuditReport& r, ByteView grant_id, bool emergency_entry) {
   if (grant_id.empty()) return "<span class=\"none\">no grant</span>";
-  std::string out = Code(Hex(grant_id));
+  std::string out = Code(HexEncode(grant_id));
   auto it = r.grants.find(Bytes(grant_id.begin(), grant_id.end()));
   if (it == r.grants.end() || !it->second.granted) {
     out += " <span class=\"none\">(not granted in this log)</span>";
@@ -247,7 +246,7 @@ std::string EntryDetails(const AuditReport& r, const AuditEntry& e) {
     const bool emergency =
         e.emergency_override || (g != r.grants.end() && g->second.emergency_override);
     parts.push_back(
-        "grant " + Code(Hex(e.consent_grant_id)) +
+        "grant " + Code(HexEncode(e.consent_grant_id)) +
         (emergency ? " <span class=\"badge emergency\">EMERGENCY OVERRIDE</span>" : ""));
   } else if (e.emergency_override) {
     parts.push_back("<span class=\"badge emergency\">EMERGENCY OVERRIDE</span>");
@@ -320,12 +319,13 @@ void RenderLog(const AuditReport& r, std::string& h) {
   row("Checkpoints in the store",
       Num(v.checkpoints) + " (" + Num(v.signatures_ok) + " with a valid signature)");
   row("Verified size",
-      Num(v.verified_size) + (v.verified_size > 0 ? ", root " + Code(Hex(v.verified_root)) : ""));
+      Num(v.verified_size) +
+          (v.verified_size > 0 ? ", root " + Code(HexEncode(v.verified_root)) : ""));
   if (r.latest) {
     std::string latest = "size " + Num(r.latest->size) + ", checkpoint #" + Num(r.latest->seq) +
                          ", received " + E(TimeMs(r.latest->received_at_ms));
     if (v.verified_size == r.latest->size && v.verified_size > 0) {
-      latest += ", root " + Code(Hex(v.verified_root));
+      latest += ", root " + Code(HexEncode(v.verified_root));
     } else {
       latest += " <b>(not verified: see above)</b>";
     }
@@ -432,7 +432,7 @@ void RenderGrants(const AuditReport& r, std::string& h) {
   h += "<table><tr><th>Grant</th><th>Case</th><th>Recorded by</th><th>Basis</th>"
        "<th>Granted</th><th>Revoked</th><th>Detail</th></tr>\n";
   for (const ReportGrant* g : shown) {
-    h += "<tr><td>" + Code(Hex(g->grant_id)) +
+    h += "<tr><td>" + Code(HexEncode(g->grant_id)) +
          (g->emergency_override ? " <span class=\"badge emergency\">EMERGENCY OVERRIDE</span>"
                                 : "") +
          "</td><td>" + RefOrNone(g->case_ref) + "</td><td>" + TextOrNone(g->recorded_by) +
@@ -472,9 +472,9 @@ void RenderQuery(const Result<QueryResult>& q, std::string_view id, std::string_
     }
     h += "<tr><td class=\"num\">" + Num(e.index) + "</td><td class=\"t\">" + E(TimeMs(e.time_ms)) +
          "</td><td>" + E(schema::Name(e.event)) + "</td><td>" + TextOrNone(e.actor) + "</td><td>" +
-         CodeOrNone(Hex(e.message_id)) + "</td><td>" + RefOrNone(row.case_ref) + "</td><td>" +
+         CodeOrNone(HexEncode(e.message_id)) + "</td><td>" + RefOrNone(row.case_ref) + "</td><td>" +
          TextOrNone(row.sender_id) + "</td><td>" + TextOrNone(RecipientList(e)) + "</td><td>" +
-         CodeOrNone(Hex(row.consent_grant_id)) + "</td><td>" + TextOrNone(e.operator_ref) +
+         CodeOrNone(HexEncode(row.consent_grant_id)) + "</td><td>" + TextOrNone(e.operator_ref) +
          "</td><td>" + TextOrNone(row.note.empty() ? e.detail : row.note) + "</td></tr>\n";
   }
   h += "</table>\n<p>" + Num(q->rows.size()) + " rows, from the " + Num(q->entries_scanned) +
@@ -510,7 +510,7 @@ void RenderCases(const AuditReport& r, std::string& h) {
         for (const auto& f : m.forwarded_to) relayed.push_back("forwarded to " + f);
         for (const auto& x : m.rerouted) relayed.push_back("rerouted " + x);
         std::string opened = Joined(m.opened_by);
-        h += "<tr><td>" + Code(Hex(m.message_id)) +
+        h += "<tr><td>" + Code(HexEncode(m.message_id)) +
              (m.accepted ? "<br>accepted " + E(TimeMs(m.accepted_ms))
                          : std::string("<br><span class=\"none\">no ACCEPTED entry</span>")) +
              "</td><td>" +
@@ -533,7 +533,7 @@ void RenderCases(const AuditReport& r, std::string& h) {
     for (const AuditEntry& e : c.entries) {
       h += "<tr><td class=\"num\">" + Num(e.index) + "</td><td class=\"t\">" +
            E(TimeMs(e.time_ms)) + "</td><td>" + E(schema::Name(e.event)) + "</td><td>" +
-           TextOrNone(e.actor) + "</td><td>" + CodeOrNone(Hex(e.message_id)) + "</td><td>" +
+           TextOrNone(e.actor) + "</td><td>" + CodeOrNone(HexEncode(e.message_id)) + "</td><td>" +
            EntryDetails(r, e) + "</td></tr>\n";
     }
     h += "</table>\n</article>\n";

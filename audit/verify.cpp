@@ -15,8 +15,6 @@ namespace {
 using schema::AuditEntry;
 using schema::AuditEvent;
 
-std::string Hex(const keys::Hash& h) { return HexEncode(h); }
-
 }  // namespace
 
 // ---- Keys -----------------------------------------------------------------------------
@@ -123,7 +121,7 @@ std::string VerifyReport::Headline() const {
     return "ok: " + std::to_string(entries) + " entries of " + origin + " match all " +
            std::to_string(checkpoints) +
            " signed checkpoints, consistent with each other; latest " + "size " +
-           std::to_string(verified_size) + ", root " + Hex(verified_root) + suffix;
+           std::to_string(verified_size) + ", root " + HexEncode(verified_root) + suffix;
   }
   const VerifyProblem& p = problems.front();
   std::string more =
@@ -399,7 +397,8 @@ class LogVerifier {
         continue;
       }
       const keys::Checkpoint& cp = opened->checkpoint;
-      const std::string what = "(size " + std::to_string(cp.size) + ", root " + Hex(cp.root) + ")";
+      const std::string what =
+          "(size " + std::to_string(cp.size) + ", root " + HexEncode(cp.root) + ")";
       if (cp.size > n_) {
         add(cp.size, what + " covers entries the local store does not have (it holds " +
                          std::to_string(n_) + "): run fetch, then verify again");
@@ -412,7 +411,8 @@ class LogVerifier {
       }
       if (*root != cp.root) {
         add(cp.size, what + " does not match the log: its first " + std::to_string(cp.size) +
-                         " entries have root " + Hex(*root) + "; broker " + log_keys_.broker_id +
+                         " entries have root " + HexEncode(*root) + "; broker " +
+                         log_keys_.broker_id +
                          " signed this checkpoint for a log it no longer shows (it rewrote its "
                          "history or forked it)");
         continue;

@@ -30,10 +30,8 @@ std::array<uint8_t, kNodeCheckBytes> NodeCheck(uint64_t node_index, const keys::
   return out;
 }
 
-std::string Hex(const keys::Hash& h) { return HexEncode(h); }
-
 std::string Describe(uint64_t size, const keys::Hash& root) {
-  return "(size " + std::to_string(size) + ", root " + Hex(root) + ")";
+  return "(size " + std::to_string(size) + ", root " + HexEncode(root) + ")";
 }
 
 Result<uint64_t> ReadSize(const lmdb::Txn& txn, const AuditDbs& dbs) {
@@ -322,7 +320,8 @@ Status AddCheckpointCosignature(lmdb::Txn& txn, const AuditDbs& dbs, uint64_t si
   REFBUS_ASSIGN_OR_RETURN(StoredCheckpoint c, DecodeCheckpointRecord(*v, size));
   if (c.checkpoint.root != root) {
     return FailedPrecondition("the stored checkpoint of size " + std::to_string(size) +
-                              " has root " + Hex(c.checkpoint.root) + ", not " + Hex(root));
+                              " has root " + HexEncode(c.checkpoint.root) + ", not " +
+                              HexEncode(root));
   }
   REFBUS_ASSIGN_OR_RETURN(std::string note, keys::AddNoteSignature(c.note, sig));
   if (note == c.note) return Status::Ok();
@@ -386,10 +385,10 @@ Result<CheckpointOutcome> SignCheckpointInTxn(lmdb::Txn& txn, const AuditDbs& db
   StoredTreeReader reader(txn, dbs, size);
   auto from_nodes = keys::RootAt(reader, size);
   if (!from_nodes.ok() || *from_nodes != root) {
-    return FailedPrecondition("refusing to sign checkpoint " + Describe(size, root) +
-                              ": the stored tree does not have this root (" +
-                              (from_nodes.ok() ? Hex(*from_nodes) : from_nodes.status().message()) +
-                              ")");
+    return FailedPrecondition(
+        "refusing to sign checkpoint " + Describe(size, root) +
+        ": the stored tree does not have this root (" +
+        (from_nodes.ok() ? HexEncode(*from_nodes) : from_nodes.status().message()) + ")");
   }
   REFBUS_ASSIGN_OR_RETURN(auto latest, CheckAgainstLatest(txn, dbs, origin, size, root));
   CheckpointOutcome out;

@@ -15,8 +15,6 @@ namespace {
 // The store formats broker/store.cpp writes. A format-1 store has no audit tree yet (it
 // gets one at its first Open by a newer broker): its backup records the log's size only.
 
-std::string Hex(const keys::Hash& h) { return HexEncode(ByteView(h.data(), h.size())); }
-
 // Reads the facts a restore is checked against from the copy itself, and checks the copy
 // as Store::Open checks a store (without writing to it).
 Status ReadFacts(lmdb::Env& copy, const Config& config, BrokerBackupReport& report) {
@@ -56,7 +54,7 @@ Status ReadFacts(lmdb::Env& copy, const Config& config, BrokerBackupReport& repo
     return size.status().WithContext("the copy's audit log fails the start-up checks");
   REFBUS_ASSIGN_OR_RETURN(keys::MerkleFrontier frontier, LoadFrontier(check, dbs));
   report.audit_size = *size;
-  report.audit_root = Hex(frontier.Root());
+  report.audit_root = HexEncode(frontier.Root());
   facts["audit_size"] = report.audit_size;
   facts["audit_root"] = report.audit_root;
   REFBUS_ASSIGN_OR_RETURN(auto latest, LatestCheckpoint(check, dbs));
@@ -105,7 +103,7 @@ Result<BrokerRestoreReport> RestoreBroker(const Config& config, const std::strin
     }
     REFBUS_ASSIGN_OR_RETURN(report.audit_size, (*store)->AuditSize());
     REFBUS_ASSIGN_OR_RETURN(keys::Hash root, (*store)->AuditRoot());
-    report.audit_root = Hex(root);
+    report.audit_root = HexEncode(root);
     REFBUS_ASSIGN_OR_RETURN(uint64_t want_size, m.Number("audit_size"));
     auto want_root = m.Text("audit_root");
     report.root_in_manifest = want_root.ok();
@@ -126,7 +124,7 @@ Result<BrokerRestoreReport> RestoreBroker(const Config& config, const std::strin
       REFBUS_ASSIGN_OR_RETURN(keys::Hash at, (*store)->AuditRootAt(cp.size));
       if (at != cp.root) {
         return Malformed("the restored audit log's root at size " + std::to_string(cp.size) +
-                         " is " + Hex(at) + ", not the root " + Hex(cp.root) +
+                         " is " + HexEncode(at) + ", not the root " + HexEncode(cp.root) +
                          " of its latest stored checkpoint");
       }
       report.checkpoint_size = cp.size;

@@ -13,8 +13,6 @@
 namespace refbus {
 namespace {
 
-std::string ErrnoText(int err) { return std::strerror(err); }
-
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}

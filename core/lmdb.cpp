@@ -25,11 +25,6 @@ MDB_val Val(ByteView b) { return MDB_val{b.size(), const_cast<uint8_t*>(b.data()
 ByteView View(const MDB_val& v) { return {static_cast<const uint8_t*>(v.mv_data), v.mv_size}; }
 
 // strerror is not thread-safe; a backup's copy runs beside threads of LMDB's own.
-std::string ErrnoText(int err) {
-  char buf[256];
-  return strerror_r(err, buf, sizeof(buf));  // GNU strerror_r: returns the text
-}
-
 }  // namespace
 
 Status LmdbStatus(int rc, std::string_view what) {

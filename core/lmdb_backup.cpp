@@ -27,11 +27,6 @@ constexpr char kLmdbLockFile[] = "lock.mdb";
 constexpr size_t kMaxManifestBytes = size_t{1} << 20;
 constexpr size_t kChunk = size_t{1} << 20;
 
-std::string ErrnoText(int err) {
-  char buf[256];
-  return strerror_r(err, buf, sizeof(buf));  // GNU strerror_r: returns the text
-}
-
 std::string Join(const std::string& dir, const std::string& name) { return dir + "/" + name; }
 
 std::string Parent(const std::string& path) {

@@ -1,6 +1,13 @@
 #include "core/status.h"
 
+#include <cstring>
+
 namespace refbus {
+
+std::string ErrnoText(int err) {
+  char buf[256];
+  return strerror_r(err, buf, sizeof(buf));  // GNU strerror_r: returns the text
+}
 
 std::string_view CodeName(Status::Code code) {
   switch (code) {

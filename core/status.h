@@ -63,6 +63,9 @@ class [[nodiscard]] Status {
 
 std::string_view CodeName(Status::Code code);
 
+// The system's text for an errno value (thread-safe), for error messages.
+std::string ErrnoText(int err);
+
 // Shorthands that read well at call sites: return InvalidArgument("...");
 inline Status InvalidArgument(std::string m) {
   return {Status::Code::kInvalidArgument, std::move(m)};

@@ -72,7 +72,7 @@ if [[ "${REFBUS_BENCH_SKIP_DEPS:-0}" != 1 ]]; then
 fi
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREFBUS_BUILD_BENCH=ON >/dev/null
 targets=(broker_bench crypto_floor_bench lmdb_commit_bench e2e_bench scale_bench startup_bench
-  refbus-broker refbus-agent workflow_it_test)
+  refbus-broker refbus-agent integration_it_test)
 [[ $peers == 1 ]] && targets+=(peer_bench)
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 bin="$build/bin"
@@ -254,7 +254,7 @@ run "start-up with a $audit_entries-entry audit log" "" -- \
 echo "   ($((SECONDS - started)) s)"
 for n in 10000 100000; do
   run "bulk deletion of $n items" "bulk_$n" -- env REFBUS_BULK_ITEMS=$n \
-    "$build/bin/workflow_it_test" \
+    "$build/bin/integration_it_test" \
     --gtest_filter='BulkDeletionTest.ThousandsOfItemsAcrossTwoBrokersWithADroppedChunk'
 done
 

@@ -33,9 +33,9 @@ Result<ByteView> Unseal(ByteView stored, std::string_view what) {
 }
 
 // Sequential reads over a record body; every read checks the length left.
-class Reader {
+class BodyReader {
  public:
-  Reader(ByteView b, std::string_view what) : b_(b), what_(what) {}
+  BodyReader(ByteView b, std::string_view what) : b_(b), what_(what) {}
   Result<uint8_t> U8() {
     REFBUS_RETURN_IF_ERROR(Need(1));
     return b_[pos_++];
@@ -183,7 +183,7 @@ Bytes EncodeWitnessState(const WitnessState& state) {
 Result<WitnessState> DecodeWitnessState(ByteView stored) {
   constexpr std::string_view kWhat = "witness state";
   REFBUS_ASSIGN_OR_RETURN(ByteView body, Unseal(stored, kWhat));
-  Reader r(body, kWhat);
+  BodyReader r(body, kWhat);
   REFBUS_ASSIGN_OR_RETURN(uint8_t version, r.U8());
   if (version != kStateVersion) return Malformed("witness state has unknown version");
   WitnessState s;
@@ -334,7 +334,7 @@ Bytes EncodeWitnessEvidence(const WitnessEvidence& e) {
 Result<WitnessEvidence> DecodeWitnessEvidence(ByteView stored) {
   constexpr std::string_view kWhat = "witness evidence";
   REFBUS_ASSIGN_OR_RETURN(ByteView body, Unseal(stored, kWhat));
-  Reader r(body, kWhat);
+  BodyReader r(body, kWhat);
   REFBUS_ASSIGN_OR_RETURN(uint8_t version, r.U8());
   if (version != kEvidenceVersion) return Malformed("witness evidence has unknown version");
   WitnessEvidence e;

@@ -16,7 +16,7 @@ namespace {
 using namespace internal;  // NOLINT(google-build-using-namespace): codec helpers
 
 // Every frame error names the object "frame" and the field as "<body>.<field>".
-constexpr std::string_view kWhat = "frame";
+constexpr std::string_view kFrameWhat = "frame";
 
 // ---- Bodies: proto -> domain, checked ----
 
@@ -24,35 +24,35 @@ Status FromProto(const pb::Hello& m, Hello* h) {
   h->party_id = m.party_id();
   h->directory_serial = m.directory_serial();
   h->software = m.software();
-  return CheckPartyId(kWhat, "hello.party_id", h->party_id);
+  return CheckPartyId(kFrameWhat, "hello.party_id", h->party_id);
 }
 
 Status FromProto(const pb::Welcome& m, Welcome* w) {
   w->broker_id = m.broker_id();
   w->directory_serial = m.directory_serial();
   w->max_frame_bytes = m.max_frame_bytes();
-  return CheckPartyId(kWhat, "welcome.broker_id", w->broker_id);
+  return CheckPartyId(kFrameWhat, "welcome.broker_id", w->broker_id);
 }
 
 Status FromProto(const pb::Submit& m, Submit* s) {
   s->envelope = B(m.envelope());
-  if (s->envelope.empty()) return FieldError(kWhat, "submit.envelope", "is empty");
+  if (s->envelope.empty()) return FieldError(kFrameWhat, "submit.envelope", "is empty");
   return Status::Ok();
 }
 
 Status FromProto(const pb::Deliver& m, Deliver* d) {
   d->envelope = B(m.envelope());
   d->attempt = m.attempt();
-  if (d->envelope.empty()) return FieldError(kWhat, "deliver.envelope", "is empty");
+  if (d->envelope.empty()) return FieldError(kFrameWhat, "deliver.envelope", "is empty");
   return Status::Ok();
 }
 
 Status FromProto(const pb::Ack& m, Ack* a) {
-  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "ack.message_id", m.message_id(), kMessageIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kFrameWhat, "ack.message_id", m.message_id(), kMessageIdBytes));
   a->message_id = B(m.message_id());
   a->duplicate = m.duplicate();
   if (m.latest_checkpoint().size() > kMaxAuditNoteBytes) {
-    return FieldError(kWhat, "ack.latest_checkpoint", "is over 16 KiB");
+    return FieldError(kFrameWhat, "ack.latest_checkpoint", "is over 16 KiB");
   }
   a->latest_checkpoint = m.latest_checkpoint();
   return Status::Ok();
@@ -60,9 +60,9 @@ Status FromProto(const pb::Ack& m, Ack* a) {
 
 Status FromProto(const pb::Nack& m, Nack* n) {
   REFBUS_RETURN_IF_ERROR(
-      CheckSizeOrEmpty(kWhat, "nack.message_id", m.message_id(), kMessageIdBytes));
+      CheckSizeOrEmpty(kFrameWhat, "nack.message_id", m.message_id(), kMessageIdBytes));
   REFBUS_RETURN_IF_ERROR(
-      CheckEnum<NackReason>(kWhat, "nack.reason", m.reason(), pb::NackReason_MAX));
+      CheckEnum<NackReason>(kFrameWhat, "nack.reason", m.reason(), pb::NackReason_MAX));
   n->message_id = B(m.message_id());
   n->reason = static_cast<NackReason>(m.reason());
   n->detail = m.detail();
@@ -72,14 +72,15 @@ Status FromProto(const pb::Nack& m, Nack* n) {
 
 Status FromProto(const pb::GrantRegister& m, GrantRegister* g) {
   g->signed_grant = B(m.signed_grant());
-  if (g->signed_grant.empty()) return FieldError(kWhat, "grant_register.signed_grant", "is empty");
+  if (g->signed_grant.empty())
+    return FieldError(kFrameWhat, "grant_register.signed_grant", "is empty");
   return Status::Ok();
 }
 
 Status FromProto(const pb::GrantRevoke& m, GrantRevoke* g) {
   g->signed_revocation = B(m.signed_revocation());
   if (g->signed_revocation.empty()) {
-    return FieldError(kWhat, "grant_revoke.signed_revocation", "is empty");
+    return FieldError(kFrameWhat, "grant_revoke.signed_revocation", "is empty");
   }
   return Status::Ok();
 }
@@ -88,7 +89,7 @@ Status FromProto(const pb::Attest& m, Attest* a) {
   a->signed_access = B(m.signed_access());
   a->signed_purge = B(m.signed_purge());
   if (a->signed_access.empty() == a->signed_purge.empty()) {
-    return FieldError(kWhat, "attest", "must hold exactly one statement");
+    return FieldError(kFrameWhat, "attest", "must hold exactly one statement");
   }
   return Status::Ok();
 }
@@ -99,7 +100,7 @@ Status FromProto(const pb::AuditEntries& m, AuditEntriesQuery* q) {
   q->from_index = m.from_index();
   q->max = m.max();
   if (q->max == 0 || q->max > kMaxAuditEntriesPerReply) {
-    return FieldError(kWhat, "audit_entries.max",
+    return FieldError(kFrameWhat, "audit_entries.max",
                       "must be 1 to " + std::to_string(kMaxAuditEntriesPerReply));
   }
   return Status::Ok();
@@ -109,7 +110,7 @@ Status FromProto(const pb::AuditProof& m, AuditProofQuery* q) {
   q->index = m.index();
   q->tree_size = m.tree_size();
   if (q->index >= q->tree_size) {
-    return FieldError(kWhat, "audit_proof.index", "is not below tree_size");
+    return FieldError(kFrameWhat, "audit_proof.index", "is not below tree_size");
   }
   return Status::Ok();
 }
@@ -118,7 +119,7 @@ Status FromProto(const pb::AuditConsistency& m, AuditConsistencyQuery* q) {
   q->old_size = m.old_size();
   q->new_size = m.new_size();
   if (q->old_size > q->new_size) {
-    return FieldError(kWhat, "audit_consistency.old_size", "is above new_size");
+    return FieldError(kFrameWhat, "audit_consistency.old_size", "is above new_size");
   }
   return Status::Ok();
 }
@@ -127,7 +128,7 @@ Status FromProto(const pb::AuditCheckpoints& m, AuditCheckpointsQuery* q) {
   q->from_size = m.from_size();
   q->max = m.max();
   if (q->max == 0 || q->max > kMaxAuditCheckpointsPerReply) {
-    return FieldError(kWhat, "audit_checkpoints.max",
+    return FieldError(kFrameWhat, "audit_checkpoints.max",
                       "must be 1 to " + std::to_string(kMaxAuditCheckpointsPerReply));
   }
   return Status::Ok();
@@ -136,28 +137,28 @@ Status FromProto(const pb::AuditCheckpoints& m, AuditCheckpointsQuery* q) {
 // The counts are checked before any element is copied.
 Status FromProto(const pb::AuditReply& r, AuditReply* out) {
   if (static_cast<size_t>(r.checkpoints_size()) > kMaxAuditCheckpointsPerReply) {
-    return FieldError(kWhat, "audit_reply.checkpoints", "has too many notes");
+    return FieldError(kFrameWhat, "audit_reply.checkpoints", "has too many notes");
   }
   if (static_cast<size_t>(r.entries_size()) > kMaxAuditEntriesPerReply) {
-    return FieldError(kWhat, "audit_reply.entries", "has too many entries");
+    return FieldError(kFrameWhat, "audit_reply.entries", "has too many entries");
   }
   if (static_cast<size_t>(r.hashes_size()) > kMaxAuditProofHashes) {
-    return FieldError(kWhat, "audit_reply.hashes", "has too many hashes");
+    return FieldError(kFrameWhat, "audit_reply.hashes", "has too many hashes");
   }
   for (const auto& note : r.checkpoints()) {
     if (note.empty() || note.size() > kMaxAuditNoteBytes) {
-      return FieldError(kWhat, "audit_reply.checkpoints", "holds an empty or oversized note");
+      return FieldError(kFrameWhat, "audit_reply.checkpoints", "holds an empty or oversized note");
     }
     out->checkpoints.push_back(note);
   }
   for (const auto& entry : r.entries()) {
     if (entry.empty() || entry.size() > kMaxRecordBytes) {
-      return FieldError(kWhat, "audit_reply.entries", "holds an empty or oversized entry");
+      return FieldError(kFrameWhat, "audit_reply.entries", "holds an empty or oversized entry");
     }
     out->entries.push_back(B(entry));
   }
   for (const auto& h : r.hashes()) {
-    REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "audit_reply.hashes", h, kAuditHashBytes));
+    REFBUS_RETURN_IF_ERROR(CheckSize(kFrameWhat, "audit_reply.hashes", h, kAuditHashBytes));
     out->hashes.push_back(B(h));
   }
   out->first_index = r.first_index();
@@ -170,14 +171,14 @@ Status FromProto(const pb::AuditReply& r, AuditReply* out) {
 
 Status FromProto(const pb::WitnessRequest& r, WitnessRequest* out) {
   if (r.checkpoint().empty() || r.checkpoint().size() > kMaxAuditNoteBytes) {
-    return FieldError(kWhat, "witness_request.checkpoint", "is empty or over 16 KiB");
+    return FieldError(kFrameWhat, "witness_request.checkpoint", "is empty or over 16 KiB");
   }
   if (static_cast<size_t>(r.consistency_proof_size()) > kMaxAuditProofHashes) {
-    return FieldError(kWhat, "witness_request.consistency_proof", "has too many hashes");
+    return FieldError(kFrameWhat, "witness_request.consistency_proof", "has too many hashes");
   }
   for (const auto& h : r.consistency_proof()) {
     REFBUS_RETURN_IF_ERROR(
-        CheckSize(kWhat, "witness_request.consistency_proof", h, kAuditHashBytes));
+        CheckSize(kFrameWhat, "witness_request.consistency_proof", h, kAuditHashBytes));
     out->consistency_proof.push_back(B(h));
   }
   out->checkpoint = r.checkpoint();
@@ -187,20 +188,20 @@ Status FromProto(const pb::WitnessRequest& r, WitnessRequest* out) {
 
 // A cosignature, or a refusal (with no cosignature).
 Status FromProto(const pb::WitnessReply& r, WitnessReply* out) {
-  REFBUS_RETURN_IF_ERROR(CheckEnum<WitnessRefusal>(kWhat, "witness_reply.refusal", r.refusal(),
+  REFBUS_RETURN_IF_ERROR(CheckEnum<WitnessRefusal>(kFrameWhat, "witness_reply.refusal", r.refusal(),
                                                    pb::WitnessRefusal_MAX,
                                                    /*allow_zero=*/true));
   out->refusal = static_cast<WitnessRefusal>(r.refusal());
   if (out->refusal == WitnessRefusal::kNone) {
     if (r.cosignature().empty() || r.cosignature().size() > kMaxCosignatureLineBytes) {
-      return FieldError(kWhat, "witness_reply.cosignature",
+      return FieldError(kFrameWhat, "witness_reply.cosignature",
                         "must hold one cosignature line of at most 1 KiB");
     }
   } else if (!r.cosignature().empty()) {
-    return FieldError(kWhat, "witness_reply.cosignature", "is set in a refusal");
+    return FieldError(kFrameWhat, "witness_reply.cosignature", "is set in a refusal");
   }
   if (r.detail().size() > kMaxWitnessDetailBytes) {
-    return FieldError(kWhat, "witness_reply.detail", "is over 4 KiB");
+    return FieldError(kFrameWhat, "witness_reply.detail", "is over 4 KiB");
   }
   out->cosignature = r.cosignature();
   out->detail = r.detail();
@@ -211,7 +212,7 @@ Status FromProto(const pb::WitnessReply& r, WitnessReply* out) {
 Status FromProto(const pb::AddCosignature& m, AddCosignature* out) {
   const std::string& note = m.checkpoint();
   if (note.empty() || note.size() > kMaxAuditNoteBytes) {
-    return FieldError(kWhat, "add_cosignature.checkpoint", "is empty or over 16 KiB");
+    return FieldError(kFrameWhat, "add_cosignature.checkpoint", "is empty or over 16 KiB");
   }
   out->checkpoint = note;
   return Status::Ok();
@@ -222,16 +223,16 @@ Status FromProto(const pb::AddCosignature& m, AddCosignature* out) {
 // A relay that carries a consent revocation: nothing of an envelope comes with it.
 Status RevocationRelayFromProto(const pb::Relay& r, Relay* out) {
   if (r.signed_revocation().size() > kMaxRecordBytes) {
-    return FieldError(kWhat, "relay.signed_revocation", "is over the record limit");
+    return FieldError(kFrameWhat, "relay.signed_revocation", "is over the record limit");
   }
   if (!r.envelope().empty() || !r.signed_grant().empty() || r.for_recipients_size() != 0) {
-    return FieldError(kWhat, "relay.signed_revocation",
+    return FieldError(kFrameWhat, "relay.signed_revocation",
                       "comes with envelope fields (a relay carries one or the other)");
   }
   out->signed_revocation = B(r.signed_revocation());
   out->hops = r.hops();
   if (out->hops > kMaxRelayHops) {
-    return FieldError(kWhat, "relay.hops", "is over " + std::to_string(kMaxRelayHops));
+    return FieldError(kFrameWhat, "relay.hops", "is over " + std::to_string(kMaxRelayHops));
   }
   return Status::Ok();
 }
@@ -240,14 +241,14 @@ Status RevocationRelayFromProto(const pb::Relay& r, Relay* out) {
 Status RelayRecipientsFromProto(const pb::Relay& r, Relay* out) {
   if (r.for_recipients_size() == 0 ||
       static_cast<size_t>(r.for_recipients_size()) > kMaxRecipients) {
-    return FieldError(kWhat, "relay.for_recipients",
+    return FieldError(kFrameWhat, "relay.for_recipients",
                       "must name 1 to " + std::to_string(kMaxRecipients) + " recipients");
   }
   for (const auto& id : r.for_recipients()) {
-    REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "relay.for_recipients", id));
+    REFBUS_RETURN_IF_ERROR(CheckPartyId(kFrameWhat, "relay.for_recipients", id));
     if (std::find(out->for_recipients.begin(), out->for_recipients.end(), id) !=
         out->for_recipients.end()) {
-      return FieldError(kWhat, "relay.for_recipients", "names " + id + " twice");
+      return FieldError(kFrameWhat, "relay.for_recipients", "names " + id + " twice");
     }
     out->for_recipients.push_back(id);
   }
@@ -257,11 +258,11 @@ Status RelayRecipientsFromProto(const pb::Relay& r, Relay* out) {
 // A relay that carries a published prekey: nothing else comes with it.
 Status PrekeyRelayFromProto(const pb::Relay& r, Relay* out) {
   if (r.signed_prekey().size() > kMaxSignedPrekeyBytes) {
-    return FieldError(kWhat, "relay.signed_prekey", "is over 1 KiB");
+    return FieldError(kFrameWhat, "relay.signed_prekey", "is over 1 KiB");
   }
   if (!r.envelope().empty() || !r.signed_grant().empty() || r.for_recipients_size() != 0 ||
       !r.signed_revocation().empty() || r.hops() != 0) {
-    return FieldError(kWhat, "relay.signed_prekey",
+    return FieldError(kFrameWhat, "relay.signed_prekey",
                       "comes with envelope or revocation fields (a relay carries one thing)");
   }
   out->signed_prekey = B(r.signed_prekey());
@@ -272,13 +273,13 @@ Status FromProto(const pb::Relay& r, Relay* out) {
   if (!r.signed_prekey().empty()) return PrekeyRelayFromProto(r, out);
   if (!r.signed_revocation().empty()) return RevocationRelayFromProto(r, out);
   if (r.envelope().empty() || r.envelope().size() > kMaxEnvelopeBytes) {
-    return FieldError(kWhat, "relay.envelope", "is empty or over the envelope limit");
+    return FieldError(kFrameWhat, "relay.envelope", "is empty or over the envelope limit");
   }
   if (r.signed_grant().size() > kMaxRecordBytes) {
-    return FieldError(kWhat, "relay.signed_grant", "is over the record limit");
+    return FieldError(kFrameWhat, "relay.signed_grant", "is over the record limit");
   }
   if (r.hops() > kMaxRelayHops) {
-    return FieldError(kWhat, "relay.hops", "is over " + std::to_string(kMaxRelayHops));
+    return FieldError(kFrameWhat, "relay.hops", "is over " + std::to_string(kMaxRelayHops));
   }
   REFBUS_RETURN_IF_ERROR(RelayRecipientsFromProto(r, out));
   out->envelope = B(r.envelope());
@@ -361,13 +362,13 @@ Status BodyFromProto(const pb::Frame& m, Frame* f) {
       f->type = T::kPrekeyUpdate;
       const std::string& sp = m.prekey_update().signed_prekey();
       if (sp.empty() || sp.size() > kMaxSignedPrekeyBytes) {
-        return FieldError(kWhat, "prekey_update.signed_prekey", "is empty or over 1 KiB");
+        return FieldError(kFrameWhat, "prekey_update.signed_prekey", "is empty or over 1 KiB");
       }
       f->prekey_update.signed_prekey = B(sp);
       return Status::Ok();
     }
     case pb::Frame::BODY_NOT_SET:
-      return FieldError(kWhat, "body", "is missing");
+      return FieldError(kFrameWhat, "body", "is missing");
   }
   return Status::Ok();
 }
@@ -377,7 +378,7 @@ Result<Frame> FromProto(const pb::Frame& m) {
   f.version = m.version();
   f.request_id = m.request_id();
   if (f.version != 1) {
-    return FieldError(kWhat, "version", "is " + std::to_string(f.version) + ", expected 1");
+    return FieldError(kFrameWhat, "version", "is " + std::to_string(f.version) + ", expected 1");
   }
   REFBUS_RETURN_IF_ERROR(BodyFromProto(m, &f));
   return f;

@@ -38,7 +38,7 @@ if ! command -v clang++ >/dev/null; then
 fi
 if [[ ! -f "$build/CMakeCache.txt" ]]; then
   CC=clang CXX=clang++ cmake -S "$src" -B "$build" -DREFBUS_FUZZ=ON -DREFBUS_BUILD_TESTS=OFF \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build.configure.log" 2>&1 ||
+    -DCMAKE_UNITY_BUILD=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build.configure.log" 2>&1 ||
     { cat "$build.configure.log" >&2; echo "fuzz smoke: cannot configure the clang build tree" >&2; exit 1; }
 fi
 # Re-run the configure step so that targets added since the tree was made exist.
