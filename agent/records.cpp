@@ -212,7 +212,9 @@ Json Encode(const CaseRecord& c) {
                        {"agency", n.agency},
                        {"operator", n.operator_ref},
                        {"opened_at_ms", n.opened_at_ms},
-                       {"kind", n.kind}});
+                       {"kind", n.kind},
+                       {"operator_signature", n.operator_signature},
+                       {"operator_key", n.operator_key}});
   }
   Json purges = Json::array();
   for (const auto& p : c.purge_confirmations) {
@@ -259,6 +261,9 @@ Json Encode(const MessageRecord& m) {
   PutOpt(j, "stale", m.stale);
   PutOpt(j, "opened_by", m.opened_by);
   PutOpt(j, "opened_at_ms", m.opened_at_ms);
+  PutOpt(j, "operator", m.operator_ref);
+  PutOpt(j, "operator_signature", m.operator_signature);
+  PutOpt(j, "operator_key", m.operator_key);
   return j;
 }
 
@@ -408,7 +413,8 @@ void Decode(const Json& j, CaseRecord& c) {
     c.access_notices.push_back(
         {n.at("message_id").get<std::string>(), n.at("agency").get<std::string>(),
          n.at("operator").get<std::string>(), n.at("opened_at_ms").get<UnixMillis>(),
-         n.at("kind").get<std::string>()});
+         n.at("kind").get<std::string>(), n.value("operator_signature", "none"),
+         n.value("operator_key", "")});
   }
   for (const auto& p : j.value("purge_confirmations", Json::array())) {
     c.purge_confirmations.push_back(
@@ -438,6 +444,9 @@ void Decode(const Json& j, MessageRecord& m) {
   GetOpt(j, "stale", m.stale);
   GetOpt(j, "opened_by", m.opened_by);
   GetOpt(j, "opened_at_ms", m.opened_at_ms);
+  GetOpt(j, "operator", m.operator_ref);
+  GetOpt(j, "operator_signature", m.operator_signature);
+  GetOpt(j, "operator_key", m.operator_key);
 }
 
 void Decode(const Json& j, OutgoingRecord& o) {

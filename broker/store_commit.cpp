@@ -156,10 +156,12 @@ Status CommitTxn::AddGrant(const GrantRegistration& r) {
   e.detail = "basis " + std::string(schema::Name(g.basis)) +
              (g.legal_article.empty() ? "" : " (" + g.legal_article + ")") + "; expires " +
              FormatUtc(g.expires_at_ms);
-  if (e.emergency_override) {
+  if (e.emergency_override || !r.decoded.countersignatures.empty()) {
     // Each countersigner with its key's fingerprint, which an auditor matches against the
-    // agency's signed operator roster (refbus-audit overrides --roster).
-    e.detail += "; EMERGENCY OVERRIDE countersigned by";
+    // agency's signed operator roster (refbus-audit overrides --roster): the two of an
+    // override, or the operator who recorded an ordinary grant ("NAME (recorded)").
+    e.detail +=
+        e.emergency_override ? "; EMERGENCY OVERRIDE countersigned by" : "; countersigned by";
     for (const auto& c : r.decoded.countersignatures) {
       bool valid = keys::VerifySignature(c.public_key, keys::kLabelConsentCountersign,
                                          r.decoded.grant_bytes, c.signature);

@@ -4,13 +4,16 @@
 // revocation by the recorder only, revocation notices and purge confirmations still
 // flowing after a revocation, and the audit entries each of these leaves.
 #include <gtest/gtest.h>
+#include <sodium.h>
 
 #include <chrono>
 #include <thread>
 
 #include "broker/store.h"
 #include "keys/consent.h"
+#include "keys/crypto.h"
 #include "keys/envelope.h"
+#include "keys/operator_signature.h"
 #include "keys/secret.h"
 #include "schema/codec.h"
 #include "tests/integration/harness.h"
@@ -113,12 +116,26 @@ class BrokerConsentTest : public ::testing::Test {
     return c.Expect(Frame::Type::kAck, f.request_id, 5000);
   }
 
+  // operator_name (non-empty): an operator signature by a fresh key over the statement;
+  // break_it flips a bit of that signature.
   std::optional<Frame> Attest(const std::string& party, bool access, Bytes statement,
-                              const std::string& signer) {
+                              const std::string& signer, const std::string& operator_name = "",
+                              bool break_it = false) {
     auto st = keys::SignStatement(
         Id(signer),
         access ? keys::StatementType::kAccessRecord : keys::StatementType::kPurgeConfirmation,
         std::move(statement));
+    if (!operator_name.empty()) {
+      Bytes pk(crypto_sign_PUBLICKEYBYTES), sk(crypto_sign_SECRETKEYBYTES);
+      crypto_sign_keypair(pk.data(), sk.data());
+      Bytes input = keys::SignatureInput(keys::OperatorLabel(keys::OperatorAction::kAccessRecord),
+                                         st.statement);
+      Bytes sig(crypto_sign_BYTES);
+      crypto_sign_detached(sig.data(), nullptr, input.data(), input.size(), sk.data());
+      if (break_it) sig[7] ^= 1;
+      st.operator_signature = schema::OperatorSignature{operator_name, pk, sig};
+      sodium_memzero(sk.data(), sk.size());
+    }
     Frame f;
     f.type = Frame::Type::kAttest;
     f.request_id = next_request_++;
@@ -360,6 +377,18 @@ TEST_F(BrokerConsentTest, RevocationStopsSharingButLetsTheRevocationAndPurgeThro
                               "op-counsel-7",         Now(),         g.grant_id,
                               MessageKind::kReferral, "seoul-wee-01"};
   ExpectAck(Attest("seoul-counsel", true, schema::EncodeAccessRecord(access), "seoul-counsel"));
+  // An operator's signature over the access record (PROTOCOL.md 9.2): kept when it
+  // verifies; one that does not, or that names another operator, is refused.
+  access.opened_at_ms = Now();
+  ExpectAck(Attest("seoul-counsel", true, schema::EncodeAccessRecord(access), "seoul-counsel",
+                   "op-counsel-7"));
+  access.opened_at_ms = Now() + 1;
+  ExpectNack(Attest("seoul-counsel", true, schema::EncodeAccessRecord(access), "seoul-counsel",
+                    "op-counsel-7", /*break_it=*/true),
+             NackReason::kBadSignature, "operator signature");
+  ExpectNack(Attest("seoul-counsel", true, schema::EncodeAccessRecord(access), "seoul-counsel",
+                    "op-counsel-9"),
+             NackReason::kMalformed, "op-counsel-9");
   // An access record signed by one agency and handed over by another is refused.
   ExpectNack(Attest("seoul-wee-01", true, schema::EncodeAccessRecord(access), "seoul-counsel"),
              NackReason::kSenderMismatch, "seoul-counsel");
@@ -401,11 +430,18 @@ TEST_F(BrokerConsentTest, RevocationStopsSharingButLetsTheRevocationAndPurgeThro
 
   auto log = StopAndReadAudit();
   auto opened = Find(log, AuditEvent::kEnvelopeOpened);
-  ASSERT_EQ(opened.size(), 1u);
+  ASSERT_EQ(opened.size(), 2u);
   EXPECT_EQ(opened[0].message_id, env->header.message_id);
   EXPECT_EQ(opened[0].operator_ref, "op-counsel-7");
   EXPECT_EQ(opened[0].actor, "seoul-counsel");
   EXPECT_EQ(opened[0].sender_id, "seoul-wee-01");
+  EXPECT_TRUE(opened[0].operator_signature.empty()) << "no operator signature was given";
+  // The signed one keeps the operator's key, signature and the exact record signed.
+  EXPECT_EQ(opened[1].operator_public_key.size(), 32u);
+  EXPECT_EQ(opened[1].operator_signature.size(), 64u);
+  auto signed_record = schema::DecodeAccessRecord(opened[1].operator_statement);
+  ASSERT_TRUE(signed_record.ok());
+  EXPECT_EQ(signed_record->operator_ref, "op-counsel-7");
   auto revoked = Find(log, AuditEvent::kConsentRevoked);
   ASSERT_EQ(revoked.size(), 1u);
   EXPECT_EQ(revoked[0].consent_grant_id, g.grant_id);
