@@ -171,7 +171,7 @@ PurgeConfirmation ValidPurge() {
 
 SignedStatement StatementOf(Bytes statement) {
   return SignedStatement{std::move(statement), Fill(kKeyIdBytes, 0x41),
-                         Fill(kSignatureBytes, 0x42)};
+                         Fill(kSignatureBytes, 0x42), std::nullopt};
 }
 
 CaseClosed ValidCaseClosed() {
