@@ -208,13 +208,17 @@ Json Encode(const TimelineEvent& e) {
 Json Encode(const CaseRecord& c) {
   Json notices = Json::array();
   for (const auto& n : c.access_notices) {
-    notices.push_back({{"message_id", n.message_id},
-                       {"agency", n.agency},
-                       {"operator", n.operator_ref},
-                       {"opened_at_ms", n.opened_at_ms},
-                       {"kind", n.kind},
-                       {"operator_signature", n.operator_signature},
-                       {"operator_key", n.operator_key}});
+    Json note = {{"message_id", n.message_id},
+                 {"agency", n.agency},
+                 {"operator", n.operator_ref},
+                 {"opened_at_ms", n.opened_at_ms},
+                 {"kind", n.kind}};
+    // Only where the notice carried an operator signature: older records keep their bytes.
+    if (n.operator_signature != "none" || !n.operator_key.empty()) {
+      note["operator_signature"] = n.operator_signature;
+      note["operator_key"] = n.operator_key;
+    }
+    notices.push_back(std::move(note));
   }
   Json purges = Json::array();
   for (const auto& p : c.purge_confirmations) {

@@ -437,6 +437,27 @@ TEST_F(OperatorsTest, OpeningIsSignedByTheOperatorAndTheAuditorVerifiesIt) {
                 "case-both", &out),
             0)
       << out;
+  // The HTML report (Korean, the default) names the operator of every opening with the
+  // same verdicts, and fails on the one the roster does not vouch for.
+  const std::string page = root_ + "/report.html";
+  EXPECT_EQ(Run({BinDir() + "/refbus-audit", "report", "--store", store, "--dir", auditor, "--out",
+                 page, "--min-cosignatures", "0", "--roster", roster_reset},
+                "report-reset", &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("INVALID"), std::string::npos) << out;
+  ASSERT_EQ(Run({BinDir() + "/refbus-audit", "report", "--store", store, "--dir", auditor, "--out",
+                 page, "--min-cosignatures", "0", "--roster", roster_reset, "--roster", roster},
+                "report", &out),
+            0)
+      << out;
+  std::ifstream in(page);
+  const std::string html((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(html.find("누가 무엇을 열람했는가"), std::string::npos);
+  EXPECT_NE(html.find("seoul-support (담당자 olga) valid"), std::string::npos) << html;
+  EXPECT_NE(html.find("seoul-support (담당자 service:intake) no signature (service account)"),
+            std::string::npos)
+      << html;
   EXPECT_EQ(support.Stop(), 0);
 }
 
