@@ -341,7 +341,11 @@ TEST_F(OperatorsTest, OpeningIsSignedByTheOperatorAndTheAuditorVerifiesIt) {
   Json inbox = support.WaitFor(
       "/v1/inbox", [](const Json& l) { return FindBy(l, "kind", "referral") != nullptr; },
       "the referral");
-  const std::string mid = (*FindBy(inbox, "kind", "referral")).value("message_id", "");
+  const Json& referral = *FindBy(inbox, "kind", "referral");
+  const std::string mid = referral.value("message_id", "");
+  // carol's referral carries her signature; the receiving agency checks it with its key.
+  EXPECT_EQ(referral.value("operator", ""), "carol") << referral.dump();
+  EXPECT_EQ(referral.value("operator_signature", ""), "verifies") << referral.dump();
   auto olga_session = Login("olga", PasswordOf("olga"));  // at seoul-counsel: no such operator
   EXPECT_EQ(olga_session.status, 401);
   auto olga_login =
@@ -437,6 +441,13 @@ TEST_F(OperatorsTest, OpeningIsSignedByTheOperatorAndTheAuditorVerifiesIt) {
                 "case-both", &out),
             0)
       << out;
+  // The grant carol recorded is countersigned by her ("carol (recorded)").
+  ASSERT_EQ(Run({BinDir() + "/refbus-audit", "--json", "case", consent.body.value("case_ref", ""),
+                 "--store", store},
+                "case-json", &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("countersigned by carol (recorded) [key "), std::string::npos) << out;
   // The HTML report (Korean, the default) names the operator of every opening with the
   // same verdicts, and fails on the one the roster does not vouch for.
   const std::string page = root_ + "/report.html";
