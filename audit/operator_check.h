@@ -25,12 +25,14 @@
 
 namespace refbus::audit {
 
-// REQUIRES: e.event == OPENED.
+// A CONSENT_REVOKED entry that carries an operator signature is checked the same way,
+// over the signed ConsentRevocation.
+// REQUIRES: e.event == OPENED, or CONSENT_REVOKED with an operator signature.
 keys::OperatorCheck CheckEntryOperator(const schema::AuditEntry& e,
                                        const std::vector<keys::OperatorRoster>& rosters);
 
-// Sets operator_check on every OPENED row; returns the rows whose verdict fails
-// (keys::VerdictFails), in row order.
+// Sets operator_check on every OPENED row (and signed CONSENT_REVOKED row); returns the rows whose
+// verdict fails (keys::VerdictFails), in row order.
 std::vector<const AuditRow*> CheckRowOperators(QueryResult& result,
                                                const std::vector<keys::OperatorRoster>& rosters);
 

@@ -141,6 +141,16 @@ void Server::HandleGrantRevoke(const std::string& routing_id, const std::string&
     reject(NackReason::kBadSignature, s.message());
     return;
   }
+  // The revoking operator's signature (PROTOCOL.md 9.2), if any, must verify with its key.
+  if (const auto& sig = st->operator_signature;
+      sig && (keys::IsServiceOperator(sig->operator_ref) ||
+              !keys::VerifyOperatorSignature(keys::OperatorAction::kConsentRevocation,
+                                             st->statement, *sig))) {
+    reject(NackReason::kBadSignature, "the operator signature of " +
+                                          sig->operator_ref.substr(0, 64) +
+                                          " does not verify over the revocation");
+    return;
+  }
   AdmitRevocation(turn, routing_id, request_id, std::move(*rev), peer, signed_revocation, false);
 }
 

@@ -11,6 +11,7 @@
 #include "broker/store_records.h"
 #include "keys/consent.h"
 #include "keys/crypto.h"
+#include "keys/operator_signature.h"
 #include "schema/codec.h"
 
 namespace refbus::broker {
@@ -209,6 +210,19 @@ schema::AuditEntry RevokedEntry(const GrantRevocation& r, std::string detail) {
   e.directory_serial = r.directory_serial;
   e.statement_sha256 = r.statement_sha256;
   e.detail = std::move(detail);
+  // The revoking operator (PROTOCOL.md 9.2): named, with key, signature and the signed
+  // bytes, where the statement carries a signature that verifies (checked at admission;
+  // again here for revocations a peer broker passed on).
+  auto st = schema::DecodeSignedStatement(r.signed_statement);
+  if (st.ok() && st->operator_signature &&
+      !keys::IsServiceOperator(st->operator_signature->operator_ref) &&
+      keys::VerifyOperatorSignature(keys::OperatorAction::kConsentRevocation, st->statement,
+                                    *st->operator_signature)) {
+    e.operator_ref = st->operator_signature->operator_ref;
+    e.operator_public_key = st->operator_signature->public_key;
+    e.operator_signature = st->operator_signature->signature;
+    e.operator_statement = st->statement;
+  }
   return e;
 }
 

@@ -101,12 +101,31 @@ class BrokerConsentTest : public ::testing::Test {
     return c.Expect(Frame::Type::kAck, f.request_id, 5000);
   }
 
+  // A fresh operator key's signature over statement (break_it flips one bit of it).
+  static schema::OperatorSignature OperatorSign(keys::OperatorAction action,
+                                                const std::string& name, const Bytes& statement,
+                                                bool break_it) {
+    Bytes pk(crypto_sign_PUBLICKEYBYTES), sk(crypto_sign_SECRETKEYBYTES);
+    crypto_sign_keypair(pk.data(), sk.data());
+    Bytes input = keys::SignatureInput(keys::OperatorLabel(action), statement);
+    Bytes sig(crypto_sign_BYTES);
+    crypto_sign_detached(sig.data(), nullptr, input.data(), input.size(), sk.data());
+    sodium_memzero(sk.data(), sk.size());
+    if (break_it) sig[7] ^= 1;
+    return {name, pk, sig};
+  }
+
   std::optional<Frame> Revoke(const std::string& party, const std::string& signer,
-                              const schema::ConsentGrant& g) {
+                              const schema::ConsentGrant& g, const std::string& operator_name = "",
+                              bool break_it = false) {
     schema::ConsentRevocation r{g.grant_id, g.case_ref, signer,
                                 schema::RevocationReason::kWithdrawnByGuardian, Now()};
     auto st = keys::SignStatement(Id(signer), keys::StatementType::kConsentRevocation,
                                   schema::EncodeConsentRevocation(r));
+    if (!operator_name.empty()) {
+      st.operator_signature = OperatorSign(keys::OperatorAction::kConsentRevocation, operator_name,
+                                           st.statement, break_it);
+    }
     Frame f;
     f.type = Frame::Type::kGrantRevoke;
     f.request_id = next_request_++;
@@ -126,15 +145,8 @@ class BrokerConsentTest : public ::testing::Test {
         access ? keys::StatementType::kAccessRecord : keys::StatementType::kPurgeConfirmation,
         std::move(statement));
     if (!operator_name.empty()) {
-      Bytes pk(crypto_sign_PUBLICKEYBYTES), sk(crypto_sign_SECRETKEYBYTES);
-      crypto_sign_keypair(pk.data(), sk.data());
-      Bytes input = keys::SignatureInput(keys::OperatorLabel(keys::OperatorAction::kAccessRecord),
-                                         st.statement);
-      Bytes sig(crypto_sign_BYTES);
-      crypto_sign_detached(sig.data(), nullptr, input.data(), input.size(), sk.data());
-      if (break_it) sig[7] ^= 1;
-      st.operator_signature = schema::OperatorSignature{operator_name, pk, sig};
-      sodium_memzero(sk.data(), sk.size());
+      st.operator_signature =
+          OperatorSign(keys::OperatorAction::kAccessRecord, operator_name, st.statement, break_it);
     }
     Frame f;
     f.type = Frame::Type::kAttest;
@@ -396,7 +408,10 @@ TEST_F(BrokerConsentTest, RevocationStopsSharingButLetsTheRevocationAndPurgeThro
   // Only the recording agency may revoke.
   ExpectNack(Revoke("seoul-counsel", "seoul-counsel", g), NackReason::kConsentOutOfScope,
              "seoul-wee-01");
-  ExpectAck(Revoke("seoul-wee-01", "seoul-wee-01", g));
+  // The revoking operator's signature must verify; then the entry names them.
+  ExpectNack(Revoke("seoul-wee-01", "seoul-wee-01", g, "op-wee-1", /*break_it=*/true),
+             NackReason::kBadSignature, "operator signature");
+  ExpectAck(Revoke("seoul-wee-01", "seoul-wee-01", g, "op-wee-1"));
   auto twice = Revoke("seoul-wee-01", "seoul-wee-01", g);
   ExpectAck(twice);
   EXPECT_TRUE(twice->ack.duplicate);
@@ -446,6 +461,9 @@ TEST_F(BrokerConsentTest, RevocationStopsSharingButLetsTheRevocationAndPurgeThro
   ASSERT_EQ(revoked.size(), 1u);
   EXPECT_EQ(revoked[0].consent_grant_id, g.grant_id);
   EXPECT_NE(revoked[0].detail.find("withdrawn-by-guardian"), std::string::npos);
+  EXPECT_EQ(revoked[0].operator_ref, "op-wee-1");
+  EXPECT_EQ(revoked[0].operator_signature.size(), 64u);
+  EXPECT_TRUE(schema::DecodeConsentRevocation(revoked[0].operator_statement).ok());
   auto purged = Find(log, AuditEvent::kPurgeConfirmed);
   ASSERT_EQ(purged.size(), 1u);
   EXPECT_EQ(purged[0].actor, "seoul-counsel");
