@@ -175,8 +175,13 @@ Status Engine::Impl::OnAccessNotice(CaseStore::Txn& txn, const OpenedCase& oc) {
   REFBUS_RETURN_IF_ERROR(
       VerifyStatementFrom(m.statement, keys::StatementType::kAccessRecord, from, rec.opened_at_ms));
   REFBUS_ASSIGN_OR_RETURN(CaseRecord c, LoadCase(txn, rec.case_ref));
-  AccessNoticeNote note{HexEncode(rec.message_id), rec.agency_id, rec.operator_ref,
-                        rec.opened_at_ms, std::string(schema::Name(rec.kind)), "none", ""};
+  AccessNoticeNote note{HexEncode(rec.message_id),
+                        rec.agency_id,
+                        rec.operator_ref,
+                        rec.opened_at_ms,
+                        std::string(schema::Name(rec.kind)),
+                        "none",
+                        ""};
   if (const auto& sig = m.statement.operator_signature) {
     note.operator_key = keys::Fingerprint(keys::KeyId(keys::KeyUse::kSigning, sig->public_key));
     const bool ok = sig->operator_ref == rec.operator_ref &&

@@ -170,8 +170,8 @@ PurgeConfirmation ValidPurge() {
 }
 
 SignedStatement StatementOf(Bytes statement) {
-  return SignedStatement{std::move(statement), Fill(kKeyIdBytes, 0x41),
-                         Fill(kSignatureBytes, 0x42), std::nullopt};
+  return SignedStatement{std::move(statement), Fill(kKeyIdBytes, 0x41), Fill(kSignatureBytes, 0x42),
+                         std::nullopt};
 }
 
 CaseClosed ValidCaseClosed() {
