@@ -219,6 +219,7 @@ class EngineHandler final : public CommandHandler {
   explicit EngineHandler(Engine& engine) : engine_(engine) {}
 
   Result<Json> Handle(const ApiRequest& r) override {
+    ActingOperator acting(engine_, r.operator_key);
     switch (r.route) {
       case Route::kRecordConsent:
         return RecordConsent(r);
@@ -293,7 +294,15 @@ class EngineHandler final : public CommandHandler {
   Result<Json> RecordConsent(const ApiRequest& r) {
     if (!r.operator_key) return engine_.RecordConsent(r.body);
     REFBUS_ASSIGN_OR_RETURN(schema::SignedConsentGrant grant, engine_.PrepareConsent(r.body));
-    if (!keys::IsEmergencyOverride(grant.grant)) return engine_.CommitConsent(r.body, grant);
+    if (!keys::IsEmergencyOverride(grant.grant)) {
+      // The recording operator countersigns the grant bytes as an override's requester
+      // does (label consent-countersign): "NAME (recorded)" (PROTOCOL.md 9.2).
+      const OperatorKey& op = *r.operator_key;
+      grant.countersignatures.push_back(
+          {op.name() + " (recorded)", op.public_key(),
+           op.Sign(keys::kLabelConsentCountersign, grant.grant_bytes)});
+      return engine_.CommitConsent(r.body, grant);
+    }
     return overrides_.Request(*r.operator_key, r.body, std::move(grant), Now());
   }
 

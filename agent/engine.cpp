@@ -32,6 +32,17 @@ Result<EngineSnapshot> Engine::Snapshot() {
 
 const std::string& Engine::agency_id() const { return impl_->me(); }
 
+void Engine::SetActingOperator(std::shared_ptr<const OperatorKey> op) {
+  impl_->acting = std::move(op);
+}
+
+std::optional<schema::OperatorSignature> Engine::Impl::SignAsOperator(
+    keys::OperatorAction action, ByteView record, const std::string& operator_ref) const {
+  if (!acting || acting->name() != operator_ref) return std::nullopt;
+  return schema::OperatorSignature{acting->name(), acting->public_key(),
+                                   acting->Sign(keys::OperatorLabel(action), record)};
+}
+
 Result<std::unique_ptr<Engine>> Engine::Create(keys::Identity identity,
                                                schema::SignedDirectory directory,
                                                EngineOptions options) {

@@ -67,6 +67,7 @@ struct EngineOptions {
 };
 
 class CaseStore;
+class OperatorKey;
 
 // The engine's numbers for metrics and health checks (agent/metrics.h): counts and the
 // agency's and broker's ids only.
@@ -106,6 +107,11 @@ class Engine {
   // publication"): queued durably in the outbox and sent until the broker acks it. A prekey
   // already queued is not queued twice. REQUIRES: prekey is one of this agency's, signed.
   Status PublishPrekey(const schema::SignedPrekey& prekey);
+
+  // The logged-in operator the next commands act for (their records carry their signature,
+  // keys/operator_signature.h), or null: the service account (API token) and the engine's
+  // own work. The daemon sets it around each API command (ActingOperator below).
+  void SetActingOperator(std::shared_ptr<const OperatorKey> op);
 
   // ---- Commands (bodies: agent/API.md) ----
   // POST /v1/consents: record a consent grant signed by this agency and register it with
@@ -201,6 +207,20 @@ class Engine {
   struct Impl;
   explicit Engine(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+// Sets the engine's acting operator for one command, and clears it on every exit path.
+class ActingOperator {
+ public:
+  ActingOperator(Engine& engine, std::shared_ptr<const OperatorKey> op) : engine_(engine) {
+    engine_.SetActingOperator(std::move(op));
+  }
+  ~ActingOperator() { engine_.SetActingOperator(nullptr); }
+  ActingOperator(const ActingOperator&) = delete;
+  ActingOperator& operator=(const ActingOperator&) = delete;
+
+ private:
+  Engine& engine_;
 };
 
 }  // namespace refbus::agent

@@ -401,6 +401,8 @@ Result<Json> Engine::RevokeConsent(const std::string& grant_id, const Json& body
   schema::ConsentRevocation rev{g.grant_id, g.case_ref, d.me(), req.reason, Impl::Now()};
   schema::SignedStatement st = keys::SignStatement(
       d.identity, keys::StatementType::kConsentRevocation, schema::EncodeConsentRevocation(rev));
+  st.operator_signature =
+      d.SignAsOperator(keys::OperatorAction::kConsentRevocation, st.statement, req.operator_ref);
   Bytes st_bytes = schema::EncodeSignedStatement(st);
   // First tell the recipients (still allowed after revocation), then the broker.
   std::vector<std::string> notified = grant.record.shared_with;

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -29,11 +30,13 @@
 #include "agent/case_store.h"
 #include "agent/client.h"
 #include "agent/engine.h"
+#include "agent/operators.h"
 #include "agent/records.h"
 #include "agent/records_json.h"
 #include "agent/transport_store.h"
 #include "keys/consent.h"
 #include "keys/identity.h"
+#include "keys/operator_signature.h"
 #include "schema/types.h"
 
 namespace refbus::agent {
@@ -73,6 +76,9 @@ struct Engine::Impl {
   bool incomplete_loaded = false;
   std::chrono::steady_clock::time_point next_chunk_check{};
   bool chunk_dropped = false;  // options.test_skip_deletion_chunk was applied once
+  // The logged-in operator of the command being run (Engine::ActingOperator), or null for
+  // the service account and for the engine's own work (purges, retention, deliveries).
+  std::shared_ptr<const OperatorKey> acting;
 
   Impl(keys::Identity id, schema::SignedDirectory dir, EngineOptions o)
       : identity(std::move(id)), directory(std::move(dir)), options(std::move(o)) {}
@@ -118,6 +124,21 @@ struct Engine::Impl {
   // The case view; read: how its free text is shown.
   Result<Json> CaseView(const CaseStore::Txn& txn, const std::string& case_ref,
                         const TextReader& read);
+
+  // The acting operator's signature over record (keys/operator_signature.h), when the
+  // record names them (operator_ref); none for the service account and for records no
+  // operator makes.
+  std::optional<schema::OperatorSignature> SignAsOperator(keys::OperatorAction action,
+                                                          ByteView record,
+                                                          const std::string& operator_ref) const;
+
+  // Adds the acting operator's signature to a case message they send (referral, state
+  // change, handoff and its answer, deletion request and status report, case close);
+  // SendCase calls it. Statements carry theirs inside (SignAsOperator).
+  void SignCaseMessage(schema::CaseMessage& message) const;
+  // What a received message's operator signature says, checked with the key it carries
+  // (the sender's roster is the auditor's): on the inbox record.
+  static void NoteOperatorSignature(const schema::CaseMessage& message, MessageRecord& msg);
 
   // ---- access records (engine_inbound.cpp) ----
   // Signs the access record, queues it for the broker's audit log and, when its owner is

@@ -6,6 +6,7 @@
 #include "agent/engine_impl.h"
 #include "agent/engine_requests.h"
 #include "keys/consent.h"
+#include "keys/crypto.h"
 #include "schema/codec.h"
 
 namespace refbus::agent {
@@ -106,12 +107,29 @@ Status Engine::Impl::ProcessOne(CaseStore::Txn& txn, const InboxRecord& r) {
     REFBUS_RETURN_IF_ERROR(Refuse(txn, msg, case_ref, opened.status().message()));
     return Save(txn, msg.message_id, msg);
   }
+  NoteOperatorSignature(opened->message, msg);
   Status s = Apply(txn, *opened, msg);
   if (!s.ok()) {
     if (s.code() == Status::Code::kInternal || s.code() == Status::Code::kIoError) return s;
     REFBUS_RETURN_IF_ERROR(Refuse(txn, msg, case_ref, s.message()));
   }
   return Save(txn, msg.message_id, msg);
+}
+
+void Engine::Impl::NoteOperatorSignature(const CaseMessage& m, MessageRecord& msg) {
+  const auto& sig = m.operator_signature;
+  if (!sig) return;
+  msg.operator_ref = sig->operator_ref;
+  msg.operator_key = keys::Fingerprint(keys::KeyId(keys::KeyUse::kSigning, sig->public_key));
+  const bool ok = keys::VerifyOperatorSignature(keys::OperatorAction::kCaseMessage,
+                                                m.operator_signed_bytes, *sig);
+  msg.operator_signature = ok ? "verifies" : "INVALID";
+  if (!ok) {
+    spdlog::warn(
+        "agent: message {} names operator {} with a signature that does not verify; "
+        "kept, marked INVALID (the sending agency's own signature holds)",
+        msg.message_id, sig->operator_ref);
+  }
 }
 
 Status Engine::Impl::VerifyStatementFrom(const schema::SignedStatement& st,
@@ -157,8 +175,27 @@ Status Engine::Impl::OnAccessNotice(CaseStore::Txn& txn, const OpenedCase& oc) {
   REFBUS_RETURN_IF_ERROR(
       VerifyStatementFrom(m.statement, keys::StatementType::kAccessRecord, from, rec.opened_at_ms));
   REFBUS_ASSIGN_OR_RETURN(CaseRecord c, LoadCase(txn, rec.case_ref));
-  c.access_notices.push_back({HexEncode(rec.message_id), rec.agency_id, rec.operator_ref,
-                              rec.opened_at_ms, std::string(schema::Name(rec.kind))});
+  AccessNoticeNote note{HexEncode(rec.message_id),
+                        rec.agency_id,
+                        rec.operator_ref,
+                        rec.opened_at_ms,
+                        std::string(schema::Name(rec.kind)),
+                        "none",
+                        ""};
+  if (const auto& sig = m.statement.operator_signature) {
+    note.operator_key = keys::Fingerprint(keys::KeyId(keys::KeyUse::kSigning, sig->public_key));
+    const bool ok = sig->operator_ref == rec.operator_ref &&
+                    keys::VerifyOperatorSignature(keys::OperatorAction::kAccessRecord,
+                                                  m.statement.statement, *sig);
+    note.operator_signature = ok ? "verifies" : "INVALID";
+    if (!ok) {
+      spdlog::warn(
+          "agent {}: the access notice from {} names operator {} with a signature "
+          "that does not verify; kept, marked INVALID",
+          me(), from, rec.operator_ref);
+    }
+  }
+  c.access_notices.push_back(std::move(note));
   return Save(txn, rec.case_ref, c);
 }
 
@@ -166,6 +203,8 @@ Status Engine::Impl::RecordAccess(CaseStore::Txn& txn, const schema::AccessRecor
                                   const KnownGrant& grant, schema::Purpose purpose) {
   schema::SignedStatement st = keys::SignStatement(identity, keys::StatementType::kAccessRecord,
                                                    schema::EncodeAccessRecord(ar));
+  st.operator_signature =
+      SignAsOperator(keys::OperatorAction::kAccessRecord, st.statement, ar.operator_ref);
   Bytes st_bytes = schema::EncodeSignedStatement(st);
   schema::Frame f;
   f.type = schema::Frame::Type::kAttest;

@@ -18,6 +18,7 @@ Bytes StatementId(ByteView signed_statement) {
 Result<Bytes> Engine::Impl::SendCase(CaseStore::Txn& txn, const KnownGrant& grant,
                                      schema::CaseMessage message, std::vector<std::string> to,
                                      schema::Purpose purpose, const std::string& what) {
+  SignCaseMessage(message);
   SealCaseRequest req;
   req.message = std::move(message);
   req.recipients = std::move(to);
@@ -38,6 +39,49 @@ Result<Bytes> Engine::Impl::SendCase(CaseStore::Txn& txn, const KnownGrant& gran
   out.envelope = std::move(env);
   REFBUS_RETURN_IF_ERROR(Save(txn, mid, out));
   return decoded.header.message_id;
+}
+
+namespace {
+
+// The operator a case message names (nullptr for a deletion status report, which names
+// none, and for the signed statements, whose operator signature is inside them).
+const std::string* OperatorRefOf(const schema::CaseMessage& m, bool* signable) {
+  using T = schema::CaseMessage::Type;
+  *signable = true;
+  switch (m.type) {
+    case T::kReferral:
+      return &m.referral.operator_ref;
+    case T::kStateChange:
+      return &m.state_change.operator_ref;
+    case T::kHandoff:
+      return &m.handoff.operator_ref;
+    case T::kHandoffAck:
+      return &m.handoff_ack.operator_ref;
+    case T::kDeletionRequest:
+      return &m.deletion_request.operator_ref;
+    case T::kCaseClosed:
+      return &m.case_closed.operator_ref;
+    case T::kDeletionStatus:
+      return nullptr;
+    case T::kAccessNotice:
+    case T::kConsentRevocation:
+    case T::kPurgeConfirmation:
+      break;
+  }
+  *signable = false;
+  return nullptr;
+}
+
+}  // namespace
+
+void Engine::Impl::SignCaseMessage(schema::CaseMessage& m) const {
+  m.operator_signature.reset();
+  bool signable = false;
+  const std::string* named = OperatorRefOf(m, &signable);
+  if (!acting || !signable) return;
+  const std::string& name = named ? *named : acting->name();
+  m.operator_signature =
+      SignAsOperator(keys::OperatorAction::kCaseMessage, schema::EncodeCaseMessageBody(m), name);
 }
 
 // Outgoing items are handed to the client in the order they were queued: a grant's

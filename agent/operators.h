@@ -46,7 +46,8 @@ Status CheckOperatorName(std::string_view name);
 inline constexpr size_t kMinPasswordBytes = 10;
 inline constexpr size_t kMaxPasswordBytes = 1024;
 
-// Domain-separation label of the signatures operators make over an action's digest.
+// A label no record uses (the key tests sign with it); the actions operators sign have
+// one label per record type, in keys/operator_signature.h.
 inline constexpr std::string_view kLabelOperatorAction = "refbus/v1/operator-action";
 
 // One account as stored (no secret in the clear).

@@ -244,11 +244,17 @@ Json Encode(const TimelineEvent& e) {
 Json Encode(const CaseRecord& c) {
   Json notices = Json::array();
   for (const auto& n : c.access_notices) {
-    notices.push_back({{"message_id", n.message_id},
-                       {"agency", n.agency},
-                       {"operator", n.operator_ref},
-                       {"opened_at_ms", n.opened_at_ms},
-                       {"kind", n.kind}});
+    Json note = {{"message_id", n.message_id},
+                 {"agency", n.agency},
+                 {"operator", n.operator_ref},
+                 {"opened_at_ms", n.opened_at_ms},
+                 {"kind", n.kind}};
+    // Only where the notice carried an operator signature: older records keep their bytes.
+    if (n.operator_signature != "none" || !n.operator_key.empty()) {
+      note["operator_signature"] = n.operator_signature;
+      note["operator_key"] = n.operator_key;
+    }
+    notices.push_back(std::move(note));
   }
   Json purges = Json::array();
   for (const auto& p : c.purge_confirmations) {
@@ -295,6 +301,9 @@ Json Encode(const MessageRecord& m) {
   PutOpt(j, "stale", m.stale);
   PutOpt(j, "opened_by", m.opened_by);
   PutOpt(j, "opened_at_ms", m.opened_at_ms);
+  PutOpt(j, "operator", m.operator_ref);
+  PutOpt(j, "operator_signature", m.operator_signature);
+  PutOpt(j, "operator_key", m.operator_key);
   return j;
 }
 
@@ -477,7 +486,8 @@ void Decode(const Json& j, CaseRecord& c) {
     c.access_notices.push_back(
         {n.at("message_id").get<std::string>(), n.at("agency").get<std::string>(),
          n.at("operator").get<std::string>(), n.at("opened_at_ms").get<UnixMillis>(),
-         n.at("kind").get<std::string>()});
+         n.at("kind").get<std::string>(), n.value("operator_signature", "none"),
+         n.value("operator_key", "")});
   }
   for (const auto& p : j.value("purge_confirmations", Json::array())) {
     c.purge_confirmations.push_back(
@@ -507,6 +517,9 @@ void Decode(const Json& j, MessageRecord& m) {
   GetOpt(j, "stale", m.stale);
   GetOpt(j, "opened_by", m.opened_by);
   GetOpt(j, "opened_at_ms", m.opened_at_ms);
+  GetOpt(j, "operator", m.operator_ref);
+  GetOpt(j, "operator_signature", m.operator_signature);
+  GetOpt(j, "operator_key", m.operator_key);
 }
 
 void Decode(const Json& j, OutgoingRecord& o) {

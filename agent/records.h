@@ -162,6 +162,12 @@ struct AccessNoticeNote {
   std::string operator_ref;
   UnixMillis opened_at_ms = 0;
   std::string kind;  // schema::MessageKind name
+  // The opener's operator signature as this agency checked it with the key it carries
+  // (the opening agency's roster, which ties the key to a person, is the auditor's):
+  // "verifies" or "INVALID" (kept and shown: the agency's own signature holds), "none"
+  // (the service account, or an older agent), with the key's fingerprint.
+  std::string operator_signature = "none";
+  std::string operator_key;
 };
 
 struct PurgeConfirmationNote {
@@ -263,6 +269,12 @@ struct MessageRecord {
   std::optional<bool> stale;  // an older deletion report than one already applied
   std::optional<std::string> opened_by;
   std::optional<UnixMillis> opened_at_ms;
+  // The sending operator's signature (PROTOCOL.md 9.2), checked with the key it carries:
+  // their name, "verifies" or "INVALID", and the key's fingerprint; unset when the message
+  // carries none (the sender's service account, or the agency itself).
+  std::optional<std::string> operator_ref;
+  std::optional<std::string> operator_signature;
+  std::optional<std::string> operator_key;
 };
 
 enum class OutgoingStatus { kQueued, kAcked, kRefused };

@@ -18,14 +18,17 @@
 #include "audit/auditor_config.h"
 #include "audit/fetch.h"
 #include "audit/local_store.h"
+#include "audit/operator_check.h"
 #include "audit/proof_bundle.h"
 #include "audit/query.h"
 #include "audit/report.h"
+#include "audit/report_text.h"
 #include "audit/roster_check.h"
 #include "audit/verify.h"
 #include "audit/witness.h"
 #include "core/clock.h"
 #include "core/file.h"
+#include "core/table.h"
 #include "keys/crypto.h"
 #include "keys/operator_roster.h"
 #include "keys/secret.h"
@@ -410,8 +413,24 @@ int RunCheckProof(const std::string& path, const std::string& dir, bool as_json)
 // to be handed over); an auditor who shares the page decides that with chmod or a copy.
 constexpr mode_t kReportFileMode = kPrivateFileMode;
 
-int RunReport(const std::string& store_dir, const std::string& dir, const std::string& out,
-              const std::string& case_ref, MinCosignatures min_cosignatures, bool as_json) {
+Result<std::vector<keys::OperatorRoster>> LoadRosters(const std::vector<std::string>& files,
+                                                      const std::string& dir);
+int ExitForRosters(const Status& s);
+
+// What report takes besides the store and the auditor's folder.
+struct ReportArgs {
+  std::string out, case_ref, lang = "ko";
+  MinCosignatures min_cosignatures;
+  std::vector<std::string> rosters;
+};
+
+int RunReport(const std::string& store_dir, const std::string& dir, const ReportArgs& a,
+              bool as_json) {
+  const std::string& out = a.out;
+  const std::string& case_ref = a.case_ref;
+  const MinCosignatures& min_cosignatures = a.min_cosignatures;
+  auto lang = ParseReportLang(a.lang);
+  if (!lang.ok()) return Fail(lang.status(), kExitUsage);
   if (!case_ref.empty() && !schema::IsValidCaseRef(case_ref)) {
     return Fail(InvalidArgument("'" + case_ref + "' is not a case pseudonym"), kExitUsage);
   }
@@ -421,11 +440,14 @@ int RunReport(const std::string& store_dir, const std::string& dir, const std::s
   options.verify.min_cosignatures = min_cosignatures.value_or(log.min_cosignatures);
   options.verify.witnesses = std::move(log.witnesses);
   if (!case_ref.empty()) options.case_ref = case_ref;
+  auto rosters = LoadRosters(a.rosters, dir);
+  if (!rosters.ok()) return Fail(rosters.status(), ExitForRosters(rosters.status()));
+  options.rosters = std::move(*rosters);
   options.store_label = store_dir;
   options.generated_at_ms = Now();
   auto report = BuildAuditReport(*log.store, log.keys, options);
   if (!report.ok()) return Fail(report.status(), kExitIo);
-  const std::string html = RenderAuditReportHtml(*report);
+  const std::string html = RenderAuditReportHtml(*report, *lang);
   Status s = WriteFileAtomic(out, AsBytes(html), kReportFileMode);
   if (!s.ok()) return Fail(s, kExitIo);
   const AuditReport& r = *report;
@@ -444,37 +466,65 @@ int RunReport(const std::string& store_dir, const std::string& dir, const std::s
               << ", " << r.seconds << " s\n"
               << r.verify.Headline() << "\n";
   }
-  return r.verify.ok() ? kExitOk : kExitFailed;
+  if (r.operator_failures > 0) {
+    std::cerr << "refbus-audit: " << r.operator_failures
+              << " openings name an operator whose signature is INVALID or who is NOT IN "
+                 "ROSTER (the page lists them under \"Who opened what\")\n";
+  }
+  return r.verify.ok() && r.operator_failures == 0 ? kExitOk : kExitFailed;
 }
 
-int RunQuery(const Result<QueryResult>& r, OutputFormat format) {
+// Every roster file, verified against the directory of the auditor's folder.
+Result<std::vector<keys::OperatorRoster>> LoadRosters(const std::vector<std::string>& files,
+                                                      const std::string& dir) {
+  std::vector<keys::OperatorRoster> rosters;
+  if (files.empty()) return rosters;
+  if (dir.empty()) return InvalidArgument("--roster needs --dir (the directory)");
+  REFBUS_ASSIGN_OR_RETURN(auto sd, LoadVerifiedDirectory(dir, Now()));
+  for (const auto& f : files) {
+    REFBUS_ASSIGN_OR_RETURN(Bytes text, ReadFile(f, size_t{4} << 20));
+    auto roster = keys::VerifyOperatorRoster(AsChars(text), sd.directory, Now());
+    if (!roster.ok()) return roster.status().WithContext(f + " is refused");
+    rosters.push_back(std::move(*roster));
+  }
+  return rosters;
+}
+
+int ExitForRosters(const Status& s) {
+  if (s.code() == Status::Code::kInvalidArgument) return kExitUsage;
+  if (s.code() == Status::Code::kNotFound || s.code() == Status::Code::kIoError) return kExitIo;
+  return kExitFailed;
+}
+
+// Prints the rows, each access with its operator's verdict (audit/operator_check.h); exit
+// 1 if an access's operator signature is INVALID or its operator NOT IN ROSTER.
+int RunQuery(Result<QueryResult> r, OutputFormat format,
+             const std::vector<keys::OperatorRoster>& rosters) {
   if (!r.ok()) {
     int code = r.status().code() == Status::Code::kFailedPrecondition ? kExitFailed : kExitIo;
     return Fail(r.status(), code);
   }
+  const auto failing = CheckRowOperators(*r, rosters);
   PrintRows(*r, format, std::cout);
-  return kExitOk;
+  if (failing.empty()) return kExitOk;
+  std::cerr << "refbus-audit: " << failing.size()
+            << (failing.size() == 1 ? " access names an operator" : " accesses name operators")
+            << " the agency's roster does not vouch for:\n";
+  for (const AuditRow* row : failing) {
+    std::cerr << "  entry " << row->entry.index << ": "
+              << keys::VerdictName(row->operator_check->verdict) << ": "
+              << Printable(row->operator_check->why) << "\n";
+  }
+  return kExitFailed;
 }
 
 // overrides [--roster FILE --dir DIR]: with rosters, each override's countersigners are
 // checked against the recording agency's roster (audit/roster_check.h).
-int RunOverrides(const LocalAuditStore& store, const std::vector<std::string>& roster_files,
-                 const std::string& dir, OutputFormat format) {
+int RunOverrides(const LocalAuditStore& store, const std::vector<keys::OperatorRoster>& rosters,
+                 bool with_rosters, OutputFormat format) {
   auto r = QueryOverrides(store);
-  if (!r.ok() || roster_files.empty()) return RunQuery(r, format);
-  if (dir.empty()) return Fail(InvalidArgument("--roster needs --dir (the directory)"), kExitUsage);
-  auto sd = LoadVerifiedDirectory(dir, Now());
-  if (!sd.ok()) return Fail(sd.status(), ExitFor(sd.status()));
-  std::vector<keys::OperatorRoster> rosters;
-  for (const auto& f : roster_files) {
-    auto text = ReadFile(f, size_t{4} << 20);
-    if (!text.ok()) return Fail(text.status(), kExitIo);
-    auto roster = keys::VerifyOperatorRoster(AsChars(*text), sd->directory, Now());
-    if (!roster.ok()) return Fail(roster.status().WithContext(f + " is refused"), kExitFailed);
-    rosters.push_back(std::move(*roster));
-  }
-  CheckOverridesWithRosters(*r, rosters);
-  return RunQuery(r, format);
+  if (r.ok() && with_rosters) CheckOverridesWithRosters(*r, rosters);
+  return RunQuery(std::move(r), format, rosters);
 }
 
 // What the command line says, filled by CLI11 (one field per option).
@@ -487,6 +537,7 @@ struct Args {
   MinCosignatures min_cosignatures;
   std::vector<std::string> evidence;
   std::vector<std::string> rosters;
+  std::string lang = "ko";
 };
 
 struct Commands {
@@ -613,11 +664,19 @@ void AddQueries(CLI::App& app, Args& a, Commands& c) {
   c.q_overrides = app.add_subcommand("overrides",
                                      "Every emergency override grant and what was shared under it");
   c.q_overrides->add_option("--store", a.store_dir, "Local audit store folder")->required();
-  c.q_overrides->add_option("--roster", a.rosters,
-                            "An agency's signed operator roster (refbus-agent operator roster); "
-                            "each override's countersigners are checked against it");
-  c.q_overrides->add_option("--dir", a.dir,
-                            "The auditor's folder (for the verified directory; with --roster)");
+  for (CLI::App* q : {c.q_case, c.q_access, c.q_unconsented, c.q_overrides}) {
+    q->add_option("--roster", a.rosters,
+                  "An agency's signed operator roster (refbus-agent operator roster; "
+                  "repeatable): each access's operator signature, and each override's "
+                  "countersigners, are checked against it");
+    q->add_option("--dir", a.dir,
+                  "The auditor's folder (for the verified directory; with --roster)");
+    q->footer(R"(
+Every access (OPENED) names its operator and what their signature says: valid (the key
+the agency's roster lists for that name), no signature (service account), UNSIGNED,
+NO ROSTER (signature verifies, no roster given), NOT IN ROSTER or INVALID.
+Exit 1 when an access is NOT IN ROSTER or INVALID.)");
+  }
 }
 
 // report: the auditor's HTML page.
@@ -632,6 +691,14 @@ void AddReport(CLI::App& app, Args& a, Commands& c) {
       ->required();
   c.report->add_option("--out", a.out, "HTML file to write")->required();
   c.report->add_option("--case", a.case_ref, "Only this case pseudonym in the case sections");
+  c.report
+      ->add_option("--lang", a.lang,
+                   "ko (Korean, the default; times in KST next to UTC) or en (English)")
+      ->capture_default_str();
+  c.report->add_option("--roster", a.rosters,
+                       "An agency's signed operator roster (repeatable): every opening's "
+                       "operator signature is checked against it; exit 1 on INVALID or NOT "
+                       "IN ROSTER");
   c.report
       ->add_option("--min-cosignatures", a.min_cosignatures,
                    "As for verify: require this many named witnesses to have cosigned")
@@ -657,11 +724,13 @@ int RunQueries(const Args& a, const Commands& c) {
       a.as_json ? OutputFormat::kJson : (a.as_csv ? OutputFormat::kCsv : OutputFormat::kTable);
   auto store = LocalAuditStore::Open(a.store_dir, /*create=*/false);
   if (!store.ok()) return Fail(store.status(), kExitIo);
+  auto rosters = LoadRosters(a.rosters, a.dir);
+  if (!rosters.ok()) return Fail(rosters.status(), ExitForRosters(rosters.status()));
   if (c.q_case->parsed()) {
     if (!schema::IsValidCaseRef(a.case_ref)) {
       return Fail(InvalidArgument("'" + a.case_ref + "' is not a case pseudonym"), kExitUsage);
     }
-    return RunQuery(QueryCase(**store, a.case_ref), format);
+    return RunQuery(QueryCase(**store, a.case_ref), format, *rosters);
   }
   if (c.q_access->parsed()) {
     if (!schema::IsValidPartyId(a.agency)) {
@@ -678,10 +747,12 @@ int RunQueries(const Args& a, const Commands& c) {
       if (!t.ok()) return Fail(t.status(), kExitUsage);
       to_ms = *t;
     }
-    return RunQuery(QueryAccesses(**store, a.agency, from_ms, to_ms), format);
+    return RunQuery(QueryAccesses(**store, a.agency, from_ms, to_ms), format, *rosters);
   }
-  if (c.q_unconsented->parsed()) return RunQuery(QueryUnconsented(**store), format);
-  if (c.q_overrides->parsed()) return RunOverrides(**store, a.rosters, a.dir, format);
+  if (c.q_unconsented->parsed()) return RunQuery(QueryUnconsented(**store), format, *rosters);
+  if (c.q_overrides->parsed()) {
+    return RunOverrides(**store, *rosters, !a.rosters.empty(), format);
+  }
   return kExitUsage;
 }
 
@@ -724,7 +795,8 @@ int Main(int argc, char** argv) {
   if (c.prove->parsed()) return RunProve(a.message, a.store_dir, a.out, a.as_json);
   if (c.check->parsed()) return RunCheckProof(a.bundle, a.dir, a.as_json);
   if (c.report->parsed()) {
-    return RunReport(a.store_dir, a.dir, a.out, a.case_ref, a.min_cosignatures, a.as_json);
+    ReportArgs ra{a.out, a.case_ref, a.lang, a.min_cosignatures, a.rosters};
+    return RunReport(a.store_dir, a.dir, ra, a.as_json);
   }
   return RunQueries(a, c);
 }

@@ -96,6 +96,11 @@ std::string ShortId(ByteView id) {
 
 std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
 
+// The operator verdict of a checked OPENED row, or "" (not an access, or not checked).
+std::string OperatorVerdictText(const AuditRow& r) {
+  return r.operator_check ? std::string(keys::VerdictName(r.operator_check->verdict)) : "";
+}
+
 std::string Recipients(const AuditEntry& e, std::string_view sep) {
   std::string s;
   for (const auto& r : e.recipients) {
@@ -284,7 +289,9 @@ void PrintRows(const QueryResult& result, OutputFormat format, std::ostream& out
                       {"last_refused", last},
                       {"detail", e.detail},
                       {"group", r.group},
-                      {"note", r.note}});
+                      {"note", r.note},
+                      {"operator_check", OperatorVerdictText(r)},
+                      {"operator_check_detail", r.operator_check ? r.operator_check->why : ""}});
     }
     out << json{{"checkpoint_size", result.checkpoint_size},
                 {"entries_scanned", result.entries_scanned},
@@ -296,7 +303,7 @@ void PrintRows(const QueryResult& result, OutputFormat format, std::ostream& out
   if (format == OutputFormat::kCsv) {
     out << "index,time,event,actor,message_id,case_ref,sender_id,recipients,consent_grant_id,"
            "kind,purpose,reason,operator_ref,emergency_override,detail,group,note,refusals,"
-           "first_refused,last_refused\r\n";
+           "first_refused,last_refused,operator_check,operator_check_detail\r\n";
     for (const AuditRow& r : result.rows) {
       const AuditEntry& e = r.entry;
       std::vector<std::string> f = {std::to_string(e.index),
@@ -320,14 +327,16 @@ void PrintRows(const QueryResult& result, OutputFormat format, std::ostream& out
                                         ? std::to_string(e.Refusals())
                                         : std::string("0"),
                                     e.refusal_count ? FormatUtc(e.first_refused_ms) : "",
-                                    e.refusal_count ? FormatUtc(e.last_refused_ms) : ""};
+                                    e.refusal_count ? FormatUtc(e.last_refused_ms) : "",
+                                    OperatorVerdictText(r),
+                                    r.operator_check ? r.operator_check->why : ""};
       for (size_t i = 0; i < f.size(); ++i) out << (i ? "," : "") << CsvField(f[i]);
       out << "\r\n";
     }
     return;
   }
   Table t({"INDEX", "TIME", "EVENT", "ACTOR", "MESSAGE", "CASE", "SENDER", "RECIPIENTS", "GRANT",
-           "KIND", "OPERATOR", "NOTE"});
+           "KIND", "OPERATOR", "OPERATOR SIGNATURE", "NOTE"});
   for (const AuditRow& r : result.rows) {
     const AuditEntry& e = r.entry;
     std::string note = r.note.empty() ? e.detail : r.note;
@@ -335,12 +344,13 @@ void PrintRows(const QueryResult& result, OutputFormat format, std::ostream& out
       note = std::to_string(e.refusal_count) + " refusals " + FormatUtc(e.first_refused_ms) + ".." +
              FormatUtc(e.last_refused_ms) + ": " + note;
     }
-    if (note.size() > 100) note = note.substr(0, 97) + "...";
+    if (r.operator_check) note += (note.empty() ? "" : "; ") + r.operator_check->why;
+    if (note.size() > 160) note = note.substr(0, 157) + "...";
     t.AddRow({std::to_string(e.index), FormatUtc(e.time_ms), std::string(schema::Name(e.event)),
               OrDash(e.actor), ShortId(e.message_id), OrDash(r.case_ref), OrDash(r.sender_id),
               OrDash(Recipients(e, ",")), ShortId(r.consent_grant_id),
               r.kind == schema::MessageKind::kUnspecified ? "-" : std::string(schema::Name(r.kind)),
-              OrDash(e.operator_ref), OrDash(note)});
+              OrDash(e.operator_ref), OrDash(OperatorVerdictText(r)), OrDash(note)});
   }
   t.Print(out);
   out << "\n"

@@ -7,6 +7,7 @@
 #define REFBUS_AUDIT_QUERY_H_
 
 #include <cstdint>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -16,6 +17,7 @@
 #include "core/bytes.h"
 #include "core/clock.h"
 #include "core/status.h"
+#include "keys/operator_signature.h"
 #include "schema/types.h"
 
 namespace refbus::audit {
@@ -30,6 +32,9 @@ struct AuditRow {
   Bytes consent_grant_id;
   std::string group;  // overrides: the emergency grant (hex) a row belongs to
   std::string note;   // why the row is listed (unconsented), or empty
+  // OPENED rows, once checked (audit/operator_check.h): what the auditor can say about the
+  // operator who opened the message.
+  std::optional<keys::OperatorCheck> operator_check;
 };
 
 struct QueryResult {

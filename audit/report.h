@@ -17,6 +17,11 @@
 //     grant (id, basis, emergency override) joined from its ACCEPTED and CONSENT_GRANTED
 //     entries. case_ref (if set) narrows the case sections (timelines, unconsented,
 //     overrides) to one case; the log's facts and counts stay whole-log.
+//   - Every OPENED entry's operator is checked against the rosters of ReportOptions
+//     (audit/operator_check.h); the page lists who opened what with the verdict, and says
+//     how many openings fail (INVALID, NOT IN ROSTER).
+//   - The page is in Korean or English (audit/report_text.h; times in KST next to UTC in
+//     Korean); what the log says is shown as it is.
 //   - RenderAuditReportHtml escapes every string that came from the log or the store
 //     (HtmlEscape), in text and in attributes, and makes invisible reordering characters
 //     visible; the page has inline CSS, no script, no external resource, and a
@@ -35,7 +40,9 @@
 #include <vector>
 
 #include "audit/local_store.h"
+#include "audit/operator_check.h"
 #include "audit/query.h"
+#include "audit/report_text.h"
 #include "audit/verify.h"
 #include "core/bytes.h"
 #include "core/clock.h"
@@ -45,7 +52,10 @@
 namespace refbus::audit {
 
 struct ReportOptions {
-  VerifyOptions verify;                 // witnesses and min_cosignatures, as for verify
+  VerifyOptions verify;  // witnesses and min_cosignatures, as for verify
+  // The agencies' verified operator rosters: every opening's operator is checked against
+  // them (audit/operator_check.h); none: signed openings say NO ROSTER.
+  std::vector<keys::OperatorRoster> rosters;
   std::optional<std::string> case_ref;  // only this case in the case sections
   std::string store_label;              // how the report names the store (its folder)
   UnixMillis generated_at_ms = 0;
@@ -83,8 +93,9 @@ struct ReportMessage {
   std::vector<std::string> rerouted;
   std::vector<std::string> delivered_to;
   std::vector<std::string> acked_by;
-  std::vector<std::string> opened_by;  // "agency (operator op-...)"
-  std::vector<std::string> refused;    // "EVENT REASON: detail" of REJECTED/EXPIRED/QUARANTINED
+  std::vector<std::string> opened_by;    // "agency (operator op-...)"
+  std::vector<uint64_t> opened_entries;  // the OPENED entries' indexes (AuditReport::openings)
+  std::vector<std::string> refused;      // "EVENT REASON: detail" of REJECTED/EXPIRED/QUARANTINED
 };
 
 struct ReportCase {
@@ -120,6 +131,14 @@ struct AuditReport {
   std::map<Bytes, ReportGrant> grants;
   std::vector<ReportCase> cases;  // in order of their first entry
 
+  // Every OPENED entry (of the case, with case_ref) with its operator's verdict, by index.
+  struct Opening {
+    schema::AuditEntry entry;
+    keys::OperatorCheck check;
+  };
+  std::map<uint64_t, Opening> openings;
+  size_t operator_failures = 0;  // openings whose verdict fails (keys::VerdictFails)
+
   Result<QueryResult> unconsented = Status(Status::Code::kInternal, "not run");
   Result<QueryResult> overrides = Status(Status::Code::kInternal, "not run");
 
@@ -130,8 +149,9 @@ struct AuditReport {
 Result<AuditReport> BuildAuditReport(const LocalAuditStore& store, const LogKeys& keys,
                                      const ReportOptions& options);
 
-// The page. Deterministic for a given report.
-std::string RenderAuditReportHtml(const AuditReport& report);
+// The page, in lang (audit/report_text.h). Deterministic for a given report and language.
+std::string RenderAuditReportHtml(const AuditReport& report,
+                                  ReportLang lang = ReportLang::kEnglish);
 
 // Text for HTML element content and double- or single-quoted attribute values: & < > " '
 // as character references; C0 controls (but tab and newline) and DEL as "\xHH"; bidi

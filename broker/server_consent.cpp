@@ -7,6 +7,7 @@
 #include "broker/server.h"
 #include "broker/server_internal.h"
 #include "keys/consent.h"
+#include "keys/operator_signature.h"
 #include "schema/codec.h"
 
 namespace refbus::broker {
@@ -140,6 +141,16 @@ void Server::HandleGrantRevoke(const std::string& routing_id, const std::string&
     reject(NackReason::kBadSignature, s.message());
     return;
   }
+  // The revoking operator's signature (PROTOCOL.md 9.2), if any, must verify with its key.
+  if (const auto& sig = st->operator_signature;
+      sig && (keys::IsServiceOperator(sig->operator_ref) ||
+              !keys::VerifyOperatorSignature(keys::OperatorAction::kConsentRevocation,
+                                             st->statement, *sig))) {
+    reject(NackReason::kBadSignature, "the operator signature of " +
+                                          sig->operator_ref.substr(0, 64) +
+                                          " does not verify over the revocation");
+    return;
+  }
   AdmitRevocation(turn, routing_id, request_id, std::move(*rev), peer, signed_revocation, false);
 }
 
@@ -215,6 +226,26 @@ Result<Attestation> DescribeAttestation(bool access, ByteView statement) {
   return a;
 }
 
+// An operator's signature on an access record (keys/operator_signature.h): it must name the
+// record's operator, who is not the service account, and verify with the key it carries.
+// Which person holds that key is the auditor's question (the agency's roster); the entry
+// keeps the key, the signature and the signed bytes for it.
+Status CheckOperatorSignature(bool access, const schema::SignedStatement& st,
+                              const schema::AuditEntry& e) {
+  if (!st.operator_signature) return Status::Ok();
+  const schema::OperatorSignature& sig = *st.operator_signature;
+  if (!access) return InvalidArgument("a purge confirmation carries no operator signature");
+  if (keys::IsServiceOperator(e.operator_ref) || sig.operator_ref != e.operator_ref) {
+    return InvalidArgument("the operator signature is by '" + sig.operator_ref.substr(0, 64) +
+                           "', the access record names '" + e.operator_ref + "'");
+  }
+  if (!keys::VerifyOperatorSignature(keys::OperatorAction::kAccessRecord, st.statement, sig)) {
+    return Unauthenticated("the operator signature of " + e.operator_ref +
+                           " does not verify over the access record");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void Server::HandleAttest(const std::string& routing_id, const std::string& peer,
@@ -248,7 +279,19 @@ void Server::HandleAttest(const std::string& routing_id, const std::string& peer
                   AttestationId(bytes), bytes);
     return;
   }
+  if (Status s = CheckOperatorSignature(access, *st, described->entry); !s.ok()) {
+    RejectControl(turn, routing_id, request_id, peer,
+                  s.code() == Status::Code::kUnauthenticated ? NackReason::kBadSignature
+                                                             : NackReason::kMalformed,
+                  s.message(), AttestationId(bytes), bytes);
+    return;
+  }
   schema::AuditEntry& e = described->entry;
+  if (st->operator_signature) {
+    e.operator_public_key = st->operator_signature->public_key;
+    e.operator_signature = st->operator_signature->signature;
+    e.operator_statement = st->statement;
+  }
   e.actor = peer;
   e.directory_serial = directory_.directory.serial;
   e.statement_sha256 = Sha256(bytes);

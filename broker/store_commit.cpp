@@ -11,6 +11,7 @@
 #include "broker/store_records.h"
 #include "keys/consent.h"
 #include "keys/crypto.h"
+#include "keys/operator_signature.h"
 #include "schema/codec.h"
 
 namespace refbus::broker {
@@ -156,10 +157,12 @@ Status CommitTxn::AddGrant(const GrantRegistration& r) {
   e.detail = "basis " + std::string(schema::Name(g.basis)) +
              (g.legal_article.empty() ? "" : " (" + g.legal_article + ")") + "; expires " +
              FormatUtc(g.expires_at_ms);
-  if (e.emergency_override) {
+  if (e.emergency_override || !r.decoded.countersignatures.empty()) {
     // Each countersigner with its key's fingerprint, which an auditor matches against the
-    // agency's signed operator roster (refbus-audit overrides --roster).
-    e.detail += "; EMERGENCY OVERRIDE countersigned by";
+    // agency's signed operator roster (refbus-audit overrides --roster): the two of an
+    // override, or the operator who recorded an ordinary grant ("NAME (recorded)").
+    e.detail +=
+        e.emergency_override ? "; EMERGENCY OVERRIDE countersigned by" : "; countersigned by";
     for (const auto& c : r.decoded.countersignatures) {
       bool valid = keys::VerifySignature(c.public_key, keys::kLabelConsentCountersign,
                                          r.decoded.grant_bytes, c.signature);
@@ -207,6 +210,19 @@ schema::AuditEntry RevokedEntry(const GrantRevocation& r, std::string detail) {
   e.directory_serial = r.directory_serial;
   e.statement_sha256 = r.statement_sha256;
   e.detail = std::move(detail);
+  // The revoking operator (PROTOCOL.md 9.2): named, with key, signature and the signed
+  // bytes, where the statement carries a signature that verifies (checked at admission;
+  // again here for revocations a peer broker passed on).
+  auto st = schema::DecodeSignedStatement(r.signed_statement);
+  if (st.ok() && st->operator_signature &&
+      !keys::IsServiceOperator(st->operator_signature->operator_ref) &&
+      keys::VerifyOperatorSignature(keys::OperatorAction::kConsentRevocation, st->statement,
+                                    *st->operator_signature)) {
+    e.operator_ref = st->operator_signature->operator_ref;
+    e.operator_public_key = st->operator_signature->public_key;
+    e.operator_signature = st->operator_signature->signature;
+    e.operator_statement = st->statement;
+  }
   return e;
 }
 

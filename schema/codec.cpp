@@ -336,6 +336,18 @@ Result<AuditEntry> DecodeAuditEntry(ByteView bytes) {
   e.refusal_count = m.refusal_count();
   e.first_refused_ms = m.first_refused_ms();
   e.last_refused_ms = m.last_refused_ms();
+  REFBUS_RETURN_IF_ERROR(
+      CheckSizeOrEmpty(kWhat, "operator_public_key", m.operator_public_key(), kPublicKeyBytes));
+  REFBUS_RETURN_IF_ERROR(
+      CheckSizeOrEmpty(kWhat, "operator_signature", m.operator_signature(), kSignatureBytes));
+  if (m.operator_public_key().empty() != m.operator_signature().empty() ||
+      m.operator_signature().empty() != m.operator_statement().empty()) {
+    return FieldError(kWhat, "operator_signature",
+                      "needs its public key and statement, and they need it");
+  }
+  e.operator_public_key = B(m.operator_public_key());
+  e.operator_signature = B(m.operator_signature());
+  e.operator_statement = B(m.operator_statement());
   return e;
 }
 
@@ -365,6 +377,9 @@ Bytes EncodeAuditEntry(const AuditEntry& e) {
   m.set_refusal_count(e.refusal_count);
   m.set_first_refused_ms(e.first_refused_ms);
   m.set_last_refused_ms(e.last_refused_ms);
+  m.set_operator_public_key(S(e.operator_public_key));
+  m.set_operator_signature(S(e.operator_signature));
+  m.set_operator_statement(S(e.operator_statement));
   return Serialize(m);
 }
 

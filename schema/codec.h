@@ -75,6 +75,9 @@ Bytes EncodeAuditEntry(const AuditEntry& entry);
 // are checked to decode; their signatures are the caller's to verify.
 Result<CaseMessage> DecodeCaseMessage(ByteView bytes);
 Bytes EncodeCaseMessage(const CaseMessage& message);
+// The bytes an operator signs: the message without its operator signature (the prefix of
+// EncodeCaseMessage's bytes when it has one).
+Bytes EncodeCaseMessageBody(const CaseMessage& message);
 // Signed statements and what they hold.
 Result<SignedStatement> DecodeSignedStatement(ByteView bytes);
 Bytes EncodeSignedStatement(const SignedStatement& statement);

@@ -381,18 +381,38 @@ void ToProto(const CaseClosed& c, pb::CaseClosed* m) {
   m->set_closed_at_ms(c.closed_at_ms);
 }
 
+Result<OperatorSignature> FromProto(const pb::OperatorSignature& m) {
+  constexpr std::string_view kWhat = "operator signature";
+  REFBUS_RETURN_IF_ERROR(
+      CheckText(kWhat, "operator_ref", m.operator_ref(), kMaxOperatorRefBytes, true));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "public_key", m.public_key(), kPublicKeyBytes));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "signature", m.signature(), kSignatureBytes));
+  return OperatorSignature{m.operator_ref(), B(m.public_key()), B(m.signature())};
+}
+
+void ToProto(const OperatorSignature& o, pb::OperatorSignature* m) {
+  m->set_operator_ref(o.operator_ref);
+  m->set_public_key(S(o.public_key));
+  m->set_signature(S(o.signature));
+}
+
 Result<SignedStatement> FromProto(const pb::SignedStatement& m) {
   constexpr std::string_view kWhat = "signed statement";
   if (m.statement().empty()) return FieldError(kWhat, "statement", "is empty");
   REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "signer_key_id", m.signer_key_id(), kKeyIdBytes));
   REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "signature", m.signature(), kSignatureBytes));
-  return SignedStatement{B(m.statement()), B(m.signer_key_id()), B(m.signature())};
+  SignedStatement s{B(m.statement()), B(m.signer_key_id()), B(m.signature()), std::nullopt};
+  if (m.has_operator_signature()) {
+    REFBUS_ASSIGN_OR_RETURN(s.operator_signature, FromProto(m.operator_signature()));
+  }
+  return s;
 }
 
 void ToProto(const SignedStatement& s, pb::SignedStatement* m) {
   m->set_statement(S(s.statement));
   m->set_signer_key_id(S(s.signer_key_id));
   m->set_signature(S(s.signature));
+  if (s.operator_signature) ToProto(*s.operator_signature, m->mutable_operator_signature());
 }
 
 }  // namespace
@@ -459,10 +479,34 @@ Result<CaseMessage> DecodeCaseMessage(ByteView bytes) {
     case pb::CaseMessage::BODY_NOT_SET:
       return FieldError(kWhat, "body", "is missing");
   }
+  if (m.has_operator_signature()) {
+    // The signature covers the bytes before it: it must be the message's last field.
+    pb::CaseMessage tail;
+    *tail.mutable_operator_signature() = m.operator_signature();
+    const std::string suffix = tail.SerializeAsString();
+    const std::string_view all(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    if (suffix.size() >= all.size() || !all.ends_with(suffix)) {
+      return FieldError(kWhat, "operator_signature", "is not the last field of the message");
+    }
+    REFBUS_ASSIGN_OR_RETURN(c.operator_signature, FromProto(m.operator_signature()));
+    c.operator_signed_bytes =
+        Bytes(bytes.begin(), bytes.end() - static_cast<ptrdiff_t>(suffix.size()));
+  }
   return c;
 }
 
 Bytes EncodeCaseMessage(const CaseMessage& c) {
+  Bytes out = EncodeCaseMessageBody(c);
+  if (c.operator_signature) {
+    pb::CaseMessage tail;
+    ToProto(*c.operator_signature, tail.mutable_operator_signature());
+    Bytes t = Serialize(tail);
+    out.insert(out.end(), t.begin(), t.end());
+  }
+  return out;
+}
+
+Bytes EncodeCaseMessageBody(const CaseMessage& c) {
   pb::CaseMessage m;
   m.set_version(c.version);
   switch (c.type) {

@@ -547,6 +547,11 @@ struct AuditEntry {
   uint64_t refusal_count = 0;
   UnixMillis first_refused_ms = 0;
   UnixMillis last_refused_ms = 0;
+  // A logged-in operator's signature over operator_statement (audit.proto): all three
+  // empty for the service account and for entries no operator caused.
+  Bytes operator_public_key;  // 32
+  Bytes operator_signature;   // 64
+  Bytes operator_statement;   // the exact AccessRecord / ConsentRevocation bytes signed
   // How many refusals the entry stands for (1 for every entry but an aggregate).
   uint64_t Refusals() const { return refusal_count == 0 ? 1 : refusal_count; }
 };

@@ -218,11 +218,20 @@ struct CaseClosed {
   UnixMillis closed_at_ms = 0;
 };
 
+// A logged-in operator's signature over a record (workflow.proto OperatorSignature;
+// keys/operator_signature.h signs and checks it).
+struct OperatorSignature {
+  std::string operator_ref;
+  Bytes public_key;  // 32
+  Bytes signature;   // 64
+};
+
 // A statement signed by an agency; `statement` holds the exact signed bytes.
 struct SignedStatement {
   Bytes statement;
-  Bytes signer_key_id;  // 16
-  Bytes signature;      // 64
+  Bytes signer_key_id;                                  // 16
+  Bytes signature;                                      // 64
+  std::optional<OperatorSignature> operator_signature;  // a logged-in operator's, or none
 };
 
 struct CaseMessage {
@@ -249,6 +258,11 @@ struct CaseMessage {
   DeletionStatusReport deletion_status;
   SignedStatement statement;  // access notice, consent revocation or purge confirmation
   CaseClosed case_closed;
+  // A logged-in operator's signature over the message's bytes before it (workflow.proto).
+  // EncodeCaseMessage appends it last; DecodeCaseMessage sets operator_signed_bytes to the
+  // exact bytes it covers (keys/operator_signature.h verifies).
+  std::optional<OperatorSignature> operator_signature;
+  Bytes operator_signed_bytes;  // decoded messages only
 };
 
 // The envelope kind that carries each CaseMessage type.

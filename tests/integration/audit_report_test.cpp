@@ -301,7 +301,8 @@ class AuditReportTest : public ::testing::Test {
     return RunCaptured(argv, root_, 20000);
   }
   RunResult Report(const std::string& store, const std::string& out) {
-    return Audit({"report", "--store", store, "--dir", fed_.Dir(kAuditor), "--out", out});
+    return Audit(
+        {"report", "--store", store, "--dir", fed_.Dir(kAuditor), "--out", out, "--lang", "en"});
   }
   // The DOM after chromium loaded the page (fails the test if it cannot).
   std::string Render(const std::string& page) {
@@ -427,6 +428,22 @@ TEST_F(AuditReportTest, ChromiumShowsTheReportAndTheTampering) {
   EXPECT_EQ(dom.find("owned</title>"), std::string::npos);
   EXPECT_NE(dom.find("<title>PASS - audit report of refbus/refbus-test/seoul-broker</title>"),
             std::string::npos);
+
+  // The Korean page, the default: the same verdict in Korean, times in KST beside UTC,
+  // every opening with its operator (these came through a raw client: unsigned).
+  const std::string page_ko = root_ + "/report-ko.html";
+  RunResult ko = Audit({"report", "--store", store, "--dir", fed_.Dir(kAuditor), "--out", page_ko});
+  ASSERT_EQ(ko.code, 0) << ko.out << ko.err;
+  const std::string dom_ko = Render(page_ko);
+  EXPECT_NE(dom_ko.find("<html lang=\"ko\">"), std::string::npos) << dom_ko.substr(0, 300);
+  const std::string verdict_ko = VisibleText(Fragment(dom_ko, "id=\"verdict\"", "</div>"));
+  EXPECT_EQ(verdict_ko.rfind("통과", 0), 0u) << verdict_ko;
+  const std::string text_ko = VisibleText(dom_ko);
+  for (const char* want : {"감사 보고서", "사건별 경과", "누가 무엇을 열람했는가", " KST (",
+                           "seoul-counsel (담당자 op-counsel-7) UNSIGNED", "긴급 예외"}) {
+    EXPECT_NE(text_ko.find(want), std::string::npos) << want << " not shown in:\n" << text_ko;
+  }
+  EXPECT_EQ(text_ko.find("Timelines by case"), std::string::npos) << "English left in the page";
 
   // The counts by event, as the browser shows them, are the stored entries'.
   const std::vector<schema::AuditEntry> entries = LocalEntries(store);

@@ -4,13 +4,16 @@
 // revocation by the recorder only, revocation notices and purge confirmations still
 // flowing after a revocation, and the audit entries each of these leaves.
 #include <gtest/gtest.h>
+#include <sodium.h>
 
 #include <chrono>
 #include <thread>
 
 #include "broker/store.h"
 #include "keys/consent.h"
+#include "keys/crypto.h"
 #include "keys/envelope.h"
+#include "keys/operator_signature.h"
 #include "keys/secret.h"
 #include "schema/codec.h"
 #include "tests/integration/harness.h"
@@ -98,12 +101,31 @@ class BrokerConsentTest : public ::testing::Test {
     return c.Expect(Frame::Type::kAck, f.request_id, 5000);
   }
 
+  // A fresh operator key's signature over statement (break_it flips one bit of it).
+  static schema::OperatorSignature OperatorSign(keys::OperatorAction action,
+                                                const std::string& name, const Bytes& statement,
+                                                bool break_it) {
+    Bytes pk(crypto_sign_PUBLICKEYBYTES), sk(crypto_sign_SECRETKEYBYTES);
+    crypto_sign_keypair(pk.data(), sk.data());
+    Bytes input = keys::SignatureInput(keys::OperatorLabel(action), statement);
+    Bytes sig(crypto_sign_BYTES);
+    crypto_sign_detached(sig.data(), nullptr, input.data(), input.size(), sk.data());
+    sodium_memzero(sk.data(), sk.size());
+    if (break_it) sig[7] ^= 1;
+    return {name, pk, sig};
+  }
+
   std::optional<Frame> Revoke(const std::string& party, const std::string& signer,
-                              const schema::ConsentGrant& g) {
+                              const schema::ConsentGrant& g, const std::string& operator_name = "",
+                              bool break_it = false) {
     schema::ConsentRevocation r{g.grant_id, g.case_ref, signer,
                                 schema::RevocationReason::kWithdrawnByGuardian, Now()};
     auto st = keys::SignStatement(Id(signer), keys::StatementType::kConsentRevocation,
                                   schema::EncodeConsentRevocation(r));
+    if (!operator_name.empty()) {
+      st.operator_signature = OperatorSign(keys::OperatorAction::kConsentRevocation, operator_name,
+                                           st.statement, break_it);
+    }
     Frame f;
     f.type = Frame::Type::kGrantRevoke;
     f.request_id = next_request_++;
@@ -113,12 +135,19 @@ class BrokerConsentTest : public ::testing::Test {
     return c.Expect(Frame::Type::kAck, f.request_id, 5000);
   }
 
+  // operator_name (non-empty): an operator signature by a fresh key over the statement;
+  // break_it flips a bit of that signature.
   std::optional<Frame> Attest(const std::string& party, bool access, Bytes statement,
-                              const std::string& signer) {
+                              const std::string& signer, const std::string& operator_name = "",
+                              bool break_it = false) {
     auto st = keys::SignStatement(
         Id(signer),
         access ? keys::StatementType::kAccessRecord : keys::StatementType::kPurgeConfirmation,
         std::move(statement));
+    if (!operator_name.empty()) {
+      st.operator_signature =
+          OperatorSign(keys::OperatorAction::kAccessRecord, operator_name, st.statement, break_it);
+    }
     Frame f;
     f.type = Frame::Type::kAttest;
     f.request_id = next_request_++;
@@ -360,6 +389,18 @@ TEST_F(BrokerConsentTest, RevocationStopsSharingButLetsTheRevocationAndPurgeThro
                               "op-counsel-7",         Now(),         g.grant_id,
                               MessageKind::kReferral, "seoul-wee-01"};
   ExpectAck(Attest("seoul-counsel", true, schema::EncodeAccessRecord(access), "seoul-counsel"));
+  // An operator's signature over the access record (PROTOCOL.md 9.2): kept when it
+  // verifies; one that does not, or that names another operator, is refused.
+  access.opened_at_ms = Now();
+  ExpectAck(Attest("seoul-counsel", true, schema::EncodeAccessRecord(access), "seoul-counsel",
+                   "op-counsel-7"));
+  access.opened_at_ms = Now() + 1;
+  ExpectNack(Attest("seoul-counsel", true, schema::EncodeAccessRecord(access), "seoul-counsel",
+                    "op-counsel-7", /*break_it=*/true),
+             NackReason::kBadSignature, "operator signature");
+  ExpectNack(Attest("seoul-counsel", true, schema::EncodeAccessRecord(access), "seoul-counsel",
+                    "op-counsel-9"),
+             NackReason::kMalformed, "op-counsel-9");
   // An access record signed by one agency and handed over by another is refused.
   ExpectNack(Attest("seoul-wee-01", true, schema::EncodeAccessRecord(access), "seoul-counsel"),
              NackReason::kSenderMismatch, "seoul-counsel");
@@ -367,7 +408,10 @@ TEST_F(BrokerConsentTest, RevocationStopsSharingButLetsTheRevocationAndPurgeThro
   // Only the recording agency may revoke.
   ExpectNack(Revoke("seoul-counsel", "seoul-counsel", g), NackReason::kConsentOutOfScope,
              "seoul-wee-01");
-  ExpectAck(Revoke("seoul-wee-01", "seoul-wee-01", g));
+  // The revoking operator's signature must verify; then the entry names them.
+  ExpectNack(Revoke("seoul-wee-01", "seoul-wee-01", g, "op-wee-1", /*break_it=*/true),
+             NackReason::kBadSignature, "operator signature");
+  ExpectAck(Revoke("seoul-wee-01", "seoul-wee-01", g, "op-wee-1"));
   auto twice = Revoke("seoul-wee-01", "seoul-wee-01", g);
   ExpectAck(twice);
   EXPECT_TRUE(twice->ack.duplicate);
@@ -401,15 +445,25 @@ TEST_F(BrokerConsentTest, RevocationStopsSharingButLetsTheRevocationAndPurgeThro
 
   auto log = StopAndReadAudit();
   auto opened = Find(log, AuditEvent::kEnvelopeOpened);
-  ASSERT_EQ(opened.size(), 1u);
+  ASSERT_EQ(opened.size(), 2u);
   EXPECT_EQ(opened[0].message_id, env->header.message_id);
   EXPECT_EQ(opened[0].operator_ref, "op-counsel-7");
   EXPECT_EQ(opened[0].actor, "seoul-counsel");
   EXPECT_EQ(opened[0].sender_id, "seoul-wee-01");
+  EXPECT_TRUE(opened[0].operator_signature.empty()) << "no operator signature was given";
+  // The signed one keeps the operator's key, signature and the exact record signed.
+  EXPECT_EQ(opened[1].operator_public_key.size(), 32u);
+  EXPECT_EQ(opened[1].operator_signature.size(), 64u);
+  auto signed_record = schema::DecodeAccessRecord(opened[1].operator_statement);
+  ASSERT_TRUE(signed_record.ok());
+  EXPECT_EQ(signed_record->operator_ref, "op-counsel-7");
   auto revoked = Find(log, AuditEvent::kConsentRevoked);
   ASSERT_EQ(revoked.size(), 1u);
   EXPECT_EQ(revoked[0].consent_grant_id, g.grant_id);
   EXPECT_NE(revoked[0].detail.find("withdrawn-by-guardian"), std::string::npos);
+  EXPECT_EQ(revoked[0].operator_ref, "op-wee-1");
+  EXPECT_EQ(revoked[0].operator_signature.size(), 64u);
+  EXPECT_TRUE(schema::DecodeConsentRevocation(revoked[0].operator_statement).ok());
   auto purged = Find(log, AuditEvent::kPurgeConfirmed);
   ASSERT_EQ(purged.size(), 1u);
   EXPECT_EQ(purged[0].actor, "seoul-counsel");

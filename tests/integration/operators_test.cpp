@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -54,8 +55,10 @@ class OperatorsTest : public ::testing::Test {
 
   static std::string PasswordOf(const std::string& name) { return name + "-long-password"; }
 
-  // refbus-agent operator add NAME --role ROLE, the password from a 0600 file.
-  void AddOperator(const std::string& name, const std::string& role) {
+  // refbus-agent operator add NAME --role ROLE, the password from a 0600 file (at the agent
+  // of config, by default seoul-counsel's).
+  void AddOperator(const std::string& name, const std::string& role, std::string config = "") {
+    if (config.empty()) config = agent_->config_path();
     std::string pw_file = root_ + "/" + name + ".pw";
     {
       std::ofstream out(pw_file);
@@ -64,7 +67,7 @@ class OperatorsTest : public ::testing::Test {
     ASSERT_EQ(::chmod(pw_file.c_str(), 0600), 0);
     Process p;
     ASSERT_TRUE(p.Start({BinDir() + "/refbus-agent", "operator", "add", name, "--role", role,
-                         "--password-file", pw_file, "-c", agent_->config_path()},
+                         "--password-file", pw_file, "-c", config},
                         root_ + "/operator-" + name + ".log"));
     ASSERT_EQ(p.Wait(30000), 0) << "operator add " << name;
   }
@@ -123,6 +126,16 @@ class OperatorsTest : public ::testing::Test {
       if (e.ok()) out.push_back(*e);
     }
     return out;
+  }
+
+  // refbus-agent operator roster of the agent of config, written to root_/NAME.roster.
+  std::string Roster(const std::string& config, const std::string& name) {
+    std::string out, file = root_ + "/" + name + ".roster";
+    EXPECT_EQ(Run({BinDir() + "/refbus-agent", "operator", "roster", "-c", config, "--out", file},
+                  "roster-" + name, &out),
+              0)
+        << out;
+    return file;
   }
 
   std::string root_;
@@ -299,6 +312,164 @@ TEST_F(OperatorsTest, OverrideNeedsADifferentSupervisorAndAuditNamesBoth) {
   }
   EXPECT_EQ(found, 1) << "the broker's log must hold the override";
   EXPECT_TRUE(broker_->Start());
+}
+
+// Issue 18 item 1: an operator who opens a message signs the access record; the broker's
+// OPENED entry keeps the signature; refbus-audit names the operator of every access and
+// checks the signature against the agency's roster: valid, the service account, an
+// operator the roster does not list, and a key that is not the rostered one all differ.
+TEST_F(OperatorsTest, OpeningIsSignedByTheOperatorAndTheAuditorVerifiesIt) {
+  AgentDaemon support(fed_, "seoul-support", root_, broker_->endpoint());
+  ASSERT_TRUE(support.Start());
+  support.WaitForSession();
+  AddOperator("pete", "caseworker", support.config_path());
+  const std::string roster_without_olga = Roster(support.config_path(), "before-olga");
+  AddOperator("olga", "caseworker", support.config_path());
+  const std::string roster = Roster(support.config_path(), "support");
+
+  std::string carol = Token("carol");
+  auto consent = As(carol, "POST", "/v1/consents", Consent());
+  ASSERT_EQ(consent.status, 201) << consent.body.dump();
+  auto sent =
+      As(carol, "POST", "/v1/referrals",
+         {{"grant_id", consent.body.value("grant_id", "")},
+          {"to", "seoul-support"},
+          {"purpose", "counseling"},
+          {"fields",
+           {{{"category", "incident-summary"}, {"name", "summary"}, {"value", "threats"}}}}});
+  ASSERT_EQ(sent.status, 201) << sent.body.dump();
+  Json inbox = support.WaitFor(
+      "/v1/inbox", [](const Json& l) { return FindBy(l, "kind", "referral") != nullptr; },
+      "the referral");
+  const Json& referral = *FindBy(inbox, "kind", "referral");
+  const std::string mid = referral.value("message_id", "");
+  // carol's referral carries her signature; the receiving agency checks it with its key.
+  EXPECT_EQ(referral.value("operator", ""), "carol") << referral.dump();
+  EXPECT_EQ(referral.value("operator_signature", ""), "verifies") << referral.dump();
+  auto olga_session = Login("olga", PasswordOf("olga"));  // at seoul-counsel: no such operator
+  EXPECT_EQ(olga_session.status, 401);
+  auto olga_login =
+      support.Call("POST", "/v1/login", {{"operator", "olga"}, {"password", PasswordOf("olga")}},
+                   /*with_token=*/false);
+  ASSERT_EQ(olga_login.status, 200) << olga_login.body.dump();
+  {
+    httplib::Client c(support.url());
+    c.set_read_timeout(30, 0);
+    auto r = c.Post(("/v1/messages/" + mid + "/open").c_str(),
+                    {{"Authorization", "Bearer " + olga_login.body.value("token", "")}}, "{}",
+                    "application/json");
+    ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+  }
+  support.Ok("POST", "/v1/messages/" + mid + "/open", {{"operator", "intake"}});
+  // The owner's access notice names olga, her signature checked with the key it carries.
+  agent_->WaitFor(
+      "/v1/cases/" + consent.body.value("case_ref", ""),
+      [](const Json& c) {
+        for (const auto& n : c.value("access_notices", Json::array())) {
+          if (n.value("operator", "") == "olga" && n.value("operator_signature", "") == "verifies")
+            return true;
+        }
+        return false;
+      },
+      "the access notice of olga's open, her signature verified");
+
+  // The auditor fetches until both OPENED entries are in, and asks who opened what.
+  std::string store = root_ + "/audit-store", auditor = fed_.Dir("auditor-1"), out;
+  Json rows;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(Run({BinDir() + "/refbus-audit", "fetch", "--dir", auditor, "--broker",
+                   "seoul-broker", "--endpoint", broker_->endpoint(), "--store", store},
+                  "fetch", &out),
+              0)
+        << out;
+    ASSERT_EQ(Run({BinDir() + "/refbus-audit", "--json", "accesses", "--agency", "seoul-support",
+                   "--store", store, "--roster", roster, "--dir", auditor},
+                  "accesses", &out),
+              0)
+        << out;
+    Json parsed = Json::parse(out.substr(std::min(out.find('{'), out.size())), nullptr, false);
+    ASSERT_TRUE(parsed.is_object() && parsed.contains("rows")) << out;
+    rows = parsed["rows"];
+    size_t opened = 0;
+    for (const auto& r : rows) opened += r.value("event", "") == "opened" ? 1 : 0;
+    if (opened == 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::map<std::string, std::string> verdicts;
+  for (const auto& r : rows) {
+    if (r.value("event", "") == "opened") {
+      verdicts[r.value("operator_ref", "")] = r.value("operator_check", "");
+    }
+  }
+  EXPECT_EQ(verdicts["olga"], "valid") << rows.dump(2);
+  EXPECT_EQ(verdicts["service:intake"], "no signature (service account)") << rows.dump(2);
+  ASSERT_EQ(verdicts.size(), 2u) << rows.dump(2);
+  ASSERT_EQ(Run({BinDir() + "/refbus-audit", "accesses", "--agency", "seoul-support", "--store",
+                 store, "--roster", roster, "--dir", auditor},
+                "accesses-text", &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("olga (caseworker, key "), std::string::npos) << out;
+
+  // A roster from before olga's account: the auditor cannot tie her key to a person.
+  EXPECT_EQ(Run({BinDir() + "/refbus-audit", "accesses", "--agency", "seoul-support", "--store",
+                 store, "--roster", roster_without_olga, "--dir", auditor},
+                "accesses-before", &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("NOT IN ROSTER"), std::string::npos) << out;
+  // The administrator resets her password: a new key pair, a new roster. Her earlier
+  // signature is not by the key that roster lists for her (a signature by any key but
+  // the rostered one, a forged one included, reads the same); with the earlier roster
+  // kept beside it, it is valid again.
+  std::string pw = root_ + "/olga.pw";
+  ASSERT_EQ(Run({BinDir() + "/refbus-agent", "operator", "passwd", "olga", "--reset",
+                 "--password-file", pw, "-c", support.config_path()},
+                "reset", &out),
+            0)
+      << out;
+  const std::string roster_reset = Roster(support.config_path(), "after-reset");
+  EXPECT_EQ(Run({BinDir() + "/refbus-audit", "case", consent.body.value("case_ref", ""), "--store",
+                 store, "--roster", roster_reset, "--dir", auditor},
+                "case-reset", &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("INVALID"), std::string::npos) << out;
+  EXPECT_NE(out.find("KEY MISMATCH"), std::string::npos) << out;
+  EXPECT_EQ(Run({BinDir() + "/refbus-audit", "case", consent.body.value("case_ref", ""), "--store",
+                 store, "--roster", roster_reset, "--roster", roster, "--dir", auditor},
+                "case-both", &out),
+            0)
+      << out;
+  // The grant carol recorded is countersigned by her ("carol (recorded)").
+  ASSERT_EQ(Run({BinDir() + "/refbus-audit", "--json", "case", consent.body.value("case_ref", ""),
+                 "--store", store},
+                "case-json", &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("countersigned by carol (recorded) [key "), std::string::npos) << out;
+  // The HTML report (Korean, the default) names the operator of every opening with the
+  // same verdicts, and fails on the one the roster does not vouch for.
+  const std::string page = root_ + "/report.html";
+  EXPECT_EQ(Run({BinDir() + "/refbus-audit", "report", "--store", store, "--dir", auditor, "--out",
+                 page, "--min-cosignatures", "0", "--roster", roster_reset},
+                "report-reset", &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("INVALID"), std::string::npos) << out;
+  ASSERT_EQ(Run({BinDir() + "/refbus-audit", "report", "--store", store, "--dir", auditor, "--out",
+                 page, "--min-cosignatures", "0", "--roster", roster_reset, "--roster", roster},
+                "report", &out),
+            0)
+      << out;
+  std::ifstream in(page);
+  const std::string html((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(html.find("누가 무엇을 열람했는가"), std::string::npos);
+  EXPECT_NE(html.find("seoul-support (담당자 olga) valid"), std::string::npos) << html;
+  EXPECT_NE(html.find("seoul-support (담당자 service:intake) no signature (service account)"),
+            std::string::npos)
+      << html;
+  EXPECT_EQ(support.Stop(), 0);
 }
 
 }  // namespace

@@ -426,5 +426,35 @@ TEST_F(AuditReportTest, AnEmptyStoreIsRefused) {
                                     Status::Code::kFailedPrecondition));
 }
 
+// Issue 18: the report in Korean too. Every sentence from the Korean catalog, times in KST
+// (UTC+9) beside UTC, the openings with their operators; English on request.
+TEST_F(AuditReportTest, TheKoreanPageSaysItInKoreanWithKstTimes) {
+  SmallLog();
+  AuditReport r = Build();
+  ASSERT_TRUE(r.verify.ok()) << r.verify.Headline();
+  ASSERT_EQ(r.openings.size(), 2u);
+  const std::string ko = RenderAuditReportHtml(r, ReportLang::kKorean);
+  EXPECT_TRUE(HasSubstr(ko, "<html lang=\"ko\">"));
+  EXPECT_TRUE(HasSubstr(ko, "<p class=\"word\">통과</p>"));
+  EXPECT_TRUE(HasSubstr(ko, "감사 보고서"));
+  EXPECT_TRUE(HasSubstr(ko, "저장된 항목</th><td>11</td>"));
+  EXPECT_TRUE(HasSubstr(ko, "누가 무엇을 열람했는가"));
+  EXPECT_TRUE(HasSubstr(ko, "seoul-counsel (담당자 op-counsel-7) UNSIGNED"));
+  // kNow is 2026-09-21T14:13:20Z: 23:13:20 in Seoul.
+  EXPECT_EQ(KstTime(kNow), "2026-09-21 23:13:20.000 KST");
+  EXPECT_TRUE(HasSubstr(ko, "2026-09-21 23:13:20.000 KST (2026-09-21T14:13:20.000Z)"));
+  for (const char* english : {"Timelines by case", "Consent grants", "The log", "PASS",
+                              "Entries in the store", "Why listed", "This page holds"}) {
+    EXPECT_TRUE(Lacks(ko, english)) << "English left in the Korean page";
+  }
+  const std::string en = RenderAuditReportHtml(r, ReportLang::kEnglish);
+  EXPECT_TRUE(HasSubstr(en, "<html lang=\"en\">"));
+  EXPECT_TRUE(HasSubstr(en, "Who opened what"));
+  EXPECT_TRUE(Lacks(en, "감사"));
+  EXPECT_TRUE(ParseReportLang("ko").ok());
+  EXPECT_FALSE(ParseReportLang("jp").ok());
+  EXPECT_EQ(Fill("{2} and {1}", {"a", "b"}), "b and a");
+}
+
 }  // namespace
 }  // namespace refbus::audit

@@ -6,6 +6,7 @@
 // pass values through unchecked, so only the decoders are under test.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <optional>
 #include <random>
@@ -169,8 +170,8 @@ PurgeConfirmation ValidPurge() {
 }
 
 SignedStatement StatementOf(Bytes statement) {
-  return SignedStatement{std::move(statement), Fill(kKeyIdBytes, 0x41),
-                         Fill(kSignatureBytes, 0x42)};
+  return SignedStatement{std::move(statement), Fill(kKeyIdBytes, 0x41), Fill(kSignatureBytes, 0x42),
+                         std::nullopt};
 }
 
 CaseClosed ValidCaseClosed() {
@@ -326,6 +327,35 @@ TEST(WorkflowCodecTest, EveryCaseMessageTypeRoundTrips) {
     EXPECT_EQ(out->version, 1u);
     EXPECT_EQ(EncodeCaseMessage(*out), bytes) << static_cast<int>(type);
   }
+}
+
+// PROTOCOL.md 9.2: an operator's signature on a case message covers the exact bytes
+// before it, and is the message's last field.
+TEST(WorkflowCodecTest, OperatorSignatureIsTheLastFieldAndCoversTheBytesBefore) {
+  CaseMessage m = MessageOf(CaseMessage::Type::kReferral);
+  const Bytes body = EncodeCaseMessageBody(m);
+  m.operator_signature = OperatorSignature{"carol", Bytes(32, 7), Bytes(64, 9)};
+  const Bytes all = EncodeCaseMessage(m);
+  ASSERT_GT(all.size(), body.size());
+  EXPECT_TRUE(std::equal(body.begin(), body.end(), all.begin())) << "the body is the prefix";
+  auto out = DecodeCaseMessage(all);
+  ASSERT_TRUE(IsOk(out));
+  ASSERT_TRUE(out->operator_signature.has_value());
+  EXPECT_EQ(out->operator_signature->operator_ref, "carol");
+  EXPECT_EQ(out->operator_signed_bytes, body);
+  EXPECT_EQ(EncodeCaseMessage(*out), all);
+  // The signature first, then the body: it is not the last field, refused.
+  Bytes moved(all.begin() + static_cast<ptrdiff_t>(body.size()), all.end());
+  moved.insert(moved.end(), body.begin(), body.end());
+  EXPECT_TRUE(HasError(DecodeCaseMessage(moved), Code::kMalformed, "operator_signature"));
+  // A key or signature of the wrong size.
+  m.operator_signature->public_key = Bytes(31, 7);
+  EXPECT_TRUE(HasError(DecodeCaseMessage(EncodeCaseMessage(m)), Code::kMalformed, "public_key"));
+  // Without one: nothing signed, nothing set.
+  auto plain = DecodeCaseMessage(body);
+  ASSERT_TRUE(IsOk(plain));
+  EXPECT_FALSE(plain->operator_signature.has_value());
+  EXPECT_TRUE(plain->operator_signed_bytes.empty());
 }
 
 TEST(WorkflowCodecTest, ReferralFieldsSurvive) {
