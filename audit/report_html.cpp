@@ -44,7 +44,6 @@ footer{color:#57606a;border-top:1px solid #d0d7de;margin-top:28px;padding-top:6p
 constexpr size_t kMaxProblemsShown = 500;
 
 std::string E(std::string_view s) { return HtmlEscape(s); }
-std::string Hex(ByteView b) { return HexEncode(b); }
 
 // "2026-11-22T06:07:14.123Z": the log's events come many to a second.
 std::string TimeMs(UnixMillis t) {
@@ -108,7 +107,7 @@ std::string VerdictBadge(const keys::OperatorCheck& c) {
 std::string GrantCell(const ReportText& t, const AuditReport& r, ByteView grant_id,
                       bool emergency_entry) {
   if (grant_id.empty()) return None(t.no_grant);
-  std::string out = Code(Hex(grant_id));
+  std::string out = Code(HexEncode(grant_id));
   auto it = r.grants.find(Bytes(grant_id.begin(), grant_id.end()));
   if (it == r.grants.end() || !it->second.granted) {
     out += " " + None(t.not_granted_here);
@@ -148,7 +147,7 @@ std::string EntryDetails(const ReportText& t, const AuditReport& r, const AuditE
     auto g = r.grants.find(e.consent_grant_id);
     const bool emergency =
         e.emergency_override || (g != r.grants.end() && g->second.emergency_override);
-    parts.push_back(std::string(t.grant) + " " + Code(Hex(e.consent_grant_id)) +
+    parts.push_back(std::string(t.grant) + " " + Code(HexEncode(e.consent_grant_id)) +
                     (emergency ? Badge(t) : ""));
   } else if (e.emergency_override) {
     parts.push_back(Badge(t));
@@ -234,12 +233,12 @@ void RenderLog(const ReportText& t, const AuditReport& r, std::string& h) {
   row(t.entries_in_store, Num(r.entries));
   row(t.checkpoints_in_store, Fill(t.checkpoints_desc, {Num(v.checkpoints), Num(v.signatures_ok)}));
   row(t.verified_size,
-      Num(v.verified_size) + (v.verified_size > 0 ? t.root + Code(Hex(v.verified_root)) : ""));
+      Num(v.verified_size) + (v.verified_size > 0 ? t.root + Code(HexEncode(v.verified_root)) : ""));
   if (r.latest) {
     std::string latest = Fill(t.latest_desc, {Num(r.latest->size), Num(r.latest->seq),
                                               When(t, r.latest->received_at_ms)});
     if (v.verified_size == r.latest->size && v.verified_size > 0) {
-      latest += t.root + Code(Hex(v.verified_root));
+      latest += t.root + Code(HexEncode(v.verified_root));
     } else {
       latest += t.not_verified;
     }
@@ -331,7 +330,7 @@ void RenderGrants(const ReportText& t, const AuditReport& r, std::string& h) {
        "</th><th>" + t.detail + "</th></tr>\n";
   for (const ReportGrant* g : shown) {
     h +=
-        "<tr><td>" + Code(Hex(g->grant_id)) + (g->emergency_override ? Badge(t) : "") +
+        "<tr><td>" + Code(HexEncode(g->grant_id)) + (g->emergency_override ? Badge(t) : "") +
         "</td><td>" + RefOrNone(g->case_ref) + "</td><td>" + TextOrNone(g->recorded_by) +
         "</td><td>" + TextOrNone(g->basis) + "</td><td>" +
         (g->granted ? Fill(t.entry_at, {Num(g->index), When(t, g->time_ms)}) : None(t.not_in_log)) +
@@ -375,9 +374,9 @@ void RenderQuery(const ReportText& t, const Result<QueryResult>& q, const QueryS
     }
     h += "<tr><td class=\"num\">" + Num(e.index) + "</td><td class=\"t\">" + When(t, e.time_ms) +
          "</td><td>" + E(schema::Name(e.event)) + "</td><td>" + TextOrNone(e.actor) + "</td><td>" +
-         CodeOrNone(Hex(e.message_id)) + "</td><td>" + RefOrNone(row.case_ref) + "</td><td>" +
+         CodeOrNone(HexEncode(e.message_id)) + "</td><td>" + RefOrNone(row.case_ref) + "</td><td>" +
          TextOrNone(row.sender_id) + "</td><td>" + TextOrNone(RecipientList(e)) + "</td><td>" +
-         CodeOrNone(Hex(row.consent_grant_id)) + "</td><td>" + TextOrNone(e.operator_ref) +
+         CodeOrNone(HexEncode(row.consent_grant_id)) + "</td><td>" + TextOrNone(e.operator_ref) +
          "</td><td>" + TextOrNone(row.note.empty() ? e.detail : row.note) + "</td></tr>\n";
   }
   h += "</table>\n<p>" +
@@ -403,7 +402,7 @@ void RenderOpenings(const ReportText& t, const AuditReport& r, std::string& h) {
   for (const auto& [index, o] : r.openings) {
     const AuditEntry& e = o.entry;
     h += "<tr><td class=\"num\">" + Num(index) + "</td><td class=\"t\">" + When(t, e.time_ms) +
-         "</td><td>" + TextOrNone(e.actor) + "</td><td>" + CodeOrNone(Hex(e.message_id)) +
+         "</td><td>" + TextOrNone(e.actor) + "</td><td>" + CodeOrNone(HexEncode(e.message_id)) +
          "</td><td>" + RefOrNone(e.case_ref) + "</td><td>" + TextOrNone(e.operator_ref) +
          "</td><td>" + VerdictBadge(o.check) + " " + E(o.check.why) + "</td></tr>\n";
   }
@@ -438,7 +437,7 @@ void RenderMessages(const ReportText& t, const AuditReport& r, const ReportCase&
     std::vector<std::string> relayed;
     for (const auto& f : m.forwarded_to) relayed.push_back(Fill(t.forwarded_to, {f}));
     for (const auto& x : m.rerouted) relayed.push_back(Fill(t.rerouted, {x}));
-    h += "<tr><td>" + Code(Hex(m.message_id)) +
+    h += "<tr><td>" + Code(HexEncode(m.message_id)) +
          (m.accepted ? "<br>" + Fill(t.accepted_at, {When(t, m.accepted_ms)})
                      : "<br>" + None(t.no_accepted)) +
          "</td><td>" +
@@ -481,7 +480,7 @@ void RenderCases(const ReportText& t, const AuditReport& r, std::string& h) {
     for (const AuditEntry& e : c.entries) {
       h += "<tr><td class=\"num\">" + Num(e.index) + "</td><td class=\"t\">" + When(t, e.time_ms) +
            "</td><td>" + E(schema::Name(e.event)) + "</td><td>" + TextOrNone(e.actor) +
-           "</td><td>" + CodeOrNone(Hex(e.message_id)) + "</td><td>" + EntryDetails(t, r, e) +
+           "</td><td>" + CodeOrNone(HexEncode(e.message_id)) + "</td><td>" + EntryDetails(t, r, e) +
            "</td></tr>\n";
     }
     h += "</table>\n</article>\n";
