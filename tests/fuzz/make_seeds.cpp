@@ -408,8 +408,8 @@ void CaseMessages(const fs::path& root, const fuzz::Fixture& fx) {
   m.type = T::kDeletionRequest;
   m.deletion_request.request_id = Id16(0x44);
   m.deletion_request.case_ref = kCaseRef;
-  m.deletion_request.items = {{"item-1", "https://example.org/p/1", Bytes(32, 0xC0), "example"},
-                              {"item-2", "https://example.net/v/2", {}, ""}};
+  m.deletion_request.items = {{"item-1", "https://example.org/p/1", Bytes(32, 0xC0), "example", ""},
+                              {"item-2", "https://example.net/v/2", {}, "", "a note"}};
   m.deletion_request.monitor = true;
   m.deletion_request.report_to = {std::string(fuzz::kSenderId)};
   m.deletion_request.signed_grant = SignedGrant(fx, false);
