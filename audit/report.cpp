@@ -18,12 +18,6 @@ void AddUnique(std::vector<std::string>& v, std::string s) {
   if (std::find(v.begin(), v.end(), s) == v.end()) v.push_back(std::move(s));
 }
 
-std::string RecipientList(const AuditEntry& e) {
-  std::string s;
-  for (const auto& r : e.recipients) s += (s.empty() ? "" : ", ") + r;
-  return s;
-}
-
 // "basis X (article)" from a CONSENT_GRANTED detail ("basis X (article); expires ...").
 std::string BasisOf(std::string_view detail) {
   constexpr std::string_view kPrefix = "basis ";
@@ -144,6 +138,12 @@ void FilterRows(Result<QueryResult>& r, const std::optional<std::string>& case_r
 }
 
 }  // namespace
+
+std::string RecipientList(const AuditEntry& e) {
+  std::string s;
+  for (const auto& r : e.recipients) s += (s.empty() ? "" : ", ") + r;
+  return s;
+}
 
 std::string HtmlEscape(std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";

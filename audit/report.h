@@ -159,6 +159,9 @@ std::string RenderAuditReportHtml(const AuditReport& report,
 // the log can reorder what the page shows.
 std::string HtmlEscape(std::string_view text);
 
+// An entry's recipients as "a, b, c" (the report's text and its HTML rendering).
+std::string RecipientList(const schema::AuditEntry& e);
+
 }  // namespace refbus::audit
 
 #endif  // REFBUS_AUDIT_REPORT_H_

@@ -75,12 +75,6 @@ std::string Joined(const std::vector<std::string>& v) {
 }
 std::string Num(uint64_t n) { return std::to_string(n); }
 
-std::string RecipientList(const AuditEntry& e) {
-  std::string s;
-  for (const auto& r : e.recipients) s += (s.empty() ? "" : ", ") + r;
-  return s;
-}
-
 std::string None(std::string_view s) {
   return "<span class=\"none\">" + std::string(s) + "</span>";
 }
@@ -232,8 +226,8 @@ void RenderLog(const ReportText& t, const AuditReport& r, std::string& h) {
   row(t.key_at_fetch, CodeOrNone(r.key_fingerprint));
   row(t.entries_in_store, Num(r.entries));
   row(t.checkpoints_in_store, Fill(t.checkpoints_desc, {Num(v.checkpoints), Num(v.signatures_ok)}));
-  row(t.verified_size,
-      Num(v.verified_size) + (v.verified_size > 0 ? t.root + Code(HexEncode(v.verified_root)) : ""));
+  row(t.verified_size, Num(v.verified_size) +
+                           (v.verified_size > 0 ? t.root + Code(HexEncode(v.verified_root)) : ""));
   if (r.latest) {
     std::string latest = Fill(t.latest_desc, {Num(r.latest->size), Num(r.latest->seq),
                                               When(t, r.latest->received_at_ms)});
