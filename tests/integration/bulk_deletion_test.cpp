@@ -29,8 +29,8 @@ namespace {
 using schema::AgencyType;
 
 // 20,000 items (4 chunks, ~6 s) in the suite: 100,000 take ~19 s on the shared 2-core
-// machine, too much of the suite's time budget for one test. deploy/bench.sh runs 10,000 and 100,000 through
-// REFBUS_BULK_ITEMS (the same test, the same assertions).
+// machine, too much of the suite's time budget for one test. deploy/bench.sh runs 10,000 and
+// 100,000 through REFBUS_BULK_ITEMS (the same test, the same assertions).
 size_t ItemCount() {
   const char* v = std::getenv("REFBUS_BULK_ITEMS");
   return v != nullptr ? std::strtoul(v, nullptr, 10) : 20000;
