@@ -132,16 +132,18 @@ Result<EvaluationCount> EvaluationQuota::Read(std::string_view agency_id, uint32
 
 Result<uint64_t> EvaluationQuota::PruneBefore(uint32_t day) {
   REFBUS_ASSIGN_OR_RETURN(auto txn, env_->BeginWrite());
-  REFBUS_ASSIGN_OR_RETURN(auto cur, lmdb::Cursor::Open(txn, dbi_));
   uint64_t removed = 0;
-  REFBUS_ASSIGN_OR_RETURN(auto item, cur.First());
-  while (item.has_value()) {
-    const ByteView k = item->key;
-    if (k.size() >= 5 && ReadU32(k.data() + k.size() - 4) < day) {
-      REFBUS_RETURN_IF_ERROR(cur.DeleteCurrent());
-      ++removed;
+  {  // The cursor closes before the commit: LMDB frees a write transaction's cursors itself.
+    REFBUS_ASSIGN_OR_RETURN(auto cur, lmdb::Cursor::Open(txn, dbi_));
+    REFBUS_ASSIGN_OR_RETURN(auto item, cur.First());
+    while (item.has_value()) {
+      const ByteView k = item->key;
+      if (k.size() >= 5 && ReadU32(k.data() + k.size() - 4) < day) {
+        REFBUS_RETURN_IF_ERROR(cur.DeleteCurrent());
+        ++removed;
+      }
+      REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
     }
-    REFBUS_ASSIGN_OR_RETURN(item, cur.Next());
   }
   REFBUS_RETURN_IF_ERROR(txn.Commit());
   return removed;

@@ -147,13 +147,17 @@ TEST(EvaluatorTest, ADamagedQuotaRecordFailsClosed) {
     ASSERT_TRUE(IsOk(dbi));
     auto txn = f.env->BeginWrite();
     ASSERT_TRUE(IsOk(txn));
-    auto cur = lmdb::Cursor::Open(*txn, *dbi);
-    ASSERT_TRUE(IsOk(cur));
-    auto item = cur->First();
-    ASSERT_TRUE(IsOk(item));
-    ASSERT_TRUE(item->has_value());
-    Bytes key((*item)->key.begin(), (*item)->key.end());
-    Bytes value((*item)->value.begin(), (*item)->value.end());
+    Bytes key;
+    Bytes value;
+    {  // closed before the commit (LMDB frees a write transaction's cursors itself)
+      auto cur = lmdb::Cursor::Open(*txn, *dbi);
+      ASSERT_TRUE(IsOk(cur));
+      auto item = cur->First();
+      ASSERT_TRUE(IsOk(item));
+      ASSERT_TRUE(item->has_value());
+      key.assign((*item)->key.begin(), (*item)->key.end());
+      value.assign((*item)->value.begin(), (*item)->value.end());
+    }
     value[3] = 0;
     ASSERT_TRUE(IsOk(txn->Put(*dbi, key, value)));
     ASSERT_TRUE(IsOk(txn->Commit()));
