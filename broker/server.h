@@ -237,7 +237,8 @@ class Server {
     std::string latest_checkpoint;             // its note
   };
 
-  // An envelope's signature and times, checked ahead of handling (keys::VerifyEnvelope).
+  // An envelope's times and sender key, and for a relayed one its signature, checked ahead
+  // of handling (keys::VerifyEnvelope, keys::CheckEnvelopeExceptSignature).
   struct Verified {
     Result<schema::SealedEnvelope> envelope;
     keys::EnvelopeCheck check = keys::EnvelopeCheck::kOk;
@@ -309,9 +310,12 @@ class Server {
   // Decodes the burst's frames and verifies their envelopes on the verify pool. Reads only
   // the directory and the config; writes only the burst.
   void Precheck(std::vector<Incoming>& burst, UnixMillis now);
-  // keys::VerifyEnvelope against the current directory. Any thread, while the directory
-  // does not change (the loop changes it only between bursts).
-  Verified Verify(ByteView envelope, UnixMillis now) const;
+  // keys::VerifyEnvelope (relayed: signature checked) or keys::CheckEnvelopeExceptSignature
+  // (submitted on the sender's own session; SECURITY.md) against the current directory.
+  // Any thread, while the directory does not change (the loop changes it only between
+  // bursts).
+  enum class SignatureCheck { kCheck, kSendersOwnSession };
+  Verified Verify(ByteView envelope, UnixMillis now, SignatureCheck signature) const;
   void HandleMessage(Incoming& in, Turn& turn, UnixMillis now);
   // Hands a checked frame to its handler.
   void HandleFrame(const std::string& routing_id, const std::string& peer_id,

@@ -6,7 +6,10 @@
 // sender signs header and ciphertext with Ed25519 (non-repudiation: auditors can prove
 // who sent what). Recipients are inside the signature, so nobody can re-address it.
 //
-// VerifyEnvelope is what a broker runs: times, sender key, signature; no secrets needed.
+// VerifyEnvelope is what a broker runs on a relayed envelope, and a recipient on every
+// one: times, sender key, signature; no secrets needed. CheckEnvelopeExceptSignature is
+// what the sender's home broker runs on an envelope submitted on the sender's own CURVE
+// session (SECURITY.md, "The home broker does not check the envelope signature").
 // OpenEnvelope is what a recipient runs: VerifyEnvelope, then its own wrapped key, prekey
 // validity, key commitment and content decryption. Every failure is a distinct,
 // readable Status; no failure aborts.
@@ -59,6 +62,14 @@ enum class EnvelopeCheck { kOk, kMalformed, kTime, kSenderKey, kSignature };
 Result<schema::SealedEnvelope> VerifyEnvelope(ByteView envelope_bytes,
                                               const schema::Directory& directory, UnixMillis now,
                                               EnvelopeCheck* failed = nullptr);
+
+// VerifyEnvelope without the Ed25519 check: decode, lifetime and clock skew, the sender's
+// signing key in the directory for the envelope's time, the sender an agency. Never
+// kSignature in failed.
+Result<schema::SealedEnvelope> CheckEnvelopeExceptSignature(ByteView envelope_bytes,
+                                                            const schema::Directory& directory,
+                                                            UnixMillis now,
+                                                            EnvelopeCheck* failed = nullptr);
 
 struct OpenedEnvelope {
   schema::SealedEnvelope envelope;

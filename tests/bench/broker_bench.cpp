@@ -44,6 +44,7 @@ namespace {
 
 using refbus::bench::Percentile;
 using refbus::bench::ProbeFsyncMs;
+using refbus::bench::ProcessCpuSeconds;
 
 struct Options {
   size_t messages = 20000;
@@ -322,6 +323,7 @@ int main(int argc, char** argv) {
     const char* name;
     std::string endpoint;
     RunResult full, paced;
+    double cpu_us_per_msg = -1;  // the target process's CPU time during the full-speed run
   };
   std::vector<Target> targets = {{"plain CURVE forwarder", fwd_ep, {}, {}},
                                  {"refbus-broker", broker.endpoint(), {}, {}}};
@@ -339,7 +341,13 @@ int main(int argc, char** argv) {
       continue;
     }
     std::vector<Bytes> mine(envelopes.begin(), envelopes.end());
+    pid_t target_pid = &t == &targets[0] ? fwd : broker.process().pid();
+    double cpu_before = ProcessCpuSeconds(target_pid);
     t.full = Drive(c, mine, o.messages, o.window, 0);
+    double cpu_after = ProcessCpuSeconds(target_pid);
+    if (cpu_before >= 0 && cpu_after >= 0 && t.full.acked > 0) {
+      t.cpu_us_per_msg = (cpu_after - cpu_before) * 1e6 / static_cast<double>(t.full.acked);
+    }
     std::vector<Bytes> paced(envelopes.begin() + static_cast<long>(o.messages), envelopes.end());
     t.paced = Drive(c, paced, o.paced_messages, o.window, o.rate);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -360,7 +368,11 @@ int main(int argc, char** argv) {
   std::printf("disk: 4 KiB write + fdatasync %.3f ms before the run, %.3f ms after\n", fsync_before,
               fsync_after);
   std::printf("full speed (submit -> ack, %zu in flight):\n", o.window);
-  for (const auto& t : targets) Report(t.name, t.full);
+  for (const auto& t : targets) {
+    Report(t.name, t.full);
+    std::printf("  %s CPU time per message (user + system, /proc): %.1f us\n", t.name,
+                t.cpu_us_per_msg);
+  }
   std::printf("paced at %zu msg/s (%zu messages):\n", o.rate, o.paced_messages);
   for (const auto& t : targets) Report(t.name, t.paced);
   double fwd_rate = static_cast<double>(targets[0].full.acked) / targets[0].full.seconds;
@@ -378,12 +390,12 @@ int main(int argc, char** argv) {
                                   std::pair<const char*, const Target*>{"brk", &targets[1]}}) {
     std::printf(
         " %s_acked=%zu %s_refused=%zu %s_rate=%.0f %s_p50_ms=%.3f %s_p99_ms=%.3f "
-        "%s_paced_p50_ms=%.3f %s_paced_p99_ms=%.3f",
+        "%s_paced_p50_ms=%.3f %s_paced_p99_ms=%.3f %s_cpu_us=%.1f",
         prefix, t->full.acked, prefix, t->full.refused, prefix,
         t->full.seconds > 0 ? static_cast<double>(t->full.acked) / t->full.seconds : 0, prefix,
         Percentile(t->full.latencies_ms, 0.50), prefix, Percentile(t->full.latencies_ms, 0.99),
         prefix, Percentile(t->paced.latencies_ms, 0.50), prefix,
-        Percentile(t->paced.latencies_ms, 0.99));
+        Percentile(t->paced.latencies_ms, 0.99), prefix, t->cpu_us_per_msg);
   }
   std::printf(" ratio=%.3f broker_exit=%d\n", brk_rate / fwd_rate, broker_exit);
   testing::RemoveTree(root);

@@ -191,14 +191,9 @@ TEST_F(BrokerTest, EveryNackReason) {
   // Sender is not the authenticated peer: the police unit's envelope, submitted by wee.
   ExpectNack(wee->Submit(SealTo(Id("seoul-police-03"), dir, {"seoul-counsel"}, now)),
              NackReason::kSenderMismatch);
-  // Bad signature: one flipped ciphertext byte.
-  {
-    Bytes env = SealTo(Id("seoul-wee-01"), dir, {"seoul-counsel"}, now);
-    auto e = schema::DecodeEnvelope(env);
-    ASSERT_TRUE(e.ok());
-    e->ciphertext[10] ^= 1;
-    ExpectNack(wee->Submit(schema::EncodeEnvelope(*e)), NackReason::kBadSignature);
-  }
+  // (A bad signature on the sender's own session is the recipient's to refuse:
+  // AnEnvelopesSignatureIsCheckedByItsRecipientNotItsSendersBroker. Relayed:
+  // FederationTest.ForgedAndMalformedRelaysAreRefusedAuditedAndDoNotStallTheLink.)
   // Expired envelope (sealed a second ago with a half-second lifetime).
   ExpectNack(wee->Submit(SealTo(Id("seoul-wee-01"), dir, {"seoul-counsel"}, now - 1000, 500)),
              NackReason::kExpired);
@@ -255,12 +250,58 @@ TEST_F(BrokerTest, EveryNackReason) {
   EXPECT_EQ(broker_->Stop(), 0);
   std::string log = broker_->Log();
   for (const char* reason :
-       {"malformed", "too-large", "sender-mismatch", "bad-signature", "expired",
-        "unknown-recipient", "quota-exceeded", "revoked-recipient", "unknown-sender-key"}) {
+       {"malformed", "too-large", "sender-mismatch", "expired", "unknown-recipient",
+        "quota-exceeded", "revoked-recipient", "unknown-sender-key"}) {
     EXPECT_NE(log.find(std::string("refused")), std::string::npos);
     EXPECT_NE(log.find(reason), std::string::npos) << "no logged event for " << reason;
   }
   EXPECT_NE(log.find("is revoked by directory serial 2"), std::string::npos) << log;
+}
+
+// The home broker does not check the Ed25519 signature of an envelope its sender submits
+// on its own CURVE session (SECURITY.md): it is accepted and audited as that session's
+// submission under its hash, delivered byte for byte, and its recipient refuses to open it.
+TEST_F(BrokerTest, AnEnvelopesSignatureIsCheckedByItsRecipientNotItsSendersBroker) {
+  ASSERT_TRUE(broker_->Start());
+  auto wee = Connect("seoul-wee-01");
+  auto counsel = Connect("seoul-counsel");
+  Bytes bad = SealTo(Id("seoul-wee-01"), fed_.directory(), {"seoul-counsel"}, Now());
+  {
+    auto e = schema::DecodeEnvelope(bad);
+    ASSERT_TRUE(e.ok());
+    e->ciphertext[10] ^= 1;  // one flipped ciphertext byte after signing
+    bad = schema::EncodeEnvelope(*e);
+  }
+  auto r = wee->Submit(bad);
+  ASSERT_TRUE(r.has_value()) << broker_->Log();
+  ASSERT_EQ(r->type, Frame::Type::kAck)
+      << "home broker refused: " << schema::Name(r->nack.reason) << " " << r->nack.detail;
+  auto d = counsel->Receive(5000);
+  ASSERT_TRUE(d && d->type == Frame::Type::kDeliver);
+  EXPECT_EQ(d->deliver.envelope, bad);
+  auto opened =
+      keys::OpenEnvelope(Id("seoul-counsel"), d->deliver.envelope, fed_.directory(), Now());
+  ASSERT_FALSE(opened.ok()) << "the recipient opened an envelope whose signature is bad";
+  EXPECT_NE(opened.status().message().find("signature does not verify"), std::string::npos)
+      << opened.status().ToString();
+  ASSERT_EQ(broker_->Stop(), 0);
+  // The audit log ties the bytes the recipient refused to the session that submitted them.
+  broker::StoreOptions o;
+  o.dir = root_ + "/seoul-data";
+  o.broker_id = "seoul-broker";
+  auto store = broker::Store::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  size_t accepted = 0;
+  for (uint64_t i = 0; i < *(*store)->AuditSize(); ++i) {
+    auto e = schema::DecodeAuditEntry(*(*store)->AuditEntryBytes(i));
+    ASSERT_TRUE(e.ok());
+    if (e->event != schema::AuditEvent::kEnvelopeAccepted) continue;
+    ++accepted;
+    EXPECT_EQ(e->actor, "seoul-wee-01");
+    EXPECT_EQ(e->sender_id, "seoul-wee-01");
+    EXPECT_EQ(e->envelope_sha256, Sha256(bad));
+  }
+  EXPECT_EQ(accepted, 1u);
 }
 
 TEST_F(BrokerTest, RevokedAgencyCannotReconnect) {
