@@ -218,7 +218,7 @@ Result<std::unique_ptr<Env>> Env::Open(const std::string& dir, const EnvOptions&
       LmdbStatus(mdb_env_set_maxdbs(env->env_, options.max_dbs), "lmdb set max dbs"));
   REFBUS_RETURN_IF_ERROR(
       LmdbStatus(mdb_env_set_maxreaders(env->env_, options.max_readers), "lmdb set max readers"));
-  rc = mdb_env_open(env->env_, dir.c_str(), 0, 0600);
+  rc = mdb_env_open(env->env_, dir.c_str(), options.env_flags, 0600);
   if (rc != MDB_SUCCESS) {
     return LmdbStatus(rc, "cannot open the LMDB data in " + dir +
                               " (is it a refbus data directory of this version?)");
