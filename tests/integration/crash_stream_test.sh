@@ -2,7 +2,10 @@
 # Integration test: kill -9 of the broker in the middle of a stream of 10,000 messages.
 # Real processes, real keys, loopback: refbus-broker, a sending and a receiving agent
 # (refbus-loadgen send | receive: the agent library's client and store). The broker is
-# killed while the stream runs and restarted on the same endpoint. Afterwards: the set of message ids the receiving application got equals
+# killed twice while the stream runs and restarted on the same endpoint each time: once
+# at a third of the stream wherever it is, once at two thirds exactly between a commit and
+# its acks (gdb stops it at Server::SendReplies, which runs after the writer's commit
+# returned and before any reply of that commit is sent; gdb is required). Afterwards: the set of message ids the receiving application got equals
 # the set the broker acknowledged to the sender, and no id reached the application twice.
 # Redeliveries below the application are counted and reported.
 #   crash_stream_test.sh BIN_DIR [COUNT]
@@ -83,6 +86,28 @@ done
 echo "killing the broker with SIGKILL after $n acks"
 kill -9 "$broker_pid"
 wait "$broker_pid" 2>/dev/null
+sleep 1
+start_broker
+echo "broker restarted on $endpoint"
+
+# The second kill: between a commit and its acks, under load. gdb stops the broker at the
+# 20th SendReplies after two thirds of the stream are acked (a commit of the stream, its
+# envelopes durable, none of its acks sent) and SIGKILLs it there.
+command -v gdb >/dev/null || fail "gdb is needed to stop the broker between a commit and its ack"
+for _ in $(seq $((2400 * slow))); do
+  n=$(wc -l <"$work/acked.ids")
+  [[ $n -ge $((2 * count / 3)) ]] && break
+  sleep 0.05
+done
+gdb -p "$broker_pid" -batch -ex 'set pagination off' \
+  -ex 'break refbus::broker::Server::SendReplies' -ex 'ignore 1 19' -ex 'continue' \
+  -ex 'bt 3' -ex "shell kill -9 $broker_pid" >"$work/gdb.log" 2>&1
+wait "$broker_pid" 2>/dev/null
+grep -q 'Server::SendReplies' "$work/gdb.log" ||
+  fail "gdb did not stop the broker at SendReplies: $(tail -5 "$work/gdb.log")"
+n_at_kill=$(wc -l <"$work/acked.ids")
+[[ $n_at_kill -lt $count ]] || fail "the stream ended before the second kill ($n_at_kill acks)"
+echo "killed the broker with SIGKILL between a commit and its acks, after $n_at_kill acks"
 sleep 1
 start_broker
 echo "broker restarted on $endpoint"
