@@ -25,6 +25,8 @@ packages=(
   prometheus
   # systemd-analyze checks the units in deploy/systemd
   systemd
+  # gdb stops the broker between a commit and its acks in the crash_stream test
+  gdb
   # the packaging test: cpack's DEB generator (dpkg-shlibdeps, file) and the postinst's
   # adduser, run in a private mount namespace (unshare)
   dpkg-dev file adduser util-linux
