@@ -247,6 +247,30 @@ TEST_F(EnvelopeTest, TamperedSignatureIsUnauthenticated) {
       HasCode(Open("agency-b", schema::EncodeEnvelope(relabelled)), Code::kUnauthenticated));
 }
 
+// What a home broker runs on its sender's own session (SECURITY.md, issue 21): every check
+// of VerifyEnvelope but the signature, which it leaves to the recipient.
+TEST_F(EnvelopeTest, CheckExceptSignatureSkipsOnlyTheSignature) {
+  schema::SealedEnvelope e = Must(schema::DecodeEnvelope(Seal({"agency-b"}, content_)));
+  e.signature[0] ^= 0x01;
+  Bytes bad = schema::EncodeEnvelope(e);
+  EnvelopeCheck check = EnvelopeCheck::kSignature;
+  EXPECT_TRUE(IsOk(CheckEnvelopeExceptSignature(bad, fed_.directory(), kNow, &check)));
+  EXPECT_EQ(check, EnvelopeCheck::kOk);
+  EXPECT_TRUE(HasCode(VerifyEnvelope(bad, fed_.directory(), kNow), Code::kUnauthenticated));
+  // Times, the sender's listing and decoding are still checked.
+  EXPECT_TRUE(HasCode(CheckEnvelopeExceptSignature(bad, fed_.directory(), kNow + 8 * kDay, &check),
+                      Code::kExpired));
+  EXPECT_EQ(check, EnvelopeCheck::kTime);
+  Identity stranger = NewIdentity("agency-x", PartyKind::kAgency);
+  Bytes unlisted = Must(SealEnvelope(stranger, Request({"agency-b"}), content_));
+  EXPECT_FALSE(CheckEnvelopeExceptSignature(unlisted, fed_.directory(), kNow, &check).ok());
+  EXPECT_EQ(check, EnvelopeCheck::kSenderKey);
+  EXPECT_FALSE(
+      CheckEnvelopeExceptSignature(ToBytes("not an envelope"), fed_.directory(), kNow, &check)
+          .ok());
+  EXPECT_EQ(check, EnvelopeCheck::kMalformed);
+}
+
 TEST_F(EnvelopeTest, ReaddressedEnvelopeIsUnauthenticated) {
   schema::SealedEnvelope e = Must(schema::DecodeEnvelope(Seal({"agency-b", "agency-c"}, content_)));
   RecipientPrekey d = fed_.PrekeyOf("agency-d", kNow);
