@@ -7,6 +7,7 @@
 // agency; a malformed element and a broker without the role are refused.
 #include <gtest/gtest.h>
 #include <sodium.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <fstream>
@@ -60,6 +61,9 @@ class LinkageEvalTest : public ::testing::Test {
     Process p;
     if (!p.Start({BinDir() + "/refbus-broker", "linkage-key", "--out", path}, out)) return "";
     EXPECT_EQ(p.Wait(Scaled(10000)), 0);
+    struct stat st {};
+    EXPECT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << path;  // a secret key: the owner's only
     std::ifstream in(out);
     std::string line, hex;
     while (std::getline(in, line)) {
