@@ -168,8 +168,10 @@ void Client::HandleFrame(schema::Frame f, std::vector<IncomingDelivery>& deliver
     case T::kAuditReply:  // answers audit queries, which agents never send
     case T::kWitnessRequest:
     case T::kWitnessReply:
-    case T::kAddCosignature:  // witnessing is between brokers and auditors
-    case T::kRelay:           // broker to broker
+    case T::kAddCosignature:    // witnessing is between brokers and auditors
+    case T::kRelay:             // broker to broker
+    case T::kLinkageEvaluate:   // agency to an evaluator broker
+    case T::kLinkageEvaluated:  // answered on the linkage client's own session
       ++counters_.bad_frames;
       spdlog::warn("agent: broker {} sent a frame of a type only clients send; ignoring it",
                    broker_id_);

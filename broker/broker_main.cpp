@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <string_view>
@@ -15,6 +16,8 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "keys/secret.h"
+#include "linkage/evaluator_key.h"
+#include "linkage/oprf.h"
 
 namespace {
 
@@ -138,9 +141,49 @@ int RunBackupCommand(int argc, char** argv) {
   return 0;
 }
 
+// ---- refbus-broker linkage-key (PROTOCOL.md 13.4) ------------------------------------
+// Makes a linkage evaluator's VOPRF key file (0600) and prints its public key for the
+// broker's directory listing. Here and not in refbus-keys: keys/ is below linkage/ in the
+// layer order, and the evaluator is a broker.
+int RunLinkageKeyCommand(int argc, char** argv) {
+  CLI::App app{"refbus-broker linkage-key: a new linkage evaluator key file (VOPRF, 0600)"};
+  std::string out;
+  app.add_option("--out", out, "the key file to create (must not exist)")->required();
+  try {
+    app.parse(argc - 1, argv + 1);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (!refbus::keys::InitSodium().ok()) {
+    std::cerr << "refbus-broker linkage-key: libsodium failed to initialize\n";
+    return 1;
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(out, ec) || ec) {
+    std::cerr << "refbus-broker linkage-key: " << out
+              << " exists (or cannot be checked); a new key would start a new pseudonym "
+                 "epoch: remove it first if that is what you want\n";
+    return 1;
+  }
+  auto key = refbus::linkage::oprf::ServerKey::Generate(refbus::linkage::oprf::Mode::kVoprf);
+  refbus::Status s = key.ok() ? refbus::linkage::SaveEvaluatorKey(*key, out) : key.status();
+  if (!s.ok()) {
+    std::cerr << "refbus-broker linkage-key: " << s.ToString() << "\n";
+    return 1;
+  }
+  const auto& pk = key->public_key();
+  std::cout << "linkage key written to " << out << " (mode 0600)\n"
+            << "public key (the directory's linkage_key for this broker): "
+            << refbus::HexEncode(refbus::ByteView(pk.data(), pk.size())) << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "linkage-key") {
+    return RunLinkageKeyCommand(argc, argv);
+  }
   if (argc > 1 &&
       (std::string_view(argv[1]) == "backup" || std::string_view(argv[1]) == "restore")) {
     return RunBackupCommand(argc, argv);

@@ -127,6 +127,15 @@ Status LoadLimits(ConfigReader& r, Config& c) {
   return Status::Ok();
 }
 
+// [linkage]: absent, this broker evaluates nothing (PROTOCOL.md 13.4). key_file is the
+// evaluator's VOPRF key (refbus-keys linkage-key), daily_quota the evaluations per agency
+// and UTC day.
+Status LoadLinkage(ConfigReader& r, Config& c) {
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown("linkage", {"key_file", "daily_quota"}));
+  REFBUS_ASSIGN_OR_RETURN(c.linkage_key_file, r.Path("linkage", "key_file", false));
+  return r.Uint("linkage", "daily_quota", 1, 100000, &c.linkage_daily_quota);
+}
+
 }  // namespace
 
 Result<Config> LoadConfig(const std::string& path) {
@@ -139,7 +148,8 @@ Result<Config> LoadConfig(const std::string& path) {
   }
   for (const auto& [k, v] : root) {
     if (k.str() != "broker" && k.str() != "limits" && k.str() != "policy" && k.str() != "audit" &&
-        k.str() != "witness" && k.str() != "federation" && k.str() != "metrics") {
+        k.str() != "witness" && k.str() != "federation" && k.str() != "metrics" &&
+        k.str() != "linkage") {
       return InvalidArgument(path + ": unknown section [" + std::string(k.str()) + "]");
     }
   }
@@ -209,6 +219,7 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(LoadPeerTable(root, r, c, "endpoints", c.peer_endpoints));
   REFBUS_RETURN_IF_ERROR(LoadPeerTable(root, r, c, "endpoint_files", c.peer_endpoint_files));
   REFBUS_RETURN_IF_ERROR(LoadMetrics(root, r, c));
+  REFBUS_RETURN_IF_ERROR(LoadLinkage(r, c));
   // Witnessing runs over the federation links: an address given for a witness (the older
   // [witness] tables) is where its link goes, unless [federation] names one.
   for (const auto& w : c.witness_peers) {

@@ -131,6 +131,10 @@ struct Config {
 
   std::string metrics_bind;      // empty: no metrics listener
   std::string metrics_url_file;  // empty: none written
+
+  // Linkage evaluation (PROTOCOL.md 13.4): empty, this broker evaluates nothing.
+  std::string linkage_key_file;
+  uint64_t linkage_daily_quota = 300;  // linkage::kDefaultDailyQuota
 };
 
 Result<Config> LoadConfig(const std::string& path);

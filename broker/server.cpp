@@ -80,6 +80,7 @@ Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   UnixMillis now = SystemClock::Get().NowMillis();
   REFBUS_RETURN_IF_ERROR(s->LoadIdentity(config, now));
   REFBUS_RETURN_IF_ERROR(s->OpenStore(now));
+  REFBUS_RETURN_IF_ERROR(s->StartLinkage());
   REFBUS_RETURN_IF_ERROR(s->Bind());
   REFBUS_RETURN_IF_ERROR(s->StartLinks());
   REFBUS_RETURN_IF_ERROR(s->StartWriter(now));

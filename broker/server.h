@@ -69,10 +69,10 @@
 // Files: server.cpp (Create, Run), server_session.cpp (socket, ZAP, sending, refusals),
 // server_intake.cpp (frame checks, submissions, relays, routing), server_consent.cpp
 // (grants, revocations, attestations), server_audit.cpp (auditor queries),
-// server_witness.cpp (witnessing), server_delivery.cpp (deliveries to agencies),
-// server_commit.cpp (the writer thread, Dispatch and Finish), server_timers.cpp (timers,
-// directory reloads, re-routing, the status file); turn.h (Turn, Reply, Job) and
-// job_queue.h (the hand-over between loop and writer).
+// server_witness.cpp (witnessing), server_linkage.cpp (linkage evaluation), server_delivery.cpp
+// (deliveries to agencies), server_commit.cpp (the writer thread, Dispatch and Finish),
+// server_timers.cpp (timers, directory reloads, re-routing, the status file); turn.h (Turn, Reply,
+// Job) and job_queue.h (the hand-over between loop and writer).
 #ifndef REFBUS_BROKER_SERVER_H_
 #define REFBUS_BROKER_SERVER_H_
 
@@ -91,6 +91,7 @@
 #include "broker/config.h"
 #include "broker/job_queue.h"
 #include "broker/link.h"
+#include "broker/linkage_service.h"
 #include "broker/refusals.h"
 #include "broker/status.h"
 #include "broker/store.h"
@@ -406,6 +407,15 @@ class Server {
   void RefuseWitnessFrame(Turn& turn, const std::string& routing_id, uint64_t request_id,
                           const std::string& peer, schema::NackReason reason, std::string detail);
 
+  // ---- Linkage evaluation (broker/server_linkage.cpp, PROTOCOL.md 13.4) ----
+  // At Create: the evaluator's key and quota when [linkage] names a key file.
+  Status StartLinkage();
+  // Loop thread: an agency's LinkageEvaluate, evaluated and counted into turn.
+  void HandleLinkageEvaluate(const std::string& routing_id, const schema::Party& peer,
+                             const schema::Frame& frame, Turn& turn, UnixMillis now);
+  // Loop thread, in Finish: the LinkageEvaluated for answer index (a Nack if not committed).
+  schema::Frame AnswerLinkage(const Reply& reply, size_t index, const Job& job) const;
+
   // ---- Deliveries to connected agencies (broker/server_delivery.cpp) ----
   void HandleHello(const std::string& routing_id, const std::string& peer_id,
                    const schema::Party& peer, const schema::Frame& frame, Turn& turn);
@@ -497,7 +507,8 @@ class Server {
   // stored with the next commit.
   std::unique_ptr<WitnessClient> witness_client_;
   std::vector<CheckpointCosignature> pending_cosignatures_;
-  std::unique_ptr<Links> links_;  // federation: one link per other broker
+  std::unique_ptr<Links> links_;             // federation: one link per other broker
+  std::unique_ptr<LinkageService> linkage_;  // null unless [linkage] names a key file
   Timers timers_;
   Health health_;
   Turn turn_;          // the accumulating turn

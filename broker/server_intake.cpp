@@ -146,6 +146,9 @@ void Server::HandleFrame(const std::string& routing_id, const std::string& peer_
       HandlePrekey(routing_id, peer, frame.request_id, std::move(frame.prekey_update.signed_prekey),
                    false, turn, now);
       return;
+    case Frame::Type::kLinkageEvaluate:
+      HandleLinkageEvaluate(routing_id, peer, frame, turn, now);
+      return;
     default:
       Reject(turn, routing_id, frame.request_id, peer_id, NackReason::kMalformed,
              "a client may not send this frame type", nullptr, {});

@@ -65,6 +65,11 @@ struct WitnessRequest {
 struct Cosignature {
   size_t index = 0;
 };
+// An agency's LinkageEvaluate: index into the turn's linkage_answers, sent once the
+// evaluation's audit entry is committed.
+struct LinkageAnswer {
+  size_t index = 0;
+};
 
 }  // namespace reply_kind
 
@@ -78,8 +83,9 @@ struct Reply {
   using AuditQuery = reply_kind::AuditQuery;
   using WitnessRequest = reply_kind::WitnessRequest;
   using Cosignature = reply_kind::Cosignature;
+  using LinkageAnswer = reply_kind::LinkageAnswer;
   using Kind = std::variant<Nack, Submission, Grant, Revocation, Attestation, AuditQuery,
-                            WitnessRequest, Cosignature>;
+                            WitnessRequest, Cosignature, LinkageAnswer>;
 
   std::string routing_id;
   uint64_t request_id = 0;
@@ -97,9 +103,10 @@ struct Turn {
   std::vector<schema::SealedEnvelope> decoded;  // parallel to batch.accepted
   std::vector<Reply> replies;
   std::vector<std::pair<std::string, schema::Frame>> direct;  // not waiting for commit
-  std::vector<schema::Frame> audit_queries;  // answered in Finish, after the commit
-  bool checkpoint_asked = false;             // an auditor asked for a checkpoint
-  size_t frames = 0;                         // frames read into it
+  std::vector<schema::Frame> audit_queries;               // answered in Finish, after the commit
+  std::vector<schema::LinkageEvaluated> linkage_answers;  // sent in Finish, after the commit
+  bool checkpoint_asked = false;                          // an auditor asked for a checkpoint
+  size_t frames = 0;                                      // frames read into it
   bool Empty() const {
     return batch.accepted.empty() && batch.acks.empty() && batch.events.empty() &&
            batch.grants.empty() && batch.revocations.empty() && batch.witness.empty() &&

@@ -218,6 +218,28 @@ Status FromProto(const pb::AddCosignature& m, AddCosignature* out) {
   return Status::Ok();
 }
 
+// ---- Linkage evaluation (PROTOCOL.md 13.4): exact sizes ----
+
+Status FromProto(const pb::LinkageEvaluate& m, LinkageEvaluate* out) {
+  if (m.blinded_element().size() != kLinkageElementBytes) {
+    return FieldError(kFrameWhat, "linkage_evaluate.blinded_element", "is not 32 bytes");
+  }
+  out->blinded_element = B(m.blinded_element());
+  return Status::Ok();
+}
+
+Status FromProto(const pb::LinkageEvaluated& m, LinkageEvaluated* out) {
+  if (m.evaluated_element().size() != kLinkageElementBytes) {
+    return FieldError(kFrameWhat, "linkage_evaluated.evaluated_element", "is not 32 bytes");
+  }
+  if (m.proof().size() != kLinkageProofBytes) {
+    return FieldError(kFrameWhat, "linkage_evaluated.proof", "is not 64 bytes");
+  }
+  out->evaluated_element = B(m.evaluated_element());
+  out->proof = B(m.proof());
+  return Status::Ok();
+}
+
 // ---- Relays between brokers ----
 
 // A relay that carries a consent revocation: nothing of an envelope comes with it.
@@ -367,6 +389,12 @@ Status BodyFromProto(const pb::Frame& m, Frame* f) {
       f->prekey_update.signed_prekey = B(sp);
       return Status::Ok();
     }
+    case pb::Frame::kLinkageEvaluate:
+      f->type = T::kLinkageEvaluate;
+      return FromProto(m.linkage_evaluate(), &f->linkage_evaluate);
+    case pb::Frame::kLinkageEvaluated:
+      f->type = T::kLinkageEvaluated;
+      return FromProto(m.linkage_evaluated(), &f->linkage_evaluated);
     case pb::Frame::BODY_NOT_SET:
       return FieldError(kFrameWhat, "body", "is missing");
   }
@@ -513,6 +541,14 @@ void BodyToProto(const Frame& f, pb::Frame* m) {
       break;
     case T::kPrekeyUpdate:
       m->mutable_prekey_update()->set_signed_prekey(S(f.prekey_update.signed_prekey));
+      break;
+    case T::kLinkageEvaluate:
+      m->mutable_linkage_evaluate()->set_blinded_element(S(f.linkage_evaluate.blinded_element));
+      break;
+    case T::kLinkageEvaluated:
+      m->mutable_linkage_evaluated()->set_evaluated_element(
+          S(f.linkage_evaluated.evaluated_element));
+      m->mutable_linkage_evaluated()->set_proof(S(f.linkage_evaluated.proof));
       break;
   }
 }

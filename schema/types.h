@@ -439,6 +439,17 @@ struct PrekeyUpdate {
   Bytes signed_prekey;  // serialized SignedPrekey, 1..kMaxSignedPrekeyBytes (unverified)
 };
 
+// Linkage evaluation (PROTOCOL.md 13.4): sizes are exact, checked by the codec.
+inline constexpr size_t kLinkageElementBytes = 32;  // ristretto255 encoding
+inline constexpr size_t kLinkageProofBytes = 64;    // c || s
+struct LinkageEvaluate {
+  Bytes blinded_element;  // kLinkageElementBytes (not checked to be a valid element here)
+};
+struct LinkageEvaluated {
+  Bytes evaluated_element;  // kLinkageElementBytes
+  Bytes proof;              // kLinkageProofBytes
+};
+
 struct Frame {
   enum class Type {
     kHello,
@@ -463,6 +474,8 @@ struct Frame {
     kAddCosignature,
     kRelay,
     kPrekeyUpdate,
+    kLinkageEvaluate,
+    kLinkageEvaluated,
   };
   // The auditor queries (kAuditCheckpoint .. kAuditCheckpoints).
   bool IsAuditQuery() const {
@@ -493,6 +506,8 @@ struct Frame {
   AddCosignature add_cosignature;
   Relay relay;
   PrekeyUpdate prekey_update;
+  LinkageEvaluate linkage_evaluate;
+  LinkageEvaluated linkage_evaluated;
 };
 
 // --- Audit log ------------------------------------------------------------------------
@@ -517,6 +532,7 @@ enum class AuditEvent : int {
   kEnvelopeRerouted = 16,
   kEnvelopeQuarantined = 17,
   kPrekeyPublished = 18,
+  kLinkageEvaluation = 19,
 };
 std::string_view Name(AuditEvent v);
 

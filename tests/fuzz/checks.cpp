@@ -365,6 +365,15 @@ bool CheckFrame(ByteView in) {
                      f->prekey_update.signed_prekey.size() <= schema::kMaxSignedPrekeyBytes,
                  "frame: prekey update size");
       break;
+    case T::kLinkageEvaluate:
+      FUZZ_CHECK(f->linkage_evaluate.blinded_element.size() == schema::kLinkageElementBytes,
+                 "frame: linkage element size");
+      break;
+    case T::kLinkageEvaluated:
+      FUZZ_CHECK(f->linkage_evaluated.evaluated_element.size() == schema::kLinkageElementBytes &&
+                     f->linkage_evaluated.proof.size() == schema::kLinkageProofBytes,
+                 "frame: linkage answer sizes");
+      break;
     case T::kRelay: {
       const auto& r = f->relay;
       if (!r.signed_prekey.empty()) {

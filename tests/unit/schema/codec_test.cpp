@@ -317,6 +317,13 @@ Frame FrameOf(Frame::Type type) {
     case Frame::Type::kPrekeyUpdate:
       f.prekey_update.signed_prekey = Fill(120, 0x46);
       break;
+    case Frame::Type::kLinkageEvaluate:
+      f.linkage_evaluate.blinded_element = Fill(kLinkageElementBytes, 0x47);
+      break;
+    case Frame::Type::kLinkageEvaluated:
+      f.linkage_evaluated.evaluated_element = Fill(kLinkageElementBytes, 0x48);
+      f.linkage_evaluated.proof = Fill(kLinkageProofBytes, 0x49);
+      break;
   }
   return f;
 }
@@ -345,6 +352,8 @@ const std::vector<Frame::Type>& AllFrameTypes() {
       Frame::Type::kAddCosignature,
       Frame::Type::kRelay,
       Frame::Type::kPrekeyUpdate,
+      Frame::Type::kLinkageEvaluate,
+      Frame::Type::kLinkageEvaluated,
   };
   return kTypes;
 }
@@ -527,6 +536,13 @@ TEST(FrameCodecTest, RoundTripsEveryBodyType) {
       case Frame::Type::kPrekeyUpdate:
         EXPECT_EQ(out->prekey_update.signed_prekey, in.prekey_update.signed_prekey);
         break;
+      case Frame::Type::kLinkageEvaluate:
+        EXPECT_EQ(out->linkage_evaluate.blinded_element, in.linkage_evaluate.blinded_element);
+        break;
+      case Frame::Type::kLinkageEvaluated:
+        EXPECT_EQ(out->linkage_evaluated.evaluated_element, in.linkage_evaluated.evaluated_element);
+        EXPECT_EQ(out->linkage_evaluated.proof, in.linkage_evaluated.proof);
+        break;
     }
   }
 }
@@ -593,6 +609,18 @@ TEST(FrameCodecTest, RelayRefusesBadFields) {
   refused(upd, "prekey_update.signed_prekey");
   upd.prekey_update.signed_prekey = Fill(kMaxSignedPrekeyBytes + 1, 1);
   refused(upd, "prekey_update.signed_prekey");
+  // Linkage elements and proofs have exact sizes (PROTOCOL.md 13.5).
+  Frame ev = FrameOf(Frame::Type::kLinkageEvaluate);
+  ev.linkage_evaluate.blinded_element = Fill(kLinkageElementBytes + 1, 1);
+  refused(ev, "linkage_evaluate.blinded_element");
+  ev.linkage_evaluate.blinded_element.clear();
+  refused(ev, "linkage_evaluate.blinded_element");
+  Frame ans = FrameOf(Frame::Type::kLinkageEvaluated);
+  ans.linkage_evaluated.proof.pop_back();
+  refused(ans, "linkage_evaluated.proof");
+  ans = FrameOf(Frame::Type::kLinkageEvaluated);
+  ans.linkage_evaluated.evaluated_element = Fill(31, 1);
+  refused(ans, "linkage_evaluated.evaluated_element");
 }
 
 TEST(DirectoryCodecTest, SignedPrekeyRoundTripsWithItsSignedBytes) {
