@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/api_tls.h"
 #include "agent/console_server.h"
 #include "agent/console_session.h"
 #include "core/bytes.h"
@@ -407,7 +408,7 @@ struct ApiServer::Impl {
     if (b.value("cookie", false) == true) {
       // The console: the token goes into an HttpOnly cookie, never to the page's script.
       res.set_header("Set-Cookie", SessionCookie(cookie_name, AsChars(login->token.view()),
-                                                 options.cookie_secure));
+                                                 ApiServesTls(options)));
       out["csrf_token"] = sessions->CsrfToken(login->token.view());
     } else {
       out["token"] = std::string(AsChars(login->token.view()));
@@ -432,7 +433,7 @@ struct ApiServer::Impl {
       return ReplyError(res, InvalidArgument("logout ends a session; this is the API token"));
     if (!cookie.empty()) {
       sessions->Logout(AsBytes(cookie));
-      res.set_header("Set-Cookie", ClearedSessionCookie(cookie_name, options.cookie_secure));
+      res.set_header("Set-Cookie", ClearedSessionCookie(cookie_name, ApiServesTls(options)));
     } else if (auto bearer = BearerOf(req); bearer.ok()) {
       sessions->Logout(bearer->view());
     }
@@ -641,14 +642,14 @@ struct ApiServer::Impl {
       };
       std::string pattern(route.pattern);
       if (route.method == "GET") {
-        server.Get(pattern, h);
+        server->Get(pattern, h);
       } else if (route.method == "POST") {
-        server.Post(pattern, h);
+        server->Post(pattern, h);
       } else if (route.method == "PUT") {
-        server.Put(pattern, h);
+        server->Put(pattern, h);
       }
     }
-    AddConsoleRoutes(server, [this](const httplib::Request& req, httplib::Response& res) {
+    AddConsoleRoutes(*server, [this](const httplib::Request& req, httplib::Response& res) {
       return FromAllowedHost(req, res);
     });
   }
@@ -663,19 +664,20 @@ struct ApiServer::Impl {
       std::string h = Lower(entry);
       hosts.push_back(h.find(':') == std::string::npos ? h + p : h);
     }
-    for (const auto& h : hosts) origins.push_back("http://" + h);
+    const char* scheme = ApiServesTls(options) ? "https://" : "http://";
+    for (const auto& h : hosts) origins.push_back(scheme + h);
   }
 
   ApiOptions options;
   CommandQueue& queue;
   CommandHandler& handler;
   std::vector<std::string> hosts;    // the Host values accepted ("127.0.0.1:PORT", ...)
-  std::vector<std::string> origins;  // the Origin values accepted ("http://" + a host)
+  std::vector<std::string> origins;  // the Origin values accepted ("http(s)://" + a host)
   keys::SecretBuffer token;
   std::unique_ptr<OperatorStore> operators;  // null: no logins
   std::unique_ptr<SessionTable> sessions;
-  httplib::Server server;
-  std::vector<std::regex> patterns;  // kRoutes[i].pattern, for 405 answers
+  std::unique_ptr<httplib::Server> server;  // an httplib::SSLServer with TLS (api_tls.h)
+  std::vector<std::regex> patterns;         // kRoutes[i].pattern, for 405 answers
   std::thread thread;
   int port = 0;
   std::string url;
@@ -689,7 +691,10 @@ ApiServer::~ApiServer() { Stop(); }
 
 Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, CommandQueue& queue,
                                                     CommandHandler& handler) {
-  REFBUS_ASSIGN_OR_RETURN(ListenAddress listen, ParseLoopbackListen(options.listen));
+  // Off loopback only with TLS: the console carries passwords and case data.
+  REFBUS_ASSIGN_OR_RETURN(ListenAddress listen, ApiServesTls(options)
+                                                    ? ParseNetworkListen(options.listen)
+                                                    : ParseLoopbackListen(options.listen));
   if (options.token_file.empty()) return InvalidArgument("the API needs a token file");
   if (options.threads == 0) return InvalidArgument("the API needs at least one thread");
   for (const auto& h : options.allowed_hosts) {
@@ -698,6 +703,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
     }
   }
   auto impl = std::make_unique<Impl>(options, queue, handler);
+  REFBUS_ASSIGN_OR_RETURN(impl->server, MakeApiHttpServer(options));
   REFBUS_ASSIGN_OR_RETURN(impl->token, LoadOrCreateApiToken(options.token_file));
   if (!options.operators_file.empty()) {
     impl->operators = std::make_unique<OperatorStore>(options.operators_file);
@@ -706,7 +712,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
   }
 
   Impl* p = impl.get();
-  httplib::Server& svr = impl->server;
+  httplib::Server& svr = *impl->server;
   size_t threads = options.threads;
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   // httplib's default also sets SO_REUSEPORT, which would let another process of this
@@ -760,17 +766,20 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
                        "; is another agent running with this [api] listen setting? Use port 0 "
                        "for any free port");
   }
-  impl->url = "http://" + listen.host + ":" + std::to_string(impl->port);
+  // The URL is for clients on this machine (the CLI): loopback when bound to all addresses.
+  impl->url = std::string(ApiServesTls(options) ? "https://" : "http://") +
+              (listen.host == "0.0.0.0" ? "127.0.0.1" : listen.host) + ":" +
+              std::to_string(impl->port);
   impl->AllowHosts(listen.host);
   impl->cookie_name = SessionCookieName(impl->port);
-  impl->thread = std::thread([p] { p->server.listen_after_bind(); });
+  impl->thread = std::thread([p] { p->server->listen_after_bind(); });
   // stop() does nothing before the accept loop runs: wait for it, so Stop always works.
   auto until = SteadyClock::now() + std::chrono::seconds(5);
   while (!svr.is_running() && SteadyClock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   std::unique_ptr<ApiServer> server(new ApiServer(std::move(impl)));
-  if (!server->impl_->server.is_running()) {
+  if (!server->impl_->server->is_running()) {
     return Internal("the API server did not start within 5 s");
   }
   if (!options.url_file.empty()) {
@@ -787,7 +796,7 @@ void ApiServer::Stop() {
   if (!impl_ || impl_->stopped) return;
   impl_->stopped = true;
   impl_->queue.Close();
-  impl_->server.stop();
+  impl_->server->stop();
   if (impl_->thread.joinable()) impl_->thread.join();
   if (!impl_->options.url_file.empty()) {
     // Only our own URL: another agent may have started on this data dir since (it cannot,
@@ -805,13 +814,21 @@ const std::string& ApiServer::url() const { return impl_->url; }
 
 // ---------------------------------------------------------------- ApiClient
 
-ApiClient::ApiClient(std::string url, keys::SecretBuffer token, int timeout_s)
-    : url_(std::move(url)), token_(std::move(token)), timeout_s_(timeout_s) {}
+ApiClient::ApiClient(std::string url, keys::SecretBuffer token, int timeout_s, std::string ca_cert)
+    : url_(std::move(url)),
+      token_(std::move(token)),
+      timeout_s_(timeout_s),
+      ca_cert_(std::move(ca_cert)) {}
 
 Result<ApiReply> ApiClient::Call(std::string_view method, const std::string& path,
                                  const Json* body) {
   httplib::Client client(url_);
   if (!client.is_valid()) return InvalidArgument("not a usable API URL: " + url_);
+  if (url_.rfind("https://", 0) == 0) {
+    if (ca_cert_.empty()) return InvalidArgument("no certificate to check " + url_ + " against");
+    client.set_ca_cert_path(ca_cert_.c_str());
+    client.enable_server_certificate_verification(true);
+  }
   client.set_connection_timeout(5, 0);
   client.set_read_timeout(timeout_s_, 0);
   client.set_write_timeout(timeout_s_, 0);

@@ -7,10 +7,12 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -1028,27 +1030,171 @@ TEST_F(ApiCookieTest, AnUnknownOrDoubledCookieIsNotASession) {
   EXPECT_EQ(doubled->status, 401);
 }
 
-TEST(ApiCookieStartTest, TheCookieIsSecureWhenTlsIsConfigured) {
-  TempDir dir;
-  ApiOptions o;
-  o.token_file = dir.Join("api.token");
-  o.operators_file = dir.Join("operators.json");
-  o.cookie_secure = true;
-  OperatorStore store(o.operators_file);
-  Must(store.Add("alice", OperatorRole::kCaseworker, AsBytes(std::string("alice long password")),
-                 1));
-  CommandQueue queue;
-  FakeHandler handler;
-  auto server = Must(ApiServer::Start(o, queue, handler));
-  httplib::Client c(server->url());
-  auto r = c.Post(
-      "/v1/login",
-      Json{{"operator", "alice"}, {"password", "alice long password"}, {"cookie", true}}.dump(),
+// ---------------------------------------------------------------- TLS (issue 18 item 4)
+
+// A throwaway self-signed certificate for 127.0.0.1 and localhost, made by the openssl CLI
+// (deploy/install-deps.sh installs it): *cert and *key get the PEM files' paths (the key
+// 0600). Empty paths if openssl failed (the caller's ASSERT says so).
+void MakeApiTlsTestCert(const TempDir& dir, const std::string& stem, std::string* cert,
+                        std::string* key) {
+  const std::string c = dir.Join(stem + ".crt"), k = dir.Join(stem + ".key");
+  const std::string cmd =
+      "umask 077; openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+      "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout '" +
+      k + "' -out '" + c + "' >/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0 || !PathExists(c) || !PathExists(k)) return;
+  *cert = c;
+  *key = k;
+}
+
+std::string ApiTlsFileText(const std::string& path) {
+  Bytes b = test::ReadAll(path);
+  return std::string(AsChars(b));
+}
+
+class ApiTlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    MakeApiTlsTestCert(dir_, "console", &cert_, &key_);
+    ASSERT_FALSE(cert_.empty()) << "the openssl CLI could not make a test certificate "
+                                   "(deploy/install-deps.sh installs openssl)";
+    options_.token_file = dir_.Join("api.token");
+    options_.url_file = dir_.Join("api.url");
+    options_.operators_file = dir_.Join("operators.json");
+    options_.tls_cert = cert_;
+    options_.tls_key = key_;
+    OperatorStore store(options_.operators_file);
+    Must(store.Add("alice", OperatorRole::kCaseworker, AsBytes(std::string(kTlsAlicePw)), 1));
+  }
+
+  std::unique_ptr<httplib::SSLClient> TlsClient(int port) {
+    auto c = std::make_unique<httplib::SSLClient>("127.0.0.1", port);
+    c->set_ca_cert_path(cert_.c_str());
+    c->enable_server_certificate_verification(true);
+    c->set_read_timeout(10, 0);
+    c->set_connection_timeout(5, 0);
+    return c;
+  }
+
+  static constexpr const char* kTlsAlicePw = "alice long password";
+  TempDir dir_;
+  std::string cert_, key_;
+  ApiOptions options_;
+  CommandQueue queue_;
+  FakeHandler handler_;
+};
+
+// With a certificate and key the API and the console are HTTPS only: a client that checks
+// the certificate logs in and gets a Secure cookie; plain HTTP to the port gets no answer.
+TEST_F(ApiTlsTest, ServesHttpsWithASecureCookieAndRefusesPlainHttp) {
+  auto server = Must(ApiServer::Start(options_, queue_, handler_));
+  EXPECT_EQ(server->url(), "https://127.0.0.1:" + std::to_string(server->port()));
+  EXPECT_EQ(ApiTlsFileText(options_.url_file), server->url() + "\n");
+  auto c = TlsClient(server->port());
+  auto login = c->Post(
+      "/v1/login", Json{{"operator", "alice"}, {"password", kTlsAlicePw}, {"cookie", true}}.dump(),
       "application/json");
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, 200);
-  EXPECT_TRUE(HasSubstr(r->get_header_value("Set-Cookie"), "; Secure"));
+  ASSERT_TRUE(login) << httplib::to_string(login.error());
+  EXPECT_EQ(login->status, 200) << login->body;
+  const std::string set_cookie = login->get_header_value("Set-Cookie");
+  EXPECT_TRUE(HasSubstr(set_cookie, "; Secure")) << set_cookie;
+  EXPECT_TRUE(HasSubstr(set_cookie, "; HttpOnly")) << set_cookie;
+  // The cookie works over TLS (Host 127.0.0.1:PORT is this agent's).
+  httplib::Headers h = {{"Cookie", set_cookie.substr(0, set_cookie.find(';'))}};
+  auto who = c->Get("/v1/session", h);
+  ASSERT_TRUE(who);
+  EXPECT_EQ(who->status, 200) << who->body;
+  auto page = c->Get("/console/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  // Plain HTTP to the TLS port: no HTTP answer at all.
+  httplib::Client plain("http://127.0.0.1:" + std::to_string(server->port()));
+  plain.set_read_timeout(5, 0);
+  auto r = plain.Get("/v1/healthz");
+  EXPECT_FALSE(r) << "plain HTTP was answered " << (r ? r->status : 0);
+  // A client that does not trust this certificate does not connect either.
+  httplib::SSLClient untrusting("127.0.0.1", server->port());
+  untrusting.enable_server_certificate_verification(true);
+  untrusting.set_ca_cert_path(dir_.Join("no-such-ca.pem").c_str());
+  EXPECT_FALSE(untrusting.Get("/v1/healthz"));
   server->Stop();
+}
+
+// The CLI's client talks HTTPS to the agent when it names the certificate to check.
+TEST_F(ApiTlsTest, ApiClientChecksTheAgentsCertificate) {
+  auto server = Must(ApiServer::Start(options_, queue_, handler_));
+  auto token = [&] { return Must(ReadApiToken(options_.token_file)); };
+  ApiClient checked(server->url(), token(), 10, cert_);
+  auto ok = checked.Call("GET", "/v1/healthz", nullptr);
+  ASSERT_TRUE(IsOk(ok));
+  EXPECT_EQ(ok->http_status, 200);
+  std::string other_cert, other_key;
+  MakeApiTlsTestCert(dir_, "stranger", &other_cert, &other_key);
+  ASSERT_FALSE(other_cert.empty());
+  ApiClient wrong(server->url(), token(), 10, other_cert);
+  EXPECT_TRUE(HasCode(wrong.Call("GET", "/v1/healthz", nullptr), Status::Code::kUnavailable));
+  ApiClient unchecked(server->url(), token(), 10);
+  EXPECT_TRUE(HasError(unchecked.Call("GET", "/v1/healthz", nullptr),
+                       Status::Code::kInvalidArgument, "no certificate to check"));
+  server->Stop();
+}
+
+// With TLS the listen address may leave loopback (a center's LAN); without it, it may not.
+TEST_F(ApiTlsTest, ANetworkListenNeedsTls) {
+  EXPECT_TRUE(IsOk(ParseNetworkListen("192.168.0.5:8443")));
+  EXPECT_TRUE(IsOk(ParseNetworkListen("0.0.0.0:0")));
+  EXPECT_TRUE(HasCode(ParseNetworkListen("console.example:8443"), Status::Code::kInvalidArgument));
+  ApiOptions plain = options_;
+  plain.tls_cert.clear();
+  plain.tls_key.clear();
+  plain.listen = "0.0.0.0:0";
+  EXPECT_TRUE(HasError(ApiServer::Start(plain, queue_, handler_), Status::Code::kInvalidArgument,
+                       "reachable from other machines"));
+  options_.listen = "0.0.0.0:0";
+  auto server = Must(ApiServer::Start(options_, queue_, handler_));
+  // The URL (for the CLI on this machine) names loopback, not 0.0.0.0.
+  EXPECT_EQ(server->url(), "https://127.0.0.1:" + std::to_string(server->port()));
+  auto r = TlsClient(server->port())->Get("/v1/healthz");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 200);
+  server->Stop();
+}
+
+// Every broken TLS setting stops the start with a message naming the file and the fix, and
+// never quoting the key.
+TEST_F(ApiTlsTest, BadCertificateOrKeyRefusesToStart) {
+  const std::string key_text = ApiTlsFileText(key_);
+  // A line of the key's base64 body: it must never appear in a message.
+  const std::string key_line = key_text.substr(key_text.find('\n') + 1, 40);
+  auto refused = [&](const ApiOptions& o, const std::string& why) {
+    auto r = ApiServer::Start(o, queue_, handler_);
+    EXPECT_FALSE(r.ok()) << why;
+    if (r.ok()) return;
+    EXPECT_TRUE(HasSubstr(r.status().message(), why)) << r.status().message();
+    EXPECT_EQ(r.status().message().find(key_line), std::string::npos) << "key bytes in message";
+  };
+  ApiOptions o = options_;
+  o.tls_key.clear();
+  refused(o, "both");
+  o = options_;
+  ASSERT_EQ(::chmod(key_.c_str(), 0640), 0);
+  refused(o, "chmod 600");
+  ASSERT_EQ(::chmod(key_.c_str(), 0600), 0);
+  o.tls_cert = dir_.Join("missing.crt");
+  refused(o, "missing.crt");
+  o = options_;
+  o.tls_cert = key_;  // a key where the certificate should be
+  refused(o, "not a PEM certificate");
+  o = options_;
+  o.tls_key = cert_;  // a certificate where the key should be
+  refused(o, "not a PEM private key");
+  std::string other_cert, other_key;
+  MakeApiTlsTestCert(dir_, "other", &other_cert, &other_key);
+  ASSERT_FALSE(other_key.empty());
+  o = options_;
+  o.tls_key = other_key;
+  refused(o, "does not match the certificate");
+  EXPECT_FALSE(PathExists(options_.url_file)) << "nothing served, no URL written";
 }
 
 }  // namespace
