@@ -565,6 +565,71 @@ struct ApiServer::Impl {
     Reply(res, info.ok_status, *result);
   }
 
+  // The pre-routing handler's gate on bodies. httplib 0.11.4 reads a request's body in
+  // Server::routing only after calling the pre-routing handler (routing() first returns if
+  // pre_routing_handler_ says Handled, then, for a request that expects content, calls
+  // read_content; see cpp-httplib v0.11.4 httplib.h, Server::routing and process_request).
+  // Its expect-100-continue handler would run even earlier, but only for requests sending
+  // "Expect: 100-continue", which neither httplib's client nor a browser's fetch sends.
+  // So here, with only the headers read: a body over max_body_bytes, or of a length not
+  // known from the headers (chunked), is let through only to a bulk route from a caller
+  // with credentials (the API or a session token, or the session cookie with its CSRF
+  // token). Any other is answered now (401 without credentials on a bulk route, else
+  // 413) and never read: keep-alive is off (Start), so the connection closes after the
+  // answer. Returns true when it answered.
+  bool RefusedBeforeTheBody(const httplib::Request& req, httplib::Response& res) const {
+    if (req.method != "POST" && req.method != "PUT") return false;
+    const bool chunked = req.has_header("Transfer-Encoding");
+    uint64_t length = 0;
+    if (!chunked && req.has_header("Content-Length")) {
+      const std::string v = req.get_header_value("Content-Length");
+      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), length);
+      if (ec != std::errc() || end != v.data() + v.size() ||
+          req.get_header_value_count("Content-Length") != 1) {
+        Reply(res, 400, ErrorBody(InvalidArgument("malformed Content-Length")));
+        return true;
+      }
+    }
+    if (!chunked && length <= options.max_body_bytes) return false;
+    if (!FromAllowedHost(req, res)) return true;
+    const bool bulk = IsBulkPath(req);
+    if (bulk && WithBodyCredentials(req)) return false;
+    spdlog::warn("api: refused {} {} before reading its body ({} bytes{})", req.method,
+                 req.path.substr(0, 200), length, chunked ? ", chunked" : "");
+    if (bulk) {
+      res.set_header("WWW-Authenticate", "Bearer");
+      Reply(res, 401,
+            ErrorBody(Unauthenticated("a body of more than " +
+                                      std::to_string(options.max_body_bytes) +
+                                      " bytes is read only from a caller with credentials "
+                                      "(a bearer token, or the session cookie and its CSRF "
+                                      "token)")));
+    } else {
+      Reply(res, 413,
+            ErrorBody(ResourceExhausted(
+                "the request body is larger than the limit of " +
+                std::to_string(options.max_body_bytes) + " bytes" +
+                (chunked ? " or of unknown length (chunked); send a Content-Length" : ""))));
+    }
+    return true;
+  }
+
+  // Whether the request carries credentials that a change may be made with (a bearer
+  // token; or the session cookie, its CSRF token, and an operator who may change things).
+  bool WithBodyCredentials(const httplib::Request& req) const {
+    std::string why, cookie;
+    std::shared_ptr<const OperatorKey> op;
+    bool ok = Authenticated(req, &why, &op, &cookie);
+    if (ok && !cookie.empty()) {
+      const std::string presented = req.get_header_value(std::string(kCsrfHeader));
+      ok = req.get_header_value_count(std::string(kCsrfHeader)) == 1 &&
+           sessions->CsrfMatches(AsBytes(cookie), AsBytes(presented));
+    }
+    if (ok && op && op->role() == OperatorRole::kReadOnly) ok = false;
+    sodium_memzero(cookie.data(), cookie.size());
+    return ok;
+  }
+
   // Whether a path and method name a route that takes bulk bodies.
   bool IsBulkPath(const httplib::Request& req) const {
     for (size_t i = 0; i < kRoutes.size() && i < patterns.size(); ++i) {
@@ -728,9 +793,14 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
   // CSP, nosniff, no referrer and no-store on every reply, API JSON and console pages alike.
   svr.set_default_headers(ConsoleSecurityHeaders());
 
-  svr.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+  // One request per connection: a request refused before its body (RefusedBeforeTheBody)
+  // must close the connection, or httplib would take the unread body for the next request
+  // (and read all of it looking for its first line).
+  svr.set_keep_alive_max_count(1);
+  svr.set_pre_routing_handler([p](const httplib::Request& req, httplib::Response& res) {
     t_request_start = SteadyClock::now();
-    return httplib::Server::HandlerResponse::Unhandled;
+    return p->RefusedBeforeTheBody(req, res) ? httplib::Server::HandlerResponse::Handled
+                                             : httplib::Server::HandlerResponse::Unhandled;
   });
   svr.set_error_handler(httplib::Server::HandlerWithResponse(
       [p](const httplib::Request& req, httplib::Response& res) { return p->OnError(req, res); }));
@@ -811,58 +881,5 @@ void ApiServer::Stop() {
 
 int ApiServer::port() const { return impl_->port; }
 const std::string& ApiServer::url() const { return impl_->url; }
-
-// ---------------------------------------------------------------- ApiClient
-
-ApiClient::ApiClient(std::string url, keys::SecretBuffer token, int timeout_s, std::string ca_cert)
-    : url_(std::move(url)),
-      token_(std::move(token)),
-      timeout_s_(timeout_s),
-      ca_cert_(std::move(ca_cert)) {}
-
-Result<ApiReply> ApiClient::Call(std::string_view method, const std::string& path,
-                                 const Json* body) {
-  httplib::Client client(url_);
-  if (!client.is_valid()) return InvalidArgument("not a usable API URL: " + url_);
-  if (url_.rfind("https://", 0) == 0) {
-    if (ca_cert_.empty()) return InvalidArgument("no certificate to check " + url_ + " against");
-    client.set_ca_cert_path(ca_cert_.c_str());
-    client.enable_server_certificate_verification(true);
-  }
-  client.set_connection_timeout(5, 0);
-  client.set_read_timeout(timeout_s_, 0);
-  client.set_write_timeout(timeout_s_, 0);
-  client.set_keep_alive(false);
-  std::string auth = "Bearer ";
-  auth.append(AsChars(token_.view()));
-  httplib::Headers headers = {{"Authorization", auth}};
-  sodium_memzero(auth.data(), auth.size());
-  std::string payload = body != nullptr ? Dump(*body) : std::string();
-  if (method != "GET" && method != "POST" && method != "PUT") {
-    return InvalidArgument("unsupported method " + std::string(method));
-  }
-  httplib::Result res = method == "GET"    ? client.Get(path, headers)
-                        : method == "POST" ? client.Post(path, headers, payload, "application/json")
-                                           : client.Put(path, headers, payload, "application/json");
-  for (auto& [k, v] : headers) sodium_memzero(v.data(), v.size());
-  if (!res) {
-    return Unavailable("cannot reach the agent's API at " + url_ + " (" +
-                       httplib::to_string(res.error()) + ")");
-  }
-  ApiReply reply;
-  reply.http_status = res->status;
-  if (res->get_header_value("Content-Type").rfind("text/csv", 0) == 0) {
-    reply.text = std::move(res->body);
-    return reply;
-  }
-  if (!res->body.empty()) {
-    reply.body = Json::parse(res->body, nullptr, /*allow_exceptions=*/false);
-    if (reply.body.is_discarded()) {
-      return Malformed("the reply from " + url_ + " (HTTP " + std::to_string(res->status) +
-                       ") is not JSON: is that URL a refbus agent?");
-    }
-  }
-  return reply;
-}
 
 }  // namespace refbus::agent

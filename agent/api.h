@@ -21,7 +21,8 @@
 //     the token is 32 random bytes (64 hex digits) in a file only the daemon's user may
 //     read (created 0600 at first start; a file readable by group or others is refused);
 //     tokens are compared in constant time and never logged;
-//   - bodies are JSON objects of at most ApiOptions::max_body_bytes;
+//   - bodies are JSON objects of at most ApiOptions::max_body_bytes (bulk routes: more,
+//     from a caller with credentials only, checked before the body is read);
 //   - it logs one line per request: method, path, HTTP status, duration; never bodies,
 //     query strings or the token.
 //
@@ -206,10 +207,10 @@ struct ApiOptions {
   std::string url_file;    // optional: "http://127.0.0.1:<port>\n" written here, 0600
   size_t max_body_bytes = size_t{1} << 20;
   // For RouteTakesBulk routes only: 100,000 deletion items with URLs of ~250 bytes on
-  // average as JSON (or the same as CSV) fit in 32 MiB. httplib reads any body up to this
-  // size (its limit is per server); a body over max_body_bytes to any other route is then
-  // refused 413 before it is parsed or authenticated. (Refusing by Content-Length before
-  // reading would reset the connection and lose the answer.)
+  // average as JSON (or the same as CSV) fit in 32 MiB. A body over max_body_bytes (or
+  // chunked) is read only for a bulk route from a caller with credentials; any other is
+  // answered from its headers (401 or 413) before it is read, and the connection closes
+  // (the server serves one request per connection for this reason).
   size_t max_bulk_body_bytes = size_t{32} << 20;
   std::chrono::milliseconds command_timeout{30000};
   // healthz reports 503 if the queue has not been drained for this long.

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -128,6 +129,53 @@ int RawGet(int port, const std::string& path, const std::string& headers, std::s
     *body = at == std::string::npos ? "" : reply.substr(at + 4);
   }
   return std::stoi(reply.substr(9, 3));
+}
+
+// A POST whose headers go first, alone: the reply is read before any body byte is sent
+// (*status: its HTTP status, 0 if none came within 10 s), then up to content_length bytes
+// of body are sent until the server stops taking them (*sent: how many it took).
+struct ApiEarlyReply {
+  int status = 0;
+  size_t sent = 0;
+};
+ApiEarlyReply PostHeadersFirst(int port, const std::string& path, const std::string& headers,
+                               size_t content_length) {
+  ApiEarlyReply out;
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return out;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return out;
+  }
+  std::string head = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                     "\r\nContent-Type: application/json\r\n" + headers;
+  if (content_length > 0) head += "Content-Length: " + std::to_string(content_length) + "\r\n";
+  head += "\r\n";
+  if (::send(fd, head.data(), head.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(head.size())) {
+    ::close(fd);
+    return out;
+  }
+  char buf[4096];
+  ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+  std::string reply = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  if (reply.rfind("HTTP/1.1 ", 0) == 0 && reply.size() >= 12) {
+    out.status = std::stoi(reply.substr(9, 3));
+  }
+  const std::string chunk(64 * 1024, 'x');
+  while (out.sent < content_length) {
+    ssize_t w =
+        ::send(fd, chunk.data(), std::min(chunk.size(), content_length - out.sent), MSG_NOSIGNAL);
+    if (w <= 0) break;
+    out.sent += static_cast<size_t>(w);
+  }
+  ::close(fd);
+  return out;
 }
 
 class ApiTest : public ::testing::Test {
@@ -476,13 +524,11 @@ TEST_F(ApiTest, BodiesThatAreNotJsonObjectsAre400) {
 }
 
 TEST_F(ApiTest, OversizedBodyIsRefused) {
-  auto c = Client();
-  std::string big = "{\"v\":\"" + std::string(options_.max_body_bytes, 'x') + "\"}";
-  auto r = c->Post("/v1/referrals", big, "application/json");
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, 413);
-  EXPECT_EQ(BodyOf(r)["error"]["code"], "resource-exhausted");
-  EXPECT_TRUE(HasSubstr(BodyOf(r)["error"]["message"].get<std::string>(), "1048576"));
+  // Refused from Content-Length, before the body is read (the reply comes first).
+  const std::string auth = "Authorization: Bearer " + token_ + "\r\n";
+  ApiEarlyReply r =
+      PostHeadersFirst(server_->port(), "/v1/referrals", auth, options_.max_body_bytes + 10);
+  EXPECT_EQ(r.status, 413);
   EXPECT_TRUE(handler_.requests().empty());
   // Just under the limit is served.
   std::string fits = "{\"v\":\"" + std::string(options_.max_body_bytes - 16, 'x') + "\"}";
@@ -500,11 +546,10 @@ TEST_F(ApiTest, BulkLimitOnlyForDeletionRoutes) {
     ASSERT_TRUE(r) << path;
     EXPECT_EQ(r->status, std::string(path) == "/v1/deletions" ? 201 : 200) << path;
   }
+  const std::string auth = "Authorization: Bearer " + token_ + "\r\n";
   for (const char* path : {"/v1/referrals", "/v1/consents", "/v1/deletions/q1/items.csv"}) {
-    auto r = Client()->Post(path, two_mib, "application/json");
-    ASSERT_TRUE(r) << path;
-    EXPECT_EQ(r->status, 413) << path;
-    EXPECT_TRUE(HasSubstr(BodyOf(r)["error"]["message"].get<std::string>(), "1048576")) << path;
+    ApiEarlyReply r = PostHeadersFirst(server_->port(), path, auth, two_mib.size());
+    EXPECT_EQ(r.status, 413) << path;
   }
   std::string too_big = "{\"v\":\"" + std::string(options_.max_bulk_body_bytes, 'x') + "\"}";
   auto r = Client()->Post("/v1/deletions", too_big, "application/json");
@@ -512,6 +557,30 @@ TEST_F(ApiTest, BulkLimitOnlyForDeletionRoutes) {
   EXPECT_EQ(r->status, 413);
   EXPECT_TRUE(HasSubstr(BodyOf(r)["error"]["message"].get<std::string>(), "33554432"));
   EXPECT_EQ(handler_.requests().size(), 2u);
+}
+
+// A bulk route takes up to 32 MiB, but only from a caller with credentials: a larger body
+// than the small limit without them is refused from its headers, before a byte of it is
+// read (the reply comes before the body is sent, and the server stops taking it).
+TEST_F(ApiTest, UnauthenticatedBulkBodiesAreRefusedBeforeTheyAreRead) {
+  constexpr size_t k20MiB = size_t{20} << 20;
+  for (const std::string& headers :
+       {std::string(), std::string("Authorization: Bearer ") + std::string(64, 'a') + "\r\n",
+        std::string("Cookie: refbus_session_1=") + std::string(64, 'a') + "\r\n"}) {
+    ApiEarlyReply r = PostHeadersFirst(server_->port(), "/v1/deletions", headers, k20MiB);
+    EXPECT_EQ(r.status, 401) << headers;
+    EXPECT_LT(r.sent, k20MiB / 2) << "the server kept reading the body";
+  }
+  // A chunked body (no Content-Length) to a bulk route without credentials: the same.
+  ApiEarlyReply chunked = PostHeadersFirst(server_->port(), "/v1/deletions/q1/status",
+                                           "Transfer-Encoding: chunked\r\n", 0);
+  EXPECT_EQ(chunked.status, 401);
+  EXPECT_TRUE(handler_.requests().empty());
+  // (With the token a bulk body is read: BulkLimitOnlyForDeletionRoutes.)
+  // The server still serves afterwards.
+  auto after = Client()->Get("/v1/status");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 200);
 }
 
 // ---------------------------------------------------------------- start-up
@@ -996,6 +1065,18 @@ TEST_F(ApiCookieTest, StateChangeByCookieWithoutTheCsrfTokenIsRefused403AndLogge
   StopAll();
   EXPECT_TRUE(HasSubstr(log_.text(), "no or wrong CSRF token"));
   EXPECT_EQ(log_.text().find(csrf), std::string::npos) << "the CSRF token is not logged";
+}
+
+// The session cookie alone is not credentials for a large body: it takes the CSRF token too.
+TEST_F(ApiCookieTest, ABulkBodyByCookieWithoutTheCsrfTokenIsRefusedBeforeItIsRead) {
+  CookieLogin login = LoginForCookie("alice", kAlicePw);
+  ASSERT_EQ(login.status, 200);
+  constexpr size_t k4MiB = size_t{4} << 20;
+  ApiEarlyReply r =
+      PostHeadersFirst(server_->port(), "/v1/deletions", "Cookie: " + login.cookie + "\r\n", k4MiB);
+  EXPECT_EQ(r.status, 401);
+  EXPECT_LT(r.sent, k4MiB);
+  EXPECT_TRUE(handler_.requests().empty());
 }
 
 TEST_F(ApiCookieTest, LogoutEndsTheSessionAndClearsTheCookie) {
