@@ -699,6 +699,55 @@ struct ApiServer::Impl {
     return httplib::Server::HandlerResponse::Handled;
   }
 
+  // httplib's settings and hooks (REQUIRES: server made, before AddRoutes and the bind).
+  void ConfigureServer() {
+    Impl* p = this;
+    httplib::Server& svr = *server;
+    size_t threads = options.threads;
+    svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    // httplib's default also sets SO_REUSEPORT, which would let another process of this
+    // user bind the same port and take a share of the connections (and their tokens).
+    svr.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    });
+    svr.set_payload_max_length(std::max(options.max_body_bytes, options.max_bulk_body_bytes));
+    svr.set_read_timeout(10, 0);
+    svr.set_write_timeout(10, 0);
+    svr.set_keep_alive_timeout(2);
+    // CSP, nosniff, no referrer and no-store on every reply, API JSON and console pages alike.
+    svr.set_default_headers(ConsoleSecurityHeaders());
+
+    // One request per connection: a request refused before its body (RefusedBeforeTheBody)
+    // must close the connection, or httplib would take the unread body for the next request
+    // (and read all of it looking for its first line).
+    svr.set_keep_alive_max_count(1);
+    svr.set_pre_routing_handler([p](const httplib::Request& req, httplib::Response& res) {
+      t_request_start = SteadyClock::now();
+      return p->RefusedBeforeTheBody(req, res) ? httplib::Server::HandlerResponse::Handled
+                                               : httplib::Server::HandlerResponse::Unhandled;
+    });
+    svr.set_error_handler(httplib::Server::HandlerWithResponse(
+        [p](const httplib::Request& req, httplib::Response& res) { return p->OnError(req, res); }));
+    svr.set_exception_handler(
+        [](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
+          spdlog::error("api: {} {}: unexpected exception", req.method, req.path.substr(0, 200));
+          ReplyError(res, Internal("unexpected error; see the agent's log"));
+        });
+    svr.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+      double ms = -1;
+      if (t_request_start) {
+        ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - *t_request_start)
+                 .count();
+        t_request_start.reset();
+      }
+      // Path only: ids are fine, query strings and bodies are not logged.
+      auto level = res.status >= 500 ? spdlog::level::warn : spdlog::level::info;
+      spdlog::log(level, "api: {} {} -> {} in {:.1f} ms", req.method, req.path.substr(0, 200),
+                  res.status, ms);
+    });
+  }
+
   void AddRoutes() {
     for (const auto& route : kRoutes) {
       patterns.emplace_back(std::string(route.pattern));
@@ -778,49 +827,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
 
   Impl* p = impl.get();
   httplib::Server& svr = *impl->server;
-  size_t threads = options.threads;
-  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  // httplib's default also sets SO_REUSEPORT, which would let another process of this
-  // user bind the same port and take a share of the connections (and their tokens).
-  svr.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
-  svr.set_payload_max_length(std::max(options.max_body_bytes, options.max_bulk_body_bytes));
-  svr.set_read_timeout(10, 0);
-  svr.set_write_timeout(10, 0);
-  svr.set_keep_alive_timeout(2);
-  // CSP, nosniff, no referrer and no-store on every reply, API JSON and console pages alike.
-  svr.set_default_headers(ConsoleSecurityHeaders());
-
-  // One request per connection: a request refused before its body (RefusedBeforeTheBody)
-  // must close the connection, or httplib would take the unread body for the next request
-  // (and read all of it looking for its first line).
-  svr.set_keep_alive_max_count(1);
-  svr.set_pre_routing_handler([p](const httplib::Request& req, httplib::Response& res) {
-    t_request_start = SteadyClock::now();
-    return p->RefusedBeforeTheBody(req, res) ? httplib::Server::HandlerResponse::Handled
-                                             : httplib::Server::HandlerResponse::Unhandled;
-  });
-  svr.set_error_handler(httplib::Server::HandlerWithResponse(
-      [p](const httplib::Request& req, httplib::Response& res) { return p->OnError(req, res); }));
-  svr.set_exception_handler(
-      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
-        spdlog::error("api: {} {}: unexpected exception", req.method, req.path.substr(0, 200));
-        ReplyError(res, Internal("unexpected error; see the agent's log"));
-      });
-  svr.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-    double ms = -1;
-    if (t_request_start) {
-      ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - *t_request_start).count();
-      t_request_start.reset();
-    }
-    // Path only: ids are fine, query strings and bodies are not logged.
-    auto level = res.status >= 500 ? spdlog::level::warn : spdlog::level::info;
-    spdlog::log(level, "api: {} {} -> {} in {:.1f} ms", req.method, req.path.substr(0, 200),
-                res.status, ms);
-  });
-
+  impl->ConfigureServer();
   impl->AddRoutes();
 
   errno = 0;
