@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/api_tls.h"
 #include "agent/console_server.h"
 #include "agent/console_session.h"
 #include "core/bytes.h"
@@ -407,7 +408,7 @@ struct ApiServer::Impl {
     if (b.value("cookie", false) == true) {
       // The console: the token goes into an HttpOnly cookie, never to the page's script.
       res.set_header("Set-Cookie", SessionCookie(cookie_name, AsChars(login->token.view()),
-                                                 options.cookie_secure));
+                                                 ApiServesTls(options)));
       out["csrf_token"] = sessions->CsrfToken(login->token.view());
     } else {
       out["token"] = std::string(AsChars(login->token.view()));
@@ -432,7 +433,7 @@ struct ApiServer::Impl {
       return ReplyError(res, InvalidArgument("logout ends a session; this is the API token"));
     if (!cookie.empty()) {
       sessions->Logout(AsBytes(cookie));
-      res.set_header("Set-Cookie", ClearedSessionCookie(cookie_name, options.cookie_secure));
+      res.set_header("Set-Cookie", ClearedSessionCookie(cookie_name, ApiServesTls(options)));
     } else if (auto bearer = BearerOf(req); bearer.ok()) {
       sessions->Logout(bearer->view());
     }
@@ -564,6 +565,71 @@ struct ApiServer::Impl {
     Reply(res, info.ok_status, *result);
   }
 
+  // The pre-routing handler's gate on bodies. httplib 0.11.4 reads a request's body in
+  // Server::routing only after calling the pre-routing handler (routing() first returns if
+  // pre_routing_handler_ says Handled, then, for a request that expects content, calls
+  // read_content; see cpp-httplib v0.11.4 httplib.h, Server::routing and process_request).
+  // Its expect-100-continue handler would run even earlier, but only for requests sending
+  // "Expect: 100-continue", which neither httplib's client nor a browser's fetch sends.
+  // So here, with only the headers read: a body over max_body_bytes, or of a length not
+  // known from the headers (chunked), is let through only to a bulk route from a caller
+  // with credentials (the API or a session token, or the session cookie with its CSRF
+  // token). Any other is answered now (401 without credentials on a bulk route, else
+  // 413) and never read: keep-alive is off (Start), so the connection closes after the
+  // answer. Returns true when it answered.
+  bool RefusedBeforeTheBody(const httplib::Request& req, httplib::Response& res) const {
+    if (req.method != "POST" && req.method != "PUT") return false;
+    const bool chunked = req.has_header("Transfer-Encoding");
+    uint64_t length = 0;
+    if (!chunked && req.has_header("Content-Length")) {
+      const std::string v = req.get_header_value("Content-Length");
+      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), length);
+      if (ec != std::errc() || end != v.data() + v.size() ||
+          req.get_header_value_count("Content-Length") != 1) {
+        Reply(res, 400, ErrorBody(InvalidArgument("malformed Content-Length")));
+        return true;
+      }
+    }
+    if (!chunked && length <= options.max_body_bytes) return false;
+    if (!FromAllowedHost(req, res)) return true;
+    const bool bulk = IsBulkPath(req);
+    if (bulk && WithBodyCredentials(req)) return false;
+    spdlog::warn("api: refused {} {} before reading its body ({} bytes{})", req.method,
+                 req.path.substr(0, 200), length, chunked ? ", chunked" : "");
+    if (bulk) {
+      res.set_header("WWW-Authenticate", "Bearer");
+      Reply(res, 401,
+            ErrorBody(Unauthenticated("a body of more than " +
+                                      std::to_string(options.max_body_bytes) +
+                                      " bytes is read only from a caller with credentials "
+                                      "(a bearer token, or the session cookie and its CSRF "
+                                      "token)")));
+    } else {
+      Reply(res, 413,
+            ErrorBody(ResourceExhausted(
+                "the request body is larger than the limit of " +
+                std::to_string(options.max_body_bytes) + " bytes" +
+                (chunked ? " or of unknown length (chunked); send a Content-Length" : ""))));
+    }
+    return true;
+  }
+
+  // Whether the request carries credentials that a change may be made with (a bearer
+  // token; or the session cookie, its CSRF token, and an operator who may change things).
+  bool WithBodyCredentials(const httplib::Request& req) const {
+    std::string why, cookie;
+    std::shared_ptr<const OperatorKey> op;
+    bool ok = Authenticated(req, &why, &op, &cookie);
+    if (ok && !cookie.empty()) {
+      const std::string presented = req.get_header_value(std::string(kCsrfHeader));
+      ok = req.get_header_value_count(std::string(kCsrfHeader)) == 1 &&
+           sessions->CsrfMatches(AsBytes(cookie), AsBytes(presented));
+    }
+    if (ok && op && op->role() == OperatorRole::kReadOnly) ok = false;
+    sodium_memzero(cookie.data(), cookie.size());
+    return ok;
+  }
+
   // Whether a path and method name a route that takes bulk bodies.
   bool IsBulkPath(const httplib::Request& req) const {
     for (size_t i = 0; i < kRoutes.size() && i < patterns.size(); ++i) {
@@ -633,6 +699,55 @@ struct ApiServer::Impl {
     return httplib::Server::HandlerResponse::Handled;
   }
 
+  // httplib's settings and hooks (REQUIRES: server made, before AddRoutes and the bind).
+  void ConfigureServer() {
+    Impl* p = this;
+    httplib::Server& svr = *server;
+    size_t threads = options.threads;
+    svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    // httplib's default also sets SO_REUSEPORT, which would let another process of this
+    // user bind the same port and take a share of the connections (and their tokens).
+    svr.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    });
+    svr.set_payload_max_length(std::max(options.max_body_bytes, options.max_bulk_body_bytes));
+    svr.set_read_timeout(10, 0);
+    svr.set_write_timeout(10, 0);
+    svr.set_keep_alive_timeout(2);
+    // CSP, nosniff, no referrer and no-store on every reply, API JSON and console pages alike.
+    svr.set_default_headers(ConsoleSecurityHeaders());
+
+    // One request per connection: a request refused before its body (RefusedBeforeTheBody)
+    // must close the connection, or httplib would take the unread body for the next request
+    // (and read all of it looking for its first line).
+    svr.set_keep_alive_max_count(1);
+    svr.set_pre_routing_handler([p](const httplib::Request& req, httplib::Response& res) {
+      t_request_start = SteadyClock::now();
+      return p->RefusedBeforeTheBody(req, res) ? httplib::Server::HandlerResponse::Handled
+                                               : httplib::Server::HandlerResponse::Unhandled;
+    });
+    svr.set_error_handler(httplib::Server::HandlerWithResponse(
+        [p](const httplib::Request& req, httplib::Response& res) { return p->OnError(req, res); }));
+    svr.set_exception_handler(
+        [](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
+          spdlog::error("api: {} {}: unexpected exception", req.method, req.path.substr(0, 200));
+          ReplyError(res, Internal("unexpected error; see the agent's log"));
+        });
+    svr.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+      double ms = -1;
+      if (t_request_start) {
+        ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - *t_request_start)
+                 .count();
+        t_request_start.reset();
+      }
+      // Path only: ids are fine, query strings and bodies are not logged.
+      auto level = res.status >= 500 ? spdlog::level::warn : spdlog::level::info;
+      spdlog::log(level, "api: {} {} -> {} in {:.1f} ms", req.method, req.path.substr(0, 200),
+                  res.status, ms);
+    });
+  }
+
   void AddRoutes() {
     for (const auto& route : kRoutes) {
       patterns.emplace_back(std::string(route.pattern));
@@ -641,14 +756,14 @@ struct ApiServer::Impl {
       };
       std::string pattern(route.pattern);
       if (route.method == "GET") {
-        server.Get(pattern, h);
+        server->Get(pattern, h);
       } else if (route.method == "POST") {
-        server.Post(pattern, h);
+        server->Post(pattern, h);
       } else if (route.method == "PUT") {
-        server.Put(pattern, h);
+        server->Put(pattern, h);
       }
     }
-    AddConsoleRoutes(server, [this](const httplib::Request& req, httplib::Response& res) {
+    AddConsoleRoutes(*server, [this](const httplib::Request& req, httplib::Response& res) {
       return FromAllowedHost(req, res);
     });
   }
@@ -663,19 +778,20 @@ struct ApiServer::Impl {
       std::string h = Lower(entry);
       hosts.push_back(h.find(':') == std::string::npos ? h + p : h);
     }
-    for (const auto& h : hosts) origins.push_back("http://" + h);
+    const char* scheme = ApiServesTls(options) ? "https://" : "http://";
+    for (const auto& h : hosts) origins.push_back(scheme + h);
   }
 
   ApiOptions options;
   CommandQueue& queue;
   CommandHandler& handler;
   std::vector<std::string> hosts;    // the Host values accepted ("127.0.0.1:PORT", ...)
-  std::vector<std::string> origins;  // the Origin values accepted ("http://" + a host)
+  std::vector<std::string> origins;  // the Origin values accepted ("http(s)://" + a host)
   keys::SecretBuffer token;
   std::unique_ptr<OperatorStore> operators;  // null: no logins
   std::unique_ptr<SessionTable> sessions;
-  httplib::Server server;
-  std::vector<std::regex> patterns;  // kRoutes[i].pattern, for 405 answers
+  std::unique_ptr<httplib::Server> server;  // an httplib::SSLServer with TLS (api_tls.h)
+  std::vector<std::regex> patterns;         // kRoutes[i].pattern, for 405 answers
   std::thread thread;
   int port = 0;
   std::string url;
@@ -689,7 +805,10 @@ ApiServer::~ApiServer() { Stop(); }
 
 Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, CommandQueue& queue,
                                                     CommandHandler& handler) {
-  REFBUS_ASSIGN_OR_RETURN(ListenAddress listen, ParseLoopbackListen(options.listen));
+  // Off loopback only with TLS: the console carries passwords and case data.
+  REFBUS_ASSIGN_OR_RETURN(ListenAddress listen, ApiServesTls(options)
+                                                    ? ParseNetworkListen(options.listen)
+                                                    : ParseLoopbackListen(options.listen));
   if (options.token_file.empty()) return InvalidArgument("the API needs a token file");
   if (options.threads == 0) return InvalidArgument("the API needs at least one thread");
   for (const auto& h : options.allowed_hosts) {
@@ -698,6 +817,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
     }
   }
   auto impl = std::make_unique<Impl>(options, queue, handler);
+  REFBUS_ASSIGN_OR_RETURN(impl->server, MakeApiHttpServer(options));
   REFBUS_ASSIGN_OR_RETURN(impl->token, LoadOrCreateApiToken(options.token_file));
   if (!options.operators_file.empty()) {
     impl->operators = std::make_unique<OperatorStore>(options.operators_file);
@@ -706,45 +826,8 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
   }
 
   Impl* p = impl.get();
-  httplib::Server& svr = impl->server;
-  size_t threads = options.threads;
-  svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  // httplib's default also sets SO_REUSEPORT, which would let another process of this
-  // user bind the same port and take a share of the connections (and their tokens).
-  svr.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
-  svr.set_payload_max_length(std::max(options.max_body_bytes, options.max_bulk_body_bytes));
-  svr.set_read_timeout(10, 0);
-  svr.set_write_timeout(10, 0);
-  svr.set_keep_alive_timeout(2);
-  // CSP, nosniff, no referrer and no-store on every reply, API JSON and console pages alike.
-  svr.set_default_headers(ConsoleSecurityHeaders());
-
-  svr.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
-    t_request_start = SteadyClock::now();
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  svr.set_error_handler(httplib::Server::HandlerWithResponse(
-      [p](const httplib::Request& req, httplib::Response& res) { return p->OnError(req, res); }));
-  svr.set_exception_handler(
-      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
-        spdlog::error("api: {} {}: unexpected exception", req.method, req.path.substr(0, 200));
-        ReplyError(res, Internal("unexpected error; see the agent's log"));
-      });
-  svr.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-    double ms = -1;
-    if (t_request_start) {
-      ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - *t_request_start).count();
-      t_request_start.reset();
-    }
-    // Path only: ids are fine, query strings and bodies are not logged.
-    auto level = res.status >= 500 ? spdlog::level::warn : spdlog::level::info;
-    spdlog::log(level, "api: {} {} -> {} in {:.1f} ms", req.method, req.path.substr(0, 200),
-                res.status, ms);
-  });
-
+  httplib::Server& svr = *impl->server;
+  impl->ConfigureServer();
   impl->AddRoutes();
 
   errno = 0;
@@ -760,17 +843,20 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Start(const ApiOptions& options, C
                        "; is another agent running with this [api] listen setting? Use port 0 "
                        "for any free port");
   }
-  impl->url = "http://" + listen.host + ":" + std::to_string(impl->port);
+  // The URL is for clients on this machine (the CLI): loopback when bound to all addresses.
+  impl->url = std::string(ApiServesTls(options) ? "https://" : "http://") +
+              (listen.host == "0.0.0.0" ? "127.0.0.1" : listen.host) + ":" +
+              std::to_string(impl->port);
   impl->AllowHosts(listen.host);
   impl->cookie_name = SessionCookieName(impl->port);
-  impl->thread = std::thread([p] { p->server.listen_after_bind(); });
+  impl->thread = std::thread([p] { p->server->listen_after_bind(); });
   // stop() does nothing before the accept loop runs: wait for it, so Stop always works.
   auto until = SteadyClock::now() + std::chrono::seconds(5);
   while (!svr.is_running() && SteadyClock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   std::unique_ptr<ApiServer> server(new ApiServer(std::move(impl)));
-  if (!server->impl_->server.is_running()) {
+  if (!server->impl_->server->is_running()) {
     return Internal("the API server did not start within 5 s");
   }
   if (!options.url_file.empty()) {
@@ -787,7 +873,7 @@ void ApiServer::Stop() {
   if (!impl_ || impl_->stopped) return;
   impl_->stopped = true;
   impl_->queue.Close();
-  impl_->server.stop();
+  impl_->server->stop();
   if (impl_->thread.joinable()) impl_->thread.join();
   if (!impl_->options.url_file.empty()) {
     // Only our own URL: another agent may have started on this data dir since (it cannot,
@@ -802,50 +888,5 @@ void ApiServer::Stop() {
 
 int ApiServer::port() const { return impl_->port; }
 const std::string& ApiServer::url() const { return impl_->url; }
-
-// ---------------------------------------------------------------- ApiClient
-
-ApiClient::ApiClient(std::string url, keys::SecretBuffer token, int timeout_s)
-    : url_(std::move(url)), token_(std::move(token)), timeout_s_(timeout_s) {}
-
-Result<ApiReply> ApiClient::Call(std::string_view method, const std::string& path,
-                                 const Json* body) {
-  httplib::Client client(url_);
-  if (!client.is_valid()) return InvalidArgument("not a usable API URL: " + url_);
-  client.set_connection_timeout(5, 0);
-  client.set_read_timeout(timeout_s_, 0);
-  client.set_write_timeout(timeout_s_, 0);
-  client.set_keep_alive(false);
-  std::string auth = "Bearer ";
-  auth.append(AsChars(token_.view()));
-  httplib::Headers headers = {{"Authorization", auth}};
-  sodium_memzero(auth.data(), auth.size());
-  std::string payload = body != nullptr ? Dump(*body) : std::string();
-  if (method != "GET" && method != "POST" && method != "PUT") {
-    return InvalidArgument("unsupported method " + std::string(method));
-  }
-  httplib::Result res = method == "GET"    ? client.Get(path, headers)
-                        : method == "POST" ? client.Post(path, headers, payload, "application/json")
-                                           : client.Put(path, headers, payload, "application/json");
-  for (auto& [k, v] : headers) sodium_memzero(v.data(), v.size());
-  if (!res) {
-    return Unavailable("cannot reach the agent's API at " + url_ + " (" +
-                       httplib::to_string(res.error()) + ")");
-  }
-  ApiReply reply;
-  reply.http_status = res->status;
-  if (res->get_header_value("Content-Type").rfind("text/csv", 0) == 0) {
-    reply.text = std::move(res->body);
-    return reply;
-  }
-  if (!res->body.empty()) {
-    reply.body = Json::parse(res->body, nullptr, /*allow_exceptions=*/false);
-    if (reply.body.is_discarded()) {
-      return Malformed("the reply from " + url_ + " (HTTP " + std::to_string(res->status) +
-                       ") is not JSON: is that URL a refbus agent?");
-    }
-  }
-  return reply;
-}
 
 }  // namespace refbus::agent

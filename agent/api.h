@@ -3,7 +3,8 @@
 // ApiServer serves the routes documented in agent/engine.h to the agency's own
 // case-management software on this machine:
 //   - it listens on a loopback address only (127.0.0.0/8); anything else is refused at
-//     start as a configuration error;
+//     start as a configuration error, unless it serves TLS (ApiOptions::tls_cert and
+//     tls_key, agent/api_tls.h): then HTTPS only, on any IPv4 address (a center's LAN);
 //   - it also serves the browser console's static files under /console/ without the token
 //     (agent/console_server.h), and every reply carries its security headers (CSP,
 //     nosniff, no-referrer, no-store);
@@ -20,7 +21,8 @@
 //     the token is 32 random bytes (64 hex digits) in a file only the daemon's user may
 //     read (created 0600 at first start; a file readable by group or others is refused);
 //     tokens are compared in constant time and never logged;
-//   - bodies are JSON objects of at most ApiOptions::max_body_bytes;
+//   - bodies are JSON objects of at most ApiOptions::max_body_bytes (bulk routes: more,
+//     from a caller with credentials only, checked before the body is read);
 //   - it logs one line per request: method, path, HTTP status, duration; never bodies,
 //     query strings or the token.
 //
@@ -205,10 +207,10 @@ struct ApiOptions {
   std::string url_file;    // optional: "http://127.0.0.1:<port>\n" written here, 0600
   size_t max_body_bytes = size_t{1} << 20;
   // For RouteTakesBulk routes only: 100,000 deletion items with URLs of ~250 bytes on
-  // average as JSON (or the same as CSV) fit in 32 MiB. httplib reads any body up to this
-  // size (its limit is per server); a body over max_body_bytes to any other route is then
-  // refused 413 before it is parsed or authenticated. (Refusing by Content-Length before
-  // reading would reset the connection and lose the answer.)
+  // average as JSON (or the same as CSV) fit in 32 MiB. A body over max_body_bytes (or
+  // chunked) is read only for a bulk route from a caller with credentials; any other is
+  // answered from its headers (401 or 413) before it is read, and the connection closes
+  // (the server serves one request per connection for this reason).
   size_t max_bulk_body_bytes = size_t{32} << 20;
   std::chrono::milliseconds command_timeout{30000};
   // healthz reports 503 if the queue has not been drained for this long.
@@ -225,8 +227,15 @@ struct ApiOptions {
   // logins, the API token only.
   std::string operators_file;
   SessionOptions sessions;
-  // The console's session cookie carries Secure (set when [console] TLS is configured).
-  bool cookie_secure = false;
+  // TLS (config [console] tls_cert and tls_key): the PEM certificate (chain) and private
+  // key files. Both set: the API and the console are served over HTTPS only (on loopback
+  // too), `listen` may be any IPv4 address (a center's LAN), and the session cookie carries
+  // Secure. Neither set: plain HTTP on loopback only; a non-loopback listen is refused.
+  // Start refuses, saying why and never quoting key bytes: only one of them set, a key file
+  // that group or others may read, a file missing or not PEM, an expired certificate, or a
+  // key that is not the certificate's.
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 class ApiServer {
@@ -245,7 +254,7 @@ class ApiServer {
   void Stop();
 
   int port() const;
-  const std::string& url() const;  // "http://127.0.0.1:<port>"
+  const std::string& url() const;  // "http://127.0.0.1:<port>" ("https://" with TLS)
 
   struct Impl;
 
@@ -264,8 +273,10 @@ struct ApiReply {
 
 class ApiClient {
  public:
-  // url: "http://127.0.0.1:<port>"; token: the hex token (copied into locked memory).
-  ApiClient(std::string url, keys::SecretBuffer token, int timeout_s);
+  // url: "http://127.0.0.1:<port>", or "https://..." with ca_cert: the agent's own
+  // certificate ([console] tls_cert), which the server must present; token: the hex token
+  // (copied into locked memory).
+  ApiClient(std::string url, keys::SecretBuffer token, int timeout_s, std::string ca_cert = "");
 
   // Sends one request; body may be nullptr. Unavailable if the daemon cannot be reached
   // (connection refused, timeout), naming the URL; Malformed if the reply is not JSON.
@@ -278,6 +289,7 @@ class ApiClient {
   std::string url_;
   keys::SecretBuffer token_;
   int timeout_s_;
+  std::string ca_cert_;
 };
 
 }  // namespace refbus::agent

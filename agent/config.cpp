@@ -52,7 +52,7 @@ Status LoadDeletionSection(const toml::table& root, ConfigReader& r, AgentConfig
 
 // [api] listen and [console]: the console is served with the API, so a listen address off
 // loopback would carry caseworkers' passwords and case data over the LAN; without TLS
-// settings it is refused at start.
+// settings it is refused at start (with them the API serves HTTPS only).
 Status ReadListenAndConsole(const toml::table& root, ConfigReader& r, AgentConfig& c) {
   if (const toml::node* n = root.at_path("api.listen").node(); n != nullptr) {
     auto v = n->value<std::string>();
@@ -65,15 +65,16 @@ Status ReadListenAndConsole(const toml::table& root, ConfigReader& r, AgentConfi
     return r.Error("console", c.console_tls_cert.empty() ? "tls_cert" : "tls_key",
                    "is missing: TLS needs both a certificate and its key");
   }
-  if (auto listen = ParseLoopbackListen(c.api_listen); !listen.ok()) {
+  // With TLS any IPv4 literal (the API serves HTTPS only, agent/api_tls.h); without, loopback.
+  auto listen = c.console_tls_cert.empty() ? ParseLoopbackListen(c.api_listen)
+                                           : ParseNetworkListen(c.api_listen);
+  if (!listen.ok()) {
     return r.Error("api", "listen",
                    listen.status().message() +
                        (c.console_tls_cert.empty()
                             ? ". The console may serve a network only over TLS: set [console] "
                               "tls_cert and tls_key; without them the agent does not start"
-                            : ". [console] tls_cert and tls_key are set, but this version does "
-                              "not serve TLS yet: keep [api] listen on 127.0.0.1 (a TLS "
-                              "reverse proxy on this machine may forward to it)"));
+                            : ""));
   }
   return Status();
 }

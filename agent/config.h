@@ -20,7 +20,8 @@
 //                                    # never in a backup (agent/backup.h)
 //
 //   [api]
-//   listen = "127.0.0.1:0"           # loopback only; port 0 = any free port
+//   listen = "127.0.0.1:0"           # loopback only unless [console] TLS is set (then
+//                                    # any IPv4 literal, e.g. "0.0.0.0:8443"); port 0 = any
 //   url_file = ""                    # default <data_dir>/api.url (written at start, 0600)
 //   token_file = ""                  # default <data_dir>/api.token (created 0600)
 //   command_timeout_ms = 30000       # a command not started by then is answered 503
@@ -32,9 +33,10 @@
 //   lockout_ms = 900000              # for this long (agent/sessions.h)
 //
 //   [console]                        # the browser console, served with the API
-//   tls_cert = ""                    # PEM certificate and key: required (both) before
-//   tls_key = ""                     # [api] listen may leave loopback; without them a
-//                                    # non-loopback listen refuses to start
+//   tls_cert = ""                    # PEM certificate (chain) and key (0600, unencrypted):
+//   tls_key = ""                     # with both, the API and console serve HTTPS only (on
+//                                    # loopback too) and [api] listen may leave loopback;
+//                                    # without them a non-loopback listen refuses to start
 //
 //   [metrics]                        # Prometheus metrics and health checks over HTTP
 //   bind = "127.0.0.1:9471"          # loopback only: 127.0.0.0/8 or [::1], as a literal;

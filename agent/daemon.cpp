@@ -358,7 +358,8 @@ ApiOptions ApiOptionsOf(const AgentConfig& config) {
   ao.command_timeout = std::chrono::milliseconds(config.api_command_timeout_ms);
   ao.allowed_hosts = config.api_allowed_hosts;
   ao.operators_file = OperatorStorePath(config.data_dir);
-  ao.cookie_secure = !config.console_tls_cert.empty();
+  ao.tls_cert = config.console_tls_cert;
+  ao.tls_key = config.console_tls_key;
   ao.sessions.idle_timeout = std::chrono::milliseconds(config.api_session_idle_timeout_ms);
   ao.sessions.lockout_after = static_cast<int>(config.api_lockout_after);
   ao.sessions.lockout_for = std::chrono::milliseconds(config.api_lockout_ms);

@@ -10,8 +10,11 @@
 
 namespace refbus::agent {
 
-Result<ListenAddress> ParseLoopbackListen(std::string_view listen) {
-  const std::string quoted = "\"" + std::string(listen.substr(0, 80)) + "\"";
+namespace {
+
+// HOST:PORT with HOST an IPv4 literal; *addr gets the address.
+Result<ListenAddress> SplitListen(std::string_view listen, const std::string& quoted,
+                                  in_addr* addr) {
   size_t colon = listen.rfind(':');
   if (colon == std::string_view::npos || colon == 0 || colon + 1 == listen.size()) {
     return InvalidArgument(quoted + " is not HOST:PORT; use \"127.0.0.1:0\" (any free port) or " +
@@ -24,20 +27,35 @@ Result<ListenAddress> ParseLoopbackListen(std::string_view listen) {
   if (ec != std::errc() || end != port_text.data() + port_text.size() || port < 0 || port > 65535) {
     return InvalidArgument(quoted + ": the port must be a number from 0 (any free port) to 65535");
   }
-  in_addr addr{};
-  if (::inet_pton(AF_INET, host.c_str(), &addr) != 1) {
+  if (::inet_pton(AF_INET, host.c_str(), addr) != 1) {
     return InvalidArgument(
-        quoted + ": the local API listens on a loopback IPv4 address only (127.0.0.1), given " +
-        "as a literal, not a host name; use \"127.0.0.1:" + std::string(port_text) + "\"");
+        quoted + ": the local API listens on an IPv4 address given as a literal, not a host " +
+        "name (loopback, 127.0.0.1, unless TLS is configured); use \"127.0.0.1:" +
+        std::string(port_text) + "\"");
   }
+  return ListenAddress{host, port};
+}
+
+}  // namespace
+
+Result<ListenAddress> ParseLoopbackListen(std::string_view listen) {
+  const std::string quoted = "\"" + std::string(listen.substr(0, 80)) + "\"";
+  in_addr addr{};
+  REFBUS_ASSIGN_OR_RETURN(ListenAddress out, SplitListen(listen, quoted, &addr));
   if ((ntohl(addr.s_addr) >> 24) != 127) {
     return InvalidArgument(
         quoted + " is not a loopback address: the local API would be reachable from other " +
-        "machines. It listens on 127.0.0.0/8 only; use \"127.0.0.1:" + std::string(port_text) +
+        "machines. It listens on 127.0.0.0/8 only; use \"127.0.0.1:" + std::to_string(out.port) +
         "\" (case-management software on other machines must not call an agency's agent " +
         "directly)");
   }
-  return ListenAddress{host, port};
+  return out;
+}
+
+Result<ListenAddress> ParseNetworkListen(std::string_view listen) {
+  const std::string quoted = "\"" + std::string(listen.substr(0, 80)) + "\"";
+  in_addr addr{};
+  return SplitListen(listen, quoted, &addr);
 }
 
 bool IsAllowedHostEntry(std::string_view entry) {

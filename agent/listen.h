@@ -14,12 +14,15 @@
 namespace refbus::agent {
 
 struct ListenAddress {
-  std::string host;  // an IPv4 loopback literal, "127.0.0.1"
+  std::string host;  // an IPv4 literal: loopback ("127.0.0.1") unless the API serves TLS
   int port = 0;      // 0: any free port
 };
 // "127.0.0.1:8080" or "127.0.0.1:0". Refuses every host that is not an IPv4 loopback
 // literal (0.0.0.0, a LAN address, a host name), saying why.
 Result<ListenAddress> ParseLoopbackListen(std::string_view listen);
+// The same, but any IPv4 literal ("0.0.0.0:8443", "192.168.0.5:8443"): for an API that
+// serves TLS ([console] tls_cert and tls_key), which may serve a center's LAN.
+Result<ListenAddress> ParseNetworkListen(std::string_view listen);
 
 // An entry of ApiOptions::allowed_hosts: a host name (letters, digits, '.', '-'), or one
 // with ":PORT" (1-65535).

@@ -89,12 +89,45 @@ std::string Badge(const ReportText& t) {
   return " <span class=\"badge emergency\">" + std::string(t.emergency) + "</span>";
 }
 
+// An event's name in the page's language (the schema's name where the catalog has none).
+std::string EventText(const ReportText& t, schema::AuditEvent event) {
+  const auto i = static_cast<size_t>(event);
+  if (i < t.event_names.size() && t.event_names[i] != nullptr) return t.event_names[i];
+  return std::string(schema::Name(event));
+}
+
+// An operator verdict in the page's language.
+std::string VerdictText(const ReportText& t, keys::OperatorVerdict verdict) {
+  const auto i = static_cast<size_t>(verdict);
+  if (i < t.verdict_names.size() && t.verdict_names[i] != nullptr) return t.verdict_names[i];
+  return std::string(keys::VerdictName(verdict));
+}
+
+// The verdict's headline from the catalog (verify's own English one where it has none).
+std::string HeadlineText(const ReportText& t, const VerifyReport& v) {
+  if (t.headline_ok == nullptr) return v.Headline();
+  if (!v.ok()) return Fill(t.headline_failed, {Num(v.problems.size())});
+  std::string out = Fill(t.headline_ok, {Num(v.entries), v.origin, Num(v.checkpoints),
+                                         Num(v.verified_size), HexEncode(v.verified_root)});
+  if (v.witnessed_size) {
+    std::string names;
+    for (const auto& c : v.cosigned) {
+      if (c.size != *v.witnessed_size) continue;
+      for (const auto& w : c.witnesses) names += (names.empty() ? "" : ", ") + w;
+    }
+    out += Fill(t.headline_witnessed, {Num(*v.witnessed_size), names});
+  }
+  if (!v.witnessed) out += t.headline_unwitnessed;
+  if (v.evidence_checked > 0) out += Fill(t.headline_evidence, {Num(v.evidence_checked)});
+  return out;
+}
+
 // The operator verdict as a badge: green for valid, red for a failing one.
-std::string VerdictBadge(const keys::OperatorCheck& c) {
+std::string VerdictBadge(const ReportText& t, const keys::OperatorCheck& c) {
   const char* cls = keys::VerdictFails(c.verdict)                ? "bad"
                     : c.verdict == keys::OperatorVerdict::kValid ? "good"
                                                                  : "plain";
-  return "<span class=\"badge " + std::string(cls) + "\">" + E(keys::VerdictName(c.verdict)) +
+  return "<span class=\"badge " + std::string(cls) + "\">" + E(VerdictText(t, c.verdict)) +
          "</span>";
 }
 
@@ -135,7 +168,7 @@ std::string EntryDetails(const ReportText& t, const AuditReport& r, const AuditE
   if (!e.operator_ref.empty()) {
     auto o = r.openings.find(e.index);
     parts.push_back(t.operator_lc + E(e.operator_ref) +
-                    (o == r.openings.end() ? "" : " " + VerdictBadge(o->second.check)));
+                    (o == r.openings.end() ? "" : " " + VerdictBadge(t, o->second.check)));
   }
   if (!e.consent_grant_id.empty()) {
     auto g = r.grants.find(e.consent_grant_id);
@@ -157,7 +190,7 @@ void RenderVerdict(const ReportText& t, const AuditReport& r, std::string& h) {
   h += "<section id=\"verification\"><h2>" + std::string(t.nav_verification) + "</h2>\n";
   h += std::string("<div class=\"verdict ") + (v.ok() ? "pass" : "fail") +
        "\" id=\"verdict\"><p class=\"word\">" + (v.ok() ? t.pass : t.fail) + "</p>\n";
-  h += "<p>" + E(v.Headline()) + "</p>\n";
+  h += "<p>" + E(HeadlineText(t, v)) + "</p>\n";
   if (!v.ok() && v.first_bad_entry) {
     h += "<p id=\"first-bad-entry\"><b>" + Fill(t.first_bad_entry, {Num(*v.first_bad_entry)}) +
          "</b></p>\n";
@@ -271,7 +304,7 @@ void RenderCounts(const ReportText& t, const AuditReport& r, std::string& h) {
        t.entries + "</th></tr>\n";
   uint64_t total = 0;
   for (const auto& [event, n] : r.event_counts) {
-    h += "<tr><td>" + E(schema::Name(event)) + "</td><td class=\"num\">" + Num(n) + "</td></tr>\n";
+    h += "<tr><td>" + E(EventText(t, event)) + "</td><td class=\"num\">" + Num(n) + "</td></tr>\n";
     total += n;
   }
   h += "<tr><th>" + std::string(t.total) + "</th><th class=\"num\">" + Num(total) +
@@ -287,7 +320,7 @@ void RenderCounts(const ReportText& t, const AuditReport& r, std::string& h) {
       std::vector<std::string> in;
       for (const auto& [event, k] : events) {
         n += k;
-        in.push_back(std::string(schema::Name(event)) + " " + Num(k));
+        in.push_back(EventText(t, event) + " " + Num(k));
       }
       auto refused = r.refusal_counts.find(reason);
       h += "<tr><td>" + E(schema::Name(reason)) + "</td><td class=\"num\">" + Num(n) +
@@ -367,7 +400,7 @@ void RenderQuery(const ReportText& t, const Result<QueryResult>& q, const QueryS
            Code(row.group) + "</th></tr>\n";
     }
     h += "<tr><td class=\"num\">" + Num(e.index) + "</td><td class=\"t\">" + When(t, e.time_ms) +
-         "</td><td>" + E(schema::Name(e.event)) + "</td><td>" + TextOrNone(e.actor) + "</td><td>" +
+         "</td><td>" + E(EventText(t, e.event)) + "</td><td>" + TextOrNone(e.actor) + "</td><td>" +
          CodeOrNone(HexEncode(e.message_id)) + "</td><td>" + RefOrNone(row.case_ref) + "</td><td>" +
          TextOrNone(row.sender_id) + "</td><td>" + TextOrNone(RecipientList(e)) + "</td><td>" +
          CodeOrNone(HexEncode(row.consent_grant_id)) + "</td><td>" + TextOrNone(e.operator_ref) +
@@ -398,7 +431,7 @@ void RenderOpenings(const ReportText& t, const AuditReport& r, std::string& h) {
     h += "<tr><td class=\"num\">" + Num(index) + "</td><td class=\"t\">" + When(t, e.time_ms) +
          "</td><td>" + TextOrNone(e.actor) + "</td><td>" + CodeOrNone(HexEncode(e.message_id)) +
          "</td><td>" + RefOrNone(e.case_ref) + "</td><td>" + TextOrNone(e.operator_ref) +
-         "</td><td>" + VerdictBadge(o.check) + " " + E(o.check.why) + "</td></tr>\n";
+         "</td><td>" + VerdictBadge(t, o.check) + " " + E(o.check.why) + "</td></tr>\n";
   }
   h += "</table>\n</section>\n";
 }
@@ -410,8 +443,8 @@ std::string OpenedCell(const ReportText& t, const AuditReport& r, const ReportMe
     auto o = r.openings.find(i);
     if (o == r.openings.end()) continue;
     const AuditEntry& e = o->second.entry;
-    std::string cell = Fill(t.opened_as, {E(e.actor), E(e.operator_ref),
-                                          E(keys::VerdictName(o->second.check.verdict))});
+    std::string cell = Fill(
+        t.opened_as, {E(e.actor), E(e.operator_ref), E(VerdictText(t, o->second.check.verdict))});
     if (std::find(cells.begin(), cells.end(), cell) == cells.end()) cells.push_back(cell);
   }
   if (cells.empty()) return Joined(m.opened_by);
@@ -473,7 +506,7 @@ void RenderCases(const ReportText& t, const AuditReport& r, std::string& h) {
          "</th><th>" + t.details + "</th></tr>\n";
     for (const AuditEntry& e : c.entries) {
       h += "<tr><td class=\"num\">" + Num(e.index) + "</td><td class=\"t\">" + When(t, e.time_ms) +
-           "</td><td>" + E(schema::Name(e.event)) + "</td><td>" + TextOrNone(e.actor) +
+           "</td><td>" + E(EventText(t, e.event)) + "</td><td>" + TextOrNone(e.actor) +
            "</td><td>" + CodeOrNone(HexEncode(e.message_id)) + "</td><td>" + EntryDetails(t, r, e) +
            "</td></tr>\n";
     }

@@ -161,6 +161,13 @@ constexpr ReportText kEnglish{
         "This page holds only what the audit log holds: ids, case pseudonyms, operator refs, "
         "times, events and the broker's details. No message content is ever in the log. {1} "
         "entries read in {2} s.",
+    .headline_ok = nullptr,
+    .headline_witnessed = nullptr,
+    .headline_unwitnessed = nullptr,
+    .headline_evidence = nullptr,
+    .headline_failed = nullptr,
+    .event_names = {},
+    .verdict_names = {},
 };
 
 constexpr ReportText kKorean{
@@ -316,6 +323,20 @@ constexpr ReportText kKorean{
         "이 페이지에는 감사 로그에 있는 것만 있습니다: ID, 사건 가명, 담당자, 시각, 이벤트와 "
         "브로커의 세부. 메시지 내용은 로그에 결코 들어가지 않습니다. 항목 {1}개를 {2}초에 "
         "읽었습니다.",
+    .headline_ok =
+        "{2}의 항목 {1}개가 서명된 체크포인트 {3}개 모두와 일치하고, 체크포인트끼리도 "
+        "서로 일관됩니다. 최신 크기 {4}, 루트 {5}",
+    .headline_witnessed = "; 크기 {1}까지 증인 서명: {2}",
+    .headline_unwitnessed =
+        "; 증인 서명이 없습니다: 브로커가 기록을 고쳐 쓰고 새로 서명해도 이 "
+        "검증만으로는 알 수 없습니다",
+    .headline_evidence = "; 증거 체크포인트 {1}개와 일관됨",
+    .headline_failed = "검증 실패: 문제 {1}건 (아래 표)",
+    .event_names = {"미지정", "접수", "거부", "전달", "배달", "수신 확인", "열람", "동의 기록",
+                    "동의 철회", "파기 확인", "디렉터리 적재", "키 폐기", "감사 조회",
+                    "브로커 시작", "만료", "증인 거부", "경로 변경", "격리", "사전키 공개"},
+    .verdict_names = {"유효", "서명 없음(서비스 계정)", "서명 없음(UNSIGNED)",
+                      "명부 없음(NO ROSTER)", "명부에 없음(NOT IN ROSTER)", "무효(INVALID)"},
 };
 
 }  // namespace

@@ -1,8 +1,10 @@
 // The words of the auditor's HTML report (audit/report.h), one catalog per language:
 // Korean (the default of refbus-audit report: the auditors are Korean) and English.
 //
-// Every sentence the page says comes from here; what comes from the log (ids, names,
-// details, event and reason names) and verify's problem messages are shown as they are.
+// Every sentence the page says comes from here, event names and operator verdicts
+// included; what comes from the log (ids, names, details, message kinds, purposes and
+// reason names, which are the protocol's identifiers) and verify's problem messages (the
+// technical detail under each problem's translated place) are shown as they are.
 // Templates mark their values with {1}, {2}, ... (Fill). Times are shown in Korea
 // Standard Time (UTC+9, no daylight saving) next to UTC.
 //
@@ -10,6 +12,7 @@
 #ifndef REFBUS_AUDIT_REPORT_TEXT_H_
 #define REFBUS_AUDIT_REPORT_TEXT_H_
 
+#include <array>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -162,6 +165,18 @@ struct ReportText {
   const char* to_;
   const char* purpose;
   const char* footer;  // {1} entries, {2} seconds
+  // The verdict's headline: {1} entries, {2} origin, {3} checkpoints, {4} size, {5} root;
+  // failed: {1} problems. nullptr (English): verify's own Headline, which says the same in
+  // English and names the first problem.
+  const char* headline_ok;
+  const char* headline_witnessed;  // {1} size, {2} witnesses
+  const char* headline_unwitnessed;
+  const char* headline_evidence;  // {1} evidence checkpoints
+  const char* headline_failed;    // {1} problems
+  // Event names by schema::AuditEvent number, and operator verdicts by
+  // keys::OperatorVerdict number; nullptr (English): the schema's and keys' own names.
+  std::array<const char*, 19> event_names;
+  std::array<const char*, 6> verdict_names;
 };
 
 const ReportText& ReportTextFor(ReportLang lang);

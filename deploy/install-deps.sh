@@ -16,6 +16,8 @@ packages=(
   libzmq3-dev cppzmq-dev libsodium-dev libprotobuf-dev protobuf-compiler
   liblmdb-dev libspdlog-dev libfmt-dev libssl-dev
   libcli11-dev libtomlplusplus-dev nlohmann-json3-dev libcpp-httplib-dev
+  # the agent API tests make throwaway TLS certificates with the openssl CLI
+  openssl
   # Prometheus exposition of the broker's and agent's /metrics (core library only)
   prometheus-cpp-dev
   # tests (jq reads the brokers' --status --json; iproute2 makes the network namespaces of

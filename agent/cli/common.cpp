@@ -32,7 +32,7 @@ std::string Trimmed(std::string s) {
 
 // Finds the daemon's URL and token, and checks that the token goes to loopback only.
 std::variant<agent::ApiClient, CliFailure> Connect(const ApiTarget& t) {
-  std::string url = t.url, token_file = t.token_file, url_file, where;
+  std::string url = t.url, token_file = t.token_file, url_file, where, tls_cert;
   if (!t.data_dir.empty()) {
     url_file = (std::filesystem::path(t.data_dir) / "api.url").string();
     if (token_file.empty()) token_file = (std::filesystem::path(t.data_dir) / "api.token").string();
@@ -41,6 +41,7 @@ std::variant<agent::ApiClient, CliFailure> Connect(const ApiTarget& t) {
     auto c = agent::LoadAgentConfig(t.config);
     if (!c.ok()) return CliFailure{kExitUsage, c.status().message()};
     url_file = c->api_url_file;
+    tls_cert = c->console_tls_cert;
     if (token_file.empty()) token_file = c->api_token_file;
     where = "configuration " + t.config;
   } else if (url.empty()) {
@@ -60,10 +61,18 @@ std::variant<agent::ApiClient, CliFailure> Connect(const ApiTarget& t) {
   if (token_file.empty()) {
     return CliFailure{kExitUsage, "--url needs --token-file (or --data DIR / -c agent.toml)"};
   }
-  constexpr std::string_view kScheme = "http://";
-  if (url.rfind(kScheme, 0) != 0 || !agent::ParseLoopbackListen(url.substr(kScheme.size())).ok()) {
+  // Over TLS (the console serves a LAN) the CLI still talks to loopback, and checks that
+  // the server holds the certificate the configuration names.
+  const bool tls = url.rfind("https://", 0) == 0;
+  const std::string_view scheme = tls ? "https://" : "http://";
+  if (url.rfind(scheme, 0) != 0 || !agent::ParseLoopbackListen(url.substr(scheme.size())).ok()) {
     return CliFailure{kExitUsage, "refusing to send the API token to '" + url +
-                                      "': the agent's API is on http://127.0.0.1:PORT only"};
+                                      "': the agent's API is on http(s)://127.0.0.1:PORT only"};
+  }
+  if (tls && tls_cert.empty()) {
+    return CliFailure{kExitUsage, "the agent serves TLS (" + url +
+                                      "): use -c agent.toml, so that the certificate it names "
+                                      "([console] tls_cert) is checked"};
   }
   auto token = agent::ReadApiToken(token_file);
   if (!token.ok()) {
@@ -75,7 +84,7 @@ std::variant<agent::ApiClient, CliFailure> Connect(const ApiTarget& t) {
     return CliFailure{kExitRefused, token.status().message() +
                                         " (run the command as the user the daemon runs as)"};
   }
-  return agent::ApiClient(url, std::move(token).value(), t.timeout_s);
+  return agent::ApiClient(url, std::move(token).value(), t.timeout_s, tls_cert);
 }
 
 std::string HintFor(int http_status, std::string_view code, std::string_view command) {

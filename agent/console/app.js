@@ -238,21 +238,37 @@
       t('case.from'), t('case.to'), t('case.by'), t('case.detail')], rows));
   }
 
+  function renderCase(into, c) {
+    caseDetails(into, c);
+    caseTimeline(into, c);
+    var acts = section(into, 'case.actions');
+    var ul = acts.appendChild(T.el('ul'));
+    (c.grants || []).forEach(function (g) {
+      ul.appendChild(T.el('li')).appendChild(link('case.revoke', '#/revoke/' + encodeURIComponent(g)))
+          .appendChild(document.createTextNode(' ' + g));
+    });
+    if (!c.closed) ul.appendChild(T.el('li')).appendChild(link('case.close', '#/close/' + encodeURIComponent(c.case_ref)));
+  }
+
+  // Live like the inbox: access notices, purge confirmations and state changes appear within
+  // 3 s. The page is rebuilt only when the case changed, so keyboard focus and the reader's
+  // place stay put while nothing happens.
   function casePage(ref) {
     var page = startPage('case.title');
-    api('GET', '/v1/cases/' + encodeURIComponent(ref)).then(function (r) {
-      if (!r.ok) { showStatus(errorText(r), true); return; }
-      var c = r.body || {};
-      caseDetails(page, c);
-      caseTimeline(page, c);
-      var acts = section(page, 'case.actions');
-      var ul = acts.appendChild(T.el('ul'));
-      (c.grants || []).forEach(function (g) {
-        ul.appendChild(T.el('li')).appendChild(link('case.revoke', '#/revoke/' + encodeURIComponent(g)))
-            .appendChild(document.createTextNode(' ' + g));
+    var shown = null;
+    var refresh = function () {
+      api('GET', '/v1/cases/' + encodeURIComponent(ref)).then(function (r) {
+        if (!r.ok) { showStatus(errorText(r), true); return; }
+        var now = JSON.stringify(r.body || {});
+        if (now === shown) return;
+        shown = now;
+        var fresh = T.el('div');
+        renderCase(fresh, r.body || {});
+        page.replaceChildren(fresh);
       });
-      if (!c.closed) ul.appendChild(T.el('li')).appendChild(link('case.close', '#/close/' + encodeURIComponent(c.case_ref)));
-    });
+    };
+    refresh();
+    poll(refresh, 3000);
   }
 
   function directoryPage() {

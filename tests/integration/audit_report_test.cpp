@@ -439,8 +439,9 @@ TEST_F(AuditReportTest, ChromiumShowsTheReportAndTheTampering) {
   const std::string verdict_ko = VisibleText(Fragment(dom_ko, "id=\"verdict\"", "</div>"));
   EXPECT_EQ(verdict_ko.rfind("통과", 0), 0u) << verdict_ko;
   const std::string text_ko = VisibleText(dom_ko);
-  for (const char* want : {"감사 보고서", "사건별 경과", "누가 무엇을 열람했는가", " KST (",
-                           "seoul-counsel (담당자 op-counsel-7) UNSIGNED", "긴급 예외"}) {
+  for (const char* want :
+       {"감사 보고서", "사건별 경과", "누가 무엇을 열람했는가", " KST (",
+        "seoul-counsel (담당자 op-counsel-7) 서명 없음(UNSIGNED)", "긴급 예외"}) {
     EXPECT_NE(text_ko.find(want), std::string::npos) << want << " not shown in:\n" << text_ko;
   }
   EXPECT_EQ(text_ko.find("Timelines by case"), std::string::npos) << "English left in the page";

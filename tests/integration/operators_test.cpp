@@ -457,6 +457,16 @@ TEST_F(OperatorsTest, OpeningIsSignedByTheOperatorAndTheAuditorVerifiesIt) {
             1)
       << out;
   EXPECT_NE(out.find("INVALID"), std::string::npos) << out;
+  {
+    // The page marks the recipient's operator whose signature the roster does not vouch
+    // for: a red badge on her opening, and the failure counted at the top of the section.
+    std::ifstream bad_in(page);
+    const std::string bad_html((std::istreambuf_iterator<char>(bad_in)), {});
+    EXPECT_NE(bad_html.find("seoul-support (담당자 olga) 무효(INVALID)"), std::string::npos)
+        << bad_html;
+    EXPECT_NE(bad_html.find("<span class=\"badge bad\">무효(INVALID)</span>"), std::string::npos);
+    EXPECT_NE(bad_html.find("id=\"operator-failures\""), std::string::npos);
+  }
   ASSERT_EQ(Run({BinDir() + "/refbus-audit", "report", "--store", store, "--dir", auditor, "--out",
                  page, "--min-cosignatures", "0", "--roster", roster_reset, "--roster", roster},
                 "report", &out),
@@ -465,8 +475,8 @@ TEST_F(OperatorsTest, OpeningIsSignedByTheOperatorAndTheAuditorVerifiesIt) {
   std::ifstream in(page);
   const std::string html((std::istreambuf_iterator<char>(in)), {});
   EXPECT_NE(html.find("누가 무엇을 열람했는가"), std::string::npos);
-  EXPECT_NE(html.find("seoul-support (담당자 olga) valid"), std::string::npos) << html;
-  EXPECT_NE(html.find("seoul-support (담당자 service:intake) no signature (service account)"),
+  EXPECT_NE(html.find("seoul-support (담당자 olga) 유효"), std::string::npos) << html;
+  EXPECT_NE(html.find("seoul-support (담당자 service:intake) 서명 없음(서비스 계정)"),
             std::string::npos)
       << html;
   EXPECT_EQ(support.Stop(), 0);

@@ -163,15 +163,18 @@ TEST_F(AgentConfigTest, BadSettingsAreNamed) {
 }
 
 // The console is served with the API: a LAN listen refuses to start without TLS, and says
-// how to get TLS; with a certificate and key set it is still refused (TLS serving is not
-// built yet) and says so rather than serving plain HTTP.
+// how to get TLS; with a certificate and key set it is accepted (the API serves HTTPS).
 TEST_F(AgentConfigTest, ConsoleOnANetworkNeedsTls) {
   const std::string lan = "[api]\nlisten = \"192.168.0.5:8443\"\n";
   EXPECT_TRUE(HasError(LoadAgentConfig(Write(Base() + lan)), Status::Code::kInvalidArgument,
                        "only over TLS: set [console] tls_cert and tls_key"));
   const std::string tls = "[console]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n";
-  EXPECT_TRUE(HasError(LoadAgentConfig(Write(Base() + lan + tls)), Status::Code::kInvalidArgument,
-                       "does not serve TLS yet"));
+  auto on_lan = LoadAgentConfig(Write(Base() + lan + tls));
+  ASSERT_TRUE(IsOk(on_lan));
+  EXPECT_EQ(on_lan->api_listen, "192.168.0.5:8443");
+  EXPECT_TRUE(
+      HasError(LoadAgentConfig(Write(Base() + "[api]\nlisten = \"lan.example:8443\"\n" + tls)),
+               Status::Code::kInvalidArgument, "not a host name"));
   EXPECT_TRUE(HasError(LoadAgentConfig(Write(Base() + "[console]\ntls_cert = \"c.pem\"\n")),
                        Status::Code::kInvalidArgument, "setting console.tls_key is missing"));
   EXPECT_TRUE(HasError(LoadAgentConfig(Write(Base() + "[console]\nport = 1\n")),

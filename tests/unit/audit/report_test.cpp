@@ -439,7 +439,16 @@ TEST_F(AuditReportTest, TheKoreanPageSaysItInKoreanWithKstTimes) {
   EXPECT_TRUE(HasSubstr(ko, "감사 보고서"));
   EXPECT_TRUE(HasSubstr(ko, "저장된 항목</th><td>11</td>"));
   EXPECT_TRUE(HasSubstr(ko, "누가 무엇을 열람했는가"));
-  EXPECT_TRUE(HasSubstr(ko, "seoul-counsel (담당자 op-counsel-7) UNSIGNED"));
+  EXPECT_TRUE(HasSubstr(ko, "seoul-counsel (담당자 op-counsel-7) 서명 없음(UNSIGNED)"));
+  // The headline, event names and verdicts are from the catalog too.
+  EXPECT_TRUE(HasSubstr(ko, "서명된 체크포인트 "));
+  EXPECT_TRUE(HasSubstr(ko, "증인 서명이 없습니다"));
+  EXPECT_TRUE(HasSubstr(ko, "<td>열람</td>"));
+  for (AuditEvent ev :
+       {AuditEvent::kEnvelopeOpened, AuditEvent::kEnvelopeAccepted, AuditEvent::kConsentGranted}) {
+    EXPECT_TRUE(Lacks(ko, ">" + std::string(schema::Name(ev)) + "<")) << schema::Name(ev);
+  }
+  EXPECT_TRUE(Lacks(ko, "ok: ")) << "verify's English headline";
   // kNow is 2026-09-21T14:13:20Z: 23:13:20 in Seoul.
   EXPECT_EQ(KstTime(kNow), "2026-09-21 23:13:20.000 KST");
   EXPECT_TRUE(HasSubstr(ko, "2026-09-21 23:13:20.000 KST (2026-09-21T14:13:20.000Z)"));
