@@ -8,7 +8,10 @@
 #     (core/mutex.h): a guarded member read without its mutex, a REQUIRES function called
 #     without it, or a lock taken twice is a finding, with its line.
 # Uses the GCC build's compile_commands.json (its include paths and definitions), so the
-# generated protobuf headers must have been built. Two canaries first prove that each check
+# generated protobuf headers must have been built. The build compiles product code in unity
+# batches (CMAKE_UNITY_BUILD; deploy/test.sh): its database names the batches, so each source a
+# batch includes gets the batch's command here (unity_commands.py) and is parsed alone, which
+# also proves that every file includes what it uses. Two canaries first prove that each check
 # can fail with these very settings.
 #   tests/guards/clang_checks.sh SOURCE_DIR BUILD_DIR [FILE...]
 set -euo pipefail
@@ -42,7 +45,10 @@ config="{Checks: '-*,readability-function-size,clang-diagnostic-thread-safety*',
 extra=(--extra-arg=-Wthread-safety --extra-arg=-Wno-error=thread-safety)
 out=$(mktemp)
 canary=$(mktemp --suffix=.cpp)
-trap 'rm -f "$out" "$canary"' EXIT
+db=$(mktemp -d)
+trap 'rm -rf "$out" "$canary" "$db"' EXIT
+python3 "$(dirname "${BASH_SOURCE[0]}")/unity_commands.py" "$build/compile_commands.json" >"$db/compile_commands.json" ||
+  { echo "clang checks: cannot read $build/compile_commands.json" >&2; exit 1; }
 # The canaries: a function just over the limit, and a guarded read without the lock, must
 # both be flagged, or the run below would pass whatever the code does.
 {
@@ -67,7 +73,7 @@ fi
 # verdict is read from its output.
 printf '%s\n' "${files[@]}" |
   xargs -P2 -I{} sh -c 'clang-tidy --quiet -p "$1" --config="$2" "$3" "$4" "$5" 2>/dev/null || echo "$5: clang-tidy could not parse it" ' \
-    sh "$build" "$config" "${extra[0]}" "${extra[1]}" {} >"$out" || true
+    sh "$db" "$config" "${extra[0]}" "${extra[1]}" {} >"$out" || true
 if grep -E 'could not parse' "$out" >&2; then
   echo "clang checks: the files above did not parse with the build's flags (errors above)" >&2
   grep -E ': error:' "$out" >&2 || true

@@ -32,41 +32,7 @@ std::string ReadFirstLine(const std::string& path) {
   return line;
 }
 
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-std::optional<double> Sample(const std::string& body, const std::string& name_and_labels) {
-  for (const auto& line : Lines(body)) {
-    if (line.rfind(name_and_labels + " ", 0) == 0) {
-      return std::stod(line.substr(name_and_labels.size() + 1));
-    }
-  }
-  return std::nullopt;
-}
-
 // `promtool check metrics` on text: empty when it passes, else why not.
-std::string PromtoolProblems(const std::string& text, const std::string& dir) {
-  if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
-    return "promtool is not installed: run deploy/install-deps.sh (Debian package prometheus)";
-  }
-  const std::string path = dir + "/agent-metrics.txt";
-  std::ofstream(path) << text;
-  FILE* p = ::popen(("promtool check metrics < '" + path + "' 2>&1").c_str(), "r");
-  if (p == nullptr) return "cannot run promtool";
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int status = ::pclose(p);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !out.empty()) {
-    return "promtool check metrics: " + out + "\n--- the text:\n" + text;
-  }
-  return "";
-}
 
 class AgentMetricsTest : public ::testing::Test {
  protected:

@@ -35,11 +35,6 @@ namespace {
 
 using schema::AgencyType;
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // Every regular file under root whose bytes contain needle.
 std::vector<std::string> FilesContaining(const std::string& root, const std::string& needle) {
   std::vector<std::string> out;

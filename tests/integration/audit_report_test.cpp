@@ -41,10 +41,8 @@ using schema::Frame;
 using schema::MessageKind;
 using schema::Purpose;
 
-constexpr char kBroker[] = "seoul-broker";
-constexpr char kAuditor[] = "audit-office";
-constexpr char kCase[] = "case-4b1d9e77";
-constexpr char kEmergencyCase[] = "case-e0000001";
+constexpr char kReportCase[] = "case-4b1d9e77";
+constexpr char kReportEmergencyCase[] = "case-e0000001";
 // Written by the sender into its grant, and by the broker into the log's CONSENT_GRANTED
 // detail: the page must show it as text.
 constexpr char kHostileArticle[] = "PIPA 22-2 <script>document.title='owned'</script><b>x</b>";
@@ -53,13 +51,6 @@ struct RunResult {
   int code = -1;
   std::string out, err;
 };
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Runs argv with stdout and stderr in files, in a process group of its own (chromium
 // starts helpers), killed as a group after timeout_ms.
@@ -381,8 +372,8 @@ uint64_t FirstOf(const std::vector<schema::AuditEntry>& entries, AuditEvent even
 
 TEST_F(AuditReportTest, ChromiumShowsTheReportAndTheTampering) {
   const auto t0 = std::chrono::steady_clock::now();
-  schema::ConsentGrant grant = Grant(kCase, false);
-  schema::ConsentGrant emergency = Grant(kEmergencyCase, true);
+  schema::ConsentGrant grant = Grant(kReportCase, false);
+  schema::ConsentGrant emergency = Grant(kReportEmergencyCase, true);
   Register(grant, false);
   Register(emergency, true);
   auto& wee = Client("seoul-wee-01");
@@ -416,7 +407,7 @@ TEST_F(AuditReportTest, ChromiumShowsTheReportAndTheTampering) {
   EXPECT_NE(dom.find("class=\"verdict pass\""), std::string::npos);
   EXPECT_EQ(text.find("FAIL"), std::string::npos);
   const std::string cases = VisibleText(Fragment(dom, "id=\"timelines\"", "</section>"));
-  for (const char* want : {kCase, kEmergencyCase, "seoul-wee-01", "seoul-counsel",
+  for (const char* want : {kReportCase, kReportEmergencyCase, "seoul-wee-01", "seoul-counsel",
                            "seoul-counsel (operator op-counsel-7)", "EMERGENCY OVERRIDE"}) {
     EXPECT_NE(cases.find(want), std::string::npos) << want << " not shown in:\n" << cases;
   }

@@ -37,8 +37,6 @@ using schema::MessageKind;
 using schema::NackReason;
 using schema::Purpose;
 
-constexpr char kBroker[] = "seoul-broker";
-constexpr char kAuditor[] = "audit-office";
 constexpr char kWitnessOnly[] = "audit-witness";
 constexpr char kCase[] = "case-4b1d9e77";
 constexpr char kEmergencyCase[] = "case-e0000001";
@@ -49,13 +47,6 @@ struct ToolResult {
   std::string err;
   json j;  // stdout parsed, when it is JSON
 };
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 class AuditToolTest : public ::testing::Test {
  protected:

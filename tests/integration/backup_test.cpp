@@ -34,18 +34,9 @@ using json = nlohmann::json;
 using schema::Frame;
 using SteadyClock = std::chrono::steady_clock;
 
-constexpr char kBroker[] = "seoul-broker";
 constexpr char kSender[] = "seoul-wee-01";
 constexpr char kStreamer[] = "seoul-police-03";
 constexpr char kRecipient[] = "seoul-counsel";
-constexpr char kAuditor[] = "audit-office";
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void WriteText(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::trunc);

@@ -30,17 +30,8 @@ using json = nlohmann::json;
 using schema::AgencyType;
 using schema::Frame;
 
-constexpr char kBroker[] = "seoul-broker";
 constexpr char kWee[] = "seoul-wee-01";
 constexpr char kCounsel[] = "seoul-counsel";
-constexpr char kAuditor[] = "audit-office";
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 struct ExecResult {
   int code = -1;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,50 @@
 #include "schema/codec.h"
 
 namespace refbus::testing {
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+std::optional<double> Sample(const std::string& body, const std::string& name_and_labels) {
+  for (const auto& line : Lines(body)) {
+    if (line.rfind(name_and_labels + " ", 0) == 0) {
+      return std::stod(line.substr(name_and_labels.size() + 1));
+    }
+  }
+  return std::nullopt;
+}
+
+std::string PromtoolProblems(const std::string& text, const std::string& dir) {
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
+    return "promtool is not installed: run deploy/install-deps.sh (Debian package prometheus) "
+           "to validate the exposition format";
+  }
+  const std::string path = dir + "/metrics.txt";
+  std::ofstream(path) << text;
+  FILE* p = ::popen(("promtool check metrics < '" + path + "' 2>&1").c_str(), "r");
+  if (p == nullptr) return "cannot run promtool";
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int status = ::pclose(p);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !out.empty()) {
+    return "promtool check metrics exit " + std::to_string(status) + ": " + out +
+           "\n--- the text:\n" + text;
+  }
+  return "";
+}
 namespace fs = std::filesystem;
 
 std::string MakeTempDir(const std::string& prefix) {

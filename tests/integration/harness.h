@@ -27,6 +27,19 @@ namespace refbus::testing {
 std::string MakeTempDir(const std::string& prefix);
 void RemoveTree(const std::string& dir);
 std::string BinDir();  // where refbus-* executables are (REFBUS_BIN_DIR)
+// The whole file as bytes ("" if it cannot be read).
+std::string Slurp(const std::string& path);
+
+// Party ids several tests' federations share.
+inline constexpr char kBroker[] = "seoul-broker";
+inline constexpr char kAuditor[] = "audit-office";
+
+// Prometheus text exposition: its lines; the value of the sample `name{labels}` if present;
+// and what `promtool check metrics` finds wrong with it ("" when nothing), with the text
+// written to DIR/metrics.txt for the check.
+std::vector<std::string> Lines(const std::string& text);
+std::optional<double> Sample(const std::string& body, const std::string& name_and_labels);
+std::string PromtoolProblems(const std::string& text, const std::string& dir);
 
 // How many times slower than the normal build this build runs the programs under test: 1
 // normally, more under a sanitizer (CMake sets REFBUS_TEST_SLOW from REFBUS_SANITIZE;

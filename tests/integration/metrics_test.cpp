@@ -28,66 +28,6 @@ namespace {
 
 using schema::Frame;
 
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-struct Run {
-  int code = -1;
-  std::string output;
-};
-
-// Runs a shell command, its stdout and stderr captured.
-Run Shell(const std::string& command) {
-  Run r;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-// `promtool check metrics` on text: empty when it passes, else why not. No promtool is a
-// failure (deploy/install-deps.sh installs it), never a skip.
-std::string PromtoolProblems(const std::string& text, const std::string& dir) {
-  Run which = Shell("command -v promtool");
-  if (which.code != 0) {
-    return "promtool is not installed: run deploy/install-deps.sh (Debian package "
-           "prometheus) to validate the exposition format";
-  }
-  const std::string path = dir + "/metrics.txt";
-  std::ofstream(path) << text;
-  Run check = Shell("promtool check metrics < '" + path + "'");
-  if (check.code != 0 || !check.output.empty()) {
-    return "promtool check metrics exit " + std::to_string(check.code) + ": " + check.output +
-           "\n--- the text:\n" + text;
-  }
-  return "";
-}
-
-// The value of one sample line ("name{labels} value"), or nullopt.
-std::optional<double> Sample(const std::string& body, const std::string& name_and_labels) {
-  for (const auto& line : Lines(body)) {
-    if (line.rfind(name_and_labels + " ", 0) == 0) {
-      return std::stod(line.substr(name_and_labels.size() + 1));
-    }
-  }
-  return std::nullopt;
-}
-
 class BrokerMetricsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -117,7 +57,7 @@ class BrokerMetricsTest : public ::testing::Test {
   // The metrics URL once the broker wrote it (it starts listening after the broker binds).
   std::string WaitForUrl() {
     for (int i = 0; i < 500; ++i) {
-      std::string url = ReadText(UrlFile());
+      std::string url = Slurp(UrlFile());
       if (!url.empty() && url.back() == '\n') return url.substr(0, url.size() - 1);
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
@@ -243,7 +183,7 @@ TEST_F(BrokerMetricsTest, MetricsHealthAndReadinessOverHttp) {
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(broker_->Stop(), 0) << broker_->Log();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
-  EXPECT_EQ(ReadText(UrlFile()), "");
+  EXPECT_EQ(Slurp(UrlFile()), "");
   httplib::Client after(url);
   after.set_connection_timeout(1, 0);
   EXPECT_FALSE(after.Get("/healthz"));
@@ -390,13 +330,13 @@ TEST_F(BrokerMetricsTest, JsonLogLinesParse) {
   ASSERT_TRUE(p.Start(
       {BinDir() + "/refbus-broker", "-c", cfg, "--log-format", "json", "--log-level", "debug"},
       log));
-  for (int i = 0; i < 300 && ReadText(log).find("metrics: listening") == std::string::npos; ++i) {
+  for (int i = 0; i < 300 && Slurp(log).find("metrics: listening") == std::string::npos; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // a status refresh or two
   p.Signal(SIGTERM);
-  ASSERT_EQ(p.Wait(10000), 0) << ReadText(log);
-  const std::string text = ReadText(log);
+  ASSERT_EQ(p.Wait(10000), 0) << Slurp(log);
+  const std::string text = Slurp(log);
   std::vector<std::string> lines = Lines(text);
   ASSERT_GE(lines.size(), 3u) << text;
   bool listening = false;
@@ -415,7 +355,7 @@ TEST_F(BrokerMetricsTest, NonLoopbackBindIsRefusedAtConfigLoad) {
   Process p;
   ASSERT_TRUE(p.Start({BinDir() + "/refbus-broker", "-c", cfg, "--check-config"}, log));
   EXPECT_EQ(p.Wait(10000), 1);
-  const std::string text = ReadText(log);
+  const std::string text = Slurp(log);
   EXPECT_NE(text.find("setting metrics.bind is \"0.0.0.0:9470\", not a loopback address"),
             std::string::npos)
       << text;
@@ -439,7 +379,7 @@ TEST_F(BrokerMetricsTest, TakenPortStopsTheStart) {
   ASSERT_TRUE(p.Start({BinDir() + "/refbus-broker", "-c", cfg}, log));
   EXPECT_EQ(p.Wait(10000), 1);
   ::close(sock);
-  const std::string text = ReadText(log);
+  const std::string text = Slurp(log);
   EXPECT_NE(text.find("cannot listen for metrics on " + bind), std::string::npos) << text;
 }
 

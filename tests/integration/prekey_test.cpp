@@ -26,7 +26,7 @@ using schema::AgencyType;
 constexpr const char* kWee = "seoul-wee-01";
 constexpr const char* kCounsel = "seoul-counsel";
 
-Json Consent() {
+Json PrekeyConsent() {
   return {{"local_case", "WEE-2026-0077"},
           {"basis", "consent-legal-representative"},
           {"consenters", {"guardian"}},
@@ -121,7 +121,7 @@ class PrekeyTest : public ::testing::Test {
 // center's next referral is sealed to the new prekey and must open at the counseling center.
 TEST_F(PrekeyTest, PrekeyRotatedByCliWhileAgentRunsStillOpens) {
   StartAgents();
-  Json consent = wee_->Ok("POST", "/v1/consents", Consent());
+  Json consent = wee_->Ok("POST", "/v1/consents", PrekeyConsent());
   std::string grant = consent["grant_id"];
   Json before = wee_->Ok("POST", "/v1/referrals", Referral(grant, "before the rotation"));
   EXPECT_EQ(OpenReferral(*counsel_, before["message_id"]), "before the rotation");
@@ -141,7 +141,7 @@ TEST_F(PrekeyTest, PrekeyRotatedByCliWhileAgentRunsStillOpens) {
 // Before that, `open` answers "waiting for prekey" (503), never a permanent refusal.
 TEST_F(PrekeyTest, UnknownPrekeyMakesAgentReadKeyFileAgain) {
   StartAgents();
-  Json consent = wee_->Ok("POST", "/v1/consents", Consent());
+  Json consent = wee_->Ok("POST", "/v1/consents", PrekeyConsent());
   std::string grant = consent["grant_id"];
   RotatePrekeyByCli(kCounsel);
   WaitForSerial(*wee_, fed_.directory().serial);
@@ -157,7 +157,7 @@ TEST_F(PrekeyTest, UnknownPrekeyMakesAgentReadKeyFileAgain) {
 // place and the agent gets SIGHUP, it opens.
 TEST_F(PrekeyTest, MessageWaitsUntilKeyFileHoldsPrekey) {
   StartAgents();
-  Json consent = wee_->Ok("POST", "/v1/consents", Consent());
+  Json consent = wee_->Ok("POST", "/v1/consents", PrekeyConsent());
   std::string grant = consent["grant_id"];
   std::string copy = root_ + "/counsel-copy";
   std::filesystem::copy(fed_.Dir(kCounsel), copy, std::filesystem::copy_options::recursive);
@@ -231,7 +231,7 @@ TEST_F(PrekeyTest, AgentWipesPrekeysAndRetiredKeyFilesPastTheirWindow) {
   EXPECT_NE(log.find("wiped retired key file " + gone_path), std::string::npos) << log;
 
   // And the agency still receives (its current prekey was kept).
-  Json consent = wee_->Ok("POST", "/v1/consents", Consent());
+  Json consent = wee_->Ok("POST", "/v1/consents", PrekeyConsent());
   Json sent = wee_->Ok("POST", "/v1/referrals", Referral(consent["grant_id"], "still open"));
   EXPECT_EQ(OpenReferral(*counsel_, sent["message_id"]), "still open");
 }
@@ -263,7 +263,7 @@ TEST_F(PrekeyTest, DaemonsRotateAndPublishPrekeysWithoutNewDirectory) {
   const uint64_t serial = fed_.directory().serial;
   const Bytes first = NewestOwnPrekey(fed_.LoadIdentity(kCounsel));  // the directory's
   StartAgents();
-  Json consent = wee_->Ok("POST", "/v1/consents", Consent());
+  Json consent = wee_->Ok("POST", "/v1/consents", PrekeyConsent());
   std::string grant = consent["grant_id"];
   Json before = wee_->Ok("POST", "/v1/referrals", Referral(grant, "before"));
   EXPECT_EQ(OpenReferral(*counsel_, before["message_id"]), "before");

@@ -40,23 +40,15 @@ using schema::WitnessRefusal;
 
 constexpr char kSeoul[] = "seoul-broker";
 constexpr char kBusan[] = "busan-broker";
-constexpr char kAuditor[] = "audit-office";
 constexpr char kSeoulOrigin[] = "refbus/refbus-test/seoul-broker";
 constexpr char kBusanOrigin[] = "refbus/refbus-test/busan-broker";
 
-struct ToolResult {
+struct WitnessToolResult {
   int code = -1;
   std::string out;
   std::string err;
   json j;
 };
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 class WitnessTest : public ::testing::Test {
  protected:
@@ -141,7 +133,7 @@ class WitnessTest : public ::testing::Test {
   }
 
   // build/bin/refbus-audit with args; stdout and stderr apart.
-  ToolResult Audit(const std::vector<std::string>& args) {
+  WitnessToolResult Audit(const std::vector<std::string>& args) {
     std::string out_path = root_ + "/tool.out", err_path = root_ + "/tool.err";
     std::vector<std::string> argv = {BinDir() + "/refbus-audit"};
     argv.insert(argv.end(), args.begin(), args.end());
@@ -157,7 +149,7 @@ class WitnessTest : public ::testing::Test {
       ::execv(a[0], a.data());
       std::_Exit(127);
     }
-    ToolResult r;
+    WitnessToolResult r;
     int status = 0;
     ::waitpid(pid, &status, 0);
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -166,17 +158,17 @@ class WitnessTest : public ::testing::Test {
     r.j = json::parse(r.out, nullptr, false);
     return r;
   }
-  ToolResult Fetch(const std::string& broker, Broker& b, const std::string& store,
-                   int wait_cosignatures, int wait_ms = 15000) {
+  WitnessToolResult Fetch(const std::string& broker, Broker& b, const std::string& store,
+                          int wait_cosignatures, int wait_ms = 15000) {
     return Audit({"fetch", "--json", "--dir", fed_.Dir(kAuditor), "--broker", broker, "--endpoint",
                   b.endpoint(), "--store", store, "--wait-cosignatures",
                   std::to_string(wait_cosignatures), "--wait-ms", std::to_string(wait_ms)});
   }
-  ToolResult Verify(const std::string& store, int min_cosignatures) {
+  WitnessToolResult Verify(const std::string& store, int min_cosignatures) {
     return Audit({"verify", "--json", "--store", store, "--dir", fed_.Dir(kAuditor),
                   "--min-cosignatures", std::to_string(min_cosignatures)});
   }
-  ToolResult WitnessRun(const std::string& broker, Broker& b, const std::string& store) {
+  WitnessToolResult WitnessRun(const std::string& broker, Broker& b, const std::string& store) {
     return Audit({"witness", "--json", "--dir", fed_.Dir(kAuditor), "--broker", broker,
                   "--endpoint", b.endpoint(), "--store", store});
   }
@@ -282,10 +274,10 @@ TEST_F(WitnessTest, TwoBrokersCosignEachOthersCheckpointsAndAuditorsSeeTheCosign
        {Side{kSeoul, kBusan, seoul_.get()}, Side{kBusan, kSeoul, busan_.get()}}) {
     const std::string store = StoreDir(side.log);
     // The fetch waits until the fresh checkpoint carries the peer's cosignature.
-    ToolResult f = Fetch(side.log, *side.broker, store, 1);
+    WitnessToolResult f = Fetch(side.log, *side.broker, store, 1);
     ASSERT_EQ(f.code, 0) << f.out << f.err << side.broker->Log();
     EXPECT_EQ(f.j["fresh_cosigners"], json::array({side.witness})) << f.out;
-    ToolResult v = Verify(store, 1);
+    WitnessToolResult v = Verify(store, 1);
     ASSERT_EQ(v.code, 0) << v.out << v.err;
     ASSERT_TRUE(v.j["witnessed_size"].is_number()) << v.out;
     EXPECT_EQ(v.j["witnessed_size"], v.j["verified_size"]) << v.out;
@@ -298,7 +290,7 @@ TEST_F(WitnessTest, TwoBrokersCosignEachOthersCheckpointsAndAuditorsSeeTheCosign
               std::string::npos)
         << v.out;
     // The readable form names the witness too.
-    ToolResult text = Audit({"verify", "--store", store, "--dir", fed_.Dir(kAuditor)});
+    WitnessToolResult text = Audit({"verify", "--store", store, "--dir", fed_.Dir(kAuditor)});
     EXPECT_EQ(text.code, 0) << text.out;
     EXPECT_NE(text.out.find(std::string("cosigned:    size ")), std::string::npos) << text.out;
     EXPECT_NE(text.out.find(side.witness), std::string::npos) << text.out;
@@ -309,9 +301,9 @@ TEST_F(WitnessTest, TwoBrokersCosignEachOthersCheckpointsAndAuditorsSeeTheCosign
   ASSERT_EQ(seoul_->Stop(), 0) << seoul_->Log();
   ASSERT_TRUE(seoul_->Start()) << seoul_->Log();
   Opaque(*seoul_, "seoul", 2);
-  ToolResult again = Fetch(kSeoul, *seoul_, StoreDir(kSeoul), 1);
+  WitnessToolResult again = Fetch(kSeoul, *seoul_, StoreDir(kSeoul), 1);
   ASSERT_EQ(again.code, 0) << again.out << again.err << seoul_->Log();
-  ToolResult verified = Verify(StoreDir(kSeoul), 1);
+  WitnessToolResult verified = Verify(StoreDir(kSeoul), 1);
   EXPECT_EQ(verified.code, 0) << verified.out;
   EXPECT_EQ(seoul_->Log().find("REFUSED"), std::string::npos) << seoul_->Log();
   EXPECT_EQ(busan_->Log().find("REFUSED"), std::string::npos) << busan_->Log();
@@ -355,7 +347,7 @@ TEST_F(WitnessTest, AuditorsCountOnlyTheWitnessesTheyName) {
   ASSERT_TRUE(busan_->Start());
   Opaque(*seoul_, "seoul", 3);
   const std::string store = StoreDir(kSeoul);
-  ToolResult f = Fetch(kSeoul, *seoul_, store, 1);
+  WitnessToolResult f = Fetch(kSeoul, *seoul_, store, 1);
   ASSERT_EQ(f.code, 0) << f.out << f.err << seoul_->Log();
   ASSERT_EQ(f.j["fresh_cosigners"], json::array({kBusan})) << f.out;
   auto verify = [&] {
@@ -365,7 +357,7 @@ TEST_F(WitnessTest, AuditorsCountOnlyTheWitnessesTheyName) {
   // Busan cosigned, but this auditor names only itself (and seoul, the log, which never
   // counts): by default one named cosignature is required, and there is none.
   NameWitnesses({kAuditor, kSeoul});
-  ToolResult v = verify();
+  WitnessToolResult v = verify();
   EXPECT_EQ(v.code, 1) << v.out << v.err;
   EXPECT_EQ(v.j["witnessed"], false) << v.out;
   EXPECT_NE(v.j["problems"].dump().find("is not witnessed"), std::string::npos) << v.out;
@@ -378,10 +370,10 @@ TEST_F(WitnessTest, AuditorsCountOnlyTheWitnessesTheyName) {
   EXPECT_EQ(v.code, 1) << v.out;
   EXPECT_NE(v.j["problems"].dump().find("names no witnesses"), std::string::npos) << v.out;
   // Lowered to 0 on purpose: it passes, loudly unwitnessed.
-  ToolResult zero = Verify(store, 0);
+  WitnessToolResult zero = Verify(store, 0);
   EXPECT_EQ(zero.code, 0) << zero.out;
   EXPECT_EQ(zero.j["witnessed"], false) << zero.out;
-  ToolResult text =
+  WitnessToolResult text =
       Audit({"verify", "--store", store, "--dir", fed_.Dir(kAuditor), "--min-cosignatures", "0"});
   EXPECT_EQ(text.code, 0) << text.out;
   EXPECT_NE(text.out.find("UNWITNESSED"), std::string::npos) << text.out;
@@ -410,7 +402,7 @@ TEST_F(WitnessTest, ABrokerThatSignsACheckpointInconsistentWithAWitnessedOneIsRe
   Opaque(*seoul_, "seoul", 6);
   // An auditor that has followed the log, witnessed, all along.
   const std::string follower = StoreDir("follower");
-  ToolResult f = Fetch(kSeoul, *seoul_, follower, 1);
+  WitnessToolResult f = Fetch(kSeoul, *seoul_, follower, 1);
   ASSERT_EQ(f.code, 0) << f.out << f.err << seoul_->Log();
   const uint64_t followed = f.j["entries"].get<uint64_t>();
   ASSERT_EQ(seoul_->Stop(), 0) << seoul_->Log();
@@ -442,19 +434,19 @@ TEST_F(WitnessTest, ABrokerThatSignsACheckpointInconsistentWithAWitnessedOneIsRe
   // and verify finds the rewritten log's checkpoints unwitnessed; the follower also sees
   // the rewrite itself.
   const std::string newcomer = StoreDir("newcomer");
-  ToolResult nf = Fetch(kSeoul, *seoul_, newcomer, 1, 2000);
+  WitnessToolResult nf = Fetch(kSeoul, *seoul_, newcomer, 1, 2000);
   EXPECT_EQ(nf.code, 1) << nf.out << nf.err;
   EXPECT_NE(nf.j["problems"].dump().find("its witnesses have not cosigned it"), std::string::npos)
       << nf.out;
-  ToolResult nv = Verify(newcomer, 1);
+  WitnessToolResult nv = Verify(newcomer, 1);
   EXPECT_EQ(nv.code, 1) << nv.out;
   EXPECT_NE(nv.j["problems"].dump().find("is not witnessed"), std::string::npos) << nv.out;
   EXPECT_TRUE(nv.j["witnessed_size"].is_null() ||
               nv.j["witnessed_size"].get<uint64_t>() < witnessed)
       << nv.out;
-  ToolResult ff = Fetch(kSeoul, *seoul_, follower, 0);
+  WitnessToolResult ff = Fetch(kSeoul, *seoul_, follower, 0);
   EXPECT_EQ(ff.code, 1) << ff.out;
-  ToolResult fv = Verify(follower, 1);
+  WitnessToolResult fv = Verify(follower, 1);
   EXPECT_EQ(fv.code, 1) << fv.out;
   EXPECT_NE(fv.out.find("rewrote its history"), std::string::npos) << fv.out;
   EXPECT_NE(fv.out.find("is not witnessed"), std::string::npos) << fv.out;
@@ -500,7 +492,7 @@ TEST_F(WitnessTest, AnAuditorWitnessesALogAndCatchesARewrite) {
   ASSERT_TRUE(seoul_->Start());
   Opaque(*seoul_, "seoul", 2);
   const std::string store = StoreDir("witness");
-  ToolResult w1 = WitnessRun(kSeoul, *seoul_, store);
+  WitnessToolResult w1 = WitnessRun(kSeoul, *seoul_, store);
   ASSERT_EQ(w1.code, 0) << w1.out << w1.err;
   EXPECT_TRUE(w1.j["cosigned"].get<bool>());
   EXPECT_TRUE(w1.j["stored_by_broker"].get<bool>());
@@ -509,7 +501,7 @@ TEST_F(WitnessTest, AnAuditorWitnessesALogAndCatchesARewrite) {
   EXPECT_EQ(w1.j["witness_name"], "refbus/refbus-test/witness/audit-office");
   const uint64_t n1 = w1.j["size"].get<uint64_t>();
   Opaque(*seoul_, "seoul", 1);
-  ToolResult w2 = WitnessRun(kSeoul, *seoul_, store);
+  WitnessToolResult w2 = WitnessRun(kSeoul, *seoul_, store);
   ASSERT_EQ(w2.code, 0) << w2.out << w2.err;
   EXPECT_EQ(w2.j["old_size"].get<uint64_t>(), n1);
   const uint64_t n2 = w2.j["size"].get<uint64_t>();
@@ -517,9 +509,9 @@ TEST_F(WitnessTest, AnAuditorWitnessesALogAndCatchesARewrite) {
 
   // The same store fetched: the broker serves both checkpoints with the auditor's
   // cosignature, and verify names who cosigned what.
-  ToolResult f = Fetch(kSeoul, *seoul_, store, 0);
+  WitnessToolResult f = Fetch(kSeoul, *seoul_, store, 0);
   ASSERT_EQ(f.code, 0) << f.out << f.err;
-  ToolResult v = Verify(store, 0);
+  WitnessToolResult v = Verify(store, 0);
   ASSERT_EQ(v.code, 0) << v.out << v.err;
   std::map<uint64_t, std::vector<std::string>> by_size;
   for (const auto& c : v.j["cosignatures"]) {
@@ -529,7 +521,7 @@ TEST_F(WitnessTest, AnAuditorWitnessesALogAndCatchesARewrite) {
   EXPECT_EQ(by_size[n2], std::vector<std::string>{kAuditor}) << v.out;
   EXPECT_EQ(v.j["witnessed_size"].get<uint64_t>(), n2);
   // The fetch's own fresh checkpoint is newer than anything witnessed.
-  ToolResult strict = Verify(store, 1);
+  WitnessToolResult strict = Verify(store, 1);
   EXPECT_EQ(strict.code, 1) << strict.out;
   EXPECT_NE(strict.out.find("is not witnessed"), std::string::npos) << strict.out;
   ASSERT_EQ(seoul_->Stop(), 0) << seoul_->Log();
@@ -544,7 +536,7 @@ TEST_F(WitnessTest, AnAuditorWitnessesALogAndCatchesARewrite) {
   TruncateAndRefrontier(kSeoul, n2 - 2);
   ASSERT_TRUE(seoul_->Start()) << seoul_->Log();
   Opaque(*seoul_, "seoul", 4);
-  ToolResult w3 = WitnessRun(kSeoul, *seoul_, store);
+  WitnessToolResult w3 = WitnessRun(kSeoul, *seoul_, store);
   EXPECT_EQ(w3.code, 1) << w3.out << w3.err;
   EXPECT_FALSE(w3.j["cosigned"].get<bool>());
   EXPECT_TRUE(w3.j["evidence"].is_number()) << w3.out;

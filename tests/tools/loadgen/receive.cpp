@@ -15,7 +15,7 @@
 namespace refbus::loadgen {
 namespace {
 
-constexpr std::string_view kCmd = "receive";
+constexpr std::string_view kReceiveCmd = "receive";
 
 // Appends inbox records the application has not finished with (after a crash) to the log,
 // skipping ids the log already holds, and moves the application cursor past them.
@@ -126,17 +126,17 @@ void PrintSummary(const Receiver& receiver, const agent::Client& client,
 int RunReceive(const CommonOptions& o, const ReceiveOptions& ro) {
   auto started = SteadyClock::now();
   auto party = LoadParty(o, Now());
-  if (!party.ok()) return Fail(kCmd, party.status());
+  if (!party.ok()) return Fail(kReceiveCmd, party.status());
   auto store = agent::TransportStore::Open(o.data_dir, {o.map_size_mb << 20});
-  if (!store.ok()) return Fail(kCmd, store.status());
+  if (!store.ok()) return Fail(kReceiveCmd, store.status());
   std::set<std::string> logged;
   auto log = LineLog::Open(ro.received_log, &logged);
-  if (!log.ok()) return Fail(kCmd, log.status());
+  if (!log.ok()) return Fail(kReceiveCmd, log.status());
 
   uint64_t caught_up = 0;
-  if (Status s = CatchUp(**store, *log, logged, &caught_up); !s.ok()) return Fail(kCmd, s);
+  if (Status s = CatchUp(**store, *log, logged, &caught_up); !s.ok()) return Fail(kReceiveCmd, s);
   auto counters = (*store)->Counters();
-  if (!counters.ok()) return Fail(kCmd, counters.status());
+  if (!counters.ok()) return Fail(kReceiveCmd, counters.status());
   const uint64_t initial = counters->inbox_messages;
   if (caught_up > 0) {
     spdlog::info("receive: {} stored messages were not yet in the log; appended", caught_up);
@@ -149,13 +149,13 @@ int RunReceive(const CommonOptions& o, const ReceiveOptions& ro) {
   auto deadline = started + std::chrono::seconds(o.timeout_s);
   auto last_activity = SteadyClock::now();
   if (!receiver.reached()) {
-    if (Status s = client.Start(); !s.ok()) return Fail(kCmd, s);
+    if (Status s = client.Start(); !s.ok()) return Fail(kReceiveCmd, s);
     Status s = receiver.Stream(deadline, last_activity, &timed_out, &idle);
-    if (!s.ok()) return Fail(kCmd, s);
+    if (!s.ok()) return Fail(kReceiveCmd, s);
     if (g_stop != 0) {
       // Store and acknowledge what has already arrived; the rest is redelivered later.
       (void)client.Poll(0);
-      if (Status t = receiver.TakeEvents(); !t.ok()) return Fail(kCmd, t);
+      if (Status t = receiver.TakeEvents(); !t.ok()) return Fail(kReceiveCmd, t);
     }
     // The last acks are queued in the socket: give them a moment to leave.
     client.Close(500);

@@ -22,7 +22,7 @@
 namespace refbus::loadgen {
 namespace {
 
-constexpr std::string_view kCmd = "send";
+constexpr std::string_view kSendCmd = "send";
 
 std::vector<std::string> SplitCommas(const std::string& s) {
   std::vector<std::string> out;
@@ -169,26 +169,26 @@ class Sender {
 int RunSend(const CommonOptions& o, const SendOptions& so) {
   auto started = SteadyClock::now();
   auto party = LoadParty(o, Now());
-  if (!party.ok()) return Fail(kCmd, party.status());
+  if (!party.ok()) return Fail(kSendCmd, party.status());
   auto recipients = Recipients(*party, so.to);
-  if (!recipients.ok()) return Fail(kCmd, recipients.status());
-  if (so.window == 0) return Fail(kCmd, InvalidArgument("--window must be at least 1"));
+  if (!recipients.ok()) return Fail(kSendCmd, recipients.status());
+  if (so.window == 0) return Fail(kSendCmd, InvalidArgument("--window must be at least 1"));
 
   auto store = agent::TransportStore::Open(o.data_dir, {o.map_size_mb << 20});
-  if (!store.ok()) return Fail(kCmd, store.status());
+  if (!store.ok()) return Fail(kSendCmd, store.status());
   auto log = LineLog::Open(so.acked_log, nullptr);
-  if (!log.ok()) return Fail(kCmd, log.status());
+  if (!log.ok()) return Fail(kSendCmd, log.status());
   agent::Client client(party->identity, party->directory, o.endpoint, **store,
                        ClientOptionsFrom(o, so.window));
-  if (Status s = client.Start(); !s.ok()) return Fail(kCmd, s);
+  if (Status s = client.Start(); !s.ok()) return Fail(kSendCmd, s);
 
   Sender sender(so, *party, std::move(recipients).value(), client, *log);
   bool timed_out = false;
   if (Status s = sender.Stream(started + std::chrono::seconds(o.timeout_s), &timed_out); !s.ok()) {
-    return Fail(kCmd, s);
+    return Fail(kSendCmd, s);
   }
   if (g_stop != 0) {
-    if (Status s = sender.Drain(); !s.ok()) return Fail(kCmd, s);
+    if (Status s = sender.Drain(); !s.ok()) return Fail(kSendCmd, s);
   }
   client.Close(0);
   sender.PrintSummary(started);

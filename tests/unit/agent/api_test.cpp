@@ -29,13 +29,13 @@
 namespace refbus::agent {
 namespace {
 
+using ::refbus::test::HasCode;
+using ::refbus::test::HasError;
+using ::refbus::test::HasSubstr;
+using ::refbus::test::IsOk;
+using ::refbus::test::Must;
+using ::refbus::test::TempDir;
 using std::chrono::milliseconds;
-using test::HasCode;
-using test::HasError;
-using test::HasSubstr;
-using test::IsOk;
-using test::Must;
-using test::TempDir;
 
 // Records every request and answers with an echo, or with the error it was told to give.
 class FakeHandler final : public CommandHandler {

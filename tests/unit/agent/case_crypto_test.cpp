@@ -13,8 +13,8 @@
 namespace refbus::agent {
 namespace {
 
-using test::Must;
-using test::TempDir;
+using ::refbus::test::Must;
+using ::refbus::test::TempDir;
 
 constexpr char kGrant[] = "00112233445566778899aabbccddeeff";
 constexpr char kOther[] = "ffeeddccbbaa99887766554433221100";

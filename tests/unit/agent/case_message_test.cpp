@@ -12,7 +12,9 @@
 #include "tests/unit/keys/federation.h"
 
 namespace refbus::agent {
-namespace {
+// Named after the file, not anonymous: its helpers share names with other test files
+// compiled in the same unity batch (tests/CMakeLists.txt).
+namespace case_message_test {
 
 using keys::fed::kNow;
 using schema::CaseMessage;
@@ -226,5 +228,5 @@ TEST_F(CaseMessageTest, ForgedCarriedGrantIsRefused) {
   EXPECT_EQ(opened.status().code(), Status::Code::kUnauthenticated) << opened.status().ToString();
 }
 
-}  // namespace
+}  // namespace case_message_test
 }  // namespace refbus::agent

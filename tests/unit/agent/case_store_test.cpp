@@ -8,7 +8,7 @@
 namespace refbus::agent {
 namespace {
 
-using test::TempDir;
+using ::refbus::test::TempDir;
 
 TEST(CaseStoreTest, PutGetListDeleteAcrossReopen) {
   TempDir dir;

@@ -24,14 +24,14 @@
 namespace refbus::agent {
 namespace {
 
+using ::refbus::agent::test::FakeBroker;
+using ::refbus::agent::test::Federation;
+using ::refbus::agent::test::MessageIdOf;
 using refbus::test::HasCode;
 using refbus::test::HasError;
 using refbus::test::IsOk;
 using refbus::test::Must;
 using refbus::test::TempDir;
-using test::FakeBroker;
-using test::Federation;
-using test::MessageIdOf;
 using Type = ClientEvent::Type;
 using FrameType = schema::Frame::Type;
 

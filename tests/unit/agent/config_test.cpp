@@ -14,9 +14,9 @@
 namespace refbus::agent {
 namespace {
 
-using test::HasError;
-using test::IsOk;
-using test::TempDir;
+using ::refbus::test::HasError;
+using ::refbus::test::IsOk;
+using ::refbus::test::TempDir;
 
 class AgentConfigTest : public ::testing::Test {
  protected:

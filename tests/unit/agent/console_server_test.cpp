@@ -23,8 +23,8 @@
 namespace refbus::agent {
 namespace {
 
-using test::Must;
-using test::TempDir;
+using ::refbus::test::Must;
+using ::refbus::test::TempDir;
 
 class ListHandler final : public CommandHandler {
  public:

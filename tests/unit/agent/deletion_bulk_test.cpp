@@ -12,8 +12,8 @@
 namespace refbus::agent {
 namespace {
 
+using ::refbus::test::HasError;
 using schema::DeletionItemStatus;
-using test::HasError;
 
 constexpr char kSha[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 

@@ -16,7 +16,7 @@
 namespace refbus::agent {
 namespace {
 
-using test::HasSubstr;
+using ::refbus::test::HasSubstr;
 
 constexpr UnixMillis kNow = 1'900'000'000'000;
 

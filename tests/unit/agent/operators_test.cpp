@@ -17,11 +17,11 @@
 namespace refbus::agent {
 namespace {
 
-using test::HasCode;
-using test::HasError;
-using test::IsOk;
-using test::Must;
-using test::TempDir;
+using ::refbus::test::HasCode;
+using ::refbus::test::HasError;
+using ::refbus::test::IsOk;
+using ::refbus::test::Must;
+using ::refbus::test::TempDir;
 
 ByteView Pw(const std::string& s) { return AsBytes(s); }
 

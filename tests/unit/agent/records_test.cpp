@@ -13,7 +13,7 @@ namespace refbus::agent {
 namespace {
 
 using Json = nlohmann::json;
-using test::TempDir;
+using ::refbus::test::TempDir;
 
 // Puts `stored` under "in", reads it as R, saves it as "out"; the two values must match
 // to the byte (CaseStore writes Json::dump()).

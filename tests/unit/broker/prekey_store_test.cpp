@@ -12,7 +12,9 @@
 #include "tests/unit/test_util.h"
 
 namespace refbus::broker {
-namespace {
+// Named after the file, not anonymous: its helpers share names with other test files
+// compiled in the same unity batch (tests/CMakeLists.txt).
+namespace prekey_store_test {
 
 using test::Must;
 
@@ -82,5 +84,5 @@ TEST(PrekeyStoreTest, NewestPerOwnerIsStoredAuditedAndQueuedForPeers) {
   EXPECT_EQ(published, 3u);
 }
 
-}  // namespace
+}  // namespace prekey_store_test
 }  // namespace refbus::broker

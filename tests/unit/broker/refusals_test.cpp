@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 
 namespace refbus::broker {
-namespace {
+// Named after the file, not anonymous: its helpers share names with other test files
+// compiled in the same unity batch (tests/CMakeLists.txt).
+namespace refusals_test {
 
 using schema::NackReason;
 
@@ -145,5 +147,5 @@ TEST(RefusalLimiterTest, RefusalsDecidedLaterShareAnAllowanceAndAreCountedUnderT
   EXPECT_NE(out[0].reason, out[1].reason);
 }
 
-}  // namespace
+}  // namespace refusals_test
 }  // namespace refbus::broker

@@ -17,7 +17,9 @@
 #include "tests/unit/test_util.h"
 
 namespace refbus::broker {
-namespace {
+// Named after the file, not anonymous: its helpers share names with other test files
+// compiled in the same unity batch (tests/CMakeLists.txt).
+namespace witness_store_test {
 
 using keys::Hash;
 using test::HasCode;
@@ -264,5 +266,5 @@ TEST_F(CosignatureStoreTest, CosignaturesJoinTheStoredNoteAndTheLogSignatureStil
                       Status::Code::kFailedPrecondition));
 }
 
-}  // namespace
+}  // namespace witness_store_test
 }  // namespace refbus::broker

@@ -18,7 +18,9 @@
 #include "tests/unit/test_util.h"
 
 namespace refbus::keys {
-namespace {
+// Named after the file, not anonymous: its helpers share names with other test files
+// compiled in the same unity batch (tests/CMakeLists.txt).
+namespace ceremony_test {
 
 namespace fs = std::filesystem;
 
@@ -499,5 +501,5 @@ TEST_F(FederationInitTest, InvalidIdsNeverEscapeTheOutputFolder) {
   }
 }
 
-}  // namespace
+}  // namespace ceremony_test
 }  // namespace refbus::keys

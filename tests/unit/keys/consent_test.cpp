@@ -12,7 +12,9 @@
 #include "tests/unit/test_util.h"
 
 namespace refbus::keys {
-namespace {
+// Named after the file, not anonymous: its helpers share names with other test files
+// compiled in the same unity batch (tests/CMakeLists.txt).
+namespace consent_test {
 
 using fed::kNow;
 using fed::NewIdentity;
@@ -250,5 +252,5 @@ TEST_F(ConsentTest, OrdinaryGrantNeedsNoCountersignature) {
   EXPECT_TRUE(IsOk(Verify(g)));
 }
 
-}  // namespace
+}  // namespace consent_test
 }  // namespace refbus::keys

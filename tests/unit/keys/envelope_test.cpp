@@ -15,7 +15,9 @@
 #include "tests/unit/test_util.h"
 
 namespace refbus::keys {
-namespace {
+// Named after the file, not anonymous: its helpers share names with other test files
+// compiled in the same unity batch (tests/CMakeLists.txt).
+namespace envelope_test {
 
 using fed::kNow;
 using fed::NewIdentity;
@@ -481,5 +483,5 @@ TEST_F(EnvelopeTest, GarbageIsMalformed) {
   }
 }
 
-}  // namespace
+}  // namespace envelope_test
 }  // namespace refbus::keys

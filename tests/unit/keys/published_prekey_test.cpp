@@ -10,7 +10,9 @@
 #include "tests/unit/test_util.h"
 
 namespace refbus::keys {
-namespace {
+// Named after the file, not anonymous: its helpers share names with other test files
+// compiled in the same unity batch (tests/CMakeLists.txt).
+namespace published_prekey_test {
 
 using fed::kNow;
 using test::HasCode;
@@ -76,5 +78,5 @@ TEST_F(PublishedPrekeyTest, RevokedOrUnknownOwnerIsRefused) {
                       Code::kNotFound));
 }
 
-}  // namespace
+}  // namespace published_prekey_test
 }  // namespace refbus::keys

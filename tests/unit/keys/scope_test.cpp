@@ -20,7 +20,9 @@
 #include "tests/unit/test_util.h"
 
 namespace refbus::keys {
-namespace {
+// Named after the file, not anonymous: its helpers share names with other test files
+// compiled in the same unity batch (tests/CMakeLists.txt).
+namespace scope_test {
 
 using schema::AgencyType;
 using schema::DataCategory;
@@ -625,5 +627,5 @@ TEST(ScopeSubjectOfTest, AnUnknownPartyNamedByIdIsStillAllowed) {
   EXPECT_TRUE(Allowed(Check(s)));
 }
 
-}  // namespace
+}  // namespace scope_test
 }  // namespace refbus::keys

@@ -13,7 +13,9 @@
 #include "tests/unit/test_util.h"
 
 namespace refbus::keys {
-namespace {
+// Named after the file, not anonymous: its helpers share names with other test files
+// compiled in the same unity batch (tests/CMakeLists.txt).
+namespace witness_test {
 
 using test::HasCode;
 using test::HasError;
@@ -359,5 +361,5 @@ TEST(SignatureLineTest, LinesParseFormatAndReplaceBySameKey) {
       Must(NoteVerifier::Create(kOrigin, NoteKeyType::kEd25519, log_key.signing_public_key())))));
 }
 
-}  // namespace
+}  // namespace witness_test
 }  // namespace refbus::keys

@@ -13,7 +13,9 @@
 #include "tests/unit/test_util.h"
 
 namespace refbus::linkage {
-namespace {
+// Named after the file, not anonymous: its helpers share names with other test files
+// compiled in the same unity batch (tests/CMakeLists.txt).
+namespace evaluator_key_test {
 
 using test::IsOk;
 
@@ -118,5 +120,5 @@ TEST(EvaluatorKeyTest, DamagedFilesAreRefusedWithoutShowingTheKey) {
   EXPECT_TRUE(IsOk(LoadEvaluatorKey(path)));
 }
 
-}  // namespace
+}  // namespace evaluator_key_test
 }  // namespace refbus::linkage

@@ -19,7 +19,9 @@
 #include "tests/unit/test_util.h"
 
 namespace refbus::schema {
-namespace {
+// Named after the file, not anonymous: its helpers share names with other test files
+// compiled in the same unity batch (tests/CMakeLists.txt).
+namespace workflow_codec_test {
 
 using test::HasCode;
 using test::HasError;
@@ -1218,5 +1220,5 @@ TEST(WorkflowCodecTest, DeletionStatusPartsAndListFieldsSurvive) {
   EXPECT_TRUE(HasError(RoundTrip(in), Code::kMalformed, "'missing_chunks'"));
 }
 
-}  // namespace
+}  // namespace workflow_codec_test
 }  // namespace refbus::schema
