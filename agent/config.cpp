@@ -37,9 +37,11 @@ Status LoadKeysSection(ConfigReader& r, AgentConfig* c) {
   return Status::Ok();
 }
 
-// [deletion]: the chunk timeout, and the tests' dropped chunk.
+// [deletion]: the chunk timeout, the work queue's deadline, and the tests' dropped chunk.
 Status LoadDeletionSection(const toml::table& root, ConfigReader& r, AgentConfig* c) {
-  REFBUS_RETURN_IF_ERROR(r.NoUnknown("deletion", {"chunk_timeout_ms", "test_skip_chunk"}));
+  REFBUS_RETURN_IF_ERROR(
+      r.NoUnknown("deletion", {"chunk_timeout_ms", "test_skip_chunk", "overdue_days"}));
+  REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "overdue_days", 1, 3650, &c->deletion_overdue_days));
   REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "chunk_timeout_ms", 100, 24 * 3600 * 1000ull,
                                 &c->deletion_chunk_timeout_ms));
   uint64_t skip = 0;

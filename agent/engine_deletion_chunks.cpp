@@ -279,6 +279,7 @@ Status Engine::Impl::CompleteDeletionList(CaseStore::Txn& txn, DeletionRecord& r
   }
   r.list_complete = true;
   incomplete_deletions.erase(r.request_id);
+  REFBUS_RETURN_IF_ERROR(LinkWorkItems(txn, r, all));
   spdlog::info("agent {}: deletion request {} from {}: holds the whole list ({} items)", me(),
                r.request_id, r.peer, all.size());
   return SendListReport(txn, r, {});

@@ -29,7 +29,9 @@
 #include "agent/case_message.h"
 #include "agent/case_store.h"
 #include "agent/client.h"
+#include "agent/deletion_bulk.h"
 #include "agent/engine.h"
+#include "agent/engine_requests.h"
 #include "agent/operators.h"
 #include "agent/records.h"
 #include "agent/records_json.h"
@@ -250,6 +252,20 @@ struct Engine::Impl {
   Status OnDeletionChunk(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
   Status CompleteDeletionList(CaseStore::Txn& txn, DeletionRecord& r);
   Status DeletionChunkTurn();  // from Poll
+  // The report of a delta of one request (engine_deletion.cpp); the caller commits.
+  Result<DeletionReported> SendDeletionDelta(CaseStore::Txn& txn, DeletionRecord& r,
+                                             const std::vector<StatusLine>& delta,
+                                             const std::string& operator_ref);
+
+  // ---- the deletion center's work queue and watch list (engine_deletion_work.cpp) ----
+  // Links every item of a request held whole to its work item (created when new).
+  Status LinkWorkItems(CaseStore::Txn& txn, const DeletionRecord& r,
+                       const std::vector<schema::DeletionItem>& items);
+  // A revoked grant: the center unlinks its requests from the work queue (ending watching
+  // where no monitoring requester is left); the requester marks its monitored requests
+  // stopped, with the reason, on the request and the case.
+  Status EndWatching(CaseStore::Txn& txn, const std::string& grant_key, const std::string& reason,
+                     const std::string& by);
   Status RecordChunkAccess(CaseStore::Txn& txn, const DeletionRecord& r,
                            const std::string& operator_ref);
   Status OnAccessNotice(CaseStore::Txn& txn, const OpenedCase& oc);

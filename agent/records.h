@@ -128,6 +128,8 @@ struct DeletionRecord {
   std::optional<UnixMillis> last_chunk_at_ms;     // deletion center: the latest chunk's arrival
   std::optional<UnixMillis> missing_asked_at_ms;  // deletion center: the last re-request
   std::optional<uint64_t> chunks_resent;          // requester: chunks sent again when asked
+  // Requester (monitor set): watching ended, and why ("consent revoked (REASON)").
+  std::optional<std::string> monitoring_stopped;
 };
 
 // kDeletionChunks, key DeletionChunkKey(request, index): one chunk of a chunked request, at
@@ -267,6 +269,11 @@ struct MessageRecord {
   std::optional<std::string> handoff_id;
   std::optional<std::string> request_id;
   std::optional<bool> stale;  // an older deletion report than one already applied
+  // A deletion status report naming reappeared items: an alert for crisis support
+  // (PROTOCOL.md 10.3): "reappeared" and how many items.
+  std::optional<std::string> alert;
+  std::optional<uint64_t> alert_items;
+  std::optional<bool> crisis_support;
   std::optional<std::string> opened_by;
   std::optional<UnixMillis> opened_at_ms;
   // The sending operator's signature (PROTOCOL.md 9.2), checked with the key it carries:
