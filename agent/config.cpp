@@ -45,7 +45,7 @@ Status LoadDeletionSection(const toml::table& root, ConfigReader& r, AgentConfig
   REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "chunk_timeout_ms", 100, 24 * 3600 * 1000ull,
                                 &c->deletion_chunk_timeout_ms));
   uint64_t skip = 0;
-  REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "test_skip_chunk", 0, 999, &skip));
+  REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "test_skip_chunk", 0, 1000, &skip));
   if (root.at_path("deletion.test_skip_chunk").node() != nullptr) {
     c->deletion_test_skip_chunk = static_cast<int64_t>(skip);
   }

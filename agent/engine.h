@@ -66,8 +66,16 @@ struct EngineOptions {
   int64_t deletion_overdue_days = 14;
   // Tests only: the requester keeps this chunk (0-based) of the next chunked request it
   // sends, without sending it (once per process), so its loss and recovery can be seen.
+  // kSkipAllDeletionChunks: every chunk of that request (the requester must notice that
+  // the center never answered).
   int64_t test_skip_deletion_chunk = -1;
 };
+
+inline constexpr int64_t kSkipAllDeletionChunks = 1000;
+// A requester sends every chunk of a request again when the deletion center has not
+// answered this many chunk timeouts after the last sending, at most this many times.
+inline constexpr int64_t kUnansweredTimeouts = 3;
+inline constexpr uint64_t kUnansweredResends = 3;
 
 class CaseStore;
 class OperatorKey;

@@ -179,10 +179,13 @@ Result<Json> Engine::RequestDeletion(const Json& body) {
   rec.list_complete = false;
   for (const auto& i : req.items) rec.items[i.item_id] = "requested";
   std::string first_mid;
+  const bool drop_all =
+      d.options.test_skip_deletion_chunk == kSkipAllDeletionChunks && !d.chunk_dropped;
   for (uint32_t c = 0; c < cuts.size(); ++c) {
     std::span<const schema::DeletionItem> items(req.items.data() + cuts[c].first,
                                                 cuts[c].second - cuts[c].first);
-    if (static_cast<int64_t>(c) == d.options.test_skip_deletion_chunk && !d.chunk_dropped) {
+    if (drop_all ||
+        (static_cast<int64_t>(c) == d.options.test_skip_deletion_chunk && !d.chunk_dropped)) {
       d.chunk_dropped = true;  // kept, not sent: the deletion center will ask for it
       REFBUS_RETURN_IF_ERROR(d.StoreDeletionChunk(txn, rec.grant_id, qid, c, items, ""));
       continue;
@@ -193,8 +196,10 @@ Result<Json> Engine::RequestDeletion(const Json& body) {
       first_mid = kept ? kept->message_id : "";
     }
   }
+  rec.last_chunk_at_ms = Impl::Now();  // the requester: when the chunks were last sent
   REFBUS_RETURN_IF_ERROR(Save(txn, qid, rec));
   REFBUS_RETURN_IF_ERROR(d.RecordShare(txn, grant, req.to));
+  d.unanswered_deletions[qid] = Impl::Now();
   TimelineEvent ev = Event("deletion-sent");
   ev.to = req.to;
   ev.request_id = qid;

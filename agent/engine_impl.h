@@ -76,6 +76,9 @@ struct Engine::Impl {
   // store at the first check), and when to check them next (engine_deletion_chunks.cpp).
   std::map<std::string, UnixMillis> incomplete_deletions;  // request -> latest chunk or ask
   bool incomplete_loaded = false;
+  // Chunked requests this requester sent that the deletion center has not answered at all
+  // (no report: every chunk may be lost), and when they were last sent.
+  std::map<std::string, UnixMillis> unanswered_deletions;
   std::chrono::steady_clock::time_point next_chunk_check{};
   bool chunk_dropped = false;  // options.test_skip_deletion_chunk was applied once
   // The logged-in operator of the command being run (Engine::ActingOperator), or null for
@@ -252,6 +255,8 @@ struct Engine::Impl {
   Status OnDeletionChunk(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
   Status CompleteDeletionList(CaseStore::Txn& txn, DeletionRecord& r);
   Status DeletionChunkTurn();  // from Poll
+  // The requester's side of it: every chunk sent again when the center said nothing.
+  Result<size_t> UnansweredDeletionTurn(CaseStore::Txn& txn);
   // The report of a delta of one request (engine_deletion.cpp); the caller commits.
   Result<DeletionReported> SendDeletionDelta(CaseStore::Txn& txn, DeletionRecord& r,
                                              const std::vector<StatusLine>& delta,

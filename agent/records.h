@@ -124,8 +124,9 @@ struct DeletionRecord {
   std::optional<std::vector<uint32_t>> chunks_held;  // deletion center: chunk indexes held
   // Deletion center: it holds the whole list (count and hash matched). Requester: told so.
   std::optional<bool> list_complete;
-  std::optional<uint32_t> items_held;             // requester: as the center last reported
-  std::optional<UnixMillis> last_chunk_at_ms;     // deletion center: the latest chunk's arrival
+  std::optional<uint32_t> items_held;  // requester: as the center last reported
+  // Deletion center: the latest chunk's arrival. Requester: when the chunks were last sent.
+  std::optional<UnixMillis> last_chunk_at_ms;
   std::optional<UnixMillis> missing_asked_at_ms;  // deletion center: the last re-request
   std::optional<uint64_t> chunks_resent;          // requester: chunks sent again when asked
   // Requester (monitor set): watching ended, and why ("consent revoked (REASON)").

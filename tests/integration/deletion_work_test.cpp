@@ -42,6 +42,12 @@ class DeletionWorkTest : public ::testing::Test {
       agents_[id] = std::make_unique<AgentDaemon>(fed_, id, root_, broker_->endpoint());
       if (std::string(id) == "central-dsc")
         agents_[id]->set_extra("[deletion]\noverdue_days = 7\n");
+      // Every chunk of the police's first request is lost on the way (the test hook).
+      if (std::string(id) == "seoul-police-03" &&
+          std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) ==
+              "EveryChunkLostIsSentAgainByTheRequester") {
+        agents_[id]->set_extra("[deletion]\ntest_skip_chunk = 1000\nchunk_timeout_ms = 200\n");
+      }
       ASSERT_TRUE(agents_[id]->Start()) << id;
     }
     for (auto& [id, a] : agents_) a->WaitForSession();
@@ -262,6 +268,27 @@ TEST_F(DeletionWorkTest, OneWorkItemForTwoCasesBothToldAlertsAndRevocation) {
   EXPECT_NE(csv.find(",<5\n"), std::string::npos) << csv;
   EXPECT_EQ(csv.find(",1\n"), std::string::npos) << csv;
   EXPECT_EQ(csv.find(",2\n"), std::string::npos) << csv;
+}
+
+// The deletion center asks again for missing chunks only once it holds one: when every
+// chunk is lost, the requester notices the silence and sends the whole request again.
+TEST_F(DeletionWorkTest, EveryChunkLostIsSentAgainByTheRequester) {
+  AgentDaemon& police = A("seoul-police-03");
+  auto [grant, qid] = Ask(police,
+                          {{"local_case", "SPD-2026-79"},
+                           {"basis", "police-notify-support-center"},
+                           {"purposes", {"deletion"}},
+                           {"categories", {"content-locations", "deletion-status"}},
+                           {"recipient_types", {"deletion-center"}},
+                           {"operator", "officer-park"}},
+                          Json::array({{{"item_id", "x1"}, {"url", "https://lost.example/1"}}}),
+                          false, "officer-park");
+  Json told = police.WaitFor(
+      "/v1/deletions/" + qid, [](const Json& d) { return d.value("list_complete", false); },
+      "the center holding the list after the requester sent it again", Scaled(15000));
+  EXPECT_GE(told.value("chunks_resent", 0), 1) << told.dump();
+  Json held = A("central-dsc").Ok("GET", "/v1/deletions/" + qid);
+  EXPECT_TRUE(held.value("list_complete", false)) << held.dump();
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "keys/directory.h"
 #include "keys/identity.h"
 
 namespace refbus::agent {
@@ -17,10 +18,12 @@ std::string WatchHash(char c) { return std::string(64, c); }
 class WatchListTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto id = keys::Identity::Generate("busan-dsc", schema::PartyKind::kAgency, kWatchT0, 0);
+    auto id = keys::Identity::Generate("busan-dsc", schema::PartyKind::kAgency, kWatchT0,
+                                       keys::kPrekeyLifetimeMs);
     ASSERT_TRUE(id.ok()) << id.status().ToString();
     publisher_ = std::make_unique<keys::Identity>(std::move(*id));
-    auto other = keys::Identity::Generate("busan-dsc", schema::PartyKind::kAgency, kWatchT0, 0);
+    auto other = keys::Identity::Generate("busan-dsc", schema::PartyKind::kAgency, kWatchT0,
+                                          keys::kPrekeyLifetimeMs);
     ASSERT_TRUE(other.ok());
     impostor_ = std::make_unique<keys::Identity>(std::move(*other));
     schema::Party p;
