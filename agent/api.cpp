@@ -42,7 +42,7 @@ int64_t SteadyNowMs() {
 }
 
 // clang-format off
-const std::array<RouteInfo, 36> kRoutes = {{
+const std::array<RouteInfo, 37> kRoutes = {{
     {Route::kRecordConsent, "POST", "/v1/consents", "/v1/consents", 201},
     {Route::kConsents, "GET", "/v1/consents", "/v1/consents", 200},
     {Route::kSendReferral, "POST", "/v1/referrals", "/v1/referrals", 201},
@@ -73,12 +73,13 @@ const std::array<RouteInfo, 36> kRoutes = {{
     {Route::kDeletionItem, "GET", "/v1/deletions/{id}/items/{item}", "/v1/deletions/([^/]{1,128})/items/([^/]{1,128})", 200},
     {Route::kDeletion, "GET", "/v1/deletions/{id}", "/v1/deletions/([^/]{1,128})", 200},
     {Route::kDeletionWork, "GET", "/v1/deletion-work", "/v1/deletion-work", 200},
-    {Route::kDeletionWorkOverdue, "GET", "/v1/deletion-work/overdue[/{as_of_ms}]", "/v1/deletion-work/overdue(?:/([0-9]{1,16}))?", 200},
-    {Route::kDeletionWorkStatus, "POST", "/v1/deletion-work/{id}/status", "/v1/deletion-work/([0-9a-f]{32})/status", 200},
-    {Route::kTakedownNotice, "POST", "/v1/deletion-work/{id}/notice", "/v1/deletion-work/([0-9a-f]{32})/notice", 200},
+    {Route::kDeletionWorkOverdue, "GET", "/v1/deletion-work/overdue", "/v1/deletion-work/overdue", 200},
+    {Route::kDeletionWorkDueBy, "GET", "/v1/deletion-work/overdue/{id}", "/v1/deletion-work/overdue/([^/]{1,32})", 200},
+    {Route::kDeletionWorkStatus, "POST", "/v1/deletion-work/{id}/status", "/v1/deletion-work/([^/]{1,128})/status", 200},
+    {Route::kTakedownNotice, "POST", "/v1/deletion-work/{id}/notice", "/v1/deletion-work/([^/]{1,128})/notice", 200},
     {Route::kPublishWatchList, "POST", "/v1/deletion-watch-list/publish", "/v1/deletion-watch-list/publish", 200},
     {Route::kImportWatchList, "POST", "/v1/deletion-watch-list/import", "/v1/deletion-watch-list/import", 200},
-    {Route::kDeletionStats, "GET", "/v1/deletion-stats/{month}", "/v1/deletion-stats/([0-9]{4}-[0-9]{2})", 200},
+    {Route::kDeletionStats, "GET", "/v1/deletion-stats/{id}", "/v1/deletion-stats/([^/]{1,32})", 200},
 }};
 // clang-format on
 

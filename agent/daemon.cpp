@@ -213,11 +213,13 @@ Result<Party> LoadParty(const AgentConfig& c) {
   return p;
 }
 
-// GET /v1/deletion-work/overdue[/{as_of_ms}] (the route's pattern allows 1 to 16 digits).
-Json WorkQuery(const std::string& as_of_ms) {
-  Json q = {{"overdue", true}};
-  if (!as_of_ms.empty()) q["as_of_ms"] = std::stoull(as_of_ms);
-  return q;
+// GET /v1/deletion-work/overdue/{as_of_ms}: a time in Unix milliseconds.
+Result<Json> WorkQuery(const std::string& as_of_ms) {
+  if (as_of_ms.empty() || as_of_ms.size() > 16 ||
+      !std::all_of(as_of_ms.begin(), as_of_ms.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return InvalidArgument("the time is Unix milliseconds (1 to 16 digits)");
+  }
+  return Json{{"overdue", true}, {"as_of_ms", std::stoull(as_of_ms)}};
 }
 
 // The local API over the Engine. Runs on the loop thread (CommandQueue).
@@ -270,7 +272,11 @@ class EngineHandler final : public CommandHandler {
       case Route::kDeletionWork:
         return engine_.DeletionWork(Json::object());
       case Route::kDeletionWorkOverdue:
-        return engine_.DeletionWork(WorkQuery(r.id));
+        return engine_.DeletionWork(Json{{"overdue", true}});
+      case Route::kDeletionWorkDueBy: {
+        REFBUS_ASSIGN_OR_RETURN(Json q, WorkQuery(r.id));
+        return engine_.DeletionWork(q);
+      }
       case Route::kDeletionWorkStatus:
         return engine_.SetDeletionWorkStatus(r.id, r.body);
       case Route::kTakedownNotice:

@@ -12,9 +12,10 @@
 #include "linkage/identifier.h"
 
 namespace refbus::agent {
-namespace {
 
-using Json = nlohmann::json;
+using Json = nlohmann::json;  // as agent/engine.h
+
+namespace {
 
 constexpr std::string_view kWatchTextHead = "refbus/deletion-watch-list/v1\n";
 

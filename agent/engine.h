@@ -186,7 +186,8 @@ class Engine {
   // "item_count" (a request's items are listed by items.csv), and "chunks_held" by a count.
   Result<Json> DeletionSummary(const std::string& request_id);
   // The deletion center's work queue (PROTOCOL.md 10.2).
-  // GET /v1/deletion-work[?overdue=1&platform=P&as_of_ms=T] -> {overdue_days, as_of_ms,
+  // GET /v1/deletion-work, .../overdue, .../overdue/{as_of_ms} ({overdue?, platform?,
+  // as_of_ms?}) -> {overdue_days, as_of_ms, work_items, overdue,
   // platforms: [{platform, items: [{work_id, sha256, status, overdue, requesters[],
   // links, notices[], monitored, known_from[]}]}]}; as_of_ms (default now) lets a
   // center see what will be overdue by a date.
