@@ -142,8 +142,10 @@ std::string WorkIdFor(const std::string& key) {
 
 std::string WorkPlatform(const std::string& raw) {
   if (raw.empty()) return "";
+  // Only a name of the known list: any other text is the requester's and stays sealed in
+  // its chunk (the queue holds nothing of a case in the clear).
   auto p = linkage::CanonicalPlatform(raw);
-  return p.ok() ? *p : raw;
+  return p.ok() ? *p : "other";
 }
 
 // ---- statistics ----

@@ -93,7 +93,8 @@ Result<WorkItem> WorkItemFromJson(const nlohmann::json& j);
 std::vector<std::string> WorkKeys(const schema::DeletionItem& item);
 // The work id of a work item first created under `key`.
 std::string WorkIdFor(const std::string& key);
-// The platform's canonical name (linkage/identifier.h), or the name as given.
+// The platform's canonical name (linkage/identifier.h), or "other" (a name not on the list
+// is the requester's text and stays sealed in its chunk); "" when none was given.
 std::string WorkPlatform(const std::string& raw);
 
 // ---- statistics ----
