@@ -43,7 +43,7 @@ int64_t SteadyNowMs() {
 }
 
 // clang-format off
-const std::array<RouteInfo, 29> kRoutes = {{
+const std::array<RouteInfo, 37> kRoutes = {{
     {Route::kRecordConsent, "POST", "/v1/consents", "/v1/consents", 201},
     {Route::kConsents, "GET", "/v1/consents", "/v1/consents", 200},
     {Route::kSendReferral, "POST", "/v1/referrals", "/v1/referrals", 201},
@@ -73,6 +73,14 @@ const std::array<RouteInfo, 29> kRoutes = {{
     {Route::kExportDeletionItems, "POST", "/v1/deletions/{id}/items.csv", "/v1/deletions/([^/]{1,128})/items\\.csv", 200},
     {Route::kDeletionItem, "GET", "/v1/deletions/{id}/items/{item}", "/v1/deletions/([^/]{1,128})/items/([^/]{1,128})", 200},
     {Route::kDeletion, "GET", "/v1/deletions/{id}", "/v1/deletions/([^/]{1,128})", 200},
+    {Route::kDeletionWork, "GET", "/v1/deletion-work", "/v1/deletion-work", 200},
+    {Route::kDeletionWorkOverdue, "GET", "/v1/deletion-work/overdue", "/v1/deletion-work/overdue", 200},
+    {Route::kDeletionWorkDueBy, "GET", "/v1/deletion-work/overdue/{id}", "/v1/deletion-work/overdue/([^/]{1,32})", 200},
+    {Route::kDeletionWorkStatus, "POST", "/v1/deletion-work/{id}/status", "/v1/deletion-work/([^/]{1,128})/status", 200},
+    {Route::kTakedownNotice, "POST", "/v1/deletion-work/{id}/notice", "/v1/deletion-work/([^/]{1,128})/notice", 200},
+    {Route::kPublishWatchList, "POST", "/v1/deletion-watch-list/publish", "/v1/deletion-watch-list/publish", 200},
+    {Route::kImportWatchList, "POST", "/v1/deletion-watch-list/import", "/v1/deletion-watch-list/import", 200},
+    {Route::kDeletionStats, "GET", "/v1/deletion-stats/{id}", "/v1/deletion-stats/([^/]{1,32})", 200},
 }};
 // clang-format on
 
@@ -157,7 +165,8 @@ const RouteInfo& InfoOf(Route route) {
 }
 
 bool RouteTakesBulk(Route route) {
-  return route == Route::kRequestDeletion || route == Route::kReportDeletionStatus;
+  return route == Route::kRequestDeletion || route == Route::kReportDeletionStatus ||
+         route == Route::kImportWatchList;
 }
 
 bool RouteActs(Route route) {
@@ -174,6 +183,10 @@ bool RouteActs(Route route) {
     case Route::kCloseCase:
     case Route::kReadCase:
     case Route::kExportDeletionItems:
+    case Route::kDeletionWorkStatus:
+    case Route::kTakedownNotice:
+    case Route::kPublishWatchList:
+    case Route::kImportWatchList:
       return true;
     default:
       return false;
@@ -548,7 +561,8 @@ struct ApiServer::Impl {
         options.command_timeout);
     if (!queued.ok()) return ReplyError(res, queued);
     if (!result.ok()) return ReplyError(res, result.status());
-    if (info.route == Route::kExportDeletionItems && result->is_string()) {
+    if ((info.route == Route::kExportDeletionItems || info.route == Route::kDeletionStats) &&
+        result->is_string()) {
       res.status = info.ok_status;
       res.set_content(result->get<std::string>(), "text/csv; charset=utf-8");
       return;

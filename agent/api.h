@@ -95,6 +95,14 @@ enum class Route {
   kExportDeletionItems,   // POST /v1/deletions/{id}/items.csv {operator}: text/csv
   kDeletionItem,          // GET  /v1/deletions/{id}/items/{item}: the item's history
   kDeletion,              // GET  /v1/deletions/{id}: one request, without its item list
+  kDeletionWork,          // GET  /v1/deletion-work: the deletion center's work queue
+  kDeletionWorkOverdue,   // GET  /v1/deletion-work/overdue: overdue items only
+  kDeletionWorkDueBy,     // GET  /v1/deletion-work/overdue/{as_of_ms}: overdue by that time
+  kDeletionWorkStatus,    // POST /v1/deletion-work/{id}/status {status, operator}
+  kTakedownNotice,        // POST /v1/deletion-work/{id}/notice {platform, answer?, removed?, ...}
+  kPublishWatchList,      // POST /v1/deletion-watch-list/publish {operator}
+  kImportWatchList,       // POST /v1/deletion-watch-list/import {file, operator}
+  kDeletionStats,         // GET  /v1/deletion-stats/{YYYY-MM} ({id}): text/csv
 };
 
 struct RouteInfo {

@@ -7,9 +7,19 @@
 namespace refbus::agent {
 namespace {
 
-constexpr const char* kNames[] = {"grants", "referrals",       "handoffs",        "deletions",
-                                  "cases",  "local",           "messages",        "outgoing",
-                                  "meta",   "deletion-chunks", "deletion-history"};
+constexpr const char* kNames[] = {"grants",
+                                  "referrals",
+                                  "handoffs",
+                                  "deletions",
+                                  "cases",
+                                  "local",
+                                  "messages",
+                                  "outgoing",
+                                  "meta",
+                                  "deletion-chunks",
+                                  "deletion-history",
+                                  "deletion-work",
+                                  "deletion-work-index"};
 constexpr size_t kHash = 32;
 
 Status Damaged(Table t, const std::string& key, std::string_view why) {

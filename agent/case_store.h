@@ -43,6 +43,10 @@ enum class Table {
   // (items sealed), and "<request id>/<item id>" -> the item's reported history.
   kDeletionChunks,
   kDeletionHistory,
+  // The deletion center's work queue (agent/deletion_work.h): work id -> work item, and
+  // "u:<url key>" / "h:<content sha256>" -> work id.
+  kDeletionWork,
+  kDeletionWorkIndex,
 };
 
 class CaseStore {
@@ -75,7 +79,7 @@ class CaseStore {
   CaseStore() = default;
   MDB_dbi Dbi(Table t) const { return dbis_[static_cast<size_t>(t)]; }
   std::unique_ptr<lmdb::Env> env_;
-  MDB_dbi dbis_[11] = {};
+  MDB_dbi dbis_[13] = {};
 };
 
 }  // namespace refbus::agent

@@ -37,13 +37,15 @@ Status LoadKeysSection(ConfigReader& r, AgentConfig* c) {
   return Status::Ok();
 }
 
-// [deletion]: the chunk timeout, and the tests' dropped chunk.
+// [deletion]: the chunk timeout, the work queue's deadline, and the tests' dropped chunk.
 Status LoadDeletionSection(const toml::table& root, ConfigReader& r, AgentConfig* c) {
-  REFBUS_RETURN_IF_ERROR(r.NoUnknown("deletion", {"chunk_timeout_ms", "test_skip_chunk"}));
+  REFBUS_RETURN_IF_ERROR(
+      r.NoUnknown("deletion", {"chunk_timeout_ms", "test_skip_chunk", "overdue_days"}));
+  REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "overdue_days", 1, 3650, &c->deletion_overdue_days));
   REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "chunk_timeout_ms", 100, 24 * 3600 * 1000ull,
                                 &c->deletion_chunk_timeout_ms));
   uint64_t skip = 0;
-  REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "test_skip_chunk", 0, 999, &skip));
+  REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "test_skip_chunk", 0, 1000, &skip));
   if (root.at_path("deletion.test_skip_chunk").node() != nullptr) {
     c->deletion_test_skip_chunk = static_cast<int64_t>(skip);
   }

@@ -54,6 +54,9 @@
 //   [deletion]                       # chunked deletion requests (PROTOCOL.md 10.1)
 //   chunk_timeout_ms = 60000         # a deletion center asks again for chunks still
 //                                    # missing this long after the latest one arrived
+//   overdue_days = 14                # a work item of the deletion center's queue not
+//                                    # removed this long after it was first requested is
+//                                    # flagged overdue (1..3650)
 //   # For tests only: test_skip_chunk = N keeps chunk N of the first chunked request this
 //   # process sends, unsent, so that its loss and recovery can be seen.
 //
@@ -105,6 +108,7 @@ struct AgentConfig {
 
   // [deletion] (agent/engine.h EngineOptions).
   uint64_t deletion_chunk_timeout_ms = 60000;
+  uint64_t deletion_overdue_days = 14;  // [deletion] overdue_days
   int64_t deletion_test_skip_chunk = -1;
 };
 

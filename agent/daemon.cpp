@@ -213,6 +213,15 @@ Result<Party> LoadParty(const AgentConfig& c) {
   return p;
 }
 
+// GET /v1/deletion-work/overdue/{as_of_ms}: a time in Unix milliseconds.
+Result<Json> WorkQuery(const std::string& as_of_ms) {
+  if (as_of_ms.empty() || as_of_ms.size() > 16 ||
+      !std::all_of(as_of_ms.begin(), as_of_ms.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return InvalidArgument("the time is Unix milliseconds (1 to 16 digits)");
+  }
+  return Json{{"overdue", true}, {"as_of_ms", std::stoull(as_of_ms)}};
+}
+
 // The local API over the Engine. Runs on the loop thread (CommandQueue).
 class EngineHandler final : public CommandHandler {
  public:
@@ -260,6 +269,24 @@ class EngineHandler final : public CommandHandler {
         return engine_.DeletionItemHistory(r.id, r.item);
       case Route::kDeletion:
         return engine_.DeletionSummary(r.id);
+      case Route::kDeletionWork:
+        return engine_.DeletionWork(Json::object());
+      case Route::kDeletionWorkOverdue:
+        return engine_.DeletionWork(Json{{"overdue", true}});
+      case Route::kDeletionWorkDueBy: {
+        REFBUS_ASSIGN_OR_RETURN(Json q, WorkQuery(r.id));
+        return engine_.DeletionWork(q);
+      }
+      case Route::kDeletionWorkStatus:
+        return engine_.SetDeletionWorkStatus(r.id, r.body);
+      case Route::kTakedownNotice:
+        return engine_.RecordTakedownNotice(r.id, r.body);
+      case Route::kPublishWatchList:
+        return engine_.PublishWatchList(r.body);
+      case Route::kImportWatchList:
+        return engine_.ImportWatchList(r.body);
+      case Route::kDeletionStats:
+        return engine_.DeletionStats(r.id);
       case Route::kRevokeConsent:
         return engine_.RevokeConsent(r.id, r.body);
       case Route::kCloseCase:
@@ -347,6 +374,7 @@ EngineOptions EngineOptionsOf(const AgentConfig& config) {
   eo.reload_keys = [&config] { return LoadKeys(config); };
   eo.deletion_chunk_timeout_ms = static_cast<int64_t>(config.deletion_chunk_timeout_ms);
   eo.test_skip_deletion_chunk = config.deletion_test_skip_chunk;
+  eo.deletion_overdue_days = static_cast<int64_t>(config.deletion_overdue_days);
   return eo;
 }
 

@@ -61,10 +61,21 @@ struct EngineOptions {
   // A deletion center asks again for the chunks of a request still missing this long after
   // the latest chunk arrived (PROTOCOL.md 10.1).
   int64_t deletion_chunk_timeout_ms = 60000;
+  // The deletion center's work queue: an item not removed this many days after it was
+  // first requested is flagged overdue.
+  int64_t deletion_overdue_days = 14;
   // Tests only: the requester keeps this chunk (0-based) of the next chunked request it
   // sends, without sending it (once per process), so its loss and recovery can be seen.
+  // kSkipAllDeletionChunks: every chunk of that request (the requester must notice that
+  // the center never answered).
   int64_t test_skip_deletion_chunk = -1;
 };
+
+inline constexpr int64_t kSkipAllDeletionChunks = 1000;
+// A requester sends every chunk of a request again when the deletion center has not
+// answered this many chunk timeouts after the last sending, at most this many times.
+inline constexpr int64_t kUnansweredTimeouts = 3;
+inline constexpr uint64_t kUnansweredResends = 3;
 
 class CaseStore;
 class OperatorKey;
@@ -174,6 +185,27 @@ class Engine {
   // GET /v1/deletions/{id} -> one element of Deletions() with "items" replaced by
   // "item_count" (a request's items are listed by items.csv), and "chunks_held" by a count.
   Result<Json> DeletionSummary(const std::string& request_id);
+  // The deletion center's work queue (PROTOCOL.md 10.2).
+  // GET /v1/deletion-work, .../overdue, .../overdue/{as_of_ms} ({overdue?, platform?,
+  // as_of_ms?}) -> {overdue_days, as_of_ms, work_items, overdue,
+  // platforms: [{platform, items: [{work_id, sha256, status, overdue, requesters[],
+  // links, notices[], monitored, known_from[]}]}]}; as_of_ms (default now) lets a
+  // center see what will be overdue by a date.
+  Result<Json> DeletionWork(const Json& query);
+  // POST /v1/deletion-work/{id}/status {status, operator} -> {work_id, status, told[],
+  // unlinked[]}: every linked requester is told under its own request and grant; a link
+  // whose grant was revoked is removed, not told.
+  Result<Json> SetDeletionWorkStatus(const std::string& work_id, const Json& request);
+  // POST /v1/deletion-work/{id}/notice {platform, sent_at_ms?, answer?, removed?, operator}
+  // -> the work item: a takedown notice sent to a platform, and its answer.
+  Result<Json> RecordTakedownNotice(const std::string& work_id, const Json& request);
+  // POST /v1/deletion-watch-list/publish {operator} -> {version, full, delta?}: signed
+  // watch list files (PROTOCOL.md 10.3); delta over the previous version when there is one.
+  Result<Json> PublishWatchList(const Json& request);
+  // POST /v1/deletion-watch-list/import {file} -> {publisher, version, hashes, recognized}
+  Result<Json> ImportWatchList(const Json& request);
+  // GET /v1/deletion-stats?month=YYYY-MM -> the CSV text (a JSON string), PROTOCOL.md 10.4.
+  Result<Json> DeletionStats(const std::string& month);
   // POST /v1/consents/{id}/revoke {reason, operator} -> {grant_id, notified[]}
   Result<Json> RevokeConsent(const std::string& grant_id, const Json& request);
   // POST /v1/cases/{case_ref}/close {reason, operator} -> {case_ref, notified[]}

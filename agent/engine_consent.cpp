@@ -110,7 +110,9 @@ Status Engine::Impl::MarkRevoked(CaseStore::Txn& txn, const schema::ConsentRevoc
   ev.by = from;
   ev.grant_id = key;
   ev.reason = std::string(schema::Name(rev.reason));
-  return Timeline(txn, rev.case_ref, std::move(ev));
+  REFBUS_RETURN_IF_ERROR(Timeline(txn, rev.case_ref, std::move(ev)));
+  // Watching for re-uploads ends explicitly (PROTOCOL.md 10.3).
+  return EndWatching(txn, key, std::string(schema::Name(rev.reason)), from);
 }
 
 // Passes the recorder's signed revocation on to the agencies this agency shared data

@@ -3,6 +3,8 @@
 // report_to (observers). Requests travel in chunks with a manifest
 // (engine_deletion_chunks.cpp); status reports carry only what changed (a delta), in parts
 // when large, and the requester and observers keep each item's reported history.
+#include <spdlog/spdlog.h>
+
 #include "agent/deletion_bulk.h"
 #include "agent/engine_impl.h"
 #include "agent/engine_requests.h"
@@ -35,6 +37,7 @@ Status Engine::Impl::OnDeletionRequest(CaseStore::Txn& txn, const OpenedCase& oc
   rec.monitor = dr.monitor;
   for (const auto& i : dr.items) rec.items[i.item_id] = "requested";
   REFBUS_RETURN_IF_ERROR(Save(txn, qid, rec));
+  REFBUS_RETURN_IF_ERROR(LinkWorkItems(txn, rec, dr.items));
   msg.request_id = qid;
   TimelineEvent ev = Event("deletion-requested");
   ev.from = from;
@@ -50,6 +53,7 @@ Status Engine::Impl::ApplyDeletionUpdates(CaseStore::Txn& txn, DeletionRecord& r
                                           const schema::DeletionStatusReport& ds,
                                           const std::string& from, MessageRecord& msg) {
   size_t applied = 0;
+  uint64_t reappeared = 0;
   const UnixMillis now = Now();
   for (const auto& u : ds.updates) {
     if (r.items.count(u.item_id) == 0 && r.side == DeletionSide::kRequester) {
@@ -65,11 +69,24 @@ Status Engine::Impl::ApplyDeletionUpdates(CaseStore::Txn& txn, DeletionRecord& r
     std::string status(schema::Name(u.status));
     hr.steps.push_back({status, from, ds.report_seq, u.at_ms, now});
     REFBUS_RETURN_IF_ERROR(Save(txn, key, hr));
+    if (u.status == schema::DeletionItemStatus::kReappeared) ++reappeared;
     r.items[u.item_id] = std::move(status);
     ++applied;
   }
   if (applied == 0 && !ds.updates.empty()) msg.stale = true;
-  return Status::Ok();
+  if (reappeared == 0) return Status::Ok();
+  // Material the victim asked to have removed is up again: an alert for crisis support
+  // (PROTOCOL.md 10.3), shown with the message in the inbox and on the case.
+  msg.alert = "reappeared";
+  msg.alert_items = reappeared;
+  msg.crisis_support = true;
+  spdlog::warn("agent {}: deletion request {}: {} items reported reappeared by {}: crisis support",
+               me(), r.request_id, reappeared, from);
+  TimelineEvent ev = Event("deletion-reappeared-alert");
+  ev.from = from;
+  ev.request_id = r.request_id;
+  ev.items = reappeared;
+  return Timeline(txn, r.case_ref, std::move(ev));
 }
 
 // A deletion center's report, to the requester or to an observer (a first report creates
@@ -162,10 +179,13 @@ Result<Json> Engine::RequestDeletion(const Json& body) {
   rec.list_complete = false;
   for (const auto& i : req.items) rec.items[i.item_id] = "requested";
   std::string first_mid;
+  const bool drop_all =
+      d.options.test_skip_deletion_chunk == kSkipAllDeletionChunks && !d.chunk_dropped;
   for (uint32_t c = 0; c < cuts.size(); ++c) {
     std::span<const schema::DeletionItem> items(req.items.data() + cuts[c].first,
                                                 cuts[c].second - cuts[c].first);
-    if (static_cast<int64_t>(c) == d.options.test_skip_deletion_chunk && !d.chunk_dropped) {
+    if (drop_all ||
+        (static_cast<int64_t>(c) == d.options.test_skip_deletion_chunk && !d.chunk_dropped)) {
       d.chunk_dropped = true;  // kept, not sent: the deletion center will ask for it
       REFBUS_RETURN_IF_ERROR(d.StoreDeletionChunk(txn, rec.grant_id, qid, c, items, ""));
       continue;
@@ -176,8 +196,10 @@ Result<Json> Engine::RequestDeletion(const Json& body) {
       first_mid = kept ? kept->message_id : "";
     }
   }
+  rec.last_chunk_at_ms = Impl::Now();  // the requester: when the chunks were last sent
   REFBUS_RETURN_IF_ERROR(Save(txn, qid, rec));
   REFBUS_RETURN_IF_ERROR(d.RecordShare(txn, grant, req.to));
+  d.unanswered_deletions[qid] = Impl::Now();
   TimelineEvent ev = Event("deletion-sent");
   ev.to = req.to;
   ev.request_id = qid;
@@ -214,24 +236,38 @@ Result<Json> Engine::ReportDeletionStatus(const std::string& request_id, const J
   for (const auto& u : req.updates) wanted.push_back({u.item_id, u.parsed, u.line});
   REFBUS_ASSIGN_OR_RETURN(std::vector<StatusLine> delta, StatusDelta(r.items, wanted));
   REFBUS_RETURN_IF_ERROR(req.update_error);
+  REFBUS_ASSIGN_OR_RETURN(DeletionReported out,
+                          d.SendDeletionDelta(txn, r, delta, req.operator_ref));
+  if (out.parts == 0) return ToJson(out);  // nothing changed: nothing to report
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  d.FlushAfterCommit();
+  return ToJson(out);
+}
+
+// The deletion center reports a delta of one request to its requester and observers, in
+// parts of kMaxDeletionChunkItems, and records it (the caller commits). Nothing changed:
+// nothing is sent.
+Result<DeletionReported> Engine::Impl::SendDeletionDelta(CaseStore::Txn& txn, DeletionRecord& r,
+                                                         const std::vector<StatusLine>& delta,
+                                                         const std::string& operator_ref) {
+  const std::string& qid = r.request_id;
   std::vector<std::string> to = {r.peer};
   for (const auto& a : r.report_to.value_or(std::vector<std::string>())) {
     if (std::find(to.begin(), to.end(), a) == to.end()) to.push_back(a);
   }
-  if (delta.empty()) {  // nothing changed: nothing to report
-    return ToJson(DeletionReported{qid, r.report_seq, CountsOf(r.items), {}, "", 0, 0});
-  }
-  const UnixMillis now = Impl::Now();
+  if (delta.empty()) return DeletionReported{qid, r.report_seq, CountsOf(r.items), {}, "", 0, 0};
+  REFBUS_ASSIGN_OR_RETURN(Bytes request_id, HexDecode(qid));
+  const UnixMillis now = Now();
   for (const auto& u : delta) r.items[u.item_id] = std::string(schema::Name(u.status));
   const schema::DeletionCounts counts = CountsOf(r.items);
   const uint64_t seq = r.report_seq + 1;
   const size_t per = schema::kMaxDeletionChunkItems;
   const auto parts = static_cast<uint32_t>((delta.size() + per - 1) / per);
-  REFBUS_ASSIGN_OR_RETURN(StoredGrant grant, d.RequireGrant(txn, r.grant_id));
+  REFBUS_ASSIGN_OR_RETURN(StoredGrant grant, RequireGrant(txn, r.grant_id));
   std::string first_mid;
   for (uint32_t p = 0; p < parts; ++p) {
     schema::DeletionStatusReport rep;
-    rep.request_id = req.request_id;
+    rep.request_id = request_id;
     rep.case_ref = r.case_ref;
     for (size_t i = p * per; i < std::min(delta.size(), (p + 1) * per); ++i) {
       rep.updates.push_back({delta[i].item_id, delta[i].status, now});
@@ -245,8 +281,8 @@ Result<Json> Engine::ReportDeletionStatus(const std::string& request_id, const J
     CaseMessage m;
     m.type = CaseMessage::Type::kDeletionStatus;
     m.deletion_status = std::move(rep);
-    REFBUS_ASSIGN_OR_RETURN(Bytes mid, d.SendCase(txn, grant.known, std::move(m), to,
-                                                  Purpose::kDeletion, "deletion-status"));
+    REFBUS_ASSIGN_OR_RETURN(Bytes mid, SendCase(txn, grant.known, std::move(m), to,
+                                                Purpose::kDeletion, "deletion-status"));
     if (p == 0) first_mid = HexEncode(mid);
   }
   r.report_seq = seq;
@@ -257,11 +293,9 @@ Result<Json> Engine::ReportDeletionStatus(const std::string& request_id, const J
   ev.report_seq = seq;
   ev.counts = counts;
   ev.items = delta.size();
-  ev.operator_ref = req.operator_ref;
-  REFBUS_RETURN_IF_ERROR(d.Timeline(txn, r.case_ref, std::move(ev)));
-  REFBUS_RETURN_IF_ERROR(txn.Commit());
-  d.FlushAfterCommit();
-  return ToJson(DeletionReported{qid, seq, counts, to, first_mid, delta.size(), parts});
+  ev.operator_ref = operator_ref;
+  REFBUS_RETURN_IF_ERROR(Timeline(txn, r.case_ref, std::move(ev)));
+  return DeletionReported{qid, seq, counts, to, first_mid, delta.size(), parts};
 }
 
 Result<Json> Engine::ExportDeletionItems(const std::string& request_id, const Json& body) {

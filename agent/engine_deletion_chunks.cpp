@@ -279,6 +279,7 @@ Status Engine::Impl::CompleteDeletionList(CaseStore::Txn& txn, DeletionRecord& r
   }
   r.list_complete = true;
   incomplete_deletions.erase(r.request_id);
+  REFBUS_RETURN_IF_ERROR(LinkWorkItems(txn, r, all));
   spdlog::info("agent {}: deletion request {} from {}: holds the whole list ({} items)", me(),
                r.request_id, r.peer, all.size());
   return SendListReport(txn, r, {});
@@ -323,10 +324,13 @@ Status Engine::Impl::DeletionChunkTurn() {
         incomplete_deletions[key] =
             std::max(r.last_chunk_at_ms.value_or(0), r.missing_asked_at_ms.value_or(0));
       }
+      if (r.side == DeletionSide::kRequester && r.manifest && r.report_seq == 0) {
+        unanswered_deletions[key] = r.last_chunk_at_ms.value_or(0);
+      }
     }
     incomplete_loaded = true;
   }
-  size_t asked = 0;
+  REFBUS_ASSIGN_OR_RETURN(size_t asked, UnansweredDeletionTurn(txn));
   for (auto it = incomplete_deletions.begin(); it != incomplete_deletions.end();) {
     // The latest chunk or ask, kept in memory: a record is read only once it is due.
     if (Now() - std::min(Now(), it->second) < static_cast<UnixMillis>(timeout)) {
@@ -369,6 +373,54 @@ Status Engine::Impl::DeletionChunkTurn() {
   REFBUS_RETURN_IF_ERROR(txn.Commit());
   FlushAfterCommit();
   return Status::Ok();
+}
+
+// The requester: a chunked request the deletion center has not answered at all (no
+// report: it asks for missing chunks itself once it holds one, so every chunk may be lost)
+// kUnansweredTimeouts chunk timeouts after the chunks were last sent is sent again whole,
+// at most kUnansweredResends times; then it is recorded unanswered and left to the people.
+Result<size_t> Engine::Impl::UnansweredDeletionTurn(CaseStore::Txn& txn) {
+  const UnixMillis wait =
+      static_cast<UnixMillis>(options.deletion_chunk_timeout_ms * kUnansweredTimeouts);
+  size_t sent = 0;
+  for (auto it = unanswered_deletions.begin(); it != unanswered_deletions.end();) {
+    if (Now() - std::min(Now(), it->second) < wait) {
+      ++it;
+      continue;
+    }
+    REFBUS_ASSIGN_OR_RETURN(auto rec, Load<DeletionRecord>(txn, it->first));
+    if (!rec || rec->report_seq > 0 || rec->list_complete.value_or(false) || !rec->manifest) {
+      it = unanswered_deletions.erase(it);  // answered (or gone)
+      continue;
+    }
+    DeletionRecord& r = *rec;
+    const uint64_t rounds =
+        r.chunks_resent.value_or(0) / std::max<uint32_t>(1, r.manifest->chunk_count);
+    if (rounds >= kUnansweredResends) {
+      spdlog::error("agent {}: deletion request {} to {}: no answer after {} sendings; giving up",
+                    me(), r.request_id, r.peer, rounds + 1);
+      TimelineEvent ev = Event("deletion-unanswered");
+      ev.to = r.peer;
+      ev.request_id = r.request_id;
+      REFBUS_RETURN_IF_ERROR(Timeline(txn, r.case_ref, std::move(ev)));
+      it = unanswered_deletions.erase(it);
+      ++sent;
+      continue;
+    }
+    spdlog::warn(
+        "agent {}: deletion request {} to {}: no answer {} ms after sending; sending "
+        "every chunk again",
+        me(), r.request_id, r.peer, wait);
+    std::vector<uint32_t> all(r.manifest->chunk_count);
+    for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
+    REFBUS_RETURN_IF_ERROR(ResendDeletionChunks(txn, r, all, "service:resend"));
+    r.last_chunk_at_ms = Now();
+    it->second = Now();
+    REFBUS_RETURN_IF_ERROR(Save(txn, r.request_id, r));
+    ++sent;
+    ++it;
+  }
+  return sent;
 }
 
 }  // namespace refbus::agent

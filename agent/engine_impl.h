@@ -29,7 +29,9 @@
 #include "agent/case_message.h"
 #include "agent/case_store.h"
 #include "agent/client.h"
+#include "agent/deletion_bulk.h"
 #include "agent/engine.h"
+#include "agent/engine_requests.h"
 #include "agent/operators.h"
 #include "agent/records.h"
 #include "agent/records_json.h"
@@ -74,6 +76,9 @@ struct Engine::Impl {
   // store at the first check), and when to check them next (engine_deletion_chunks.cpp).
   std::map<std::string, UnixMillis> incomplete_deletions;  // request -> latest chunk or ask
   bool incomplete_loaded = false;
+  // Chunked requests this requester sent that the deletion center has not answered at all
+  // (no report: every chunk may be lost), and when they were last sent.
+  std::map<std::string, UnixMillis> unanswered_deletions;
   std::chrono::steady_clock::time_point next_chunk_check{};
   bool chunk_dropped = false;  // options.test_skip_deletion_chunk was applied once
   // The logged-in operator of the command being run (Engine::ActingOperator), or null for
@@ -250,6 +255,22 @@ struct Engine::Impl {
   Status OnDeletionChunk(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
   Status CompleteDeletionList(CaseStore::Txn& txn, DeletionRecord& r);
   Status DeletionChunkTurn();  // from Poll
+  // The requester's side of it: every chunk sent again when the center said nothing.
+  Result<size_t> UnansweredDeletionTurn(CaseStore::Txn& txn);
+  // The report of a delta of one request (engine_deletion.cpp); the caller commits.
+  Result<DeletionReported> SendDeletionDelta(CaseStore::Txn& txn, DeletionRecord& r,
+                                             const std::vector<StatusLine>& delta,
+                                             const std::string& operator_ref);
+
+  // ---- the deletion center's work queue and watch list (engine_deletion_work.cpp) ----
+  // Links every item of a request held whole to its work item (created when new).
+  Status LinkWorkItems(CaseStore::Txn& txn, const DeletionRecord& r,
+                       const std::vector<schema::DeletionItem>& items);
+  // A revoked grant: the center unlinks its requests from the work queue (ending watching
+  // where no monitoring requester is left); the requester marks its monitored requests
+  // stopped, with the reason, on the request and the case.
+  Status EndWatching(CaseStore::Txn& txn, const std::string& grant_key, const std::string& reason,
+                     const std::string& by);
   Status RecordChunkAccess(CaseStore::Txn& txn, const DeletionRecord& r,
                            const std::string& operator_ref);
   Status OnAccessNotice(CaseStore::Txn& txn, const OpenedCase& oc);

@@ -183,6 +183,7 @@ Json Encode(const DeletionRecord& r) {
   PutOpt(j, "last_chunk_at_ms", r.last_chunk_at_ms);
   PutOpt(j, "missing_asked_at_ms", r.missing_asked_at_ms);
   PutOpt(j, "chunks_resent", r.chunks_resent);
+  PutOpt(j, "monitoring_stopped", r.monitoring_stopped);
   return j;
 }
 
@@ -299,6 +300,9 @@ Json Encode(const MessageRecord& m) {
   PutOpt(j, "handoff_id", m.handoff_id);
   PutOpt(j, "request_id", m.request_id);
   PutOpt(j, "stale", m.stale);
+  PutOpt(j, "alert", m.alert);
+  PutOpt(j, "alert_items", m.alert_items);
+  PutOpt(j, "crisis_support", m.crisis_support);
   PutOpt(j, "opened_by", m.opened_by);
   PutOpt(j, "opened_at_ms", m.opened_at_ms);
   PutOpt(j, "operator", m.operator_ref);
@@ -414,6 +418,7 @@ void Decode(const Json& j, DeletionRecord& r) {
   GetOpt(j, "last_chunk_at_ms", r.last_chunk_at_ms);
   GetOpt(j, "missing_asked_at_ms", r.missing_asked_at_ms);
   GetOpt(j, "chunks_resent", r.chunks_resent);
+  GetOpt(j, "monitoring_stopped", r.monitoring_stopped);
 }
 
 void Decode(const Json& j, DeletionChunkRecord& r) {
@@ -515,6 +520,9 @@ void Decode(const Json& j, MessageRecord& m) {
   GetOpt(j, "handoff_id", m.handoff_id);
   GetOpt(j, "request_id", m.request_id);
   GetOpt(j, "stale", m.stale);
+  GetOpt(j, "alert", m.alert);
+  GetOpt(j, "alert_items", m.alert_items);
+  GetOpt(j, "crisis_support", m.crisis_support);
   GetOpt(j, "opened_by", m.opened_by);
   GetOpt(j, "opened_at_ms", m.opened_at_ms);
   GetOpt(j, "operator", m.operator_ref);

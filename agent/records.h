@@ -124,10 +124,13 @@ struct DeletionRecord {
   std::optional<std::vector<uint32_t>> chunks_held;  // deletion center: chunk indexes held
   // Deletion center: it holds the whole list (count and hash matched). Requester: told so.
   std::optional<bool> list_complete;
-  std::optional<uint32_t> items_held;             // requester: as the center last reported
-  std::optional<UnixMillis> last_chunk_at_ms;     // deletion center: the latest chunk's arrival
+  std::optional<uint32_t> items_held;  // requester: as the center last reported
+  // Deletion center: the latest chunk's arrival. Requester: when the chunks were last sent.
+  std::optional<UnixMillis> last_chunk_at_ms;
   std::optional<UnixMillis> missing_asked_at_ms;  // deletion center: the last re-request
   std::optional<uint64_t> chunks_resent;          // requester: chunks sent again when asked
+  // Requester (monitor set): watching ended, and why ("consent revoked (REASON)").
+  std::optional<std::string> monitoring_stopped;
 };
 
 // kDeletionChunks, key DeletionChunkKey(request, index): one chunk of a chunked request, at
@@ -267,6 +270,11 @@ struct MessageRecord {
   std::optional<std::string> handoff_id;
   std::optional<std::string> request_id;
   std::optional<bool> stale;  // an older deletion report than one already applied
+  // A deletion status report naming reappeared items: an alert for crisis support
+  // (PROTOCOL.md 10.3): "reappeared" and how many items.
+  std::optional<std::string> alert;
+  std::optional<uint64_t> alert_items;
+  std::optional<bool> crisis_support;
   std::optional<std::string> opened_by;
   std::optional<UnixMillis> opened_at_ms;
   // The sending operator's signature (PROTOCOL.md 9.2), checked with the key it carries:

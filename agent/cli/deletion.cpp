@@ -197,6 +197,51 @@ void PrintDeletions(const Json& r) {
              "no deletion requests");
 }
 
+// The work queue as one row per work item, grouped by platform.
+void PrintWork(const Json& r) {
+  Json rows = Json::array();
+  for (const auto& p : r.value("platforms", Json::array())) {
+    for (const auto& w : p.value("items", Json::array())) {
+      rows.push_back({{"platform", p.value("platform", "")},
+                      {"work_id", w.value("work_id", "")},
+                      {"status", w.value("status", "")},
+                      {"overdue", w.value("overdue", false) ? "OVERDUE" : ""},
+                      {"requesters", std::to_string(w.value("requesters", Json::array()).size())},
+                      {"notices", std::to_string(w.value("notices", Json::array()).size())},
+                      {"watch", w.value("monitored", false) ? "watched" : ""}});
+    }
+  }
+  PrintTable(rows,
+             {Col("PLATFORM", "platform"), Col("WORK ITEM", "work_id"), Col("STATUS", "status"),
+              Col("OVERDUE", "overdue"), Col("REQUESTERS", "requesters"), Col("NOTICES", "notices"),
+              Col("WATCH", "watch")},
+             "no work items");
+  std::cout << r.value("overdue", 0) << " overdue of " << r.value("work_items", 0) << " (deadline "
+            << r.value("overdue_days", 0) << " days)\n";
+}
+
+// `deletions work [--overdue]` and `deletions stats --month YYYY-MM` (the center's side).
+void AddDeletionCenterVerbs(CLI::App* cmd, Commands& c) {
+  auto overdue = std::make_shared<bool>(false);
+  auto* work = cmd->add_subcommand("work", "the deletion center's work queue, by platform");
+  c.Common(work, false);
+  work->add_flag("--overdue", *overdue, "overdue items only ([deletion] overdue_days)");
+  c.On(work, [&c, overdue] {
+    return c.Call("deletions work", "GET",
+                  *overdue ? "/v1/deletion-work/overdue" : "/v1/deletion-work", nullptr, PrintWork);
+  });
+  auto month = std::make_shared<std::string>();
+  auto* stats = cmd->add_subcommand(
+      "stats", "de-identified monthly counts as CSV (counts under 5 suppressed)");
+  c.Common(stats, false);
+  stats->add_option("--month", *month, "YYYY-MM (UTC)")->required();
+  c.On(stats, [&c, month] {
+    return c.Call(
+        "deletions stats", "GET", "/v1/deletion-stats/" + PathSegment(*month), nullptr,
+        [](const Json& r) { std::cout << (r.is_string() ? r.get<std::string>() : r.dump()); });
+  });
+}
+
 }  // namespace
 
 void AddRequestDeletion(CLI::App& app, Commands& c) {
@@ -239,6 +284,7 @@ void AddDeletions(CLI::App& app, Commands& c) {
   exp->add_option("request", e->id, "the deletion request id")->required();
   exp->add_option("--out", e->out, "write the CSV here (mode 0600) instead of stdout");
   c.On(exp, [&c, e] { return ExportDeletion(c, *e); });  // before `deletions` (parsed too)
+  AddDeletionCenterVerbs(cmd, c);
   c.Common(cmd, false);
   c.On(cmd, [&c] { return c.Call("deletions", "GET", "/v1/deletions", nullptr, PrintDeletions); });
 }
