@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
-"""Prints a compile database with one entry per source file, from a build's database.
+"""Reads a build's compile database for the clang checks (clang_checks.sh).
 
 A build with CMAKE_UNITY_BUILD names only its batches (.../Unity/unity_N_cxx.cxx, each a list
-of #include "/abs/path/file.cpp" lines). Each file a batch includes gets the batch's command,
-with the batch's path replaced by the file's own, so that clang-tidy parses it alone with the
-flags it is built with. Entries that are not batches pass through unchanged.
+of #include "/abs/path/file.cpp" lines).
 
   unity_commands.py BUILD/compile_commands.json > DIR/compile_commands.json
+      A database with one entry per source file: each file a batch includes gets the batch's
+      command, with the batch's path replaced by the file's own, so that clang-tidy can parse
+      it alone with the flags it is built with. The batches stay too, and other entries pass
+      through unchanged.
+
+  unity_commands.py --units BUILD/compile_commands.json FILE...
+      The translation units that cover the given source files (absolute paths), one per line:
+      each batch that includes at least one of them, then each file no batch includes (to be
+      parsed alone). One parse of a batch checks its eight files for the cost of about two.
 """
 import json
 import re
@@ -20,9 +27,13 @@ def sources_of(batch):
         return [m.group(1) for m in map(INCLUDE.match, f) if m]
 
 
+def is_batch(path):
+    return "/Unity/unity_" in path
+
+
 def expand(entry):
     batch = entry["file"]
-    if "/Unity/unity_" not in batch:
+    if not is_batch(batch):
         return [entry]
     out = []
     for source in sources_of(batch):
@@ -35,13 +46,36 @@ def expand(entry):
         out.append(e)
     if not out:
         sys.exit(f"unity_commands: {batch} includes no source file")
+    return [entry] + out
+
+
+def units(database, files):
+    wanted = set(files)
+    covered = set()
+    out = []
+    for entry in database:
+        batch = entry["file"]
+        if not is_batch(batch) or batch in out:
+            continue
+        inside = wanted.intersection(sources_of(batch))
+        if inside:
+            out.append(batch)
+            covered |= inside
+    out += [f for f in files if f not in covered]
     return out
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: unity_commands.py BUILD/compile_commands.json")
-    with open(sys.argv[1], encoding="utf-8") as f:
+    args = sys.argv[1:]
+    if len(args) >= 2 and args[0] == "--units":
+        with open(args[1], encoding="utf-8") as f:
+            database = json.load(f)
+        print("\n".join(units(database, args[2:])))
+        return
+    if len(args) != 1:
+        sys.exit("usage: unity_commands.py BUILD/compile_commands.json\n"
+                 "       unity_commands.py --units BUILD/compile_commands.json FILE...")
+    with open(args[0], encoding="utf-8") as f:
         database = json.load(f)
     json.dump([e for entry in database for e in expand(entry)], sys.stdout, indent=1)
     print()
