@@ -180,13 +180,24 @@ CaseClosed ValidCaseClosed() {
   return CaseClosed{kCase, "support-s", "service completed", "op-23", kT + 10};
 }
 
+LinkageEntry ValidLinkageEntry() {
+  return LinkageEntry{
+      kCase,   Fill(kWorkflowIdBytes, 0x51), Fill(32, 0x52), Fill(32, 0x03), Fill(80, 0x54),
+      kT + 11, ValidSignedGrantBytes(),      "op-24",        kT + 12};
+}
+
+LinkageNotice ValidLinkageNotice() {
+  return LinkageNotice{kCase, Fill(16, 0x61), "phone", {{"incheon-c", kT, kT + 1, 2, 30}}, kT + 13};
+}
+
 const std::vector<CaseMessage::Type>& AllTypes() {
   static const std::vector<CaseMessage::Type> kTypes = {
       CaseMessage::Type::kReferral,          CaseMessage::Type::kStateChange,
       CaseMessage::Type::kHandoff,           CaseMessage::Type::kHandoffAck,
       CaseMessage::Type::kDeletionRequest,   CaseMessage::Type::kDeletionStatus,
       CaseMessage::Type::kAccessNotice,      CaseMessage::Type::kConsentRevocation,
-      CaseMessage::Type::kPurgeConfirmation, CaseMessage::Type::kCaseClosed};
+      CaseMessage::Type::kPurgeConfirmation, CaseMessage::Type::kCaseClosed,
+      CaseMessage::Type::kLinkageEntry,      CaseMessage::Type::kLinkageNotice};
   return kTypes;
 }
 
@@ -223,6 +234,12 @@ CaseMessage MessageOf(CaseMessage::Type type) {
       break;
     case CaseMessage::Type::kCaseClosed:
       m.case_closed = ValidCaseClosed();
+      break;
+    case CaseMessage::Type::kLinkageEntry:
+      m.linkage_entry = ValidLinkageEntry();
+      break;
+    case CaseMessage::Type::kLinkageNotice:
+      m.linkage_notice = ValidLinkageNotice();
       break;
   }
   return m;
@@ -329,6 +346,22 @@ TEST(WorkflowCodecTest, EveryCaseMessageTypeRoundTrips) {
     EXPECT_EQ(out->version, 1u);
     EXPECT_EQ(EncodeCaseMessage(*out), bytes) << static_cast<int>(type);
   }
+}
+
+// Linkage bodies (PROTOCOL.md 13.6): sizes are checked before anything else reads them.
+TEST(WorkflowCodecTest, LinkageEntryAndNoticeSizesAreChecked) {
+  CaseMessage m = MessageOf(CaseMessage::Type::kLinkageEntry);
+  m.linkage_entry.tag.pop_back();
+  EXPECT_FALSE(DecodeCaseMessage(EncodeCaseMessage(m)).ok());
+  m = MessageOf(CaseMessage::Type::kLinkageEntry);
+  m.linkage_entry.signed_grant.clear();
+  EXPECT_FALSE(DecodeCaseMessage(EncodeCaseMessage(m)).ok());
+  m = MessageOf(CaseMessage::Type::kLinkageNotice);
+  m.linkage_notice.others.clear();
+  EXPECT_FALSE(DecodeCaseMessage(EncodeCaseMessage(m)).ok());
+  m = MessageOf(CaseMessage::Type::kLinkageNotice);
+  m.linkage_notice.linkage_id.push_back(0);
+  EXPECT_FALSE(DecodeCaseMessage(EncodeCaseMessage(m)).ok());
 }
 
 // PROTOCOL.md 9.2: an operator's signature on a case message covers the exact bytes
