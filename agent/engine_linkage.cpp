@@ -369,9 +369,10 @@ Result<Json> Engine::AddLink(const std::string& case_ref_or_local, const Json& b
   ev.identifier_kind = link.kind;
   ev.operator_ref = req.operator_ref;
   REFBUS_RETURN_IF_ERROR(d.Timeline(txn, case_ref, std::move(ev)));
-  REFBUS_RETURN_IF_ERROR(d.linkage_store->PutLink(link));
   REFBUS_RETURN_IF_ERROR(txn.Commit());
   d.FlushAfterCommit();
+  // After the commit: a link is listed only for an entry that is on its way.
+  REFBUS_RETURN_IF_ERROR(d.linkage_store->PutLink(link));
   return Json{
       {"link_id", link.link_id}, {"case_ref", case_ref},          {"kind", link.kind},
       {"escrow", escrow},        {"message_id", link.message_id}, {"expires_ms", link.expires_ms}};
