@@ -771,12 +771,12 @@ TEST(WorkflowCodecTest, RefusesUnknownDataCategoryInAField) {
 }
 
 TEST(WorkflowCodecTest, RefusesUnknownPurposeKindAndRevocationReason) {
-  for (int v : {0, 9, 99}) {
+  for (int v : {0, 10, 99}) {
     Referral r = ValidReferral();
     r.purpose = static_cast<Purpose>(v);
     EXPECT_TRUE(HasError(RoundTrip(r), Code::kMalformed, "'purpose'")) << v;
   }
-  for (int v : {0, 12, 99}) {
+  for (int v : {0, 14, 99}) {
     AccessRecord a = ValidAccessRecord();
     a.kind = static_cast<MessageKind>(v);
     EXPECT_TRUE(HasError(DecodeAccessRecord(EncodeAccessRecord(a)), Code::kMalformed, "'kind'"))
@@ -1159,7 +1159,7 @@ TEST(WorkflowNamesTest, RevocationReason) {
 }
 
 TEST(WorkflowNamesTest, Purpose) {
-  ExpectNamesRoundTrip<Purpose>(static_cast<int>(Purpose::kAcademic), ParsePurpose);
+  ExpectNamesRoundTrip<Purpose>(static_cast<int>(Purpose::kLinkage), ParsePurpose);
   EXPECT_EQ(ParsePurpose("deletion"), Purpose::kDeletion);
 }
 
