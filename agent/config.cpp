@@ -2,7 +2,10 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <array>
 #include <filesystem>
+#include <string_view>
 
 #include "agent/listen.h"
 #include "core/clock.h"
@@ -105,6 +108,20 @@ Status ReadListenAndConsole(const toml::table& root, ConfigReader& r, AgentConfi
   return Status();
 }
 
+// Only the known sections: a misspelt one would otherwise be ignored silently.
+Status CheckSections(const toml::table& root, const std::string& path) {
+  static constexpr std::array<std::string_view, 7> kKnown = {
+      "agent", "api", "metrics", "keys", "console", "deletion", "linkage"};
+  for (const auto& [k, v] : root) {
+    if (std::find(kKnown.begin(), kKnown.end(), k.str()) == kKnown.end()) {
+      return InvalidArgument(path + ": unknown section [" + std::string(k.str()) +
+                             "] (known: [agent], [api], [metrics], [keys], [console], [deletion], "
+                             "[linkage])");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<AgentConfig> LoadAgentConfig(const std::string& path) {
@@ -115,14 +132,7 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
     return InvalidArgument(path + " line " + std::to_string(e.source().begin.line) + ": " +
                            std::string(e.description()));
   }
-  for (const auto& [k, v] : root) {
-    if (k.str() != "agent" && k.str() != "api" && k.str() != "metrics" && k.str() != "keys" &&
-        k.str() != "console" && k.str() != "deletion" && k.str() != "linkage") {
-      return InvalidArgument(path + ": unknown section [" + std::string(k.str()) +
-                             "] (known: [agent], [api], [metrics], [keys], [console], [deletion], "
-                             "[linkage])");
-    }
-  }
+  REFBUS_RETURN_IF_ERROR(CheckSections(root, path));
   ConfigReader r(root, path);
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("agent", {"id", "data_dir", "key_file", "passphrase_file", "directory", "anchor",
