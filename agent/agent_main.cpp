@@ -56,6 +56,7 @@ void AddApiCommands(CLI::App& app, agent::cli::Commands& c) {
   cli::AddClose(app, c);
   cli::AddSetLocalCase(app, c);
   cli::AddCase(app, c);
+  cli::AddLink(app, c);
   cli::AddStatus(app, c);
 }
 

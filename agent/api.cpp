@@ -43,7 +43,7 @@ int64_t SteadyNowMs() {
 }
 
 // clang-format off
-const std::array<RouteInfo, 37> kRoutes = {{
+const std::array<RouteInfo, 41> kRoutes = {{
     {Route::kRecordConsent, "POST", "/v1/consents", "/v1/consents", 201},
     {Route::kConsents, "GET", "/v1/consents", "/v1/consents", 200},
     {Route::kSendReferral, "POST", "/v1/referrals", "/v1/referrals", 201},
@@ -81,6 +81,10 @@ const std::array<RouteInfo, 37> kRoutes = {{
     {Route::kPublishWatchList, "POST", "/v1/deletion-watch-list/publish", "/v1/deletion-watch-list/publish", 200},
     {Route::kImportWatchList, "POST", "/v1/deletion-watch-list/import", "/v1/deletion-watch-list/import", 200},
     {Route::kDeletionStats, "GET", "/v1/deletion-stats/{id}", "/v1/deletion-stats/([^/]{1,32})", 200},
+    {Route::kAddLink, "POST", "/v1/cases/{case}/links", "/v1/cases/([^/]{1,128})/links", 201},
+    {Route::kCaseLinks, "GET", "/v1/cases/{case}/links", "/v1/cases/([^/]{1,128})/links", 200},
+    {Route::kLinks, "GET", "/v1/links", "/v1/links", 200},
+    {Route::kLinkageMatches, "GET", "/v1/linkage/matches", "/v1/linkage/matches", 200},
 }};
 // clang-format on
 
@@ -187,6 +191,7 @@ bool RouteActs(Route route) {
     case Route::kTakedownNotice:
     case Route::kPublishWatchList:
     case Route::kImportWatchList:
+    case Route::kAddLink:
       return true;
     default:
       return false;

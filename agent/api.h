@@ -103,6 +103,10 @@ enum class Route {
   kPublishWatchList,      // POST /v1/deletion-watch-list/publish {operator}
   kImportWatchList,       // POST /v1/deletion-watch-list/import {file, operator}
   kDeletionStats,         // GET  /v1/deletion-stats/{YYYY-MM} ({id}): text/csv
+  kAddLink,               // POST /v1/cases/{case}/links {kind, value, operator, ...}
+  kCaseLinks,             // GET  /v1/cases/{case}/links: the case's linkage entries
+  kLinks,                 // GET  /v1/links: every linkage entry this agency sent
+  kLinkageMatches,        // GET  /v1/linkage/matches: the linkage notices received
 };
 
 struct RouteInfo {

@@ -36,6 +36,8 @@ const Bytes* CarriedGrant(const CaseMessage& m) {
       return &m.handoff.signed_grant;
     case CaseMessage::Type::kDeletionRequest:
       return &m.deletion_request.signed_grant;
+    case CaseMessage::Type::kLinkageEntry:
+      return &m.linkage_entry.signed_grant;
     default:
       return nullptr;
   }
@@ -57,6 +59,10 @@ std::string CaseRefOf(const CaseMessage& m) {
       return m.deletion_status.case_ref;
     case CaseMessage::Type::kCaseClosed:
       return m.case_closed.case_ref;
+    case CaseMessage::Type::kLinkageEntry:
+      return m.linkage_entry.case_ref;
+    case CaseMessage::Type::kLinkageNotice:
+      return m.linkage_notice.case_ref;
     case CaseMessage::Type::kAccessNotice:
     case CaseMessage::Type::kConsentRevocation:
     case CaseMessage::Type::kPurgeConfirmation:

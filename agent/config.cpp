@@ -2,7 +2,10 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <array>
 #include <filesystem>
+#include <string_view>
 
 #include "agent/listen.h"
 #include "core/clock.h"
@@ -52,6 +55,30 @@ Status LoadDeletionSection(const toml::table& root, ConfigReader& r, AgentConfig
   return Status::Ok();
 }
 
+// [linkage] (PROTOCOL.md 13.6): the two evaluators (broker ids; endpoints default to the
+// directory's), the escrow party and threshold, the evaluators' timeout.
+Status LoadLinkageSection(ConfigReader& r, AgentConfig* c) {
+  REFBUS_RETURN_IF_ERROR(
+      r.NoUnknown("linkage", {"first_evaluator", "first_endpoint", "second_evaluator",
+                              "second_endpoint", "escrow", "threshold", "timeout_ms"}));
+  REFBUS_ASSIGN_OR_RETURN(c->linkage_first, r.String("linkage", "first_evaluator", false));
+  REFBUS_ASSIGN_OR_RETURN(c->linkage_first_endpoint, r.String("linkage", "first_endpoint", false));
+  REFBUS_ASSIGN_OR_RETURN(c->linkage_second, r.String("linkage", "second_evaluator", false));
+  REFBUS_ASSIGN_OR_RETURN(c->linkage_second_endpoint,
+                          r.String("linkage", "second_endpoint", false));
+  REFBUS_ASSIGN_OR_RETURN(c->linkage_escrow, r.String("linkage", "escrow", false));
+  REFBUS_RETURN_IF_ERROR(r.Uint("linkage", "threshold", 2, 16, &c->linkage_threshold));
+  REFBUS_RETURN_IF_ERROR(r.Uint("linkage", "timeout_ms", 100, 600000, &c->linkage_timeout_ms));
+  for (const auto* ep : {&c->linkage_first_endpoint, &c->linkage_second_endpoint}) {
+    if (!ep->empty() && ep->rfind("tcp://", 0) != 0 && ep->rfind("ipc://", 0) != 0) {
+      return r.Error("linkage",
+                     ep == &c->linkage_first_endpoint ? "first_endpoint" : "second_endpoint",
+                     "must start with tcp:// or ipc://");
+    }
+  }
+  return Status::Ok();
+}
+
 // [api] listen and [console]: the console is served with the API, so a listen address off
 // loopback would carry caseworkers' passwords and case data over the LAN; without TLS
 // settings it is refused at start (with them the API serves HTTPS only).
@@ -81,6 +108,20 @@ Status ReadListenAndConsole(const toml::table& root, ConfigReader& r, AgentConfi
   return Status();
 }
 
+// Only the known sections: a misspelt one would otherwise be ignored silently.
+Status CheckSections(const toml::table& root, const std::string& path) {
+  static constexpr std::array<std::string_view, 7> kKnown = {
+      "agent", "api", "metrics", "keys", "console", "deletion", "linkage"};
+  for (const auto& [k, v] : root) {
+    if (std::find(kKnown.begin(), kKnown.end(), k.str()) == kKnown.end()) {
+      return InvalidArgument(path + ": unknown section [" + std::string(k.str()) +
+                             "] (known: [agent], [api], [metrics], [keys], [console], [deletion], "
+                             "[linkage])");
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<AgentConfig> LoadAgentConfig(const std::string& path) {
@@ -91,13 +132,7 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
     return InvalidArgument(path + " line " + std::to_string(e.source().begin.line) + ": " +
                            std::string(e.description()));
   }
-  for (const auto& [k, v] : root) {
-    if (k.str() != "agent" && k.str() != "api" && k.str() != "metrics" && k.str() != "keys" &&
-        k.str() != "console" && k.str() != "deletion") {
-      return InvalidArgument(path + ": unknown section [" + std::string(k.str()) +
-                             "] (known: [agent], [api], [metrics], [keys], [console], [deletion])");
-    }
-  }
+  REFBUS_RETURN_IF_ERROR(CheckSections(root, path));
   ConfigReader r(root, path);
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("agent", {"id", "data_dir", "key_file", "passphrase_file", "directory", "anchor",
@@ -182,6 +217,7 @@ Result<AgentConfig> LoadAgentConfig(const std::string& path) {
   }
   REFBUS_RETURN_IF_ERROR(LoadKeysSection(r, &c));
   REFBUS_RETURN_IF_ERROR(LoadDeletionSection(root, r, &c));
+  REFBUS_RETURN_IF_ERROR(LoadLinkageSection(r, &c));
   return c;
 }
 

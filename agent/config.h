@@ -60,6 +60,15 @@
 //   # For tests only: test_skip_chunk = N keeps chunk N of the first chunked request this
 //   # process sends, unsent, so that its loss and recovery can be seen.
 //
+//   [linkage]                        # identifiers and the matching escrow (PROTOCOL.md 13)
+//   first_evaluator = ""             # the two brokers with the role linkage-evaluator whose
+//   second_evaluator = ""            # keys make the pseudonym (the same two everywhere)
+//   first_endpoint = ""              # optional: default is the directory's endpoint
+//   second_endpoint = ""
+//   escrow = ""                      # default: the directory's agency with linkage-escrow
+//   threshold = 2                    # agencies a match needs (2..16; the escrow's too)
+//   timeout_ms = 5000                # per evaluator
+//
 // Thread safety: a value; LoadAgentConfig is a free function.
 #ifndef REFBUS_AGENT_CONFIG_H_
 #define REFBUS_AGENT_CONFIG_H_
@@ -110,6 +119,14 @@ struct AgentConfig {
   uint64_t deletion_chunk_timeout_ms = 60000;
   uint64_t deletion_overdue_days = 14;  // [deletion] overdue_days
   int64_t deletion_test_skip_chunk = -1;
+
+  std::string linkage_first;  // [linkage]
+  std::string linkage_first_endpoint;
+  std::string linkage_second;
+  std::string linkage_second_endpoint;
+  std::string linkage_escrow;
+  uint64_t linkage_threshold = 2;
+  uint64_t linkage_timeout_ms = 5000;
 };
 
 Result<AgentConfig> LoadAgentConfig(const std::string& path);

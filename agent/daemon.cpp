@@ -287,6 +287,14 @@ class EngineHandler final : public CommandHandler {
         return engine_.ImportWatchList(r.body);
       case Route::kDeletionStats:
         return engine_.DeletionStats(r.id);
+      case Route::kAddLink:
+        return engine_.AddLink(r.id, r.body);
+      case Route::kCaseLinks:
+        return engine_.Links(r.id);
+      case Route::kLinks:
+        return engine_.Links("");
+      case Route::kLinkageMatches:
+        return engine_.LinkageMatches();
       case Route::kRevokeConsent:
         return engine_.RevokeConsent(r.id, r.body);
       case Route::kCloseCase:
@@ -375,6 +383,11 @@ EngineOptions EngineOptionsOf(const AgentConfig& config) {
   eo.deletion_chunk_timeout_ms = static_cast<int64_t>(config.deletion_chunk_timeout_ms);
   eo.test_skip_deletion_chunk = config.deletion_test_skip_chunk;
   eo.deletion_overdue_days = static_cast<int64_t>(config.deletion_overdue_days);
+  eo.linkage.first = {config.linkage_first, config.linkage_first_endpoint};
+  eo.linkage.second = {config.linkage_second, config.linkage_second_endpoint};
+  eo.linkage.timeout_ms = static_cast<int>(config.linkage_timeout_ms);
+  eo.escrow_threshold = static_cast<uint32_t>(config.linkage_threshold);
+  eo.linkage_escrow = config.linkage_escrow;
   return eo;
 }
 

@@ -56,6 +56,8 @@ Result<std::unique_ptr<Engine>> Engine::Create(keys::Identity identity,
   const std::string key_dir =
       options.grant_key_dir.empty() ? options.data_dir + "/grant-keys" : options.grant_key_dir;
   REFBUS_ASSIGN_OR_RETURN(impl->grant_keys, GrantKeys::Open(key_dir, impl->identity));
+  REFBUS_ASSIGN_OR_RETURN(impl->linkage_store, LinkageStore::Open(options.data_dir + "/linkage",
+                                                                  options.escrow_threshold));
   REFBUS_RETURN_IF_ERROR(impl->SealLegacyText());
   REFBUS_RETURN_IF_ERROR(impl->SealInboxAtRest());
   REFBUS_RETURN_IF_ERROR(impl->LoadPublished());

@@ -36,6 +36,7 @@
 #include <string>
 
 #include "agent/client.h"
+#include "agent/linkage_client.h"
 #include "core/clock.h"
 #include "core/status.h"
 #include "keys/identity.h"
@@ -69,6 +70,12 @@ struct EngineOptions {
   // kSkipAllDeletionChunks: every chunk of that request (the requester must notice that
   // the center never answered).
   int64_t test_skip_deletion_chunk = -1;
+  // Linkage (PROTOCOL.md 13.6): the two evaluators an entry's pseudonym comes from, the
+  // escrow's threshold (the same at every agency and the escrow), and the escrow party
+  // (empty: the directory's one agency with the role linkage-escrow).
+  LinkageClientOptions linkage;
+  uint32_t escrow_threshold = 2;
+  std::string linkage_escrow;
 };
 
 inline constexpr int64_t kSkipAllDeletionChunks = 1000;
@@ -230,6 +237,22 @@ class Engine {
   // GET /v1/directory -> [{id, display_name, agency_type, region, status}]: the agencies of
   // the verified directory in use (public listings; the console's directory page).
   Result<Json> Agencies();
+  // ---- Linkage (PROTOCOL.md 13.6) ----
+  // POST /v1/cases/{case_ref}/links {kind, value, grant_id?, first_seen_ms?, last_seen_ms?,
+  // victims?, items?, operator} -> {link_id, case_ref, kind, escrow, message_id, expires_ms}:
+  // the identifier is put in canonical form, its pseudonym asked of the two evaluators, and
+  // the escrow entry sent under the case's grant with purpose linkage (recorded by this
+  // agency, the escrow among its recipients). The identifier is never stored, logged or
+  // returned.
+  Result<Json> AddLink(const std::string& case_ref_or_local, const Json& request);
+  // GET /v1/links[?case=] -> [{link_id, case_ref, kind, grant_id, escrow, message_id,
+  // operator, added_at_ms, expires_ms, withdrawn}]
+  Result<Json> Links(const std::string& case_filter);
+  // GET /v1/linkage/matches -> [{linkage_id, case_ref, kind, escrow, message_id,
+  // others[{agency, first_seen_ms, last_seen_ms, victims, items}], matched_at_ms,
+  // received_at_ms}]
+  Result<Json> LinkageMatches();
+
   // For metrics: one read transaction of the transport store.
   Result<EngineSnapshot> Snapshot();
 

@@ -156,6 +156,7 @@ Status Engine::Impl::OnRevocation(CaseStore::Txn& txn, const OpenedCase& oc) {
   REFBUS_RETURN_IF_ERROR(VerifyStatementFrom(m.statement, keys::StatementType::kConsentRevocation,
                                              recorder, rev.revoked_at_ms));
   REFBUS_RETURN_IF_ERROR(MarkRevoked(txn, rev, from));
+  REFBUS_RETURN_IF_ERROR(WithdrawLinkage(txn, HexEncode(rev.grant_id), oc.grant.grant.case_ref));
   return ForwardRevocation(txn, m.statement, rev, {recorder, from});
 }
 

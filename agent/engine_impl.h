@@ -32,6 +32,7 @@
 #include "agent/deletion_bulk.h"
 #include "agent/engine.h"
 #include "agent/engine_requests.h"
+#include "agent/linkage_store.h"
 #include "agent/operators.h"
 #include "agent/records.h"
 #include "agent/records_json.h"
@@ -59,7 +60,8 @@ struct Engine::Impl {
   EngineOptions options;
   std::unique_ptr<TransportStore> transport_store;
   std::unique_ptr<CaseStore> case_store;
-  std::unique_ptr<GrantKeys> grant_keys;  // the data keys sealing case text at rest
+  std::unique_ptr<GrantKeys> grant_keys;        // the data keys sealing case text at rest
+  std::unique_ptr<LinkageStore> linkage_store;  // links, matches; the escrow at its party
   std::unique_ptr<Client> client;
   std::set<std::string> handed;  // outgoing items given to the client in this process
   // Messages waiting for a prekey (kWaitingPrekey): inbox sequence -> message id (hex),
@@ -273,6 +275,23 @@ struct Engine::Impl {
                      const std::string& by);
   Status RecordChunkAccess(CaseStore::Txn& txn, const DeletionRecord& r,
                            const std::string& operator_ref);
+  // ---- linkage (engine_linkage.cpp, PROTOCOL.md 13.6) ----
+  bool IsEscrow() const;  // this agency has the role linkage-escrow
+  Result<std::string> EscrowParty() const;
+  Result<StoredGrant> LinkageGrant(const CaseStore::Txn& txn, const std::string& case_ref,
+                                   const std::string& grant_hex, const std::string& escrow);
+  Status OnLinkageEntry(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
+  Status SendLinkageNotices(CaseStore::Txn& txn, ByteView tag, const linkage::LinkageMatch& match);
+  // One notice to the agency of rec, for its deposit dep; false if none could be sent.
+  Result<bool> SendLinkageNotice(CaseStore::Txn& txn, const DepositRecord& dep,
+                                 const linkage::EscrowRecord& rec,
+                                 const linkage::LinkageMatch& match);
+  Status OnLinkageNotice(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
+  // At the escrow: a revoked grant's entries withdrawn; expired entries dropped.
+  Status WithdrawLinkage(CaseStore::Txn& txn, const std::string& grant_hex,
+                         const std::string& case_ref);
+  Status ExpireLinkage();
+
   Status OnAccessNotice(CaseStore::Txn& txn, const OpenedCase& oc);
   Status OnRevocation(CaseStore::Txn& txn, const OpenedCase& oc);
   Status OnPurgeConfirmation(CaseStore::Txn& txn, const OpenedCase& oc);

@@ -160,6 +160,10 @@ Status Engine::Impl::Apply(CaseStore::Txn& txn, const OpenedCase& oc, MessageRec
       return OnPurgeConfirmation(txn, oc);
     case CaseMessage::Type::kCaseClosed:
       return OnCaseClosed(txn, oc);
+    case CaseMessage::Type::kLinkageEntry:
+      return OnLinkageEntry(txn, oc, msg);
+    case CaseMessage::Type::kLinkageNotice:
+      return OnLinkageNotice(txn, oc, msg);
   }
   return Status::Ok();
 }

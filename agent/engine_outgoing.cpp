@@ -61,6 +61,10 @@ const std::string* OperatorRefOf(const schema::CaseMessage& m, bool* signable) {
       return &m.deletion_request.operator_ref;
     case T::kCaseClosed:
       return &m.case_closed.operator_ref;
+    case T::kLinkageEntry:
+      return &m.linkage_entry.operator_ref;
+    case T::kLinkageNotice:
+      return nullptr;
     case T::kDeletionStatus:
       return nullptr;
     case T::kAccessNotice:

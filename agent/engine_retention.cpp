@@ -11,6 +11,7 @@ namespace refbus::agent {
 
 Status Engine::Impl::EnforceRetention() {
   const UnixMillis now = Now();
+  REFBUS_RETURN_IF_ERROR(ExpireLinkage());
   std::vector<std::pair<std::string, GrantRecord>> due;
   std::vector<std::pair<std::string, MessageRecord>> msgs;
   {

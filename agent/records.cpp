@@ -239,6 +239,9 @@ Json Encode(const TimelineEvent& e) {
   PutOpt(j, "messages_purged", e.messages_purged);
   PutOpt(j, "emergency_override", e.emergency_override);
   PutOpt(j, "notified", e.notified);
+  PutOpt(j, "linkage_id", e.linkage_id);
+  PutOpt(j, "linked", e.linked);
+  PutOpt(j, "identifier_kind", e.identifier_kind);
   return j;
 }
 
@@ -476,6 +479,9 @@ void Decode(const Json& j, TimelineEvent& e) {
   GetOpt(j, "messages_purged", e.messages_purged);
   GetOpt(j, "emergency_override", e.emergency_override);
   GetOpt(j, "notified", e.notified);
+  GetOpt(j, "linkage_id", e.linkage_id);
+  GetOpt(j, "linked", e.linked);
+  GetOpt(j, "identifier_kind", e.identifier_kind);
 }
 
 void Decode(const Json& j, CaseRecord& c) {

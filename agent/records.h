@@ -217,6 +217,10 @@ struct TimelineEvent {
   std::optional<uint64_t> messages_purged;
   std::optional<bool> emergency_override;
   std::optional<std::vector<std::string>> notified;
+  // Linkage (PROTOCOL.md 13.6): the match's id, the other agencies, the identifier kind.
+  std::optional<std::string> linkage_id;
+  std::optional<std::vector<std::string>> linked;
+  std::optional<std::string> identifier_kind;
   UnixMillis at_ms = 0;
 };
 inline TimelineEvent Event(std::string name) {

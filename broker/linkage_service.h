@@ -3,7 +3,9 @@
 // VOPRF key, under a per-agency daily quota kept in its own LMDB environment
 // (<data_dir>/linkage, apart from the store so that charging a quota never waits for the
 // writer's commit). What the audit log gets is the EvaluationCount of each request: never
-// the element, the proof or the key.
+// the element, the proof or the key. The quota store keeps the counts of the current and
+// the previous UTC day: the first evaluation of a day prunes the days before those
+// (EvaluationQuota::PruneBefore), so the store does not grow with the days it has run.
 //
 // Start refuses a key file whose public key is not the linkage key the directory lists for
 // this broker (with the role linkage-evaluator): every answer would fail the agencies'
@@ -47,6 +49,9 @@ class LinkageService {
                                              UnixMillis now,
                                              std::optional<linkage::EvaluationCount>* count);
 
+  // The quota store's counts of one agency and day (operators and tests).
+  Result<linkage::EvaluationCount> CountOf(std::string_view agency_id, uint32_t day) const;
+
  private:
   LinkageService() = default;
   std::string broker_id_;
@@ -54,6 +59,7 @@ class LinkageService {
   std::unique_ptr<lmdb::Env> env_;
   std::unique_ptr<linkage::Evaluator> evaluator_;
   std::optional<linkage::EvaluationCount> last_;  // set by the evaluator's sink
+  uint32_t pruned_day_ = 0;  // the UTC day whose first evaluation pruned older days
 };
 
 }  // namespace refbus::broker

@@ -60,10 +60,26 @@ Result<linkage::oprf::Evaluation> LinkageService::Evaluate(
     const std::string& agency_id, ByteView element, UnixMillis now,
     std::optional<linkage::EvaluationCount>* count) {
   last_.reset();
+  // Days before yesterday are no quota's any more (yesterday stays: a request just after
+  // midnight may still be counted against it by a clock a little behind).
+  const auto day = static_cast<uint32_t>(now / kMillisPerDay);
+  if (day != pruned_day_ && day > 1) {
+    auto pruned = evaluator_->quota().PruneBefore(day - 1);
+    if (pruned.ok()) {
+      pruned_day_ = day;
+    } else {
+      spdlog::error("linkage quota: pruning old days failed: {}", pruned.status().ToString());
+    }
+  }
   auto r = evaluator_->Handle(agency_id, element, now, linkage::oprf::RandomScalars());
   *count = std::move(last_);
   last_.reset();
   return r;
+}
+
+Result<linkage::EvaluationCount> LinkageService::CountOf(std::string_view agency_id,
+                                                         uint32_t day) const {
+  return evaluator_->quota().Read(agency_id, day);
 }
 
 Status Server::StartLinkage() {

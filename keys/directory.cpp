@@ -69,7 +69,8 @@ Status CheckRoles(const Party& p) {
     switch (p.kind) {
       case PartyKind::kAgency:
         ok = r == Role::kRefer || r == Role::kReceive || r == Role::kDeletion ||
-             r == Role::kInvestigation || r == Role::kCaseLead || r == Role::kLinkageEvaluator;
+             r == Role::kInvestigation || r == Role::kCaseLead || r == Role::kLinkageEvaluator ||
+             r == Role::kLinkageEscrow;
         break;
       case PartyKind::kBroker:
         ok = r == Role::kRelay || r == Role::kWitness || r == Role::kLinkageEvaluator;

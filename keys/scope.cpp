@@ -40,6 +40,8 @@ bool IsMetadataKind(MessageKind kind) {
     case MessageKind::kConsentRevocation:
     case MessageKind::kPurgeConfirmation:
     case MessageKind::kCaseClosed:
+    case MessageKind::kLinkageEntry:
+    case MessageKind::kLinkageNotice:
       return true;
     default:
       return false;
@@ -129,6 +131,11 @@ std::optional<ScopeRefusal> CheckKindAndPurpose(const schema::ConsentGrant& g,
       return Out(std::string(schema::Name(s.kind)) + " needs purpose deletion");
     }
   }
+  const bool linkage =
+      s.kind == MessageKind::kLinkageEntry || s.kind == MessageKind::kLinkageNotice;
+  if (linkage && s.purpose != Purpose::kLinkage) {
+    return Out(std::string(schema::Name(s.kind)) + " needs purpose linkage");
+  }
   return std::nullopt;
 }
 
@@ -145,6 +152,17 @@ std::optional<ScopeRefusal> CheckKindRoles(const ScopeSubject& s) {
   }
   if (s.kind == MessageKind::kDeletionStatus && !s.sender.Has(Role::kDeletion)) {
     return Out("sender " + s.sender.id + " has no deletion role in the directory");
+  }
+  // Linkage entries go to the escrow only; notices come from it only (PROTOCOL.md 13.6).
+  if (s.kind == MessageKind::kLinkageEntry) {
+    for (const auto& r : s.recipients) {
+      if (!r.Has(Role::kLinkageEscrow)) {
+        return Out("recipient " + r.id + " has no linkage-escrow role in the directory");
+      }
+    }
+  }
+  if (s.kind == MessageKind::kLinkageNotice && !s.sender.Has(Role::kLinkageEscrow)) {
+    return Out("sender " + s.sender.id + " has no linkage-escrow role in the directory");
   }
   if (s.kind == MessageKind::kHandoff) {
     for (const auto& r : s.recipients) {

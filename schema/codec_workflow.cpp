@@ -381,6 +381,70 @@ void ToProto(const CaseClosed& c, pb::CaseClosed* m) {
   m->set_closed_at_ms(c.closed_at_ms);
 }
 
+// Linkage (PROTOCOL.md 13.6). Sizes are checked here; the escrow checks the scalars.
+constexpr size_t kMaxSealedRecordBytes = 1024;
+constexpr size_t kMaxLinkedAgencies = 16;
+
+Result<LinkageEntry> FromProto(const pb::LinkageEntry& m) {
+  constexpr std::string_view kWhat = "linkage entry";
+  REFBUS_RETURN_IF_ERROR(CheckCaseRef(kWhat, m.case_ref()));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "link_id", m.link_id(), kWorkflowIdBytes));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "tag", m.tag(), 32));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "y", m.y(), 32));
+  REFBUS_RETURN_IF_ERROR(
+      CheckText(kWhat, "sealed_record", m.sealed_record(), kMaxSealedRecordBytes, true));
+  REFBUS_RETURN_IF_ERROR(CheckGrantBytes(kWhat, m.signed_grant()));
+  REFBUS_RETURN_IF_ERROR(
+      CheckText(kWhat, "operator_ref", m.operator_ref(), kMaxOperatorRefBytes, true));
+  return LinkageEntry{m.case_ref(),         B(m.link_id()), B(m.tag()),          B(m.y()),
+                      B(m.sealed_record()), m.expires_ms(), B(m.signed_grant()), m.operator_ref(),
+                      m.sent_at_ms()};
+}
+
+void ToProto(const LinkageEntry& e, pb::LinkageEntry* m) {
+  m->set_case_ref(e.case_ref);
+  m->set_link_id(S(e.link_id));
+  m->set_tag(S(e.tag));
+  m->set_y(S(e.y));
+  m->set_sealed_record(S(e.sealed_record));
+  m->set_expires_ms(e.expires_ms);
+  m->set_signed_grant(S(e.signed_grant));
+  m->set_operator_ref(e.operator_ref);
+  m->set_sent_at_ms(e.sent_at_ms);
+}
+
+Result<LinkageNotice> FromProto(const pb::LinkageNotice& m) {
+  constexpr std::string_view kWhat = "linkage notice";
+  REFBUS_RETURN_IF_ERROR(CheckCaseRef(kWhat, m.case_ref()));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "linkage_id", m.linkage_id(), 16));
+  REFBUS_RETURN_IF_ERROR(CheckText(kWhat, "identifier_kind", m.identifier_kind(), 32, true));
+  if (m.others().empty() || static_cast<size_t>(m.others().size()) > kMaxLinkedAgencies) {
+    return FieldError(kWhat, "others", "must name 1 to 16 agencies");
+  }
+  LinkageNotice n{m.case_ref(), B(m.linkage_id()), m.identifier_kind(), {}, m.matched_at_ms()};
+  for (const auto& o : m.others()) {
+    REFBUS_RETURN_IF_ERROR(CheckPartyId(kWhat, "others.agency_id", o.agency_id()));
+    n.others.push_back(
+        {o.agency_id(), o.first_seen_ms(), o.last_seen_ms(), o.victims(), o.items()});
+  }
+  return n;
+}
+
+void ToProto(const LinkageNotice& n, pb::LinkageNotice* m) {
+  m->set_case_ref(n.case_ref);
+  m->set_linkage_id(S(n.linkage_id));
+  m->set_identifier_kind(n.identifier_kind);
+  for (const auto& o : n.others) {
+    auto* p = m->add_others();
+    p->set_agency_id(o.agency_id);
+    p->set_first_seen_ms(o.first_seen_ms);
+    p->set_last_seen_ms(o.last_seen_ms);
+    p->set_victims(o.victims);
+    p->set_items(o.items);
+  }
+  m->set_matched_at_ms(n.matched_at_ms);
+}
+
 Result<OperatorSignature> FromProto(const pb::OperatorSignature& m) {
   constexpr std::string_view kWhat = "operator signature";
   REFBUS_RETURN_IF_ERROR(
@@ -476,6 +540,16 @@ Result<CaseMessage> DecodeCaseMessage(ByteView bytes) {
       REFBUS_ASSIGN_OR_RETURN(c.case_closed, FromProto(m.case_closed()));
       break;
     }
+    case pb::CaseMessage::kLinkageEntry: {
+      c.type = CaseMessage::Type::kLinkageEntry;
+      REFBUS_ASSIGN_OR_RETURN(c.linkage_entry, FromProto(m.linkage_entry()));
+      break;
+    }
+    case pb::CaseMessage::kLinkageNotice: {
+      c.type = CaseMessage::Type::kLinkageNotice;
+      REFBUS_ASSIGN_OR_RETURN(c.linkage_notice, FromProto(m.linkage_notice()));
+      break;
+    }
     case pb::CaseMessage::BODY_NOT_SET:
       return FieldError(kWhat, "body", "is missing");
   }
@@ -539,6 +613,12 @@ Bytes EncodeCaseMessageBody(const CaseMessage& c) {
       break;
     case CaseMessage::Type::kCaseClosed:
       ToProto(c.case_closed, m.mutable_case_closed());
+      break;
+    case CaseMessage::Type::kLinkageEntry:
+      ToProto(c.linkage_entry, m.mutable_linkage_entry());
+      break;
+    case CaseMessage::Type::kLinkageNotice:
+      ToProto(c.linkage_notice, m.mutable_linkage_notice());
       break;
   }
   return Serialize(m);

@@ -28,22 +28,23 @@ constexpr std::array<std::string_view, 5> kPartyKind = {"unspecified", "authorit
 constexpr std::array<std::string_view, 7> kAgencyType = {
     "-",      "wee-center", "police-unit", "counseling-center", "deletion-center", "support-center",
     "hotline"};
-constexpr std::array<std::string_view, 10> kRole = {
-    "unspecified", "refer", "receive", "deletion", "investigation",
-    "case-lead",   "relay", "witness", "audit",    "linkage-evaluator"};
+constexpr std::array<std::string_view, 11> kRole = {
+    "unspecified", "refer",   "receive", "deletion",          "investigation", "case-lead",
+    "relay",       "witness", "audit",   "linkage-evaluator", "linkage-escrow"};
 constexpr std::array<std::string_view, 4> kKeyState = {"unspecified", "active", "retired",
                                                        "revoked"};
 constexpr std::array<std::string_view, 3> kPartyStatus = {"unspecified", "active", "revoked"};
-constexpr std::array<std::string_view, 9> kPurpose = {
+constexpr std::array<std::string_view, 10> kPurpose = {
     "unspecified",   "counseling", "deletion",  "investigation", "legal",
-    "psychological", "family",     "emergency", "academic"};
+    "psychological", "family",     "emergency", "academic",      "linkage"};
 constexpr std::array<std::string_view, 10> kDataCategory = {
     "unspecified",       "identity",      "contact", "incident-summary", "counseling-notes",
     "content-locations", "investigation", "health",  "deletion-status",  "case-status"};
-constexpr std::array<std::string_view, 12> kMessageKind = {
+constexpr std::array<std::string_view, 14> kMessageKind = {
     "unspecified",        "referral",           "referral-state",  "handoff",
     "handoff-ack",        "deletion-request",   "deletion-status", "access-notice",
-    "consent-revocation", "purge-confirmation", "case-closed",     "opaque"};
+    "consent-revocation", "purge-confirmation", "case-closed",     "opaque",
+    "linkage-entry",      "linkage-notice"};
 constexpr std::array<std::string_view, 11> kLegalBasis = {
     "unspecified",         "consent-subject",         "consent-legal-representative",
     "statutory-provision", "mandatory-report",        "police-notify-support-center",
@@ -139,6 +140,10 @@ MessageKind KindOf(CaseMessage::Type type) {
       return MessageKind::kPurgeConfirmation;
     case CaseMessage::Type::kCaseClosed:
       return MessageKind::kCaseClosed;
+    case CaseMessage::Type::kLinkageEntry:
+      return MessageKind::kLinkageEntry;
+    case CaseMessage::Type::kLinkageNotice:
+      return MessageKind::kLinkageNotice;
   }
   return MessageKind::kUnspecified;
 }

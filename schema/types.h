@@ -47,6 +47,7 @@ enum class Role : int {
   kWitness = 7,
   kAudit = 8,
   kLinkageEvaluator = 9,
+  kLinkageEscrow = 10,
 };
 enum class KeyState : int { kUnspecified = 0, kActive = 1, kRetired = 2, kRevoked = 3 };
 enum class PartyStatus : int { kUnspecified = 0, kActive = 1, kRevoked = 2 };
@@ -60,6 +61,7 @@ enum class Purpose : int {
   kFamily = 6,
   kEmergency = 7,
   kAcademic = 8,
+  kLinkage = 9,
 };
 enum class DataCategory : int {
   kUnspecified = 0,
@@ -86,9 +88,11 @@ enum class MessageKind : int {
   kPurgeConfirmation = 9,
   kCaseClosed = 10,
   kOpaque = 11,
+  kLinkageEntry = 12,
+  kLinkageNotice = 13,
 };
 // How many MessageKind values there are (for tables indexed by kind, such as metrics).
-inline constexpr size_t kMessageKindCount = 12;
+inline constexpr size_t kMessageKindCount = 14;
 enum class LegalBasis : int {
   kUnspecified = 0,
   kConsentSubject = 1,

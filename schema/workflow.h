@@ -218,6 +218,40 @@ struct CaseClosed {
   UnixMillis closed_at_ms = 0;
 };
 
+// An agency's escrow entry about one identifier of a case (PROTOCOL.md 13.6): the
+// linkage::EscrowEntry, sent to the linkage-escrow party under the case's grant with
+// purpose linkage. The escrow takes the depositing agency from the verified envelope's
+// sender, never from a field here.
+struct LinkageEntry {
+  std::string case_ref;
+  Bytes link_id;        // kWorkflowIdBytes: the agency's own id for the entry
+  Bytes tag;            // 32
+  Bytes y;              // 32
+  Bytes sealed_record;  // nonce || ciphertext
+  UnixMillis expires_ms = 0;
+  Bytes signed_grant;  // the grant it travels under (the escrow answers under it)
+  std::string operator_ref;
+  UnixMillis sent_at_ms = 0;
+};
+
+// What the escrow tells a matched agency about one other agency's entry.
+struct LinkedAgency {
+  std::string agency_id;
+  UnixMillis first_seen_ms = 0;
+  UnixMillis last_seen_ms = 0;
+  uint32_t victims = 0;
+  uint32_t items = 0;
+};
+
+// The escrow's notice to a matched agency, under the grant that agency's entry came with.
+struct LinkageNotice {
+  std::string case_ref;
+  Bytes linkage_id;             // 16
+  std::string identifier_kind;  // linkage::KindName
+  std::vector<LinkedAgency> others;
+  UnixMillis matched_at_ms = 0;
+};
+
 // A logged-in operator's signature over a record (workflow.proto OperatorSignature;
 // keys/operator_signature.h signs and checks it).
 struct OperatorSignature {
@@ -246,6 +280,8 @@ struct CaseMessage {
     kConsentRevocation,
     kPurgeConfirmation,
     kCaseClosed,
+    kLinkageEntry,
+    kLinkageNotice,
   };
   uint32_t version = 1;
   Type type = Type::kReferral;
@@ -258,6 +294,8 @@ struct CaseMessage {
   DeletionStatusReport deletion_status;
   SignedStatement statement;  // access notice, consent revocation or purge confirmation
   CaseClosed case_closed;
+  LinkageEntry linkage_entry;
+  LinkageNotice linkage_notice;
   // A logged-in operator's signature over the message's bytes before it (workflow.proto).
   // EncodeCaseMessage appends it last; DecodeCaseMessage sets operator_signed_bytes to the
   // exact bytes it covers (keys/operator_signature.h verifies).

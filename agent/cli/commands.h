@@ -47,6 +47,9 @@ void AddClose(CLI::App& app, Commands& c);
 void AddSetLocalCase(CLI::App& app, Commands& c);
 void AddCase(CLI::App& app, Commands& c);
 
+// link add | list | matches (PROTOCOL.md 13.6)                          cli/link.cpp
+void AddLink(CLI::App& app, Commands& c);
+
 void AddInbox(CLI::App& app, Commands& c);
 void AddOpen(CLI::App& app, Commands& c);
 void AddStatus(CLI::App& app, Commands& c);

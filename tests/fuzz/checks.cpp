@@ -797,6 +797,23 @@ bool CheckCaseMessage(ByteView in) {
       FUZZ_CHECK(ValidId(m->case_closed.closed_by), "case closed closed_by");
       CheckOperatorRef(m->case_closed.operator_ref, "case closed");
       break;
+    case T::kLinkageEntry: {
+      const auto& e = m->linkage_entry;
+      FUZZ_CHECK(schema::IsValidCaseRef(e.case_ref), "linkage entry case ref");
+      FUZZ_CHECK(e.link_id.size() == schema::kWorkflowIdBytes && e.tag.size() == 32 &&
+                     e.y.size() == 32 && !e.sealed_record.empty(),
+                 "linkage entry sizes");
+      CheckOperatorRef(e.operator_ref, "linkage entry");
+      grant(e.signed_grant, "linkage entry");
+      break;
+    }
+    case T::kLinkageNotice: {
+      const auto& n = m->linkage_notice;
+      FUZZ_CHECK(schema::IsValidCaseRef(n.case_ref), "linkage notice case ref");
+      FUZZ_CHECK(n.linkage_id.size() == 16 && !n.others.empty(), "linkage notice fields");
+      for (const auto& o : n.others) FUZZ_CHECK(ValidId(o.agency_id), "linkage notice agency id");
+      break;
+    }
   }
   return true;
 }

@@ -313,6 +313,19 @@ void Frames(const fs::path& root, const fuzz::Fixture& fx) {
   f.witness_reply.detail = "consistency proof does not lead to the old root";
   f.witness_reply.witness_size = 120;
   add("witness-refusal", f);
+  // Linkage evaluation (PROTOCOL.md 13.5): a valid ristretto255 element (the generator's
+  // encoding) and an answer with a 64-byte proof.
+  const Bytes generator =
+      *HexDecode("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76");
+  f = {};
+  f.type = T::kLinkageEvaluate;
+  f.linkage_evaluate.blinded_element = generator;
+  add("linkage-evaluate", f);
+  f = {};
+  f.type = T::kLinkageEvaluated;
+  f.linkage_evaluated.evaluated_element = generator;
+  f.linkage_evaluated.proof = Bytes(64, 0x01);
+  add("linkage-evaluated", f);
   f = {};
   f.type = T::kAddCosignature;
   f.add_cosignature.checkpoint = CosignedNote(fx, 100);
@@ -441,6 +454,26 @@ void CaseMessages(const fs::path& root, const fuzz::Fixture& fx) {
   m.type = T::kCaseClosed;
   m.case_closed = {kCaseRef, std::string(fuzz::kSenderId), "support completed", "op-22", kNow};
   add("case-closed", m);
+  m = {};
+  m.type = T::kLinkageEntry;
+  m.linkage_entry = {kCaseRef,
+                     Id16(0x4C),
+                     Bytes(32, 0x54),
+                     Bytes(32, 0x05),
+                     Bytes(80, 0x5E),
+                     kNow + 1,
+                     SignedGrant(fx, false),
+                     "op-23",
+                     kNow};
+  add("linkage-entry", m);
+  m = {};
+  m.type = T::kLinkageNotice;
+  m.linkage_notice = {kCaseRef,
+                      Bytes(16, 0x4E),
+                      "phone",
+                      {{std::string(fuzz::kRecipientId), kNow, kNow, 2, 9}},
+                      kNow};
+  add("linkage-notice", m);
   c.Add("signed-access", 1, Signed(fx.recipient, keys::StatementType::kAccessRecord, Access()));
   c.Add("access", 2, Access());
   c.Add("signed-purge", 3, Signed(fx.recipient, keys::StatementType::kPurgeConfirmation, Purge()));

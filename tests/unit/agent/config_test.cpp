@@ -121,6 +121,31 @@ TEST_F(AgentConfigTest, DeletionSection) {
   EXPECT_EQ(c->deletion_test_skip_chunk, 0);
 }
 
+TEST_F(AgentConfigTest, LinkageSection) {
+  auto c = LoadAgentConfig(Write(Base()));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->linkage_threshold, 2u);
+  EXPECT_TRUE(c->linkage_first.empty());
+  c = LoadAgentConfig(
+      Write(Base() + "[linkage]\nfirst_evaluator = \"eval-a\"\nsecond_evaluator = \"eval-b\"\n"
+                     "second_endpoint = \"tcp://127.0.0.1:7451\"\nescrow = \"central\"\n"
+                     "threshold = 3\ntimeout_ms = 2000\n"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->linkage_first, "eval-a");
+  EXPECT_EQ(c->linkage_second_endpoint, "tcp://127.0.0.1:7451");
+  EXPECT_EQ(c->linkage_escrow, "central");
+  EXPECT_EQ(c->linkage_threshold, 3u);
+  EXPECT_EQ(c->linkage_timeout_ms, 2000u);
+  for (const auto& [text, says] : std::vector<std::pair<std::string, std::string>>{
+           {"[linkage]\nthreshold = 1\n", "linkage.threshold is 1"},
+           {"[linkage]\nfirst_endpoint = \"127.0.0.1:1\"\n", "linkage.first_endpoint must start"},
+           {"[linkage]\nkey = \"x\"\n", "setting linkage.key is not a known setting"}}) {
+    EXPECT_TRUE(
+        HasError(LoadAgentConfig(Write(Base() + text)), Status::Code::kInvalidArgument, says))
+        << text;
+  }
+}
+
 TEST_F(AgentConfigTest, BadSettingsAreNamed) {
   struct Case {
     std::string text;

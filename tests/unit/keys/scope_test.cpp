@@ -254,6 +254,43 @@ TEST(ScopeTest, PurgeConfirmationToANonRecorderIsRefused) {
       Refused(Check(s, kNow, /*revoked=*/true), NackReason::kConsentOutOfScope, {kDeletionId}));
 }
 
+// Linkage (PROTOCOL.md 13.6): an entry goes only to a linkage-escrow party, under purpose
+// linkage, and is refused once the grant is revoked; a notice comes only from the escrow.
+TEST(ScopeTest, LinkageEntriesGoToTheEscrowAndNoticesComeFromIt) {
+  schema::ConsentGrant g = Grant();
+  g.purposes.push_back(Purpose::kLinkage);
+  g.allowed_recipients.push_back("escrow-e");
+  const ScopeParty escrow =
+      Party("escrow-e", AgencyType::kSupportCenter, {Role::kReceive, Role::kLinkageEscrow});
+  const ScopeParty not_escrow = Counsel();
+  ScopeSubject entry = Subject(MessageKind::kLinkageEntry, Purpose::kLinkage,
+                               {DataCategory::kCaseStatus}, Recorder(), {escrow});
+  EXPECT_TRUE(Allowed(CheckScope(g, false, entry, kNow)));
+  EXPECT_TRUE(Refused(CheckScope(g, true, entry, kNow), NackReason::kConsentRevoked, {kCase}));
+  ScopeSubject wrong_purpose = entry;
+  wrong_purpose.purpose = Purpose::kCounseling;
+  EXPECT_TRUE(Refused(CheckScope(g, false, wrong_purpose, kNow), NackReason::kConsentOutOfScope,
+                      {"needs purpose linkage"}));
+  ScopeSubject to_counsel = entry;
+  to_counsel.recipients = {not_escrow};
+  EXPECT_TRUE(Refused(CheckScope(g, false, to_counsel, kNow), NackReason::kConsentOutOfScope,
+                      {kCounselId, "linkage-escrow"}));
+  ScopeSubject with_data = entry;
+  with_data.categories = {DataCategory::kIdentity};
+  EXPECT_TRUE(Refused(CheckScope(g, false, with_data, kNow), NackReason::kConsentOutOfScope,
+                      {"workflow metadata only"}));
+  ScopeSubject notice = Subject(MessageKind::kLinkageNotice, Purpose::kLinkage,
+                                {DataCategory::kCaseStatus}, escrow, {Recorder()});
+  EXPECT_TRUE(Allowed(CheckScope(g, false, notice, kNow)));
+  ScopeSubject forged = notice;
+  forged.sender = not_escrow;
+  EXPECT_TRUE(Refused(CheckScope(g, false, forged, kNow), NackReason::kConsentOutOfScope,
+                      {kCounselId, "linkage-escrow"}));
+  // A grant without purpose linkage carries no entry at all.
+  EXPECT_TRUE(Refused(CheckScope(Grant(), false, entry, kNow), NackReason::kConsentOutOfScope,
+                      {"purpose linkage"}));
+}
+
 TEST(ScopeTest, ExpiryBoundary) {
   EXPECT_TRUE(Allowed(Check(Referral(), kExpires)));
   EXPECT_TRUE(Refused(Check(Referral(), kExpires + 1), NackReason::kConsentExpired,

@@ -30,7 +30,7 @@ TEST(TypesTest, ParsersRefuseUnknownAndUnspecified) {
 }
 
 TEST(TypesTest, RoleAndKindNamesRoundTrip) {
-  for (int v = 1; v <= static_cast<int>(Role::kLinkageEvaluator); ++v) {
+  for (int v = 1; v <= static_cast<int>(Role::kLinkageEscrow); ++v) {
     auto role = static_cast<Role>(v);
     EXPECT_EQ(ParseRole(Name(role)), role) << Name(role);
   }
@@ -46,7 +46,11 @@ TEST(TypesTest, OutOfRangeValuesAreNamedUnknown) {
   EXPECT_EQ(Name(NackReason::kIdReused), "id-reused");
   EXPECT_EQ(Name(NackReason::kNotPermitted), "not-permitted");
   EXPECT_EQ(Name(NackReason::kOutOfRange), "out-of-range");
-  EXPECT_EQ(Name(static_cast<MessageKind>(12)), "unknown");
+  EXPECT_EQ(Name(static_cast<MessageKind>(14)), "unknown");
+  EXPECT_EQ(Name(MessageKind::kLinkageEntry), "linkage-entry");
+  EXPECT_EQ(Name(MessageKind::kLinkageNotice), "linkage-notice");
+  EXPECT_EQ(Name(Role::kLinkageEscrow), "linkage-escrow");
+  EXPECT_EQ(ParsePurpose("linkage"), Purpose::kLinkage);
   EXPECT_EQ(Name(NackReason::kInternal), "internal");
   EXPECT_EQ(Name(MessageKind::kOpaque), "opaque");
   EXPECT_EQ(Name(LegalBasis::kEmergencyLifeSafety), "emergency-life-safety");

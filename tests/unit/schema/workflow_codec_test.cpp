@@ -180,13 +180,24 @@ CaseClosed ValidCaseClosed() {
   return CaseClosed{kCase, "support-s", "service completed", "op-23", kT + 10};
 }
 
+LinkageEntry ValidLinkageEntry() {
+  return LinkageEntry{
+      kCase,   Fill(kWorkflowIdBytes, 0x51), Fill(32, 0x52), Fill(32, 0x03), Fill(80, 0x54),
+      kT + 11, ValidSignedGrantBytes(),      "op-24",        kT + 12};
+}
+
+LinkageNotice ValidLinkageNotice() {
+  return LinkageNotice{kCase, Fill(16, 0x61), "phone", {{"incheon-c", kT, kT + 1, 2, 30}}, kT + 13};
+}
+
 const std::vector<CaseMessage::Type>& AllTypes() {
   static const std::vector<CaseMessage::Type> kTypes = {
       CaseMessage::Type::kReferral,          CaseMessage::Type::kStateChange,
       CaseMessage::Type::kHandoff,           CaseMessage::Type::kHandoffAck,
       CaseMessage::Type::kDeletionRequest,   CaseMessage::Type::kDeletionStatus,
       CaseMessage::Type::kAccessNotice,      CaseMessage::Type::kConsentRevocation,
-      CaseMessage::Type::kPurgeConfirmation, CaseMessage::Type::kCaseClosed};
+      CaseMessage::Type::kPurgeConfirmation, CaseMessage::Type::kCaseClosed,
+      CaseMessage::Type::kLinkageEntry,      CaseMessage::Type::kLinkageNotice};
   return kTypes;
 }
 
@@ -223,6 +234,12 @@ CaseMessage MessageOf(CaseMessage::Type type) {
       break;
     case CaseMessage::Type::kCaseClosed:
       m.case_closed = ValidCaseClosed();
+      break;
+    case CaseMessage::Type::kLinkageEntry:
+      m.linkage_entry = ValidLinkageEntry();
+      break;
+    case CaseMessage::Type::kLinkageNotice:
+      m.linkage_notice = ValidLinkageNotice();
       break;
   }
   return m;
@@ -329,6 +346,22 @@ TEST(WorkflowCodecTest, EveryCaseMessageTypeRoundTrips) {
     EXPECT_EQ(out->version, 1u);
     EXPECT_EQ(EncodeCaseMessage(*out), bytes) << static_cast<int>(type);
   }
+}
+
+// Linkage bodies (PROTOCOL.md 13.6): sizes are checked before anything else reads them.
+TEST(WorkflowCodecTest, LinkageEntryAndNoticeSizesAreChecked) {
+  CaseMessage m = MessageOf(CaseMessage::Type::kLinkageEntry);
+  m.linkage_entry.tag.pop_back();
+  EXPECT_FALSE(DecodeCaseMessage(EncodeCaseMessage(m)).ok());
+  m = MessageOf(CaseMessage::Type::kLinkageEntry);
+  m.linkage_entry.signed_grant.clear();
+  EXPECT_FALSE(DecodeCaseMessage(EncodeCaseMessage(m)).ok());
+  m = MessageOf(CaseMessage::Type::kLinkageNotice);
+  m.linkage_notice.others.clear();
+  EXPECT_FALSE(DecodeCaseMessage(EncodeCaseMessage(m)).ok());
+  m = MessageOf(CaseMessage::Type::kLinkageNotice);
+  m.linkage_notice.linkage_id.push_back(0);
+  EXPECT_FALSE(DecodeCaseMessage(EncodeCaseMessage(m)).ok());
 }
 
 // PROTOCOL.md 9.2: an operator's signature on a case message covers the exact bytes
@@ -738,12 +771,12 @@ TEST(WorkflowCodecTest, RefusesUnknownDataCategoryInAField) {
 }
 
 TEST(WorkflowCodecTest, RefusesUnknownPurposeKindAndRevocationReason) {
-  for (int v : {0, 9, 99}) {
+  for (int v : {0, 10, 99}) {
     Referral r = ValidReferral();
     r.purpose = static_cast<Purpose>(v);
     EXPECT_TRUE(HasError(RoundTrip(r), Code::kMalformed, "'purpose'")) << v;
   }
-  for (int v : {0, 12, 99}) {
+  for (int v : {0, 14, 99}) {
     AccessRecord a = ValidAccessRecord();
     a.kind = static_cast<MessageKind>(v);
     EXPECT_TRUE(HasError(DecodeAccessRecord(EncodeAccessRecord(a)), Code::kMalformed, "'kind'"))
@@ -1126,7 +1159,7 @@ TEST(WorkflowNamesTest, RevocationReason) {
 }
 
 TEST(WorkflowNamesTest, Purpose) {
-  ExpectNamesRoundTrip<Purpose>(static_cast<int>(Purpose::kAcademic), ParsePurpose);
+  ExpectNamesRoundTrip<Purpose>(static_cast<int>(Purpose::kLinkage), ParsePurpose);
   EXPECT_EQ(ParsePurpose("deletion"), Purpose::kDeletion);
 }
 

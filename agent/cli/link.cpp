@@ -1,0 +1,106 @@
+// refbus-agent link add | list | matches: identifiers for the matching escrow
+// (PROTOCOL.md 13.6; POST /v1/cases/{case}/links, GET /v1/links, GET
+// /v1/cases/{case}/links, GET /v1/linkage/matches). The identifier goes to the daemon in
+// the request body and is never printed: the answer names the case, the kind and the
+// messages only.
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "agent/cli/commands.h"
+
+namespace refbus::agent::cli {
+namespace {
+
+void PrintLinks(const Json& r) {
+  PrintTable(r,
+             {Col("LINK", "link_id"), Col("CASE", "case_ref"), Col("KIND", "kind"),
+              Col("ESCROW", "escrow"), Col("ADDED", "added_at_ms"), Col("EXPIRES", "expires_ms"),
+              Col("WITHDRAWN", "withdrawn")},
+             "no linkage entries");
+}
+
+void PrintMatches(const Json& r) {
+  PrintTable(r,
+             {Col("LINKAGE", "linkage_id"),
+              Col("CASE", "case_ref"),
+              Col("KIND", "kind"),
+              {"OTHER AGENCIES",
+               [](const Json& j) {
+                 std::string out;
+                 for (const auto& o : j.value("others", Json::array())) {
+                   if (!out.empty()) out += ",";
+                   out += o.value("agency", "");
+                 }
+                 return out.empty() ? std::string("-") : out;
+               }},
+              Col("MATCHED", "matched_at_ms")},
+             "no linkage notices");
+}
+
+void AddLinkAdd(CLI::App& link, Commands& c) {
+  struct Args {
+    std::string id, kind, value, grant;
+    uint64_t first_seen = 0, last_seen = 0, victims = 0, items = 0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = link.add_subcommand("add", "enter an identifier of a case for the matching escrow");
+  c.Common(cmd, true);
+  cmd->add_option("--case", a->id, "the case reference or local case number")->required();
+  cmd->add_option("--kind", a->kind, "account, phone, email, url or content-sha256")->required();
+  cmd->add_option("--value", a->value,
+                  "the identifier; '-' reads one line from standard input (a value on the "
+                  "command line is visible to other local users while it runs)")
+      ->required();
+  cmd->add_option("--grant", a->grant,
+                  "the grant (default: the case's grant with purpose linkage)");
+  cmd->add_option("--first-seen-ms", a->first_seen, "first seen (Unix ms; default now)");
+  cmd->add_option("--last-seen-ms", a->last_seen, "last seen (Unix ms; default now)");
+  cmd->add_option("--victims", a->victims, "victims supported in this case (optional)");
+  cmd->add_option("--items", a->items, "deletion items handled (optional)");
+  c.On(cmd, [&c, a] {
+    auto op = c.Operator("link add");
+    if (!op) return kExitUsage;
+    if (a->value == "-" && !std::getline(std::cin, a->value)) {
+      std::cerr << "link add: no identifier on standard input\n";
+      return kExitUsage;
+    }
+    Json body = {{"kind", a->kind}, {"value", a->value}, {"operator", *op}};
+    a->value.assign(a->value.size(), '\0');
+    if (!a->grant.empty()) body["grant_id"] = a->grant;
+    if (a->first_seen != 0) body["first_seen_ms"] = a->first_seen;
+    if (a->last_seen != 0) body["last_seen_ms"] = a->last_seen;
+    if (a->victims != 0) body["victims"] = a->victims;
+    if (a->items != 0) body["items"] = a->items;
+    return c.Call("link add", "POST", "/v1/cases/" + PathSegment(a->id) + "/links", &body,
+                  [](const Json& r) {
+                    std::cout << "linkage entry " << Cell(r, "link_id") << " (" << Cell(r, "kind")
+                              << ") of case " << Cell(r, "case_ref") << " sent to "
+                              << Cell(r, "escrow") << "; message " << Cell(r, "message_id") << "\n";
+                  });
+  });
+}
+
+}  // namespace
+
+void AddLink(CLI::App& app, Commands& c) {
+  auto* link =
+      app.add_subcommand("link", "identifiers for the matching escrow: add, list, matches");
+  link->require_subcommand(1);
+  AddLinkAdd(*link, c);
+  auto id = std::make_shared<std::string>();
+  auto* list = link->add_subcommand("list", "the linkage entries this agency sent");
+  c.Common(list, false);
+  list->add_option("--case", *id, "only this case (reference or local case number)");
+  c.On(list, [&c, id] {
+    const std::string path = id->empty() ? "/v1/links" : "/v1/cases/" + PathSegment(*id) + "/links";
+    return c.Call("link list", "GET", path, nullptr, PrintLinks);
+  });
+  auto* matches = link->add_subcommand("matches", "the linkage notices this agency received");
+  c.Common(matches, false);
+  c.On(matches, [&c] {
+    return c.Call("link matches", "GET", "/v1/linkage/matches", nullptr, PrintMatches);
+  });
+}
+
+}  // namespace refbus::agent::cli

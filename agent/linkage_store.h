@@ -1,0 +1,110 @@
+// The agent's linkage store (PROTOCOL.md 13.6): an LMDB environment of its own
+// (<data_dir>/linkage), apart from the case store so that the escrow's table and its
+// transactions never mix with case data.
+//
+// At an agency it holds the entries this agency sent (links: case, identifier kind, grant,
+// message; never the identifier, its canonical form, the pseudonym or the share) and the
+// linkage notices it received (matches). At the linkage-escrow party it holds the escrow
+// (linkage::Escrow, table "escrow_entries") and the deposits: for each held share (tag and
+// depositing agency) the grant and case it came under, so that the escrow can answer each
+// matched agency under that agency's own grant, withdraw a revoked grant's entries and
+// drop expired ones. One agency's entries on one identifier are one share (escrow.h), but
+// may come from several of its cases: the share is withdrawn when the last case's deposit
+// goes (revoked or expired), and a match is told to each case that still holds it.
+//
+// Every value carries the first 16 bytes of SHA-256("refbus/v1/linkage-store" || 0x00 ||
+// table || 0x00 || u32be(len(key)) || key || value); a value that fails it is Malformed.
+//
+// Thread safety: none; the engine's thread only.
+#ifndef REFBUS_AGENT_LINKAGE_STORE_H_
+#define REFBUS_AGENT_LINKAGE_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/lmdb.h"
+#include "core/status.h"
+#include "linkage/escrow.h"
+#include "schema/workflow.h"
+
+namespace refbus::agent {
+
+// An entry this agency sent to the escrow.
+struct LinkRecord {
+  std::string link_id;  // hex
+  std::string case_ref;
+  std::string kind;  // identifier kind name
+  std::string grant_id;
+  std::string escrow;
+  std::string message_id;
+  std::string operator_ref;
+  UnixMillis added_at_ms = 0;
+  UnixMillis expires_ms = 0;
+};
+
+// A linkage notice this agency received, one per linkage id and case (a later notice on
+// the same pair replaces it: a third agency joined the match).
+struct MatchRecord {
+  std::string linkage_id;  // hex
+  std::string case_ref;
+  std::string kind;
+  std::string escrow;
+  std::string message_id;
+  std::vector<schema::LinkedAgency> others;
+  UnixMillis matched_at_ms = 0;
+  UnixMillis received_at_ms = 0;
+};
+
+// At the escrow: where a held share came from.
+struct DepositRecord {
+  std::string agency;
+  std::string grant_id;  // hex
+  std::string case_ref;
+  UnixMillis expires_ms = 0;
+};
+
+class LinkageStore {
+ public:
+  // Opens (creating) the environment in dir; threshold: the escrow's.
+  static Result<std::unique_ptr<LinkageStore>> Open(const std::string& dir, uint32_t threshold);
+
+  Status PutLink(const LinkRecord& link);
+  Result<std::vector<LinkRecord>> Links() const;
+  Status PutMatch(const MatchRecord& match);
+  Result<std::vector<MatchRecord>> Matches() const;
+
+  // The escrow: stores the entry of the authenticated agency (replacing its share on the
+  // tag) and where it came from; returns the match once `threshold` agencies' entries open.
+  Result<std::optional<linkage::LinkageMatch>> Deposit(const DepositRecord& from,
+                                                       const linkage::EscrowEntry& entry,
+                                                       UnixMillis now);
+  // The deposits of agency's share under tag, one per grant.
+  Result<std::vector<DepositRecord>> DepositsOf(ByteView tag, std::string_view agency) const;
+  // Removes every deposit made under the grant (consent revoked), and each share no other
+  // grant of its agency still holds; returns how many deposits.
+  Result<uint64_t> WithdrawGrant(const std::string& grant_hex);
+  // The same for deposits whose expiry is at or before now (their grant's retention).
+  Result<uint64_t> Expire(UnixMillis now);
+  // Shares held in all (operators' counts and tests).
+  Result<uint64_t> HeldEntries() const;
+
+ private:
+  LinkageStore() = default;
+  Result<std::vector<std::pair<Bytes, DepositRecord>>> AllDeposits() const;
+  // Deletes the deposits, then withdraws each share left with none.
+  Status DropDeposits(const std::vector<std::pair<Bytes, DepositRecord>>& gone);
+  std::unique_ptr<lmdb::Env> env_;
+  MDB_dbi links_ = 0;
+  MDB_dbi matches_ = 0;
+  MDB_dbi deposits_ = 0;
+  std::optional<linkage::Escrow> escrow_;
+};
+
+}  // namespace refbus::agent
+
+#endif  // REFBUS_AGENT_LINKAGE_STORE_H_

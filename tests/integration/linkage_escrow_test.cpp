@@ -1,0 +1,306 @@
+// The matching escrow on the bus (PROTOCOL.md 13.6, issue 19 items 3 and 5): real
+// refbus-broker processes (the home broker and a second broker, both linkage evaluators
+// with key files from `refbus-broker linkage-key`) and real refbus-agent daemons for two
+// centers and the escrow (central-center, role linkage-escrow), driven through their local
+// APIs. An identifier entered at two centers in different spellings gives both a linkage
+// notice with one linkage id; one center's two entries, one entry alone, and an entry
+// withdrawn by a revocation open nothing and send no notice.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+#include "keys/directory.h"
+#include "tests/integration/agent_daemon.h"
+#include "tests/integration/harness.h"
+
+namespace refbus::testing {
+namespace linkage_escrow_test {  // Named after the file: unity builds share one scope.
+
+using schema::AgencyType;
+
+constexpr char kEvalB[] = "eval-b";
+constexpr char kSeoul[] = "seoul-center";
+constexpr char kIncheon[] = "incheon-center";
+constexpr char kEscrow[] = "central-center";
+
+class LinkageEscrowTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = MakeTempDir("refbus-linkage-escrow-test");
+    ASSERT_TRUE(fed_.Create(root_, {kBroker, kEvalB},
+                            {{kSeoul, AgencyType::kSupportCenter, kBroker},
+                             {kIncheon, AgencyType::kSupportCenter, kBroker},
+                             {kEscrow, AgencyType::kSupportCenter, kBroker}}));
+    keys::DirectoryEdit edit;
+    const UnixMillis now = SystemClock::Get().NowMillis();
+    for (const char* b : {kBroker, kEvalB}) {
+      const std::string pub = MakeKeyFile(fed_.Dir(b) + "/linkage.key");
+      ASSERT_EQ(pub.size(), 64u) << b;
+      keys::Listing l;
+      l.region = b;
+      l.roles = keys::DefaultRoles(schema::PartyKind::kBroker, AgencyType::kUnspecified);
+      l.roles.push_back(schema::Role::kLinkageEvaluator);
+      l.linkage_key = *HexDecode(pub);
+      auto rec = keys::MakePartyRecord(fed_.LoadIdentity(b), l, now, nullptr);
+      ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+      edit.upserts.push_back(*rec);
+    }
+    keys::Listing esc;
+    esc.agency_type = AgencyType::kSupportCenter;
+    esc.region = "central";
+    esc.home_broker = kBroker;
+    esc.roles = keys::DefaultRoles(schema::PartyKind::kAgency, AgencyType::kSupportCenter);
+    esc.roles.push_back(schema::Role::kLinkageEscrow);
+    auto rec = keys::MakePartyRecord(fed_.LoadIdentity(kEscrow), esc, now, nullptr);
+    ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+    edit.upserts.push_back(*rec);
+    ASSERT_TRUE(fed_.Reissue(edit));
+    for (const char* b : {kBroker, kEvalB}) {
+      brokers_[b] = std::make_unique<Broker>(fed_, b, root_ + "/" + b + "-data");
+      brokers_[b]->set_policy("allow_unscoped_opaque = false");
+      brokers_[b]->set_extra("[linkage]\nkey_file = \"" + fed_.Dir(b) +
+                             "/linkage.key\"\ndaily_quota = 50\n");
+      ASSERT_TRUE(brokers_[b]->Start()) << brokers_[b]->Log();
+    }
+    const std::string linkage = "[linkage]\nfirst_evaluator = \"" + std::string(kBroker) +
+                                "\"\nfirst_endpoint = \"" + brokers_[kBroker]->endpoint() +
+                                "\"\nsecond_evaluator = \"" + kEvalB + "\"\nsecond_endpoint = \"" +
+                                brokers_[kEvalB]->endpoint() +
+                                "\"\ntimeout_ms = " + std::to_string(Scaled(5000)) + "\n";
+    for (const char* id : {kSeoul, kIncheon, kEscrow}) {
+      agents_[id] = std::make_unique<AgentDaemon>(fed_, id, root_, brokers_[kBroker]->endpoint());
+      agents_[id]->set_extra(linkage);
+      ASSERT_TRUE(agents_[id]->Start()) << id;
+    }
+    for (auto& [id, a] : agents_) a->WaitForSession();
+  }
+  void TearDown() override {
+    for (auto& [id, a] : agents_) EXPECT_EQ(a->Stop(), 0) << id << " did not stop cleanly";
+    agents_.clear();
+    for (auto& [id, b] : brokers_) EXPECT_EQ(b->Stop(), 0) << id;
+    brokers_.clear();
+    if (!HasFailure()) RemoveTree(root_);
+  }
+  AgentDaemon& A(const std::string& id) { return *agents_.at(id); }
+
+  // refbus-broker linkage-key --out path; returns the public key hex it printed.
+  std::string MakeKeyFile(const std::string& path) {
+    const std::string out = path + ".out";
+    Process p;
+    if (!p.Start({BinDir() + "/refbus-broker", "linkage-key", "--out", path}, out)) return "";
+    EXPECT_EQ(p.Wait(Scaled(10000)), 0);
+    std::ifstream in(out);
+    std::string line, hex;
+    while (std::getline(in, line)) {
+      auto at = line.find("): ");
+      if (line.find("linkage_key for this broker") != std::string::npos && at != std::string::npos)
+        hex = line.substr(at + 3);
+    }
+    return hex;
+  }
+
+  // A case at `id` whose grant lets its entries go to the escrow; returns the case ref.
+  std::string LinkageCase(const std::string& id, const std::string& local) {
+    Json grant = A(id).Ok("POST", "/v1/consents",
+                          {{"local_case", local},
+                           {"basis", "consent-subject"},
+                           {"consenters", {"subject"}},
+                           {"purposes", {"linkage"}},
+                           {"categories", {"incident-summary"}},
+                           {"recipients", {kEscrow}},
+                           {"valid_days", 90},
+                           {"retention_days", 365},
+                           {"operator", "officer-1"}});
+    grants_[id + "/" + local] = grant.value("grant_id", "");
+    return grant.value("case_ref", "");
+  }
+
+  Json AddPhone(const std::string& id, const std::string& case_ref, const std::string& phone) {
+    return A(id).Ok("POST", "/v1/cases/" + case_ref + "/links",
+                    {{"kind", "phone"}, {"value", phone}, {"operator", "officer-1"}});
+  }
+
+  // Waits until the escrow has taken up `n` linkage entries (held, not refused; from `from`
+  // only, if given: entries under a revoked grant are purged afterwards).
+  void WaitForEntriesHeld(size_t n, const std::string& from = "") {
+    A(kEscrow).WaitFor(
+        "/v1/inbox",
+        [&](const Json& l) {
+          size_t held = 0;
+          for (const auto& m : l) {
+            held += m.value("kind", "") == "linkage-entry" && m.value("status", "") == "ok" &&
+                    (from.empty() || m.value("from", "") == from);
+          }
+          return held >= n;
+        },
+        std::to_string(n) + " linkage entries at the escrow", Scaled(20000));
+  }
+
+  // refbus-agent ARGS... against the daemon of `id`; its output, and its exit code in *rc.
+  std::string LinkCli(const std::string& id, std::vector<std::string> args, int* rc) {
+    AgentDaemon& a = A(id);
+    std::vector<std::string> argv = {BinDir() + "/refbus-agent"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    for (const std::string& s :
+         {std::string("--url"), a.url(), std::string("--token-file"), a.data_dir() + ".token"}) {
+      argv.push_back(s);
+    }
+    const std::string log = root_ + "/cli-" + std::to_string(++cli_runs_) + ".log";
+    Process p;
+    *rc = p.Start(argv, log) ? p.Wait(Scaled(30000)) : -1;
+    return Slurp(log);
+  }
+
+  // The escrow's timeline events named `event` on the case.
+  size_t EscrowEvents(const std::string& case_ref, const std::string& event) {
+    Json c = A(kEscrow).Ok("GET", "/v1/cases/" + case_ref);
+    size_t n = 0;
+    for (const auto& e : c.value("timeline", Json::array())) n += e.value("event", "") == event;
+    return n;
+  }
+
+  std::string root_;
+  Federation fed_;
+  std::map<std::string, std::unique_ptr<Broker>> brokers_;
+  std::map<std::string, std::unique_ptr<AgentDaemon>> agents_;
+  std::map<std::string, std::string> grants_;
+  int cli_runs_ = 0;
+};
+
+TEST_F(LinkageEscrowTest, SamePhoneInTwoSpellingsAtTwoCentersGivesBothOneNotice) {
+  const std::string seoul_case = LinkageCase(kSeoul, "SEOUL-2026-7");
+  const std::string incheon_case = LinkageCase(kIncheon, "INCHEON-2026-3");
+  ASSERT_FALSE(seoul_case.empty());
+  Json added = AddPhone(kSeoul, seoul_case, "010-1234-5678");
+  EXPECT_EQ(added.value("escrow", ""), kEscrow);
+  EXPECT_EQ(added.dump().find("12345678"), std::string::npos) << "the answer names no identifier";
+  // An unrelated number at Incheon: alone under its tag, it opens nothing.
+  AddPhone(kIncheon, incheon_case, "010-9999-0000");
+  WaitForEntriesHeld(2);
+  EXPECT_EQ(EscrowEvents(incheon_case, "linkage-notice-sent"), 0u);
+  // The same number as Incheon's officer types it, through the CLI.
+  const auto second_entry = std::chrono::steady_clock::now();
+  int rc = -1;
+  std::string out = LinkCli(kIncheon,
+                            {"link", "add", "--case", "INCHEON-2026-3", "--kind", "phone",
+                             "--value", "+82 10 1234 5678", "--operator", "officer-2"},
+                            &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("(phone) of case " + incheon_case + " sent to central-center"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("1234 5678"), std::string::npos) << out;
+
+  auto one_match = [](const Json& l) { return l.is_array() && l.size() == 1; };
+  Json at_seoul = A(kSeoul).WaitFor("/v1/linkage/matches", one_match, "Seoul's notice");
+  Json at_incheon = A(kIncheon).WaitFor("/v1/linkage/matches", one_match, "Incheon's notice");
+  // From the second entry's command to both notices seen (polled every 50 ms): the CLI's
+  // process, two evaluations, the entry through the broker, the escrow, two notices back.
+  const auto both_notices = std::chrono::steady_clock::now();
+  std::cout
+      << "RESULT linkage_match second_entry_to_both_notices_ms="
+      << std::chrono::duration_cast<std::chrono::milliseconds>(both_notices - second_entry).count()
+      << "\n";
+  ASSERT_EQ(at_seoul.size(), 1u);
+  ASSERT_EQ(at_incheon.size(), 1u);
+  EXPECT_EQ(at_seoul[0]["linkage_id"], at_incheon[0]["linkage_id"]);
+  EXPECT_EQ(at_seoul[0]["linkage_id"].get<std::string>().size(), 32u);
+  EXPECT_EQ(at_seoul[0]["kind"], "phone");
+  EXPECT_EQ(at_seoul[0]["case_ref"], seoul_case);
+  EXPECT_EQ(at_incheon[0]["case_ref"], incheon_case);
+  ASSERT_EQ(at_seoul[0]["others"].size(), 1u);
+  EXPECT_EQ(at_seoul[0]["others"][0]["agency"], kIncheon);
+  EXPECT_EQ(at_incheon[0]["others"][0]["agency"], kSeoul);
+  EXPECT_EQ(at_seoul[0]["escrow"], kEscrow);
+  // The inbox and the case timeline show it.
+  Json inbox = A(kSeoul).Ok("GET", "/v1/inbox");
+  const Json* notice = FindBy(inbox, "kind", "linkage-notice");
+  ASSERT_NE(notice, nullptr) << inbox.dump(2);
+  EXPECT_EQ((*notice)["from"], kEscrow);
+  EXPECT_EQ((*notice)["status"], "ok");
+  Json c = A(kSeoul).Ok("GET", "/v1/cases/" + seoul_case);
+  const Json* ev = FindBy(c["timeline"], "event", "linkage-notice");
+  ASSERT_NE(ev, nullptr) << c.dump(2);
+  EXPECT_EQ((*ev)["linkage_id"], at_seoul[0]["linkage_id"]);
+  EXPECT_EQ((*ev)["linked"], Json({kIncheon}));
+  // The entries are listed without any identifier; nothing logged one.
+  Json links = A(kIncheon).Ok("GET", "/v1/links");
+  EXPECT_EQ(links.size(), 2u);
+  out = LinkCli(kSeoul, {"link", "matches"}, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find(at_seoul[0]["linkage_id"].get<std::string>()), std::string::npos) << out;
+  EXPECT_NE(out.find(kIncheon), std::string::npos) << out;
+  out = LinkCli(kIncheon, {"link", "list", "--case", "INCHEON-2026-3"}, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("phone"), std::string::npos) << out;
+  EXPECT_EQ(out.find("1234 5678"), std::string::npos) << out;
+  for (const char* id : {kSeoul, kIncheon, kEscrow}) {
+    const std::string log = A(id).Log();
+    EXPECT_EQ(log.find("12345678"), std::string::npos) << id;
+    EXPECT_EQ(log.find("99990000"), std::string::npos) << id;
+  }
+}
+
+TEST_F(LinkageEscrowTest, OneCentersTwoEntriesAndAWithdrawnEntryOpenNothing) {
+  const std::string first = LinkageCase(kSeoul, "SEOUL-2026-1");
+  const std::string second = LinkageCase(kSeoul, "SEOUL-2026-2");
+  AddPhone(kSeoul, first, "010-5555-1212");
+  AddPhone(kSeoul, second, "+82 10 5555 1212");
+  WaitForEntriesHeld(2);
+  EXPECT_EQ(EscrowEvents(first, "linkage-notice-sent"), 0u);
+  EXPECT_EQ(EscrowEvents(second, "linkage-notice-sent"), 0u);
+
+  // Seoul's consent for the second case is revoked; then for the first: both entries are
+  // withdrawn at the escrow, so Incheon's entry of the same number matches nothing.
+  for (const std::string local : {"SEOUL-2026-2", "SEOUL-2026-1"}) {
+    A(kSeoul).Ok("POST", "/v1/consents/" + grants_[std::string(kSeoul) + "/" + local] + "/revoke",
+                 {{"reason", "withdrawn-by-subject"}, {"operator", "officer-1"}});
+  }
+  for (const std::string& c : {first, second}) {
+    A(kEscrow).WaitFor(
+        "/v1/cases/" + c,
+        [](const Json& k) {
+          return FindBy(k.value("timeline", Json::array()), "event", "linkage-entries-withdrawn") !=
+                 nullptr;
+        },
+        "the escrow withdrawing the revoked grant's entry");
+  }
+  Json links = A(kSeoul).Ok("GET", "/v1/cases/" + first + "/links");
+  ASSERT_EQ(links.size(), 1u);
+  EXPECT_TRUE(links[0].value("withdrawn", false));
+
+  const std::string incheon_case = LinkageCase(kIncheon, "INCHEON-2026-9");
+  AddPhone(kIncheon, incheon_case, "01055551212");
+  WaitForEntriesHeld(1, kIncheon);
+  EXPECT_EQ(EscrowEvents(incheon_case, "linkage-notice-sent"), 0u);
+  EXPECT_EQ(A(kIncheon).Ok("GET", "/v1/linkage/matches"), Json::array());
+  EXPECT_EQ(A(kSeoul).Ok("GET", "/v1/linkage/matches"), Json::array());
+}
+
+TEST_F(LinkageEscrowTest, EntryNeedsAGrantWithPurposeLinkageAndAValidIdentifier) {
+  Json other = A(kSeoul).Ok("POST", "/v1/consents",
+                            {{"local_case", "SEOUL-2026-5"},
+                             {"basis", "consent-subject"},
+                             {"consenters", {"subject"}},
+                             {"purposes", {"counseling"}},
+                             {"categories", {"incident-summary"}},
+                             {"recipients", {kIncheon}},
+                             {"valid_days", 90},
+                             {"operator", "officer-1"}});
+  const std::string case_ref = other.value("case_ref", "");
+  A(kSeoul).Refused("POST", "/v1/cases/" + case_ref + "/links",
+                    {{"kind", "phone"}, {"value", "010-1234-5678"}, {"operator", "officer-1"}}, 409,
+                    "purpose linkage");
+  const std::string linked = LinkageCase(kSeoul, "SEOUL-2026-6");
+  A(kSeoul).Refused("POST", "/v1/cases/" + linked + "/links",
+                    {{"kind", "phone"}, {"value", "010-12"}, {"operator", "officer-1"}}, 400,
+                    "phone");
+  EXPECT_EQ(A(kSeoul).Ok("GET", "/v1/links"), Json::array());
+}
+
+}  // namespace linkage_escrow_test
+}  // namespace refbus::testing
