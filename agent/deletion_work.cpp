@@ -322,6 +322,10 @@ Status ApplyWatchList(WatchHeld& held, const WatchList& list) {
   return Status::Ok();
 }
 
+bool NeedsFullList(const WatchHeld& held, const WatchList& list) {
+  return list.base_version != 0 && list.version > held.version && list.base_version != held.version;
+}
+
 Json WatchHeldToJson(const WatchHeld& h) {
   return {{"publisher", h.publisher}, {"version", h.version}, {"hashes", h.hashes}};
 }

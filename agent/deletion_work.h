@@ -122,6 +122,9 @@ Result<std::pair<UnixMillis, UnixMillis>> MonthRange(std::string_view month);
 // ---- the watch list ----
 
 inline constexpr std::string_view kWatchListLabel = "refbus/v1/deletion-watch-list";
+// The center's meta record holding the full file it published last (the answer to a
+// request for its full list over the bus).
+inline constexpr char kWatchPublishedFileKey[] = "watch-list-published-file";
 
 // A watch list as published: full (base_version 0: `added` is the whole list) or a delta
 // over base_version.
@@ -158,6 +161,9 @@ struct WatchHeld {
 // (an older or replayed list), and for a delta whose base is not the version held (the
 // receiver asks for the full list).
 Status ApplyWatchList(WatchHeld& held, const WatchList& list);
+// A delta (newer than held) whose base is not the version held: the receiver needs the
+// publisher's full list.
+bool NeedsFullList(const WatchHeld& held, const WatchList& list);
 nlohmann::json WatchHeldToJson(const WatchHeld& h);
 Result<WatchHeld> WatchHeldFromJson(const nlohmann::json& j);
 

@@ -287,6 +287,9 @@ Result<Json> Engine::RecordTakedownNotice(const std::string& work_id, const Json
 Result<Json> Engine::PublishWatchList(const Json& body) {
   Impl& d = *impl_;
   REFBUS_ASSIGN_OR_RETURN(std::string op, ParseOperatorOnly(body));
+  if (body.contains("send") && !body["send"].is_boolean()) {
+    return InvalidArgument("'send' must be true or false");
+  }
   REFBUS_ASSIGN_OR_RETURN(auto txn, d.case_store->Begin(true));
   REFBUS_ASSIGN_OR_RETURN(auto all, LoadAllWork(txn));
   const std::set<std::string> now_set = WatchedHashes(all);
@@ -316,27 +319,47 @@ Result<Json> Engine::PublishWatchList(const Json& body) {
   prev.version = full.version;
   prev.hashes = now_set;
   REFBUS_RETURN_IF_ERROR(txn.Put(Table::kMeta, kWorkPublishedKey, WatchHeldToJson(prev)));
+  REFBUS_RETURN_IF_ERROR(txn.Put(Table::kMeta, kWatchPublishedFileKey, out["full"]));
+  // Over the bus (10.3) unless the operator carries it: the delta when there is one (a
+  // center without its base asks for the full list).
+  if (body.value("send", true)) {
+    REFBUS_ASSIGN_OR_RETURN(
+        out["bus"],
+        d.SendWatchListToCenters(txn, out.contains("delta") ? out["delta"] : out["full"]));
+  }
   REFBUS_RETURN_IF_ERROR(txn.Commit());
+  d.FlushAfterCommit();
   spdlog::info("agent {}: watch list version {} published ({} hashes) by {}", d.me(), full.version,
                now_set.size(), op);
   return out;
 }
 
-Result<Json> Engine::ImportWatchList(const Json& body) {
-  Impl& d = *impl_;
-  if (!body.is_object() || !body.contains("file")) return InvalidArgument("expected {file}");
-  REFBUS_ASSIGN_OR_RETURN(WatchList list, VerifyWatchList(body["file"], d.dir(), Impl::Now()));
-  if (list.publisher == d.me()) return InvalidArgument("this center's own watch list");
-  REFBUS_ASSIGN_OR_RETURN(auto txn, d.case_store->Begin(true));
+Result<Json> Engine::Impl::ImportWatchFile(CaseStore::Txn& txn, const Json& file,
+                                           const std::string& from) {
+  REFBUS_ASSIGN_OR_RETURN(WatchList list, VerifyWatchList(file, dir(), Now()));
+  if (list.publisher == me()) return InvalidArgument("this center's own watch list");
+  if (!from.empty() && list.publisher != from) {
+    return PermissionDenied("a watch list sent by " + from + " names publisher " + list.publisher +
+                            ": a center sends its own list only");
+  }
   const std::string key = kWorkHeldPrefix + list.publisher;
   REFBUS_ASSIGN_OR_RETURN(auto held_json, txn.Get(Table::kMeta, key));
   WatchHeld held;
   if (held_json) {
     REFBUS_ASSIGN_OR_RETURN(held, WatchHeldFromJson(*held_json));
   }
+  if (NeedsFullList(held, list)) {
+    return Json{
+        {"needs_full",
+         "watch list delta " + std::to_string(list.version) + " from " + list.publisher +
+             " applies to version " + std::to_string(list.base_version) + "; version " +
+             std::to_string(held.version) + " is held: ask the publisher for the full list"},
+        {"publisher", list.publisher},
+        {"held_version", held.version}};
+  }
   Status applied = ApplyWatchList(held, list);
   if (!applied.ok()) {
-    spdlog::warn("agent {}: watch list from {} refused: {}", d.me(), list.publisher,
+    spdlog::warn("agent {}: watch list from {} refused: {}", me(), list.publisher,
                  applied.message());
     return applied;
   }
@@ -350,11 +373,23 @@ Result<Json> Engine::ImportWatchList(const Json& body) {
     ++recognized;
     REFBUS_RETURN_IF_ERROR(txn.Put(Table::kDeletionWork, w.work_id, WorkItemToJson(w)));
   }
-  REFBUS_RETURN_IF_ERROR(txn.Commit());
   return Json{{"publisher", held.publisher},
               {"version", held.version},
               {"hashes", held.hashes.size()},
               {"recognized", recognized}};
+}
+
+Result<Json> Engine::ImportWatchList(const Json& body) {
+  Impl& d = *impl_;
+  if (!body.is_object() || !body.contains("file")) return InvalidArgument("expected {file}");
+  REFBUS_ASSIGN_OR_RETURN(auto txn, d.case_store->Begin(true));
+  REFBUS_ASSIGN_OR_RETURN(Json out, d.ImportWatchFile(txn, body["file"], ""));
+  if (out.contains("needs_full")) {
+    spdlog::warn("agent {}: watch list refused: {}", d.me(), out["needs_full"].get<std::string>());
+    return FailedPrecondition(out["needs_full"].get<std::string>());
+  }
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return out;
 }
 
 Result<Json> Engine::DeletionStats(const std::string& month) {

@@ -40,10 +40,11 @@ constexpr std::array<std::string_view, 9> kPurpose = {
 constexpr std::array<std::string_view, 10> kDataCategory = {
     "unspecified",       "identity",      "contact", "incident-summary", "counseling-notes",
     "content-locations", "investigation", "health",  "deletion-status",  "case-status"};
-constexpr std::array<std::string_view, 12> kMessageKind = {
+constexpr std::array<std::string_view, 13> kMessageKind = {
     "unspecified",        "referral",           "referral-state",  "handoff",
     "handoff-ack",        "deletion-request",   "deletion-status", "access-notice",
-    "consent-revocation", "purge-confirmation", "case-closed",     "opaque"};
+    "consent-revocation", "purge-confirmation", "case-closed",     "opaque",
+    "deletion-watch-list"};
 constexpr std::array<std::string_view, 11> kLegalBasis = {
     "unspecified",         "consent-subject",         "consent-legal-representative",
     "statutory-provision", "mandatory-report",        "police-notify-support-center",
@@ -139,6 +140,8 @@ MessageKind KindOf(CaseMessage::Type type) {
       return MessageKind::kPurgeConfirmation;
     case CaseMessage::Type::kCaseClosed:
       return MessageKind::kCaseClosed;
+    case CaseMessage::Type::kDeletionWatchList:
+      return MessageKind::kDeletionWatchList;
   }
   return MessageKind::kUnspecified;
 }

@@ -86,9 +86,10 @@ enum class MessageKind : int {
   kPurgeConfirmation = 9,
   kCaseClosed = 10,
   kOpaque = 11,
+  kDeletionWatchList = 12,
 };
 // How many MessageKind values there are (for tables indexed by kind, such as metrics).
-inline constexpr size_t kMessageKindCount = 12;
+inline constexpr size_t kMessageKindCount = 13;
 enum class LegalBasis : int {
   kUnspecified = 0,
   kConsentSubject = 1,

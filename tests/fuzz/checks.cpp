@@ -797,6 +797,12 @@ bool CheckCaseMessage(ByteView in) {
       FUZZ_CHECK(ValidId(m->case_closed.closed_by), "case closed closed_by");
       CheckOperatorRef(m->case_closed.operator_ref, "case closed");
       break;
+    case T::kDeletionWatchList:
+      FUZZ_CHECK(m->watch_list.request_full == m->watch_list.file.empty(),
+                 "deletion watch list: a file or a request");
+      FUZZ_CHECK(m->watch_list.file.size() <= schema::kMaxWatchListFileBytes,
+                 "deletion watch list file size");
+      break;
   }
   return true;
 }

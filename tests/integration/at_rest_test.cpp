@@ -352,6 +352,16 @@ std::pair<std::string, std::string> RunFlows(AtRestTest* t, AgentDaemon& wee, Ag
         return d != nullptr && (*d)["report_seq"] == 2;
       },
       "the status report");
+  // The center's operator records a takedown notice with the platform's answer (free text
+  // in the work queue, PROTOCOL.md 10.2).
+  Json work = dsc.Ok("GET", "/v1/deletion-work");
+  std::string wid = work["platforms"][0]["items"][0]["work_id"];
+  Json noticed = dsc.Ok("POST", "/v1/deletion-work/" + wid + "/notice",
+                        {{"platform", "video-a"},
+                         {"answer", plant("notice-answer")},
+                         {"removed", true},
+                         {"operator", "dsc-han"}});
+  EXPECT_EQ(noticed["notices"][0]["answer"], plant("notice-answer")) << noticed.dump();
   // The case is closed with a reason; both agencies are told.
   wee.Ok("POST", "/v1/cases/" + case_ref + "/close",
          {{"reason", plant("close-reason")}, {"operator", "wee-teacher-1"}});

@@ -186,7 +186,8 @@ const std::vector<CaseMessage::Type>& AllTypes() {
       CaseMessage::Type::kHandoff,           CaseMessage::Type::kHandoffAck,
       CaseMessage::Type::kDeletionRequest,   CaseMessage::Type::kDeletionStatus,
       CaseMessage::Type::kAccessNotice,      CaseMessage::Type::kConsentRevocation,
-      CaseMessage::Type::kPurgeConfirmation, CaseMessage::Type::kCaseClosed};
+      CaseMessage::Type::kPurgeConfirmation, CaseMessage::Type::kCaseClosed,
+      CaseMessage::Type::kDeletionWatchList};
   return kTypes;
 }
 
@@ -223,6 +224,9 @@ CaseMessage MessageOf(CaseMessage::Type type) {
       break;
     case CaseMessage::Type::kCaseClosed:
       m.case_closed = ValidCaseClosed();
+      break;
+    case CaseMessage::Type::kDeletionWatchList:
+      m.watch_list.file = R"({"format":1})";
       break;
   }
   return m;
