@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/case_crypto.h"
 #include "core/bytes.h"
 #include "core/clock.h"
 #include "core/status.h"
@@ -55,11 +56,18 @@ struct WorkLink {
 struct TakedownNotice {
   UnixMillis sent_at_ms = 0;
   std::string platform;
-  std::string answer;  // the platform's answer, free words ("" while none)
+  // The platform's answer, free words typed by the center's operator: at rest only sealed
+  // (answer_sealed), one copy under the data key of each grant linked to the work item
+  // when it was recorded (agent/case_crypto.h), so a purge of every such grant shreds it.
+  // `answer` is plain only in stores written before (and in the API's answers).
+  std::string answer;
   bool removed = false;
   std::string operator_ref;
   UnixMillis recorded_at_ms = 0;
+  std::vector<SealedText> answer_sealed;
 };
+// Where a notice's answer is sealed (the associated data's place).
+std::string NoticeAnswerPlace(const std::string& work_id, size_t notice_index);
 
 // kDeletionWork: one work item.
 struct WorkItem {

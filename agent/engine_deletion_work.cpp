@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <functional>
 #include <set>
 
 #include "agent/deletion_work.h"
@@ -57,10 +58,19 @@ void NoteKnownFrom(WorkItem& w, const std::vector<WatchHeld>& held) {
   }
 }
 
-Json WorkJson(const WorkItem& w, UnixMillis as_of, int64_t overdue_days) {
+// Opens a notice's sealed answer (the first copy whose grant's key is still held), or
+// says why it cannot be shown.
+using AnswerReader = std::function<std::string(const TakedownNotice&, size_t)>;
+
+Json WorkJson(const WorkItem& w, UnixMillis as_of, int64_t overdue_days, const AnswerReader& read) {
   std::set<std::string> requesters;
   for (const auto& l : w.links) requesters.insert(l.requester);
   Json j = WorkItemToJson(w);
+  for (size_t i = 0; i < w.notices.size(); ++i) {
+    Json& n = j["notices"][i];
+    n.erase("answer_sealed");
+    if (!w.notices[i].answer_sealed.empty()) n["answer"] = read(w.notices[i], i);
+  }
   j["overdue"] = w.Overdue(as_of, overdue_days);
   j["monitored"] = w.Monitored();
   j["requesters"] = requesters;
@@ -75,6 +85,43 @@ std::set<std::string> WatchedHashes(const std::vector<WorkItem>& all) {
     if (w.Monitored() && !w.content_sha256.empty()) out.insert(w.content_sha256);
   }
   return out;
+}
+
+// The platform's answer of notice `index`, sealed under the data key of each grant linked
+// to the work item and in force (PROTOCOL.md 10.2); none when no grant is in force.
+Result<std::vector<SealedText>> SealNoticeAnswer(GrantKeys& keys, const CaseStore::Txn& txn,
+                                                 const WorkItem& w, size_t index,
+                                                 const std::string& answer) {
+  std::vector<SealedText> out;
+  if (answer.empty()) return out;
+  std::set<std::string> grants;
+  for (const auto& l : w.links) grants.insert(l.grant_id);
+  for (const auto& g : grants) {
+    REFBUS_ASSIGN_OR_RETURN(auto rec, Load<GrantRecord>(txn, g));
+    if (!rec || rec->revoked) continue;
+    auto sealed = keys.Seal(g, NoticeAnswerPlace(w.work_id, index), answer);
+    if (!sealed.ok()) {
+      if (sealed.status().code() == Status::Code::kFailedPrecondition) continue;  // purged
+      return sealed.status();
+    }
+    out.push_back(std::move(*sealed));
+  }
+  return out;
+}
+
+// The answer from the first copy whose grant's key is still held, or why it cannot be
+// shown.
+std::string ReadNoticeAnswer(GrantKeys& keys, const WorkItem& w, const TakedownNotice& n,
+                             size_t index) {
+  std::string why = "[purged: the data of every grant it was sealed under was purged]";
+  for (const auto& x : n.answer_sealed) {
+    auto opened = keys.Unseal(x, NoticeAnswerPlace(w.work_id, index));
+    if (opened.ok()) return *opened;
+    if (opened.status().code() != Status::Code::kFailedPrecondition) {
+      why = "[unreadable: " + opened.status().message() + "]";
+    }
+  }
+  return why;
 }
 
 }  // namespace
@@ -194,7 +241,9 @@ Result<Json> Engine::DeletionWork(const Json& query) {
     if ((only_overdue && !late) || (!platform.empty() && w.platform != platform)) continue;
     auto& g = groups[w.platform];
     if (g.is_null()) g = Json::array();
-    g.push_back(WorkJson(w, as_of, days));
+    g.push_back(WorkJson(w, as_of, days, [&](const TakedownNotice& n, size_t i) {
+      return ReadNoticeAnswer(*d.grant_keys, w, n, i);
+    }));
   }
   Json platforms = Json::array();
   for (auto& [p, items] : groups) platforms.push_back({{"platform", p}, {"items", items}});
@@ -274,14 +323,26 @@ Result<Json> Engine::RecordTakedownNotice(const std::string& work_id, const Json
                      ? body["sent_at_ms"].get<UnixMillis>()
                      : n.recorded_at_ms;
   n.platform = WorkPlatform(body["platform"].get<std::string>());
-  n.answer = body.value("answer", "");
+  // The answer is kept only sealed under the linked requesters' grants (none in force:
+  // not kept, and the answer says so).
+  const std::string answer = body.value("answer", "");
+  REFBUS_ASSIGN_OR_RETURN(n.answer_sealed,
+                          SealNoticeAnswer(*d.grant_keys, txn, w, w.notices.size(), answer));
+  const bool answer_kept = answer.empty() || !n.answer_sealed.empty();
   n.removed = body.value("removed", false);
   n.operator_ref = op;
   w.notices.push_back(std::move(n));
   w.updated_at_ms = Impl::Now();
   REFBUS_RETURN_IF_ERROR(txn.Put(Table::kDeletionWork, w.work_id, WorkItemToJson(w)));
   REFBUS_RETURN_IF_ERROR(txn.Commit());
-  return WorkJson(w, Impl::Now(), d.options.deletion_overdue_days);
+  Json out = WorkJson(
+      w, Impl::Now(), d.options.deletion_overdue_days,
+      [&](const TakedownNotice& t, size_t i) { return ReadNoticeAnswer(*d.grant_keys, w, t, i); });
+  if (!answer_kept) {
+    out["answer_not_kept"] =
+        "no requester's consent is in force to seal the platform's answer under";
+  }
+  return out;
 }
 
 Result<Json> Engine::PublishWatchList(const Json& body) {

@@ -413,8 +413,10 @@ TEST_F(DeletionWorkTest, WatchListTravelsOverTheBus) {
 
   // The center's CLI: the work queue of one platform, a takedown notice, a version
   // published for carrying by hand (--no-send --out) and imported at the other center.
-  const std::vector<std::string> dsc_api = {
-      "--url", dsc.url(), "--token-file", dsc.data_dir() + ".token", "--operator", "dsc-han"};
+  const std::vector<std::string> dsc_read = {"--url", dsc.url(), "--token-file",
+                                             dsc.data_dir() + ".token"};
+  std::vector<std::string> dsc_api = dsc_read;
+  dsc_api.insert(dsc_api.end(), {"--operator", "dsc-han"});
   auto cli = [&](std::vector<std::string> args, const std::vector<std::string>& api,
                  const std::string& log) {
     args.insert(args.end(), api.begin(), api.end());
@@ -425,9 +427,9 @@ TEST_F(DeletionWorkTest, WatchListTravelsOverTheBus) {
   };
   const std::string wid =
       WorkItemWith(dsc.Ok("GET", "/v1/deletion-work"), "seoul-police-03", "w1")["work_id"];
-  std::string out = cli({"deletions", "work", "--platform", "other"}, dsc_api, "cli-work");
+  std::string out = cli({"deletions", "work", "--platform", "other"}, dsc_read, "cli-work");
   EXPECT_NE(out.find(wid), std::string::npos) << out;
-  out = cli({"deletions", "work", "--platform", "video-b"}, dsc_api, "cli-work-none");
+  out = cli({"deletions", "work", "--platform", "video-b"}, dsc_read, "cli-work-none");
   EXPECT_NE(out.find("no work items"), std::string::npos) << out;
   out = cli(
       {"deletions", "notice", wid, "--platform", "video-a", "--answer", "taken down", "--removed"},
