@@ -46,7 +46,8 @@ TEST(TypesTest, OutOfRangeValuesAreNamedUnknown) {
   EXPECT_EQ(Name(NackReason::kIdReused), "id-reused");
   EXPECT_EQ(Name(NackReason::kNotPermitted), "not-permitted");
   EXPECT_EQ(Name(NackReason::kOutOfRange), "out-of-range");
-  EXPECT_EQ(Name(static_cast<MessageKind>(12)), "unknown");
+  EXPECT_EQ(Name(static_cast<MessageKind>(13)), "unknown");
+  EXPECT_EQ(Name(MessageKind::kDeletionWatchList), "deletion-watch-list");
   EXPECT_EQ(Name(NackReason::kInternal), "internal");
   EXPECT_EQ(Name(MessageKind::kOpaque), "opaque");
   EXPECT_EQ(Name(LegalBasis::kEmergencyLifeSafety), "emergency-life-safety");
