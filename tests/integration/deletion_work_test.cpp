@@ -22,8 +22,6 @@
 
 #include "agent/deletion_work.h"
 #include "broker/store.h"
-#include "keys/envelope.h"
-#include "keys/published_prekey.h"
 #include "schema/codec.h"
 #include "tests/integration/agent_daemon.h"
 #include "tests/integration/harness.h"
@@ -315,28 +313,6 @@ std::string RunDeletionCenterCli(const std::vector<std::string>& args, const std
   return Slurp(log);
 }
 
-// A watch-list message sealed by hand, as an agency writing its own client would: no rule
-// of the sending agent applies, so what refuses it is the broker or the receiver.
-Bytes SealWatchListByHand(const keys::Identity& from, const schema::Directory& dir,
-                          const std::string& to, const schema::DeletionWatchList& body) {
-  schema::CaseMessage m;
-  m.type = schema::CaseMessage::Type::kDeletionWatchList;
-  m.watch_list = body;
-  keys::SealRequest req;
-  req.kind = schema::MessageKind::kDeletionWatchList;
-  req.now = SystemClock::Get().NowMillis();
-  req.lifetime_ms = kMillisPerHour;
-  auto prekey = keys::CurrentPrekey(dir, to, req.now);
-  if (!prekey.ok()) {
-    ADD_FAILURE() << "prekey of " << to << ": " << prekey.status().ToString();
-    return {};
-  }
-  req.recipients.push_back(*prekey);
-  auto env = keys::SealEnvelope(from, req, schema::EncodeCaseMessage(m));
-  if (!env.ok()) ADD_FAILURE() << "seal: " << env.status().ToString();
-  return env.ok() ? *env : Bytes{};
-}
-
 // The center's inbox holds a watch-list message whose outcome is `what` (or refused with
 // `refused` in its reason).
 bool InboxHasWatchList(const Json& inbox, const std::string& what, const std::string& refused) {
@@ -460,7 +436,7 @@ TEST_F(DeletionWorkTest, WatchListTravelsOverTheBus) {
   list.added = {kVideoSha};
   auto send = [&](RawClient& client, const keys::Identity& from, const std::string& to,
                   const Json& file) {
-    Bytes env = SealWatchListByHand(from, dir, to, {file.dump(), false, 0});
+    Bytes env = SealWatchListByHand(from, dir, to, file.dump());
     return client.Submit(env);
   };
   list.version = 2;
