@@ -223,6 +223,26 @@ Status Engine::Impl::EndWatching(CaseStore::Txn& txn, const std::string& grant_k
   return Status::Ok();
 }
 
+Result<size_t> Engine::Impl::SealLegacyNoticeAnswers(CaseStore::Txn& txn) {
+  REFBUS_ASSIGN_OR_RETURN(auto all, LoadAllWork(txn));
+  size_t sealed = 0;
+  for (auto& w : all) {
+    bool changed = false;
+    for (size_t i = 0; i < w.notices.size(); ++i) {
+      TakedownNotice& n = w.notices[i];
+      if (n.answer.empty() || !n.answer_sealed.empty()) continue;
+      REFBUS_ASSIGN_OR_RETURN(n.answer_sealed, SealNoticeAnswer(*grant_keys, txn, w, i, n.answer));
+      n.answer.clear();  // sealed, or dropped: no grant in force to keep it under
+      changed = true;
+      ++sealed;
+    }
+    if (changed) {
+      REFBUS_RETURN_IF_ERROR(txn.Put(Table::kDeletionWork, w.work_id, WorkItemToJson(w)));
+    }
+  }
+  return sealed;
+}
+
 // ---- commands ----
 
 Result<Json> Engine::DeletionWork(const Json& query) {

@@ -292,6 +292,10 @@ struct Engine::Impl {
   // Publishing: sends file to every other active agency with the deletion role; the answer
   // names those it went to and why any could not be sent.
   Result<Json> SendWatchListToCenters(CaseStore::Txn& txn, const Json& file);
+  // Takedown notice answers an older version stored in the clear: each is sealed under
+  // its work item's linked grants in force, or dropped when none is (SealLegacyText, at
+  // start). Returns how many.
+  Result<size_t> SealLegacyNoticeAnswers(CaseStore::Txn& txn);
   Status RecordChunkAccess(CaseStore::Txn& txn, const DeletionRecord& r,
                            const std::string& operator_ref);
   Status OnAccessNotice(CaseStore::Txn& txn, const OpenedCase& oc);
