@@ -67,6 +67,8 @@ std::string CaseRefOf(const CaseMessage& m) {
     case CaseMessage::Type::kConsentRevocation:
     case CaseMessage::Type::kPurgeConfirmation:
       return "";  // inside the signed statement; checked by whoever opens it
+    case CaseMessage::Type::kDeletionWatchList:
+      return "";  // no case
   }
   return "";
 }
@@ -203,6 +205,44 @@ Result<OpenedCase> OpenCase(const keys::Identity& me, ByteView envelope,
   out.envelope = std::move(opened.envelope);
   out.message = std::move(m);
   out.grant = std::move(grant.grant);
+  return out;
+}
+
+Result<Bytes> SealGrantless(const keys::Identity& sender, const schema::Directory& dir,
+                            const SealCaseRequest& req) {
+  keys::ScopeSubject subject;
+  subject.kind = schema::KindOf(req.message.type);
+  subject.sender = PartyOf(dir, sender.party_id());
+  for (const auto& r : req.recipients) subject.recipients.push_back(PartyOf(dir, r));
+  if (auto refusal = keys::CheckGrantless(subject)) return Denied(*refusal);
+  keys::SealRequest seal;
+  seal.kind = subject.kind;
+  seal.now = req.now;
+  seal.lifetime_ms = req.lifetime_ms;
+  for (const auto& r : req.recipients) {
+    REFBUS_ASSIGN_OR_RETURN(auto prekey, keys::NewestPrekey(dir, r, req.published, req.now));
+    seal.recipients.push_back(std::move(prekey));
+  }
+  return keys::SealEnvelope(sender, seal, schema::EncodeCaseMessage(req.message));
+}
+
+Result<OpenedGrantless> OpenGrantless(const keys::Identity& me, ByteView envelope,
+                                      const schema::Directory& dir, UnixMillis now) {
+  REFBUS_ASSIGN_OR_RETURN(keys::OpenedEnvelope opened, keys::OpenEnvelope(me, envelope, dir, now));
+  const schema::EnvelopeHeader& h = opened.envelope.header;
+  if (!h.consent_grant_id.empty()) {
+    return Malformed("message from " + h.sender_id + " names a consent grant");
+  }
+  if (auto refusal = keys::CheckGrantless(keys::ScopeSubjectOf(h, dir))) return Denied(*refusal);
+  REFBUS_ASSIGN_OR_RETURN(CaseMessage m, schema::DecodeCaseMessage(opened.content.view()));
+  if (schema::KindOf(m.type) != h.kind) {
+    return Malformed("message from " + h.sender_id + " is labelled " +
+                     std::string(schema::Name(h.kind)) + " but holds a " +
+                     std::string(schema::Name(schema::KindOf(m.type))));
+  }
+  OpenedGrantless out;
+  out.envelope = std::move(opened.envelope);
+  out.message = std::move(m);
   return out;
 }
 

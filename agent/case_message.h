@@ -74,6 +74,19 @@ Result<OpenedCase> OpenCase(const keys::Identity& recipient, ByteView envelope,
                             const schema::Directory& directory, const GrantLookup& known_grants,
                             UnixMillis now);
 
+// A message that names no grant: a deletion center's watch list (PROTOCOL.md 9.1, 10.3).
+// SealGrantless checks keys::CheckGrantless (deletion role at both ends) before any bytes
+// exist; `purpose` and the case are not used. OpenGrantless verifies and opens it, checks
+// the same rule against the receiver's directory and that the body matches the kind.
+Result<Bytes> SealGrantless(const keys::Identity& sender, const schema::Directory& directory,
+                            const SealCaseRequest& request);
+struct OpenedGrantless {
+  schema::SealedEnvelope envelope;
+  schema::CaseMessage message;
+};
+Result<OpenedGrantless> OpenGrantless(const keys::Identity& recipient, ByteView envelope,
+                                      const schema::Directory& directory, UnixMillis now);
+
 }  // namespace refbus::agent
 
 #endif  // REFBUS_AGENT_CASE_MESSAGE_H_

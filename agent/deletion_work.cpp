@@ -69,9 +69,17 @@ Json WorkItemToJson(const WorkItem& w) {
   }
   Json notices = Json::array();
   for (const auto& n : w.notices) {
+    Json sealed = Json::array();
+    for (const auto& x : n.answer_sealed) {
+      sealed.push_back({{"at", x.place},
+                        {"box", HexEncode(x.box)},
+                        {"grant", x.grant_id},
+                        {"nonce", HexEncode(x.nonce)}});
+    }
     notices.push_back({{"sent_at_ms", n.sent_at_ms},
                        {"platform", n.platform},
-                       {"answer", n.answer},
+                       {"answer", n.answer_sealed.empty() ? n.answer : std::string()},
+                       {"answer_sealed", sealed},
                        {"removed", n.removed},
                        {"operator", n.operator_ref},
                        {"recorded_at_ms", n.recorded_at_ms}});
@@ -106,10 +114,21 @@ Result<WorkItem> WorkItemFromJson(const Json& j) {
                          l.at("linked_at_ms").get<UnixMillis>(), l.at("monitor").get<bool>()});
     }
     for (const auto& n : j.at("notices")) {
-      w.notices.push_back({n.at("sent_at_ms").get<UnixMillis>(),
-                           n.at("platform").get<std::string>(), n.at("answer").get<std::string>(),
-                           n.at("removed").get<bool>(), n.at("operator").get<std::string>(),
-                           n.at("recorded_at_ms").get<UnixMillis>()});
+      TakedownNotice t{n.at("sent_at_ms").get<UnixMillis>(),
+                       n.at("platform").get<std::string>(),
+                       n.at("answer").get<std::string>(),
+                       n.at("removed").get<bool>(),
+                       n.at("operator").get<std::string>(),
+                       n.at("recorded_at_ms").get<UnixMillis>(),
+                       {}};
+      for (const auto& x : n.value("answer_sealed", Json::array())) {
+        auto box = HexDecode(x.at("box").get<std::string>());
+        auto nonce = HexDecode(x.at("nonce").get<std::string>());
+        if (!box.ok() || !nonce.ok()) return Malformed("a stored takedown notice does not read");
+        t.answer_sealed.push_back({x.at("grant").get<std::string>(), x.at("at").get<std::string>(),
+                                   std::move(*nonce), std::move(*box)});
+      }
+      w.notices.push_back(std::move(t));
     }
     w.watch_ended = j.at("watch_ended").get<std::string>();
     w.known_from = j.at("known_from").get<std::vector<std::string>>();
@@ -118,6 +137,10 @@ Result<WorkItem> WorkItemFromJson(const Json& j) {
     return Malformed("a stored deletion work item does not read");
   }
   return w;
+}
+
+std::string NoticeAnswerPlace(const std::string& work_id, size_t notice_index) {
+  return TextPlace("deletion-work", work_id, "notice-" + std::to_string(notice_index) + "-answer");
 }
 
 std::vector<std::string> WorkKeys(const schema::DeletionItem& item) {
@@ -320,6 +343,10 @@ Status ApplyWatchList(WatchHeld& held, const WatchList& list) {
   held.publisher = list.publisher;
   held.version = list.version;
   return Status::Ok();
+}
+
+bool NeedsFullList(const WatchHeld& held, const WatchList& list) {
+  return list.base_version != 0 && list.version > held.version && list.base_version != held.version;
 }
 
 Json WatchHeldToJson(const WatchHeld& h) {

@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/case_crypto.h"
 #include "core/bytes.h"
 #include "core/clock.h"
 #include "core/status.h"
@@ -55,11 +56,18 @@ struct WorkLink {
 struct TakedownNotice {
   UnixMillis sent_at_ms = 0;
   std::string platform;
-  std::string answer;  // the platform's answer, free words ("" while none)
+  // The platform's answer, free words typed by the center's operator: at rest only sealed
+  // (answer_sealed), one copy under the data key of each grant linked to the work item
+  // when it was recorded (agent/case_crypto.h), so a purge of every such grant shreds it.
+  // `answer` is plain only in stores written before (and in the API's answers).
+  std::string answer;
   bool removed = false;
   std::string operator_ref;
   UnixMillis recorded_at_ms = 0;
+  std::vector<SealedText> answer_sealed;
 };
+// Where a notice's answer is sealed (the associated data's place).
+std::string NoticeAnswerPlace(const std::string& work_id, size_t notice_index);
 
 // kDeletionWork: one work item.
 struct WorkItem {
@@ -122,6 +130,9 @@ Result<std::pair<UnixMillis, UnixMillis>> MonthRange(std::string_view month);
 // ---- the watch list ----
 
 inline constexpr std::string_view kWatchListLabel = "refbus/v1/deletion-watch-list";
+// The center's meta record holding the full file it published last (the answer to a
+// request for its full list over the bus).
+inline constexpr char kWatchPublishedFileKey[] = "watch-list-published-file";
 
 // A watch list as published: full (base_version 0: `added` is the whole list) or a delta
 // over base_version.
@@ -158,6 +169,9 @@ struct WatchHeld {
 // (an older or replayed list), and for a delta whose base is not the version held (the
 // receiver asks for the full list).
 Status ApplyWatchList(WatchHeld& held, const WatchList& list);
+// A delta (newer than held) whose base is not the version held: the receiver needs the
+// publisher's full list.
+bool NeedsFullList(const WatchHeld& held, const WatchList& list);
 nlohmann::json WatchHeldToJson(const WatchHeld& h);
 Result<WatchHeld> WatchHeldFromJson(const nlohmann::json& j);
 

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <functional>
 #include <set>
 
 #include "agent/deletion_work.h"
@@ -57,10 +58,19 @@ void NoteKnownFrom(WorkItem& w, const std::vector<WatchHeld>& held) {
   }
 }
 
-Json WorkJson(const WorkItem& w, UnixMillis as_of, int64_t overdue_days) {
+// Opens a notice's sealed answer (the first copy whose grant's key is still held), or
+// says why it cannot be shown.
+using AnswerReader = std::function<std::string(const TakedownNotice&, size_t)>;
+
+Json WorkJson(const WorkItem& w, UnixMillis as_of, int64_t overdue_days, const AnswerReader& read) {
   std::set<std::string> requesters;
   for (const auto& l : w.links) requesters.insert(l.requester);
   Json j = WorkItemToJson(w);
+  for (size_t i = 0; i < w.notices.size(); ++i) {
+    Json& n = j["notices"][i];
+    n.erase("answer_sealed");
+    if (!w.notices[i].answer_sealed.empty()) n["answer"] = read(w.notices[i], i);
+  }
   j["overdue"] = w.Overdue(as_of, overdue_days);
   j["monitored"] = w.Monitored();
   j["requesters"] = requesters;
@@ -75,6 +85,43 @@ std::set<std::string> WatchedHashes(const std::vector<WorkItem>& all) {
     if (w.Monitored() && !w.content_sha256.empty()) out.insert(w.content_sha256);
   }
   return out;
+}
+
+// The platform's answer of notice `index`, sealed under the data key of each grant linked
+// to the work item and in force (PROTOCOL.md 10.2); none when no grant is in force.
+Result<std::vector<SealedText>> SealNoticeAnswer(GrantKeys& keys, const CaseStore::Txn& txn,
+                                                 const WorkItem& w, size_t index,
+                                                 const std::string& answer) {
+  std::vector<SealedText> out;
+  if (answer.empty()) return out;
+  std::set<std::string> grants;
+  for (const auto& l : w.links) grants.insert(l.grant_id);
+  for (const auto& g : grants) {
+    REFBUS_ASSIGN_OR_RETURN(auto rec, Load<GrantRecord>(txn, g));
+    if (!rec || rec->revoked) continue;
+    auto sealed = keys.Seal(g, NoticeAnswerPlace(w.work_id, index), answer);
+    if (!sealed.ok()) {
+      if (sealed.status().code() == Status::Code::kFailedPrecondition) continue;  // purged
+      return sealed.status();
+    }
+    out.push_back(std::move(*sealed));
+  }
+  return out;
+}
+
+// The answer from the first copy whose grant's key is still held, or why it cannot be
+// shown.
+std::string ReadNoticeAnswer(GrantKeys& keys, const WorkItem& w, const TakedownNotice& n,
+                             size_t index) {
+  std::string why = "[purged: the data of every grant it was sealed under was purged]";
+  for (const auto& x : n.answer_sealed) {
+    auto opened = keys.Unseal(x, NoticeAnswerPlace(w.work_id, index));
+    if (opened.ok()) return *opened;
+    if (opened.status().code() != Status::Code::kFailedPrecondition) {
+      why = "[unreadable: " + opened.status().message() + "]";
+    }
+  }
+  return why;
 }
 
 }  // namespace
@@ -176,6 +223,26 @@ Status Engine::Impl::EndWatching(CaseStore::Txn& txn, const std::string& grant_k
   return Status::Ok();
 }
 
+Result<size_t> Engine::Impl::SealLegacyNoticeAnswers(CaseStore::Txn& txn) {
+  REFBUS_ASSIGN_OR_RETURN(auto all, LoadAllWork(txn));
+  size_t sealed = 0;
+  for (auto& w : all) {
+    bool changed = false;
+    for (size_t i = 0; i < w.notices.size(); ++i) {
+      TakedownNotice& n = w.notices[i];
+      if (n.answer.empty() || !n.answer_sealed.empty()) continue;
+      REFBUS_ASSIGN_OR_RETURN(n.answer_sealed, SealNoticeAnswer(*grant_keys, txn, w, i, n.answer));
+      n.answer.clear();  // sealed, or dropped: no grant in force to keep it under
+      changed = true;
+      ++sealed;
+    }
+    if (changed) {
+      REFBUS_RETURN_IF_ERROR(txn.Put(Table::kDeletionWork, w.work_id, WorkItemToJson(w)));
+    }
+  }
+  return sealed;
+}
+
 // ---- commands ----
 
 Result<Json> Engine::DeletionWork(const Json& query) {
@@ -194,7 +261,9 @@ Result<Json> Engine::DeletionWork(const Json& query) {
     if ((only_overdue && !late) || (!platform.empty() && w.platform != platform)) continue;
     auto& g = groups[w.platform];
     if (g.is_null()) g = Json::array();
-    g.push_back(WorkJson(w, as_of, days));
+    g.push_back(WorkJson(w, as_of, days, [&](const TakedownNotice& n, size_t i) {
+      return ReadNoticeAnswer(*d.grant_keys, w, n, i);
+    }));
   }
   Json platforms = Json::array();
   for (auto& [p, items] : groups) platforms.push_back({{"platform", p}, {"items", items}});
@@ -274,19 +343,34 @@ Result<Json> Engine::RecordTakedownNotice(const std::string& work_id, const Json
                      ? body["sent_at_ms"].get<UnixMillis>()
                      : n.recorded_at_ms;
   n.platform = WorkPlatform(body["platform"].get<std::string>());
-  n.answer = body.value("answer", "");
+  // The answer is kept only sealed under the linked requesters' grants (none in force:
+  // not kept, and the answer says so).
+  const std::string answer = body.value("answer", "");
+  REFBUS_ASSIGN_OR_RETURN(n.answer_sealed,
+                          SealNoticeAnswer(*d.grant_keys, txn, w, w.notices.size(), answer));
+  const bool answer_kept = answer.empty() || !n.answer_sealed.empty();
   n.removed = body.value("removed", false);
   n.operator_ref = op;
   w.notices.push_back(std::move(n));
   w.updated_at_ms = Impl::Now();
   REFBUS_RETURN_IF_ERROR(txn.Put(Table::kDeletionWork, w.work_id, WorkItemToJson(w)));
   REFBUS_RETURN_IF_ERROR(txn.Commit());
-  return WorkJson(w, Impl::Now(), d.options.deletion_overdue_days);
+  Json out = WorkJson(
+      w, Impl::Now(), d.options.deletion_overdue_days,
+      [&](const TakedownNotice& t, size_t i) { return ReadNoticeAnswer(*d.grant_keys, w, t, i); });
+  if (!answer_kept) {
+    out["answer_not_kept"] =
+        "no requester's consent is in force to seal the platform's answer under";
+  }
+  return out;
 }
 
 Result<Json> Engine::PublishWatchList(const Json& body) {
   Impl& d = *impl_;
   REFBUS_ASSIGN_OR_RETURN(std::string op, ParseOperatorOnly(body));
+  if (body.contains("send") && !body["send"].is_boolean()) {
+    return InvalidArgument("'send' must be true or false");
+  }
   REFBUS_ASSIGN_OR_RETURN(auto txn, d.case_store->Begin(true));
   REFBUS_ASSIGN_OR_RETURN(auto all, LoadAllWork(txn));
   const std::set<std::string> now_set = WatchedHashes(all);
@@ -316,27 +400,47 @@ Result<Json> Engine::PublishWatchList(const Json& body) {
   prev.version = full.version;
   prev.hashes = now_set;
   REFBUS_RETURN_IF_ERROR(txn.Put(Table::kMeta, kWorkPublishedKey, WatchHeldToJson(prev)));
+  REFBUS_RETURN_IF_ERROR(txn.Put(Table::kMeta, kWatchPublishedFileKey, out["full"]));
+  // Over the bus (10.3) unless the operator carries it: the delta when there is one (a
+  // center without its base asks for the full list).
+  if (body.value("send", true)) {
+    REFBUS_ASSIGN_OR_RETURN(
+        out["bus"],
+        d.SendWatchListToCenters(txn, out.contains("delta") ? out["delta"] : out["full"]));
+  }
   REFBUS_RETURN_IF_ERROR(txn.Commit());
+  d.FlushAfterCommit();
   spdlog::info("agent {}: watch list version {} published ({} hashes) by {}", d.me(), full.version,
                now_set.size(), op);
   return out;
 }
 
-Result<Json> Engine::ImportWatchList(const Json& body) {
-  Impl& d = *impl_;
-  if (!body.is_object() || !body.contains("file")) return InvalidArgument("expected {file}");
-  REFBUS_ASSIGN_OR_RETURN(WatchList list, VerifyWatchList(body["file"], d.dir(), Impl::Now()));
-  if (list.publisher == d.me()) return InvalidArgument("this center's own watch list");
-  REFBUS_ASSIGN_OR_RETURN(auto txn, d.case_store->Begin(true));
+Result<Json> Engine::Impl::ImportWatchFile(CaseStore::Txn& txn, const Json& file,
+                                           const std::string& from) {
+  REFBUS_ASSIGN_OR_RETURN(WatchList list, VerifyWatchList(file, dir(), Now()));
+  if (list.publisher == me()) return InvalidArgument("this center's own watch list");
+  if (!from.empty() && list.publisher != from) {
+    return PermissionDenied("a watch list sent by " + from + " names publisher " + list.publisher +
+                            ": a center sends its own list only");
+  }
   const std::string key = kWorkHeldPrefix + list.publisher;
   REFBUS_ASSIGN_OR_RETURN(auto held_json, txn.Get(Table::kMeta, key));
   WatchHeld held;
   if (held_json) {
     REFBUS_ASSIGN_OR_RETURN(held, WatchHeldFromJson(*held_json));
   }
+  if (NeedsFullList(held, list)) {
+    return Json{
+        {"needs_full",
+         "watch list delta " + std::to_string(list.version) + " from " + list.publisher +
+             " applies to version " + std::to_string(list.base_version) + "; version " +
+             std::to_string(held.version) + " is held: ask the publisher for the full list"},
+        {"publisher", list.publisher},
+        {"held_version", held.version}};
+  }
   Status applied = ApplyWatchList(held, list);
   if (!applied.ok()) {
-    spdlog::warn("agent {}: watch list from {} refused: {}", d.me(), list.publisher,
+    spdlog::warn("agent {}: watch list from {} refused: {}", me(), list.publisher,
                  applied.message());
     return applied;
   }
@@ -350,11 +454,23 @@ Result<Json> Engine::ImportWatchList(const Json& body) {
     ++recognized;
     REFBUS_RETURN_IF_ERROR(txn.Put(Table::kDeletionWork, w.work_id, WorkItemToJson(w)));
   }
-  REFBUS_RETURN_IF_ERROR(txn.Commit());
   return Json{{"publisher", held.publisher},
               {"version", held.version},
               {"hashes", held.hashes.size()},
               {"recognized", recognized}};
+}
+
+Result<Json> Engine::ImportWatchList(const Json& body) {
+  Impl& d = *impl_;
+  if (!body.is_object() || !body.contains("file")) return InvalidArgument("expected {file}");
+  REFBUS_ASSIGN_OR_RETURN(auto txn, d.case_store->Begin(true));
+  REFBUS_ASSIGN_OR_RETURN(Json out, d.ImportWatchFile(txn, body["file"], ""));
+  if (out.contains("needs_full")) {
+    spdlog::warn("agent {}: watch list refused: {}", d.me(), out["needs_full"].get<std::string>());
+    return FailedPrecondition(out["needs_full"].get<std::string>());
+  }
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return out;
 }
 
 Result<Json> Engine::DeletionStats(const std::string& month) {

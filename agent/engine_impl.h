@@ -188,6 +188,9 @@ struct Engine::Impl {
   Result<Bytes> SendCase(CaseStore::Txn& txn, const KnownGrant& grant, schema::CaseMessage message,
                          std::vector<std::string> to, schema::Purpose purpose,
                          const std::string& what);
+  // Records a sealed envelope as outgoing (SendCase's last step); returns its message id.
+  Result<Bytes> QueueEnvelope(CaseStore::Txn& txn, Bytes envelope,
+                              const std::vector<std::string>& to, const std::string& what);
   Status QueueControl(CaseStore::Txn& txn, const Bytes& id, const schema::Frame& frame,
                       const std::string& what, const std::string& case_ref);
   Result<uint64_t> NextOutgoingSeq(CaseStore::Txn& txn);
@@ -273,6 +276,28 @@ struct Engine::Impl {
   // stopped, with the reason, on the request and the case.
   Status EndWatching(CaseStore::Txn& txn, const std::string& grant_key, const std::string& reason,
                      const std::string& by);
+  // ---- the watch list over the bus (engine_deletion_watch.cpp, PROTOCOL.md 10.3) ----
+  // A delivered DELETION_WATCH_LIST envelope: opened and checked (OpenGrantless), then a
+  // list is verified and imported (a delta whose base is not held asks the publisher for
+  // its full list), and a request for the full list is answered with it. A refusal is on
+  // the message (inbox); saves msg.
+  Status ProcessWatchListMessage(CaseStore::Txn& txn, ByteView envelope, MessageRecord& msg);
+  // Verifies a watch-list file and applies it to what this center holds of its publisher;
+  // marks the work items it lists. The caller commits.
+  // from: the sending center (its own list only), or "" (an operator's import). A delta
+  // whose base is not held is not applied: the answer is {needs_full: why, publisher,
+  // held_version}.
+  Result<Json> ImportWatchFile(CaseStore::Txn& txn, const Json& file, const std::string& from);
+  // Seals a grant-less watch-list message to one deletion center and queues it.
+  Result<Bytes> SendWatchList(CaseStore::Txn& txn, schema::DeletionWatchList body,
+                              const std::string& to, const std::string& what);
+  // Publishing: sends file to every other active agency with the deletion role; the answer
+  // names those it went to and why any could not be sent.
+  Result<Json> SendWatchListToCenters(CaseStore::Txn& txn, const Json& file);
+  // Takedown notice answers an older version stored in the clear: each is sealed under
+  // its work item's linked grants in force, or dropped when none is (SealLegacyText, at
+  // start). Returns how many.
+  Result<size_t> SealLegacyNoticeAnswers(CaseStore::Txn& txn);
   Status RecordChunkAccess(CaseStore::Txn& txn, const DeletionRecord& r,
                            const std::string& operator_ref);
   // ---- linkage (engine_linkage.cpp, PROTOCOL.md 13.6) ----

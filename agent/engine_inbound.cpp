@@ -87,6 +87,10 @@ Status Engine::Impl::ProcessOne(CaseStore::Txn& txn, const InboxRecord& r) {
     msg.grant_id = HexEncode(decoded->header.consent_grant_id);
   }
   std::string case_ref = decoded.ok() ? decoded->header.case_ref : "";
+  if (decoded.ok() && decoded->header.consent_grant_id.empty() &&
+      decoded->header.kind == schema::MessageKind::kDeletionWatchList) {
+    return ProcessWatchListMessage(txn, *envelope, msg);
+  }
   auto opened = OpenCase(identity, *envelope, dir(), Lookup(txn), Now());
   if (!opened.ok()) {
     // Sealed to a prekey this process does not hold (yet): it waits, and is retried once
@@ -164,6 +168,8 @@ Status Engine::Impl::Apply(CaseStore::Txn& txn, const OpenedCase& oc, MessageRec
       return OnLinkageEntry(txn, oc, msg);
     case CaseMessage::Type::kLinkageNotice:
       return OnLinkageNotice(txn, oc, msg);
+    case CaseMessage::Type::kDeletionWatchList:  // never under a grant (OpenCase refuses)
+      return PermissionDenied("a deletion watch list travels under no grant");
   }
   return Status::Ok();
 }

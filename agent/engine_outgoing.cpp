@@ -27,6 +27,12 @@ Result<Bytes> Engine::Impl::SendCase(CaseStore::Txn& txn, const KnownGrant& gran
   req.lifetime_ms = options.message_lifetime_ms;
   req.published = published;
   REFBUS_ASSIGN_OR_RETURN(Bytes env, SealCase(identity, dir(), grant, req));
+  return QueueEnvelope(txn, std::move(env), req.recipients, what);
+}
+
+Result<Bytes> Engine::Impl::QueueEnvelope(CaseStore::Txn& txn, Bytes env,
+                                          const std::vector<std::string>& to,
+                                          const std::string& what) {
   REFBUS_ASSIGN_OR_RETURN(schema::SealedEnvelope decoded, schema::DecodeEnvelope(env));
   std::string mid = HexEncode(decoded.header.message_id);
   OutgoingRecord out;
@@ -34,7 +40,7 @@ Result<Bytes> Engine::Impl::SendCase(CaseStore::Txn& txn, const KnownGrant& gran
   out.kind = std::string(schema::Name(decoded.header.kind));
   out.what = what;
   out.case_ref = decoded.header.case_ref;
-  out.to = req.recipients;
+  out.to = to;
   out.status = OutgoingStatus::kQueued;
   out.envelope = std::move(env);
   REFBUS_RETURN_IF_ERROR(Save(txn, mid, out));
@@ -70,6 +76,7 @@ const std::string* OperatorRefOf(const schema::CaseMessage& m, bool* signable) {
     case T::kAccessNotice:
     case T::kConsentRevocation:
     case T::kPurgeConfirmation:
+    case T::kDeletionWatchList:  // the agency's own list, signed inside by its key
       break;
   }
   *signable = false;

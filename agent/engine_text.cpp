@@ -59,6 +59,8 @@ Status Engine::Impl::SealLegacyText() {
     REFBUS_RETURN_IF_ERROR(seal(*c.closed_reason, grant, ClosedReasonPlace(key)));
     if (sealed != before) REFBUS_RETURN_IF_ERROR(Save(txn, key, c));
   }
+  REFBUS_ASSIGN_OR_RETURN(size_t notices, SealLegacyNoticeAnswers(txn));
+  sealed += notices;
   if (sealed == 0) return Status::Ok();  // nothing written: the transaction is dropped
   REFBUS_RETURN_IF_ERROR(txn.Commit());
   spdlog::info("agent {}: sealed {} text fields an older version had stored in the clear", me(),

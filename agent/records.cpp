@@ -305,6 +305,7 @@ Json Encode(const MessageRecord& m) {
   PutOpt(j, "stale", m.stale);
   PutOpt(j, "alert", m.alert);
   PutOpt(j, "alert_items", m.alert_items);
+  PutOpt(j, "watch_list", m.watch_list);
   PutOpt(j, "crisis_support", m.crisis_support);
   PutOpt(j, "opened_by", m.opened_by);
   PutOpt(j, "opened_at_ms", m.opened_at_ms);
@@ -528,6 +529,7 @@ void Decode(const Json& j, MessageRecord& m) {
   GetOpt(j, "stale", m.stale);
   GetOpt(j, "alert", m.alert);
   GetOpt(j, "alert_items", m.alert_items);
+  GetOpt(j, "watch_list", m.watch_list);
   GetOpt(j, "crisis_support", m.crisis_support);
   GetOpt(j, "opened_by", m.opened_by);
   GetOpt(j, "opened_at_ms", m.opened_at_ms);

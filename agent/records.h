@@ -279,6 +279,9 @@ struct MessageRecord {
   std::optional<std::string> alert;
   std::optional<uint64_t> alert_items;
   std::optional<bool> crisis_support;
+  // A deletion watch list over the bus (PROTOCOL.md 10.3): what came of it ("imported
+  // version N of P", "asked P for its full list", "answered with version N").
+  std::optional<std::string> watch_list;
   std::optional<std::string> opened_by;
   std::optional<UnixMillis> opened_at_ms;
   // The sending operator's signature (PROTOCOL.md 9.2), checked with the key it carries:

@@ -329,6 +329,11 @@ class Server {
   void HandleRelay(const std::string& routing_id, const schema::Party& peer, uint64_t request_id,
                    schema::Relay relay, std::optional<Verified> verified, Turn& turn,
                    UnixMillis now);
+  // An envelope naming no consent grant (broker/server_grantless.cpp, PROTOCOL.md 9.1):
+  // OPAQUE where policy.allow_unscoped_opaque is on, or DELETION_WATCH_LIST between
+  // deletion-role agencies. nullopt when admitted; else the Nack and its detail.
+  std::optional<std::pair<schema::NackReason, std::string>> GrantlessRefusal(
+      const schema::EnvelopeHeader& header) const;
   // A relay's checks of its grant; registers the grant in turn. False: refused.
   bool AdmitRelayedGrant(const std::string& routing_id, const std::string& from,
                          uint64_t request_id, schema::Relay& relay,

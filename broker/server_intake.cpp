@@ -229,18 +229,8 @@ void Server::HandleSubmit(const std::string& routing_id, const std::string& peer
   // Consent: an envelope names its grant (checked against the stored grant when it is
   // committed), or is an OPAQUE transport test where the operator allows those.
   if (h.consent_grant_id.empty()) {
-    if (h.kind != schema::MessageKind::kOpaque) {
-      Reject(turn, routing_id, request_id, peer, NackReason::kConsentOutOfScope,
-             std::string("a ") + std::string(schema::Name(h.kind)) +
-                 " envelope must name the consent grant it is shared under",
-             &*env, envelope);
-      return;
-    }
-    if (!config_.allow_unscoped_opaque) {
-      Reject(turn, routing_id, request_id, peer, NackReason::kConsentOutOfScope,
-             "this broker accepts no envelope without a consent grant "
-             "(policy.allow_unscoped_opaque is off)",
-             &*env, envelope);
+    if (auto refusal = GrantlessRefusal(h)) {
+      Reject(turn, routing_id, request_id, peer, refusal->first, refusal->second, &*env, envelope);
       return;
     }
   }
@@ -388,10 +378,7 @@ bool Server::AdmitRelayedGrant(const std::string& routing_id, const std::string&
     return false;
   };
   if (h.consent_grant_id.empty()) {
-    if (h.kind != schema::MessageKind::kOpaque || !config_.allow_unscoped_opaque) {
-      return refuse(NackReason::kConsentOutOfScope,
-                    "the envelope names no consent grant and this broker accepts none without");
-    }
+    if (auto refusal = GrantlessRefusal(h)) return refuse(refusal->first, refusal->second);
     return true;
   }
   // The grant travels with the envelope: its recorder's signature is checked here and it

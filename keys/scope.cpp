@@ -120,7 +120,8 @@ std::optional<ScopeRefusal> CheckInForce(const schema::ConsentGrant& g, bool rev
 // purpose deletion.
 std::optional<ScopeRefusal> CheckKindAndPurpose(const schema::ConsentGrant& g,
                                                 const ScopeSubject& s, const std::string& grant) {
-  if (s.kind == MessageKind::kOpaque || s.kind == MessageKind::kUnspecified) {
+  if (s.kind == MessageKind::kOpaque || s.kind == MessageKind::kUnspecified ||
+      s.kind == MessageKind::kDeletionWatchList) {
     return Out("kind " + std::string(schema::Name(s.kind)) + " may not carry case data");
   }
   if (!Contains(g.purposes, s.purpose)) {
@@ -239,6 +240,31 @@ std::optional<ScopeRefusal> CheckScope(const schema::ConsentGrant& g, bool revok
     }
   }
   return CheckSender(g, s, grant);
+}
+
+std::optional<ScopeRefusal> CheckGrantless(const ScopeSubject& s) {
+  if (s.kind != MessageKind::kDeletionWatchList) {
+    return Out("a " + std::string(schema::Name(s.kind)) +
+               " envelope must name the consent grant it is shared under");
+  }
+  if (!s.case_ref.empty() || s.purpose != Purpose::kUnspecified || !s.categories.empty()) {
+    return Out("a deletion-watch-list envelope names no case, purpose or data category");
+  }
+  if (!s.sender.Has(Role::kDeletion)) {
+    return ScopeRefusal{NackReason::kNotPermitted,
+                        "a deletion-watch-list envelope comes only from a party with the "
+                        "deletion role; sender " +
+                            s.sender.id + " has none in the directory"};
+  }
+  for (const auto& r : s.recipients) {
+    if (!r.Has(Role::kDeletion)) {
+      return ScopeRefusal{NackReason::kNotPermitted,
+                          "a deletion-watch-list envelope goes only to parties with the "
+                          "deletion role; recipient " +
+                              r.id + " has none in the directory"};
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace refbus::keys

@@ -59,6 +59,14 @@ ScopeSubject ScopeSubjectOf(const schema::EnvelopeHeader& header,
 std::optional<ScopeRefusal> CheckScope(const schema::ConsentGrant& grant, bool revoked,
                                        const ScopeSubject& subject, UnixMillis now);
 
+// The rule for an envelope naming no grant (PROTOCOL.md 9.1, 10.3): it must be of kind
+// DELETION_WATCH_LIST (no case data: a deletion center's list of content hashes), from a
+// party with the deletion role to parties with the deletion role only, with no case
+// reference, purpose or data category. OPAQUE is the broker's own policy and is refused
+// here. nullopt when allowed; the refusal's reason is NOT_PERMITTED for a role missing,
+// CONSENT_OUT_OF_SCOPE otherwise.
+std::optional<ScopeRefusal> CheckGrantless(const ScopeSubject& subject);
+
 // Whether party may receive data under grant (named, or of an allowed agency type, or the
 // recording agency itself).
 bool MayReceive(const schema::ConsentGrant& grant, const ScopeParty& party);

@@ -445,6 +445,27 @@ void ToProto(const LinkageNotice& n, pb::LinkageNotice* m) {
   m->set_matched_at_ms(n.matched_at_ms);
 }
 
+Result<DeletionWatchList> FromProto(const pb::DeletionWatchList& m) {
+  constexpr std::string_view kWhat = "deletion watch list";
+  if (m.request_full() == !m.file().empty()) {
+    return FieldError(kWhat, "file", "must be set in a list and empty in a request");
+  }
+  if (m.file().size() > kMaxWatchListFileBytes) {
+    return FieldError(kWhat, "file",
+                      "is over " + std::to_string(kMaxWatchListFileBytes) + " bytes");
+  }
+  if (!m.request_full() && m.held_version() != 0) {
+    return FieldError(kWhat, "held_version", "is for requests only");
+  }
+  return DeletionWatchList{m.file(), m.request_full(), m.held_version()};
+}
+
+void ToProto(const DeletionWatchList& w, pb::DeletionWatchList* m) {
+  m->set_file(w.file);
+  m->set_request_full(w.request_full);
+  m->set_held_version(w.held_version);
+}
+
 Result<OperatorSignature> FromProto(const pb::OperatorSignature& m) {
   constexpr std::string_view kWhat = "operator signature";
   REFBUS_RETURN_IF_ERROR(
@@ -550,6 +571,11 @@ Result<CaseMessage> DecodeCaseMessage(ByteView bytes) {
       REFBUS_ASSIGN_OR_RETURN(c.linkage_notice, FromProto(m.linkage_notice()));
       break;
     }
+    case pb::CaseMessage::kDeletionWatchList: {
+      c.type = CaseMessage::Type::kDeletionWatchList;
+      REFBUS_ASSIGN_OR_RETURN(c.watch_list, FromProto(m.deletion_watch_list()));
+      break;
+    }
     case pb::CaseMessage::BODY_NOT_SET:
       return FieldError(kWhat, "body", "is missing");
   }
@@ -619,6 +645,9 @@ Bytes EncodeCaseMessageBody(const CaseMessage& c) {
       break;
     case CaseMessage::Type::kLinkageNotice:
       ToProto(c.linkage_notice, m.mutable_linkage_notice());
+      break;
+    case CaseMessage::Type::kDeletionWatchList:
+      ToProto(c.watch_list, m.mutable_deletion_watch_list());
       break;
   }
   return Serialize(m);

@@ -40,11 +40,11 @@ constexpr std::array<std::string_view, 10> kPurpose = {
 constexpr std::array<std::string_view, 10> kDataCategory = {
     "unspecified",       "identity",      "contact", "incident-summary", "counseling-notes",
     "content-locations", "investigation", "health",  "deletion-status",  "case-status"};
-constexpr std::array<std::string_view, 14> kMessageKind = {
+constexpr std::array<std::string_view, 15> kMessageKind = {
     "unspecified",        "referral",           "referral-state",  "handoff",
     "handoff-ack",        "deletion-request",   "deletion-status", "access-notice",
     "consent-revocation", "purge-confirmation", "case-closed",     "opaque",
-    "linkage-entry",      "linkage-notice"};
+    "linkage-entry",      "linkage-notice",     "deletion-watch-list"};
 constexpr std::array<std::string_view, 11> kLegalBasis = {
     "unspecified",         "consent-subject",         "consent-legal-representative",
     "statutory-provision", "mandatory-report",        "police-notify-support-center",
@@ -144,6 +144,8 @@ MessageKind KindOf(CaseMessage::Type type) {
       return MessageKind::kLinkageEntry;
     case CaseMessage::Type::kLinkageNotice:
       return MessageKind::kLinkageNotice;
+    case CaseMessage::Type::kDeletionWatchList:
+      return MessageKind::kDeletionWatchList;
   }
   return MessageKind::kUnspecified;
 }

@@ -90,9 +90,10 @@ enum class MessageKind : int {
   kOpaque = 11,
   kLinkageEntry = 12,
   kLinkageNotice = 13,
+  kDeletionWatchList = 14,
 };
 // How many MessageKind values there are (for tables indexed by kind, such as metrics).
-inline constexpr size_t kMessageKindCount = 14;
+inline constexpr size_t kMessageKindCount = 15;
 enum class LegalBasis : int {
   kUnspecified = 0,
   kConsentSubject = 1,

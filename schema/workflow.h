@@ -210,6 +210,15 @@ struct PurgeConfirmation {
   Bytes purged_ids_sha256;  // 32
 };
 
+// A deletion center's watch list between deletion centers (PROTOCOL.md 10.3): the signed
+// file (full or delta), or a request for the recipient's full list. Never case data.
+inline constexpr size_t kMaxWatchListFileBytes = 1536u << 10;
+struct DeletionWatchList {
+  std::string file;  // the signed file's JSON text; "" in a request
+  bool request_full = false;
+  uint64_t held_version = 0;  // in a request: the version of the recipient's list held
+};
+
 struct CaseClosed {
   std::string case_ref;
   std::string closed_by;
@@ -282,6 +291,7 @@ struct CaseMessage {
     kCaseClosed,
     kLinkageEntry,
     kLinkageNotice,
+    kDeletionWatchList,
   };
   uint32_t version = 1;
   Type type = Type::kReferral;
@@ -296,6 +306,7 @@ struct CaseMessage {
   CaseClosed case_closed;
   LinkageEntry linkage_entry;
   LinkageNotice linkage_notice;
+  DeletionWatchList watch_list;
   // A logged-in operator's signature over the message's bytes before it (workflow.proto).
   // EncodeCaseMessage appends it last; DecodeCaseMessage sets operator_signed_bytes to the
   // exact bytes it covers (keys/operator_signature.h verifies).

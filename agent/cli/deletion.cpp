@@ -220,16 +220,145 @@ void PrintWork(const Json& r) {
             << r.value("overdue_days", 0) << " days)\n";
 }
 
-// `deletions work [--overdue]` and `deletions stats --month YYYY-MM` (the center's side).
+struct NoticeArgs {
+  std::string work_id, platform, answer;
+  uint64_t sent_at_ms = 0;
+  bool removed = false;
+};
+
+// `deletions notice WORK-ID --platform P [--answer TEXT] [--removed] [--sent-at-ms N]`: a
+// takedown notice on a work item (POST /v1/deletion-work/{id}/notice).
+int RecordNotice(Commands& c, const NoticeArgs& a) {
+  auto op = c.Operator("deletions notice");
+  if (!op) return kExitUsage;
+  Json body = {{"platform", a.platform}, {"removed", a.removed}, {"operator", *op}};
+  if (!a.answer.empty()) body["answer"] = a.answer;
+  if (a.sent_at_ms != 0) body["sent_at_ms"] = a.sent_at_ms;
+  return c.Call(
+      "deletions notice", "POST", "/v1/deletion-work/" + PathSegment(a.work_id) + "/notice", &body,
+      [](const Json& r) {
+        std::cout << "work item " << r.value("work_id", "") << ": "
+                  << r.value("notices", Json::array()).size() << " notice(s)";
+        if (r.contains("answer_not_kept")) {
+          std::cout << " (answer not kept: " << r["answer_not_kept"].get<std::string>() << ")";
+        }
+        std::cout << "\n";
+      });
+}
+
+struct WatchArgs {
+  std::string out, file;
+  bool no_send = false;
+};
+
+// `deletions watch-list publish [--out FILE] [--no-send]`: the next version, sent over the
+// bus to the other deletion centers unless --no-send; --out writes the signed files
+// ({"full": ..., "delta": ...}, mode 0600) for carrying by hand.
+int PublishWatch(Commands& c, const WatchArgs& a) {
+  auto op = c.Operator("deletions watch-list publish");
+  if (!op) return kExitUsage;
+  Json body = {{"operator", *op}, {"send", !a.no_send}};
+  int failed = kExitOk;
+  int rc = c.Call("deletions watch-list publish", "POST", "/v1/deletion-watch-list/publish", &body,
+                  [&a, &failed](const Json& r) {
+                    std::cout << "watch list version " << r.value("version", 0) << " ("
+                              << r.value("hashes", 0) << " hashes)";
+                    if (r.contains("bus")) {
+                      std::cout << ", sent to " << r["bus"].value("sent_to", Json::array()).size()
+                                << " deletion center(s)";
+                      const Json not_sent = r["bus"].value("not_sent", Json::object());
+                      for (const auto& [id, why] : not_sent.items()) {
+                        std::cout << "\n  not sent to " << id << ": " << why.get<std::string>();
+                      }
+                    }
+                    std::cout << "\n";
+                    if (a.out.empty()) return;
+                    Json files = {{"full", r.value("full", Json())}};
+                    if (r.contains("delta")) files["delta"] = r["delta"];
+                    const std::string text = files.dump(2) + "\n";
+                    Status s = WriteFileAtomic(a.out, AsBytes(text), kPrivateFileMode);
+                    if (!s.ok()) {
+                      std::cerr << "refbus-agent deletions watch-list publish: " << s.message()
+                                << "\n";
+                      failed = kExitUsage;
+                    }
+                  });
+  return rc != kExitOk ? rc : failed;
+}
+
+// `deletions watch-list import FILE`: a signed watch-list file (or the {"full", "delta"}
+// pair publish --out writes: the delta is imported, the full list if the delta's base is
+// not held is for the operator to retry with).
+int ImportWatch(Commands& c, const WatchArgs& a) {
+  auto op = c.Operator("deletions watch-list import");
+  if (!op) return kExitUsage;
+  auto raw = ReadCsv(a.file);
+  if (auto* f = std::get_if<CliFailure>(&raw)) return Report("deletions watch-list import", *f);
+  Json file = Json::parse(std::get<std::string>(raw), nullptr, false);
+  if (file.is_discarded() || !file.is_object()) {
+    std::cerr << "refbus-agent deletions watch-list import: " << a.file << " is not JSON\n";
+    return kExitUsage;
+  }
+  if (!file.contains("list") && file.contains("full")) {
+    file = file.contains("delta") ? file["delta"] : file["full"];
+  }
+  Json body = {{"file", file}, {"operator", *op}};
+  return c.Call("deletions watch-list import", "POST", "/v1/deletion-watch-list/import", &body,
+                [](const Json& r) {
+                  std::cout << "imported version " << r.value("version", 0) << " of "
+                            << r.value("publisher", "") << "'s watch list: " << r.value("hashes", 0)
+                            << " hashes, " << r.value("recognized", 0)
+                            << " work item(s) recognized\n";
+                });
+}
+
+void AddNoticeAndWatchVerbs(CLI::App* cmd, Commands& c) {
+  auto n = std::make_shared<NoticeArgs>();
+  auto* notice = cmd->add_subcommand("notice", "record a takedown notice on a work item");
+  c.Common(notice, true);
+  notice->add_option("work_item", n->work_id, "the work item id")->required();
+  notice->add_option("--platform", n->platform, "the platform the notice went to")->required();
+  notice->add_option("--answer", n->answer, "the platform's answer (kept sealed at rest)");
+  notice->add_flag("--removed", n->removed, "the platform removed the content");
+  notice->add_option("--sent-at-ms", n->sent_at_ms, "when it was sent (Unix ms; default now)");
+  c.On(notice, [&c, n] { return RecordNotice(c, *n); });
+  auto* watch = cmd->add_subcommand("watch-list", "the signed watch list of content hashes");
+  watch->require_subcommand(1);
+  auto w = std::make_shared<WatchArgs>();
+  auto* publish = watch->add_subcommand("publish", "publish the next version");
+  c.Common(publish, true);
+  publish->add_option("--out", w->out, "also write the signed files here (mode 0600)");
+  publish->add_flag("--no-send", w->no_send, "do not send it over the bus");
+  c.On(publish, [&c, w] { return PublishWatch(c, *w); });
+  auto* import = watch->add_subcommand("import", "import a signed watch-list file");
+  c.Common(import, true);
+  import->add_option("file", w->file, "the file (- for stdin)")->required();
+  c.On(import, [&c, w] { return ImportWatch(c, *w); });
+}
+
+// `deletions work [--overdue] [--platform P]` and `deletions stats --month YYYY-MM` (the
+// center's side).
 void AddDeletionCenterVerbs(CLI::App* cmd, Commands& c) {
   auto overdue = std::make_shared<bool>(false);
+  auto platform = std::make_shared<std::string>();
   auto* work = cmd->add_subcommand("work", "the deletion center's work queue, by platform");
   c.Common(work, false);
   work->add_flag("--overdue", *overdue, "overdue items only ([deletion] overdue_days)");
-  c.On(work, [&c, overdue] {
+  work->add_option("--platform", *platform, "this platform's items only");
+  c.On(work, [&c, overdue, platform] {
     return c.Call("deletions work", "GET",
-                  *overdue ? "/v1/deletion-work/overdue" : "/v1/deletion-work", nullptr, PrintWork);
+                  *overdue ? "/v1/deletion-work/overdue" : "/v1/deletion-work", nullptr,
+                  [&platform](const Json& r) {
+                    if (platform->empty()) return PrintWork(r);
+                    Json only = r;
+                    only["platforms"] = Json::array();
+                    for (const auto& p : r.value("platforms", Json::array())) {
+                      if (p.value("platform", "") == *platform) only["platforms"].push_back(p);
+                    }
+                    PrintWork(only);
+                  });
   });
+  AddNoticeAndWatchVerbs(cmd, c);
   auto month = std::make_shared<std::string>();
   auto* stats = cmd->add_subcommand(
       "stats", "de-identified monthly counts as CSV (counts under 5 suppressed)");

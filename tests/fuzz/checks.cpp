@@ -814,6 +814,12 @@ bool CheckCaseMessage(ByteView in) {
       for (const auto& o : n.others) FUZZ_CHECK(ValidId(o.agency_id), "linkage notice agency id");
       break;
     }
+    case T::kDeletionWatchList:
+      FUZZ_CHECK(m->watch_list.request_full == m->watch_list.file.empty(),
+                 "deletion watch list: a file or a request");
+      FUZZ_CHECK(m->watch_list.file.size() <= schema::kMaxWatchListFileBytes,
+                 "deletion watch list file size");
+      break;
   }
   return true;
 }

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <regex>
 #include <set>
@@ -352,6 +353,16 @@ std::pair<std::string, std::string> RunFlows(AtRestTest* t, AgentDaemon& wee, Ag
         return d != nullptr && (*d)["report_seq"] == 2;
       },
       "the status report");
+  // The center's operator records a takedown notice with the platform's answer (free text
+  // in the work queue, PROTOCOL.md 10.2).
+  Json work = dsc.Ok("GET", "/v1/deletion-work");
+  std::string wid = work["platforms"][0]["items"][0]["work_id"];
+  Json noticed = dsc.Ok("POST", "/v1/deletion-work/" + wid + "/notice",
+                        {{"platform", "video-a"},
+                         {"answer", plant("notice-answer")},
+                         {"removed", true},
+                         {"operator", "dsc-han"}});
+  EXPECT_EQ(noticed["notices"][0]["answer"], plant("notice-answer")) << noticed.dump();
   // The case is closed with a reason; both agencies are told.
   wee.Ok("POST", "/v1/cases/" + case_ref + "/close",
          {{"reason", plant("close-reason")}, {"operator", "wee-teacher-1"}});
@@ -548,6 +559,63 @@ TEST_F(AtRestTest, PlainReasonsOfAnOlderStoreAreSealedAtStart) {
       << "an older store's plain reason is still shown (and stored) in the clear: " << list.dump();
   Json read = counsel.Ok("POST", "/v1/cases/" + case_ref + "/read", {{"operator", "c-7"}});
   EXPECT_NE(read.dump().find(Plant("legacy-decline")), std::string::npos) << read.dump();
+}
+
+// A store written before takedown notice answers were sealed: the plain answer is sealed at
+// the next start under the work item's linked grant (and still shown by the work queue).
+TEST_F(AtRestTest, PlainNoticeAnswersOfAnOlderStoreAreSealedAtStart) {
+  AgentDaemon& wee = A("seoul-wee-01");
+  AgentDaemon& dsc = A("central-dsc");
+  Json consent = wee.Ok("POST", "/v1/consents",
+                        {{"basis", "consent-subject"},
+                         {"consenters", {"subject"}},
+                         {"purposes", {"deletion"}},
+                         {"categories", {"content-locations", "deletion-status"}},
+                         {"recipient_types", {"deletion-center"}},
+                         {"operator", "wee-teacher-1"}});
+  wee.Ok("POST", "/v1/deletions",
+         {{"grant_id", consent["grant_id"]},
+          {"to", "central-dsc"},
+          {"items", {{{"item_id", "v1"}, {"url", "https://video.example/legacy"}}}},
+          {"operator", "wee-teacher-1"}});
+  Json work = dsc.WaitFor(
+      "/v1/deletion-work", [](const Json& w) { return w.value("work_items", 0) == 1; },
+      "the work item");
+  const std::string wid = work["platforms"][0]["items"][0]["work_id"];
+  dsc.Ok("POST", "/v1/deletion-work/" + wid + "/notice",
+         {{"platform", "video-a"}, {"answer", "sealed now"}, {"operator", "dsc-han"}});
+  auto stored_notice = [&](const std::function<void(Json&)>& edit) {
+    auto store = agent::CaseStore::Open(dsc.data_dir() + "/cases");
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    if (!store.ok()) return Json();
+    auto txn = (*store)->Begin(true);
+    EXPECT_TRUE(txn.ok());
+    auto rec = txn->Get(agent::Table::kDeletionWork, wid);
+    EXPECT_TRUE(rec.ok() && rec->has_value());
+    if (!rec.ok() || !rec->has_value()) return Json();
+    Json w = **rec;
+    if (edit) {
+      edit(w);
+      EXPECT_TRUE(txn->Put(agent::Table::kDeletionWork, wid, w).ok());
+      EXPECT_TRUE(txn->Commit().ok());
+    }
+    return w["notices"][0];
+  };
+  ASSERT_EQ(dsc.Stop(), 0);
+  // What an older version wrote: the answer in the clear.
+  stored_notice([&](Json& w) {
+    w["notices"][0]["answer"] = Plant("legacy-answer");
+    w["notices"][0].erase("answer_sealed");
+  });
+  ASSERT_TRUE(dsc.Start());
+  Json shown = dsc.Ok("GET", "/v1/deletion-work");
+  EXPECT_EQ(shown["platforms"][0]["items"][0]["notices"][0]["answer"], Plant("legacy-answer"))
+      << shown.dump();
+  ASSERT_EQ(dsc.Stop(), 0);
+  Json notice = stored_notice(nullptr);
+  EXPECT_EQ(notice.value("answer", "?"), "") << "still in the clear: " << notice.dump();
+  EXPECT_EQ(notice.value("answer_sealed", Json::array()).size(), 1u) << notice.dump();
+  ASSERT_TRUE(dsc.Start());
 }
 
 // A transport store written before received envelopes were sealed at rest: its inbox

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/deletion_work.h"
 #include "tests/integration/agent_daemon.h"
 #include "tests/integration/harness.h"
 
@@ -61,7 +62,11 @@ class BulkDeletionTest : public ::testing::Test {
     const std::vector<std::string> brokers = {"seoul-broker", "central-broker"};
     ASSERT_TRUE(fed_.Create(root_, brokers,
                             {{"seoul-police-03", AgencyType::kPoliceUnit, "seoul-broker"},
-                             {"central-dsc", AgencyType::kDeletionCenter, "central-broker"}}));
+                             {"central-dsc", AgencyType::kDeletionCenter, "central-broker"},
+                             // No agent for these: WatchListIsRelayedBetweenBrokers speaks
+                             // for them with its own client.
+                             {"seoul-dsc", AgencyType::kDeletionCenter, "seoul-broker"},
+                             {"seoul-wee-01", AgencyType::kWeeCenter, "seoul-broker"}}));
     for (const auto& b : brokers) {
       brokers_[b] = std::make_unique<Broker>(fed_, b, root_ + "/" + b + "-data");
       brokers_[b]->set_policy("allow_unscoped_opaque = false");
@@ -324,6 +329,42 @@ TEST_F(BulkDeletionTest, CsvErrorsByLineAndTheLimit) {
   struct stat st {};
   ASSERT_EQ(::stat((root_ + "/export.csv").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// PROTOCOL.md 9.1/10.3: a watch list (grant-less) from a deletion center at one broker is
+// relayed to a deletion center at the other, which imports it; the same kind from a party
+// without the deletion role is refused at its own broker.
+TEST_F(BulkDeletionTest, WatchListIsRelayedBetweenBrokers) {
+  const schema::Directory& dir = fed_.directory();
+  const keys::Identity seoul_dsc = fed_.LoadIdentity("seoul-dsc");
+  RawClient c(seoul_dsc, dir.Find("seoul-broker")->ActiveKeys()->transport_key,
+              brokers_["seoul-broker"]->endpoint());
+  ASSERT_TRUE(c.Hello("seoul-dsc"));
+  agent::WatchList list;
+  list.publisher = "seoul-dsc";
+  list.version = 1;
+  list.issued_at_ms = SystemClock::Get().NowMillis();
+  list.added = {Sha(7)};
+  const std::string file = agent::SignWatchList(list, seoul_dsc).dump();
+  auto r = c.Submit(SealWatchListByHand(seoul_dsc, dir, "central-dsc", file));
+  ASSERT_TRUE(r && r->type == schema::Frame::Type::kAck)
+      << (r ? r->nack.detail : std::string("no answer"));
+  dsc_->WaitFor(
+      "/v1/inbox",
+      [](const Json& in) {
+        for (const auto& m : in) {
+          if (m.value("watch_list", "") == "imported version 1 of seoul-dsc's list") return true;
+        }
+        return false;
+      },
+      "the relayed watch list imported at the central deletion center", Scaled(15000));
+  const keys::Identity wee = fed_.LoadIdentity("seoul-wee-01");
+  RawClient p(wee, dir.Find("seoul-broker")->ActiveKeys()->transport_key,
+              brokers_["seoul-broker"]->endpoint());
+  ASSERT_TRUE(p.Hello("seoul-wee-01"));
+  r = p.Submit(SealWatchListByHand(wee, dir, "central-dsc", file));
+  ASSERT_TRUE(r && r->type == schema::Frame::Type::kNack);
+  EXPECT_EQ(r->nack.reason, schema::NackReason::kNotPermitted) << r->nack.detail;
 }
 
 }  // namespace

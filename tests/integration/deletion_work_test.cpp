@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <ctime>
 #include <map>
@@ -18,6 +20,9 @@
 #include <set>
 #include <string>
 
+#include "agent/deletion_work.h"
+#include "broker/store.h"
+#include "schema/codec.h"
 #include "tests/integration/agent_daemon.h"
 #include "tests/integration/harness.h"
 
@@ -34,7 +39,11 @@ class DeletionWorkTest : public ::testing::Test {
                             {{"seoul-police-03", AgencyType::kPoliceUnit, "seoul-broker"},
                              {"seoul-counsel", AgencyType::kCounselingCenter, "seoul-broker"},
                              {"central-dsc", AgencyType::kDeletionCenter, "seoul-broker"},
-                             {"busan-dsc", AgencyType::kDeletionCenter, "seoul-broker"}}));
+                             {"busan-dsc", AgencyType::kDeletionCenter, "seoul-broker"},
+                             // No agent runs for these two: the watch-list test speaks for
+                             // them with its own client (RawClient).
+                             {"daegu-dsc", AgencyType::kDeletionCenter, "seoul-broker"},
+                             {"daegu-police", AgencyType::kPoliceUnit, "seoul-broker"}}));
     broker_ = std::make_unique<Broker>(fed_, "seoul-broker", root_ + "/seoul-data");
     broker_->set_policy("allow_unscoped_opaque = false");
     ASSERT_TRUE(broker_->Start());
@@ -191,7 +200,9 @@ TEST_F(DeletionWorkTest, OneWorkItemForTwoCasesBothToldAlertsAndRevocation) {
   // The watch list: the monitored video's hash, signed; another center imports it, refuses
   // it again (not newer), and recognizes the hash in a request it gets later.
   AgentDaemon& busan = A("busan-dsc");
-  Json pub = dsc.Ok("POST", "/v1/deletion-watch-list/publish", {{"operator", "dsc-han"}});
+  // Carried by hand here (send: false); the bus is WatchListTravelsOverTheBus.
+  Json pub =
+      dsc.Ok("POST", "/v1/deletion-watch-list/publish", {{"operator", "dsc-han"}, {"send", false}});
   EXPECT_EQ(pub["version"], 1);
   EXPECT_NE(pub["full"]["list"].get<std::string>().find(std::string("+") + kVideoSha + "\n"),
             std::string::npos)
@@ -243,7 +254,8 @@ TEST_F(DeletionWorkTest, OneWorkItemForTwoCasesBothToldAlertsAndRevocation) {
                      {{"status", "removed"}, {"operator", "dsc-han"}});
   EXPECT_EQ(set2["told"], Json({"seoul-counsel"})) << set2.dump();
   // The revoked request's hash leaves the watch list: the next delta removes it.
-  Json pub2 = dsc.Ok("POST", "/v1/deletion-watch-list/publish", {{"operator", "dsc-han"}});
+  Json pub2 =
+      dsc.Ok("POST", "/v1/deletion-watch-list/publish", {{"operator", "dsc-han"}, {"send", false}});
   EXPECT_NE(pub2["delta"]["list"].get<std::string>().find(std::string("-") + kVideoSha),
             std::string::npos)
       << pub2.dump();
@@ -289,6 +301,196 @@ TEST_F(DeletionWorkTest, EveryChunkLostIsSentAgainByTheRequester) {
   EXPECT_GE(told.value("chunks_resent", 0), 1) << told.dump();
   Json held = A("central-dsc").Ok("GET", "/v1/deletions/" + qid);
   EXPECT_TRUE(held.value("list_complete", false)) << held.dump();
+}
+
+// refbus-agent with args; its output (stdout and stderr) and exit code.
+std::string RunDeletionCenterCli(const std::vector<std::string>& args, const std::string& log,
+                                 int* rc) {
+  Process p;
+  std::vector<std::string> argv = {BinDir() + "/refbus-agent"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  *rc = p.Start(argv, log) ? p.Wait(Scaled(30000)) : -1;
+  return Slurp(log);
+}
+
+// The center's inbox holds a watch-list message whose outcome is `what` (or refused with
+// `refused` in its reason).
+bool InboxHasWatchList(const Json& inbox, const std::string& what, const std::string& refused) {
+  for (const auto& m : inbox) {
+    if (m.value("kind", "") != "deletion-watch-list") continue;
+    if (!what.empty() && m.value("watch_list", "") == what) return true;
+    if (!refused.empty() && m.value("status", "") == "refused" &&
+        m.value("refusal", "").find(refused) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+const char* const kSecondSha = "bb00000000000000000000000000000000000000000000000000000000000002";
+
+// PROTOCOL.md 10.3: the watch list travels between deletion centers over the bus, with no
+// grant: full then delta; a delta without its base makes the receiver fetch the full list;
+// a forged or older list is refused by the receiver; a party without the deletion role can
+// neither send one nor be sent one (the broker refuses, and its audit log records it).
+TEST_F(DeletionWorkTest, WatchListTravelsOverTheBus) {
+  AgentDaemon& police = A("seoul-police-03");
+  AgentDaemon& dsc = A("central-dsc");
+  AgentDaemon& busan = A("busan-dsc");
+  const Json consent = {{"basis", "police-notify-support-center"},
+                        {"purposes", {"deletion"}},
+                        {"categories", {"content-locations", "deletion-status"}},
+                        {"recipient_types", {"deletion-center"}},
+                        {"operator", "officer-park"}};
+  auto ask = [&](const std::string& local, const std::string& item, const std::string& sha,
+                 bool monitor, const std::string& to) {
+    Json c = consent;
+    c["local_case"] = local;
+    Ask(police, c,
+        Json::array({{{"item_id", item},
+                      {"url", "https://v.example/" + item},
+                      {"sha256", sha},
+                      {"platform", "video-a"}}}),
+        monitor, "officer-park", to);
+  };
+  auto work_items = [](AgentDaemon& a, int n, const std::string& what) {
+    return a.WaitFor(
+        "/v1/deletion-work", [n](const Json& w) { return w.value("work_items", 0) == n; }, what,
+        Scaled(15000));
+  };
+  auto inbox_has = [](AgentDaemon& a, const std::string& what, const std::string& refused) {
+    a.WaitFor(
+        "/v1/inbox", [&](const Json& in) { return InboxHasWatchList(in, what, refused); },
+        a.id() + ": watch list message " + what + refused, Scaled(15000));
+  };
+  // Full, then a delta: the other center holds version 2 and recognizes its hash.
+  ask("SPD-W-1", "w1", kVideoSha, true, "central-dsc");
+  work_items(dsc, 1, "the first monitored item at the center");
+  Json pub1 = dsc.Ok("POST", "/v1/deletion-watch-list/publish", {{"operator", "dsc-han"}});
+  EXPECT_EQ(pub1["bus"]["sent_to"], Json({"busan-dsc", "daegu-dsc"})) << pub1.dump();
+  inbox_has(busan, "imported version 1 of central-dsc's list", "");
+  ask("SPD-W-2", "w2", kSecondSha, true, "central-dsc");
+  work_items(dsc, 2, "the second monitored item at the center");
+  Json pub2 = dsc.Ok("POST", "/v1/deletion-watch-list/publish", {{"operator", "dsc-han"}});
+  EXPECT_EQ(pub2["version"], 2);
+  inbox_has(busan, "imported version 2 of central-dsc's list", "");
+  ask("SPD-W-3", "b2", kSecondSha, false, "busan-dsc");
+  Json bwork = work_items(busan, 1, "the request at the second center");
+  EXPECT_EQ(WorkItemWith(bwork, "seoul-police-03", "b2")["known_from"], Json({"central-dsc"}))
+      << "the hash only version 2 lists is not recognized: " << bwork.dump();
+
+  // Version 3 is carried by hand and never reaches busan: version 4's delta has a base it
+  // lacks, so it asks for the full list, and the publisher answers with it.
+  dsc.Ok("POST", "/v1/deletion-watch-list/publish", {{"operator", "dsc-han"}, {"send", false}});
+  dsc.Ok("POST", "/v1/deletion-watch-list/publish", {{"operator", "dsc-han"}});
+  inbox_has(busan, "delta without its base: asked central-dsc for the full list", "");
+  inbox_has(dsc, "answered busan-dsc with the full list, version 4", "");
+  inbox_has(busan, "imported version 4 of central-dsc's list", "");
+
+  // The center's CLI: the work queue of one platform, a takedown notice, a version
+  // published for carrying by hand (--no-send --out) and imported at the other center.
+  const std::vector<std::string> dsc_read = {"--url", dsc.url(), "--token-file",
+                                             dsc.data_dir() + ".token"};
+  std::vector<std::string> dsc_api = dsc_read;
+  dsc_api.insert(dsc_api.end(), {"--operator", "dsc-han"});
+  auto cli = [&](std::vector<std::string> args, const std::vector<std::string>& api,
+                 const std::string& log) {
+    args.insert(args.end(), api.begin(), api.end());
+    int rc = 0;
+    std::string out = RunDeletionCenterCli(args, root_ + "/" + log + ".log", &rc);
+    EXPECT_EQ(rc, 0) << log << ": " << out;
+    return out;
+  };
+  const std::string wid =
+      WorkItemWith(dsc.Ok("GET", "/v1/deletion-work"), "seoul-police-03", "w1")["work_id"];
+  std::string out = cli({"deletions", "work", "--platform", "other"}, dsc_read, "cli-work");
+  EXPECT_NE(out.find(wid), std::string::npos) << out;
+  out = cli({"deletions", "work", "--platform", "video-b"}, dsc_read, "cli-work-none");
+  EXPECT_NE(out.find("no work items"), std::string::npos) << out;
+  out = cli(
+      {"deletions", "notice", wid, "--platform", "video-a", "--answer", "taken down", "--removed"},
+      dsc_api, "cli-notice");
+  EXPECT_NE(out.find("work item " + wid + ": 1 notice(s)"), std::string::npos) << out;
+  const std::string carried = root_ + "/watch-list-5.json";
+  out = cli({"deletions", "watch-list", "publish", "--no-send", "--out", carried}, dsc_api,
+            "cli-publish");
+  EXPECT_NE(out.find("watch list version 5"), std::string::npos) << out;
+  struct stat st {};
+  ASSERT_EQ(::stat(carried.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  out = cli({"deletions", "watch-list", "import", carried},
+            {"--url", busan.url(), "--token-file", busan.data_dir() + ".token", "--operator",
+             "busan-kim"},
+            "cli-import");
+  EXPECT_NE(out.find("imported version 5 of central-dsc's watch list"), std::string::npos) << out;
+
+  // A center writing its own client: a list altered after signing, and an older list.
+  const schema::Directory& dir = fed_.directory();
+  const keys::Identity daegu = fed_.LoadIdentity("daegu-dsc");
+  auto c = std::make_unique<RawClient>(daegu, dir.Find("seoul-broker")->ActiveKeys()->transport_key,
+                                       broker_->endpoint());
+  ASSERT_TRUE(c->Hello("daegu-dsc"));
+  agent::WatchList list;
+  list.publisher = "daegu-dsc";
+  list.issued_at_ms = SystemClock::Get().NowMillis();
+  list.added = {kVideoSha};
+  auto send = [&](RawClient& client, const keys::Identity& from, const std::string& to,
+                  const Json& file) {
+    Bytes env = SealWatchListByHand(from, dir, to, file.dump());
+    return client.Submit(env);
+  };
+  list.version = 2;
+  Json forged = agent::SignWatchList(list, daegu);
+  forged["list"] = forged["list"].get<std::string>() + "+" + std::string(kSecondSha) + "\n";
+  auto r = send(*c, daegu, "busan-dsc", forged);
+  ASSERT_TRUE(r && r->type == schema::Frame::Type::kAck) << "the broker carries a sealed list";
+  inbox_has(busan, "", "signature");
+  r = send(*c, daegu, "busan-dsc", agent::SignWatchList(list, daegu));
+  ASSERT_TRUE(r && r->type == schema::Frame::Type::kAck);
+  inbox_has(busan, "imported version 2 of daegu-dsc's list", "");
+  list.version = 1;
+  r = send(*c, daegu, "busan-dsc", agent::SignWatchList(list, daegu));
+  ASSERT_TRUE(r && r->type == schema::Frame::Type::kAck);
+  inbox_has(busan, "", "not newer");
+
+  // Roles at the broker: a deletion center may not send one to a counseling center, and a
+  // police unit may not send one at all.
+  r = send(*c, daegu, "seoul-counsel", agent::SignWatchList(list, daegu));
+  ASSERT_TRUE(r && r->type == schema::Frame::Type::kNack);
+  EXPECT_EQ(r->nack.reason, schema::NackReason::kNotPermitted) << r->nack.detail;
+  EXPECT_NE(r->nack.detail.find("recipient seoul-counsel has none"), std::string::npos)
+      << r->nack.detail;
+  const keys::Identity officer = fed_.LoadIdentity("daegu-police");
+  RawClient p(officer, dir.Find("seoul-broker")->ActiveKeys()->transport_key, broker_->endpoint());
+  ASSERT_TRUE(p.Hello("daegu-police"));
+  r = send(p, officer, "busan-dsc", agent::SignWatchList(list, daegu));
+  ASSERT_TRUE(r && r->type == schema::Frame::Type::kNack);
+  EXPECT_EQ(r->nack.reason, schema::NackReason::kNotPermitted) << r->nack.detail;
+  EXPECT_NE(r->nack.detail.find("sender daegu-police has none"), std::string::npos)
+      << r->nack.detail;
+
+  // Both refusals are in the broker's audit log.
+  for (auto& [id, a] : agents_) EXPECT_EQ(a->Stop(), 0) << id;
+  agents_.clear();
+  ASSERT_EQ(broker_->Stop(), 0);
+  broker::StoreOptions o;
+  o.dir = root_ + "/seoul-data";
+  o.broker_id = "seoul-broker";
+  auto store = broker::Store::Open(o);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  std::set<std::string> refused;
+  auto n = (*store)->AuditSize();
+  ASSERT_TRUE(n.ok());
+  for (uint64_t i = 0; i < *n; ++i) {
+    auto e = schema::DecodeAuditEntry(*(*store)->AuditEntryBytes(i));
+    ASSERT_TRUE(e.ok());
+    if (e->event == schema::AuditEvent::kEnvelopeRejected &&
+        e->kind == schema::MessageKind::kDeletionWatchList &&
+        e->reason == schema::NackReason::kNotPermitted) {
+      refused.insert(e->actor);
+    }
+  }
+  EXPECT_EQ(refused, (std::set<std::string>{"daegu-dsc", "daegu-police"}));
 }
 
 }  // namespace

@@ -457,4 +457,24 @@ Bytes SealTo(const keys::Identity& sender, const schema::Directory& dir,
   return *env;
 }
 
+Bytes SealWatchListByHand(const keys::Identity& from, const schema::Directory& dir,
+                          const std::string& to, const std::string& file_text) {
+  schema::CaseMessage m;
+  m.type = schema::CaseMessage::Type::kDeletionWatchList;
+  m.watch_list.file = file_text;
+  keys::SealRequest req;
+  req.kind = schema::MessageKind::kDeletionWatchList;
+  req.now = SystemClock::Get().NowMillis();
+  req.lifetime_ms = kMillisPerHour;
+  auto prekey = keys::CurrentPrekey(dir, to, req.now);
+  if (!prekey.ok()) {
+    ADD_FAILURE() << "prekey of " << to << ": " << prekey.status().ToString();
+    return {};
+  }
+  req.recipients.push_back(*prekey);
+  auto env = keys::SealEnvelope(from, req, schema::EncodeCaseMessage(m));
+  if (!env.ok()) ADD_FAILURE() << "seal: " << env.status().ToString();
+  return env.ok() ? *env : Bytes{};
+}
+
 }  // namespace refbus::testing

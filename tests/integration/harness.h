@@ -174,6 +174,12 @@ Bytes SealTo(const keys::Identity& sender, const schema::Directory& dir,
              const std::vector<std::string>& recipients, UnixMillis now,
              UnixMillis lifetime_ms = 24 * kMillisPerHour, size_t content_bytes = 1024);
 
+// A deletion watch-list message (PROTOCOL.md 10.3) carrying file_text, sealed by hand as an
+// agency writing its own client would: no rule of the sending agent applies, so what
+// refuses it is the broker or the receiver.
+Bytes SealWatchListByHand(const keys::Identity& sender, const schema::Directory& dir,
+                          const std::string& to, const std::string& file_text);
+
 }  // namespace refbus::testing
 
 #endif  // REFBUS_TESTS_INTEGRATION_HARNESS_H_

@@ -151,6 +151,38 @@ std::optional<ScopeRefusal> Check(const ScopeSubject& s, UnixMillis now = kNow,
 
 TEST(ScopeTest, ReferralWithinTheGrantIsAllowed) { EXPECT_TRUE(Allowed(Check(Referral()))); }
 
+// PROTOCOL.md 9.1, grant-less rule: a watch list goes between deletion-role parties only,
+// names no case, purpose or category, and never travels under a grant.
+TEST(ScopeTest, WatchListIsGrantlessBetweenDeletionCentersOnly) {
+  ScopeSubject s;
+  s.kind = MessageKind::kDeletionWatchList;
+  s.sender = Deletion();
+  s.recipients = {Deletion2()};
+  EXPECT_TRUE(Allowed(CheckGrantless(s)));
+  ScopeSubject from_police = s;
+  from_police.sender = Police();
+  EXPECT_TRUE(Refused(CheckGrantless(from_police), NackReason::kNotPermitted,
+                      {"sender", kPoliceId, "deletion role"}));
+  ScopeSubject to_counsel = s;
+  to_counsel.recipients = {Deletion2(), Counsel()};
+  EXPECT_TRUE(Refused(CheckGrantless(to_counsel), NackReason::kNotPermitted,
+                      {"recipient", kCounselId, "deletion role"}));
+  ScopeSubject with_case = s;
+  with_case.case_ref = kCase;
+  EXPECT_TRUE(Refused(CheckGrantless(with_case), NackReason::kConsentOutOfScope, {"no case"}));
+  ScopeSubject with_category = s;
+  with_category.categories = {DataCategory::kContentLocations};
+  EXPECT_TRUE(
+      Refused(CheckGrantless(with_category), NackReason::kConsentOutOfScope, {"data category"}));
+  ScopeSubject referral = s;
+  referral.kind = MessageKind::kReferral;
+  EXPECT_TRUE(Refused(CheckGrantless(referral), NackReason::kConsentOutOfScope,
+                      {"must name the consent grant"}));
+  EXPECT_TRUE(Refused(Check(Subject(MessageKind::kDeletionWatchList, Purpose::kDeletion, {},
+                                    Deletion(), {Deletion2()})),
+                      NackReason::kConsentOutOfScope, {"may not carry case data"}));
+}
+
 TEST(ScopeTest, IsMetadataKindListsExactlyTheWorkflowMetadataKinds) {
   const std::vector<MessageKind> metadata = {
       MessageKind::kReferralState,     MessageKind::kHandoffAck,        MessageKind::kAccessNotice,

@@ -46,11 +46,12 @@ TEST(TypesTest, OutOfRangeValuesAreNamedUnknown) {
   EXPECT_EQ(Name(NackReason::kIdReused), "id-reused");
   EXPECT_EQ(Name(NackReason::kNotPermitted), "not-permitted");
   EXPECT_EQ(Name(NackReason::kOutOfRange), "out-of-range");
-  EXPECT_EQ(Name(static_cast<MessageKind>(14)), "unknown");
+  EXPECT_EQ(Name(static_cast<MessageKind>(15)), "unknown");
   EXPECT_EQ(Name(MessageKind::kLinkageEntry), "linkage-entry");
   EXPECT_EQ(Name(MessageKind::kLinkageNotice), "linkage-notice");
   EXPECT_EQ(Name(Role::kLinkageEscrow), "linkage-escrow");
   EXPECT_EQ(ParsePurpose("linkage"), Purpose::kLinkage);
+  EXPECT_EQ(Name(MessageKind::kDeletionWatchList), "deletion-watch-list");
   EXPECT_EQ(Name(NackReason::kInternal), "internal");
   EXPECT_EQ(Name(MessageKind::kOpaque), "opaque");
   EXPECT_EQ(Name(LegalBasis::kEmergencyLifeSafety), "emergency-life-safety");

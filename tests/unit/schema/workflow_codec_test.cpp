@@ -197,7 +197,8 @@ const std::vector<CaseMessage::Type>& AllTypes() {
       CaseMessage::Type::kDeletionRequest,   CaseMessage::Type::kDeletionStatus,
       CaseMessage::Type::kAccessNotice,      CaseMessage::Type::kConsentRevocation,
       CaseMessage::Type::kPurgeConfirmation, CaseMessage::Type::kCaseClosed,
-      CaseMessage::Type::kLinkageEntry,      CaseMessage::Type::kLinkageNotice};
+      CaseMessage::Type::kLinkageEntry,      CaseMessage::Type::kLinkageNotice,
+      CaseMessage::Type::kDeletionWatchList};
   return kTypes;
 }
 
@@ -240,6 +241,9 @@ CaseMessage MessageOf(CaseMessage::Type type) {
       break;
     case CaseMessage::Type::kLinkageNotice:
       m.linkage_notice = ValidLinkageNotice();
+      break;
+    case CaseMessage::Type::kDeletionWatchList:
+      m.watch_list.file = R"({"format":1})";
       break;
   }
   return m;
@@ -776,7 +780,7 @@ TEST(WorkflowCodecTest, RefusesUnknownPurposeKindAndRevocationReason) {
     r.purpose = static_cast<Purpose>(v);
     EXPECT_TRUE(HasError(RoundTrip(r), Code::kMalformed, "'purpose'")) << v;
   }
-  for (int v : {0, 14, 99}) {
+  for (int v : {0, 15, 99}) {
     AccessRecord a = ValidAccessRecord();
     a.kind = static_cast<MessageKind>(v);
     EXPECT_TRUE(HasError(DecodeAccessRecord(EncodeAccessRecord(a)), Code::kMalformed, "'kind'"))
