@@ -263,7 +263,12 @@ Result<Json> WorkQuery(const std::string& as_of_ms) {
 // The local API over the Engine. Runs on the loop thread (CommandQueue).
 class EngineHandler final : public CommandHandler {
  public:
-  EngineHandler(Engine& engine, RosterWatch& roster) : engine_(engine), roster_(roster) {}
+  // Publishes the operator roster before any command can run (RosterWatch).
+  EngineHandler(Engine& engine, const AgentConfig& config) : engine_(engine), roster_(config) {
+    roster_.Check(engine_);
+  }
+  // The daemon's loop, every 2 s: operators.json changed by `refbus-agent operator`.
+  void CheckRoster() { roster_.Check(engine_); }
 
   Result<Json> Handle(const ApiRequest& r) override {
     // An operator acts only after the roster naming them is queued ahead of what they do.
@@ -374,7 +379,7 @@ class EngineHandler final : public CommandHandler {
   }
 
   Engine& engine_;
-  RosterWatch& roster_;
+  RosterWatch roster_;
   OverrideDesk overrides_;
 };
 
@@ -453,9 +458,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   if (!engine.ok()) return engine.status().WithContext("cannot start");
 
   CommandQueue queue;
-  RosterWatch roster(config);
-  roster.Check(**engine);  // before any command runs
-  EngineHandler handler(**engine, roster);
+  EngineHandler handler(**engine, config);
   auto api = ApiServer::Start(ApiOptionsOf(config), queue, handler);
   if (!api.ok()) {
     (*engine)->Shutdown(0);
@@ -510,7 +513,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
     }
     if (now >= next_retention) {
       next_retention = now + std::chrono::seconds(2);
-      roster.Check(**engine);
+      handler.CheckRoster();
       if (Status s = (*engine)->EnforceRetention(); !s.ok()) {
         spdlog::error("agent: enforcing retention failed: {}", s.ToString());
       }
