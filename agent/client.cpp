@@ -44,7 +44,8 @@ Status ZmqError(const zmq::error_t& e, std::string_view what) {
 
 bool IsControlType(schema::Frame::Type t) {
   return t == schema::Frame::Type::kGrantRegister || t == schema::Frame::Type::kGrantRevoke ||
-         t == schema::Frame::Type::kAttest || t == schema::Frame::Type::kPrekeyUpdate;
+         t == schema::Frame::Type::kAttest || t == schema::Frame::Type::kPrekeyUpdate ||
+         t == schema::Frame::Type::kRosterUpdate;
 }
 
 }  // namespace
@@ -207,9 +208,13 @@ Status Client::SubmitControl(Bytes id, const schema::Frame& frame) {
     case schema::Frame::Type::kPrekeyUpdate:
       stored.prekey_update = frame.prekey_update;
       break;
+    case schema::Frame::Type::kRosterUpdate:
+      stored.roster_update = frame.roster_update;
+      break;
     default:
       return InvalidArgument(
-          "SubmitControl takes GrantRegister, GrantRevoke, Attest or PrekeyUpdate frames");
+          "SubmitControl takes GrantRegister, GrantRevoke, Attest, PrekeyUpdate or RosterUpdate "
+          "frames");
   }
   Bytes encoded = schema::EncodeFrame(stored);
   // What the broker's decoder would refuse (an empty body, an Attest without exactly one

@@ -172,6 +172,7 @@ void Client::HandleFrame(schema::Frame f, std::vector<IncomingDelivery>& deliver
     case T::kRelay:             // broker to broker
     case T::kLinkageEvaluate:   // agency to an evaluator broker
     case T::kLinkageEvaluated:  // answered on the linkage client's own session
+    case T::kRosterUpdate:      // agency to its home broker
       ++counters_.bad_frames;
       spdlog::warn("agent: broker {} sent a frame of a type only clients send; ignoring it",
                    broker_id_);

@@ -25,6 +25,7 @@
 
 #include "agent/engine.h"
 #include "agent/metrics.h"
+#include "agent/operators.h"
 #include "agent/overrides.h"
 #include "core/metrics.h"
 #include "keys/consent.h"
@@ -57,6 +58,43 @@ int64_t MtimeNs(const std::string& path) {
   if (::stat(path.c_str(), &st) != 0) return -1;
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
 }
+
+// The operator roster through the broker (PROTOCOL.md 9.3). `refbus-agent operator add |
+// disable | enable | role | passwd` change operators.json from another process, whether or
+// not the daemon runs: the daemon looks at the file at start and then every 2 s (it is
+// replaced atomically, so its mtime changes) and publishes the roster when its version is
+// newer than the last it queued (Engine::PublishRoster keeps that version).
+class RosterWatch {
+ public:
+  explicit RosterWatch(const AgentConfig& config) : config_(config) {}
+
+  void Check(Engine& engine) {
+    const std::string path = OperatorStorePath(config_.data_dir);
+    const int64_t mtime = MtimeNs(path);
+    if (seen_ && *seen_ == mtime) return;
+    auto records = OperatorStore(path).List();
+    if (!records.ok()) {
+      spdlog::error("agent {}: operator roster not read: {}", config_.id,
+                    records.status().ToString());
+      return;  // read again at the next look
+    }
+    seen_ = mtime;
+    if (records->empty()) return;
+    auto queued = engine.PublishRoster(RosterOf(config_.id, *records, Now()));
+    if (!queued.ok()) {
+      spdlog::error("agent {}: operator roster not queued: {}", config_.id,
+                    queued.status().ToString());
+      seen_.reset();
+    } else if (*queued) {
+      spdlog::info("agent {}: operator roster ({} operators) queued for the home broker",
+                   config_.id, records->size());
+    }
+  }
+
+ private:
+  const AgentConfig& config_;
+  std::optional<int64_t> seen_;
+};
 
 // The agency's keys and its verified view of the federation.
 struct Party {
@@ -225,9 +263,16 @@ Result<Json> WorkQuery(const std::string& as_of_ms) {
 // The local API over the Engine. Runs on the loop thread (CommandQueue).
 class EngineHandler final : public CommandHandler {
  public:
-  explicit EngineHandler(Engine& engine) : engine_(engine) {}
+  // Publishes the operator roster before any command can run (RosterWatch).
+  EngineHandler(Engine& engine, const AgentConfig& config) : engine_(engine), roster_(config) {
+    roster_.Check(engine_);
+  }
+  // The daemon's loop, every 2 s: operators.json changed by `refbus-agent operator`.
+  void CheckRoster() { roster_.Check(engine_); }
 
   Result<Json> Handle(const ApiRequest& r) override {
+    // An operator acts only after the roster naming them is queued ahead of what they do.
+    if (r.operator_key) roster_.Check(engine_);
     ActingOperator acting(engine_, r.operator_key);
     switch (r.route) {
       case Route::kRecordConsent:
@@ -342,6 +387,7 @@ class EngineHandler final : public CommandHandler {
   }
 
   Engine& engine_;
+  RosterWatch roster_;
   OverrideDesk overrides_;
 };
 
@@ -425,7 +471,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
   if (!engine.ok()) return engine.status().WithContext("cannot start");
 
   CommandQueue queue;
-  EngineHandler handler(**engine);
+  EngineHandler handler(**engine, config);
   auto api = ApiServer::Start(ApiOptionsOf(config), queue, handler);
   if (!api.ok()) {
     (*engine)->Shutdown(0);
@@ -480,6 +526,7 @@ Status RunDaemon(const AgentConfig& config, const DaemonSignals& signals) {
     }
     if (now >= next_retention) {
       next_retention = now + std::chrono::seconds(2);
+      handler.CheckRoster();
       if (Status s = (*engine)->EnforceRetention(); !s.ok()) {
         spdlog::error("agent: enforcing retention failed: {}", s.ToString());
       }

@@ -40,6 +40,7 @@
 #include "core/clock.h"
 #include "core/status.h"
 #include "keys/identity.h"
+#include "keys/operator_roster.h"
 #include "schema/types.h"
 
 namespace refbus::agent {
@@ -125,6 +126,11 @@ class Engine {
   // publication"): queued durably in the outbox and sent until the broker acks it. A prekey
   // already queued is not queued twice. REQUIRES: prekey is one of this agency's, signed.
   Status PublishPrekey(const schema::SignedPrekey& prekey);
+  // Publishes this agency's operator roster through the home broker (PROTOCOL.md 9.3):
+  // signed with the agency's key and queued durably like a prekey, when its version is newer
+  // than the last one queued (kept in the transport store); otherwise nothing. Returns
+  // whether it was queued. REQUIRES: roster.agency is this agency.
+  Result<bool> PublishRoster(const keys::OperatorRoster& roster);
 
   // The logged-in operator the next commands act for (their records carry their signature,
   // keys/operator_signature.h), or null: the service account (API token) and the engine's

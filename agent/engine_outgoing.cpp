@@ -150,7 +150,14 @@ Status Engine::Impl::OnAnswer(const ClientEvent& ev) {
   std::string key = HexEncode(ev.message_id);
   REFBUS_ASSIGN_OR_RETURN(auto txn, case_store->Begin(true));
   REFBUS_ASSIGN_OR_RETURN(auto rec, Load<OutgoingRecord>(txn, key));
-  if (!rec) return Status::Ok();
+  if (!rec) {
+    // A control frame with no record of its own (a prekey, the operator roster).
+    if (ev.type == ClientEvent::Type::kRefused) {
+      spdlog::error("agent {}: the broker refused control frame {}: {} ({})", me(), key,
+                    schema::Name(ev.reason), ev.detail);
+    }
+    return Status::Ok();
+  }
   OutgoingRecord& r = *rec;
   r.envelope.reset();
   r.frame.reset();

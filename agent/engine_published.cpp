@@ -6,6 +6,7 @@
 
 #include "agent/engine_impl.h"
 #include "keys/crypto.h"
+#include "keys/operator_roster.h"
 #include "keys/published_prekey.h"
 #include "schema/codec.h"
 
@@ -21,6 +22,19 @@ Status Engine::PublishPrekey(const schema::SignedPrekey& prekey) {
   Status s = impl_->client->SubmitControl(StatementId(f.prekey_update.signed_prekey), f);
   if (s.code() == Status::Code::kAlreadyExists) return Status::Ok();
   return s;
+}
+
+Result<bool> Engine::PublishRoster(const keys::OperatorRoster& roster) {
+  REFBUS_ASSIGN_OR_RETURN(uint64_t queued, impl_->transport_store->QueuedRosterVersion());
+  if (roster.version <= queued) return false;
+  REFBUS_ASSIGN_OR_RETURN(std::string text, keys::SignOperatorRoster(impl_->identity, roster));
+  schema::Frame f;
+  f.type = schema::Frame::Type::kRosterUpdate;
+  f.roster_update.signed_roster = ToBytes(text);
+  Status s = impl_->client->SubmitControl(StatementId(f.roster_update.signed_roster), f);
+  if (!s.ok() && s.code() != Status::Code::kAlreadyExists) return s;
+  REFBUS_RETURN_IF_ERROR(impl_->transport_store->KeepQueuedRosterVersion(roster.version));
+  return true;
 }
 
 Status Engine::Impl::LoadPublished() {

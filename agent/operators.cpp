@@ -353,4 +353,16 @@ Result<OperatorKey> OperatorStore::Unlock(const std::string& name, ByteView pass
   return OperatorKey(r->name, r->role, r->public_key, std::move(secret));
 }
 
+keys::OperatorRoster RosterOf(const std::string& agency, const std::vector<OperatorRecord>& records,
+                              UnixMillis now) {
+  keys::OperatorRoster roster;
+  roster.agency = agency;
+  roster.issued_at_ms = now;
+  for (const auto& r : records) {
+    roster.version = std::max<uint64_t>(roster.version, static_cast<uint64_t>(r.changed_at_ms));
+    roster.operators.push_back({r.name, std::string(RoleName(r.role)), r.public_key, r.active});
+  }
+  return roster;
+}
+
 }  // namespace refbus::agent

@@ -29,6 +29,7 @@
 #include "core/bytes.h"
 #include "core/clock.h"
 #include "core/status.h"
+#include "keys/operator_roster.h"
 #include "keys/secret.h"
 
 namespace refbus::agent {
@@ -120,6 +121,11 @@ class OperatorStore {
  private:
   std::string path_;
 };
+
+// The agency's roster of every account (keys/operator_roster.h; unsigned). Its version is
+// the time of the latest change to any account, so a later roster is larger.
+keys::OperatorRoster RosterOf(const std::string& agency, const std::vector<OperatorRecord>& records,
+                              UnixMillis now);
 
 }  // namespace refbus::agent
 

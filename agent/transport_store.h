@@ -241,6 +241,11 @@ class TransportStore {
   // Every kept one, in owner order. A record that fails its hash is left out and logged.
   [[nodiscard]] Result<std::vector<Bytes>> PublishedPrekeys() const;
 
+  // The version of this agency's operator roster last queued for its broker (PROTOCOL.md
+  // 9.3; meta "roster/queued-version"), 0 if none.
+  [[nodiscard]] Result<uint64_t> QueuedRosterVersion() const;
+  [[nodiscard]] Status KeepQueuedRosterVersion(uint64_t version);
+
   const std::string& dir() const { return env_->dir(); }
 
  private:

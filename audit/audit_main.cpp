@@ -24,6 +24,7 @@
 #include "audit/report.h"
 #include "audit/report_text.h"
 #include "audit/roster_check.h"
+#include "audit/roster_log.h"
 #include "audit/verify.h"
 #include "audit/witness.h"
 #include "core/clock.h"
@@ -417,6 +418,14 @@ Result<std::vector<keys::OperatorRoster>> LoadRosters(const std::vector<std::str
                                                       const std::string& dir);
 int ExitForRosters(const Status& s);
 
+// The rosters operators are checked against: the --roster files when given (an override),
+// else, with --dir, the rosters the log itself recorded, each access judged by the one in
+// effect at it (audit/roster_log.h); else none (NO ROSTER).
+struct OperatorRosters {
+  std::vector<keys::OperatorRoster> files;
+  std::optional<RosterHistory> log;
+};
+
 // What report takes besides the store and the auditor's folder.
 struct ReportArgs {
   std::string out, case_ref, lang = "ko";
@@ -443,6 +452,11 @@ int RunReport(const std::string& store_dir, const std::string& dir, const Report
   auto rosters = LoadRosters(a.rosters, dir);
   if (!rosters.ok()) return Fail(rosters.status(), ExitForRosters(rosters.status()));
   options.rosters = std::move(*rosters);
+  if (a.rosters.empty()) {
+    auto sd = LoadVerifiedDirectory(dir, Now());
+    if (!sd.ok()) return Fail(sd.status(), kExitIo);
+    options.roster_directory = std::move(sd->directory);
+  }
   options.store_label = store_dir;
   options.generated_at_ms = Now();
   auto report = BuildAuditReport(*log.store, log.keys, options);
@@ -498,13 +512,13 @@ int ExitForRosters(const Status& s) {
 
 // Prints the rows, each access with its operator's verdict (audit/operator_check.h); exit
 // 1 if an access's operator signature is INVALID or its operator NOT IN ROSTER.
-int RunQuery(Result<QueryResult> r, OutputFormat format,
-             const std::vector<keys::OperatorRoster>& rosters) {
+int RunQuery(Result<QueryResult> r, OutputFormat format, const OperatorRosters& rosters) {
   if (!r.ok()) {
     int code = r.status().code() == Status::Code::kFailedPrecondition ? kExitFailed : kExitIo;
     return Fail(r.status(), code);
   }
-  const auto failing = CheckRowOperators(*r, rosters);
+  const auto failing =
+      rosters.log ? CheckRowOperatorsByLog(*r, *rosters.log) : CheckRowOperators(*r, rosters.files);
   PrintRows(*r, format, std::cout);
   if (failing.empty()) return kExitOk;
   std::cerr << "refbus-audit: " << failing.size()
@@ -520,10 +534,10 @@ int RunQuery(Result<QueryResult> r, OutputFormat format,
 
 // overrides [--roster FILE --dir DIR]: with rosters, each override's countersigners are
 // checked against the recording agency's roster (audit/roster_check.h).
-int RunOverrides(const LocalAuditStore& store, const std::vector<keys::OperatorRoster>& rosters,
-                 bool with_rosters, OutputFormat format) {
+int RunOverrides(const LocalAuditStore& store, const OperatorRosters& rosters, bool with_rosters,
+                 OutputFormat format) {
   auto r = QueryOverrides(store);
-  if (r.ok() && with_rosters) CheckOverridesWithRosters(*r, rosters);
+  if (r.ok() && with_rosters) CheckOverridesWithRosters(*r, rosters.files);
   return RunQuery(std::move(r), format, rosters);
 }
 
@@ -724,13 +738,22 @@ int RunQueries(const Args& a, const Commands& c) {
       a.as_json ? OutputFormat::kJson : (a.as_csv ? OutputFormat::kCsv : OutputFormat::kTable);
   auto store = LocalAuditStore::Open(a.store_dir, /*create=*/false);
   if (!store.ok()) return Fail(store.status(), kExitIo);
-  auto rosters = LoadRosters(a.rosters, a.dir);
-  if (!rosters.ok()) return Fail(rosters.status(), ExitForRosters(rosters.status()));
+  auto loaded = LoadRosters(a.rosters, a.dir);
+  if (!loaded.ok()) return Fail(loaded.status(), ExitForRosters(loaded.status()));
+  OperatorRosters rosters{std::move(*loaded), std::nullopt};
+  if (a.rosters.empty() && !a.dir.empty()) {
+    auto sd = LoadVerifiedDirectory(a.dir, Now());
+    if (!sd.ok()) return Fail(sd.status(), kExitIo);
+    auto h = RosterHistory::FromStore(**store, sd->directory, Now());
+    if (!h.ok()) return Fail(h.status(), kExitIo);
+    for (const auto& p : h->problems()) std::cerr << "refbus-audit: " << Printable(p) << "\n";
+    rosters.log = std::move(*h);
+  }
   if (c.q_case->parsed()) {
     if (!schema::IsValidCaseRef(a.case_ref)) {
       return Fail(InvalidArgument("'" + a.case_ref + "' is not a case pseudonym"), kExitUsage);
     }
-    return RunQuery(QueryCase(**store, a.case_ref), format, *rosters);
+    return RunQuery(QueryCase(**store, a.case_ref), format, rosters);
   }
   if (c.q_access->parsed()) {
     if (!schema::IsValidPartyId(a.agency)) {
@@ -747,11 +770,11 @@ int RunQueries(const Args& a, const Commands& c) {
       if (!t.ok()) return Fail(t.status(), kExitUsage);
       to_ms = *t;
     }
-    return RunQuery(QueryAccesses(**store, a.agency, from_ms, to_ms), format, *rosters);
+    return RunQuery(QueryAccesses(**store, a.agency, from_ms, to_ms), format, rosters);
   }
-  if (c.q_unconsented->parsed()) return RunQuery(QueryUnconsented(**store), format, *rosters);
+  if (c.q_unconsented->parsed()) return RunQuery(QueryUnconsented(**store), format, rosters);
   if (c.q_overrides->parsed()) {
-    return RunOverrides(**store, *rosters, !a.rosters.empty(), format);
+    return RunOverrides(**store, rosters, !a.rosters.empty(), format);
   }
   return kExitUsage;
 }

@@ -13,7 +13,9 @@ keys::OperatorCheck CheckRevocationOperator(const schema::AuditEntry& e,
   if (!rev.ok() || rev->grant_id != e.consent_grant_id || rev->case_ref != e.case_ref ||
       rev->revoked_by != e.sender_id) {
     return {keys::OperatorVerdict::kInvalid,
-            "the signed revocation is not this entry's (grant, case or agency differ)"};
+            "the signed revocation is not this entry's (grant, case or agency differ)",
+            keys::OperatorWhy::kNotThisEntry,
+            {}};
   }
   schema::OperatorSignature sig{e.operator_ref, e.operator_public_key, e.operator_signature};
   return keys::CheckOperatorSignature(keys::OperatorAction::kConsentRevocation, e.sender_id,
@@ -35,13 +37,17 @@ keys::OperatorCheck CheckEntryOperator(const schema::AuditEntry& e,
   auto rec = schema::DecodeAccessRecord(e.operator_statement);
   if (!rec.ok()) {
     return {OperatorVerdict::kInvalid,
-            "the signed access record does not decode: " + rec.status().message()};
+            "the signed access record does not decode: " + rec.status().message(),
+            keys::OperatorWhy::kRecordUnreadable,
+            {}};
   }
   if (rec->message_id != e.message_id || rec->case_ref != e.case_ref || rec->agency_id != e.actor ||
       rec->operator_ref != e.operator_ref || rec->owner_agency != e.sender_id) {
     return {OperatorVerdict::kInvalid,
             "the signed access record is not this entry's (message, case, agency or operator "
-            "differ)"};
+            "differ)",
+            keys::OperatorWhy::kNotThisEntry,
+            {}};
   }
   schema::OperatorSignature sig{e.operator_ref, e.operator_public_key, e.operator_signature};
   return keys::CheckOperatorSignature(keys::OperatorAction::kAccessRecord, e.actor, e.operator_ref,

@@ -147,7 +147,11 @@ Result<QueryResult> QueryAccesses(const LocalAuditStore& store, std::string_view
                   (e.event == AuditEvent::kEnvelopeOpened && e.actor == agency);
     if (!access) return;
     AuditRow r = RowOf(e);
-    if (e.event == AuditEvent::kEnvelopeOpened) r.note = "opened by operator " + e.operator_ref;
+    if (e.event == AuditEvent::kEnvelopeOpened) {
+      r.note = "opened by operator " + e.operator_ref;
+      r.note_code = AuditRow::Note::kOpenedBy;
+      r.note_args = {e.operator_ref};
+    }
     result.rows.push_back(std::move(r));
   }));
   for (auto& r : result.rows) Join(r, info);
@@ -179,24 +183,36 @@ Result<QueryResult> QueryUnconsented(const LocalAuditStore& store) {
   }));
   for (const AuditEntry& o : opened) {
     std::string why;
+    AuditRow::Note code = AuditRow::Note::kNone;
+    std::vector<std::string> args;
     auto it = grants.find(o.consent_grant_id);
+    const std::string grant = HexEncode(o.consent_grant_id);
     if (o.consent_grant_id.empty()) {
       why = "names no consent grant";
+      code = AuditRow::Note::kNoGrant;
     } else if (it == grants.end() || !it->second.granted) {
-      why = "consent grant " + HexEncode(o.consent_grant_id) + " was never granted in this log";
+      why = "consent grant " + grant + " was never granted in this log";
+      code = AuditRow::Note::kNeverGranted;
+      args = {grant};
     } else if (it->second.granted->index > o.index) {
-      why = "consent grant " + HexEncode(o.consent_grant_id) +
-            " was granted only after this access " + "(entry " +
-            std::to_string(it->second.granted->index) + ")";
+      const std::string at = std::to_string(it->second.granted->index);
+      why = "consent grant " + grant + " was granted only after this access (entry " + at + ")";
+      code = AuditRow::Note::kGrantedAfter;
+      args = {grant, at};
     } else if (it->second.revoked && it->second.revoked->index < o.index) {
-      why = "consent grant " + HexEncode(o.consent_grant_id) + " was revoked before this access " +
-            "(entry " + std::to_string(it->second.revoked->index) + ", " +
-            FormatUtc(it->second.revoked->time_ms) + ")";
+      const std::string at = std::to_string(it->second.revoked->index);
+      const std::string when = FormatUtc(it->second.revoked->time_ms);
+      why = "consent grant " + grant + " was revoked before this access (entry " + at + ", " +
+            when + ")";
+      code = AuditRow::Note::kRevokedBefore;
+      args = {grant, at, when};
     } else {
       continue;
     }
     AuditRow r = RowOf(o);
     r.note = std::move(why);
+    r.note_code = code;
+    r.note_args = std::move(args);
     result.rows.push_back(std::move(r));
   }
   return result;
@@ -213,6 +229,8 @@ Result<QueryResult> QueryOverrides(const LocalAuditStore& store) {
       AuditRow r = RowOf(e);
       r.group = HexEncode(e.consent_grant_id);
       r.note = "EMERGENCY OVERRIDE granted: " + e.detail;
+      r.note_code = AuditRow::Note::kOverrideGranted;
+      r.note_args = {e.detail};
       result.rows.push_back(std::move(r));
       return;
     }
@@ -232,7 +250,10 @@ Result<QueryResult> QueryOverrides(const LocalAuditStore& store) {
     }
     AuditRow r = RowOf(e);
     r.group = HexEncode(grant);
-    if (e.event == AuditEvent::kEnvelopeAccepted) r.note = "shared under the override";
+    if (e.event == AuditEvent::kEnvelopeAccepted) {
+      r.note = "shared under the override";
+      r.note_code = AuditRow::Note::kSharedUnderOverride;
+    }
     result.rows.push_back(std::move(r));
   }));
   for (auto& r : result.rows) Join(r, info);

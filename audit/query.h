@@ -32,6 +32,19 @@ struct AuditRow {
   Bytes consent_grant_id;
   std::string group;  // overrides: the emergency grant (hex) a row belongs to
   std::string note;   // why the row is listed (unconsented), or empty
+  // Which sentence note is, for a report in another language, with its values in order:
+  enum class Note {
+    kNone,                 // (note empty, or not one of these)
+    kOpenedBy,             // operator
+    kNoGrant,              // (none)
+    kNeverGranted,         // grant
+    kGrantedAfter,         // grant, entry
+    kRevokedBefore,        // grant, entry, time (UTC)
+    kOverrideGranted,      // the grant entry's detail
+    kSharedUnderOverride,  // (none)
+  };
+  Note note_code = Note::kNone;
+  std::vector<std::string> note_args;
   // OPENED rows, once checked (audit/operator_check.h): what the auditor can say about the
   // operator who opened the message.
   std::optional<keys::OperatorCheck> operator_check;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <set>
 
+#include "audit/roster_log.h"
 #include "keys/crypto.h"
 #include "schema/codec.h"
 
@@ -237,6 +238,7 @@ Result<AuditReport> BuildAuditReport(const LocalAuditStore& store, const LogKeys
   }
 
   CaseCollector cases(options.case_ref);
+  RosterHistory history;
   REFBUS_RETURN_IF_ERROR(store.ForEachEntry([&](uint64_t key, ByteView bytes) -> Status {
     ++r.entries;
     auto decoded = schema::DecodeAuditEntry(bytes);
@@ -245,6 +247,8 @@ Result<AuditReport> BuildAuditReport(const LocalAuditStore& store, const LogKeys
       return Status::Ok();
     }
     const AuditEntry& e = *decoded;
+    if (options.roster_directory)
+      history.Add(e, *options.roster_directory, options.generated_at_ms);
     if (!r.first_ms || e.time_ms < *r.first_ms) r.first_ms = e.time_ms;
     if (!r.last_ms || e.time_ms > *r.last_ms) r.last_ms = e.time_ms;
     ++r.event_counts[e.event];
@@ -272,7 +276,8 @@ Result<AuditReport> BuildAuditReport(const LocalAuditStore& store, const LogKeys
     }
     if (e.event == AuditEvent::kEnvelopeOpened &&
         (!options.case_ref || e.case_ref == *options.case_ref)) {
-      auto check = CheckEntryOperator(e, options.rosters);
+      auto check =
+          options.roster_directory ? history.Check(e) : CheckEntryOperator(e, options.rosters);
       if (keys::VerdictFails(check.verdict)) ++r.operator_failures;
       r.openings[e.index] = {e, std::move(check)};
     }

@@ -56,6 +56,9 @@ struct ReportOptions {
   // The agencies' verified operator rosters: every opening's operator is checked against
   // them (audit/operator_check.h); none: signed openings say NO ROSTER.
   std::vector<keys::OperatorRoster> rosters;
+  // Set when rosters is empty: the rosters the log recorded, verified against this
+  // directory, each opening judged by the one in effect at it (audit/roster_log.h).
+  std::optional<schema::Directory> roster_directory;
   std::optional<std::string> case_ref;  // only this case in the case sections
   std::string store_label;              // how the report names the store (its folder)
   UnixMillis generated_at_ms = 0;

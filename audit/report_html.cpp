@@ -96,6 +96,31 @@ std::string EventText(const ReportText& t, schema::AuditEvent event) {
   return std::string(schema::Name(event));
 }
 
+// A verify finding in the page's language (verify's message where the catalog has none).
+std::string ProblemText(const ReportText& t, const VerifyProblem& p) {
+  const auto i = static_cast<size_t>(p.kind);
+  if (i < t.problem_texts.size() && t.problem_texts[i] != nullptr) {
+    return FillList(t.problem_texts[i], p.args);
+  }
+  return p.message;
+}
+
+// Why a row is listed, in the page's language.
+std::string NoteText(const ReportText& t, const AuditRow& row) {
+  const auto i = static_cast<size_t>(row.note_code);
+  if (i < t.note_texts.size() && t.note_texts[i] != nullptr)
+    return FillList(t.note_texts[i], row.note_args);
+  return row.note;
+}
+
+// Why an operator check says what it says, in the page's language.
+std::string WhyText(const ReportText& t, const keys::OperatorCheck& c) {
+  const auto i = static_cast<size_t>(c.why_code);
+  if (i < t.why_texts.size() && t.why_texts[i] != nullptr)
+    return FillList(t.why_texts[i], c.why_args);
+  return c.why;
+}
+
 // An operator verdict in the page's language.
 std::string VerdictText(const ReportText& t, keys::OperatorVerdict verdict) {
   const auto i = static_cast<size_t>(verdict);
@@ -222,7 +247,7 @@ void RenderVerdict(const ReportText& t, const AuditReport& r, std::string& h) {
       h += "<tr><td>" +
            (entry ? Fill(t.entry_n, {Num(p.index)})
                   : Fill(t.checkpoint_n, {Num(p.seq), Num(p.index)})) +
-           "</td><td>" + E(p.message) + "</td></tr>\n";
+           "</td><td>" + E(ProblemText(t, p)) + "</td></tr>\n";
     }
     h += "</table>\n";
   }
@@ -379,7 +404,8 @@ void RenderQuery(const ReportText& t, const Result<QueryResult>& q, const QueryS
   h += "<section id=\"" + std::string(s.id) + "\"><h2>" + std::string(s.title) + "</h2>\n<p>" +
        std::string(s.intro) + "</p>\n";
   if (!q.ok()) {
-    h += "<p class=\"warn\">" + std::string(t.not_available) + E(q.status().ToString()) +
+    h += "<p class=\"warn\">" + std::string(t.not_available) +
+         (t.query_refused != nullptr ? std::string(t.query_refused) : E(q.status().ToString())) +
          "</p>\n</section>\n";
     return;
   }
@@ -404,7 +430,7 @@ void RenderQuery(const ReportText& t, const Result<QueryResult>& q, const QueryS
          CodeOrNone(HexEncode(e.message_id)) + "</td><td>" + RefOrNone(row.case_ref) + "</td><td>" +
          TextOrNone(row.sender_id) + "</td><td>" + TextOrNone(RecipientList(e)) + "</td><td>" +
          CodeOrNone(HexEncode(row.consent_grant_id)) + "</td><td>" + TextOrNone(e.operator_ref) +
-         "</td><td>" + TextOrNone(row.note.empty() ? e.detail : row.note) + "</td></tr>\n";
+         "</td><td>" + TextOrNone(row.note.empty() ? e.detail : NoteText(t, row)) + "</td></tr>\n";
   }
   h += "</table>\n<p>" +
        Fill(t.rows_from, {Num(q->rows.size()), Num(q->entries_scanned), Num(q->checkpoint_size)}) +
@@ -431,7 +457,7 @@ void RenderOpenings(const ReportText& t, const AuditReport& r, std::string& h) {
     h += "<tr><td class=\"num\">" + Num(index) + "</td><td class=\"t\">" + When(t, e.time_ms) +
          "</td><td>" + TextOrNone(e.actor) + "</td><td>" + CodeOrNone(HexEncode(e.message_id)) +
          "</td><td>" + RefOrNone(e.case_ref) + "</td><td>" + TextOrNone(e.operator_ref) +
-         "</td><td>" + VerdictBadge(t, o.check) + " " + E(o.check.why) + "</td></tr>\n";
+         "</td><td>" + VerdictBadge(t, o.check) + " " + E(WhyText(t, o.check)) + "</td></tr>\n";
   }
   h += "</table>\n</section>\n";
 }

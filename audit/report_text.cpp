@@ -168,6 +168,10 @@ constexpr ReportText kEnglish{
     .headline_failed = nullptr,
     .event_names = {},
     .verdict_names = {},
+    .problem_texts = {},
+    .why_texts = {},
+    .note_texts = {},
+    .query_refused = nullptr,
 };
 
 constexpr ReportText kKorean{
@@ -332,11 +336,52 @@ constexpr ReportText kKorean{
         "검증만으로는 알 수 없습니다",
     .headline_evidence = "; 증거 체크포인트 {1}개와 일관됨",
     .headline_failed = "검증 실패: 문제 {1}건 (아래 표)",
-    .event_names = {"미지정", "접수", "거부", "전달", "배달", "수신 확인", "열람", "동의 기록",
-                    "동의 철회", "파기 확인", "디렉터리 적재", "키 폐기", "감사 조회",
-                    "브로커 시작", "만료", "증인 거부", "경로 변경", "격리", "사전키 공개"},
+    .event_names = {"미지정",        "접수",      "거부",      "전달",        "배달",
+                    "수신 확인",     "열람",      "동의 기록", "동의 철회",   "파기 확인",
+                    "디렉터리 적재", "키 폐기",   "감사 조회", "브로커 시작", "만료",
+                    "증인 거부",     "경로 변경", "격리",      "사전키 공개", "연계 평가",
+                    "담당자 명부"},
     .verdict_names = {"유효", "서명 없음(서비스 계정)", "서명 없음(UNSIGNED)",
                       "명부 없음(NO ROSTER)", "명부에 없음(NOT IN ROSTER)", "무효(INVALID)"},
+    // The technical detail of a library's error is left to refbus-audit verify.
+    .problem_texts =
+        {nullptr, "항목을 해독할 수 없습니다 (자세한 내용: refbus-audit verify)",
+         "항목의 색인 필드가 {1}입니다: 항목이 삭제되었거나 순서가 바뀌었거나 끼워 넣어졌습니다",
+         "브로커 '{1}'이(가) 쓴 항목입니다({2}이(가) 아님)",
+         "항목 {1}이(가) 로컬 저장소에 없습니다(다음 저장 항목: {2})",
+         "브로커 {1}의 디렉터리 키로 서명이 검증되지 않습니다 (자세한 내용: refbus-audit verify)",
+         "크기 {1}로 저장되었으나 서명된 노트의 크기는 {2}입니다",
+         "체크포인트 #{1}과(와) 크기는 같고 루트가 다릅니다: 브로커가 서로 다른 두 로그에 "
+         "서명했습니다(포크)",
+         "체크포인트 #{1}(크기 {2})과(와) 일관되지 않습니다: 브로커가 준 일관성 증명이 검증되지 "
+         "않습니다. 브로커가 이력을 고쳐 썼습니다",
+         "처음 {1}개의 로컬 항목이 브로커가 서명한 것과 다릅니다. 이와 일치하는 가장 큰 이전 "
+         "체크포인트의 크기는 {2}입니다",
+         "확인할 수 없습니다: 로컬 로그가 항목 {1}에서 끊겨 있습니다",
+         "로컬 저장소에 없는 항목까지 포함합니다(보유 {1}개): fetch를 실행하십시오",
+         "증인 {1}의 연서명이 검증되지 않습니다 (자세한 내용: refbus-audit verify)",
+         "증인 서명이 부족합니다: 필요한 {2}개 중 {1}개이며 더 큰 체크포인트에도 없습니다. 로그는 "
+         "크기 {3}까지만 증인 서명되었습니다(fetch --wait-cosignatures)",
+         "이 항목 이후 {1}개 항목이 서명된 체크포인트에 포함되지 않습니다",
+         "저장소에 체크포인트가 없습니다: fetch를 실행하십시오",
+         "증거 {1}이(가) 이 로그와 맞지 않습니다 (자세한 내용: refbus-audit verify)"},
+    .why_texts = {nullptr, "{1} ({2}, 키 {3}, 명부 v{4})",
+                  "{1}: API 토큰(서비스 계정)이며 사람이 아닙니다",
+                  "{1}: 담당자 서명이 없습니다(사람에게 귀속할 수 없음)",
+                  "서비스 계정 기록에 담당자 서명이 있습니다({1})",
+                  "기록의 담당자는 {1}, 서명의 담당자는 {2}입니다",
+                  "{1}: 서명이 검증되지 않습니다(키 {2})",
+                  "{1}: 키 {2}(으)로 서명이 검증되지만, 사람과 연결할 {3}의 명부가 없습니다",
+                  "키 {1}(으)로 서명되었으나 {2}의 명부는 {3}에게 이 키를 두지 않습니다(키 불일치)",
+                  "{1}의 명부에 담당자 {2}이(가) 없습니다(키 {3})",
+                  "서명된 열람 기록을 해독할 수 없습니다",
+                  "서명된 기록이 이 항목의 것이 아닙니다(메시지, 사건, 기관 또는 담당자가 다름)"},
+    .note_texts = {nullptr, "담당자 {1}이(가) 열람", "동의 ID가 없습니다",
+                   "동의 {1}은(는) 이 로그에서 기록된 적이 없습니다",
+                   "동의 {1}은(는) 이 열람 뒤에야 기록되었습니다(항목 {2})",
+                   "동의 {1}은(는) 이 열람 전에 철회되었습니다(항목 {2}, {3})",
+                   "긴급 예외 동의: {1}", "긴급 예외에 따라 공유됨"},
+    .query_refused = "로그가 검증되지 않아 조회하지 않았습니다 (자세한 내용: refbus-audit verify)",
 };
 
 }  // namespace
@@ -360,6 +405,22 @@ std::string Fill(std::string_view tmpl, std::initializer_list<std::string_view> 
         tmpl[i + 1] <= '9') {
       const size_t k = static_cast<size_t>(tmpl[i + 1] - '1');
       if (k < values.size()) out += *(values.begin() + k);
+      i += 2;
+      continue;
+    }
+    out += tmpl[i];
+  }
+  return out;
+}
+
+std::string FillList(std::string_view tmpl, const std::vector<std::string>& values) {
+  std::string out;
+  out.reserve(tmpl.size() + 32);
+  for (size_t i = 0; i < tmpl.size(); ++i) {
+    if (tmpl[i] == '{' && i + 2 < tmpl.size() && tmpl[i + 2] == '}' && tmpl[i + 1] >= '1' &&
+        tmpl[i + 1] <= '9') {
+      const size_t k = static_cast<size_t>(tmpl[i + 1] - '1');
+      if (k < values.size()) out += values[k];
       i += 2;
       continue;
     }

@@ -16,6 +16,7 @@
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/clock.h"
 #include "core/status.h"
@@ -175,8 +176,16 @@ struct ReportText {
   const char* headline_failed;    // {1} problems
   // Event names by schema::AuditEvent number, and operator verdicts by
   // keys::OperatorVerdict number; nullptr (English): the schema's and keys' own names.
-  std::array<const char*, 19> event_names;
+  std::array<const char*, 21> event_names;
   std::array<const char*, 6> verdict_names;
+  // verify's findings by VerifyProblem::Kind, and the operator check's reasons by
+  // keys::OperatorWhy, as templates over their args; nullptr (English, and kOther /
+  // kNone): the English message as verify and the check wrote it.
+  std::array<const char*, 17> problem_texts;
+  std::array<const char*, 12> why_texts;
+  std::array<const char*, 8> note_texts;  // by AuditRow::Note
+  // A query the log refused (it did not verify); nullptr (English): the query's own error.
+  const char* query_refused;
 };
 
 const ReportText& ReportTextFor(ReportLang lang);
@@ -184,6 +193,8 @@ const ReportText& ReportTextFor(ReportLang lang);
 // tmpl with {1}, {2}, ... replaced by values in order (values are inserted as they are:
 // the caller escapes them).
 std::string Fill(std::string_view tmpl, std::initializer_list<std::string_view> values);
+// The same with values in a vector.
+std::string FillList(std::string_view tmpl, const std::vector<std::string>& values);
 
 // "2026-11-22 15:07:14.123 KST" (UTC+9).
 std::string KstTime(UnixMillis t);

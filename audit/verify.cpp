@@ -168,12 +168,16 @@ class LogVerifier {
     std::string body;
   };
 
-  void EntryProblem(uint64_t index, std::string message) {
-    entry_problems_.push_back({VerifyProblem::Where::kEntry, index, 0, std::move(message)});
+  using Kind = VerifyProblem::Kind;
+  void EntryProblem(uint64_t index, std::string message, Kind kind = Kind::kOther,
+                    std::vector<std::string> args = {}) {
+    entry_problems_.push_back(
+        {VerifyProblem::Where::kEntry, index, 0, std::move(message), kind, std::move(args)});
   }
-  void CheckpointProblem(const LocalCheckpoint& c, uint64_t size, const std::string& message) {
-    checkpoint_problems_.push_back(
-        {VerifyProblem::Where::kCheckpoint, size, c.seq, Describe(c, size) + " " + message});
+  void CheckpointProblem(const LocalCheckpoint& c, uint64_t size, const std::string& message,
+                         Kind kind = Kind::kOther, std::vector<std::string> args = {}) {
+    checkpoint_problems_.push_back({VerifyProblem::Where::kCheckpoint, size, c.seq,
+                                    Describe(c, size) + " " + message, kind, std::move(args)});
   }
 
   // Entries: order, decoding, index field, broker; every entry is a leaf.
@@ -181,13 +185,16 @@ class LogVerifier {
     REFBUS_RETURN_IF_ERROR(ScanEntries(store_, scan_, [&](uint64_t index, ByteView bytes) {
       auto e = schema::DecodeAuditEntry(bytes);
       if (!e.ok()) {
-        EntryProblem(index, "does not decode (" + e.status().message() + ")");
+        EntryProblem(index, "does not decode (" + e.status().message() + ")", Kind::kUndecodable);
       } else if (e->index != index) {
-        EntryProblem(index, "its index field says " + std::to_string(e->index) +
-                                ": entries were deleted, reordered or inserted");
+        EntryProblem(index,
+                     "its index field says " + std::to_string(e->index) +
+                         ": entries were deleted, reordered or inserted",
+                     Kind::kIndexMismatch, {std::to_string(e->index)});
       } else if (e->broker_id != log_keys_.broker_id) {
         EntryProblem(index,
-                     "was written by broker '" + e->broker_id + "', not " + log_keys_.broker_id);
+                     "was written by broker '" + e->broker_id + "', not " + log_keys_.broker_id,
+                     Kind::kWrongBroker, {e->broker_id, log_keys_.broker_id});
       } else if (e->event == schema::AuditEvent::kEnvelopeRejected) {
         ++report_.refusal_entries;
         report_.refusals += e->Refusals();
@@ -196,7 +203,10 @@ class LogVerifier {
     }));
     n_ = scan_.tree.Size();
     report_.entries = n_;
-    if (scan_.gap) EntryProblem(*scan_.gap, GapMessage(scan_));
+    if (scan_.gap) {
+      EntryProblem(*scan_.gap, GapMessage(scan_), Kind::kGap,
+                   {std::to_string(*scan_.gap), std::to_string(scan_.next_key.value_or(0))});
+    }
     return Status::Ok();
   }
 
@@ -208,14 +218,17 @@ class LogVerifier {
       if (!opened.ok()) {
         CheckpointProblem(c, c.size,
                           "does not verify with broker " + log_keys_.broker_id +
-                              "'s directory key: " + opened.status().message());
+                              "'s directory key: " + opened.status().message(),
+                          Kind::kCheckpointSignature, {log_keys_.broker_id});
         continue;
       }
       if (opened->checkpoint.size != c.size) {
         CheckpointProblem(c, opened->checkpoint.size,
                           "is stored under size " + std::to_string(c.size) +
                               " but its signed note says " +
-                              std::to_string(opened->checkpoint.size));
+                              std::to_string(opened->checkpoint.size),
+                          Kind::kCheckpointSize,
+                          {std::to_string(c.size), std::to_string(opened->checkpoint.size)});
       }
       verified_.push_back({&c, opened->checkpoint, false, opened->body});
     }
@@ -225,8 +238,12 @@ class LogVerifier {
     });
     for (size_t i = 0; i < verified_.size(); ++i) by_seq_[verified_[i].local->seq] = i;
     if (stored.empty()) {
-      checkpoint_problems_.push_back(
-          {VerifyProblem::Where::kCheckpoint, 0, 0, "the store holds no checkpoint: run fetch"});
+      checkpoint_problems_.push_back({VerifyProblem::Where::kCheckpoint,
+                                      0,
+                                      0,
+                                      "the store holds no checkpoint: run fetch",
+                                      Kind::kNoCheckpoint,
+                                      {}});
     }
   }
 
@@ -254,7 +271,8 @@ class LogVerifier {
         CheckpointProblem(*cur.local, cur.cp.size,
                           "and checkpoint #" + std::to_string(prev.local->seq) +
                               " have the same size and different roots: the broker signed two "
-                              "different logs (a fork)");
+                              "different logs (a fork)",
+                          Kind::kFork, {std::to_string(prev.local->seq)});
       }
     }
   }
@@ -272,7 +290,9 @@ class LogVerifier {
         CheckpointProblem(*cur.local, cur.cp.size,
                           "is inconsistent with " + Describe(*old.local, old.cp.size) +
                               ": the consistency proof the broker gave does not verify (" +
-                              s.message() + "); the broker rewrote its history");
+                              s.message() + "); the broker rewrote its history",
+                          Kind::kInconsistent,
+                          {std::to_string(old.local->seq), std::to_string(old.cp.size)});
       }
     }
   }
@@ -292,15 +312,19 @@ class LogVerifier {
                               " local entries: they differ from what the broker signed (root " +
                               HexEncode(v.cp.root) + ", local " + HexEncode(local_roots_[i]) +
                               "); the largest smaller checkpoint that matches them has size " +
-                              std::to_string(last_matched));
+                              std::to_string(last_matched),
+                          Kind::kLocalMismatch,
+                          {std::to_string(size), std::to_string(last_matched)});
       } else if (scan_.gap) {
         CheckpointProblem(
             *v.local, size,
-            "cannot be checked: the local log is broken at entry " + std::to_string(*scan_.gap));
+            "cannot be checked: the local log is broken at entry " + std::to_string(*scan_.gap),
+            Kind::kLocalBroken, {std::to_string(*scan_.gap)});
       } else {
         CheckpointProblem(*v.local, size,
                           "covers entries the local store does not have (it holds " +
-                              std::to_string(n_) + "): run fetch");
+                              std::to_string(n_) + "): run fetch",
+                          Kind::kMissingEntries, {std::to_string(n_)});
       }
     }
   }
@@ -336,7 +360,8 @@ class LogVerifier {
         if (!t.ok()) {
           CheckpointProblem(*v.local, v.cp.size,
                             "has a cosignature by witness " + key->party_id +
-                                " that does not verify: " + t.status().message());
+                                " that does not verify: " + t.status().message(),
+                            Kind::kBadCosignature, {key->party_id});
           continue;
         }
         cosigners[v.cp.size].insert(key->party_id);
@@ -379,7 +404,10 @@ class LogVerifier {
               (report_.witnessed_size ? std::to_string(*report_.witnessed_size) : "0") +
               " (its witnesses refused this, or were not asked; a fresh checkpoint needs "
               "fetch --wait-cosignatures)" +
-              none_named);
+              none_named,
+          Kind::kUnwitnessed,
+          {std::to_string(c.witnesses.size()), std::to_string(options_.min_cosignatures),
+           report_.witnessed_size ? std::to_string(*report_.witnessed_size) : "0"});
     }
   }
 
@@ -387,8 +415,12 @@ class LogVerifier {
   void CheckEvidence() {
     for (const CheckpointEvidence& e : options_.evidence) {
       auto add = [&](uint64_t size, const std::string& why) {
-        checkpoint_problems_.push_back(
-            {VerifyProblem::Where::kCheckpoint, size, 0, "evidence " + e.label + " " + why});
+        checkpoint_problems_.push_back({VerifyProblem::Where::kCheckpoint,
+                                        size,
+                                        0,
+                                        "evidence " + e.label + " " + why,
+                                        Kind::kEvidence,
+                                        {e.label}});
       };
       auto opened = OpenLogCheckpoint(e.note, log_keys_);
       if (!opened.ok()) {
@@ -426,7 +458,8 @@ class LogVerifier {
     if (!verified_.empty() && largest_signed_ < n_) {
       EntryProblem(largest_signed_,
                    "and the " + std::to_string(n_ - largest_signed_) +
-                       " entries after it are not covered by any signed checkpoint");
+                       " entries after it are not covered by any signed checkpoint",
+                   Kind::kUncovered, {std::to_string(n_ - largest_signed_)});
     }
   }
 

@@ -107,10 +107,33 @@ Result<LocalTree> ReadLocalTree(const LocalAuditStore& store,
 
 struct VerifyProblem {
   enum class Where { kEntry, kCheckpoint };
+  // Which finding message is, so a report can say it in another language with args (ids
+  // and numbers only; the message's technical detail from a library stays in message).
+  enum class Kind {
+    kOther,                // args: none
+    kUndecodable,          // none
+    kIndexMismatch,        // the index the entry states
+    kWrongBroker,          // the broker it names, the log's broker
+    kGap,                  // the missing index, the next stored index
+    kCheckpointSignature,  // the log's broker
+    kCheckpointSize,       // the size it is stored under, the size it states
+    kFork,                 // the other checkpoint's arrival number
+    kInconsistent,         // the other checkpoint's arrival number, its size
+    kLocalMismatch,        // the size, the largest smaller size that matches
+    kLocalBroken,          // the first missing index
+    kMissingEntries,       // how many entries the store holds
+    kBadCosignature,       // the witness
+    kUnwitnessed,          // cosignatures it has, required, the witnessed size
+    kUncovered,            // how many entries after it
+    kNoCheckpoint,         // none
+    kEvidence,             // the evidence's label
+  };
   Where where = Where::kEntry;
   uint64_t index = 0;  // kEntry: the entry's index; kCheckpoint: the checkpoint's tree size
   uint64_t seq = 0;    // kCheckpoint: its arrival number in the local store
   std::string message;
+  Kind kind = Kind::kOther;
+  std::vector<std::string> args;
 };
 
 // One checkpoint size and who cosigned it.

@@ -153,6 +153,7 @@ Status Server::OpenStore(UnixMillis now) {
   // Acks carry the latest checkpoint from the first one on (PROTOCOL.md section 6).
   REFBUS_ASSIGN_OR_RETURN(auto latest, store_->LatestCheckpoint());
   if (latest) health_.latest_checkpoint = latest->note;
+  REFBUS_ASSIGN_OR_RETURN(roster_versions_, store_->RosterVersions());
   timers_.checkpoint = now;
   health_.started_ms = now;
   timers_.link_log = now;

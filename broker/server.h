@@ -412,6 +412,12 @@ class Server {
   void RefuseWitnessFrame(Turn& turn, const std::string& routing_id, uint64_t request_id,
                           const std::string& peer, schema::NackReason reason, std::string detail);
 
+  // ---- Operator rosters (broker/server_roster.cpp, PROTOCOL.md 9.3) ----
+  // Loop thread: an agency's RosterUpdate, checked (its own, signed by its current key, a
+  // newer version) and recorded as OPERATOR_ROSTER; acked after the commit. Refusals audited.
+  void HandleRosterUpdate(const std::string& routing_id, const schema::Party& peer,
+                          uint64_t request_id, Bytes signed_roster, Turn& turn, UnixMillis now);
+
   // ---- Linkage evaluation (broker/server_linkage.cpp, PROTOCOL.md 13.4) ----
   // At Create: the evaluator's key and quota when [linkage] names a key file.
   Status StartLinkage();
@@ -506,7 +512,10 @@ class Server {
   std::string endpoint_;
 
   Deliveries deliveries_;
-  RefusalLimiter refusals_{RefusalLimits{}};        // which refusals are audited one by one
+  RefusalLimiter refusals_{RefusalLimits{}};  // which refusals are audited one by one
+  // Loop thread: the newest operator roster version recorded per agency (loaded at start,
+  // raised when one is accepted into a turn).
+  std::map<std::string, uint64_t> roster_versions_;
   std::vector<schema::AuditEntry> pending_events_;  // written with the next commit
   // This log's witnesses (null without [witness] peers) and the cosignatures they gave,
   // stored with the next commit.

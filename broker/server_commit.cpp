@@ -93,6 +93,7 @@ Result<CommitResult> Server::CommitWithoutNew(Job& job) {
   rest.reroutes = std::move(turn.batch.reroutes);  // moves entries, grows little
   rest.control_ends = std::move(turn.batch.control_ends);
   rest.prekeys = std::move(turn.batch.prekeys);  // a few hundred bytes each, acked as stored
+  rest.roster_versions = std::move(turn.batch.roster_versions);  // with their entries in events
   rest.revocation_peers = turn.batch.revocation_peers;
   for (auto& r : turn.replies) {
     if (!StoresNew(r)) continue;

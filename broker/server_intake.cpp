@@ -149,6 +149,10 @@ void Server::HandleFrame(const std::string& routing_id, const std::string& peer_
     case Frame::Type::kLinkageEvaluate:
       HandleLinkageEvaluate(routing_id, peer, frame, turn, now);
       return;
+    case Frame::Type::kRosterUpdate:
+      HandleRosterUpdate(routing_id, peer, frame.request_id,
+                         std::move(frame.roster_update.signed_roster), turn, now);
+      return;
     default:
       Reject(turn, routing_id, frame.request_id, peer_id, NackReason::kMalformed,
              "a client may not send this frame type", nullptr, {});

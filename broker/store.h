@@ -275,6 +275,9 @@ struct Batch {
   std::vector<ControlEnd> control_ends;
   // Published prekeys, after the revocations; queued for revocation_peers too.
   std::vector<PrekeyPublication> prekeys;
+  // Operator rosters recorded in this batch (their OPERATOR_ROSTER entries are in events):
+  // agency -> version, the newest the broker has recorded (broker/store_rosters.cpp).
+  std::vector<std::pair<std::string, uint64_t>> roster_versions;
 };
 
 enum class Outcome { kStored, kDuplicate, kQuotaExceeded, kRefused };
@@ -347,6 +350,8 @@ class Store {
   // The newest published prekey held for each agency (serialized SignedPrekeys, as signed),
   // in owner order. A record that fails its SHA-256 is left out and logged.
   Result<std::vector<Bytes>> PublishedPrekeys() const;
+  // The version of the last operator roster recorded for each agency (PROTOCOL.md 9.3).
+  Result<std::map<std::string, uint64_t>> RosterVersions() const;
   // Every mailbox holding something, with its depth.
   Result<std::vector<std::pair<std::string, uint64_t>>> NonEmptyMailboxes() const;
 
@@ -437,6 +442,9 @@ class Store {
   Status AddEntry(lmdb::Txn& txn, const std::string& mailbox, uint64_t seq, ByteView message_id,
                   const std::vector<std::string>* serves, const std::string& sender);
   AuditDbs audit_dbs_;  // meta_, audit_, "audit_tree", "checkpoints"
+  // In Commit: batch.roster_versions into meta_ ("roster-version/AGENCY" -> u64).
+  Status PutRosterVersions(lmdb::Txn& txn,
+                           const std::vector<std::pair<std::string, uint64_t>>& versions);
   // A commit that stores new envelopes, grants or revocations must leave room for the
   // commits that free it: acks write audit entries before their envelopes' pages are free,
   // and an ack that cannot commit frees nothing. kResourceExhausted when, with this

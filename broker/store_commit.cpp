@@ -751,6 +751,7 @@ Result<CommitResult> Store::Commit(Batch& batch, UnixMillis now) {
   REFBUS_RETURN_IF_ERROR(c.ControlEnds(batch.control_ends));
   REFBUS_RETURN_IF_ERROR(c.Reroutes(batch.reroutes));
   REFBUS_RETURN_IF_ERROR(c.Events(batch.events));
+  REFBUS_RETURN_IF_ERROR(PutRosterVersions(txn, batch.roster_versions));
   REFBUS_RETURN_IF_ERROR(c.Witness(batch));
   REFBUS_RETURN_IF_ERROR(c.Cosignatures(batch.cosignatures));
   REFBUS_RETURN_IF_ERROR(PutU64(txn, meta_, Key("next_seq"), c.next_seq()));

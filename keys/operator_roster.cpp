@@ -108,6 +108,7 @@ Result<OperatorRoster> VerifyOperatorRoster(std::string_view file_text,
   if (!VerifySignature((*key)->signing_key, kLabelOperatorRoster, AsBytes(text), sig)) {
     return Unauthenticated("the operator roster is not signed by " + r.agency);
   }
+  r.signer_key_id = std::move(key_id);
   return r;
 }
 

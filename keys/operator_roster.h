@@ -42,6 +42,8 @@ struct OperatorRoster {
   uint64_t version = 0;
   UnixMillis issued_at_ms = 0;
   std::vector<RosterOperator> operators;
+  // Set by VerifyOperatorRoster: the key id of the agency's signing key that signed it.
+  Bytes signer_key_id;
 
   // The operator whose key this is, or nullptr.
   const RosterOperator* FindKey(ByteView public_key) const;

@@ -10,8 +10,12 @@ namespace {
 std::string KeyPrint(ByteView public_key) {
   return "key " + Fingerprint(KeyId(KeyUse::kSigning, public_key));
 }
+std::string Print(ByteView public_key) { return Fingerprint(KeyId(KeyUse::kSigning, public_key)); }
 
-OperatorCheck Verdict(OperatorVerdict v, std::string why) { return {v, std::move(why)}; }
+OperatorCheck Verdict(OperatorVerdict v, std::string why, OperatorWhy code,
+                      std::vector<std::string> args) {
+  return {v, std::move(why), code, std::move(args)};
+}
 
 // The verdict of a signature that verifies, by the rosters of its agency.
 OperatorCheck ByRoster(std::string_view agency, const schema::OperatorSignature& sig,
@@ -26,25 +30,31 @@ OperatorCheck ByRoster(std::string_view agency, const schema::OperatorSignature&
       if (o.name != name) continue;
       name_listed = true;
       if (std::ranges::equal(o.public_key, sig.public_key)) {
-        return Verdict(OperatorVerdict::kValid, name + " (" + o.role + ", " +
-                                                    KeyPrint(sig.public_key) + ", roster v" +
-                                                    std::to_string(r.version) + ")");
+        return Verdict(OperatorVerdict::kValid,
+                       name + " (" + o.role + ", " + KeyPrint(sig.public_key) + ", roster v" +
+                           std::to_string(r.version) + ")",
+                       OperatorWhy::kRostered,
+                       {name, o.role, Print(sig.public_key), std::to_string(r.version)});
       }
     }
   }
   if (!any_roster) {
-    return Verdict(OperatorVerdict::kNoRoster, name + ": signature verifies with " +
-                                                   KeyPrint(sig.public_key) + "; no roster of " +
-                                                   std::string(agency) + " to tie it to a person");
+    return Verdict(OperatorVerdict::kNoRoster,
+                   name + ": signature verifies with " + KeyPrint(sig.public_key) +
+                       "; no roster of " + std::string(agency) + " to tie it to a person",
+                   OperatorWhy::kNoRosterAtHand,
+                   {name, Print(sig.public_key), std::string(agency)});
   }
   if (name_listed) {
-    return Verdict(OperatorVerdict::kInvalid, "signed with " + KeyPrint(sig.public_key) +
-                                                  ", which no roster of " + std::string(agency) +
-                                                  " lists for " + name + " (KEY MISMATCH)");
+    return Verdict(OperatorVerdict::kInvalid,
+                   "signed with " + KeyPrint(sig.public_key) + ", which no roster of " +
+                       std::string(agency) + " lists for " + name + " (KEY MISMATCH)",
+                   OperatorWhy::kKeyMismatch, {Print(sig.public_key), std::string(agency), name});
   }
-  return Verdict(OperatorVerdict::kNotInRoster, "no roster of " + std::string(agency) +
-                                                    " lists an operator " + name + " (" +
-                                                    KeyPrint(sig.public_key) + ")");
+  return Verdict(OperatorVerdict::kNotInRoster,
+                 "no roster of " + std::string(agency) + " lists an operator " + name + " (" +
+                     KeyPrint(sig.public_key) + ")",
+                 OperatorWhy::kNotListed, {std::string(agency), name, Print(sig.public_key)});
 }
 
 }  // namespace
@@ -99,23 +109,29 @@ OperatorCheck CheckOperatorSignature(OperatorAction action, std::string_view age
   const std::string name(operator_ref);
   if (!signature) {
     if (IsServiceOperator(operator_ref)) {
-      return Verdict(OperatorVerdict::kServiceAccount, name + ": the API token, no person");
+      return Verdict(OperatorVerdict::kServiceAccount, name + ": the API token, no person",
+                     OperatorWhy::kServiceAccount, {name});
     }
     return Verdict(OperatorVerdict::kUnsigned,
                    (name.empty() ? std::string("no operator") : name) +
-                       ": no operator signature (not attributable to a person)");
+                       ": no operator signature (not attributable to a person)",
+                   OperatorWhy::kNoSignature, {name});
   }
   if (IsServiceOperator(operator_ref) || IsServiceOperator(signature->operator_ref)) {
     return Verdict(OperatorVerdict::kInvalid,
-                   "an operator signature on a service-account record (" + name + ")");
+                   "an operator signature on a service-account record (" + name + ")",
+                   OperatorWhy::kSignatureOnService, {name});
   }
   if (signature->operator_ref != operator_ref) {
     return Verdict(OperatorVerdict::kInvalid,
-                   "the record names " + name + ", the signature " + signature->operator_ref);
+                   "the record names " + name + ", the signature " + signature->operator_ref,
+                   OperatorWhy::kNamesDiffer, {name, signature->operator_ref});
   }
   if (!VerifyOperatorSignature(action, record, *signature)) {
-    return Verdict(OperatorVerdict::kInvalid, name + ": the signature does not verify (" +
-                                                  KeyPrint(signature->public_key) + ")");
+    return Verdict(
+        OperatorVerdict::kInvalid,
+        name + ": the signature does not verify (" + KeyPrint(signature->public_key) + ")",
+        OperatorWhy::kDoesNotVerify, {name, Print(signature->public_key)});
   }
   return ByRoster(agency, *signature, rosters);
 }

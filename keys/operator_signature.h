@@ -66,9 +66,28 @@ std::string_view VerdictName(OperatorVerdict verdict);  // "valid", "INVALID", .
 // True for the verdicts an audit fails on (INVALID, NOT IN ROSTER).
 bool VerdictFails(OperatorVerdict verdict);
 
+// Which sentence why is, so that a report can say it in another language: its values
+// (names, roles, key prints, versions, agencies) are in why_args, in the order given here.
+enum class OperatorWhy {
+  kNone,                // why_args empty
+  kRostered,            // name, role, key print, roster version
+  kServiceAccount,      // name
+  kNoSignature,         // name ("" for no operator)
+  kSignatureOnService,  // name
+  kNamesDiffer,         // the record's name, the signature's name
+  kDoesNotVerify,       // name, key print
+  kNoRosterAtHand,      // name, key print, agency
+  kKeyMismatch,         // key print, agency, name
+  kNotListed,           // agency, name, key print
+  kRecordUnreadable,    // (none)
+  kNotThisEntry,        // (none)
+};
+
 struct OperatorCheck {
   OperatorVerdict verdict = OperatorVerdict::kUnsigned;
   std::string why;  // one line for the auditor: names, roles and key fingerprints only
+  OperatorWhy why_code = OperatorWhy::kNone;
+  std::vector<std::string> why_args;
 };
 
 // Checks the operator of a record made by agency: operator_ref as the record states it,

@@ -348,6 +348,10 @@ Result<AuditEntry> DecodeAuditEntry(ByteView bytes) {
   e.operator_public_key = B(m.operator_public_key());
   e.operator_signature = B(m.operator_signature());
   e.operator_statement = B(m.operator_statement());
+  if (m.signed_roster().size() > kMaxSignedRosterBytes) {
+    return FieldError(kWhat, "signed_roster", "is over 48 KiB");
+  }
+  e.signed_roster = B(m.signed_roster());
   return e;
 }
 
@@ -380,6 +384,7 @@ Bytes EncodeAuditEntry(const AuditEntry& e) {
   m.set_operator_public_key(S(e.operator_public_key));
   m.set_operator_signature(S(e.operator_signature));
   m.set_operator_statement(S(e.operator_statement));
+  m.set_signed_roster(S(e.signed_roster));
   return Serialize(m);
 }
 

@@ -389,6 +389,15 @@ Status BodyFromProto(const pb::Frame& m, Frame* f) {
       f->prekey_update.signed_prekey = B(sp);
       return Status::Ok();
     }
+    case pb::Frame::kRosterUpdate: {
+      f->type = T::kRosterUpdate;
+      const std::string& sr = m.roster_update().signed_roster();
+      if (sr.empty() || sr.size() > kMaxSignedRosterBytes) {
+        return FieldError(kFrameWhat, "roster_update.signed_roster", "is empty or over 48 KiB");
+      }
+      f->roster_update.signed_roster = B(sr);
+      return Status::Ok();
+    }
     case pb::Frame::kLinkageEvaluate:
       f->type = T::kLinkageEvaluate;
       return FromProto(m.linkage_evaluate(), &f->linkage_evaluate);
@@ -541,6 +550,9 @@ void BodyToProto(const Frame& f, pb::Frame* m) {
       break;
     case T::kPrekeyUpdate:
       m->mutable_prekey_update()->set_signed_prekey(S(f.prekey_update.signed_prekey));
+      break;
+    case T::kRosterUpdate:
+      m->mutable_roster_update()->set_signed_roster(S(f.roster_update.signed_roster));
       break;
     case T::kLinkageEvaluate:
       m->mutable_linkage_evaluate()->set_blinded_element(S(f.linkage_evaluate.blinded_element));

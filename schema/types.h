@@ -444,6 +444,13 @@ struct PrekeyUpdate {
   Bytes signed_prekey;  // serialized SignedPrekey, 1..kMaxSignedPrekeyBytes (unverified)
 };
 
+// Operator roster publication (PROTOCOL.md 9.3). The roster travels whole inside one audit
+// entry (kMaxRecordBytes): 48 KiB hold about 280 operators.
+inline constexpr size_t kMaxSignedRosterBytes = 48u << 10;
+struct RosterUpdate {
+  Bytes signed_roster;  // the agency's roster file, 1..kMaxSignedRosterBytes (unverified)
+};
+
 // Linkage evaluation (PROTOCOL.md 13.4): sizes are exact, checked by the codec.
 inline constexpr size_t kLinkageElementBytes = 32;  // ristretto255 encoding
 inline constexpr size_t kLinkageProofBytes = 64;    // c || s
@@ -481,6 +488,7 @@ struct Frame {
     kPrekeyUpdate,
     kLinkageEvaluate,
     kLinkageEvaluated,
+    kRosterUpdate,
   };
   // The auditor queries (kAuditCheckpoint .. kAuditCheckpoints).
   bool IsAuditQuery() const {
@@ -513,6 +521,7 @@ struct Frame {
   PrekeyUpdate prekey_update;
   LinkageEvaluate linkage_evaluate;
   LinkageEvaluated linkage_evaluated;
+  RosterUpdate roster_update;
 };
 
 // --- Audit log ------------------------------------------------------------------------
@@ -538,6 +547,7 @@ enum class AuditEvent : int {
   kEnvelopeQuarantined = 17,
   kPrekeyPublished = 18,
   kLinkageEvaluation = 19,
+  kOperatorRoster = 20,
 };
 std::string_view Name(AuditEvent v);
 
@@ -573,6 +583,7 @@ struct AuditEntry {
   Bytes operator_public_key;  // 32
   Bytes operator_signature;   // 64
   Bytes operator_statement;   // the exact AccessRecord / ConsentRevocation bytes signed
+  Bytes signed_roster;        // OPERATOR_ROSTER: the agency's signed roster file
   // How many refusals the entry stands for (1 for every entry but an aggregate).
   uint64_t Refusals() const { return refusal_count == 0 ? 1 : refusal_count; }
 };

@@ -165,13 +165,7 @@ int RunRoster(const OperatorArgs& a) {
   }
   auto id = keys::LoadIdentity(config->key_file, pass ? &*pass : nullptr);
   if (!id.ok()) return Done("roster", id.status(), "");
-  keys::OperatorRoster roster;
-  roster.agency = config->id;
-  roster.issued_at_ms = SystemClock::Get().NowMillis();
-  for (const auto& r : *ops) {
-    roster.version = std::max<uint64_t>(roster.version, static_cast<uint64_t>(r.changed_at_ms));
-    roster.operators.push_back({r.name, std::string(RoleName(r.role)), r.public_key, r.active});
-  }
+  keys::OperatorRoster roster = RosterOf(config->id, *ops, SystemClock::Get().NowMillis());
   auto text = keys::SignOperatorRoster(*id, roster);
   if (!text.ok()) return Done("roster", text.status(), "");
   Status s = WriteFileAtomic(a.out, AsBytes(*text), kPublicFileMode);

@@ -365,6 +365,11 @@ bool CheckFrame(ByteView in) {
                      f->prekey_update.signed_prekey.size() <= schema::kMaxSignedPrekeyBytes,
                  "frame: prekey update size");
       break;
+    case T::kRosterUpdate:
+      FUZZ_CHECK(!f->roster_update.signed_roster.empty() &&
+                     f->roster_update.signed_roster.size() <= schema::kMaxSignedRosterBytes,
+                 "frame: roster update size");
+      break;
     case T::kLinkageEvaluate:
       FUZZ_CHECK(f->linkage_evaluate.blinded_element.size() == schema::kLinkageElementBytes,
                  "frame: linkage element size");

@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "broker/store.h"
+#include "core/clock.h"
+#include "keys/operator_roster.h"
 #include "schema/codec.h"
 #include "tests/integration/agent_daemon.h"
 #include "tests/integration/harness.h"
@@ -136,6 +138,15 @@ class OperatorsTest : public ::testing::Test {
               0)
         << out;
     return file;
+  }
+
+  // Waits (up to 30 s) until the broker's log holds text; false if it never came.
+  bool WaitForBrokerLog(const std::string& text) {
+    for (int i = 0; i < 300; ++i) {
+      if (broker_->Log().find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
   }
 
   std::string root_;
@@ -315,6 +326,96 @@ TEST_F(OperatorsTest, OverrideNeedsADifferentSupervisorAndAuditNamesBoth) {
 }
 
 // Issue 18 item 1: an operator who opens a message signs the access record; the broker's
+// A roster signed by the agency (tests: version and operators as given).
+std::string SignedRoster(const keys::Identity& agency, uint64_t version) {
+  keys::OperatorRoster r;
+  r.agency = agency.party_id();
+  r.version = version;
+  r.issued_at_ms = SystemClock::Get().NowMillis();
+  r.operators = {{"zoe", "caseworker", Bytes(32, 0x5a), true}};
+  auto text = keys::SignOperatorRoster(agency, r);
+  EXPECT_TRUE(text.ok()) << text.status().ToString();
+  return text.ok() ? *text : std::string();
+}
+
+// The agent publishes its operator roster through its broker (PROTOCOL.md 9.3), which
+// records it whole in its audit log; a roster that the agency's key did not sign, another
+// agency's, or one whose version is not newer than the last recorded (across a broker
+// restart too) is refused with a clear reason and audited.
+TEST_F(OperatorsTest, TheBrokerRecordsTheRosterAndRefusesAForgedOrOldOne) {
+  // SetUp added five operators while the agent ran: a roster lists all five.
+  ASSERT_TRUE(WaitForBrokerLog("(5 operators, signed by")) << broker_->Log();
+  const keys::Identity support = fed_.LoadIdentity("seoul-support");
+  const Bytes broker_key = fed_.directory().Find("seoul-broker")->ActiveKeys()->transport_key;
+  uint64_t request = 100;
+  auto publish = [&](RawClient& raw, const std::string& text) -> std::string {
+    schema::Frame f;
+    f.type = schema::Frame::Type::kRosterUpdate;
+    f.request_id = ++request;
+    f.roster_update.signed_roster = ToBytes(text);
+    raw.SendFrame(f);
+    for (int i = 0; i < 50; ++i) {
+      auto r = raw.Receive(Scaled(5000));
+      if (!r) break;
+      if (r->request_id != request) continue;  // prekeys the broker pushes after Welcome
+      if (r->type == schema::Frame::Type::kAck) return "ack";
+      if (r->type == schema::Frame::Type::kNack) {
+        return std::string(schema::Name(r->nack.reason)) + ": " + r->nack.detail;
+      }
+    }
+    return "no answer";
+  };
+  {
+    RawClient raw(support, broker_key, broker_->endpoint());
+    ASSERT_TRUE(raw.Hello("seoul-support"));
+    std::string forged = SignedRoster(support, 100);
+    const std::string v100 = "version\\\":100", v101 = "version\\\":101";
+    ASSERT_NE(forged.find(v100), std::string::npos) << forged;
+    forged.replace(forged.find(v100), v100.size(), v101);
+    const std::string bad = publish(raw, forged);
+    EXPECT_EQ(bad.substr(0, 13), "bad-signature") << bad;
+    EXPECT_EQ(publish(raw, SignedRoster(fed_.LoadIdentity("seoul-counsel"), 999)).substr(0, 15),
+              "sender-mismatch");
+    EXPECT_EQ(publish(raw, SignedRoster(support, 100)), "ack");
+    const std::string again = publish(raw, SignedRoster(support, 100));
+    EXPECT_EQ(again.substr(0, 12), "out-of-range") << again;
+    EXPECT_NE(again.find("version 100 is not newer than version 100"), std::string::npos) << again;
+    EXPECT_EQ(publish(raw, SignedRoster(support, 50)).substr(0, 12), "out-of-range");
+  }
+  // The last version is kept across a restart.
+  ASSERT_EQ(broker_->Stop(), 0);
+  ASSERT_TRUE(broker_->Start());
+  {
+    RawClient raw(support, broker_key, broker_->endpoint());
+    ASSERT_TRUE(raw.Hello("seoul-support"));
+    EXPECT_EQ(publish(raw, SignedRoster(support, 100)).substr(0, 12), "out-of-range");
+    EXPECT_EQ(publish(raw, SignedRoster(support, 101)), "ack");
+  }
+  // The log: support's two rosters, counsel's, and every refusal, named as a roster's.
+  std::map<std::string, std::vector<std::string>> rosters;
+  std::vector<std::string> refused;
+  for (const auto& e : StopBrokerAndReadAudit()) {
+    if (e.event == AuditEvent::kOperatorRoster) {
+      rosters[e.sender_id].emplace_back(AsChars(e.signed_roster));
+    } else if (e.event == AuditEvent::kEnvelopeRejected && e.detail.starts_with("roster: ")) {
+      refused.push_back(std::string(schema::Name(e.reason)) + " " + e.actor);
+    }
+  }
+  ASSERT_EQ(rosters["seoul-support"].size(), 2u);
+  ASSERT_FALSE(rosters["seoul-counsel"].empty());
+  const std::string& counsel = rosters["seoul-counsel"].back();
+  for (const char* name : {"carol", "dave", "sam", "sue", "rita"}) {
+    EXPECT_NE(counsel.find(name), std::string::npos) << name << " " << counsel;
+  }
+  // Public keys, names, roles: no password hash, no sealed key.
+  EXPECT_EQ(counsel.find("argon2"), std::string::npos) << counsel;
+  EXPECT_EQ(counsel.find("sealed"), std::string::npos) << counsel;
+  EXPECT_EQ(refused,
+            (std::vector<std::string>{"bad-signature seoul-support",
+                                      "sender-mismatch seoul-support", "out-of-range seoul-support",
+                                      "out-of-range seoul-support", "out-of-range seoul-support"}));
+}
+
 // OPENED entry keeps the signature; refbus-audit names the operator of every access and
 // checks the signature against the agency's roster: valid, the service account, an
 // operator the roster does not list, and a key that is not the rostered one all differ.
@@ -410,6 +511,24 @@ TEST_F(OperatorsTest, OpeningIsSignedByTheOperatorAndTheAuditorVerifiesIt) {
             0)
       << out;
   EXPECT_NE(out.find("olga (caseworker, key "), std::string::npos) << out;
+  // Without --roster the auditor takes the roster from the log: the one the support agent
+  // published before olga's opening (it publishes ahead of any operator's command).
+  ASSERT_EQ(Run({BinDir() + "/refbus-audit", "accesses", "--agency", "seoul-support", "--store",
+                 store, "--dir", auditor},
+                "accesses-log", &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("olga (caseworker, key "), std::string::npos) << out;
+  auto published = [&] {
+    const std::string log = broker_->Log();
+    size_t n = 0;
+    for (size_t at = log.find("operator roster of seoul-support"); at != std::string::npos;
+         at = log.find("operator roster of seoul-support", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  const size_t rosters_before_reset = published();
 
   // A roster from before olga's account: the auditor cannot tie her key to a person.
   EXPECT_EQ(Run({BinDir() + "/refbus-audit", "accesses", "--agency", "seoul-support", "--store",
@@ -429,6 +548,24 @@ TEST_F(OperatorsTest, OpeningIsSignedByTheOperatorAndTheAuditorVerifiesIt) {
             0)
       << out;
   const std::string roster_reset = Roster(support.config_path(), "after-reset");
+  // The running agent publishes the new roster too. From the log, olga's access is judged
+  // by the roster in effect at it (her old key): valid, where today's roster says KEY
+  // MISMATCH (below).
+  for (int i = 0; i < 300 && published() == rosters_before_reset; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GT(published(), rosters_before_reset) << broker_->Log();
+  ASSERT_EQ(Run({BinDir() + "/refbus-audit", "fetch", "--dir", auditor, "--broker", "seoul-broker",
+                 "--endpoint", broker_->endpoint(), "--store", store},
+                "fetch-after-reset", &out),
+            0)
+      << out;
+  EXPECT_EQ(Run({BinDir() + "/refbus-audit", "case", consent.body.value("case_ref", ""), "--store",
+                 store, "--dir", auditor},
+                "case-log", &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("olga (caseworker, key "), std::string::npos) << out;
   EXPECT_EQ(Run({BinDir() + "/refbus-audit", "case", consent.body.value("case_ref", ""), "--store",
                  store, "--roster", roster_reset, "--dir", auditor},
                 "case-reset", &out),

@@ -428,6 +428,65 @@ TEST_F(AuditReportTest, AnEmptyStoreIsRefused) {
 
 // Issue 18: the report in Korean too. Every sentence from the Korean catalog, times in KST
 // (UTC+9) beside UTC, the openings with their operators; English on request.
+// Every sentence of the Korean page is from the catalog, the findings of a log that fails
+// verification and the operator and row explanations included: none of the English messages
+// verify, the operator check and the queries wrote is on the page.
+TEST_F(AuditReportTest, TheKoreanPageOfALogWithProblemsHasNoEnglishMessages) {
+  SmallLog();
+  AuditReport good = Build();
+  ASSERT_TRUE(good.unconsented.ok());
+  std::vector<std::string> english;
+  for (const auto& [index, o] : good.openings) english.push_back(o.check.why);
+  for (const auto& row : good.unconsented->rows) english.push_back(row.note);
+  ASSERT_FALSE(english.empty());
+  const std::string ko_good = RenderAuditReportHtml(good, ReportLang::kKorean);
+  EXPECT_TRUE(HasSubstr(ko_good, "op-counsel-9: 담당자 서명이 없습니다")) << ko_good;
+  EXPECT_TRUE(HasSubstr(ko_good, "동의 ID가 없습니다"));
+  // An entry that no longer decodes: verify names it, and the queries refuse the log.
+  EditEntry(4, [](Bytes& v) { v[0] = 0xff; });
+  AuditReport bad = Build();
+  ASSERT_FALSE(bad.verify.ok());
+  ASSERT_FALSE(bad.unconsented.ok());
+  english.push_back(bad.unconsented.status().ToString());
+  for (const auto& p : bad.verify.problems) english.push_back(p.message);
+  const std::string ko_bad = RenderAuditReportHtml(bad, ReportLang::kKorean);
+  EXPECT_TRUE(HasSubstr(ko_bad, "항목을 해독할 수 없습니다")) << ko_bad;
+  for (const auto& m : english) {
+    ASSERT_FALSE(m.empty());
+    EXPECT_TRUE(Lacks(ko_good, HtmlEscape(m))) << "English left in the Korean page: " << m;
+    EXPECT_TRUE(Lacks(ko_bad, HtmlEscape(m))) << "English left in the Korean page: " << m;
+  }
+  for (const char* fragment : {"does not decode", "no operator signature", "names no consent",
+                               "failed precondition", "not covered by any signed", "run fetch"}) {
+    EXPECT_TRUE(Lacks(ko_good, fragment)) << fragment;
+    EXPECT_TRUE(Lacks(ko_bad, fragment)) << fragment;
+  }
+  // The English page keeps the English messages.
+  const std::string en_bad = RenderAuditReportHtml(bad, ReportLang::kEnglish);
+  EXPECT_TRUE(HasSubstr(en_bad, HtmlEscape(bad.verify.problems.front().message)));
+}
+
+// A byte flipped under a checkpoint: the finding is named in Korean too.
+TEST_F(AuditReportTest, TheKoreanPageNamesAFlippedByteInKorean) {
+  SmallLog();
+  const Bytes hash(32, 0xa5);
+  EditEntry(1, [&](Bytes& v) {
+    auto at = std::search(v.begin(), v.end(), hash.begin(), hash.end());
+    ASSERT_NE(at, v.end());
+    *(at + 3) ^= 0x01;
+  });
+  AuditReport r = Build();
+  ASSERT_FALSE(r.verify.ok());
+  const std::string ko = RenderAuditReportHtml(r, ReportLang::kKorean);
+  ASSERT_FALSE(r.verify.problems.empty());
+  for (const auto& p : r.verify.problems) {
+    EXPECT_TRUE(Lacks(ko, HtmlEscape(p.message)))
+        << "English left in the Korean page: " << p.message;
+  }
+  EXPECT_TRUE(HasSubstr(ko, "브로커가 서명한 것과 다릅니다")) << ko;
+  EXPECT_TRUE(Lacks(ko, "differ from what the broker signed"));
+}
+
 TEST_F(AuditReportTest, TheKoreanPageSaysItInKoreanWithKstTimes) {
   SmallLog();
   AuditReport r = Build();

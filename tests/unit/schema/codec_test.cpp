@@ -320,6 +320,9 @@ Frame FrameOf(Frame::Type type) {
     case Frame::Type::kLinkageEvaluate:
       f.linkage_evaluate.blinded_element = Fill(kLinkageElementBytes, 0x47);
       break;
+    case Frame::Type::kRosterUpdate:
+      f.roster_update.signed_roster = Fill(300, 0x4a);
+      break;
     case Frame::Type::kLinkageEvaluated:
       f.linkage_evaluated.evaluated_element = Fill(kLinkageElementBytes, 0x48);
       f.linkage_evaluated.proof = Fill(kLinkageProofBytes, 0x49);
@@ -354,6 +357,7 @@ const std::vector<Frame::Type>& AllFrameTypes() {
       Frame::Type::kPrekeyUpdate,
       Frame::Type::kLinkageEvaluate,
       Frame::Type::kLinkageEvaluated,
+      Frame::Type::kRosterUpdate,
   };
   return kTypes;
 }
@@ -538,6 +542,9 @@ TEST(FrameCodecTest, RoundTripsEveryBodyType) {
         break;
       case Frame::Type::kLinkageEvaluate:
         EXPECT_EQ(out->linkage_evaluate.blinded_element, in.linkage_evaluate.blinded_element);
+        break;
+      case Frame::Type::kRosterUpdate:
+        EXPECT_EQ(out->roster_update.signed_roster, in.roster_update.signed_roster);
         break;
       case Frame::Type::kLinkageEvaluated:
         EXPECT_EQ(out->linkage_evaluated.evaluated_element, in.linkage_evaluated.evaluated_element);
