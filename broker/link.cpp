@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "core/file.h"
@@ -67,6 +68,17 @@ const char* StateName(int s) {
 
 }  // namespace
 
+void LinkHistogram::Observe(double seconds) {
+  size_t b = 0;
+  while (b < kLinkSecondsBounds.size() && seconds > kLinkSecondsBounds[b]) ++b;
+  ++buckets[b];
+  sum += seconds;
+}
+
+double Links::SteadySeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 Links::Links(zmq::context_t& context, const keys::Identity& me, LinkOptions options)
     : context_(context), me_(me), options_(std::move(options)) {}
 
@@ -120,6 +132,7 @@ void Links::Close(Link& link) {
     link.socket.reset();
   }
   link.inflight.clear();
+  link.inflight_bytes = 0;
   link.control_inflight.clear();
   link.other_inflight.clear();
   link.hello_id = 0;
@@ -212,6 +225,7 @@ void Links::Open(Link& link, UnixMillis now, const schema::Party& peer) {
   link.last_sent_seq = 0;
   link.last_control_seq = 0;
   link.inflight.clear();
+  link.inflight_bytes = 0;
   link.control_inflight.clear();
   ++link.sessions;
   Frame hello;
@@ -396,8 +410,10 @@ void Links::HandleReply(Link& link, const Frame& f, UnixMillis now, std::vector<
       end.seq = it->second.seq;
       end.message_id = it->second.message_id;
       end.kind = RecipientAck::Kind::kForwarded;
+      link.round_trip.Observe(SteadySeconds() - it->second.sent_steady);
       link.ends_uncommitted.insert(end.seq);
       link.first_refused.erase(end.seq);
+      link.inflight_bytes -= std::min(link.inflight_bytes, it->second.bytes);
       link.inflight.erase(it);
       ++link.forwarded;
       link.dirty = true;
@@ -422,6 +438,7 @@ void Links::HandleReply(Link& link, const Frame& f, UnixMillis now, std::vector<
                     std::string(schema::Name(f.nack.reason)) + ": " + f.nack.detail +
                     "); retrying");
         link.inflight.clear();
+        link.inflight_bytes = 0;
         link.last_sent_seq = 0;
         link.paused_until =
             now + std::max<UnixMillis>(kMinPauseMs, static_cast<UnixMillis>(f.nack.retry_after_ms));
@@ -441,6 +458,7 @@ void Links::HandleReply(Link& link, const Frame& f, UnixMillis now, std::vector<
       end.detail = f.nack.detail.substr(0, 512);
       link.ends_uncommitted.insert(end.seq);
       link.first_refused.erase(end.seq);
+      link.inflight_bytes -= std::min(link.inflight_bytes, sent.bytes);
       link.inflight.erase(it);
       ++link.refused;
       link.dirty = true;
@@ -596,6 +614,10 @@ void Links::SendRelays(Link& link, UnixMillis now, const schema::Directory& dire
       }
       f.relay.signed_grant = g->second;
     }
+    if (!link.inflight.empty() && link.inflight_bytes + m.envelope.size() > kMaxInflightBytes) {
+      return;  // the next ack frees room (and marks the link dirty)
+    }
+    const size_t bytes = m.envelope.size();
     f.relay.envelope = std::move(m.envelope);
     bool full = false;
     SendFrame(link, f, &full);
@@ -603,8 +625,12 @@ void Links::SendRelays(Link& link, UnixMillis now, const schema::Directory& dire
       link.dirty = true;
       return;  // the socket's queue is full: next round
     }
-    link.inflight[f.request_id] = Sent{m.seq, m.message_id, now};
+    link.inflight[f.request_id] = Sent{m.seq, m.message_id, now, SteadySeconds(), bytes};
+    link.inflight_bytes += bytes;
     link.last_sent_seq = m.seq;
+    // Wall clock: the commit time is stored with the entry (a resend counts again).
+    link.queue_wait.Observe(static_cast<double>(std::max<UnixMillis>(0, now - m.accepted_ms)) /
+                            kMillisPerSecond);
   }
   // A full read means there may be more.
   if (pending->size() == want) link.dirty = true;
@@ -665,6 +691,8 @@ std::vector<LinkStatus> Links::Status(UnixMillis now, const Store& store) const 
     s.forwarded = link.forwarded;
     s.refused = link.refused;
     s.sessions = link.sessions;
+    s.queue_wait = link.queue_wait;
+    s.round_trip = link.round_trip;
     s.problem = link.state == Link::State::kUp ? "" : link.problem;
     out.push_back(std::move(s));
   }
