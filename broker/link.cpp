@@ -55,6 +55,30 @@ bool Retryable(NackReason r) {
   }
 }
 
+// The recipients a relay is carried for: those stored with the entry (re-routing keeps
+// them current); entries without (none are written so now) fall back to the directory.
+std::vector<std::string> RelayRecipients(const std::vector<std::string>& serves,
+                                         const schema::SealedEnvelope& env,
+                                         const schema::Directory& directory,
+                                         const std::string& peer, const std::string& self) {
+  std::vector<std::string> out = serves;
+  if (out.empty()) {
+    for (const auto& r : env.header.recipients) {
+      const schema::Party* p = directory.Find(r.agency_id);
+      if (p != nullptr && p->home_broker == peer) out.push_back(r.agency_id);
+    }
+  }
+  if (out.empty()) {
+    // Every recipient it was queued for has moved since (a new directory): the peer routes
+    // it on; recipients homed here are never handed back (it would be a duplicate here).
+    for (const auto& r : env.header.recipients) {
+      const schema::Party* p = directory.Find(r.agency_id);
+      if (p == nullptr || p->home_broker != self) out.push_back(r.agency_id);
+    }
+  }
+  return out;
+}
+
 const char* StateName(int s) {
   switch (s) {
     case 0:
@@ -578,27 +602,8 @@ void Links::SendRelays(Link& link, UnixMillis now, const schema::Directory& dire
     f.type = Frame::Type::kRelay;
     f.request_id = next_request_++;
     f.relay.hops = m.hops;
-    // The recipients stored with the entry (re-routing keeps them current); entries without
-    // (none are written so now) fall back to the directory.
-    f.relay.for_recipients = m.serves;
-    if (f.relay.for_recipients.empty()) {
-      for (const auto& r : env->header.recipients) {
-        const schema::Party* p = directory.Find(r.agency_id);
-        if (p != nullptr && p->home_broker == link.peer) {
-          f.relay.for_recipients.push_back(r.agency_id);
-        }
-      }
-    }
-    if (f.relay.for_recipients.empty()) {
-      // Every recipient it was queued for has moved since (a new directory): the peer routes
-      // it on; recipients homed here are never handed back (it would be a duplicate here).
-      for (const auto& r : env->header.recipients) {
-        const schema::Party* p = directory.Find(r.agency_id);
-        if (p == nullptr || p->home_broker != options_.broker_id) {
-          f.relay.for_recipients.push_back(r.agency_id);
-        }
-      }
-    }
+    f.relay.for_recipients =
+        RelayRecipients(m.serves, *env, directory, link.peer, options_.broker_id);
     const Bytes& grant_id = env->header.consent_grant_id;
     if (!grant_id.empty()) {
       auto g = grants.find(grant_id);
