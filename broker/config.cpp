@@ -214,7 +214,8 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(
       r.Uint("federation", "link_timeout_ms", 200, uint64_t{600} * 1000, &c.link_timeout_ms));
   REFBUS_RETURN_IF_ERROR(r.Uint("federation", "max_hops", 1, 8, &c.max_hops));
-  c.link_window = c.delivery_window;
+  // Two of the peer's turns: it commits one while reading the next (PROTOCOL.md 12).
+  c.link_window = std::max(c.delivery_window, 2 * c.max_batch);
   REFBUS_RETURN_IF_ERROR(r.Uint("federation", "window", 1, 65536, &c.link_window));
   REFBUS_RETURN_IF_ERROR(LoadPeerTable(root, r, c, "endpoints", c.peer_endpoints));
   REFBUS_RETURN_IF_ERROR(LoadPeerTable(root, r, c, "endpoint_files", c.peer_endpoint_files));

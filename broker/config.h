@@ -64,7 +64,8 @@
 //   link_timeout_ms = 5000              # no answer from a peer this long: link down,
 //                                       # reconnect, resend what is unacked (200 ms to 10 min)
 //   max_hops = 3                        # brokers an envelope may pass after its first (1-8)
-//   window = 256                        # relays in flight per link (default delivery_window)
+//   window = 2048                       # relays in flight per link (default: two of the
+//                                       # peer's turns, 2 x max_batch, at least delivery_window)
 //
 //   [metrics]                           # Prometheus metrics and health checks over HTTP
 //   bind = "127.0.0.1:9470"             # loopback only: 127.0.0.0/8 or [::1], as a literal;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "core/file.h"
@@ -54,6 +55,30 @@ bool Retryable(NackReason r) {
   }
 }
 
+// The recipients a relay is carried for: those stored with the entry (re-routing keeps
+// them current); entries without (none are written so now) fall back to the directory.
+std::vector<std::string> RelayRecipients(const std::vector<std::string>& serves,
+                                         const schema::SealedEnvelope& env,
+                                         const schema::Directory& directory,
+                                         const std::string& peer, const std::string& self) {
+  std::vector<std::string> out = serves;
+  if (out.empty()) {
+    for (const auto& r : env.header.recipients) {
+      const schema::Party* p = directory.Find(r.agency_id);
+      if (p != nullptr && p->home_broker == peer) out.push_back(r.agency_id);
+    }
+  }
+  if (out.empty()) {
+    // Every recipient it was queued for has moved since (a new directory): the peer routes
+    // it on; recipients homed here are never handed back (it would be a duplicate here).
+    for (const auto& r : env.header.recipients) {
+      const schema::Party* p = directory.Find(r.agency_id);
+      if (p == nullptr || p->home_broker != self) out.push_back(r.agency_id);
+    }
+  }
+  return out;
+}
+
 const char* StateName(int s) {
   switch (s) {
     case 0:
@@ -66,6 +91,17 @@ const char* StateName(int s) {
 }
 
 }  // namespace
+
+void LinkHistogram::Observe(double seconds) {
+  size_t b = 0;
+  while (b < kLinkSecondsBounds.size() && seconds > kLinkSecondsBounds[b]) ++b;
+  ++buckets[b];
+  sum += seconds;
+}
+
+double Links::SteadySeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 Links::Links(zmq::context_t& context, const keys::Identity& me, LinkOptions options)
     : context_(context), me_(me), options_(std::move(options)) {}
@@ -120,6 +156,7 @@ void Links::Close(Link& link) {
     link.socket.reset();
   }
   link.inflight.clear();
+  link.inflight_bytes = 0;
   link.control_inflight.clear();
   link.other_inflight.clear();
   link.hello_id = 0;
@@ -212,6 +249,7 @@ void Links::Open(Link& link, UnixMillis now, const schema::Party& peer) {
   link.last_sent_seq = 0;
   link.last_control_seq = 0;
   link.inflight.clear();
+  link.inflight_bytes = 0;
   link.control_inflight.clear();
   ++link.sessions;
   Frame hello;
@@ -396,8 +434,10 @@ void Links::HandleReply(Link& link, const Frame& f, UnixMillis now, std::vector<
       end.seq = it->second.seq;
       end.message_id = it->second.message_id;
       end.kind = RecipientAck::Kind::kForwarded;
+      link.round_trip.Observe(SteadySeconds() - it->second.sent_steady);
       link.ends_uncommitted.insert(end.seq);
       link.first_refused.erase(end.seq);
+      link.inflight_bytes -= std::min(link.inflight_bytes, it->second.bytes);
       link.inflight.erase(it);
       ++link.forwarded;
       link.dirty = true;
@@ -422,6 +462,7 @@ void Links::HandleReply(Link& link, const Frame& f, UnixMillis now, std::vector<
                     std::string(schema::Name(f.nack.reason)) + ": " + f.nack.detail +
                     "); retrying");
         link.inflight.clear();
+        link.inflight_bytes = 0;
         link.last_sent_seq = 0;
         link.paused_until =
             now + std::max<UnixMillis>(kMinPauseMs, static_cast<UnixMillis>(f.nack.retry_after_ms));
@@ -441,6 +482,7 @@ void Links::HandleReply(Link& link, const Frame& f, UnixMillis now, std::vector<
       end.detail = f.nack.detail.substr(0, 512);
       link.ends_uncommitted.insert(end.seq);
       link.first_refused.erase(end.seq);
+      link.inflight_bytes -= std::min(link.inflight_bytes, sent.bytes);
       link.inflight.erase(it);
       ++link.refused;
       link.dirty = true;
@@ -560,27 +602,8 @@ void Links::SendRelays(Link& link, UnixMillis now, const schema::Directory& dire
     f.type = Frame::Type::kRelay;
     f.request_id = next_request_++;
     f.relay.hops = m.hops;
-    // The recipients stored with the entry (re-routing keeps them current); entries without
-    // (none are written so now) fall back to the directory.
-    f.relay.for_recipients = m.serves;
-    if (f.relay.for_recipients.empty()) {
-      for (const auto& r : env->header.recipients) {
-        const schema::Party* p = directory.Find(r.agency_id);
-        if (p != nullptr && p->home_broker == link.peer) {
-          f.relay.for_recipients.push_back(r.agency_id);
-        }
-      }
-    }
-    if (f.relay.for_recipients.empty()) {
-      // Every recipient it was queued for has moved since (a new directory): the peer routes
-      // it on; recipients homed here are never handed back (it would be a duplicate here).
-      for (const auto& r : env->header.recipients) {
-        const schema::Party* p = directory.Find(r.agency_id);
-        if (p == nullptr || p->home_broker != options_.broker_id) {
-          f.relay.for_recipients.push_back(r.agency_id);
-        }
-      }
-    }
+    f.relay.for_recipients =
+        RelayRecipients(m.serves, *env, directory, link.peer, options_.broker_id);
     const Bytes& grant_id = env->header.consent_grant_id;
     if (!grant_id.empty()) {
       auto g = grants.find(grant_id);
@@ -596,6 +619,10 @@ void Links::SendRelays(Link& link, UnixMillis now, const schema::Directory& dire
       }
       f.relay.signed_grant = g->second;
     }
+    if (!link.inflight.empty() && link.inflight_bytes + m.envelope.size() > kMaxInflightBytes) {
+      return;  // the next ack frees room (and marks the link dirty)
+    }
+    const size_t bytes = m.envelope.size();
     f.relay.envelope = std::move(m.envelope);
     bool full = false;
     SendFrame(link, f, &full);
@@ -603,8 +630,12 @@ void Links::SendRelays(Link& link, UnixMillis now, const schema::Directory& dire
       link.dirty = true;
       return;  // the socket's queue is full: next round
     }
-    link.inflight[f.request_id] = Sent{m.seq, m.message_id, now};
+    link.inflight[f.request_id] = Sent{m.seq, m.message_id, now, SteadySeconds(), bytes};
+    link.inflight_bytes += bytes;
     link.last_sent_seq = m.seq;
+    // Wall clock: the commit time is stored with the entry (a resend counts again).
+    link.queue_wait.Observe(static_cast<double>(std::max<UnixMillis>(0, now - m.accepted_ms)) /
+                            kMillisPerSecond);
   }
   // A full read means there may be more.
   if (pending->size() == want) link.dirty = true;
@@ -665,6 +696,8 @@ std::vector<LinkStatus> Links::Status(UnixMillis now, const Store& store) const 
     s.forwarded = link.forwarded;
     s.refused = link.refused;
     s.sessions = link.sessions;
+    s.queue_wait = link.queue_wait;
+    s.round_trip = link.round_trip;
     s.problem = link.state == Link::State::kUp ? "" : link.problem;
     out.push_back(std::move(s));
   }

@@ -41,6 +41,7 @@
 #ifndef REFBUS_BROKER_LINK_H_
 #define REFBUS_BROKER_LINK_H_
 
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -66,6 +67,18 @@ struct LinkOptions {
   size_t window = 256;
 };
 
+// Upper bounds (seconds) of the per-link latency histograms (LinkStatus): a relay on an idle
+// link waits a commit (milliseconds); seconds mean the link queues.
+inline constexpr std::array<double, 12> kLinkSecondsBounds = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0};
+
+// Observations per bucket of kLinkSecondsBounds, then +Inf (not cumulative), and their sum.
+struct LinkHistogram {
+  std::array<uint64_t, kLinkSecondsBounds.size() + 1> buckets{};
+  double sum = 0;
+  void Observe(double seconds);
+};
+
 // What the status output shows per peer.
 struct LinkStatus {
   std::string peer;
@@ -80,6 +93,11 @@ struct LinkStatus {
   uint64_t refused = 0;    // refused for good by the peer (this process)
   uint64_t sessions = 0;   // sessions started (reconnects + 1)
   std::string problem;     // the last problem, empty when up
+  // Relays sent since the broker started: how long each waited in the link mailbox (from
+  // its commit here to its send), and from its send until the peer acked it (the peer's
+  // commit included).
+  LinkHistogram queue_wait;
+  LinkHistogram round_trip;
 };
 
 class Links {
@@ -124,7 +142,14 @@ class Links {
     uint64_t seq = 0;
     Bytes message_id;
     UnixMillis sent_at = 0;
+    double sent_steady = 0;  // SteadySeconds() at the send
+    size_t bytes = 0;        // the envelope's size
   };
+  // Relays in flight hold their envelopes in the socket's queue: besides `window`, a link
+  // sends no more once this many envelope bytes are unanswered (at least one relay goes).
+  static constexpr size_t kMaxInflightBytes = size_t{64} << 20;
+  // The clock the link histograms read: finer than UnixMillis.
+  static double SteadySeconds();
   struct Link {
     std::string peer;
     std::unique_ptr<zmq::socket_t> socket;
@@ -141,6 +166,7 @@ class Links {
     UnixMillis paused_until = 0;     // after a retryable Nack
     uint64_t last_sent_seq = 0;
     std::unordered_map<uint64_t, Sent> inflight;   // by request id
+    size_t inflight_bytes = 0;                     // their envelopes' sizes
     std::set<uint64_t> ends_uncommitted;           // seqs handed out, not yet committed
     std::map<uint64_t, UnixMillis> first_refused;  // seq -> first retryable refusal
     // The control queue (consent revocations passed on), sent before envelopes.
@@ -151,6 +177,7 @@ class Links {
     bool dirty = true;
     uint64_t forwarded = 0, refused = 0, sessions = 0;
     std::string problem;
+    LinkHistogram queue_wait, round_trip;
   };
 
   void Problem(Link& link, int level, std::string message);

@@ -27,6 +27,9 @@ constexpr std::pair<std::string_view, std::string_view> kCounterHelp[] = {
     {"relays_accepted", "Envelopes relayed by peer brokers and committed here."},
     {"relays_refused", "Relays from peer brokers refused (forged, malformed, out of scope, ...)."},
     {"routed_out", "Envelopes queued for a peer broker."},
+    {"relayed_grant_checks",
+     "Signature checks of the consent grants relayed envelopes carry (once per grant and "
+     "directory, not per envelope)."},
 };
 
 // A metric name from a counter key: [a-z0-9_] kept, upper case lowered, anything else '_'.
@@ -141,6 +144,13 @@ void AddMailboxMetrics(Exposition& e, const BrokerStatus& st, UnixMillis now) {
                 std::vector<double>(kCommitSecondsBounds.begin(), kCommitSecondsBounds.end()),
                 st.commit_buckets, st.commit_seconds_sum);
   }
+  if (st.commit_envelope_buckets.size() == kCommitEnvelopesBounds.size() + 1) {
+    e.Histogram("commit_envelopes",
+                "Envelopes (submitted or relayed) stored per LMDB commit, of the commits that "
+                "stored any: the group commit's batch size.",
+                std::vector<double>(kCommitEnvelopesBounds.begin(), kCommitEnvelopesBounds.end()),
+                st.commit_envelope_buckets, st.commit_envelopes_sum);
+  }
 }
 
 // Per federation link.
@@ -164,6 +174,17 @@ void AddLinkMetrics(Exposition& e, const BrokerStatus& st, UnixMillis now) {
     e.Counter("link_refused_total",
               "Envelopes the peer broker refused for good. Since the broker started.", peer,
               D(l.refused));
+    const std::vector<double> bounds(kLinkSecondsBounds.begin(), kLinkSecondsBounds.end());
+    e.Histogram("link_queue_wait_seconds",
+                "How long relays waited in the link mailbox, from their commit here to their "
+                "send to the peer broker (a resend counts again). Since the broker started.",
+                peer, bounds, {l.queue_wait.buckets.begin(), l.queue_wait.buckets.end()},
+                l.queue_wait.sum);
+    e.Histogram("link_round_trip_seconds",
+                "From a relay's send until the peer broker acked it (after its own commit). "
+                "Since the broker started.",
+                peer, bounds, {l.round_trip.buckets.begin(), l.round_trip.buckets.end()},
+                l.round_trip.sum);
     e.Counter("link_sessions_total",
               "Sessions started with the peer broker (reconnects + 1). Since the broker started.",
               peer, D(l.sessions));

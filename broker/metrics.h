@@ -5,10 +5,12 @@
 //                 the BrokerStatus the event loop refreshes every second (Server::Snapshot):
 //                 its counters; envelopes by kind and outcome; Nacks sent by reason; per
 //                 agency mailbox (label mailbox) the depth and the oldest queued age; the
-//                 commit latency histogram; the directory serial and expiry; the audit log's
+//                 commit latency and batch size (envelopes per commit) histograms; the
+//                 directory serial and expiry; the audit log's
 //                 size, the latest checkpoint's size and age; the store's use of its map; per
 //                 federation link (label peer) up, backlogs, oldest queued age, forwarded,
-//                 refused and sessions; the age of the status itself; and the outcomes of the
+//                 refused and sessions, and histograms of a relay's wait in the link queue
+//                 and of its round trip; the age of the status itself; and the outcomes of the
 //                 two checks below as refbus_broker_healthy/ready gauges.
 //   GET /healthz  200 "ok" while the event loop refreshes the status (within
 //                 kHealthyStatusAgeMs), else 503 with the reason as text: the loop is hung,

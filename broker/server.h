@@ -132,7 +132,9 @@ struct ServerStats {
   // Federation (schema/PROTOCOL.md section 12).
   uint64_t relays_accepted = 0;  // envelopes from peer brokers committed here
   uint64_t relays_refused = 0;   // relays refused (forged, malformed, out of scope, ...)
-  uint64_t routed_out = 0;       // envelopes queued for a peer broker
+  // Signature checks of the grants relayed envelopes carry (VetGrant in AdmitRelayedGrant).
+  uint64_t relayed_grant_checks = 0;
+  uint64_t routed_out = 0;  // envelopes queued for a peer broker
   // For metrics (copied into BrokerStatus once a second; plain counters, loop thread only).
   // Envelopes submitted or relayed, by kind and outcome: an envelope refused before its
   // header decoded counts as kind unspecified.
@@ -141,6 +143,9 @@ struct ServerStats {
   // Durations of the writer's commits: per bucket of kCommitSecondsBounds, then +Inf.
   std::array<uint64_t, kCommitSecondsBounds.size() + 1> commit_buckets{};
   double commit_seconds_sum = 0;
+  // Envelopes per commit that had any: per bucket of kCommitEnvelopesBounds, then +Inf.
+  std::array<uint64_t, kCommitEnvelopesBounds.size() + 1> commit_envelope_buckets{};
+  double commit_envelopes_sum = 0;
 
   void CountEnvelope(schema::MessageKind kind, EnvelopeOutcome outcome) {
     auto k = static_cast<size_t>(kind);
@@ -162,6 +167,15 @@ struct ServerStats {
     while (b < kCommitSecondsBounds.size() && seconds > kCommitSecondsBounds[b]) ++b;
     ++commit_buckets[b];
     commit_seconds_sum += seconds;
+  }
+  void ObserveCommitEnvelopes(size_t n) {
+    size_t b = 0;
+    while (b < kCommitEnvelopesBounds.size() &&
+           static_cast<double>(n) > kCommitEnvelopesBounds[b]) {
+      ++b;
+    }
+    ++commit_envelope_buckets[b];
+    commit_envelopes_sum += static_cast<double>(n);
   }
 };
 
@@ -355,6 +369,9 @@ class Server {
   // The refusal of a grant (nullopt: it may be registered). Shared by GrantRegister and Relay.
   std::optional<std::pair<schema::NackReason, std::string>> VetGrant(
       const schema::SignedConsentGrant& g, UnixMillis now) const;
+  // VetGrant without the signatures: the grant's times and shape.
+  static std::optional<std::pair<schema::NackReason, std::string>> VetGrantTimes(
+      const schema::ConsentGrant& grant, UnixMillis now);
   void HandleGrantRegister(const std::string& routing_id, const std::string& peer,
                            uint64_t request_id, Bytes signed_grant, Turn& turn, UnixMillis now);
   void HandleGrantRevoke(const std::string& routing_id, const std::string& peer,
@@ -528,6 +545,11 @@ class Server {
   Turn turn_;          // the accumulating turn
   bool busy_ = false;  // a job is with the writer (queued, committing or done, not taken)
   ServerStats stats_;
+  // Relayed grants whose signatures passed VetGrant under the loaded directory: SHA-256 of
+  // the signed grant -> when. Every relayed envelope carries its grant, and a peer relays
+  // many under one; these skip the signature check (not the times). Cleared when a
+  // directory loads; an entry older than kGrantVetReuseMs is checked again.
+  std::map<Bytes, UnixMillis> vetted_grants_;
 
   StatusBoard snapshot_;  // any thread
 

@@ -372,6 +372,9 @@ Status Server::Finish(Job& job) {
   links_->Committed(turn.batch.acks, turn.batch.control_ends);
   if (!job.status.ok()) spdlog::error("turn not committed: {}", job.status.ToString());
   if (job.commit_seconds >= 0) stats_.ObserveCommit(job.commit_seconds);
+  if (job.committed && !turn.batch.accepted.empty()) {
+    stats_.ObserveCommitEnvelopes(turn.batch.accepted.size());
+  }
   for (schema::MessageKind k : job.refused_uncommitted) {
     stats_.CountEnvelope(k, EnvelopeOutcome::kRefused);
   }

@@ -16,13 +16,17 @@ using schema::NackReason;
 
 std::optional<std::pair<NackReason, std::string>> Server::VetGrant(
     const schema::SignedConsentGrant& g, UnixMillis now) const {
-  const schema::ConsentGrant& grant = g.grant;
   if (Status s = keys::VerifyConsentGrant(g, directory_.directory, now); !s.ok()) {
     return std::make_pair(s.code() == Status::Code::kPermissionDenied
                               ? NackReason::kConsentOutOfScope
                               : NackReason::kBadSignature,
                           s.message());
   }
+  return VetGrantTimes(g.grant, now);
+}
+
+std::optional<std::pair<NackReason, std::string>> Server::VetGrantTimes(
+    const schema::ConsentGrant& grant, UnixMillis now) {
   if (now > grant.expires_at_ms) {
     return std::make_pair(NackReason::kConsentExpired,
                           "grant expired at " + FormatUtc(grant.expires_at_ms));

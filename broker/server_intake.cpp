@@ -395,8 +395,18 @@ bool Server::AdmitRelayedGrant(const std::string& routing_id, const std::string&
   if (g->grant.grant_id != h.consent_grant_id) {
     return refuse(NackReason::kConsentOutOfScope, "the grant it carries is not the envelope's");
   }
-  if (auto refusal = VetGrant(*g, now)) {
+  // The signatures once per grant (its exact bytes) and directory; the times every time.
+  const Bytes digest = Sha256(relay.signed_grant);
+  auto vetted = vetted_grants_.find(digest);
+  const bool known =
+      vetted != vetted_grants_.end() && now - vetted->second < server_internal::kGrantVetReuseMs;
+  if (!known) ++stats_.relayed_grant_checks;
+  if (auto refusal = known ? VetGrantTimes(g->grant, now) : VetGrant(*g, now)) {
     return refuse(refusal->first, "its consent grant: " + refusal->second);
+  }
+  if (!known) {
+    if (vetted_grants_.size() >= server_internal::kMaxVettedGrants) vetted_grants_.clear();
+    vetted_grants_[digest] = now;
   }
   GrantRegistration r;
   r.decoded = std::move(*g);

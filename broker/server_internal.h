@@ -29,6 +29,10 @@ inline constexpr UnixMillis kExpiryPeriodMs = 60 * kMillisPerSecond;
 inline constexpr uint32_t kQuotaRetryMs = 1000;
 inline constexpr uint32_t kStorageRetryMs = 5000;
 inline constexpr UnixMillis kStatusPeriodMs = 1000;
+// A relayed grant's signature check is reused this long (and while the directory stays),
+// for at most this many grants.
+inline constexpr UnixMillis kGrantVetReuseMs = 60 * kMillisPerSecond;
+inline constexpr size_t kMaxVettedGrants = 4096;
 inline constexpr UnixMillis kLinkLogPeriodMs = 30 * kMillisPerSecond;
 
 // The modification time of path in nanoseconds (0 if it cannot be read).

@@ -99,6 +99,7 @@ void Server::ReloadDirectory(UnixMillis now, bool forced) {
     moved = moved || (before != nullptr && before->home_broker != a.home_broker);
   }
   directory_ = std::move(v->signed_directory);
+  vetted_grants_.clear();  // checked against the new directory from now on
   spdlog::info("loaded directory serial {}", serial);
   if (moved) PlanReroutes(directory_.directory);
 }
@@ -233,6 +234,7 @@ void Server::WriteStatus(UnixMillis now) {
                  {"checkpoints", stats_.checkpoints},
                  {"relays_accepted", stats_.relays_accepted},
                  {"relays_refused", stats_.relays_refused},
+                 {"relayed_grant_checks", stats_.relayed_grant_checks},
                  {"routed_out", stats_.routed_out}};
   st.links = links_->Status(now, *store_);
   for (size_t k = 0; k < stats_.envelopes.size(); ++k) {
@@ -247,6 +249,9 @@ void Server::WriteStatus(UnixMillis now) {
   }
   st.commit_buckets.assign(stats_.commit_buckets.begin(), stats_.commit_buckets.end());
   st.commit_seconds_sum = stats_.commit_seconds_sum;
+  st.commit_envelope_buckets.assign(stats_.commit_envelope_buckets.begin(),
+                                    stats_.commit_envelope_buckets.end());
+  st.commit_envelopes_sum = stats_.commit_envelopes_sum;
   st.last_checkpoint_ms = health_.last_checkpoint_signed_ms;
   st.last_checkpoint_size = health_.last_checkpoint_size;
   FillStatusMailboxes(st);

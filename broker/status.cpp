@@ -56,9 +56,17 @@ std::string EncodeStatus(const BrokerStatus& st) {
     o["refused"] = l.refused;
     o["sessions"] = l.sessions;
     o["problem"] = l.problem;
+    o["queue_wait_buckets"] = l.queue_wait.buckets;
+    o["queue_wait_seconds_sum"] = l.queue_wait.sum;
+    o["round_trip_buckets"] = l.round_trip.buckets;
+    o["round_trip_seconds_sum"] = l.round_trip.sum;
     links.push_back(std::move(o));
   }
   j["links"] = links;
+  j["commit_buckets"] = st.commit_buckets;
+  j["commit_seconds_sum"] = st.commit_seconds_sum;
+  j["commit_envelope_buckets"] = st.commit_envelope_buckets;
+  j["commit_envelopes_sum"] = st.commit_envelopes_sum;
   j["last_checkpoint_ms"] = st.last_checkpoint_ms;
   j["last_checkpoint_size"] = st.last_checkpoint_size;
   nlohmann::ordered_json mailboxes = nlohmann::ordered_json::array();

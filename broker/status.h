@@ -28,6 +28,10 @@ namespace refbus::broker {
 inline constexpr std::array<double, 11> kCommitSecondsBounds = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0};
 
+// Upper bounds of the histogram of envelopes stored per commit (group commit batch size).
+inline constexpr std::array<double, 11> kCommitEnvelopesBounds = {1,  2,   4,   8,   16,  32,
+                                                                  64, 128, 256, 512, 1024};
+
 // Envelopes (submitted by agencies or relayed by peer brokers) of one kind with one outcome.
 struct EnvelopeCount {
   std::string kind;     // schema::Name(MessageKind): "referral", ...; "unspecified" when the
@@ -75,6 +79,10 @@ struct BrokerStatus {
   // Empty before the first refresh.
   std::vector<uint64_t> commit_buckets;
   double commit_seconds_sum = 0;
+  // Envelopes (submitted or relayed) per commit that stored any: per bucket of
+  // kCommitEnvelopesBounds, then a last one for more; and their sum.
+  std::vector<uint64_t> commit_envelope_buckets;
+  double commit_envelopes_sum = 0;
   // The latest audit checkpoint this broker signed since it started (0: none yet; the
   // signing time of an earlier run's checkpoints is not stored), and the log size the
   // latest checkpoint covers (0: unknown yet).

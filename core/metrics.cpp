@@ -169,6 +169,12 @@ void Exposition::Gauge(std::string_view name, std::string_view help, const Metri
 void Exposition::Histogram(std::string_view name, std::string_view help,
                            const std::vector<double>& bounds, const std::vector<uint64_t>& buckets,
                            double sum) {
+  Histogram(name, help, {}, bounds, buckets, sum);
+}
+
+void Exposition::Histogram(std::string_view name, std::string_view help, const MetricLabels& labels,
+                           const std::vector<double>& bounds, const std::vector<uint64_t>& buckets,
+                           double sum) {
   impl_->Guarded(name, [&] {
     const std::string full = impl_->prefix + std::string(name);
     auto& family = impl_->histograms[full];
@@ -178,7 +184,7 @@ void Exposition::Histogram(std::string_view name, std::string_view help,
     }
     // ObserveMultiple checks the length (bounds + 1) and throws otherwise.
     std::vector<double> increments(buckets.begin(), buckets.end());
-    family->Add({}, bounds).ObserveMultiple(increments, sum);
+    family->Add(ToLabels(labels), bounds).ObserveMultiple(increments, sum);
   });
 }
 

@@ -72,6 +72,10 @@ class Exposition {
   // last for +Inf), sum the sum of the observed values.
   void Histogram(std::string_view name, std::string_view help, const std::vector<double>& bounds,
                  const std::vector<uint64_t>& buckets, double sum);
+  // The same, one series per labels.
+  void Histogram(std::string_view name, std::string_view help, const MetricLabels& labels,
+                 const std::vector<double>& bounds, const std::vector<uint64_t>& buckets,
+                 double sum);
 
   std::string Text() const;
 

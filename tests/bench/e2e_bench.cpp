@@ -4,7 +4,7 @@
 //
 //   e2e_bench [--brokers 1|2] [--recipients 1|3] [--senders S] [--receivers R]
 //             [--messages N] [--loads 10,50,90] [--paced-seconds T] [--window W]
-//             [--warmup M]
+//             [--warmup M] [--link-window W] [--stages 0|1]
 //
 // Each message is sealed on the fly by its sender (keys::SealEnvelope, a REFERRAL under the
 // sender's consent grant, which the sender registers first, so the broker checks scope),
@@ -26,8 +26,16 @@
 // With --recipients 3 every message goes to 3 of the R receivers (rotating), each opens it;
 // the rate counts messages, deliveries are 3 times that.
 //
+// --link-window sets both brokers' [federation] window. --stages 1 (default) samples the
+// brokers' status files every 100 ms and prints, per phase, where a message waited: the
+// home broker's commits (batch size, duration), its link queue (backlog, relays in
+// flight, time from its commit to the relay's send, the relay's round trip through the
+// next broker's commit), the next broker's commits and its recipients' mailboxes.
+//
 // Prints text and one line for deploy/bench.sh:
 //   RESULT e2e_b<brokers>_r<recipients> key=value ...
+#include <nlohmann/json.hpp>
+
 #include <array>
 #include <atomic>
 #include <cstring>
@@ -381,6 +389,84 @@ struct PhaseResult {
   bool complete = false;
 };
 
+// Per-stage figures of one phase, from the brokers' status files (see --stages).
+struct StageSampler {
+  struct Totals {  // histogram sums and counts at a moment
+    double commit_s = 0, commit_n = 0, env_sum = 0, env_n = 0;
+    double wait_s = 0, wait_n = 0, rtt_s = 0, rtt_n = 0;
+  };
+  struct Gauges {
+    double backlog = 0, inflight = 0, mailboxes = 0;
+    double max_backlog = 0, max_inflight = 0, max_mailboxes = 0;
+    size_t samples = 0;
+  };
+  static double Count(const nlohmann::json& buckets) {
+    double n = 0;
+    if (buckets.is_array()) {
+      for (const auto& b : buckets) n += b.get<double>();
+    }
+    return n;
+  }
+  static Totals Read(const nlohmann::json& j) {
+    Totals t;
+    t.commit_s = j.value("commit_seconds_sum", 0.0);
+    t.commit_n = Count(j.value("commit_buckets", nlohmann::json::array()));
+    t.env_sum = j.value("commit_envelopes_sum", 0.0);
+    t.env_n = Count(j.value("commit_envelope_buckets", nlohmann::json::array()));
+    for (const auto& l : j.value("links", nlohmann::json::array())) {
+      t.wait_s += l.value("queue_wait_seconds_sum", 0.0);
+      t.wait_n += Count(l.value("queue_wait_buckets", nlohmann::json::array()));
+      t.rtt_s += l.value("round_trip_seconds_sum", 0.0);
+      t.rtt_n += Count(l.value("round_trip_buckets", nlohmann::json::array()));
+    }
+    return t;
+  }
+  static void Sample(const nlohmann::json& j, Gauges& g) {
+    double backlog = 0, inflight = 0, mailboxes = 0;
+    for (const auto& l : j.value("links", nlohmann::json::array())) {
+      backlog += l.value("backlog", 0.0);
+      inflight += l.value("inflight", 0.0);
+    }
+    for (const auto& m : j.value("mailboxes", nlohmann::json::array())) {
+      mailboxes += m.value("depth", 0.0);
+    }
+    g.backlog += backlog;
+    g.inflight += inflight;
+    g.mailboxes += mailboxes;
+    g.max_backlog = std::max(g.max_backlog, backlog);
+    g.max_inflight = std::max(g.max_inflight, inflight);
+    g.max_mailboxes = std::max(g.max_mailboxes, mailboxes);
+    ++g.samples;
+  }
+  static nlohmann::json Parse(const std::string& text) {
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    return j.is_discarded() ? nlohmann::json::object() : j;
+  }
+  static double Mean(double s, double n) { return n > 0 ? s / n : 0; }
+
+  // Prints one line per broker: what happened between before and after (status texts).
+  static void Print(const std::string& phase, const std::vector<std::string>& ids,
+                    const std::vector<std::string>& before, const std::vector<std::string>& after,
+                    const std::vector<Gauges>& gauges) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      Totals a = Read(Parse(before[i])), b = Read(Parse(after[i]));
+      const Gauges& g = gauges[i];
+      const double n = g.samples > 0 ? static_cast<double>(g.samples) : 1;
+      std::printf(
+          "stages %-6s %s: commits %.0f, %.1f env/commit, %.2f ms/commit | link: backlog avg "
+          "%.0f max %.0f, inflight avg %.0f max %.0f, commit->send %.2f ms, round trip %.2f ms "
+          "(%.0f relays) | mailboxes avg %.0f max %.0f\n",
+          phase.c_str(), ids[i].c_str(), b.commit_n - a.commit_n,
+          Mean(b.env_sum - a.env_sum, b.env_n - a.env_n),
+          1e3 * Mean(b.commit_s - a.commit_s, b.commit_n - a.commit_n), g.backlog / n,
+          g.max_backlog, g.inflight / n, g.max_inflight,
+          1e3 * Mean(b.wait_s - a.wait_s, b.wait_n - a.wait_n),
+          1e3 * Mean(b.rtt_s - a.rtt_s, b.rtt_n - a.rtt_n), b.rtt_n - a.rtt_n, g.mailboxes / n,
+          g.max_mailboxes);
+    }
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -394,6 +480,8 @@ int main(int argc, char** argv) {
   const double paced_seconds = static_cast<double>(flags.GetSize("paced-seconds", 10));
   const size_t window = flags.GetSize("window", 64);
   const size_t warmup = flags.GetSize("warmup", 200);
+  const size_t link_window = flags.GetSize("link-window", 0);  // 0: the brokers' default
+  const bool stages = flags.GetSize("stages", 1) != 0;
   if (!flags.Unknown().empty()) {
     std::fprintf(stderr, "e2e_bench: unknown argument %s\n", flags.Unknown()[0].c_str());
     return 2;
@@ -429,10 +517,12 @@ int main(int argc, char** argv) {
     bks.back()->set_policy("allow_unscoped_opaque = false");
   }
   if (brokers == 2) {
-    bks[0]->set_extra("[federation]\nendpoint_files = { e2e-b = \"" + bks[1]->endpoint_file() +
-                      "\" }\n");
-    bks[1]->set_extra("[federation]\nendpoint_files = { e2e-a = \"" + bks[0]->endpoint_file() +
-                      "\" }\n");
+    const std::string w =
+        link_window > 0 ? "window = " + std::to_string(link_window) + "\n" : std::string();
+    bks[0]->set_extra("[federation]\n" + w + "endpoint_files = { e2e-b = \"" +
+                      bks[1]->endpoint_file() + "\" }\n");
+    bks[1]->set_extra("[federation]\n" + w + "endpoint_files = { e2e-a = \"" +
+                      bks[0]->endpoint_file() + "\" }\n");
   }
   for (auto& b : bks) {
     if (!b->Start()) {
@@ -500,13 +590,31 @@ int main(int argc, char** argv) {
     PhaseResult r;
     r.name = name;
     r.offered = rate;
+    std::vector<std::string> status_before;
+    std::vector<StageSampler::Gauges> gauges(bks.size());
+    for (auto& b : bks) status_before.push_back(stages ? b->StatusJson() : "");
+    auto next_sample = bench::SteadyClock::now();
     while (bench::SteadyClock::now() < deadline && !sh.quit) {
       bool sent = sh.senders_done[g] == static_cast<int>(senders);
       if (sent && sh.opened[g] >= sh.acked[g] * recipients) {
         r.complete = true;
         break;
       }
+      if (stages && bench::SteadyClock::now() >= next_sample) {
+        next_sample += std::chrono::milliseconds(100);
+        for (size_t i = 0; i < bks.size(); ++i) {
+          StageSampler::Sample(StageSampler::Parse(bks[i]->StatusJson()), gauges[i]);
+        }
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (stages) {
+      // The brokers rewrite their status files every second.
+      std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+      std::vector<std::string> status_after;
+      for (auto& b : bks) status_after.push_back(b->StatusJson());
+      StageSampler::Print(name, broker_ids, status_before, status_after, gauges);
+      std::fflush(stdout);
     }
     r.acked = sh.acked[g];
     r.refused = sh.refused[g];

@@ -288,12 +288,21 @@ int RunScale(bench::Flags& flags) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     bench::ProcMemory idle = bench::ReadProcMemory(broker.process().pid());
     TrafficResult r;
+    // CPU of the broker and of this process (the dealers' client side) during the traffic.
+    const double broker_cpu0 = bench::ProcessCpuSeconds(broker.process().pid());
+    const double client_cpu0 = bench::ProcessCpuSeconds(getpid());
     if (connected) {
       r = Drive(
           dealers, envs, [n](size_t i) { return i % n; }, window, messages);
     } else {
       std::fprintf(stderr, "not every agency was welcomed within 120 s\n");
     }
+    const double per_msg = r.delivered > 0 ? 1e6 / static_cast<double>(r.delivered) : 0;
+    const double broker_us =
+        (bench::ProcessCpuSeconds(broker.process().pid()) - broker_cpu0) * per_msg;
+    const double client_us = (bench::ProcessCpuSeconds(getpid()) - client_cpu0) * per_msg;
+    std::printf("%8zu CPU per message: broker %.0f us, client (this process) %.0f us\n", n,
+                broker_us, client_us);
     bench::ProcMemory after = bench::ReadProcMemory(broker.process().pid());
     dealers.clear();
     int code = broker.Stop();
@@ -308,10 +317,12 @@ int RunScale(bench::Flags& flags) {
     std::snprintf(
         buf, sizeof(buf),
         " n%zu_rate=%.0f n%zu_connect_s=%.2f n%zu_rss_start_mb=%.1f n%zu_rss_idle_mb=%.1f "
-        "n%zu_anon_idle_mb=%.1f n%zu_rss_after_mb=%.1f n%zu_hwm_mb=%.1f n%zu_ok=%d",
+        "n%zu_anon_idle_mb=%.1f n%zu_rss_after_mb=%.1f n%zu_hwm_mb=%.1f n%zu_ok=%d "
+        "n%zu_broker_cpu_us=%.0f n%zu_client_cpu_us=%.0f",
         n, rate, n, connect_s, n, bench::MiB(at_start.vm_rss_kb), n, bench::MiB(idle.vm_rss_kb), n,
         bench::MiB(idle.rss_anon_kb), n, bench::MiB(after.vm_rss_kb), n,
-        bench::MiB(after.vm_hwm_kb), n, r.complete && r.refused == 0 && code == 0 ? 1 : 0);
+        bench::MiB(after.vm_hwm_kb), n, r.complete && r.refused == 0 && code == 0 ? 1 : 0, n,
+        broker_us, n, client_us);
     result += buf;
     if (!r.complete || code != 0) exit_code = 1;
   }

@@ -4,10 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
+#include <zmq_addon.hpp>
 
 #include "broker/store.h"
+#include "core/zmq.h"
 #include "keys/ceremony.h"
 #include "keys/consent.h"
 #include "keys/crypto.h"
@@ -816,6 +820,144 @@ TEST_F(FederationTest, PublishedPrekeysAreCheckedStoredRelayedAndServed) {
     }
     EXPECT_EQ(relayed, 1u) << b;
   }
+}
+
+// Issue 21, the relay hop: a link that keeps no more relays unanswered than one commit of
+// the peer holds makes the sender wait for each of the peer's commits in turn. By default a
+// link keeps two of its peer's turns (2 x max_batch, at least delivery_window) in flight.
+// The test plays Busan's broker (its keys) and never acks, so the relays Seoul sends are
+// exactly its window.
+TEST_F(FederationTest, ALinkKeepsTwoOfThePeersTurnsInFlight) {
+  constexpr size_t kMaxBatch = 300;  // delivery_window stays 256
+  constexpr size_t kQueued = 700;
+  B("seoul-broker").set_limits("redelivery_ms = 2000\nmax_batch = " + std::to_string(kMaxBatch));
+  zmq::context_t ctx;
+  zmq::socket_t peer(ctx, zmq::socket_type::router);
+  ASSERT_TRUE(
+      zmqx::ConfigureCurveServer(peer, Id("busan-broker").transport_secret_key().view(), "refbus")
+          .ok());
+  // No ZAP handler in this context: the stand-in admits whoever holds a CURVE key pair.
+  int enforce = 0;
+  ASSERT_EQ(zmq_setsockopt(peer.handle(), zmqx::kZapEnforceDomainOption, &enforce, sizeof(enforce)),
+            0);
+  peer.bind("tcp://127.0.0.1:*");
+  {
+    std::ofstream f(B("busan-broker").endpoint_file());
+    f << peer.get(zmq::sockopt::last_endpoint) << "\n";
+  }
+  ASSERT_TRUE(B("seoul-broker").Start());
+  auto wee = Connect("seoul-wee-01", "seoul-broker");
+  const auto& dir = fed_.directory();
+  for (size_t i = 0; i < kQueued; ++i) {
+    Frame f;
+    f.type = Frame::Type::kSubmit;
+    f.request_id = 1000 + i;
+    f.submit.envelope =
+        SealTo(Id("seoul-wee-01"), dir, {"busan-counsel"}, Now(), kMillisPerHour, 64);
+    wee->SendFrame(f);
+  }
+  size_t acked = 0;
+  std::set<Bytes> relayed;  // distinct message ids Seoul relayed
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline &&
+         (acked < kQueued || relayed.size() < 2 * kMaxBatch)) {
+    while (auto r = wee->Receive(0)) acked += r->type == Frame::Type::kAck ? 1 : 0;
+    std::vector<zmq::message_t> parts;
+    zmq::pollitem_t item{peer.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(20));
+    if (!(item.revents & ZMQ_POLLIN)) continue;
+    auto got = zmq::recv_multipart(peer, std::back_inserter(parts), zmq::recv_flags::dontwait);
+    if (!got || parts.size() != 2) continue;
+    auto f = schema::DecodeFrame(
+        ByteView(static_cast<const uint8_t*>(parts[1].data()), parts[1].size()));
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    if (f->type == Frame::Type::kHello) {  // the session's start, and keepalives
+      Frame w;
+      w.type = Frame::Type::kWelcome;
+      w.request_id = f->request_id;
+      w.welcome.broker_id = "busan-broker";
+      w.welcome.directory_serial = dir.serial;
+      Bytes body = schema::EncodeFrame(w);
+      peer.send(parts[0], zmq::send_flags::sndmore);
+      peer.send(zmq::buffer(body.data(), body.size()));
+    } else if (f->type == Frame::Type::kRelay) {
+      relayed.insert(MessageId(f->relay.envelope));
+    }
+  }
+  EXPECT_EQ(acked, kQueued);
+  // Nothing is acked, so nothing past the window is ever sent (also not after a resend).
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  while (true) {
+    std::vector<zmq::message_t> parts;
+    auto got = zmq::recv_multipart(peer, std::back_inserter(parts), zmq::recv_flags::dontwait);
+    if (!got) break;
+    if (parts.size() != 2) continue;
+    auto f = schema::DecodeFrame(
+        ByteView(static_cast<const uint8_t*>(parts[1].data()), parts[1].size()));
+    if (f.ok() && f->type == Frame::Type::kRelay) relayed.insert(MessageId(f->relay.envelope));
+  }
+  EXPECT_EQ(relayed.size(), 2 * kMaxBatch)
+      << "relays Seoul kept unanswered on its link to Busan (max_batch " << kMaxBatch
+      << ", delivery_window 256)";
+  B("seoul-broker").Stop();
+}
+
+// Issue 21, the relay hop: every relayed envelope carries its grant, and the next broker
+// checked the grant's signature again for each one (an Ed25519 check on its loop thread
+// per envelope). It is checked once per grant and directory; its times still every time.
+TEST_F(FederationTest, ARelayedGrantsSignatureIsCheckedOncePerGrantNotPerEnvelope) {
+  constexpr size_t kReferrals = 20;
+  ASSERT_TRUE(StartAll());
+  schema::ConsentGrant g = WeeGrant();
+  auto wee = Connect("seoul-wee-01", "seoul-broker");
+  Frame reg;
+  reg.type = Frame::Type::kGrantRegister;
+  reg.grant_register.signed_grant = SignGrant(g);
+  auto a = Control(*wee, reg);
+  ASSERT_TRUE(a && a->type == Frame::Type::kAck) << B("seoul-broker").Log();
+  std::vector<Bytes> sent;
+  for (size_t i = 0; i < kReferrals; ++i) {
+    sent.push_back(SealUnder("seoul-wee-01", "busan-counsel", schema::MessageKind::kReferral, g,
+                             {schema::DataCategory::kIdentity}));
+    auto r = wee->Submit(sent.back());
+    ASSERT_TRUE(r && r->type == Frame::Type::kAck);
+  }
+  auto busan = Connect("busan-counsel", "busan-broker");
+  auto got = ReceiveAll(*busan, kReferrals, 20000);
+  ASSERT_EQ(got, sent) << B("busan-broker").Log();
+  // The status file is rewritten every second.
+  nlohmann::json counters;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto j = nlohmann::json::parse(B("busan-broker").StatusJson(), nullptr, false);
+    if (!j.is_discarded() && j.contains("counters")) counters = j["counters"];
+    if (counters.value("relays_accepted", 0) == static_cast<int>(kReferrals)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(counters.value("relays_accepted", 0), static_cast<int>(kReferrals)) << counters;
+  EXPECT_EQ(counters.value("relayed_grant_checks", -1), 1)
+      << "signature checks at Busan of the one grant " << kReferrals << " relays carried";
+
+  // A Seoul broker gone rogue (the test, with its keys) relays under the same grant id a
+  // grant widened to police units, with a signature that does not verify: other bytes are
+  // checked in full and refused, however often the id was seen.
+  schema::ConsentGrant wide = g;
+  wide.allowed_agency_types.push_back(schema::AgencyType::kPoliceUnit);
+  auto forged_grant = keys::SignConsentGrant(Id("seoul-wee-01"), wide);
+  ASSERT_TRUE(forged_grant.ok());
+  forged_grant->signature[3] ^= 1;
+  auto rogue = Connect("seoul-broker", "busan-broker");
+  Frame f;
+  f.type = Frame::Type::kRelay;
+  f.request_id = 77;
+  f.relay.envelope = SealUnder("seoul-wee-01", "busan-police", schema::MessageKind::kReferral, g,
+                               {schema::DataCategory::kIdentity});
+  f.relay.signed_grant = schema::EncodeSignedConsentGrant(*forged_grant);
+  f.relay.for_recipients = {"busan-police"};
+  rogue->SendFrame(f);
+  auto nack = rogue->Expect(Frame::Type::kNack, 77, 10000);
+  ASSERT_TRUE(nack.has_value()) << B("busan-broker").Log();
+  EXPECT_EQ(nack->nack.reason, NackReason::kBadSignature) << nack->nack.detail;
 }
 
 TEST_F(FederationTest, UnlistedBrokerAndWrongKeyAreRefused) {

@@ -163,9 +163,10 @@ TEST_F(BrokerMetricsTest, MetricsHealthAndReadinessOverHttp) {
   EXPECT_EQ(Sample(body, "refbus_broker_link_forwarded_total{peer=\"busan-broker\"}"), 0.0);
   EXPECT_TRUE(Sample(body, "refbus_broker_link_sessions_total{peer=\"busan-broker\"}")) << body;
 
-  // Ids and numbers only: every line is a comment or "name{id labels} number".
+  // Ids and numbers only: every line is a comment or "name{id labels} number" (a per-link
+  // histogram's bucket bound le comes after its peer label).
   const std::regex line_re(
-      R"re(# (HELP|TYPE) refbus_broker_[a-z0-9_]+ .*|refbus_broker_[a-z0-9_]+(\{[a-z]+="([a-z0-9.-]+|\+Inf)"(,[a-z]+="[a-z0-9-]+")*\})? [0-9.e+-]+)re");
+      R"re(# (HELP|TYPE) refbus_broker_[a-z0-9_]+ .*|refbus_broker_[a-z0-9_]+(\{[a-z]+="([a-z0-9.-]+|\+Inf)"(,[a-z]+="([a-z0-9.-]+|\+Inf)")*\})? [0-9.e+-]+)re");
   for (const auto& line : Lines(body)) {
     EXPECT_TRUE(std::regex_match(line, line_re)) << line;
   }
