@@ -95,18 +95,6 @@ UnixMillis EntryExpiry(const schema::ConsentGrant& g) {
   return g.retention_until_ms != 0 ? g.retention_until_ms : g.expires_at_ms;
 }
 
-Json LinkedAgenciesJson(const std::vector<schema::LinkedAgency>& others) {
-  Json a = Json::array();
-  for (const auto& o : others) {
-    a.push_back({{"agency", o.agency_id},
-                 {"first_seen_ms", o.first_seen_ms},
-                 {"last_seen_ms", o.last_seen_ms},
-                 {"victims", o.victims},
-                 {"items", o.items}});
-  }
-  return a;
-}
-
 }  // namespace
 
 bool Engine::Impl::IsEscrow() const {
@@ -409,16 +397,7 @@ Result<Json> Engine::LinkageMatches() {
   Impl& d = *impl_;
   REFBUS_ASSIGN_OR_RETURN(auto matches, d.linkage_store->Matches());
   Json out = Json::array();
-  for (const MatchRecord& m : matches) {
-    out.push_back({{"linkage_id", m.linkage_id},
-                   {"case_ref", m.case_ref},
-                   {"kind", m.kind},
-                   {"escrow", m.escrow},
-                   {"message_id", m.message_id},
-                   {"others", LinkedAgenciesJson(m.others)},
-                   {"matched_at_ms", m.matched_at_ms},
-                   {"received_at_ms", m.received_at_ms}});
-  }
+  for (const MatchRecord& m : matches) out.push_back(MatchJson(m));
   return out;
 }
 

@@ -128,15 +128,19 @@ Result<std::vector<LinkRecord>> LinkageStore::Links() const {
   return out;
 }
 
+nlohmann::json MatchJson(const MatchRecord& m) {
+  return {{"linkage_id", m.linkage_id},
+          {"case_ref", m.case_ref},
+          {"kind", m.kind},
+          {"escrow", m.escrow},
+          {"message_id", m.message_id},
+          {"others", LinkedJson(m.others)},
+          {"matched_at_ms", m.matched_at_ms},
+          {"received_at_ms", m.received_at_ms}};
+}
+
 Status LinkageStore::PutMatch(const MatchRecord& m) {
-  Json j = {{"linkage_id", m.linkage_id},
-            {"case_ref", m.case_ref},
-            {"kind", m.kind},
-            {"escrow", m.escrow},
-            {"message_id", m.message_id},
-            {"others", LinkedJson(m.others)},
-            {"matched_at_ms", m.matched_at_ms},
-            {"received_at_ms", m.received_at_ms}};
+  const Json j = MatchJson(m);
   REFBUS_ASSIGN_OR_RETURN(auto txn, env_->BeginWrite());
   REFBUS_RETURN_IF_ERROR(
       PutChecked(txn, matches_, "matches", ToBytes(m.linkage_id + "/" + m.case_ref), j));

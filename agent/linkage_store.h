@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,6 +60,8 @@ struct MatchRecord {
   UnixMillis matched_at_ms = 0;
   UnixMillis received_at_ms = 0;
 };
+// A match as the store keeps it and GET /v1/linkage/matches shows it.
+nlohmann::json MatchJson(const MatchRecord& m);
 
 // At the escrow: where a held share came from.
 struct DepositRecord {

@@ -397,22 +397,6 @@ const ReportText& ReportTextFor(ReportLang lang) {
   return lang == ReportLang::kKorean ? kKorean : kEnglish;
 }
 
-std::string Fill(std::string_view tmpl, std::initializer_list<std::string_view> values) {
-  std::string out;
-  out.reserve(tmpl.size() + 32);
-  for (size_t i = 0; i < tmpl.size(); ++i) {
-    if (tmpl[i] == '{' && i + 2 < tmpl.size() && tmpl[i + 2] == '}' && tmpl[i + 1] >= '1' &&
-        tmpl[i + 1] <= '9') {
-      const size_t k = static_cast<size_t>(tmpl[i + 1] - '1');
-      if (k < values.size()) out += *(values.begin() + k);
-      i += 2;
-      continue;
-    }
-    out += tmpl[i];
-  }
-  return out;
-}
-
 std::string FillList(std::string_view tmpl, const std::vector<std::string>& values) {
   std::string out;
   out.reserve(tmpl.size() + 32);
@@ -427,6 +411,10 @@ std::string FillList(std::string_view tmpl, const std::vector<std::string>& valu
     out += tmpl[i];
   }
   return out;
+}
+
+std::string Fill(std::string_view tmpl, std::initializer_list<std::string_view> values) {
+  return FillList(tmpl, std::vector<std::string>(values.begin(), values.end()));
 }
 
 std::string KstTime(UnixMillis t) {
