@@ -434,6 +434,10 @@ class Server {
   // newer version) and recorded as OPERATOR_ROSTER; acked after the commit. Refusals audited.
   void HandleRosterUpdate(const std::string& routing_id, const schema::Party& peer,
                           uint64_t request_id, Bytes signed_roster, Turn& turn, UnixMillis now);
+  // Loop thread, for a turn whose commit failed: its rosters were refused ("retry later"),
+  // so each agency's newest version goes back below theirs, unless a later roster of the
+  // agency was taken since (it waits in a later turn). The agent's retry is then recorded.
+  void ForgetUncommittedRosters(const Batch& batch);
 
   // ---- Linkage evaluation (broker/server_linkage.cpp, PROTOCOL.md 13.4) ----
   // At Create: the evaluator's key and quota when [linkage] names a key file.
@@ -531,7 +535,7 @@ class Server {
   Deliveries deliveries_;
   RefusalLimiter refusals_{RefusalLimits{}};  // which refusals are audited one by one
   // Loop thread: the newest operator roster version recorded per agency (loaded at start,
-  // raised when one is accepted into a turn).
+  // raised when one is accepted into a turn, lowered again if that turn's commit fails).
   std::map<std::string, uint64_t> roster_versions_;
   std::vector<schema::AuditEntry> pending_events_;  // written with the next commit
   // This log's witnesses (null without [witness] peers) and the cosignatures they gave,

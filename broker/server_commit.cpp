@@ -385,6 +385,8 @@ Status Server::Finish(Job& job) {
     NoteCommitted(job);
     SettleReplies(job);
     PushPrekeys(job);
+  } else {
+    ForgetUncommittedRosters(turn.batch);
   }
   SendReplies(job);
   return job.status.ok() ? checkpoint_status : job.status;

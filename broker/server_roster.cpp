@@ -98,4 +98,11 @@ void Server::HandleRosterUpdate(const std::string& routing_id, const schema::Par
   turn.replies.push_back(std::move(reply));
 }
 
+void Server::ForgetUncommittedRosters(const Batch& batch) {
+  for (const auto& [agency, version] : batch.roster_versions) {
+    auto it = roster_versions_.find(agency);
+    if (it != roster_versions_.end() && it->second == version) it->second = version - 1;
+  }
+}
+
 }  // namespace refbus::broker

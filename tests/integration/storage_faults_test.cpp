@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/lmdb.h"
+#include "keys/operator_roster.h"
 #include "keys/secret.h"
 #include "schema/codec.h"
 #include "tests/integration/harness.h"
@@ -154,6 +155,73 @@ TEST_F(StorageFaultsTest, StoreOfAnotherFormatIsRefusedAtStart) {
     ASSERT_TRUE(txn->Commit().ok());
   }
   ExpectRefusedAtStart(dir, {"refbus-broker-store/9"});
+}
+
+// An operator roster whose commit fails on a full disk is refused ("retry later"); when the
+// agency sends it again after room came back it is recorded, not refused as "not newer"
+// than itself: the broker's newest version per agency moves only with a commit.
+TEST_F(StorageFaultsTest, ARosterRefusedOnAFullDiskIsRecordedWhenSentAgain) {
+  ASSERT_NO_FATAL_FAILURE(MountSmallDisk(8));
+  std::string filler = mount_ + "/filler";
+  {
+    std::ofstream out(filler, std::ios::binary);
+    std::string mib(1 << 20, 'x');
+    for (int i = 0; i < 6; ++i) out.write(mib.data(), static_cast<std::streamsize>(mib.size()));
+    ASSERT_TRUE(out.good());
+  }
+  broker_ = std::make_unique<Broker>(fed_, "seoul-broker", mount_ + "/data");
+  broker_->set_limits("map_size_mb = 64\nmailbox_quota = 100000\nsender_quota = 100000");
+  ASSERT_TRUE(broker_->Start()) << broker_->Log();
+  auto wee = Connect("seoul-wee-01");
+  // Full for large envelopes, then for small ones: a roster of some 30 KiB fits nowhere.
+  for (size_t size : {size_t{32} << 10, size_t{1} << 10}) {
+    bool full = false;
+    for (int i = 0; i < 5000 && !full; ++i) {
+      auto r = wee->Submit(Envelope(size));
+      ASSERT_TRUE(r.has_value()) << broker_->Log();
+      full = r->type == Frame::Type::kNack && r->nack.reason == NackReason::kStorageFull;
+    }
+    ASSERT_TRUE(full) << "the disk never filled with envelopes of " << size << " bytes";
+  }
+  keys::OperatorRoster roster;
+  roster.agency = "seoul-wee-01";
+  roster.version = 7;
+  roster.issued_at_ms = Now();
+  for (int i = 0; i < 250; ++i) {
+    roster.operators.push_back(
+        {"operator-" + std::to_string(i), "caseworker", Bytes(32, static_cast<uint8_t>(i)), true});
+  }
+  auto text = keys::SignOperatorRoster(Id("seoul-wee-01"), roster);
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  uint64_t request = 1u << 20;
+  auto publish = [&]() -> std::string {
+    Frame f;
+    f.type = Frame::Type::kRosterUpdate;
+    f.request_id = ++request;
+    f.roster_update.signed_roster = ToBytes(*text);
+    wee->SendFrame(f);
+    for (int i = 0; i < 50; ++i) {
+      auto r = wee->Receive(5000);
+      if (!r) break;
+      if (r->request_id != request) continue;
+      if (r->type == Frame::Type::kAck) return "ack";
+      if (r->type == Frame::Type::kNack) return std::string(schema::Name(r->nack.reason));
+    }
+    return "no answer";
+  };
+  ASSERT_EQ(publish(), "storage-full") << broker_->Log();
+  // Room returns (the operator deletes the filler); the agent sends the same roster again.
+  fs::remove(filler);
+  std::string answer;
+  for (int attempt = 0; attempt < 80; ++attempt) {
+    answer = publish();
+    if (answer != "storage-full") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  EXPECT_EQ(answer, "ack") << "the same roster, sent again once the disk had room";
+  EXPECT_NE(broker_->Log().find("operator roster version 7 (250 operators"), std::string::npos)
+      << broker_->Log();
+  EXPECT_EQ(broker_->Stop(), 0) << broker_->Log();
 }
 
 // The data directory on a tmpfs of 8 MiB, most of it taken by a filler file: the disk
