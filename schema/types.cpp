@@ -41,9 +41,9 @@ constexpr std::array<std::string_view, 10> kDataCategory = {
     "unspecified",       "identity",      "contact", "incident-summary", "counseling-notes",
     "content-locations", "investigation", "health",  "deletion-status",  "case-status"};
 constexpr std::array<std::string_view, 15> kMessageKind = {
-    "unspecified",        "referral",           "referral-state",  "handoff",
-    "handoff-ack",        "deletion-request",   "deletion-status", "access-notice",
-    "consent-revocation", "purge-confirmation", "case-closed",     "opaque",
+    "unspecified",        "referral",           "referral-state",     "handoff",
+    "handoff-ack",        "deletion-request",   "deletion-status",    "access-notice",
+    "consent-revocation", "purge-confirmation", "case-closed",        "opaque",
     "linkage-entry",      "linkage-notice",     "deletion-watch-list"};
 constexpr std::array<std::string_view, 11> kLegalBasis = {
     "unspecified",         "consent-subject",         "consent-legal-representative",

@@ -101,6 +101,21 @@ class StorageFaultsTest : public ::testing::Test {
     }
   }
 
+  // A broker whose data directory is on a tmpfs of 8 MiB, 6 MiB of it taken by a filler file
+  // (mount_/filler): the disk fills long before the LMDB map (64 MiB) does.
+  void StartOnAnAlmostFullDisk() {
+    ASSERT_NO_FATAL_FAILURE(MountSmallDisk(8));
+    {
+      std::ofstream out(mount_ + "/filler", std::ios::binary);
+      std::string mib(1 << 20, 'x');
+      for (int i = 0; i < 6; ++i) out.write(mib.data(), static_cast<std::streamsize>(mib.size()));
+      ASSERT_TRUE(out.good());
+    }
+    broker_ = std::make_unique<Broker>(fed_, "seoul-broker", mount_ + "/data");
+    broker_->set_limits("map_size_mb = 64\nmailbox_quota = 100000\nsender_quota = 100000");
+    ASSERT_TRUE(broker_->Start()) << broker_->Log();
+  }
+
   std::string root_;
   std::string mount_;
   Federation fed_;
@@ -161,17 +176,8 @@ TEST_F(StorageFaultsTest, StoreOfAnotherFormatIsRefusedAtStart) {
 // agency sends it again after room came back it is recorded, not refused as "not newer"
 // than itself: the broker's newest version per agency moves only with a commit.
 TEST_F(StorageFaultsTest, ARosterRefusedOnAFullDiskIsRecordedWhenSentAgain) {
-  ASSERT_NO_FATAL_FAILURE(MountSmallDisk(8));
-  std::string filler = mount_ + "/filler";
-  {
-    std::ofstream out(filler, std::ios::binary);
-    std::string mib(1 << 20, 'x');
-    for (int i = 0; i < 6; ++i) out.write(mib.data(), static_cast<std::streamsize>(mib.size()));
-    ASSERT_TRUE(out.good());
-  }
-  broker_ = std::make_unique<Broker>(fed_, "seoul-broker", mount_ + "/data");
-  broker_->set_limits("map_size_mb = 64\nmailbox_quota = 100000\nsender_quota = 100000");
-  ASSERT_TRUE(broker_->Start()) << broker_->Log();
+  ASSERT_NO_FATAL_FAILURE(StartOnAnAlmostFullDisk());
+  const std::string filler = mount_ + "/filler";
   auto wee = Connect("seoul-wee-01");
   // Full for large envelopes, then for small ones: a roster of some 30 KiB fits nowhere.
   for (size_t size : {size_t{32} << 10, size_t{1} << 10}) {
@@ -227,17 +233,8 @@ TEST_F(StorageFaultsTest, ARosterRefusedOnAFullDiskIsRecordedWhenSentAgain) {
 // The data directory on a tmpfs of 8 MiB, most of it taken by a filler file: the disk
 // fills long before the LMDB map (64 MiB) does.
 TEST_F(StorageFaultsTest, DiskFullRefusesSubmissionsKeepsDeliveringAndRecovers) {
-  ASSERT_NO_FATAL_FAILURE(MountSmallDisk(8));
-  std::string filler = mount_ + "/filler";
-  {
-    std::ofstream out(filler, std::ios::binary);
-    std::string mib(1 << 20, 'x');
-    for (int i = 0; i < 6; ++i) out.write(mib.data(), static_cast<std::streamsize>(mib.size()));
-    ASSERT_TRUE(out.good());
-  }
-  broker_ = std::make_unique<Broker>(fed_, "seoul-broker", mount_ + "/data");
-  broker_->set_limits("map_size_mb = 64\nmailbox_quota = 100000\nsender_quota = 100000");
-  ASSERT_TRUE(broker_->Start()) << broker_->Log();
+  ASSERT_NO_FATAL_FAILURE(StartOnAnAlmostFullDisk());
+  const std::string filler = mount_ + "/filler";
   auto wee = Connect("seoul-wee-01");
   std::optional<Frame> refused;
   size_t accepted = 0;
