@@ -171,6 +171,17 @@ class AuditReportTest : public ::testing::Test {
     lc.note = Must(keys::SignCheckpoint(c, *broker_));
     Must(store_->AddCheckpoint(lc));
   }
+  // Flips a byte of entry 1's envelope hash (SmallLog's 0xa5 bytes): the entry still
+  // decodes with its index; only the tree can tell.
+  void FlipAByteOfEntryOnesHash() {
+    const Bytes hash(32, 0xa5);
+    EditEntry(1, [&](Bytes& v) {
+      auto at = std::search(v.begin(), v.end(), hash.begin(), hash.end());
+      ASSERT_NE(at, v.end());
+      *(at + 3) ^= 0x01;
+    });
+  }
+
   void EditEntry(uint64_t index, const std::function<void(Bytes&)>& edit) {
     lmdb::Env& env = store_->env();
     MDB_dbi dbi = Must(env.OpenDb("entries"));
@@ -403,12 +414,7 @@ TEST_F(AuditReportTest, AFlippedByteThatStillDecodesNamesTheCheckpoint) {
   SmallLog();
   // A byte of entry 1's envelope hash: it decodes with its index; only the tree can tell,
   // and offline that names the checkpoint above it (fetch's bisection names the entry).
-  const Bytes hash(32, 0xa5);
-  EditEntry(1, [&](Bytes& v) {
-    auto at = std::search(v.begin(), v.end(), hash.begin(), hash.end());
-    ASSERT_NE(at, v.end());
-    *(at + 3) ^= 0x01;
-  });
+  FlipAByteOfEntryOnesHash();
   AuditReport r = Build();
   ASSERT_FALSE(r.verify.ok());
   ASSERT_TRUE(r.verify.first_bad_checkpoint_seq.has_value());
@@ -469,12 +475,7 @@ TEST_F(AuditReportTest, TheKoreanPageOfALogWithProblemsHasNoEnglishMessages) {
 // A byte flipped under a checkpoint: the finding is named in Korean too.
 TEST_F(AuditReportTest, TheKoreanPageNamesAFlippedByteInKorean) {
   SmallLog();
-  const Bytes hash(32, 0xa5);
-  EditEntry(1, [&](Bytes& v) {
-    auto at = std::search(v.begin(), v.end(), hash.begin(), hash.end());
-    ASSERT_NE(at, v.end());
-    *(at + 3) ^= 0x01;
-  });
+  FlipAByteOfEntryOnesHash();
   AuditReport r = Build();
   ASSERT_FALSE(r.verify.ok());
   const std::string ko = RenderAuditReportHtml(r, ReportLang::kKorean);
