@@ -17,6 +17,7 @@
 #include "keys/envelope.h"
 #include "keys/keyfile.h"
 #include "keys/merkle.h"
+#include "keys/operator_roster.h"
 #include "schema/codec.h"
 #include "schema/workflow.h"
 #include "tests/fuzz/fixtures.h"
@@ -330,6 +331,17 @@ void Frames(const fs::path& root, const fuzz::Fixture& fx) {
   f.type = T::kAddCosignature;
   f.add_cosignature.checkpoint = CosignedNote(fx, 100);
   add("add-cosignature", f);
+  // An agency's operator roster (PROTOCOL.md 9.3), signed by the agency.
+  keys::OperatorRoster roster;
+  roster.agency = std::string(fuzz::kSenderId);
+  roster.version = 3;
+  roster.issued_at_ms = kNow;
+  roster.operators = {{"Park Jiwoo", "supervisor", fx.recipient.signing_public_key(), true}};
+  f = {};
+  f.type = T::kRosterUpdate;
+  f.roster_update.signed_roster =
+      ToBytes(Must(keys::SignOperatorRoster(fx.sender, roster), "roster"));
+  add("roster-update", f);
 }
 
 void Envelopes(const fs::path& root, const fuzz::Fixture& fx) {
@@ -474,6 +486,17 @@ void CaseMessages(const fs::path& root, const fuzz::Fixture& fx) {
                       {{std::string(fuzz::kRecipientId), kNow, kNow, 2, 9}},
                       kNow};
   add("linkage-notice", m);
+  // The deletion centers' watch list (PROTOCOL.md 10.3): a full file and a request for one.
+  m = {};
+  m.type = T::kDeletionWatchList;
+  m.watch_list.file =
+      R"({"list":"refbus-watch-list v1\npublisher fuzz-dsc\nversion 3\n","signature":"00"})";
+  add("watch-list", m);
+  m = {};
+  m.type = T::kDeletionWatchList;
+  m.watch_list.request_full = true;
+  m.watch_list.held_version = 2;
+  add("watch-list-request", m);
   c.Add("signed-access", 1, Signed(fx.recipient, keys::StatementType::kAccessRecord, Access()));
   c.Add("access", 2, Access());
   c.Add("signed-purge", 3, Signed(fx.recipient, keys::StatementType::kPurgeConfirmation, Purge()));
@@ -488,6 +511,10 @@ void Audit(const fs::path& root) {
   c.Add("entry-rejected", 0,
         schema::EncodeAuditEntry(Entry(1, schema::AuditEvent::kEnvelopeRejected)));
   c.Add("entry-opened", 0, schema::EncodeAuditEntry(Entry(2, schema::AuditEvent::kEnvelopeOpened)));
+  // An operator roster as the broker records it (PROTOCOL.md 9.3): the signed file itself.
+  schema::AuditEntry roster = Entry(3, schema::AuditEvent::kOperatorRoster);
+  roster.signed_roster = ToBytes("refbus-operator-roster v1\nagency fuzz-agency\nversion 3\n");
+  c.Add("entry-operator-roster", 0, schema::EncodeAuditEntry(roster));
   for (uint64_t n : {0u, 1u, 7u, 100u}) {
     keys::MerkleFrontier f;
     for (uint64_t i = 0; i < n; ++i) f.Append(tree.LeafHashAt(i));
