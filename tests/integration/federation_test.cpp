@@ -557,6 +557,64 @@ TEST_F(FederationTest, ConsentTravelsWithTheEnvelopeAndIsCheckedAgainAtTheNextBr
   EXPECT_EQ(Count(log, schema::AuditEvent::kEnvelopeRejected, "seoul-broker", {}), 3u);
 }
 
+TEST_F(FederationTest, AWatchListRelayedForAnAgencyWithoutTheDeletionRoleIsRefused) {
+  // Only Central runs; the test holds Seoul's broker keys and speaks for it (a compromised
+  // peer). A watch list is grant-less and may travel only between deletion-role agencies
+  // (PROTOCOL.md 9.1): Central checks that itself, whoever relays it.
+  ASSERT_TRUE(B("central-broker").Start());
+  auto as_seoul = Connect("seoul-broker", "central-broker");
+  const auto& dir = fed_.directory();
+  const std::string file = R"({"list":"refbus-watch-list v1\n","signature":"00"})";
+  uint64_t rid = 0;
+  auto relay = [&](Bytes envelope, const std::string& to) {
+    Frame f;
+    f.type = Frame::Type::kRelay;
+    f.request_id = ++rid;
+    f.relay.envelope = std::move(envelope);
+    f.relay.for_recipients = {to};
+    as_seoul->SendFrame(f);
+    for (int i = 0; i < 50; ++i) {
+      auto reply = as_seoul->Receive(200);
+      if (reply && reply->request_id == rid) return reply;
+    }
+    return std::optional<Frame>();
+  };
+  // From a Wee center (no deletion role) to the deletion center, and to a counseling center.
+  Bytes to_dsc = SealWatchListByHand(Id("seoul-wee-01"), dir, "central-dsc", file);
+  Bytes to_counsel = SealWatchListByHand(Id("seoul-wee-01"), dir, "central-counsel", file);
+  for (const auto& [env, to] :
+       {std::pair{to_dsc, "central-dsc"}, {to_counsel, "central-counsel"}}) {
+    auto r = relay(env, to);
+    ASSERT_TRUE(r.has_value()) << "no reply to the relay to " << to << "\n"
+                               << B("central-broker").Log();
+    ASSERT_EQ(r->type, Frame::Type::kNack) << to;
+    EXPECT_EQ(r->nack.reason, NackReason::kNotPermitted) << r->nack.detail;
+  }
+  // The link goes on: a sound relay after them is taken.
+  Bytes sound = SealTo(Id("seoul-wee-01"), dir, {"central-counsel"}, Now());
+  auto ok = relay(sound, "central-counsel");
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->type, Frame::Type::kAck)
+      << schema::Name(ok->nack.reason) << ": " << ok->nack.detail;
+  auto dsc = Connect("central-dsc", "central-broker");
+  EXPECT_TRUE(ReceiveAll(*dsc, 1, 1500).empty()) << "the deletion center got a refused watch list";
+
+  ASSERT_EQ(B("central-broker").Stop(), 0);
+  auto log = AuditOf("central-broker");
+  for (const Bytes& env : {to_dsc, to_counsel}) {
+    const Bytes mid = MessageId(env);
+    EXPECT_EQ(Count(log, schema::AuditEvent::kEnvelopeRejected, "seoul-broker", mid), 1u);
+    EXPECT_EQ(Count(log, schema::AuditEvent::kEnvelopeAccepted, "seoul-broker", mid), 0u);
+    for (const auto& e : log) {
+      if (e.message_id == mid) {
+        EXPECT_EQ(e.kind, schema::MessageKind::kDeletionWatchList);
+      }
+    }
+  }
+  EXPECT_EQ(Count(log, schema::AuditEvent::kEnvelopeAccepted, "seoul-broker", MessageId(sound)),
+            1u);
+}
+
 TEST_F(FederationTest, MovingAnAgencyReroutesQueuedAndFutureMessages) {
   ASSERT_TRUE(StartAll());
   auto wee = Connect("seoul-wee-01", "seoul-broker");
