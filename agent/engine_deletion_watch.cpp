@@ -55,12 +55,26 @@ Result<size_t> Engine::Impl::SendWatchFile(CaseStore::Txn& txn, const std::strin
 }
 
 Result<Json> Engine::Impl::SendWatchListToCenters(CaseStore::Txn& txn, const Json& file) {
+  std::vector<std::string> centers;
+  for (const schema::Party& p : dir().agencies) {
+    if (p.id != me() && p.status == schema::PartyStatus::kActive &&
+        p.HasRole(schema::Role::kDeletion)) {
+      centers.push_back(p.id);
+    }
+  }
   Json sent = Json::array();
   Json not_sent = Json::object();
   const std::string text = file.dump();
   std::vector<schema::WatchListPart> parts;
   std::string unsendable;
-  if (text.size() > schema::kMaxWatchListFileBytes) {
+  // Until the broker acks them, the envelopes wait in the case store's outgoing table (hex:
+  // twice their size), all queued in this one transaction.
+  const uint64_t queued_bytes = 2 * uint64_t{text.size()} * centers.size();
+  if (queued_bytes > kMaxWatchQueuedBytes) {
+    unsendable = "sending it to " + std::to_string(centers.size()) + " centers would queue " +
+                 std::to_string(queued_bytes) + " bytes, over " +
+                 std::to_string(kMaxWatchQueuedBytes) + ": carry it by hand (import)";
+  } else if (text.size() > schema::kMaxWatchListFileBytes) {
     auto split = SplitWatchFile(text);
     if (split.ok()) {
       parts = std::move(*split);
@@ -68,30 +82,25 @@ Result<Json> Engine::Impl::SendWatchListToCenters(CaseStore::Txn& txn, const Jso
       unsendable = split.status().message() + ": carry it by hand (import)";
     }
   }
-  for (const schema::Party& p : dir().agencies) {
-    if (p.id == me() || p.status != schema::PartyStatus::kActive ||
-        !p.HasRole(schema::Role::kDeletion)) {
-      continue;
-    }
+  for (const std::string& id : centers) {
     if (!unsendable.empty()) {
-      not_sent[p.id] = unsendable;
+      not_sent[id] = unsendable;
       continue;
     }
-    auto queued = SendWatchFile(txn, text, parts, p.id, "deletion-watch-list");
+    auto queued = SendWatchFile(txn, text, parts, id, "deletion-watch-list");
     if (queued.ok()) {
-      sent.push_back(p.id);
+      sent.push_back(id);
     } else {
       if (queued.status().code() == Status::Code::kIoError) return queued.status();
-      not_sent[p.id] = queued.status().message();
+      not_sent[id] = queued.status().message();
     }
   }
+  const size_t messages = std::max<size_t>(1, parts.size());
   spdlog::info(
       "agent {}: watch list ({} bytes, {} part(s)) sent to {} deletion center(s), {} not sent",
-      me(), text.size(), std::max<size_t>(1, parts.size()), sent.size(), not_sent.size());
-  return Json{{"sent_to", sent},
-              {"not_sent", not_sent},
-              {"bytes", text.size()},
-              {"parts", std::max<size_t>(1, parts.size())}};
+      me(), text.size(), messages, sent.size(), not_sent.size());
+  return Json{
+      {"sent_to", sent}, {"not_sent", not_sent}, {"bytes", text.size()}, {"parts", messages}};
 }
 
 namespace {

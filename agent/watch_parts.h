@@ -30,6 +30,9 @@ namespace refbus::agent {
 inline constexpr UnixMillis kWatchStagedLifetimeMs = 24 * kMillisPerHour;
 // Parts staged across every sender together (each file is at most 64 MiB, 10.3).
 inline constexpr uint64_t kMaxWatchStagedBytes = uint64_t{256} << 20;
+// What one publication may queue in the publisher's case store until the broker acks it
+// (every center's messages, hex-encoded: 2 x the file x the centers).
+inline constexpr uint64_t kMaxWatchQueuedBytes = uint64_t{512} << 20;
 // How many times a receiver asks the publisher again for a file whose parts stopped
 // coming (then it waits for the next publication or the staged file's expiry).
 inline constexpr uint32_t kWatchPartAsks = 3;
@@ -68,8 +71,9 @@ struct WatchPartStaged {
 // Stages one part from sender (the part checked by the codec). kInvalidArgument for a part
 // that contradicts the staged file (its size), or a file whose parts put together do not hash to
 // its digest (the staging is dropped); kResourceExhausted when staging it would pass
-// kMaxWatchStagedBytes. A complete file's staging is dropped (the caller imports the text). The
-// caller commits.
+// kMaxWatchStagedBytes. A complete file's staging is dropped (the caller imports the text),
+// in txn, the digest mismatch included: the caller commits, after a refusal too (the engine
+// records the refusal in the same transaction).
 Result<WatchPartStaged> StageWatchPart(CaseStore::Txn& txn, const std::string& sender,
                                        const schema::WatchListPart& part, UnixMillis now);
 

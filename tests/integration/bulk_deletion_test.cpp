@@ -407,6 +407,7 @@ schema::DeletionWatchList PartMessage(const schema::WatchListPart& p) {
 TEST_F(BulkDeletionTest, WatchListInPartsCrossesBrokersAndALostPartIsAskedForAgain) {
   using bulk_watch_parts::WaitForWatchListMessage;
   constexpr size_t kHashes = 30000;
+  const auto start = std::chrono::steady_clock::now();
   AgentDaemon seoul(fed_, "seoul-dsc", root_, brokers_["seoul-broker"]->endpoint());
   seoul.set_extra("[deletion]\nchunk_timeout_ms = 1000\n");
   ASSERT_TRUE(seoul.Start());
@@ -431,7 +432,9 @@ TEST_F(BulkDeletionTest, WatchListInPartsCrossesBrokersAndALostPartIsAskedForAga
       [](const Json& d) { return d.value("list_complete", false); },
       "the center holding the 30,000 monitored items", Scaled(60000));
 
+  const auto held_at = std::chrono::steady_clock::now();
   Json pub = dsc_->Ok("POST", "/v1/deletion-watch-list/publish", {{"operator", "dsc-han"}});
+  const auto published_at = std::chrono::steady_clock::now();
   EXPECT_EQ(pub.value("hashes", size_t{0}), kHashes) << pub.dump().substr(0, 300);
   const Json& bus = pub["bus"];
   EXPECT_EQ(bus["sent_to"], Json({"seoul-dsc"})) << bus.dump();
@@ -444,6 +447,13 @@ TEST_F(BulkDeletionTest, WatchListInPartsCrossesBrokersAndALostPartIsAskedForAga
       seoul,
       "imported version 1 of central-dsc's list (2 parts, " + std::to_string(kHashes) + " hashes)",
       "");
+  using Ms = std::chrono::milliseconds;
+  auto ms = [](auto d) { return std::chrono::duration_cast<Ms>(d).count(); };
+  // The import time includes the receiver's 1 s timeout before it asks for the lost part.
+  std::cout << "RESULT watch_list_parts hashes=" << kHashes << " bytes=" << bus.value("bytes", 0)
+            << " request_held_ms=" << ms(held_at - start)
+            << " publish_ms=" << ms(published_at - held_at)
+            << " imported_ms=" << ms(std::chrono::steady_clock::now() - published_at) << "\n";
   EXPECT_EQ(seoul.Stop(), 0) << "seoul-dsc did not stop cleanly";
 }
 
