@@ -249,11 +249,8 @@ Status Engine::Impl::ProcessWatchListMessage(CaseStore::Txn& txn, ByteView envel
 // the publisher answers with every part of its latest full list, and parts held already
 // count once); a staged file expires kWatchStagedLifetimeMs after its first part.
 Status Engine::Impl::WatchPartsTurn() {
-  const auto now_steady = std::chrono::steady_clock::now();
-  if (now_steady < next_watch_parts_check) return Status::Ok();
+  if (!ChunkCheckDue(next_watch_parts_check)) return Status::Ok();
   const int64_t timeout = options.deletion_chunk_timeout_ms;
-  next_watch_parts_check =
-      now_steady + std::chrono::milliseconds(std::clamp<int64_t>(timeout / 4, 50, 5000));
   REFBUS_ASSIGN_OR_RETURN(auto txn, case_store->Begin(true));
   REFBUS_ASSIGN_OR_RETURN(auto staged, ListWatchStaged(txn));
   size_t changed = 0;

@@ -266,6 +266,8 @@ struct Engine::Impl {
   Status OnDeletionChunk(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
   Status CompleteDeletionList(CaseStore::Txn& txn, DeletionRecord& r);
   Status DeletionChunkTurn();  // from Poll
+  // A check paced by the chunk timeout (a quarter of it, 50 ms to 5 s) is due: advances next.
+  bool ChunkCheckDue(std::chrono::steady_clock::time_point& next) const;
   // The requester's side of it: every chunk sent again when the center said nothing.
   Result<size_t> UnansweredDeletionTurn(CaseStore::Txn& txn);
   // The report of a delta of one request (engine_deletion.cpp); the caller commits.

@@ -57,6 +57,16 @@ std::string Sha(size_t i) {
   return std::string(64 - s.size(), '0') + s;  // 64 digits: valid hex
 }
 
+// The police's consent for a deletion request to a deletion center.
+Json DeletionConsent(const std::string& local_case) {
+  return {{"local_case", local_case},
+          {"basis", "police-notify-support-center"},
+          {"purposes", {"deletion"}},
+          {"categories", {"content-locations", "deletion-status"}},
+          {"recipient_types", {"deletion-center"}},
+          {"operator", "officer-park"}};
+}
+
 class BulkDeletionTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -131,13 +141,7 @@ TEST_F(BulkDeletionTest, ThousandsOfItemsAcrossTwoBrokersWithADroppedChunk) {
   const auto start = std::chrono::steady_clock::now();
   AgentDaemon& police = *police_;
   AgentDaemon& dsc = *dsc_;
-  Json consent = police.Ok("POST", "/v1/consents",
-                           {{"local_case", "SPD-2026-900"},
-                            {"basis", "police-notify-support-center"},
-                            {"purposes", {"deletion"}},
-                            {"categories", {"content-locations", "deletion-status"}},
-                            {"recipient_types", {"deletion-center"}},
-                            {"operator", "officer-park"}});
+  Json consent = police.Ok("POST", "/v1/consents", DeletionConsent("SPD-2026-900"));
   std::string csv = "url,sha256,platform,note\n";
   csv.reserve(kItems * 120);
   for (size_t i = 0; i < kItems; ++i) {
@@ -372,22 +376,11 @@ TEST_F(BulkDeletionTest, WatchListIsRelayedBetweenBrokers) {
 
 namespace bulk_watch_parts {
 
-// The central center's inbox holds a watch-list message that came to `what`, or one refused
-// with a reason containing `refused`.
+// Waits for a watch-list message in a's inbox that came to `what` (or was refused with
+// `refused` in its reason).
 void WaitForWatchListMessage(AgentDaemon& a, const std::string& what, const std::string& refused) {
   a.WaitFor(
-      "/v1/inbox",
-      [&](const Json& in) {
-        for (const auto& m : in) {
-          if (m.value("kind", "") != "deletion-watch-list") continue;
-          if (!what.empty() && m.value("watch_list", "") == what) return true;
-          if (!refused.empty() && m.value("status", "") == "refused" &&
-              m.value("refusal", "").find(refused) != std::string::npos) {
-            return true;
-          }
-        }
-        return false;
-      },
+      "/v1/inbox", [&](const Json& in) { return InboxHasWatchList(in, what, refused); },
       a.id() + ": watch list message '" + what + refused + "'", Scaled(30000));
 }
 
@@ -412,13 +405,7 @@ TEST_F(BulkDeletionTest, WatchListInPartsCrossesBrokersAndALostPartIsAskedForAga
   seoul.set_extra("[deletion]\nchunk_timeout_ms = 1000\n");
   ASSERT_TRUE(seoul.Start());
   seoul.WaitForSession();
-  Json consent = police_->Ok("POST", "/v1/consents",
-                             {{"local_case", "SPD-2026-901"},
-                              {"basis", "police-notify-support-center"},
-                              {"purposes", {"deletion"}},
-                              {"categories", {"content-locations", "deletion-status"}},
-                              {"recipient_types", {"deletion-center"}},
-                              {"operator", "officer-park"}});
+  Json consent = police_->Ok("POST", "/v1/consents", DeletionConsent("SPD-2026-901"));
   std::string csv = "url,sha256,platform,note\n";
   for (size_t i = 0; i < kHashes; ++i) csv += Url(i) + "," + Sha(i) + ",video-a,\n";
   Json sent = police_->Ok("POST", "/v1/deletions",
@@ -427,9 +414,16 @@ TEST_F(BulkDeletionTest, WatchListInPartsCrossesBrokersAndALostPartIsAskedForAga
                            {"csv", csv},
                            {"monitor", true},
                            {"operator", "officer-park"}});
+  // The case's timeline, not the request (whose answer lists all 30,000 items: polled, it
+  // would slow the center down).
   dsc_->WaitFor(
-      "/v1/deletions/" + sent["request_id"].get<std::string>(),
-      [](const Json& d) { return d.value("list_complete", false); },
+      "/v1/cases/" + sent["case_ref"].get<std::string>(),
+      [](const Json& c) {
+        for (const auto& e : c["timeline"]) {
+          if (e.value("event", "") == "deletion-list-complete") return true;
+        }
+        return false;
+      },
       "the center holding the 30,000 monitored items", Scaled(60000));
 
   const auto held_at = std::chrono::steady_clock::now();
