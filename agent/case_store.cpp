@@ -19,7 +19,8 @@ constexpr const char* kNames[] = {"grants",
                                   "deletion-chunks",
                                   "deletion-history",
                                   "deletion-work",
-                                  "deletion-work-index"};
+                                  "deletion-work-index",
+                                  "watch-parts"};
 constexpr size_t kHash = 32;
 
 Status Damaged(Table t, const std::string& key, std::string_view why) {

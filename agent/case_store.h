@@ -47,6 +47,9 @@ enum class Table {
   // "u:<url key>" / "h:<content sha256>" -> work id.
   kDeletionWork,
   kDeletionWorkIndex,
+  // A watch-list file arriving in parts (agent/watch_parts.h): "h:<sender>" -> what is
+  // staged of the sender's file, "p:<sender>/<part, 3 digits>" -> a part's bytes.
+  kWatchParts,
 };
 
 class CaseStore {
@@ -79,7 +82,7 @@ class CaseStore {
   CaseStore() = default;
   MDB_dbi Dbi(Table t) const { return dbis_[static_cast<size_t>(t)]; }
   std::unique_ptr<lmdb::Env> env_;
-  MDB_dbi dbis_[13] = {};
+  MDB_dbi dbis_[14] = {};
 };
 
 }  // namespace refbus::agent

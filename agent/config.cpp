@@ -42,8 +42,8 @@ Status LoadKeysSection(ConfigReader& r, AgentConfig* c) {
 
 // [deletion]: the chunk timeout, the work queue's deadline, and the tests' dropped chunk.
 Status LoadDeletionSection(const toml::table& root, ConfigReader& r, AgentConfig* c) {
-  REFBUS_RETURN_IF_ERROR(
-      r.NoUnknown("deletion", {"chunk_timeout_ms", "test_skip_chunk", "overdue_days"}));
+  REFBUS_RETURN_IF_ERROR(r.NoUnknown(
+      "deletion", {"chunk_timeout_ms", "test_skip_chunk", "test_skip_watch_part", "overdue_days"}));
   REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "overdue_days", 1, 3650, &c->deletion_overdue_days));
   REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "chunk_timeout_ms", 100, 24 * 3600 * 1000ull,
                                 &c->deletion_chunk_timeout_ms));
@@ -51,6 +51,10 @@ Status LoadDeletionSection(const toml::table& root, ConfigReader& r, AgentConfig
   REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "test_skip_chunk", 0, 1000, &skip));
   if (root.at_path("deletion.test_skip_chunk").node() != nullptr) {
     c->deletion_test_skip_chunk = static_cast<int64_t>(skip);
+  }
+  REFBUS_RETURN_IF_ERROR(r.Uint("deletion", "test_skip_watch_part", 0, 1000, &skip));
+  if (root.at_path("deletion.test_skip_watch_part").node() != nullptr) {
+    c->deletion_test_skip_watch_part = static_cast<int64_t>(skip);
   }
   return Status::Ok();
 }

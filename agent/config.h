@@ -58,7 +58,9 @@
 //                                    # removed this long after it was first requested is
 //                                    # flagged overdue (1..3650)
 //   # For tests only: test_skip_chunk = N keeps chunk N of the first chunked request this
-//   # process sends, unsent, so that its loss and recovery can be seen.
+//   # process sends, unsent, so that its loss and recovery can be seen;
+//   # test_skip_watch_part = N keeps part N of the first watch-list file it sends in parts
+//   # (chunk_timeout_ms is also how long a center waits for a missing part, PROTOCOL.md 10.3).
 //
 //   [linkage]                        # identifiers and the matching escrow (PROTOCOL.md 13)
 //   first_evaluator = ""             # the two brokers with the role linkage-evaluator whose
@@ -119,6 +121,7 @@ struct AgentConfig {
   uint64_t deletion_chunk_timeout_ms = 60000;
   uint64_t deletion_overdue_days = 14;  // [deletion] overdue_days
   int64_t deletion_test_skip_chunk = -1;
+  int64_t deletion_test_skip_watch_part = -1;  // [deletion] test_skip_watch_part
 
   std::string linkage_first;  // [linkage]
   std::string linkage_first_endpoint;

@@ -428,6 +428,7 @@ EngineOptions EngineOptionsOf(const AgentConfig& config) {
   eo.reload_keys = [&config] { return LoadKeys(config); };
   eo.deletion_chunk_timeout_ms = static_cast<int64_t>(config.deletion_chunk_timeout_ms);
   eo.test_skip_deletion_chunk = config.deletion_test_skip_chunk;
+  eo.test_skip_watch_part = config.deletion_test_skip_watch_part;
   eo.deletion_overdue_days = static_cast<int64_t>(config.deletion_overdue_days);
   eo.linkage.first = {config.linkage_first, config.linkage_first_endpoint};
   eo.linkage.second = {config.linkage_second, config.linkage_second_endpoint};

@@ -133,6 +133,8 @@ inline constexpr std::string_view kWatchListLabel = "refbus/v1/deletion-watch-li
 // The center's meta record holding the full file it published last (the answer to a
 // request for its full list over the bus).
 inline constexpr char kWatchPublishedFileKey[] = "watch-list-published-file";
+// The meta record of what this center holds of another center's list: prefix + publisher.
+inline constexpr char kWatchHeldPrefix[] = "watch-list/";
 
 // A watch list as published: full (base_version 0: `added` is the whole list) or a delta
 // over base_version.

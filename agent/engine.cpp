@@ -100,6 +100,8 @@ Status Engine::Poll(int timeout_ms) {
   impl_->PrekeyTurn();
   Status c = impl_->DeletionChunkTurn();
   if (!c.ok()) spdlog::error("agent: checking chunked deletion requests failed: {}", c.ToString());
+  Status w = impl_->WatchPartsTurn();
+  if (!w.ok()) spdlog::error("agent: checking staged watch-list parts failed: {}", w.ToString());
   return s.ok() ? p : s;
 }
 

@@ -71,6 +71,10 @@ struct EngineOptions {
   // kSkipAllDeletionChunks: every chunk of that request (the requester must notice that
   // the center never answered).
   int64_t test_skip_deletion_chunk = -1;
+  // Tests only: the publisher keeps this part (0-based) of the first watch-list file it
+  // sends in parts, without sending it (once per process), so the receiving center must
+  // notice it missing and ask again.
+  int64_t test_skip_watch_part = -1;
   // Linkage (PROTOCOL.md 13.6): the two evaluators an entry's pseudonym comes from, the
   // escrow's threshold (the same at every agency and the escrow), and the escrow party
   // (empty: the directory's one agency with the role linkage-escrow).

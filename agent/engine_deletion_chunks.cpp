@@ -309,12 +309,17 @@ Status Engine::Impl::RecordChunkAccess(CaseStore::Txn& txn, const DeletionRecord
 
 // From Poll: asks for chunks still missing once the timeout has passed since the latest
 // chunk (or the latest ask).
-Status Engine::Impl::DeletionChunkTurn() {
+bool Engine::Impl::ChunkCheckDue(std::chrono::steady_clock::time_point& next) const {
   const auto now_steady = std::chrono::steady_clock::now();
-  if (now_steady < next_chunk_check) return Status::Ok();
+  if (now_steady < next) return false;
+  next = now_steady + std::chrono::milliseconds(
+                          std::clamp<int64_t>(options.deletion_chunk_timeout_ms / 4, 50, 5000));
+  return true;
+}
+
+Status Engine::Impl::DeletionChunkTurn() {
+  if (!ChunkCheckDue(next_chunk_check)) return Status::Ok();
   const int64_t timeout = options.deletion_chunk_timeout_ms;
-  next_chunk_check =
-      now_steady + std::chrono::milliseconds(std::clamp<int64_t>(timeout / 4, 50, 5000));
   REFBUS_ASSIGN_OR_RETURN(auto txn, case_store->Begin(true));
   if (!incomplete_loaded) {
     REFBUS_ASSIGN_OR_RETURN(auto all, LoadAll<DeletionRecord>(txn));

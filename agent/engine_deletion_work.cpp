@@ -17,7 +17,6 @@ namespace refbus::agent {
 namespace {
 
 constexpr const char* kWorkPublishedKey = "watch-list-published";
-constexpr const char* kWorkHeldPrefix = "watch-list/";
 
 Result<std::optional<WorkItem>> LoadWork(const CaseStore::Txn& txn, const std::string& id) {
   REFBUS_ASSIGN_OR_RETURN(auto j, txn.Get(Table::kDeletionWork, id));
@@ -39,7 +38,7 @@ Result<std::vector<WorkItem>> LoadAllWork(const CaseStore::Txn& txn) {
 
 // Every watch list this center imported, by publisher.
 Result<std::vector<WatchHeld>> LoadHeldLists(const CaseStore::Txn& txn) {
-  REFBUS_ASSIGN_OR_RETURN(auto all, txn.ListPrefix(Table::kMeta, kWorkHeldPrefix));
+  REFBUS_ASSIGN_OR_RETURN(auto all, txn.ListPrefix(Table::kMeta, kWatchHeldPrefix));
   std::vector<WatchHeld> out;
   for (const auto& [key, j] : all) {
     REFBUS_ASSIGN_OR_RETURN(WatchHeld h, WatchHeldFromJson(j));
@@ -423,7 +422,7 @@ Result<Json> Engine::Impl::ImportWatchFile(CaseStore::Txn& txn, const Json& file
     return PermissionDenied("a watch list sent by " + from + " names publisher " + list.publisher +
                             ": a center sends its own list only");
   }
-  const std::string key = kWorkHeldPrefix + list.publisher;
+  const std::string key = kWatchHeldPrefix + list.publisher;
   REFBUS_ASSIGN_OR_RETURN(auto held_json, txn.Get(Table::kMeta, key));
   WatchHeld held;
   if (held_json) {

@@ -83,6 +83,12 @@ struct Engine::Impl {
   std::map<std::string, UnixMillis> unanswered_deletions;
   std::chrono::steady_clock::time_point next_chunk_check{};
   bool chunk_dropped = false;  // options.test_skip_deletion_chunk was applied once
+  // The watch list in parts (engine_deletion_watch.cpp): options.test_skip_watch_part was
+  // applied once; when each center was last answered its full list; the next check of
+  // staged parts.
+  bool watch_part_dropped = false;
+  std::map<std::string, UnixMillis> watch_full_answered;
+  std::chrono::steady_clock::time_point next_watch_parts_check{};
   // The logged-in operator of the command being run (Engine::ActingOperator), or null for
   // the service account and for the engine's own work (purges, retention, deliveries).
   std::shared_ptr<const OperatorKey> acting;
@@ -260,6 +266,8 @@ struct Engine::Impl {
   Status OnDeletionChunk(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
   Status CompleteDeletionList(CaseStore::Txn& txn, DeletionRecord& r);
   Status DeletionChunkTurn();  // from Poll
+  // A check paced by the chunk timeout (a quarter of it, 50 ms to 5 s) is due: advances next.
+  bool ChunkCheckDue(std::chrono::steady_clock::time_point& next) const;
   // The requester's side of it: every chunk sent again when the center said nothing.
   Result<size_t> UnansweredDeletionTurn(CaseStore::Txn& txn);
   // The report of a delta of one request (engine_deletion.cpp); the caller commits.
@@ -282,6 +290,17 @@ struct Engine::Impl {
   // its full list), and a request for the full list is answered with it. A refusal is on
   // the message (inbox); saves msg.
   Status ProcessWatchListMessage(CaseStore::Txn& txn, ByteView envelope, MessageRecord& msg);
+  // The three kinds of watch-list message (each sets msg.watch_list to what came of it; an
+  // error is a refusal of the message, kIoError and kInternal aside).
+  Status AnswerFullWatchListRequest(CaseStore::Txn& txn, const std::string& from,
+                                    MessageRecord& msg);
+  Status StageWatchListPart(CaseStore::Txn& txn, const schema::WatchListPart& part,
+                            const std::string& from, MessageRecord& msg);
+  // hashes, if given: set to how many the imported list holds (left alone otherwise).
+  Status ImportWatchText(CaseStore::Txn& txn, const std::string& text, const std::string& from,
+                         MessageRecord& msg, size_t* hashes = nullptr);
+  // From Poll: staged parts that stopped coming are asked for again, or expire.
+  Status WatchPartsTurn();
   // Verifies a watch-list file and applies it to what this center holds of its publisher;
   // marks the work items it lists. The caller commits.
   // from: the sending center (its own list only), or "" (an operator's import). A delta
@@ -294,6 +313,11 @@ struct Engine::Impl {
   // Publishing: sends file to every other active agency with the deletion role; the answer
   // names those it went to and why any could not be sent.
   Result<Json> SendWatchListToCenters(CaseStore::Txn& txn, const Json& file);
+  // Sends the file text to one center: in one message when parts is empty, else part by
+  // part (SplitWatchFile). Returns the number of messages queued.
+  Result<size_t> SendWatchFile(CaseStore::Txn& txn, const std::string& text,
+                               const std::vector<schema::WatchListPart>& parts,
+                               const std::string& to, const std::string& what);
   // Takedown notice answers an older version stored in the clear: each is sealed under
   // its work item's linked grants in force, or dropped when none is (SealLegacyText, at
   // start). Returns how many.

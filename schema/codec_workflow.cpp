@@ -445,25 +445,74 @@ void ToProto(const LinkageNotice& n, pb::LinkageNotice* m) {
   m->set_matched_at_ms(n.matched_at_ms);
 }
 
+// A part of a parted watch-list file (PROTOCOL.md 10.3): every size follows from
+// (total_bytes, part_index), so a part that contradicts itself is refused here.
+Result<WatchListPart> FromProto(const pb::WatchListPart& m) {
+  constexpr std::string_view kWhat = "deletion watch list part";
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "file_sha256", m.file_sha256(), 32));
+  if (m.total_bytes() <= kMaxWatchListFileBytes || m.total_bytes() > kMaxWatchListPartedBytes) {
+    return FieldError(kWhat, "total_bytes",
+                      "is " + std::to_string(m.total_bytes()) + ": a parted file has more than " +
+                          std::to_string(kMaxWatchListFileBytes) + " and at most " +
+                          std::to_string(kMaxWatchListPartedBytes) + " bytes");
+  }
+  const uint32_t count = WatchListPartCount(m.total_bytes());
+  if (m.part_count() != count) {
+    return FieldError(kWhat, "part_count",
+                      "is " + std::to_string(m.part_count()) + ", but " +
+                          std::to_string(m.total_bytes()) + " bytes make " + std::to_string(count) +
+                          " parts");
+  }
+  if (m.part_index() >= count) {
+    return FieldError(kWhat, "part_index", "is not less than part_count");
+  }
+  const uint64_t want = WatchListPartSize(m.total_bytes(), m.part_index());
+  if (m.data().size() != want) {
+    return FieldError(kWhat, "data",
+                      "has " + std::to_string(m.data().size()) + " bytes, part " +
+                          std::to_string(m.part_index()) + " holds " + std::to_string(want));
+  }
+  return WatchListPart{B(m.file_sha256()), m.part_index(), m.part_count(), m.total_bytes(),
+                       B(m.data())};
+}
+
 Result<DeletionWatchList> FromProto(const pb::DeletionWatchList& m) {
   constexpr std::string_view kWhat = "deletion watch list";
+  if (m.has_part()) {
+    if (!m.file().empty() || m.request_full() || m.held_version() != 0) {
+      return FieldError(kWhat, "part", "is alone in its message (no file, no request)");
+    }
+    REFBUS_ASSIGN_OR_RETURN(WatchListPart part, FromProto(m.part()));
+    DeletionWatchList w;
+    w.part = std::move(part);
+    return w;
+  }
   if (m.request_full() == !m.file().empty()) {
     return FieldError(kWhat, "file", "must be set in a list and empty in a request");
   }
   if (m.file().size() > kMaxWatchListFileBytes) {
     return FieldError(kWhat, "file",
-                      "is over " + std::to_string(kMaxWatchListFileBytes) + " bytes");
+                      "is over " + std::to_string(kMaxWatchListFileBytes) +
+                          " bytes (a larger file travels as parts)");
   }
   if (!m.request_full() && m.held_version() != 0) {
     return FieldError(kWhat, "held_version", "is for requests only");
   }
-  return DeletionWatchList{m.file(), m.request_full(), m.held_version()};
+  return DeletionWatchList{m.file(), m.request_full(), m.held_version(), std::nullopt};
 }
 
 void ToProto(const DeletionWatchList& w, pb::DeletionWatchList* m) {
   m->set_file(w.file);
   m->set_request_full(w.request_full);
   m->set_held_version(w.held_version);
+  if (w.part) {
+    auto* p = m->mutable_part();
+    p->set_file_sha256(S(w.part->file_sha256));
+    p->set_part_index(w.part->index);
+    p->set_part_count(w.part->count);
+    p->set_total_bytes(w.part->total_bytes);
+    p->set_data(S(w.part->data));
+  }
 }
 
 Result<OperatorSignature> FromProto(const pb::OperatorSignature& m) {

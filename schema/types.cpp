@@ -119,6 +119,17 @@ std::optional<Consenter> ParseConsenter(std::string_view s) {
   return Reverse<Consenter>(kConsenter, s);
 }
 
+uint64_t WatchListPartSize(uint64_t total_bytes, uint32_t index) {
+  const uint64_t start = uint64_t{index} * kWatchListPartBytes;
+  if (start >= total_bytes) return 0;
+  return std::min<uint64_t>(kWatchListPartBytes, total_bytes - start);
+}
+
+uint32_t WatchListPartCount(uint64_t total_bytes) {
+  const uint64_t n = (total_bytes + kWatchListPartBytes - 1) / kWatchListPartBytes;
+  return n > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(n);
+}
+
 MessageKind KindOf(CaseMessage::Type type) {
   switch (type) {
     case CaseMessage::Type::kReferral:

@@ -213,11 +213,29 @@ struct PurgeConfirmation {
 // A deletion center's watch list between deletion centers (PROTOCOL.md 10.3): the signed
 // file (full or delta), or a request for the recipient's full list. Never case data.
 inline constexpr size_t kMaxWatchListFileBytes = 1536u << 10;
+// A larger file travels as parts of kWatchListPartBytes (the last one shorter), at most
+// kMaxWatchListParts of them: files up to kMaxWatchListPartedBytes.
+inline constexpr size_t kWatchListPartBytes = 1u << 20;
+inline constexpr uint32_t kMaxWatchListParts = 64;
+inline constexpr uint64_t kMaxWatchListPartedBytes = uint64_t{kMaxWatchListParts} << 20;  // 64 MiB
+struct WatchListPart {
+  Bytes file_sha256;  // 32: SHA-256 of the whole file text
+  uint32_t index = 0;
+  uint32_t count = 0;
+  uint64_t total_bytes = 0;
+  Bytes data;  // exactly the bytes the index and total_bytes name
+};
+// Exactly one of: a file, a request (request_full), a part.
 struct DeletionWatchList {
-  std::string file;  // the signed file's JSON text; "" in a request
+  std::string file;  // the signed file's JSON text; "" in a request or a part
   bool request_full = false;
   uint64_t held_version = 0;  // in a request: the version of the recipient's list held
+  std::optional<WatchListPart> part;
 };
+// The bytes part `index` of a file of total_bytes holds (kWatchListPartBytes each, the last
+// shorter), and how many parts such a file has.
+uint64_t WatchListPartSize(uint64_t total_bytes, uint32_t index);
+uint32_t WatchListPartCount(uint64_t total_bytes);
 
 struct CaseClosed {
   std::string case_ref;

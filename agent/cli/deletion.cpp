@@ -266,6 +266,10 @@ int PublishWatch(Commands& c, const WatchArgs& a) {
                     if (r.contains("bus")) {
                       std::cout << ", sent to " << r["bus"].value("sent_to", Json::array()).size()
                                 << " deletion center(s)";
+                      if (r["bus"].value("parts", 1) > 1) {  // over one message: PROTOCOL.md 10.3
+                        std::cout << " in " << r["bus"].value("parts", 1) << " parts each ("
+                                  << r["bus"].value("bytes", 0) << " bytes)";
+                      }
                       const Json not_sent = r["bus"].value("not_sent", Json::object());
                       for (const auto& [id, why] : not_sent.items()) {
                         std::cout << "\n  not sent to " << id << ": " << why.get<std::string>();

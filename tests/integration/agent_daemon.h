@@ -183,6 +183,21 @@ inline const Json* FindBy(const Json& list, const std::string& key, const std::s
   return nullptr;
 }
 
+// A deletion center's inbox holds a watch-list message whose outcome is `what` (or refused
+// with `refused` in its reason).
+inline bool InboxHasWatchList(const Json& inbox, const std::string& what,
+                              const std::string& refused) {
+  for (const auto& m : inbox) {
+    if (m.value("kind", "") != "deletion-watch-list") continue;
+    if (!what.empty() && m.value("watch_list", "") == what) return true;
+    if (!refused.empty() && m.value("status", "") == "refused" &&
+        m.value("refusal", "").find(refused) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace refbus::testing
 
 #endif  // REFBUS_TESTS_INTEGRATION_AGENT_DAEMON_H_

@@ -313,20 +313,6 @@ std::string RunDeletionCenterCli(const std::vector<std::string>& args, const std
   return Slurp(log);
 }
 
-// The center's inbox holds a watch-list message whose outcome is `what` (or refused with
-// `refused` in its reason).
-bool InboxHasWatchList(const Json& inbox, const std::string& what, const std::string& refused) {
-  for (const auto& m : inbox) {
-    if (m.value("kind", "") != "deletion-watch-list") continue;
-    if (!what.empty() && m.value("watch_list", "") == what) return true;
-    if (!refused.empty() && m.value("status", "") == "refused" &&
-        m.value("refusal", "").find(refused) != std::string::npos) {
-      return true;
-    }
-  }
-  return false;
-}
-
 const char* const kSecondSha = "bb00000000000000000000000000000000000000000000000000000000000002";
 
 // PROTOCOL.md 10.3: the watch list travels between deletion centers over the bus, with no

@@ -459,9 +459,16 @@ Bytes SealTo(const keys::Identity& sender, const schema::Directory& dir,
 
 Bytes SealWatchListByHand(const keys::Identity& from, const schema::Directory& dir,
                           const std::string& to, const std::string& file_text) {
+  schema::DeletionWatchList body;
+  body.file = file_text;
+  return SealWatchListBodyByHand(from, dir, to, std::move(body));
+}
+
+Bytes SealWatchListBodyByHand(const keys::Identity& from, const schema::Directory& dir,
+                              const std::string& to, schema::DeletionWatchList body) {
   schema::CaseMessage m;
   m.type = schema::CaseMessage::Type::kDeletionWatchList;
-  m.watch_list.file = file_text;
+  m.watch_list = std::move(body);
   keys::SealRequest req;
   req.kind = schema::MessageKind::kDeletionWatchList;
   req.now = SystemClock::Get().NowMillis();

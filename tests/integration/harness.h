@@ -21,6 +21,7 @@
 #include "keys/ceremony.h"
 #include "keys/identity.h"
 #include "schema/types.h"
+#include "schema/workflow.h"
 
 namespace refbus::testing {
 
@@ -179,6 +180,10 @@ Bytes SealTo(const keys::Identity& sender, const schema::Directory& dir,
 // refuses it is the broker or the receiver.
 Bytes SealWatchListByHand(const keys::Identity& sender, const schema::Directory& dir,
                           const std::string& to, const std::string& file_text);
+// Any watch-list message body (a part, a request), unchecked: the encoder passes what it is
+// given, so a part that contradicts itself reaches the receiver's decoder.
+Bytes SealWatchListBodyByHand(const keys::Identity& sender, const schema::Directory& dir,
+                              const std::string& to, schema::DeletionWatchList body);
 
 }  // namespace refbus::testing
 

@@ -115,10 +115,13 @@ TEST_F(AgentConfigTest, DeletionSection) {
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->deletion_chunk_timeout_ms, 60000u);
   EXPECT_EQ(c->deletion_test_skip_chunk, -1);
-  c = LoadAgentConfig(Write(Base() + "[deletion]\nchunk_timeout_ms = 1500\ntest_skip_chunk = 0\n"));
+  EXPECT_EQ(c->deletion_test_skip_watch_part, -1);
+  c = LoadAgentConfig(Write(Base() + "[deletion]\nchunk_timeout_ms = 1500\ntest_skip_chunk = 0\n"
+                                     "test_skip_watch_part = 1\n"));
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->deletion_chunk_timeout_ms, 1500u);
   EXPECT_EQ(c->deletion_test_skip_chunk, 0);
+  EXPECT_EQ(c->deletion_test_skip_watch_part, 1);
 }
 
 TEST_F(AgentConfigTest, LinkageSection) {

@@ -285,6 +285,12 @@ CaseMessage Wrap(DeletionStatusReport r) {
   m.deletion_status = std::move(r);
   return m;
 }
+CaseMessage Wrap(DeletionWatchList w) {
+  CaseMessage m;
+  m.type = CaseMessage::Type::kDeletionWatchList;
+  m.watch_list = std::move(w);
+  return m;
+}
 CaseMessage Wrap(CaseClosed c) {
   CaseMessage m;
   m.type = CaseMessage::Type::kCaseClosed;
@@ -1255,6 +1261,63 @@ TEST(WorkflowCodecTest, DeletionStatusPartsAndListFieldsSurvive) {
   in.part_index = 0;
   in.missing_chunks = {static_cast<uint32_t>(kMaxDeletionChunks)};
   EXPECT_TRUE(HasError(RoundTrip(in), Code::kMalformed, "'missing_chunks'"));
+}
+
+// PROTOCOL.md 10.3: a watch-list file over one message travels as parts whose sizes all follow
+// from (total_bytes, part_index); the codec refuses any part that contradicts itself, and any
+// file over 64 MiB.
+DeletionWatchList WatchPartOf(uint64_t total, uint32_t index) {
+  DeletionWatchList w;
+  w.part = WatchListPart{Fill(32, 0x5a), index, WatchListPartCount(total), total,
+                         Fill(WatchListPartSize(total, index), 'x')};
+  return w;
+}
+
+TEST(WorkflowCodecTest, WatchListPartsSurvive) {
+  const uint64_t total = kWatchListPartBytes * 2 + 17;  // three parts, the last of 17 bytes
+  EXPECT_EQ(WatchListPartCount(total), 3u);
+  EXPECT_EQ(WatchListPartSize(total, 2), 17u);
+  auto out = RoundTrip(WatchPartOf(total, 2));
+  ASSERT_TRUE(IsOk(out));
+  ASSERT_TRUE(out->watch_list.part.has_value());
+  EXPECT_EQ(out->watch_list.part->index, 2u);
+  EXPECT_EQ(out->watch_list.part->count, 3u);
+  EXPECT_EQ(out->watch_list.part->total_bytes, total);
+  EXPECT_EQ(out->watch_list.part->data, Fill(17, 'x'));
+  EXPECT_TRUE(out->watch_list.file.empty());
+  // The largest file: 64 parts of 1 MiB, each one message within the envelope's limit.
+  auto last = RoundTrip(WatchPartOf(kMaxWatchListPartedBytes, kMaxWatchListParts - 1));
+  ASSERT_TRUE(IsOk(last));
+  EXPECT_EQ(last->watch_list.part->data.size(), kWatchListPartBytes);
+}
+
+TEST(WorkflowCodecTest, RefusesWatchListPartsThatContradictThemselves) {
+  const uint64_t total = kWatchListPartBytes * 2 + 17;
+  DeletionWatchList w = WatchPartOf(kMaxWatchListPartedBytes + 1, 0);  // over 64 MiB
+  EXPECT_TRUE(HasError(RoundTrip(w), Code::kMalformed, "'total_bytes'"));
+  w = WatchPartOf(kMaxWatchListFileBytes, 0);  // one message carries it: no parts
+  EXPECT_TRUE(HasError(RoundTrip(w), Code::kMalformed, "'total_bytes'"));
+  w = WatchPartOf(total, 0);
+  w.part->count = 4;
+  EXPECT_TRUE(HasError(RoundTrip(w), Code::kMalformed, "'part_count'"));
+  w = WatchPartOf(total, 0);
+  w.part->index = 3;
+  EXPECT_TRUE(HasError(RoundTrip(w), Code::kMalformed, "'part_index'"));
+  w = WatchPartOf(total, 2);
+  w.part->data.push_back('y');
+  EXPECT_TRUE(HasError(RoundTrip(w), Code::kMalformed, "'data'"));
+  w = WatchPartOf(total, 0);
+  w.part->file_sha256.pop_back();
+  EXPECT_TRUE(HasError(RoundTrip(w), Code::kMalformed, "'file_sha256'"));
+  w = WatchPartOf(total, 0);
+  w.file = "{}";  // a part is alone in its message
+  EXPECT_TRUE(HasError(RoundTrip(w), Code::kMalformed, "'part'"));
+  w = WatchPartOf(total, 0);
+  w.request_full = true;
+  EXPECT_TRUE(HasError(RoundTrip(w), Code::kMalformed, "'part'"));
+  DeletionWatchList one;
+  one.file.assign(kMaxWatchListFileBytes + 1, 'x');
+  EXPECT_TRUE(HasError(RoundTrip(one), Code::kMalformed, "travels as parts"));
 }
 
 }  // namespace workflow_codec_test
