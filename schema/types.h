@@ -240,7 +240,7 @@ struct Directory {
   // the order agencies, brokers, auditors. After BuildIndex, an id that is present is
   // found in O(log n) (the broker looks parties up for every frame and envelope); an id
   // that is absent, or a directory changed after BuildIndex, costs a scan of every party,
-  // so the answer never depends on whether the index is current.
+  // so (ids being unique) the answer never depends on whether the index is current.
   const Party* Find(std::string_view id) const;
 
   // Indexes the parties by id for Find. The decoder and keys::NextDirectory call it; call

@@ -8,9 +8,11 @@
 // scale: one directory of max(agencies) agencies; for each count C a fresh broker, C
 //   agencies connected (each says Hello and stays connected), then N envelopes, agency i
 //   sending to agency i+1 (mod C), round robin over all C, with W in flight in total; every
-//   recipient acks its deliveries. Reports the rate (submitted to delivered) and the
-//   broker's memory (/proc/PID/status): VmRSS idle with C connections, VmHWM after the
-//   traffic.
+//   recipient acks its deliveries. Reports the rate (submitted to delivered), the CPU per
+//   message of the broker and of this process (the dealers' client side, which reads only
+//   the dealers with something to read), the broker's CPU while the C agencies are
+//   connected and idle, and its memory (/proc/PID/status): VmRSS idle with C
+//   connections, VmHWM after the traffic.
 // backlog: one sender and one recipient. First M envelopes with the recipient online (the
 //   online rate, submit to delivery); then the recipient disconnects and N envelopes are
 //   queued for it (mailbox_quota, sender_quota and map_size_mb raised to hold them) while
@@ -54,6 +56,7 @@ using schema::Frame;
 namespace {
 
 constexpr size_t kContentBytes = 1024;
+constexpr int kIdleSeconds = 4;  // scale: the broker's idle CPU is measured over this long
 
 // One agency's connection: a CURVE DEALER in a context shared with the others.
 class Dealer {
@@ -354,6 +357,13 @@ int RunScale(bench::Flags& flags) {
     double connect_s = bench::SecondsSince(t);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     bench::ProcMemory idle = bench::ReadProcMemory(broker.process().pid());
+    // The broker's CPU with every agency connected and nothing sent: the cost of the
+    // connections themselves (ZeroMQ's heartbeats), which does not depend on the traffic.
+    const double idle_cpu0 = bench::ProcessCpuSeconds(broker.process().pid());
+    std::this_thread::sleep_for(std::chrono::seconds(kIdleSeconds));
+    const double idle_pct =
+        (bench::ProcessCpuSeconds(broker.process().pid()) - idle_cpu0) * 100 / kIdleSeconds;
+    std::printf("%8zu idle with every agency connected: broker %.1f%% of a core\n", n, idle_pct);
     TrafficResult r;
     // CPU of the broker and of this process (the dealers' client side) during the traffic.
     const double broker_cpu0 = bench::ProcessCpuSeconds(broker.process().pid());
@@ -380,16 +390,16 @@ int RunScale(bench::Flags& flags) {
         n, rate, r.delivered, bench::MiB(at_start.vm_rss_kb), bench::MiB(idle.vm_rss_kb),
         bench::MiB(after.vm_rss_kb), bench::MiB(after.vm_hwm_kb), connect_s, r.refused, code);
     std::fflush(stdout);
-    char buf[512];
+    char buf[768];
     std::snprintf(
         buf, sizeof(buf),
         " n%zu_rate=%.0f n%zu_connect_s=%.2f n%zu_rss_start_mb=%.1f n%zu_rss_idle_mb=%.1f "
         "n%zu_anon_idle_mb=%.1f n%zu_rss_after_mb=%.1f n%zu_hwm_mb=%.1f n%zu_ok=%d "
-        "n%zu_broker_cpu_us=%.0f n%zu_client_cpu_us=%.0f",
+        "n%zu_broker_cpu_us=%.0f n%zu_client_cpu_us=%.0f n%zu_idle_cpu_pct=%.1f",
         n, rate, n, connect_s, n, bench::MiB(at_start.vm_rss_kb), n, bench::MiB(idle.vm_rss_kb), n,
         bench::MiB(idle.rss_anon_kb), n, bench::MiB(after.vm_rss_kb), n,
         bench::MiB(after.vm_hwm_kb), n, r.complete && r.refused == 0 && code == 0 ? 1 : 0, n,
-        broker_us, n, client_us);
+        broker_us, n, client_us, n, idle_pct);
     result += buf;
     if (!r.complete || code != 0) exit_code = 1;
   }
