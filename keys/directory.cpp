@@ -412,6 +412,7 @@ Result<schema::Directory> NextDirectory(const schema::Directory* base,
     std::sort(list->begin(), list->end(),
               [](const Party& a, const Party& b) { return a.id < b.id; });
   }
+  d.BuildIndex();
   REFBUS_RETURN_IF_ERROR(CheckHomeBrokers(d));
   // Round-trip through the codec so that the issuer refuses what verifiers would refuse.
   REFBUS_ASSIGN_OR_RETURN(auto unused, schema::DecodeDirectory(schema::EncodeDirectory(d)));

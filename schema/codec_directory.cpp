@@ -161,6 +161,7 @@ Result<Directory> FromProto(const pb::Directory& m) {
   if (std::adjacent_find(ids.begin(), ids.end()) != ids.end()) {
     return Malformed("directory: a party id appears twice");
   }
+  d.BuildIndex();
   return d;
 }
 

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
+#include <tuple>
 #include <utility>
 
 namespace refbus::schema {
@@ -195,13 +197,46 @@ const KeyRecord* Party::ActiveKeys() const {
   return nullptr;
 }
 
-const Party* Directory::Find(std::string_view id) const {
+const std::vector<Party>& Directory::List(uint32_t list) const {
+  return list == 0 ? agencies : list == 1 ? brokers : auditors;
+}
+
+const Party* Directory::ScanFor(std::string_view id) const {
   for (const auto* list : {&agencies, &brokers, &auditors}) {
     for (const auto& p : *list) {
       if (p.id == id) return &p;
     }
   }
   return nullptr;
+}
+
+const Party* Directory::Find(std::string_view id) const {
+  const size_t h = std::hash<std::string_view>{}(id);
+  auto it = std::lower_bound(index_.begin(), index_.end(), h,
+                             [](const IndexEntry& e, size_t v) { return e.id_hash < v; });
+  for (; it != index_.end() && it->id_hash == h; ++it) {
+    const std::vector<Party>& list = List(it->list);
+    // A stale entry (the lists changed since BuildIndex) fails this check and is passed.
+    if (it->pos < list.size() && list[it->pos].id == id) return &list[it->pos];
+  }
+  return ScanFor(id);
+}
+
+void Directory::BuildIndex() {
+  std::vector<IndexEntry> index;
+  uint32_t list_number = 0;
+  for (const auto* list : {&agencies, &brokers, &auditors}) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      index.push_back(
+          {std::hash<std::string_view>{}((*list)[i].id), list_number, static_cast<uint32_t>(i)});
+    }
+    ++list_number;
+  }
+  // Equal hashes keep list order, so a repeated id finds its first party, as the scan does.
+  std::sort(index.begin(), index.end(), [](const IndexEntry& a, const IndexEntry& b) {
+    return std::tie(a.id_hash, a.list, a.pos) < std::tie(b.id_hash, b.list, b.pos);
+  });
+  index_ = std::move(index);
 }
 
 }  // namespace refbus::schema

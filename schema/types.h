@@ -236,8 +236,30 @@ struct Directory {
   std::vector<Party> brokers;
   std::vector<Party> auditors;
 
-  // Any party by id, or nullptr.
+  // Any party by id, or nullptr; if an id repeats (the decoder refuses that), the first in
+  // the order agencies, brokers, auditors. After BuildIndex, an id that is present is
+  // found in O(log n) (the broker looks parties up for every frame and envelope); an id
+  // that is absent, or a directory changed after BuildIndex, costs a scan of every party,
+  // so (ids being unique) the answer never depends on whether the index is current.
   const Party* Find(std::string_view id) const;
+
+  // Indexes the parties by id for Find. The decoder and keys::NextDirectory call it; call
+  // it again after changing the lists. The index holds hashes and positions, never
+  // pointers: a copied or moved Directory finds the parties in its own lists.
+  void BuildIndex();
+  // How many parties the index holds (0 before BuildIndex).
+  size_t IndexedParties() const { return index_.size(); }
+
+ private:
+  struct IndexEntry {
+    size_t id_hash = 0;
+    uint32_t list = 0;  // 0 agencies, 1 brokers, 2 auditors
+    uint32_t pos = 0;
+  };
+  const std::vector<Party>& List(uint32_t list) const;
+  const Party* ScanFor(std::string_view id) const;
+
+  std::vector<IndexEntry> index_;  // sorted by id_hash, then list and pos
 };
 
 struct SignedDirectory {

@@ -8,9 +8,11 @@
 // scale: one directory of max(agencies) agencies; for each count C a fresh broker, C
 //   agencies connected (each says Hello and stays connected), then N envelopes, agency i
 //   sending to agency i+1 (mod C), round robin over all C, with W in flight in total; every
-//   recipient acks its deliveries. Reports the rate (submitted to delivered) and the
-//   broker's memory (/proc/PID/status): VmRSS idle with C connections, VmHWM after the
-//   traffic.
+//   recipient acks its deliveries. Reports the rate (submitted to delivered), the CPU per
+//   message of the broker and of this process (the dealers' client side, which reads only
+//   the dealers with something to read), the broker's CPU while the C agencies are
+//   connected and idle, and its memory (/proc/PID/status): VmRSS idle with C
+//   connections, VmHWM after the traffic.
 // backlog: one sender and one recipient. First M envelopes with the recipient online (the
 //   online rate, submit to delivery); then the recipient disconnects and N envelopes are
 //   queued for it (mailbox_quota, sender_quota and map_size_mb raised to hold them) while
@@ -22,9 +24,11 @@
 // for the full backlog of 1,000,000). The full backlog took 3 minutes on the busy 2-core
 // VM (75 s sealing, 77 s filling, 22 s draining) and 3.1 GB of disk; --backlog 20000 takes
 // seconds. Prints text and RESULT scale ... / RESULT backlog ...
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <functional>
@@ -52,6 +56,7 @@ using schema::Frame;
 namespace {
 
 constexpr size_t kContentBytes = 1024;
+constexpr int kIdleSeconds = 4;  // scale: the broker's idle CPU is measured over this long
 
 // One agency's connection: a CURVE DEALER in a context shared with the others.
 class Dealer {
@@ -136,6 +141,66 @@ std::vector<Bytes> SealMany(size_t count, const std::vector<const keys::Identity
   return out;
 }
 
+// Which dealers may have frames waiting, found without visiting every dealer each round
+// (with 1,000 agencies, zmq::poll over all of them cost this process more CPU per message
+// than the broker spent): one epoll set over every dealer's ZMQ_FD, built once. ZMQ_FD
+// only signals that a socket's state may have changed, and a send can consume the signal
+// of a frame that arrived meanwhile, so a dealer is also read after each send to it, and
+// every dealer after a quiet wait: a missed signal costs time, never a frame.
+class DealerWatch {
+ public:
+  explicit DealerWatch(std::vector<std::unique_ptr<Dealer>>& dealers)
+      : count_(dealers.size()), due_mark_(dealers.size(), false) {
+    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    for (size_t i = 0; i < dealers.size() && epoll_fd_ >= 0; ++i) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = i;
+      const int fd = dealers[i]->socket().get(zmq::sockopt::fd);
+      if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        std::perror("scale_bench: epoll_ctl");
+        std::abort();
+      }
+    }
+    if (epoll_fd_ < 0) {
+      std::perror("scale_bench: epoll_create1");
+      std::abort();
+    }
+  }
+  ~DealerWatch() { ::close(epoll_fd_); }
+  DealerWatch(const DealerWatch&) = delete;
+  DealerWatch& operator=(const DealerWatch&) = delete;
+
+  // Dealer i was sent to: read it in the next round.
+  void Touch(size_t i) {
+    if (!due_mark_[i]) {
+      due_mark_[i] = true;
+      due_.push_back(i);
+    }
+  }
+  // The dealers to read: those touched and those signalled, waiting up to timeout if
+  // there are none; every dealer if the wait was quiet.
+  std::vector<size_t> Next(int timeout_ms) {
+    std::array<epoll_event, 256> events{};
+    const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
+                               due_.empty() ? timeout_ms : 0);
+    for (int k = 0; k < n; ++k) Touch(static_cast<size_t>(events[static_cast<size_t>(k)].data.u64));
+    if (due_.empty()) {
+      for (size_t i = 0; i < count_; ++i) Touch(i);
+    }
+    std::vector<size_t> out;
+    out.swap(due_);
+    for (size_t i : out) due_mark_[i] = false;
+    return out;
+  }
+
+ private:
+  int epoll_fd_ = -1;
+  size_t count_;
+  std::vector<bool> due_mark_;
+  std::vector<size_t> due_;
+};
+
 // Drives many dealers from one thread: envelope i is submitted on dealers[sender_of(i)],
 // with `window` in flight over all of them; every dealer acks what is delivered to it.
 struct TrafficResult {
@@ -143,12 +208,34 @@ struct TrafficResult {
   double seconds = 0;  // first submit to last delivery (or last answer, if later)
   bool complete = false;
 };
+
+// Reads every frame waiting on dealer d: acks deliveries, counts answers. True if any.
+bool DrainDealer(Dealer& d, TrafficResult& r, size_t& inflight) {
+  bool progress = false;
+  while (auto f = d.TryRecv()) {
+    progress = true;
+    if (f->type == Frame::Type::kDeliver) {
+      d.AckDelivery(*f, nullptr);
+      ++r.delivered;
+    } else if (f->type == Frame::Type::kAck && f->request_id >= 1000) {
+      ++r.acked;
+      --inflight;
+    } else if (f->type == Frame::Type::kNack && f->request_id >= 1000) {
+      if (r.refused++ == 0) {
+        std::fprintf(stderr, "refused: %s %s\n", std::string(schema::Name(f->nack.reason)).c_str(),
+                     f->nack.detail.c_str());
+      }
+      --inflight;
+    }
+  }
+  return progress;
+}
+
 TrafficResult Drive(std::vector<std::unique_ptr<Dealer>>& dealers, const std::vector<Bytes>& envs,
                     const std::function<size_t(size_t)>& sender_of, size_t window,
                     size_t expect_deliveries) {
   TrafficResult r;
-  std::vector<zmq::pollitem_t> items;
-  for (auto& d : dealers) items.push_back({d->socket().handle(), 0, ZMQ_POLLIN, 0});
+  DealerWatch watch(dealers);
   size_t next = 0, inflight = 0;
   auto start = SteadyClock::now();
   auto last_progress = start;
@@ -159,31 +246,14 @@ TrafficResult Drive(std::vector<std::unique_ptr<Dealer>>& dealers, const std::ve
       f.type = Frame::Type::kSubmit;
       f.request_id = 1000 + next;
       f.submit.envelope = envs[next];
-      dealers[sender_of(next)]->Send(f);
+      const size_t s = sender_of(next);
+      dealers[s]->Send(f);
+      watch.Touch(s);
       ++next;
       ++inflight;
     }
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
     bool progress = false;
-    for (size_t i = 0; i < items.size(); ++i) {
-      if (!(items[i].revents & ZMQ_POLLIN)) continue;
-      while (auto f = dealers[i]->TryRecv()) {
-        progress = true;
-        if (f->type == Frame::Type::kDeliver) {
-          dealers[i]->AckDelivery(*f, nullptr);
-          ++r.delivered;
-        } else if (f->type == Frame::Type::kAck && f->request_id >= 1000) {
-          ++r.acked;
-          --inflight;
-        } else if (f->type == Frame::Type::kNack && f->request_id >= 1000) {
-          if (r.refused++ == 0) {
-            std::fprintf(stderr, "refused: %s %s\n",
-                         std::string(schema::Name(f->nack.reason)).c_str(), f->nack.detail.c_str());
-          }
-          --inflight;
-        }
-      }
-    }
+    for (size_t i : watch.Next(100)) progress = DrainDealer(*dealers[i], r, inflight) || progress;
     auto now = SteadyClock::now();
     if (progress) {
       last_progress = now;
@@ -287,6 +357,13 @@ int RunScale(bench::Flags& flags) {
     double connect_s = bench::SecondsSince(t);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     bench::ProcMemory idle = bench::ReadProcMemory(broker.process().pid());
+    // The broker's CPU with every agency connected and nothing sent: the cost of the
+    // connections themselves (ZeroMQ's heartbeats), which does not depend on the traffic.
+    const double idle_cpu0 = bench::ProcessCpuSeconds(broker.process().pid());
+    std::this_thread::sleep_for(std::chrono::seconds(kIdleSeconds));
+    const double idle_pct =
+        (bench::ProcessCpuSeconds(broker.process().pid()) - idle_cpu0) * 100 / kIdleSeconds;
+    std::printf("%8zu idle with every agency connected: broker %.1f%% of a core\n", n, idle_pct);
     TrafficResult r;
     // CPU of the broker and of this process (the dealers' client side) during the traffic.
     const double broker_cpu0 = bench::ProcessCpuSeconds(broker.process().pid());
@@ -313,16 +390,16 @@ int RunScale(bench::Flags& flags) {
         n, rate, r.delivered, bench::MiB(at_start.vm_rss_kb), bench::MiB(idle.vm_rss_kb),
         bench::MiB(after.vm_rss_kb), bench::MiB(after.vm_hwm_kb), connect_s, r.refused, code);
     std::fflush(stdout);
-    char buf[512];
+    char buf[768];
     std::snprintf(
         buf, sizeof(buf),
         " n%zu_rate=%.0f n%zu_connect_s=%.2f n%zu_rss_start_mb=%.1f n%zu_rss_idle_mb=%.1f "
         "n%zu_anon_idle_mb=%.1f n%zu_rss_after_mb=%.1f n%zu_hwm_mb=%.1f n%zu_ok=%d "
-        "n%zu_broker_cpu_us=%.0f n%zu_client_cpu_us=%.0f",
+        "n%zu_broker_cpu_us=%.0f n%zu_client_cpu_us=%.0f n%zu_idle_cpu_pct=%.1f",
         n, rate, n, connect_s, n, bench::MiB(at_start.vm_rss_kb), n, bench::MiB(idle.vm_rss_kb), n,
         bench::MiB(idle.rss_anon_kb), n, bench::MiB(after.vm_rss_kb), n,
         bench::MiB(after.vm_hwm_kb), n, r.complete && r.refused == 0 && code == 0 ? 1 : 0, n,
-        broker_us, n, client_us);
+        broker_us, n, client_us, n, idle_pct);
     result += buf;
     if (!r.complete || code != 0) exit_code = 1;
   }

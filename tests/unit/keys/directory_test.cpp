@@ -332,6 +332,21 @@ TEST_F(DirectoryTest, PartiesAreSortedById) {
                              [](const auto& a, const auto& b) { return a.id < b.id; }));
 }
 
+// NextDirectory indexes what it issues (with the party it added), after sorting.
+TEST_F(DirectoryTest, NextDirectoryIsIndexed) {
+  fed_.Add("agency-0", PartyKind::kAgency, fed::AgencyListing(schema::AgencyType::kHotline), kNow);
+  DirectoryEdit edit;
+  edit.upserts.push_back(fed_.Record("agency-0", kNow));
+  auto next =
+      NextDirectory(&fed_.directory(), fed::kFederation, edit, kNow, kDefaultDirectoryValidityMs);
+  ASSERT_TRUE(IsOk(next));
+  EXPECT_EQ(next->IndexedParties(),
+            next->agencies.size() + next->brokers.size() + next->auditors.size());
+  for (const auto* list : {&next->agencies, &next->brokers, &next->auditors}) {
+    for (const auto& p : *list) EXPECT_EQ(next->Find(p.id), &p) << p.id;
+  }
+}
+
 TEST_F(DirectoryTest, NewPartyGetsIssuerTimes) {
   fed_.Add("agency-e", PartyKind::kAgency, fed::AgencyListing(schema::AgencyType::kHotline), kNow);
   DirectoryEdit edit;

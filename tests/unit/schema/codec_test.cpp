@@ -891,7 +891,9 @@ TEST(DirectoryCodecTest, DirectoryRoundTrip) {
             in.agencies[0].keys[0].prekeys[1].prekey.public_key);
   EXPECT_EQ(a.keys[0].prekeys[1].signature, in.agencies[0].keys[0].prekeys[1].signature);
   EXPECT_EQ(out->brokers[0].endpoint, "tcp://broker.seoul.example:7450");
+  EXPECT_EQ(out->IndexedParties(), 4u);  // the decoder indexes every directory it makes
   EXPECT_EQ(out->Find("auditor-1"), &out->auditors[0]);
+  EXPECT_EQ(out->Find("agency-b"), &out->agencies[1]);
   EXPECT_EQ(out->Find("nobody"), nullptr);
 }
 

@@ -89,5 +89,98 @@ TEST(TypesTest, DirectoryFindSearchesEveryList) {
   EXPECT_EQ(d.Find(""), nullptr);
 }
 
+// Three agencies, a broker and an auditor, indexed.
+Directory IndexedDirectory() {
+  Directory d;
+  for (const char* id : {"agency-c", "agency-a", "agency-b"}) {
+    d.agencies.emplace_back();
+    d.agencies.back().id = id;
+  }
+  d.brokers.resize(1);
+  d.brokers[0].id = "broker-a";
+  d.auditors.resize(1);
+  d.auditors[0].id = "auditor-a";
+  d.BuildIndex();
+  return d;
+}
+
+TEST(TypesTest, DirectoryIndexFindsEveryPartyAndNoOther) {
+  const Directory d = IndexedDirectory();
+  EXPECT_EQ(d.IndexedParties(), 5u);
+  EXPECT_EQ(d.Find("agency-c"), &d.agencies[0]);
+  EXPECT_EQ(d.Find("agency-a"), &d.agencies[1]);
+  EXPECT_EQ(d.Find("agency-b"), &d.agencies[2]);
+  EXPECT_EQ(d.Find("broker-a"), &d.brokers[0]);
+  EXPECT_EQ(d.Find("auditor-a"), &d.auditors[0]);
+  EXPECT_EQ(d.Find("agency-d"), nullptr);
+  EXPECT_EQ(d.Find("agency-a "), nullptr);
+  EXPECT_EQ(d.Find(""), nullptr);
+}
+
+// The index holds positions, not pointers: a copy or a moved-to directory finds its own
+// parties, also after the original is gone (AddressSanitizer would see a dangling one).
+TEST(TypesTest, DirectoryIndexFollowsCopiesAndMoves) {
+  Directory copy;
+  Directory moved;
+  Directory assigned;
+  {
+    Directory original = IndexedDirectory();
+    copy = original;
+    assigned = IndexedDirectory();
+    assigned = copy;
+    moved = std::move(original);
+  }
+  const Directory copy_constructed(copy);
+  for (const Directory* d :
+       std::initializer_list<const Directory*>{&copy, &moved, &assigned, &copy_constructed}) {
+    EXPECT_EQ(d->IndexedParties(), 5u);
+    EXPECT_EQ(d->Find("agency-b"), &d->agencies[2]);
+    EXPECT_EQ(d->Find("broker-a"), &d->brokers[0]);
+    EXPECT_EQ(d->Find("auditor-a"), &d->auditors[0]);
+    EXPECT_EQ(d->Find("agency-d"), nullptr);
+  }
+}
+
+// Changing the lists after BuildIndex never gives a wrong answer: a stale entry is
+// checked against the party it points at, and what the index does not hold is scanned for.
+TEST(TypesTest, DirectoryIndexNeverAnswersFromStaleEntries) {
+  Directory d = IndexedDirectory();
+  d.agencies[1].id = "agency-renamed";
+  std::swap(d.agencies[0], d.agencies[2]);  // agency-b first, agency-c last
+  d.brokers.emplace_back();
+  d.brokers.back().id = "broker-b";
+  d.auditors.clear();
+  EXPECT_EQ(d.Find("agency-a"), nullptr);
+  EXPECT_EQ(d.Find("agency-renamed"), &d.agencies[1]);
+  EXPECT_EQ(d.Find("agency-b"), &d.agencies[0]);
+  EXPECT_EQ(d.Find("agency-c"), &d.agencies[2]);
+  EXPECT_EQ(d.Find("broker-b"), &d.brokers[1]);
+  EXPECT_EQ(d.Find("auditor-a"), nullptr);
+  d.BuildIndex();
+  EXPECT_EQ(d.IndexedParties(), 5u);
+  EXPECT_EQ(d.Find("agency-renamed"), &d.agencies[1]);
+  EXPECT_EQ(d.Find("broker-b"), &d.brokers[1]);
+}
+
+// The decoder refuses a repeated id; a directory built by hand with one finds the first,
+// in the order agencies, brokers, auditors, with or without the index.
+TEST(TypesTest, DirectoryIndexFindsTheFirstOfARepeatedId) {
+  Directory d;
+  d.agencies.resize(2);
+  d.agencies[0].id = "twice";
+  d.agencies[1].id = "twice";
+  d.brokers.resize(1);
+  d.brokers[0].id = "twice";
+  EXPECT_EQ(d.Find("twice"), &d.agencies[0]);
+  d.BuildIndex();
+  EXPECT_EQ(d.Find("twice"), &d.agencies[0]);
+  d.agencies.erase(d.agencies.begin());
+  d.BuildIndex();
+  EXPECT_EQ(d.Find("twice"), &d.agencies[0]);
+  d.agencies.clear();
+  d.BuildIndex();
+  EXPECT_EQ(d.Find("twice"), &d.brokers[0]);
+}
+
 }  // namespace
 }  // namespace refbus::schema
