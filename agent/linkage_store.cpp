@@ -96,9 +96,9 @@ Result<std::unique_ptr<LinkageStore>> LinkageStore::Open(const std::string& dir,
   o.map_size_bytes = size_t{1} << 30;
   o.max_dbs = 8;
   REFBUS_ASSIGN_OR_RETURN(s->env_, lmdb::Env::Open(dir, o));
-  REFBUS_ASSIGN_OR_RETURN(s->links_, s->env_->OpenDb("links"));
-  REFBUS_ASSIGN_OR_RETURN(s->matches_, s->env_->OpenDb("matches"));
-  REFBUS_ASSIGN_OR_RETURN(s->deposits_, s->env_->OpenDb("escrow_deposits"));
+  REFBUS_ASSIGN_OR_RETURN(s->links_, s->env_->OpenDb(kLinksDb));
+  REFBUS_ASSIGN_OR_RETURN(s->matches_, s->env_->OpenDb(kMatchesDb));
+  REFBUS_ASSIGN_OR_RETURN(s->deposits_, s->env_->OpenDb(kEscrowDepositsDb));
   REFBUS_ASSIGN_OR_RETURN(linkage::Escrow e, linkage::Escrow::Open(*s->env_, threshold));
   s->escrow_.emplace(std::move(e));
   return s;
