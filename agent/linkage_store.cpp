@@ -172,6 +172,9 @@ Result<std::vector<MatchRecord>> LinkageStore::Matches() const {
 
 Result<std::optional<linkage::LinkageMatch>> LinkageStore::Deposit(
     const DepositRecord& from, const linkage::EscrowEntry& entry, UnixMillis now) {
+  // A malformed entry is refused before anything of it is written: no deposit names it,
+  // and the agency's earlier share on the tag stays as it was.
+  REFBUS_RETURN_IF_ERROR(linkage::CheckEscrowEntry(entry, now));
   // The share stays as long as the agency's longest-kept case holds it.
   linkage::EscrowEntry kept = entry;
   REFBUS_ASSIGN_OR_RETURN(auto earlier, DepositsOf(entry.tag, from.agency));
