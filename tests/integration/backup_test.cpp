@@ -111,21 +111,26 @@ class BackupTest : public ::testing::Test {
     return ConfigOf(data_dir);
   }
 
-  ToolRun Tool(const std::vector<std::string>& args, const std::string& log) {
-    std::vector<std::string> argv = {BinDir() + "/refbus-broker"};
+  // PROGRAM ARGS from BinDir(): its exit code, output (stdout and stderr, in log) and time.
+  static ToolRun RunProgram(const std::string& program, const std::vector<std::string>& args,
+                            const std::string& log, int timeout_ms) {
+    std::vector<std::string> argv = {BinDir() + "/" + program};
     argv.insert(argv.end(), args.begin(), args.end());
     ::unlink(log.c_str());
     ToolRun r;
     Process p;
     auto start = SteadyClock::now();
     if (!p.Start(argv, log)) {
-      ADD_FAILURE() << "cannot start refbus-broker " << args.front();
+      ADD_FAILURE() << "cannot start " << program << " " << args.front();
       return r;
     }
-    r.code = p.Wait(120000);
+    r.code = p.Wait(timeout_ms);
     r.seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
     r.output = Slurp(log);
     return r;
+  }
+  ToolRun Tool(const std::vector<std::string>& args, const std::string& log) {
+    return RunProgram("refbus-broker", args, log, 120000);
   }
 
   // refbus-audit as the auditor against broker b, with --json: its exit code and its
@@ -172,15 +177,7 @@ class BackupTest : public ::testing::Test {
   }
   // refbus-agent ARGS: its exit code and output (stdout and stderr, in log).
   ToolRun AgentTool(const std::vector<std::string>& args, const std::string& log) {
-    std::vector<std::string> argv = {BinDir() + "/refbus-agent"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    ::unlink(log.c_str());
-    ToolRun r;
-    Process p;
-    if (!p.Start(argv, log)) return r;
-    r.code = p.Wait(60000);
-    r.output = Slurp(log);
-    return r;
+    return RunProgram("refbus-agent", args, log, 60000);
   }
 
   std::string root_;
