@@ -96,9 +96,9 @@ Result<std::unique_ptr<LinkageStore>> LinkageStore::Open(const std::string& dir,
   o.map_size_bytes = size_t{1} << 30;
   o.max_dbs = 8;
   REFBUS_ASSIGN_OR_RETURN(s->env_, lmdb::Env::Open(dir, o));
-  REFBUS_ASSIGN_OR_RETURN(s->links_, s->env_->OpenDb("links"));
-  REFBUS_ASSIGN_OR_RETURN(s->matches_, s->env_->OpenDb("matches"));
-  REFBUS_ASSIGN_OR_RETURN(s->deposits_, s->env_->OpenDb("escrow_deposits"));
+  REFBUS_ASSIGN_OR_RETURN(s->links_, s->env_->OpenDb(kLinksDb));
+  REFBUS_ASSIGN_OR_RETURN(s->matches_, s->env_->OpenDb(kMatchesDb));
+  REFBUS_ASSIGN_OR_RETURN(s->deposits_, s->env_->OpenDb(kEscrowDepositsDb));
   REFBUS_ASSIGN_OR_RETURN(linkage::Escrow e, linkage::Escrow::Open(*s->env_, threshold));
   s->escrow_.emplace(std::move(e));
   return s;
@@ -172,6 +172,9 @@ Result<std::vector<MatchRecord>> LinkageStore::Matches() const {
 
 Result<std::optional<linkage::LinkageMatch>> LinkageStore::Deposit(
     const DepositRecord& from, const linkage::EscrowEntry& entry, UnixMillis now) {
+  // A malformed entry is refused before anything of it is written: no deposit names it,
+  // and the agency's earlier share on the tag stays as it was.
+  REFBUS_RETURN_IF_ERROR(linkage::CheckEscrowEntry(entry, now));
   // The share stays as long as the agency's longest-kept case holds it.
   linkage::EscrowEntry kept = entry;
   REFBUS_ASSIGN_OR_RETURN(auto earlier, DepositsOf(entry.tag, from.agency));

@@ -35,6 +35,13 @@
 
 namespace refbus::agent {
 
+// The environment's tables (PROTOCOL.md 13.6). An agent backup copies the first two only
+// (agent/backup.h says why).
+inline constexpr char kLinksDb[] = "links";
+inline constexpr char kMatchesDb[] = "matches";
+inline constexpr char kEscrowDepositsDb[] = "escrow_deposits";
+inline constexpr char kEscrowEntriesDb[] = "escrow_entries";  // linkage/escrow.h
+
 // An entry this agency sent to the escrow.
 struct LinkRecord {
   std::string link_id;  // hex

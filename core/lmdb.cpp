@@ -323,7 +323,26 @@ Result<std::map<std::string, uint64_t>> Env::DatabaseCounts() {
   return out;
 }
 
-Result<uint64_t> HotCopy(const std::string& src_dir, int fd) {
+namespace {
+
+// An MDB_env of this process's own, closed with it.
+class RawEnv {
+ public:
+  RawEnv() = default;
+  RawEnv(const RawEnv&) = delete;
+  RawEnv& operator=(const RawEnv&) = delete;
+  ~RawEnv() {
+    if (env_ != nullptr) mdb_env_close(env_);
+  }
+  Status Create() { return LmdbStatus(mdb_env_create(&env_), "lmdb env create"); }
+  MDB_env* get() const { return env_; }
+
+ private:
+  MDB_env* env_ = nullptr;
+};
+
+// Opens the environment in src_dir read-only beside its writer (HotCopy says how).
+Status OpenCopySource(const std::string& src_dir, unsigned max_dbs, RawEnv& env) {
   std::string data_file = src_dir + "/data.mdb";
   struct stat st {};
   if (::stat(data_file.c_str(), &st) != 0) {
@@ -334,14 +353,11 @@ Result<uint64_t> HotCopy(const std::string& src_dir, int fd) {
   std::string lock_file = src_dir + "/lock.mdb";
   struct stat lock_st {};
   const bool lock_existed = ::stat(lock_file.c_str(), &lock_st) == 0;
-  MDB_env* env = nullptr;
-  int rc = mdb_env_create(&env);
-  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb env create");
-  struct Closer {
-    MDB_env* env;
-    ~Closer() { mdb_env_close(env); }
-  } closer{env};
-  rc = mdb_env_open(env, src_dir.c_str(), MDB_RDONLY, 0600);
+  REFBUS_RETURN_IF_ERROR(env.Create());
+  if (max_dbs > 0) {
+    REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_maxdbs(env.get(), max_dbs), "lmdb max dbs"));
+  }
+  int rc = mdb_env_open(env.get(), src_dir.c_str(), MDB_RDONLY, 0600);
   if (rc != MDB_SUCCESS) {
     return LmdbStatus(rc, "cannot open the LMDB store in " + src_dir +
                               " read-only (run as the user the service runs as)");
@@ -351,23 +367,117 @@ Result<uint64_t> HotCopy(const std::string& src_dir, int fd) {
     return IoError("cannot give " + lock_file + " to the owner of " + data_file + ": " +
                    ErrnoText(errno));
   }
+  return Status::Ok();
+}
+
+// The writer grew its map beyond ours: adopt the size it recorded. REQUIRES: no
+// transaction of this process is active on env.
+Status AdoptMapSize(MDB_env* env) {
+  return LmdbStatus(mdb_env_set_mapsize(env, 0), "lmdb adopt map size");
+}
+
+// A compacted copy of env into fd (restarted if the writer grows its map); its size.
+Result<uint64_t> CopyCompacted(MDB_env* env, int fd, const std::string& what) {
   constexpr int kAttempts = 5;
+  int rc = MDB_SUCCESS;
   for (int attempt = 1;; ++attempt) {
     rc = mdb_env_copyfd2(env, fd, MDB_CP_COMPACT);
     if (rc != MDB_MAP_RESIZED || attempt == kAttempts) break;
-    // The writer grew its map beyond ours: adopt the size it recorded (no transaction of
-    // this process is active) and start the copy over.
-    REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_mapsize(env, 0), "lmdb adopt map size"));
+    REFBUS_RETURN_IF_ERROR(AdoptMapSize(env));
     if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
       return IoError(std::string("cannot restart the copy: ") + ErrnoText(errno));
     }
   }
-  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb copy of " + src_dir);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "lmdb copy of " + what);
   struct stat out {};
   if (::fstat(fd, &out) != 0) {
     return IoError(std::string("cannot stat the copy: ") + ErrnoText(errno));
   }
   return static_cast<uint64_t>(out.st_size);
+}
+
+// A read transaction on a source opened by OpenCopySource, adopting a grown map.
+Result<MDB_txn*> BeginCopyRead(MDB_env* env) {
+  constexpr int kAttempts = 5;
+  for (int attempt = 1;; ++attempt) {
+    MDB_txn* txn = nullptr;
+    int rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+    if (rc == MDB_SUCCESS) return txn;
+    if (rc != MDB_MAP_RESIZED || attempt == kAttempts) return LmdbStatus(rc, "lmdb read txn");
+    REFBUS_RETURN_IF_ERROR(AdoptMapSize(env));
+  }
+}
+
+// Copies database `name` (absent: created empty) from the read transaction to the write one.
+Status CopyDatabase(MDB_txn* from, MDB_txn* to, const std::string& name) {
+  MDB_dbi src = 0, dst = 0;
+  int rc = mdb_dbi_open(from, name.c_str(), 0, &src);
+  if (rc == MDB_NOTFOUND) {
+    return LmdbStatus(mdb_dbi_open(to, name.c_str(), MDB_CREATE, &dst), "lmdb create " + name);
+  }
+  REFBUS_RETURN_IF_ERROR(LmdbStatus(rc, "lmdb open database " + name));
+  unsigned flags = 0;
+  REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_dbi_flags(from, src, &flags), "lmdb flags of " + name));
+  REFBUS_RETURN_IF_ERROR(
+      LmdbStatus(mdb_dbi_open(to, name.c_str(), MDB_CREATE | flags, &dst), "lmdb create " + name));
+  MDB_cursor* cur = nullptr;
+  REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_cursor_open(from, src, &cur), "lmdb cursor " + name));
+  MDB_val k{}, v{};
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    rc = mdb_put(to, dst, &k, &v, 0);
+    if (rc != MDB_SUCCESS) break;
+  }
+  mdb_cursor_close(cur);
+  return rc == MDB_NOTFOUND ? Status::Ok() : LmdbStatus(rc, "lmdb copy of " + name);
+}
+
+}  // namespace
+
+Result<uint64_t> HotCopy(const std::string& src_dir, int fd) {
+  RawEnv env;
+  REFBUS_RETURN_IF_ERROR(OpenCopySource(src_dir, 0, env));
+  return CopyCompacted(env.get(), fd, src_dir);
+}
+
+Result<uint64_t> HotCopyDatabases(const std::string& src_dir,
+                                  const std::vector<std::string>& databases,
+                                  const std::string& scratch_file, int fd) {
+  RawEnv src;
+  REFBUS_RETURN_IF_ERROR(
+      OpenCopySource(src_dir, static_cast<unsigned>(databases.size()) + 64, src));
+  MDB_envinfo info{};
+  REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_env_info(src.get(), &info), "lmdb env info"));
+  // The scratch copy is thrown away once copied (below, failures included), and holds
+  // only what the backup holds: written without locks or syncs.
+  struct Scratch {
+    std::string path;
+    ~Scratch() { ::unlink(path.c_str()); }
+  } scratch{scratch_file};
+  RawEnv dst;
+  REFBUS_RETURN_IF_ERROR(dst.Create());
+  REFBUS_RETURN_IF_ERROR(LmdbStatus(
+      mdb_env_set_maxdbs(dst.get(), static_cast<MDB_dbi>(databases.size()) + 1), "lmdb max dbs"));
+  REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_env_set_mapsize(dst.get(), info.me_mapsize), "lmdb map"));
+  REFBUS_RETURN_IF_ERROR(LmdbStatus(
+      mdb_env_open(dst.get(), scratch_file.c_str(), MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOSYNC, 0600),
+      "lmdb scratch copy " + scratch_file));
+  {
+    REFBUS_ASSIGN_OR_RETURN(MDB_txn * from, BeginCopyRead(src.get()));
+    MDB_txn* to = nullptr;
+    int rc = mdb_txn_begin(dst.get(), nullptr, 0, &to);
+    Status s = LmdbStatus(rc, "lmdb scratch txn");
+    for (size_t i = 0; s.ok() && i < databases.size(); ++i) {
+      s = CopyDatabase(from, to, databases[i]);
+    }
+    mdb_txn_abort(from);  // one snapshot: every database from the same read transaction
+    if (!s.ok()) {
+      if (to != nullptr) mdb_txn_abort(to);
+      return s;
+    }
+    REFBUS_RETURN_IF_ERROR(LmdbStatus(mdb_txn_commit(to), "lmdb scratch commit"));
+  }
+  return CopyCompacted(dst.get(), fd, src_dir);
 }
 
 Bytes U64Key(uint64_t v) {

@@ -26,6 +26,7 @@
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/bytes.h"
 #include "core/status.h"
@@ -182,6 +183,15 @@ class Env {
 // environment twice in a process: closing one handle drops the other's file locks); fd is
 // an empty regular file open for writing.
 Result<uint64_t> HotCopy(const std::string& src_dir, int fd);
+
+// The same, holding only the named databases of the environment (one read transaction,
+// so one snapshot); a name the source lacks is an empty database in the copy. The records
+// go through scratch_file, a single-file LMDB environment this makes (0600) and removes
+// before it returns, failures included; put it where the copy goes. What the copy leaves
+// out is never written anywhere. Same REQUIREMENTS as HotCopy.
+Result<uint64_t> HotCopyDatabases(const std::string& src_dir,
+                                  const std::vector<std::string>& databases,
+                                  const std::string& scratch_file, int fd);
 
 // Big-endian u64 keys sort numerically in LMDB's default byte order.
 Bytes U64Key(uint64_t v);

@@ -460,8 +460,9 @@ BackupWriter::~BackupWriter() {
   if (created_dir_) ::rmdir(dir_.c_str());
 }
 
-Result<const BackupEnvironment*> BackupWriter::AddEnvironment(const std::string& name,
-                                                              const std::string& src_dir) {
+Result<const BackupEnvironment*> BackupWriter::AddEnvironment(
+    const std::string& name, const std::string& src_dir,
+    const std::vector<std::string>& only_databases) {
   if (!PlainName(name) || manifest_.Find(name) != nullptr) {
     return InvalidArgument("bad or repeated environment name '" + name + "'");
   }
@@ -488,7 +489,10 @@ Result<const BackupEnvironment*> BackupWriter::AddEnvironment(const std::string&
   files_.push_back(path);
   env.copied_ms = NowMs();
   auto start = std::chrono::steady_clock::now();
-  auto bytes = HotCopy(src_dir, fd.get());
+  auto bytes = only_databases.empty()
+                   ? HotCopy(src_dir, fd.get())
+                   : HotCopyDatabases(src_dir, only_databases, Join(dir_, "." + name + ".scratch"),
+                                      fd.get());
   if (!bytes.ok()) return bytes.status().WithContext("copying " + src_dir);
   if (::fsync(fd.get()) != 0) return IoError("cannot fsync " + path + ": " + ErrnoText(errno));
   REFBUS_RETURN_IF_ERROR(fd.Close(path));

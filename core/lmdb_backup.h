@@ -101,9 +101,12 @@ class BackupWriter {
   // A hot copy (HotCopy) of the environment in src_dir into <name>.mdb, fsynced and hashed,
   // with its databases' entry counts. Environments are copied in the order added, each in
   // its own read transaction: two environments are two snapshots, the later one newer.
+  // only_databases, if not empty: the copy holds those named databases only
+  // (HotCopyDatabases), for a store part of which must not outlive its source.
   // REQUIRES: this process does not have src_dir open.
-  Result<const BackupEnvironment*> AddEnvironment(const std::string& name,
-                                                  const std::string& src_dir);
+  Result<const BackupEnvironment*> AddEnvironment(
+      const std::string& name, const std::string& src_dir,
+      const std::vector<std::string>& only_databases = {});
   // The copy of name, opened read-only without locks (Env::OpenCopy), for reading facts.
   Result<std::unique_ptr<Env>> OpenCopy(const std::string& name, unsigned max_dbs) const;
 

@@ -6,7 +6,11 @@
 # verifies the signed directory and prints it, a tampered copy is refused, and an old
 # directory is refused as a rollback; then the field's referral paths run across three
 # federated regional brokers (Seoul, Busan, Central) with one refbus-agent daemon per
-# agency, each at its home broker (deploy/workflow-demo.sh).
+# agency, each at its home broker (deploy/workflow-demo.sh); then linkage (issue 19): the
+# Incheon, Seoul and Busan support centers enter the identifiers their cases hold, two
+# evaluator brokers turn them into pseudonyms no single party can compute, and the Central
+# center's matching escrow finds exactly the ones shared and tells each center
+# (deploy/linkage-demo.sh).
 #
 #   deploy/demo.sh [--work DIR] [--console]
 #     --work DIR   default: build/demo; wiped at start, kept at the end
@@ -19,7 +23,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --work) work=$2; shift 2 ;;
     --console) export REFBUS_DEMO_CONSOLE=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -27,7 +31,7 @@ done
 "$root/deploy/install-deps.sh"
 echo "== Building refbus"
 cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$root/build" -j"$(nproc)" --target refbus-keys refbus-broker refbus-agent >/dev/null
+cmake --build "$root/build" -j"$(nproc)" --target refbus-keys refbus-broker refbus-agent refbus-audit >/dev/null
 bin="$root/build/bin"
 keys="$bin/refbus-keys"
 
@@ -87,6 +91,8 @@ echo "  -> refused (exit code $rc)"
 printf '\n== 9. The field paths across three regions: referrals, handoffs, deletion, withdrawal, closing\n'
 "$root/deploy/workflow-demo.sh" "$bin" "$work/workflows"
 
+"$root/deploy/linkage-demo.sh" "$bin" "$work/linkage"
+
 printf '\n== Summary\n'
 echo "  parties: $(ls -d "$work"/parties/*/ | wc -l), each with its own identity.key (mode 0600)"
 echo "  exchanged between parties: $(ls "$work/exchange" | tr '\n' ' ')"
@@ -94,4 +100,7 @@ echo "  directory: serial 2 verified; tampered copy and rollback refused"
 echo "  workflows: six field paths across five agency daemons and three federated brokers"
 echo "             (Seoul, Busan, Central), every refusal shown above, each broker's audit log"
 echo "             verified; logs in $work/workflows"
+echo "  linkage: three centers' identifiers, typed differently, matched at the Central center's"
+echo "           escrow through two evaluator brokers: exactly the four shared ones, a notice at"
+echo "           each center, unrelated ones unmatched; logs in $work/linkage"
 echo "  data left in: $work"

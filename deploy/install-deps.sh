@@ -20,8 +20,8 @@ packages=(
   openssl
   # Prometheus exposition of the broker's and agent's /metrics (core library only)
   prometheus-cpp-dev
-  # tests (jq reads the brokers' --status --json; iproute2 makes the network namespaces of
-  # the federation link-cut test)
+  # tests (jq reads the brokers' --status --json and the linkage demo's answers; iproute2
+  # makes the network namespaces of the federation link-cut test)
   libgtest-dev libgmock-dev jq iproute2
   # promtool (from prometheus) checks the broker's /metrics exposition in the metrics test
   prometheus

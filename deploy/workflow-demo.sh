@@ -18,10 +18,9 @@ set -euo pipefail
 bin=$1
 work=$2
 mkdir -p "$work"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-die() { echo "workflow demo: $*" >&2; exit 1; }
+demo_name="workflow demo"
+# shellcheck source=deploy/demo-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/demo-lib.sh"
 
 brokers=(seoul-broker busan-broker central-broker)
 declare -A home=(
@@ -84,33 +83,7 @@ TOML
 "$bin/refbus-keys" federation init --manifest "$work/regions.toml" --out "$work/fed" \
   >"$work/federation-init.log" || die "federation init failed (see $work/federation-init.log)"
 
-# Each broker finds its peers through the endpoint files they write at start (read at each
-# connect), as an operator would point it at the peers' published endpoints.
-for b in "${brokers[@]}"; do
-  files="" peers=""
-  for o in "${brokers[@]}"; do
-    [[ $o == "$b" ]] && continue
-    files+="${files:+, }$o = \"$work/fed/$o/endpoint\""
-    peers+="${peers:+, }\"$o\""
-  done
-  cat >"$work/fed/$b/broker.toml" <<TOML
-[broker]
-id = "$b"
-bind = "tcp://127.0.0.1:*"
-data_dir = "data"
-key_file = "identity.key"
-directory = "directory"
-anchor = "authority.pub"
-trust_state = "trust-state"
-endpoint_file = "endpoint"
-[federation]
-endpoint_files = { $files }
-link_timeout_ms = 5000
-[witness]
-peers = [ $peers ]
-endpoint_files = { $files }
-TOML
-done
+demo_write_broker_configs
 # The auditor names the witnesses it requires (each broker's log is cosigned by the other
 # two; a log never counts as its own witness): verify needs one of them by default.
 cat >"$work/fed/audit-office/auditor.toml" <<TOML
@@ -118,70 +91,13 @@ cat >"$work/fed/audit-office/auditor.toml" <<TOML
 witnesses = [ "seoul-broker", "busan-broker", "central-broker" ]
 min_cosignatures = 1
 TOML
-declare -A broker_pid endpoint
-for b in "${brokers[@]}"; do
-  "$bin/refbus-broker" -c "$work/fed/$b/broker.toml" >"$work/$b.log" 2>&1 &
-  broker_pid[$b]=$!
-  pids+=("$!")
-done
-for b in "${brokers[@]}"; do
-  for _ in $(seq 200); do [[ -s "$work/fed/$b/endpoint" ]] && break; sleep 0.05; done
-  [[ -s "$work/fed/$b/endpoint" ]] || die "$b did not start (see $work/$b.log)"
-  endpoint[$b]=$(cat "$work/fed/$b/endpoint")
-done
-
-# links_settled BROKER SINCE_MS: its status, written at or after SINCE_MS (the broker
-# rewrites it every second), shows every federation link up and nothing queued on them.
-links_settled() {
-  local s t
-  s=$("$bin/refbus-broker" -c "$work/fed/$1/broker.toml" --status --json 2>/dev/null) || return 1
-  t=$(sed -n 's/^ *"time_ms": *\([0-9]*\).*/\1/p' <<<"$s" | head -1)
-  [[ -n $t && $t -ge $2 ]] && grep -q '"running": *true' <<<"$s" &&
-    [[ $(grep -c '"state": *"up"' <<<"$s") -eq $((${#brokers[@]} - 1)) ]] &&
-    ! grep -q '"backlog": *[1-9]' <<<"$s"
-}
-wait_links() {
-  local since
-  since=$(date +%s%3N)
-  for b in "${brokers[@]}"; do
-    for _ in $(seq 100); do links_settled "$b" "$since" && break; sleep 0.1; done
-    links_settled "$b" "$since" ||
-      die "$b: federation links not all up with an empty backlog: $("$bin/refbus-broker" \
-        -c "$work/fed/$b/broker.toml" --status 2>&1) (see $work/$b.log)"
-  done
-}
+demo_start_brokers
 wait_links
 for b in "${brokers[@]}"; do echo "  $b on ${endpoint[$b]}"; done
 echo "  linked over CURVE in a full mesh, every link up; each broker checks every envelope"
 echo "  against its consent grant, which travels with it from broker to broker"
 
-for a in "${agencies[@]}"; do
-  d="$work/fed/$a"
-  cat >"$d/agent.toml" <<TOML
-[agent]
-id = "$a"
-data_dir = "agent-data"
-key_file = "identity.key"
-directory = "directory"
-anchor = "authority.pub"
-trust_state = "agent-trust-state"
-broker_endpoint = "${endpoint[${home[$a]}]}"
-[api]
-listen = "127.0.0.1:0"
-TOML
-  "$bin/refbus-agent" run -c "$d/agent.toml" >"$work/$a.log" 2>&1 &
-  pids+=("$!")
-done
-for a in "${agencies[@]}"; do
-  for _ in $(seq 200); do
-    "$bin/refbus-agent" status -c "$work/fed/$a/agent.toml" --json 2>/dev/null |
-      grep -q '"session_ready": *true' && break
-    sleep 0.05
-  done
-  "$bin/refbus-agent" status -c "$work/fed/$a/agent.toml" --json 2>/dev/null |
-    grep -q '"session_ready": *true' ||
-    die "$a has no session with ${home[$a]} (see $work/$a.log, $work/${home[$a]}.log)"
-done
+demo_start_agents
 for b in "${brokers[@]}"; do
   at=""
   for a in "${agencies[@]}"; do [[ ${home[$a]} == "$b" ]] && at+=" $a"; done
@@ -189,16 +105,6 @@ for b in "${brokers[@]}"; do
 done
 echo "  each agent talks to its home broker only, with a local API on 127.0.0.1 behind a 0600 token"
 
-# ag AGENCY OPERATOR COMMAND...: the CLI against that agency's daemon.
-ag() { local a=$1 op=$2; shift 2; REFBUS_OPERATOR=$op "$bin/refbus-agent" "$@" -c "$work/fed/$a/agent.toml"; }
-# jget JSON KEY: a top-level string field of a one-object JSON reply.
-jget() { sed -n "s/.*\"$2\": *\"\\([^\"]*\\)\".*/\\1/p" <<<"$1" | head -1; }
-# wait_for AGENCY OPERATOR PATTERN COMMAND...: until the command's output matches.
-wait_for() {
-  local a=$1 op=$2 pat=$3; shift 3
-  for _ in $(seq 200); do ag "$a" "$op" "$@" 2>/dev/null | grep -q -- "$pat" && return 0; sleep 0.05; done
-  die "$a never saw '$pat' in '$*' (logs: $work/$a.log, $work/*-broker.log)"
-}
 expect_refusal() {
   local what=$1; shift
   set +e; out=$("$@" 2>&1); rc=$?; set -e
@@ -325,17 +231,7 @@ wait_for central-dsc dsc-han '"closed": *true' case "$case2" --json
 echo "    seoul-police-03 (Seoul) and central-dsc (Central) see the case closed"
 
 printf '\n  -- The auditor fetches and verifies each broker'"'"'s audit log --\n'
-for b in "${brokers[@]}"; do
-  store="$work/audit-office-store/$b"
-  echo "    $b:"
-  "$bin/refbus-audit" fetch --dir "$work/fed/audit-office" --broker "$b" \
-    --endpoint "${endpoint[$b]}" --store "$store" --wait-cosignatures 1 --wait-ms 20000 |
-    sed 's/^/      /'
-  "$bin/refbus-audit" verify --dir "$work/fed/audit-office" --store "$store" | sed 's/^/      /' ||
-    die "$b's audit log did not verify"
-  echo "      accesses without a matching consent:"
-  "$bin/refbus-audit" unconsented --store "$store" | sed 's/^/        /'
-done
+demo_audit_all audit-office
 echo "    everything that happened to the Wee center's case ($case1), as each broker's log records it:"
 for b in "${brokers[@]}"; do
   echo "      at $b:"
@@ -368,9 +264,5 @@ if [[ ${REFBUS_DEMO_CONSOLE:-0} == 1 ]]; then
   while true; do sleep 3600; done  # in the foreground: Ctrl-C ends it, and the EXIT trap stops the daemons
 fi
 
-for p in "${pids[@]:${#brokers[@]}}"; do kill -TERM "$p"; done
-for p in "${pids[@]:${#brokers[@]}}"; do wait "$p" || die "an agent did not stop cleanly"; done
-for b in "${brokers[@]}"; do kill -TERM "${broker_pid[$b]}"; done
-for b in "${brokers[@]}"; do wait "${broker_pid[$b]}" || die "$b did not stop cleanly"; done
-pids=()
+demo_stop_all
 echo "  all daemons stopped cleanly; logs in $work/*.log"

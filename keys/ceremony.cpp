@@ -1,5 +1,6 @@
 #include "keys/ceremony.h"
 
+#include <sodium.h>
 #include <sys/stat.h>
 
 #include <toml++/toml.h>
@@ -71,6 +72,15 @@ std::string JoinPath(const std::string& dir, const std::string& name) {
 }
 
 std::string RecordFileName(const std::string& party_id) { return party_id + ".record"; }
+
+Result<Bytes> ParseLinkageKeyHex(std::string_view hex) {
+  auto k = HexDecode(hex);
+  if (!k.ok() || k->size() != crypto_core_ristretto255_BYTES) {
+    return InvalidArgument(
+        "a linkage key is 64 hex digits (the public key refbus-broker linkage-key prints)");
+  }
+  return std::move(k).value();
+}
 
 Result<TrustAnchor> InitAuthority(const std::string& dir, const std::string& authority_id,
                                   const SecretBuffer* passphrase, UnixMillis now) {
@@ -282,6 +292,14 @@ Result<std::vector<ManifestParty>> PartiesOf(const toml::table& root, std::strin
         if (!role) return InvalidArgument(where + ": unknown role in 'roles'");
         p.listing.roles.push_back(*role);
       }
+    }
+    // A linkage evaluator's VOPRF public key (refbus-broker linkage-key prints it); the
+    // directory checks it against the role (keys/directory.cpp CheckLinkageKeys).
+    REFBUS_ASSIGN_OR_RETURN(std::string linkage_key, Str(*t, "linkage_key", where, false));
+    if (!linkage_key.empty()) {
+      auto k = ParseLinkageKeyHex(linkage_key);
+      if (!k.ok()) return k.status().WithContext(where);
+      p.listing.linkage_key = std::move(k).value();
     }
     out.push_back(std::move(p));
   }

@@ -38,6 +38,10 @@ inline constexpr char kTrustStateFile[] = "trust-state";
 std::string JoinPath(const std::string& dir, const std::string& name);
 std::string RecordFileName(const std::string& party_id);  // "<id>.record"
 
+// A linkage evaluator's public key as refbus-broker linkage-key prints it (64 hex digits)
+// for a listing; InvalidArgument otherwise. The directory checks the point itself.
+Result<Bytes> ParseLinkageKeyHex(std::string_view hex);
+
 // Authority: new signing key in dir, and dir/authority.pub. Refuses to overwrite keys.
 Result<TrustAnchor> InitAuthority(const std::string& dir, const std::string& authority_id,
                                   const SecretBuffer* passphrase, UnixMillis now);

@@ -217,6 +217,7 @@ struct Args {
   // party init, party move
   std::string kind_name, type_name, name, region, home_broker, endpoint;
   std::vector<std::string> role_names;
+  std::string linkage_key_hex;
   std::string new_home;
   // directory issue
   std::string federation;
@@ -316,6 +317,11 @@ Result<Listing> ListingFromArgs(const Args& a) {
     if (!role) return InvalidArgument("unknown role '" + r + "'");
     listing.roles.push_back(*role);
   }
+  if (!a.linkage_key_hex.empty()) {
+    auto k = ParseLinkageKeyHex(a.linkage_key_hex);
+    if (!k.ok()) return k.status().WithContext("--linkage-key");
+    listing.linkage_key = std::move(k).value();
+  }
   return listing;
 }
 
@@ -376,6 +382,9 @@ CLI::App* AddPartyInit(CLI::App* party, Args& a) {
   init->add_option("--home-broker", a.home_broker, "Agencies: id of their home broker");
   init->add_option("--endpoint", a.endpoint, "Brokers: endpoint others connect to");
   init->add_option("--role", a.role_names, "Role (repeatable); default by kind and type");
+  init->add_option("--linkage-key", a.linkage_key_hex,
+                   "Linkage evaluators: the public key refbus-broker linkage-key printed "
+                   "(with --role linkage-evaluator)");
   AddPassphraseOption(init, a);
   return init;
 }

@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "core/hash.h"
 #include "keys/crypto.h"
+#include "linkage/oprf.h"
 
 namespace refbus::linkage {
 namespace {
@@ -118,6 +120,36 @@ Bytes EscrowCheck(ByteView key, ByteView value) {
   return Bytes(d.begin(), d.begin() + kEscrowCheckBytes);
 }
 
+// The record sealed under key with associated data ad, if it opens and decodes.
+std::optional<EscrowRecord> OpenEscrowRecord(ByteView sealed, const Bytes& ad,
+                                             const std::array<uint8_t, 32>& key) {
+  Bytes plain(sealed.size());
+  unsigned long long plen = 0;
+  const bool opened =
+      crypto_aead_xchacha20poly1305_ietf_decrypt(
+          plain.data(), &plen, nullptr, sealed.data() + kEscrowNonceBytes,
+          sealed.size() - kEscrowNonceBytes, ad.data(), ad.size(), sealed.data(), key.data()) == 0;
+  auto record = opened ? DecodeEscrowRecord(ByteView(plain.data(), plen))
+                       : Result<EscrowRecord>(Malformed("not opened"));
+  sodium_memzero(plain.data(), plain.size());
+  if (!record.ok()) return std::nullopt;
+  return std::move(record).value();
+}
+
+// The next subset of pick.size() indices below n in lexicographic order; false after the
+// last one.
+bool NextEscrowSubset(std::vector<size_t>& pick, size_t n) {
+  const size_t t = pick.size();
+  for (size_t i = t; i-- > 0;) {
+    if (pick[i] < n - t + i) {
+      ++pick[i];
+      for (size_t j = i + 1; j < t; ++j) pick[j] = pick[j - 1] + 1;
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 struct Escrow::Stored {
@@ -207,15 +239,24 @@ Result<std::vector<Escrow::Stored>> Escrow::ReadUnder(const lmdb::Txn& txn, Byte
   return out;
 }
 
-Result<std::optional<LinkageMatch>> Escrow::Add(std::string_view agency, const EscrowEntry& entry,
-                                                UnixMillis now) {
-  if (agency.empty() || agency.size() > kEscrowMaxText)
-    return InvalidArgument("escrow: not an agency id");
+Status CheckEscrowEntry(const EscrowEntry& entry, UnixMillis now) {
   if (entry.tag.size() != kEscrowTagBytes || entry.y.size() != kEscrowScalarBytes ||
       entry.sealed_record.size() <= kEscrowNonceBytes + crypto_aead_xchacha20poly1305_ietf_ABYTES ||
       entry.sealed_record.size() > 4096)
     return InvalidArgument("escrow entry: wrong tag, share or record size");
+  // Every point is a scalar below the group order: an unreduced y is another encoding of a
+  // point some share may already hold, and is refused rather than reduced.
+  if (!oprf::IsCanonicalScalar(entry.y))
+    return InvalidArgument("escrow entry: the share is not reduced modulo the group order");
   if (entry.expires_ms <= now) return InvalidArgument("escrow entry has already expired");
+  return Status::Ok();
+}
+
+Result<std::optional<LinkageMatch>> Escrow::Add(std::string_view agency, const EscrowEntry& entry,
+                                                UnixMillis now) {
+  if (agency.empty() || agency.size() > kEscrowMaxText)
+    return InvalidArgument("escrow: not an agency id");
+  REFBUS_RETURN_IF_ERROR(CheckEscrowEntry(entry, now));
   const EscrowScalar x = EscrowX(agency, entry.tag);
   Bytes key = entry.tag;
   key.insert(key.end(), x.begin(), x.end());
@@ -234,60 +275,73 @@ Result<std::optional<LinkageMatch>> Escrow::Add(std::string_view agency, const E
   return TryOpen(held, entry.tag);
 }
 
+// One point per agency (x is a function of the agency and the tag: one agency has one).
+// A share off the polynomial (a lying or faulty agency, or one whose record names another
+// agency) gives a wrong a_0 in every subset that holds it, so subsets of `threshold`
+// points are tried in turn until one's key opens each of that subset's own records: such a
+// share can neither open anything nor keep the honest ones from matching.
 Result<std::optional<LinkageMatch>> Escrow::TryOpen(const std::vector<Stored>& held,
                                                     ByteView tag) const {
-  // One point per agency (x is a function of the agency and the tag: one agency has one).
-  std::vector<const Stored*> points;
-  for (const auto& s : held) {
-    if (points.size() < threshold_) points.push_back(&s);
+  if (held.size() < threshold_) return std::optional<LinkageMatch>();
+  std::vector<size_t> pick(threshold_);
+  for (size_t i = 0; i < pick.size(); ++i) pick[i] = i;
+  for (uint32_t tried = 0; tried < kMaxEscrowSubsets; ++tried) {
+    REFBUS_ASSIGN_OR_RETURN(auto match, OpenWith(held, pick, tag));
+    if (match.has_value()) return match;
+    if (!NextEscrowSubset(pick, held.size())) break;
   }
-  if (points.size() < threshold_) return std::optional<LinkageMatch>();
-  // a_0 = sum_j y_j prod_{m != j} x_m / (x_m - x_j)
+  return std::optional<LinkageMatch>();
+}
+
+Result<std::optional<LinkageMatch>> Escrow::OpenWith(const std::vector<Stored>& held,
+                                                     const std::vector<size_t>& pick,
+                                                     ByteView tag) const {
+  // a_0 = sum_j y_j prod_{m != j} x_m / (x_m - x_j), over the picked points.
   EscrowScalar a0{};
-  for (size_t j = 0; j < points.size(); ++j) {
-    EscrowScalar term = points[j]->y;
-    for (size_t m = 0; m < points.size(); ++m) {
+  for (size_t j : pick) {
+    EscrowScalar term = held[j].y;
+    for (size_t m : pick) {
       if (m == j) continue;
       EscrowScalar diff{}, inv{};
-      crypto_core_ristretto255_scalar_sub(diff.data(), points[m]->x.data(), points[j]->x.data());
+      crypto_core_ristretto255_scalar_sub(diff.data(), held[m].x.data(), held[j].x.data());
       if (crypto_core_ristretto255_scalar_invert(inv.data(), diff.data()) != 0)
         return Internal("escrow: two agencies share a point");
-      crypto_core_ristretto255_scalar_mul(term.data(), term.data(), points[m]->x.data());
+      crypto_core_ristretto255_scalar_mul(term.data(), term.data(), held[m].x.data());
       crypto_core_ristretto255_scalar_mul(term.data(), term.data(), inv.data());
     }
     crypto_core_ristretto255_scalar_add(a0.data(), a0.data(), term.data());
   }
   std::array<uint8_t, 32> key = EscrowRecordKey(a0);
-  LinkageMatch match;
-  match.linkage_id.resize(kLinkageIdBytes);
-  constexpr std::string_view kLabel = "refbus/v1/linkage-id";
-  crypto_generichash(match.linkage_id.data(), kLinkageIdBytes,
-                     reinterpret_cast<const uint8_t*>(kLabel.data()), kLabel.size(), a0.data(),
-                     a0.size());
-  sodium_memzero(a0.data(), a0.size());
-  for (const auto& s : held) {
-    const Bytes ad = EscrowAd(tag, s.x);
-    Bytes plain(s.sealed.size());
-    unsigned long long plen = 0;
-    const bool opened = crypto_aead_xchacha20poly1305_ietf_decrypt(
-                            plain.data(), &plen, nullptr, s.sealed.data() + kEscrowNonceBytes,
-                            s.sealed.size() - kEscrowNonceBytes, ad.data(), ad.size(),
-                            s.sealed.data(), key.data()) == 0;
-    auto record = opened ? DecodeEscrowRecord(ByteView(plain.data(), plen))
-                         : Result<EscrowRecord>(Malformed("not opened"));
-    // A record naming another agency than the one that deposited it is not believed.
-    if (record.ok() && record->agency_id == s.agency) {
+  // A record naming another agency than the one that deposited it is not believed.
+  auto open = [&](const Stored& s) {
+    auto r = OpenEscrowRecord(s.sealed, EscrowAd(tag, s.x), key);
+    return r.has_value() && r->agency_id == s.agency ? r : std::nullopt;
+  };
+  bool all_picked_open = true;
+  for (size_t j : pick) all_picked_open = all_picked_open && open(held[j]).has_value();
+  std::optional<LinkageMatch> found;
+  if (all_picked_open) {
+    LinkageMatch match;
+    match.linkage_id.resize(kLinkageIdBytes);
+    constexpr std::string_view kLabel = "refbus/v1/linkage-id";
+    crypto_generichash(match.linkage_id.data(), kLinkageIdBytes,
+                       reinterpret_cast<const uint8_t*>(kLabel.data()), kLabel.size(), a0.data(),
+                       a0.size());
+    std::map<std::string, int> agencies;
+    for (const auto& s : held) {
+      auto record = open(s);
+      if (!record.has_value()) {
+        ++match.unopened;
+        continue;
+      }
+      ++agencies[record->agency_id];
       match.records.push_back(std::move(*record));
-    } else {
-      ++match.unopened;
     }
-    sodium_memzero(plain.data(), plain.size());
+    if (agencies.size() >= threshold_) found = std::move(match);
   }
+  sodium_memzero(a0.data(), a0.size());
   sodium_memzero(key.data(), key.size());
-  std::map<std::string, int> agencies;
-  for (const auto& r : match.records) ++agencies[r.agency_id];
-  if (agencies.size() < threshold_) return std::optional<LinkageMatch>();
-  return std::optional<LinkageMatch>(std::move(match));
+  return found;
 }
 
 Result<uint64_t> Escrow::Withdraw(std::string_view agency, ByteView tag) {

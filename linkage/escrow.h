@@ -65,12 +65,21 @@ struct EscrowEntry {
   UnixMillis expires_ms = 0;
 };
 
+// How many subsets of `threshold` held points the escrow tries on one tag before it gives
+// up for this entry (Escrow::Add): at threshold 2, every pair of up to 91 agencies.
+inline constexpr uint32_t kMaxEscrowSubsets = 4096;
+
 // Agency side: the entry for pseudonym p. record.agency_id is the submitting agency.
 // InvalidArgument for a threshold outside [2, kMaxEscrowThreshold] or an empty agency.
 Result<EscrowEntry> MakeEscrowEntry(const Pseudonym& p, const EscrowRecord& record,
                                     uint32_t threshold, UnixMillis expires_ms);
 // The tag of p (for withdrawing an entry).
 Bytes EscrowTag(const Pseudonym& p);
+
+// Escrow side: an entry's sizes, its share a reduced scalar, its expiry after now.
+// InvalidArgument, saying which, otherwise. Escrow::Add checks it; callers that record
+// anything about an entry before adding it check it first.
+Status CheckEscrowEntry(const EscrowEntry& entry, UnixMillis now);
 
 // The escrow's finding once `threshold` agencies' entries name one tag.
 struct LinkageMatch {
@@ -85,9 +94,12 @@ class Escrow {
   static Result<Escrow> Open(lmdb::Env& env, uint32_t threshold);
 
   // Stores agency's entry (replacing its earlier one on the same tag) and returns the
-  // match when entries from `threshold` agencies are now held under the tag. agency is the
-  // authenticated submitter. InvalidArgument for malformed entries or an entry already
-  // expired.
+  // match when entries from `threshold` agencies are now held under the tag and open. agency
+  // is the authenticated submitter. InvalidArgument (CheckEscrowEntry) for malformed
+  // entries or an entry already expired: nothing is stored, and the agency's earlier entry
+  // stays. Entries that do not open (a share off the polynomial, a record naming another
+  // agency) are counted as unopened and never keep the others from matching: subsets of
+  // `threshold` points are tried, at most kMaxEscrowSubsets of them.
   Result<std::optional<LinkageMatch>> Add(std::string_view agency, const EscrowEntry& entry,
                                           UnixMillis now);
   // Removes agency's entry under tag (consent revoked). Returns how many (0 or 1).
@@ -103,6 +115,9 @@ class Escrow {
       : env_(env), dbi_(dbi), threshold_(threshold) {}
   Result<std::vector<Stored>> ReadUnder(const lmdb::Txn& txn, ByteView tag) const;
   Result<std::optional<LinkageMatch>> TryOpen(const std::vector<Stored>& held, ByteView tag) const;
+  // The match if the key interpolated from the picked points opens each of their records.
+  Result<std::optional<LinkageMatch>> OpenWith(const std::vector<Stored>& held,
+                                               const std::vector<size_t>& pick, ByteView tag) const;
   lmdb::Env* env_;
   MDB_dbi dbi_;
   uint32_t threshold_;

@@ -35,19 +35,6 @@ Bytes Dst(std::string_view prefix, Mode mode) {
 
 bool IsIdentity(const Element& e) { return sodium_is_zero(e.data(), e.size()) == 1; }
 
-// True if s < L (its reduction is itself). Constant time.
-bool IsCanonicalScalar(ByteView s) {
-  if (s.size() != kScalarBytes) return false;
-  uint8_t wide[64] = {};
-  std::copy(s.begin(), s.end(), wide);
-  uint8_t reduced[kScalarBytes];
-  crypto_core_ristretto255_scalar_reduce(reduced, wide);
-  const bool same = sodium_memcmp(reduced, s.data(), kScalarBytes) == 0;
-  sodium_memzero(wide, sizeof wide);
-  sodium_memzero(reduced, sizeof reduced);
-  return same;
-}
-
 // A scalar a ScalarSource produced: reduced and not zero.
 bool IsUsableScalar(ByteView s) {
   return IsCanonicalScalar(s) && sodium_is_zero(s.data(), s.size()) != 1;
@@ -137,6 +124,18 @@ Result<Proof> GenerateProof(Mode mode, const uint8_t* k, const Element& pk,
 }
 
 }  // namespace
+
+bool IsCanonicalScalar(ByteView s) {
+  if (s.size() != kScalarBytes) return false;
+  uint8_t wide[64] = {};
+  std::copy(s.begin(), s.end(), wide);
+  uint8_t reduced[kScalarBytes];
+  crypto_core_ristretto255_scalar_reduce(reduced, wide);
+  const bool same = sodium_memcmp(reduced, s.data(), kScalarBytes) == 0;
+  sodium_memzero(wide, sizeof wide);
+  sodium_memzero(reduced, sizeof reduced);
+  return same;
+}
 
 ScalarSource RandomScalars() {
   return [](std::span<uint8_t, kScalarBytes> out) {

@@ -67,6 +67,8 @@ Element HashToGroup(Mode mode, ByteView input);
 // contextString unless given.
 Scalar HashToScalar(Mode mode, ByteView input);
 Scalar HashToScalarWithDst(ByteView input, ByteView dst);
+// True if s is 32 bytes encoding a scalar below the group order L. Constant time.
+bool IsCanonicalScalar(ByteView s);
 
 // DLEQ proof: c || s, two scalars.
 struct Proof {

@@ -14,11 +14,12 @@ namespace {
 
 constexpr char kBackupFooter[] = R"(
 Run as the user the agent runs as (or root). backup works beside a running daemon: each of
-the two stores (cases, transport) is copied as one consistent snapshot. It holds sealed
-envelopes and case records, never key files, operator-keys/ or the API token. restore needs
-data_dir/transport and data_dir/cases absent or empty with no daemon running, and checks the
-backup (each file's SHA-256, the stores' start-up checks, the inbox and outbox counts)
-before anything is put in place.
+the stores (cases, linkage, transport) is copied as one consistent snapshot. It holds sealed
+envelopes, case records and the agency's linkage entries and notices, never key files,
+operator-keys/, the API token or an escrow's entries. restore needs data_dir/transport,
+data_dir/cases and data_dir/linkage absent or empty with no daemon running, and checks the
+backup (each file's SHA-256, the stores' start-up checks, the inbox, outbox, links and
+matches counts) before anything is put in place.
 Exit codes: 0 done, 1 refused (configuration, folder not empty, daemon running, a check
 failed; nothing was changed), 2 usage error, 3 failed (I/O error, disk full).)";
 
@@ -79,6 +80,10 @@ int RunRestore(const std::string& config_path, const std::string& dir) {
             << "outbox: " << r->counters.outbox_messages
             << " (as in the manifest; resubmitted when the daemon starts)\n"
             << "cases: " << r->cases << "\n";
+  if (r->linkage) {
+    std::cout << "linkage: " << r->links << " entries sent, " << r->matches
+              << " notices (as in the manifest; an escrow's entries are never in a backup)\n";
+  }
   if (r->owner_uid >= 0) std::cout << "owner: uid " << r->owner_uid << "\n";
   std::cout << "manifest sha256: " << r->manifest_sha256 << "\n"
             << "the daemon makes a new API token at start: give it to the case-management "
@@ -95,7 +100,7 @@ struct Args {
 void AddBackup(CLI::App& app, Commands& c) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
-      "backup", "a hot copy of the agent's stores (cases, transport) with a manifest");
+      "backup", "a hot copy of the agent's stores (cases, linkage, transport) with a manifest");
   cmd->add_option("-c,--config", a->config, "configuration file (TOML; agent/daemon.h)")
       ->required();
   cmd->add_option("--out", a->dir, "a new (or empty) folder for the backup")->required();

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "agent/cli/commands.h"
+#include "core/clock.h"
 
 namespace refbus::agent::cli {
 namespace {
@@ -20,17 +21,37 @@ void PrintLinks(const Json& r) {
              "no linkage entries");
 }
 
+// The day of a time the notice carries ("2024-03-02"), or "?" when the agency gave none.
+std::string NoticeDay(const Json& j, const char* key) {
+  const UnixMillis t = j.value(key, UnixMillis{0});
+  return t > 0 ? FormatUtc(t).substr(0, 10) : std::string("?");
+}
+
+// One other agency of a notice as a caseworker reads it: who, when it saw the identifier,
+// and the counts it chose to give ("busan-center 2024-03-02..2026-10-30 3 victims").
+std::string OtherAgency(const Json& o) {
+  std::string out = o.value("agency", "") + " " + NoticeDay(o, "first_seen_ms") + ".." +
+                    NoticeDay(o, "last_seen_ms");
+  if (const uint64_t v = o.value("victims", uint64_t{0}); v > 0) {
+    out += " " + std::to_string(v) + (v == 1 ? " victim" : " victims");
+  }
+  if (const uint64_t n = o.value("items", uint64_t{0}); n > 0) {
+    out += " " + std::to_string(n) + " items";
+  }
+  return out;
+}
+
 void PrintMatches(const Json& r) {
   PrintTable(r,
              {Col("LINKAGE", "linkage_id"),
               Col("CASE", "case_ref"),
               Col("KIND", "kind"),
-              {"OTHER AGENCIES",
+              {"OTHER AGENCIES (SEEN, COUNTS)",
                [](const Json& j) {
                  std::string out;
                  for (const auto& o : j.value("others", Json::array())) {
-                   if (!out.empty()) out += ",";
-                   out += o.value("agency", "");
+                   if (!out.empty()) out += "; ";
+                   out += OtherAgency(o);
                  }
                  return out.empty() ? std::string("-") : out;
                }},

@@ -11,6 +11,9 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <sodium.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -21,6 +24,9 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/case_store.h"
+#include "agent/linkage_store.h"
+#include "agent/transport_store.h"
 #include "broker/store.h"
 #include "core/bytes.h"
 #include "core/lmdb_backup.h"
@@ -105,21 +111,26 @@ class BackupTest : public ::testing::Test {
     return ConfigOf(data_dir);
   }
 
-  ToolRun Tool(const std::vector<std::string>& args, const std::string& log) {
-    std::vector<std::string> argv = {BinDir() + "/refbus-broker"};
+  // PROGRAM ARGS from BinDir(): its exit code, output (stdout and stderr, in log) and time.
+  static ToolRun RunProgram(const std::string& program, const std::vector<std::string>& args,
+                            const std::string& log, int timeout_ms) {
+    std::vector<std::string> argv = {BinDir() + "/" + program};
     argv.insert(argv.end(), args.begin(), args.end());
     ::unlink(log.c_str());
     ToolRun r;
     Process p;
     auto start = SteadyClock::now();
     if (!p.Start(argv, log)) {
-      ADD_FAILURE() << "cannot start refbus-broker " << args.front();
+      ADD_FAILURE() << "cannot start " << program << " " << args.front();
       return r;
     }
-    r.code = p.Wait(120000);
+    r.code = p.Wait(timeout_ms);
     r.seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
     r.output = Slurp(log);
     return r;
+  }
+  ToolRun Tool(const std::vector<std::string>& args, const std::string& log) {
+    return RunProgram("refbus-broker", args, log, 120000);
   }
 
   // refbus-audit as the auditor against broker b, with --json: its exit code and its
@@ -150,6 +161,23 @@ class BackupTest : public ::testing::Test {
   Bytes Seal(const std::string& from, size_t content_bytes = 2048) {
     return SealTo(ids_.at(from), fed_.directory(), {kRecipient}, Now(), 24 * kMillisPerHour,
                   content_bytes);
+  }
+
+  // An agent configuration for the recipient agency with data_dir, at the original broker;
+  // returns its path.
+  std::string AgentConfig(const std::string& data_dir) {
+    std::string dir = fed_.Dir(kRecipient);
+    std::string cfg = data_dir + ".toml";
+    WriteText(cfg, "[agent]\nid = \"" + std::string(kRecipient) + "\"\ndata_dir = \"" + data_dir +
+                       "\"\nkey_file = \"" + dir + "/identity.key\"\ndirectory = \"" + dir +
+                       "/directory\"\nanchor = \"" + dir + "/authority.pub\"\ntrust_state = \"" +
+                       data_dir + ".trust-state\"\nbroker_endpoint = \"" + original_->endpoint() +
+                       "\"\n[api]\nlisten = \"127.0.0.1:0\"\n");
+    return cfg;
+  }
+  // refbus-agent ARGS: its exit code and output (stdout and stderr, in log).
+  ToolRun AgentTool(const std::vector<std::string>& args, const std::string& log) {
+    return RunProgram("refbus-agent", args, log, 60000);
   }
 
   std::string root_;
@@ -468,26 +496,9 @@ TEST_F(BackupTest, RestoreRefusesTamperedBackupsFullDataDirsAndOtherBrokers) {
 // refbus-agent backup | restore beside a real daemon that keeps storing deliveries.
 TEST_F(BackupTest, AgentHotBackupAndRestoreBesideARunningDaemon) {
   ASSERT_TRUE(original_->Start());
-  auto agent_config = [&](const std::string& data_dir) {
-    std::string dir = fed_.Dir(kRecipient);
-    std::string cfg = data_dir + ".toml";
-    WriteText(cfg, "[agent]\nid = \"" + std::string(kRecipient) + "\"\ndata_dir = \"" + data_dir +
-                       "\"\nkey_file = \"" + dir + "/identity.key\"\ndirectory = \"" + dir +
-                       "/directory\"\nanchor = \"" + dir + "/authority.pub\"\ntrust_state = \"" +
-                       data_dir + ".trust-state\"\nbroker_endpoint = \"" + original_->endpoint() +
-                       "\"\n[api]\nlisten = \"127.0.0.1:0\"\n");
-    return cfg;
-  };
+  auto agent_config = [&](const std::string& data_dir) { return AgentConfig(data_dir); };
   auto agent_tool = [&](const std::vector<std::string>& args, const std::string& log) {
-    std::vector<std::string> argv = {BinDir() + "/refbus-agent"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    ::unlink(log.c_str());
-    ToolRun r;
-    Process p;
-    if (!p.Start(argv, log)) return r;
-    r.code = p.Wait(60000);
-    r.output = Slurp(log);
-    return r;
+    return AgentTool(args, log);
   };
   auto start_daemon = [&](Process& p, const std::string& cfg, const std::string& data_dir) {
     if (!p.Start({BinDir() + "/refbus-agent", "run", "-c", cfg}, data_dir + ".log")) return false;
@@ -561,6 +572,145 @@ TEST_F(BackupTest, AgentHotBackupAndRestoreBesideARunningDaemon) {
   EXPECT_GE(inbox_of(fresh_cfg), inbox);
   restored.Signal(SIGTERM);
   EXPECT_EQ(restored.Wait(15000), 0) << Slurp(fresh + ".log");
+  EXPECT_EQ(original_->Stop(), 0);
+}
+
+// What an agent at the escrow had in data_dir/linkage, written through its own store.
+struct EscrowFixtureData {
+  Bytes tag;     // of the first held share
+  Bytes sealed;  // that share's sealed record
+};
+
+// Two links, one match, and two shares deposited by two agencies on two identifiers (no
+// match): the linkage store of an escrow that is also a center. Also makes the empty
+// transport and case stores a data_dir has.
+EscrowFixtureData FillLinkageStore(const std::string& data_dir) {
+  EscrowFixtureData out;
+  std::filesystem::create_directories(data_dir);
+  auto transport = agent::TransportStore::Open(data_dir + "/transport", agent::StoreOptions{});
+  EXPECT_TRUE(transport.ok()) << transport.status().ToString();
+  auto cases = agent::CaseStore::Open(data_dir + "/cases");
+  EXPECT_TRUE(cases.ok()) << cases.status().ToString();
+  auto store = agent::LinkageStore::Open(data_dir + "/linkage", 2);
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  if (!store.ok()) return out;
+  const UnixMillis now = SystemClock::Get().NowMillis();
+  for (const char* id : {"00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100"}) {
+    EXPECT_TRUE((*store)
+                    ->PutLink({id, "case-1", "phone", "ab12", "escrow", "cd34", "op", now,
+                               now + kMillisPerDay})
+                    .ok());
+  }
+  EXPECT_TRUE((*store)
+                  ->PutMatch({"0123456789abcdef0123456789abcdef",
+                              "case-1",
+                              "phone",
+                              "escrow",
+                              "ef56",
+                              {{"other-center", now - kMillisPerDay, now, 2, 1283}},
+                              now,
+                              now})
+                  .ok());
+  for (const char* agency : {"seoul-wee-01", "seoul-police-03"}) {
+    linkage::Pseudonym p;
+    randombytes_buf(p.data(), p.size());
+    linkage::EscrowRecord rec{agency, "case-9", linkage::IdentifierKind::kPhone, now, now, 0, 0};
+    auto entry = linkage::MakeEscrowEntry(p, rec, 2, now + kMillisPerDay);
+    EXPECT_TRUE(entry.ok()) << entry.status().ToString();
+    if (!entry.ok()) return out;
+    auto held = (*store)->Deposit({agency, "aa55", "case-9", now + kMillisPerDay}, *entry, now);
+    EXPECT_TRUE(held.ok() && !held->has_value()) << held.status().ToString();
+    if (out.tag.empty()) out = {entry->tag, entry->sealed_record};
+  }
+  auto held = (*store)->HeldEntries();
+  EXPECT_TRUE(held.ok() && *held == 2u);
+  return out;
+}
+
+bool BackupFileContains(const std::string& path, ByteView needle) {
+  const std::string text = Slurp(path);
+  return std::search(text.begin(), text.end(), needle.begin(), needle.end(),
+                     [](char a, uint8_t b) { return static_cast<uint8_t>(a) == b; }) != text.end();
+}
+
+// An agency's linkage records (entries sent, notices received) are in its backup and come
+// back with a restore; an escrow's shares and deposits never are (agent/backup.h): not in
+// the backup's file, not restored, and a backup that holds them anyway is refused.
+TEST_F(BackupTest, AgentBackupKeepsLinkageRecordsButNeverEscrowShares) {
+  ASSERT_TRUE(original_->Start());
+  const std::string data = Data("escrow-agent"), cfg = AgentConfig(data);
+  const EscrowFixtureData held = FillLinkageStore(data);
+  ASSERT_FALSE(held.tag.empty());
+  ASSERT_TRUE(BackupFileContains(data + "/linkage/data.mdb", held.tag))
+      << "the share is in the store";
+
+  const std::string backup = Data("escrow-backup");
+  ToolRun b = AgentTool({"backup", "-c", cfg, "--out", backup}, Data("escrow-backup.log"));
+  ASSERT_EQ(b.code, 0) << b.output;
+  auto manifest = lmdb::ReadBackup(backup, nullptr);
+  ASSERT_TRUE(manifest.ok()) << manifest.status().ToString();
+  const lmdb::BackupEnvironment* env = manifest->Find("linkage");
+  ASSERT_NE(env, nullptr) << b.output;
+  EXPECT_EQ(env->databases.at("links"), 2u);
+  EXPECT_EQ(env->databases.at("matches"), 1u);
+  EXPECT_EQ(env->databases.count("escrow_entries"), 0u);
+  EXPECT_EQ(env->databases.count("escrow_deposits"), 0u);
+  EXPECT_EQ(Mode(backup + "/linkage.mdb"), 0600);
+  EXPECT_FALSE(BackupFileContains(backup + "/linkage.mdb", held.tag));
+  EXPECT_FALSE(BackupFileContains(backup + "/linkage.mdb", ByteView(held.sealed).first(32)));
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(backup)) files += e.exists() ? 1 : 0;
+  EXPECT_EQ(files, 4u) << "cases, linkage, transport and the manifest; no scratch file left";
+
+  // Into a data_dir whose linkage store holds anything: refused, nothing put in place.
+  const std::string half = Data("escrow-half"), half_cfg = AgentConfig(half);
+  std::filesystem::create_directories(half);
+  ASSERT_TRUE(agent::LinkageStore::Open(half + "/linkage", 2).ok());
+  ToolRun full = AgentTool({"restore", "-c", half_cfg, "--from", backup}, Data("half.log"));
+  EXPECT_EQ(full.code, 1) << full.output;
+  EXPECT_NE(full.output.find(half + "/linkage"), std::string::npos) << full.output;
+  EXPECT_FALSE(std::filesystem::exists(half + "/cases/data.mdb"));
+
+  const std::string fresh = Data("escrow-restored"), fresh_cfg = AgentConfig(fresh);
+  ToolRun r = AgentTool({"restore", "-c", fresh_cfg, "--from", backup}, Data("escrow-restore.log"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(Field(r.output, "linkage"),
+            "2 entries sent, 1 notices (as in the manifest; an escrow's entries are never in a "
+            "backup)")
+      << r.output;
+  {
+    auto store = agent::LinkageStore::Open(fresh + "/linkage", 2);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    auto links = (*store)->Links();
+    auto matches = (*store)->Matches();
+    auto shares = (*store)->HeldEntries();
+    ASSERT_TRUE(links.ok() && matches.ok() && shares.ok());
+    EXPECT_EQ(links->size(), 2u);
+    ASSERT_EQ(matches->size(), 1u);
+    EXPECT_EQ(matches->front().others.at(0).items, 1283u);
+    EXPECT_EQ(*shares, 0u);
+  }
+
+  // A backup whose linkage copy holds the escrow's tables (made by hand, as an older tool
+  // or an edited backup would): refused before anything is put in place.
+  const std::string whole = Data("escrow-whole");
+  {
+    auto w = lmdb::BackupWriter::Create(whole);
+    ASSERT_TRUE(w.ok());
+    for (const char* e : {"cases", "linkage", "transport"}) {
+      ASSERT_TRUE((*w)->AddEnvironment(e, data + "/" + e).ok()) << e;
+    }
+    (*w)->manifest().kind = "agent";
+    (*w)->manifest().id = kRecipient;
+    ASSERT_TRUE((*w)->Finish().ok());
+  }
+  const std::string other = Data("escrow-other"), other_cfg = AgentConfig(other);
+  ToolRun refused = AgentTool({"restore", "-c", other_cfg, "--from", whole}, Data("whole.log"));
+  EXPECT_EQ(refused.code, 1) << refused.output;
+  EXPECT_NE(refused.output.find("escrow entries are never restored"), std::string::npos)
+      << refused.output;
+  EXPECT_FALSE(std::filesystem::exists(other + "/linkage/data.mdb"));
+  EXPECT_FALSE(std::filesystem::exists(other + "/cases/data.mdb"));
   EXPECT_EQ(original_->Stop(), 0);
 }
 

@@ -13,7 +13,13 @@
 #include <iostream>
 #include <string>
 
+#include "agent/case_message.h"
+#include "agent/linkage_client.h"
+#include "keys/consent.h"
 #include "keys/directory.h"
+#include "keys/secret.h"
+#include "linkage/escrow.h"
+#include "schema/codec.h"
 #include "tests/integration/agent_daemon.h"
 #include "tests/integration/harness.h"
 
@@ -26,6 +32,9 @@ constexpr char kEvalB[] = "eval-b";
 constexpr char kSeoul[] = "seoul-center";
 constexpr char kIncheon[] = "incheon-center";
 constexpr char kEscrow[] = "central-center";
+// A listed center with no daemon: the tests send its envelopes by hand, as a center running
+// a client of its own (or lying) would.
+constexpr char kBusan[] = "busan-center";
 
 class LinkageEscrowTest : public ::testing::Test {
  protected:
@@ -34,7 +43,8 @@ class LinkageEscrowTest : public ::testing::Test {
     ASSERT_TRUE(fed_.Create(root_, {kBroker, kEvalB},
                             {{kSeoul, AgencyType::kSupportCenter, kBroker},
                              {kIncheon, AgencyType::kSupportCenter, kBroker},
-                             {kEscrow, AgencyType::kSupportCenter, kBroker}}));
+                             {kEscrow, AgencyType::kSupportCenter, kBroker},
+                             {kBusan, AgencyType::kSupportCenter, kBroker}}));
     keys::DirectoryEdit edit;
     const UnixMillis now = SystemClock::Get().NowMillis();
     for (const char* b : {kBroker, kEvalB}) {
@@ -300,6 +310,141 @@ TEST_F(LinkageEscrowTest, EntryNeedsAGrantWithPurposeLinkageAndAValidIdentifier)
                     {{"kind", "phone"}, {"value", "010-12"}, {"operator", "officer-1"}}, 400,
                     "phone");
   EXPECT_EQ(A(kSeoul).Ok("GET", "/v1/links"), Json::array());
+}
+
+// The escrow's refusals of malformed entries (PROTOCOL.md 13.6), sent by a listed center
+// as real envelopes under a real grant registered at the broker: a share not reduced
+// modulo the group order, a tag and a share of the wrong size are refused and kept as
+// refusals on the escrow's inbox record and on the case; a sealed record that does not open
+// and one naming another agency cannot be told at arrival (only a match opens records):
+// they are held, never believed, and never keep two honest centers from matching. What the
+// escrow had accepted before (Seoul's entry) is not lost to any of them.
+TEST_F(LinkageEscrowTest, MalformedEntriesAreRefusedAndLoseNothingAccepted) {
+  const std::string seoul_case = LinkageCase(kSeoul, "SEOUL-2026-8");
+  AddPhone(kSeoul, seoul_case, "010-2222-3333");
+  WaitForEntriesHeld(1);
+
+  // Busan evaluates the same number honestly (its quota, the real evaluators), then lies.
+  const keys::Identity busan = fed_.LoadIdentity(kBusan);
+  const UnixMillis now = SystemClock::Get().NowMillis();
+  schema::ConsentGrant g;
+  g.grant_id = keys::RandomBytes(schema::kGrantIdBytes);
+  g.case_ref = "case-b05a11e7";
+  g.recorded_by = kBusan;
+  g.basis = schema::LegalBasis::kConsentSubject;
+  g.consenters = {schema::Consenter::kSubject};
+  g.purposes = {schema::Purpose::kLinkage};
+  g.categories = {schema::DataCategory::kIncidentSummary};
+  g.allowed_recipients = {kEscrow};
+  g.issued_at_ms = now - 1000;
+  g.expires_at_ms = now + kMillisPerDay;
+  g.retention_until_ms = now + 30 * kMillisPerDay;
+  auto signed_grant = keys::SignConsentGrant(busan, g);
+  ASSERT_TRUE(signed_grant.ok()) << signed_grant.status().ToString();
+  const Bytes grant_bytes = schema::EncodeSignedConsentGrant(*signed_grant);
+  RawClient client(busan, fed_.directory().Find(kBroker)->ActiveKeys()->transport_key,
+                   brokers_[kBroker]->endpoint());
+  ASSERT_TRUE(client.Hello(kBusan));
+  {
+    schema::Frame f;
+    f.type = schema::Frame::Type::kGrantRegister;
+    f.request_id = 1;
+    f.grant_register.signed_grant = grant_bytes;
+    client.SendFrame(f);
+    ASSERT_TRUE(client.Expect(schema::Frame::Type::kAck, 1, Scaled(5000)).has_value());
+  }
+  agent::LinkageClientOptions evaluators{{kBroker, brokers_[kBroker]->endpoint()},
+                                         {kEvalB, brokers_[kEvalB]->endpoint()},
+                                         Scaled(5000)};
+  auto canonical = linkage::Canonicalize(linkage::IdentifierKind::kPhone, "01022223333");
+  ASSERT_TRUE(canonical.ok());
+  auto pseudonym = agent::RequestPseudonym(busan, fed_.directory(), evaluators, *canonical);
+  ASSERT_TRUE(pseudonym.ok()) << pseudonym.status().ToString();
+  auto entry_for = [&](const std::string& named_agency) {
+    linkage::EscrowRecord rec{
+        named_agency, g.case_ref, linkage::IdentifierKind::kPhone, now, now, 0, 0};
+    auto e = linkage::MakeEscrowEntry(*pseudonym, rec, 2, now + kMillisPerDay);
+    EXPECT_TRUE(e.ok());
+    return e.ok() ? *e : linkage::EscrowEntry{};
+  };
+  int request = 1;
+  auto send = [&](const linkage::EscrowEntry& e) {
+    schema::CaseMessage m;
+    m.type = schema::CaseMessage::Type::kLinkageEntry;
+    m.linkage_entry = {g.case_ref,
+                       keys::RandomBytes(schema::kWorkflowIdBytes),
+                       e.tag,
+                       e.y,
+                       e.sealed_record,
+                       e.expires_ms,
+                       grant_bytes,
+                       "mallory",
+                       now};
+    agent::SealCaseRequest req;
+    req.message = m;
+    req.recipients = {kEscrow};
+    req.purpose = schema::Purpose::kLinkage;
+    req.now = now;
+    auto env = agent::SealCase(busan, fed_.directory(), {*signed_grant, false}, req);
+    ASSERT_TRUE(env.ok()) << env.status().ToString();
+    auto r = client.Submit(*env, Scaled(5000));
+    ASSERT_TRUE(r && r->type == schema::Frame::Type::kAck)
+        << "the broker refused entry " << request;
+    ++request;
+  };
+  const linkage::EscrowEntry good = entry_for(kBusan);
+  // Not below the group order (the unit test has y + L, the same scalar unreduced).
+  linkage::EscrowEntry unreduced = good;
+  unreduced.y.assign(32, 0xff);
+  linkage::EscrowEntry short_tag = good;
+  short_tag.tag.pop_back();
+  linkage::EscrowEntry long_y = good;
+  long_y.y.push_back(0);
+  linkage::EscrowEntry unopenable = good;
+  unopenable.sealed_record.back() ^= 1;
+  // Sealed correctly, but naming Incheon: placed at Busan's point, off the line.
+  linkage::EscrowEntry posing = entry_for(kIncheon);
+  for (linkage::EscrowEntry* e : {&unreduced, &short_tag, &long_y, &unopenable, &posing}) send(*e);
+
+  A(kEscrow).WaitFor(
+      "/v1/inbox",
+      [](const Json& l) {
+        size_t done = 0;
+        for (const auto& m : l) done += m.value("from", "") == kBusan;
+        return done >= 5;
+      },
+      "Busan's five entries at the escrow", Scaled(20000));
+  Json inbox = A(kEscrow).Ok("GET", "/v1/inbox");
+  std::vector<std::string> refusals;
+  size_t held = 0;
+  for (const auto& m : inbox) {
+    if (m.value("from", "") != kBusan) continue;
+    if (m.value("status", "") == "refused") refusals.push_back(m.value("refusal", ""));
+    held += m.value("status", "") == "ok";
+  }
+  ASSERT_EQ(refusals.size(), 3u) << inbox.dump(2);
+  EXPECT_EQ(held, 2u) << inbox.dump(2);
+  const std::string all = refusals[0] + "|" + refusals[1] + "|" + refusals[2];
+  EXPECT_NE(all.find("not reduced modulo the group order"), std::string::npos) << all;
+  EXPECT_NE(all.find("field 'tag' has 31 bytes"), std::string::npos) << all;
+  EXPECT_NE(all.find("field 'y' has 33 bytes"), std::string::npos) << all;
+  Json c = A(kEscrow).Ok("GET", "/v1/cases/" + g.case_ref);
+  EXPECT_EQ(c.value("refusals", Json::array()).size(), 3u) << c.dump(2);
+
+  // Incheon enters the number: Seoul's entry, accepted before all this, still matches it.
+  const std::string incheon_case = LinkageCase(kIncheon, "INCHEON-2026-8");
+  AddPhone(kIncheon, incheon_case, "+82 10 2222 3333");
+  auto one_match = [](const Json& l) { return l.is_array() && l.size() == 1; };
+  Json at_seoul = A(kSeoul).WaitFor("/v1/linkage/matches", one_match, "Seoul's notice");
+  Json at_incheon = A(kIncheon).WaitFor("/v1/linkage/matches", one_match, "Incheon's notice");
+  EXPECT_EQ(at_seoul[0]["linkage_id"], at_incheon[0]["linkage_id"]);
+  ASSERT_EQ(at_seoul[0]["others"].size(), 1u) << at_seoul.dump(2);
+  EXPECT_EQ(at_seoul[0]["others"][0]["agency"], kIncheon);
+  EXPECT_EQ(at_incheon[0]["others"][0]["agency"], kSeoul);
+  EXPECT_EQ(EscrowEvents(g.case_ref, "linkage-notice-sent"), 0u) << "Busan's lie is not believed";
+  EXPECT_NE(A(kEscrow).Log().find("escrow match between 2 agencies (1 entries unopened)"),
+            std::string::npos)
+      << A(kEscrow).Log();
 }
 
 }  // namespace linkage_escrow_test

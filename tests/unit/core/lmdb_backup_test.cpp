@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -158,6 +159,42 @@ TEST(HotCopyTest, NoStoreIsNotFoundAndLeavesNoFolder) {
         HasCode(w->AddEnvironment("store", t.Join("nothing-here")), Status::Code::kNotFound));
   }
   EXPECT_FALSE(PathExists(out)) << "a failed backup must not leave a half-written folder";
+}
+
+// AddEnvironment with only_databases (HotCopyDatabases): the copy holds the named
+// databases, an absent one as empty, and no byte of any other (not even on a free page);
+// the scratch copy it goes through is gone.
+TEST(BackupWriterTest, OnlyTheNamedDatabasesAreCopied) {
+  TempDir t;
+  {
+    auto env = Must(Env::Open(t.Join("src"), EnvOptions{}));
+    MDB_dbi keep = Must(env->OpenDb("keep"));
+    MDB_dbi drop = Must(env->OpenDb("drop"));
+    auto txn = Must(env->BeginWrite());
+    for (int i = 0; i < 3; ++i) {
+      Must(txn.Put(keep, AsBytes("k" + Num(static_cast<uint64_t>(i))), AsBytes("kept value")));
+    }
+    Must(txn.Put(drop, AsBytes("share-1"), AsBytes("LEFT-OUT-SHARE-BYTES-1")));
+    Must(txn.Put(drop, AsBytes("share-2"), AsBytes("LEFT-OUT-SHARE-BYTES-2")));
+    Must(txn.Commit());
+  }
+  const std::string out = t.Join("b");
+  {
+    auto w = Must(BackupWriter::Create(out));
+    const BackupEnvironment* e =
+        Must(w->AddEnvironment("store", t.Join("src"), {"keep", "absent"}));
+    EXPECT_EQ(e->databases, (std::map<std::string, uint64_t>{{"absent", 0}, {"keep", 3}}));
+    w->manifest().kind = "agent";
+    w->manifest().id = "seoul-center";
+    Must(w->Finish());
+  }
+  const std::string copy(AsChars(test::ReadAll(out + "/store.mdb")));
+  EXPECT_EQ(copy.find("LEFT-OUT-SHARE"), std::string::npos);
+  EXPECT_NE(copy.find("kept value"), std::string::npos);
+  size_t files = 0;
+  for (const auto& f : std::filesystem::directory_iterator(out)) files += f.exists() ? 1 : 0;
+  EXPECT_EQ(files, 2u) << "store.mdb and MANIFEST.json, no scratch file";
+  EXPECT_TRUE(IsOk(ReadBackup(out, nullptr)));
 }
 
 TEST(BackupWriterTest, RefusesANonEmptyFolderAndTightensAnEmptyOne) {

@@ -163,6 +163,55 @@ TEST(EscrowTest, LiesOpenNothing) {
   EXPECT_EQ(Escrow::Open(*g.env, 1).status().code(), Status::Code::kInvalidArgument);
 }
 
+// A lying agency's share under the tag (a point off the line) must not keep two honest
+// agencies from matching, wherever its point sorts among the held ones: over 20
+// identifiers, each with the lie entered first.
+TEST(EscrowTest, ABadShareNeitherOpensNorBlocksAMatch) {
+  for (uint8_t seed = 20; seed < 40; ++seed) {
+    EscrowFixture f;
+    const Pseudonym p = EscrowTestPseudonym(seed);
+    ASSERT_FALSE(
+        f.escrow->Add("mallory-center", EntryOf(p, "incheon-center", "m"), kEscrowT0)->has_value());
+    ASSERT_FALSE(
+        f.escrow->Add("incheon-center", EntryOf(p, "incheon-center", "i"), kEscrowT0)->has_value());
+    auto r = f.escrow->Add("seoul-center", EntryOf(p, "seoul-center", "s"), kEscrowT0);
+    ASSERT_TRUE(IsOk(r));
+    ASSERT_TRUE(r->has_value()) << "seed " << int{seed};
+    std::set<std::string> opened;
+    for (const auto& rec : (*r)->records) opened.insert(rec.agency_id);
+    EXPECT_EQ(opened, (std::set<std::string>{"incheon-center", "seoul-center"}));
+    EXPECT_EQ((*r)->unopened, 1u);
+  }
+}
+
+// y + L encodes the same scalar as y, unreduced: refused, and the agency's earlier share
+// on the tag stays (it still matches).
+TEST(EscrowTest, AnUnreducedShareIsRefusedAndTheEarlierOneStays) {
+  EscrowFixture f;
+  const Pseudonym p = EscrowTestPseudonym(9);
+  ASSERT_FALSE(
+      f.escrow->Add("incheon-center", EntryOf(p, "incheon-center", "i"), kEscrowT0)->has_value());
+  EscrowEntry bad = EntryOf(p, "incheon-center", "i2");
+  constexpr uint8_t kOrder[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7,
+                                  0xa2, 0xde, 0xf9, 0xde, 0x14, 0,    0,    0,    0,    0,    0,
+                                  0,    0,    0,    0,    0,    0,    0,    0,    0,    0x10};
+  unsigned carry = 0;
+  for (size_t i = 0; i < 32; ++i) {
+    const unsigned sum = bad.y[i] + kOrder[i] + carry;
+    bad.y[i] = static_cast<uint8_t>(sum);
+    carry = sum >> 8;
+  }
+  ASSERT_EQ(carry, 0u);
+  auto refused = f.escrow->Add("incheon-center", bad, kEscrowT0);
+  EXPECT_EQ(refused.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("not reduced"), std::string::npos);
+  EXPECT_EQ(CheckEscrowEntry(bad, kEscrowT0).code(), Status::Code::kInvalidArgument);
+  auto r = f.escrow->Add("seoul-center", EntryOf(p, "seoul-center", "s"), kEscrowT0);
+  ASSERT_TRUE(IsOk(r));
+  ASSERT_TRUE(r->has_value());
+  EXPECT_EQ((*r)->records.size(), 2u);
+}
+
 TEST(EscrowTest, ThresholdThreeNeedsThreeAgencies) {
   EscrowFixture f(3);
   const Pseudonym p = EscrowTestPseudonym(8);
