@@ -24,6 +24,19 @@ namespace {
 // How far back from the log's end the answer looks for this turn's entry: more than one
 // turn ever writes.
 constexpr uint64_t kTallyEntrySearch = 1u << 16;
+// How many stored checkpoints above a tally's entry a fresh proof looks through for one
+// with a cosignature.
+constexpr size_t kTallyCheckpointScan = 1024;
+
+// A signed note with more than the log's own signature line.
+bool HasTallyCosignature(std::string_view note) {
+  size_t lines = 0;
+  for (size_t at = note.find("\n\xE2\x80\x94 "); at != std::string_view::npos;
+       at = note.find("\n\xE2\x80\x94 ", at + 1)) {
+    ++lines;
+  }
+  return lines > 1;
+}
 
 }  // namespace
 
@@ -122,6 +135,16 @@ Frame Server::AnswerTally(const Reply& reply, const reply_kind::TallyAnswer& ans
     if (!latest.ok() || !latest->has_value()) return internal("no stored checkpoint");
     note = (*latest)->note;
     size = (*latest)->checkpoint.size;
+    // The largest checkpoint that carries a cosignature, when the latest does not yet.
+    if (!HasTallyCosignature(note)) {
+      auto stored = store_->Checkpoints(answer.entry_index + 1, kTallyCheckpointScan);
+      for (const auto& c : stored.ok() ? *stored : std::vector<StoredCheckpoint>{}) {
+        if (HasTallyCosignature(c.note)) {
+          note = c.note;
+          size = c.checkpoint.size;
+        }
+      }
+    }
   }
   uint64_t index = answer.entry_index;
   Bytes entry;

@@ -102,6 +102,14 @@ TEST_F(LinkageBundleTest, ThreeCentersTallyAndTheLeadsBundleVerifiesAndCatchesEd
       {{"victims", 1}, {"from", "2024-01-01"}, {"to", "2024-01-02"}, {"operator", "officer-3"}},
       409, "no linkage notice");
 
+  // The auditor witnesses the broker's log: the lead's fresh proof at bundle time is against
+  // a checkpoint that carries the auditor's cosignature.
+  out = RunTool(
+      {BinDir() + "/refbus-audit", "witness", "--dir", fed_.Dir(kAuditor), "--broker", kBroker,
+       "--endpoint", brokers_[kBroker]->endpoint(), "--store", root_ + "/witness-store"},
+      &rc);
+  ASSERT_EQ(rc, 0) << out;
+
   const std::string bundle = root_ + "/bundle.json";
   out = LinkCli(
       kIncheon,
@@ -118,6 +126,7 @@ TEST_F(LinkageBundleTest, ThreeCentersTallyAndTheLeadsBundleVerifiesAndCatchesEd
   EXPECT_NE(out.find("total:  15 victims, 10744 deletion items, 2023-05-02 to 2026-11-30"),
             std::string::npos)
       << out;
+  EXPECT_NE(out.find("cosigned by " + std::string(kAuditor)), std::string::npos) << out;
   // The broker's log holds the tallies' hashes, never their counts.
   EXPECT_EQ(brokers_[kBroker]->Log().find("10744"), std::string::npos);
 
