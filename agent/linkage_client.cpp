@@ -14,7 +14,7 @@ namespace {
 
 using schema::Frame;
 
-// What a Nack from an evaluator means to the caller.
+// What a Nack from an evaluator (or the home broker, for a tally) means to the caller.
 Status LinkageNackStatus(const std::string& evaluator, const schema::Nack& nack) {
   std::string why = evaluator + " refused: " + std::string(schema::Name(nack.reason)) +
                     (nack.detail.empty() ? "" : " (" + nack.detail + ")");
@@ -22,7 +22,11 @@ Status LinkageNackStatus(const std::string& evaluator, const schema::Nack& nack)
     case schema::NackReason::kQuotaExceeded:
       return ResourceExhausted(std::move(why));
     case schema::NackReason::kNotPermitted:
+    case schema::NackReason::kSenderMismatch:
+    case schema::NackReason::kUnknownSenderKey:
       return PermissionDenied(std::move(why));
+    case schema::NackReason::kBadSignature:
+      return Unauthenticated(std::move(why));
     case schema::NackReason::kMalformed:
       return InvalidArgument(std::move(why));
     default:

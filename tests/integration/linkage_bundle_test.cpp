@@ -144,6 +144,15 @@ TEST_F(LinkageBundleTest, ThreeCentersTallyAndTheLeadsBundleVerifiesAndCatchesEd
       {kBroker, brokers_[kBroker]->endpoint(), Scaled(5000)}, incheon["tally"].get<std::string>(),
       incheon["index"].get<uint64_t>(), SystemClock::Get().NowMillis());
   EXPECT_EQ(stolen.status().code(), Status::Code::kPermissionDenied) << stolen.status().ToString();
+  // Seoul handing its broker Busan's signed tally: refused, the broker takes the agency from
+  // the session.
+  auto forged = agent::RecordLinkageTally(fed_.LoadIdentity(kSeoul), fed_.directory(),
+                                          {kBroker, brokers_[kBroker]->endpoint(), Scaled(5000)},
+                                          tally_of(whole, kBusan)["tally"].get<std::string>(),
+                                          std::nullopt, SystemClock::Get().NowMillis());
+  EXPECT_EQ(forged.status().code(), Status::Code::kPermissionDenied) << forged.status().ToString();
+  EXPECT_NE(forged.status().message().find("refused: sender-mismatch"), std::string::npos)
+      << forged.status().ToString();
   // One byte of Seoul's counts.
   out = CheckEdited(
       bundle, "edited-count",
