@@ -19,7 +19,8 @@ constexpr size_t kMaxTallyAgencyBytes = 128;
 
 bool TallyAgencyOk(std::string_view id) {
   if (id.empty() || id.size() > kMaxTallyAgencyBytes) return false;
-  for (unsigned char c : id) {
+  for (char ch : id) {
+    const auto c = static_cast<unsigned char>(ch);
     if (c <= 0x20 || c == 0x7f) return false;
   }
   return true;
