@@ -43,7 +43,7 @@ int64_t SteadyNowMs() {
 }
 
 // clang-format off
-const std::array<RouteInfo, 41> kRoutes = {{
+const std::array<RouteInfo, 43> kRoutes = {{
     {Route::kRecordConsent, "POST", "/v1/consents", "/v1/consents", 201},
     {Route::kConsents, "GET", "/v1/consents", "/v1/consents", 200},
     {Route::kSendReferral, "POST", "/v1/referrals", "/v1/referrals", 201},
@@ -85,6 +85,8 @@ const std::array<RouteInfo, 41> kRoutes = {{
     {Route::kCaseLinks, "GET", "/v1/cases/{case}/links", "/v1/cases/([^/]{1,128})/links", 200},
     {Route::kLinks, "GET", "/v1/links", "/v1/links", 200},
     {Route::kLinkageMatches, "GET", "/v1/linkage/matches", "/v1/linkage/matches", 200},
+    {Route::kLinkageTally, "POST", "/v1/linkage/{id}/tally", "/v1/linkage/([^/]{1,128})/tally", 201},
+    {Route::kLinkageBundle, "POST", "/v1/linkage/{id}/bundle", "/v1/linkage/([^/]{1,128})/bundle", 200},
 }};
 // clang-format on
 
@@ -192,6 +194,7 @@ bool RouteActs(Route route) {
     case Route::kPublishWatchList:
     case Route::kImportWatchList:
     case Route::kAddLink:
+    case Route::kLinkageTally:
       return true;
     default:
       return false;

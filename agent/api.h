@@ -107,6 +107,8 @@ enum class Route {
   kCaseLinks,             // GET  /v1/cases/{case}/links: the case's linkage entries
   kLinks,                 // GET  /v1/links: every linkage entry this agency sent
   kLinkageMatches,        // GET  /v1/linkage/matches: the linkage notices received
+  kLinkageTally,          // POST /v1/linkage/{id}/tally {victims, deletion_items, from, to}
+  kLinkageBundle,         // POST /v1/linkage/{id}/bundle {with: [evidence texts]}
 };
 
 struct RouteInfo {

@@ -173,6 +173,7 @@ void Client::HandleFrame(schema::Frame f, std::vector<IncomingDelivery>& deliver
     case T::kLinkageEvaluate:   // agency to an evaluator broker
     case T::kLinkageEvaluated:  // answered on the linkage client's own session
     case T::kRosterUpdate:      // agency to its home broker
+    case T::kLinkageTally:      // agency to its home broker, on the tally's own session
       ++counters_.bad_frames;
       spdlog::warn("agent: broker {} sent a frame of a type only clients send; ignoring it",
                    broker_id_);

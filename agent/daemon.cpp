@@ -340,6 +340,10 @@ class EngineHandler final : public CommandHandler {
         return engine_.Links("");
       case Route::kLinkageMatches:
         return engine_.LinkageMatches();
+      case Route::kLinkageTally:
+        return engine_.RecordTally(r.id, r.body);
+      case Route::kLinkageBundle:
+        return engine_.LinkageBundle(r.id, r.body);
       case Route::kRevokeConsent:
         return engine_.RevokeConsent(r.id, r.body);
       case Route::kCloseCase:

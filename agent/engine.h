@@ -262,6 +262,14 @@ class Engine {
   // others[{agency, first_seen_ms, last_seen_ms, victims, items}], matched_at_ms,
   // received_at_ms}]
   Result<Json> LinkageMatches();
+  // Linkage tallies (PROTOCOL.md 13.7): signs this agency's tally about a linkage id it
+  // was told of ({victims, deletion_items, from, to}), records it at the home broker and
+  // keeps the evidence; answers with the tally's fields, where it is logged and the
+  // evidence (JSON text, for the lead agency).
+  Result<Json> RecordTally(const std::string& linkage_id, const Json& request);
+  // The joint evidence bundle of a linkage id ({"with": [evidence texts of other
+  // agencies]}, each checked and kept): every tally held, this agency's with a fresh proof.
+  Result<Json> LinkageBundle(const std::string& linkage_id, const Json& request);
 
   // For metrics: one read transaction of the transport store.
   Result<EngineSnapshot> Snapshot();

@@ -20,6 +20,7 @@
 #include "agent/linkage_store.h"
 #include "keys/scope.h"
 #include "keys/secret.h"
+#include "keys/tally_bundle.h"
 #include "linkage/escrow.h"
 #include "linkage/identifier.h"
 #include "schema/codec.h"
@@ -399,6 +400,116 @@ Result<Json> Engine::LinkageMatches() {
   Json out = Json::array();
   for (const MatchRecord& m : matches) out.push_back(MatchJson(m));
   return out;
+}
+
+// ---- tallies (PROTOCOL.md 13.7) ----
+
+namespace {
+
+// The linkage id of a notice this agency holds, as bytes; FailedPrecondition otherwise.
+Result<Bytes> HeldLinkageId(const LinkageStore& store, const std::string& hex) {
+  auto id = HexDecode(hex);
+  if (!id.ok() || id->size() != keys::kTallyLinkageIdBytes || HexEncode(*id) != hex) {
+    return InvalidArgument("a linkage id is 32 lowercase hex digits");
+  }
+  REFBUS_ASSIGN_OR_RETURN(auto matches, store.Matches());
+  for (const MatchRecord& m : matches) {
+    if (m.linkage_id == hex) return std::move(*id);
+  }
+  return FailedPrecondition("this agency holds no linkage notice with id " + hex +
+                            ": it tallies only linkages it was told of");
+}
+
+Result<keys::LinkageTally> ParseTallyRequest(const Json& body, const std::string& me,
+                                             Bytes linkage_id, UnixMillis now) {
+  keys::LinkageTally t;
+  t.agency = me;
+  t.linkage_id = std::move(linkage_id);
+  REFBUS_ASSIGN_OR_RETURN(t.victims, LinkNumber(body, "victims", keys::kMaxTallyVictims));
+  REFBUS_ASSIGN_OR_RETURN(t.deletion_items,
+                          LinkNumber(body, "deletion_items", keys::kMaxTallyDeletionItems));
+  REFBUS_ASSIGN_OR_RETURN(t.from_date, LinkText(body, "from", true));
+  REFBUS_ASSIGN_OR_RETURN(t.to_date, LinkText(body, "to", true));
+  if (!keys::IsTallyDate(t.from_date) || !keys::IsTallyDate(t.to_date)) {
+    return InvalidArgument("'from' and 'to' must be dates written YYYY-MM-DD");
+  }
+  if (t.to_date < t.from_date) return InvalidArgument("'to' is before 'from'");
+  t.made_at_ms = now;
+  return t;
+}
+
+}  // namespace
+
+Result<Json> Engine::RecordTally(const std::string& linkage_id, const Json& body) {
+  Impl& d = *impl_;
+  REFBUS_ASSIGN_OR_RETURN(Bytes id, HeldLinkageId(*d.linkage_store, linkage_id));
+  const UnixMillis now = Impl::Now();
+  REFBUS_ASSIGN_OR_RETURN(keys::LinkageTally t, ParseTallyRequest(body, d.me(), id, now));
+  REFBUS_ASSIGN_OR_RETURN(std::string signed_tally, keys::SignLinkageTally(d.identity, t));
+  const schema::Party* self = d.dir().Find(d.me());
+  if (self == nullptr || self->home_broker.empty()) {
+    return FailedPrecondition("this agency has no home broker in the directory");
+  }
+  TallyBroker broker{self->home_broker, d.options.broker_endpoint, d.options.linkage.timeout_ms};
+  // The round trip waits on the network: no store transaction is open.
+  REFBUS_ASSIGN_OR_RETURN(keys::TallyEvidence ev,
+                          RecordLinkageTally(d.identity, d.dir(), broker, signed_tally, {}, now));
+  const std::string evidence = keys::TallyEvidenceJson(ev);
+  REFBUS_RETURN_IF_ERROR(d.linkage_store->PutTally(linkage_id, d.me(), evidence));
+  spdlog::info("linkage tally about {} recorded at {} (entry {})", linkage_id, ev.broker_id,
+               ev.index);
+  return Json{{"linkage_id", linkage_id},           {"agency", d.me()},    {"victims", t.victims},
+              {"deletion_items", t.deletion_items}, {"from", t.from_date}, {"to", t.to_date},
+              {"broker_id", ev.broker_id},          {"index", ev.index},   {"evidence", evidence}};
+}
+
+Result<Json> Engine::LinkageBundle(const std::string& linkage_id, const Json& body) {
+  Impl& d = *impl_;
+  REFBUS_ASSIGN_OR_RETURN(Bytes id, HeldLinkageId(*d.linkage_store, linkage_id));
+  const UnixMillis now = Impl::Now();
+  const Json with = body.is_object() ? body.value("with", Json::array()) : Json::array();
+  if (!with.is_array() || with.size() > keys::kMaxBundleTallies) {
+    return InvalidArgument("'with' must be a list of at most 64 tally evidence texts");
+  }
+  for (const Json& text : with) {
+    if (!text.is_string()) return InvalidArgument("'with' holds tally evidence texts");
+    REFBUS_ASSIGN_OR_RETURN(keys::TallyEvidence ev,
+                            keys::ParseTallyEvidence(text.get<std::string>()));
+    auto checked = keys::CheckTallyEvidence(ev, id, d.dir(), now);
+    if (!checked.ok()) return checked.status().WithContext("the tally of " + ev.agency);
+    REFBUS_RETURN_IF_ERROR(
+        d.linkage_store->PutTally(linkage_id, ev.agency, keys::TallyEvidenceJson(ev)));
+  }
+  REFBUS_ASSIGN_OR_RETURN(auto texts, d.linkage_store->Tallies(linkage_id));
+  std::vector<keys::TallyEvidence> tallies;
+  Json agencies = Json::array();
+  for (const std::string& text : texts) {
+    REFBUS_ASSIGN_OR_RETURN(keys::TallyEvidence ev, keys::ParseTallyEvidence(text));
+    if (ev.agency == d.me()) {
+      // A fresh proof, against a checkpoint that may carry cosignatures by now.
+      const schema::Party* self = d.dir().Find(d.me());
+      TallyBroker broker{
+          ev.broker_id,
+          self != nullptr && self->home_broker == ev.broker_id ? d.options.broker_endpoint : "",
+          d.options.linkage.timeout_ms};
+      auto fresh = RecordLinkageTally(d.identity, d.dir(), broker, ev.signed_tally, ev.index, now);
+      if (fresh.ok()) {
+        ev = std::move(*fresh);
+      } else {
+        spdlog::warn("linkage bundle {}: keeping the first proof of this agency's tally ({})",
+                     linkage_id, fresh.status().message());
+      }
+    }
+    agencies.push_back(ev.agency);
+    tallies.push_back(std::move(ev));
+  }
+  // The lead's own tally first, then the others in the order of their ids.
+  std::stable_partition(tallies.begin(), tallies.end(),
+                        [&](const keys::TallyEvidence& t) { return t.agency == d.me(); });
+  if (tallies.empty()) return FailedPrecondition("no tally about linkage " + linkage_id + " yet");
+  return Json{{"linkage_id", linkage_id},
+              {"agencies", agencies},
+              {"bundle", keys::MakeTallyBundle(id, tallies)}};
 }
 
 }  // namespace refbus::agent

@@ -19,10 +19,12 @@
 #ifndef REFBUS_AGENT_LINKAGE_CLIENT_H_
 #define REFBUS_AGENT_LINKAGE_CLIENT_H_
 
+#include <optional>
 #include <string>
 
 #include "core/status.h"
 #include "keys/identity.h"
+#include "keys/tally_bundle.h"
 #include "linkage/identifier.h"
 #include "linkage/two_party.h"
 #include "schema/types.h"
@@ -44,6 +46,24 @@ Result<linkage::Pseudonym> RequestPseudonym(const keys::Identity& me,
                                             const schema::Directory& directory,
                                             const LinkageClientOptions& options,
                                             const linkage::CanonicalIdentifier& identifier);
+
+// Linkage tallies (PROTOCOL.md 13.7) at the agency's home broker.
+struct TallyBroker {
+  std::string id;        // the agency's home broker
+  std::string endpoint;  // empty: the endpoint the directory lists for it
+  int timeout_ms = 5000;
+};
+
+// Records signed_tally (this agency's, keys::SignLinkageTally) at the home broker, or with
+// entry_index asks for a fresh proof of it against the broker's latest checkpoint (with
+// the cosignatures it has gathered); returns the evidence, checked as check-bundle checks
+// it. Errors: the broker's Nack (PermissionDenied, InvalidArgument, Unavailable),
+// Unavailable without an answer, and any check that fails on the answer.
+Result<keys::TallyEvidence> RecordLinkageTally(const keys::Identity& me,
+                                               const schema::Directory& directory,
+                                               const TallyBroker& broker,
+                                               const std::string& signed_tally,
+                                               std::optional<uint64_t> entry_index, UnixMillis now);
 
 }  // namespace refbus::agent
 

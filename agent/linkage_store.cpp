@@ -99,6 +99,7 @@ Result<std::unique_ptr<LinkageStore>> LinkageStore::Open(const std::string& dir,
   REFBUS_ASSIGN_OR_RETURN(s->links_, s->env_->OpenDb(kLinksDb));
   REFBUS_ASSIGN_OR_RETURN(s->matches_, s->env_->OpenDb(kMatchesDb));
   REFBUS_ASSIGN_OR_RETURN(s->deposits_, s->env_->OpenDb(kEscrowDepositsDb));
+  REFBUS_ASSIGN_OR_RETURN(s->tallies_, s->env_->OpenDb(kTalliesDb));
   REFBUS_ASSIGN_OR_RETURN(linkage::Escrow e, linkage::Escrow::Open(*s->env_, threshold));
   s->escrow_.emplace(std::move(e));
   return s;
@@ -145,6 +146,27 @@ Status LinkageStore::PutMatch(const MatchRecord& m) {
   REFBUS_RETURN_IF_ERROR(
       PutChecked(txn, matches_, "matches", ToBytes(m.linkage_id + "/" + m.case_ref), j));
   return txn.Commit();
+}
+
+Status LinkageStore::PutTally(const std::string& linkage_id_hex, const std::string& agency,
+                              const std::string& evidence_json) {
+  const Json j = {{"evidence", evidence_json}};
+  REFBUS_ASSIGN_OR_RETURN(auto txn, env_->BeginWrite());
+  REFBUS_RETURN_IF_ERROR(
+      PutChecked(txn, tallies_, "tallies", ToBytes(linkage_id_hex + "/" + agency), j));
+  return txn.Commit();
+}
+
+Result<std::vector<std::string>> LinkageStore::Tallies(const std::string& linkage_id_hex) const {
+  REFBUS_ASSIGN_OR_RETURN(auto txn, env_->BeginRead());
+  REFBUS_ASSIGN_OR_RETURN(auto all, ReadAll(txn, tallies_, "tallies"));
+  std::vector<std::string> out;
+  const std::string prefix = linkage_id_hex + "/";
+  for (const auto& [key, j] : all) {
+    if (AsChars(key).substr(0, prefix.size()) != prefix) continue;
+    out.push_back(j.value("evidence", ""));
+  }
+  return out;
 }
 
 Result<std::vector<MatchRecord>> LinkageStore::Matches() const {

@@ -4,13 +4,13 @@
 //
 // At an agency it holds the entries this agency sent (links: case, identifier kind, grant,
 // message; never the identifier, its canonical form, the pseudonym or the share) and the
-// linkage notices it received (matches). At the linkage-escrow party it holds the escrow
-// (linkage::Escrow, table "escrow_entries") and the deposits: for each held share (tag and
-// depositing agency) the grant and case it came under, so that the escrow can answer each
-// matched agency under that agency's own grant, withdraw a revoked grant's entries and
-// drop expired ones. One agency's entries on one identifier are one share (escrow.h), but
-// may come from several of its cases: the share is withdrawn when the last case's deposit
-// goes (revoked or expired), and a match is told to each case that still holds it.
+// linkage notices it received (matches), and the evidence of linkage tallies (tallies). At the
+// linkage-escrow party it holds the escrow (linkage::Escrow, table "escrow_entries") and the
+// deposits: for each held share (tag and depositing agency) the grant and case it came under, so
+// that the escrow can answer each matched agency under that agency's own grant, withdraw a revoked
+// grant's entries and drop expired ones. One agency's entries on one identifier are one share
+// (escrow.h), but may come from several of its cases: the share is withdrawn when the last case's
+// deposit goes (revoked or expired), and a match is told to each case that still holds it.
 //
 // Every value carries the first 16 bytes of SHA-256("refbus/v1/linkage-store" || 0x00 ||
 // table || 0x00 || u32be(len(key)) || key || value); a value that fails it is Malformed.
@@ -39,6 +39,8 @@ namespace refbus::agent {
 // (agent/backup.h says why).
 inline constexpr char kLinksDb[] = "links";
 inline constexpr char kMatchesDb[] = "matches";
+// The agency's own signed tallies with their log proofs (PROTOCOL.md 13.7); not in backups yet.
+inline constexpr char kTalliesDb[] = "tallies";
 inline constexpr char kEscrowDepositsDb[] = "escrow_deposits";
 inline constexpr char kEscrowEntriesDb[] = "escrow_entries";  // linkage/escrow.h
 
@@ -88,6 +90,14 @@ class LinkageStore {
   Status PutMatch(const MatchRecord& match);
   Result<std::vector<MatchRecord>> Matches() const;
 
+  // Tallies (PROTOCOL.md 13.7): the evidence of one agency's tally about a linkage id
+  // (keys::TallyEvidenceJson text, checked before it is put), one per linkage id and
+  // agency: a newer one replaces it.
+  Status PutTally(const std::string& linkage_id_hex, const std::string& agency,
+                  const std::string& evidence_json);
+  // The evidence texts held for the linkage id, in agency order.
+  Result<std::vector<std::string>> Tallies(const std::string& linkage_id_hex) const;
+
   // The escrow: stores the entry of the authenticated agency (replacing its share on the
   // tag) and where it came from; returns the match once `threshold` agencies' entries open.
   Result<std::optional<linkage::LinkageMatch>> Deposit(const DepositRecord& from,
@@ -112,6 +122,7 @@ class LinkageStore {
   MDB_dbi links_ = 0;
   MDB_dbi matches_ = 0;
   MDB_dbi deposits_ = 0;
+  MDB_dbi tallies_ = 0;
   std::optional<linkage::Escrow> escrow_;
 };
 

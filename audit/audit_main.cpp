@@ -25,6 +25,7 @@
 #include "audit/report_text.h"
 #include "audit/roster_check.h"
 #include "audit/roster_log.h"
+#include "audit/tally_report.h"
 #include "audit/verify.h"
 #include "audit/witness.h"
 #include "core/clock.h"
@@ -408,6 +409,37 @@ int RunCheckProof(const std::string& path, const std::string& dir, bool as_json)
   return kExitOk;
 }
 
+// check-bundle: a joint evidence bundle of linkage tallies (PROTOCOL.md 13.7), offline.
+int RunCheckBundle(const std::string& path, const std::string& dir, bool as_json) {
+  auto sd = LoadVerifiedDirectory(dir, Now());
+  if (!sd.ok()) return Fail(sd.status(), ExitFor(sd.status()));
+  auto text = ReadFile(path, keys::kMaxTallyBundleBytes);
+  if (!text.ok()) return Fail(text.status(), kExitIo);
+  auto checked = keys::CheckTallyBundle(AsChars(*text), sd->directory, Now());
+  if (!checked.ok()) {
+    if (as_json) {
+      std::cout << json{{"ok", false}, {"error", checked.status().ToString()}}.dump(2) << "\n";
+    }
+    return Fail(checked.status().WithContext(path + " is refused"), kExitFailed);
+  }
+  const keys::CheckedTallyBundle& b = *checked;
+  if (as_json) {
+    std::cout << TallyBundleJson(b).dump(2) << "\n";
+  } else {
+    std::cout << (b.failed == 0 ? "ok: " : "FAILED: ") << b.tallies.size() - b.failed << " of "
+              << b.tallies.size() << " tallies about linkage " << HexEncode(b.linkage_id)
+              << " verify (signed by each agency's directory key, in its broker's audit log "
+                 "under a signed checkpoint)\n";
+    PrintTallyBundle(std::cout, b);
+  }
+  if (b.failed != 0) {
+    std::cerr << "refbus-audit: " << path << ": " << b.failed
+              << " tally(ies) do not verify; the totals count only those that do\n";
+    return kExitFailed;
+  }
+  return kExitOk;
+}
+
 // The report holds who sent what to whom and who opened it when, per case pseudonym and
 // operator ref: the same metadata as the local store, made easy to read. Written 0600 like
 // the store's own files, not 0644 like a proof bundle (which proves one message and is made
@@ -560,6 +592,7 @@ struct Commands {
   CLI::App* witness = nullptr;
   CLI::App* prove = nullptr;
   CLI::App* check = nullptr;
+  CLI::App* check_bundle = nullptr;
   CLI::App* q_case = nullptr;
   CLI::App* q_access = nullptr;
   CLI::App* q_unconsented = nullptr;
@@ -654,6 +687,12 @@ void AddProofs(CLI::App& app, Args& a, Commands& c) {
   c.check = app.add_subcommand("check-proof", "Verify a proof bundle without the log");
   c.check->add_option("BUNDLE", a.bundle, "Bundle file")->required();
   c.check->add_option("--dir", a.dir, "The auditor's folder (for the verified directory)")
+      ->required();
+
+  c.check_bundle = app.add_subcommand(
+      "check-bundle", "Verify a joint evidence bundle of linkage tallies without the logs");
+  c.check_bundle->add_option("BUNDLE", a.bundle, "Bundle file")->required();
+  c.check_bundle->add_option("--dir", a.dir, "The auditor's folder (for the verified directory)")
       ->required();
 }
 
@@ -817,6 +856,7 @@ int Main(int argc, char** argv) {
   if (c.witness->parsed()) return RunWitness(a.wo, a.as_json);
   if (c.prove->parsed()) return RunProve(a.message, a.store_dir, a.out, a.as_json);
   if (c.check->parsed()) return RunCheckProof(a.bundle, a.dir, a.as_json);
+  if (c.check_bundle->parsed()) return RunCheckBundle(a.bundle, a.dir, a.as_json);
   if (c.report->parsed()) {
     ReportArgs ra{a.out, a.case_ref, a.lang, a.min_cosignatures, a.rosters};
     return RunReport(a.store_dir, a.dir, ra, a.as_json);

@@ -8,6 +8,7 @@
 #include "audit/scan.h"
 #include "audit/verify.h"
 #include "keys/crypto.h"
+#include "keys/strict_json.h"
 #include "schema/codec.h"
 
 namespace refbus::audit {
@@ -17,47 +18,8 @@ using json = nlohmann::json;
 using schema::AuditEntry;
 using schema::AuditEvent;
 
-// Lowercase hex of exactly want_bytes (0: any length), nothing else accepted.
-Result<Bytes> StrictHex(const json& v, std::string_view field, size_t want_bytes) {
-  if (!v.is_string()) return InvalidArgument("field '" + std::string(field) + "' is not a string");
-  const std::string& s = v.get_ref<const std::string&>();
-  auto b = HexDecode(s);
-  if (!b.ok() || HexEncode(*b) != s || (want_bytes != 0 && b->size() != want_bytes)) {
-    return InvalidArgument("field '" + std::string(field) + "' is not " +
-                           (want_bytes != 0 ? std::to_string(want_bytes) + " bytes of " : "") +
-                           "lowercase hex");
-  }
-  return std::move(*b);
-}
-
-Status ExactKeys(const json& obj, std::initializer_list<std::string_view> keys,
-                 std::string_view what) {
-  if (!obj.is_object()) return InvalidArgument(std::string(what) + " is not a JSON object");
-  if (obj.size() != keys.size()) {
-    return InvalidArgument(std::string(what) + " has " + std::to_string(obj.size()) +
-                           " fields, expected " + std::to_string(keys.size()));
-  }
-  for (auto k : keys) {
-    if (!obj.contains(std::string(k))) {
-      return InvalidArgument(std::string(what) + " has no field '" + std::string(k) + "'");
-    }
-  }
-  return Status::Ok();
-}
-
-Result<std::string> StringField(const json& obj, const char* name) {
-  const json& v = obj.at(name);
-  if (!v.is_string()) return InvalidArgument(std::string("field '") + name + "' is not a string");
-  return v.get<std::string>();
-}
-
-Result<uint64_t> NumberField(const json& obj, const char* name) {
-  const json& v = obj.at(name);
-  if (!v.is_number_unsigned()) {
-    return InvalidArgument(std::string("field '") + name + "' is not an unsigned number");
-  }
-  return v.get<uint64_t>();
-}
+namespace strict_json = keys::strict_json;
+using strict_json::ExactKeys;
 
 }  // namespace
 
@@ -138,41 +100,43 @@ Result<CheckedProof> CheckProofBundle(std::string_view bundle_json,
                                    {"format", "broker_id", "origin", "broker_key_fingerprint",
                                     "message_id", "checkpoint", "tree_size", "root", "entries"},
                                    "the proof bundle"));
-  REFBUS_ASSIGN_OR_RETURN(std::string format, StringField(b, "format"));
+  REFBUS_ASSIGN_OR_RETURN(std::string format, strict_json::String(b, "format"));
   if (format != kProofBundleFormat) {
     return InvalidArgument("not a " + std::string(kProofBundleFormat) + " bundle");
   }
   CheckedProof out;
-  REFBUS_ASSIGN_OR_RETURN(out.broker_id, StringField(b, "broker_id"));
+  REFBUS_ASSIGN_OR_RETURN(out.broker_id, strict_json::String(b, "broker_id"));
   REFBUS_ASSIGN_OR_RETURN(LogKeys log_keys, BrokerLogKeys(directory, out.broker_id));
-  REFBUS_ASSIGN_OR_RETURN(std::string origin, StringField(b, "origin"));
+  REFBUS_ASSIGN_OR_RETURN(std::string origin, strict_json::String(b, "origin"));
   if (origin != log_keys.origin) {
     return InvalidArgument("the bundle names log '" + origin + "', but broker " + out.broker_id +
                            "'s log in this federation is '" + log_keys.origin + "'");
   }
   out.origin = origin;
-  REFBUS_ASSIGN_OR_RETURN(std::string note, StringField(b, "checkpoint"));
+  REFBUS_ASSIGN_OR_RETURN(std::string note, strict_json::String(b, "checkpoint"));
   auto cp = OpenLogCheckpoint(note, log_keys, &out.key_fingerprint);
   if (!cp.ok()) {
     return Unauthenticated("the bundle's checkpoint does not verify with broker " + out.broker_id +
                            "'s directory key: " + cp.status().message());
   }
-  REFBUS_ASSIGN_OR_RETURN(std::string fingerprint, StringField(b, "broker_key_fingerprint"));
+  REFBUS_ASSIGN_OR_RETURN(std::string fingerprint,
+                          strict_json::String(b, "broker_key_fingerprint"));
   if (fingerprint != out.key_fingerprint) {
     return InvalidArgument("the checkpoint is signed by key " + out.key_fingerprint +
                            ", the bundle says " + fingerprint);
   }
-  REFBUS_ASSIGN_OR_RETURN(out.tree_size, NumberField(b, "tree_size"));
+  REFBUS_ASSIGN_OR_RETURN(out.tree_size, strict_json::Unsigned(b, "tree_size"));
   if (out.tree_size != cp->checkpoint.size) {
     return InvalidArgument("the bundle says tree size " + std::to_string(out.tree_size) +
                            ", its checkpoint " + std::to_string(cp->checkpoint.size));
   }
-  REFBUS_ASSIGN_OR_RETURN(Bytes root, StrictHex(b.at("root"), "root", keys::kMerkleHashBytes));
+  REFBUS_ASSIGN_OR_RETURN(Bytes root,
+                          strict_json::Hex(b.at("root"), "root", keys::kMerkleHashBytes));
   if (!std::equal(root.begin(), root.end(), cp->checkpoint.root.begin())) {
     return InvalidArgument("the bundle's root is not its checkpoint's");
   }
-  REFBUS_ASSIGN_OR_RETURN(out.message_id,
-                          StrictHex(b.at("message_id"), "message_id", schema::kMessageIdBytes));
+  REFBUS_ASSIGN_OR_RETURN(
+      out.message_id, strict_json::Hex(b.at("message_id"), "message_id", schema::kMessageIdBytes));
   const json& entries = b.at("entries");
   if (!entries.is_array() || entries.empty()) {
     return InvalidArgument("the bundle proves no entry");
@@ -182,21 +146,21 @@ Result<CheckedProof> CheckProofBundle(std::string_view bundle_json,
   for (const json& item : entries) {
     REFBUS_RETURN_IF_ERROR(ExactKeys(item, {"index", "event", "time", "actor", "entry", "proof"},
                                      "an entry of the proof bundle"));
-    REFBUS_ASSIGN_OR_RETURN(uint64_t index, NumberField(item, "index"));
+    REFBUS_ASSIGN_OR_RETURN(uint64_t index, strict_json::Unsigned(item, "index"));
     const std::string at = "entry " + std::to_string(index);
     if (index >= out.tree_size || !seen.insert(index).second) {
       return InvalidArgument(at + " is beyond the tree or listed twice");
     }
-    REFBUS_ASSIGN_OR_RETURN(Bytes bytes, StrictHex(item.at("entry"), "entry", 0));
+    REFBUS_ASSIGN_OR_RETURN(Bytes bytes, strict_json::Hex(item.at("entry"), "entry", 0));
     auto e = schema::DecodeAuditEntry(bytes);
     if (!e.ok()) return InvalidArgument(at + " does not decode: " + e.status().message());
     if (e->index != index || e->message_id != out.message_id || e->broker_id != out.broker_id) {
       return InvalidArgument(at + ": its signed bytes say index " + std::to_string(e->index) +
                              ", message " + HexEncode(e->message_id) + ", broker " + e->broker_id);
     }
-    REFBUS_ASSIGN_OR_RETURN(std::string event, StringField(item, "event"));
-    REFBUS_ASSIGN_OR_RETURN(std::string time, StringField(item, "time"));
-    REFBUS_ASSIGN_OR_RETURN(std::string actor, StringField(item, "actor"));
+    REFBUS_ASSIGN_OR_RETURN(std::string event, strict_json::String(item, "event"));
+    REFBUS_ASSIGN_OR_RETURN(std::string time, strict_json::String(item, "time"));
+    REFBUS_ASSIGN_OR_RETURN(std::string actor, strict_json::String(item, "actor"));
     if (event != schema::Name(e->event) || time != FormatUtc(e->time_ms) || actor != e->actor) {
       return InvalidArgument(at +
                              ": the bundle's event, time or actor is not what its signed "
@@ -208,7 +172,7 @@ Result<CheckedProof> CheckProofBundle(std::string_view bundle_json,
     }
     std::vector<keys::Hash> proof;
     for (const json& h : hashes) {
-      REFBUS_ASSIGN_OR_RETURN(Bytes hb, StrictHex(h, "proof", keys::kMerkleHashBytes));
+      REFBUS_ASSIGN_OR_RETURN(Bytes hb, strict_json::Hex(h, "proof", keys::kMerkleHashBytes));
       keys::Hash hash;
       std::copy(hb.begin(), hb.end(), hash.begin());
       proof.push_back(hash);

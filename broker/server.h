@@ -439,6 +439,17 @@ class Server {
   // agency was taken since (it waits in a later turn). The agent's retry is then recorded.
   void ForgetUncommittedRosters(const Batch& batch);
 
+  // ---- Linkage tallies (broker/server_tally.cpp, PROTOCOL.md 13.7) ----
+  // Loop thread: an agency's LinkageTally: a signed tally, checked (its own, signed by its
+  // current key) and recorded as LINKAGE_TALLY with its hash; or a proof of its own earlier
+  // entry, logged as AUDITOR_QUERY. Answered after the commit; refusals audited.
+  void HandleLinkageTally(const std::string& routing_id, const schema::Party& peer,
+                          uint64_t request_id, schema::LinkageTallyFrame tally, Turn& turn,
+                          UnixMillis now);
+  // Loop thread, in Finish: the AuditReply (entry, proof, checkpoint) or a Nack.
+  schema::Frame AnswerTally(const Reply& reply, const reply_kind::TallyAnswer& answer,
+                            const Job& job) const;
+
   // ---- Linkage evaluation (broker/server_linkage.cpp, PROTOCOL.md 13.4) ----
   // At Create: the evaluator's key and quota when [linkage] names a key file.
   Status StartLinkage();

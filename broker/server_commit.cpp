@@ -339,6 +339,8 @@ void Server::SendReplies(const Job& job) {
             Send(r.routing_id, AnswerCosignature(r, k.index, job));
           } else if constexpr (std::is_same_v<K, Reply::LinkageAnswer>) {
             Send(r.routing_id, AnswerLinkage(r, k.index, job));
+          } else if constexpr (std::is_same_v<K, Reply::TallyAnswer>) {
+            Send(r.routing_id, AnswerTally(r, k, job));
           } else if constexpr (std::is_same_v<K, Reply::AuditQuery>) {
             Send(r.routing_id,
                  AnswerAuditQuery(job.turn.audit_queries[k.index], r.request_id, job));

@@ -153,6 +153,10 @@ void Server::HandleFrame(const std::string& routing_id, const std::string& peer_
       HandleRosterUpdate(routing_id, peer, frame.request_id,
                          std::move(frame.roster_update.signed_roster), turn, now);
       return;
+    case Frame::Type::kLinkageTally:
+      HandleLinkageTally(routing_id, peer, frame.request_id, std::move(frame.linkage_tally), turn,
+                         now);
+      return;
     default:
       Reject(turn, routing_id, frame.request_id, peer_id, NackReason::kMalformed,
              "a client may not send this frame type", nullptr, {});

@@ -48,6 +48,21 @@ schema::Frame NackFrame(uint64_t request_id, ByteView message_id, schema::NackRe
                         std::string detail, uint32_t retry_after_ms);
 schema::Frame AckFrame(uint64_t request_id, ByteView message_id, bool duplicate);
 
+// Why an agency's signed statement (an operator roster, a linkage tally) was refused, from
+// the status of its verification against the directory.
+inline schema::NackReason SignedStatementRefusal(const Status& s) {
+  switch (s.code()) {
+    case Status::Code::kNotFound:
+    case Status::Code::kRevoked:
+    case Status::Code::kExpired:
+      return schema::NackReason::kUnknownSenderKey;
+    case Status::Code::kUnauthenticated:
+      return schema::NackReason::kBadSignature;
+    default:
+      return schema::NackReason::kMalformed;
+  }
+}
+
 }  // namespace refbus::broker::server_internal
 
 #endif  // REFBUS_BROKER_SERVER_INTERNAL_H_

@@ -17,23 +17,6 @@ namespace refbus::broker {
 using schema::Frame;
 using schema::NackReason;
 
-namespace {
-
-NackReason RosterRefusalReason(const Status& s) {
-  switch (s.code()) {
-    case Status::Code::kNotFound:
-    case Status::Code::kRevoked:
-    case Status::Code::kExpired:
-      return NackReason::kUnknownSenderKey;
-    case Status::Code::kUnauthenticated:
-      return NackReason::kBadSignature;
-    default:
-      return NackReason::kMalformed;
-  }
-}
-
-}  // namespace
-
 void Server::HandleRosterUpdate(const std::string& routing_id, const schema::Party& peer,
                                 uint64_t request_id, Bytes signed_roster, Turn& turn,
                                 UnixMillis now) {
@@ -51,7 +34,7 @@ void Server::HandleRosterUpdate(const std::string& routing_id, const schema::Par
   }
   auto roster = keys::VerifyOperatorRoster(AsChars(signed_roster), directory_.directory, now);
   if (!roster.ok()) {
-    refuse(RosterRefusalReason(roster.status()), roster.status().message());
+    refuse(server_internal::SignedStatementRefusal(roster.status()), roster.status().message());
     return;
   }
   if (roster->agency != peer.id) {

@@ -70,6 +70,15 @@ struct Cosignature {
 struct LinkageAnswer {
   size_t index = 0;
 };
+// An agency's LinkageTally (PROTOCOL.md 13.7), answered after the commit with its entry, the
+// entry's inclusion proof and a checkpoint. recorded: the entry is this turn's (found by
+// its hash); else the earlier entry at entry_index, checked when the frame came.
+struct TallyAnswer {
+  Bytes tally_sha256;
+  std::string agency;
+  bool recorded = false;
+  uint64_t entry_index = 0;
+};
 
 }  // namespace reply_kind
 
@@ -84,8 +93,9 @@ struct Reply {
   using WitnessRequest = reply_kind::WitnessRequest;
   using Cosignature = reply_kind::Cosignature;
   using LinkageAnswer = reply_kind::LinkageAnswer;
+  using TallyAnswer = reply_kind::TallyAnswer;
   using Kind = std::variant<Nack, Submission, Grant, Revocation, Attestation, AuditQuery,
-                            WitnessRequest, Cosignature, LinkageAnswer>;
+                            WitnessRequest, Cosignature, LinkageAnswer, TallyAnswer>;
 
   std::string routing_id;
   uint64_t request_id = 0;

@@ -220,6 +220,29 @@ Status FromProto(const pb::AddCosignature& m, AddCosignature* out) {
 
 // ---- Linkage evaluation (PROTOCOL.md 13.4): exact sizes ----
 
+// A tally to record, or a proof of an earlier one: never both, never neither.
+Status FromProto(const pb::LinkageTally& m, LinkageTallyFrame* out) {
+  const std::string& st = m.signed_tally();
+  if (!st.empty()) {
+    if (st.size() > kMaxSignedTallyBytes) {
+      return FieldError(kFrameWhat, "linkage_tally.signed_tally", "is over 4 KiB");
+    }
+    if (m.entry_index() != 0 || !m.tally_sha256().empty()) {
+      return FieldError(kFrameWhat, "linkage_tally",
+                        "has a signed tally and an entry to prove (one or the other)");
+    }
+    out->signed_tally = B(st);
+    return Status::Ok();
+  }
+  if (m.tally_sha256().size() != 32) {
+    return FieldError(kFrameWhat, "linkage_tally.tally_sha256",
+                      "is not 32 bytes (and there is no signed tally)");
+  }
+  out->entry_index = m.entry_index();
+  out->tally_sha256 = B(m.tally_sha256());
+  return Status::Ok();
+}
+
 Status FromProto(const pb::LinkageEvaluate& m, LinkageEvaluate* out) {
   if (m.blinded_element().size() != kLinkageElementBytes) {
     return FieldError(kFrameWhat, "linkage_evaluate.blinded_element", "is not 32 bytes");
@@ -398,6 +421,9 @@ Status BodyFromProto(const pb::Frame& m, Frame* f) {
       f->roster_update.signed_roster = B(sr);
       return Status::Ok();
     }
+    case pb::Frame::kLinkageTally:
+      f->type = T::kLinkageTally;
+      return FromProto(m.linkage_tally(), &f->linkage_tally);
     case pb::Frame::kLinkageEvaluate:
       f->type = T::kLinkageEvaluate;
       return FromProto(m.linkage_evaluate(), &f->linkage_evaluate);
@@ -553,6 +579,11 @@ void BodyToProto(const Frame& f, pb::Frame* m) {
       break;
     case T::kRosterUpdate:
       m->mutable_roster_update()->set_signed_roster(S(f.roster_update.signed_roster));
+      break;
+    case T::kLinkageTally:
+      m->mutable_linkage_tally()->set_signed_tally(S(f.linkage_tally.signed_tally));
+      m->mutable_linkage_tally()->set_entry_index(f.linkage_tally.entry_index);
+      m->mutable_linkage_tally()->set_tally_sha256(S(f.linkage_tally.tally_sha256));
       break;
     case T::kLinkageEvaluate:
       m->mutable_linkage_evaluate()->set_blinded_element(S(f.linkage_evaluate.blinded_element));

@@ -76,13 +76,13 @@ constexpr std::array<std::string_view, 19> kNackReason = {"unspecified",
 static_assert(kMessageKind.size() == kMessageKindCount && kNackReason.size() == kNackReasonCount,
               "schema/types.h counts every value");
 
-constexpr std::array<std::string_view, 21> kAuditEvent = {
+constexpr std::array<std::string_view, 22> kAuditEvent = {
     "unspecified",     "accepted",        "rejected",         "forwarded",
     "delivered",       "acked",           "opened",           "consent-granted",
     "consent-revoked", "purge-confirmed", "directory-loaded", "key-revoked",
     "auditor-query",   "broker-started",  "expired",          "witness-refused",
     "rerouted",        "quarantined",     "prekey-published", "linkage-evaluation",
-    "operator-roster"};
+    "operator-roster", "linkage-tally"};
 constexpr std::array<std::string_view, 6> kWitnessRefusal = {
     "none", "conflict", "unknown-log", "bad-signature", "bad-request", "inconsistent"};
 

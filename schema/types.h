@@ -484,6 +484,15 @@ struct LinkageEvaluated {
   Bytes proof;              // kLinkageProofBytes
 };
 
+// Linkage tallies (PROTOCOL.md 13.7): either signed_tally (record it), or entry_index and
+// tally_sha256 (prove the agency's own earlier entry again); the codec admits only these.
+inline constexpr size_t kMaxSignedTallyBytes = 4096;
+struct LinkageTallyFrame {
+  Bytes signed_tally;  // 0 or 1..kMaxSignedTallyBytes (unverified)
+  uint64_t entry_index = 0;
+  Bytes tally_sha256;  // empty with signed_tally, else 32 bytes
+};
+
 struct Frame {
   enum class Type {
     kHello,
@@ -511,6 +520,7 @@ struct Frame {
     kLinkageEvaluate,
     kLinkageEvaluated,
     kRosterUpdate,
+    kLinkageTally,
   };
   // The auditor queries (kAuditCheckpoint .. kAuditCheckpoints).
   bool IsAuditQuery() const {
@@ -544,6 +554,7 @@ struct Frame {
   LinkageEvaluate linkage_evaluate;
   LinkageEvaluated linkage_evaluated;
   RosterUpdate roster_update;
+  LinkageTallyFrame linkage_tally;
 };
 
 // --- Audit log ------------------------------------------------------------------------
@@ -570,6 +581,7 @@ enum class AuditEvent : int {
   kPrekeyPublished = 18,
   kLinkageEvaluation = 19,
   kOperatorRoster = 20,
+  kLinkageTally = 21,
 };
 std::string_view Name(AuditEvent v);
 

@@ -1,14 +1,16 @@
-// refbus-agent link add | list | matches: identifiers for the matching escrow
-// (PROTOCOL.md 13.6; POST /v1/cases/{case}/links, GET /v1/links, GET
-// /v1/cases/{case}/links, GET /v1/linkage/matches). The identifier goes to the daemon in
-// the request body and is never printed: the answer names the case, the kind and the
-// messages only.
+// refbus-agent link add | list | matches | tally | bundle: identifiers for the matching
+// escrow, and the tallies and joint evidence bundle after a match (PROTOCOL.md 13.6, 13.7; POST
+// /v1/cases/{case}/links, GET /v1/links, GET /v1/cases/{case}/links, GET /v1/linkage/matches). The
+// identifier goes to the daemon in the request body and is never printed: the answer names the
+// case, the kind and the messages only.
 #include <iostream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "agent/cli/commands.h"
 #include "core/clock.h"
+#include "core/file.h"
 
 namespace refbus::agent::cli {
 namespace {
@@ -102,13 +104,112 @@ void AddLinkAdd(CLI::App& link, Commands& c) {
   });
 }
 
+// Writes text to path (0600: tallies are case metadata); false, with *failed set and the
+// error printed, if it cannot.
+bool WriteLinkFile(const char* command, const std::string& path, const std::string& text,
+                   int* failed) {
+  Status s = WriteFileAtomic(path, AsBytes(text), kPrivateFileMode);
+  if (s.ok()) return true;
+  std::cerr << "refbus-agent " << command << ": " << s.message() << "\n";
+  *failed = kExitUsage;
+  return false;
+}
+
+// `link tally LINKAGE_ID --victims N --deletion-items N --from DATE --to DATE [--out FILE]`:
+// this agency's signed tally, recorded at its home broker; --out writes the evidence (the
+// signed tally with its log entry, proof and checkpoint) for the lead agency.
+void AddLinkTally(CLI::App& link, Commands& c) {
+  struct Args {
+    std::string id, from, to, out;
+    uint64_t victims = 0, items = 0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = link.add_subcommand(
+      "tally", "sign this agency's tally about a linkage id and record it at its broker");
+  c.Common(cmd, true);
+  cmd->add_option("LINKAGE_ID", a->id, "the linkage id of a notice (32 hex digits)")->required();
+  cmd->add_option("--victims", a->victims, "victims supported")->required();
+  cmd->add_option("--deletion-items", a->items, "deletion items handled")->required();
+  cmd->add_option("--from", a->from, "first day (YYYY-MM-DD)")->required();
+  cmd->add_option("--to", a->to, "last day (YYYY-MM-DD)")->required();
+  cmd->add_option("--out", a->out, "also write the tally's evidence here for the lead agency");
+  c.On(cmd, [&c, a] {
+    auto op = c.Operator("link tally");
+    if (!op) return kExitUsage;
+    Json body = {{"victims", a->victims},
+                 {"deletion_items", a->items},
+                 {"from", a->from},
+                 {"to", a->to},
+                 {"operator", *op}};
+    int failed = kExitOk;
+    int rc = c.Call("link tally", "POST", "/v1/linkage/" + PathSegment(a->id) + "/tally", &body,
+                    [&a, &failed](const Json& r) {
+                      std::cout << "tally of " << Cell(r, "agency") << " about linkage "
+                                << Cell(r, "linkage_id") << ": " << Cell(r, "victims")
+                                << " victims, " << Cell(r, "deletion_items") << " deletion items, "
+                                << Cell(r, "from") << " to " << Cell(r, "to") << "; recorded in "
+                                << Cell(r, "broker_id") << "'s audit log, entry "
+                                << Cell(r, "index") << "\n";
+                      if (a->out.empty()) return;
+                      if (!WriteLinkFile("link tally", a->out, r.value("evidence", ""), &failed)) {
+                        return;
+                      }
+                      std::cout << "evidence written to " << a->out << "\n";
+                    });
+    return rc != kExitOk ? rc : failed;
+  });
+}
+
+// `link bundle LINKAGE_ID --out FILE [--with FILE]...`: the joint evidence bundle of every
+// tally held about the linkage id (others' evidence files given with --with are checked and
+// kept by the agent first).
+void AddLinkBundle(CLI::App& link, Commands& c) {
+  struct Args {
+    std::string id, out;
+    std::vector<std::string> with;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = link.add_subcommand("bundle", "write the joint evidence bundle of a linkage id");
+  c.Common(cmd, false);
+  cmd->add_option("LINKAGE_ID", a->id, "the linkage id (32 hex digits)")->required();
+  cmd->add_option("--out", a->out, "the bundle file to write (JSON)")->required();
+  cmd->add_option("--with", a->with, "another agency's tally evidence file (repeatable)");
+  c.On(cmd, [&c, a] {
+    Json with = Json::array();
+    for (const auto& path : a->with) {
+      auto raw = ReadFile(path, size_t{1} << 20);
+      if (!raw.ok()) {
+        std::cerr << "refbus-agent link bundle: " << raw.status().message() << "\n";
+        return kExitUsage;
+      }
+      with.push_back(std::string(AsChars(*raw)));
+    }
+    Json body = {{"with", with}};
+    int failed = kExitOk;
+    int rc = c.Call("link bundle", "POST", "/v1/linkage/" + PathSegment(a->id) + "/bundle", &body,
+                    [&a, &failed](const Json& r) {
+                      if (!WriteLinkFile("link bundle", a->out, r.value("bundle", ""), &failed)) {
+                        return;
+                      }
+                      std::cout << "bundle of " << r.value("agencies", Json::array()).size()
+                                << " tallies about linkage " << Cell(r, "linkage_id")
+                                << " written to " << a->out
+                                << "\nCheck it anywhere with: refbus-audit check-bundle " << a->out
+                                << " --dir AUDITOR_DIR\n";
+                    });
+    return rc != kExitOk ? rc : failed;
+  });
+}
+
 }  // namespace
 
 void AddLink(CLI::App& app, Commands& c) {
-  auto* link =
-      app.add_subcommand("link", "identifiers for the matching escrow: add, list, matches");
+  auto* link = app.add_subcommand(
+      "link", "identifiers for the matching escrow: add, list, matches, tally, bundle");
   link->require_subcommand(1);
   AddLinkAdd(*link, c);
+  AddLinkTally(*link, c);
+  AddLinkBundle(*link, c);
   auto id = std::make_shared<std::string>();
   auto* list = link->add_subcommand("list", "the linkage entries this agency sent");
   c.Common(list, false);

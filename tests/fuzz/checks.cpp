@@ -370,6 +370,14 @@ bool CheckFrame(ByteView in) {
                      f->roster_update.signed_roster.size() <= schema::kMaxSignedRosterBytes,
                  "frame: roster update size");
       break;
+    case T::kLinkageTally:
+      FUZZ_CHECK(f->linkage_tally.signed_tally.empty()
+                     ? f->linkage_tally.tally_sha256.size() == 32
+                     : f->linkage_tally.signed_tally.size() <= schema::kMaxSignedTallyBytes &&
+                           f->linkage_tally.tally_sha256.empty() &&
+                           f->linkage_tally.entry_index == 0,
+                 "frame: linkage tally fields");
+      break;
     case T::kLinkageEvaluate:
       FUZZ_CHECK(f->linkage_evaluate.blinded_element.size() == schema::kLinkageElementBytes,
                  "frame: linkage element size");

@@ -327,6 +327,21 @@ void Frames(const fs::path& root, const fuzz::Fixture& fx) {
   f.linkage_evaluated.evaluated_element = generator;
   f.linkage_evaluated.proof = Bytes(64, 0x01);
   add("linkage-evaluated", f);
+  // Linkage tallies (PROTOCOL.md 13.7): one to record (a statement and its signature line,
+  // as text) and a proof of an earlier entry.
+  f = {};
+  f.type = T::kLinkageTally;
+  f.linkage_tally.signed_tally = ToBytes(
+      "refbus linkage tally v1\nagency agency-a\nlinkage-id 5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a\n"
+      "victims 2\ndeletion-items 1283\nfrom 2024-03-01\nto 2026-10-31\nmade-at-ms "
+      "1780000000000\nnonce 11111111111111111111111111111111\nsignature " +
+      std::string(32, 'a') + " " + std::string(128, 'b') + "\n");
+  add("linkage-tally", f);
+  f = {};
+  f.type = T::kLinkageTally;
+  f.linkage_tally.entry_index = 42;
+  f.linkage_tally.tally_sha256 = Bytes(32, 0x07);
+  add("linkage-tally-proof", f);
   f = {};
   f.type = T::kAddCosignature;
   f.add_cosignature.checkpoint = CosignedNote(fx, 100);

@@ -6,179 +6,34 @@
 // notice with one linkage id; one center's two entries, one entry alone, and an entry
 // withdrawn by a revocation open nothing and send no notice.
 #include <gtest/gtest.h>
-#include <sys/stat.h>
 
 #include <chrono>
-#include <fstream>
 #include <iostream>
 #include <string>
 
 #include "agent/case_message.h"
 #include "agent/linkage_client.h"
 #include "keys/consent.h"
-#include "keys/directory.h"
 #include "keys/secret.h"
 #include "linkage/escrow.h"
 #include "schema/codec.h"
-#include "tests/integration/agent_daemon.h"
-#include "tests/integration/harness.h"
+#include "tests/integration/linkage_fixture.h"
 
 namespace refbus::testing {
 namespace linkage_escrow_test {  // Named after the file: unity builds share one scope.
 
-using schema::AgencyType;
+using linkage_fixture::kEscrow;
 
-constexpr char kEvalB[] = "eval-b";
 constexpr char kSeoul[] = "seoul-center";
 constexpr char kIncheon[] = "incheon-center";
-constexpr char kEscrow[] = "central-center";
 // A listed center with no daemon: the tests send its envelopes by hand, as a center running
 // a client of its own (or lying) would.
 constexpr char kBusan[] = "busan-center";
 
-class LinkageEscrowTest : public ::testing::Test {
+class LinkageEscrowTest : public linkage_fixture::LinkageFixture {
  protected:
-  void SetUp() override {
-    root_ = MakeTempDir("refbus-linkage-escrow-test");
-    ASSERT_TRUE(fed_.Create(root_, {kBroker, kEvalB},
-                            {{kSeoul, AgencyType::kSupportCenter, kBroker},
-                             {kIncheon, AgencyType::kSupportCenter, kBroker},
-                             {kEscrow, AgencyType::kSupportCenter, kBroker},
-                             {kBusan, AgencyType::kSupportCenter, kBroker}}));
-    keys::DirectoryEdit edit;
-    const UnixMillis now = SystemClock::Get().NowMillis();
-    for (const char* b : {kBroker, kEvalB}) {
-      const std::string pub = MakeKeyFile(fed_.Dir(b) + "/linkage.key");
-      ASSERT_EQ(pub.size(), 64u) << b;
-      keys::Listing l;
-      l.region = b;
-      l.roles = keys::DefaultRoles(schema::PartyKind::kBroker, AgencyType::kUnspecified);
-      l.roles.push_back(schema::Role::kLinkageEvaluator);
-      l.linkage_key = *HexDecode(pub);
-      auto rec = keys::MakePartyRecord(fed_.LoadIdentity(b), l, now, nullptr);
-      ASSERT_TRUE(rec.ok()) << rec.status().ToString();
-      edit.upserts.push_back(*rec);
-    }
-    keys::Listing esc;
-    esc.agency_type = AgencyType::kSupportCenter;
-    esc.region = "central";
-    esc.home_broker = kBroker;
-    esc.roles = keys::DefaultRoles(schema::PartyKind::kAgency, AgencyType::kSupportCenter);
-    esc.roles.push_back(schema::Role::kLinkageEscrow);
-    auto rec = keys::MakePartyRecord(fed_.LoadIdentity(kEscrow), esc, now, nullptr);
-    ASSERT_TRUE(rec.ok()) << rec.status().ToString();
-    edit.upserts.push_back(*rec);
-    ASSERT_TRUE(fed_.Reissue(edit));
-    for (const char* b : {kBroker, kEvalB}) {
-      brokers_[b] = std::make_unique<Broker>(fed_, b, root_ + "/" + b + "-data");
-      brokers_[b]->set_policy("allow_unscoped_opaque = false");
-      brokers_[b]->set_extra("[linkage]\nkey_file = \"" + fed_.Dir(b) +
-                             "/linkage.key\"\ndaily_quota = 50\n");
-      ASSERT_TRUE(brokers_[b]->Start()) << brokers_[b]->Log();
-    }
-    const std::string linkage = "[linkage]\nfirst_evaluator = \"" + std::string(kBroker) +
-                                "\"\nfirst_endpoint = \"" + brokers_[kBroker]->endpoint() +
-                                "\"\nsecond_evaluator = \"" + kEvalB + "\"\nsecond_endpoint = \"" +
-                                brokers_[kEvalB]->endpoint() +
-                                "\"\ntimeout_ms = " + std::to_string(Scaled(5000)) + "\n";
-    for (const char* id : {kSeoul, kIncheon, kEscrow}) {
-      agents_[id] = std::make_unique<AgentDaemon>(fed_, id, root_, brokers_[kBroker]->endpoint());
-      agents_[id]->set_extra(linkage);
-      ASSERT_TRUE(agents_[id]->Start()) << id;
-    }
-    for (auto& [id, a] : agents_) a->WaitForSession();
-  }
-  void TearDown() override {
-    for (auto& [id, a] : agents_) EXPECT_EQ(a->Stop(), 0) << id << " did not stop cleanly";
-    agents_.clear();
-    for (auto& [id, b] : brokers_) EXPECT_EQ(b->Stop(), 0) << id;
-    brokers_.clear();
-    if (!HasFailure()) RemoveTree(root_);
-  }
-  AgentDaemon& A(const std::string& id) { return *agents_.at(id); }
-
-  // refbus-broker linkage-key --out path; returns the public key hex it printed.
-  std::string MakeKeyFile(const std::string& path) {
-    const std::string out = path + ".out";
-    Process p;
-    if (!p.Start({BinDir() + "/refbus-broker", "linkage-key", "--out", path}, out)) return "";
-    EXPECT_EQ(p.Wait(Scaled(10000)), 0);
-    std::ifstream in(out);
-    std::string line, hex;
-    while (std::getline(in, line)) {
-      auto at = line.find("): ");
-      if (line.find("linkage_key for this broker") != std::string::npos && at != std::string::npos)
-        hex = line.substr(at + 3);
-    }
-    return hex;
-  }
-
-  // A case at `id` whose grant lets its entries go to the escrow; returns the case ref.
-  std::string LinkageCase(const std::string& id, const std::string& local) {
-    Json grant = A(id).Ok("POST", "/v1/consents",
-                          {{"local_case", local},
-                           {"basis", "consent-subject"},
-                           {"consenters", {"subject"}},
-                           {"purposes", {"linkage"}},
-                           {"categories", {"incident-summary"}},
-                           {"recipients", {kEscrow}},
-                           {"valid_days", 90},
-                           {"retention_days", 365},
-                           {"operator", "officer-1"}});
-    grants_[id + "/" + local] = grant.value("grant_id", "");
-    return grant.value("case_ref", "");
-  }
-
-  Json AddPhone(const std::string& id, const std::string& case_ref, const std::string& phone) {
-    return A(id).Ok("POST", "/v1/cases/" + case_ref + "/links",
-                    {{"kind", "phone"}, {"value", phone}, {"operator", "officer-1"}});
-  }
-
-  // Waits until the escrow has taken up `n` linkage entries (held, not refused; from `from`
-  // only, if given: entries under a revoked grant are purged afterwards).
-  void WaitForEntriesHeld(size_t n, const std::string& from = "") {
-    A(kEscrow).WaitFor(
-        "/v1/inbox",
-        [&](const Json& l) {
-          size_t held = 0;
-          for (const auto& m : l) {
-            held += m.value("kind", "") == "linkage-entry" && m.value("status", "") == "ok" &&
-                    (from.empty() || m.value("from", "") == from);
-          }
-          return held >= n;
-        },
-        std::to_string(n) + " linkage entries at the escrow", Scaled(20000));
-  }
-
-  // refbus-agent ARGS... against the daemon of `id`; its output, and its exit code in *rc.
-  std::string LinkCli(const std::string& id, std::vector<std::string> args, int* rc) {
-    AgentDaemon& a = A(id);
-    std::vector<std::string> argv = {BinDir() + "/refbus-agent"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    for (const std::string& s :
-         {std::string("--url"), a.url(), std::string("--token-file"), a.data_dir() + ".token"}) {
-      argv.push_back(s);
-    }
-    const std::string log = root_ + "/cli-" + std::to_string(++cli_runs_) + ".log";
-    Process p;
-    *rc = p.Start(argv, log) ? p.Wait(Scaled(30000)) : -1;
-    return Slurp(log);
-  }
-
-  // The escrow's timeline events named `event` on the case.
-  size_t EscrowEvents(const std::string& case_ref, const std::string& event) {
-    Json c = A(kEscrow).Ok("GET", "/v1/cases/" + case_ref);
-    size_t n = 0;
-    for (const auto& e : c.value("timeline", Json::array())) n += e.value("event", "") == event;
-    return n;
-  }
-
-  std::string root_;
-  Federation fed_;
-  std::map<std::string, std::unique_ptr<Broker>> brokers_;
-  std::map<std::string, std::unique_ptr<AgentDaemon>> agents_;
-  std::map<std::string, std::string> grants_;
-  int cli_runs_ = 0;
+  std::vector<std::string> Centers() const override { return {kSeoul, kIncheon}; }
+  std::vector<std::string> ListedOnly() const override { return {kBusan}; }
 };
 
 TEST_F(LinkageEscrowTest, SamePhoneInTwoSpellingsAtTwoCentersGivesBothOneNotice) {
@@ -310,6 +165,8 @@ TEST_F(LinkageEscrowTest, EntryNeedsAGrantWithPurposeLinkageAndAValidIdentifier)
                     {{"kind", "phone"}, {"value", "010-12"}, {"operator", "officer-1"}}, 400,
                     "phone");
   EXPECT_EQ(A(kSeoul).Ok("GET", "/v1/links"), Json::array());
+}
+
 }
 
 // The escrow's refusals of malformed entries (PROTOCOL.md 13.6), sent by a listed center

@@ -327,6 +327,9 @@ Frame FrameOf(Frame::Type type) {
       f.linkage_evaluated.evaluated_element = Fill(kLinkageElementBytes, 0x48);
       f.linkage_evaluated.proof = Fill(kLinkageProofBytes, 0x49);
       break;
+    case Frame::Type::kLinkageTally:
+      f.linkage_tally.signed_tally = Fill(400, 0x4b);
+      break;
   }
   return f;
 }
@@ -358,6 +361,7 @@ const std::vector<Frame::Type>& AllFrameTypes() {
       Frame::Type::kLinkageEvaluate,
       Frame::Type::kLinkageEvaluated,
       Frame::Type::kRosterUpdate,
+      Frame::Type::kLinkageTally,
   };
   return kTypes;
 }
@@ -396,6 +400,32 @@ const std::vector<NamedDecoder>& AllDecoders() {
     return ::testing::AssertionSuccess();
   }
   return ::testing::AssertionFailure() << "unexpected status " << s.ToString();
+}
+
+// A LinkageTally frame is a tally to record or a proof to give again: never both, never
+// neither, and the sizes exact.
+TEST(FrameCodecTest, LinkageTallyIsOneFormOrTheOther) {
+  Frame proof;
+  proof.type = Frame::Type::kLinkageTally;
+  proof.linkage_tally.entry_index = 42;
+  proof.linkage_tally.tally_sha256 = Fill(32, 0x07);
+  auto back = DecodeFrame(EncodeFrame(proof));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->linkage_tally.entry_index, 42u);
+  EXPECT_TRUE(back->linkage_tally.signed_tally.empty());
+  Frame both = proof;
+  both.linkage_tally.signed_tally = Fill(10, 0x01);
+  EXPECT_EQ(DecodeFrame(EncodeFrame(both)).status().code(), Code::kMalformed);
+  Frame neither = proof;
+  neither.linkage_tally.tally_sha256.clear();
+  EXPECT_EQ(DecodeFrame(EncodeFrame(neither)).status().code(), Code::kMalformed);
+  Frame short_hash = proof;
+  short_hash.linkage_tally.tally_sha256 = Fill(31, 0x07);
+  EXPECT_EQ(DecodeFrame(EncodeFrame(short_hash)).status().code(), Code::kMalformed);
+  Frame big;
+  big.type = Frame::Type::kLinkageTally;
+  big.linkage_tally.signed_tally = Fill(kMaxSignedTallyBytes + 1, 0x01);
+  EXPECT_EQ(DecodeFrame(EncodeFrame(big)).status().code(), Code::kMalformed);
 }
 
 // =====================================================================================
@@ -549,6 +579,10 @@ TEST(FrameCodecTest, RoundTripsEveryBodyType) {
       case Frame::Type::kLinkageEvaluated:
         EXPECT_EQ(out->linkage_evaluated.evaluated_element, in.linkage_evaluated.evaluated_element);
         EXPECT_EQ(out->linkage_evaluated.proof, in.linkage_evaluated.proof);
+        break;
+      case Frame::Type::kLinkageTally:
+        EXPECT_EQ(out->linkage_tally.signed_tally, in.linkage_tally.signed_tally);
+        EXPECT_TRUE(out->linkage_tally.tally_sha256.empty());
         break;
     }
   }
