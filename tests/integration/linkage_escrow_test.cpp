@@ -23,6 +23,7 @@ namespace refbus::testing {
 namespace linkage_escrow_test {  // Named after the file: unity builds share one scope.
 
 using linkage_fixture::kEscrow;
+using linkage_fixture::kEvalB;
 
 constexpr char kSeoul[] = "seoul-center";
 constexpr char kIncheon[] = "incheon-center";
@@ -165,8 +166,6 @@ TEST_F(LinkageEscrowTest, EntryNeedsAGrantWithPurposeLinkageAndAValidIdentifier)
                     {{"kind", "phone"}, {"value", "010-12"}, {"operator", "officer-1"}}, 400,
                     "phone");
   EXPECT_EQ(A(kSeoul).Ok("GET", "/v1/links"), Json::array());
-}
-
 }
 
 // The escrow's refusals of malformed entries (PROTOCOL.md 13.6), sent by a listed center
