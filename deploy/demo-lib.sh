@@ -126,8 +126,13 @@ jget() { sed -n "s/.*\"$2\": *\"\\([^\"]*\\)\".*/\\1/p" <<<"$1" | head -1; }
 # wait_for AGENCY OPERATOR PATTERN COMMAND...: until the command's output matches.
 wait_for() {
   local a=$1 op=$2 pat=$3; shift 3
-  for _ in $(seq 200); do ag "$a" "$op" "$@" 2>/dev/null | grep -q -- "$pat" && return 0; sleep 0.05; done
-  die "$a never saw '$pat' in '$*' (logs: $work/$a.log, $work/*-broker.log)"
+  local out=""
+  for _ in $(seq 200); do
+    out=$(ag "$a" "$op" "$@" 2>&1) && grep -q -- "$pat" <<<"$out" && return 0
+    sleep 0.05
+  done
+  printf '%s\n' "$out" | head -40 >&2
+  die "$a never saw '$pat' in '$*' (its last answer above; logs: $work/$a.log, $work/*-broker.log)"
 }
 
 # The auditor (its folder $work/fed/AUDITOR) fetches each broker's audit log with one

@@ -172,8 +172,8 @@ wait_for central-dsc dsc-han "${req2:0:12}" deletions --json
 ag central-dsc dsc-han deletion-status "$req2" --item v1:received --item v2:received --item v3:received >/dev/null
 ag central-dsc dsc-han deletion-status "$req2" --item v1:notified --item v2:removed --item v3:notified >/dev/null
 ag central-dsc dsc-han deletion-status "$req2" --item v1:removed --item v3:reappeared >/dev/null
-wait_for seoul-police-03 officer-park '"report_seq": *3' deletions --json
-wait_for busan-support sc-choi '"report_seq": *3' deletions --json
+wait_for seoul-police-03 officer-park '"v3": "reappeared"' deletions --json
+wait_for busan-support sc-choi '"v3": "reappeared"' deletions --json
 echo "    seoul-police-03 sees:"; ag seoul-police-03 officer-park deletions | sed 's/^/      /'
 echo "    busan-support sees:"; ag busan-support sc-choi deletions | sed 's/^/      /'
 
@@ -199,7 +199,7 @@ echo "    busan-support sees:"; ag busan-support sc-choi referrals | sed 's/^/  
 wait_for central-dsc dsc-han "${req4:0:12}" deletions --json
 ag central-dsc dsc-han deletion-status "$req4" --item w1:received --item w2:received >/dev/null
 ag central-dsc dsc-han deletion-status "$req4" --item w1:removed --item w2:notified >/dev/null
-wait_for busan-counsel-01 counselor-lee '"report_seq": *2' deletions --json
+wait_for busan-counsel-01 counselor-lee '"w2": "notified"' deletions --json
 echo "    busan-counsel-01 sees central-dsc's report:"; ag busan-counsel-01 counselor-lee deletions | sed 's/^/      /'
 
 printf '\n  -- Path 5: the guardian withdraws both consents; Busan and Central purge and confirm --\n'
