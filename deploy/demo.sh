@@ -9,8 +9,10 @@
 # agency, each at its home broker (deploy/workflow-demo.sh); then linkage (issue 19): the
 # Incheon, Seoul and Busan support centers enter the identifiers their cases hold, two
 # evaluator brokers turn them into pseudonyms no single party can compute, and the Central
-# center's matching escrow finds exactly the ones shared and tells each center
-# (deploy/linkage-demo.sh).
+# center's matching escrow finds exactly the ones shared and tells each center; each center
+# signs a tally of its victims and deletion items about the shared video, the lead center
+# builds the joint evidence bundle and refbus-audit check-bundle verifies it (and refuses a
+# tally edited by one byte) (deploy/linkage-demo.sh).
 #
 #   deploy/demo.sh [--work DIR] [--console]
 #     --work DIR   default: build/demo; wiped at start, kept at the end
@@ -102,5 +104,7 @@ echo "             (Seoul, Busan, Central), every refusal shown above, each brok
 echo "             verified; logs in $work/workflows"
 echo "  linkage: three centers' identifiers, typed differently, matched at the Central center's"
 echo "           escrow through two evaluator brokers: exactly the four shared ones, a notice at"
-echo "           each center, unrelated ones unmatched; logs in $work/linkage"
+echo "           each center, unrelated ones unmatched; the joint evidence bundle of three"
+echo "           centers' tallies verified (15 victims, 10,744 deletion items), an edited one"
+echo "           refused; logs in $work/linkage"
 echo "  data left in: $work"

@@ -285,14 +285,48 @@ for b in "${brokers[@]}"; do
 done
 echo "    no daemon's log names any identifier"
 
-# bundle step: issue 19 item 4
-# (the lead center assembles the joint evidence bundle from each center's tally about the
-# video's linkage id, refbus-audit check-bundle verifies it, a tally edited by one byte is
-# refused: added once `link tally|bundle` is merged)
-
-step="10h audit"
+step="10h bundle"
 echo
-echo "  -- 10h. The auditor fetches and verifies each broker's audit log --"
+echo "  -- 10h. The joint evidence bundle: each center signs a tally about the video's linkage --"
+# Each center signs a tally (victims it supports, deletion items it handled, dates) about
+# the video's linkage id; its home broker records the tally's hash in its audit log and
+# hands back the entry, its inclusion proof and a signed checkpoint (PROTOCOL.md 13.7).
+# Seoul and Busan give theirs to Incheon as evidence files; Incheon, the lead, builds the
+# bundle a prosecutor can check offline with refbus-audit check-bundle.
+lid=$(matched incheon-center | jq -r '.[] | select(.kind == "content-sha256") | .linkage_id')
+[[ -n $lid ]] || fail "Incheon holds no linkage id for the video"
+ag seoul-center sc-kang link tally "$lid" --victims 6 --deletion-items 4870 \
+  --from 2024-06-10 --to 2025-10-02 --out "$work/seoul-evidence.json" >/dev/null ||
+  fail "Seoul's tally was not recorded"
+ag busan-center bs-park link tally "$lid" --victims 7 --deletion-items 4591 \
+  --from 2024-02-20 --to 2025-09-14 --out "$work/busan-evidence.json" >/dev/null ||
+  fail "Busan's tally was not recorded"
+ag incheon-center yoo-hoyoon link tally "$lid" --victims 2 --deletion-items 1283 \
+  --from 2024-01-15 --to 2025-11-28 >/dev/null || fail "Incheon's tally was not recorded"
+ag incheon-center yoo-hoyoon link bundle "$lid" --out "$work/bundle.json" \
+  --with "$work/seoul-evidence.json" --with "$work/busan-evidence.json" >/dev/null ||
+  fail "Incheon could not build the bundle"
+echo "    incheon-center built $work/bundle.json from three tallies; a court clerk checks it:"
+checked=$("$bin/refbus-audit" check-bundle "$work/bundle.json" --dir "$work/fed/audit-office") ||
+  fail "the bundle did not verify: $checked"
+sed 's/^/      /' <<<"$checked"
+grep -q "15 victims, 10744 deletion items" <<<"$checked" ||
+  fail "the bundle's total is not 15 victims and 10744 deletion items"
+# One byte of Seoul's tally changed (6 victims made 9): check-bundle names that tally.
+sed 's/victims 6\\n/victims 9\\n/' "$work/bundle.json" >"$work/bundle-edited.json"
+cmp -s "$work/bundle.json" "$work/bundle-edited.json" && fail "the edit of Seoul's tally did not apply"
+set +e
+edited=$("$bin/refbus-audit" check-bundle "$work/bundle-edited.json" --dir "$work/fed/audit-office" 2>&1)
+rc=$?
+set -e
+[[ $rc -eq 1 ]] || fail "the edited bundle was not refused (exit $rc)"
+grep -q "FAILED tally .* (seoul-center)" <<<"$edited" || fail "check-bundle did not name Seoul's tally"
+echo "    the same bundle with Seoul's 6 victims edited to 9 (one byte): refused (exit 1):"
+grep "FAILED" <<<"$edited" | sed 's/^/      /'
+
+step="10i audit"
+echo
+echo "  -- 10i. The auditor fetches and verifies each broker's audit log --"
 demo_audit_all audit-office
 echo "    what capital-broker's log records of Incheon's case ${case_of[ICN-2025-0311]} (ids, agencies,"
 echo "    kinds of message and times; never an identifier, a share or a record):"
