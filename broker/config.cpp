@@ -109,6 +109,16 @@ Status LoadMetrics(const toml::table& root, ConfigReader& r, Config& c) {
   return Status::Ok();
 }
 
+}  // namespace
+
+uint64_t DefaultIoThreads(unsigned cores) {
+  // Two from two cores up (CURVE and the many connections' reads and writes on both cores),
+  // one per two cores beyond, at most four.
+  return cores < 2 ? 1 : std::clamp<uint64_t>(cores / 2, 2, 4);
+}
+
+namespace {
+
 // The [limits] section.
 Status LoadLimits(ConfigReader& r, Config& c) {
   REFBUS_RETURN_IF_ERROR(
@@ -119,6 +129,8 @@ Status LoadLimits(ConfigReader& r, Config& c) {
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "max_batch", 1, 65536, &c.max_batch));
   c.verify_threads = std::max(1u, std::thread::hardware_concurrency()) - 1;
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "verify_threads", 0, 64, &c.verify_threads));
+  c.io_threads = DefaultIoThreads(std::thread::hardware_concurrency());
+  REFBUS_RETURN_IF_ERROR(r.Uint("limits", "io_threads", 1, 16, &c.io_threads));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "delivery_window", 1, 65536, &c.delivery_window));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "redelivery_ms", 100, 3600000, &c.redelivery_ms));
   REFBUS_RETURN_IF_ERROR(r.Uint("limits", "map_size_mb", 16, 1u << 20, &c.map_size_mb));
@@ -157,10 +169,10 @@ Result<Config> LoadConfig(const std::string& path) {
   REFBUS_RETURN_IF_ERROR(
       r.NoUnknown("broker", {"id", "bind", "data_dir", "key_file", "passphrase_file", "directory",
                              "anchor", "trust_state", "endpoint_file", "status_file"}));
-  REFBUS_RETURN_IF_ERROR(r.NoUnknown(
-      "limits",
-      {"max_frame_bytes", "mailbox_quota", "sender_quota", "max_batch", "verify_threads",
-       "delivery_window", "redelivery_ms", "map_size_mb", "refusals_audited_per_minute"}));
+  REFBUS_RETURN_IF_ERROR(
+      r.NoUnknown("limits", {"max_frame_bytes", "mailbox_quota", "sender_quota", "max_batch",
+                             "verify_threads", "io_threads", "delivery_window", "redelivery_ms",
+                             "map_size_mb", "refusals_audited_per_minute"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("policy", {"allow_unscoped_opaque"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown("audit", {"checkpoint_interval_ms"}));
   REFBUS_RETURN_IF_ERROR(r.NoUnknown(

@@ -25,6 +25,9 @@
 //   verify_threads = N                  # threads besides the event loop that check
 //                                       # envelope signatures (default: cores - 1; 0: the
 //                                       # loop checks them alone)
+//   io_threads = N                      # ZeroMQ I/O threads (CURVE, sockets, heartbeats)
+//                                       # (default: 1 on one core, else cores / 2
+//                                       # between 2 and 4; 1-16)
 //   delivery_window = 256               # unacked deliveries per recipient
 //   redelivery_ms = 10000               # resend an unacked delivery after this long
 //   map_size_mb = 4096                  # LMDB map size
@@ -109,6 +112,7 @@ struct Config {
   uint64_t sender_quota = 0;  // 0: half the mailbox quota
   uint64_t max_batch = 1024;
   uint64_t verify_threads = 0;  // set to cores - 1 when the file does not say
+  uint64_t io_threads = 1;      // ZeroMQ I/O threads; set from the cores when the file does not say
   uint64_t delivery_window = 256;
   uint64_t redelivery_ms = 10000;
   uint64_t map_size_mb = 4096;
@@ -139,6 +143,9 @@ struct Config {
 };
 
 Result<Config> LoadConfig(const std::string& path);
+
+// The default [limits] io_threads for a machine with this many cores (0: unknown).
+uint64_t DefaultIoThreads(unsigned cores);
 
 }  // namespace refbus::broker
 

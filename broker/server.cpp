@@ -73,6 +73,8 @@ using server_internal::kStatusPeriodMs;
 Result<std::unique_ptr<Server>> Server::Create(const Config& config) {
   std::unique_ptr<Server> s(new Server());
   s->config_ = config;
+  // Before the first socket: libzmq fixes its I/O threads when it starts.
+  s->context_.set(zmq::ctxopt::io_threads, static_cast<int>(config.io_threads));
   RefusalLimits limits;
   limits.audited_per_window = config.refusals_audited_per_minute;
   s->refusals_ = RefusalLimiter(limits);
@@ -216,11 +218,14 @@ Server::~Server() {
   }
 }
 
-void Server::TakeAndFinish(bool stopping, Status* final_status) {
+void Server::TakeAndFinish(UnixMillis now, bool stopping, Status* final_status) {
   if (!busy_ && !queue_.done_ready()) return;
   std::unique_ptr<Job> job = queue_.TakeDone();
   if (job == nullptr) return;
   busy_ = false;
+  // The writer need not wait for this job's replies: the next turn was gathered while it
+  // committed and depends on nothing Finish does (what Finish adds goes to the turn after).
+  DispatchDue(now, stopping);
   Status s = Finish(*job);
   if (stopping && !s.ok()) *final_status = s;
 }
@@ -317,12 +322,12 @@ Status Server::Run() {
     }
     // The commit in flight returned: answer it and start the next one at once, with what
     // accumulated meanwhile.
-    TakeAndFinish(stopping, &final_status);
+    TakeAndFinish(now, stopping, &final_status);
     DispatchDue(now, stopping);
     if (reading) ReadBurst(now);
     for (auto& [rid, f] : turn_.direct) Send(rid, f);
     turn_.direct.clear();
-    TakeAndFinish(stopping, &final_status);
+    TakeAndFinish(now, stopping, &final_status);
     DispatchDue(now, stopping);
     if (!stopping) Housekeep(now);
   }

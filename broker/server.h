@@ -286,8 +286,9 @@ class Server {
   Status StartLinks();
   // Starts the writer and commits the start events (BROKER_STARTED, DIRECTORY_LOADED).
   Status StartWriter(UnixMillis now);
-  // Loop thread: takes the finished job, if any, and finishes it.
-  void TakeAndFinish(bool stopping, Status* final_status);
+  // Loop thread: takes the finished job, if any, hands the writer the next turn at once
+  // (DispatchDue), then finishes the job (its replies and counts) while that one commits.
+  void TakeAndFinish(UnixMillis now, bool stopping, Status* final_status);
   // Loop thread: hands the accumulated turn to the writer when it is free.
   void DispatchDue(UnixMillis now, bool stopping);
   // Loop thread: reads what is waiting (up to the batch limit) and handles it.

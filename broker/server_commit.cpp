@@ -3,6 +3,7 @@
 // expiry sweep and a checkpoint when asked), and the loop, once the job is back, counts
 // what was stored, marks the mailboxes that got something new and sends the Turn's
 // replies (Finish). Nothing is acked before its commit returned.
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -74,6 +75,7 @@ void Server::Dispatch(UnixMillis now, bool expire, bool checkpoint) {
 }
 
 void Server::WriterMain() {
+  pthread_setname_np(pthread_self(), "rb-writer");  // what top -H and /proc show
   while (std::unique_ptr<Job> job = queue_.Pop()) {
     CommitJob(*job);
     queue_.PushDone(std::move(job));

@@ -23,7 +23,13 @@ Status Server::Bind() {
     router_ = zmq::socket_t(context_, zmq::socket_type::router);
     REFBUS_RETURN_IF_ERROR(zmqx::ConfigureCurveServer(
         router_, identity_->transport_secret_key().view(), directory_.directory.federation));
-    REFBUS_RETURN_IF_ERROR(zmqx::ConfigureHeartbeat(router_, zmqx::Heartbeat{}));
+    // A PING every 10 s to each connection (agents' own every 2 s): libzmq 4.3 arms a
+    // timer per PING and cancels it by walking the I/O thread's whole timer map, so with
+    // 1,000 agencies the broker's 2 s PINGs cost a few % of a core idle (README,
+    // performance). A silent agent is still dropped within the 10 s TTL its own PINGs
+    // ask for; a peer that sends no PINGs within 30 s.
+    REFBUS_RETURN_IF_ERROR(zmqx::ConfigureHeartbeat(
+        router_, zmqx::Heartbeat{.interval_ms = 10000, .timeout_ms = 30000, .ttl_ms = 30000}));
     router_.set(zmq::sockopt::router_mandatory, 1);
     // libzmq drops a connection that sends more than this, before buffering it: a hard
     // memory bound. Frames between max_frame_bytes and this bound get a TOO_LARGE nack.

@@ -1,5 +1,7 @@
 #include "broker/verify_pool.h"
 
+#include <pthread.h>
+
 namespace refbus::broker {
 
 VerifyPool::VerifyPool(unsigned workers) {
@@ -55,6 +57,7 @@ size_t VerifyPool::Drain() {
 }
 
 void VerifyPool::WorkerMain() {
+  pthread_setname_np(pthread_self(), "rb-verify");  // what top -H and /proc show
   unsigned long seen = 0;
   while (true) {
     {

@@ -4,7 +4,7 @@
 // message count and in-flight window.
 //
 //   broker_bench [--messages N] [--window W] [--rate R] [--paced-messages P]
-//                [--verify-threads T]
+//                [--verify-threads T] [--io-threads I]
 //
 // Prints for each target: throughput (submit -> durable ack), ack latency p50/p99, and for
 // a paced run at R messages/s the ack latency p50/p99; then the ratio of the rates.
@@ -17,11 +17,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -52,7 +54,17 @@ struct Options {
   size_t rate = 1000;
   size_t paced_messages = 5000;
   long verify_threads = -1;  // -1: the broker's default (cores - 1)
+  long io_threads = -1;      // -1: the broker's default (DefaultIoThreads)
 };
+
+// The broker's commit totals from its status file: commits, seconds in them, envelopes.
+std::array<double, 3> CommitTotals(const std::string& status_json) {
+  auto j = nlohmann::json::parse(status_json, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return {};
+  double n = 0;
+  for (const auto& b : j.value("commit_buckets", nlohmann::json::array())) n += b.get<double>();
+  return {n, j.value("commit_seconds_sum", 0.0), j.value("commit_envelopes_sum", 0.0)};
+}
 
 // ---- The plain forwarder: CURVE ROUTER, acks every submit at once, forwards the
 // envelope to the recipient's connection if it has said hello. No checks, no storage.
@@ -267,6 +279,8 @@ int main(int argc, char** argv) {
       o.paced_messages = v;
     else if (k == "--verify-threads")
       o.verify_threads = static_cast<long>(v);
+    else if (k == "--io-threads")
+      o.io_threads = static_cast<long>(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -312,6 +326,7 @@ int main(int argc, char** argv) {
   testing::Broker broker(fed, "bench-broker", root + "/broker-data");
   std::string limits = "mailbox_quota = 10000000\nmax_batch = 4096\ndelivery_window = 1024";
   if (o.verify_threads >= 0) limits += "\nverify_threads = " + std::to_string(o.verify_threads);
+  if (o.io_threads >= 0) limits += "\nio_threads = " + std::to_string(o.io_threads);
   broker.set_limits(limits);
   if (fwd_ep.empty() || !broker.Start()) {
     std::fprintf(stderr, "cannot start the targets\n");
@@ -324,9 +339,11 @@ int main(int argc, char** argv) {
     std::string endpoint;
     RunResult full, paced;
     double cpu_us_per_msg = -1;  // the target process's CPU time during the full-speed run
+    std::map<std::string, double> thread_cpu;  // the same by thread name, seconds
+    std::string commits;  // the broker's group commits during the full-speed run
   };
-  std::vector<Target> targets = {{"plain CURVE forwarder", fwd_ep, {}, {}},
-                                 {"refbus-broker", broker.endpoint(), {}, {}}};
+  std::vector<Target> targets = {{"plain CURVE forwarder", fwd_ep, {}, {}, -1, {}, {}},
+                                 {"refbus-broker", broker.endpoint(), {}, {}, -1, {}, {}}};
   size_t offset = 0;
   for (auto& t : targets) {
     zmq::context_t ctx;
@@ -342,9 +359,33 @@ int main(int argc, char** argv) {
     }
     std::vector<Bytes> mine(envelopes.begin(), envelopes.end());
     pid_t target_pid = &t == &targets[0] ? fwd : broker.process().pid();
+    const bool is_broker = &t == &targets[1];
+    // The broker writes its status each second: wait for one written after the run.
+    const auto commit_totals = [&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+      return CommitTotals(broker.StatusJson());
+    };
+    const std::array<double, 3> commits_before =
+        is_broker ? commit_totals() : std::array<double, 3>{};
     double cpu_before = ProcessCpuSeconds(target_pid);
+    auto threads_before = refbus::bench::ThreadCpuSeconds(target_pid);
     t.full = Drive(c, mine, o.messages, o.window, 0);
     double cpu_after = ProcessCpuSeconds(target_pid);
+    t.thread_cpu = refbus::bench::ThreadCpuSeconds(target_pid);
+    for (auto& [name, sec] : t.thread_cpu) sec -= threads_before[name];
+    if (is_broker) {
+      const std::array<double, 3> after = commit_totals();
+      const double n = after[0] - commits_before[0];
+      const double secs = after[1] - commits_before[1];
+      const double envs = after[2] - commits_before[2];
+      char line[200];
+      std::snprintf(line, sizeof(line),
+                    "%.0f group commits, %.1f envelopes and %.2f ms each; the writer in a commit "
+                    "%.0f%% of the run",
+                    n, n > 0 ? envs / n : 0, n > 0 ? secs * 1e3 / n : 0,
+                    t.full.seconds > 0 ? 100 * secs / t.full.seconds : 0);
+      t.commits = line;
+    }
     if (cpu_before >= 0 && cpu_after >= 0 && t.full.acked > 0) {
       t.cpu_us_per_msg = (cpu_after - cpu_before) * 1e6 / static_cast<double>(t.full.acked);
     }
@@ -372,6 +413,13 @@ int main(int argc, char** argv) {
     Report(t.name, t.full);
     std::printf("  %s CPU time per message (user + system, /proc): %.1f us\n", t.name,
                 t.cpu_us_per_msg);
+    if (!t.commits.empty()) std::printf("    %s\n", t.commits.c_str());
+    // By thread: where the time goes, and how busy each thread was over the run's wall time.
+    for (const auto& [name, sec] : t.thread_cpu) {
+      if (sec <= 0 || t.full.acked == 0 || t.full.seconds <= 0) continue;
+      std::printf("    thread %-14s %7.1f us per message, busy %3.0f%% of the run\n", name.c_str(),
+                  sec * 1e6 / static_cast<double>(t.full.acked), 100.0 * sec / t.full.seconds);
+    }
   }
   std::printf("paced at %zu msg/s (%zu messages):\n", o.rate, o.paced_messages);
   for (const auto& t : targets) Report(t.name, t.paced);

@@ -3,6 +3,7 @@
 // allow_unscoped_opaque, so the figures are the broker's and not the senders' sealing).
 //
 //   scale_bench --mode scale [--agencies 10,100,1000] [--messages N] [--window W]
+//               [--broker-limits "io_threads = 1"]
 //   scale_bench --mode backlog [--backlog N] [--online-messages M] [--window W]
 //
 // scale: one directory of max(agencies) agencies; for each count C a fresh broker, C
@@ -303,6 +304,8 @@ int RunScale(bench::Flags& flags) {
   std::vector<size_t> counts = flags.GetList("agencies", "10,100,1000");
   size_t messages = flags.GetSize("messages", 20000);
   size_t window = flags.GetSize("window", 256);
+  // More [limits] lines for the broker, e.g. --broker-limits "io_threads = 1".
+  std::string extra_limits = flags.GetString("broker-limits", "");
   if (!flags.Unknown().empty() || counts.empty()) {
     std::fprintf(stderr, "scale_bench: bad or unknown arguments\n");
     return 2;
@@ -342,7 +345,7 @@ int RunScale(bench::Flags& flags) {
                          [n](size_t i) { return std::make_pair(i % n, (i + 1) % n); });
     if (envs.empty()) return 1;
     testing::Broker broker(fed, "scale-broker", root + "/data-" + std::to_string(n));
-    broker.set_limits("mailbox_quota = 10000000");
+    broker.set_limits("mailbox_quota = 10000000\n" + extra_limits);
     if (!broker.Start()) return 1;
     bench::ProcMemory at_start = bench::ReadProcMemory(broker.process().pid());
     zmq::context_t ctx;

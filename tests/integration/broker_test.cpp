@@ -6,6 +6,7 @@
 #include <sodium.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -170,6 +171,24 @@ TEST_F(BrokerTest, AgentRefusesAServerWithTheWrongKey) {
   hello.hello.party_id = "seoul-wee-01";
   c.SendFrame(hello);
   EXPECT_FALSE(c.Receive(2000).has_value());
+}
+
+// [limits] io_threads: the broker's ZeroMQ context runs that many I/O threads (libzmq
+// names them "ZMQbg/IO/<n>"), and the broker carries messages with them.
+TEST_F(BrokerTest, RunsTheZeroMqIoThreadsItIsConfiguredWith) {
+  broker_->set_limits("io_threads = 3");
+  ASSERT_TRUE(broker_->Start());
+  auto wee = Connect("seoul-wee-01");
+  auto ack = wee->Submit(SealTo(Id("seoul-wee-01"), fed_.directory(), {"seoul-counsel"}, Now()));
+  ASSERT_TRUE(ack && ack->type == Frame::Type::kAck);
+  const std::string tasks = "/proc/" + std::to_string(broker_->process().pid()) + "/task";
+  int io = 0;
+  for (const auto& t : std::filesystem::directory_iterator(tasks)) {
+    std::string name;
+    std::getline(std::ifstream(t.path() / "comm"), name);
+    if (name.rfind("ZMQbg/IO/", 0) == 0) ++io;
+  }
+  EXPECT_EQ(io, 3) << "I/O threads named ZMQbg/IO/<n> in " << tasks;
 }
 
 TEST_F(BrokerTest, EveryNackReason) {

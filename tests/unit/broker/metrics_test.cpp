@@ -11,6 +11,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "broker/config.h"
 #include "core/file.h"
@@ -353,6 +354,27 @@ TEST_F(MetricsConfigTest, RefusedNamingTheSetting) {
   c = LoadConfig(Write("[metrics]\nbind = \"127.0.0.1:0\"\nport = 1\n"));
   ASSERT_FALSE(c.ok());
   EXPECT_TRUE(HasSubstr(c.status().message(), "setting metrics.port is not a known setting"));
+}
+
+// [limits] io_threads: a default from the cores, 1 to 16 when set, refused otherwise.
+TEST_F(MetricsConfigTest, IoThreadsDefaultFromTheCoresAndRefusedOutOfRange) {
+  EXPECT_EQ(DefaultIoThreads(0), 1u);
+  EXPECT_EQ(DefaultIoThreads(1), 1u);
+  EXPECT_EQ(DefaultIoThreads(2), 2u);
+  EXPECT_EQ(DefaultIoThreads(4), 2u);
+  EXPECT_EQ(DefaultIoThreads(6), 3u);
+  EXPECT_EQ(DefaultIoThreads(64), 4u);
+  auto c = LoadConfig(Write(""));
+  ASSERT_TRUE(IsOk(c));
+  EXPECT_EQ(c->io_threads, DefaultIoThreads(std::thread::hardware_concurrency()));
+  c = LoadConfig(Write("[limits]\nio_threads = 4\n"));
+  ASSERT_TRUE(IsOk(c));
+  EXPECT_EQ(c->io_threads, 4u);
+  for (const char* bad : {"0", "17", "\"two\""}) {
+    c = LoadConfig(Write(std::string("[limits]\nio_threads = ") + bad + "\n"));
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_TRUE(HasSubstr(c.status().message(), "limits.io_threads")) << c.status().message();
+  }
 }
 
 // The listener, over HTTP, with a status the test controls.
