@@ -207,6 +207,7 @@
     [from, to].forEach(function (i) { i.placeholder = '2026-01-31'; });
     [victims, items, from, to].forEach(function (i) { i.autocomplete = 'off'; });
     T.submit(f, t('linkage.tally_submit'));
+    var out = sec.appendChild(T.el('div'));  // the evidence file's link, under its form
     f.addEventListener('submit', function (ev) {
       ev.preventDefault();
       var v = count(victims.value.trim()), n = count(items.value.trim());
@@ -216,7 +217,7 @@
           { victims: v, deletion_items: n, from: from.value.trim(), to: to.value.trim() }).then(function (r) {
         if (!r.ok) { A.showStatus(A.errorText(r) + ' ' + t('form.nothing_sent'), true); return; }
         A.showStatus(t('linkage.tallied') + ' ' + r.body.broker_id + ' #' + r.body.index, false);
-        download(sec, 'tally-evidence-' + id, 'tally-' + id.substring(0, 8) + '-' + r.body.agency + '.json',
+        download(out, 'tally-evidence-' + id, 'tally-' + id.substring(0, 8) + '-' + r.body.agency + '.json',
             r.body.evidence, t('linkage.evidence_download'));
       });
     });
@@ -231,6 +232,7 @@
     files.multiple = true;
     files.accept = '.json,application/json,text/plain';
     T.submit(f, t('linkage.bundle_submit'));
+    var out = sec.appendChild(T.el('div'));
     f.addEventListener('submit', function (ev) {
       ev.preventDefault();
       Promise.all(Array.prototype.map.call(files.files, function (x) { return x.text(); })).then(function (texts) {
@@ -239,7 +241,7 @@
         if (!r.ok) { A.showStatus(A.errorText(r), true); return; }
         var n = Array.isArray(r.body.agencies) ? r.body.agencies.length : r.body.agencies;
         A.showStatus(t('linkage.bundled') + ' ' + n, false);
-        download(sec, 'bundle-download-' + id, 'linkage-' + id.substring(0, 8) + '-bundle.json', r.body.bundle,
+        download(out, 'bundle-download-' + id, 'linkage-' + id.substring(0, 8) + '-bundle.json', r.body.bundle,
             t('linkage.bundle_download')).focus();
       });
     });

@@ -488,10 +488,12 @@ def errors_in_log(d):
                 '/v1/consents - Failed to load resource: the server responded with a status of 403',
                 '/approve - Failed to load resource: the server responded with a status of 403',
                 # the linkage refusals: a malformed identifier or unknown platform (400), a
-                # case without a linkage consent (409), the evaluators' daily quota (503)
+                # case without a linkage consent (409), the evaluators' daily quota (503),
                 '/links - Failed to load resource: the server responded with a status of 400',
                 '/links - Failed to load resource: the server responded with a status of 409',
-                '/links - Failed to load resource: the server responded with a status of 503')
+                '/links - Failed to load resource: the server responded with a status of 503',
+                # the session ended on purpose (its cookie deleted) before an entry
+                '/links - Failed to load resource: the server responded with a status of 401')
     return [e['message'] for e in d.get_log('browser')
             if e['level'] == 'SEVERE' and not any(x in e['message'] for x in expected)]
 
@@ -1027,6 +1029,18 @@ def linkage_quota(d, wee, case_ref):
     text, cls = linkage_status(d, 'url', 'https://example.org/u/perp77', 'the quota refusal')
     check(cls == 'error' and '조회 횟수를 모두 썼습니다' in text and '내일' in text,
           'linkage: over the daily quota, Korean says to try tomorrow: ' + text)
+    # A session that has ended (the agent's 401 carries WWW-Authenticate) still sends the
+    # operator to the login page, and the typed identifier goes with the page.
+    d.delete_cookie('refbus_session_' + wee.rsplit(':', 1)[1])
+    box = d.find_element('id', 'link-value')
+    box.clear()
+    box.send_keys(PHONE)
+    d.find_element('css selector', '#link-form button[type=submit]').click()
+    wait_for(lambda: d.current_url.endswith('#/login') and d.find_elements('id', 'operator'),
+             'the login page after the session ended')
+    check(not d.find_elements('id', 'link-value'), 'linkage: an ended session goes to the login '
+          'page, and the identifier field with its value is gone')
+    login(d, wee, 'kim-teacher')
 
 
 def linkage_match(d, wee, police, police_token, case_ref, shots, work):
