@@ -958,8 +958,8 @@ def linkage_status(d, kind, value, what, platform=''):
     return text, d.find_element('id', 'status').get_attribute('class')
 
 
-def nothing_identifying_kept(d, values, logs):
-    """The identifier is in no URL, no browser storage, no form field once taken, no log."""
+def nothing_identifying_kept(d, values):
+    """The identifier is in no URL, no browser storage, no form field once taken."""
     kept = d.execute_script(
         'var o = [window.location.href];'
         'for (var s of [localStorage, sessionStorage]) for (var i = 0; i < s.length; i++)'
@@ -969,12 +969,22 @@ def nothing_identifying_kept(d, values, logs):
     digits = [v for v in values if v in kept or v.replace('-', '') in kept]
     check(digits == [], 'linkage: the identifier is in no URL, storage or field afterwards (%s)'
           % (digits or 'none'))
-    found = [p for p in logs for v in values if os.path.exists(p) and
-             (v in open(p, errors='replace').read() or '48217730' in open(p, errors='replace').read())]
-    check(found == [], 'linkage: no log line holds the identifier (%s)' % (found or 'none'))
 
 
-def linkage_entries(d, wee, wee_token, shots, work):
+def identifiers_in_no_log(work):
+    """Every identifier entered (as typed at either agency, and the number's digits as in
+    its canonical form) is in no broker's or agent's log."""
+    values = [PHONE, PHONE_AT_POLICE, '48217730', 'perp@example.org', 'example.org/u/perp77',
+              'perp_77']
+    logs = [os.path.join(work, n) for n in ['broker.log', 'eval-broker.log'] +
+            [a[0] + '.log' for a in AGENCIES]]
+    found = ['%s in %s' % (v, os.path.basename(p)) for p in logs
+             for v in values if v in open(p, errors='replace').read()]
+    check(found == [] and all(os.path.getsize(p) > 0 for p in logs),
+          'linkage: no log line holds an identifier (%s)' % (found or 'none'))
+
+
+def linkage_entries(d, wee, wee_token, shots):
     """The Wee Center teacher's linkage page: the entry form from a case page, Korean
     errors (invalid phone, unknown platform, no linkage consent, quota), the entry listed."""
     login(d, wee, 'kim-teacher')
@@ -1007,8 +1017,7 @@ def linkage_entries(d, wee, wee_token, shots, work):
           'linkage: a phone number is entered: ' + text)
     wait_text(d, '#link-list td', 'the entry listed', lambda ts: case_ref in ts and '전화번호' in ts)
     check('대조 중' in text_of(d, '#link-list td'), 'linkage: the entry is listed, state 대조 중')
-    nothing_identifying_kept(d, [PHONE], [os.path.join(work, a[0] + '.log') for a in AGENCIES] +
-                             [os.path.join(work, 'broker.log'), os.path.join(work, 'eval-broker.log')])
+    nothing_identifying_kept(d, [PHONE])
     # A case whose consent has no linkage purpose: what to record first.
     other = api_ok(wee, wee_token, 'POST', '/v1/consents', {
         'local_case': 'L-19-b', 'basis': 'consent-subject', 'consenters': ['subject'],
@@ -1150,10 +1159,11 @@ def main():
         wee_revokes(d, wee, grant, case_ref, shots)
         override_needs_a_second_person(d, wee, shots)
         linkage_begun = time.time()
-        link_case = linkage_entries(d, wee, tokens['seoul-wee-01'], shots, work)
+        link_case = linkage_entries(d, wee, tokens['seoul-wee-01'], shots)
         linkage_match(d, wee, urls['seoul-police-03'], tokens['seoul-police-03'], link_case, shots,
                       work)
         linkage_quota(d, wee, link_case)
+        identifiers_in_no_log(work)
         print('linkage steps: %.1f s' % (time.time() - linkage_begun))
         language_and_time(d, wee, shots)
         errors = errors_in_log(d)
