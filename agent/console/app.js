@@ -39,7 +39,9 @@
       init.body = JSON.stringify(body);
     }
     return fetch(path, init).then(function (r) {
-      if (r.status === 401 && session.operator && path !== '/v1/login') {
+      // A 401 with WWW-Authenticate is the agent refusing the session; one without is a
+      // refusal the request met further on (a linkage evaluator's proof that fails).
+      if (r.status === 401 && r.headers.get('WWW-Authenticate') && session.operator && path !== '/v1/login') {
         // The session ended (idle timeout, logout elsewhere, account changed): log in again.
         session = { operator: '', role: '', csrf: '' };
         showSession();
@@ -247,7 +249,11 @@
       ul.appendChild(T.el('li')).appendChild(link('case.revoke', '#/revoke/' + encodeURIComponent(g)))
           .appendChild(document.createTextNode(' ' + g));
     });
-    if (!c.closed) ul.appendChild(T.el('li')).appendChild(link('case.close', '#/close/' + encodeURIComponent(c.case_ref)));
+    if (!c.closed) {
+      // The case's identifiers are entered on the linkage page; only the case goes in the URL.
+      ul.appendChild(T.el('li')).appendChild(link('case.add_link', '#/linkage/' + encodeURIComponent(c.case_ref)));
+      ul.appendChild(T.el('li')).appendChild(link('case.close', '#/close/' + encodeURIComponent(c.case_ref)));
+    }
   }
 
   // Live like the inbox: access notices, purge confirmations and state changes appear within
@@ -305,7 +311,7 @@
     T.setText(byId('skip-link'), t('nav.skip'));
     T.setText(byId('brand'), t('app.title'));
     byId('nav').setAttribute('aria-label', t('nav.label'));
-    ['inbox', 'consent', 'referrals', 'handoff', 'deletions', 'overrides', 'directory', 'login', 'logout'].forEach(function (n) {
+    ['inbox', 'consent', 'referrals', 'handoff', 'deletions', 'overrides', 'linkage', 'directory', 'login', 'logout'].forEach(function (n) {
       T.setText(byId('nav-' + n), t('nav.' + n));
     });
     T.setText(byId('lang-label'), t('nav.language'));

@@ -15,7 +15,7 @@
     'police-deletion-request', 'investigation-request', 'court-order', 'emergency-life-safety'];
   var CONSENTERS = ['subject', 'guardian', 'legal-representative'];
   var PURPOSES = ['counseling', 'deletion', 'investigation', 'legal', 'psychological', 'family',
-    'emergency', 'academic'];
+    'emergency', 'academic', 'linkage'];
   var CATEGORIES = ['identity', 'contact', 'incident-summary', 'counseling-notes',
     'content-locations', 'investigation', 'health', 'deletion-status', 'case-status'];
   var STATES = ['accepted', 'declined', 'in-progress', 'on-hold', 'completed', 'cancelled', 'withdrawn'];

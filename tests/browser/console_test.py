@@ -14,7 +14,13 @@ the referral (confirm step warning that the access is recorded) and accepts it; 
 teacher's case page shows the access notice with the counselor's name; a police officer
 records a notice consent and hands the case to a support center, which accepts; the
 deletion center uploads a CSV status report; the teacher revokes the consent and sees the
-purge confirmations of both recipients.
+purge confirmations of both recipients. Linkage (issue 19): the teacher records a consent
+with the purpose linkage, opens the linkage page from the case, is told in Korean what is
+wrong with an invalid phone number, an unknown platform and a case without that consent,
+enters the perpetrator's number (listed; in no URL, browser storage or log), the police
+enter the same number typed otherwise and the escrow's match notice appears on the open
+page naming them, the teacher makes the tally and downloads the evidence bundle; a third
+identifier meets the evaluators' daily quota, explained in Korean.
 
 Security checks: the cookie is HttpOnly, SameSite=Strict, unreadable by page script; a POST
 with the cookie but without (or with a wrong) CSRF token is 403; case replies are no-store;
@@ -24,7 +30,8 @@ render as their raw text with no alert, no script run and no element made; no br
 console error but the deliberate refusals. Korean by default, English switchable and
 remembered; times in KST. A small accessibility rule set on every page and form (labels,
 names, lang, headings, table captions, text contrast computed from the rendered colors:
-axe-core is not in Debian). A screenshot of each page goes to SCREENSHOT_DIR. It also
+axe-core is not in Debian). A screenshot of each page goes to SCREENSHOT_DIR.
+Two brokers are the linkage evaluators and the support center is the matching escrow. It also
 starts an agent with a LAN [api] listen and no TLS and checks that it refuses to start.
 A missing chromium, chromedriver or selenium fails the test, saying what to install.
 """
@@ -105,16 +112,34 @@ class Federation:
 
     def __init__(self, bin_dir, work):
         self.bin, self.work, self.procs = bin_dir, work, []
+        self.endpoints = {}
         manifest = os.path.join(work, 'fed.toml')
         with open(manifest, 'w') as f:
-            f.write('federation = "console-test"\nauthority = "authority"\n'
-                    '[[broker]]\nid = "seoul-broker"\nregion = "seoul"\n')
+            f.write('federation = "console-test"\nauthority = "authority"\n')
+            # Both brokers are the linkage evaluators (PROTOCOL.md 13.4), each with its own
+            # key; eval-broker is home to no agency.
+            for broker, region in BROKERS:
+                f.write('[[broker]]\nid = "%s"\nregion = "%s"\n' % (broker, region) +
+                        'roles = [ "relay", "witness", "linkage-evaluator" ]\n'
+                        'linkage_key = "%s"\n' % self.linkage_key(broker))
             for agency, kind, region, name, _ in AGENCIES:
                 f.write('[[agency]]\nid = "%s"\ntype = "%s"\nregion = "%s"\n'
                         'home_broker = "seoul-broker"\nname = %s\n'
                         % (agency, kind, region, json.dumps(name)))
+                if agency == ESCROW:
+                    f.write('roles = [ "refer", "receive", "case-lead", "linkage-escrow" ]\n')
         self.run([os.path.join(bin_dir, 'refbus-keys'), 'federation', 'init', '--manifest',
                   manifest, '--out', os.path.join(work, 'fed')])
+
+    def linkage_key(self, broker):
+        """refbus-broker linkage-key: the evaluator's key file; returns its public half."""
+        out = self.run([os.path.join(self.bin, 'refbus-broker'), 'linkage-key', '--out',
+                        os.path.join(self.work, broker + '.linkage.key')])
+        for line in out.splitlines():
+            if 'linkage_key for this broker' in line and '): ' in line:
+                return line.split('): ', 1)[1].strip()
+        die('refbus-broker linkage-key printed no public key: ' + out[-500:])
+        return ''
 
     def run(self, argv):
         r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -127,19 +152,23 @@ class Federation:
         self.procs.append(p)
         return p
 
-    def start_broker(self):
-        d = os.path.join(self.work, 'fed', 'seoul-broker')
+    def start_broker(self, broker='seoul-broker'):
+        d = os.path.join(self.work, 'fed', broker)
         cfg = os.path.join(d, 'broker.toml')
         with open(cfg, 'w') as f:
-            f.write('[broker]\nid = "seoul-broker"\nbind = "tcp://127.0.0.1:*"\n'
+            f.write('[broker]\nid = "%s"\nbind = "tcp://127.0.0.1:*"\n' % broker +
                     'data_dir = "data"\nkey_file = "identity.key"\ndirectory = "directory"\n'
                     'anchor = "authority.pub"\ntrust_state = "trust-state"\n'
-                    'endpoint_file = "endpoint"\n')
+                    'endpoint_file = "endpoint"\n'
+                    '[linkage]\nkey_file = "%s"\ndaily_quota = %d\n'
+                    % (os.path.join(self.work, broker + '.linkage.key'), LINKAGE_QUOTA))
+        log = 'broker.log' if broker == 'seoul-broker' else broker + '.log'
         self.start('broker', [os.path.join(self.bin, 'refbus-broker'), '-c', cfg],
-                   os.path.join(self.work, 'broker.log'))
+                   os.path.join(self.work, log))
         ep = os.path.join(d, 'endpoint')
-        wait_for(lambda: os.path.exists(ep) and os.path.getsize(ep) > 0, 'the broker')
-        return open(ep).read().strip()
+        wait_for(lambda: os.path.exists(ep) and os.path.getsize(ep) > 0, 'the broker ' + broker)
+        self.endpoints[broker] = open(ep).read().strip()
+        return self.endpoints[broker]
 
     def agent_config(self, endpoint, listen, name, agency='seoul-wee-01'):
         d = os.path.join(self.work, 'fed', agency)
@@ -149,6 +178,10 @@ class Federation:
                     'key_file = "identity.key"\ndirectory = "directory"\n'
                     'anchor = "authority.pub"\ntrust_state = "agent-trust-state"\n'
                     'broker_endpoint = "%s"\n[api]\nlisten = "%s"\n' % (endpoint, listen))
+            if len(self.endpoints) == 2:  # every agent asks the same two evaluators
+                f.write('[linkage]\nfirst_evaluator = "seoul-broker"\nfirst_endpoint = "%s"\n'
+                        'second_evaluator = "eval-broker"\nsecond_endpoint = "%s"\n'
+                        % (self.endpoints['seoul-broker'], self.endpoints['eval-broker']))
         return cfg, d
 
     def start_agent(self, endpoint, agency='seoul-wee-01', log='agent.log'):
@@ -453,7 +486,14 @@ def errors_in_log(d):
     # a page before login (401) and the CSRF refusals (403). Nothing else is let through.
     expected = ('/v1/session - Failed to load resource: the server responded with a status of 401',
                 '/v1/consents - Failed to load resource: the server responded with a status of 403',
-                '/approve - Failed to load resource: the server responded with a status of 403')
+                '/approve - Failed to load resource: the server responded with a status of 403',
+                # the linkage refusals: a malformed identifier or unknown platform (400), a
+                # case without a linkage consent (409), the evaluators' daily quota (503),
+                '/links - Failed to load resource: the server responded with a status of 400',
+                '/links - Failed to load resource: the server responded with a status of 409',
+                '/links - Failed to load resource: the server responded with a status of 503',
+                # the session ended on purpose (its cookie deleted) before an entry
+                '/links - Failed to load resource: the server responded with a status of 401')
     return [e['message'] for e in d.get_log('browser')
             if e['level'] == 'SEVERE' and not any(x in e['message'] for x in expected)]
 
@@ -888,7 +928,194 @@ def lan_without_tls_refused(fed, endpoint):
           'a LAN [api] listen without TLS refuses to start (exit %d: %s)'
           % (r.returncode, (r.stdout + r.stderr).strip()[-300:]))
 
+PHONE = '010-4821-7730'  # the perpetrator's number at the Wee Center
+PHONE_AT_POLICE = '+82 10 4821 7730'  # the same number as the police typed it
 
+
+def api_ok(url, token, method, path, body=None, want=(200, 201)):
+    status, _, raw = http(url + path, token, method, body)
+    if status not in want:
+        die('%s %s: %d %s' % (method, path, status, raw[-500:]))
+    return json.loads(raw)
+
+
+def clear_status(d):
+    """Empties the status line, so the next text in it is the answer to what follows."""
+    d.execute_script("document.getElementById('status').textContent = ''")
+
+
+def linkage_status(d, kind, value, what, platform=''):
+    """Enters an identifier in the linkage form; the status line's text and class."""
+    choose(d, 'link-kind', kind)
+    if platform:
+        d.find_element('id', 'link-platform').send_keys(platform)
+    box = d.find_element('id', 'link-value')
+    box.clear()
+    box.send_keys(value)
+    clear_status(d)
+    d.find_element('css selector', '#link-form button[type=submit]').click()
+    text = status_text(d, what)
+    return text, d.find_element('id', 'status').get_attribute('class')
+
+
+def nothing_identifying_kept(d, values):
+    """The identifier is in no URL, no browser storage, no form field once taken."""
+    kept = d.execute_script(
+        'var o = [window.location.href];'
+        'for (var s of [localStorage, sessionStorage]) for (var i = 0; i < s.length; i++)'
+        ' o.push(s.key(i) + "=" + s.getItem(s.key(i)));'
+        'o.push(document.getElementById("link-value").value);'
+        'return o.join("\\n");')
+    digits = [v for v in values if v in kept or v.replace('-', '') in kept]
+    check(digits == [], 'linkage: the identifier is in no URL, storage or field afterwards (%s)'
+          % (digits or 'none'))
+
+
+def identifiers_in_no_log(work):
+    """Every identifier entered (as typed at either agency, and the number's digits as in
+    its canonical form) is in no broker's or agent's log."""
+    values = [PHONE, PHONE_AT_POLICE, '48217730', 'perp@example.org', 'example.org/u/perp77',
+              'perp_77']
+    logs = [os.path.join(work, n) for n in ['broker.log', 'eval-broker.log'] +
+            [a[0] + '.log' for a in AGENCIES]]
+    found = ['%s in %s' % (v, os.path.basename(p)) for p in logs
+             for v in values if v in open(p, errors='replace').read()]
+    check(found == [] and all(os.path.getsize(p) > 0 for p in logs),
+          'linkage: no log line holds an identifier (%s)' % (found or 'none'))
+
+
+def linkage_entries(d, wee, wee_token, shots):
+    """The Wee Center teacher's linkage page: the entry form from a case page, Korean
+    errors (invalid phone, unknown platform, no linkage consent, quota), the entry listed."""
+    login(d, wee, 'kim-teacher')
+    go(d, wee, '#/linkage', '#link-form', 'the linkage page')
+    check(text_of(d, '#nav-linkage') == ['연계 검색'], 'linkage: the menu entry in Korean')
+    check(text_of(d, '#page-title') == ['연계 검색'], 'linkage: the title in Korean')
+    check('010-1234-5678' in text_of(d, '#link-hint')[0], 'linkage: the phone hint in Korean: ' +
+          text_of(d, '#link-hint')[0])
+    grant, case_ref = consent(d, wee, shots, 'L-19', 'consent-subject', ['subject'], ['linkage'],
+                              ['incident-summary'], [('support-center', ESCROW)], 'consent-linkage')
+    d.get(wee + '/console/#/case/' + case_ref)
+    wait_for(lambda: d.find_elements('css selector', '#page a[href^="#/linkage/"]'),
+             'the case page\'s link to the linkage page')[0].click()
+    wait_for(lambda: d.find_elements('id', 'link-case'), 'the linkage form from the case page')
+    check(d.find_element('id', 'link-case').get_attribute('value') == case_ref,
+          'linkage: from the case page, the form is for that case')
+    text, cls = linkage_status(d, 'phone', '010-999', 'the refusal of an invalid phone number')
+    check(cls == 'error' and '전화번호 형식이 아닙니다' in text and '010-1234-5678' in text and
+          '010-999' not in text, 'linkage: an invalid phone number is explained in Korean: ' + text)
+    check(d.find_element('id', 'link-value').get_attribute('value') == '010-999',
+          'linkage: a refused value stays in its field to be corrected')
+    text, cls = linkage_status(d, 'account', 'perp_77', 'the refusal of an unknown platform', 'myspace')
+    check(cls == 'error' and '알 수 없는 플랫폼' in text,
+          'linkage: an unknown platform is explained in Korean: ' + text)
+    check(api_ok(wee, wee_token, 'GET', '/v1/links') == [], 'linkage: nothing refused was entered')
+    a11y(d, 'linkage form (error)')
+    shot(d, shots, 'linkage-error')
+    text, cls = linkage_status(d, 'phone', PHONE, 'the identifier entered')
+    check(cls != 'error' and text.startswith('식별자를 등록했습니다') and case_ref in text,
+          'linkage: a phone number is entered: ' + text)
+    wait_text(d, '#link-list td', 'the entry listed', lambda ts: case_ref in ts and '전화번호' in ts)
+    check('대조 중' in text_of(d, '#link-list td'), 'linkage: the entry is listed, state 대조 중')
+    nothing_identifying_kept(d, [PHONE])
+    # A case whose consent has no linkage purpose: what to record first.
+    other = api_ok(wee, wee_token, 'POST', '/v1/consents', {
+        'local_case': 'L-19-b', 'basis': 'consent-subject', 'consenters': ['subject'],
+        'purposes': ['counseling'], 'categories': ['contact'], 'recipients': ['busan-counseling-01'],
+        'valid_days': 30, 'operator': 'kim-teacher'})['case_ref']
+    go(d, wee, '#/linkage/' + other, '#link-form', 'the linkage form for a case without linkage consent')
+    text, cls = linkage_status(d, 'email', 'perp@example.org', 'the refusal without a linkage consent')
+    check(cls == 'error' and '연계 검색에 쓸 동의가 없습니다' in text and '동의 기록' in text,
+          'linkage: a case without a linkage consent says what to record first: ' + text)
+    return case_ref
+
+
+def linkage_quota(d, wee, case_ref):
+    """The evaluators' daily quota (LINKAGE_QUOTA): the second entry takes the last one."""
+    go(d, wee, '#/linkage/' + case_ref, '#link-form', 'the linkage form')
+    text, cls = linkage_status(d, 'email', 'perp@example.org', 'the second identifier')
+    check(text.startswith('식별자를 등록했습니다'), 'linkage: a second identifier is entered: ' + text)
+    text, cls = linkage_status(d, 'url', 'https://example.org/u/perp77', 'the quota refusal')
+    check(cls == 'error' and '조회 횟수를 모두 썼습니다' in text and '내일' in text,
+          'linkage: over the daily quota, Korean says to try tomorrow: ' + text)
+    # A session that has ended (the agent's 401 carries WWW-Authenticate) still sends the
+    # operator to the login page, and the typed identifier goes with the page.
+    d.delete_cookie('refbus_session_' + wee.rsplit(':', 1)[1])
+    box = d.find_element('id', 'link-value')
+    box.clear()
+    box.send_keys(PHONE)
+    d.find_element('css selector', '#link-form button[type=submit]').click()
+    wait_for(lambda: d.current_url.endswith('#/login') and d.find_elements('id', 'operator'),
+             'the login page after the session ended')
+    check(not d.find_elements('id', 'link-value'), 'linkage: an ended session goes to the login '
+          'page, and the identifier field with its value is gone')
+    login(d, wee, 'kim-teacher')
+
+
+def linkage_match(d, wee, police, police_token, case_ref, shots, work):
+    """The police enter the same number as they typed it; the escrow's notice reaches the
+    Wee Center's page (live), naming the police by directory name; the tally and bundle."""
+    police_case = api_ok(police, police_token, 'POST', '/v1/consents', {
+        'local_case': 'P-19', 'basis': 'consent-subject', 'consenters': ['subject'],
+        'purposes': ['linkage'], 'categories': ['incident-summary'], 'recipients': [ESCROW],
+        'valid_days': 90, 'retention_days': 365, 'operator': 'park-officer'})['case_ref']
+    go(d, wee, '#/linkage', '#link-form', 'the linkage page')
+    begun = time.time()
+    api_ok(police, police_token, 'POST', '/v1/cases/%s/links' % police_case, {
+        'kind': 'phone', 'value': PHONE_AT_POLICE, 'operator': 'park-officer',
+        'first_seen_ms': 1767225600000, 'last_seen_ms': 1780000000000})
+    cells = wait_text(d, '#match-list td', 'the match notice on the open linkage page (polling)',
+                      lambda ts: case_ref in ts)
+    check(True, 'linkage: the match appears on the open page, %.1f s after the police entry'
+          % (time.time() - begun))
+    check(any('서울경찰청 여성청소년과 (seoul-police-03)' in c and '2026-01-01' in c for c in cells),
+          'linkage: the match names the police by directory name, with their dates: ' + str(cells))
+    check('전화번호' in cells, 'linkage: the match names the identifier kind')
+    linkage_id = [c for c in cells if len(c) == 32 and all(x in '0123456789abcdef' for x in c)]
+    check(len(linkage_id) == 1, 'linkage: the match shows one linkage id (%s)' % linkage_id)
+    police_ids = [m['linkage_id'] for m in api_ok(police, police_token, 'GET', '/v1/linkage/matches')]
+    check(linkage_id and police_ids == linkage_id, 'linkage: the police hold the same linkage id')
+    lid = linkage_id[0]
+    a11y(d, 'linkage page with a match')
+    d.execute_script("document.getElementById('match-list').scrollIntoView()")
+    shot(d, shots, 'linkage-match')
+    for field, value in (('victims', '3'), ('items', '120'), ('from', '2026-01-01'), ('to', '2026-11-30')):
+        d.find_element('id', 'tally-%s-%s' % (field, lid)).send_keys(value)
+    clear_status(d)
+    d.find_element('css selector', '#tally-form-%s button' % lid).click()
+    text = status_text(d, 'the tally')
+    check(text.startswith('집계를 서명하고') and 'seoul-broker #' in text, 'linkage: the tally is made: ' + text)
+    evidence = wait_for(lambda: d.find_elements('id', 'tally-evidence-' + lid), 'the evidence file link')[0]
+    check(evidence.get_attribute('download').endswith('-seoul-wee-01.json'),
+          'linkage: the tally evidence is offered as a file (%s)' % evidence.get_attribute('download'))
+    clear_status(d)
+    d.find_element('css selector', '#bundle-form-%s button' % lid).click()
+    text = status_text(d, 'the bundle')
+    check(text.startswith('공동 증거 묶음을') and text.endswith(' 1'), 'linkage: the bundle is built: ' + text)
+    link = wait_for(lambda: d.find_elements('id', 'bundle-download-' + lid), 'the bundle file link')[0]
+    check(d.switch_to.active_element.get_attribute('id') == 'bundle-download-' + lid,
+          'linkage: keyboard focus moves to the bundle\'s file link')
+    # The download itself, saved by the browser (a blob made in the page, no URL holds it).
+    saved = os.path.join(work, 'downloads')
+    os.makedirs(saved, exist_ok=True)
+    d.execute_cdp_cmd('Page.setDownloadBehavior', {'behavior': 'allow', 'downloadPath': saved})
+    link.click()
+    name = link.get_attribute('download')
+    path = os.path.join(saved, name)
+    wait_for(lambda: os.path.exists(path) and os.path.getsize(path) > 0, 'the bundle file saved')
+    body = open(path).read()
+    check(name.endswith('-bundle.json') and 'refbus-linkage-bundle/1' in body and lid in body,
+          'linkage: the bundle is downloaded as a file holding the bundle text (%s, %d bytes)'
+          % (name, len(body)))
+    a11y(d, 'linkage page with a tally and bundle')
+    d.execute_script("document.getElementById('match-' + arguments[0]).scrollIntoView()", lid)
+    shot(d, shots, 'linkage-tally')
+
+
+BROKERS = [('seoul-broker', 'seoul'), ('eval-broker', 'central')]
+ESCROW = 'seoul-support-04'  # the matching escrow (role linkage-escrow)
+# Evaluations a day per agency at each evaluator: the Wee Center's third identifier meets it.
+LINKAGE_QUOTA = 2
 AGENCIES = [('seoul-wee-01', 'wee-center', 'seoul', '서울 강남 Wee 센터', 'kim-teacher'),
             ('busan-counseling-01', 'counseling-center', 'busan', EVIL_NAME, 'lee-counselor'),
             ('seoul-police-03', 'police-unit', 'seoul', '서울경찰청 여성청소년과', 'park-officer'),
@@ -908,6 +1135,7 @@ def main():
     begun = time.time()
     try:
         endpoint = fed.start_broker()
+        fed.start_broker('eval-broker')
         urls, tokens = {}, {}
         for agency, _, _, _, person in AGENCIES:
             urls[agency], tokens[agency] = fed.start_agent(endpoint, agency, agency + '.log')
@@ -930,6 +1158,13 @@ def main():
         deletion_center_reports(d, urls['central-dsc'], shots, work)
         wee_revokes(d, wee, grant, case_ref, shots)
         override_needs_a_second_person(d, wee, shots)
+        linkage_begun = time.time()
+        link_case = linkage_entries(d, wee, tokens['seoul-wee-01'], shots)
+        linkage_match(d, wee, urls['seoul-police-03'], tokens['seoul-police-03'], link_case, shots,
+                      work)
+        linkage_quota(d, wee, link_case)
+        identifiers_in_no_log(work)
+        print('linkage steps: %.1f s' % (time.time() - linkage_begun))
         language_and_time(d, wee, shots)
         errors = errors_in_log(d)
         check(errors == [], 'no unexpected browser console error on any page' +
@@ -940,7 +1175,7 @@ def main():
             d.quit()
         fed.stop()
         if failures:
-            for log in ['broker.log'] + [a[0] + '.log' for a in AGENCIES]:
+            for log in ['broker.log', 'eval-broker.log'] + [a[0] + '.log' for a in AGENCIES]:
                 p = os.path.join(work, log)
                 if os.path.exists(p):
                     lines = [l for l in open(p).read().splitlines()

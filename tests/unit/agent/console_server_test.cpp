@@ -124,7 +124,7 @@ TEST_F(ConsoleTest, EveryEmbeddedFileIsServedAsBuiltWithItsType) {
   for (const ConsoleAsset& a : ConsoleAssets()) paths.emplace(a.path);
   EXPECT_EQ(paths,
             (std::set<std::string>{"index.html", "console.css", "text.js", "app.js", "forms.js",
-                                   "favicon.svg", "i18n/ko.json", "i18n/en.json"}));
+                                   "linkage.js", "favicon.svg", "i18n/ko.json", "i18n/en.json"}));
   auto c = Client();
   for (const ConsoleAsset& a : ConsoleAssets()) {
     std::string path = "/console/" + std::string(a.path);
@@ -194,8 +194,8 @@ TEST(ConsoleAssetsTest, ScriptsHaveNoMarkupOrCodeSinks) {
   EXPECT_EQ(html.find("http"), std::string::npos) << "external resource in index.html";
 }
 
-// Every catalog key app.js and forms.js name is in both catalogs, and the catalogs have the
-// same keys.
+// Every catalog key app.js, forms.js and linkage.js name is in both catalogs, and the
+// catalogs have the same keys.
 TEST(ConsoleAssetsTest, CatalogsAreCompleteForEveryKeyTheScriptUses) {
   Json ko = Json::parse(AssetText("i18n/ko.json"));
   Json en = Json::parse(AssetText("i18n/en.json"));
@@ -203,7 +203,7 @@ TEST(ConsoleAssetsTest, CatalogsAreCompleteForEveryKeyTheScriptUses) {
   for (const auto& [k, v] : ko.items()) ko_keys.insert(k);
   for (const auto& [k, v] : en.items()) en_keys.insert(k);
   EXPECT_EQ(ko_keys, en_keys);
-  std::string js = AssetText("app.js") + AssetText("forms.js");
+  std::string js = AssetText("app.js") + AssetText("forms.js") + AssetText("linkage.js");
   std::regex key(R"(t\('([a-z][a-z_.-]*[a-z_])'\))");
   int used = 0;
   for (auto it = std::sregex_iterator(js.begin(), js.end(), key); it != std::sregex_iterator();
@@ -211,6 +211,12 @@ TEST(ConsoleAssetsTest, CatalogsAreCompleteForEveryKeyTheScriptUses) {
     EXPECT_TRUE(ko.contains((*it)[1].str())) << "ko.json lacks " << (*it)[1].str();
   }
   EXPECT_GT(used, 120);
+  // The keys linkage.js makes from an identifier kind: its name, its hint, its error.
+  for (const char* kind : {"phone", "account", "email", "url", "content-sha256"}) {
+    for (const char* family : {"linkage.kind.", "linkage.hint.", "linkage.err."}) {
+      EXPECT_TRUE(ko.contains(std::string(family) + kind)) << "ko.json lacks " << family << kind;
+    }
+  }
 }
 
 // The session cookie among others: exact names only, one of them, spaces allowed.
