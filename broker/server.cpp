@@ -230,10 +230,30 @@ void Server::TakeAndFinish(UnixMillis now, bool stopping, Status* final_status) 
   if (stopping && !s.ok()) *final_status = s;
 }
 
+bool Server::HoldUnowed(UnixMillis now, bool expire, bool checkpoint, bool stopping) {
+  const Batch& b = turn_.batch;
+  const size_t unowed = b.acks.size() + b.events.size() + pending_events_.size();
+  const bool only_unowed = unowed > 0 && b.accepted.empty() && b.grants.empty() &&
+                           b.revocations.empty() && b.witness.empty() && b.cosignatures.empty() &&
+                           b.reroutes.empty() && b.control_ends.empty() && b.prekeys.empty() &&
+                           b.roster_versions.empty() && turn_.replies.empty() &&
+                           turn_.audit_queries.empty() && turn_.linkage_answers.empty() &&
+                           !turn_.checkpoint_asked && pending_cosignatures_.empty();
+  if (!only_unowed || expire || checkpoint || stopping || unowed >= server_internal::kHoldMax) {
+    hold_since_ = 0;
+    return false;
+  }
+  if (hold_since_ == 0) hold_since_ = now;
+  if (now - hold_since_ < server_internal::kHoldMs) return true;
+  hold_since_ = 0;
+  return false;
+}
+
 void Server::DispatchDue(UnixMillis now, bool stopping) {
   if (busy_) return;
   bool expire = timers_.expiry_due && !stopping;
   bool checkpoint = timers_.checkpoint_due;
+  if (HoldUnowed(now, expire, checkpoint, stopping)) return;
   Dispatch(now, expire, checkpoint);
   if (expire) timers_.expiry_due = false;
   if (checkpoint) {
@@ -280,8 +300,9 @@ void Server::Housekeep(UnixMillis now) {
 
 bool Server::WorkNow(bool stopping) const {
   return !deliveries_.dirty.empty() || (!stopping && links_->Busy()) ||
-         (!busy_ && (!turn_.Empty() || !pending_events_.empty() || !pending_cosignatures_.empty() ||
-                     timers_.checkpoint_due));
+         (!busy_ && hold_since_ == 0 &&
+          (!turn_.Empty() || !pending_events_.empty() || !pending_cosignatures_.empty() ||
+           timers_.checkpoint_due));
 }
 
 Status Server::Run() {
@@ -309,7 +330,9 @@ Status Server::Run() {
         {nullptr, queue_.fd(), ZMQ_POLLIN, 0}};
     if (!stopping) links_->AppendPollItems(items);
     try {
-      zmq::poll(items, std::chrono::milliseconds(WorkNow(stopping) ? 0 : 100));
+      // A turn held for a submission (HoldUnowed): wake within a millisecond to send it on.
+      const int idle_ms = hold_since_ != 0 && !busy_ ? 1 : 100;
+      zmq::poll(items, std::chrono::milliseconds(WorkNow(stopping) ? 0 : idle_ms));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) return IoError(std::string("poll failed: ") + e.what());
     }

@@ -291,6 +291,11 @@ class Server {
   void TakeAndFinish(UnixMillis now, bool stopping, Status* final_status);
   // Loop thread: hands the accumulated turn to the writer when it is free.
   void DispatchDue(UnixMillis now, bool stopping);
+  // Loop thread: the turn holds only what nobody waits for (recipients' and links' acks,
+  // audit events such as DELIVERED: no reply is owed for them) and is held up to
+  // kHoldMs for a submission to share its commit (one commit per message one at a time
+  // instead of two), unless a timer or a stop is due.
+  bool HoldUnowed(UnixMillis now, bool expire, bool checkpoint, bool stopping);
   // Loop thread: reads what is waiting (up to the batch limit) and handles it.
   void ReadBurst(UnixMillis now);
   // Loop thread: deliveries, timers, witnessing, links, the status file.
@@ -558,8 +563,9 @@ class Server {
   std::unique_ptr<LinkageService> linkage_;  // null unless [linkage] names a key file
   Timers timers_;
   Health health_;
-  Turn turn_;          // the accumulating turn
-  bool busy_ = false;  // a job is with the writer (queued, committing or done, not taken)
+  Turn turn_;                  // the accumulating turn
+  bool busy_ = false;          // a job is with the writer (queued, committing or done, not taken)
+  UnixMillis hold_since_ = 0;  // when turn_ was first held by HoldUnowed (0: not held)
   ServerStats stats_;
   // Relayed grants whose signatures passed VetGrant under the loaded directory: SHA-256 of
   // the signed grant -> when. Every relayed envelope carries its grant, and a peer relays

@@ -29,6 +29,10 @@ inline constexpr UnixMillis kExpiryPeriodMs = 60 * kMillisPerSecond;
 inline constexpr uint32_t kQuotaRetryMs = 1000;
 inline constexpr uint32_t kStorageRetryMs = 5000;
 inline constexpr UnixMillis kStatusPeriodMs = 1000;
+// A turn of acks and audit events only waits this long for a submission to commit with
+// (Server::HoldUnowed), and no longer once it holds kHoldMax acks and events.
+inline constexpr UnixMillis kHoldMs = 2;
+inline constexpr size_t kHoldMax = 256;
 // A relayed grant's signature check is reused this long (and while the directory stays),
 // for at most this many grants.
 inline constexpr UnixMillis kGrantVetReuseMs = 60 * kMillisPerSecond;

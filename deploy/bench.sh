@@ -30,7 +30,7 @@
 #   deploy/bench.sh [--messages N] [--window W] [--rate R] [--paced-messages P]
 #                   [--sync-messages M] [--no-peers] [--e2e-messages E]
 #                   [--paced-seconds T] [--agencies LIST] [--backlog B]
-#                   [--audit-entries A] [--quick]
+#                   [--audit-entries A] [--quick] [--only PARTS]
 #
 #   N messages at full speed with W in flight (default 20000, 64) for refbus, the forwarder
 #   and every peer; P messages paced at R/s for refbus and the forwarder (5000, 1000);
@@ -39,6 +39,8 @@
 #   end-to-end run (10); LIST of connected-agency counts (10,100,1000); B messages of
 #   backlog (1000000); A audit-log entries for the start-up time (10000000).
 #   --quick: the heavy parts at development size (backlog 20000, audit log 200000).
+#   --only PARTS: a comma-separated subset of crypto,lmdb,broker,peers,e2e,scale,backlog,
+#   startup,bulk (e.g. --only broker,peers to compare refbus and the peers side by side).
 #   REFBUS_BENCH_BUILD: the build tree (default: build/ in the repository).
 #   REFBUS_BENCH_SKIP_DEPS=1: do not run install-deps.sh (packages already there).
 set -euo pipefail
@@ -48,6 +50,7 @@ build=${REFBUS_BENCH_BUILD:-$root/build}
 
 messages=20000 window=64 rate=1000 paced=5000 sync=2000 peers=1
 e2e_messages=20000 paced_seconds=10 agencies=10,100,1000 backlog=1000000 audit_entries=10000000
+only=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --messages) messages=$2; shift 2 ;;
@@ -62,10 +65,15 @@ while [[ $# -gt 0 ]]; do
     --backlog) backlog=$2; shift 2 ;;
     --audit-entries) audit_entries=$2; shift 2 ;;
     --quick) backlog=20000 audit_entries=200000; shift ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    --only) only=$2; shift 2 ;;
+    -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
 done
+
+# --only LIST: run only these parts (crypto,lmdb,broker,peers,e2e,scale,backlog,startup,bulk);
+# the summary marks the others n/a.
+want() { [[ -z "$only" || ",$only," == *",$1,"* ]]; }
 
 if [[ "${REFBUS_BENCH_SKIP_DEPS:-0}" != 1 ]]; then
   "$root/deploy/install-deps.sh" --bench
@@ -146,12 +154,12 @@ echo "== machine: $machine"
 echo "   load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- the limits and refbus -------------------------------------------------------------
-run "crypto floor" "" -- "$bin/crypto_floor_bench"
-run "LMDB group commit" "" -- "$bin/lmdb_commit_bench" --dir "$work"
-run "refbus-broker and the plain CURVE forwarder, window $window" broker -- \
+want crypto && run "crypto floor" "" -- "$bin/crypto_floor_bench"
+want lmdb && run "LMDB group commit" "" -- "$bin/lmdb_commit_bench" --dir "$work"
+want broker && run "refbus-broker and the plain CURVE forwarder, window $window" broker -- \
   "$bin/broker_bench" --messages "$messages" --window "$window" --rate "$rate" \
   --paced-messages "$paced"
-run "refbus-broker and the plain CURVE forwarder, one at a time" broker1 -- \
+want broker && run "refbus-broker and the plain CURVE forwarder, one at a time" broker1 -- \
   "$bin/broker_bench" --messages "$sync" --window 1 --rate "$rate" --paced-messages 0
 
 # ---- the peers -------------------------------------------------------------------------
@@ -219,7 +227,7 @@ stop_mosquitto() {
   mosq_pid=""
 }
 
-if [[ $peers == 1 ]]; then
+if [[ $peers == 1 ]] && want peers; then
   if start_rabbitmq; then
     run "RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null)" "" -- \
       "$bin/peer_bench" rabbitmq --port "$rabbit_port" --messages "$messages" \
@@ -237,23 +245,23 @@ fi
 # ---- refbus end to end, scaling, backlog, start-up ------------------------------------
 for brokers in 1 2; do
   for recipients in 1 3; do
-    run "end to end: $brokers broker(s), $recipients recipient(s) per message" "" -- \
+    want e2e && run "end to end: $brokers broker(s), $recipients recipient(s) per message" "" -- \
       "$bin/e2e_bench" --brokers "$brokers" --recipients "$recipients" \
       --messages "$e2e_messages" --paced-seconds "$paced_seconds"
   done
 done
-run "broker with $agencies connected agencies" "" -- \
+want scale && run "broker with $agencies connected agencies" "" -- \
   "$bin/scale_bench" --mode scale --agencies "$agencies" --messages "$messages"
 started=$SECONDS
-run "backlog of $backlog messages for an offline agency" "" -- \
+want backlog && run "backlog of $backlog messages for an offline agency" "" -- \
   "$bin/scale_bench" --mode backlog --backlog "$backlog"
 echo "   ($((SECONDS - started)) s)"
 started=$SECONDS
-run "start-up with a $audit_entries-entry audit log" "" -- \
+want startup && run "start-up with a $audit_entries-entry audit log" "" -- \
   "$bin/startup_bench" --entries "$audit_entries" --dir "$work"
 echo "   ($((SECONDS - started)) s)"
 for n in 10000 100000; do
-  run "bulk deletion of $n items" "bulk_$n" -- env REFBUS_BULK_ITEMS=$n \
+  want bulk && run "bulk deletion of $n items" "bulk_$n" -- env REFBUS_BULK_ITEMS=$n \
     "$build/bin/integration_it_test" \
     --gtest_filter='BulkDeletionTest.ThousandsOfItemsAcrossTwoBrokersWithADroppedChunk'
 done
@@ -390,7 +398,7 @@ while [[ -e "$results" ]]; do results="$results_dir/$(date +%Y-%m-%d)-$host-$n.t
     [[ -n "$(git -C "$root" status --porcelain 2>/dev/null)" ]] && echo " (with local changes)")"
   echo "# options: --messages $messages --window $window --rate $rate --paced-messages $paced" \
     "--sync-messages $sync --e2e-messages $e2e_messages --paced-seconds $paced_seconds" \
-    "--agencies $agencies --backlog $backlog --audit-entries $audit_entries$([[ $peers == 0 ]] && echo " --no-peers")"
+    "--agencies $agencies --backlog $backlog --audit-entries $audit_entries$([[ $peers == 0 ]] && echo " --no-peers")$([[ -n $only ]] && echo " --only $only")"
   echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   cat "$work/results.txt" 2>/dev/null || true
 } >"$results"
@@ -399,7 +407,7 @@ echo "results: $results"
 
 # Latency (ms, log scale) against offered load (msg/s), one panel per end-to-end setup.
 png="$results_dir/latency.png"
-if command -v gnuplot >/dev/null; then
+if command -v gnuplot >/dev/null && want e2e; then
   plot="$work/latency.gp"
   {
     echo "set terminal pngcairo size 1400,1000 font ',10'"
