@@ -344,6 +344,10 @@ class EngineHandler final : public CommandHandler {
         return engine_.RecordTally(r.id, r.body);
       case Route::kLinkageBundle:
         return engine_.LinkageBundle(r.id, r.body);
+      case Route::kLinkageSend:
+        return engine_.SendTally(r.id, r.body);
+      case Route::kLinkageTallies:
+        return engine_.LinkageTallies(r.id);
       case Route::kRevokeConsent:
         return engine_.RevokeConsent(r.id, r.body);
       case Route::kCloseCase:
