@@ -78,13 +78,7 @@ std::string CaseRefOf(const CaseMessage& m) {
 }
 
 keys::ScopeParty PartyOf(const schema::Directory& dir, const std::string& id) {
-  keys::ScopeParty p;
-  p.id = id;
-  if (const schema::Party* d = dir.Find(id); d != nullptr) {
-    p.type = d->agency_type;
-    p.roles = d->roles;
-  }
-  return p;
+  return keys::ScopePartyOf(dir, id);
 }
 
 Status Denied(const keys::ScopeRefusal& r) {

@@ -133,12 +133,7 @@ Result<StoredGrant> Engine::Impl::LinkageGrant(const CaseStore::Txn& txn,
                                                const std::string& case_ref,
                                                const std::string& grant_hex,
                                                const std::string& escrow) {
-  keys::ScopeParty party;
-  party.id = escrow;
-  if (const schema::Party* p = dir().Find(escrow); p != nullptr) {
-    party.type = p->agency_type;
-    party.roles = p->roles;
-  }
+  const keys::ScopeParty party = keys::ScopePartyOf(dir(), escrow);
   auto fits = [&](const StoredGrant& sg) {
     const schema::ConsentGrant& g = sg.grant();
     return g.case_ref == case_ref && g.recorded_by == me() && !sg.known.revoked &&

@@ -120,12 +120,7 @@ Result<StoredGrant> Engine::Impl::TallyGrant(const CaseStore::Txn& txn,
                               " do not name " + to +
                               ": a tally goes only to an agency of the match");
   }
-  keys::ScopeParty party;
-  party.id = to;
-  if (const schema::Party* p = dir().Find(to); p != nullptr) {
-    party.type = p->agency_type;
-    party.roles = p->roles;
-  }
+  const keys::ScopeParty party = keys::ScopePartyOf(dir(), to);
   auto fits = [&](const StoredGrant& sg) {
     const schema::ConsentGrant& g = sg.grant();
     return std::find(cases.begin(), cases.end(), g.case_ref) != cases.end() &&

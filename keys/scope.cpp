@@ -49,16 +49,18 @@ bool IsMetadataKind(MessageKind kind) {
   }
 }
 
+ScopeParty ScopePartyOf(const schema::Directory& dir, const std::string& id) {
+  ScopeParty p;
+  p.id = id;
+  if (const schema::Party* d = dir.Find(id); d != nullptr) {
+    p.type = d->agency_type;
+    p.roles = d->roles;
+  }
+  return p;
+}
+
 ScopeSubject ScopeSubjectOf(const schema::EnvelopeHeader& h, const schema::Directory& dir) {
-  auto party = [&](const std::string& id) {
-    ScopeParty p;
-    p.id = id;
-    if (const schema::Party* d = dir.Find(id); d != nullptr) {
-      p.type = d->agency_type;
-      p.roles = d->roles;
-    }
-    return p;
-  };
+  auto party = [&](const std::string& id) { return ScopePartyOf(dir, id); };
   ScopeSubject s;
   s.kind = h.kind;
   s.purpose = h.purpose;

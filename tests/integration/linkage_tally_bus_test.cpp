@@ -73,17 +73,11 @@ class LinkageTallyBusTest : public linkage_fixture::LinkageFixture {
 
   // A grant of `id`'s case with purpose linkage and the lead among its recipients.
   std::string GrantToLead(const std::string& id, const std::string& case_ref) {
-    Json g = A(id).Ok("POST", "/v1/consents",
-                      {{"case_ref", case_ref},
-                       {"basis", "statutory-provision"},
-                       {"legal_article", "Act on Sexual Violence Prevention art. 7-2"},
-                       {"consenters", {"subject"}},
-                       {"purposes", {"linkage"}},
-                       {"categories", {"incident-summary"}},
-                       {"recipients", {kIncheon}},
-                       {"valid_days", 90},
-                       {"retention_days", 365},
-                       {"operator", "officer-7"}});
+    Json g = LinkageConsent(id, {kIncheon},
+                            {{"case_ref", case_ref},
+                             {"basis", "statutory-provision"},
+                             {"legal_article", "Act on Sexual Violence Prevention art. 7-2"},
+                             {"operator", "officer-7"}});
     return g.value("grant_id", "");
   }
 
@@ -102,21 +96,10 @@ class TallySender {
   TallySender(const Federation& fed, const std::string& id, const std::string& endpoint)
       : me_(fed.LoadIdentity(id)),
         dir_(fed.directory()),
-        client_(me_, fed.directory().Find(kBroker)->ActiveKeys()->transport_key, endpoint) {
-    const UnixMillis now = SystemClock::Get().NowMillis();
-    grant_.grant_id = keys::RandomBytes(schema::kGrantIdBytes);
-    grant_.case_ref = "case-" + HexEncode(keys::RandomBytes(4));
-    grant_.recorded_by = id;
-    grant_.basis = schema::LegalBasis::kConsentSubject;
-    grant_.consenters = {schema::Consenter::kSubject};
-    grant_.purposes = {schema::Purpose::kLinkage};
-    grant_.categories = {schema::DataCategory::kIncidentSummary};
-    grant_.allowed_recipients = {kIncheon};
-    grant_.issued_at_ms = now - 1000;
-    grant_.expires_at_ms = now + kMillisPerDay;
-    grant_.retention_until_ms = now + 30 * kMillisPerDay;
-    signed_ = *keys::SignConsentGrant(me_, grant_);
-  }
+        client_(me_, fed.directory().Find(kBroker)->ActiveKeys()->transport_key, endpoint),
+        grant_(linkage_fixture::LinkageGrantOf(id, "case-" + HexEncode(keys::RandomBytes(4)),
+                                               {kIncheon})),
+        signed_(*keys::SignConsentGrant(me_, grant_)) {}
   const std::string& case_ref() const { return grant_.case_ref; }
 
   bool Register() {

@@ -816,7 +816,7 @@ TEST(WorkflowCodecTest, RefusesUnknownPurposeKindAndRevocationReason) {
     r.purpose = static_cast<Purpose>(v);
     EXPECT_TRUE(HasError(RoundTrip(r), Code::kMalformed, "'purpose'")) << v;
   }
-  for (int v : {0, 15, 99}) {
+  for (int v : {0, 16, 99}) {
     AccessRecord a = ValidAccessRecord();
     a.kind = static_cast<MessageKind>(v);
     EXPECT_TRUE(HasError(DecodeAccessRecord(EncodeAccessRecord(a)), Code::kMalformed, "'kind'"))
