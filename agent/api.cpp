@@ -43,7 +43,7 @@ int64_t SteadyNowMs() {
 }
 
 // clang-format off
-const std::array<RouteInfo, 43> kRoutes = {{
+const std::array<RouteInfo, 45> kRoutes = {{
     {Route::kRecordConsent, "POST", "/v1/consents", "/v1/consents", 201},
     {Route::kConsents, "GET", "/v1/consents", "/v1/consents", 200},
     {Route::kSendReferral, "POST", "/v1/referrals", "/v1/referrals", 201},
@@ -87,6 +87,8 @@ const std::array<RouteInfo, 43> kRoutes = {{
     {Route::kLinkageMatches, "GET", "/v1/linkage/matches", "/v1/linkage/matches", 200},
     {Route::kLinkageTally, "POST", "/v1/linkage/{id}/tally", "/v1/linkage/([^/]{1,128})/tally", 201},
     {Route::kLinkageBundle, "POST", "/v1/linkage/{id}/bundle", "/v1/linkage/([^/]{1,128})/bundle", 200},
+    {Route::kLinkageSend, "POST", "/v1/linkage/{id}/send", "/v1/linkage/([^/]{1,128})/send", 201},
+    {Route::kLinkageTallies, "GET", "/v1/linkage/{id}/tallies", "/v1/linkage/([^/]{1,128})/tallies", 200},
 }};
 // clang-format on
 
@@ -195,6 +197,7 @@ bool RouteActs(Route route) {
     case Route::kImportWatchList:
     case Route::kAddLink:
     case Route::kLinkageTally:
+    case Route::kLinkageSend:
       return true;
     default:
       return false;

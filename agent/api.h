@@ -109,6 +109,8 @@ enum class Route {
   kLinkageMatches,        // GET  /v1/linkage/matches: the linkage notices received
   kLinkageTally,          // POST /v1/linkage/{id}/tally {victims, deletion_items, from, to}
   kLinkageBundle,         // POST /v1/linkage/{id}/bundle {with: [evidence texts]}
+  kLinkageSend,           // POST /v1/linkage/{id}/send {to, grant_id?, operator}
+  kLinkageTallies,        // GET  /v1/linkage/{id}/tallies: the tallies held about the id
 };
 
 struct RouteInfo {

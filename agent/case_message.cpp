@@ -38,6 +38,8 @@ const Bytes* CarriedGrant(const CaseMessage& m) {
       return &m.deletion_request.signed_grant;
     case CaseMessage::Type::kLinkageEntry:
       return &m.linkage_entry.signed_grant;
+    case CaseMessage::Type::kLinkageTally:
+      return &m.linkage_tally.signed_grant;
     default:
       return nullptr;
   }
@@ -63,6 +65,8 @@ std::string CaseRefOf(const CaseMessage& m) {
       return m.linkage_entry.case_ref;
     case CaseMessage::Type::kLinkageNotice:
       return m.linkage_notice.case_ref;
+    case CaseMessage::Type::kLinkageTally:
+      return m.linkage_tally.case_ref;
     case CaseMessage::Type::kAccessNotice:
     case CaseMessage::Type::kConsentRevocation:
     case CaseMessage::Type::kPurgeConfirmation:
@@ -74,13 +78,7 @@ std::string CaseRefOf(const CaseMessage& m) {
 }
 
 keys::ScopeParty PartyOf(const schema::Directory& dir, const std::string& id) {
-  keys::ScopeParty p;
-  p.id = id;
-  if (const schema::Party* d = dir.Find(id); d != nullptr) {
-    p.type = d->agency_type;
-    p.roles = d->roles;
-  }
-  return p;
+  return keys::ScopePartyOf(dir, id);
 }
 
 Status Denied(const keys::ScopeRefusal& r) {

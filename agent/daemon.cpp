@@ -333,17 +333,14 @@ class EngineHandler final : public CommandHandler {
       case Route::kDeletionStats:
         return engine_.DeletionStats(r.id);
       case Route::kAddLink:
-        return engine_.AddLink(r.id, r.body);
       case Route::kCaseLinks:
-        return engine_.Links(r.id);
       case Route::kLinks:
-        return engine_.Links("");
       case Route::kLinkageMatches:
-        return engine_.LinkageMatches();
       case Route::kLinkageTally:
-        return engine_.RecordTally(r.id, r.body);
       case Route::kLinkageBundle:
-        return engine_.LinkageBundle(r.id, r.body);
+      case Route::kLinkageSend:
+      case Route::kLinkageTallies:
+        return HandleLinkage(r);
       case Route::kRevokeConsent:
         return engine_.RevokeConsent(r.id, r.body);
       case Route::kCloseCase:
@@ -373,6 +370,30 @@ class EngineHandler final : public CommandHandler {
   }
 
  private:
+  // The linkage routes (PROTOCOL.md 13.6-13.8).
+  Result<Json> HandleLinkage(const ApiRequest& r) {
+    switch (r.route) {
+      case Route::kAddLink:
+        return engine_.AddLink(r.id, r.body);
+      case Route::kCaseLinks:
+        return engine_.Links(r.id);
+      case Route::kLinks:
+        return engine_.Links("");
+      case Route::kLinkageMatches:
+        return engine_.LinkageMatches();
+      case Route::kLinkageTally:
+        return engine_.RecordTally(r.id, r.body);
+      case Route::kLinkageBundle:
+        return engine_.LinkageBundle(r.id, r.body);
+      case Route::kLinkageSend:
+        return engine_.SendTally(r.id, r.body);
+      case Route::kLinkageTallies:
+        return engine_.LinkageTallies(r.id);
+      default:
+        return Internal("not a linkage route");
+    }
+  }
+
   // An operator's emergency override waits for a supervisor (agent/overrides.h); the
   // service account's keeps the countersigner key file of operator-keys/.
   Result<Json> RecordConsent(const ApiRequest& r) {

@@ -270,6 +270,14 @@ class Engine {
   // The joint evidence bundle of a linkage id ({"with": [evidence texts of other
   // agencies]}, each checked and kept): every tally held, this agency's with a fresh proof.
   Result<Json> LinkageBundle(const std::string& linkage_id, const Json& request);
+  // Tallies over the bus (PROTOCOL.md 13.8): POST /v1/linkage/{id}/send {to, grant_id?,
+  // operator} -> {linkage_id, to, case_ref, grant_id, message_id}: this agency's held tally
+  // evidence about the linkage id, to another agency of its notice, under this agency's
+  // grant with purpose linkage naming that agency (FailedPrecondition without one).
+  Result<Json> SendTally(const std::string& linkage_id, const Json& request);
+  // GET /v1/linkage/{id}/tallies -> [{agency, victims, deletion_items, from, to,
+  // made_at_ms, source, message_id, received_at_ms}]: the tallies held about the linkage id.
+  Result<Json> LinkageTallies(const std::string& linkage_id);
 
   // For metrics: one read transaction of the transport store.
   Result<EngineSnapshot> Snapshot();

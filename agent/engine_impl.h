@@ -40,6 +40,7 @@
 #include "keys/consent.h"
 #include "keys/identity.h"
 #include "keys/operator_signature.h"
+#include "keys/tally_bundle.h"
 #include "schema/types.h"
 
 namespace refbus::agent {
@@ -53,6 +54,11 @@ struct StoredGrant {
   // The purpose a message under the grant goes with when no other is named.
   schema::Purpose FirstPurpose() const;
 };
+
+// A tally as the linkage store keeps it (PROTOCOL.md 13.8): evidence, who made it when, the
+// tally's hash, and how it came (source "own", "file" or "bus"; message_id for "bus").
+TallyRecord HeldTally(const keys::TallyEvidence& ev, UnixMillis made_at_ms, std::string source,
+                      std::string message_id, UnixMillis received_at_ms);
 
 struct Engine::Impl {
   keys::Identity identity;
@@ -336,6 +342,18 @@ struct Engine::Impl {
                                  const linkage::EscrowRecord& rec,
                                  const linkage::LinkageMatch& match);
   Status OnLinkageNotice(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
+  // Checks another agency's evidence about the linkage id (keys::CheckTallyEvidence) and
+  // keeps it unless a newer tally of that agency is held (FailedPrecondition then, naming
+  // both times; the same tally again is kept as it was). source: "file" or "bus".
+  Status KeepTallyEvidence(const std::string& linkage_hex, ByteView linkage_id,
+                           const keys::TallyEvidence& ev, const std::string& source,
+                           const std::string& message_id);
+  // A linked agency's tally evidence (engine_linkage_tally.cpp, PROTOCOL.md 13.8).
+  Status OnLinkageTally(CaseStore::Txn& txn, const OpenedCase& oc, MessageRecord& msg);
+  // The grant a tally about linkage_hex travels under to `to` (13.8): recorded by this
+  // agency for a case of its notice naming `to`, in force, purpose linkage, `to` a recipient.
+  Result<StoredGrant> TallyGrant(const CaseStore::Txn& txn, const std::string& linkage_hex,
+                                 const std::string& to, const std::string& grant_hex);
   // At the escrow: a revoked grant's entries withdrawn; expired entries dropped.
   Status WithdrawLinkage(CaseStore::Txn& txn, const std::string& grant_hex,
                          const std::string& case_ref);

@@ -168,6 +168,8 @@ Status Engine::Impl::Apply(CaseStore::Txn& txn, const OpenedCase& oc, MessageRec
       return OnLinkageEntry(txn, oc, msg);
     case CaseMessage::Type::kLinkageNotice:
       return OnLinkageNotice(txn, oc, msg);
+    case CaseMessage::Type::kLinkageTally:
+      return OnLinkageTally(txn, oc, msg);
     case CaseMessage::Type::kDeletionWatchList:  // never under a grant (OpenCase refuses)
       return PermissionDenied("a deletion watch list travels under no grant");
   }

@@ -133,12 +133,7 @@ Result<StoredGrant> Engine::Impl::LinkageGrant(const CaseStore::Txn& txn,
                                                const std::string& case_ref,
                                                const std::string& grant_hex,
                                                const std::string& escrow) {
-  keys::ScopeParty party;
-  party.id = escrow;
-  if (const schema::Party* p = dir().Find(escrow); p != nullptr) {
-    party.type = p->agency_type;
-    party.roles = p->roles;
-  }
+  const keys::ScopeParty party = keys::ScopePartyOf(dir(), escrow);
   auto fits = [&](const StoredGrant& sg) {
     const schema::ConsentGrant& g = sg.grant();
     return g.case_ref == case_ref && g.recorded_by == me() && !sg.known.revoked &&
@@ -406,20 +401,6 @@ Result<Json> Engine::LinkageMatches() {
 
 namespace {
 
-// The linkage id of a notice this agency holds, as bytes; FailedPrecondition otherwise.
-Result<Bytes> HeldLinkageId(const LinkageStore& store, const std::string& hex) {
-  auto id = HexDecode(hex);
-  if (!id.ok() || id->size() != keys::kTallyLinkageIdBytes || HexEncode(*id) != hex) {
-    return InvalidArgument("a linkage id is 32 lowercase hex digits");
-  }
-  REFBUS_ASSIGN_OR_RETURN(auto matches, store.Matches());
-  for (const MatchRecord& m : matches) {
-    if (m.linkage_id == hex) return std::move(*id);
-  }
-  return FailedPrecondition("this agency holds no linkage notice with id " + hex +
-                            ": it tallies only linkages it was told of");
-}
-
 Result<keys::LinkageTally> ParseTallyRequest(const Json& body, const std::string& me,
                                              Bytes linkage_id, UnixMillis now) {
   keys::LinkageTally t;
@@ -442,7 +423,7 @@ Result<keys::LinkageTally> ParseTallyRequest(const Json& body, const std::string
 
 Result<Json> Engine::RecordTally(const std::string& linkage_id, const Json& body) {
   Impl& d = *impl_;
-  REFBUS_ASSIGN_OR_RETURN(Bytes id, HeldLinkageId(*d.linkage_store, linkage_id));
+  REFBUS_ASSIGN_OR_RETURN(Bytes id, d.linkage_store->HeldLinkageId(linkage_id));
   const UnixMillis now = Impl::Now();
   REFBUS_ASSIGN_OR_RETURN(keys::LinkageTally t, ParseTallyRequest(body, d.me(), id, now));
   REFBUS_ASSIGN_OR_RETURN(std::string signed_tally, keys::SignLinkageTally(d.identity, t));
@@ -455,7 +436,8 @@ Result<Json> Engine::RecordTally(const std::string& linkage_id, const Json& body
   REFBUS_ASSIGN_OR_RETURN(keys::TallyEvidence ev,
                           RecordLinkageTally(d.identity, d.dir(), broker, signed_tally, {}, now));
   const std::string evidence = keys::TallyEvidenceJson(ev);
-  REFBUS_RETURN_IF_ERROR(d.linkage_store->PutTally(linkage_id, d.me(), evidence));
+  REFBUS_RETURN_IF_ERROR(
+      d.linkage_store->PutTally(linkage_id, HeldTally(ev, t.made_at_ms, "own", "", now)));
   spdlog::info("linkage tally about {} recorded at {} (entry {})", linkage_id, ev.broker_id,
                ev.index);
   return Json{{"linkage_id", linkage_id},           {"agency", d.me()},    {"victims", t.victims},
@@ -465,7 +447,7 @@ Result<Json> Engine::RecordTally(const std::string& linkage_id, const Json& body
 
 Result<Json> Engine::LinkageBundle(const std::string& linkage_id, const Json& body) {
   Impl& d = *impl_;
-  REFBUS_ASSIGN_OR_RETURN(Bytes id, HeldLinkageId(*d.linkage_store, linkage_id));
+  REFBUS_ASSIGN_OR_RETURN(Bytes id, d.linkage_store->HeldLinkageId(linkage_id));
   const UnixMillis now = Impl::Now();
   const Json with = body.is_object() ? body.value("with", Json::array()) : Json::array();
   if (!with.is_array() || with.size() > keys::kMaxBundleTallies) {
@@ -475,10 +457,7 @@ Result<Json> Engine::LinkageBundle(const std::string& linkage_id, const Json& bo
     if (!text.is_string()) return InvalidArgument("'with' holds tally evidence texts");
     REFBUS_ASSIGN_OR_RETURN(keys::TallyEvidence ev,
                             keys::ParseTallyEvidence(text.get<std::string>()));
-    auto checked = keys::CheckTallyEvidence(ev, id, d.dir(), now);
-    if (!checked.ok()) return checked.status().WithContext("the tally of " + ev.agency);
-    REFBUS_RETURN_IF_ERROR(
-        d.linkage_store->PutTally(linkage_id, ev.agency, keys::TallyEvidenceJson(ev)));
+    REFBUS_RETURN_IF_ERROR(d.KeepTallyEvidence(linkage_id, id, ev, "file", ""));
   }
   REFBUS_ASSIGN_OR_RETURN(auto texts, d.linkage_store->Tallies(linkage_id));
   std::vector<keys::TallyEvidence> tallies;

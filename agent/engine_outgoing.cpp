@@ -71,6 +71,8 @@ const std::string* OperatorRefOf(const schema::CaseMessage& m, bool* signable) {
       return &m.linkage_entry.operator_ref;
     case T::kLinkageNotice:
       return nullptr;
+    case T::kLinkageTally:
+      return &m.linkage_tally.operator_ref;
     case T::kDeletionStatus:
       return nullptr;
     case T::kAccessNotice:

@@ -348,6 +348,15 @@ Result<CloseCaseRequest> ParseCloseCaseRequest(const Json& req) {
 
 Result<std::string> ParseOperatorOnly(const Json& req) { return OperatorOf(req); }
 
+Result<TallySendRequest> ParseTallySendRequest(const Json& req) {
+  TallySendRequest r;
+  REFBUS_ASSIGN_OR_RETURN(r.operator_ref, OperatorOf(req));
+  REFBUS_ASSIGN_OR_RETURN(r.to, Str(req, "to"));
+  if (!schema::IsValidPartyId(r.to)) return InvalidArgument("'to' must be an agency id");
+  REFBUS_ASSIGN_OR_RETURN(r.grant_id, Str(req, "grant_id", false));
+  return r;
+}
+
 Result<std::string> ParseLocalCaseRequest(const Json& req) {
   REFBUS_ASSIGN_OR_RETURN(std::string local, Str(req, "local_case"));
   if (local.empty() || local.size() > 64) {

@@ -123,6 +123,14 @@ Result<CloseCaseRequest> ParseCloseCaseRequest(const Json& body);
 Result<std::string> ParseLocalCaseRequest(const Json& body);  // the local case number
 Result<std::string> ParseOperatorOnly(const Json& body);      // {operator}
 
+// POST /v1/linkage/{id}/send {to, grant_id?, operator} (PROTOCOL.md 13.8).
+struct TallySendRequest {
+  std::string operator_ref;
+  std::string to;
+  std::string grant_id;  // hex; empty: the case's newest grant that fits
+};
+Result<TallySendRequest> ParseTallySendRequest(const Json& body);
+
 // A path's id (referral, message, handoff, request): 32 hex digits.
 Result<Bytes> IdOf(const std::string& field, const std::string& hex);
 

@@ -12,6 +12,7 @@ namespace {
 
 using Json = nlohmann::json;
 constexpr size_t kLinkageStoreCheckBytes = 16;
+constexpr size_t kLinkageIdBytes = 16;  // BLAKE2b-128 (PROTOCOL.md 13.6)
 
 Bytes LinkageStoreCheck(std::string_view table, ByteView key, ByteView value) {
   Bytes in = ToBytes("refbus/v1/linkage-store");
@@ -82,6 +83,26 @@ Bytes DepositPrefix(ByteView tag, std::string_view agency) {
   return k;
 }
 
+Json TallyRecordJson(const TallyRecord& t) {
+  return {{"agency", t.agency},
+          {"evidence", t.evidence},
+          {"made_at_ms", t.made_at_ms},
+          {"tally_sha256", t.tally_sha256},
+          {"source", t.source},
+          {"message_id", t.message_id},
+          {"received_at_ms", t.received_at_ms}};
+}
+
+TallyRecord TallyRecordFrom(const Json& j) {
+  return TallyRecord{j.value("agency", ""),
+                     j.value("evidence", ""),
+                     j.value("made_at_ms", UnixMillis{0}),
+                     j.value("tally_sha256", ""),
+                     j.value("source", ""),
+                     j.value("message_id", ""),
+                     j.value("received_at_ms", UnixMillis{0})};
+}
+
 DepositRecord DepositFrom(const Json& j) {
   return DepositRecord{j.value("agency", ""), j.value("grant_id", ""), j.value("case_ref", ""),
                        j.value("expires_ms", UnixMillis{0})};
@@ -148,25 +169,68 @@ Status LinkageStore::PutMatch(const MatchRecord& m) {
   return txn.Commit();
 }
 
-Status LinkageStore::PutTally(const std::string& linkage_id_hex, const std::string& agency,
-                              const std::string& evidence_json) {
-  const Json j = {{"evidence", evidence_json}};
+Status LinkageStore::PutTally(const std::string& linkage_id_hex, const TallyRecord& tally) {
   REFBUS_ASSIGN_OR_RETURN(auto txn, env_->BeginWrite());
-  REFBUS_RETURN_IF_ERROR(
-      PutChecked(txn, tallies_, "tallies", ToBytes(linkage_id_hex + "/" + agency), j));
+  REFBUS_RETURN_IF_ERROR(PutChecked(txn, tallies_, "tallies",
+                                    ToBytes(linkage_id_hex + "/" + tally.agency),
+                                    TallyRecordJson(tally)));
   return txn.Commit();
 }
 
-Result<std::vector<std::string>> LinkageStore::Tallies(const std::string& linkage_id_hex) const {
+Result<TallyPut> LinkageStore::PutTallyIfNewer(const std::string& linkage_id_hex,
+                                               const TallyRecord& tally,
+                                               UnixMillis* held_made_at_ms) {
+  const Bytes key = ToBytes(linkage_id_hex + "/" + tally.agency);
+  REFBUS_ASSIGN_OR_RETURN(auto txn, env_->BeginWrite());
+  auto stored = txn.Get(tallies_, key);
+  if (stored.ok()) {
+    REFBUS_ASSIGN_OR_RETURN(Json j, ReadChecked("tallies", key, *stored));
+    const TallyRecord held = TallyRecordFrom(j);
+    *held_made_at_ms = held.made_at_ms;
+    if (held.tally_sha256 == tally.tally_sha256) return TallyPut::kSame;
+    if (held.made_at_ms >= tally.made_at_ms) return TallyPut::kOlder;
+  } else if (stored.status().code() != Status::Code::kNotFound) {
+    return stored.status();
+  }
+  REFBUS_RETURN_IF_ERROR(PutChecked(txn, tallies_, "tallies", key, TallyRecordJson(tally)));
+  REFBUS_RETURN_IF_ERROR(txn.Commit());
+  return TallyPut::kStored;
+}
+
+Result<std::vector<TallyRecord>> LinkageStore::TallyRecords(
+    const std::string& linkage_id_hex) const {
   REFBUS_ASSIGN_OR_RETURN(auto txn, env_->BeginRead());
   REFBUS_ASSIGN_OR_RETURN(auto all, ReadAll(txn, tallies_, "tallies"));
-  std::vector<std::string> out;
+  std::vector<TallyRecord> out;
   const std::string prefix = linkage_id_hex + "/";
   for (const auto& [key, j] : all) {
-    if (AsChars(key).substr(0, prefix.size()) != prefix) continue;
-    out.push_back(j.value("evidence", ""));
+    const std::string_view k = AsChars(key);
+    if (k.substr(0, prefix.size()) != prefix) continue;
+    TallyRecord r = TallyRecordFrom(j);
+    if (r.agency.empty()) r.agency = std::string(k.substr(prefix.size()));  // kept before 13.8
+    out.push_back(std::move(r));
   }
   return out;
+}
+
+Result<std::vector<std::string>> LinkageStore::Tallies(const std::string& linkage_id_hex) const {
+  REFBUS_ASSIGN_OR_RETURN(auto records, TallyRecords(linkage_id_hex));
+  std::vector<std::string> out;
+  for (TallyRecord& r : records) out.push_back(std::move(r.evidence));
+  return out;
+}
+
+Result<Bytes> LinkageStore::HeldLinkageId(const std::string& hex) const {
+  auto id = HexDecode(hex);
+  if (!id.ok() || id->size() != kLinkageIdBytes || HexEncode(*id) != hex) {
+    return InvalidArgument("a linkage id is 32 lowercase hex digits");
+  }
+  REFBUS_ASSIGN_OR_RETURN(auto matches, Matches());
+  for (const MatchRecord& m : matches) {
+    if (m.linkage_id == hex) return std::move(*id);
+  }
+  return FailedPrecondition("this agency holds no linkage notice with id " + hex +
+                            ": it tallies only linkages it was told of");
 }
 
 Result<std::vector<MatchRecord>> LinkageStore::Matches() const {

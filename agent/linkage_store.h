@@ -72,6 +72,24 @@ struct MatchRecord {
 // A match as the store keeps it and GET /v1/linkage/matches shows it.
 nlohmann::json MatchJson(const MatchRecord& m);
 
+// A tally held about a linkage id (PROTOCOL.md 13.7, 13.8), one per linkage id and agency.
+struct TallyRecord {
+  std::string agency;
+  std::string evidence;       // keys::TallyEvidenceJson text, checked before it is put
+  UnixMillis made_at_ms = 0;  // the signed tally's made-at-ms (0 in records kept before 13.8)
+  std::string tally_sha256;   // hex of SHA-256(signed tally)
+  std::string source;         // "own", "file" (link bundle --with) or "bus" (13.8)
+  std::string message_id;     // the LINKAGE_TALLY message's, for "bus"
+  UnixMillis received_at_ms = 0;
+};
+
+// What PutTallyIfNewer did.
+enum class TallyPut {
+  kStored,  // none was held, or the held one's tally is older
+  kSame,    // the held one is the same tally (same hash): kept as it was
+  kOlder,   // the held one is a newer (or as new, other) tally: kept, this one not stored
+};
+
 // At the escrow: where a held share came from.
 struct DepositRecord {
   std::string agency;
@@ -90,13 +108,23 @@ class LinkageStore {
   Status PutMatch(const MatchRecord& match);
   Result<std::vector<MatchRecord>> Matches() const;
 
+  // The linkage id (32 lowercase hex) as bytes if this agency holds a notice about it:
+  // InvalidArgument for another spelling, FailedPrecondition for an id of no notice.
+  Result<Bytes> HeldLinkageId(const std::string& hex) const;
+
   // Tallies (PROTOCOL.md 13.7): the evidence of one agency's tally about a linkage id
   // (keys::TallyEvidenceJson text, checked before it is put), one per linkage id and
   // agency: a newer one replaces it.
-  Status PutTally(const std::string& linkage_id_hex, const std::string& agency,
-                  const std::string& evidence_json);
+  Status PutTally(const std::string& linkage_id_hex, const TallyRecord& tally);
+  // The same, in one write transaction with the comparison: the record replaces the held one
+  // of its agency only if its made_at_ms is later (PROTOCOL.md 13.8); *held_made_at_ms is
+  // the held one's when it is kept.
+  Result<TallyPut> PutTallyIfNewer(const std::string& linkage_id_hex, const TallyRecord& tally,
+                                   UnixMillis* held_made_at_ms);
   // The evidence texts held for the linkage id, in agency order.
   Result<std::vector<std::string>> Tallies(const std::string& linkage_id_hex) const;
+  // The records held for the linkage id, in agency order.
+  Result<std::vector<TallyRecord>> TallyRecords(const std::string& linkage_id_hex) const;
 
   // The escrow: stores the entry of the authenticated agency (replacing its share on the
   // tag) and where it came from; returns the match once `threshold` agencies' entries open.

@@ -291,20 +291,41 @@ echo "  -- 10h. The joint evidence bundle: each center signs a tally about the v
 # Each center signs a tally (victims it supports, deletion items it handled, dates) about
 # the video's linkage id; its home broker records the tally's hash in its audit log and
 # hands back the entry, its inclusion proof and a signed checkpoint (PROTOCOL.md 13.7).
-# Seoul and Busan give theirs to Incheon as evidence files; Incheon, the lead, builds the
-# bundle a prosecutor can check offline with refbus-audit check-bundle.
+# Seoul and Busan send theirs to Incheon over the bus (13.8), each under a consent of its
+# case that names Incheon for purpose linkage; Incheon, the lead, builds the bundle a
+# prosecutor can check offline with refbus-audit check-bundle, without any evidence file.
 lid=$(matched incheon-center | jq -r '.[] | select(.kind == "content-sha256") | .linkage_id')
 [[ -n $lid ]] || fail "Incheon holds no linkage id for the video"
 ag seoul-center sc-kang link tally "$lid" --victims 6 --deletion-items 4870 \
-  --from 2024-06-10 --to 2025-10-02 --out "$work/seoul-evidence.json" >/dev/null ||
-  fail "Seoul's tally was not recorded"
+  --from 2024-06-10 --to 2025-10-02 >/dev/null || fail "Seoul's tally was not recorded"
 ag busan-center bs-park link tally "$lid" --victims 7 --deletion-items 4591 \
-  --from 2024-02-20 --to 2025-09-14 --out "$work/busan-evidence.json" >/dev/null ||
-  fail "Busan's tally was not recorded"
+  --from 2024-02-20 --to 2025-09-14 >/dev/null || fail "Busan's tally was not recorded"
+# Seoul's consent names the escrow only: its agent refuses to send the counts to Incheon.
+if r=$(ag seoul-center sc-kang link send-tally "$lid" --to incheon-center 2>&1); then
+  fail "Seoul sent its tally to Incheon without a consent naming Incheon: $r"
+fi
+grep -q "no consent grant" <<<"$r" || fail "Seoul's refusal does not say what is missing: $r"
+echo "    seoul-center, before a consent names Incheon: refused ($(grep -o 'no consent grant[^:]*' <<<"$r" | head -1))"
+for spec in seoul-center:sc-kang:SEL-2025-1187 busan-center:bs-park:BSN-2025-0456; do
+  IFS=: read -r a op lc <<<"$spec"
+  r=$(ag "$a" "$op" consent --json --case-ref "${case_of[$lc]}" --basis statutory-provision \
+    --legal-article "Act on the Protection of Children and Youth against Sex Offenses art. 34" \
+    --consenter subject --purpose linkage --category incident-summary \
+    --recipient incheon-center --days 365) || fail "$a could not record the consent to Incheon: $r"
+  r=$(ag "$a" "$op" link send-tally "$lid" --to incheon-center) ||
+    fail "$a could not send its tally to Incheon: $r"
+  echo "    $a: consent for $lc naming incheon-center (statutory provision); $(sed 's/; message.*//' <<<"$r")"
+done
+bus_tallies() {
+  ag incheon-center x link tallies "$lid" --json | jq '[.[] | select(.source == "bus")] | length'
+}
+for _ in $(seq $((300 * slow))); do [[ $(bus_tallies) -ge 2 ]] && break; sleep 0.1; done
+[[ $(bus_tallies) -eq 2 ]] || fail "Incheon holds $(bus_tallies) tallies from the bus, not 2"
 ag incheon-center yoo-hoyoon link tally "$lid" --victims 2 --deletion-items 1283 \
   --from 2024-01-15 --to 2025-11-28 >/dev/null || fail "Incheon's tally was not recorded"
-ag incheon-center yoo-hoyoon link bundle "$lid" --out "$work/bundle.json" \
-  --with "$work/seoul-evidence.json" --with "$work/busan-evidence.json" >/dev/null ||
+echo "    incheon-center holds (refbus-agent link tallies):"
+ag incheon-center x link tallies "$lid" | sed 's/^/      /'
+ag incheon-center yoo-hoyoon link bundle "$lid" --out "$work/bundle.json" >/dev/null ||
   fail "Incheon could not build the bundle"
 echo "    incheon-center built $work/bundle.json from three tallies; a court clerk checks it:"
 checked=$("$bin/refbus-audit" check-bundle "$work/bundle.json" --dir "$work/fed/audit-office") ||

@@ -42,22 +42,25 @@ bool IsMetadataKind(MessageKind kind) {
     case MessageKind::kCaseClosed:
     case MessageKind::kLinkageEntry:
     case MessageKind::kLinkageNotice:
+    case MessageKind::kLinkageTally:
       return true;
     default:
       return false;
   }
 }
 
+ScopeParty ScopePartyOf(const schema::Directory& dir, const std::string& id) {
+  ScopeParty p;
+  p.id = id;
+  if (const schema::Party* d = dir.Find(id); d != nullptr) {
+    p.type = d->agency_type;
+    p.roles = d->roles;
+  }
+  return p;
+}
+
 ScopeSubject ScopeSubjectOf(const schema::EnvelopeHeader& h, const schema::Directory& dir) {
-  auto party = [&](const std::string& id) {
-    ScopeParty p;
-    p.id = id;
-    if (const schema::Party* d = dir.Find(id); d != nullptr) {
-      p.type = d->agency_type;
-      p.roles = d->roles;
-    }
-    return p;
-  };
+  auto party = [&](const std::string& id) { return ScopePartyOf(dir, id); };
   ScopeSubject s;
   s.kind = h.kind;
   s.purpose = h.purpose;
@@ -132,10 +135,17 @@ std::optional<ScopeRefusal> CheckKindAndPurpose(const schema::ConsentGrant& g,
       return Out(std::string(schema::Name(s.kind)) + " needs purpose deletion");
     }
   }
-  const bool linkage =
-      s.kind == MessageKind::kLinkageEntry || s.kind == MessageKind::kLinkageNotice;
+  const bool linkage = s.kind == MessageKind::kLinkageEntry ||
+                       s.kind == MessageKind::kLinkageNotice ||
+                       s.kind == MessageKind::kLinkageTally;
   if (linkage && s.purpose != Purpose::kLinkage) {
     return Out(std::string(schema::Name(s.kind)) + " needs purpose linkage");
+  }
+  // A tally is its agency's own statement about its own case: it travels under a grant that
+  // agency recorded, never one it only received (PROTOCOL.md 13.8).
+  if (s.kind == MessageKind::kLinkageTally && s.sender.id != g.recorded_by) {
+    return Out("a linkage tally travels under a grant its sender recorded; the " + grant +
+               " was recorded by " + g.recorded_by + ", not " + s.sender.id);
   }
   return std::nullopt;
 }
@@ -164,6 +174,12 @@ std::optional<ScopeRefusal> CheckKindRoles(const ScopeSubject& s) {
   }
   if (s.kind == MessageKind::kLinkageNotice && !s.sender.Has(Role::kLinkageEscrow)) {
     return Out("sender " + s.sender.id + " has no linkage-escrow role in the directory");
+  }
+  // A tally goes from one agency of a match to another, never to itself (PROTOCOL.md 13.8).
+  if (s.kind == MessageKind::kLinkageTally) {
+    for (const auto& r : s.recipients) {
+      if (r.id == s.sender.id) return Out("a linkage tally goes to another agency, not its sender");
+    }
   }
   if (s.kind == MessageKind::kHandoff) {
     for (const auto& r : s.recipients) {

@@ -49,6 +49,10 @@ struct ScopeRefusal {
 // declare no category but CASE_STATUS.
 bool IsMetadataKind(schema::MessageKind kind);
 
+// A party as the directory lists it (id, agency type, roles); a party missing from the
+// directory gets only its id.
+ScopeParty ScopePartyOf(const schema::Directory& directory, const std::string& id);
+
 // Builds the subject of an envelope header; parties missing from the directory get only
 // their id (and then fail any rule that needs their type or roles).
 ScopeSubject ScopeSubjectOf(const schema::EnvelopeHeader& header,

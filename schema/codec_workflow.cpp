@@ -549,6 +549,29 @@ void ToProto(const SignedStatement& s, pb::SignedStatement* m) {
   if (s.operator_signature) ToProto(*s.operator_signature, m->mutable_operator_signature());
 }
 
+// A tally's evidence (PROTOCOL.md 13.8): sizes here; the receiving agent checks the evidence.
+Result<LinkageTallyEvidence> FromProto(const pb::LinkageTallyEvidence& m) {
+  constexpr std::string_view kWhat = "linkage tally";
+  REFBUS_RETURN_IF_ERROR(CheckCaseRef(kWhat, m.case_ref()));
+  REFBUS_RETURN_IF_ERROR(CheckSize(kWhat, "linkage_id", m.linkage_id(), 16));
+  REFBUS_RETURN_IF_ERROR(
+      CheckText(kWhat, "evidence", m.evidence(), kMaxLinkageEvidenceBytes, true));
+  REFBUS_RETURN_IF_ERROR(CheckGrantBytes(kWhat, m.signed_grant()));
+  REFBUS_RETURN_IF_ERROR(
+      CheckText(kWhat, "operator_ref", m.operator_ref(), kMaxOperatorRefBytes, true));
+  return LinkageTallyEvidence{m.case_ref(),        B(m.linkage_id()), m.evidence(),
+                              B(m.signed_grant()), m.operator_ref(),  m.sent_at_ms()};
+}
+
+void ToProto(const LinkageTallyEvidence& t, pb::LinkageTallyEvidence* m) {
+  m->set_case_ref(t.case_ref);
+  m->set_linkage_id(S(t.linkage_id));
+  m->set_evidence(t.evidence);
+  m->set_signed_grant(S(t.signed_grant));
+  m->set_operator_ref(t.operator_ref);
+  m->set_sent_at_ms(t.sent_at_ms);
+}
+
 }  // namespace
 
 Result<CaseMessage> DecodeCaseMessage(ByteView bytes) {
@@ -625,6 +648,11 @@ Result<CaseMessage> DecodeCaseMessage(ByteView bytes) {
       REFBUS_ASSIGN_OR_RETURN(c.watch_list, FromProto(m.deletion_watch_list()));
       break;
     }
+    case pb::CaseMessage::kLinkageTally: {
+      c.type = CaseMessage::Type::kLinkageTally;
+      REFBUS_ASSIGN_OR_RETURN(c.linkage_tally, FromProto(m.linkage_tally()));
+      break;
+    }
     case pb::CaseMessage::BODY_NOT_SET:
       return FieldError(kWhat, "body", "is missing");
   }
@@ -697,6 +725,9 @@ Bytes EncodeCaseMessageBody(const CaseMessage& c) {
       break;
     case CaseMessage::Type::kDeletionWatchList:
       ToProto(c.watch_list, m.mutable_deletion_watch_list());
+      break;
+    case CaseMessage::Type::kLinkageTally:
+      ToProto(c.linkage_tally, m.mutable_linkage_tally());
       break;
   }
   return Serialize(m);

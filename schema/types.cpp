@@ -42,11 +42,11 @@ constexpr std::array<std::string_view, 10> kPurpose = {
 constexpr std::array<std::string_view, 10> kDataCategory = {
     "unspecified",       "identity",      "contact", "incident-summary", "counseling-notes",
     "content-locations", "investigation", "health",  "deletion-status",  "case-status"};
-constexpr std::array<std::string_view, 15> kMessageKind = {
-    "unspecified",        "referral",           "referral-state",     "handoff",
-    "handoff-ack",        "deletion-request",   "deletion-status",    "access-notice",
-    "consent-revocation", "purge-confirmation", "case-closed",        "opaque",
-    "linkage-entry",      "linkage-notice",     "deletion-watch-list"};
+constexpr std::array<std::string_view, 16> kMessageKind = {
+    "unspecified",        "referral",           "referral-state",      "handoff",
+    "handoff-ack",        "deletion-request",   "deletion-status",     "access-notice",
+    "consent-revocation", "purge-confirmation", "case-closed",         "opaque",
+    "linkage-entry",      "linkage-notice",     "deletion-watch-list", "linkage-tally"};
 constexpr std::array<std::string_view, 11> kLegalBasis = {
     "unspecified",         "consent-subject",         "consent-legal-representative",
     "statutory-provision", "mandatory-report",        "police-notify-support-center",
@@ -160,6 +160,8 @@ MessageKind KindOf(CaseMessage::Type type) {
       return MessageKind::kLinkageNotice;
     case CaseMessage::Type::kDeletionWatchList:
       return MessageKind::kDeletionWatchList;
+    case CaseMessage::Type::kLinkageTally:
+      return MessageKind::kLinkageTally;
   }
   return MessageKind::kUnspecified;
 }

@@ -91,9 +91,10 @@ enum class MessageKind : int {
   kLinkageEntry = 12,
   kLinkageNotice = 13,
   kDeletionWatchList = 14,
+  kLinkageTally = 15,
 };
 // How many MessageKind values there are (for tables indexed by kind, such as metrics).
-inline constexpr size_t kMessageKindCount = 15;
+inline constexpr size_t kMessageKindCount = 16;
 enum class LegalBasis : int {
   kUnspecified = 0,
   kConsentSubject = 1,

@@ -279,6 +279,20 @@ struct LinkageNotice {
   UnixMillis matched_at_ms = 0;
 };
 
+// One linked agency's tally evidence about a linkage id (PROTOCOL.md 13.8), to another agency
+// of the match under the sender's grant with purpose linkage. `evidence` is the evidence
+// object of 13.7 as JSON text, checked by the receiver (keys/tally_bundle.h); the codec
+// bounds its size only.
+inline constexpr size_t kMaxLinkageEvidenceBytes = 256u << 10;
+struct LinkageTallyEvidence {
+  std::string case_ref;  // the sender's case (of its linkage notice)
+  Bytes linkage_id;      // 16
+  std::string evidence;  // 1..kMaxLinkageEvidenceBytes
+  Bytes signed_grant;    // the grant it travels under
+  std::string operator_ref;
+  UnixMillis sent_at_ms = 0;
+};
+
 // A logged-in operator's signature over a record (workflow.proto OperatorSignature;
 // keys/operator_signature.h signs and checks it).
 struct OperatorSignature {
@@ -310,6 +324,7 @@ struct CaseMessage {
     kLinkageEntry,
     kLinkageNotice,
     kDeletionWatchList,
+    kLinkageTally,
   };
   uint32_t version = 1;
   Type type = Type::kReferral;
@@ -325,6 +340,7 @@ struct CaseMessage {
   LinkageEntry linkage_entry;
   LinkageNotice linkage_notice;
   DeletionWatchList watch_list;
+  LinkageTallyEvidence linkage_tally;
   // A logged-in operator's signature over the message's bytes before it (workflow.proto).
   // EncodeCaseMessage appends it last; DecodeCaseMessage sets operator_signed_bytes to the
   // exact bytes it covers (keys/operator_signature.h verifies).

@@ -1,5 +1,6 @@
-// refbus-agent link add | list | matches | tally | bundle: identifiers for the matching
-// escrow, and the tallies and joint evidence bundle after a match (PROTOCOL.md 13.6, 13.7; POST
+// refbus-agent link add | list | matches | tally | send-tally | tallies | bundle: identifiers
+// for the matching escrow, and the tallies and joint evidence bundle after a match (PROTOCOL.md
+// 13.6-13.8; POST /v1/linkage/{id}/send, GET /v1/linkage/{id}/tallies, POST
 // /v1/cases/{case}/links, GET /v1/links, GET /v1/cases/{case}/links, GET /v1/linkage/matches). The
 // identifier goes to the daemon in the request body and is never printed: the answer names the
 // case, the kind and the messages only.
@@ -201,15 +202,65 @@ void AddLinkBundle(CLI::App& link, Commands& c) {
   });
 }
 
+// `link send-tally LINKAGE_ID --to AGENCY [--grant GRANT]`: this agency's tally evidence to
+// another agency of the match over the bus (PROTOCOL.md 13.8), under this agency's grant
+// with purpose linkage naming that agency.
+void AddLinkSendTally(CLI::App& link, Commands& c) {
+  struct Args {
+    std::string id, to, grant;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = link.add_subcommand(
+      "send-tally", "send this agency's tally about a linkage id to another agency of the match");
+  c.Common(cmd, true);
+  cmd->add_option("LINKAGE_ID", a->id, "the linkage id of a notice (32 hex digits)")->required();
+  cmd->add_option("--to", a->to, "the agency (usually the lead) to send it to")->required();
+  cmd->add_option("--grant", a->grant,
+                  "the grant (default: the newest grant of the notice's case with purpose "
+                  "linkage naming that agency)");
+  c.On(cmd, [&c, a] {
+    auto op = c.Operator("link send-tally");
+    if (!op) return kExitUsage;
+    Json body = {{"to", a->to}, {"operator", *op}};
+    if (!a->grant.empty()) body["grant_id"] = a->grant;
+    return c.Call("link send-tally", "POST", "/v1/linkage/" + PathSegment(a->id) + "/send", &body,
+                  [](const Json& r) {
+                    std::cout << "tally about linkage " << Cell(r, "linkage_id") << " sent to "
+                              << Cell(r, "to") << " under grant " << Cell(r, "grant_id")
+                              << " of case " << Cell(r, "case_ref") << "; message "
+                              << Cell(r, "message_id") << "\n";
+                  });
+  });
+}
+
+void PrintTallies(const Json& r) {
+  PrintTable(
+      r,
+      {Col("AGENCY", "agency"), Col("VICTIMS", "victims"), Col("DELETION ITEMS", "deletion_items"),
+       Col("FROM", "from"), Col("TO", "to"), Col("MADE", "made_at_ms"), Col("SOURCE", "source"),
+       Col("RECEIVED", "received_at_ms")},
+      "no tallies");
+}
+
 }  // namespace
 
 void AddLink(CLI::App& app, Commands& c) {
-  auto* link = app.add_subcommand(
-      "link", "identifiers for the matching escrow: add, list, matches, tally, bundle");
+  auto* link = app.add_subcommand("link",
+                                  "identifiers for the matching escrow: add, list, matches, tally, "
+                                  "send-tally, tallies, bundle");
   link->require_subcommand(1);
   AddLinkAdd(*link, c);
   AddLinkTally(*link, c);
   AddLinkBundle(*link, c);
+  AddLinkSendTally(*link, c);
+  auto tallies_id = std::make_shared<std::string>();
+  auto* tallies = link->add_subcommand("tallies", "the tallies held about a linkage id");
+  c.Common(tallies, false);
+  tallies->add_option("LINKAGE_ID", *tallies_id, "the linkage id (32 hex digits)")->required();
+  c.On(tallies, [&c, tallies_id] {
+    return c.Call("link tallies", "GET", "/v1/linkage/" + PathSegment(*tallies_id) + "/tallies",
+                  nullptr, PrintTallies);
+  });
   auto id = std::make_shared<std::string>();
   auto* list = link->add_subcommand("list", "the linkage entries this agency sent");
   c.Common(list, false);

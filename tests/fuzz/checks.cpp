@@ -827,6 +827,16 @@ bool CheckCaseMessage(ByteView in) {
       for (const auto& o : n.others) FUZZ_CHECK(ValidId(o.agency_id), "linkage notice agency id");
       break;
     }
+    case T::kLinkageTally: {
+      const auto& t = m->linkage_tally;
+      FUZZ_CHECK(schema::IsValidCaseRef(t.case_ref), "linkage tally case ref");
+      FUZZ_CHECK(t.linkage_id.size() == 16 && !t.evidence.empty() &&
+                     t.evidence.size() <= schema::kMaxLinkageEvidenceBytes,
+                 "linkage tally sizes");
+      CheckOperatorRef(t.operator_ref, "linkage tally");
+      grant(t.signed_grant, "linkage tally");
+      break;
+    }
     case T::kDeletionWatchList:
       FUZZ_CHECK(m->watch_list.request_full == m->watch_list.file.empty(),
                  "deletion watch list: a file or a request");

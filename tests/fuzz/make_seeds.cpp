@@ -501,6 +501,15 @@ void CaseMessages(const fs::path& root, const fuzz::Fixture& fx) {
                       {{std::string(fuzz::kRecipientId), kNow, kNow, 2, 9}},
                       kNow};
   add("linkage-notice", m);
+  m = {};
+  m.type = T::kLinkageTally;
+  m.linkage_tally = {kCaseRef,
+                     Bytes(16, 0x4E),
+                     R"({"agency":"fuzz-sender","tally":"refbus linkage tally v1\n"})",
+                     SignedGrant(fx, false),
+                     "op-25",
+                     kNow};
+  add("linkage-tally", m);
   // The deletion centers' watch list (PROTOCOL.md 10.3): a full file and a request for one.
   m = {};
   m.type = T::kDeletionWatchList;

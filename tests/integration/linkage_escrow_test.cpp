@@ -183,18 +183,8 @@ TEST_F(LinkageEscrowTest, MalformedEntriesAreRefusedAndLoseNothingAccepted) {
   // Busan evaluates the same number honestly (its quota, the real evaluators), then lies.
   const keys::Identity busan = fed_.LoadIdentity(kBusan);
   const UnixMillis now = SystemClock::Get().NowMillis();
-  schema::ConsentGrant g;
-  g.grant_id = keys::RandomBytes(schema::kGrantIdBytes);
-  g.case_ref = "case-b05a11e7";
-  g.recorded_by = kBusan;
-  g.basis = schema::LegalBasis::kConsentSubject;
-  g.consenters = {schema::Consenter::kSubject};
-  g.purposes = {schema::Purpose::kLinkage};
-  g.categories = {schema::DataCategory::kIncidentSummary};
-  g.allowed_recipients = {kEscrow};
-  g.issued_at_ms = now - 1000;
-  g.expires_at_ms = now + kMillisPerDay;
-  g.retention_until_ms = now + 30 * kMillisPerDay;
+  const schema::ConsentGrant g =
+      linkage_fixture::LinkageGrantOf(kBusan, "case-b05a11e7", {kEscrow});
   auto signed_grant = keys::SignConsentGrant(busan, g);
   ASSERT_TRUE(signed_grant.ok()) << signed_grant.status().ToString();
   const Bytes grant_bytes = schema::EncodeSignedConsentGrant(*signed_grant);

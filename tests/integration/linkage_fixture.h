@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "keys/directory.h"
+#include "keys/secret.h"
 #include "tests/integration/agent_daemon.h"
 #include "tests/integration/harness.h"
 
@@ -24,6 +25,28 @@ using schema::AgencyType;
 
 inline constexpr char kEvalB[] = "eval-b";
 inline constexpr char kEscrow[] = "central-center";
+
+// A grant an agency records for a case of its own with purpose linkage (incident summaries, to
+// `recipients`, a day valid, 30 days kept), for a test that speaks for the agency itself
+// without its daemon; sign it with keys::SignConsentGrant.
+inline schema::ConsentGrant LinkageGrantOf(const std::string& recorded_by,
+                                           const std::string& case_ref,
+                                           std::vector<std::string> recipients) {
+  const UnixMillis now = SystemClock::Get().NowMillis();
+  schema::ConsentGrant g;
+  g.grant_id = keys::RandomBytes(schema::kGrantIdBytes);
+  g.case_ref = case_ref;
+  g.recorded_by = recorded_by;
+  g.basis = schema::LegalBasis::kConsentSubject;
+  g.consenters = {schema::Consenter::kSubject};
+  g.purposes = {schema::Purpose::kLinkage};
+  g.categories = {schema::DataCategory::kIncidentSummary};
+  g.allowed_recipients = std::move(recipients);
+  g.issued_at_ms = now - 1000;
+  g.expires_at_ms = now + kMillisPerDay;
+  g.retention_until_ms = now + 30 * kMillisPerDay;
+  return g;
+}
 
 class LinkageFixture : public ::testing::Test {
  protected:
@@ -115,18 +138,22 @@ class LinkageFixture : public ::testing::Test {
     return hex;
   }
 
+  // A consent recorded at `id` with purpose linkage (the subject's, for incident summaries, 90
+  // days valid, kept a year) to `recipients`; `fields` adds to or overrides the body (the
+  // case: local_case or case_ref; another basis). Returns the answer.
+  Json LinkageConsent(const std::string& id, const std::vector<std::string>& recipients,
+                      const Json& fields) {
+    Json body = {{"basis", "consent-subject"}, {"consenters", {"subject"}},
+                 {"purposes", {"linkage"}},    {"categories", {"incident-summary"}},
+                 {"recipients", recipients},   {"valid_days", 90},
+                 {"retention_days", 365},      {"operator", "officer-1"}};
+    body.update(fields);
+    return A(id).Ok("POST", "/v1/consents", body);
+  }
+
   // A case at `id` whose grant lets its entries go to the escrow; returns the case ref.
   std::string LinkageCase(const std::string& id, const std::string& local) {
-    Json grant = A(id).Ok("POST", "/v1/consents",
-                          {{"local_case", local},
-                           {"basis", "consent-subject"},
-                           {"consenters", {"subject"}},
-                           {"purposes", {"linkage"}},
-                           {"categories", {"incident-summary"}},
-                           {"recipients", {kEscrow}},
-                           {"valid_days", 90},
-                           {"retention_days", 365},
-                           {"operator", "officer-1"}});
+    Json grant = LinkageConsent(id, {kEscrow}, {{"local_case", local}});
     grants_[id + "/" + local] = grant.value("grant_id", "");
     return grant.value("case_ref", "");
   }

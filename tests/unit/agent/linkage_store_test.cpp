@@ -76,5 +76,31 @@ TEST(LinkageStoreTest, ExpiredDepositsTakeTheirShareWithThem) {
   EXPECT_FALSE(Put(*s, "incheon-center", "g3", 9));
 }
 
+// Tallies (PROTOCOL.md 13.8): one per linkage id and agency; a later made_at_ms replaces the
+// held one, the same tally is kept as it was, an older or equally old other one is refused
+// and changes nothing.
+TEST(LinkageStoreTest, ATallyReplacesTheHeldOneOnlyIfNewer) {
+  test::TempDir dir;
+  auto s = Must(LinkageStore::Open(dir.path(), 2));
+  const std::string id(32, 'a');
+  auto tally = [](UnixMillis made, const std::string& sha) {
+    return TallyRecord{
+        "seoul-center", "{\"v\":" + std::to_string(made) + "}", made, sha, "bus", "m-" + sha,
+        made + 1};
+  };
+  UnixMillis held = 0;
+  EXPECT_EQ(Must(s->PutTallyIfNewer(id, tally(kNow, "s1"), &held)), TallyPut::kStored);
+  EXPECT_EQ(Must(s->PutTallyIfNewer(id, tally(kNow, "s1"), &held)), TallyPut::kSame);
+  EXPECT_EQ(Must(s->PutTallyIfNewer(id, tally(kNow, "s2"), &held)), TallyPut::kOlder);
+  EXPECT_EQ(Must(s->PutTallyIfNewer(id, tally(kNow - 1, "s0"), &held)), TallyPut::kOlder);
+  EXPECT_EQ(held, kNow);
+  EXPECT_EQ(Must(s->PutTallyIfNewer(id, tally(kNow + 5, "s3"), &held)), TallyPut::kStored);
+  auto all = Must(s->TallyRecords(id));
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].tally_sha256, "s3");
+  EXPECT_EQ(all[0].message_id, "m-s3");
+  EXPECT_EQ(Must(s->Tallies(std::string(32, 'b'))).size(), 0u);
+}
+
 }  // namespace linkage_store_test
 }  // namespace refbus::agent

@@ -323,6 +323,37 @@ TEST(ScopeTest, LinkageEntriesGoToTheEscrowAndNoticesComeFromIt) {
                       {"purpose linkage"}));
 }
 
+// Tallies over the bus (PROTOCOL.md 13.8): workflow metadata under purpose linkage, from the
+// agency that recorded the grant only, never to itself.
+TEST(ScopeTest, LinkageTalliesComeFromTheRecorderUnderPurposeLinkage) {
+  schema::ConsentGrant g = Grant();
+  g.purposes.push_back(Purpose::kLinkage);
+  ScopeSubject tally = Subject(MessageKind::kLinkageTally, Purpose::kLinkage,
+                               {DataCategory::kCaseStatus}, Recorder(), {Counsel()});
+  EXPECT_TRUE(Allowed(CheckScope(g, false, tally, kNow)));
+  EXPECT_TRUE(Refused(CheckScope(g, true, tally, kNow), NackReason::kConsentRevoked, {kCase}));
+  ScopeSubject wrong_purpose = tally;
+  wrong_purpose.purpose = Purpose::kCounseling;
+  EXPECT_TRUE(Refused(CheckScope(g, false, wrong_purpose, kNow), NackReason::kConsentOutOfScope,
+                      {"needs purpose linkage"}));
+  // A party within the grant (not its recorder) sending a tally under it.
+  ScopeSubject relayed = tally;
+  relayed.sender = Counsel();
+  relayed.recipients = {Recorder()};
+  EXPECT_TRUE(Refused(CheckScope(g, false, relayed, kNow), NackReason::kConsentOutOfScope,
+                      {"its sender recorded", kRecorderId, kCounselId}));
+  ScopeSubject to_itself = tally;
+  to_itself.recipients = {Recorder()};
+  EXPECT_TRUE(Refused(CheckScope(g, false, to_itself, kNow), NackReason::kConsentOutOfScope,
+                      {"not its sender"}));
+  ScopeSubject with_data = tally;
+  with_data.categories = {DataCategory::kIdentity};
+  EXPECT_TRUE(Refused(CheckScope(g, false, with_data, kNow), NackReason::kConsentOutOfScope,
+                      {"workflow metadata only"}));
+  EXPECT_TRUE(Refused(CheckScope(Grant(), false, tally, kNow), NackReason::kConsentOutOfScope,
+                      {"purpose linkage"}));
+}
+
 TEST(ScopeTest, ExpiryBoundary) {
   EXPECT_TRUE(Allowed(Check(Referral(), kExpires)));
   EXPECT_TRUE(Refused(Check(Referral(), kExpires + 1), NackReason::kConsentExpired,

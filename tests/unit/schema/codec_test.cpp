@@ -1310,7 +1310,7 @@ TEST(EnvelopeCodecTest, RefusesUnknownEnumValues) {
       {3, 99, "kind"},            // MessageKind
       {3, 0, "kind"},             // UNSPECIFIED is not a kind
       {3, ~uint64_t{0}, "kind"},  // -1 as a varint
-      {3, 15, "kind"},            // one past MESSAGE_KIND_DELETION_WATCH_LIST
+      {3, 16, "kind"},            // one past MESSAGE_KIND_LINKAGE_TALLY
       {9, 99, "purpose"},         // Purpose
       {9, ~uint64_t{0}, "purpose"},
       {10, 99, "categories"},  // an extra unpacked DataCategory element

@@ -46,7 +46,8 @@ TEST(TypesTest, OutOfRangeValuesAreNamedUnknown) {
   EXPECT_EQ(Name(NackReason::kIdReused), "id-reused");
   EXPECT_EQ(Name(NackReason::kNotPermitted), "not-permitted");
   EXPECT_EQ(Name(NackReason::kOutOfRange), "out-of-range");
-  EXPECT_EQ(Name(static_cast<MessageKind>(15)), "unknown");
+  EXPECT_EQ(Name(static_cast<MessageKind>(16)), "unknown");
+  EXPECT_EQ(Name(MessageKind::kLinkageTally), "linkage-tally");
   EXPECT_EQ(Name(MessageKind::kLinkageEntry), "linkage-entry");
   EXPECT_EQ(Name(MessageKind::kLinkageNotice), "linkage-notice");
   EXPECT_EQ(Name(Role::kLinkageEscrow), "linkage-escrow");

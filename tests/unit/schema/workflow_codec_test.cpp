@@ -190,6 +190,11 @@ LinkageNotice ValidLinkageNotice() {
   return LinkageNotice{kCase, Fill(16, 0x61), "phone", {{"incheon-c", kT, kT + 1, 2, 30}}, kT + 13};
 }
 
+LinkageTallyEvidence ValidLinkageTally() {
+  return LinkageTallyEvidence{
+      kCase, Fill(16, 0x62), R"({"agency":"seoul-c"})", ValidSignedGrantBytes(), "op-25", kT + 14};
+}
+
 const std::vector<CaseMessage::Type>& AllTypes() {
   static const std::vector<CaseMessage::Type> kTypes = {
       CaseMessage::Type::kReferral,          CaseMessage::Type::kStateChange,
@@ -198,7 +203,7 @@ const std::vector<CaseMessage::Type>& AllTypes() {
       CaseMessage::Type::kAccessNotice,      CaseMessage::Type::kConsentRevocation,
       CaseMessage::Type::kPurgeConfirmation, CaseMessage::Type::kCaseClosed,
       CaseMessage::Type::kLinkageEntry,      CaseMessage::Type::kLinkageNotice,
-      CaseMessage::Type::kDeletionWatchList};
+      CaseMessage::Type::kDeletionWatchList, CaseMessage::Type::kLinkageTally};
   return kTypes;
 }
 
@@ -244,6 +249,9 @@ CaseMessage MessageOf(CaseMessage::Type type) {
       break;
     case CaseMessage::Type::kDeletionWatchList:
       m.watch_list.file = R"({"format":1})";
+      break;
+    case CaseMessage::Type::kLinkageTally:
+      m.linkage_tally = ValidLinkageTally();
       break;
   }
   return m;
@@ -371,6 +379,28 @@ TEST(WorkflowCodecTest, LinkageEntryAndNoticeSizesAreChecked) {
   EXPECT_FALSE(DecodeCaseMessage(EncodeCaseMessage(m)).ok());
   m = MessageOf(CaseMessage::Type::kLinkageNotice);
   m.linkage_notice.linkage_id.push_back(0);
+  EXPECT_FALSE(DecodeCaseMessage(EncodeCaseMessage(m)).ok());
+}
+
+// A tally's evidence (PROTOCOL.md 13.8): the linkage id's size, the evidence present and at
+// most kMaxLinkageEvidenceBytes, the grant carried.
+TEST(WorkflowCodecTest, LinkageTallySizesAreChecked) {
+  CaseMessage m = MessageOf(CaseMessage::Type::kLinkageTally);
+  m.linkage_tally.evidence.assign(kMaxLinkageEvidenceBytes, 'x');
+  EXPECT_TRUE(DecodeCaseMessage(EncodeCaseMessage(m)).ok());
+  m.linkage_tally.evidence.push_back('x');
+  auto over = DecodeCaseMessage(EncodeCaseMessage(m));
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.status().message().find("evidence"), std::string::npos)
+      << over.status().ToString();
+  m = MessageOf(CaseMessage::Type::kLinkageTally);
+  m.linkage_tally.evidence.clear();
+  EXPECT_FALSE(DecodeCaseMessage(EncodeCaseMessage(m)).ok());
+  m = MessageOf(CaseMessage::Type::kLinkageTally);
+  m.linkage_tally.linkage_id.pop_back();
+  EXPECT_FALSE(DecodeCaseMessage(EncodeCaseMessage(m)).ok());
+  m = MessageOf(CaseMessage::Type::kLinkageTally);
+  m.linkage_tally.signed_grant.clear();
   EXPECT_FALSE(DecodeCaseMessage(EncodeCaseMessage(m)).ok());
 }
 
@@ -786,7 +816,7 @@ TEST(WorkflowCodecTest, RefusesUnknownPurposeKindAndRevocationReason) {
     r.purpose = static_cast<Purpose>(v);
     EXPECT_TRUE(HasError(RoundTrip(r), Code::kMalformed, "'purpose'")) << v;
   }
-  for (int v : {0, 15, 99}) {
+  for (int v : {0, 16, 99}) {
     AccessRecord a = ValidAccessRecord();
     a.kind = static_cast<MessageKind>(v);
     EXPECT_TRUE(HasError(DecodeAccessRecord(EncodeAccessRecord(a)), Code::kMalformed, "'kind'"))
