@@ -1040,11 +1040,17 @@ def linkage_quota(d, wee, case_ref):
           'linkage: over the daily quota, Korean says to try tomorrow: ' + text)
     # A session that has ended (the agent's 401 carries WWW-Authenticate) still sends the
     # operator to the login page, and the typed identifier goes with the page.
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     d.delete_cookie('refbus_session_' + wee.rsplit(':', 1)[1])
-    box = d.find_element('id', 'link-value')
-    box.clear()
-    box.send_keys(PHONE)
-    d.find_element('css selector', '#link-form button[type=submit]').click()
+    try:
+        box = d.find_element('id', 'link-value')
+        box.clear()
+        box.send_keys(PHONE)
+        d.find_element('css selector', '#link-form button[type=submit]').click()
+    except (NoSuchElementException, StaleElementReferenceException):
+        # The page's own 3 s refresh met the ended session first and went to the login
+        # page while we typed: the same outcome, checked below.
+        pass
     wait_for(lambda: d.current_url.endswith('#/login') and d.find_elements('id', 'operator'),
              'the login page after the session ended')
     check(not d.find_elements('id', 'link-value'), 'linkage: an ended session goes to the login '
