@@ -231,14 +231,10 @@ void Server::TakeAndFinish(UnixMillis now, bool stopping, Status* final_status) 
 }
 
 bool Server::HoldUnowed(UnixMillis now, bool expire, bool checkpoint, bool stopping) {
-  const Batch& b = turn_.batch;
-  const size_t unowed = b.acks.size() + b.events.size() + pending_events_.size();
-  const bool only_unowed = unowed > 0 && b.accepted.empty() && b.grants.empty() &&
-                           b.revocations.empty() && b.witness.empty() && b.cosignatures.empty() &&
-                           b.reroutes.empty() && b.control_ends.empty() && b.prekeys.empty() &&
-                           b.roster_versions.empty() && turn_.replies.empty() &&
-                           turn_.audit_queries.empty() && turn_.linkage_answers.empty() &&
-                           !turn_.checkpoint_asked && pending_cosignatures_.empty();
+  const size_t unowed =
+      turn_.batch.acks.size() + turn_.batch.events.size() + pending_events_.size();
+  const bool only_unowed =
+      unowed > 0 && turn_.NothingButAcksAndEvents() && pending_cosignatures_.empty();
   if (!only_unowed || expire || checkpoint || stopping || unowed >= server_internal::kHoldMax) {
     hold_since_ = 0;
     return false;

@@ -123,6 +123,15 @@ struct Turn {
            batch.cosignatures.empty() && batch.reroutes.empty() && batch.control_ends.empty() &&
            batch.prekeys.empty() && replies.empty();
   }
+  // Holds nothing but recipients' or links' acks and audit events (maybe not even those):
+  // nothing anyone waits for (Server::HoldUnowed). New batch content belongs here and in
+  // Empty.
+  bool NothingButAcksAndEvents() const {
+    return batch.accepted.empty() && batch.grants.empty() && batch.revocations.empty() &&
+           batch.witness.empty() && batch.cosignatures.empty() && batch.reroutes.empty() &&
+           batch.control_ends.empty() && batch.prekeys.empty() && batch.roster_versions.empty() &&
+           replies.empty() && audit_queries.empty() && linkage_answers.empty() && !checkpoint_asked;
+  }
 };
 
 // A Turn on its way to the writer and back with the outcome of its commit.

@@ -154,22 +154,25 @@ inline ProcMemory ReadProcMemory(pid_t pid) {
 
 inline double MiB(size_t kb) { return static_cast<double>(kb) / 1024.0; }
 
-// A process's CPU time so far (user + system, all its threads) from /proc/PID/stat, in
-// seconds; -1 if it cannot be read. Fields 14 and 15 follow the parenthesised command name.
-inline double ProcessCpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+// The CPU time (user + system) in seconds from a /proc stat file (a process's or one
+// thread's); -1 if it cannot be read. Fields 14 and 15 follow the parenthesised name.
+inline double StatCpuSeconds(const std::string& stat_path) {
+  std::ifstream in(stat_path);
   std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   size_t close = all.rfind(')');
   if (close == std::string::npos) return -1;
   std::istringstream rest(all.substr(close + 2));
   std::string field;
-  unsigned long long utime = 0;
-  unsigned long long stime = 0;
+  unsigned long long ticks = 0;
   for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
-    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+    if (i == 14 || i == 15) ticks += std::strtoull(field.c_str(), nullptr, 10);
   }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// A process's CPU time so far (all its threads), in seconds; -1 if it cannot be read.
+inline double ProcessCpuSeconds(pid_t pid) {
+  return StatCpuSeconds("/proc/" + std::to_string(pid) + "/stat");
 }
 
 // The CPU time so far of each thread of a process, summed by thread name (/proc/PID/task/
@@ -182,17 +185,8 @@ inline std::map<std::string, double> ThreadCpuSeconds(pid_t pid) {
   for (const auto& t : std::filesystem::directory_iterator(dir, ec)) {
     std::string name;
     std::getline(std::ifstream(t.path() / "comm"), name);
-    std::ifstream in(t.path() / "stat");
-    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    size_t close = all.rfind(')');
-    if (name.empty() || close == std::string::npos) continue;
-    std::istringstream rest(all.substr(close + 2));
-    std::string field;
-    unsigned long long ticks = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14 || i == 15) ticks += std::strtoull(field.c_str(), nullptr, 10);
-    }
-    out[name] += static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    const double sec = StatCpuSeconds(t.path() / "stat");
+    if (!name.empty() && sec >= 0) out[name] += sec;
   }
   return out;
 }
