@@ -1,6 +1,5 @@
 #include "broker/store.h"
 
-#include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -26,12 +25,6 @@ using records::ScanQueue;
 using records::SenderKey;
 using records::ServesOf;
 using records::ValueIs;
-
-Bytes Sha256(ByteView bytes) {
-  Bytes out(SHA256_DIGEST_LENGTH);
-  SHA256(bytes.data(), bytes.size(), out.data());
-  return out;
-}
 
 Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   std::unique_ptr<Store> s(new Store());
@@ -513,6 +506,13 @@ Result<size_t> Store::ExpireOld(UnixMillis now, size_t max_items) {
 schema::AuditEntry EnvelopeAudit(schema::AuditEvent event, const schema::SealedEnvelope& env,
                                  ByteView envelope_bytes, const std::string& actor,
                                  uint64_t directory_serial) {
+  return EnvelopeAudit(event, env, Sha256(envelope_bytes), envelope_bytes.size(), actor,
+                       directory_serial);
+}
+
+schema::AuditEntry EnvelopeAudit(schema::AuditEvent event, const schema::SealedEnvelope& env,
+                                 Bytes envelope_sha256, size_t envelope_bytes,
+                                 const std::string& actor, uint64_t directory_serial) {
   schema::AuditEntry e;
   e.event = event;
   e.actor = actor;
@@ -524,8 +524,8 @@ schema::AuditEntry EnvelopeAudit(schema::AuditEvent event, const schema::SealedE
   e.consent_grant_id = h.consent_grant_id;
   e.kind = h.kind;
   e.purpose = h.purpose;
-  e.envelope_sha256 = Sha256(envelope_bytes);
-  e.envelope_bytes = envelope_bytes.size();
+  e.envelope_sha256 = std::move(envelope_sha256);
+  e.envelope_bytes = envelope_bytes;
   e.directory_serial = directory_serial;
   return e;
 }

@@ -67,9 +67,10 @@ class CommitTxn {
   // when it was not already kept.
   Status UnknownGrantRevocation(const GrantRevocation& r, ControlOutcome& out, bool& newly);
   Status StoreEnvelope(Accepted& a, size_t index);
-  // Whether a's bytes are the ones held under its message id (seen: that id's "seen"
-  // value). held_sha256 is set to the held envelope's hash when it is known.
-  Result<bool> SameAsHeld(const Accepted& a, ByteView seen, Bytes& held_sha256);
+  // Whether a's bytes (SHA-256 mine) are the ones held under its message id (seen: that
+  // id's "seen" value). held_sha256 is set to the held envelope's hash when it is known.
+  Result<bool> SameAsHeld(const Accepted& a, const Bytes& mine, ByteView seen,
+                          Bytes& held_sha256);
   // Refuses a, whose message id is held with other bytes: ID_REUSED, audited.
   Status IdReused(const Accepted& a, size_t index, const Bytes& held_sha256);
   // A message held already, with the same bytes: a mailbox it never had (a relay for a
@@ -386,8 +387,8 @@ Status CommitTxn::Duplicate(Accepted& a) {
   return Audit(std::move(e));
 }
 
-Result<bool> CommitTxn::SameAsHeld(const Accepted& a, ByteView seen, Bytes& held_sha256) {
-  const Bytes mine = Sha256(a.envelope);
+Result<bool> CommitTxn::SameAsHeld(const Accepted& a, const Bytes& mine, ByteView seen,
+                                   Bytes& held_sha256) {
   if (seen.size() == records::kSeenBytes) {
     held_sha256.assign(seen.begin() + 8, seen.end());
     return held_sha256 == mine;
@@ -459,12 +460,14 @@ Result<std::string> CommitTxn::QuotaRefusal(const std::vector<std::string>& targ
 
 Status CommitTxn::StoreEnvelope(Accepted& a, size_t index) {
   const schema::EnvelopeHeader& h = a.decoded->header;
+  // Hashed once here, for the "seen" value, the ACCEPTED entry and the duplicate check.
+  Bytes sha256 = Sha256(a.envelope);
   auto seen = txn_.Get(store_.seen_, h.message_id);
   if (seen.ok()) {
     // Only the very same bytes are a duplicate: another envelope under a held id is
     // refused before it can touch the held one (issue 17: it re-addressed it).
     Bytes held_sha256;
-    REFBUS_ASSIGN_OR_RETURN(bool same, SameAsHeld(a, *seen, held_sha256));
+    REFBUS_ASSIGN_OR_RETURN(bool same, SameAsHeld(a, sha256, *seen, held_sha256));
     if (!same) return IdReused(a, index, held_sha256);
     REFBUS_RETURN_IF_ERROR(Duplicate(a));
     result_.accepted.push_back(Outcome::kDuplicate);
@@ -508,10 +511,11 @@ Status CommitTxn::StoreEnvelope(Accepted& a, size_t index) {
   Bytes record = EncodeRecord(now_, h.expires_at_ms, a.hops, h.sender_id, mailboxes, a.envelope);
   REFBUS_RETURN_IF_ERROR(txn_.Put(store_.msgs_, h.message_id, record));
   REFBUS_RETURN_IF_ERROR(txn_.Put(store_.seen_, h.message_id,
-                                  records::SeenValue(h.expires_at_ms, Sha256(a.envelope))));
+                                  records::SeenValue(h.expires_at_ms, sha256)));
   REFBUS_RETURN_IF_ERROR(txn_.Put(store_.expiry_, ExpiryKey(h.expires_at_ms, h.message_id), {}));
-  schema::AuditEntry accepted = EnvelopeAudit(schema::AuditEvent::kEnvelopeAccepted, *a.decoded,
-                                              a.envelope, a.actor, a.directory_serial);
+  schema::AuditEntry accepted =
+      EnvelopeAudit(schema::AuditEvent::kEnvelopeAccepted, *a.decoded, std::move(sha256),
+                    a.envelope.size(), a.actor, a.directory_serial);
   accepted.detail = a.audit_detail;
   REFBUS_RETURN_IF_ERROR(Audit(std::move(accepted)));
   result_.accepted.push_back(Outcome::kStored);

@@ -1,16 +1,23 @@
-// Broker benchmark: pre-sealed 1 KiB envelopes through refbus-broker (CURVE, signature
+// Broker benchmark: pre-sealed 1 KiB envelopes through refbus-broker (CURVE, consent
 // check, durable group commit with audit entries, delivery) beside a plain ZeroMQ ROUTER
 // forwarder with CURVE and no storage, in the same run, with the same client code,
 // message count and in-flight window.
 //
 //   broker_bench [--messages N] [--window W] [--rate R] [--paced-messages P]
-//                [--verify-threads T] [--io-threads I]
+//                [--verify-threads T] [--io-threads I] [--same-time-ids 0|1]
 //
 // Prints for each target: throughput (submit -> durable ack), ack latency p50/p99, and for
 // a paced run at R messages/s the ack latency p50/p99; then the ratio of the rates.
 // The forwarder runs in its own process (this binary with --forwarder), as the broker does.
 // --window 1 is one message at a time (submit, wait for the durable ack, repeat). Besides
 // the text, prints one machine-readable line for deploy/bench.sh: RESULT broker_bench ...
+//
+// Message ids begin with their creation time in milliseconds (keys/envelope.cpp), so a
+// broker's id-keyed tables grow at their end. The envelopes are sealed before the run, with
+// creation times 0.1 ms apart ending now, as a sender making 10,000 a second would make
+// them. --same-time-ids 1 seals them all at one millisecond instead, so their ids follow in
+// random order (the bench did that before 2026-12-08: 2.7 times the bytes written per
+// message, issue 21); it measures what a sender that picks random ids costs.
 #include <fcntl.h>
 #include <sodium.h>
 #include <sys/wait.h>
@@ -55,6 +62,7 @@ struct Options {
   size_t paced_messages = 5000;
   long verify_threads = -1;  // -1: the broker's default (cores - 1)
   long io_threads = -1;      // -1: the broker's default (DefaultIoThreads)
+  bool same_time_ids = false;
 };
 
 // The broker's commit totals from its status file: commits, seconds in them, envelopes.
@@ -281,6 +289,8 @@ int main(int argc, char** argv) {
       o.verify_threads = static_cast<long>(v);
     else if (k == "--io-threads")
       o.io_threads = static_cast<long>(v);
+    else if (k == "--same-time-ids")
+      o.same_time_ids = v != 0;
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -304,7 +314,9 @@ int main(int argc, char** argv) {
   envelopes.reserve(total);
   UnixMillis now = SystemClock::Get().NowMillis();
   for (size_t i = 0; i < total; ++i) {
-    envelopes.push_back(testing::SealTo(sender, fed.directory(), {"bench-recipient"}, now,
+    // Creation times 0.1 ms apart, the last one now (see the file comment).
+    UnixMillis at = o.same_time_ids ? now : now - static_cast<UnixMillis>((total - 1 - i) / 10);
+    envelopes.push_back(testing::SealTo(sender, fed.directory(), {"bench-recipient"}, at,
                                         24 * kMillisPerHour, 1024));
   }
 
@@ -403,8 +415,9 @@ int main(int argc, char** argv) {
 
   char host[256] = {};
   gethostname(host, sizeof(host) - 1);
-  std::printf("\nmachine: %u cores (%s); %zu messages of 1 KiB, window %zu\n",
-              std::thread::hardware_concurrency(), host, o.messages, o.window);
+  std::printf("\nmachine: %u cores (%s); %zu messages of 1 KiB, window %zu; ids %s\n",
+              std::thread::hardware_concurrency(), host, o.messages, o.window,
+              o.same_time_ids ? "of one millisecond (random order)" : "in creation order");
   double fsync_after = ProbeFsyncMs(root);
   std::printf("disk: 4 KiB write + fdatasync %.3f ms before the run, %.3f ms after\n", fsync_before,
               fsync_after);
@@ -432,8 +445,9 @@ int main(int argc, char** argv) {
   std::printf("broker exit code: %d\n", broker_exit);
   std::printf(
       "RESULT broker_bench messages=%zu window=%zu paced_rate=%zu paced_messages=%zu "
-      "fsync_before_ms=%.3f fsync_after_ms=%.3f",
-      o.messages, o.window, o.rate, o.paced_messages, fsync_before, fsync_after);
+      "ids=%s fsync_before_ms=%.3f fsync_after_ms=%.3f",
+      o.messages, o.window, o.rate, o.paced_messages, o.same_time_ids ? "same-time" : "time",
+      fsync_before, fsync_after);
   for (const auto& [prefix, t] : {std::pair<const char*, const Target*>{"fwd", &targets[0]},
                                   std::pair<const char*, const Target*>{"brk", &targets[1]}}) {
     std::printf(
