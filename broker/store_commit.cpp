@@ -69,8 +69,7 @@ class CommitTxn {
   Status StoreEnvelope(Accepted& a, size_t index);
   // Whether a's bytes (SHA-256 mine) are the ones held under its message id (seen: that
   // id's "seen" value). held_sha256 is set to the held envelope's hash when it is known.
-  Result<bool> SameAsHeld(const Accepted& a, const Bytes& mine, ByteView seen,
-                          Bytes& held_sha256);
+  Result<bool> SameAsHeld(const Accepted& a, const Bytes& mine, ByteView seen, Bytes& held_sha256);
   // Refuses a, whose message id is held with other bytes: ID_REUSED, audited.
   Status IdReused(const Accepted& a, size_t index, const Bytes& held_sha256);
   // A message held already, with the same bytes: a mailbox it never had (a relay for a
@@ -510,8 +509,8 @@ Status CommitTxn::StoreEnvelope(Accepted& a, size_t index) {
   }
   Bytes record = EncodeRecord(now_, h.expires_at_ms, a.hops, h.sender_id, mailboxes, a.envelope);
   REFBUS_RETURN_IF_ERROR(txn_.Put(store_.msgs_, h.message_id, record));
-  REFBUS_RETURN_IF_ERROR(txn_.Put(store_.seen_, h.message_id,
-                                  records::SeenValue(h.expires_at_ms, sha256)));
+  REFBUS_RETURN_IF_ERROR(
+      txn_.Put(store_.seen_, h.message_id, records::SeenValue(h.expires_at_ms, sha256)));
   REFBUS_RETURN_IF_ERROR(txn_.Put(store_.expiry_, ExpiryKey(h.expires_at_ms, h.message_id), {}));
   schema::AuditEntry accepted =
       EnvelopeAudit(schema::AuditEvent::kEnvelopeAccepted, *a.decoded, std::move(sha256),
