@@ -55,7 +55,12 @@ Bytes Serialize(const Msg& msg) {
   return out;
 }
 
-inline Bytes B(const std::string& s) { return Bytes(s.begin(), s.end()); }
+// Through uint8_t pointers, so the copy is one memmove: from std::string's char iterators
+// GCC 12 copied byte by byte (4.7% of the broker loop's samples, issue 21).
+inline Bytes B(const std::string& s) {
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+  return Bytes(p, p + s.size());
+}
 inline std::string S(ByteView b) { return std::string(AsChars(b)); }
 
 inline Status FieldError(std::string_view what, std::string_view field, std::string_view problem) {
