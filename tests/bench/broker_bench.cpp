@@ -16,7 +16,7 @@
 // broker's id-keyed tables grow at their end. The envelopes are sealed before the run, with
 // creation times 0.1 ms apart ending now, as a sender making 10,000 a second would make
 // them. --same-time-ids 1 seals them all at one millisecond instead, so their ids follow in
-// random order (the bench did that before 2026-12-08: 2.7 times the bytes written per
+// random order (the bench did that before 2026-12-08: 2.7 times the pages dirtied per
 // message, issue 21); it measures what a sender that picks random ids costs.
 #include <fcntl.h>
 #include <sodium.h>
