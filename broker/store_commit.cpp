@@ -459,7 +459,8 @@ Result<std::string> CommitTxn::QuotaRefusal(const std::vector<std::string>& targ
 
 Status CommitTxn::StoreEnvelope(Accepted& a, size_t index) {
   const schema::EnvelopeHeader& h = a.decoded->header;
-  // Hashed once here, for the "seen" value, the ACCEPTED entry and the duplicate check.
+  // Hashed once here, for the "seen" value, the duplicate check and the entry (accepted or
+  // refused).
   Bytes sha256 = Sha256(a.envelope);
   auto seen = txn_.Get(store_.seen_, h.message_id);
   if (seen.ok()) {
@@ -475,8 +476,8 @@ Status CommitTxn::StoreEnvelope(Accepted& a, size_t index) {
   if (seen.status().code() != Status::Code::kNotFound) return seen.status();
   REFBUS_ASSIGN_OR_RETURN(std::optional<keys::ScopeRefusal> refusal, GrantScopeRefusal(a));
   if (refusal) {
-    schema::AuditEntry e = EnvelopeAudit(schema::AuditEvent::kEnvelopeRejected, *a.decoded,
-                                         a.envelope, a.actor, a.directory_serial);
+    schema::AuditEntry e = EnvelopeAudit(schema::AuditEvent::kEnvelopeRejected, *a.decoded, sha256,
+                                         a.envelope.size(), a.actor, a.directory_serial);
     e.reason = refusal->reason;
     e.detail = refusal->detail;
     if (a.audit_refusal) REFBUS_RETURN_IF_ERROR(Audit(std::move(e)));
@@ -491,8 +492,8 @@ Status CommitTxn::StoreEnvelope(Accepted& a, size_t index) {
   REFBUS_ASSIGN_OR_RETURN(std::string full, QuotaRefusal(targets, h.sender_id));
   if (!full.empty()) {
     // Back-pressure: nothing stored, the sender retries; the refusal is on record.
-    schema::AuditEntry e = EnvelopeAudit(schema::AuditEvent::kEnvelopeRejected, *a.decoded,
-                                         a.envelope, a.actor, a.directory_serial);
+    schema::AuditEntry e = EnvelopeAudit(schema::AuditEvent::kEnvelopeRejected, *a.decoded, sha256,
+                                         a.envelope.size(), a.actor, a.directory_serial);
     e.reason = schema::NackReason::kQuotaExceeded;
     e.detail = full;
     if (a.audit_refusal) REFBUS_RETURN_IF_ERROR(Audit(std::move(e)));
